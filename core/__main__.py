@@ -1,0 +1,119 @@
+"""Command line: `python -m core generate|classes|upscale ...` (the contract of DESIGN.md).
+
+Every failure exits non-zero with one line naming what is wrong; outputs are computed in
+full before anything is written, and each file is written atomically.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from core.checkpoints import CheckpointError
+from core.images import ImageError, open_image, pil_to_tensor, save_png, tensor_to_pil
+from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
+from core.samplers import SAMPLERS
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
+    return value
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoints", default=None, help="checkpoints folder or Hub repo id (default: ./checkpoints)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m core", description="The diffusion demo hub without a UI.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    g = sub.add_parser("generate", help="text-to-image or class-conditional generation through the cascade")
+    what = g.add_mutually_exclusive_group(required=True)
+    what.add_argument("--prompt")
+    what.add_argument("--label", help="a class from `python -m core classes`")
+    g.add_argument("--negative-prompt", default="")
+    g.add_argument("--guidance", type=_finite, default=BASE_DEFAULTS.guidance)
+    g.add_argument("--steps", type=int, default=BASE_DEFAULTS.steps)
+    g.add_argument("--sampler", choices=[s for s in SAMPLERS], default=BASE_DEFAULTS.sampler)
+    g.add_argument("--eta", type=_finite, default=0.0)
+    g.add_argument("--no-threshold", action="store_true", help="turn dynamic thresholding off")
+    g.add_argument("--sr-steps", type=int, default=SR_DEFAULTS.steps)
+    g.add_argument("--sr-noise", type=int, default=SR_DEFAULTS.aug_level, help="SR noise-augmentation level (0-999)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--num", type=int, default=1)
+    g.add_argument("--size", type=int, choices=(32, 64, 128), default=128)
+    g.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
+    _common(g)
+
+    c = sub.add_parser("classes", help="list the class labels, one per line")
+    _common(c)
+
+    u = sub.add_parser("upscale", help="diffusion super-resolution of an image")
+    u.add_argument("--image", required=True)
+    u.add_argument("--size", type=int, choices=(64, 128), required=True, help="output size")
+    u.add_argument("--factor", type=int, choices=(2, 4), default=2,
+                   help="2: the input is taken at SIZE/2 (one SR stage); 4: at 32 (both stages, SIZE 128 only)")
+    u.add_argument("--steps", type=int, default=SR_DEFAULTS.steps)
+    u.add_argument("--sampler", choices=[s for s in SAMPLERS], default=SR_DEFAULTS.sampler)
+    u.add_argument("--noise", type=int, default=SR_DEFAULTS.aug_level, help="noise-augmentation level (0-999)")
+    u.add_argument("--seed", type=int, default=0)
+    u.add_argument("--out", required=True, help="output PNG file")
+    _common(u)
+    return parser
+
+
+def run(args: argparse.Namespace) -> None:
+    from core.cascade import ModelSet, generate
+    models = ModelSet(args.checkpoints, args.device)
+    if args.command == "classes":
+        print("\n".join(models.classes()))
+        return
+    if args.command == "generate":
+        base = StageSettings(sampler=args.sampler, steps=args.steps, guidance=args.guidance, eta=args.eta,
+                             threshold=None if args.no_threshold else BASE_DEFAULTS.threshold)
+        sr = StageSettings(sampler=SR_DEFAULTS.sampler, steps=args.sr_steps, guidance=1.0,
+                           aug_level=args.sr_noise)
+        result = generate(models, prompt=args.prompt, negative_prompt=args.negative_prompt, label=args.label,
+                          num=args.num, seed=args.seed, size=args.size, base=base, sr=(sr, sr))
+        out = Path(args.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} exists and is not a folder")
+        for i, image in enumerate(tensor_to_pil(result.final)):
+            params = {**result.parameters, "seed": args.seed + i, "command": "generate"}
+            save_png(image, out / f"{i:03d}.png", params)
+        print(f"wrote {len(result.final)} image(s) to {out}")
+        return
+    if args.command == "upscale":
+        from core.pipeline import upscale
+        if args.size == 64 and args.factor == 4:
+            raise ValueError("--factor 4 needs --size 128 (the cascade starts at 32)")
+        stage_names = ["sr64", "sr128"] if args.factor == 4 else [f"sr{args.size}"]
+        low = pil_to_tensor(open_image(args.image), size=args.size // args.factor)
+        x = low
+        settings = StageSettings(sampler=args.sampler, steps=args.steps, guidance=1.0, aug_level=args.noise)
+        for i, name in enumerate(stage_names):
+            x = upscale(models.get(name), x, [args.seed], settings, stage=i + 1)
+        params = {"command": "upscale", "image": str(args.image), "size": args.size, "factor": args.factor,
+                  "steps": args.steps,
+                  "sampler": args.sampler, "noise": args.noise, "seed": args.seed}
+        save_png(tensor_to_pil(x)[0], args.out, params)
+        print(f"wrote {args.out}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, ImageError, CheckpointError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

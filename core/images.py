@@ -1,0 +1,112 @@
+"""Images in and out: any PIL image (any size or mode) to a [-1, 1] tensor, tensors to PIL,
+and PNGs that carry their generation parameters in a text chunk."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, PngImagePlugin, UnidentifiedImageError
+
+MIN_SIDE = 8
+MAX_SIDE = 4096
+PARAMETERS_KEY = "parameters"
+
+
+class ImageError(ValueError):
+    """An input image that cannot be used; the message says why."""
+
+
+def open_image(path: str | os.PathLike) -> Image.Image:
+    """Open and fully decode an image file, with an ImageError for missing or corrupt files."""
+    path = Path(path)
+    if not path.is_file():
+        raise ImageError(f"image {path} does not exist")
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return im.copy()
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:
+        raise ImageError(f"image {path} cannot be read: {e}") from e
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB on white, whatever the mode: alpha (RGBA, LA, P with transparency) is composited
+    over white like the emoji renders; L, P, CMYK, I;16 ... are converted."""
+    if not isinstance(image, Image.Image):
+        raise ImageError(f"expected a PIL image, got {type(image).__name__}")
+    w, h = image.size
+    if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
+        raise ImageError(f"image is {w}x{h}; each side must be between {MIN_SIDE} and {MAX_SIDE} pixels")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        arr = np.asarray(image, dtype=np.float64)
+        arr = 255 * (arr - arr.min()) / max(arr.max() - arr.min(), 1)
+        image = Image.fromarray(arr.astype(np.uint8), "L")
+    if image.mode == "F":
+        image = image.convert("L")
+    if image.mode == "P" or "A" in image.getbands() or "transparency" in image.info:
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def pil_to_tensor(image: Image.Image, size: int | None = None) -> torch.Tensor:
+    """[1, 3, size, size] in [-1, 1]; non-square images are padded with white to a square
+    (emoji are square), then resized with antialiasing."""
+    rgb = to_rgb(image)
+    w, h = rgb.size
+    if w != h:
+        side = max(w, h)
+        canvas = Image.new("RGB", (side, side), (255, 255, 255))
+        canvas.paste(rgb, ((side - w) // 2, (side - h) // 2))
+        rgb = canvas
+    if size is not None and rgb.size != (size, size):
+        rgb = rgb.resize((size, size), Image.Resampling.LANCZOS if size < rgb.size[0] else Image.Resampling.BICUBIC)
+    x = torch.from_numpy(np.asarray(rgb, dtype=np.float32).copy()).permute(2, 0, 1)
+    return (x / 127.5 - 1.0).unsqueeze(0)
+
+
+def tensor_to_pil(x: torch.Tensor) -> list[Image.Image]:
+    """[B, 3, H, W] in [-1, 1] -> a list of RGB images."""
+    if x.ndim == 3:
+        x = x.unsqueeze(0)
+    arr = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+    return [Image.fromarray(a.permute(1, 2, 0).cpu().numpy(), "RGB") for a in arr]
+
+
+def resize_tensor(x: torch.Tensor, size: int, mode: str = "bicubic") -> torch.Tensor:
+    kw = {} if mode in ("nearest", "area") else {"align_corners": False}
+    return F.interpolate(x, size=(size, size), mode=mode, **kw).clamp(-1, 1)
+
+
+def png_info(parameters: dict) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    info.add_text(PARAMETERS_KEY, json.dumps(parameters, sort_keys=True))
+    return info
+
+
+def read_parameters(path_or_image) -> dict | None:
+    """The generation parameters stored by `save_png`, or None."""
+    image = path_or_image if isinstance(path_or_image, Image.Image) else Image.open(path_or_image)
+    text = getattr(image, "text", {}).get(PARAMETERS_KEY) or image.info.get(PARAMETERS_KEY)
+    return json.loads(text) if text else None
+
+
+def save_png(image: Image.Image, path: str | os.PathLike, parameters: dict) -> Path:
+    """Write a PNG with its parameters, atomically (temporary file, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    os.close(fd)
+    try:
+        image.save(tmp, format="PNG", pnginfo=png_info(parameters))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

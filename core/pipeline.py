@@ -1,0 +1,158 @@
+"""Generation with trained models: a base stage (text or class), SR stages, and the cascade
+that composes them (Imagen / DeepFloyd IF / CDM in miniature). Stages hand tensors in
+[-1, 1]; every stage has its own sampler, steps and guidance.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+
+from core.guidance import cfg_denoiser, dynamic_threshold_denoiser
+from core.networks import DiffusionModel
+from core.rng import BatchGenerator
+from core.samplers import SAMPLERS, sample
+from core.schedules import NoiseSchedule
+
+Callback = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class StageSettings:
+    """How one stage samples. `guidance` uses eps_u + s (eps_c - eps_u) (s = 1: no guidance);
+    `threshold` is the dynamic-thresholding percentile (Imagen), None for off; `aug_level`
+    is the SR stage's noise-augmentation timestep for its low-res input (CDM)."""
+    sampler: str = "ddim"
+    steps: int = 25
+    guidance: float = 3.0
+    eta: float = 0.0
+    threshold: float | None = 0.995
+    aug_level: int = 50
+
+    def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {self.sampler!r}")
+        if not isinstance(self.steps, int) or self.steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        if not (self.guidance == self.guidance) or not 0.0 <= self.guidance <= 30.0:
+            raise ValueError(f"guidance must be between 0 and 30, got {self.guidance!r}")
+        if not (self.eta == self.eta) or not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"eta must be between 0 and 1, got {self.eta!r}")
+        if self.threshold is not None and not 0.5 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold (a percentile) must be between 0.5 and 1, got {self.threshold!r}")
+        if not 0 <= self.aug_level < 1000:
+            raise ValueError(f"aug_level must be between 0 and 999, got {self.aug_level!r}")
+
+
+BASE_DEFAULTS = StageSettings()
+SR_DEFAULTS = StageSettings(guidance=1.0, steps=20, aug_level=50)
+
+
+def _check_seeds(seeds: Sequence[int]) -> list[int]:
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must name at least one seed")
+    return seeds
+
+
+def sample_stage(model: DiffusionModel, cond: dict, uncond: dict | None, seeds: Sequence[int],
+                 settings: StageSettings, size: int | None = None, stage: int = 0,
+                 callback: Callback | None = None) -> torch.Tensor:
+    """One stage: initial noise from one generator per seed, CFG and thresholding as wrappers,
+    then the chosen sampler. Returns x_0 in [-1, 1]."""
+    seeds = _check_seeds(seeds)
+    device = next(model.parameters()).device
+    size = size or model.resolution
+    gen = BatchGenerator([s * 1009 + stage for s in seeds], device)  # stage-specific streams
+    x = gen.randn((len(seeds), 3, size, size))
+    if uncond is None or settings.guidance == 1.0:
+        denoiser = lambda x_t, t: model.eps(x_t, t, cond)  # noqa: E731
+    else:
+        denoiser = cfg_denoiser(model.eps, cond, uncond, settings.guidance)
+    if settings.threshold is not None:
+        denoiser = dynamic_threshold_denoiser(denoiser, model.schedule, percentile=settings.threshold)
+    with torch.no_grad():
+        # "leading" spacing for every sampler: on the cosine schedule the default grids of Euler /
+        # Heun start at t = 999 (sigma ~ 2e4), where Heun's first step is far too long.
+        out = sample(settings.sampler, denoiser, x, model.schedule, settings.steps, generator=gen,
+                     callback=callback, eta=settings.eta, spacing="leading")
+    return out.clamp(-1, 1)
+
+
+def generate_text(model: DiffusionModel, encoder, prompts: Sequence[str], negative_prompt: str = "",
+                  seeds: Sequence[int] = (0,), settings: StageSettings | None = None, guidance: float | None = None,
+                  steps: int | None = None, callback: Callback | None = None) -> torch.Tensor:
+    """The text-conditioned base stage; one prompt per seed (a single prompt is repeated)."""
+    seeds = _check_seeds(seeds)
+    prompts = list(prompts) * len(seeds) if len(prompts) == 1 else list(prompts)
+    if len(prompts) != len(seeds):
+        raise ValueError(f"got {len(prompts)} prompts for {len(seeds)} seeds")
+    settings = _override(settings or BASE_DEFAULTS, guidance, steps)
+    emb = encoder.encode(prompts)
+    neg = encoder.encode([negative_prompt] * len(prompts))
+    cond = {"tokens": emb.tokens, "mask": emb.mask}
+    uncond = {"tokens": neg.tokens, "mask": neg.mask}
+    return sample_stage(model, cond, uncond, seeds, settings, callback=callback)
+
+
+def generate_class(model: DiffusionModel, class_names: Sequence[str], seeds: Sequence[int] = (0,),
+                   settings: StageSettings | None = None, guidance: float | None = None,
+                   steps: int | None = None, callback: Callback | None = None) -> torch.Tensor:
+    """The class-conditional base; guidance on the label against the null label."""
+    seeds = _check_seeds(seeds)
+    names = list(class_names) * len(seeds) if len(class_names) == 1 else list(class_names)
+    if len(names) != len(seeds):
+        raise ValueError(f"got {len(names)} classes for {len(seeds)} seeds")
+    classes = model.config.classes or []
+    unknown = [n for n in names if n not in classes]
+    if unknown:
+        raise ValueError(f"unknown class {unknown[0]!r}; `python -m core classes` lists them")
+    device = next(model.parameters()).device
+    labels = torch.tensor([classes.index(n) for n in names], device=device)
+    settings = _override(settings or BASE_DEFAULTS, guidance, steps)
+    return sample_stage(model, {"labels": labels}, model.null_cond(len(names), device), seeds, settings,
+                        callback=callback)
+
+
+def augment_low_res(schedule: NoiseSchedule, low_up: torch.Tensor, aug_t: torch.Tensor,
+                    noise: torch.Tensor) -> torch.Tensor:
+    """Noise-conditioning augmentation (CDM, Ho et al. 2021): the low-res input is diffused to
+    level t_aug with q(x_t | x_0); t_aug = 0 leaves it unchanged."""
+    aug_t = aug_t.to(low_up.device)
+    noisy = schedule.q_sample(low_up, aug_t, noise.to(low_up.device))
+    return torch.where((aug_t == 0).view(-1, 1, 1, 1), low_up, noisy)
+
+
+def upscale(model: DiffusionModel, low: torch.Tensor, seeds: Sequence[int] | None = None,
+            settings: StageSettings | None = None, steps: int | None = None, aug_level: int | None = None,
+            callback: Callback | None = None, stage: int = 1) -> torch.Tensor:
+    """An SR stage (SR3): x_t concatenated with the bilinearly upsampled, noise-augmented low-res
+    image; sampled at the model's resolution."""
+    if low.ndim != 4 or low.shape[1] != 3:
+        raise ValueError(f"low-res images must be [B, 3, H, W], got {tuple(low.shape)}")
+    seeds = _check_seeds(seeds if seeds is not None else range(low.shape[0]))
+    if len(seeds) != low.shape[0]:
+        raise ValueError(f"got {len(seeds)} seeds for {low.shape[0]} images")
+    settings = settings or SR_DEFAULTS
+    if aug_level is not None:
+        settings = StageSettings(**{**asdict(settings), "aug_level": aug_level})
+    settings = _override(settings, None, steps)
+    device = next(model.parameters()).device
+    size = model.resolution
+    low = low.to(device).float()
+    if low.shape[-1] != model.config.low_resolution:
+        low = F.interpolate(low, size=model.config.low_resolution, mode="area")
+    low_up = F.interpolate(low, size=size, mode="bilinear", align_corners=False)
+    aug_gen = BatchGenerator([s * 1009 + 500 + stage for s in seeds], device)
+    aug_t = torch.full((len(seeds),), settings.aug_level, device=device)
+    cond = {"low_res": augment_low_res(model.schedule, low_up, aug_t, aug_gen.randn(low_up.shape)),
+            "aug_t": aug_t.float()}
+    uncond = None  # the SR stages are not text-conditioned: no guidance (CDM)
+    return sample_stage(model, cond, uncond, seeds, settings, size=size, stage=stage, callback=callback)
+
+
+def _override(settings: StageSettings, guidance: float | None, steps: int | None) -> StageSettings:
+    changes = {k: v for k, v in (("guidance", guidance), ("steps", steps)) if v is not None}
+    return StageSettings(**{**asdict(settings), **changes}) if changes else settings

@@ -1,0 +1,87 @@
+"""The command-line contract of DESIGN.md, run as a user runs it (a subprocess)."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from core.images import read_parameters
+
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+
+
+def cli(*args, ok=True):
+    proc = subprocess.run([sys.executable, "-m", "core", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, env=ENV)
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_generate_writes_numbered_pngs_with_parameters(tmp_path, tiny_checkpoints):
+    out = tmp_path / "out"
+    cli("generate", "--prompt", "woman dancing, dark skin tone", "--negative-prompt", "man", "--num", 2,
+        "--steps", 2, "--sr-steps", 2, "--sampler", "dpmpp-2m", "--seed", 5, "--checkpoints", tiny_checkpoints,
+        "--out", out)
+    assert sorted(p.name for p in out.iterdir()) == ["000.png", "001.png"]
+    image = Image.open(out / "001.png")
+    assert image.size == (128, 128) and image.mode == "RGB"
+    params = read_parameters(image)
+    assert params["prompt"] == "woman dancing, dark skin tone" and params["seed"] == 6
+    assert params["base"]["sampler"] == "dpmpp-2m"
+
+
+def test_generate_label_and_size(tmp_path, tiny_checkpoints, capsys):
+    from core.__main__ import main
+    assert main(["classes", "--checkpoints", str(tiny_checkpoints)]) == 0
+    label = capsys.readouterr().out.split()[0]
+    assert main(["generate", "--label", label, "--size", "32", "--steps", "2", "--checkpoints",
+                 str(tiny_checkpoints), "--out", str(tmp_path / "o")]) == 0
+    assert Image.open(tmp_path / "o" / "000.png").size == (32, 32)
+
+
+def test_upscale_any_input_mode(tmp_path, tiny_checkpoints):
+    src = tmp_path / "in.png"
+    Image.new("P", (40, 30), 3).save(src)
+    from core.__main__ import main
+    common = ["--steps", "2", "--checkpoints", str(tiny_checkpoints)]
+    assert main(["upscale", "--image", str(src), "--size", "64", "--out", str(tmp_path / "up.png"), *common]) == 0
+    assert Image.open(tmp_path / "up.png").size == (64, 64)
+    assert main(["upscale", "--image", str(src), "--size", "128", "--factor", "4", "--out",
+                 str(tmp_path / "up4.png"), *common]) == 0
+    assert Image.open(tmp_path / "up4.png").size == (128, 128)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["generate", "--prompt", "", "--out", "o"], "prompt is empty"),
+    (["generate", "--label", "nope", "--out", "o"], "unknown class"),
+    (["generate", "--prompt", "x", "--steps", "0", "--out", "o"], "steps"),
+    (["generate", "--prompt", "x", "--steps", "5000", "--out", "o"], "steps"),
+    (["upscale", "--image", "missing.png", "--size", "64", "--out", "u.png"], "does not exist"),
+])
+def test_bad_input_one_line_error_nothing_written(tmp_path, tiny_checkpoints, monkeypatch, capsys, args, message):
+    from core.__main__ import main
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, "--checkpoints", str(tiny_checkpoints)]) != 0
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], lines
+    assert not (tmp_path / "o").exists() and not (tmp_path / "u.png").exists()
+
+
+def test_bad_input_exit_status_from_a_real_process(tmp_path, tiny_checkpoints):
+    proc = subprocess.run([sys.executable, "-m", "core", "generate", "--prompt", "x", "--sampler", "ddim",
+                           "--guidance", "nan", "--out", str(tmp_path / "o"), "--checkpoints", str(tiny_checkpoints)],
+                          capture_output=True, text=True, timeout=300, env=ENV)
+    assert proc.returncode != 0 and "guidance" in proc.stderr and not (tmp_path / "o").exists()
+
+
+def test_corrupt_image_and_missing_checkpoints(tmp_path, tiny_checkpoints):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    from core.__main__ import main
+    assert main(["upscale", "--image", str(bad), "--size", "64", "--checkpoints", str(tiny_checkpoints),
+                 "--out", str(tmp_path / "u.png")]) == 2
+    assert not (tmp_path / "u.png").exists()
+    assert main(["classes", "--checkpoints", str(tmp_path / "nowhere" / "x" / "y")]) == 2

@@ -1,0 +1,61 @@
+"""Tiny seeded models for tests (no training, no data): the shapes of the real ones."""
+from __future__ import annotations
+
+import torch
+
+from core.networks import DiffusionModel, ModelConfig, image_unet_config, text_unet_config
+
+CHANNELS = (8, 16)
+CLASSES = ["cat-face", "hand-fingers-open", "person-activity"]
+
+
+def tiny_model(kind: str, seed: int = 0, resolution: int | None = None, low_resolution: int | None = None,
+               width: int = 16) -> DiffusionModel:
+    torch.manual_seed(seed)
+    if kind == "text_base":
+        res = resolution or 32
+        unet = text_unet_config(res, CHANNELS, cross_attention_dim=width, head_dim=8)
+        cfg = ModelConfig(kind="text_base", resolution=res, unet=unet, text_encoder="clip")
+    elif kind == "class_base":
+        res = resolution or 32
+        unet = image_unet_config(res, CHANNELS, num_class_embeds=len(CLASSES) + 1, head_dim=8)
+        cfg = ModelConfig(kind="class_base", resolution=res, unet=unet, classes=list(CLASSES))
+    else:
+        res = resolution or 64
+        unet = image_unet_config(res, CHANNELS, in_channels=6, attention_levels=0, class_embed_type="timestep")
+        cfg = ModelConfig(kind="sr", resolution=res, unet=unet, low_resolution=low_resolution or res // 2)
+    model = DiffusionModel(cfg).eval().requires_grad_(False)
+    # A freshly initialised diffusers UNet zeroes its output conv, so every output would be
+    # identical; random weights there make the tests able to tell inputs apart.
+    with torch.no_grad():
+        for p in model.net.conv_out.parameters():
+            p.normal_(0, 0.05)
+    return model
+
+
+TINY_CAPTIONS = ["woman dancing, dark skin tone", "man dancing, light skin tone", "thumbs up", "red apple",
+                 "grinning face", "cat face", "an emoji of a woman dancing"]
+
+
+def tiny_clip(seed: int = 0):
+    """A tiny untrained CLIP (config, model) with a vocabulary from a few captions."""
+    from core.clip_model import ClipConfig, build_clip, build_vocab
+    torch.manual_seed(seed)
+    config = ClipConfig.tiny(vocab=build_vocab(TINY_CAPTIONS))
+    return config, build_clip(config).eval()
+
+
+def write_tiny_checkpoints(root) -> None:
+    """A complete checkpoints folder of tiny random models, as the app and CLI expect it:
+    clip, text_base, class_base, sr64 (32->64), sr128 (64->128)."""
+    from pathlib import Path
+
+    from core.checkpoints import save_model
+    from core.clip_model import save_clip_folder
+    root = Path(root)
+    config, clip = tiny_clip()
+    save_clip_folder(root / "clip", clip, config, extra_config={"kind": "clip"})
+    save_model(tiny_model("text_base", width=config.text.width), root / "text_base", "# tiny text base\n")
+    save_model(tiny_model("class_base"), root / "class_base", "# tiny class base\n")
+    save_model(tiny_model("sr", resolution=64, low_resolution=32), root / "sr64", "# tiny sr64\n")
+    save_model(tiny_model("sr", resolution=128, low_resolution=64), root / "sr128", "# tiny sr128\n")
