@@ -1,12 +1,136 @@
-"""The diffusion demo hub (placeholder until the tabs land): `python app.py`."""
-import gradio as gr
+"""The diffusion demo hub: `python app.py [--checkpoints DIR_OR_REPO] [--device auto|cpu|cuda] ...`.
+
+Loads every model once at start-up (shared read-only by all requests), builds one tab per
+module of demos/, and serves them through a bounded queue with one job at a time per device
+(configurable). `python app.py --help` lists the flags.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
 
 
-def build_app() -> gr.Blocks:
-    with gr.Blocks(title="Diffusion demo hub") as demo:
-        gr.Markdown("# Diffusion demo hub\nTabs arrive with the models.")
+def tabs():
+    """The tabs, in order: each is a module of demos/ with TITLE and build(models). One line per tab."""
+    from demos import class_conditional, super_resolution, text_to_image
+    return [
+        text_to_image,
+        class_conditional,
+        super_resolution,
+    ]
+
+
+def build_app(models, tab_modules=None):
+    """The gr.Blocks of the hub (not launched) for a demos.common.Models."""
+    import gradio as gr
+    tab_modules = tab_modules if tab_modules is not None else tabs()
+    with gr.Blocks(title="Diffusion demo hub", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
+        gr.Markdown("# Diffusion demo hub\nDenoising diffusion on small models trained on the Noto Color Emoji "
+                    f"artwork. <small>{models.summary()}</small>")
+        for module in tab_modules:
+            with gr.Tab(module.TITLE):
+                module.build(models)
     return demo
 
 
+def _env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python app.py", description=__doc__.split("\n")[0])
+    p.add_argument("--host", default=None,
+                   help="address to serve on (default: $GRADIO_SERVER_NAME or 127.0.0.1; 0.0.0.0 for the network)")
+    p.add_argument("--port", type=int, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    p.add_argument("--checkpoints", default=os.environ.get("DIFFUSION_HUB_CHECKPOINTS"),
+                   help="checkpoints folder or Hub repo id (default: $DIFFUSION_HUB_CHECKPOINTS or ./checkpoints)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--share", action="store_true", default=_env_flag("GRADIO_SHARE"),
+                   help="also open a public gradio.live link (needs --auth, or --share-without-auth)")
+    p.add_argument("--auth", default=os.environ.get("DIFFUSION_HUB_AUTH"), metavar="USER:PASS",
+                   help="require this login (default: $DIFFUSION_HUB_AUTH, which keeps it out of `ps`)")
+    p.add_argument("--share-without-auth", action="store_true",
+                   help="allow --share with no login: anyone with the link can use this machine")
+    p.add_argument("--concurrency", type=int, default=None,
+                   help="jobs run at once on the device (default: 1 on CPU, 2 on a GPU)")
+    p.add_argument("--max-queue", type=int, default=32, help="requests waiting at most; more are refused")
+    args = p.parse_args(argv)
+    if args.auth is not None:
+        user, sep, password = args.auth.partition(":")
+        if not (sep and user and password):
+            p.error("--auth must be USER:PASS")
+        args.auth = (user, password)
+    if args.share and args.auth is None and not args.share_without_auth:
+        p.error("--share makes this machine reachable by anyone who has the link; give --auth USER:PASS "
+                "(or --share-without-auth to share it anyway)")
+    for name in ("concurrency", "max_queue"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    return args
+
+
+def open_share_link(demo) -> str | None:
+    """A public link through Gradio's tunnel, or one printed line saying why there is none
+    (e.g. no network to fetch the frpc binary); the local server keeps serving either way."""
+    from gradio import networking
+    try:
+        url = networking.setup_tunnel(local_host=demo.server_name, local_port=demo.server_port,
+                                      share_token=demo.share_token, share_server_address=demo.share_server_address,
+                                      share_server_tls_certificate=demo.share_server_tls_certificate)
+    except Exception as e:  # noqa: BLE001 - any failure: report it and keep serving locally
+        causes, err = [], e
+        while err is not None and len(causes) < 3:
+            cause = str(err).splitlines()[0] if str(err) else type(err).__name__
+            if cause not in causes:
+                causes.append(cause)
+            err = err.__cause__
+        print(f"* No share link ({': '.join(causes)}); still serving locally at {demo.local_url}", flush=True)
+        return None
+    url = "https://" + url.split("://", 1)[-1]
+    demo.share, demo.share_url = True, url
+    print(f"* Running on public URL: {url}", flush=True)
+    return url
+
+
+def start(args: argparse.Namespace, tab_modules=None):
+    """Load the models, build the app and start serving it (without blocking); returns the
+    launched gr.Blocks. Raises CheckpointError / ValueError for unusable checkpoints or device."""
+    from demos import common  # imports `spaces` (ZeroGPU) before torch
+    models = common.Models.load(args.checkpoints, args.device)
+    print(f"* {models.summary()}", flush=True)
+    for name, why in models.errors.items():
+        print(f"* unavailable: {name}: {why}", flush=True)
+    concurrency = args.concurrency or (1 if models.device.type == "cpu" else 2)
+    demo = build_app(models, tab_modules)
+    demo.queue(default_concurrency_limit=concurrency, max_size=args.max_queue)
+    demo.launch(server_name=args.host, server_port=args.port, auth=args.auth, share=False,
+                prevent_thread_lock=True, css=common.CSS, max_file_size="20mb", quiet=True)
+    print(f"* Running on local URL: {demo.local_url}", flush=True)
+    return demo
+
+
+def main(argv=None, tab_modules=None) -> int:
+    args = parse_args(argv)
+    from demos import common  # noqa: F401 - first: imports `spaces` (ZeroGPU) before torch
+    from core.checkpoints import CheckpointError
+    try:
+        demo = start(args, tab_modules)
+    except (CheckpointError, ValueError, OSError) as e:  # OSError: e.g. the port is taken
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.share:
+        if os.environ.get("SPACE_ID"):
+            print("* --share ignored: a Hugging Face Space is already public", flush=True)
+        else:
+            if args.auth is None:
+                print("* WARNING: sharing without --auth: anyone with the link can run jobs on this machine",
+                      flush=True)
+            open_share_link(demo)
+    demo.block_thread()
+    return 0
+
+
 if __name__ == "__main__":
-    build_app().launch()
+    sys.exit(main())

@@ -1,0 +1,378 @@
+"""What every tab shares: the models (loaded once, read-only), ZeroGPU, friendly errors, a
+worker that turns the sampler callback into progress and live previews, result PNGs that
+carry their parameters, and example inputs made offline.
+
+Import this module before anything that imports torch: on a ZeroGPU Space `spaces` has to
+be imported before CUDA is initialised.
+"""
+from __future__ import annotations
+
+try:  # Hugging Face ZeroGPU; absent everywhere else
+    import spaces
+except ImportError:
+    spaces = None
+
+import contextlib
+import math
+import os
+import queue
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import gradio as gr
+import torch
+from PIL import Image, ImageDraw
+
+from core.cascade import ModelSet
+from core.checkpoints import CheckpointError
+from core.images import save_png, tensor_to_pil
+
+MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128")
+SR_MODELS = {64: "sr64", 128: "sr128"}
+WORK_DIR = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "diffusion-hub"
+OUTPUT_DIR = WORK_DIR / "outputs"
+EXAMPLE_DIR = WORK_DIR / "examples"
+OUTPUT_MAX_AGE_S = 3600
+PREVIEW_EVERY_S = 0.4  # the live x0 preview is sent at most this often
+PIXELATED = "pixelated"  # CSS class: small images scaled up without blur
+STAGE = "stage"  # CSS class: an output image that fills its box, whatever its resolution
+CSS = (f".{PIXELATED} img {{ image-rendering: pixelated; }}\n"
+       f".{STAGE} img {{ width: 100%; height: 100%; object-fit: contain; }}")
+MAX_SEED = 2**32 - 1
+
+
+def gpu(fn: Callable, duration: int = 120) -> Callable:
+    """`spaces.GPU` on a ZeroGPU Space (a GPU is attached for each call), a no-op elsewhere."""
+    return spaces.GPU(duration=duration)(fn) if spaces is not None else fn
+
+
+# ---- models ------------------------------------------------------------------------------------
+class Models:
+    """The app's ModelSet, every model loaded at start-up, and for each model that could not be
+    loaded the reason, so one missing model disables only what needs it."""
+
+    def __init__(self, model_set: ModelSet, errors: dict[str, str], loaded: Sequence[str] = ()):
+        self.set = model_set
+        self.errors = dict(errors)
+        self.names = list(loaded)
+
+    @classmethod
+    def load(cls, checkpoints: str | os.PathLike | None = None, device: str = "auto") -> "Models":
+        """Load every model under `checkpoints` (a folder or Hub repo id; None: ./checkpoints).
+        An unusable `checkpoints` or device raises CheckpointError / ValueError; an unusable
+        model is recorded in `errors` and the others still load."""
+        model_set = ModelSet(checkpoints, device)
+        errors: dict[str, str] = {}
+        loaded: list[str] = []
+        names = list(MODEL_NAMES)
+        for name in names:
+            try:
+                model = model_set.get(name)
+            except Exception as e:  # noqa: BLE001 - any broken checkpoint must leave the others usable
+                errors[name] = str(e) or type(e).__name__
+                continue
+            loaded.append(name)
+            encoder = getattr(model.config, "text_encoder", None) if name == "text_base" else None
+            if encoder and encoder not in names:
+                names.append(encoder)
+        return cls(model_set, errors, loaded)
+
+    @property
+    def device(self) -> torch.device:
+        return self.set.device
+
+    @property
+    def root(self) -> Path:
+        return Path(self.set.root)
+
+    def text_encoder_name(self) -> str:
+        if "text_base" in self.errors:
+            return "clip"
+        return self.set.get("text_base").config.text_encoder or "clip"
+
+    def unavailable(self, names: Sequence[str]) -> dict[str, str]:
+        return {n: self.errors[n] for n in names if n in self.errors}
+
+    def require(self, names: Sequence[str]) -> None:
+        """gr.Error naming the first of `names` that is unavailable, and why."""
+        for name, why in self.unavailable(names).items():
+            raise gr.Error(f"Model {name!r} is unavailable, so this cannot run: {why}", title="Model unavailable")
+
+    def get(self, name: str):
+        self.require([name])
+        return self.set.get(name)
+
+    def status_markdown(self, names: Sequence[str], consequence: str = "") -> str:
+        """A warning for the top of a tab listing its unavailable models ('' when all are there)."""
+        missing = self.unavailable(names)
+        if not missing:
+            return ""
+        lines = [f"- `{n}`: {why}" for n, why in missing.items()]
+        return "⚠️ **Unavailable models** (the rest of the app works):\n" + "\n".join(lines) + (
+            f"\n\n{consequence}" if consequence else "")
+
+    def summary(self) -> str:
+        loaded = ", ".join(self.names) or "none"
+        text = f"models on {self.device.type} from {self.root}: loaded {loaded}"
+        if self.errors:
+            text += "; unavailable " + ", ".join(sorted(self.errors))
+        return text
+
+
+def sr_stages(size: int) -> list[str]:
+    """The SR models a cascade stopping at `size` needs."""
+    return [name for resolution, name in SR_MODELS.items() if resolution <= size]
+
+
+# ---- errors ------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Bad input (core raises ValueError, ImageError, CheckpointError; a missing data file is a
+    FileNotFoundError) becomes a gr.Error with core's message; anything else stays a bug."""
+    try:
+        yield
+    except gr.Error:
+        raise
+    except (ValueError, FileNotFoundError) as e:
+        title = "Model unavailable" if isinstance(e, CheckpointError) else "Cannot do that"
+        raise gr.Error(str(e), title=title) from e
+
+
+def image_input(**kwargs) -> gr.Image:
+    """gr.Image that passes the uploaded file through untouched (core converts any mode and checks
+    the size), and answers an upload that is not an image with a readable gr.Error instead of
+    Gradio's bare "Error". (Wrapped on the instance: subclassing a component makes Gradio write a
+    .pyi stub next to this module.)"""
+    image = gr.Image(type="filepath", image_mode=None, format="png", **kwargs)
+    preprocess = image.preprocess
+
+    def readable_preprocess(payload):
+        try:
+            return preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for a bad file
+            name = getattr(payload, "orig_name", None) or "the upload"
+            raise gr.Error(f"{name} cannot be read as an image ({type(e).__name__}); upload a PNG, JPEG, "
+                           "WebP, GIF or BMP file", title="Unreadable image") from e
+
+    image.preprocess = readable_preprocess
+    return image
+
+
+# ---- running a job with progress ---------------------------------------------------------------
+class Cancelled(Exception):
+    """Raised inside the sampler callback when the request has gone away."""
+
+
+class Job:
+    """Runs `work(callback)` on a worker thread; iterating yields the sampler callback dicts
+    (step, total, t, x, x0, stage) as they come, then `result` holds what `work` returned.
+    An exception in `work` is raised by the iteration; leaving the iteration early (the user
+    closed the page) makes the next callback raise Cancelled, which stops the worker."""
+
+    def __init__(self, work: Callable[[Callable[[dict], None]], object]):
+        self.result = None
+        self._events: queue.Queue = queue.Queue()
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(work,), name="diffusion-job", daemon=True)
+        self._thread.start()
+
+    def _callback(self, info: dict) -> None:
+        if self._cancel.is_set():
+            raise Cancelled()
+        self._events.put(("step", info))
+
+    def _run(self, work) -> None:
+        try:
+            self._events.put(("done", work(self._callback)))
+        except BaseException as e:  # noqa: BLE001 - handed to the consuming thread
+            self._events.put(("error", e))
+
+    def __iter__(self) -> Iterator[dict]:
+        try:
+            while True:
+                kind, value = self._events.get()
+                if kind == "step":
+                    yield value
+                elif kind == "done":
+                    self.result = value
+                    return
+                else:
+                    raise value
+        finally:
+            self._cancel.set()
+
+
+class StageProgress:
+    """Maps per-stage callback steps onto one bar over all stages and says when to preview."""
+
+    def __init__(self, progress: gr.Progress, stage_steps: dict[int, int], labels: dict[int, str]):
+        self.progress = progress
+        self.offsets, total = {}, 0
+        for stage, steps in stage_steps.items():
+            self.offsets[stage] = total
+            total += steps
+        self.total = total
+        self.labels = labels
+        self._last_preview = 0.0
+
+    def update(self, info: dict) -> bool:
+        """Advance the bar; True when a preview is due (throttled, and at each stage's end)."""
+        stage = info.get("stage", next(iter(self.offsets)))
+        done = min(self.offsets.get(stage, 0) + info["step"] + 1, self.total)
+        desc = f"{self.labels.get(stage, stage)}: step {info['step'] + 1}/{info['total']}"
+        self.progress((done, self.total), desc=desc, unit="steps")
+        now = time.monotonic()
+        if now - self._last_preview >= PREVIEW_EVERY_S or info["step"] + 1 >= info["total"]:
+            self._last_preview = now
+            return True
+        return False
+
+
+def preview(x0: torch.Tensor, limit: int | None = 1) -> Image.Image:
+    """The predicted x0 of the first sample (or a grid of the first `limit`) as an image."""
+    x0 = x0.detach()[:limit].float().clamp(-1, 1)
+    return grid(tensor_to_pil(x0))
+
+
+def grid(images: Sequence[Image.Image], columns: int | None = None) -> Image.Image:
+    """Images side by side, in rows of `columns` (about square by default)."""
+    if len(images) == 1:
+        return images[0]
+    columns = columns or (min(len(images), 4) if len(images) <= 8 else math.ceil(math.sqrt(len(images))))
+    rows = math.ceil(len(images) / columns)
+    w, h = images[0].size
+    canvas = Image.new("RGB", (columns * w, rows * h), (255, 255, 255))
+    for i, im in enumerate(images):
+        canvas.paste(im, ((i % columns) * w, (i // columns) * h))
+    return canvas
+
+
+# ---- outputs -----------------------------------------------------------------------------------
+def output_folder() -> Path:
+    """A fresh folder for one request's PNGs; folders older than an hour are removed."""
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
+    cutoff = time.time() - OUTPUT_MAX_AGE_S
+    for old in OUTPUT_DIR.iterdir():
+        with contextlib.suppress(OSError):
+            if old.stat().st_mtime < cutoff:
+                shutil.rmtree(old, ignore_errors=True)
+    folder = OUTPUT_DIR / uuid.uuid4().hex
+    folder.mkdir()
+    return folder
+
+
+class RequestFiles:
+    """One request's output files, in a fresh folder. Every image goes out as a file path: Gradio
+    copies a file into its cache atomically, whereas a PIL image it re-encodes and rewrites in
+    place when the same pixels come again (as a preview repeats), which a download of the
+    earlier copy can catch half-written."""
+
+    def __init__(self):
+        self.folder = output_folder()
+        self._count = 0
+
+    def image(self, image: Image.Image) -> str:
+        """A view (preview, stage, comparison) as a PNG file."""
+        self._count += 1
+        path = self.folder / f"view-{self._count}.png"
+        image.save(path, format="PNG")
+        return str(path)
+
+    def results(self, images: Sequence[Image.Image], parameters: Sequence[dict], names: Sequence[str]) -> list[str]:
+        """Each image as `<name>.png` carrying its parameters (core.images.save_png)."""
+        return [str(save_png(im, self.folder / f"{name}.png", params))
+                for im, params, name in zip(images, parameters, names)]
+
+
+def as_int(value, name: str) -> int:
+    """An integer input that may arrive as None (a cleared box) or a float."""
+    if value is None or (isinstance(value, float) and not value.is_integer()):
+        raise gr.Error(f"{name} must be a whole number, got {value!r}", title="Cannot do that")
+    return int(value)
+
+
+def seed_input(value: int = 0) -> tuple[gr.Number, gr.Button]:
+    """A seed box and a button that draws a random seed in the browser (no server round trip)."""
+    seed = gr.Number(value=value, label="Seed", precision=0, minimum=0, maximum=MAX_SEED, scale=3)
+    button = gr.Button("🎲", scale=0, min_width=48, size="lg")
+    button.click(None, outputs=seed, js=f"() => Math.floor(Math.random() * {MAX_SEED})")
+    return seed, button
+
+
+# ---- example inputs, made offline --------------------------------------------------------------
+EXAMPLE_EMOJI = {"cat-face": "🐱", "thumbs-up": "👍", "red-apple": "🍎", "woman-dancing-dark": "💃🏿"}
+
+
+def _from_font(emoji: str) -> Image.Image | None:
+    from core.data import load_font, render_emoji
+    try:
+        return render_emoji(load_font(), emoji)
+    except (OSError, ValueError):
+        return None
+
+
+def _from_dataset(emoji: str) -> Image.Image | None:
+    import json
+
+    import numpy as np
+
+    from core.data import IMAGES_FILE, RECORDS_FILE, default_cache_dir
+    cache = default_cache_dir()
+    try:
+        records = json.loads((cache / RECORDS_FILE).read_text(encoding="utf-8"))
+        index = next(i for i, r in enumerate(records) if r.get("emoji") == emoji)
+        return Image.fromarray(np.load(cache / IMAGES_FILE, mmap_mode="r")[index].copy(), "RGB")
+    except (OSError, ValueError, StopIteration, IndexError):
+        return None
+
+
+def _drawn_face() -> Image.Image:
+    """A plain smiley, for a machine with neither the emoji font nor the data set cache."""
+    im = Image.new("RGB", (128, 128), "white")
+    d = ImageDraw.Draw(im)
+    d.ellipse((12, 12, 116, 116), fill=(255, 204, 77), outline=(200, 140, 20), width=3)
+    d.ellipse((42, 44, 54, 62), fill=(60, 40, 20))
+    d.ellipse((74, 44, 86, 62), fill=(60, 40, 20))
+    d.arc((36, 50, 92, 96), 20, 160, fill=(60, 40, 20), width=5)
+    return im
+
+
+def example_images() -> list[str]:
+    """PNGs of a few emoji, written once (from the Noto font, else the data set cache, else a
+    drawn face), plus one with a transparent background to show RGBA input works."""
+    EXAMPLE_DIR.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for name, emoji in EXAMPLE_EMOJI.items():
+        path = EXAMPLE_DIR / f"{name}.png"
+        if not path.is_file():
+            image = _from_font(emoji) or _from_dataset(emoji) or _drawn_face()
+            save_png(image, path, {"example": name, "emoji": emoji})
+        paths.append(str(path))
+    rgba = EXAMPLE_DIR / "cat-face-transparent.png"
+    if not rgba.is_file():
+        im = Image.open(paths[0]).convert("RGBA")
+        alpha = Image.eval(im.convert("L"), lambda v: 0 if v >= 250 else 255)
+        im.putalpha(alpha)
+        save_png(im, rgba, {"example": "cat-face on a transparent background"})
+    paths.append(str(rgba))
+    return paths
+
+
+def class_labels(classes: Sequence[str]) -> list[tuple[str, str]]:
+    """Dropdown choices (label, value): each subgroup with its first emoji when emoji-test.txt
+    is installed, the plain name otherwise."""
+    try:
+        from core.data import parse_emoji_test
+        first: dict[str, str] = {}
+        for record in parse_emoji_test(keywords={}):
+            first.setdefault(record.subgroup, record.emoji)
+    except (OSError, ValueError):
+        first = {}
+    return [(f"{first[c]}  {c}" if c in first else c, c) for c in classes]

@@ -1,0 +1,142 @@
+"""Tab: diffusion super-resolution (SR3 with CDM noise augmentation) beside bicubic.
+
+Run alone: `python -m demos.super_resolution [app.py flags]`.
+"""
+from __future__ import annotations
+
+from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
+
+from pathlib import Path
+
+import gradio as gr
+
+from core.images import open_image, pil_to_tensor, resize_tensor, tensor_to_pil
+from core.pipeline import SR_DEFAULTS, StageSettings
+from core.pipeline import upscale as sr_upscale
+from core.samplers import SAMPLERS
+from demos.common import (SR_MODELS, Job, Models, RequestFiles, StageProgress, as_int, gpu, preview,
+                          image_input, user_errors)
+
+TITLE = "Super-resolution"
+STAGE_LABELS = {64: "super-resolution 32 → 64", 128: "super-resolution 64 → 128"}
+
+
+def stages_for(factor: int, size: int) -> list[str]:
+    """The SR models that take an image at size / factor up to `size`."""
+    if factor not in (2, 4):
+        raise ValueError(f"factor must be 2 or 4, got {factor!r}")
+    if size not in SR_MODELS:
+        raise ValueError(f"output size must be 64 or 128, got {size!r}")
+    if factor == 4 and size != 128:
+        raise ValueError("4x needs output size 128: the cascade starts at 32, so 4x is 32 → 128")
+    return list(SR_MODELS.values()) if factor == 4 else [SR_MODELS[size]]
+
+
+def make_fn(models: Models):
+    """The tab's function, bound to the shared models."""
+
+    @gpu
+    def upscale(image: str, factor: int, size: int, sampler: str, steps: int, noise: int, seed: int,
+                progress=gr.Progress()):
+        """Upscale an image 2x or 4x with the super-resolution diffusion models, beside bicubic.
+
+        Args:
+            image: any image (any mode; non-square is padded with white); it is first reduced to
+                size / factor, the resolution the models upscale from.
+            factor: 2 (one SR stage) or 4 (32 -> 64 -> 128).
+            size: output size, 64 or 128 (4x needs 128).
+            sampler: one of ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m.
+            steps: sampling steps of each stage.
+            noise: noise-augmentation level (0-999) of the low-res input (CDM).
+            seed: the seed of the sampler's noise.
+        Returns:
+            the low-res input, its bicubic upscale, the diffusion upscale (a PNG with its
+            parameters) and the parameters.
+        """
+        with user_errors():
+            if not image:
+                raise ValueError("upload an image or pick an example first")
+            factor, size, seed = as_int(factor, "factor"), as_int(size, "size"), as_int(seed, "seed")
+            names = stages_for(factor, size)
+            models.require(names)
+            settings = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=1.0,
+                                     threshold=SR_DEFAULTS.threshold, aug_level=as_int(noise, "noise level"))
+            low = pil_to_tensor(open_image(image), size=size // factor)
+            files = RequestFiles()
+            low_image = files.image(tensor_to_pil(low)[0])
+            bicubic = files.image(tensor_to_pil(resize_tensor(low, size, "bicubic"))[0])
+            sr_models = [models.get(name) for name in names]
+
+            def work(callback):
+                x = low
+                for i, model in enumerate(sr_models):
+                    report = (lambda info, r=model.resolution: callback({**info, "stage": r}))
+                    x = sr_upscale(model, x, [seed], settings, stage=i + 1, callback=report)
+                return x
+
+            job = Job(work)
+            bar = StageProgress(progress, {m.resolution: settings.steps for m in sr_models}, STAGE_LABELS)
+            first = True
+            for info in job:
+                if bar.update(info):
+                    # the inputs and the cleared parameters go out once; then only the preview changes
+                    keep = (low_image, bicubic, None) if first else (gr.skip(),) * 3
+                    yield keep[0], keep[1], files.image(preview(info["x0"])), keep[2]
+                    first = False
+            parameters = {"command": "upscale", "image": Path(image).name, "size": size, "factor": factor,
+                          "steps": settings.steps, "sampler": sampler, "noise": settings.aug_level, "seed": seed}
+            name = f"{Path(image).stem}-sr{factor}x-{size}px-seed{seed}"
+            path = files.results(tensor_to_pil(job.result), [parameters], [name])[0]
+            yield low_image, bicubic, path, parameters
+
+    return upscale
+
+
+def build(models: Models) -> None:
+    """The tab's layout and wiring (inside the caller's gr.Tab)."""
+    missing = models.unavailable(["sr64", "sr128"])
+    status = models.status_markdown(["sr64", "sr128"], "This tab cannot upscale until they are present."
+                                    if len(missing) == 2 else "Upscales that need it show an error.")
+    if status:
+        gr.Markdown(status)
+    gr.Markdown("The image is reduced to 32 (or 64) pixels; the super-resolution model then denoises at the "
+                "higher resolution, conditioned on the bilinearly upsampled low-res image (SR3), whose noise "
+                "level is set by the augmentation slider (CDM). Bicubic interpolation is shown for comparison.")
+    with gr.Row():
+        with gr.Column(scale=2):
+            image = image_input(label="Image (any size, mode and format)", sources=["upload", "clipboard"],
+                               height=240)
+            with gr.Row():
+                factor = gr.Radio([("2x", 2), ("4x", 4)], value=4, label="Upscale")
+                size = gr.Radio([64, 128], value=128, label="Output size", info="4x: 32 → 128")
+            with gr.Row():
+                sampler = gr.Dropdown(list(SAMPLERS), value=SR_DEFAULTS.sampler, label="Sampler")
+                steps = gr.Slider(1, 100, value=SR_DEFAULTS.steps, step=1, precision=0, label="Steps per stage")
+            with gr.Row(equal_height=True):
+                noise = gr.Slider(0, 999, value=SR_DEFAULTS.aug_level, step=1, precision=0,
+                                  label="Noise augmentation", scale=3)
+                seed, _ = common.seed_input()
+            button = gr.Button("Upscale", variant="primary")
+            examples = common.example_images()
+            gr.Examples([[p, 4, 128] for p in examples] + [[examples[0], 2, 128]], inputs=[image, factor, size],
+                        label="Example images", cache_examples=False)
+        with gr.Column(scale=3):
+            with gr.Row():
+                low = gr.Image(label="Input as the model sees it", format="png", interactive=False, height=240,
+                               elem_classes=[common.PIXELATED, common.STAGE])
+                bicubic = gr.Image(label="Bicubic", format="png", interactive=False, height=240,
+                                   elem_classes=[common.PIXELATED, common.STAGE])
+                result = gr.Image(label="Diffusion (PNG with parameters)", format="png", interactive=False, height=240,
+                                  elem_classes=[common.PIXELATED, common.STAGE])
+            with gr.Accordion("Parameters", open=False):
+                parameters = gr.JSON(label="Parameters")
+    button.click(make_fn(models), inputs=[image, factor, size, sampler, steps, noise, seed],
+                 outputs=[low, bicubic, result, parameters], api_name="upscale", concurrency_id="device",
+                 show_progress_on=[low])  # the bar covers the (unchanging) input; the preview stays visible
+
+
+if __name__ == "__main__":
+    import sys
+
+    from app import main
+    sys.exit(main(tab_modules=[sys.modules[__name__]]))

@@ -1,0 +1,155 @@
+"""Tab: text to image through the pixel-space cascade (base 32 -> SR 64 -> SR 128).
+
+Run alone: `python -m demos.text_to_image [app.py flags]`.
+"""
+from __future__ import annotations
+
+from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
+
+import gradio as gr
+
+from core.cascade import SIZES, generate
+from core.images import tensor_to_pil
+from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
+from core.samplers import SAMPLERS
+from demos.common import (Job, Models, RequestFiles, StageProgress, as_int, gpu, preview, sr_stages,
+                          user_errors)
+
+TITLE = "Text to image"
+STAGE_LABELS = {32: "32×32 base", 64: "64×64 SR", 128: "128×128 SR"}
+EXAMPLES = ["woman dancing, dark skin tone", "an emoji of a red apple", "thumbs up", "grinning face with big eyes",
+            "an emoji of a cat face", "man with a beard", "heart"]
+
+
+def make_fn(models: Models):
+    """The tab's function, bound to the shared models."""
+
+    @gpu
+    def text_to_image(prompt: str, negative_prompt: str, guidance: float, sampler: str, steps: int, seed: int,
+                      num_images: int, size: int, dynamic_thresholding: bool, threshold: float, eta: float,
+                      sr64_steps: int, sr64_noise: int, sr128_steps: int, sr128_noise: int,
+                      progress=gr.Progress()):
+        """Generate emoji from a text prompt through the cascade, streaming the predicted x0.
+
+        Args:
+            prompt: what to draw, e.g. "woman dancing, dark skin tone".
+            negative_prompt: what to steer away from ("" = the unconditional embedding).
+            guidance: classifier-free guidance scale of the base stage (1 = none).
+            sampler: one of ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m (every stage).
+            steps: sampling steps of the base stage.
+            seed: image i uses seed + i.
+            num_images: how many images (1-8).
+            size: final size, 32, 64 or 128 (where the cascade stops).
+            dynamic_thresholding: Imagen's dynamic thresholding of the base stage's x0.
+            threshold: its percentile (0.5-1).
+            eta: DDIM's eta (0 = deterministic); ignored by the other samplers.
+            sr64_steps: steps of the 32 -> 64 stage.
+            sr64_noise: noise-augmentation level (0-999) of the 64 stage's low-res input.
+            sr128_steps: steps of the 64 -> 128 stage.
+            sr128_noise: noise-augmentation level (0-999) of the 128 stage's low-res input.
+        Returns:
+            the first image at 32, 64 and 128 (None past `size`), the final PNGs (with their
+            parameters) and the parameters.
+        """
+        with user_errors():
+            size, seed, num = as_int(size, "size"), as_int(seed, "seed"), as_int(num_images, "number of images")
+            models.require(["text_base", models.text_encoder_name(), *sr_stages(size)])
+            base = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=float(guidance),
+                                 eta=float(eta) if sampler == "ddim" else 0.0,
+                                 threshold=float(threshold) if dynamic_thresholding else None)
+            sr = tuple(StageSettings(sampler=sampler, steps=as_int(s, "SR steps"), guidance=1.0,
+                                     threshold=SR_DEFAULTS.threshold, aug_level=as_int(n, "SR noise level"))
+                       for s, n in ((sr64_steps, sr64_noise), (sr128_steps, sr128_noise)))
+            files = RequestFiles()
+            job = Job(lambda callback: generate(models.set, prompt=prompt or "", negative_prompt=negative_prompt or "",
+                                                num=num, seed=seed, size=size, base=base, sr=sr, callback=callback))
+            steps_per_stage = {32: base.steps, 64: sr[0].steps, 128: sr[1].steps}
+            bar = StageProgress(progress, {r: n for r, n in steps_per_stage.items() if r <= size}, STAGE_LABELS)
+            first = True
+            for info in job:
+                if bar.update(info):
+                    # the stage being sampled gets its x0 preview; the first update also clears the last run
+                    view = files.image(preview(info["x0"]))
+                    keep = None if first else gr.skip()
+                    yield tuple(view if r == info["stage"] else keep for r in STAGE_LABELS) + (keep, keep)
+                    first = False
+            result = job.result
+            images = tensor_to_pil(result.final)
+            seeds = result.parameters["seeds"]
+            parameters = [{**result.parameters, "seed": s, "command": "generate"} for s in seeds]
+            paths = files.results(images, parameters, [f"emoji-{size}px-seed{s}" for s in seeds])
+            stages = {r: files.image(tensor_to_pil(x[:1])[0]) for r, x in result.stages.items()}
+            yield (*(stages.get(r) for r in STAGE_LABELS), [(p, f"seed {s}") for p, s in zip(paths, seeds)],
+                   result.parameters)
+
+    return text_to_image
+
+
+def build(models: Models) -> None:
+    """The tab's layout and wiring (inside the caller's gr.Tab)."""
+    encoder = models.text_encoder_name()
+    missing_base = models.unavailable(["text_base", encoder])
+    status = models.status_markdown(
+        ["text_base", encoder, "sr64", "sr128"],
+        "This tab cannot generate until they are present." if missing_base
+        else "Final sizes that need them show an error; smaller sizes work.")
+    if status:
+        gr.Markdown(status)
+    gr.Markdown("A small text-conditioned model draws a 32×32 emoji with classifier-free guidance; two "
+                "super-resolution models then upsample it to 64 and 128 (a cascade, as in Imagen). "
+                "Each stage's predicted image is shown as it denoises.")
+    with gr.Row():
+        with gr.Column(scale=2):
+            prompt = gr.Textbox("", label="Prompt", placeholder="e.g. woman dancing, dark skin tone", lines=2)
+            negative = gr.Textbox("", label="Negative prompt", placeholder="optional: what to avoid")
+            with gr.Row():
+                guidance = gr.Slider(0, 15, value=BASE_DEFAULTS.guidance, step=0.1, label="Guidance scale",
+                                     info="1 = no guidance")
+                steps = gr.Slider(1, 100, value=BASE_DEFAULTS.steps, step=1, precision=0, label="Steps (base)")
+            with gr.Row():
+                sampler = gr.Dropdown(list(SAMPLERS), value=BASE_DEFAULTS.sampler, label="Sampler")
+                size = gr.Radio(list(SIZES), value=128, label="Final size")
+            with gr.Row(equal_height=True):
+                seed, _ = common.seed_input()
+                num = gr.Slider(1, 8, value=2, step=1, precision=0, label="Number of images", scale=3)
+            thresholding = gr.Checkbox(value=True, label="Dynamic thresholding (Imagen)",
+                                       info="keeps high guidance from saturating the image")
+            with gr.Accordion("Advanced: per-stage settings", open=False):
+                gr.Markdown("Guidance applies to the base stage: the super-resolution stages are conditioned "
+                            "on the low-resolution image only (as in Cascaded Diffusion Models), so they have "
+                            "steps and a noise-augmentation level instead.")
+                with gr.Row():
+                    threshold = gr.Slider(0.5, 1.0, value=BASE_DEFAULTS.threshold, step=0.005,
+                                          label="Thresholding percentile (base)")
+                    eta = gr.Slider(0, 1, value=0.0, step=0.05, label="DDIM eta (base)", info="0 = deterministic")
+                with gr.Row():
+                    sr64_steps = gr.Slider(1, 100, value=SR_DEFAULTS.steps, step=1, precision=0, label="Steps (64)")
+                    sr64_noise = gr.Slider(0, 999, value=SR_DEFAULTS.aug_level, step=1, precision=0,
+                                           label="Noise augmentation (64)")
+                with gr.Row():
+                    sr128_steps = gr.Slider(1, 100, value=SR_DEFAULTS.steps, step=1, precision=0, label="Steps (128)")
+                    sr128_noise = gr.Slider(0, 999, value=SR_DEFAULTS.aug_level, step=1, precision=0,
+                                            label="Noise augmentation (128)")
+            button = gr.Button("Generate", variant="primary")
+            gr.Examples([[p] for p in EXAMPLES], inputs=[prompt], label="Example prompts", cache_examples=False)
+        with gr.Column(scale=3):
+            with gr.Row():
+                stage_images = [gr.Image(label=label, format="png", interactive=False, height=180,
+                                         elem_classes=[common.PIXELATED, common.STAGE])
+                                for label in STAGE_LABELS.values()]
+            gallery = gr.Gallery(label="Results (PNG with parameters)", columns=4, height="auto", format="png",
+                                 object_fit="contain", elem_classes=[common.PIXELATED])
+            with gr.Accordion("Parameters", open=False):
+                parameters = gr.JSON(label="Parameters")
+    gr.on([button.click, prompt.submit], make_fn(models),
+          inputs=[prompt, negative, guidance, sampler, steps, seed, num, size, thresholding, threshold, eta,
+                  sr64_steps, sr64_noise, sr128_steps, sr128_noise],
+          outputs=[*stage_images, gallery, parameters], api_name="text_to_image", concurrency_id="device",
+          show_progress_on=[gallery])  # the bar covers the gallery; the stages' previews stay visible
+
+
+if __name__ == "__main__":
+    import sys
+
+    from app import main
+    sys.exit(main(tab_modules=[sys.modules[__name__]]))
