@@ -71,8 +71,8 @@ def default_config(kind: str, run: str, smoke: bool = False, **overrides) -> Tra
         "clip": dict(batch=128, lr=5e-4, steps=3000),
         "text_base": dict(channels=(32, 64, 128)),
         "class_base": dict(channels=(32, 64, 128)),
-        "sr64": dict(channels=(32, 64, 128)),
-        "sr128": dict(channels=(32, 64, 128), crop=64),
+        "sr64": dict(channels=(32, 64, 128), crop=32),
+        "sr128": dict(channels=(32, 64, 128), crop=32),
     }[kind]
     cfg = TrainConfig(kind=kind, run=run, **per_kind)
     if smoke:
@@ -308,7 +308,12 @@ def _atomic_torch_save(obj, path: Path) -> None:
 
 def model_card(task: Task, cfg: TrainConfig, model, step: int, seconds: float, device: str,
                final_loss: float | None, quality: str = "") -> str:
-    recipe = {k: v for k, v in asdict(cfg).items() if k not in ("run", "checkpoints", "threads")}
+    skip = {"run", "checkpoints", "threads", "budget_minutes", "save_every", "sample_every"}
+    if cfg.kind == "clip":   # the diffusion-only settings mean nothing for CLIP
+        skip |= {"min_snr_gamma", "cond_dropout", "sr_aug_max", "crop", "channels"}
+    elif cfg.kind != "sr64" and cfg.kind != "sr128":
+        skip |= {"sr_aug_max", "crop"}
+    recipe = {k: v for k, v in asdict(cfg).items() if k not in skip}
     return (f"# {task.name}\n\n"
             f"Trained by `python -m core.train {cfg.kind}` on the Noto Color Emoji data set "
             f"(train split; see core/data.py).\n\n"
@@ -425,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--channels", type=lambda s: tuple(int(c) for c in s.split(",")))
+    p.add_argument("--crop", type=int, help="SR: train on random crops of this size")
     p.add_argument("--budget-minutes", type=float)
     p.add_argument("--save-every", type=int)
     p.add_argument("--sample-every", type=int)
@@ -433,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int)
     p.add_argument("--smoke", action="store_true", help="tiny models, a few steps: checks every stage runs")
     a = p.parse_args(argv)
-    overrides = {k: v for k, v in dict(steps=a.steps, batch=a.batch, lr=a.lr, channels=a.channels,
+    overrides = {k: v for k, v in dict(steps=a.steps, batch=a.batch, lr=a.lr, channels=a.channels, crop=a.crop,
                                        save_every=a.save_every, sample_every=a.sample_every,
                                        threads=a.threads, seed=a.seed).items() if v is not None}
     try:
