@@ -6,6 +6,8 @@ full before anything is written, and each file is written atomically.
 from __future__ import annotations
 
 import argparse
+import importlib
+import importlib.util
 import math
 import sys
 from pathlib import Path
@@ -14,6 +16,9 @@ from core.checkpoints import CheckpointError
 from core.images import ImageError, open_image, pil_to_tensor, save_png, tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
 from core.samplers import SAMPLERS
+
+
+EXTRA_COMMANDS = ("core.translate", "core.diffae")
 
 
 def _finite(text: str) -> float:
@@ -64,12 +69,19 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--seed", type=int, default=0)
     u.add_argument("--out", required=True, help="output PNG file")
     _common(u)
+
+    for module in EXTRA_COMMANDS:  # translate (core.translate), reconstruct / attributes / edit (core.diffae)
+        if importlib.util.find_spec(module) is not None:
+            importlib.import_module(module).add_cli(sub, _common)
     return parser
 
 
 def run(args: argparse.Namespace) -> None:
     from core.cascade import ModelSet, generate
     models = ModelSet(args.checkpoints, args.device)
+    if hasattr(args, "handler"):  # a command added by a module of EXTRA_COMMANDS
+        args.handler(args, models)
+        return
     if args.command == "classes":
         print("\n".join(models.classes()))
         return

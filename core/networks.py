@@ -10,6 +10,13 @@ Kinds and their conditioning (`cond` is a dict of tensors, batch first):
 - ``sr``         UNet2DModel with 6 input channels (SR3): ``low_res`` [B,3,H,W], the low-res
   image upsampled to the output size and noise-augmented, concatenated to x_t; ``aug_t`` [B]
   the augmentation level, fed through the class-embedding slot as a timestep (CDM / IF).
+- ``palette``    UNet2DModel with 7 input channels (Palette): ``source`` [B,3,H,W] (the
+  grayscale or masked image) and ``mask`` [B,1,H,W] (1 = to fill) concatenated to x_t; ``task``
+  [B] long picks the task (see `PALETTE_TASKS`) through the label embedding.
+- ``diffae``     a semantic encoder (image -> z_sem [B, semantic_dim], `SemanticEncoder`) and a
+  UNet2DModel decoder conditioned on z_sem (DiffAE): z_sem is projected to the time-embedding
+  width and added to the time embedding, which drives every ResNet block's adaptive group
+  normalisation (``resnet_time_scale_shift="scale_shift"``). cond: ``z_sem`` [B, semantic_dim].
 """
 from __future__ import annotations
 
@@ -23,8 +30,9 @@ from torch import nn
 
 from core.schedules import NoiseSchedule, make_schedule
 
-ModelKind = Literal["text_base", "class_base", "sr"]
-MODEL_KINDS: tuple[str, ...] = ("text_base", "class_base", "sr")
+ModelKind = Literal["text_base", "class_base", "sr", "palette", "diffae"]
+MODEL_KINDS: tuple[str, ...] = ("text_base", "class_base", "sr", "palette", "diffae")
+PALETTE_TASKS: tuple[str, ...] = ("colorize", "inpaint")
 Prediction = Literal["eps", "x0", "v"]
 
 
@@ -71,6 +79,8 @@ class ModelConfig:
     classes: list[str] | None = None          # class_base: label names, null label = len(classes)
     low_resolution: int | None = None          # sr: size of the input image
     text_encoder: str | None = None            # text_base: folder name of its text encoder
+    semantic_dim: int | None = None            # diffae: width of z_sem
+    encoder_channels: tuple[int, ...] | None = None  # diffae: channels of the semantic encoder
 
     def to_dict(self) -> dict:
         return {k: copy.deepcopy(v) for k, v in self.__dict__.items()}
@@ -99,6 +109,12 @@ class DiffusionModel(nn.Module):
             self.net = UNet2DConditionModel(**config.unet)
         else:
             self.net = UNet2DModel(**config.unet)
+        if config.kind == "diffae":
+            if not config.semantic_dim or not config.encoder_channels:
+                raise ValueError("a diffae config needs semantic_dim and encoder_channels")
+            self.encoder = SemanticEncoder(tuple(config.encoder_channels), config.semantic_dim)
+            time_dim = self.net.time_embedding.linear_2.out_features
+            self.z_proj = nn.Linear(config.semantic_dim, time_dim)
 
     @property
     def kind(self) -> str:
@@ -120,6 +136,11 @@ class DiffusionModel(nn.Module):
                             encoder_attention_mask=cond["mask"]).sample
         if self.kind == "class_base":
             return self.net(x_t, t, class_labels=cond["labels"]).sample
+        if self.kind == "palette":  # Palette: the condition image and mask concatenated to x_t
+            x_in = torch.cat([x_t, cond["source"].to(x_t.dtype), cond["mask"].to(x_t.dtype)], dim=1)
+            return self.net(x_in, t, class_labels=cond["task"]).sample
+        if self.kind == "diffae":   # z_sem enters through the time embedding ("identity" class embedding)
+            return self.net(x_t, t, class_labels=self.z_proj(cond["z_sem"].to(x_t.dtype))).sample
         # sr: SR3 concatenation of the upsampled low-res image; augmentation level as a label.
         x_in = torch.cat([x_t, cond["low_res"].to(x_t.dtype)], dim=1)
         return self.net(x_in, t, class_labels=cond["aug_t"]).sample
@@ -133,6 +154,40 @@ class DiffusionModel(nn.Module):
         if self.kind != "class_base":
             raise ValueError(f"null_cond is defined by the text encoder for kind {self.kind!r}")
         return {"labels": torch.full((batch,), self.num_classes, dtype=torch.long, device=device)}
+
+
+class SemanticEncoder(nn.Module):
+    """DiffAE's semantic encoder: a small strided conv net, image [-1, 1] -> z_sem."""
+
+    def __init__(self, channels: tuple[int, ...], semantic_dim: int, in_channels: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels[0], 3, padding=1)]
+        for c_in, c_out in zip(channels, channels[1:] + channels[-1:]):
+            layers += [nn.GroupNorm(min(32, c_in), c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)]
+        layers += [nn.GroupNorm(min(32, channels[-1]), channels[-1]), nn.SiLU(), nn.AdaptiveAvgPool2d(1),
+                   nn.Flatten(), nn.Linear(channels[-1], semantic_dim)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image)
+
+
+def diffae_unet_config(resolution: int, channels: tuple[int, ...], attention_levels: int = 1,
+                       layers_per_block: int = 1, head_dim: int = 32) -> dict:
+    """The DiffAE decoder: a UNet2DModel whose class-embedding slot takes the projected z_sem
+    as is ("identity"), with scale-shift (AdaGN) time conditioning in every ResNet block."""
+    config = image_unet_config(resolution, channels, attention_levels=attention_levels,
+                               layers_per_block=layers_per_block, class_embed_type="identity", head_dim=head_dim)
+    config["resnet_time_scale_shift"] = "scale_shift"
+    return config
+
+
+def palette_unet_config(resolution: int, channels: tuple[int, ...], attention_levels: int = 1,
+                        layers_per_block: int = 1, head_dim: int = 32) -> dict:
+    """Palette: x_t + source image (3) + mask (1) in, one label per task."""
+    return image_unet_config(resolution, channels, in_channels=7, attention_levels=attention_levels,
+                             layers_per_block=layers_per_block, num_class_embeds=len(PALETTE_TASKS),
+                             head_dim=head_dim)
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -279,6 +279,12 @@ class ClipTask(Task):
 
 
 def make_task(cfg: TrainConfig) -> Task:
+    if cfg.kind == "palette":
+        from core.translate import PaletteTask
+        return PaletteTask(cfg)
+    if cfg.kind == "diffae":
+        from core.diffae import DiffAETask
+        return DiffAETask(cfg)
     if cfg.kind == "clip":
         return ClipTask(cfg)
     if cfg.kind == "text_base":
@@ -410,13 +416,35 @@ def train(cfg: TrainConfig, export: str | os.PathLike | None = None,
     return summary
 
 
+# One GPU (planned for an H200), about 9 minutes for everything: a time budget per model and
+# batches 8-16x the CPU ones with the learning rate scaled up; bf16 autocast is on whenever the
+# device is CUDA. The network sizes stay those of the CPU recipe so checkpoints stay a few MB.
+# Not yet run on a GPU: these are a plan; `--smoke` checks the code path.
+GPU_PROFILE: dict[str, dict] = {
+    "clip": dict(batch=1024, lr=1e-3, warmup=100, budget_minutes=1.0),
+    "text_base": dict(batch=512, lr=1e-3, warmup=500, budget_minutes=3.0),
+    "class_base": dict(batch=512, lr=1e-3, warmup=500, budget_minutes=2.0),
+    "sr64": dict(batch=256, lr=1e-3, warmup=500, crop=None, budget_minutes=1.25),
+    "sr128": dict(batch=256, lr=1e-3, warmup=500, crop=64, budget_minutes=1.25),
+}
+
+
 def train_all(out: str, runs: str, smoke: bool = False, budget_minutes: float | None = None,
-              kinds: tuple[str, ...] = TRAIN_KINDS, **overrides) -> list[dict]:
+              kinds: tuple[str, ...] = TRAIN_KINDS, profile: str = "cpu", **overrides) -> list[dict]:
     """Every model, in dependency order (CLIP before the text base that reads it)."""
+    if profile not in ("cpu", "gpu"):
+        raise ValueError(f"profile must be cpu or gpu, got {profile!r}")
     summaries = []
     for kind in kinds:
+        per_kind = dict(GPU_PROFILE[kind]) if profile == "gpu" else {}
+        if profile == "gpu" and not smoke:
+            per_kind["steps"] = 10**7  # the time budget ends each model
+        if budget_minutes is not None:
+            per_kind["budget_minutes"] = budget_minutes
+        if smoke:  # a smoke run keeps its tiny batches; the rest of the profile applies
+            per_kind = {k: v for k, v in per_kind.items() if k not in ("batch", "crop")}
         cfg = default_config(kind, str(Path(runs) / kind), smoke=smoke, checkpoints=out,
-                             budget_minutes=budget_minutes, **overrides)
+                             **{**per_kind, **overrides})
         summaries.append(train(cfg, export=Path(out) / kind))
     return summaries
 
@@ -437,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--checkpoints", help="checkpoints root a text base reads its CLIP from")
     p.add_argument("--threads", type=int)
     p.add_argument("--seed", type=int)
+    p.add_argument("--profile", choices=("cpu", "gpu"), default="cpu",
+                   help="all: gpu = bigger batches and a minutes budget per model (about 9 minutes in all)")
     p.add_argument("--smoke", action="store_true", help="tiny models, a few steps: checks every stage runs")
     a = p.parse_args(argv)
     overrides = {k: v for k, v in dict(steps=a.steps, batch=a.batch, lr=a.lr, channels=a.channels, crop=a.crop,
@@ -445,7 +475,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if a.kind == "all":
             out = a.export or str(DEFAULT_CHECKPOINTS)
-            train_all(out, a.run or "runs", smoke=a.smoke, budget_minutes=a.budget_minutes, **overrides)
+            train_all(out, a.run or "runs", smoke=a.smoke, budget_minutes=a.budget_minutes, profile=a.profile,
+                      **overrides)
         else:
             if a.checkpoints:
                 overrides["checkpoints"] = a.checkpoints

@@ -43,9 +43,10 @@ def test_budget_stops_and_resumes(tmp_path):
 
 
 def test_smoke_all_stages_write_checkpoints(tmp_path):
-    """`python -m core.train all --smoke`: every model, in order, exported and loadable."""
+    """`python -m core.train all --smoke --profile gpu`: every model, in order, exported and loadable
+    (the GPU profile's code path, on tiny models)."""
     out, runs = tmp_path / "ckpt", tmp_path / "runs"
-    assert main(["all", "--smoke", "--export", str(out), "--run", str(runs)]) == 0
+    assert main(["all", "--smoke", "--profile", "gpu", "--export", str(out), "--run", str(runs)]) == 0
     for kind in ("clip", "text_base", "class_base", "sr64", "sr128"):
         folder = out / kind
         assert (folder / "config.json").is_file() and (folder / "README.md").is_file()
