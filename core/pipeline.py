@@ -50,11 +50,23 @@ BASE_DEFAULTS = StageSettings()
 SR_DEFAULTS = StageSettings(guidance=1.0, steps=20, aug_level=50)
 
 
-def _check_seeds(seeds: Sequence[int]) -> list[int]:
+def check_seeds(seeds: Sequence[int]) -> list[int]:
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must name at least one seed")
     return seeds
+
+
+def stage_denoiser(model: DiffusionModel, cond: dict, uncond: dict | None, settings: StageSettings):
+    """The eps-denoiser of a stage: CFG against `uncond` (none at guidance 1 or without one),
+    then dynamic thresholding, both as wrappers."""
+    if uncond is None or settings.guidance == 1.0:
+        denoiser = lambda x_t, t: model.eps(x_t, t, cond)  # noqa: E731
+    else:
+        denoiser = cfg_denoiser(model.eps, cond, uncond, settings.guidance)
+    if settings.threshold is not None:
+        denoiser = dynamic_threshold_denoiser(denoiser, model.schedule, percentile=settings.threshold)
+    return denoiser
 
 
 def sample_stage(model: DiffusionModel, cond: dict, uncond: dict | None, seeds: Sequence[int],
@@ -62,17 +74,12 @@ def sample_stage(model: DiffusionModel, cond: dict, uncond: dict | None, seeds: 
                  callback: Callback | None = None) -> torch.Tensor:
     """One stage: initial noise from one generator per seed, CFG and thresholding as wrappers,
     then the chosen sampler. Returns x_0 in [-1, 1]."""
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
     device = next(model.parameters()).device
     size = size or model.resolution
     gen = BatchGenerator([s * 1009 + stage for s in seeds], device)  # stage-specific streams
     x = gen.randn((len(seeds), 3, size, size))
-    if uncond is None or settings.guidance == 1.0:
-        denoiser = lambda x_t, t: model.eps(x_t, t, cond)  # noqa: E731
-    else:
-        denoiser = cfg_denoiser(model.eps, cond, uncond, settings.guidance)
-    if settings.threshold is not None:
-        denoiser = dynamic_threshold_denoiser(denoiser, model.schedule, percentile=settings.threshold)
+    denoiser = stage_denoiser(model, cond, uncond, settings)
     with torch.no_grad():
         # "leading" spacing for every sampler: on the cosine schedule the default grids of Euler /
         # Heun start at t = 999 (sigma ~ 2e4), where Heun's first step is far too long.
@@ -85,7 +92,7 @@ def generate_text(model: DiffusionModel, encoder, prompts: Sequence[str], negati
                   seeds: Sequence[int] = (0,), settings: StageSettings | None = None, guidance: float | None = None,
                   steps: int | None = None, callback: Callback | None = None) -> torch.Tensor:
     """The text-conditioned base stage; one prompt per seed (a single prompt is repeated)."""
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
     prompts = list(prompts) * len(seeds) if len(prompts) == 1 else list(prompts)
     if len(prompts) != len(seeds):
         raise ValueError(f"got {len(prompts)} prompts for {len(seeds)} seeds")
@@ -101,7 +108,7 @@ def generate_class(model: DiffusionModel, class_names: Sequence[str], seeds: Seq
                    settings: StageSettings | None = None, guidance: float | None = None,
                    steps: int | None = None, callback: Callback | None = None) -> torch.Tensor:
     """The class-conditional base; guidance on the label against the null label."""
-    seeds = _check_seeds(seeds)
+    seeds = check_seeds(seeds)
     names = list(class_names) * len(seeds) if len(class_names) == 1 else list(class_names)
     if len(names) != len(seeds):
         raise ValueError(f"got {len(names)} classes for {len(seeds)} seeds")
@@ -132,7 +139,7 @@ def upscale(model: DiffusionModel, low: torch.Tensor, seeds: Sequence[int] | Non
     image; sampled at the model's resolution."""
     if low.ndim != 4 or low.shape[1] != 3:
         raise ValueError(f"low-res images must be [B, 3, H, W], got {tuple(low.shape)}")
-    seeds = _check_seeds(seeds if seeds is not None else range(low.shape[0]))
+    seeds = check_seeds(seeds if seeds is not None else range(low.shape[0]))
     if len(seeds) != low.shape[0]:
         raise ValueError(f"got {len(seeds)} seeds for {low.shape[0]} images")
     settings = settings or SR_DEFAULTS

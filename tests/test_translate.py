@@ -1,0 +1,387 @@
+"""Image-to-image translation (core.translate, core.masks) with tiny seeded models, 2 steps."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from core.images import ImageError, read_parameters
+from core.masks import SIDES, box_mask, half_mask, mask_from_image, random_mask, stroke_mask
+from core.pipeline import StageSettings, generate_text
+from core.samplers import SAMPLERS
+from core.translate import (PALETTE_TASKS, colorize, delta_e, grayscale, inpaint, psnr, repaint,
+                            repaint_path, sdedit, srgb_to_lab, translate)
+from tests.tiny import tiny_model
+
+FAST = StageSettings(steps=2, guidance=1.0)
+
+
+@pytest.fixture(scope="module")
+def models(tiny_checkpoints):
+    from core.cascade import ModelSet
+    return ModelSet(tiny_checkpoints, "cpu")
+
+
+@pytest.fixture(scope="module")
+def base(models):
+    return models.get("text_base")
+
+
+@pytest.fixture(scope="module")
+def palette(models):
+    return models.get("palette")
+
+
+def _image(seed: int = 0, size: int = 32, batch: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(batch, 3, size, size, generator=g) * 2 - 1
+
+
+def _pil(size: int = 64, mode: str = "RGB", seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed)
+    arr = rng.integers(0, 256, (size, size, 3), dtype=np.uint8)
+    return Image.fromarray(arr, "RGB").convert(mode)
+
+
+# ---- masks -----------------------------------------------------------------------------------------
+@pytest.mark.parametrize("make", [lambda g: box_mask(32, g), lambda g: stroke_mask(32, g),
+                                  lambda g: random_mask(32, g)])
+def test_generated_masks_are_binary_seeded_and_partial(make):
+    a, b = make(torch.Generator().manual_seed(3)), make(torch.Generator().manual_seed(3))
+    assert a.shape == (1, 1, 32, 32) and a.dtype == torch.float32
+    assert torch.equal(a, b)
+    assert set(a.unique().tolist()) <= {0.0, 1.0}
+    assert 0 < a.mean() < 1
+
+
+def test_random_masks_differ_across_seeds_and_cover_every_shape():
+    masks = [random_mask(32, torch.Generator().manual_seed(s)) for s in range(30)]
+    assert len({m.numpy().tobytes() for m in masks}) > 20
+    assert all(0 < m.mean() < 1 for m in masks)
+
+
+@pytest.mark.parametrize("side", SIDES)
+def test_half_masks(side):
+    m = half_mask(16, side)
+    assert m.mean() == 0.5
+    rows, cols = m[0, 0].sum(1), m[0, 0].sum(0)
+    if side == "left":
+        assert m[0, 0, :, :8].all() and not m[0, 0, :, 8:].any()
+    elif side == "right":
+        assert m[0, 0, :, 8:].all()
+    elif side == "top":
+        assert m[0, 0, :8].all()
+    else:
+        assert m[0, 0, 8:].all() and rows[:8].sum() == 0 and cols.min() == 8
+    with pytest.raises(ValueError, match="side"):
+        half_mask(16, "middle")
+
+
+def _mask_picture(size=40) -> np.ndarray:
+    arr = np.zeros((size, size), dtype=np.uint8)
+    arr[10:30, 5:20] = 255
+    return arr
+
+
+@pytest.mark.parametrize("mode", ["L", "RGB", "RGBA-alpha", "LA", "P", "1", "CMYK", "I;16", "F"])
+def test_mask_from_image_any_mode(mode):
+    arr = _mask_picture()
+    if mode == "RGBA-alpha":  # alpha decides: opaque = fill, whatever the colour
+        rgba = np.zeros((40, 40, 4), dtype=np.uint8)
+        rgba[..., 3] = arr
+        image = Image.fromarray(rgba, "RGBA")
+    elif mode == "LA":
+        image = Image.fromarray(np.stack([np.full_like(arr, 255), arr], -1), "LA")
+    elif mode == "I;16":
+        image = Image.fromarray(arr.astype(np.uint16) * 257)
+        assert image.mode.startswith("I;16")
+    elif mode == "F":
+        image = Image.fromarray(arr.astype(np.float32) / 255 * 255, "F")
+    else:
+        image = Image.fromarray(arr, "L").convert(mode)
+    m = mask_from_image(image, 40)
+    assert m.shape == (1, 1, 40, 40)
+    assert torch.equal(m[0, 0], torch.from_numpy(arr >= 128).float()), mode
+
+
+def test_mask_from_image_resizes_covering_and_pads_non_square():
+    arr = np.zeros((64, 64), dtype=np.uint8)
+    arr[10, 10] = 255  # one pixel: still fills its cell when shrunk
+    m = mask_from_image(Image.fromarray(arr), 16)
+    assert m.shape == (1, 1, 16, 16) and m.sum() == 1 and m[0, 0, 2, 2] == 1
+    big = mask_from_image(Image.fromarray(arr[:16, :16]), 64)   # enlarged: nearest
+    assert big.shape == (1, 1, 64, 64) and big.sum() == 16
+    wide = mask_from_image(Image.new("L", (40, 20), 255), 40)   # centred on a square of "keep"
+    assert wide[0, 0, 10:30].all() and not wide[0, 0, :10].any() and not wide[0, 0, 30:].any()
+    assert not mask_from_image(Image.new("L", (20, 20), 0), 8).any()     # empty
+    assert mask_from_image(Image.new("L", (20, 20), 255), 8).all()       # full
+
+
+def test_mask_from_image_errors():
+    with pytest.raises(ImageError, match="must be an image"):
+        mask_from_image(np.zeros((8, 8)), 8)
+    with pytest.raises(ImageError, match="2x2"):
+        mask_from_image(Image.new("L", (2, 2)), 8)
+    with pytest.raises(ValueError, match="size"):
+        mask_from_image(Image.new("L", (20, 20)), 0)
+
+
+# ---- SDEdit ----------------------------------------------------------------------------------------
+def test_sdedit_strength_zero_returns_the_input(models, base):
+    x = _image(size=32)
+    enc = models.text_encoder()
+    assert torch.equal(sdedit(base, enc, x, 0.0, "cat face", [0], FAST), x)
+    x64 = _image(size=64)
+    out = sdedit(base, enc, x64, 0, None, [0], FAST, sr_models=[models.get("sr64")])
+    assert torch.equal(out, x64)   # at the output size: unchanged
+
+
+@pytest.mark.parametrize("prompt", [None, "cat face"])
+def test_sdedit_strength_one_is_text_to_image(models, base, prompt):
+    enc = models.text_encoder()
+    settings = StageSettings(steps=2, guidance=3.0)
+    out = sdedit(base, enc, _image(), 1.0, prompt, [5, 6], settings)
+    other = sdedit(base, enc, _image(seed=9), 1.0, prompt, [5, 6], settings)
+    ref_settings = settings if prompt else StageSettings(steps=2, guidance=1.0)
+    ref = generate_text(base, enc, [prompt or ""], seeds=[5, 6], settings=ref_settings)
+    assert torch.equal(out, ref) and torch.equal(other, ref)
+
+
+@pytest.mark.parametrize("strength", [float("nan"), -0.1, 1.5, math.inf, "0.5"])
+def test_sdedit_strength_bounds(models, base, strength):
+    with pytest.raises(ValueError, match="strength"):
+        sdedit(base, models.text_encoder(), _image(), strength, None, [0], FAST)
+
+
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_sdedit_every_sampler(models, base, sampler):
+    enc = models.text_encoder()
+    x = _image(size=48)
+    settings = StageSettings(sampler=sampler, steps=2, guidance=2.0)
+    a = sdedit(base, enc, x, 0.5, "thumbs up", [1], settings)
+    b = sdedit(base, enc, x, 0.5, "thumbs up", [1], settings)
+    assert a.shape == (1, 3, 32, 32) and torch.isfinite(a).all() and a.abs().max() <= 1
+    assert torch.equal(a, b)                                   # seeded
+    c = sdedit(base, enc, _image(seed=4, size=48), 0.5, "thumbs up", [1], settings)
+    assert not torch.equal(a, c)                               # the input matters below strength 1
+
+
+def test_sdedit_with_sr_stages_and_batch_seeds(models, base):
+    out = sdedit(base, models.text_encoder(), _image(size=32), 0.3, None, [0, 1], FAST,
+                 sr_models=[models.get("sr64"), models.get("sr128")],
+                 sr_settings=[StageSettings(steps=2, guidance=1.0)] * 2)
+    assert out.shape == (2, 3, 128, 128)
+    single = sdedit(base, models.text_encoder(), _image(size=32), 0.3, None, [1], FAST)
+    pair = sdedit(base, models.text_encoder(), _image(size=32), 0.3, None, [0, 1], FAST)
+    assert torch.allclose(pair[1:], single, atol=1e-5)        # a seed's image does not depend on the batch
+
+
+# ---- Palette ---------------------------------------------------------------------------------------
+def test_palette_colorize_shapes(palette):
+    out = colorize(palette, _image(size=100, batch=1), [0, 1], FAST)
+    assert out.shape == (2, 3, 64, 64) and torch.isfinite(out).all()
+    assert torch.equal(out, colorize(palette, _image(size=100), [0, 1], FAST))
+    assert not torch.equal(out[0], out[1])
+    with pytest.raises(ValueError, match="palette"):
+        colorize(tiny_model("sr"), _image(size=64), [0], FAST)
+
+
+def test_palette_inpaint_keeps_outside_exactly(palette):
+    x = _image(size=64, batch=2)
+    mask = torch.cat([box_mask(64, torch.Generator().manual_seed(0)), half_mask(64, "top")])
+    out = inpaint(palette, x, mask, [0, 1], FAST)
+    assert out.shape == (2, 3, 64, 64)
+    keep = (mask < 0.5).expand_as(x)
+    assert torch.equal(out[keep], x[keep])
+    assert not torch.equal(out[~keep], x[~keep])
+
+
+def test_grayscale_and_tasks():
+    assert PALETTE_TASKS == ("colorize", "inpaint")
+    x = _image(size=8)
+    g = grayscale(x)
+    assert g.shape == x.shape and torch.equal(g[:, 0], g[:, 1]) and torch.equal(g[:, 1], g[:, 2])
+    assert torch.allclose(grayscale(torch.ones(1, 3, 2, 2)), torch.ones(1, 3, 2, 2))
+
+
+# ---- RePaint ---------------------------------------------------------------------------------------
+def test_repaint_path():
+    assert repaint_path(4, 1, 1) == [4, 3, 2, 1, 0]
+    assert repaint_path(4, 1, 2) == [4, 3, 4, 3, 2, 3, 2, 1, 2, 1, 0]
+    path = repaint_path(10, 5, 3)
+    assert path[0] == 10 and path[-1] == 0 and all(abs(a - b) == 1 for a, b in zip(path, path[1:]))
+    assert sum(b < a for a, b in zip(path, path[1:])) == 10 + 2 * 5
+
+
+@pytest.mark.parametrize("prompt, sr", [(None, 0), ("red apple", 1)])
+def test_repaint_keeps_outside_exactly(models, base, prompt, sr):
+    size = 32 * 2 ** sr
+    x = _image(size=size, batch=1)
+    mask = stroke_mask(size, torch.Generator().manual_seed(2))
+    sr_models = [models.get("sr64")][:sr]
+    out = repaint(base, models.text_encoder(), x, mask, prompt, [0], steps=3, jump=1, resample=2,
+                  sr_models=sr_models, sr_settings=[StageSettings(steps=2, guidance=1.0)])
+    assert out.shape == (1, 3, size, size)
+    keep = (mask < 0.5).expand_as(x)
+    assert torch.equal(out[keep], x[keep])
+    assert not torch.equal(out[~keep], x[~keep])
+    empty = repaint(base, models.text_encoder(), x, torch.zeros_like(mask), prompt, [0], steps=2,
+                    sr_models=sr_models, sr_settings=[StageSettings(steps=2, guidance=1.0)])
+    assert torch.equal(empty, x)
+    with pytest.raises(ValueError, match="resample"):
+        repaint(base, models.text_encoder(), x, mask, None, [0], steps=2, resample=0)
+
+
+# ---- the PIL API and the CLI -----------------------------------------------------------------------
+def test_translate_api(models):
+    image = _pil(64, "RGBA")
+    mask = Image.fromarray(_mask_picture(64), "L")
+    out, params = translate(models, "inpaint", image, mask, steps=2)
+    assert out.size == (64, 64) and params["task"] == "inpaint" and params["method"] == "palette"
+    src, res, m = np.asarray(image.convert("RGB")), np.asarray(out), _mask_picture(64) < 128
+    assert (res[m] == src[m]).all()
+    out, params = translate(models, "sdedit", _pil(40, "P"), strength=0.0, size=64)
+    assert np.array_equal(np.asarray(out), np.asarray(_pil(40, "P").convert("RGB").resize((64, 64), Image.BICUBIC)))
+    out, _ = translate(models, "colorize", _pil(128, "L"), steps=2)
+    assert out.size == (64, 64)
+    out, params = translate(models, "inpaint", image, Image.new("L", (64, 64), 0))
+    assert "empty" in params["note"] and np.array_equal(np.asarray(out), np.asarray(image.convert("RGB")))
+    for kwargs, match in [(dict(task="inpaint", image=image), "mask"),
+                          (dict(task="inpaint", image=image, mask=Image.new("L", (64, 64), 255)), "whole image"),
+                          (dict(task="paint", image=image), "task"),
+                          (dict(task="sdedit", image=image, strength=2.0), "strength"),
+                          (dict(task="colorize", image=image, prompt="red"), "prompt"),
+                          (dict(task="colorize", image=image, size=128), "64x64"),
+                          (dict(task="inpaint", image=image, mask=mask, method="magic"), "method")]:
+        with pytest.raises(ValueError, match=match):
+            translate(models, **kwargs)
+
+
+def test_cli_translate_writes_pngs(tiny_checkpoints, tmp_path, capsys):
+    from core.__main__ import main
+    src = tmp_path / "in.png"
+    _pil(50, "RGBA").save(src)
+    mask = tmp_path / "mask.png"
+    Image.fromarray(_mask_picture(64), "L").save(mask)
+    common = ["--checkpoints", str(tiny_checkpoints), "--device", "cpu", "--steps", "2"]
+    runs = {
+        "sdedit.png": ["--task", "sdedit", "--strength", "0.5", "--prompt", "cat face", "--size", "64"],
+        "col.png": ["--task", "colorize"],
+        "inp.png": ["--task", "inpaint", "--mask", str(mask)],
+        "rep.png": ["--task", "inpaint", "--method", "repaint", "--mask", str(mask), "--size", "32",
+                    "--sampler", "ddpm", "--resample", "1"],
+    }
+    sizes = {"sdedit.png": 64, "col.png": 64, "inp.png": 64, "rep.png": 32}
+    for name, argv in runs.items():
+        out = tmp_path / name
+        assert main(["translate", "--image", str(src), *argv, "--out", str(out), *common]) == 0, name
+        with Image.open(out) as im:
+            assert im.size == (sizes[name],) * 2
+            params = read_parameters(im)
+        assert params["command"] == "translate" and params["image"] == str(src)
+    assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--task", "inpaint"], "--mask"),
+    (["--task", "inpaint", "--mask", "FULL"], "whole image"),
+    (["--task", "paint"], "task"),
+    (["--task", "sdedit", "--strength", "nan"], "strength"),
+    (["--task", "sdedit", "--strength", "1.01"], "strength"),
+    (["--task", "sdedit", "--sampler", "magic", "--strength", "0.5"], "sampler"),
+    (["--task", "colorize", "--image", "MISSING"], "does not exist"),
+])
+def test_cli_translate_errors_are_one_line_and_write_nothing(tiny_checkpoints, tmp_path, capsys, argv, match):
+    from core.__main__ import main
+    src = tmp_path / "in.png"
+    _pil(32).save(src)
+    full = tmp_path / "full.png"
+    Image.new("L", (32, 32), 255).save(full)
+    argv = [str(full) if a == "FULL" else str(tmp_path / "nope.png") if a == "MISSING" else a for a in argv]
+    if "--image" not in argv:
+        argv = ["--image", str(src), *argv]
+    out = tmp_path / "out.png"
+    code = main(["translate", *argv, "--out", str(out), "--checkpoints", str(tiny_checkpoints), "--steps", "2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and match in err, err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["full.png", "in.png"]
+
+
+def test_cli_empty_mask_says_so(tiny_checkpoints, tmp_path, capsys):
+    from core.__main__ import main
+    src, empty, out = tmp_path / "in.png", tmp_path / "empty.png", tmp_path / "out.png"
+    _pil(64).save(src)
+    Image.new("L", (64, 64), 0).save(empty)
+    assert main(["translate", "--task", "inpaint", "--image", str(src), "--mask", str(empty), "--out", str(out),
+                 "--checkpoints", str(tiny_checkpoints)]) == 0
+    assert "unchanged" in capsys.readouterr().out
+    with Image.open(out) as im:
+        assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(_pil(64)))
+
+
+# ---- evaluation helpers ----------------------------------------------------------------------------
+def test_srgb_to_lab_known_values():
+    colours = torch.tensor([[1.0, 1, 1], [0, 0, 0], [1, 0, 0], [0, 0, 1]]).view(4, 3, 1, 1) * 2 - 1
+    lab = srgb_to_lab(colours)[:, :, 0, 0]
+    expected = torch.tensor([[100, 0, 0], [0, 0, 0], [53.24, 80.09, 67.20], [32.30, 79.19, -107.86]],
+                            dtype=torch.float64)
+    assert torch.allclose(lab, expected, atol=0.05), lab
+    assert delta_e(colours, colours).abs().max() == 0
+    assert psnr(colours, colours).min() >= 99
+
+
+# ---- training --------------------------------------------------------------------------------------
+def test_palette_task_trains_a_few_steps(tmp_path):
+    from core.data import default_cache_dir
+    from core.train import default_config, train
+    if not (default_cache_dir() / "images.npy").is_file():
+        pytest.skip("the emoji data set is not built (python -m core.data)")
+    cfg = default_config("palette", str(tmp_path / "run"), smoke=True, steps=2, sample_every=2, threads=1)
+    summary = train(cfg, export=tmp_path / "palette", log=lambda s: None)
+    assert summary["step"] == 2 and math.isfinite(summary["loss_avg"])
+    assert (tmp_path / "run" / "samples" / "step_000002.png").is_file()
+    from core.checkpoints import load_model
+    model = load_model(tmp_path / "palette")
+    assert model.kind == "palette" and model.resolution == 64
+
+
+def test_palette_task_batches(tmp_path):
+    from core.data import default_cache_dir
+    from core.train import default_config
+    from core.translate import PaletteTask
+    if not (default_cache_dir() / "images.npy").is_file():
+        pytest.skip("the emoji data set is not built (python -m core.data)")
+    task = PaletteTask(default_config("palette", str(tmp_path), smoke=True, batch=16))
+    task.build()
+    x0, cond = task.x0_and_cond(torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert x0.shape == cond["source"].shape == (16, 3, 64, 64) and cond["mask"].shape == (16, 1, 64, 64)
+    col = cond["task"] == PALETTE_TASKS.index("colorize")
+    assert 0 < col.sum() < 16
+    assert torch.equal(cond["source"][col], grayscale(x0[col])) and cond["mask"][col].eq(1).all()
+    m, src, x = cond["mask"][~col], cond["source"][~col], x0[~col]
+    assert ((m > 0) & (m < 1)).sum() == 0 and (m.mean(dim=(1, 2, 3)) < 1).all() and (m.sum(dim=(1, 2, 3)) > 0).all()
+    keep = (m < 0.5).expand_as(x)
+    assert torch.equal(src[keep], x[keep]) and src[~keep].eq(0).all()
+
+
+def test_evaluate_runs_and_reports_missing_models(models, tiny_checkpoints, tmp_path, capsys):
+    import shutil
+
+    from core.data import default_cache_dir
+    from core.translate import evaluate, main, markdown
+    if not (default_cache_dir() / "images.npy").is_file():
+        pytest.skip("the emoji data set is not built (python -m core.data)")
+    results = evaluate(models, n=2, steps=2, repaint_steps=2, strengths=(0.0, 1.0), log=lambda s: None)
+    assert not results["missing"] and len(results["rows"]) == 6 and len(results["sdedit"]) == 2
+    assert results["rows"][3][2] == 0 and results["rows"][5][2] == 0   # nothing changes outside the mask
+    assert results["sdedit"][0][1] == 0
+    table = markdown(results)
+    assert "| task | metric |" in table and "| 1.00 |" in table
+    only = tmp_path / "only"
+    shutil.copytree(tiny_checkpoints / "palette", only / "palette")
+    assert main(["evaluate", "--n", "1", "--steps", "2", "--checkpoints", str(only), "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "Missing models (not evaluated): text_base, clip" in out and "colorize" in out
