@@ -20,6 +20,10 @@ def tiny_model(kind: str, seed: int = 0, resolution: int | None = None, low_reso
         res = resolution or 32
         unet = image_unet_config(res, CHANNELS, num_class_embeds=len(CLASSES) + 1, head_dim=8)
         cfg = ModelConfig(kind="class_base", resolution=res, unet=unet, classes=list(CLASSES))
+    elif kind == "palette":
+        from core.networks import palette_unet_config
+        res = resolution or 64
+        cfg = ModelConfig(kind="palette", resolution=res, unet=palette_unet_config(res, CHANNELS, head_dim=8))
     else:
         res = resolution or 64
         unet = image_unet_config(res, CHANNELS, in_channels=6, attention_levels=0, class_embed_type="timestep")
@@ -45,9 +49,35 @@ def tiny_clip(seed: int = 0):
     return config, build_clip(config).eval()
 
 
+def tiny_diffae(seed: int = 0, resolution: int = 32, semantic_dim: int = 16) -> DiffusionModel:
+    """A tiny untrained DiffAE (semantic encoder + z_sem-conditioned UNet), random output conv."""
+    from core.networks import diffae_unet_config
+    torch.manual_seed(seed)
+    unet = diffae_unet_config(resolution, CHANNELS, head_dim=8)
+    cfg = ModelConfig(kind="diffae", resolution=resolution, unet=unet, semantic_dim=semantic_dim,
+                      encoder_channels=CHANNELS)
+    model = DiffusionModel(cfg).eval().requires_grad_(False)
+    with torch.no_grad():
+        for p in model.net.conv_out.parameters():
+            p.normal_(0, 0.05)
+    return model
+
+
+def tiny_directions(model: DiffusionModel, seed: int = 0):
+    """Directions for `tiny_diffae` fitted on random codes with planted labels: dark-skin,
+    woman, smiling (no data needed)."""
+    from core.diffae import fit_from_codes
+    g = torch.Generator().manual_seed(seed)
+    d = model.config.semantic_dim
+    z = torch.randn(200, d, generator=g) * 0.5 + 0.1
+    labels = {name: (torch.arange(200), (z[:, k] > 0.1).long()) for k, name in
+              enumerate(("dark-skin", "woman", "smiling"))}
+    return fit_from_codes(z, labels, iterations=100)
+
+
 def write_tiny_checkpoints(root) -> None:
     """A complete checkpoints folder of tiny random models, as the app and CLI expect it:
-    clip, text_base, class_base, sr64 (32->64), sr128 (64->128)."""
+    clip, text_base, class_base, sr64 (32->64), sr128 (64->128), diffae (+ directions)."""
     from pathlib import Path
 
     from core.checkpoints import save_model
@@ -59,3 +89,7 @@ def write_tiny_checkpoints(root) -> None:
     save_model(tiny_model("class_base"), root / "class_base", "# tiny class base\n")
     save_model(tiny_model("sr", resolution=64, low_resolution=32), root / "sr64", "# tiny sr64\n")
     save_model(tiny_model("sr", resolution=128, low_resolution=64), root / "sr128", "# tiny sr128\n")
+    save_model(tiny_model("palette"), root / "palette", "# tiny palette\n")
+    diffae = tiny_diffae()
+    save_model(diffae, root / "diffae", "# tiny diffae\n")
+    tiny_directions(diffae).save(root / "diffae")
