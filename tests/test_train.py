@@ -47,13 +47,13 @@ def test_smoke_all_stages_write_checkpoints(tmp_path):
     (the GPU profile's code path, on tiny models)."""
     out, runs = tmp_path / "ckpt", tmp_path / "runs"
     assert main(["all", "--smoke", "--profile", "gpu", "--export", str(out), "--run", str(runs)]) == 0
-    for kind in ("clip", "text_base", "class_base", "sr64", "sr128"):
+    for kind in ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae"):
         folder = out / kind
         assert (folder / "config.json").is_file() and (folder / "README.md").is_file()
         tensors = load_file(str(folder / "model.safetensors"))
         assert all(t.dtype == torch.float16 for t in tensors.values() if t.is_floating_point())
         if kind != "clip":
-            assert load_model(folder).kind in ("text_base", "class_base", "sr")
+            assert load_model(folder).kind in ("text_base", "class_base", "sr", "palette", "diffae")
         assert "steps: 4" in (folder / "README.md").read_text()
     assert any((runs / "class_base" / "samples").glob("step_*.png"))
 
