@@ -1,0 +1,47 @@
+"""One smoke test per committed checkpoint: it loads, and generates at a few steps."""
+import pytest
+import torch
+
+from core.cascade import ModelSet, generate
+from core.checkpoints import DEFAULT_CHECKPOINTS
+from core.pipeline import StageSettings, upscale
+
+FAST = StageSettings(steps=2)
+
+
+def committed(name: str) -> bool:
+    return (DEFAULT_CHECKPOINTS / name / "config.json").is_file()
+
+
+@pytest.fixture(scope="module")
+def models():
+    return ModelSet(DEFAULT_CHECKPOINTS, "cpu")
+
+
+@pytest.mark.skipif(not committed("text_base"), reason="no committed text_base")
+def test_text_base(models):
+    out = generate(models, prompt="woman dancing, dark skin tone", num=2, size=32, base=FAST).final
+    assert out.shape == (2, 3, 32, 32) and torch.isfinite(out).all()
+    card = (DEFAULT_CHECKPOINTS / "text_base" / "README.md").read_text()
+    assert "steps:" in card
+
+
+@pytest.mark.skipif(not committed("class_base"), reason="no committed class_base")
+def test_class_base(models):
+    label = models.classes()[0]
+    out = generate(models, label=label, size=32, base=FAST).final
+    assert out.shape == (1, 3, 32, 32) and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("name,low,high", [("sr64", 32, 64), ("sr128", 64, 128)])
+def test_sr_stage(models, name, low, high):
+    if not committed(name):
+        pytest.skip(f"no committed {name}")
+    out = upscale(models.get(name), torch.zeros(1, 3, low, low), [0], FAST)
+    assert out.shape == (1, 3, high, high) and torch.isfinite(out).all()
+
+
+@pytest.mark.skipif(not committed("clip"), reason="no committed clip")
+def test_clip_encodes(models):
+    emb = models.get("clip").encode(["thumbs up", ""])
+    assert emb.tokens.shape[0] == 2 and torch.isfinite(emb.tokens).all()
