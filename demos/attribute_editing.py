@@ -1,0 +1,288 @@
+"""Tab: attribute editing with the diffusion autoencoder (DiffAE): reconstruction, an edit along an
+attribute direction of the semantic code, a strength sweep, and interpolation between two images.
+
+Run alone: `python -m demos.attribute_editing [app.py flags]`.
+"""
+from __future__ import annotations
+
+from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
+
+from pathlib import Path
+
+import gradio as gr
+import torch
+
+from core import diffae
+from core.images import open_image, pil_to_tensor, tensor_to_pil
+from demos.common import Models, RequestFiles, as_int, gpu, grid, image_input, user_errors
+
+TITLE = "Attribute editing"
+MODEL = "diffae"
+MAX_STEPS = 200
+SWEEP_FRAMES, SWEEP_STRENGTH = 7, 3.0
+MAX_FRAMES = 16
+
+
+def load_directions(models: Models) -> tuple[diffae.Directions | None, str | None]:
+    """The attribute directions stored next to the diffae model, or why there are none."""
+    if MODEL in models.errors:
+        return None, None
+    try:
+        return diffae.Directions.load(models.root / MODEL), None
+    except (ValueError, OSError) as e:  # CheckpointError is a ValueError
+        return None, str(e)
+
+
+def make_fns(models: Models):
+    """The tab's functions (reconstruct, attributes, edit, edit_sweep, interpolate), bound to the
+    shared models and the directions (loaded once)."""
+    directions, directions_error = load_directions(models)
+
+    def model():
+        return models.get(MODEL)
+
+    def need_directions() -> diffae.Directions:
+        models.require([MODEL])
+        if directions is None:
+            raise gr.Error(f"The attribute directions are unavailable, so this cannot run: {directions_error}",
+                           title="Model unavailable")
+        return directions
+
+    def load(path: str | None, what: str = "an image") -> torch.Tensor:
+        if not path:
+            raise ValueError(f"upload {what} or pick an example first")
+        m = model()
+        return pil_to_tensor(open_image(path), size=m.resolution).to(next(m.parameters()).device)
+
+    def check_steps(steps) -> int:
+        steps = as_int(steps, "steps")
+        if not 1 <= steps <= MAX_STEPS:
+            raise ValueError(f"steps must be from 1 to {MAX_STEPS}, got {steps}")
+        return steps
+
+    def attribute_ok(attribute: str, dirs: diffae.Directions) -> str:
+        dirs.index(attribute)  # ValueError naming the valid ones
+        return attribute
+
+    def one(t: torch.Tensor):
+        return tensor_to_pil(t.detach().cpu())[0]
+
+    def attributes() -> list[str]:
+        """The attribute names of the directions file (empty when it is unavailable)."""
+        return list(directions.names) if directions is not None else []
+
+    @gpu
+    def reconstruct(image: str, steps: int, progress=gr.Progress()):
+        """Encode an image (semantic code + DDIM inversion) and decode it again.
+
+        Args:
+            image: any image (any mode; non-square is padded with white), taken at the model's resolution.
+            steps: DDIM steps of the encoding and of the decoding.
+        Returns:
+            the input as the model sees it, the reconstruction (a PNG with its parameters), the parameters.
+        """
+        with user_errors():
+            models.require([MODEL])
+            steps = check_steps(steps)
+            x = load(image)
+            progress(None, desc="encoding and decoding")
+            out = diffae.reconstruct(model(), x, steps)
+            files = RequestFiles()
+            params = {"command": "reconstruct", "image": Path(image).name, "steps": steps,
+                      "psnr": round(float(diffae.psnr(out.cpu(), x.cpu())[0]), 2)}
+            path = files.results([one(out)], [params], [f"{Path(image).stem}-reconstruct"])[0]
+            return files.image(one(x)), path, params
+
+    @gpu
+    def edit(image: str, attribute: str, strength: float, steps: int, fresh_noise: bool = False, seed: int = 0,
+             progress=gr.Progress()):
+        """Move the image's semantic code along an attribute direction and decode it.
+
+        Args:
+            image: any image, taken at the model's resolution.
+            attribute: a name from /attributes, e.g. "smiling".
+            strength: in standard deviations of the normalised code (-10..10); + towards the
+                attribute, - away; 0 is the reconstruction.
+            steps: DDIM steps of the encoding and of the decoding.
+            fresh_noise: decode with seeded fresh noise instead of the image's own x_T (keeps
+                the semantics only).
+            seed: the noise's seed (with fresh_noise only).
+        Returns:
+            the input as the model sees it, the edited image (a PNG with its parameters), the parameters.
+        """
+        with user_errors():
+            dirs = need_directions()
+            attribute = attribute_ok(attribute, dirs)
+            strength = diffae._check_strength(strength)
+            steps, seed = check_steps(steps), as_int(seed, "seed")
+            x = load(image)
+            progress(None, desc="encoding and decoding")
+            x_T = diffae.fresh_noise(model(), [seed]) if fresh_noise else None
+            out = diffae.edit(model(), dirs, x, attribute, strength, steps, x_T=x_T)
+            files = RequestFiles()
+            params = {"command": "edit", "image": Path(image).name, "attribute": attribute, "strength": strength,
+                      "steps": steps, "seed": seed, "fresh_noise": bool(fresh_noise)}
+            name = f"{Path(image).stem}-{attribute}{strength:+g}"
+            path = files.results([one(out)], [params], [name])[0]
+            return files.image(one(x)), path, params
+
+    @gpu
+    def edit_sweep(image: str, attribute: str, max_strength: float, frames: int, steps: int,
+                   progress=gr.Progress()):
+        """The edit at evenly spaced strengths from -max_strength to +max_strength, encoded once.
+
+        Args:
+            image: any image, taken at the model's resolution.
+            attribute: a name from /attributes.
+            max_strength: the largest strength (0 < max_strength <= 10).
+            frames: how many strengths (2-16), e.g. 7 for -3, -2, ..., 3.
+            steps: DDIM steps of the encoding and of the decoding.
+        Returns:
+            the strip of edits side by side (a PNG with its parameters), each edit with its
+            strength as caption, the parameters.
+        """
+        with user_errors():
+            dirs = need_directions()
+            attribute = attribute_ok(attribute, dirs)
+            top = diffae._check_strength(max_strength)
+            if top <= 0:
+                raise ValueError(f"the sweep's largest strength must be above 0, got {top:g}")
+            frames, steps = as_int(frames, "frames"), check_steps(steps)
+            if not 2 <= frames <= MAX_FRAMES:
+                raise ValueError(f"frames must be from 2 to {MAX_FRAMES}, got {frames}")
+            x = load(image)
+            strengths = [round(-top + 2 * top * i / (frames - 1), 6) for i in range(frames)]
+            progress(None, desc="encoding")
+            z, x_T = diffae.encode(model(), x, steps)
+            progress(None, desc=f"decoding {frames} edits")
+            zs = torch.cat([dirs.shift(z, attribute, s) for s in strengths])
+            images = tensor_to_pil(diffae.decode(model(), zs, x_T.expand(frames, *x_T.shape[1:]), steps).cpu())
+            files = RequestFiles()
+            params = {"command": "edit_sweep", "image": Path(image).name, "attribute": attribute,
+                      "strengths": strengths, "steps": steps}
+            strip = files.results([grid(images, columns=frames)], [params],
+                                  [f"{Path(image).stem}-{attribute}-sweep"])[0]
+            frames_out = [(files.image(im), f"{s:+g}") for im, s in zip(images, strengths)]
+            return strip, frames_out, params
+
+    @gpu
+    def interpolate(image_a: str, image_b: str, frames: int, steps: int, progress=gr.Progress()):
+        """Interpolate from image a to image b: semantic codes linearly, stochastic codes spherically.
+
+        Args:
+            image_a: the first image (the first frame is its reconstruction).
+            image_b: the second image (the last frame is its reconstruction).
+            frames: how many frames (2-16), both ends included.
+            steps: DDIM steps of the encoding and of the decoding.
+        Returns:
+            the strip of frames (a PNG with its parameters), the frames, the parameters.
+        """
+        with user_errors():
+            models.require([MODEL])
+            frames, steps = as_int(frames, "frames"), check_steps(steps)
+            if not 2 <= frames <= MAX_FRAMES:
+                raise ValueError(f"frames must be from 2 to {MAX_FRAMES}, got {frames}")
+            a, b = load(image_a, "image a"), load(image_b, "image b")
+            progress(None, desc=f"encoding both, decoding {frames} frames")
+            images = tensor_to_pil(diffae.interpolate(model(), a, b, frames, steps).cpu())
+            files = RequestFiles()
+            params = {"command": "interpolate", "image_a": Path(image_a).name, "image_b": Path(image_b).name,
+                      "frames": frames, "steps": steps}
+            strip = files.results([grid(images, columns=frames)], [params],
+                                  [f"{Path(image_a).stem}-to-{Path(image_b).stem}"])[0]
+            alphas = [i / (frames - 1) for i in range(frames)]
+            return strip, [(files.image(im), f"{al:.2f}") for im, al in zip(images, alphas)], params
+
+    return reconstruct, attributes, edit, edit_sweep, interpolate, directions_error
+
+
+def build(models: Models) -> None:
+    """The tab's layout and wiring (inside the caller's gr.Tab)."""
+    reconstruct_fn, attributes_fn, edit_fn, sweep_fn, interpolate_fn, directions_error = make_fns(models)
+    status = models.status_markdown([MODEL], "This tab cannot run until it is present.")
+    if not status and directions_error:
+        status = ("⚠️ **Unavailable** (the rest of the app works): the attribute directions: "
+                  f"{directions_error}\n\nReconstruction and interpolation work; edits need the directions.")
+    if status:
+        gr.Markdown(status)
+    gr.Markdown("A diffusion autoencoder (DiffAE, Preechakul et al. 2022) encodes an image into a semantic code "
+                "and a stochastic code (DDIM inversion); decoding both reconstructs it. Moving the semantic code "
+                "along a direction fitted on labelled emoji (a linear classifier) edits that attribute.")
+    names = attributes_fn()
+    examples = common.example_images()
+    resolution = models.set.get(MODEL).resolution if MODEL not in models.errors else 64
+    steps_default = 20
+    pixel = dict(format="png", interactive=False, height=220, elem_classes=[common.PIXELATED, common.STAGE])
+
+    with gr.Row():
+        with gr.Column(scale=2):
+            image = image_input(label=f"Image (taken at {resolution}×{resolution})", sources=["upload", "clipboard"],
+                                height=220)
+            steps = gr.Slider(1, MAX_STEPS, value=steps_default, step=1, precision=0, label="DDIM steps",
+                              info=f"encoding and decoding each; the paper uses {diffae.DEFAULT_STEPS}+")
+            gr.Examples([[p] for p in examples], inputs=[image], label="Example images", cache_examples=False)
+        with gr.Column(scale=3):
+            with gr.Row():
+                view = gr.Image(label="Input as the model sees it", **pixel)
+                result = gr.Image(label="Result (PNG with parameters)", **pixel)
+            with gr.Accordion("Parameters", open=False):
+                parameters = gr.JSON(label="Parameters")
+
+    with gr.Tab("Edit"):
+        with gr.Row():
+            attribute = gr.Dropdown(names, value=names[0] if names else None, label="Attribute",
+                                    info=" / ".join(diffae.ATTRIBUTE_RULES.get(n, n).split(":")[0] for n in names)
+                                    or "no directions file")
+            strength = gr.Slider(-diffae.MAX_STRENGTH, diffae.MAX_STRENGTH, value=2.0, step=0.25,
+                                 label="Strength", info="+ towards the attribute, - away; 0 = reconstruction")
+        with gr.Row(equal_height=True):
+            fresh = gr.Checkbox(False, label="Fresh noise", info="decode with new noise: keeps the semantics only")
+            seed, _ = common.seed_input()
+        with gr.Row():
+            reconstruct_button = gr.Button("Reconstruct")
+            edit_button = gr.Button("Edit", variant="primary")
+        reconstruct_button.click(reconstruct_fn, inputs=[image, steps], outputs=[view, result, parameters],
+                                 api_name="reconstruct", concurrency_id="device", show_progress_on=[result])
+        edit_button.click(edit_fn, inputs=[image, attribute, strength, steps, fresh, seed],
+                          outputs=[view, result, parameters], api_name="edit", concurrency_id="device",
+                          show_progress_on=[result])
+
+    with gr.Tab("Strength sweep"):
+        with gr.Row():
+            sweep_attribute = gr.Dropdown(names, value=names[0] if names else None, label="Attribute")
+            max_strength = gr.Slider(0.25, diffae.MAX_STRENGTH, value=SWEEP_STRENGTH, step=0.25,
+                                     label="Largest strength", info="the sweep runs from - to + this")
+            frames = gr.Slider(2, MAX_FRAMES, value=SWEEP_FRAMES, step=1, precision=0, label="Frames")
+        sweep_button = gr.Button("Sweep", variant="primary")
+        strip = gr.Image(label="Sweep (PNG with parameters)", format="png", interactive=False,
+                         elem_classes=[common.PIXELATED])
+        gallery = gr.Gallery(label="Each strength", columns=MAX_FRAMES // 2, height="auto", format="png",
+                             object_fit="contain", elem_classes=[common.PIXELATED])
+        sweep_button.click(sweep_fn, inputs=[image, sweep_attribute, max_strength, frames, steps],
+                           outputs=[strip, gallery, parameters], api_name="edit_sweep", concurrency_id="device",
+                           show_progress_on=[strip])
+
+    with gr.Tab("Interpolate"):
+        gr.Markdown("From the image above (a) to a second image (b): the semantic codes are interpolated "
+                    "linearly, the stochastic codes spherically.")
+        with gr.Row():
+            image_b = image_input(label="Image b", sources=["upload", "clipboard"], height=160)
+            n_frames = gr.Slider(2, MAX_FRAMES, value=SWEEP_FRAMES, step=1, precision=0, label="Frames")
+        gr.Examples([[examples[0], examples[2]], [examples[1], examples[3]]], inputs=[image, image_b],
+                    label="Example pairs", cache_examples=False)
+        interpolate_button = gr.Button("Interpolate", variant="primary")
+        interp_strip = gr.Image(label="Interpolation (PNG with parameters)", format="png", interactive=False,
+                                elem_classes=[common.PIXELATED])
+        interp_gallery = gr.Gallery(label="Frames", columns=MAX_FRAMES // 2, height="auto", format="png",
+                                    object_fit="contain", elem_classes=[common.PIXELATED])
+        interpolate_button.click(interpolate_fn, inputs=[image, image_b, n_frames, steps],
+                                 outputs=[interp_strip, interp_gallery, parameters], api_name="interpolate",
+                                 concurrency_id="device", show_progress_on=[interp_strip])
+    gr.api(attributes_fn, api_name="attributes", queue=False)
+
+
+if __name__ == "__main__":
+    import sys
+
+    from app import main
+    sys.exit(main(tab_modules=[sys.modules[__name__]]))

@@ -1,0 +1,365 @@
+"""Tab: image to image: SDEdit (text base + SR), colorization (Palette) and inpainting (Palette
+or RePaint), through core.translate.translate.
+
+Run alone: `python -m demos.image_to_image [app.py flags]`.
+"""
+from __future__ import annotations
+
+from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
+
+from pathlib import Path
+
+import gradio as gr
+import torch
+from PIL import Image, ImageChops, ImageDraw
+
+from core.images import open_image, pil_to_tensor, tensor_to_pil
+from core.masks import mask_from_image
+from core.pipeline import BASE_DEFAULTS
+from core.samplers import SAMPLERS
+from core.translate import DEFAULT_STRENGTH, METHODS, PALETTE_DEFAULTS, SIZES, grayscale, translate
+from demos.common import (Job, Models, RequestFiles, as_int, gpu, image_input, preview, sr_stages,
+                          user_errors)
+
+TITLE = "Image to image"
+STAGE_LABELS = {32: "32×32 base", 64: "64×64", 128: "128×128 SR"}
+PALETTE_SIZE = 64
+MASK_TINT = (255, 0, 255)  # the region to fill, shown over the input
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+class StepProgress:
+    """One bar per stage (the sampler callback gives each stage's total, which for SDEdit depends
+    on the strength), and when a preview is due (throttled, and at each stage's end)."""
+
+    def __init__(self, progress: gr.Progress, labels: dict):
+        self.progress, self.labels, self._last = progress, labels, 0.0
+
+    def update(self, info: dict) -> bool:
+        import time
+        stage = info.get("stage")
+        label = self.labels.get(stage, "sampling") if stage is not None else "sampling"
+        self.progress((info["step"] + 1, info["total"]), desc=f"{label}: step {info['step'] + 1}/{info['total']}",
+                      unit="steps")
+        now = time.monotonic()
+        if now - self._last >= common.PREVIEW_EVERY_S or info["step"] + 1 >= info["total"]:
+            self._last = now
+            return True
+        return False
+
+
+def editor_input(**kwargs) -> gr.ImageEditor:
+    """gr.ImageEditor (PIL, RGBA: drawn layers keep their alpha = the mask) whose unreadable upload
+    is a readable gr.Error rather than Gradio's bare "Error"."""
+    editor = gr.ImageEditor(type="pil", image_mode="RGBA", format="png", **kwargs)
+    preprocess = editor.preprocess
+
+    def readable_preprocess(payload):
+        try:
+            return preprocess(payload)
+        except gr.Error:
+            raise
+        except Exception as e:  # noqa: BLE001 - PIL raises many types for a bad file
+            background = getattr(payload, "background", None)
+            name = getattr(background, "orig_name", None) or "the upload"
+            raise gr.Error(f"{name} cannot be read as an image ({type(e).__name__}); upload a PNG, JPEG, "
+                           "WebP, GIF or BMP file", title="Unreadable image") from e
+
+    editor.preprocess = readable_preprocess
+    return editor
+
+
+def drawn_mask(layers, size: tuple[int, int]) -> Image.Image | None:
+    """The union of the editor's drawn layers as an L image at `size` (255 = fill): whatever was
+    painted, in any colour, is opaque in its layer. None when there are no layers."""
+    mask = None
+    for layer in layers or []:
+        if layer is None:
+            continue
+        layer = layer if isinstance(layer, Image.Image) else open_image(layer)
+        alpha = layer.convert("RGBA").getchannel("A")
+        if alpha.size != size:
+            alpha = alpha.resize(size, Image.Resampling.NEAREST)
+        mask = alpha if mask is None else ImageChops.lighter(mask, alpha)
+    return mask
+
+
+def working_mask(drawn: Image.Image | None, uploaded: str | None, size: int) -> torch.Tensor:
+    """The binary [1, 1, size, size] mask (1 = fill): the drawn strokes and the uploaded mask
+    image together. ValueError when neither marks anything."""
+    masks = []
+    if drawn is not None:
+        masks.append(mask_from_image(drawn, size))
+    if uploaded:
+        masks.append(mask_from_image(open_image(uploaded), size))
+    if not masks:
+        raise ValueError("no mask: draw over the region to fill with the brush, or upload a mask image "
+                         "(white or opaque = fill)")
+    mask = torch.stack(masks).amax(0)
+    if not bool(mask.any()):
+        raise ValueError("the mask is empty: draw over the region to fill with the brush, or upload a mask image "
+                         "(white or opaque = fill)")
+    return mask
+
+
+def as_image(tensor: torch.Tensor) -> Image.Image:
+    return tensor_to_pil(tensor)[0]
+
+
+def mask_overlay(image: Image.Image, mask: torch.Tensor) -> Image.Image:
+    """The input with the region to fill tinted."""
+    m = Image.fromarray((mask[0, 0].numpy() * 255).astype("uint8"), "L").resize(image.size, Image.Resampling.NEAREST)
+    tint = Image.blend(image, Image.new("RGB", image.size, MASK_TINT), 0.6)
+    return Image.composite(tint, image, m)
+
+
+def mask_image(mask: torch.Tensor) -> Image.Image:
+    """A binary mask tensor as an L image (255 = fill), which mask_from_image maps back exactly."""
+    return Image.fromarray((mask[0, 0].numpy() * 255).astype("uint8"), "L")
+
+
+def _source_name(path) -> str:
+    return Path(path).name if path else "image"
+
+
+# ---- the functions -----------------------------------------------------------------------------
+def make_fns(models: Models):
+    """The tab's functions (sdedit, colorize, inpaint), bound to the shared models."""
+
+    def run(files: RequestFiles, view: str, progress, **kwargs):
+        """translate(**kwargs) on a worker, yielding (view, preview, None, None) now and then, and
+        finally returning (image, parameters)."""
+        job = Job(lambda callback: translate(models.set, callback=callback, **kwargs))
+        bar = StepProgress(progress, STAGE_LABELS)
+        first = True
+        for info in job:
+            if bar.update(info):
+                keep = (view, None) if first else (gr.skip(), gr.skip())
+                yield keep[0], files.image(preview(info["x0"])), keep[1]
+                first = False
+        return job.result
+
+    def finish(files: RequestFiles, result, name: str, extra: dict):
+        image, params = result
+        params = {**params, **extra}
+        return files.results([image], [params], [name])[0], params
+
+    @gpu
+    def sdedit(image: str, prompt: str, strength: float, guidance: float, sampler: str, steps: int, seed: int,
+               size: int, progress=gr.Progress()):
+        """SDEdit: noise the image to `strength`, then denoise it with the text base (guided by the
+        prompt, if any) and the SR stages up to `size`.
+
+        Args:
+            image: any image (any mode; non-square is padded with white).
+            prompt: optional text guidance ("" = unguided).
+            strength: 0 (returns the input) .. 1 (ignores the input: text to image).
+            guidance: classifier-free guidance scale with a prompt (1 = none).
+            sampler: one of ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m.
+            steps: sampling steps of the full chain (fewer are run at lower strength).
+            seed: the seed of the noise.
+            size: output size, 32, 64 or 128.
+        Returns:
+            the input at the output size, the result (a PNG with its parameters), the parameters.
+        """
+        with user_errors():
+            if not image:
+                raise ValueError("upload an image or pick an example first")
+            size, seed, steps = as_int(size, "size"), as_int(seed, "seed"), as_int(steps, "steps")
+            models.require(["text_base", models.text_encoder_name(), *sr_stages(size)])
+            source = open_image(image)
+            files = RequestFiles()
+            view = files.image(as_image(pil_to_tensor(source, size=size)))
+            result = yield from run(files, view, progress, task="sdedit", image=source, prompt=prompt or None,
+                                    strength=float(strength), seed=seed, size=size, steps=steps, sampler=sampler,
+                                    guidance=float(guidance))
+            path, params = finish(files, result, f"{Path(image).stem}-sdedit-{size}px-seed{seed}",
+                                  {"image": _source_name(image)})
+            yield view, path, params
+
+    @gpu
+    def colorize(image: str, sampler: str, steps: int, seed: int, progress=gr.Progress()):
+        """Colorize the grayscale of an image with the Palette model (64×64).
+
+        Args:
+            image: any image; its luma (BT.601) is the model's input.
+            sampler: one of ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m.
+            steps: sampling steps.
+            seed: the seed of the noise.
+        Returns:
+            the grayscale input at 64×64, the colorized image (a PNG with its parameters), the parameters.
+        """
+        with user_errors():
+            if not image:
+                raise ValueError("upload an image or pick an example first")
+            seed, steps = as_int(seed, "seed"), as_int(steps, "steps")
+            models.require(["palette"])
+            source = open_image(image)
+            files = RequestFiles()
+            view = files.image(as_image(grayscale(pil_to_tensor(source, size=PALETTE_SIZE))))
+            result = yield from run(files, view, progress, task="colorize", image=source, seed=seed, steps=steps,
+                                    sampler=sampler)
+            path, params = finish(files, result, f"{Path(image).stem}-colorize-seed{seed}",
+                                  {"image": _source_name(image)})
+            yield view, path, params
+
+    @gpu
+    def inpaint(editor: dict | None, mask: str | None, method: str, prompt: str, sampler: str, steps: int,
+                seed: int, size: int, progress=gr.Progress()):
+        """Fill a masked region of an image; the pixels outside the mask are kept exactly.
+
+        Args:
+            editor: {"background": image, "layers": [drawn layers], "composite": ...}: the image, and
+                the brush strokes (anything painted = fill). Through the API, layers may be [].
+            mask: optional mask image (white or opaque = fill), combined with the strokes.
+            method: "palette" (the Palette model, 64×64) or "repaint" (RePaint with the text base + SR).
+            prompt: RePaint only: optional text guidance ("" = unguided).
+            sampler: Palette only: one of ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m (RePaint is DDPM).
+            steps: sampling steps.
+            seed: the seed of the noise.
+            size: output size: 64 for Palette; 32, 64 or 128 for RePaint.
+        Returns:
+            the input with the region to fill tinted, the result (a PNG with its parameters), the parameters.
+        """
+        with user_errors():
+            background = (editor or {}).get("background")
+            if background is None:
+                raise ValueError("upload an image (into the editor) or pick an example first")
+            size, seed, steps = as_int(size, "size"), as_int(seed, "seed"), as_int(steps, "steps")
+            if method not in METHODS:
+                raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
+            if method == "palette":
+                if size != PALETTE_SIZE:
+                    raise ValueError(f"Palette inpaints at {PALETTE_SIZE}×{PALETTE_SIZE} (its resolution); "
+                                     f"choose size {PALETTE_SIZE} or the repaint method")
+                if prompt and prompt.strip():
+                    raise ValueError("Palette is not text-conditioned: clear the prompt, or use the repaint method")
+                models.require(["palette"])
+            else:
+                models.require(["text_base", models.text_encoder_name(), *sr_stages(size)])
+            source = background if isinstance(background, Image.Image) else open_image(background)
+            m = working_mask(drawn_mask(editor.get("layers"), source.size), mask, size)
+            files = RequestFiles()
+            view = files.image(mask_overlay(as_image(pil_to_tensor(source, size=size)), m))
+            result = yield from run(files, view, progress, task="inpaint", image=source, mask=mask_image(m),
+                                    method=method, prompt=(prompt or None) if method == "repaint" else None,
+                                    seed=seed, size=size, steps=steps,
+                                    sampler=sampler if method == "palette" else None)
+            extra = {"mask": _source_name(mask)} if mask else {}
+            path, params = finish(files, result, f"inpaint-{method}-{size}px-seed{seed}", extra)
+            yield view, path, params
+
+    return sdedit, colorize, inpaint
+
+
+# ---- the layout ------------------------------------------------------------------------------------
+def _outputs(input_label: str):
+    with gr.Row():
+        view = gr.Image(label=input_label, format="png", interactive=False, height=256,
+                        elem_classes=[common.PIXELATED, common.STAGE])
+        result = gr.Image(label="Result (PNG with parameters)", format="png", interactive=False, height=256,
+                          elem_classes=[common.PIXELATED, common.STAGE])
+    with gr.Accordion("Parameters", open=False):
+        parameters = gr.JSON(label="Parameters")
+    return view, result, parameters
+
+
+def build(models: Models) -> None:
+    """The tab's layout and wiring (inside the caller's gr.Tab)."""
+    encoder = models.text_encoder_name()
+    status = models.status_markdown(
+        ["text_base", encoder, "sr64", "sr128", "palette"],
+        "SDEdit and RePaint need the text base (and the SR models for sizes above 32); colorization and "
+        "Palette inpainting need `palette`. What needs a missing model shows an error; the rest works.")
+    if status:
+        gr.Markdown(status)
+    sdedit_fn, colorize_fn, inpaint_fn = make_fns(models)
+    examples = common.example_images()
+    samplers = list(SAMPLERS)
+
+    with gr.Tab("SDEdit"):
+        gr.Markdown("**SDEdit** (Meng et al. 2022): the image is noised part of the way (the strength) and "
+                    "denoised again by the text model, optionally guided by a prompt: low strength keeps the "
+                    "layout and colours, high strength keeps less. Sizes above 32 go through the SR models.")
+        with gr.Row():
+            with gr.Column(scale=2):
+                image = image_input(label="Image (any size, mode and format)", sources=["upload", "clipboard"],
+                                    height=220)
+                prompt = gr.Textbox("", label="Prompt (optional)", placeholder="e.g. an emoji of a red apple")
+                with gr.Row():
+                    strength = gr.Slider(0, 1, value=DEFAULT_STRENGTH, step=0.05, label="Strength",
+                                         info="0 = the input, 1 = ignore it")
+                    guidance = gr.Slider(0, 15, value=3.0, step=0.1, label="Guidance scale",
+                                         info="with a prompt; 1 = none")
+                with gr.Row():
+                    sampler = gr.Dropdown(samplers, value=BASE_DEFAULTS.sampler, label="Sampler")
+                    steps = gr.Slider(1, 100, value=BASE_DEFAULTS.steps, step=1, precision=0, label="Steps")
+                with gr.Row(equal_height=True):
+                    seed, _ = common.seed_input()
+                    size = gr.Radio(list(SIZES), value=128, label="Output size", scale=3)
+                button = gr.Button("Edit", variant="primary")
+                gr.Examples([[p, "", 0.5] for p in examples[:4]] + [[examples[1], "an emoji of a red apple", 0.8]],
+                            inputs=[image, prompt, strength], label="Examples", cache_examples=False)
+            with gr.Column(scale=3):
+                view, result, parameters = _outputs("Input at the output size")
+        gr.on([button.click, prompt.submit], sdedit_fn,
+              inputs=[image, prompt, strength, guidance, sampler, steps, seed, size],
+              outputs=[view, result, parameters], api_name="sdedit", concurrency_id="device", show_progress_on=[view])
+
+    with gr.Tab("Colorize"):
+        gr.Markdown("**Colorization** with Palette (Saharia et al. 2022): one 64×64 model conditioned on the "
+                    "grayscale image.")
+        with gr.Row():
+            with gr.Column(scale=2):
+                image = image_input(label="Image (its grayscale is used)", sources=["upload", "clipboard"],
+                                    height=220)
+                with gr.Row():
+                    sampler = gr.Dropdown(samplers, value=PALETTE_DEFAULTS.sampler, label="Sampler")
+                    steps = gr.Slider(1, 100, value=PALETTE_DEFAULTS.steps, step=1, precision=0, label="Steps")
+                seed, _ = common.seed_input()
+                button = gr.Button("Colorize", variant="primary")
+                gr.Examples([[p] for p in examples], inputs=[image], label="Examples", cache_examples=False)
+            with gr.Column(scale=3):
+                view, result, parameters = _outputs("Grayscale input (64×64)")
+        button.click(colorize_fn, inputs=[image, sampler, steps, seed], outputs=[view, result, parameters],
+                     api_name="colorize", concurrency_id="device", show_progress_on=[view])
+
+    with gr.Tab("Inpaint"):
+        gr.Markdown("**Inpainting**: paint over the region to fill (any colour), or upload a mask (white or "
+                    "opaque = fill). *palette*: the Palette model (64×64), trained with masks; *repaint*: RePaint "
+                    "(Lugmayr et al. 2022) with the text model, which never saw a mask, optionally guided by a "
+                    "prompt, at any size. The pixels outside the mask are kept exactly.")
+        with gr.Row():
+            with gr.Column(scale=2):
+                editor = editor_input(label="Image: draw over the region to fill", sources=["upload", "clipboard"],
+                                      brush=gr.Brush(colors=["#ffffff"], default_color="#ffffff",
+                                                     color_mode="fixed"),
+                                      layers=False, transforms=(), height=320)
+                mask = image_input(label="Mask image (optional; white or opaque = fill)",
+                                   sources=["upload", "clipboard"], height=140)
+                with gr.Row():
+                    method = gr.Radio(list(METHODS), value="palette", label="Method")
+                    size = gr.Radio(list(SIZES), value=PALETTE_SIZE, label="Output size",
+                                    info="Palette: 64 only")
+                prompt = gr.Textbox("", label="Prompt (repaint only, optional)")
+                with gr.Row():
+                    sampler = gr.Dropdown(samplers, value=PALETTE_DEFAULTS.sampler, label="Sampler (palette)",
+                                          info="RePaint always uses DDPM steps")
+                    steps = gr.Slider(1, 100, value=PALETTE_DEFAULTS.steps, step=1, precision=0, label="Steps")
+                seed, _ = common.seed_input()
+                button = gr.Button("Inpaint", variant="primary")
+                gr.Examples([[p] for p in examples], inputs=[editor], label="Example images", cache_examples=False)
+            with gr.Column(scale=3):
+                view, result, parameters = _outputs("Input with the region to fill")
+        method.change(lambda m: PALETTE_SIZE if m == "palette" else gr.skip(), inputs=method, outputs=size,
+                      queue=False, api_visibility="private")
+        button.click(inpaint_fn, inputs=[editor, mask, method, prompt, sampler, steps, seed, size],
+                     outputs=[view, result, parameters], api_name="inpaint", concurrency_id="device",
+                     show_progress_on=[view])
+
+
+if __name__ == "__main__":
+    import sys
+
+    from app import main
+    sys.exit(main(tab_modules=[sys.modules[__name__]]))
