@@ -73,6 +73,8 @@ def test_pick_an_example_image_and_upscale(app_url):
             page.goto(app_url)
             page.get_by_role("tab", name="Super-resolution").click()
             page.locator("img[src*='woman-dancing-dark.png']").first.click()
+            # the example fills the input asynchronously: wait for it before asking for the upscale
+            expect(page.get_by_role("button", name="Remove Image").first).to_be_visible(timeout=60_000)
             page.get_by_role("button", name="Upscale", exact=True).click()
             result = page.locator("img[src*='woman-dancing-dark-sr4x-128px']").first
             expect(result).to_be_visible(timeout=120_000)
