@@ -143,13 +143,11 @@ def user_errors() -> Iterator[None]:
         raise gr.Error(str(e), title=title) from e
 
 
-def image_input(**kwargs) -> gr.Image:
-    """gr.Image that passes the uploaded file through untouched (core converts any mode and checks
-    the size), and answers an upload that is not an image with a readable gr.Error instead of
-    Gradio's bare "Error". (Wrapped on the instance: subclassing a component makes Gradio write a
-    .pyi stub next to this module.)"""
-    image = gr.Image(type="filepath", image_mode=None, format="png", **kwargs)
-    preprocess = image.preprocess
+def readable_uploads(component, upload_of=lambda payload: payload):
+    """Make an upload that is not an image a readable gr.Error instead of Gradio's bare "Error".
+    `upload_of(payload)` is the FileData whose name to show. (Wrapped on the instance:
+    subclassing a component makes Gradio write a .pyi stub next to this module.)"""
+    preprocess = component.preprocess
 
     def readable_preprocess(payload):
         try:
@@ -157,12 +155,18 @@ def image_input(**kwargs) -> gr.Image:
         except gr.Error:
             raise
         except Exception as e:  # noqa: BLE001 - PIL raises many types for a bad file
-            name = getattr(payload, "orig_name", None) or "the upload"
+            name = getattr(upload_of(payload), "orig_name", None) or "the upload"
             raise gr.Error(f"{name} cannot be read as an image ({type(e).__name__}); upload a PNG, JPEG, "
                            "WebP, GIF or BMP file", title="Unreadable image") from e
 
-    image.preprocess = readable_preprocess
-    return image
+    component.preprocess = readable_preprocess
+    return component
+
+
+def image_input(**kwargs) -> gr.Image:
+    """gr.Image that passes the uploaded file through untouched (core converts any mode and checks
+    the size); unreadable uploads give a readable error."""
+    return readable_uploads(gr.Image(type="filepath", image_mode=None, format="png", **kwargs))
 
 
 # ---- running a job with progress ---------------------------------------------------------------

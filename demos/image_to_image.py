@@ -49,24 +49,10 @@ class StepProgress:
 
 
 def editor_input(**kwargs) -> gr.ImageEditor:
-    """gr.ImageEditor (PIL, RGBA: drawn layers keep their alpha = the mask) whose unreadable upload
-    is a readable gr.Error rather than Gradio's bare "Error"."""
+    """gr.ImageEditor (PIL, RGBA: drawn layers keep their alpha = the mask); unreadable uploads
+    give a readable error."""
     editor = gr.ImageEditor(type="pil", image_mode="RGBA", format="png", **kwargs)
-    preprocess = editor.preprocess
-
-    def readable_preprocess(payload):
-        try:
-            return preprocess(payload)
-        except gr.Error:
-            raise
-        except Exception as e:  # noqa: BLE001 - PIL raises many types for a bad file
-            background = getattr(payload, "background", None)
-            name = getattr(background, "orig_name", None) or "the upload"
-            raise gr.Error(f"{name} cannot be read as an image ({type(e).__name__}); upload a PNG, JPEG, "
-                           "WebP, GIF or BMP file", title="Unreadable image") from e
-
-    editor.preprocess = readable_preprocess
-    return editor
+    return common.readable_uploads(editor, lambda payload: getattr(payload, "background", None))
 
 
 def drawn_mask(layers, size: tuple[int, int]) -> Image.Image | None:
