@@ -46,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--steps", type=int, default=BASE_DEFAULTS.steps)
     g.add_argument("--sampler", choices=[s for s in SAMPLERS], default=BASE_DEFAULTS.sampler)
     g.add_argument("--eta", type=_finite, default=0.0)
-    g.add_argument("--no-threshold", action="store_true", help="turn dynamic thresholding off")
+    g.add_argument("--no-threshold", action="store_true", help="turn thresholding of x0 off")
+    g.add_argument("--threshold-max", type=_finite, default=BASE_DEFAULTS.threshold_max,
+                   help="cap of the dynamic-thresholding scale: 1 = static clipping (default), "
+                        "larger = Imagen's dynamic thresholding at percentile 0.995")
     g.add_argument("--sr-steps", type=int, default=SR_DEFAULTS.steps)
     g.add_argument("--sr-noise", type=int, default=SR_DEFAULTS.aug_level, help="SR noise-augmentation level (0-999)")
     g.add_argument("--seed", type=int, default=0)
@@ -87,7 +90,8 @@ def run(args: argparse.Namespace) -> None:
         return
     if args.command == "generate":
         base = StageSettings(sampler=args.sampler, steps=args.steps, guidance=args.guidance, eta=args.eta,
-                             threshold=None if args.no_threshold else BASE_DEFAULTS.threshold)
+                             threshold=None if args.no_threshold else BASE_DEFAULTS.threshold,
+                             threshold_max=args.threshold_max)
         sr = StageSettings(sampler=SR_DEFAULTS.sampler, steps=args.sr_steps, guidance=1.0,
                            aug_level=args.sr_noise)
         result = generate(models, prompt=args.prompt, negative_prompt=args.negative_prompt, label=args.label,

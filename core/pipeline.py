@@ -22,13 +22,24 @@ Callback = Callable[[dict], None]
 @dataclass(frozen=True)
 class StageSettings:
     """How one stage samples. `guidance` uses eps_u + s (eps_c - eps_u) (s = 1: no guidance);
-    `threshold` is the dynamic-thresholding percentile (Imagen), None for off; `aug_level`
-    is the SR stage's noise-augmentation timestep for its low-res input (CDM)."""
+    `threshold` is the thresholding percentile p of x0 (Imagen), None for off, and
+    `threshold_max` caps its scale s = clamp(quantile_p(|x0|), 1, threshold_max) (diffusers'
+    sample_max_value): 1.0 is static clipping of x0 to [-1, 1], larger values allow Imagen's
+    dynamic thresholding. `aug_level` is the SR stage's noise-augmentation timestep for its
+    low-res input (CDM).
+
+    Static clipping is the default. Emoji are drawn on pure white: about half of every image sits
+    at +1, where the predicted x0 overshoots a little, so quantile_p(|x0|) > 1 on every image and
+    uncapped dynamic thresholding divides the whole image by s at every step, greying it out.
+    Measured (`python -m core.evaluate --models text_base,class_base --n 32 --guidance 3`, CPU):
+    text base CLIP score 64.7 -> 66.6, skin tone as asked 0.24 -> 0.59, class base CAS top-1
+    0.53 -> 0.59 when going from uncapped dynamic thresholding to static clipping."""
     sampler: str = "ddim"
     steps: int = 25
     guidance: float = 3.0
     eta: float = 0.0
     threshold: float | None = 0.995
+    threshold_max: float = 1.0
     aug_level: int = 50
 
     def __post_init__(self):
@@ -42,6 +53,8 @@ class StageSettings:
             raise ValueError(f"eta must be between 0 and 1, got {self.eta!r}")
         if self.threshold is not None and not 0.5 <= self.threshold <= 1.0:
             raise ValueError(f"threshold (a percentile) must be between 0.5 and 1, got {self.threshold!r}")
+        if not (self.threshold_max >= 1.0):   # also rejects NaN; inf is uncapped dynamic thresholding
+            raise ValueError(f"threshold_max must be at least 1 (1 = static clipping), got {self.threshold_max!r}")
         if not 0 <= self.aug_level < 1000:
             raise ValueError(f"aug_level must be between 0 and 999, got {self.aug_level!r}")
 
@@ -59,13 +72,14 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
 
 def stage_denoiser(model: DiffusionModel, cond: dict, uncond: dict | None, settings: StageSettings):
     """The eps-denoiser of a stage: CFG against `uncond` (none at guidance 1 or without one),
-    then dynamic thresholding, both as wrappers."""
+    then thresholding of x0 (static or dynamic), both as wrappers."""
     if uncond is None or settings.guidance == 1.0:
         denoiser = lambda x_t, t: model.eps(x_t, t, cond)  # noqa: E731
     else:
         denoiser = cfg_denoiser(model.eps, cond, uncond, settings.guidance)
     if settings.threshold is not None:
-        denoiser = dynamic_threshold_denoiser(denoiser, model.schedule, percentile=settings.threshold)
+        denoiser = dynamic_threshold_denoiser(denoiser, model.schedule, percentile=settings.threshold,
+                                              max_value=settings.threshold_max)
     return denoiser
 
 

@@ -44,7 +44,8 @@ def make_fns(models: Models):
             seed: sample i uses seed + i.
             num_images: how many samples (1-16).
             size: final size 32, 64 or 128 (64 and 128 go through the super-resolution stages).
-            dynamic_thresholding: Imagen's dynamic thresholding of the base stage's x0.
+            dynamic_thresholding: static clipping of the base stage's x0 to [-1, 1] (the default
+                thresholding; see core.pipeline.StageSettings).
         Returns:
             the grid of predicted x0 (live) then of the samples, the PNGs (with their parameters)
             and the parameters.
@@ -105,7 +106,7 @@ def build(models: Models) -> None:
             with gr.Row(equal_height=True):
                 seed, _ = common.seed_input()
                 num = gr.Slider(1, 16, value=8, step=1, precision=0, label="Number of samples", scale=3)
-            thresholding = gr.Checkbox(value=True, label="Dynamic thresholding (Imagen)")
+            thresholding = gr.Checkbox(value=True, label="Clip x0 to [-1, 1] (thresholding)")
             button = gr.Button("Generate", variant="primary")
             examples = [c for c in PREFERRED_EXAMPLES if c in names] or names[:3]
             if examples:

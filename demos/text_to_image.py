@@ -28,7 +28,7 @@ def make_fn(models: Models):
     def text_to_image(prompt: str, negative_prompt: str, guidance: float, sampler: str, steps: int, seed: int,
                       num_images: int, size: int, dynamic_thresholding: bool, threshold: float, eta: float,
                       sr64_steps: int, sr64_noise: int, sr128_steps: int, sr128_noise: int,
-                      progress=gr.Progress()):
+                      threshold_max: float = BASE_DEFAULTS.threshold_max, progress=gr.Progress()):
         """Generate emoji from a text prompt through the cascade, streaming the predicted x0.
 
         Args:
@@ -40,13 +40,15 @@ def make_fn(models: Models):
             seed: image i uses seed + i.
             num_images: how many images (1-8).
             size: final size, 32, 64 or 128 (where the cascade stops).
-            dynamic_thresholding: Imagen's dynamic thresholding of the base stage's x0.
+            dynamic_thresholding: thresholding of the base stage's x0 (static or dynamic).
             threshold: its percentile (0.5-1).
             eta: DDIM's eta (0 = deterministic); ignored by the other samplers.
             sr64_steps: steps of the 32 -> 64 stage.
             sr64_noise: noise-augmentation level (0-999) of the 64 stage's low-res input.
             sr128_steps: steps of the 64 -> 128 stage.
             sr128_noise: noise-augmentation level (0-999) of the 128 stage's low-res input.
+            threshold_max: cap of the thresholding scale s: 1 = static clipping to [-1, 1],
+                larger = Imagen's dynamic thresholding.
         Returns:
             the first image at 32, 64 and 128 (None past `size`), the final PNGs (with their
             parameters) and the parameters.
@@ -56,7 +58,8 @@ def make_fn(models: Models):
             models.require(["text_base", models.text_encoder_name(), *sr_stages(size)])
             base = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=float(guidance),
                                  eta=float(eta) if sampler == "ddim" else 0.0,
-                                 threshold=float(threshold) if dynamic_thresholding else None)
+                                 threshold=float(threshold) if dynamic_thresholding else None,
+                                 threshold_max=float(threshold_max))
             sr = tuple(StageSettings(sampler=sampler, steps=as_int(s, "SR steps"), guidance=1.0,
                                      threshold=SR_DEFAULTS.threshold, aug_level=as_int(n, "SR noise level"))
                        for s, n in ((sr64_steps, sr64_noise), (sr128_steps, sr128_noise)))
@@ -112,8 +115,9 @@ def build(models: Models) -> None:
             with gr.Row(equal_height=True):
                 seed, _ = common.seed_input()
                 num = gr.Slider(1, 8, value=2, step=1, precision=0, label="Number of images", scale=3)
-            thresholding = gr.Checkbox(value=True, label="Dynamic thresholding (Imagen)",
-                                       info="keeps high guidance from saturating the image")
+            thresholding = gr.Checkbox(value=True, label="Thresholding of x0",
+                                       info="keeps high guidance from saturating the image; static clipping "
+                                            "unless the cap below is raised (Imagen's dynamic thresholding)")
             with gr.Accordion("Advanced: per-stage settings", open=False):
                 gr.Markdown("Guidance applies to the base stage: the super-resolution stages are conditioned "
                             "on the low-resolution image only (as in Cascaded Diffusion Models), so they have "
@@ -121,6 +125,9 @@ def build(models: Models) -> None:
                 with gr.Row():
                     threshold = gr.Slider(0.5, 1.0, value=BASE_DEFAULTS.threshold, step=0.005,
                                           label="Thresholding percentile (base)")
+                    threshold_max = gr.Slider(1.0, 3.0, value=BASE_DEFAULTS.threshold_max, step=0.05,
+                                              label="Thresholding cap (base)",
+                                              info="1 = static clipping; above 1 = dynamic thresholding")
                     eta = gr.Slider(0, 1, value=0.0, step=0.05, label="DDIM eta (base)", info="0 = deterministic")
                 with gr.Row():
                     sr64_steps = gr.Slider(1, 100, value=SR_DEFAULTS.steps, step=1, precision=0, label="Steps (64)")
@@ -143,7 +150,7 @@ def build(models: Models) -> None:
                 parameters = gr.JSON(label="Parameters")
     gr.on([button.click, prompt.submit], make_fn(models),
           inputs=[prompt, negative, guidance, sampler, steps, seed, num, size, thresholding, threshold, eta,
-                  sr64_steps, sr64_noise, sr128_steps, sr128_noise],
+                  sr64_steps, sr64_noise, sr128_steps, sr128_noise, threshold_max],
           outputs=[*stage_images, gallery, parameters], api_name="text_to_image", concurrency_id="device",
           show_progress_on=[gallery])  # the bar covers the gallery; the stages' previews stay visible
 

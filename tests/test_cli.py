@@ -59,6 +59,7 @@ def test_upscale_any_input_mode(tmp_path, tiny_checkpoints):
     (["generate", "--label", "nope", "--out", "o"], "unknown class"),
     (["generate", "--prompt", "x", "--steps", "0", "--out", "o"], "steps"),
     (["generate", "--prompt", "x", "--steps", "5000", "--out", "o"], "steps"),
+    (["generate", "--prompt", "x", "--threshold-max", "0.5", "--out", "o"], "threshold_max"),
     (["upscale", "--image", "missing.png", "--size", "64", "--out", "u.png"], "does not exist"),
 ])
 def test_bad_input_one_line_error_nothing_written(tmp_path, tiny_checkpoints, monkeypatch, capsys, args, message):

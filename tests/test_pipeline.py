@@ -133,3 +133,38 @@ def test_missing_model_is_named(tmp_path, tiny_checkpoints):
     assert generate(models, prompt="x", size=64, base=FAST, sr=(FAST, FAST)).final.shape[-1] == 64
     with pytest.raises(CheckpointError, match="sr128"):
         generate(models, prompt="x", size=128, base=FAST, sr=(FAST, FAST))
+
+
+class _ConstantX0:
+    """A stand-in model whose prediction is always the same x0 (half the pixels at 1.1, half at
+    0.5): enough to tell static clipping from dynamic thresholding."""
+
+    def __init__(self):
+        from core.schedules import make_schedule
+        self.schedule = make_schedule("cosine", 1000)
+        self.x0 = torch.full((1, 3, 4, 4), 0.5)
+        self.x0[..., :2, :] = 1.1
+
+    def eps(self, x, t, cond):
+        return self.schedule.eps_from_x0(x, t, self.x0.expand_as(x))
+
+
+@pytest.mark.parametrize("threshold_max, expected_low", [(1.0, 0.5), (float("inf"), 0.5 / 1.1)])
+def test_threshold_cap_static_versus_dynamic(threshold_max, expected_low):
+    from core.pipeline import stage_denoiser
+    model = _ConstantX0()
+    settings = StageSettings(guidance=1.0, threshold=0.995, threshold_max=threshold_max)
+    denoise = stage_denoiser(model, {}, None, settings)
+    x, t = torch.randn(1, 3, 4, 4), torch.tensor([500])
+    x0 = model.schedule.x0_from_eps(x, t, denoise(x, t))
+    assert torch.allclose(x0[..., :2, :], torch.ones(()), atol=1e-4)     # the overshoot is clipped ...
+    assert torch.allclose(x0[..., 2:, :], torch.tensor(expected_low), atol=1e-4)  # ... and the rest kept or scaled
+
+
+def test_default_thresholding_is_static_clipping():
+    from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS
+    assert BASE_DEFAULTS.threshold_max == 1.0 and SR_DEFAULTS.threshold_max == 1.0
+    with pytest.raises(ValueError, match="threshold_max"):
+        StageSettings(threshold_max=0.5)
+    with pytest.raises(ValueError, match="threshold_max"):
+        StageSettings(threshold_max=float("nan"))
