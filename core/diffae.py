@@ -344,12 +344,14 @@ class DiffAETask(DiffusionTask):
         semantic_dim = 32 if smoke else SEMANTIC_DIM
         enc = (8, 16) if smoke else ENCODER_CHANNELS
         channels = tuple(self.cfg.channels)   # self-attention only at 16x16 or below (2 levels: none)
-        unet = diffae_unet_config(64, channels, attention_levels=1 if len(channels) >= 3 else 0,
+        self.resolution = self.cfg.resolution or 64
+        unet = diffae_unet_config(self.resolution, channels, attention_levels=1 if len(channels) >= 3 else 0,
                                   head_dim=8 if smoke else 32)
-        model = DiffusionModel(ModelConfig(kind="diffae", resolution=64, unet=unet, semantic_dim=semantic_dim,
+        model = DiffusionModel(ModelConfig(kind="diffae", resolution=self.resolution, unet=unet,
+                                           semantic_dim=semantic_dim,
                                            encoder_channels=enc))
         self.schedule = model.schedule
-        self.images = self.data.images_at(64)
+        self.images = self.data.images_at(self.resolution)
         self._encoder = None
         return model
 
@@ -368,7 +370,7 @@ class DiffAETask(DiffusionTask):
     def sample_grid(self, model, path, device):
         """Rows: held-out originals, reconstructions (z_sem, x_T), z_sem with fresh noise."""
         idx = torch.as_tensor(self.data.indices("heldout"))[:8]
-        x = self.data.images_at(64, idx).to(device)
+        x = self.data.images_at(self.resolution, idx).to(device)
         was_training = model.training
         model.eval()
         steps = 4 if self.cfg.smoke else 20

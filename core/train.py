@@ -53,7 +53,8 @@ class TrainConfig:
     min_snr_gamma: float = 5.0
     cond_dropout: float = 0.1
     sr_aug_max: int = 250          # SR: training noise-augmentation levels t_aug ~ U{0..sr_aug_max}
-    crop: int | None = None        # SR: train on random crops of this size (the UNet is convolutional)
+    crop: int | None = None        # SR, palette: train on random crops of this size (the UNet is convolutional)
+    resolution: int | None = None  # diffae: its image size (default 64)
     channels: tuple[int, ...] = (32, 64, 128)
     seed: int = 0
     save_every: int = 500
@@ -319,8 +320,10 @@ def model_card(task: Task, cfg: TrainConfig, model, step: int, seconds: float, d
     skip = {"run", "checkpoints", "threads", "budget_minutes", "save_every", "sample_every"}
     if cfg.kind == "clip":   # the diffusion-only settings mean nothing for CLIP
         skip |= {"min_snr_gamma", "cond_dropout", "sr_aug_max", "crop", "channels"}
-    elif cfg.kind != "sr64" and cfg.kind != "sr128":
-        skip |= {"sr_aug_max", "crop"}
+    elif cfg.kind not in ("sr64", "sr128"):
+        skip |= {"sr_aug_max"} | ({"crop"} if cfg.kind != "palette" else set())
+    if cfg.resolution is None:
+        skip.add("resolution")
     recipe = {k: v for k, v in asdict(cfg).items() if k not in skip}
     return (f"# {task.name}\n\n"
             f"Trained by `python -m core.train {cfg.kind}` on the Noto Color Emoji data set "
@@ -462,7 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int)
     p.add_argument("--lr", type=float)
     p.add_argument("--channels", type=lambda s: tuple(int(c) for c in s.split(",")))
-    p.add_argument("--crop", type=int, help="SR: train on random crops of this size")
+    p.add_argument("--crop", type=int, help="SR, palette: train on random crops of this size")
+    p.add_argument("--resolution", type=int, help="diffae: image size (default 64)")
     p.add_argument("--budget-minutes", type=float)
     p.add_argument("--save-every", type=int)
     p.add_argument("--sample-every", type=int)
@@ -474,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--smoke", action="store_true", help="tiny models, a few steps: checks every stage runs")
     a = p.parse_args(argv)
     overrides = {k: v for k, v in dict(steps=a.steps, batch=a.batch, lr=a.lr, channels=a.channels, crop=a.crop,
+                                       resolution=a.resolution,
                                        save_every=a.save_every, sample_every=a.sample_every,
                                        threads=a.threads, seed=a.seed).items() if v is not None}
     try:

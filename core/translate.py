@@ -236,6 +236,10 @@ class PaletteTask(DiffusionTask):
         mask = torch.where(inpainting, self.random_masks(b, gen), torch.ones(()))
         colorizing = (task == PALETTE_TASKS.index("colorize")).view(b, 1, 1, 1)
         source = torch.where(colorizing, grayscale(x0), x0 * (1 - mask))
+        if self.cfg.crop:   # the same random window of target, source and mask (the UNet is convolutional)
+            c = self.cfg.crop
+            i, j = torch.randint(self.resolution - c + 1, (2,), generator=gen).tolist()
+            x0, source, mask = (v[..., i:i + c, j:j + c] for v in (x0, source, mask))
         return x0.to(device), {"source": source.to(device), "mask": mask.to(device), "task": task.to(device)}
 
     def sample_grid(self, model, path, device):

@@ -61,3 +61,23 @@ def test_smoke_all_stages_write_checkpoints(tmp_path):
 def test_unknown_kind_is_refused():
     with pytest.raises(ValueError, match="kind must be one of"):
         default_config("teleporter", "x")
+
+
+def test_diffae_resolution_and_palette_crops(tmp_path):
+    """`--resolution 32` gives a 32x32 DiffAE; `--crop` trains Palette on windows of its 64x64
+    images (target, source and mask cut alike) and the exported model still works at 64."""
+    from core.train import make_task
+    from core.translate import PALETTE_TASKS
+    assert main(["diffae", "--smoke", "--resolution", "32", "--run", str(tmp_path / "d"),
+                 "--export", str(tmp_path / "diffae")]) == 0
+    assert load_model(tmp_path / "diffae").resolution == 32
+    assert '"resolution": 32' in (tmp_path / "diffae" / "README.md").read_text()
+
+    cfg = default_config("palette", str(tmp_path / "p"), smoke=True, crop=24)
+    task = make_task(cfg)
+    task.build()
+    x0, cond = task.x0_and_cond(torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert x0.shape[-2:] == cond["source"].shape[-2:] == cond["mask"].shape[-2:] == (24, 24)
+    inpaint = cond["task"] == PALETTE_TASKS.index("inpaint")
+    # the source of an inpainting example is the target with the (cropped) mask region blanked
+    assert torch.equal(cond["source"][inpaint], (x0 * (1 - cond["mask"]))[inpaint])
