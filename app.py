@@ -57,6 +57,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=None,
                    help="jobs run at once on the device (default: 1 on CPU, 2 on a GPU)")
     p.add_argument("--max-queue", type=int, default=32, help="requests waiting at most; more are refused")
+    p.add_argument("--deepfloyd", default=os.environ.get("DIFFUSION_HUB_DEEPFLOYD"), metavar="STAGE_I[,STAGE_II]|none",
+                   help="DeepFloyd IF folders or Hub repo ids (default: $DIFFUSION_HUB_DEEPFLOYD, else "
+                        "DeepFloyd/IF-I-XL-v1.0,DeepFloyd/IF-II-L-v1.0); none leaves IF out")
+    p.add_argument("--deepfloyd-device", default="auto", choices=("auto", "cpu", "cuda"),
+                   help="IF's device: auto needs a CUDA GPU; cpu runs it there anyway (very slow)")
+    p.add_argument("--deepfloyd-dtype", default=None, choices=("float16", "bfloat16", "float32"),
+                   help="IF's weights (default: float16 on a GPU)")
+    p.add_argument("--deepfloyd-offload", action="store_true", help="IF: each model on the GPU only while it runs")
+    p.add_argument("--deepfloyd-t5-8bit", action="store_true", help="IF: T5 in 8-bit (needs bitsandbytes)")
     args = p.parse_args(argv)
     if args.auth is not None:
         user, sep, password = args.auth.partition(":")
@@ -100,10 +109,18 @@ def start(args: argparse.Namespace, tab_modules=None):
     """Load the models, build the app and start serving it (without blocking); returns the
     launched gr.Blocks. Raises CheckpointError / ValueError for unusable checkpoints or device."""
     from demos import common  # imports `spaces` (ZeroGPU) before torch
-    models = common.Models.load(args.checkpoints, args.device)
+    from core.deepfloyd import IF_STAGE_I, IF_STAGE_II, DeepFloydSet
+    locations = args.deepfloyd or f"{IF_STAGE_I},{IF_STAGE_II}"
+    deepfloyd = None if locations.strip().lower() == "none" else DeepFloydSet(
+        [x.strip() for x in locations.split(",")], args.deepfloyd_device, dtype=args.deepfloyd_dtype,
+        offload=args.deepfloyd_offload, t5_8bit=args.deepfloyd_t5_8bit)
+    models = common.Models.load(args.checkpoints, args.device, deepfloyd)
     print(f"* {models.summary()}", flush=True)
     for name, why in models.errors.items():
         print(f"* unavailable: {name}: {why}", flush=True)
+    if deepfloyd is not None:
+        print(f"* {deepfloyd.label}: " + (f"available ({deepfloyd.reason})" if deepfloyd.available
+                                          else f"unavailable: {deepfloyd.reason}"), flush=True)
     concurrency = args.concurrency or (1 if models.device.type == "cpu" else 2)
     demo = build_app(models, tab_modules)
     demo.queue(default_concurrency_limit=concurrency, max_size=args.max_queue)

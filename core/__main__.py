@@ -18,7 +18,7 @@ from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
 from core.samplers import SAMPLERS
 
 
-EXTRA_COMMANDS = ("core.translate", "core.diffae")
+EXTRA_COMMANDS = ("core.translate", "core.diffae", "core.deepfloyd")
 
 
 def _finite(text: str) -> float:
@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--out", required=True, help="output PNG file")
     _common(u)
 
-    for module in EXTRA_COMMANDS:  # translate (core.translate), reconstruct / attributes / edit (core.diffae)
+    for module in EXTRA_COMMANDS:  # translate; reconstruct / attributes / edit (core.diffae); deepfloyd
         if importlib.util.find_spec(module) is not None:
             importlib.import_module(module).add_cli(sub, _common)
     return parser

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from core.parameterization import Denoiser
+from core.parameterization import Denoiser, LearnedVariance
 from core.rng import BatchGenerator, Generator, randn_like
 from core.schedules import NoiseSchedule, check_finite
 
@@ -197,28 +197,38 @@ def _euler_step(x: Tensor, eps: Tensor, to_ve: float, d_sigma: float, to_vp: flo
 
 # ---- the samplers ---------------------------------------------------------------------------------
 def sample_ddpm(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: int, *,
-                variance: Variance = "fixed_small", spacing: Optional[Spacing] = None,
+                variance: Variance | LearnedVariance = "fixed_small", spacing: Optional[Spacing] = None,
                 generator: Optional[Generator] = None, callback: Optional[Callback] = None,
                 t_start: Optional[float] = None) -> Tensor:
     """Ancestral sampling (Ho et al. 2020, Alg. 2) on the (respaced) grid: x_{t'} ~ N(mu~(x_t, x0), sigma^2)
     with sigma^2 = beta~ (`fixed_small`, the posterior variance) or beta (`fixed_large`), beta being
-    1 - ab_t / ab_{t'}, the beta of the spaced step (Nichol & Dhariwal 2021, respacing)."""
+    1 - ab_t / ab_{t'}, the beta of the spaced step (Nichol & Dhariwal 2021, respacing). With a
+    LearnedVariance (whose wrapped model `denoiser` calls), the network's own per-pixel variance,
+    as diffusers' DDPMScheduler with variance_type="learned_range"."""
     _check_x(x)
-    _check_choice("variance", variance, VARIANCES)
+    learned = variance if isinstance(variance, LearnedVariance) else None
+    if learned is None and variance not in VARIANCES:
+        raise ValueError(f"variance must be one of {', '.join(VARIANCES)} or a LearnedVariance; got {variance!r}")
     ts = _plan("ddpm", schedule, steps, spacing, t_start)
     _require_generator(generator, "ddpm", x)
     tt = torch.tensor(ts, dtype=torch.float64)
     ab, _ = _values(schedule, ts)
     inv_a, sig = _x0_coefficients(ab[:-1])
     c0, ct, var = schedule.posterior_coefficients(tt[:-1], tt[1:])
+    beta = 1 - ab[:-1] / ab[1:]
+    # log beta~ and log beta, the ends of the learned range (beta~ floored as diffusers does)
+    log_small, log_large = var.clamp(min=1e-20).log().tolist(), beta.log().tolist()
     if variance == "fixed_large":
-        var = 1 - ab[:-1] / ab[1:]
+        var = beta
     c0, ct, std, last = c0.tolist(), ct.tolist(), var.sqrt().tolist(), len(ts) - 2
 
     def update(i: int, x: Tensor, eps: Tensor) -> Tensor:
         x0 = x * inv_a[i] - eps * sig[i]            # "predicted x0", eq. (15)
         x = x0 * c0[i] + x * ct[i]                  # posterior mean mu~_t(x_t, x0), eq. (7)
-        if i < last:                                # + sigma_t z, eq. (6); none on the step into x_0
+        if i < last and learned is not None:        # Nichol & Dhariwal 2021, eq. (15):
+            f = (learned.latest(x.shape[0]).to(x.dtype) + 1) / 2   # sigma^2 = exp(f log beta + (1 - f) log beta~)
+            x = x + torch.exp(0.5 * (f * log_large[i] + (1 - f) * log_small[i])) * randn_like(x, generator)
+        elif i < last:                              # + sigma_t z, eq. (6); none on the step into x_0
             x = x + std[i] * randn_like(x, generator)
         return x
 

@@ -286,10 +286,18 @@ class T5TextEncoder(TextEncoder):
     @classmethod
     def from_pretrained(cls, path_or_hub_id: str | os.PathLike, dtype: torch.dtype = torch.float32,
                         device: str | torch.device = "cpu", max_length: int = 77,
-                        revision: str | None = None, variant: str | None = None) -> "T5TextEncoder":
+                        revision: str | None = None, variant: str | None = None,
+                        load_in_8bit: bool = False) -> "T5TextEncoder":
         """Load a local folder or Hub repo (plain T5 layout, or diffusers layout with
         text_encoder/ + tokenizer/). Only safetensors weights are fetched from the Hub.
-        On GPU prefer dtype=torch.bfloat16 (T5 v1.1 overflows in fp16)."""
+        On GPU prefer dtype=torch.bfloat16 (T5 v1.1 overflows in fp16). `load_in_8bit` quantizes
+        the linear layers with bitsandbytes (a CUDA device only; such a model stays on it)."""
+        if load_in_8bit:
+            import importlib.util
+            if importlib.util.find_spec("bitsandbytes") is None:
+                raise ValueError("T5 in 8-bit needs the bitsandbytes package, which is not installed")
+            if torch.device(device).type != "cuda":
+                raise ValueError(f"T5 in 8-bit needs a CUDA device, got {device!r}")
         folder = resolve_folder(path_or_hub_id, "T5 text encoder", T5_ALLOW_PATTERNS, T5_IGNORE_PATTERNS,
                                 revision)
         model_dir, tok_dir = _t5_layout(folder)
@@ -306,11 +314,15 @@ class T5TextEncoder(TextEncoder):
                                     f"(model{'.' + variant if variant else ''}.safetensors)")
         tokenizer = load_t5_tokenizer(tok_dir)
         from transformers import T5EncoderModel
+        quantized = {}
+        if load_in_8bit:
+            from transformers import BitsAndBytesConfig
+            quantized = dict(quantization_config=BitsAndBytesConfig(load_in_8bit=True), device_map={"": str(device)})
         try:
-            model = T5EncoderModel.from_pretrained(model_dir, dtype=dtype, variant=variant)
+            model = T5EncoderModel.from_pretrained(model_dir, dtype=dtype, variant=variant, **quantized)
         except Exception as e:
             raise ValueError(f"T5 text encoder {model_dir!r}: cannot load weights: {e}") from e
-        return cls(model.to(device), tokenizer, max_length)
+        return cls(model if load_in_8bit else model.to(device), tokenizer, max_length)
 
     @property
     def device(self) -> torch.device:

@@ -56,16 +56,18 @@ class Models:
     """The app's ModelSet, every model loaded at start-up, and for each model that could not be
     loaded the reason, so one missing model disables only what needs it."""
 
-    def __init__(self, model_set: ModelSet, errors: dict[str, str], loaded: Sequence[str] = ()):
+    def __init__(self, model_set: ModelSet, errors: dict[str, str], loaded: Sequence[str] = (), deepfloyd=None):
         self.set = model_set
         self.errors = dict(errors)
         self.names = list(loaded)
+        self.deepfloyd = deepfloyd  # a core.deepfloyd.DeepFloydSet (loads on first use), or None: not offered
 
     @classmethod
-    def load(cls, checkpoints: str | os.PathLike | None = None, device: str = "auto") -> "Models":
+    def load(cls, checkpoints: str | os.PathLike | None = None, device: str = "auto", deepfloyd=None) -> "Models":
         """Load every model under `checkpoints` (a folder or Hub repo id; None: ./checkpoints).
         An unusable `checkpoints` or device raises CheckpointError / ValueError; an unusable
-        model is recorded in `errors` and the others still load."""
+        model is recorded in `errors` and the others still load. `deepfloyd`: a DeepFloydSet
+        offered beside them (checked, not loaded)."""
         model_set = ModelSet(checkpoints, device)
         errors: dict[str, str] = {}
         loaded: list[str] = []
@@ -80,7 +82,7 @@ class Models:
             encoder = getattr(model.config, "text_encoder", None) if name == "text_base" else None
             if encoder and encoder not in names:
                 names.append(encoder)
-        return cls(model_set, errors, loaded)
+        return cls(model_set, errors, loaded, deepfloyd)
 
     @property
     def device(self) -> torch.device:

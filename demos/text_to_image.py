@@ -12,6 +12,7 @@ from core.cascade import SIZES, generate
 from core.images import tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
 from core.samplers import SAMPLERS
+from demos import deepfloyd_if
 from demos.common import (Job, Models, RequestFiles, StageProgress, as_int, gpu, preview, sr_stages,
                           user_errors)
 
@@ -98,6 +99,10 @@ def build(models: Models) -> None:
         else "Final sizes that need them show an error; smaller sizes work.")
     if status:
         gr.Markdown(status)
+    emoji_state = "⚠️ some models are unavailable (above)" if status else "✅ loaded"
+    gr.Markdown("**Model sets**\n"
+                f"- 🙂 **Emoji (embedded)**: {emoji_state}; small models trained here on the Noto Color Emoji art\n"
+                + (deepfloyd_if.status_line(models) or "- DeepFloyd IF: not offered (started with --deepfloyd none)"))
     gr.Markdown("A small text-conditioned model draws a 32×32 emoji with classifier-free guidance; two "
                 "super-resolution models then upsample it to 64 and 128 (a cascade, as in Imagen). "
                 "Each stage's predicted image is shown as it denoises.")
@@ -139,11 +144,15 @@ def build(models: Models) -> None:
                                             label="Noise augmentation (128)")
             button = gr.Button("Generate", variant="primary")
             gr.Examples([[p] for p in EXAMPLES], inputs=[prompt], label="Example prompts", cache_examples=False)
+            if models.deepfloyd is not None:
+                if_settings, if_button = deepfloyd_if.build_settings(models)
         with gr.Column(scale=3):
             with gr.Row():
                 stage_images = [gr.Image(label=label, format="png", interactive=False, height=180,
                                          elem_classes=[common.PIXELATED, common.STAGE])
                                 for label in STAGE_LABELS.values()]
+            if models.deepfloyd is not None:
+                if_images = deepfloyd_if.build_outputs()
             gallery = gr.Gallery(label="Results (PNG with parameters)", columns=4, height="auto", format="png",
                                  object_fit="contain", elem_classes=[common.PIXELATED])
             with gr.Accordion("Parameters", open=False):
@@ -153,6 +162,8 @@ def build(models: Models) -> None:
                   sr64_steps, sr64_noise, sr128_steps, sr128_noise, threshold_max],
           outputs=[*stage_images, gallery, parameters], api_name="text_to_image", concurrency_id="device",
           show_progress_on=[gallery])  # the bar covers the gallery; the stages' previews stay visible
+    if models.deepfloyd is not None:
+        deepfloyd_if.wire(models, if_button, [prompt, negative, seed, num], if_settings, if_images, gallery, parameters)
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 from core import samplers
 from core.guidance import static_threshold_denoiser
+from core.parameterization import LearnedVariance
 from core.rng import BatchGenerator
 from core.schedules import make_schedule
 from tests.gaussian_denoiser import GaussianMixture
@@ -82,6 +83,31 @@ def test_ddpm_full_chain_and_per_sample_generators():
                          [torch.Generator().manual_seed(s) for s in (3, 4)])
     ours = samplers.sample("ddpm", denoiser, noise, schedule, 1000, generator=BatchGenerator([3, 4]))
     assert (ours - ref).abs().max().item() < 5 * ATOL
+
+
+@pytest.mark.parametrize("name,spacing", [("linear", "leading"), ("linear", "linspace"), ("cosine", "leading")])
+def test_ddpm_learned_range(name, spacing):
+    """A network that outputs [eps, v] (improved DDPM / DeepFloyd IF): LearnedVariance splits it and
+    sample_ddpm uses v as DDPMScheduler(variance_type="learned_range") does. (Not cosine from t = 999:
+    see the module docstring.)"""
+    schedule, denoiser, noise, config = setup(name)
+
+    def network(x, t, cond=None):  # v in (-1, 1), varying per pixel and with t
+        return torch.cat([denoiser(x, t), torch.tanh(2 * x + t.view(-1, 1, 1, 1) / 400 - 1)], dim=1)
+
+    ref_sched = DDPMScheduler(**config, variance_type="learned_range", clip_sample=False, timestep_spacing=spacing)
+    ref = diffusers_loop(ref_sched, network, noise, 10, torch.Generator().manual_seed(7))
+    learned = LearnedVariance(3)
+    model = learned.wrap(network)
+    ours = samplers.sample("ddpm", lambda x, t: model(x, t, {}), noise, schedule, 10, variance=learned,
+                           spacing=spacing, generator=torch.Generator().manual_seed(7))
+    assert (ours - ref).abs().max().item() < ATOL
+    fixed = samplers.sample_ddpm(denoiser, noise, schedule, 10, spacing=spacing, generator=torch.Generator().manual_seed(7))
+    assert (ours - fixed).abs().max().item() > 1e-3  # v matters
+    with pytest.raises(ValueError, match="must output 6 channels"):
+        model(noise[:, :2], torch.zeros(2), {})
+    with pytest.raises(ValueError, match="or a LearnedVariance"):
+        samplers.sample_ddpm(denoiser, noise, schedule, 10, variance="learned_range", generator=torch.Generator())
 
 
 @pytest.mark.parametrize("eta", [0.0, 0.5, 1.0])
