@@ -464,9 +464,58 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return 10 * torch.log10(4.0 / mse)
 
 
+def skin_masks(data, idx: Sequence[int], resolution: int, threshold: float = 0.1) -> torch.Tensor:
+    """[N, 1, r, r] masks of where the skin is in each emoji: the pixels that change between its
+    skin-tone variants (the same codepoints with another or no tone modifier). An emoji without
+    such a sibling gets an all-zero mask."""
+    from core.data import SKIN_TONE_BY_CODEPOINT
+
+    def base(record):
+        return tuple(c for c in record.codepoints if c not in SKIN_TONE_BY_CODEPOINT)
+
+    by_base: dict[tuple, list[int]] = {}
+    for j, record in enumerate(data.records):
+        by_base.setdefault(base(record), []).append(j)
+    masks = []
+    for i in idx:
+        siblings = [j for j in by_base[base(data.records[i])] if j != i]
+        if not siblings:
+            masks.append(torch.zeros(1, 1, resolution, resolution))
+            continue
+        own = data.images_at(resolution, torch.tensor([i]))
+        others = data.images_at(resolution, torch.tensor(siblings))
+        change = (others - own).abs().amax(dim=1, keepdim=True).amax(dim=0, keepdim=True)
+        masks.append((change > threshold).float())
+    return torch.cat(masks)
+
+
+def change_on_mask(before: torch.Tensor, after: torch.Tensor, masks: torch.Tensor) -> tuple[float, float]:
+    """(share of the total absolute pixel change that falls inside the masks, share of the image
+    area the masks cover), over the images whose mask is not empty: a change spread evenly would
+    give equal shares."""
+    keep = masks.flatten(1).sum(1) > 0
+    change = (after - before).abs().sum(1, keepdim=True)[keep]
+    m = masks[keep]
+    return float((change * m).sum() / change.sum().clamp_min(1e-12)), float(m.mean())
+
+
+def sweep_grid(model, directions: "Directions", images: torch.Tensor, attributes: Sequence[str],
+               strengths: Sequence[float], steps: int = DEFAULT_STEPS) -> torch.Tensor:
+    """Rows: each image under each attribute; columns: the original, then one edit per strength
+    (the image's own x_T). Returns [rows * (1 + len(strengths)), 3, r, r] for save_grid."""
+    z, x_T = encode(model, images, steps)
+    rows = []
+    for attribute in attributes:
+        edits = [decode(model, directions.shift(z, attribute, s), x_T, steps).cpu() for s in strengths]
+        for k in range(len(images)):
+            rows.append(torch.stack([images[k].cpu(), *[e[k] for e in edits]]))
+    return torch.cat(rows)
+
+
 def evaluate(models, n: int = 32, strength: float = 3.0, steps: int = DEFAULT_STEPS, batch: int = 16,
-             classifier_folder=None, log: Callable[[str], None] = print) -> dict:
-    """Reconstruction PSNR on held-out emoji, and edit success on held-out people emoji."""
+             classifier_folder=None, grid: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
+    """Reconstruction PSNR on held-out emoji, and edit success on held-out people emoji; `grid`:
+    also write a strength-sweep image there."""
     from core.data import load_dataset
     model = models.get("diffae")
     directions = load_directions(models)
@@ -521,6 +570,10 @@ def evaluate(models, n: int = 32, strength: float = 3.0, steps: int = DEFAULT_ST
                                "mean_tone_change_plus": float((lu - lb).mean()),
                                "mean_tone_change_minus": float((ld - lb).mean()),
                                "subgroup_kept": (sub_kept(base, up) + sub_kept(base, down)) / 2}
+        masks = skin_masks(data, people, model.resolution)
+        on_skin, area = change_on_mask(base, up, masks)
+        result["dark_skin"].update({"change_on_skin_plus": on_skin, "skin_area": area,
+                                    "change_on_skin_minus": change_on_mask(base, down, masks)[0]})
         log(f"dark-skin ±{strength}: {json.dumps(result['dark_skin'])}")
     if "woman" in directions.names:
         g = clfs["gender"]
@@ -541,6 +594,17 @@ def evaluate(models, n: int = 32, strength: float = 3.0, steps: int = DEFAULT_ST
             res["subgroup_kept_minus"] = sub_kept(base, dn)
         result["woman"] = res
         log(f"woman ±{strength}: {json.dumps(res)}")
+    if grid is not None and people:
+        from core.train import save_grid
+        attributes = [a for a in ("dark-skin", "woman") if a in directions.names]
+        strengths = [-strength, -strength / 2, 0.0, strength / 2, strength]
+        picks = torch.tensor(people[:4])
+        images = sweep_grid(model, directions, data.images_at(model.resolution, picks), attributes, strengths, steps)
+        save_grid(images, Path(grid), nrow=1 + len(strengths))
+        result["grid"] = {"path": str(grid), "attributes": attributes, "strengths": strengths,
+                          "rows": [data.records[i].name for i in picks.tolist()]}
+        log(f"wrote the strength sweep {grid}: rows {attributes} x {result['grid']['rows']}, "
+            f"columns original then strengths {strengths}")
     return result
 
 
@@ -554,6 +618,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ev.add_argument("--n", type=int, default=32)
     ev.add_argument("--strength", type=_finite, default=3.0)
     ev.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    ev.add_argument("--grid", help="also write a strength-sweep image grid (PNG) here")
     for q in (d, ev):
         q.add_argument("--checkpoints", default=None)
         q.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
@@ -568,7 +633,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             if a.n < 1:
                 raise ValueError(f"--n must be at least 1, got {a.n}")
-            print(json.dumps(evaluate(models, a.n, _check_strength(a.strength), _check_steps(a.steps)), indent=2))
+            print(json.dumps(evaluate(models, a.n, _check_strength(a.strength), _check_steps(a.steps), grid=a.grid),
+                             indent=2))
     except (ValueError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

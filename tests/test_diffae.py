@@ -301,10 +301,30 @@ def test_directions_and_evaluate_commands(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(core.classifiers, "load_or_train",
                         lambda task, folder, data, log=None: Stub(core.classifiers.task_classes(task, data)))
     capsys.readouterr()
-    assert main(["evaluate", "--checkpoints", str(tmp_path), "--n", "2", "--steps", "2"]) == 0
+    grid = tmp_path / "sweep.png"
+    assert main(["evaluate", "--checkpoints", str(tmp_path), "--n", "2", "--steps", "2", "--grid", str(grid)]) == 0
     out = capsys.readouterr().out
     assert "reconstruction PSNR on 2 held-out emoji at 64x64" in out
     result = json.loads(out[out.index("{\n"):])
     assert result["psnr_reconstruction"] > result["psnr_z_sem_only"] - 5
     assert set(result["dark_skin"]) >= {"darker_after_plus", "lighter_after_minus", "subgroup_kept"}
     assert set(result["woman"]) >= {"man_to_woman", "woman_to_man"}
+    assert set(result["dark_skin"]) >= {"change_on_skin_plus", "change_on_skin_minus", "skin_area"}
+    # 2 people x 2 attributes rows; the original then 5 strengths; 64 px tiles with 2 px padding
+    assert Image.open(grid).size == (6 * 66 + 2, 4 * 66 + 2)
+
+
+def test_skin_masks_mark_what_changes_between_tone_variants():
+    from core.data import load_dataset
+    from core.diffae import change_on_mask, skin_masks
+    data = load_dataset()
+    toned = next(i for i, r in enumerate(data.records) if r.name == "waving hand: dark skin tone")
+    plain = next(i for i, r in enumerate(data.records) if r.name == "grinning face")
+    masks = skin_masks(data, [toned, plain], 32)
+    assert 0.05 < masks[0].mean() < 0.6 and masks[1].sum() == 0   # no tone variants: no skin mask
+    before = data.images_at(32, torch.tensor([toned, plain]))
+    inside = before + 0.5 * masks                 # a change only on the skin ...
+    assert change_on_mask(before, inside, masks)[0] == pytest.approx(1.0)
+    everywhere = before + 0.5                    # ... and one spread evenly over the image
+    on_skin, area = change_on_mask(before, everywhere, masks)
+    assert on_skin == pytest.approx(area, abs=1e-6)
