@@ -63,6 +63,9 @@ class TrainConfig:
     checkpoints: str = str(DEFAULT_CHECKPOINTS)   # where a text_base finds its CLIP
     threads: int | None = None
     smoke: bool = False
+    precision: str = "auto"        # auto: bf16 autocast on CUDA, fp32 on CPU (this CPU: AVX2, no bf16); bf16; fp32
+    compile: bool = False          # torch.compile the training network (Module.compile: weights keep their names)
+    channels_last: bool = False    # NHWC memory format for the convolutions
 
 
 def default_config(kind: str, run: str, smoke: bool = False, **overrides) -> TrainConfig:
@@ -81,7 +84,10 @@ def default_config(kind: str, run: str, smoke: bool = False, **overrides) -> Tra
     if smoke:
         cfg = replace(cfg, steps=4, batch=4, channels=(16, 32), save_every=2, sample_every=4,
                       warmup=2, smoke=True)
-    return replace(cfg, **overrides)
+    cfg = replace(cfg, **overrides)
+    if cfg.precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {cfg.precision!r}")
+    return cfg
 
 
 # ----------------------------------------------------------------------------------------
@@ -91,6 +97,13 @@ def default_config(kind: str, run: str, smoke: bool = False, **overrides) -> Tra
 class Task:
     name: str
     folder: str  # checkpoint folder name
+    cfg: "TrainConfig"
+
+    def autocast(self, device: torch.device):
+        """bf16 autocast for the forward pass, as `cfg.precision` says (auto: on CUDA only)."""
+        precision = self.cfg.precision
+        enabled = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
     def build(self) -> torch.nn.Module: ...
     def loss(self, model, gen: torch.Generator, device) -> torch.Tensor: ...
@@ -124,7 +137,9 @@ class DiffusionTask(Task):
         noise = torch.randn(x0.shape, generator=gen).to(device)
         t = t.to(device)
         x_t = schedule.q_sample(x0, t, noise)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        if self.cfg.channels_last:
+            x_t = x_t.contiguous(memory_format=torch.channels_last)
+        with self.autocast(device):
             out = model(x_t, t.float(), cond)
         ab = schedule.alpha_bar(t).to(device, torch.float32).view(b, 1, 1, 1)
         snr = ab / (1 - ab)
@@ -271,7 +286,7 @@ class ClipTask(Task):
         idx = self.train_idx[torch.randperm(len(self.train_idx), generator=gen)[: self.cfg.batch]]
         prompts = [random_caption(self.data.records[i], gen) for i in idx.tolist()]
         ids, _ = self.tokenizer(prompts)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with self.autocast(device):
             return clip_loss(model, self.images[idx].to(device), ids.to(device))
 
     def export(self, model, folder, card):
@@ -352,6 +367,8 @@ def train(cfg: TrainConfig, export: str | os.PathLike | None = None,
     torch.manual_seed(cfg.seed)  # network initialisation
     task = make_task(cfg)
     model = task.build().to(device)
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     ema = EMA(model, cfg.ema_decay)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed * 1000 + accelerator.process_index)
@@ -367,6 +384,8 @@ def train(cfg: TrainConfig, export: str | os.PathLike | None = None,
         step, seconds, loss_avg = state["step"], state["seconds"], state.get("loss_avg")
         log(f"resumed {cfg.kind} from {state_path} at step {step}")
     ema.model.to(device)
+    if cfg.compile:
+        model.compile()  # in place: the state dict keeps its keys, so states resume either way
     model, optimizer = accelerator.prepare(model, optimizer)
     log(f"{cfg.kind}: {count_parameters(model) / 1e6:.2f} M parameters on {device}")
 
@@ -476,11 +495,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", choices=("cpu", "gpu"), default="cpu",
                    help="all: gpu = bigger batches and a minutes budget per model (about 9 minutes in all)")
     p.add_argument("--smoke", action="store_true", help="tiny models, a few steps: checks every stage runs")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"),
+                   help="auto (default): bf16 autocast on CUDA, fp32 on CPU")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
+    p.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory format")
     a = p.parse_args(argv)
     overrides = {k: v for k, v in dict(steps=a.steps, batch=a.batch, lr=a.lr, channels=a.channels, crop=a.crop,
                                        resolution=a.resolution,
                                        save_every=a.save_every, sample_every=a.sample_every,
-                                       threads=a.threads, seed=a.seed).items() if v is not None}
+                                       threads=a.threads, seed=a.seed, precision=a.precision, compile=a.compile,
+                                       channels_last=a.channels_last).items() if v is not None}
     try:
         if a.kind == "all":
             out = a.export or str(DEFAULT_CHECKPOINTS)

@@ -81,3 +81,14 @@ def test_diffae_resolution_and_palette_crops(tmp_path):
     inpaint = cond["task"] == PALETTE_TASKS.index("inpaint")
     # the source of an inpainting example is the target with the (cropped) mask region blanked
     assert torch.equal(cond["source"][inpaint], (x0 * (1 - cond["mask"]))[inpaint])
+
+
+def test_speed_options(tmp_path):
+    """channels-last trains and exports like the default; a bad precision is named. (bf16 autocast
+    is the CUDA default; on this AVX2 CPU it is ~14x slower, see scripts/bench_training.py.)"""
+    cfg = default_config("class_base", str(tmp_path / "r"), smoke=True, steps=2, channels_last=True,
+                         sample_every=100)
+    summary = train(cfg, export=tmp_path / "out")
+    assert summary["step"] == 2 and load_model(tmp_path / "out").kind == "class_base"
+    with pytest.raises(ValueError, match="precision must be"):
+        default_config("class_base", "x", precision="fp8")
