@@ -13,13 +13,15 @@ import sys
 
 def tabs():
     """The tabs, in order: each is a module of demos/ with TITLE and build(models). One line per tab."""
-    from demos import attribute_editing, class_conditional, image_to_image, super_resolution, text_to_image
+    from demos import (attribute_editing, class_conditional, how_it_works, image_to_image, super_resolution,
+                       text_to_image)
     return [
         text_to_image,
         class_conditional,
         super_resolution,
         image_to_image,
         attribute_editing,
+        how_it_works,
     ]
 
 

@@ -1,0 +1,573 @@
+"""How diffusion works, shown on the project's own models: the panels of the "How it works" tab
+as plain functions, and a command line for each.
+
+- forward process: x_t ~ q(x_t | x0) (Ho et al. 2020, eq. 4) for a row of t, on the linear and
+  cosine schedules with the same noise; alpha_bar_t and log SNR of both schedules as curves;
+- samplers at equal cost: one prompt and seeds through each sampler at a budget of network
+  evaluations (NFE: Heun spends 2 per step but the last; a guided evaluation batches the
+  conditional and unconditional halves into one), with seconds per image and CLIP score;
+- guidance sweep: the same seeds at several guidance scales (Ho & Salimans 2021): fidelity
+  (CLIP score to the prompt) against diversity (mean pairwise distance between the samples,
+  in CLIP image-embedding space and in pixels);
+- trajectory: x_t and the predicted x0 at chosen steps of one sampling run;
+- likelihood: bits per dimension of images under a base model (core.likelihood);
+- h-space editing (core.hspace).
+
+The CLIP that scores the samples is the project's own (`checkpoints/clip`), the same one whose text
+tower conditions the text base, so its scores are optimistic; compare them with each other only.
+
+Command line: `python -m core.mechanics forward|curves|samplers|guidance|trajectory|likelihood|
+hspace-directions|hspace ...` (`--help` on each); every failure exits with status 2 and one line.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Literal, Optional, Sequence
+
+import torch
+from PIL import Image
+from torch import Tensor
+
+from core.checkpoints import CheckpointError
+from core.images import ImageError, tensor_to_pil
+from core.pipeline import BASE_DEFAULTS, StageSettings, generate_class, generate_text
+from core.samplers import SAMPLERS
+from core.schedules import SCHEDULES, check_finite, make_schedule
+
+BaseModel = Literal["text_base", "class_base"]
+BASE_MODELS: tuple[str, ...] = ("text_base", "class_base")
+FORWARD_TIMES = (0, 100, 250, 500, 750, 999)
+NFE_BUDGETS = (10,)
+GUIDANCE_SCALES = (1.0, 3.0, 7.5)
+GUIDANCE_SEEDS = (0, 1, 2)
+GUIDANCE_STEPS = 10
+MAX_SEEDS = 16
+MAX_NFE = 200
+Callback = Callable[[dict], None]
+
+
+# ---- what a base model is asked for ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Condition:
+    """A base model and its conditioning: a prompt for text_base, a class label for class_base.
+    An empty prompt / no label is the unconditional model (allowed where no CLIP score is needed)."""
+    model: BaseModel = "text_base"
+    prompt: str = ""
+    label: Optional[str] = None
+
+    def __post_init__(self):
+        if self.model not in BASE_MODELS:
+            raise ValueError(f"model must be one of {', '.join(BASE_MODELS)}; got {self.model!r}")
+        if not isinstance(self.prompt, str):
+            raise ValueError(f"prompt must be text, got {self.prompt!r}")
+
+    @property
+    def unconditional(self) -> bool:
+        return not self.prompt.strip() if self.model == "text_base" else not self.label
+
+    def text(self) -> str:
+        """The text a CLIP score compares images with: the prompt, or the label's words."""
+        return self.prompt.strip() if self.model == "text_base" else (self.label or "").replace("-", " ")
+
+    def require_text(self) -> None:
+        if self.unconditional:
+            raise ValueError("prompt is empty; describe the emoji to generate" if self.model == "text_base"
+                             else "choose a class label")
+
+    def describe(self) -> str:
+        return f"{self.model} " + (f"prompt {self.prompt!r}" if self.model == "text_base" else f"label {self.label!r}")
+
+
+def model_and_cond(models, condition: Condition):
+    """(model, cond dict of batch 1) for the likelihood and h-space panels (no guidance)."""
+    model = models.get(condition.model)
+    device = next(model.parameters()).device
+    if condition.model == "text_base":
+        emb = models.text_encoder().encode([condition.prompt.strip()])
+        return model, {"tokens": emb.tokens.to(device), "mask": emb.mask.to(device)}
+    if condition.unconditional:
+        return model, model.null_cond(1, device)
+    classes = list(model.config.classes or [])
+    if condition.label not in classes:
+        raise ValueError(f"unknown class {condition.label!r}; `python -m core classes` lists them")
+    return model, {"labels": torch.tensor([classes.index(condition.label)], device=device)}
+
+
+def generate(models, condition: Condition, seeds: Sequence[int], settings: StageSettings,
+             callback: Optional[Callback] = None) -> Tensor:
+    """The base stage of the Text-to-image / Class-conditional tabs (same seeds, same images)."""
+    if condition.model == "text_base":
+        return generate_text(models.get("text_base"), models.text_encoder(), [condition.prompt.strip()], "",
+                             seeds, settings, callback=callback)
+    if condition.unconditional:
+        raise ValueError("choose a class label")
+    return generate_class(models.get("class_base"), [condition.label], seeds, settings, callback=callback)
+
+
+def check_seeds(seeds: Sequence[int], minimum: int = 1) -> list[int]:
+    seeds = list(seeds)
+    if not minimum <= len(seeds) <= MAX_SEEDS:
+        raise ValueError(f"give from {minimum} to {MAX_SEEDS} seeds, got {len(seeds)}")
+    for s in seeds:
+        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+            raise ValueError(f"seeds must be non-negative integers, got {s!r}")
+    return seeds
+
+
+def clip_embedder(models):
+    """The project's CLIP (image and text towers) as a core.clip_model.ClipEmbedder."""
+    from core.clip_model import ClipEmbedder
+    encoder = models.get("clip")
+    return ClipEmbedder(encoder.model, encoder.tokenizer)
+
+
+def grid_image(rows: Sequence[Tensor]) -> Image.Image:
+    """Rows of images [n, 3, r, r] in [-1, 1] (equal n) as one picture, 2 px white between cells."""
+    from torchvision.utils import make_grid
+    images = torch.cat([r.detach().float().cpu() for r in rows])
+    return tensor_to_pil(make_grid(images, nrow=rows[0].shape[0], padding=2, pad_value=1.0))[0]
+
+
+# ---- forward process -----------------------------------------------------------------------------
+def check_times(ts: Sequence[float], T: int = 1000) -> list[float]:
+    ts = [check_finite("t", t) for t in ts]
+    if not 1 <= len(ts) <= 16:
+        raise ValueError(f"give from 1 to 16 times t, got {len(ts)}")
+    bad = [t for t in ts if not 0 <= t <= T - 1]
+    if bad:
+        raise ValueError(f"each t must be between 0 and {T - 1}, got {bad[0]:g}")
+    return ts
+
+
+def forward_process(image: Tensor, ts: Sequence[float] = FORWARD_TIMES, seed: int = 0,
+                    schedules: Sequence[str] = SCHEDULES, T: int = 1000) -> Tensor:
+    """x_t = sqrt(ab_t) x0 + sqrt(1 - ab_t) eps (Ho et al. 2020, eq. 4) for one image [1, 3, r, r]
+    at each t, one row per schedule, the same eps everywhere: [len(schedules), len(ts), 3, r, r]."""
+    if not isinstance(image, Tensor) or image.ndim != 4 or image.shape[0] != 1 or image.shape[1] != 3:
+        raise ValueError(f"image must be [1, 3, H, W] in [-1, 1], got "
+                         f"{tuple(image.shape) if isinstance(image, Tensor) else type(image).__name__}")
+    ts = check_times(ts, T)
+    for name in schedules:
+        if name not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {', '.join(SCHEDULES)}; got {name!r}")
+    noise = torch.randn(image.shape, generator=torch.Generator().manual_seed(int(seed))).to(image)
+    rows = []
+    for name in schedules:
+        schedule = make_schedule(name, T)
+        rows.append(torch.cat([schedule.q_sample(image, t, noise) for t in ts]).clamp(-1, 1))
+    return torch.stack(rows)
+
+
+def schedule_curves(T: int = 1000, points: int = 101) -> list[dict]:
+    """alpha_bar_t, sqrt(alpha_bar_t) (the signal's scale) and log SNR_t = log(ab / (1 - ab)) of
+    each schedule at `points` evenly spaced t: rows {schedule, t, alpha_bar, signal, log_snr}."""
+    ts = torch.linspace(0, T - 1, points).round()
+    rows = []
+    for name in SCHEDULES:
+        schedule = make_schedule(name, T)
+        ab, log_snr = schedule.alpha_bar(ts), schedule.log_snr(ts)
+        rows += [{"schedule": name, "t": int(t), "alpha_bar": float(a), "signal": math.sqrt(float(a)),
+                  "log_snr": float(s)} for t, a, s in zip(ts.tolist(), ab, log_snr)]
+    return rows
+
+
+# ---- samplers at equal cost ----------------------------------------------------------------------
+def nfe(sampler: str, steps: int) -> int:
+    """Network evaluations of one run: Heun's 2 per step but the last (an Euler step into sigma =
+    0), so 2 steps - 1; every other sampler 1 per step."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {', '.join(SAMPLERS)}; got {sampler!r}")
+    return 2 * steps - 1 if sampler == "heun" else steps
+
+
+def steps_for_nfe(sampler: str, budget: int) -> int:
+    """The most steps whose NFE fits the budget (at least 1)."""
+    if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_NFE:
+        raise ValueError(f"NFE budget must be an integer from 1 to {MAX_NFE}, got {budget!r}")
+    return max(1, (budget + 1) // 2) if sampler == "heun" else budget
+
+
+def mean_pairwise_distance(vectors: Tensor) -> float:
+    """Mean Euclidean distance over all pairs of rows of [n, ...] (n >= 2)."""
+    v = vectors.flatten(1).double()
+    if len(v) < 2:
+        raise ValueError("a pairwise distance needs at least 2 samples")
+    d = torch.cdist(v, v)
+    n = len(v)
+    return float(d.sum() / (n * (n - 1)))
+
+
+@dataclass
+class Comparison:
+    """Rows (one per setting, with its numbers) and the images of each row [n_seeds, 3, r, r];
+    the grid puts `per_line` consecutive rows side by side on one line."""
+    rows: list[dict]
+    images: list[Tensor]
+    parameters: dict = field(default_factory=dict)
+    per_line: int = 1
+
+    def grid(self) -> Image.Image:
+        k = self.per_line
+        return grid_image([torch.cat(self.images[i:i + k]) for i in range(0, len(self.images), k)])
+
+
+def compare_samplers(models, condition: Condition, samplers: Sequence[str] = SAMPLERS,
+                     budgets: Sequence[int] = NFE_BUDGETS, seeds: Sequence[int] = (0, 1),
+                     guidance: float = BASE_DEFAULTS.guidance, thresholding: bool = True,
+                     progress: Optional[Callable[[str], None]] = None) -> Comparison:
+    """Each sampler at each NFE budget on the same seeds; a row per (sampler, budget) with the
+    steps, the NFE spent, seconds per image and the mean CLIP score to the prompt. The grid has a
+    line per sampler: its budgets left to right, the seeds within each."""
+    condition.require_text()
+    seeds = check_seeds(seeds)
+    samplers, budgets = list(samplers), list(budgets)
+    if not samplers or not budgets:
+        raise ValueError("choose at least one sampler and one NFE budget")
+    for s in samplers:
+        nfe(s, 1)
+    embedder = clip_embedder(models)
+    base = StageSettings(guidance=float(guidance), threshold=BASE_DEFAULTS.threshold if thresholding else None)
+    generate(models, condition, seeds[:1], replace(base, steps=1))        # warm-up: first calls are slow
+    rows, images = [], []
+    for sampler in samplers:
+        for budget in budgets:
+            steps = steps_for_nfe(sampler, budget)
+            if progress:
+                progress(f"{sampler}, {budget} NFE")
+            start = time.perf_counter()
+            x = generate(models, condition, seeds, replace(base, sampler=sampler, steps=steps))
+            seconds = (time.perf_counter() - start) / len(seeds)
+            rows.append({"sampler": sampler, "nfe_budget": budget, "steps": steps, "nfe": nfe(sampler, steps),
+                         "seconds_per_image": round(seconds, 3),
+                         "clip_score": round(float(embedder.clip_score(x, condition.text()).mean()), 2)})
+            images.append(x.cpu())
+    parameters = {"panel": "samplers", "condition": condition.describe(), "seeds": seeds, "guidance": float(guidance),
+                  "thresholding": thresholding, "budgets": budgets, "samplers": samplers}
+    return Comparison(rows, images, parameters, per_line=len(budgets))
+
+
+def guidance_sweep(models, condition: Condition, scales: Sequence[float] = GUIDANCE_SCALES,
+                   seeds: Sequence[int] = GUIDANCE_SEEDS, sampler: str = "ddim", steps: int = GUIDANCE_STEPS,
+                   thresholding: bool = True, progress: Optional[Callable[[str], None]] = None) -> Comparison:
+    """The same seeds at each guidance scale; a row per scale with the fidelity (mean CLIP
+    score to the prompt) and the diversity (mean pairwise distance of the samples: between their
+    CLIP image embeddings, and in pixels as RMS over [-1, 1] values)."""
+    condition.require_text()
+    seeds = check_seeds(seeds, minimum=2)
+    scales = [check_finite("guidance scale", s) for s in scales]
+    if not 1 <= len(scales) <= 12:
+        raise ValueError(f"give from 1 to 12 guidance scales, got {len(scales)}")
+    embedder = clip_embedder(models)
+    rows, images = [], []
+    for scale in scales:
+        if progress:
+            progress(f"guidance {scale:g}")
+        settings = StageSettings(sampler=sampler, steps=int(steps), guidance=scale,
+                                 threshold=BASE_DEFAULTS.threshold if thresholding else None)
+        start = time.perf_counter()
+        x = generate(models, condition, seeds, settings)
+        seconds = (time.perf_counter() - start) / len(seeds)
+        emb = embedder.image_embeddings(x).cpu()
+        pixels = mean_pairwise_distance(x.cpu()) / math.sqrt(x[0].numel())   # RMS per pixel value
+        rows.append({"guidance": scale, "clip_score": round(float(embedder.clip_score(x, condition.text()).mean()), 2),
+                     "diversity_clip": round(mean_pairwise_distance(emb), 4), "diversity_pixels": round(pixels, 4),
+                     "seconds_per_image": round(seconds, 3)})
+        images.append(x.cpu())
+    parameters = {"panel": "guidance", "condition": condition.describe(), "seeds": seeds, "scales": scales,
+                  "sampler": sampler, "steps": int(steps), "thresholding": thresholding}
+    return Comparison(rows, images, parameters)
+
+
+# ---- trajectory ----------------------------------------------------------------------------------
+@dataclass
+class Trajectory:
+    """x_t and the predicted x0 at the shown steps [n, 3, r, r], their step indices and times, and
+    the final sample [1, 3, r, r]."""
+    steps: list[int]
+    times: list[float]
+    x_t: Tensor
+    x0: Tensor
+    final: Tensor
+    parameters: dict = field(default_factory=dict)
+
+    def strip(self) -> Image.Image:
+        """Top row x_t, bottom row the predicted x0; the final sample ends both rows."""
+        return grid_image([torch.cat([self.x_t, self.final]), torch.cat([self.x0, self.final])])
+
+
+def trajectory(models, condition: Condition, seed: int = 0, sampler: str = "ddim", steps: int = 20,
+               guidance: float = BASE_DEFAULTS.guidance, frames: int = 6, thresholding: bool = True) -> Trajectory:
+    """One sampling run, recording x_t (the input of step i) and the predicted x0 at `frames`
+    evenly spaced steps (the first and the last included)."""
+    seed = check_seeds([seed])[0]
+    if isinstance(frames, bool) or not isinstance(frames, int) or not 2 <= frames <= 16:
+        raise ValueError(f"frames must be an integer from 2 to 16, got {frames!r}")
+    settings = StageSettings(sampler=sampler, steps=int(steps), guidance=float(guidance),
+                             threshold=BASE_DEFAULTS.threshold if thresholding else None)
+    shown = sorted({round(i * (settings.steps - 1) / (frames - 1)) for i in range(frames)})
+    seen: dict[int, dict] = {}
+
+    def keep(info: dict) -> None:
+        if info["step"] in shown:
+            seen[info["step"]] = {"t": info["t"], "x": info["x"][:1].detach().cpu().clamp(-1, 1),
+                                  "x0": info["x0"][:1].detach().cpu().clamp(-1, 1)}
+
+    final = generate(models, condition, [seed], settings, callback=keep).cpu()
+    order = [s for s in shown if s in seen]
+    parameters = {"panel": "trajectory", "condition": condition.describe(), "seed": seed, "sampler": sampler,
+                  "steps": settings.steps, "guidance": float(guidance), "thresholding": thresholding}
+    return Trajectory(order, [seen[s]["t"] for s in order], torch.cat([seen[s]["x"] for s in order]),
+                      torch.cat([seen[s]["x0"] for s in order]), final, parameters)
+
+
+# ---- likelihood ----------------------------------------------------------------------------------
+def pink_noise(size: int = 32, seed: int = 0) -> Tensor:
+    """A photo-like picture [1, 3, size, size] in [-1, 1]: Gaussian noise with a 1/f amplitude
+    spectrum, the power law of natural images (Field 1987), colour channels correlated."""
+    g = torch.Generator().manual_seed(seed)
+    f = torch.fft.fftfreq(size).abs()
+    radius = torch.sqrt(f[:, None] ** 2 + f[None, :] ** 2).clamp(min=1.0 / size)
+    luminance = torch.fft.ifft2(torch.fft.fft2(torch.randn(size, size, generator=g)) / radius).real
+    colour = torch.fft.ifft2(torch.fft.fft2(torch.randn(3, size, size, generator=g)) / radius).real
+    x = luminance[None] + 0.3 * colour
+    x = (x - x.mean()) / (3 * x.std())
+    return x.clamp(-1, 1)[None]
+
+
+def uniform_noise(size: int = 32, seed: int = 0) -> Tensor:
+    """Every 8-bit level equally likely, independently: [1, 3, size, size] (8 bits/dim of entropy)."""
+    k = torch.randint(0, 256, (1, 3, size, size), generator=torch.Generator().manual_seed(seed))
+    return k.float() / 127.5 - 1
+
+
+def likelihood(models, condition: Condition, images: Tensor, method: str = "ode", steps: Optional[int] = None,
+               probes: int = 1, seed: int = 0):
+    """Bits per dimension of images [B, 3, r, r] in [-1, 1] (snapped to 8 bits) under the base
+    model, conditioned as asked (an empty prompt / no label: the unconditional model); see
+    core.likelihood."""
+    from core.likelihood import bits_per_dim
+    model, cond = model_and_cond(models, condition)
+    r = model.resolution
+    if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1:] != (3, r, r):
+        raise ValueError(f"images must be [B, 3, {r}, {r}], got "
+                         f"{tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__}")
+    device = next(model.parameters()).device
+
+    def denoiser(x, t):
+        return model.eps(x, t, {k: v.expand(x.shape[0], *v.shape[1:]) for k, v in cond.items()})
+
+    return bits_per_dim(denoiser, images.to(device), model.schedule, method, steps, probes, seed)
+
+
+# ---- h-space -------------------------------------------------------------------------------------
+def hspace_edit(models, model_name: str, image: Tensor, attribute: str, strength: float,
+                steps: int = 20, interval: float = 0.5, callback: Optional[Callback] = None):
+    """The h-space edit of one image [1, 3, r, r] under the base model's stored directions
+    (core.hspace); returns a core.hspace.HEdit."""
+    from pathlib import Path
+
+    from core import hspace
+    condition = Condition(model=model_name)                 # unconditional: empty prompt / null label
+    model, cond = model_and_cond(models, condition)
+    directions = hspace.HDirections.load(Path(models.root) / model_name)
+    directions.index(attribute)
+    return hspace.edit(model, cond, image, lambda t: directions.at(attribute, t), strength, steps, interval,
+                       callback=callback)
+
+
+def fit_hspace_directions(models, model_name: str, log: Callable[[str], None] = print):
+    """Fit the h-space directions of a base model on the emoji data set and store them next to it."""
+    from pathlib import Path
+
+    from core import hspace
+    from core.data import load_dataset
+    model, cond = model_and_cond(models, Condition(model=model_name))
+    directions = hspace.fit_from_dataset(model, cond, load_dataset(), log=log)
+    return directions.save(Path(models.root) / model_name)
+
+
+# ---- command line --------------------------------------------------------------------------------
+def format_table(rows: Sequence[dict]) -> str:
+    """Rows of equal keys as a markdown table."""
+    if not rows:
+        return "(no rows)"
+    keys = list(rows[0])
+
+    def cell(v) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def _numbers(kind: Callable[[str], object]):
+    def parse(text: str) -> list:
+        try:
+            values = [kind(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+        if not values:
+            raise argparse.ArgumentTypeError("the list is empty")
+        return values
+    return parse
+
+
+def _load(path: str, size: int) -> Tensor:
+    from core.images import open_image, pil_to_tensor
+    return pil_to_tensor(open_image(path), size=size)
+
+
+def _save(image: Image.Image, path: str, parameters: dict) -> None:
+    from core.images import save_png
+    save_png(image, path, parameters)
+    print(f"wrote {path}")
+
+
+def _condition(args) -> Condition:
+    return Condition(model=args.model, prompt=args.prompt or "", label=args.label)
+
+
+def run(args) -> None:
+    from core.cascade import ModelSet
+    command = args.command
+    models = ModelSet(args.checkpoints, args.device) if command not in ("curves", "forward") else None
+    if command == "curves":
+        print(format_table(schedule_curves(points=11)))
+    elif command == "forward":
+        image = _load(args.image, args.size)
+        rows = forward_process(image, args.t, args.seed)
+        _save(grid_image(list(rows)), args.out, {"panel": "forward", "image": args.image, "t": args.t,
+                                                  "rows": list(SCHEDULES), "seed": args.seed})
+    elif command == "samplers":
+        result = compare_samplers(models, _condition(args), args.samplers, args.nfe, args.seeds, args.guidance,
+                                  not args.no_threshold, progress=lambda s: print(s, file=sys.stderr))
+        print(format_table(result.rows))
+        _save(result.grid(), args.out, result.parameters)
+    elif command == "guidance":
+        result = guidance_sweep(models, _condition(args), args.scales, args.seeds, args.sampler, args.steps,
+                                not args.no_threshold, progress=lambda s: print(s, file=sys.stderr))
+        print(format_table(result.rows))
+        _save(result.grid(), args.out, result.parameters)
+    elif command == "trajectory":
+        result = trajectory(models, _condition(args), args.seed, args.sampler, args.steps, args.guidance,
+                            args.frames, not args.no_threshold)
+        print(format_table([{"step": s, "t": t} for s, t in zip(result.steps, result.times)]))
+        _save(result.strip(), args.out, result.parameters)
+    elif command == "likelihood":
+        resolution = models.get(args.model).resolution
+        named = {p: _load(p, resolution) for p in args.image}
+        if args.references:
+            named["uniform noise"] = uniform_noise(resolution, args.seed)
+            named["1/f noise (photo-like)"] = pink_noise(resolution, args.seed)
+        if not named:
+            raise ValueError("give --image (one or more) or --references")
+        result = likelihood(models, _condition(args), torch.cat(list(named.values())), args.method, args.steps,
+                            args.probes, args.seed)
+        rows = [{"image": name, **row} for name, row in zip(named, result.rows())]
+        print(f"{result.method}, {result.steps} steps, {result.probes} probe(s), {result.nfe} NFE per probe")
+        print(format_table(rows))
+    elif command == "hspace-directions":
+        print(f"wrote {fit_hspace_directions(models, args.model)}")
+    elif command == "hspace":
+        model = models.get(args.model)
+        result = hspace_edit(models, args.model, _load(args.image, model.resolution), args.attribute, args.strength,
+                             args.steps, args.interval)
+        print(f"h shifted on {result.edited_steps} of {args.steps} reverse steps")
+        _save(grid_image([torch.cat([_load(args.image, model.resolution), result.reconstruction.cpu(),
+                                     result.edited.cpu()])]), args.out,
+              {"panel": "hspace", "image": args.image, "model": args.model, "attribute": args.attribute,
+               "strength": args.strength, "steps": args.steps, "interval": args.interval,
+               "columns": ["input", "DDIM reconstruction", "h-space edit"]})
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m core.mechanics", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(q: argparse.ArgumentParser, condition: bool = True) -> None:
+        if condition:
+            q.add_argument("--model", choices=BASE_MODELS, default="text_base")
+            q.add_argument("--prompt", default="", help="for text_base")
+            q.add_argument("--label", default=None, help="for class_base: a class from `python -m core classes`")
+        q.add_argument("--checkpoints", default=None, help="checkpoints folder or Hub repo id (default: ./checkpoints)")
+        q.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+
+    sub.add_parser("curves", help="print alpha_bar and log SNR of the linear and cosine schedules")
+
+    f = sub.add_parser("forward", help="x_t of an image at several t, linear and cosine schedules (rows)")
+    f.add_argument("--image", required=True)
+    f.add_argument("--t", type=_numbers(float), default=list(FORWARD_TIMES), help="comma-separated, 0-999")
+    f.add_argument("--size", type=int, default=32)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", required=True, help="output PNG")
+
+    s = sub.add_parser("samplers", help="every sampler at equal NFE: a grid and a table")
+    s.add_argument("--samplers", type=lambda v: [x.strip() for x in v.split(",") if x.strip()], default=list(SAMPLERS))
+    s.add_argument("--nfe", type=_numbers(int), default=list(NFE_BUDGETS), help="comma-separated NFE budgets")
+    s.add_argument("--seeds", type=_numbers(int), default=[0, 1])
+    s.add_argument("--guidance", type=float, default=BASE_DEFAULTS.guidance)
+    s.add_argument("--no-threshold", action="store_true")
+    s.add_argument("--out", required=True, help="output PNG (a line per sampler: budgets, seeds within each)")
+    common(s)
+
+    g = sub.add_parser("guidance", help="the same seeds at several guidance scales: fidelity vs diversity")
+    g.add_argument("--scales", type=_numbers(float), default=list(GUIDANCE_SCALES))
+    g.add_argument("--seeds", type=_numbers(int), default=list(GUIDANCE_SEEDS))
+    g.add_argument("--sampler", choices=SAMPLERS, default="ddim")
+    g.add_argument("--steps", type=int, default=GUIDANCE_STEPS)
+    g.add_argument("--no-threshold", action="store_true")
+    g.add_argument("--out", required=True, help="output PNG (rows: scales, columns: seeds)")
+    common(g)
+
+    t = sub.add_parser("trajectory", help="x_t (top) and predicted x0 (bottom) at chosen steps of one run")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--sampler", choices=SAMPLERS, default="ddim")
+    t.add_argument("--steps", type=int, default=20)
+    t.add_argument("--guidance", type=float, default=BASE_DEFAULTS.guidance)
+    t.add_argument("--frames", type=int, default=6)
+    t.add_argument("--no-threshold", action="store_true")
+    t.add_argument("--out", required=True, help="output PNG")
+    common(t)
+
+    lk = sub.add_parser("likelihood", help="bits per dimension of images under a base model")
+    lk.add_argument("--image", action="append", default=[], help="an image file (repeat for more)")
+    lk.add_argument("--references", action="store_true", help="also score uniform noise and 1/f (photo-like) noise")
+    lk.add_argument("--method", choices=("ode", "vlb"), default="ode")
+    lk.add_argument("--steps", type=int, default=None, help="ODE steps (default 20) or bound terms (default 25)")
+    lk.add_argument("--probes", type=int, default=1, help="Hutchinson probes / bound draws per image")
+    lk.add_argument("--seed", type=int, default=0)
+    common(lk)
+
+    hd = sub.add_parser("hspace-directions", help="fit h-space directions on the emoji data set; stored with the model")
+    hd.add_argument("--model", choices=BASE_MODELS, default="text_base")
+    common(hd, condition=False)
+
+    he = sub.add_parser("hspace", help="edit an image along an h-space direction (Asyrp-style)")
+    he.add_argument("--model", choices=BASE_MODELS, default="text_base")
+    he.add_argument("--image", required=True)
+    he.add_argument("--attribute", required=True)
+    he.add_argument("--strength", type=float, required=True, help="in class-mean differences; - reverses it")
+    he.add_argument("--steps", type=int, default=20)
+    he.add_argument("--interval", type=float, default=0.5, help="edited fraction of the reverse process, from t=T")
+    he.add_argument("--out", required=True, help="output PNG: input, reconstruction, edit")
+    common(he, condition=False)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, ImageError, CheckpointError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,472 @@
+"""Tab: how diffusion works, on the project's own models: the forward process, samplers at equal
+cost, a guidance sweep, a sampling trajectory, likelihood in bits per dimension, and h-space
+editing beside the DiffAE edit. Layout and wiring only; the work is in core.mechanics,
+core.likelihood and core.hspace.
+
+Run alone: `python -m demos.how_it_works [app.py flags]`.
+"""
+from __future__ import annotations
+
+from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
+
+from pathlib import Path
+
+import gradio as gr
+import pandas as pd
+import torch
+
+from core import hspace, mechanics
+from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
+from core.likelihood import METHODS
+from core.mechanics import Condition
+from core.samplers import SAMPLERS
+from demos.common import Models, RequestFiles, as_int, gpu, image_input, user_errors
+
+TITLE = "How it works"
+BASES = {"text_base": "Text base (prompt)", "class_base": "Class base (label)"}
+HSPACE_ATTRIBUTES = ("dark-skin", "woman", "smiling")   # the DiffAE attributes (core.diffae.ATTRIBUTE_RULES)
+DIFFAE_STRENGTH = 3.0
+MAX_STEPS = 100
+
+
+def _numbers(text: str, what: str, kind=float) -> list:
+    try:
+        values = [kind(v) for v in str(text).replace(";", ",").split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{what} must be comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise ValueError(f"give at least one value for {what}")
+    return values
+
+
+def _seeds(seed, count) -> list[int]:
+    seed, count = as_int(seed, "seed"), as_int(count, "number of samples")
+    if not 1 <= count <= mechanics.MAX_SEEDS:
+        raise ValueError(f"number of samples must be from 1 to {mechanics.MAX_SEEDS}, got {count}")
+    return [seed + i for i in range(count)]
+
+
+def _steps(steps) -> int:
+    steps = as_int(steps, "steps")
+    if not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be from 1 to {MAX_STEPS}, got {steps}")
+    return steps
+
+
+def reference_images() -> dict[str, str]:
+    """Files of the likelihood panel's references: an emoji, a photo (Gradio's own example, when
+    installed), uniform noise and 1/f (photo-like) noise at 32x32; written once."""
+    refs = {"emoji (cat face)": common.example_images()[0]}
+    try:
+        from gradio.media import get_image
+        refs["photo (cheetah)"] = get_image("cheetah1.jpg")
+    except (ImportError, ValueError, OSError):
+        pass
+    for name, make in (("uniform noise", mechanics.uniform_noise), ("1/f noise (photo-like)", mechanics.pink_noise)):
+        # made at the base models' 32x32: resized, noise would be averaged into something else
+        path = common.EXAMPLE_DIR / f"{name.split(' (')[0].replace(' ', '-').replace('/', '')}-32px.png"
+        if not path.is_file():
+            common.EXAMPLE_DIR.mkdir(parents=True, exist_ok=True)
+            save_png(tensor_to_pil(make(32, seed=0))[0], path, {"example": name})
+        refs[name] = str(path)
+    return refs
+
+
+def make_fns(models: Models):
+    """The tab's functions, bound to the shared models."""
+
+    def condition(model: str, prompt: str, label: str | None) -> Condition:
+        models.require([model])
+        return Condition(model=model, prompt=prompt or "", label=label or None)
+
+    def need_clip() -> None:
+        models.require(["clip"])
+
+    def load(path: str | None, size: int) -> torch.Tensor:
+        if not path:
+            raise ValueError("upload an image or pick an example first")
+        return pil_to_tensor(open_image(path), size=size)
+
+    @gpu
+    def forward_process(image: str, times: str, seed: int):
+        """x_t ~ q(x_t | x0) of an image at several t, on the linear and the cosine schedule.
+
+        Args:
+            image: any image, taken at 32x32 (the base models' resolution).
+            times: comma-separated t between 0 and 999, e.g. "0, 250, 500, 750, 999".
+            seed: the seed of the noise (the same noise in every cell).
+        Returns:
+            the grid (rows: linear, cosine; columns: t), and a table of alpha_bar_t and log SNR at each t.
+        """
+        with user_errors():
+            ts = mechanics.check_times(_numbers(times, "times"))
+            rows = mechanics.forward_process(load(image, 32), ts, as_int(seed, "seed"))
+            files = RequestFiles()
+            curves = {(r["schedule"], r["t"]): r for r in mechanics.schedule_curves(points=1000)}
+            table = pd.DataFrame([{"schedule": s, "t": t, "alpha_bar": round(curves[(s, round(t))]["alpha_bar"], 4),
+                                   "log SNR": round(curves[(s, round(t))]["log_snr"], 3)}
+                                  for s in ("linear", "cosine") for t in ts])
+            return files.image(mechanics.grid_image(list(rows))), table
+
+    @gpu
+    def samplers(model: str, prompt: str, label: str | None, sampler_names: list[str], budgets: str, seed: int,
+                 num_samples: int, guidance: float, thresholding: bool, progress=gr.Progress()):
+        """Every chosen sampler at the same numbers of network evaluations (NFE), on the same seeds.
+
+        Args:
+            model: text_base (uses the prompt) or class_base (uses the label).
+            prompt: the prompt for text_base.
+            label: the class for class_base.
+            sampler_names: samplers to compare (ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m).
+            budgets: comma-separated NFE budgets, e.g. "10, 20" (Heun spends 2 per step).
+            seed: sample i uses seed + i.
+            num_samples: samples per setting.
+            guidance: classifier-free guidance scale.
+            thresholding: Imagen's dynamic thresholding.
+        Returns:
+            the grid (a line per sampler: budgets left to right, seeds within each), the table
+            (steps, NFE, seconds per image, CLIP score) and the parameters.
+        """
+        with user_errors():
+            need_clip()
+            result = mechanics.compare_samplers(
+                models.set, condition(model, prompt, label), list(sampler_names or []),
+                _numbers(budgets, "NFE budgets", int), _seeds(seed, num_samples), float(guidance), bool(thresholding),
+                progress=lambda text: progress(None, desc=text))
+            files = RequestFiles()
+            path = files.results([result.grid()], [result.parameters], ["samplers"])[0]
+            return path, pd.DataFrame(result.rows), result.parameters
+
+    @gpu
+    def guidance_sweep(model: str, prompt: str, label: str | None, scales: str, seed: int, num_samples: int,
+                       sampler: str, steps: int, thresholding: bool, progress=gr.Progress()):
+        """The same seeds at several guidance scales: fidelity (CLIP score) against diversity.
+
+        Args:
+            model: text_base (uses the prompt) or class_base (uses the label).
+            prompt: the prompt for text_base.
+            label: the class for class_base.
+            scales: comma-separated guidance scales, e.g. "1, 3, 7.5".
+            seed: sample i uses seed + i.
+            num_samples: samples per scale (2 or more: diversity compares them).
+            sampler: the sampler.
+            steps: sampling steps.
+            thresholding: Imagen's dynamic thresholding.
+        Returns:
+            the grid (a line per scale), the table, the fidelity curve, the diversity curve and the parameters.
+        """
+        with user_errors():
+            need_clip()
+            result = mechanics.guidance_sweep(
+                models.set, condition(model, prompt, label), _numbers(scales, "guidance scales"),
+                _seeds(seed, num_samples), sampler, _steps(steps), bool(thresholding),
+                progress=lambda text: progress(None, desc=text))
+            files = RequestFiles()
+            path = files.results([result.grid()], [result.parameters], ["guidance-sweep"])[0]
+            table = pd.DataFrame(result.rows)
+            diversity = pd.concat([pd.DataFrame({"guidance": table["guidance"], "distance": table[c], "space": name})
+                                   for c, name in (("diversity_clip", "CLIP embedding"),
+                                                   ("diversity_pixels", "pixels (RMS)"))])
+            return path, table, table[["guidance", "clip_score"]], diversity, result.parameters
+
+    @gpu
+    def trajectory(model: str, prompt: str, label: str | None, seed: int, sampler: str, steps: int,
+                   guidance: float, frames: int):
+        """x_t and the predicted x0 at evenly spaced steps of one sampling run.
+
+        Args:
+            model: text_base (uses the prompt) or class_base (uses the label).
+            prompt: the prompt for text_base.
+            label: the class for class_base.
+            seed: the seed.
+            sampler: the sampler.
+            steps: sampling steps.
+            guidance: classifier-free guidance scale.
+            frames: how many steps to show (2-16).
+        Returns:
+            the strip (top: x_t, bottom: predicted x0; the final sample last), the table of steps and t, the parameters.
+        """
+        with user_errors():
+            result = mechanics.trajectory(models.set, condition(model, prompt, label), as_int(seed, "seed"), sampler,
+                                          _steps(steps), float(guidance), as_int(frames, "frames"))
+            files = RequestFiles()
+            path = files.results([result.strip()], [result.parameters], ["trajectory"])[0]
+            table = pd.DataFrame({"step": result.steps + ["final"], "t": [round(t, 1) for t in result.times] + [-1]})
+            return path, table, result.parameters
+
+    @gpu
+    def likelihood(image: str | None, model: str, prompt: str, label: str | None, method: str, steps: int,
+                   probes: int, references: bool, progress=gr.Progress()):
+        """Bits per dimension of an image under a base model (lower = more likely), optionally beside
+        reference images: an emoji, a photo, uniform noise and 1/f noise.
+
+        Args:
+            image: any image (taken at 32x32, 8 bits per channel); may be empty when references is on.
+            model: text_base or class_base.
+            prompt: condition the text base on it ("" = unconditional).
+            label: condition the class base on it (none = unconditional).
+            method: "ode" (probability-flow ODE, Hutchinson trace) or "vlb" (variational bound).
+            steps: ODE steps (2 network evaluations each) or bound terms.
+            probes: Hutchinson probes / bound draws per image (more: smaller standard error).
+            references: also score the reference images.
+        Returns:
+            the table (image, bits/dim, standard error) and the parameters.
+        """
+        with user_errors():
+            cond = condition(model, prompt, label)
+            resolution = models.get(model).resolution
+            named = {Path(image).name: image} if image else {}
+            if references:
+                named.update(reference_images())
+            if not named:
+                raise ValueError("upload an image or tick the reference images")
+            probes = as_int(probes, "probes")
+            progress(None, desc=f"{method}: {len(named)} image(s)")
+            x = torch.cat([load(p, resolution) for p in named.values()])
+            result = mechanics.likelihood(models.set, cond, x, method, _steps(steps), probes)
+            rows = [{"image": name, "bits/dim": round(r["bits_per_dim"], 3),
+                     "± std. error": None if probes == 1 else round(r["stderr"], 3)}
+                    for name, r in zip(named, result.rows())]
+            parameters = {"panel": "likelihood", "condition": cond.describe(), "method": result.method,
+                          "steps": result.steps, "probes": result.probes, "nfe_per_probe": result.nfe}
+            return pd.DataFrame(rows), parameters
+
+    def diffae_edit(image: str, attribute: str, strength: float, steps: int):
+        """The DiffAE edit of the same image and attribute, or why there is none."""
+        if "diffae" in models.errors:
+            return None, f"No DiffAE edit: the diffae model is unavailable ({models.errors['diffae']})."
+        from core import diffae
+        try:
+            directions = diffae.Directions.load(models.root / "diffae")
+            directions.index(attribute)
+        except ValueError as e:
+            return None, f"No DiffAE edit: {e}"
+        model = models.get("diffae")
+        x = load(image, model.resolution).to(next(model.parameters()).device)
+        return diffae.edit(model, directions, x, attribute, strength, steps), ""
+
+    @gpu
+    def hspace_edit(image: str, model: str, attribute: str, strength: float, steps: int, interval: float,
+                    diffae_strength: float, progress=gr.Progress()):
+        """Edit an image in h-space (the UNet bottleneck) of a base model, beside the DiffAE edit.
+
+        Args:
+            image: any image, taken at the base model's resolution.
+            model: text_base or class_base (run unconditionally).
+            attribute: dark-skin, woman or smiling.
+            strength: in class-mean differences of h; + towards the attribute, - away; 0 = reconstruction.
+            steps: DDIM steps of the inversion and of the reverse run.
+            interval: the fraction of the reverse process, from t = T, during which h is shifted.
+            diffae_strength: the DiffAE edit's strength (its own unit: standard deviations of the code).
+        Returns:
+            the input, the DDIM reconstruction, the h-space edit, the DiffAE edit (or nothing), a
+            note, and the parameters.
+        """
+        with user_errors():
+            models.require([model])
+            steps = _steps(steps)
+            base = models.get(model)
+            x = load(image, base.resolution)
+            progress(None, desc="inverting and editing")
+            result = mechanics.hspace_edit(models.set, model, x, attribute, strength, steps, float(interval))
+            progress(None, desc="the DiffAE edit")
+            from core import diffae
+            diffae_strength = diffae._check_strength(diffae_strength)
+            d_image, note = diffae_edit(image, attribute, diffae_strength, steps)
+            files = RequestFiles()
+            params = {"panel": "hspace", "image": Path(image).name, "model": model, "attribute": attribute,
+                      "strength": float(strength), "steps": steps, "interval": float(interval),
+                      "edited_steps": result.edited_steps, "diffae_strength": diffae_strength}
+            edited = files.results(tensor_to_pil(result.edited.cpu()), [params],
+                                   [f"{Path(image).stem}-hspace-{attribute}{float(strength):+g}"])[0]
+            outputs = [files.image(tensor_to_pil(x)[0]), files.image(tensor_to_pil(result.reconstruction.cpu())[0]),
+                       edited, files.image(tensor_to_pil(d_image.cpu())[0]) if d_image is not None else None]
+            return (*outputs, note, params)
+
+    return forward_process, samplers, guidance_sweep, trajectory, likelihood, hspace_edit
+
+
+def _hspace_status(models: Models) -> str:
+    """A note for the h-space panel about what is missing ('' when both parts can run)."""
+    notes = []
+    for name in BASES:
+        if name in models.errors:
+            continue
+        try:
+            hspace.HDirections.load(models.root / name)
+        except ValueError as e:  # CheckpointError
+            notes.append(f"- {name}: {e}")
+    if "diffae" in models.errors:
+        notes.append("- the DiffAE edit shown beside it needs the `diffae` model, which is unavailable (it may not "
+                     "be trained yet): only the h-space edit is shown.")
+    return ("ℹ️ **Not available here:**\n" + "\n".join(notes)) if notes else ""
+
+
+def build(models: Models) -> None:
+    """The tab's layout and wiring (inside the caller's gr.Tab)."""
+    fwd_fn, samplers_fn, guidance_fn, trajectory_fn, likelihood_fn, hspace_fn = make_fns(models)
+    status = models.status_markdown(["text_base", "class_base", "clip"],
+                                    "Panels that need a missing model show an error; the forward process works.")
+    if status:
+        gr.Markdown(status)
+    gr.Markdown("The mechanics of diffusion, side by side on the same small models: how images are noised, how the "
+                "samplers and guidance trade cost and quality, what the model predicts along the way, how likely "
+                "it finds an image, and a semantic direction inside the UNet.")
+    examples = common.example_images()
+    classes = [] if "class_base" in models.errors else models.set.classes()
+    pixel = dict(format="png", interactive=False, height=260, elem_classes=[common.PIXELATED, common.STAGE])
+    with gr.Accordion("Model and condition (for the sampling panels and the likelihood)", open=True):
+        with gr.Row():
+            model = gr.Radio([(v, k) for k, v in BASES.items()], value="text_base", label="Base model")
+            prompt = gr.Textbox("grinning face", label="Prompt (text base)")
+            label = gr.Dropdown(common.class_labels(classes), value="face-smiling" if "face-smiling" in classes
+                                else (classes[0] if classes else None), label="Class (class base)", filterable=True)
+
+    with gr.Tab("Forward process"):
+        gr.Markdown("q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I): the image fades into noise. The cosine schedule "
+                    "(bottom row) keeps more of the image at mid t than the linear one (top row).")
+        with gr.Row():
+            with gr.Column(scale=2):
+                f_image = image_input(label="Image (taken at 32×32)", sources=["upload", "clipboard"], height=200)
+                f_times = gr.Textbox(", ".join(str(t) for t in mechanics.FORWARD_TIMES), label="t values (0-999)")
+                f_seed, _ = common.seed_input()
+                f_button = gr.Button("Noise it", variant="primary")
+                gr.Examples([[p] for p in examples], inputs=[f_image], cache_examples=False)
+            with gr.Column(scale=3):
+                f_grid = gr.Image(label="x_t (rows: linear, cosine)", **pixel)
+                f_table = gr.Dataframe(label="ᾱ_t and log SNR at these t", interactive=False)
+        curves = pd.DataFrame(mechanics.schedule_curves(points=101))
+        with gr.Row():
+            gr.LinePlot(curves, x="t", y="alpha_bar", color="schedule", title="ᾱ_t (signal power)", height=260)
+            gr.LinePlot(curves, x="t", y="log_snr", color="schedule", title="log SNR_t = log(ᾱ_t / (1 − ᾱ_t))",
+                        height=260)
+        f_button.click(fwd_fn, inputs=[f_image, f_times, f_seed], outputs=[f_grid, f_table], api_name="forward_process",
+                       concurrency_id="device")
+
+    with gr.Tab("Samplers at equal cost"):
+        gr.Markdown("The same seeds through each sampler at the same number of network evaluations (NFE). Heun "
+                    "spends two per step, so it gets about half the steps; a guided evaluation runs both halves "
+                    "in one batch. CLIP score uses the project's own CLIP: compare rows with each other only.")
+        with gr.Row():
+            s_samplers = gr.CheckboxGroup(list(SAMPLERS), value=list(SAMPLERS), label="Samplers")
+            s_budgets = gr.Textbox(", ".join(map(str, mechanics.NFE_BUDGETS)), label="NFE budgets",
+                                   info="comma-separated, e.g. 10, 20")
+        with gr.Row(equal_height=True):
+            s_seed, _ = common.seed_input()
+            s_num = gr.Slider(1, 8, value=2, step=1, precision=0, label="Samples")
+            s_guidance = gr.Slider(0, 15, value=3.0, step=0.1, label="Guidance scale")
+            s_threshold = gr.Checkbox(True, label="Dynamic thresholding")
+        s_button = gr.Button("Compare", variant="primary")
+        with gr.Row():
+            s_grid = gr.Image(label="A line per sampler (budgets left to right)", **pixel)
+            s_table = gr.Dataframe(label="Cost and quality", interactive=False)
+        s_params = gr.JSON(label="Parameters", visible=False)
+        s_button.click(samplers_fn, inputs=[model, prompt, label, s_samplers, s_budgets, s_seed, s_num, s_guidance,
+                                            s_threshold],
+                       outputs=[s_grid, s_table, s_params], api_name="compare_samplers", concurrency_id="device")
+
+    with gr.Tab("Guidance sweep"):
+        gr.Markdown("The same seeds at several guidance scales. Guidance trades diversity for fidelity (Ho & Salimans "
+                    "2021): the CLIP score to the prompt tends to rise and the samples draw together in CLIP space, "
+                    "while high scales saturate colours, which can push the pixel distance up.")
+        with gr.Row(equal_height=True):
+            g_scales = gr.Textbox(", ".join(f"{s:g}" for s in mechanics.GUIDANCE_SCALES), label="Guidance scales")
+            g_seed, _ = common.seed_input()
+            g_num = gr.Slider(2, 8, value=len(mechanics.GUIDANCE_SEEDS), step=1, precision=0, label="Samples")
+            g_sampler = gr.Dropdown(list(SAMPLERS), value="ddim", label="Sampler")
+            g_steps = gr.Slider(1, MAX_STEPS, value=mechanics.GUIDANCE_STEPS, step=1, precision=0, label="Steps")
+            g_threshold = gr.Checkbox(True, label="Dynamic thresholding")
+        g_button = gr.Button("Sweep", variant="primary")
+        with gr.Row():
+            g_grid = gr.Image(label="A line per guidance scale", **pixel)
+            g_table = gr.Dataframe(label="Fidelity and diversity", interactive=False)
+        with gr.Row():
+            g_fidelity = gr.LinePlot(x="guidance", y="clip_score", title="Fidelity: CLIP score", height=240)
+            g_diversity = gr.LinePlot(x="guidance", y="distance", color="space",
+                                      title="Diversity: mean pairwise distance", height=240)
+        g_params = gr.JSON(label="Parameters", visible=False)
+        g_button.click(guidance_fn, inputs=[model, prompt, label, g_scales, g_seed, g_num, g_sampler, g_steps,
+                                            g_threshold],
+                       outputs=[g_grid, g_table, g_fidelity, g_diversity, g_params], api_name="guidance_sweep",
+                       concurrency_id="device")
+
+    with gr.Tab("Trajectory"):
+        gr.Markdown("One sampling run: the noisy x_t each step starts from (top) and the clean image the model "
+                    "predicts from it (bottom). The prediction settles long before the noise is gone.")
+        with gr.Row(equal_height=True):
+            t_seed, _ = common.seed_input()
+            t_sampler = gr.Dropdown(list(SAMPLERS), value="ddim", label="Sampler")
+            t_steps = gr.Slider(2, MAX_STEPS, value=20, step=1, precision=0, label="Steps")
+            t_guidance = gr.Slider(0, 15, value=3.0, step=0.1, label="Guidance scale")
+            t_frames = gr.Slider(2, 16, value=6, step=1, precision=0, label="Frames")
+        t_button = gr.Button("Sample", variant="primary")
+        with gr.Row():
+            t_strip = gr.Image(label="x_t (top) and predicted x0 (bottom)", **pixel)
+            t_table = gr.Dataframe(label="Steps shown", interactive=False)
+        t_params = gr.JSON(label="Parameters", visible=False)
+        t_button.click(trajectory_fn, inputs=[model, prompt, label, t_seed, t_sampler, t_steps, t_guidance, t_frames],
+                       outputs=[t_strip, t_table, t_params], api_name="trajectory", concurrency_id="device")
+
+    with gr.Tab("Likelihood"):
+        gr.Markdown("How many bits per colour value the model needs to encode an 8-bit image (lower = more likely), "
+                    "from the probability-flow ODE (Hutchinson trace estimator) or the variational bound (an upper "
+                    "bound, looser). Real emoji should score best, noise worst; 8 bits/dim is what storing the "
+                    "raw values costs.")
+        with gr.Row():
+            with gr.Column(scale=2):
+                l_image = image_input(label="Image (taken at 32×32)", sources=["upload", "clipboard"], height=200)
+                gr.Examples([[p] for p in examples] + [[p] for p in reference_images().values()], inputs=[l_image],
+                            cache_examples=False)
+            with gr.Column(scale=3):
+                with gr.Row():
+                    l_method = gr.Radio(list(METHODS), value="ode", label="Method")
+                    l_steps = gr.Slider(2, MAX_STEPS, value=20, step=1, precision=0, label="Steps")
+                    l_probes = gr.Slider(1, 8, value=1, step=1, precision=0, label="Probes")
+                l_refs = gr.Checkbox(True, label="Also score the references (emoji, photo, uniform noise, 1/f noise)")
+                l_button = gr.Button("Score", variant="primary")
+                l_table = gr.Dataframe(label="Bits per dimension", interactive=False)
+        l_params = gr.JSON(label="Parameters", visible=False)
+        l_button.click(likelihood_fn, inputs=[l_image, model, prompt, label, l_method, l_steps, l_probes, l_refs],
+                       outputs=[l_table, l_params], api_name="likelihood", concurrency_id="device")
+
+    with gr.Tab("h-space editing"):
+        note = _hspace_status(models)
+        if note:
+            gr.Markdown(note)
+        gr.Markdown("Kwon et al. (2023) found a semantic space in the UNet's bottleneck. The image is DDIM-inverted "
+                    "to x_T; on the way back, during the first part of the reverse process, the bottleneck "
+                    "activation h moves along a direction (the mean h of emoji with the attribute minus the mean "
+                    "without). Beside it: the DiffAE edit of the same image, which moves a learned semantic code.")
+        with gr.Row():
+            with gr.Column(scale=2):
+                h_image = image_input(label="Image", sources=["upload", "clipboard"], height=200)
+                gr.Examples([[p] for p in examples], inputs=[h_image], cache_examples=False)
+                h_model = gr.Radio([(v, k) for k, v in BASES.items()], value="text_base", label="Model (unconditional)")
+                h_attribute = gr.Dropdown(list(HSPACE_ATTRIBUTES), value=HSPACE_ATTRIBUTES[0], label="Attribute")
+                h_strength = gr.Slider(-hspace.MAX_STRENGTH, hspace.MAX_STRENGTH, value=1.0, step=0.25,
+                                       label="h-space strength", info="class-mean differences; 0 = reconstruction")
+                with gr.Row():
+                    h_steps = gr.Slider(2, MAX_STEPS, value=hspace.DEFAULT_STEPS, step=1, precision=0,
+                                        label="DDIM steps")
+                    h_interval = gr.Slider(0.05, 1.0, value=hspace.DEFAULT_INTERVAL, step=0.05, label="Edited fraction",
+                                           info="of the reverse process, from t = T")
+                    h_diffae = gr.Slider(-10, 10, value=DIFFAE_STRENGTH, step=0.25, label="DiffAE strength")
+                h_button = gr.Button("Edit", variant="primary")
+            with gr.Column(scale=3):
+                with gr.Row():
+                    h_input = gr.Image(label="Input", **pixel)
+                    h_recon = gr.Image(label="DDIM reconstruction", **pixel)
+                    h_edit = gr.Image(label="h-space edit", **pixel)
+                    h_diffae_out = gr.Image(label="DiffAE edit", **pixel)
+                h_note = gr.Markdown()
+        h_params = gr.JSON(label="Parameters", visible=False)
+        h_button.click(hspace_fn, inputs=[h_image, h_model, h_attribute, h_strength, h_steps, h_interval, h_diffae],
+                       outputs=[h_input, h_recon, h_edit, h_diffae_out, h_note, h_params], api_name="hspace_edit",
+                       concurrency_id="device")
+
+
+if __name__ == "__main__":
+    import sys
+
+    from app import main
+    sys.exit(main(tab_modules=[sys.modules[__name__]]))
