@@ -377,7 +377,8 @@ def test_evaluate_runs_and_reports_missing_models(models, tiny_checkpoints, tmp_
     results = evaluate(models, n=2, steps=2, repaint_steps=2, strengths=(0.0, 1.0), log=lambda s: None)
     assert not results["missing"] and len(results["rows"]) == 6 and len(results["sdedit"]) == 2
     assert results["rows"][3][2] == 0 and results["rows"][5][2] == 0   # nothing changes outside the mask
-    assert results["sdedit"][0][1] == 0
+    assert results["sdedit"][0][1] == 0                  # strength 0 returns the sketch itself
+    assert all(fd >= 0 for *_, fd in results["sdedit"]) and results["fd_real_train"] >= 0
     table = markdown(results)
     assert "| task | metric |" in table and "| 1.00 |" in table
     only = tmp_path / "only"
