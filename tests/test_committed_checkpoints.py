@@ -45,3 +45,30 @@ def test_sr_stage(models, name, low, high):
 def test_clip_encodes(models):
     emb = models.get("clip").encode(["thumbs up", ""])
     assert emb.tokens.shape[0] == 2 and torch.isfinite(emb.tokens).all()
+
+
+@pytest.mark.skipif(not committed("palette"), reason="no committed palette")
+@pytest.mark.parametrize("task", ["colorize", "inpaint"])
+def test_palette(models, task):
+    from PIL import Image
+
+    from core.translate import translate
+    image = Image.new("RGB", (64, 64), (200, 120, 40))
+    mask = Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    out, params = translate(models, task, image, mask=mask if task == "inpaint" else None, steps=2)
+    assert out.size == (64, 64) and params["task"] == task
+    if task == "inpaint":   # outside the mask the input comes back exactly
+        assert out.getpixel((2, 2)) == image.getpixel((2, 2))
+
+
+@pytest.mark.skipif(not committed("diffae"), reason="no committed diffae")
+def test_diffae(models):
+    from core.diffae import edit, load_directions, reconstruct
+    model = models.get("diffae")
+    directions = load_directions(models)
+    assert {"dark-skin", "woman"} <= set(directions.names)
+    x = torch.ones(1, 3, model.resolution, model.resolution)
+    assert torch.isfinite(reconstruct(model, x, steps=2)).all()
+    out = edit(model, directions, x, "dark-skin", 1.0, steps=2)
+    assert out.shape == x.shape and torch.isfinite(out).all()
