@@ -87,6 +87,10 @@ def default_config(kind: str, run: str, smoke: bool = False, **overrides) -> Tra
     cfg = replace(cfg, **overrides)
     if cfg.precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"precision must be auto, bf16 or fp32, got {cfg.precision!r}")
+    if cfg.resolution is not None and kind != "diffae":
+        raise ValueError(f"--resolution applies to diffae only, not {kind}")
+    if cfg.crop is not None and kind not in ("sr64", "sr128", "palette"):
+        raise ValueError(f"--crop applies to sr64, sr128 and palette only, not {kind}")
     return cfg
 
 
@@ -469,8 +473,12 @@ def train_all(out: str, runs: str, smoke: bool = False, budget_minutes: float | 
             per_kind["budget_minutes"] = budget_minutes
         if smoke:  # a smoke run keeps its tiny batches; the rest of the profile applies
             per_kind = {k: v for k, v in per_kind.items() if k not in ("batch", "crop")}
-        cfg = default_config(kind, str(Path(runs) / kind), smoke=smoke, checkpoints=out,
-                             **{**per_kind, **overrides})
+        options = {**per_kind, **overrides}
+        if kind not in ("sr64", "sr128", "palette"):   # options of some kinds only: the others ignore them
+            options.pop("crop", None)
+        if kind != "diffae":
+            options.pop("resolution", None)
+        cfg = default_config(kind, str(Path(runs) / kind), smoke=smoke, checkpoints=out, **options)
         summaries.append(train(cfg, export=Path(out) / kind))
     return summaries
 

@@ -92,3 +92,7 @@ def test_speed_options(tmp_path):
     assert summary["step"] == 2 and load_model(tmp_path / "out").kind == "class_base"
     with pytest.raises(ValueError, match="precision must be"):
         default_config("class_base", "x", precision="fp8")
+    with pytest.raises(ValueError, match="diffae only"):
+        default_config("class_base", "x", resolution=32)
+    with pytest.raises(ValueError, match="palette only"):
+        default_config("text_base", "x", crop=16)
