@@ -63,11 +63,13 @@ def _x0_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, transform: Callabl
 
 
 def dynamic_threshold_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, percentile: float = 0.995,
-                               max_value: float = math.inf) -> Denoiser:
+                               max_value: float = math.inf, residual_base: Tensor | None = None,
+                               residual_scale: float = 1.0) -> Denoiser:
     """Imagen's dynamic thresholding (Saharia et al. 2022, sec. 2.3): per sample,
     s = max(1, quantile(|x0|, percentile)) (capped at max_value, as diffusers' sample_max_value),
-    x0 <- clamp(x0, -s, s) / s. x0 inside [-1, 1] is unchanged; with the percentile <= 1 it is
-    static clipping to [-1, 1]."""
+    x0 <- clamp(x0, -s, s) / s. x0 inside [-1, 1] is unchanged; with max_value = 1 it is static
+    clipping to [-1, 1]. With `residual_base`, x0 is a scaled residual (residual SR) and the
+    thresholding acts on the image it stands for, residual_base + x0 / residual_scale."""
     percentile = check_finite("percentile", percentile)
     if not 0 < percentile <= 1:
         raise ValueError(f"percentile must be in (0, 1], got {percentile!r}")
@@ -75,10 +77,12 @@ def dynamic_threshold_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, perc
         raise ValueError(f"max_value must be >= 1, got {max_value!r}")
 
     def threshold(x0: Tensor) -> Tensor:
-        flat = x0.reshape(x0.shape[0], -1).abs().float()  # quantile needs float32/64
+        image = x0 if residual_base is None else residual_base + x0 / residual_scale
+        flat = image.reshape(image.shape[0], -1).abs().float()  # quantile needs float32/64
         s = torch.quantile(flat, percentile, dim=1).clamp(min=1.0, max=max_value)
-        s = expand_to(s, x0)
-        return x0.clamp(-s, s) / s
+        s = expand_to(s, image)
+        image = image.clamp(-s, s) / s
+        return image if residual_base is None else (image - residual_base) * residual_scale
 
     return _x0_denoiser(denoiser, schedule, threshold)
 

@@ -10,6 +10,8 @@ Kinds and their conditioning (`cond` is a dict of tensors, batch first):
 - ``sr``         UNet2DModel with 6 input channels (SR3): ``low_res`` [B,3,H,W], the low-res
   image upsampled to the output size and noise-augmented, concatenated to x_t; ``aug_t`` [B]
   the augmentation level, fed through the class-embedding slot as a timestep (CDM / IF).
+  With ``residual_scale`` set, the diffused x0 is the scaled residual over the clean upsampled
+  low-res image instead of the image itself (see `core.pipeline.upscale`).
 - ``palette``    UNet2DModel with 7 input channels (Palette): ``source`` [B,3,H,W] (the
   grayscale or masked image) and ``mask`` [B,1,H,W] (1 = to fill) concatenated to x_t; ``task``
   [B] long picks the task (see `PALETTE_TASKS`) through the label embedding.
@@ -78,6 +80,7 @@ class ModelConfig:
     schedule: dict = field(default_factory=lambda: {"name": "cosine", "T": 1000})
     classes: list[str] | None = None          # class_base: label names, null label = len(classes)
     low_resolution: int | None = None          # sr: size of the input image
+    residual_scale: float | None = None        # sr: x0 is residual_scale * (image - upsampled low-res); None: x0 is the image
     text_encoder: str | None = None            # text_base: folder name of its text encoder
     semantic_dim: int | None = None            # diffae: width of z_sem
     encoder_channels: tuple[int, ...] | None = None  # diffae: channels of the semantic encoder

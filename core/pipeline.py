@@ -70,36 +70,51 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
     return seeds
 
 
-def stage_denoiser(model: DiffusionModel, cond: dict, uncond: dict | None, settings: StageSettings):
+def stage_denoiser(model: DiffusionModel, cond: dict, uncond: dict | None, settings: StageSettings,
+                   residual_base: torch.Tensor | None = None):
     """The eps-denoiser of a stage: CFG against `uncond` (none at guidance 1 or without one),
-    then thresholding of x0 (static or dynamic), both as wrappers."""
+    then thresholding of x0 (static or dynamic), both as wrappers. A residual SR model's x0 is
+    thresholded as the image residual_base + x0 / residual_scale."""
     if uncond is None or settings.guidance == 1.0:
         denoiser = lambda x_t, t: model.eps(x_t, t, cond)  # noqa: E731
     else:
         denoiser = cfg_denoiser(model.eps, cond, uncond, settings.guidance)
     if settings.threshold is not None:
+        scale = model.config.residual_scale if residual_base is not None else 1.0
         denoiser = dynamic_threshold_denoiser(denoiser, model.schedule, percentile=settings.threshold,
-                                              max_value=settings.threshold_max)
+                                              max_value=settings.threshold_max, residual_base=residual_base,
+                                              residual_scale=scale)
     return denoiser
 
 
 def sample_stage(model: DiffusionModel, cond: dict, uncond: dict | None, seeds: Sequence[int],
                  settings: StageSettings, size: int | None = None, stage: int = 0,
-                 callback: Callback | None = None) -> torch.Tensor:
+                 callback: Callback | None = None, residual_base: torch.Tensor | None = None) -> torch.Tensor:
     """One stage: initial noise from one generator per seed, CFG and thresholding as wrappers,
-    then the chosen sampler. Returns x_0 in [-1, 1]."""
+    then the chosen sampler. Returns x_0 in [-1, 1]. For a residual SR model, `residual_base`
+    is the clean upsampled low-res image: the sampler runs on the scaled residual r, and the
+    image (and what the callback shows, x_t and x0 alike) is residual_base + r / residual_scale."""
     seeds = check_seeds(seeds)
     device = next(model.parameters()).device
     size = size or model.resolution
     gen = BatchGenerator([s * 1009 + stage for s in seeds], device)  # stage-specific streams
     x = gen.randn((len(seeds), 3, size, size))
-    denoiser = stage_denoiser(model, cond, uncond, settings)
+    denoiser = stage_denoiser(model, cond, uncond, settings, residual_base)
+    if residual_base is None:
+        to_image = lambda r: r  # noqa: E731
+    else:
+        if not model.config.residual_scale:
+            raise ValueError("residual_base given for a model that does not diffuse residuals")
+        to_image = lambda r: residual_base + r / model.config.residual_scale  # noqa: E731
+        if callback is not None:
+            shown = callback
+            callback = lambda info: shown({**info, "x": to_image(info["x"]), "x0": to_image(info["x0"])})  # noqa: E731
     with torch.no_grad():
         # "leading" spacing for every sampler: on the cosine schedule the default grids of Euler /
         # Heun start at t = 999 (sigma ~ 2e4), where Heun's first step is far too long.
         out = sample(settings.sampler, denoiser, x, model.schedule, settings.steps, generator=gen,
                      callback=callback, eta=settings.eta, spacing="leading")
-    return out.clamp(-1, 1)
+    return to_image(out).clamp(-1, 1)
 
 
 def generate_text(model: DiffusionModel, encoder, prompts: Sequence[str], negative_prompt: str = "",
@@ -150,7 +165,8 @@ def upscale(model: DiffusionModel, low: torch.Tensor, seeds: Sequence[int] | Non
             settings: StageSettings | None = None, steps: int | None = None, aug_level: int | None = None,
             callback: Callback | None = None, stage: int = 1) -> torch.Tensor:
     """An SR stage (SR3): x_t concatenated with the bilinearly upsampled, noise-augmented low-res
-    image; sampled at the model's resolution."""
+    image; sampled at the model's resolution. A residual model (config `residual_scale`) samples
+    the scaled difference to the clean upsampled image and adds it back."""
     if low.ndim != 4 or low.shape[1] != 3:
         raise ValueError(f"low-res images must be [B, 3, H, W], got {tuple(low.shape)}")
     seeds = check_seeds(seeds if seeds is not None else range(low.shape[0]))
@@ -171,7 +187,9 @@ def upscale(model: DiffusionModel, low: torch.Tensor, seeds: Sequence[int] | Non
     cond = {"low_res": augment_low_res(model.schedule, low_up, aug_t, aug_gen.randn(low_up.shape)),
             "aug_t": aug_t.float()}
     uncond = None  # the SR stages are not text-conditioned: no guidance (CDM)
-    return sample_stage(model, cond, uncond, seeds, settings, size=size, stage=stage, callback=callback)
+    residual_base = low_up if model.config.residual_scale else None
+    return sample_stage(model, cond, uncond, seeds, settings, size=size, stage=stage, callback=callback,
+                        residual_base=residual_base)
 
 
 def _override(settings: StageSettings, guidance: float | None, steps: int | None) -> StageSettings:

@@ -92,6 +92,48 @@ def test_sr_stage_uses_the_low_res_input(models):
         upscale(sr, torch.zeros(3, 32, 32), [0])
 
 
+def _exact_sr_denoiser(model, target):
+    """Make `model` predict, at every step, the x0 that stands for `target`: the image itself, or
+    for a residual model residual_scale * (target - bilinear(low)) (low = target, area-resized)."""
+    import torch.nn.functional as F
+    low = F.interpolate(target, size=model.config.low_resolution, mode="area")
+    up = F.interpolate(low, size=model.resolution, mode="bilinear", align_corners=False)
+    x0 = target if not model.config.residual_scale else (target - up) * model.config.residual_scale
+    model.eps = lambda x_t, t, cond: model.schedule.eps_from_x0(x_t, t, x0)
+    return low, up
+
+
+@pytest.mark.parametrize("residual_scale", [None, 4.0])
+def test_sr_with_an_exact_denoiser_returns_its_target(residual_scale):
+    """DDIM with a denoiser that knows x0 lands on it; a residual model's sample is put back on
+    the clean upsampled input, and the thresholding acts on that image, not on the residual:
+    the target sits 0.5 above the upsampled input in places, a residual of 2 once scaled, which
+    clipping the residual to [-1, 1] would halve."""
+    from tests.tiny import tiny_model
+    model = tiny_model("sr", resolution=16, low_resolution=8, residual_scale=residual_scale)
+    torch.manual_seed(0)
+    target = (torch.rand(2, 3, 16, 16) * 1.6 - 0.8)
+    target[:, :, ::4, ::4] = 1.0   # sharp dots: far from what bilinear upsampling gives
+    low, up = _exact_sr_denoiser(model, target)
+    assert (target - up).abs().max() > 0.5
+    seen = []
+    out = upscale(model, low, [0, 1], StageSettings(steps=5, aug_level=100), callback=seen.append)
+    assert torch.allclose(out, target, atol=1e-4)
+    # what the callback shows is the image too, for the residual model as for the plain one
+    assert torch.allclose(seen[-1]["x0"], target, atol=1e-4)
+
+
+def test_residual_sr_clips_the_image_to_its_range():
+    from tests.tiny import tiny_model
+    model = tiny_model("sr", resolution=16, low_resolution=8, residual_scale=4.0)
+    target = torch.zeros(1, 3, 16, 16)
+    target[..., :8] = 1.0
+    low, up = _exact_sr_denoiser(model, target)
+    model.eps = lambda x_t, t, cond: model.schedule.eps_from_x0(x_t, t, torch.full_like(x_t, 8.0))  # image up + 2
+    out = upscale(model, low, [0], StageSettings(steps=3, aug_level=0))
+    assert torch.allclose(out, torch.ones_like(out), atol=1e-5)
+
+
 def test_noise_augmentation_levels(models):
     sched = models.get("sr64").schedule
     x, noise = torch.rand(2, 3, 8, 8), torch.randn(2, 3, 8, 8)

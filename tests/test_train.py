@@ -83,6 +83,28 @@ def test_diffae_resolution_and_palette_crops(tmp_path):
     assert torch.equal(cond["source"][inpaint], (x0 * (1 - cond["mask"]))[inpaint])
 
 
+def test_sr_trains_on_the_scaled_residual(tmp_path):
+    """sr64/sr128 diffuse residual_scale * (image - bilinear(low)) by default (the exported config
+    says so, and `upscale` adds it back); `--sr-residual-scale 0` diffuses the image itself."""
+    import torch.nn.functional as F
+    from core.train import make_task
+    gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
+    plain = make_task(default_config("sr64", str(tmp_path / "p"), smoke=True, crop=None, sr_residual_scale=0))
+    assert plain.build().config.residual_scale is None
+    image, _ = plain.x0_and_cond(gen(), torch.device("cpu"))
+    residual = make_task(default_config("sr64", str(tmp_path / "r"), smoke=True, crop=None))
+    assert residual.build().config.residual_scale == 4.0
+    x0, cond = residual.x0_and_cond(gen(), torch.device("cpu"))
+    # the same draws: recover the low-res images behind the batch and check the target by hand
+    idx = residual.draw(gen(), residual.cfg.batch)
+    low_up = F.interpolate(residual.images_low[idx], size=64, mode="bilinear", align_corners=False)
+    assert torch.allclose(image, residual.images_high[idx])
+    assert torch.allclose(x0, 4.0 * (image - low_up), atol=1e-6)
+    with pytest.raises(ValueError, match="sr64 and sr128 only"):
+        default_config("palette", "x", sr_residual_scale=4.0)
+    assert main(["text_base", "--sr-residual-scale", "2", "--run", str(tmp_path / "t")]) == 2
+
+
 def test_speed_options(tmp_path):
     """channels-last trains and exports like the default; a bad precision is named. (bf16 autocast
     is the CUDA default; on this AVX2 CPU it is ~14x slower, see scripts/bench_training.py.)"""

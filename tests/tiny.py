@@ -10,7 +10,7 @@ CLASSES = ["cat-face", "hand-fingers-open", "person-activity"]
 
 
 def tiny_model(kind: str, seed: int = 0, resolution: int | None = None, low_resolution: int | None = None,
-               width: int = 16) -> DiffusionModel:
+               width: int = 16, residual_scale: float | None = None) -> DiffusionModel:
     torch.manual_seed(seed)
     if kind == "text_base":
         res = resolution or 32
@@ -27,7 +27,8 @@ def tiny_model(kind: str, seed: int = 0, resolution: int | None = None, low_reso
     else:
         res = resolution or 64
         unet = image_unet_config(res, CHANNELS, in_channels=6, attention_levels=0, class_embed_type="timestep")
-        cfg = ModelConfig(kind="sr", resolution=res, unet=unet, low_resolution=low_resolution or res // 2)
+        cfg = ModelConfig(kind="sr", resolution=res, unet=unet, low_resolution=low_resolution or res // 2,
+                          residual_scale=residual_scale)
     model = DiffusionModel(cfg).eval().requires_grad_(False)
     # A freshly initialised diffusers UNet zeroes its output conv, so every output would be
     # identical; random weights there make the tests able to tell inputs apart.
@@ -77,7 +78,8 @@ def tiny_directions(model: DiffusionModel, seed: int = 0):
 
 def write_tiny_checkpoints(root) -> None:
     """A complete checkpoints folder of tiny random models, as the app and CLI expect it:
-    clip, text_base, class_base, sr64 (32->64), sr128 (64->128), diffae (+ directions)."""
+    clip, text_base, class_base, sr64 (32->64, diffusing the image), sr128 (64->128, diffusing the
+    residual over the upsampled input), palette, diffae (+ directions)."""
     from pathlib import Path
 
     from core.checkpoints import save_model
@@ -88,7 +90,8 @@ def write_tiny_checkpoints(root) -> None:
     save_model(tiny_model("text_base", width=config.text.width), root / "text_base", "# tiny text base\n")
     save_model(tiny_model("class_base"), root / "class_base", "# tiny class base\n")
     save_model(tiny_model("sr", resolution=64, low_resolution=32), root / "sr64", "# tiny sr64\n")
-    save_model(tiny_model("sr", resolution=128, low_resolution=64), root / "sr128", "# tiny sr128\n")
+    save_model(tiny_model("sr", resolution=128, low_resolution=64, residual_scale=4.0), root / "sr128",
+               "# tiny sr128\n")
     save_model(tiny_model("palette"), root / "palette", "# tiny palette\n")
     diffae = tiny_diffae()
     save_model(diffae, root / "diffae", "# tiny diffae\n")
