@@ -8,24 +8,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import math
 import sys
 from pathlib import Path
 
 from core.checkpoints import CheckpointError
+from core.cli import finite
 from core.images import ImageError, open_image, pil_to_tensor, save_png, tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
 from core.samplers import SAMPLERS
 
 
 EXTRA_COMMANDS = ("core.translate", "core.diffae", "core.deepfloyd")
-
-
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
-    return value
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -42,12 +35,12 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--prompt")
     what.add_argument("--label", help="a class from `python -m core classes`")
     g.add_argument("--negative-prompt", default="")
-    g.add_argument("--guidance", type=_finite, default=BASE_DEFAULTS.guidance)
+    g.add_argument("--guidance", type=finite, default=BASE_DEFAULTS.guidance)
     g.add_argument("--steps", type=int, default=BASE_DEFAULTS.steps)
     g.add_argument("--sampler", choices=[s for s in SAMPLERS], default=BASE_DEFAULTS.sampler)
-    g.add_argument("--eta", type=_finite, default=0.0)
+    g.add_argument("--eta", type=finite, default=0.0)
     g.add_argument("--no-threshold", action="store_true", help="turn thresholding of x0 off")
-    g.add_argument("--threshold-max", type=_finite, default=BASE_DEFAULTS.threshold_max,
+    g.add_argument("--threshold-max", type=finite, default=BASE_DEFAULTS.threshold_max,
                    help="cap of the dynamic-thresholding scale: 1 = static clipping (default), "
                         "larger = Imagen's dynamic thresholding at percentile 0.995")
     g.add_argument("--sr-steps", type=int, default=SR_DEFAULTS.steps)

@@ -45,6 +45,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from core.checkpoints import CheckpointError, save_model
+from core.cli import finite
 from core.networks import DiffusionModel, ModelConfig, diffae_unet_config
 from core.rng import BatchGenerator
 from core.samplers import ddim_invert, sample_ddim
@@ -387,13 +388,6 @@ def load_directions(models) -> Directions:
     return Directions.load(Path(models.root) / "diffae")
 
 
-def _finite(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"{text} is not a finite number")
-    return value
-
-
 def _load_input(path, model):
     from core.images import open_image, pil_to_tensor
     return pil_to_tensor(open_image(path), size=model.resolution).to(next(model.parameters()).device)
@@ -445,7 +439,7 @@ def add_cli(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
     e = sub.add_parser("edit", help="move an image along an attribute direction of the DiffAE semantic code")
     e.add_argument("--image", required=True)
     e.add_argument("--attribute", required=True, help="a name from `python -m core attributes`")
-    e.add_argument("--strength", type=_finite, required=True,
+    e.add_argument("--strength", type=finite, required=True,
                    help="in standard deviations of the normalised code; + towards the attribute, - away")
     e.add_argument("--seed", type=int, default=0,
                    help="used with --fresh-noise only (encode/decode is deterministic DDIM)")
@@ -616,7 +610,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     d.add_argument("--iterations", type=int, default=300)
     ev = sub.add_parser("evaluate", help="reconstruction PSNR and edit success on held-out emoji")
     ev.add_argument("--n", type=int, default=32)
-    ev.add_argument("--strength", type=_finite, default=3.0)
+    ev.add_argument("--strength", type=finite, default=3.0)
     ev.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     ev.add_argument("--grid", help="also write a strength-sweep image grid (PNG) here")
     for q in (d, ev):

@@ -64,6 +64,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from core.cli import finite, number_list
+
 MODELS = ("text_base", "class_base", "sr64", "sr128")
 DEFAULT_N = 64
 DEFAULT_N_SR = 16  # PSNR / SSIM are per-image averages: few images suffice, and sr128 is slow on CPU
@@ -649,16 +651,6 @@ def _json_safe(obj):
     return obj
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return values
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     from core.checkpoints import CheckpointError
     from core.classifiers import ClassifierSettings
@@ -670,7 +662,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--n-sr", type=int, default=DEFAULT_N_SR,
                    help=f"held-out images per SR stage, at most --n (default {DEFAULT_N_SR})")
     p.add_argument("--steps", type=int, help="sampling steps of every stage (default: each stage's default)")
-    p.add_argument("--guidance", type=_floats, default=list(DEFAULT_GUIDANCE), help="guidance sweep, e.g. 1,3,5")
+    p.add_argument("--guidance", type=number_list(finite), default=list(DEFAULT_GUIDANCE), help="guidance sweep, e.g. 1,3,5")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=32, help="images per sampling batch")

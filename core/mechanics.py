@@ -33,6 +33,7 @@ from PIL import Image
 from torch import Tensor
 
 from core.checkpoints import CheckpointError
+from core.cli import number_list
 from core.images import ImageError, tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, StageSettings, generate_class, generate_text
 from core.samplers import SAMPLERS
@@ -405,18 +406,6 @@ def format_table(rows: Sequence[dict]) -> str:
     return "\n".join(lines)
 
 
-def _numbers(kind: Callable[[str], object]):
-    def parse(text: str) -> list:
-        try:
-            values = [kind(v) for v in text.split(",") if v.strip()]
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
-        if not values:
-            raise argparse.ArgumentTypeError("the list is empty")
-        return values
-    return parse
-
-
 def _load(path: str, size: int) -> Tensor:
     from core.images import open_image, pil_to_tensor
     return pil_to_tensor(open_image(path), size=size)
@@ -501,23 +490,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     f = sub.add_parser("forward", help="x_t of an image at several t, linear and cosine schedules (rows)")
     f.add_argument("--image", required=True)
-    f.add_argument("--t", type=_numbers(float), default=list(FORWARD_TIMES), help="comma-separated, 0-999")
+    f.add_argument("--t", type=number_list(float), default=list(FORWARD_TIMES), help="comma-separated, 0-999")
     f.add_argument("--size", type=int, default=32)
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--out", required=True, help="output PNG")
 
     s = sub.add_parser("samplers", help="every sampler at equal NFE: a grid and a table")
     s.add_argument("--samplers", type=lambda v: [x.strip() for x in v.split(",") if x.strip()], default=list(SAMPLERS))
-    s.add_argument("--nfe", type=_numbers(int), default=list(NFE_BUDGETS), help="comma-separated NFE budgets")
-    s.add_argument("--seeds", type=_numbers(int), default=[0, 1])
+    s.add_argument("--nfe", type=number_list(int), default=list(NFE_BUDGETS), help="comma-separated NFE budgets")
+    s.add_argument("--seeds", type=number_list(int), default=[0, 1])
     s.add_argument("--guidance", type=float, default=BASE_DEFAULTS.guidance)
     s.add_argument("--no-threshold", action="store_true")
     s.add_argument("--out", required=True, help="output PNG (a line per sampler: budgets, seeds within each)")
     common(s)
 
     g = sub.add_parser("guidance", help="the same seeds at several guidance scales: fidelity vs diversity")
-    g.add_argument("--scales", type=_numbers(float), default=list(GUIDANCE_SCALES))
-    g.add_argument("--seeds", type=_numbers(int), default=list(GUIDANCE_SEEDS))
+    g.add_argument("--scales", type=number_list(float), default=list(GUIDANCE_SCALES))
+    g.add_argument("--seeds", type=number_list(int), default=list(GUIDANCE_SEEDS))
     g.add_argument("--sampler", choices=SAMPLERS, default="ddim")
     g.add_argument("--steps", type=int, default=GUIDANCE_STEPS)
     g.add_argument("--no-threshold", action="store_true")
