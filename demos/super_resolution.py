@@ -101,7 +101,9 @@ def build(models: Models) -> None:
         gr.Markdown(status)
     gr.Markdown("The image is reduced to 32 (or 64) pixels; the super-resolution model then denoises at the "
                 "higher resolution, conditioned on the bilinearly upsampled low-res image (SR3), whose noise "
-                "level is set by the augmentation slider (CDM). Bicubic interpolation is shown for comparison.")
+                "level is set by the augmentation slider (CDM). The trained stages diffuse only the residual: "
+                "the detail that bilinear upsampling misses, added back to it at the end. Bicubic interpolation "
+                "is shown for comparison.")
     with gr.Row():
         with gr.Column(scale=2):
             image = image_input(label="Image (any size, mode and format)", sources=["upload", "clipboard"],
