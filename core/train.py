@@ -94,8 +94,8 @@ def default_config(kind: str, run: str, smoke: bool = False, **overrides) -> Tra
         raise ValueError(f"--resolution applies to diffae only, not {kind}")
     if cfg.sr_residual_scale is not None and kind not in ("sr64", "sr128"):
         raise ValueError(f"--sr-residual-scale applies to sr64 and sr128 only, not {kind}")
-    if cfg.sr_residual_scale is not None and not cfg.sr_residual_scale >= 0:
-        raise ValueError(f"--sr-residual-scale must be >= 0, got {cfg.sr_residual_scale!r}")
+    if cfg.sr_residual_scale is not None and not 0 <= cfg.sr_residual_scale < math.inf:   # also NaN
+        raise ValueError(f"--sr-residual-scale must be a finite number >= 0, got {cfg.sr_residual_scale!r}")
     if cfg.crop is not None and kind not in ("sr64", "sr128", "palette"):
         raise ValueError(f"--crop applies to sr64, sr128 and palette only, not {kind}")
     return cfg

@@ -103,6 +103,9 @@ def test_sr_trains_on_the_scaled_residual(tmp_path):
     with pytest.raises(ValueError, match="sr64 and sr128 only"):
         default_config("palette", "x", sr_residual_scale=4.0)
     assert main(["text_base", "--sr-residual-scale", "2", "--run", str(tmp_path / "t")]) == 2
+    for bad in ("-1", "inf", "nan"):
+        with pytest.raises(ValueError, match="finite number >= 0"):
+            default_config("sr64", "x", sr_residual_scale=float(bad))
 
 
 def test_speed_options(tmp_path):
