@@ -53,7 +53,8 @@ def cfg_denoiser(model: ConditionalModel, cond: dict[str, Tensor], uncond: dict[
     return denoise
 
 
-def _x0_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, transform: Callable[[Tensor], Tensor]) -> Denoiser:
+def x0_transform_denoiser(denoiser: Denoiser, schedule: NoiseSchedule,
+                          transform: Callable[[Tensor], Tensor]) -> Denoiser:
     """Apply `transform` to the predicted x0 and return the eps that predicts it."""
     def denoise(x: Tensor, t: Tensor) -> Tensor:
         x0 = transform(schedule.x0_from_eps(x, t, denoiser(x, t)))
@@ -62,29 +63,26 @@ def _x0_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, transform: Callabl
     return denoise
 
 
-def dynamic_threshold_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, percentile: float = 0.995,
-                               max_value: float = math.inf, residual_base: Tensor | None = None,
-                               residual_scale: float = 1.0) -> Denoiser:
+def dynamic_threshold(x0: Tensor, percentile: float = 0.995, max_value: float = math.inf) -> Tensor:
     """Imagen's dynamic thresholding (Saharia et al. 2022, sec. 2.3): per sample,
     s = max(1, quantile(|x0|, percentile)) (capped at max_value, as diffusers' sample_max_value),
     x0 <- clamp(x0, -s, s) / s. x0 inside [-1, 1] is unchanged; with max_value = 1 it is static
-    clipping to [-1, 1]. With `residual_base`, x0 is a scaled residual (residual SR) and the
-    thresholding acts on the image it stands for, residual_base + x0 / residual_scale."""
+    clipping to [-1, 1]."""
+    flat = x0.reshape(x0.shape[0], -1).abs().float()  # quantile needs float32/64
+    s = torch.quantile(flat, percentile, dim=1).clamp(min=1.0, max=max_value)
+    s = expand_to(s, x0)
+    return x0.clamp(-s, s) / s
+
+
+def dynamic_threshold_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, percentile: float = 0.995,
+                               max_value: float = math.inf) -> Denoiser:
+    """`dynamic_threshold` applied to the denoiser's predicted x0."""
     percentile = check_finite("percentile", percentile)
     if not 0 < percentile <= 1:
         raise ValueError(f"percentile must be in (0, 1], got {percentile!r}")
     if not max_value >= 1:  # also rejects NaN
         raise ValueError(f"max_value must be >= 1, got {max_value!r}")
-
-    def threshold(x0: Tensor) -> Tensor:
-        image = x0 if residual_base is None else residual_base + x0 / residual_scale
-        flat = image.reshape(image.shape[0], -1).abs().float()  # quantile needs float32/64
-        s = torch.quantile(flat, percentile, dim=1).clamp(min=1.0, max=max_value)
-        s = expand_to(s, image)
-        image = image.clamp(-s, s) / s
-        return image if residual_base is None else (image - residual_base) * residual_scale
-
-    return _x0_denoiser(denoiser, schedule, threshold)
+    return x0_transform_denoiser(denoiser, schedule, lambda x0: dynamic_threshold(x0, percentile, max_value))
 
 
 def static_threshold_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, limit: float = 1.0) -> Denoiser:
@@ -92,7 +90,7 @@ def static_threshold_denoiser(denoiser: Denoiser, schedule: NoiseSchedule, limit
     limit = check_finite("limit", limit)
     if limit <= 0:
         raise ValueError(f"limit must be > 0, got {limit!r}")
-    return _x0_denoiser(denoiser, schedule, lambda x0: x0.clamp(-limit, limit))
+    return x0_transform_denoiser(denoiser, schedule, lambda x0: x0.clamp(-limit, limit))
 
 
 def classifier_guided_denoiser(denoiser: Denoiser, schedule: NoiseSchedule,

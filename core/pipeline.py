@@ -10,7 +10,7 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from core.guidance import cfg_denoiser, dynamic_threshold_denoiser
+from core.guidance import cfg_denoiser, dynamic_threshold, x0_transform_denoiser
 from core.networks import DiffusionModel
 from core.rng import BatchGenerator
 from core.samplers import SAMPLERS, sample
@@ -70,20 +70,30 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
     return seeds
 
 
+def residual_maps(model: DiffusionModel, residual_base: torch.Tensor | None):
+    """(to_image, to_x0) for a stage: a residual SR model's x0 r stands for the image
+    residual_base + r / residual_scale; without a base both maps are the identity."""
+    if residual_base is None:
+        return (lambda x0: x0), (lambda image: image)
+    scale = model.config.residual_scale
+    if not scale:
+        raise ValueError("residual_base given for a model that does not diffuse residuals")
+    return (lambda r: residual_base + r / scale), (lambda image: (image - residual_base) * scale)
+
+
 def stage_denoiser(model: DiffusionModel, cond: dict, uncond: dict | None, settings: StageSettings,
                    residual_base: torch.Tensor | None = None):
     """The eps-denoiser of a stage: CFG against `uncond` (none at guidance 1 or without one),
     then thresholding of x0 (static or dynamic), both as wrappers. A residual SR model's x0 is
-    thresholded as the image residual_base + x0 / residual_scale."""
+    thresholded as the image it stands for (`residual_maps`)."""
     if uncond is None or settings.guidance == 1.0:
         denoiser = lambda x_t, t: model.eps(x_t, t, cond)  # noqa: E731
     else:
         denoiser = cfg_denoiser(model.eps, cond, uncond, settings.guidance)
     if settings.threshold is not None:
-        scale = model.config.residual_scale if residual_base is not None else 1.0
-        denoiser = dynamic_threshold_denoiser(denoiser, model.schedule, percentile=settings.threshold,
-                                              max_value=settings.threshold_max, residual_base=residual_base,
-                                              residual_scale=scale)
+        to_image, to_x0 = residual_maps(model, residual_base)
+        denoiser = x0_transform_denoiser(denoiser, model.schedule, lambda x0: to_x0(
+            dynamic_threshold(to_image(x0), settings.threshold, settings.threshold_max)))
     return denoiser
 
 
@@ -92,23 +102,18 @@ def sample_stage(model: DiffusionModel, cond: dict, uncond: dict | None, seeds: 
                  callback: Callback | None = None, residual_base: torch.Tensor | None = None) -> torch.Tensor:
     """One stage: initial noise from one generator per seed, CFG and thresholding as wrappers,
     then the chosen sampler. Returns x_0 in [-1, 1]. For a residual SR model, `residual_base`
-    is the clean upsampled low-res image: the sampler runs on the scaled residual r, and the
-    image (and what the callback shows, x_t and x0 alike) is residual_base + r / residual_scale."""
+    is the clean upsampled low-res image: the sampler runs on the scaled residual, and the
+    result (and what the callback shows, x_t and x0 alike) is the image it stands for."""
     seeds = check_seeds(seeds)
     device = next(model.parameters()).device
     size = size or model.resolution
     gen = BatchGenerator([s * 1009 + stage for s in seeds], device)  # stage-specific streams
     x = gen.randn((len(seeds), 3, size, size))
     denoiser = stage_denoiser(model, cond, uncond, settings, residual_base)
-    if residual_base is None:
-        to_image = lambda r: r  # noqa: E731
-    else:
-        if not model.config.residual_scale:
-            raise ValueError("residual_base given for a model that does not diffuse residuals")
-        to_image = lambda r: residual_base + r / model.config.residual_scale  # noqa: E731
-        if callback is not None:
-            shown = callback
-            callback = lambda info: shown({**info, "x": to_image(info["x"]), "x0": to_image(info["x0"])})  # noqa: E731
+    to_image, _ = residual_maps(model, residual_base)
+    if callback is not None and residual_base is not None:
+        shown = callback
+        callback = lambda info: shown({**info, "x": to_image(info["x"]), "x0": to_image(info["x0"])})  # noqa: E731
     with torch.no_grad():
         # "leading" spacing for every sampler: on the cosine schedule the default grids of Euler /
         # Heun start at t = 999 (sigma ~ 2e4), where Heun's first step is far too long.
