@@ -14,7 +14,9 @@ Kinds and their conditioning (`cond` is a dict of tensors, batch first):
   low-res image instead of the image itself (see `core.pipeline.upscale`).
 - ``palette``    UNet2DModel with 7 input channels (Palette): ``source`` [B,3,H,W] (the
   grayscale or masked image) and ``mask`` [B,1,H,W] (1 = to fill) concatenated to x_t; ``task``
-  [B] long picks the task (see `PALETTE_TASKS`) through the label embedding.
+  [B] long picks the task (see `PALETTE_TASKS`) through the label embedding. With
+  ``residual_scale`` set, the diffused x0 is the scaled residual over the task's baseline (the
+  grayscale image; the mean-colour fill of the mask) (see `core.translate.palette_baseline`).
 - ``diffae``     a semantic encoder (image -> z_sem [B, semantic_dim], `SemanticEncoder`) and a
   UNet2DModel decoder conditioned on z_sem (DiffAE): z_sem is projected to the time-embedding
   width and added to the time embedding, which drives every ResNet block's adaptive group
@@ -80,7 +82,7 @@ class ModelConfig:
     schedule: dict = field(default_factory=lambda: {"name": "cosine", "T": 1000})
     classes: list[str] | None = None          # class_base: label names, null label = len(classes)
     low_resolution: int | None = None          # sr: size of the input image
-    residual_scale: float | None = None        # sr: x0 is residual_scale * (image - upsampled low-res); None: x0 is the image
+    residual_scale: float | None = None        # sr, palette: x0 is residual_scale * (image - baseline); None: x0 is the image
     text_encoder: str | None = None            # text_base: folder name of its text encoder
     semantic_dim: int | None = None            # diffae: width of z_sem
     encoder_channels: tuple[int, ...] | None = None  # diffae: channels of the semantic encoder

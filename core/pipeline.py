@@ -71,7 +71,7 @@ def check_seeds(seeds: Sequence[int]) -> list[int]:
 
 
 def residual_maps(model: DiffusionModel, residual_base: torch.Tensor | None):
-    """(to_image, to_x0) for a stage: a residual SR model's x0 r stands for the image
+    """(to_image, to_x0) for a stage: a residual model's x0 r (SR, Palette) stands for the image
     residual_base + r / residual_scale; without a base both maps are the identity."""
     if residual_base is None:
         return (lambda x0: x0), (lambda image: image)

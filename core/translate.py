@@ -9,7 +9,9 @@
   conditioned on a source image and a mask concatenated to x_t and on a task label
   (`PALETTE_TASKS`): `colorize` (source = the grayscale image, mask = all ones) and `inpaint`
   (source = the image with the region to fill set to 0, mask = that region). `PaletteTask`
-  trains it (`python -m core.train palette`).
+  trains it (`python -m core.train palette`). A model with `residual_scale` diffuses the scaled
+  difference to the task's baseline (`palette_baseline`: the grayscale image, the mean-colour
+  fill), as residual SR does over the upsampled input: an untrained model returns the baseline.
 - `repaint` (Lugmayr et al. 2022, "RePaint"): inpainting with the unconditional / text base,
   which never saw a mask: at every reverse step the known region is replaced by a sample of
   q(x_{t-1} | x0) of the input, with resampling (jumps back up the chain) so the generated
@@ -60,6 +62,13 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
     to 3 channels: the colorization source."""
     w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x * w).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
+
+
+def mean_fill(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The baseline inpainting: the mask region filled with the mean colour of the known pixels."""
+    keep = 1 - mask
+    mean = (x * keep).sum(dim=(2, 3), keepdim=True) / keep.sum(dim=(2, 3), keepdim=True).clamp(min=1)
+    return torch.where(mask > 0.5, mean.expand_as(x), x)
 
 
 def check_strength(strength) -> float:
@@ -170,6 +179,13 @@ def _task_labels(task: str, n: int, device) -> torch.Tensor:
     return torch.full((n,), PALETTE_TASKS.index(task), dtype=torch.long, device=device)
 
 
+def palette_baseline(source: torch.Tensor, mask: torch.Tensor, colorizing: torch.Tensor | bool) -> torch.Tensor:
+    """The simple answer a residual Palette model improves on ([B, 3, H, W]): for colorization the
+    grayscale source itself, for inpainting the source with the mask region filled with the mean
+    colour of its known pixels (`mean_fill`). `colorizing`: a bool, or [B, 1, 1, 1] per example."""
+    return torch.where(torch.as_tensor(colorizing, device=source.device), source, mean_fill(source, mask))
+
+
 def colorize(model: DiffusionModel, image: torch.Tensor, seeds: Sequence[int] = (0,),
              settings: StageSettings = PALETTE_DEFAULTS, callback: Callback | None = None) -> torch.Tensor:
     """Palette colorization: the grayscale of `image` (resized to the model's 64x64) is the
@@ -178,9 +194,10 @@ def colorize(model: DiffusionModel, image: torch.Tensor, seeds: Sequence[int] = 
     seeds = check_seeds(seeds)
     device = _device(model)
     x = resize_image(_batched(_check_image(image), len(seeds), "image"), model.resolution).to(device)
-    cond = {"source": grayscale(x), "mask": torch.ones_like(x[:, :1]),
-            "task": _task_labels("colorize", len(seeds), device)}
-    return sample_stage(model, cond, None, seeds, settings, callback=callback)
+    source, mask = grayscale(x), torch.ones_like(x[:, :1])
+    cond = {"source": source, "mask": mask, "task": _task_labels("colorize", len(seeds), device)}
+    residual_base = palette_baseline(source, mask, True) if model.config.residual_scale else None
+    return sample_stage(model, cond, None, seeds, settings, callback=callback, residual_base=residual_base)
 
 
 def inpaint(model: DiffusionModel, image: torch.Tensor, mask: torch.Tensor, seeds: Sequence[int] = (0,),
@@ -194,9 +211,10 @@ def inpaint(model: DiffusionModel, image: torch.Tensor, mask: torch.Tensor, seed
     x = resize_image(_batched(_check_image(image), len(seeds), "image"), model.resolution).to(device)
     m = _batched(resize_mask(mask.float(), model.resolution), len(seeds), "mask").to(device)
     keep = m < 0.5
-    cond = {"source": torch.where(keep, x, torch.zeros_like(x)), "mask": m,
-            "task": _task_labels("inpaint", len(seeds), device)}
-    out = sample_stage(model, cond, None, seeds, settings, callback=callback)
+    source = torch.where(keep, x, torch.zeros_like(x))
+    cond = {"source": source, "mask": m, "task": _task_labels("inpaint", len(seeds), device)}
+    residual_base = palette_baseline(source, m, False) if model.config.residual_scale else None
+    out = sample_stage(model, cond, None, seeds, settings, callback=callback, residual_base=residual_base)
     return torch.where(keep, x, out)
 
 
@@ -209,7 +227,8 @@ class PaletteTask(DiffusionTask):
 
     def build(self):
         unet = palette_unet_config(self.resolution, self.cfg.channels, attention_levels=1)
-        model = DiffusionModel(ModelConfig(kind="palette", resolution=self.resolution, unet=unet))
+        model = DiffusionModel(ModelConfig(kind="palette", resolution=self.resolution, unet=unet,
+                                           residual_scale=self.cfg.residual_scale or None))
         self.schedule = model.schedule
         self.images = self.data.images_at(self.resolution, torch.arange(len(self.data.records)))
         # A bank of masks drawn once (seeded), each used under one of the 8 flips / rotations:
@@ -236,6 +255,8 @@ class PaletteTask(DiffusionTask):
         mask = torch.where(inpainting, self.random_masks(b, gen), torch.ones(()))
         colorizing = (task == PALETTE_TASKS.index("colorize")).view(b, 1, 1, 1)
         source = torch.where(colorizing, grayscale(x0), x0 * (1 - mask))
+        if self.cfg.residual_scale:   # the target is the scaled residual over the whole image's baseline
+            x0 = (x0 - palette_baseline(source, mask, colorizing)) * self.cfg.residual_scale
         if self.cfg.crop:   # the same random window of target, source and mask (the UNet is convolutional)
             c = self.cfg.crop
             i, j = torch.randint(self.resolution - c + 1, (2,), generator=gen).tolist()
@@ -499,13 +520,6 @@ def psnr(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> 
         m = mask.double().expand_as(err)
         mse = (err * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp(min=1)
     return 10 * torch.log10(1 / mse.clamp(min=1e-10))
-
-
-def mean_fill(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The baseline inpainting: the mask region filled with the mean colour of the known pixels."""
-    keep = 1 - mask
-    mean = (x * keep).sum(dim=(2, 3), keepdim=True) / keep.sum(dim=(2, 3), keepdim=True).clamp(min=1)
-    return torch.where(mask > 0.5, mean.expand_as(x), x)
 
 
 def evaluate(models, n: int = 32, steps: int = 25, seed: int = 0, batch: int = 16,

@@ -73,7 +73,7 @@ def test_diffae_resolution_and_palette_crops(tmp_path):
     assert load_model(tmp_path / "diffae").resolution == 32
     assert '"resolution": 32' in (tmp_path / "diffae" / "README.md").read_text()
 
-    cfg = default_config("palette", str(tmp_path / "p"), smoke=True, crop=24)
+    cfg = default_config("palette", str(tmp_path / "p"), smoke=True, crop=24, residual_scale=0)
     task = make_task(cfg)
     task.build()
     x0, cond = task.x0_and_cond(torch.Generator().manual_seed(0), torch.device("cpu"))
@@ -85,11 +85,11 @@ def test_diffae_resolution_and_palette_crops(tmp_path):
 
 def test_sr_trains_on_the_scaled_residual(tmp_path):
     """sr64/sr128 diffuse residual_scale * (image - bilinear(low)) by default (the exported config
-    says so, and `upscale` adds it back); `--sr-residual-scale 0` diffuses the image itself."""
+    says so, and `upscale` adds it back); `--residual-scale 0` diffuses the image itself."""
     import torch.nn.functional as F
     from core.train import make_task
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
-    plain = make_task(default_config("sr64", str(tmp_path / "p"), smoke=True, crop=None, sr_residual_scale=0))
+    plain = make_task(default_config("sr64", str(tmp_path / "p"), smoke=True, crop=None, residual_scale=0))
     assert plain.build().config.residual_scale is None
     image, _ = plain.x0_and_cond(gen(), torch.device("cpu"))
     residual = make_task(default_config("sr64", str(tmp_path / "r"), smoke=True, crop=None))
@@ -100,12 +100,44 @@ def test_sr_trains_on_the_scaled_residual(tmp_path):
     low_up = F.interpolate(residual.images_low[idx], size=64, mode="bilinear", align_corners=False)
     assert torch.allclose(image, residual.images_high[idx])
     assert torch.allclose(x0, 4.0 * (image - low_up), atol=1e-6)
-    with pytest.raises(ValueError, match="sr64 and sr128 only"):
-        default_config("palette", "x", sr_residual_scale=4.0)
-    assert main(["text_base", "--sr-residual-scale", "2", "--run", str(tmp_path / "t")]) == 2
+    with pytest.raises(ValueError, match="sr64, sr128 and palette only"):
+        default_config("class_base", "x", residual_scale=4.0)
+    assert main(["text_base", "--residual-scale", "2", "--run", str(tmp_path / "t")]) == 2
     for bad in ("-1", "inf", "nan"):
         with pytest.raises(ValueError, match="finite number >= 0"):
-            default_config("sr64", "x", sr_residual_scale=float(bad))
+            default_config("sr64", "x", residual_scale=float(bad))
+
+
+def test_snr_floor_weights_the_noisiest_steps():
+    """The loss is the v-error weighted by clamp(SNR, floor, gamma) / (SNR + 1) (min-SNR, floored):
+    checked by hand against a network that predicts 0, for floor 0 (plain min-SNR) and 1."""
+    from core.train import DiffusionTask
+    from core.schedules import make_schedule
+
+    class Fixed(DiffusionTask):
+        def __init__(self, cfg):   # no data set: a fixed batch
+            self.cfg, self.schedule = cfg, make_schedule("cosine", 1000)
+
+        def x0_and_cond(self, gen, device):
+            return torch.linspace(-1, 1, 8 * 3 * 4 * 4).view(8, 3, 4, 4), {}
+
+    zero = lambda x_t, t, cond: torch.zeros_like(x_t)  # noqa: E731
+    for floor in (0.0, 1.0):
+        task = Fixed(default_config("class_base", "x", snr_floor=floor))
+        loss = task.loss(zero, torch.Generator().manual_seed(3), torch.device("cpu"))
+        gen = torch.Generator().manual_seed(3)    # the same draws by hand
+        x0, _ = task.x0_and_cond(gen, "cpu")
+        t = torch.randint(1000, (8,), generator=gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        ab = task.schedule.alpha_bar(t).float().view(8, 1, 1, 1)
+        snr = ab / (1 - ab)
+        v = ab.sqrt() * noise - (1 - ab).sqrt() * x0
+        weight = torch.minimum(torch.maximum(snr, torch.tensor(floor)), torch.tensor(5.0)) / (snr + 1)
+        assert torch.allclose(loss, (weight * v.pow(2)).mean(dim=(1, 2, 3), keepdim=True).mean(), rtol=1e-5)
+    assert default_config("diffae", "x").snr_floor == 1.0 and default_config("text_base", "x").snr_floor == 0.0
+    for bad in (-1.0, 6.0, float("nan")):
+        with pytest.raises(ValueError, match="--snr-floor"):
+            default_config("diffae", "x", snr_floor=bad)
 
 
 def test_speed_options(tmp_path):

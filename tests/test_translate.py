@@ -354,7 +354,7 @@ def test_palette_task_batches(tmp_path):
     from core.translate import PaletteTask
     if not (default_cache_dir() / "images.npy").is_file():
         pytest.skip("the emoji data set is not built (python -m core.data)")
-    task = PaletteTask(default_config("palette", str(tmp_path), smoke=True, batch=16))
+    task = PaletteTask(default_config("palette", str(tmp_path), smoke=True, batch=16, residual_scale=0))
     task.build()
     x0, cond = task.x0_and_cond(torch.Generator().manual_seed(0), torch.device("cpu"))
     assert x0.shape == cond["source"].shape == (16, 3, 64, 64) and cond["mask"].shape == (16, 1, 64, 64)
@@ -365,6 +365,53 @@ def test_palette_task_batches(tmp_path):
     assert ((m > 0) & (m < 1)).sum() == 0 and (m.mean(dim=(1, 2, 3)) < 1).all() and (m.sum(dim=(1, 2, 3)) > 0).all()
     keep = (m < 0.5).expand_as(x)
     assert torch.equal(src[keep], x[keep]) and src[~keep].eq(0).all()
+
+
+def test_palette_trains_on_the_scaled_residual_over_its_baseline(tmp_path):
+    """By default Palette diffuses 2 * (image - baseline): the grayscale source for colorization,
+    the mean-colour fill of the mask for inpainting (zero outside the mask)."""
+    from core.data import default_cache_dir
+    from core.train import default_config
+    from core.translate import PaletteTask, mean_fill
+    if not (default_cache_dir() / "images.npy").is_file():
+        pytest.skip("the emoji data set is not built (python -m core.data)")
+    plain = PaletteTask(default_config("palette", str(tmp_path), smoke=True, batch=16, residual_scale=0))
+    assert plain.build().config.residual_scale is None
+    residual = PaletteTask(default_config("palette", str(tmp_path), smoke=True, batch=16))
+    assert residual.build().config.residual_scale == 2.0
+    image, cond = plain.x0_and_cond(torch.Generator().manual_seed(0), torch.device("cpu"))
+    x0, cond_r = residual.x0_and_cond(torch.Generator().manual_seed(0), torch.device("cpu"))
+    assert all(torch.equal(cond[k], cond_r[k]) for k in cond)
+    col = cond["task"] == PALETTE_TASKS.index("colorize")
+    assert torch.allclose(x0[col], 2 * (image[col] - grayscale(image[col])), atol=1e-6)
+    m = cond["mask"][~col]
+    assert torch.allclose(x0[~col], 2 * (image[~col] - mean_fill(image[~col], m)), atol=1e-6)
+    assert x0[~col][(m < 0.5).expand_as(x0[~col])].eq(0).all()
+
+
+def _exact_palette_denoiser(model, x0):
+    model.eps = lambda x_t, t, cond: model.schedule.eps_from_x0(x_t, t, x0)
+
+
+def test_residual_palette_adds_its_sample_to_the_baseline():
+    """A denoiser that knows x0 = 2 * (target - baseline) lands on the target: colorization adds
+    the sample to the grayscale input, inpainting to the mean-colour fill (outside kept exactly)."""
+    from core.translate import mean_fill
+    model = tiny_model("palette", resolution=16, residual_scale=2.0)
+    g = torch.Generator().manual_seed(0)
+    target = torch.rand(2, 3, 16, 16, generator=g) * 1.6 - 0.8
+    _exact_palette_denoiser(model, 2 * (target - grayscale(target)))
+    assert torch.allclose(colorize(model, target, [0, 1], StageSettings(steps=4, guidance=1.0)), target, atol=1e-4)
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[..., 4:12, 2:10] = 1
+    _exact_palette_denoiser(model, 2 * (target - mean_fill(target * (1 - mask), mask)))
+    assert torch.allclose(inpaint(model, target, mask, [0, 1], StageSettings(steps=4, guidance=1.0)), target,
+                          atol=1e-4)
+    # the same denoiser on a plain model would return the residual itself, not the image
+    plain = tiny_model("palette", resolution=16)
+    _exact_palette_denoiser(plain, 2 * (target - grayscale(target)))
+    assert not torch.allclose(colorize(plain, target, [0, 1], StageSettings(steps=4, guidance=1.0)), target,
+                              atol=1e-2)
 
 
 def test_evaluate_runs_and_reports_missing_models(models, tiny_checkpoints, tmp_path, capsys):

@@ -23,7 +23,8 @@ def tiny_model(kind: str, seed: int = 0, resolution: int | None = None, low_reso
     elif kind == "palette":
         from core.networks import palette_unet_config
         res = resolution or 64
-        cfg = ModelConfig(kind="palette", resolution=res, unet=palette_unet_config(res, CHANNELS, head_dim=8))
+        cfg = ModelConfig(kind="palette", resolution=res, unet=palette_unet_config(res, CHANNELS, head_dim=8),
+                          residual_scale=residual_scale)
     else:
         res = resolution or 64
         unet = image_unet_config(res, CHANNELS, in_channels=6, attention_levels=0, class_embed_type="timestep")
@@ -79,7 +80,8 @@ def tiny_directions(model: DiffusionModel, seed: int = 0):
 def write_tiny_checkpoints(root) -> None:
     """A complete checkpoints folder of tiny random models, as the app and CLI expect it:
     clip, text_base, class_base, sr64 (32->64, diffusing the image), sr128 (64->128, diffusing the
-    residual over the upsampled input), palette, diffae (+ directions)."""
+    residual over the upsampled input), palette (diffusing the residual over its task's baseline),
+    diffae (+ directions)."""
     from pathlib import Path
 
     from core.checkpoints import save_model
@@ -92,7 +94,7 @@ def write_tiny_checkpoints(root) -> None:
     save_model(tiny_model("sr", resolution=64, low_resolution=32), root / "sr64", "# tiny sr64\n")
     save_model(tiny_model("sr", resolution=128, low_resolution=64, residual_scale=4.0), root / "sr128",
                "# tiny sr128\n")
-    save_model(tiny_model("palette"), root / "palette", "# tiny palette\n")
+    save_model(tiny_model("palette", residual_scale=2.0), root / "palette", "# tiny palette\n")
     diffae = tiny_diffae()
     save_model(diffae, root / "diffae", "# tiny diffae\n")
     tiny_directions(diffae).save(root / "diffae")
