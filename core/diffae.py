@@ -528,6 +528,16 @@ def evaluate(models, n: int = 32, strength: float = 3.0, steps: int = DEFAULT_ST
     log(f"reconstruction PSNR on {len(held)} held-out emoji at {model.resolution}x{model.resolution}, "
         f"{steps} steps: {result['psnr_reconstruction']:.2f} dB (z_sem + x_T), "
         f"{result['psnr_z_sem_only']:.2f} dB (z_sem + fresh noise)")
+    # Does z_sem hold each attribute at all? The direction's own linear classifier on held-out codes
+    labels = attribute_labels([data.records[i] for i in data.indices("heldout").tolist()])
+    held_all = torch.as_tensor(data.indices("heldout"))
+    result["direction_accuracy_heldout"] = {}
+    for name, (pos, y) in labels.items():
+        if name in directions.names:
+            z = semantic_code(model, data.images_at(model.resolution, held_all[pos]))
+            result["direction_accuracy_heldout"][name] = {
+                "n": len(y), "accuracy": float(((directions.score(z, name) > 0).long().cpu() == y).float().mean())}
+    log(f"attribute classifiers on held-out z_sem: {json.dumps(result['direction_accuracy_heldout'])}")
     try:
         from core.classifiers import load_or_train
     except ImportError:

@@ -307,6 +307,9 @@ def test_directions_and_evaluate_commands(tmp_path, monkeypatch, capsys):
     assert "reconstruction PSNR on 2 held-out emoji at 64x64" in out
     result = json.loads(out[out.index("{\n"):])
     assert result["psnr_reconstruction"] > result["psnr_z_sem_only"] - 5
+    accuracy = result["direction_accuracy_heldout"]
+    assert {"dark-skin", "woman"} <= set(accuracy)
+    assert all(a["n"] > 0 and 0 <= a["accuracy"] <= 1 for a in accuracy.values())
     assert set(result["dark_skin"]) >= {"darker_after_plus", "lighter_after_minus", "subgroup_kept"}
     assert set(result["woman"]) >= {"man_to_woman", "woman_to_man"}
     assert set(result["dark_skin"]) >= {"change_on_skin_plus", "change_on_skin_minus", "skin_area"}

@@ -433,3 +433,19 @@ def test_evaluate_runs_and_reports_missing_models(models, tiny_checkpoints, tmp_
     assert main(["evaluate", "--n", "1", "--steps", "2", "--checkpoints", str(only), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "Missing models (not evaluated): text_base, clip" in out and "colorize" in out
+    assert "mean of" not in out
+    # K = 2 samples: the first is the single-sample row's (seeds 0, 1); the extra row scores the
+    # mean of it and the second (seeds 2, 3), beside the same baseline
+    from core.cascade import ModelSet
+    from core.data import load_dataset
+    palette_only = ModelSet(only, "cpu")
+    two = evaluate(palette_only, n=2, steps=2, inpaint_samples=2, log=lambda s: None)
+    assert two["rows"][2][2] == results["rows"][2][2] and "mean of 2 samples" in two["rows"][4][1]
+    assert two["rows"][4][3] == two["rows"][2][3]
+    data = load_dataset()
+    x = data.images_at(64, torch.as_tensor(data.indices("heldout"))[:2])
+    gen = torch.Generator().manual_seed(0)
+    masks = torch.cat([random_mask(64, gen) for _ in range(2)])
+    a, b = (inpaint(palette_only.get("palette"), x, masks, seeds, FAST) for seeds in ([0, 1], [2, 3]))
+    assert abs(two["rows"][4][2] - psnr((a + b) / 2, x, masks).mean().item()) < 1e-3
+    assert main(["evaluate", "--n", "1", "--inpaint-samples", "0", "--checkpoints", str(only)]) == 2
