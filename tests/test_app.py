@@ -63,7 +63,8 @@ class AppServer:
         raise RuntimeError(f"app.py did not answer within {timeout} s:\n{self.log()}")
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:   # stop() closes it: the log is still on disk
+            self._log.flush()
         return self.log_path.read_text()
 
     def alive(self) -> bool:
