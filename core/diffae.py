@@ -331,7 +331,8 @@ def _check_strength(strength) -> float:
 
 # ---------------------------------------------------------------------------------- training
 class DiffAETask(DiffusionTask):
-    """Encoder and decoder trained jointly with the v-loss (min-SNR weighting) of DiffusionTask:
+    """Encoder and decoder trained jointly with the v-loss of DiffusionTask (min-SNR weighting
+    floored at `snr_floor`, 1 by default, so the noisiest steps teach the decoder to use z_sem):
     z_sem = Enc(x0) is computed inside each loss, so the gradients reach the encoder.
 
     DDP caveat: the encoder runs outside the wrapped module's forward (through
@@ -529,12 +530,12 @@ def evaluate(models, n: int = 32, strength: float = 3.0, steps: int = DEFAULT_ST
         f"{steps} steps: {result['psnr_reconstruction']:.2f} dB (z_sem + x_T), "
         f"{result['psnr_z_sem_only']:.2f} dB (z_sem + fresh noise)")
     # Does z_sem hold each attribute at all? The direction's own linear classifier on held-out codes
-    labels = attribute_labels([data.records[i] for i in data.indices("heldout").tolist()])
-    held_all = torch.as_tensor(data.indices("heldout"))
+    all_held = data.indices("heldout").tolist()
+    labels = attribute_labels([data.records[i] for i in all_held])
     result["direction_accuracy_heldout"] = {}
     for name, (pos, y) in labels.items():
         if name in directions.names:
-            z = semantic_code(model, data.images_at(model.resolution, held_all[pos]))
+            z = semantic_code(model, data.images_at(model.resolution, torch.as_tensor(all_held)[pos]))
             result["direction_accuracy_heldout"][name] = {
                 "n": len(y), "accuracy": float(((directions.score(z, name) > 0).long().cpu() == y).float().mean())}
     log(f"attribute classifiers on held-out z_sem: {json.dumps(result['direction_accuracy_heldout'])}")
@@ -561,7 +562,6 @@ def evaluate(models, n: int = 32, strength: float = 3.0, steps: int = DEFAULT_ST
     def sub_kept(base, other):
         return float((clfs["subgroup"].predict(base) == clfs["subgroup"].predict(other)).float().mean())
 
-    all_held = data.indices("heldout").tolist()
     people = [i for i in all_held if data.records[i].group == "People & Body"
               and data.records[i].skin_tone in tones][:n]
     if "dark-skin" in directions.names and people:

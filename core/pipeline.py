@@ -84,8 +84,8 @@ def residual_maps(model: DiffusionModel, residual_base: torch.Tensor | None):
 def stage_denoiser(model: DiffusionModel, cond: dict, uncond: dict | None, settings: StageSettings,
                    residual_base: torch.Tensor | None = None):
     """The eps-denoiser of a stage: CFG against `uncond` (none at guidance 1 or without one),
-    then thresholding of x0 (static or dynamic), both as wrappers. A residual SR model's x0 is
-    thresholded as the image it stands for (`residual_maps`)."""
+    then thresholding of x0 (static or dynamic), both as wrappers. A residual model's x0 (SR,
+    Palette) is thresholded as the image it stands for (`residual_maps`)."""
     if uncond is None or settings.guidance == 1.0:
         denoiser = lambda x_t, t: model.eps(x_t, t, cond)  # noqa: E731
     else:
@@ -101,9 +101,10 @@ def sample_stage(model: DiffusionModel, cond: dict, uncond: dict | None, seeds: 
                  settings: StageSettings, size: int | None = None, stage: int = 0,
                  callback: Callback | None = None, residual_base: torch.Tensor | None = None) -> torch.Tensor:
     """One stage: initial noise from one generator per seed, CFG and thresholding as wrappers,
-    then the chosen sampler. Returns x_0 in [-1, 1]. For a residual SR model, `residual_base`
-    is the clean upsampled low-res image: the sampler runs on the scaled residual, and the
-    result (and what the callback shows, x_t and x0 alike) is the image it stands for."""
+    then the chosen sampler. Returns x_0 in [-1, 1]. For a residual model, `residual_base` is
+    what it adds to (SR: the clean upsampled low-res image; Palette: its task's baseline): the
+    sampler runs on the scaled residual, and the result (and what the callback shows, x_t and
+    x0 alike) is the image it stands for."""
     seeds = check_seeds(seeds)
     device = next(model.parameters()).device
     size = size or model.resolution

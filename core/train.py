@@ -10,7 +10,8 @@ a checkpoint folder (config.json + fp16 safetensors + model card).
 
 Recipe (diffusion kinds): cosine schedule, v-prediction, min-SNR-gamma loss weighting
 (Hang et al. 2023, gamma=5: w = min(SNR, 5) / (SNR + 1) for v), which down-weights the
-many easy low-noise steps and converges several times faster than the uniform loss; AdamW
+many easy low-noise steps and converges several times faster than the uniform loss (DiffAE
+floors it at 1, `snr_floor`, so the noisiest steps, where z_sem matters, still count); AdamW
 with linear warm-up; gradient clipping at 1; EMA 0.999; condition dropout 10% (the empty
 prompt or the null label) so one network gives the conditional and unconditional halves of
 classifier-free guidance; bf16 autocast on GPU.
