@@ -19,7 +19,8 @@ from demos.common import Models, RequestFiles, as_int, gpu, grid, image_input, u
 TITLE = "Attribute editing"
 MODEL = "diffae"
 MAX_STEPS = 200
-SWEEP_FRAMES, SWEEP_STRENGTH = 7, 3.0
+EDIT_STRENGTH = 6.0   # near the class gaps (~4-7) of the committed directions
+SWEEP_FRAMES, SWEEP_STRENGTH = 7, 6.0
 MAX_FRAMES = 16
 
 
@@ -31,6 +32,14 @@ def load_directions(models: Models) -> tuple[diffae.Directions | None, str | Non
         return diffae.Directions.load(models.root / MODEL), None
     except (ValueError, OSError) as e:  # CheckpointError is a ValueError
         return None, str(e)
+
+
+def gaps_info(models: Models) -> str:
+    """The class gap of each attribute: the strength that moves one class's mean code onto the other's."""
+    directions, _ = load_directions(models)
+    if directions is None:
+        return "no directions file"
+    return "class gaps: " + ", ".join(f"{n} {directions.gap(n):.1f}" for n in directions.names)
 
 
 def make_fns(models: Models):
@@ -101,8 +110,9 @@ def make_fns(models: Models):
         Args:
             image: any image, taken at the model's resolution.
             attribute: a name from /attributes, e.g. "smiling".
-            strength: in standard deviations of the normalised code (-10..10); + towards the
-                attribute, - away; 0 is the reconstruction.
+            strength: in standard deviations of the normalised code (-15..15); + towards the
+                attribute, - away; 0 is the reconstruction; the attribute's class gap (see
+                the model card, about 4-7) moves an average negative code onto the average positive one.
             steps: DDIM steps of the encoding and of the decoding.
             fresh_noise: decode with seeded fresh noise instead of the image's own x_T (keeps
                 the semantics only).
@@ -134,7 +144,7 @@ def make_fns(models: Models):
         Args:
             image: any image, taken at the model's resolution.
             attribute: a name from /attributes.
-            max_strength: the largest strength (0 < max_strength <= 10).
+            max_strength: the largest strength (0 < max_strength <= 15).
             frames: how many strengths (2-16), e.g. 7 for -3, -2, ..., 3.
             steps: DDIM steps of the encoding and of the decoding.
         Returns:
@@ -207,7 +217,8 @@ def build(models: Models) -> None:
         gr.Markdown(status)
     gr.Markdown("A diffusion autoencoder (DiffAE, Preechakul et al. 2022) encodes an image into a semantic code "
                 "and a stochastic code (DDIM inversion); decoding both reconstructs it. Moving the semantic code "
-                "along a direction fitted on labelled emoji (a linear classifier) edits that attribute.")
+                "along a direction fitted on labelled emoji (from the mean code of the emoji without the "
+                "attribute to the mean code of those with it) edits that attribute.")
     names = attributes_fn()
     examples = common.example_images()
     resolution = models.set.get(MODEL).resolution if MODEL not in models.errors else 64
@@ -233,8 +244,9 @@ def build(models: Models) -> None:
             attribute = gr.Dropdown(names, value=names[0] if names else None, label="Attribute",
                                     info=" / ".join(diffae.ATTRIBUTE_RULES.get(n, n).split(":")[0] for n in names)
                                     or "no directions file")
-            strength = gr.Slider(-diffae.MAX_STRENGTH, diffae.MAX_STRENGTH, value=2.0, step=0.25,
-                                 label="Strength", info="+ towards the attribute, - away; 0 = reconstruction")
+            strength = gr.Slider(-diffae.MAX_STRENGTH, diffae.MAX_STRENGTH, value=EDIT_STRENGTH, step=0.25,
+                                 label="Strength", info="+ towards the attribute, - away; 0 = reconstruction; "
+                                 + gaps_info(models))
         with gr.Row(equal_height=True):
             fresh = gr.Checkbox(False, label="Fresh noise", info="decode with new noise: keeps the semantics only")
             seed, _ = common.seed_input()

@@ -193,8 +193,8 @@ def _call(client, tmp_path, case):
         return client.predict(image=handle(image), strength=2, steps=STEPS, api_name="/sdedit")
     if case == "unknown attribute":
         return client.predict(image=handle(image), attribute="unicorn", strength=1, steps=STEPS, api_name="/edit")
-    if case == "strength 11":
-        return client.predict(image=handle(image), attribute="woman", strength=11, steps=STEPS, api_name="/edit")
+    if case == "strength 16":
+        return client.predict(image=handle(image), attribute="woman", strength=16, steps=STEPS, api_name="/edit")
     if case == "sweep strength 0":
         return client.predict(image=handle(image), attribute="woman", max_strength=0, steps=STEPS,
                               api_name="/edit_sweep")
@@ -221,9 +221,9 @@ BAD = {
     "corrupt sdedit image": "corrupt.png cannot be read as an image",
     "sdedit strength 2": "greater than maximum value 1",
     "unknown attribute": "unicorn.*not in the list of choices",
-    "strength 11": "greater than maximum value 10",
+    "strength 16": "greater than maximum value 15",
     "sweep strength 0": "less than minimum value 0.25",
-    "sweep strength 20": "greater than maximum value 10",
+    "sweep strength 20": "greater than maximum value 15",
     "corrupt edit image": "corrupt.png cannot be read as an image",
     "1x1 reconstruct image": "image is 1x1; each side must be between 8 and 4096",
     "interpolate without b": "upload image b",
@@ -238,7 +238,7 @@ def test_bad_input_is_a_clear_error(client, server, tmp_path, case):
     good_request(client, server)
 
 
-@pytest.mark.parametrize("strength", [float("nan"), float("inf"), -11.0])
+@pytest.mark.parametrize("strength", [float("nan"), float("inf"), -16.0])
 def test_non_finite_strength_is_a_clear_error(tiny_checkpoints, strength):
     """JSON (so gradio_client and the browser) cannot carry NaN / inf; a direct caller of the
     functions can, and gets the same clear gr.Error as for out-of-range strengths."""
@@ -248,9 +248,9 @@ def test_non_finite_strength_is_a_clear_error(tiny_checkpoints, strength):
     models = common.Models.load(tiny_checkpoints, "cpu")
     _, _, edit, sweep, _, _ = attribute_editing.make_fns(models)
     example = common.example_images()[0]
-    with pytest.raises(gr.Error, match="strength must be a finite number between -10 and 10"):
+    with pytest.raises(gr.Error, match="strength must be a finite number between -15 and 15"):
         edit(example, "woman", strength, STEPS, progress=lambda *a, **k: None)
-    with pytest.raises(gr.Error, match="strength must be a finite number between -10 and 10"):
+    with pytest.raises(gr.Error, match="strength must be a finite number between -15 and 15"):
         sweep(example, "woman", strength, 7, STEPS, progress=lambda *a, **k: None)
 
 

@@ -93,6 +93,27 @@ def test_fitted_direction_points_the_right_way():
     assert torch.allclose(moved, 2.0 * dirs.directions[0].expand_as(moved), atol=1e-4)
 
 
+def test_direction_is_the_class_mean_difference_and_the_gap_its_length():
+    """u = (mu+ - mu-) / |mu+ - mu-| in normalised space, even where the logistic classifier's
+    weights point elsewhere; moving the negative codes by the gap puts their mean onto mu+ along u."""
+    g = torch.Generator().manual_seed(2)
+    n, d = 300, 16
+    y = (torch.arange(n) % 2).long()
+    z = torch.randn(n, d, generator=g)
+    shared = 2.0 * torch.randn(n, generator=g)
+    z[:, 0] = 3.0 * y + shared            # the class difference, under noise that dim 1 also carries:
+    z[:, 1] = shared + 0.05 * z[:, 1]     # the classifier subtracts dim 1; the class means differ on dim 0 only
+    dirs = fit_from_codes(z, {"a": (torch.arange(n), y)})
+    zn = dirs.normalise(z)
+    diff = zn[y == 1].mean(0) - zn[y == 0].mean(0)
+    assert torch.allclose(dirs.directions[0], diff / diff.norm(), atol=1e-5)
+    assert dirs.gap("a") == pytest.approx(float(diff.norm()), rel=1e-5)
+    w = dirs.weights[0] / dirs.weights[0].norm()
+    assert torch.dot(w, dirs.directions[0]) < 0.9            # the classifier's weights point elsewhere
+    moved = dirs.normalise(dirs.shift(z[y == 0], "a", dirs.gap("a"))).mean(0)
+    assert torch.allclose(moved, zn[y == 1].mean(0), atol=1e-4)
+
+
 class _Rec:
     def __init__(self, group, subgroup, name, skin_tone="none", gender="none"):
         self.group, self.subgroup, self.name, self.skin_tone, self.gender = group, subgroup, name, skin_tone, gender
@@ -155,10 +176,17 @@ def test_directions_save_load_round_trip(tmp_path, directions):
     assert meta["attributes"] == directions.names
     back = Directions.load(tmp_path)
     assert back.names == directions.names
-    for k in ("directions", "weights", "bias", "mean", "std"):
+    for k in ("directions", "gaps", "weights", "bias", "mean", "std"):
         assert torch.equal(getattr(back, k), getattr(directions, k))
+    assert meta["class_gaps"] == {n: round(directions.gap(n), 4) for n in directions.names}
     with pytest.raises(CheckpointError, match=DIRECTIONS_FILE):
         Directions.load(tmp_path / "nowhere")
+    # a file from before the class gaps names the command that refits it
+    from safetensors.torch import load_file, save_file
+    old = {k: v for k, v in load_file(str(tmp_path / DIRECTIONS_FILE)).items() if k != "gaps"}
+    save_file(old, str(tmp_path / DIRECTIONS_FILE))
+    with pytest.raises(CheckpointError, match="python -m core.diffae directions"):
+        Directions.load(tmp_path)
 
 
 def test_interpolation_endpoints_are_reconstructions(model):
@@ -313,8 +341,15 @@ def test_directions_and_evaluate_commands(tmp_path, monkeypatch, capsys):
     assert set(result["dark_skin"]) >= {"darker_after_plus", "lighter_after_minus", "subgroup_kept"}
     assert set(result["woman"]) >= {"man_to_woman", "woman_to_man"}
     assert set(result["dark_skin"]) >= {"change_on_skin_plus", "change_on_skin_minus", "skin_area"}
-    # 2 people x 2 attributes rows; the original then 5 strengths; 64 px tiles with 2 px padding
-    assert Image.open(grid).size == (6 * 66 + 2, 4 * 66 + 2)
+    # at each attribute's class gap by default
+    assert result["woman"]["strength"] == pytest.approx(Directions.load(tmp_path / "diffae").gap("woman"))
+    # rows: people under dark-skin, then men and women under woman; the original then 5 strengths;
+    # 64 px tiles with 2 px padding
+    rows = [r.split(":")[0] for r in result["grid"]["rows"]]
+    assert rows == sorted(rows, key=["dark-skin", "woman"].index) and set(rows) == {"dark-skin", "woman"}
+    gap = result["woman"]["strength"]
+    assert result["grid"]["strengths"]["woman"] == [round(v, 2) for v in (-gap, -gap / 2, 0.0, gap / 2, gap)]
+    assert Image.open(grid).size == (6 * 66 + 2, len(rows) * 66 + 2)
 
 
 def test_skin_masks_mark_what_changes_between_tone_variants():
