@@ -528,7 +528,8 @@ def evaluate(models, n: int = 32, steps: int = 25, seed: int = 0, batch: int = 1
     """Measure the translation models on the first `n` held-out emoji; returns a dict of rows
     (missing models are listed under "missing"). With `inpaint_samples` K > 1, Palette inpainting
     is also scored as the mean of K samples per image: PSNR rewards the posterior mean, which a
-    single sharp sample is not and the mean-colour fill crudely is."""
+    single sharp sample is not and the mean-colour fill crudely is. With the CLIP model, Palette's
+    outputs and baselines are also scored for realism (FD_CLIP to the real emoji)."""
     inpaint_samples = _check_int("inpaint_samples", inpaint_samples, 1)
     from core.data import load_dataset
     available = set(models.available())
@@ -575,6 +576,23 @@ def evaluate(models, n: int = 32, steps: int = 25, seed: int = 0, batch: int = 1
                 ("inpaint (Palette, 64x64)", f"PSNR inside the mask, mean of {inpaint_samples} samples, dB",
                  psnr(mean, x64, masks).mean().item(), psnr(mean_fill(x64, masks), x64, masks).mean().item(),
                  "mean-colour fill"))
+        if "clip" in available and len(idx) >= 2:
+            # Realism, as Palette (Saharia et al. 2022) reports FID beside the per-pixel errors: the
+            # Frechet distance to the real held-out emoji in CLIP image space (lower is better).
+            from core.evaluate import frechet_distance
+            from core.mechanics import clip_embedder
+            embedder = clip_embedder(models)
+
+            def embed(images):
+                return torch.cat([embedder.image_embeddings(xb).cpu() for _, xb in batches(images)]).double().numpy()
+
+            real = embed(x64)
+            results["rows"] += [
+                ("colorize (Palette, 64x64)", "FD_CLIP to the real emoji (lower is better)",
+                 frechet_distance(embed(col), real), frechet_distance(embed(gray), real), "grayscale input"),
+                ("inpaint (Palette, 64x64)", "FD_CLIP to the real emoji (lower is better)",
+                 frechet_distance(embed(inp), real), frechet_distance(embed(mean_fill(x64, masks)), real),
+                 "mean-colour fill")]
     if "text_base" in available and "clip" in available:
         base, encoder = models.get("text_base"), models.text_encoder()
         x32 = data.images_at(32, idx)

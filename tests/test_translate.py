@@ -418,12 +418,26 @@ def test_evaluate_runs_and_reports_missing_models(models, tiny_checkpoints, tmp_
     import shutil
 
     from core.data import default_cache_dir
-    from core.translate import evaluate, main, markdown
+    from core.translate import evaluate, main, markdown, mean_fill
     if not (default_cache_dir() / "images.npy").is_file():
         pytest.skip("the emoji data set is not built (python -m core.data)")
     results = evaluate(models, n=2, steps=2, repaint_steps=2, strengths=(0.0, 1.0), log=lambda s: None)
-    assert not results["missing"] and len(results["rows"]) == 6 and len(results["sdedit"]) == 2
-    assert results["rows"][3][2] == 0 and results["rows"][5][2] == 0   # nothing changes outside the mask
+    assert not results["missing"] and len(results["rows"]) == 8 and len(results["sdedit"]) == 2
+    assert results["rows"][3][2] == 0 and results["rows"][7][2] == 0   # nothing changes outside the mask
+    # realism: FD_CLIP to the real emoji, for the model and the baseline (here the mean fill, by hand)
+    from core.data import load_dataset
+    from core.evaluate import frechet_distance
+    from core.mechanics import clip_embedder
+    assert [r[1] for r in results["rows"][4:6]] == ["FD_CLIP to the real emoji (lower is better)"] * 2
+    data = load_dataset()
+    x = data.images_at(64, torch.as_tensor(data.indices("heldout"))[:2])
+    gen = torch.Generator().manual_seed(0)
+    masks = torch.cat([random_mask(64, gen) for _ in range(2)])
+    embedder = clip_embedder(models)
+    real = embedder.image_embeddings(x).double().numpy()
+    fill = embedder.image_embeddings(mean_fill(x, masks)).double().numpy()
+    assert results["rows"][5][3] == pytest.approx(frechet_distance(fill, real), rel=1e-6)
+    assert all(r[2] >= 0 for r in results["rows"][4:6])
     assert results["sdedit"][0][1] == 0                  # strength 0 returns the sketch itself
     assert all(fd >= 0 for *_, fd in results["sdedit"]) and results["fd_real_train"] >= 0
     table = markdown(results)
@@ -437,15 +451,10 @@ def test_evaluate_runs_and_reports_missing_models(models, tiny_checkpoints, tmp_
     # K = 2 samples: the first is the single-sample row's (seeds 0, 1); the extra row scores the
     # mean of it and the second (seeds 2, 3), beside the same baseline
     from core.cascade import ModelSet
-    from core.data import load_dataset
     palette_only = ModelSet(only, "cpu")
     two = evaluate(palette_only, n=2, steps=2, inpaint_samples=2, log=lambda s: None)
     assert two["rows"][2][2] == results["rows"][2][2] and "mean of 2 samples" in two["rows"][4][1]
     assert two["rows"][4][3] == two["rows"][2][3]
-    data = load_dataset()
-    x = data.images_at(64, torch.as_tensor(data.indices("heldout"))[:2])
-    gen = torch.Generator().manual_seed(0)
-    masks = torch.cat([random_mask(64, gen) for _ in range(2)])
     a, b = (inpaint(palette_only.get("palette"), x, masks, seeds, FAST) for seeds in ([0, 1], [2, 3]))
     assert abs(two["rows"][4][2] - psnr((a + b) / 2, x, masks).mean().item()) < 1e-3
     assert main(["evaluate", "--n", "1", "--inpaint-samples", "0", "--checkpoints", str(only)]) == 2
