@@ -17,8 +17,8 @@ reconstruction and gives the same image. A logistic-regression classifier per at
 fitted too; it scores codes (`Directions.score`) but does not set the direction: with ~1,000
 labelled codes in 256 dimensions its weight vector picks low-variance discriminative dimensions
 (cosine 0.36 with mu+ - mu- for ``woman`` on the 7.9k-step model) that the decoder hardly
-renders. Moving 16 held-out men along it by 3 or 6 changed no gender rating; along u by g
-(6.5), 11 of 16 were rated woman (see checkpoints/diffae/README.md).
+renders: no held-out man was rated woman after strength 3 along it, 72% after strength g along
+u (`python -m core.diffae evaluate`; checkpoints/diffae/README.md).
 
 Attributes (labels from core/data.py records, training split only):
 - ``dark-skin``  binary, people emoji with a single skin tone: positive = medium-dark / dark,
@@ -588,6 +588,7 @@ def evaluate(models, n: int = 32, strength: float | None = None, steps: int = DE
 
     people = [i for i in all_held if data.records[i].group == "People & Body"
               and data.records[i].skin_tone in tones][:n]
+
     def strength_of(attribute):
         return directions.gap(attribute) if strength is None else strength
 
