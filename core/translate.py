@@ -547,6 +547,14 @@ def evaluate(models, n: int = 32, steps: int = 25, seed: int = 0, batch: int = 1
         for s in range(0, len(x), batch):
             yield s, x[s:s + batch]
 
+    # realism is scored as the Frechet distance to real emoji in the project CLIP's image space
+    from core.evaluate import frechet_distance
+    from core.mechanics import clip_embedder
+    embedder = clip_embedder(models) if "clip" in available else None
+
+    def embed(images):
+        return torch.cat([embedder.image_embeddings(xb).cpu() for _, xb in batches(images)]).double().numpy()
+
     if "palette" in available:
         model = models.get("palette")
         x64 = data.images_at(64, idx)
@@ -559,14 +567,14 @@ def evaluate(models, n: int = 32, steps: int = 25, seed: int = 0, batch: int = 1
                 sample_k.append(inpaint(model, xb, masks[s:s + len(xb)], [sd + k * len(idx) for sd in seeds],
                                         settings).cpu())
         samples = [torch.cat(sample_k) for sample_k in samples]
-        col, inp, gray = torch.cat(col), samples[0], grayscale(x64)
+        col, inp, gray, fill = torch.cat(col), samples[0], grayscale(x64), mean_fill(x64, masks)
         results["rows"] += [
             ("colorize (Palette, 64x64)", "PSNR, dB (higher is better)", psnr(col, x64).mean().item(),
              psnr(gray, x64).mean().item(), "grayscale input"),
             ("colorize (Palette, 64x64)", "mean Lab colour error dE76 (lower is better)",
              delta_e(col, x64).mean().item(), delta_e(gray, x64).mean().item(), "grayscale input"),
             ("inpaint (Palette, 64x64)", "PSNR inside the mask, dB", psnr(inp, x64, masks).mean().item(),
-             psnr(mean_fill(x64, masks), x64, masks).mean().item(), "mean-colour fill"),
+             psnr(fill, x64, masks).mean().item(), "mean-colour fill"),
             ("inpaint (Palette, 64x64)", "max abs change outside the mask (must be 0)",
              ((inp - x64).abs() * (1 - masks)).max().item(), 0.0, "-"),
         ]
@@ -574,25 +582,16 @@ def evaluate(models, n: int = 32, steps: int = 25, seed: int = 0, batch: int = 1
             mean = torch.stack(samples).mean(dim=0)
             results["rows"].append(
                 ("inpaint (Palette, 64x64)", f"PSNR inside the mask, mean of {inpaint_samples} samples, dB",
-                 psnr(mean, x64, masks).mean().item(), psnr(mean_fill(x64, masks), x64, masks).mean().item(),
-                 "mean-colour fill"))
-        if "clip" in available and len(idx) >= 2:
-            # Realism, as Palette (Saharia et al. 2022) reports FID beside the per-pixel errors: the
-            # Frechet distance to the real held-out emoji in CLIP image space (lower is better).
-            from core.evaluate import frechet_distance
-            from core.mechanics import clip_embedder
-            embedder = clip_embedder(models)
-
-            def embed(images):
-                return torch.cat([embedder.image_embeddings(xb).cpu() for _, xb in batches(images)]).double().numpy()
-
+                 psnr(mean, x64, masks).mean().item(), psnr(fill, x64, masks).mean().item(), "mean-colour fill"))
+        if embedder is not None and len(idx) >= 2:
+            # Realism, as Palette (Saharia et al. 2022) reports FID beside the per-pixel errors
+            # (lower is better).
             real = embed(x64)
             results["rows"] += [
                 ("colorize (Palette, 64x64)", "FD_CLIP to the real emoji (lower is better)",
                  frechet_distance(embed(col), real), frechet_distance(embed(gray), real), "grayscale input"),
                 ("inpaint (Palette, 64x64)", "FD_CLIP to the real emoji (lower is better)",
-                 frechet_distance(embed(inp), real), frechet_distance(embed(mean_fill(x64, masks)), real),
-                 "mean-colour fill")]
+                 frechet_distance(embed(inp), real), frechet_distance(embed(fill), real), "mean-colour fill")]
     if "text_base" in available and "clip" in available:
         base, encoder = models.get("text_base"), models.text_encoder()
         x32 = data.images_at(32, idx)
@@ -611,9 +610,6 @@ def evaluate(models, n: int = 32, steps: int = 25, seed: int = 0, batch: int = 1
         ]
         # SDEdit's trade-off (Meng et al., fig. 4): colour sketches of the held-out emoji, edited at
         # each strength; faithfulness = distance to the sketch, realism = FD to real emoji in CLIP space.
-        from core.evaluate import frechet_distance
-        from core.mechanics import clip_embedder
-        embedder = clip_embedder(models)
         real = embedder.image_embeddings(x32).cpu().double().numpy()
         train = torch.as_tensor(data.indices("train"))
         pick = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 2))[: len(idx)]]
