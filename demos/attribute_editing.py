@@ -34,18 +34,17 @@ def load_directions(models: Models) -> tuple[diffae.Directions | None, str | Non
         return None, str(e)
 
 
-def gaps_info(models: Models) -> str:
+def gaps_info(directions: diffae.Directions | None) -> str:
     """The class gap of each attribute: the strength that moves one class's mean code onto the other's."""
-    directions, _ = load_directions(models)
     if directions is None:
         return "no directions file"
     return "class gaps: " + ", ".join(f"{n} {directions.gap(n):.1f}" for n in directions.names)
 
 
-def make_fns(models: Models):
+def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None] | None = None):
     """The tab's functions (reconstruct, attributes, edit, edit_sweep, interpolate), bound to the
-    shared models and the directions (loaded once)."""
-    directions, directions_error = load_directions(models)
+    shared models and the directions (`loaded`: what `load_directions` returned, else loaded here)."""
+    directions, directions_error = loaded or load_directions(models)
 
     def model():
         return models.get(MODEL)
@@ -208,7 +207,8 @@ def make_fns(models: Models):
 
 def build(models: Models) -> None:
     """The tab's layout and wiring (inside the caller's gr.Tab)."""
-    reconstruct_fn, attributes_fn, edit_fn, sweep_fn, interpolate_fn, directions_error = make_fns(models)
+    loaded = load_directions(models)
+    reconstruct_fn, attributes_fn, edit_fn, sweep_fn, interpolate_fn, directions_error = make_fns(models, loaded)
     status = models.status_markdown([MODEL], "This tab cannot run until it is present.")
     if not status and directions_error:
         status = ("⚠️ **Unavailable** (the rest of the app works): the attribute directions: "
@@ -246,7 +246,7 @@ def build(models: Models) -> None:
                                     or "no directions file")
             strength = gr.Slider(-diffae.MAX_STRENGTH, diffae.MAX_STRENGTH, value=EDIT_STRENGTH, step=0.25,
                                  label="Strength", info="+ towards the attribute, - away; 0 = reconstruction; "
-                                 + gaps_info(models))
+                                 + gaps_info(loaded[0]))
         with gr.Row(equal_height=True):
             fresh = gr.Checkbox(False, label="Fresh noise", info="decode with new noise: keeps the semantics only")
             seed, _ = common.seed_input()
