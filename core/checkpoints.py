@@ -133,9 +133,12 @@ def save_model(model, folder: str | os.PathLike, card: str) -> Path:
 
 def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu"):
     """Load a DiffusionModel folder; float32 weights, eval mode."""
-    from core.networks import DiffusionModel, ModelConfig
     folder = Path(folder)
     config_dict, state = read_folder(folder)
+    if config_dict.get("kind") == "prior":   # the semantic prior: an MLP, no diffusers UNet
+        from core.prior import PriorConfig as ModelConfig, SemanticPrior as DiffusionModel
+    else:
+        from core.networks import DiffusionModel, ModelConfig
     try:
         config = ModelConfig.from_dict(config_dict)
     except (TypeError, ValueError) as e:

@@ -251,6 +251,18 @@ def gender_of(name: str, group: str, subgroup: str) -> str:
     return "none"
 
 
+def design_of(record: "EmojiRecord") -> str:
+    """The emoji up to skin tone and gender: the name without skin-tone qualifiers and without
+    gender words ("woman dancing: dark skin tone" and "man dancing" -> "dancing"). Emoji of one
+    design share their artwork apart from tone and gender."""
+    base, _, qual = record.name.lower().partition(": ")
+    gendered = _MAN_WORDS | _WOMAN_WORDS | _PERSON_WORDS
+    parts = [p for p in qual.split(", ")
+             if p and not p.endswith("skin tone") and not set(_name_words(p)) <= gendered]
+    words = [w for w in _name_words(base) if w not in gendered]
+    return " ".join(words or _name_words(base)) + (": " + ", ".join(parts) if parts else "")
+
+
 def is_heldout(codepoints: Sequence[int]) -> bool:
     """The fixed held-out split: sha1 of "1F483-1F3FE"-style code points, mod 10 == 0."""
     key = "-".join(f"{c:04X}" for c in codepoints)
