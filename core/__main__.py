@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -16,6 +17,9 @@ from core.cli import finite
 from core.images import ImageError, open_image, pil_to_tensor, save_png, tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
 from core.samplers import SAMPLERS
+from core.semantic import DECODER_STEPS
+
+
 
 
 EXTRA_COMMANDS = ("core.translate", "core.diffae", "core.deepfloyd")
@@ -48,8 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--num", type=int, default=1)
     g.add_argument("--size", type=int, choices=(32, 64, 128), default=128)
+    g.add_argument("--base", choices=("pixel", "semantic"), default=None,
+                   help="the 32 px base: pixel (the text/class UNet) or semantic (a prior over the DiffAE's "
+                        "semantic code, then its decoder); default: semantic when its models are there")
+    g.add_argument("--decoder-steps", type=int, default=DECODER_STEPS,
+                   help="semantic base: DDIM steps of the DiffAE decoder")
     g.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
     _common(g)
+
+    v = sub.add_parser("variations", help="variations of an image: its semantic code decoded with fresh noise")
+    v.add_argument("--image", required=True)
+    v.add_argument("--num", type=int, default=4)
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--size", type=int, choices=(32, 64, 128), default=128)
+    v.add_argument("--prompt", default=None, help="move the image's semantics towards this prompt (with --mix)")
+    v.add_argument("--mix", type=finite, default=0.0, help="0: the image's own code ... 1: the prompt's (default 0)")
+    v.add_argument("--guidance", type=finite, default=BASE_DEFAULTS.guidance, help="the prior's guidance for --prompt")
+    v.add_argument("--decoder-steps", type=int, default=DECODER_STEPS)
+    v.add_argument("--sr-steps", type=int, default=SR_DEFAULTS.steps)
+    v.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
+    _common(v)
 
     c = sub.add_parser("classes", help="list the class labels, one per line")
     _common(c)
@@ -87,15 +109,22 @@ def run(args: argparse.Namespace) -> None:
                              threshold_max=args.threshold_max)
         sr = StageSettings(sampler=SR_DEFAULTS.sampler, steps=args.sr_steps, guidance=1.0,
                            aug_level=args.sr_noise)
+        out = _out_folder(args.out)
         result = generate(models, prompt=args.prompt, negative_prompt=args.negative_prompt, label=args.label,
-                          num=args.num, seed=args.seed, size=args.size, base=base, sr=(sr, sr))
-        out = Path(args.out)
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"--out {out} exists and is not a folder")
-        for i, image in enumerate(tensor_to_pil(result.final)):
-            params = {**result.parameters, "seed": args.seed + i, "command": "generate"}
-            save_png(image, out / f"{i:03d}.png", params)
-        print(f"wrote {len(result.final)} image(s) to {out}")
+                          num=args.num, seed=args.seed, size=args.size, base=base, sr=(sr, sr),
+                          base_model=args.base, decoder_steps=args.decoder_steps)
+        _write_all(result, out, args.seed, "generate")
+        return
+    if args.command == "variations":
+        from core.cascade import variations
+        out = _out_folder(args.out)
+        image = pil_to_tensor(open_image(args.image))
+        sr = StageSettings(sampler=SR_DEFAULTS.sampler, steps=args.sr_steps, guidance=1.0,
+                           aug_level=SR_DEFAULTS.aug_level)
+        result = variations(models, image, num=args.num, seed=args.seed, size=args.size, prompt=args.prompt,
+                            mix=args.mix, guidance=args.guidance, decoder_steps=args.decoder_steps, sr=(sr, sr))
+        result.parameters["image"] = Path(args.image).name
+        _write_all(result, out, args.seed, "variations")
         return
     if args.command == "upscale":
         from core.pipeline import upscale
@@ -112,6 +141,24 @@ def run(args: argparse.Namespace) -> None:
                   "sampler": args.sampler, "noise": args.noise, "seed": args.seed}
         save_png(tensor_to_pil(x)[0], args.out, params)
         print(f"wrote {args.out}")
+
+
+def _out_folder(path: str) -> Path:
+    """--out of a command that writes 000.png, 001.png, ...: checked before any work."""
+    out = Path(path)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    parent = next((p for p in [out, *out.parents] if p.exists()), None)
+    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
+        raise ValueError(f"--out {out}: cannot create a folder there")
+    return out
+
+
+def _write_all(result, out: Path, seed: int, command: str) -> None:
+    for i, image in enumerate(tensor_to_pil(result.final)):
+        params = {**result.parameters, "seed": seed + i, "command": command}
+        save_png(image, out / f"{i:03d}.png", params)
+    print(f"wrote {len(result.final)} image(s) to {out}")
 
 
 def main(argv: list[str] | None = None) -> int:

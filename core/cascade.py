@@ -5,12 +5,14 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Literal, Sequence, get_args
 
 import torch
 
 from core.checkpoints import CheckpointError, load_model, resolve_checkpoints
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, Callback, StageSettings, generate_class, generate_text, upscale
+from core.semantic import DECODER_STEPS, generate_semantic
+from core.semantic import variations as semantic_variations
 
 Size = Literal[32, 64, 128]
 SIZES = (32, 64, 128)
@@ -76,39 +78,107 @@ class CascadeResult:
         return self.stages[max(self.stages)]
 
 
-def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: str = "",
-             label: str | None = None, num: int = 1, seed: int = 0, size: int = 128,
-             base: StageSettings = BASE_DEFAULTS, sr: Sequence[StageSettings] = (SR_DEFAULTS, SR_DEFAULTS),
-             callback: Callback | None = None) -> CascadeResult:
-    """Text (`prompt`) or class (`label`) generation through the cascade, stopping at `size`."""
-    if (prompt is None) == (label is None):
-        raise ValueError("give exactly one of prompt or label")
-    if prompt is not None and not prompt.strip():
-        raise ValueError("prompt is empty; describe the emoji to generate")
-    if size not in SIZES:
-        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
-    if not isinstance(num, int) or not 1 <= num <= 16:
-        raise ValueError(f"num must be between 1 and 16, got {num!r}")
-    if len(sr) != 2:
-        raise ValueError("sr needs the settings of both SR stages (64 and 128)")
-    seeds = [seed + i for i in range(num)]
+Base = Literal["pixel", "semantic"]
+BASES: tuple[str, ...] = get_args(Base)
 
-    def staged(resolution):
-        if callback is None:
-            return None
-        return lambda info: callback({**info, "stage": resolution})
 
-    if prompt is not None:
-        x = generate_text(models.get("text_base"), models.text_encoder(), [prompt], negative_prompt, seeds, base,
-                          callback=staged(32))
-    else:
-        x = generate_class(models.get("class_base"), [label], seeds, base, callback=staged(32))
+def default_base(models: ModelSet) -> str:
+    """The semantic base when its models are there (it draws recognisable emoji far more often:
+    checkpoints/prior/README.md), else the pixel base."""
+    have = set(models.available())
+    return "semantic" if {"prior", "diffae"} <= have else "pixel"
+
+
+def _staged(callback: Callback | None, resolution: int):
+    if callback is None:
+        return None
+    return lambda info: callback({**info, "stage": resolution})
+
+
+def upscale_chain(models: ModelSet, x: torch.Tensor, seeds: Sequence[int], size: int,
+                  sr: Sequence[StageSettings] = (SR_DEFAULTS, SR_DEFAULTS),
+                  callback: Callback | None = None) -> dict[int, torch.Tensor]:
+    """32 px images through SR 64 and SR 128, stopping at `size`; {resolution: images}."""
     stages = {32: x}
     for i, (resolution, name) in enumerate(SR_STAGES.items()):
         if resolution > size:
             break
-        x = upscale(models.get(name), x, seeds, sr[i], callback=staged(resolution), stage=i + 1)
+        x = upscale(models.get(name), x, seeds, sr[i], callback=_staged(callback, resolution), stage=i + 1)
         stages[resolution] = x
+    return stages
+
+
+def _check_common(num: int, size: int, sr: Sequence[StageSettings]) -> None:
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {SIZES}, got {size!r}")
+    if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= 16:
+        raise ValueError(f"num must be between 1 and 16, got {num!r}")
+    if len(sr) != 2:
+        raise ValueError("sr needs the settings of both SR stages (64 and 128)")
+
+
+def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: str = "",
+             label: str | None = None, num: int = 1, seed: int = 0, size: int = 128,
+             base: StageSettings = BASE_DEFAULTS, sr: Sequence[StageSettings] = (SR_DEFAULTS, SR_DEFAULTS),
+             callback: Callback | None = None, base_model: Base | None = None,
+             decoder_steps: int = DECODER_STEPS) -> CascadeResult:
+    """Text (`prompt`) or class (`label`) generation through the cascade, stopping at `size`.
+
+    `base_model` picks the 32 px base: "pixel" (the text or class UNet) or "semantic" (the prior over
+    DiffAE's z_sem, then the DiffAE decoder with `decoder_steps` DDIM steps); None: `default_base`.
+    `base` sets the pixel base's sampling, or the prior's (sampler, steps, guidance) for the
+    semantic one."""
+    if (prompt is None) == (label is None):
+        raise ValueError("give exactly one of prompt or label")
+    if prompt is not None and not prompt.strip():
+        raise ValueError("prompt is empty; describe the emoji to generate")
+    _check_common(num, size, sr)
+    base_model = base_model or default_base(models)
+    if base_model not in BASES:
+        raise ValueError(f"base must be one of {', '.join(BASES)}; got {base_model!r}")
+    seeds = [seed + i for i in range(num)]
+
+    if base_model == "semantic":
+        text_encoder = models.get(models.get("prior").config.text_encoder) if prompt is not None else None
+        x = generate_semantic(models.get("prior"), models.get("diffae"), text_encoder, prompt=prompt, label=label,
+                              negative_prompt=negative_prompt, seeds=seeds, guidance=base.guidance, steps=base.steps,
+                              sampler=base.sampler, decoder_steps=decoder_steps, callback=_staged(callback, 32))
+    elif prompt is not None:
+        x = generate_text(models.get("text_base"), models.text_encoder(), [prompt], negative_prompt, seeds, base,
+                          callback=_staged(callback, 32))
+    else:
+        x = generate_class(models.get("class_base"), [label], seeds, base, callback=_staged(callback, 32))
+    stages = upscale_chain(models, x, seeds, size, sr, callback)
     parameters = {"prompt": prompt, "negative_prompt": negative_prompt, "label": label, "seeds": seeds,
-                  "size": size, "base": vars(base), "sr": [vars(s) for s in sr[: len(stages) - 1]]}
+                  "size": size, "base_model": base_model, "base": vars(base), "sr": [vars(s) for s in sr[: len(stages) - 1]]}
+    if base_model == "semantic":
+        parameters["decoder_steps"] = decoder_steps
+    return CascadeResult(stages, parameters)
+
+
+def variations(models: ModelSet, image: torch.Tensor, *, num: int = 4, seed: int = 0, size: int = 128,
+               prompt: str | None = None, mix: float = 0.0, guidance: float = BASE_DEFAULTS.guidance,
+               steps: int = BASE_DEFAULTS.steps, decoder_steps: int = DECODER_STEPS, sr: Sequence[StageSettings] = (SR_DEFAULTS, SR_DEFAULTS),
+               callback: Callback | None = None) -> CascadeResult:
+    """Variations of one image [1, 3, H, W] in [-1, 1] (any size: taken at the DiffAE's
+    resolution): its semantic code decoded with fresh noise, optionally moved towards a prompt
+    (`mix`; the prompt's code drawn by the prior with `guidance` and `steps`), then through the
+    SR stages up to `size`."""
+    _check_common(num, size, sr)
+    decoder = models.get("diffae")
+    r = decoder.resolution
+    if image.ndim == 3:
+        image = image.unsqueeze(0)
+    if image.shape[-1] != r or image.shape[-2] != r:
+        image = torch.nn.functional.interpolate(image.float(), size=(r, r), mode="area")
+    seeds = [seed + i for i in range(num)]
+    guided = prompt is not None and bool(prompt.strip()) and mix > 0
+    prior = models.get("prior") if guided else None
+    text_encoder = models.get(prior.config.text_encoder) if guided else None
+    x = semantic_variations(decoder, image, seeds, prior=prior, text_encoder=text_encoder, prompt=prompt, mix=mix,
+                            guidance=guidance, steps=steps, decoder_steps=decoder_steps, callback=_staged(callback, 32))
+    stages = upscale_chain(models, x, seeds, size, sr, callback)
+    parameters = {"command": "variations", "prompt": prompt if guided else None, "mix": mix if guided else 0.0,
+                  "seeds": seeds, "size": size, "decoder_steps": decoder_steps,
+                  "sr": [vars(s) for s in sr[: len(stages) - 1]]}
     return CascadeResult(stages, parameters)

@@ -120,14 +120,17 @@ def encode(model: DiffusionModel, images: torch.Tensor,
 
 
 @torch.no_grad()
-def decode(model: DiffusionModel, z_sem: torch.Tensor, x_T: torch.Tensor, steps: int = DEFAULT_STEPS) -> torch.Tensor:
+def decode(model: DiffusionModel, z_sem: torch.Tensor, x_T: torch.Tensor, steps: int = DEFAULT_STEPS,
+           callback=None) -> torch.Tensor:
     """Deterministic DDIM (eta = 0) from x_T given z_sem; images in [-1, 1]. With the x_T of
-    `encode` this reconstructs the image; with fresh N(0, I) noise it renders z_sem's semantics."""
+    `encode` this reconstructs the image; with fresh N(0, I) noise it renders z_sem's semantics.
+    `callback` gets the sampler's progress dicts (core.samplers)."""
     _check_model(model)
     if z_sem.ndim != 2 or x_T.ndim != 4 or z_sem.shape[0] != x_T.shape[0]:
         raise ValueError(f"z_sem [B, D] and x_T [B, 3, H, W] must share B; "
                          f"got {tuple(z_sem.shape)}, {tuple(x_T.shape)}")
-    return sample_ddim(_denoiser(model, z_sem), x_T, model.schedule, _check_steps(steps)).clamp(-1, 1)
+    return sample_ddim(_denoiser(model, z_sem), x_T, model.schedule, _check_steps(steps),
+                       callback=callback).clamp(-1, 1)
 
 
 def fresh_noise(model: DiffusionModel, seeds: Sequence[int]) -> torch.Tensor:

@@ -58,7 +58,7 @@ class PriorTask(Task):
         images = self.data.images_at(self.diffae.resolution, self.train_idx)
         z = semantic_codes(self.diffae, images)
         width, depth = ((32, 1) if self.cfg.smoke else (self.cfg.width or 384, self.cfg.depth or 4))
-        config = PriorConfig(dim=z.shape[1], text_dim=self.encoder.width, classes=list(self.data.classes),
+        config = PriorConfig(dim=z.shape[1], text_dim=self.encoder.pooled_width, classes=list(self.data.classes),
                              width=width, depth=depth)
         model = SemanticPrior(config)
         model.code_mean.copy_(z.mean(0))

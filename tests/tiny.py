@@ -77,11 +77,22 @@ def tiny_directions(model: DiffusionModel, seed: int = 0):
     return fit_from_codes(z, labels, iterations=100)
 
 
+def tiny_prior(seed: int = 0, dim: int = 16, text_dim: int = 16, classes=CLASSES):
+    """A tiny untrained semantic prior over `tiny_diffae`'s codes, random output layer and gates."""
+    from core.prior import PriorConfig, SemanticPrior
+    torch.manual_seed(seed)
+    model = SemanticPrior(PriorConfig(dim=dim, text_dim=text_dim, classes=list(classes), width=32, depth=2))
+    with torch.no_grad():   # adaLN-Zero starts every block as the identity: perturb it
+        for block in model.blocks:
+            block.modulation[1].weight.normal_(0, 0.05)
+    return model.eval().requires_grad_(False)
+
+
 def write_tiny_checkpoints(root) -> None:
     """A complete checkpoints folder of tiny random models, as the app and CLI expect it:
     clip, text_base, class_base, sr64 (32->64, diffusing the image), sr128 (64->128, diffusing the
     residual over the upsampled input), palette (diffusing the residual over its task's baseline),
-    diffae (+ directions)."""
+    diffae (+ directions), prior (over the diffae's codes)."""
     from pathlib import Path
 
     from core.checkpoints import save_model
@@ -98,3 +109,6 @@ def write_tiny_checkpoints(root) -> None:
     diffae = tiny_diffae()
     save_model(diffae, root / "diffae", "# tiny diffae\n")
     tiny_directions(diffae).save(root / "diffae")
+    from core.checkpoints import save_folder
+    prior = tiny_prior(dim=diffae.config.semantic_dim, text_dim=config.embed_dim)
+    save_folder(root / "prior", prior.config.to_dict(), prior.state_dict(), "# tiny prior\n")

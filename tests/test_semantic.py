@@ -1,0 +1,103 @@
+"""The semantic cascade (prior -> DiffAE decoder -> SR) and image variations, on tiny models:
+from Python and from the command line."""
+import shutil
+
+import pytest
+import torch
+from PIL import Image
+
+from core.__main__ import main as cli
+from core.cascade import ModelSet, default_base, generate, variations
+from core.images import read_parameters
+from core.pipeline import BASE_DEFAULTS
+from core.semantic import generate_semantic, render, sample_semantic_codes
+from core.diffae import semantic_code
+
+
+@pytest.fixture(scope="module")
+def models(tiny_checkpoints):
+    return ModelSet(tiny_checkpoints, "cpu")
+
+
+def test_default_base_is_semantic_when_the_prior_is_there(models, tiny_checkpoints, tmp_path):
+    assert default_base(models) == "semantic"
+    partial = tmp_path / "no_prior"
+    shutil.copytree(tiny_checkpoints, partial, ignore=shutil.ignore_patterns("prior"))
+    assert default_base(ModelSet(partial, "cpu")) == "pixel"
+
+
+def test_semantic_text_generation_is_prior_then_decoder_then_sr(models):
+    result = generate(models, prompt="thumbs up", num=2, seed=3, size=64, base_model="semantic", decoder_steps=4)
+    assert set(result.stages) == {32, 64}
+    assert result.stages[64].shape == (2, 3, 64, 64)
+    assert result.parameters["base_model"] == "semantic" and result.parameters["decoder_steps"] == 4
+    # the 32 px stage is exactly the prior's code for the prompt, rendered by the decoder
+    expected = generate_semantic(models.get("prior"), models.get("diffae"), models.get("clip"), prompt="thumbs up",
+                                 seeds=[3, 4], guidance=BASE_DEFAULTS.guidance, steps=BASE_DEFAULTS.steps,
+                                 decoder_steps=4)
+    assert torch.equal(result.stages[32], expected)
+    other = generate(models, prompt="red apple", num=2, seed=3, size=32, base_model="semantic", decoder_steps=4)
+    assert not torch.allclose(other.final, result.stages[32])     # the prompt matters
+
+
+def test_semantic_label_generation_and_pixel_choice(models):
+    sem = generate(models, label="cat-face", num=1, size=32, base_model="semantic", decoder_steps=3)
+    pix = generate(models, label="cat-face", num=1, size=32, base_model="pixel")
+    assert sem.parameters["base_model"] == "semantic" and pix.parameters["base_model"] == "pixel"
+    assert not torch.allclose(sem.final, pix.final)
+    with pytest.raises(ValueError, match="unknown class 'zebra'"):
+        generate(models, label="zebra", size=32, base_model="semantic")
+    with pytest.raises(ValueError, match="base must be one of pixel, semantic"):
+        generate(models, label="cat-face", size=32, base_model="latent")
+
+
+def test_variations_keep_the_code_and_change_the_noise(models):
+    decoder = models.get("diffae")
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    result = variations(models, image, num=3, seed=0, size=32, decoder_steps=4)
+    z = semantic_code(decoder, image).expand(3, -1)
+    assert torch.equal(result.final, render(decoder, z, [0, 1, 2], steps=4))
+    assert not torch.allclose(result.final[0], result.final[1])   # fresh noise per seed
+    big = torch.nn.functional.interpolate(image, size=128, mode="bilinear")
+    assert variations(models, big, num=1, size=64, decoder_steps=2).final.shape == (1, 3, 64, 64)
+
+
+def test_text_guided_variation_moves_the_code_to_the_prompt(models):
+    decoder, prior, clip = models.get("diffae"), models.get("prior"), models.get("clip")
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    full = variations(models, image, num=2, seed=5, size=32, prompt="red apple", mix=1.0, decoder_steps=4)
+    z_prompt = sample_semantic_codes(prior, clip, prompt="red apple", seeds=[5, 6], guidance=BASE_DEFAULTS.guidance,
+                                     steps=BASE_DEFAULTS.steps)
+    assert torch.allclose(full.final, render(decoder, z_prompt, [5, 6], steps=4), atol=1e-4)
+    half = variations(models, image, num=2, seed=5, size=32, prompt="red apple", mix=0.5, decoder_steps=4)
+    assert half.parameters["mix"] == 0.5 and half.parameters["prompt"] == "red apple"
+    with pytest.raises(ValueError, match="give a prompt"):
+        variations(models, image, mix=0.5, size=32)
+    with pytest.raises(ValueError, match="mix must be a number from 0"):
+        variations(models, image, prompt="x", mix=1.5, size=32)
+
+
+def test_cli_generate_semantic_and_variations(tiny_checkpoints, tmp_path, capsys):
+    out = tmp_path / "gen"
+    assert cli(["generate", "--prompt", "thumbs up", "--base", "semantic", "--size", "32", "--num", "2",
+                "--decoder-steps", "3", "--steps", "5", "--out", str(out), "--checkpoints", str(tiny_checkpoints),
+                "--device", "cpu"]) == 0
+    params = read_parameters(out / "001.png")
+    assert params["base_model"] == "semantic" and params["seed"] == 1 and params["command"] == "generate"
+
+    source = tmp_path / "in.png"
+    Image.new("RGBA", (70, 50), (200, 30, 30, 255)).save(source)
+    vout = tmp_path / "var"
+    assert cli(["variations", "--image", str(source), "--num", "2", "--size", "64", "--decoder-steps", "3",
+                "--sr-steps", "2", "--out", str(vout), "--checkpoints", str(tiny_checkpoints), "--device", "cpu"]) == 0
+    assert Image.open(vout / "000.png").size == (64, 64) and (vout / "001.png").is_file()
+    assert read_parameters(vout / "000.png")["command"] == "variations"
+
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert cli(["variations", "--image", str(source), "--out", str(a_file),
+                "--checkpoints", str(tiny_checkpoints)]) == 2
+    assert "exists and is not a folder" in capsys.readouterr().err
+    assert cli(["variations", "--image", str(tmp_path / "missing.png"), "--out", str(tmp_path / "v2"),
+                "--checkpoints", str(tiny_checkpoints)]) == 2
+    assert not (tmp_path / "v2").exists()
