@@ -1,5 +1,6 @@
 """Tab: attribute editing with the diffusion autoencoder (DiffAE): reconstruction, an edit along an
-attribute direction of the semantic code, a strength sweep, and interpolation between two images.
+attribute direction of the semantic code, a strength sweep, interpolation between two images, and
+variations (the semantic code decoded with fresh noise, optionally moved towards a prompt).
 
 Run alone: `python -m demos.attribute_editing [app.py flags]`.
 """
@@ -12,8 +13,9 @@ from pathlib import Path
 import gradio as gr
 import torch
 
-from core import diffae
+from core import cascade, diffae
 from core.images import open_image, pil_to_tensor, tensor_to_pil
+from core.semantic import DECODER_STEPS
 from demos.common import Models, RequestFiles, as_int, gpu, grid, image_input, user_errors
 
 TITLE = "Attribute editing"
@@ -22,6 +24,7 @@ MAX_STEPS = 200
 EDIT_STRENGTH = 6.0   # near the class gaps (~4-7) of the committed directions
 SWEEP_FRAMES, SWEEP_STRENGTH = 7, 6.0
 MAX_FRAMES = 16
+MAX_VARIATIONS = 8
 
 
 def load_directions(models: Models) -> tuple[diffae.Directions | None, str | None]:
@@ -205,6 +208,55 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
     return reconstruct, attributes, edit, edit_sweep, interpolate, directions_error
 
 
+def make_variations_fn(models: Models):
+    """The variations function (DALL-E 2's image variations through DiffAE's semantic code)."""
+
+    @gpu
+    def variations(image: str, num_images: int, seed: int, size: int, prompt: str = "", mix: float = 0.0,
+                   decoder_steps: int = DECODER_STEPS, progress=gr.Progress()):
+        """New images with the semantics of one image: its semantic code decoded with fresh noise,
+        through the super-resolution stages; optionally moved towards a prompt first.
+
+        Args:
+            image: any image, taken at the DiffAE's resolution.
+            num_images: how many variations (1-8); variation i uses seed + i.
+            seed: the first seed.
+            size: final size 32, 64 or 128.
+            prompt: optional text; with mix > 0 the code moves towards the semantic prior's code
+                for it (text-guided variation).
+            mix: 0 = the image's own code ... 1 = the prompt's code.
+            decoder_steps: DDIM steps of the DiffAE decoder.
+        Returns:
+            the strip of variations (a PNG with its parameters), each variation with its seed, the parameters.
+        """
+        with user_errors():
+            num, seed, size = as_int(num_images, "number of images"), as_int(seed, "seed"), as_int(size, "size")
+            decoder_steps = as_int(decoder_steps, "decoder steps")
+            if not 1 <= num <= MAX_VARIATIONS:
+                raise ValueError(f"number of images must be from 1 to {MAX_VARIATIONS}, got {num}")
+            if not 1 <= decoder_steps <= MAX_STEPS:
+                raise ValueError(f"decoder steps must be from 1 to {MAX_STEPS}, got {decoder_steps}")
+            prompt = (prompt or "").strip()
+            guided = bool(prompt) and float(mix) > 0
+            models.require([MODEL, *common.sr_stages(size), *(["prior", "clip"] if guided else [])])
+            if not image:
+                raise ValueError("upload an image or pick an example first")
+            x = pil_to_tensor(open_image(image))
+            progress(None, desc=f"decoding {num} variations")
+            result = cascade.variations(models.set, x, num=num, seed=seed, size=size, prompt=prompt or None,
+                                        mix=float(mix), decoder_steps=decoder_steps)
+            images = tensor_to_pil(result.final.cpu())
+            files = RequestFiles()
+            params = {**result.parameters, "image": Path(image).name}
+            seeds = result.parameters["seeds"]
+            paths = files.results(images, [{**params, "seed": s} for s in seeds],
+                                  [f"{Path(image).stem}-variation-seed{s}" for s in seeds])
+            strip = files.image(grid(images, columns=num))
+            return strip, [(p, f"seed {s}") for p, s in zip(paths, seeds)], params
+
+    return variations
+
+
 def build(models: Models) -> None:
     """The tab's layout and wiring (inside the caller's gr.Tab)."""
     loaded = load_directions(models)
@@ -290,6 +342,27 @@ def build(models: Models) -> None:
         interpolate_button.click(interpolate_fn, inputs=[image, image_b, n_frames, steps],
                                  outputs=[interp_strip, interp_gallery, parameters], api_name="interpolate",
                                  concurrency_id="device", show_progress_on=[interp_strip])
+    with gr.Tab("Variations"):
+        gr.Markdown("The image's semantic code decoded with fresh noise: the same emoji, new details "
+                    "(DALL-E 2's image variations). With a prompt and a mix above 0 the code first moves "
+                    "towards the semantic prior's code for the prompt.")
+        with gr.Row():
+            var_num = gr.Slider(1, MAX_VARIATIONS, value=4, step=1, precision=0, label="Number of variations")
+            var_size = gr.Radio([32, 64, 128], value=128, label="Final size")
+            var_seed, _ = common.seed_input()
+        with gr.Row():
+            var_prompt = gr.Textbox("", label="Prompt (optional)", placeholder="e.g. red apple")
+            var_mix = gr.Slider(0, 1, value=0.0, step=0.05, label="Mix towards the prompt",
+                                info="0 = the image's own code, 1 = the prompt's")
+        var_button = gr.Button("Make variations", variant="primary")
+        var_strip = gr.Image(label="Variations (strip)", format="png", interactive=False,
+                             elem_classes=[common.PIXELATED])
+        var_gallery = gr.Gallery(label="Variations (PNG with parameters)", columns=MAX_VARIATIONS, height="auto",
+                                 format="png", object_fit="contain", elem_classes=[common.PIXELATED])
+        var_button.click(make_variations_fn(models),
+                         inputs=[image, var_num, var_seed, var_size, var_prompt, var_mix, steps],
+                         outputs=[var_strip, var_gallery, parameters], api_name="variations",
+                         concurrency_id="device", show_progress_on=[var_strip])
     gr.api(attributes_fn, api_name="attributes", queue=False)
 
 

@@ -14,6 +14,7 @@ from core.cascade import SIZES, generate
 from core.images import tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
 from core.samplers import SAMPLERS
+from core.semantic import DECODER_STEPS
 from demos.common import (Job, Models, RequestFiles, StageProgress, as_int, gpu, preview, sr_stages,
                           user_errors)
 
@@ -27,13 +28,15 @@ def make_fns(models: Models):
 
     def classes() -> list[str]:
         """The class labels (emoji subgroups) the class-conditional model knows."""
-        if models.unavailable(["class_base"]):
-            return []
-        return models.set.classes()
+        for name in ("class_base", "prior"):
+            if not models.unavailable([name]):
+                return list(models.set.get(name).config.classes)
+        return []
 
     @gpu
     def class_conditional(label: str, guidance: float, sampler: str, steps: int, seed: int, num_images: int,
-                          size: int, dynamic_thresholding: bool, progress=gr.Progress()):
+                          size: int, dynamic_thresholding: bool, base_model: str = "semantic",
+                          decoder_steps: int = DECODER_STEPS, progress=gr.Progress()):
         """Sample a grid of emoji of one class (an emoji subgroup, see /classes).
 
         Args:
@@ -46,21 +49,27 @@ def make_fns(models: Models):
             size: final size 32, 64 or 128 (64 and 128 go through the super-resolution stages).
             dynamic_thresholding: static clipping of the base stage's x0 to [-1, 1] (the default
                 thresholding; see core.pipeline.StageSettings).
+            base_model: "semantic" (a diffusion prior picks DiffAE's semantic code for the label,
+                the DiffAE decoder draws it) or "pixel" (the class-conditional UNet).
+            decoder_steps: DDIM steps of the DiffAE decoder (semantic base).
         Returns:
             the grid of predicted x0 (live) then of the samples, the PNGs (with their parameters)
             and the parameters.
         """
         with user_errors():
             size, seed, num = as_int(size, "size"), as_int(seed, "seed"), as_int(num_images, "number of images")
-            models.require(["class_base", *sr_stages(size)])
+            decoder_steps = as_int(decoder_steps, "decoder steps")
+            models.require([*models.base_needs(base_model, text=False), *sr_stages(size)])
             if not label:
                 raise ValueError("choose a class")
             base = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=float(guidance),
                                  threshold=BASE_DEFAULTS.threshold if dynamic_thresholding else None)
             sr = dataclasses.replace(SR_DEFAULTS, sampler=sampler)
             job = Job(lambda callback: generate(models.set, label=label, num=num, seed=seed, size=size,
-                                                base=base, sr=(sr, sr), callback=callback))
-            bar = StageProgress(progress, {r: (base.steps if r == 32 else sr.steps) for r in SIZES if r <= size},
+                                                base=base, sr=(sr, sr), callback=callback, base_model=base_model,
+                                                decoder_steps=decoder_steps))
+            base_steps = decoder_steps if base_model == "semantic" else base.steps   # the decoder reports progress
+            bar = StageProgress(progress, {r: (base_steps if r == 32 else sr.steps) for r in SIZES if r <= size},
                                 STAGE_LABELS)
             files, first = RequestFiles(), True
             for info in job:
@@ -83,13 +92,15 @@ def build(models: Models) -> None:
     """The tab's layout and wiring (inside the caller's gr.Tab)."""
     run, list_classes = make_fns(models)
     status = models.status_markdown(
-        ["class_base", "sr64", "sr128"],
-        "This tab cannot generate until it is present." if models.unavailable(["class_base"])
+        ["class_base", "prior", "diffae", "sr64", "sr128"],
+        "This tab cannot generate until one base is present." if not list_classes()
         else "Final sizes that need them show an error; size 32 works.")
     if status:
         gr.Markdown(status)
-    gr.Markdown("One model, conditioned on a class label (an emoji subgroup) instead of text; guidance "
-                "compares it with the null label. Sizes above 32 add the super-resolution stages.")
+    gr.Markdown("Generation conditioned on a class label (an emoji subgroup) instead of text; guidance "
+                "compares it with the null label. The **semantic** base samples DiffAE's semantic code for the "
+                "label with a diffusion prior and decodes it; the **pixel** base is one label-conditioned UNet. "
+                "Sizes above 32 add the super-resolution stages.")
     names = list_classes()
     choices = common.class_labels(names)
     with gr.Row():
@@ -106,7 +117,8 @@ def build(models: Models) -> None:
             with gr.Row(equal_height=True):
                 seed, _ = common.seed_input()
                 num = gr.Slider(1, 16, value=8, step=1, precision=0, label="Number of samples", scale=3)
-            thresholding = gr.Checkbox(value=True, label="Clip x0 to [-1, 1] (thresholding)")
+            thresholding = gr.Checkbox(value=True, label="Clip x0 to [-1, 1] (thresholding, pixel base)")
+            base_model, decoder_steps = common.base_inputs(models, text=False)
             button = gr.Button("Generate", variant="primary")
             examples = [c for c in PREFERRED_EXAMPLES if c in names] or names[:3]
             if examples:
@@ -118,7 +130,8 @@ def build(models: Models) -> None:
                                  object_fit="contain", elem_classes=[common.PIXELATED])
             with gr.Accordion("Parameters", open=False):
                 parameters = gr.JSON(label="Parameters")
-    button.click(run, inputs=[label, guidance, sampler, steps, seed, num, size, thresholding],
+    button.click(run, inputs=[label, guidance, sampler, steps, seed, num, size, thresholding, base_model,
+                              decoder_steps],
                  outputs=[grid, gallery, parameters], api_name="class_conditional", concurrency_id="device",
                  show_progress_on=[gallery])  # the bar covers the gallery; the live grid stays visible
     gr.api(list_classes, api_name="classes", queue=False)

@@ -31,9 +31,12 @@ from PIL import Image, ImageDraw
 from core.cascade import ModelSet
 from core.checkpoints import CheckpointError
 from core.images import save_png, tensor_to_pil
+from core.semantic import DECODER_STEPS
 
-MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae")
+MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "prior")
 SR_MODELS = {64: "sr64", 128: "sr128"}
+BASE_CHOICES = {"semantic: prior over DiffAE's code → DiffAE decoder": "semantic",
+                "pixel: a 32×32 UNet on pixels": "pixel"}
 WORK_DIR = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "diffusion-hub"
 OUTPUT_DIR = WORK_DIR / "outputs"
 EXAMPLE_DIR = WORK_DIR / "examples"
@@ -109,6 +112,19 @@ class Models:
         self.require([name])
         return self.set.get(name)
 
+    def base_needs(self, base_model: str, text: bool) -> list[str]:
+        """The models the 32 px base `base_model` (pixel / semantic) needs, for text or labels."""
+        if base_model not in BASE_CHOICES.values():
+            raise gr.Error(f"base must be one of {', '.join(BASE_CHOICES.values())}; got {base_model!r}",
+                           title="Invalid input")
+        if base_model == "semantic":
+            return ["prior", "diffae"] + (["clip"] if text else [])
+        return ["text_base", self.text_encoder_name()] if text else ["class_base"]
+
+    def default_base(self, text: bool) -> str:
+        """semantic when its models loaded (it draws recognisable emoji far more often), else pixel."""
+        return "pixel" if self.unavailable(self.base_needs("semantic", text)) else "semantic"
+
     def status_markdown(self, names: Sequence[str], consequence: str = "") -> str:
         """A warning for the top of a tab listing its unavailable models ('' when all are there)."""
         missing = self.unavailable(names)
@@ -124,6 +140,16 @@ class Models:
         if self.errors:
             text += "; unavailable " + ", ".join(sorted(self.errors))
         return text
+
+
+def base_inputs(models: "Models", text: bool):
+    """The base-model choice and the DiffAE decoder's steps (used by the semantic base)."""
+    base_model = gr.Radio(list(BASE_CHOICES.items()), value=models.default_base(text), label="Base model (32×32)",
+                          info="semantic: a diffusion prior picks DiffAE's semantic code, its decoder draws it "
+                               "(DALL-E 2's two stages); pixel: one UNet draws the pixels")
+    decoder_steps = gr.Slider(1, 100, value=DECODER_STEPS, step=1, precision=0, label="Decoder steps (semantic)",
+                              info="DDIM steps of the DiffAE decoder; 'Steps' are the prior's")
+    return base_model, decoder_steps
 
 
 def sr_stages(size: int) -> list[str]:

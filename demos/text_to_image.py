@@ -1,4 +1,5 @@
-"""Tab: text to image through the pixel-space cascade (base 32 -> SR 64 -> SR 128).
+"""Tab: text to image through the cascade (base 32 -> SR 64 -> SR 128); the 32 px base is the
+semantic one (prior over DiffAE's code -> DiffAE decoder) or the pixel UNet.
 
 Run alone: `python -m demos.text_to_image [app.py flags]`.
 """
@@ -12,6 +13,7 @@ from core.cascade import SIZES, generate
 from core.images import tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
 from core.samplers import SAMPLERS
+from core.semantic import DECODER_STEPS
 from demos import deepfloyd_if
 from demos.common import (Job, Models, RequestFiles, StageProgress, as_int, gpu, preview, sr_stages,
                           user_errors)
@@ -29,7 +31,8 @@ def make_fn(models: Models):
     def text_to_image(prompt: str, negative_prompt: str, guidance: float, sampler: str, steps: int, seed: int,
                       num_images: int, size: int, dynamic_thresholding: bool, threshold: float, eta: float,
                       sr64_steps: int, sr64_noise: int, sr128_steps: int, sr128_noise: int,
-                      threshold_max: float = BASE_DEFAULTS.threshold_max, progress=gr.Progress()):
+                      threshold_max: float = BASE_DEFAULTS.threshold_max, base_model: str = "semantic",
+                      decoder_steps: int = DECODER_STEPS, progress=gr.Progress()):
         """Generate emoji from a text prompt through the cascade, streaming the predicted x0.
 
         Args:
@@ -50,13 +53,18 @@ def make_fn(models: Models):
             sr128_noise: noise-augmentation level (0-999) of the 128 stage's low-res input.
             threshold_max: cap of the thresholding scale s: 1 = static clipping to [-1, 1],
                 larger = Imagen's dynamic thresholding.
+            base_model: "semantic" (a diffusion prior picks DiffAE's semantic code for the prompt,
+                the DiffAE decoder draws it; guidance, sampler and steps are the prior's) or "pixel"
+                (the text-conditioned UNet).
+            decoder_steps: DDIM steps of the DiffAE decoder (semantic base).
         Returns:
             the first image at 32, 64 and 128 (None past `size`), the final PNGs (with their
             parameters) and the parameters.
         """
         with user_errors():
             size, seed, num = as_int(size, "size"), as_int(seed, "seed"), as_int(num_images, "number of images")
-            models.require(["text_base", models.text_encoder_name(), *sr_stages(size)])
+            decoder_steps = as_int(decoder_steps, "decoder steps")
+            models.require([*models.base_needs(base_model, text=True), *sr_stages(size)])
             base = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=float(guidance),
                                  eta=float(eta) if sampler == "ddim" else 0.0,
                                  threshold=float(threshold) if dynamic_thresholding else None,
@@ -66,8 +74,10 @@ def make_fn(models: Models):
                        for s, n in ((sr64_steps, sr64_noise), (sr128_steps, sr128_noise)))
             files = RequestFiles()
             job = Job(lambda callback: generate(models.set, prompt=prompt or "", negative_prompt=negative_prompt or "",
-                                                num=num, seed=seed, size=size, base=base, sr=sr, callback=callback))
-            steps_per_stage = {32: base.steps, 64: sr[0].steps, 128: sr[1].steps}
+                                                num=num, seed=seed, size=size, base=base, sr=sr, callback=callback,
+                                                base_model=base_model, decoder_steps=decoder_steps))
+            base_steps = decoder_steps if base_model == "semantic" else base.steps   # the decoder reports progress
+            steps_per_stage = {32: base_steps, 64: sr[0].steps, 128: sr[1].steps}
             bar = StageProgress(progress, {r: n for r, n in steps_per_stage.items() if r <= size}, STAGE_LABELS)
             first = True
             for info in job:
@@ -92,9 +102,10 @@ def make_fn(models: Models):
 def build(models: Models) -> None:
     """The tab's layout and wiring (inside the caller's gr.Tab)."""
     encoder = models.text_encoder_name()
-    missing_base = models.unavailable(["text_base", encoder])
+    missing_base = (models.unavailable(["text_base", encoder])
+                    and models.unavailable(models.base_needs("semantic", text=True)))
     status = models.status_markdown(
-        ["text_base", encoder, "sr64", "sr128"],
+        sorted({"text_base", encoder, "prior", "diffae", "sr64", "sr128"}),
         "This tab cannot generate until they are present." if missing_base
         else "Final sizes that need them show an error; smaller sizes work.")
     if status:
@@ -103,7 +114,9 @@ def build(models: Models) -> None:
     gr.Markdown("**Model sets**\n"
                 f"- 🙂 **Emoji (embedded)**: {emoji_state}; small models trained here on the Noto Color Emoji art\n"
                 + (deepfloyd_if.status_line(models) or "- DeepFloyd IF: not offered (started with --deepfloyd none)"))
-    gr.Markdown("A small text-conditioned model draws a 32×32 emoji with classifier-free guidance; two "
+    gr.Markdown("A 32×32 emoji is drawn from the prompt with classifier-free guidance, by one of two bases: "
+                "**semantic** (a diffusion prior turns the text into DiffAE's semantic code, the DiffAE decoder "
+                "draws that code, as DALL-E 2's prior and decoder) or **pixel** (a text-conditioned UNet). Two "
                 "super-resolution models then upsample it to 64 and 128 (a cascade, as in Imagen). "
                 "Each stage's predicted image is shown as it denoises.")
     with gr.Row():
@@ -123,6 +136,7 @@ def build(models: Models) -> None:
             thresholding = gr.Checkbox(value=True, label="Thresholding of x0",
                                        info="keeps high guidance from saturating the image; static clipping "
                                             "unless the cap below is raised (Imagen's dynamic thresholding)")
+            base_model, decoder_steps = common.base_inputs(models, text=True)
             with gr.Accordion("Advanced: per-stage settings", open=False):
                 gr.Markdown("Guidance applies to the base stage: the super-resolution stages are conditioned "
                             "on the low-resolution image only (as in Cascaded Diffusion Models), so they have "
@@ -159,7 +173,7 @@ def build(models: Models) -> None:
                 parameters = gr.JSON(label="Parameters")
     gr.on([button.click, prompt.submit], make_fn(models),
           inputs=[prompt, negative, guidance, sampler, steps, seed, num, size, thresholding, threshold, eta,
-                  sr64_steps, sr64_noise, sr128_steps, sr128_noise, threshold_max],
+                  sr64_steps, sr64_noise, sr128_steps, sr128_noise, threshold_max, base_model, decoder_steps],
           outputs=[*stage_images, gallery, parameters], api_name="text_to_image", concurrency_id="device",
           show_progress_on=[gallery])  # the bar covers the gallery; the stages' previews stay visible
     if models.deepfloyd is not None:

@@ -205,6 +205,31 @@ def test_upscale_2x_and_non_square(client, tmp_path):
     rgb_png(result, 128)
 
 
+def test_both_bases_from_the_text_and_class_tabs(client, tiny_checkpoints):
+    """The tabs default to the semantic base (prior -> DiffAE decoder) when it is there, offer the
+    pixel base, and draw what core draws with the same settings."""
+    import torch
+
+    from core.cascade import ModelSet, generate
+    from core.images import open_image, pil_to_tensor
+    from core.pipeline import StageSettings
+
+    s32, _, _, gallery, parameters = text_to_image(client, prompt="red apple", size=32, num_images=1, seed=2,
+                                                   decoder_steps=3)
+    assert parameters["base_model"] == "semantic" and parameters["decoder_steps"] == 3
+    ours = generate(ModelSet(tiny_checkpoints, "cpu"), prompt="red apple", size=32, seed=2, base_model="semantic",
+                    decoder_steps=3, base=StageSettings(steps=2))
+    served = pil_to_tensor(open_image(gallery[0]["image"]))
+    assert (served - ours.final).abs().max() <= 2 / 127.5   # the same image, up to 8-bit rounding
+    *_, pixel_params = text_to_image(client, prompt="red apple", size=32, num_images=1, seed=2, base_model="pixel")
+    assert pixel_params["base_model"] == "pixel" and "decoder_steps" not in pixel_params
+    _, gallery, parameters = client.predict(label="cat-face", steps=2, num_images=2, size=32, base_model="semantic",
+                                            decoder_steps=2, api_name="/class_conditional")
+    assert parameters["base_model"] == "semantic" and len(gallery) == 2
+    assert read_parameters(rgb_png(gallery[1]["image"], 32))["label"] == "cat-face"
+    assert not torch.equal(pil_to_tensor(open_image(gallery[0]["image"])), served)
+
+
 # ---- bad input: a clear error, and the server keeps serving ---------------------------------------
 BAD_TEXT = {
     "empty prompt": (dict(prompt=""), "prompt is empty"),
@@ -217,6 +242,8 @@ BAD_TEXT = {
     "noise level 5000": (dict(sr64_noise=5000), "greater than maximum value 999"),
     "unknown sampler": (dict(sampler="plms"), "not in the list of choices"),
     "unknown size": (dict(size=256), "not in the list of choices"),
+    "unknown base": (dict(base_model="latent"), "not in the list of choices"),
+    "decoder steps 0": (dict(decoder_steps=0), "less than minimum value 1"),
 }
 
 

@@ -69,6 +69,7 @@ def test_new_endpoints_are_named(client):
         "/edit_sweep": ["image", "attribute", "max_strength", "frames", "steps"],
         "/interpolate": ["image_a", "image_b", "frames", "steps"],
         "/attributes": [],
+        "/variations": ["image", "num_images", "seed", "size", "prompt", "mix", "decoder_steps"],
     }
     for name, params in expected.items():
         assert name in named, sorted(named)
@@ -155,6 +156,24 @@ def test_edit_sweep(client, tmp_path):
     assert [f["caption"] for f in frames] == ["-3", "-2", "-1", "+0", "+1", "+2", "+3"]
     for f in frames:
         rgb_png(f["image"], DIFFAE_RES)
+
+
+def test_variations(client, tmp_path):
+    path = handle(photo(tmp_path))
+    strip, items, params = client.predict(image=path, num_images=3, seed=4, size=64, decoder_steps=STEPS,
+                                          api_name="/variations")
+    with Image.open(strip) as im:
+        assert im.size == (3 * 64, 64)
+    assert [i["caption"] for i in items] == ["seed 4", "seed 5", "seed 6"]
+    stored = read_parameters(rgb_png(items[0]["image"], 64))
+    assert stored["command"] == "variations" and stored["seed"] == 4 and stored["mix"] == 0.0
+    assert not np.array_equal(pixels(items[0]["image"]), pixels(items[1]["image"]))   # fresh noise per seed
+    _, items, params = client.predict(image=path, num_images=1, seed=4, size=32, prompt="red apple", mix=0.5,
+                                      decoder_steps=STEPS, api_name="/variations")
+    assert params["prompt"] == "red apple" and params["mix"] == 0.5
+    from gradio_client.exceptions import AppError
+    with pytest.raises(AppError, match="number of images must be from 1 to 8|greater than maximum value 8"):
+        client.predict(image=path, num_images=20, seed=0, size=32, api_name="/variations")
 
 
 def test_interpolate(client, tmp_path):
