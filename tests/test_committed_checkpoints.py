@@ -72,3 +72,19 @@ def test_diffae(models):
     assert torch.isfinite(reconstruct(model, x, steps=2)).all()
     out = edit(model, directions, x, "dark-skin", 1.0, steps=2)
     assert out.shape == x.shape and torch.isfinite(out).all()
+
+
+@pytest.mark.skipif(not committed("prior"), reason="no committed prior")
+def test_prior_fits_the_committed_diffae_and_clip(models):
+    """The prior models the committed DiffAE's codes (its statistics are those of the train-split
+    codes) and reads the committed CLIP's pooled embedding; the semantic base generates."""
+    prior, diffae = models.get("prior"), models.get("diffae")
+    assert prior.config.dim == diffae.config.semantic_dim
+    assert prior.config.text_dim == models.get(prior.config.text_encoder).pooled_width
+    assert prior.config.classes == models.classes()
+    out = generate(models, prompt="red apple", size=32, base=FAST, base_model="semantic", decoder_steps=2).final
+    assert out.shape == (1, 3, 32, 32) and torch.isfinite(out).all()
+    x = torch.ones(1, 3, diffae.resolution, diffae.resolution)   # a blank white emoji's code is in range
+    from core.diffae import semantic_code
+    zn = prior.normalise(semantic_code(diffae, x))
+    assert zn.abs().max() < 50
