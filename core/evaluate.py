@@ -3,6 +3,7 @@
     python -m core.evaluate [--checkpoints DIR] [--models text_base,class_base,sr64,sr128]
                             [--n N] [--n-sr M] [--steps S] [--guidance 1,3,5] [--device auto|cpu|cuda]
                             [--json OUT] [--classifiers DIR] [--classifier-steps K] [--seed N]
+                            [--judge DIR] [--judge-n N] [--grid-dir DIR]
 
 What it measures (every sample seeded: image i of a selection uses seed ``seed + i``, the same
 seeds at every guidance scale, so a sweep compares like with like):
@@ -26,6 +27,15 @@ seeds at every guidance scale, so a sweep compares like with like):
   Ravuri & Vinyals (2019), used by CDM, instead trains a classifier on generated images and
   tests it on real ones, which needs far more samples than a CPU run can make.
 - a guidance sweep (default 1, 3, 5) for both bases;
+- **the judge** (``checkpoints/judge``, :mod:`core.judge`), an evaluation a coloured blob
+  cannot pass: each base, at its default sampling settings, through
+  :func:`core.scorecard.scorecard` (text: names of training emoji in and outside People &
+  Body, and held-out names; labels: People & Body subgroups and the others; ``--judge-n`` per
+  split): recognisability (accepted as an emoji AND of the subgroup asked), retrieval@5 (the
+  asked emoji's design among the 5 real emoji nearest in the judge's features) and FD(judge),
+  beside real renders and real images blurred to 16 px; the old CLIP score and CAS of the
+  same images beside them. ``--grid-dir`` also writes labelled grids of fixed prompts and
+  classes, the judge's verdict under each cell;
 - **SR stages** (sr64: 32->64, sr128: 64->128) on the first ``--n-sr`` (default 16) of the
   N held-out emoji (PSNR and SSIM are per-image averages, so few images suffice, and sr128 is
   slow on a CPU), from the real held-out low-res image
@@ -401,6 +411,55 @@ def _timing_section(models) -> dict:
             "device": str(models.device), "threads": torch.get_num_threads()}
 
 
+def _old_figures(card, kind, embedder, classifiers) -> dict:
+    """The old measures on the scorecard's own images: CLIP score (text) and the clean-emoji
+    subgroup classifier's accuracy against the asked subgroup (CAS), per split and image set."""
+    clf = classifiers.get("subgroup") if classifiers else None
+    old: dict = {}
+    for split, sets in card.images.items():
+        for row, images in sets.items():
+            if embedder is not None and kind == "text":
+                old.setdefault("CLIP score", {}).setdefault(split, {})[row] = _mean(
+                    embedder.clip_score(images, card.asked[split]).cpu())
+            if clf is not None:
+                want = torch.tensor([clf.index(s) for s in card.subgroups[split]])
+                old.setdefault("CAS", {}).setdefault(split, {})[row] = clf.accuracy(images, want)
+    return old
+
+
+def _judge_section(models, judge, embedder, classifiers, data, args, names, log) -> dict:
+    """Each selected base scored by the judge (:mod:`core.scorecard`) at its default sampling
+    settings (``--steps`` applies), the old measures on the same images beside, and the fixed grids."""
+    from core.pipeline import BASE_DEFAULTS
+    from core.scorecard import base_sampler, fixed_grid, scorecard
+
+    settings = _stage_settings(BASE_DEFAULTS, args["steps"])
+    out: dict = {"n": args["judge_n"], "guidance": settings.guidance, "steps": settings.steps,
+                 "sampler": settings.sampler}
+    for name in names:
+        kind = "text" if name == "text_base" else "label"
+        sample = base_sampler(models, kind, settings, batch=args["batch"])
+        log(f"  judge: {name}")
+        try:
+            card = scorecard(sample, kind, judge, data, n=args["judge_n"], seed=args["seed"],
+                             classes=models.classes() if kind == "label" else None, log=log)
+        except Exception as e:  # a broken checkpoint must not hide the other sections
+            if isinstance(e, (KeyboardInterrupt, MemoryError)):
+                raise
+            out[name] = {"skipped": f"{name}: failed ({type(e).__name__}: {e})"}
+            continue
+        res = dict(card.results)
+        res["old"] = _old_figures(card, kind, embedder, classifiers)
+        if args.get("grid_dir"):
+            from core.scorecard import GRID_CLASSES, GRID_PROMPTS
+            items = GRID_PROMPTS if kind == "text" else [c for c in GRID_CLASSES if c in models.classes()]
+            res["grid"] = fixed_grid(sample, kind, judge, Path(args["grid_dir"]) / name / "grid.png", data,
+                                     items=items)
+            log(f"  wrote {res['grid']['path']}")
+        out[name] = res
+    return out
+
+
 # --------------------------------------------------------------------------- driver
 
 
@@ -409,8 +468,15 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
              n_sr: int | None = DEFAULT_N_SR,
              seed: int = 0, classifiers: str | os.PathLike | None = None, classifier_settings=None,
              clip: str | os.PathLike | None = None, timing: bool = True, batch: int = 32, data=None,
+             judge: str | os.PathLike | None = None, judge_n: int | None = None,
+             grid_dir: str | os.PathLike | None = None,
              log: Callable[[str], None] | None = None) -> dict:
     """Run every section; returns a JSON-ready dict (see :func:`format_report`).
+
+    ``judge`` is the judge folder (default ``<checkpoints>/judge``; :mod:`core.judge`), which
+    scores the bases with :func:`core.scorecard.scorecard` on ``judge_n`` samples per split
+    (default ``n``); ``grid_dir``: also write the labelled grids of the fixed prompts and classes
+    to ``grid_dir/<model>/grid.png``.
 
     ``classifiers`` is the classifier cache folder (default ``~/.cache/diffusion-hub/classifiers``),
     ``classifier_settings`` a :class:`core.classifiers.ClassifierSettings` (tiny ones for tests);
@@ -440,8 +506,10 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
     if n_sr is not None and (not isinstance(n_sr, int) or n_sr < 1):
         raise ValueError(f"n_sr must be a positive integer, got {n_sr!r}")
     n_sr = n if n_sr is None else min(n_sr, n)
+    if judge_n is not None and (not isinstance(judge_n, int) or judge_n < 2):
+        raise ValueError(f"judge_n must be an integer >= 2, got {judge_n!r}")
     args = {"n": n, "n_sr": n_sr, "steps": steps, "guidance": guidance, "seed": seed,
-            "batch": max(1, int(batch))}
+            "batch": max(1, int(batch)), "judge_n": judge_n or max(n, 2), "grid_dir": grid_dir}
     results: dict = {
         "settings": {"checkpoints": str(root), "models": list(models), "n": n, "n_sr": n_sr, "steps": steps,
                      "guidance": guidance, "seed": seed, "device": str(ms.device),
@@ -494,6 +562,20 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
                 raise
             results["skipped"][name] = f"{name}: failed ({type(e).__name__}: {e})"
             log(results["skipped"][name])
+
+    bases = [m for m in ("text_base", "class_base") if m in models and present(m) and m in results]
+    if bases:
+        from core.judge import Judge, JudgeError
+        judge_folder = Path(judge) if judge else root / "judge"
+        try:
+            the_judge = Judge.load(judge_folder, ms.device).set_reference(data)
+        except (JudgeError, OSError) as e:
+            results["skipped"]["judge"] = f"judge: skipped ({e})"
+            log(results["skipped"]["judge"])
+        else:
+            log("judge:")
+            results["judge"] = {"folder": str(judge_folder),
+                                **_judge_section(ms, the_judge, embedder, clfs, data, args, bases, log)}
 
     if timing:
         need = ("text_base", "sr64", "sr128")
@@ -608,6 +690,8 @@ def format_report(results: dict) -> str:
         L += [results.get("class_base", {}).get("skipped")
               or skipped.get("class_base", "class_base: not selected"), ""]
 
+    L += _judge_report(results)
+
     L += ["## Super-resolution stages", "",
           "From the real held-out low-res image (area-downsampled); PSNR (dB, on [0,1]) and SSIM against "
           "the real high-res image, averaged over images. SSIM: 11x11 Gaussian window (sigma 1.5), "
@@ -641,6 +725,37 @@ def format_report(results: dict) -> str:
     return "\n".join(L)
 
 
+def _judge_report(results: dict) -> list[str]:
+    from core.scorecard import format_scorecard
+
+    L = ["## Judge: recognisability, retrieval, FD in the judge's features", ""]
+    if "judge" not in results:
+        return L + [results.get("skipped", {}).get("judge", "judge: not run (no base selected)"), ""]
+    j = results["judge"]
+    L += [f"Judge `{j['folder']}`; samples at the bases' defaults ({j['sampler']}, {j['steps']} steps, guidance = "
+          f"{_f(j['guidance'], 1)}), N = {j['n']} per split, seeds from the run's seed. Recognisable = accepted "
+          "as an emoji and of the subgroup asked; vs real = that share over the real renders' share; "
+          "retrieval@5 = the asked design is among the 5 real emoji nearest in the judge's features (a real "
+          "render finds itself: the blurred row is the reference); FD(judge) to all real emoji of the "
+          "split's population (compare at equal N). The (old) columns are the old measures on the same "
+          "images: CLIP score with the CLIP that conditions the text base, and CAS, the subgroup "
+          "classifier trained on clean emoji only.", ""]
+    for name in ("text_base", "class_base"):
+        if name not in j:
+            continue
+        r = j[name]
+        L += [f"### {name}", ""]
+        if "skipped" in r:
+            L += [r["skipped"], ""]
+            continue
+        L += format_scorecard(r, r.get("old"))
+        L.append("")
+        if "grid" in r:
+            g = r["grid"]
+            L += [f"Grid `{g['path']}`: the judge recognises {_f(g.get('recognised'), 2)} of its cells.", ""]
+    return L
+
+
 def _json_safe(obj):
     if isinstance(obj, float) and not math.isfinite(obj):
         return None if math.isnan(obj) else ("inf" if obj > 0 else "-inf")
@@ -672,6 +787,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--classifier-steps", type=int, help="train the classifiers with this many steps instead of "
                    "the default (a quick check; cached beside the default ones, never replacing them)")
     p.add_argument("--no-timing", action="store_true", help="skip the cascade timing")
+    p.add_argument("--judge", help="judge folder (default <checkpoints>/judge)")
+    p.add_argument("--judge-n", type=int, help="samples per split for the judge's scorecard (default --n)")
+    p.add_argument("--grid-dir", help="also write the labelled grids of the fixed prompts and classes to "
+                   "GRID_DIR/<model>/grid.png")
     p.add_argument("--threads", type=int, help="torch threads")
     args = p.parse_args(argv)
     if args.threads:
@@ -682,7 +801,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         results = evaluate(args.checkpoints, models=models, n=args.n, n_sr=args.n_sr, steps=args.steps,
                            guidance=args.guidance, device=args.device, seed=args.seed, classifiers=args.classifiers,
                            classifier_settings=clf_settings, clip=args.clip, timing=not args.no_timing,
-                           batch=args.batch, log=lambda s: print(s, file=sys.stderr, flush=True))
+                           batch=args.batch, judge=args.judge, judge_n=args.judge_n, grid_dir=args.grid_dir,
+                           log=lambda s: print(s, file=sys.stderr, flush=True))
     except (ValueError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

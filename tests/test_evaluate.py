@@ -150,10 +150,14 @@ def test_classifier_any_resolution_and_cache(data, tmp_path):
 # --------------------------------------------------------------------------- end to end
 
 @pytest.fixture(scope="module")
-def cli_run(tiny_checkpoints, tmp_path_factory):
+def cli_run(tiny_checkpoints, tmp_path_factory, data):
+    from core.judge import JudgeSettings, train_judge
     out = tmp_path_factory.mktemp("eval")
+    judge = train_judge(data, JudgeSettings(steps=2, batch=4, width=4, max_train=16, poor=0), log=None)
+    judge.save(out / "judge", "# tiny judge\n")
     argv = ["--checkpoints", str(tiny_checkpoints), "--n", "2", "--steps", "2", "--device", "cpu",
-            "--classifiers", str(out / "classifiers"), "--classifier-steps", "2", "--json", str(out / "r.json")]
+            "--classifiers", str(out / "classifiers"), "--classifier-steps", "2", "--json", str(out / "r.json"),
+            "--judge", str(out / "judge"), "--grid-dir", str(out / "grids")]
     return argv, out
 
 
@@ -191,6 +195,17 @@ def test_cli_end_to_end_on_tiny_checkpoints(cli_run, shared_data, capsys):
         assert -1 <= r["model"]["ssim"] <= 1 and r["bicubic"]["psnr"] > 10
     assert results["timing"]["seconds"] > 0 and set(results["timing"]["stages"]) == {"32", "64", "128"}
     assert set(results["classifiers"]) == {"subgroup", "skin_tone", "gender"}
+    # the judge's scorecard of both bases, the old measures of the same images beside, the grids
+    assert "## Judge: recognisability, retrieval, FD" in report and "### text_base" in report
+    assert "CLIP score (old)" in report and "CAS (old)" in report and "real, blurred to 16 px and back" in report
+    j = results["judge"]
+    assert list(j["text_base"]["splits"]) == ["seen, People & Body", "seen, other", "held-out"]
+    assert list(j["class_base"]["splits"]) == ["People & Body subgroups", "other subgroups"]
+    row = j["text_base"]["splits"]["held-out"]["rows"]["samples"]
+    assert 0 <= row["recognisable"] <= min(row["accepted"], row["subgroup_as_asked"]) and row["fd_judge"] >= 0
+    assert set(j["text_base"]["old"]) == {"CLIP score", "CAS"} and set(j["class_base"]["old"]) == {"CAS"}
+    for name, cells in (("text_base", 24), ("class_base", 6)):  # the tiny class base knows 3 of the 12 classes
+        assert (out / "grids" / name / "grid.png").is_file() and len(j[name]["grid"]["cells"]) == cells
 
 
 def test_cli_is_seeded(cli_run, shared_data, capsys):
@@ -204,6 +219,8 @@ def test_cli_is_seeded(cli_run, shared_data, capsys):
     assert second["sr64"]["model"] == first["sr64"]["model"]
     report = capsys.readouterr().out
     assert "class_base: not selected" in report and "timing: not run" in report
+    rows = lambda r: {k: v["rows"] for k, v in r["judge"]["text_base"]["splits"].items()}  # noqa: E731
+    assert rows(second) == rows(first)
 
 
 def test_missing_models_are_skipped_with_a_line(tiny_checkpoints, shared_data, tmp_path, capsys):

@@ -1,0 +1,353 @@
+"""Score any generator with the judge (:mod:`core.judge`): recognisability, retrieval and
+FD(judge), each beside the same figures for real images; and labelled grids of fixed prompts.
+
+A generator is a sampling callable ``sample(asked, seeds) -> Tensor[B, 3, 32, 32]`` in
+[-1, 1], one image per (prompt or label, seed); the harness never asks which model or base
+drew them. :func:`base_sampler` makes one for the committed pixel bases,
+:func:`cascade_sampler` for anything :func:`core.cascade.generate` can draw.
+
+``scorecard(sample, "text", judge, data)`` samples, for each split (seeded draws of ``n``
+records):
+
+- ``seen, People & Body`` / ``seen, other``: names of training-split emoji, in and outside
+  People & Body;
+- ``held-out``: names of held-out emoji;
+
+and ``scorecard(sample, "label", judge, data, classes=...)`` samples labels (subgroups) in
+two splits, People & Body subgroups and the others, cycling through each split's subgroups in
+a seeded order. The prompt of an emoji is its lowercased name, with ", " for ": " ("woman
+dancing, dark skin tone"). Every split is scored on three sets of images: the samples, the
+real 32 px renders of the asked emoji (for a label: one real emoji of that subgroup, drawn
+with the seed), and the same real images blurred by a round trip through 16x16. Per set:
+
+- **accepted**: share the judge accepts as an emoji;
+- **subgroup as asked**: share whose top-1 subgroup is the asked one (the record's, or the label);
+- **recognisable**: both at once (:func:`core.judge.recognisability`);
+- **retrieval@k** (text only): the asked design is among the designs of the k real emoji
+  nearest in the judge's features (:func:`core.judge.retrieval`); real renders find themselves,
+  so the blurred row is the informative reference;
+- **FD(judge)**: Frechet distance in the judge's features to all real emoji of the split's
+  population (e.g. every training emoji outside People & Body); the real row is what a
+  perfect generator scores at this N (FD is biased upward at small N: compare at equal N).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Literal, Sequence
+
+import torch
+
+from core.judge import (RESOLUTION, Judge, feature_fd, is_people, recognisability, retrieval, round_trip)
+
+Sampler = Callable[[list, list], torch.Tensor]
+Kind = Literal["text", "label"]
+TEXT_SPLITS = ("seen, People & Body", "seen, other", "held-out")
+LABEL_SPLITS = ("People & Body subgroups", "other subgroups")
+ROWS = ("samples", "real", "real_16px")
+ROW_NAMES = {"samples": "samples", "real": "real renders (32 px)", "real_16px": "real, blurred to 16 px and back"}
+GRID_PROMPTS = ("heart", "red apple", "rocket", "cat face", "grinning face", "thumbs up", "pizza", "fire", "sun",
+                "car", "dog face", "star")
+# the emoji each fixed prompt names (for the judge's verdict under each cell)
+GRID_EMOJI = {"heart": "red heart", "car": "automobile"}
+GRID_CLASSES = ("cat-face", "food-prepared", "hand-fingers-open", "clothing", "animal-bird", "tool", "sport",
+                "face-smiling", "animal-mammal", "plant-flower", "transport-ground", "person-activity")
+
+
+def prompt_of(record) -> str:
+    """The prompt for an emoji: its lowercased name, "base, qualifier" for "base: qualifier"."""
+    return record.name.lower().replace(": ", ", ")
+
+
+def _seeded_prefix(items: Sequence, n: int, seed: int) -> list:
+    perm = torch.randperm(len(items), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [items[i] for i in perm[:n]]
+
+
+def text_splits(data, n: int, seed: int = 0) -> dict[str, list[int]]:
+    """{split: record indices}: n seeded draws (fewer if the split is smaller) per text split."""
+    train = data.indices("train").tolist()
+    pools = {TEXT_SPLITS[0]: [i for i in train if is_people(data.records[i])],
+             TEXT_SPLITS[1]: [i for i in train if not is_people(data.records[i])],
+             TEXT_SPLITS[2]: data.indices("heldout").tolist()}
+    return {name: _seeded_prefix(pool, n, seed + j) for j, (name, pool) in enumerate(pools.items())}
+
+
+def label_splits(data, classes: Sequence[str], n: int, seed: int = 0) -> dict[str, list[str]]:
+    """{split: n labels}: each split's subgroups (People & Body or not) in a seeded order, repeated to n."""
+    people = {r.subgroup for r in data.records if is_people(r)}
+    out = {}
+    for j, (name, pool) in enumerate(((LABEL_SPLITS[0], [c for c in classes if c in people]),
+                                      (LABEL_SPLITS[1], [c for c in classes if c not in people]))):
+        if pool:
+            order = _seeded_prefix(pool, len(pool), seed + j)
+            out[name] = [order[i % len(order)] for i in range(n)]
+    return out
+
+
+def _population(data, kind: Kind, split: str, asked: Sequence) -> list[int]:
+    """The real emoji a split's FD is measured against."""
+    if kind == "text":
+        if split == TEXT_SPLITS[2]:
+            return data.indices("heldout").tolist()
+        want = split == TEXT_SPLITS[0]
+        return [i for i in data.indices("train").tolist() if is_people(data.records[i]) == want]
+    subs = set(asked)
+    return [i for i, r in enumerate(data.records) if r.subgroup in subs]
+
+
+def _real_for_labels(data, labels: Sequence[str], seeds: Sequence[int]) -> list[int]:
+    by_sub: dict[str, list[int]] = {}
+    for i, r in enumerate(data.records):
+        by_sub.setdefault(r.subgroup, []).append(i)
+    return [by_sub[s][int(torch.randint(len(by_sub[s]), (1,), generator=torch.Generator().manual_seed(seed)))]
+            for s, seed in zip(labels, seeds)]
+
+
+def _check_images(images, n: int) -> torch.Tensor:
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] != n or images.shape[1] != 3:
+        shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+        raise ValueError(f"the sampler must return a [{n}, 3, H, W] tensor in [-1, 1], got {shape}")
+    return images.detach().float().cpu().clamp(-1, 1)
+
+
+@dataclass
+class Scorecard:
+    """``results`` (JSON-ready figures), and per split the ``asked`` prompts or labels, the
+    ``subgroups`` they ask for, the ``images`` [n,3,32,32] of every row (samples, real,
+    real_16px) and the per-sample ``flags`` (accepted, subgroup_as_asked, recognisable,
+    retrieval) of every row."""
+    results: dict
+    asked: dict[str, list[str]] = field(default_factory=dict)
+    subgroups: dict[str, list[str]] = field(default_factory=dict)
+    images: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
+    flags: dict[str, dict[str, dict[str, torch.Tensor]]] = field(default_factory=dict)
+
+
+def _mean(t: torch.Tensor) -> float:
+    return float(t.float().mean()) if t.numel() else float("nan")
+
+
+def score_images(judge: Judge, images: torch.Tensor, subgroups: Sequence[str],
+                 asked_records: Sequence[int] | None = None, k: int = 5) -> dict[str, torch.Tensor]:
+    """Per-sample flags of one image set: accepted, subgroup_as_asked, recognisable and (given the
+    asked records) retrieval."""
+    out = judge.outputs(images)
+    want = torch.tensor([judge.subgroup_index(s) for s in subgroups], dtype=torch.long)
+    flags = {"accepted": out["realism"] > judge.threshold, "subgroup_as_asked": out["subgroup"].argmax(1) == want}
+    flags["recognisable"] = recognisability(judge, images, subgroups)
+    if asked_records is not None:
+        flags["retrieval"] = retrieval(judge, images, asked_records, k)
+    return flags
+
+
+def scorecard(sample: Sampler, kind: Kind, judge: Judge, data=None, *, n: int = 64, seed: int = 0,
+              classes: Sequence[str] | None = None, k: int = 5,
+              log: Callable[[str], None] | None = None) -> Scorecard:
+    """Score a generator: ``sample(asked, seeds)`` is called once per split with n prompts
+    (``kind`` "text") or labels (``kind`` "label"; ``classes`` the labels it knows, default all
+    subgroups) and seeds ``seed .. seed + n - 1``. The judge's retrieval reference must be the
+    same data set (it is, by default)."""
+    from core.data import load_dataset
+
+    if kind not in ("text", "label"):
+        raise ValueError(f"kind must be 'text' or 'label', got {kind!r}")
+    if not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an integer >= 2 (FD needs two images), got {n!r}")
+    log = log or (lambda s: None)
+    data = data if data is not None else load_dataset()
+    t0 = time.perf_counter()
+    if kind == "text":
+        ref_data = judge.reference()[0]
+        if ref_data is not data and [r.name for r in ref_data.records] != [r.name for r in data.records]:
+            raise ValueError("the judge retrieves from another data set; call judge.set_reference(data) first")
+        records = text_splits(data, n, seed)
+        splits = {name: [prompt_of(data.records[i]) for i in idx] for name, idx in records.items()}
+    else:
+        known = [c for c in (classes if classes is not None else data.classes) if c in set(data.classes)]
+        splits = label_splits(data, known, n, seed)
+        records = {}
+    card = Scorecard(results={"kind": kind, "n": n, "k": k, "seed": seed, "splits": {}})
+    for name, asked in splits.items():
+        m = len(asked)
+        seeds = [seed + j for j in range(m)]
+        t = time.perf_counter()
+        samples = _check_images(sample(list(asked), seeds), m)
+        seconds = time.perf_counter() - t
+        if kind == "text":
+            real_idx = records[name]
+            subgroups = [data.records[i].subgroup for i in real_idx]
+        else:
+            real_idx = _real_for_labels(data, asked, seeds)
+            subgroups = list(asked)
+        real = data.images_at(RESOLUTION, real_idx)
+        sets = {"samples": samples, "real": real, "real_16px": round_trip(real, 16)}
+        pool = data.images_at(RESOLUTION, _population(data, kind, name, asked))
+        rows, flags = {}, {}
+        for row, x in sets.items():
+            f = score_images(judge, x, subgroups, real_idx if kind == "text" else None, k)
+            flags[row] = f
+            rows[row] = {key: _mean(v) for key, v in f.items()}
+            rows[row]["fd_judge"] = feature_fd(judge, x, pool)
+        card.results["splits"][name] = {"n": m, "examples": list(asked[:4]), "population": len(pool),
+                                        "sample_seconds": round(seconds, 2), "rows": rows}
+        card.asked[name], card.subgroups[name] = list(asked), subgroups
+        card.images[name], card.flags[name] = sets, flags
+        log(f"  {kind} / {name}: " + "; ".join(f"{r} recognisable {rows[r]['recognisable']:.3f}" for r in rows)
+            + f" ({seconds:.0f} s sampling)")
+    card.results["seconds"] = round(time.perf_counter() - t0, 1)
+    return card
+
+
+# --------------------------------------------------------------------------- samplers
+
+
+def base_sampler(models, kind: Kind, settings=None, batch: int = 32) -> Sampler:
+    """The committed pixel base of ``kind`` (text_base or class_base) at 32 px in batches: the
+    same images as ``core.cascade.generate(models, prompt=p or label=l, seed=s, size=32)``,
+    sample by sample (one noise stream per seed)."""
+    from core.pipeline import BASE_DEFAULTS, generate_class, generate_text
+
+    settings = settings or BASE_DEFAULTS
+
+    def sample(asked: list, seeds: list) -> torch.Tensor:
+        out = []
+        for s in range(0, len(asked), batch):
+            a, sd = list(asked[s:s + batch]), list(seeds[s:s + batch])
+            if kind == "text":
+                out.append(generate_text(models.get("text_base"), models.text_encoder(), a, "", sd, settings).cpu())
+            else:
+                out.append(generate_class(models.get("class_base"), a, sd, settings).cpu())
+        return torch.cat(out)
+    return sample
+
+
+def cascade_sampler(models, kind: Kind, **generate_kwargs) -> Sampler:
+    """Any base :func:`core.cascade.generate` offers, one call per sample at 32 px
+    (``generate_kwargs`` such as the base's settings pass through)."""
+    from core.cascade import generate
+
+    key = "prompt" if kind == "text" else "label"
+
+    def sample(asked: list, seeds: list) -> torch.Tensor:
+        return torch.cat([generate(models, **{key: a}, num=1, seed=int(s), size=32, **generate_kwargs).stages[32].cpu()
+                          for a, s in zip(asked, seeds)])
+    return sample
+
+
+# --------------------------------------------------------------------------- grids
+
+
+def _font(size: int):
+    from PIL import ImageFont
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def labelled_grid(images: torch.Tensor, labels: Sequence[str], path: str | Path, columns: int = 6,
+                  scale: int = 3) -> Path:
+    """A PNG of ``images`` ([-1, 1], [B,3,H,W]) in ``columns`` columns, each cell enlarged
+    ``scale`` times (nearest neighbour) with its label (lines split at "\\n") written under it."""
+    from PIL import Image, ImageDraw
+
+    if len(images) != len(labels):
+        raise ValueError(f"got {len(labels)} labels for {len(images)} images")
+    if len(images) == 0:
+        raise ValueError("no images to draw")
+    images = images.detach().float().cpu().clamp(-1, 1)
+    h, w = images.shape[-2:]
+    cw, ch = w * scale, h * scale
+    lines = max(len(str(lab).split("\n")) for lab in labels)
+    font = _font(11)
+    line_h, pad = 13, 4
+    cell_w, cell_h = cw + 2 * pad, ch + pad + lines * line_h + pad
+    rows = (len(images) + columns - 1) // columns
+    canvas = Image.new("RGB", (columns * cell_w, rows * cell_h), "white")
+    draw = ImageDraw.Draw(canvas)
+    arr = ((images + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
+    for i, (a, label) in enumerate(zip(arr, labels)):
+        r, c = divmod(i, columns)
+        x0, y0 = c * cell_w, r * cell_h
+        canvas.paste(Image.fromarray(a).resize((cw, ch), Image.NEAREST), (x0 + pad, y0 + pad))
+        for j, text in enumerate(str(label).split("\n")):
+            while text and draw.textlength(text, font=font) > cell_w - 2:
+                text = text[:-1]
+            tw = draw.textlength(text, font=font)
+            draw.text((x0 + (cell_w - tw) / 2, y0 + pad + ch + 2 + j * line_h), text, fill="black", font=font)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.png")
+    canvas.save(tmp)
+    tmp.replace(path)
+    return path
+
+
+def verdict(accepted: bool, subgroup_ok: bool) -> str:
+    return "recognised" if accepted and subgroup_ok else ("wrong subgroup" if accepted else "not an emoji")
+
+
+def fixed_grid(sample: Sampler, kind: Kind, judge: Judge | None, path: str | Path, data=None,
+               seeds: Sequence[int] = (0, 1), items: Sequence[str] | None = None) -> dict:
+    """The labelled grid of the fixed prompts (``GRID_PROMPTS``) or classes (``GRID_CLASSES``),
+    ``len(seeds)`` samples of each side by side, each cell named, with the judge's verdict
+    under the name when a judge is given. Returns {"path", "cells": [[asked, verdict], ...],
+    "recognised": share}."""
+    items = list(items if items is not None else (GRID_PROMPTS if kind == "text" else GRID_CLASSES))
+    asked = [a for a in items for _ in seeds]
+    seed_list = [int(s) for _ in items for s in seeds]
+    images = _check_images(sample(asked, seed_list), len(asked))
+    labels, cells = list(asked), []
+    if judge is not None:
+        if kind == "text":
+            from core.data import load_dataset
+            data = data if data is not None else load_dataset()
+            subgroups = [data.records[data.index_of(GRID_EMOJI.get(a, a))].subgroup for a in asked]
+        else:
+            subgroups = asked
+        f = score_images(judge, images, subgroups)
+        cells = [[a, verdict(bool(acc), bool(ok))] for a, acc, ok in
+                 zip(asked, f["accepted"].tolist(), f["subgroup_as_asked"].tolist())]
+        labels = [f"{a}\n{v}" for a, v in cells]
+    labelled_grid(images, labels, path, columns=2 * len(seeds) if len(seeds) <= 3 else len(seeds))
+    out = {"path": str(path), "cells": cells or [[a, None] for a in asked]}
+    if cells:
+        out["recognised"] = sum(v == "recognised" for _, v in cells) / len(cells)
+    return out
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _f(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and v != v):
+        return "-"
+    return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+
+def format_scorecard(results: dict, old: dict | None = None) -> list[str]:
+    """Markdown lines: one table row per split and image set; ``old`` maps a column name to
+    {split: {row: value}} (the old figures of the same images, shown beside the new)."""
+    old = old or {}
+    k = results.get("k", 5)
+    head = ["split", "images", "accepted as emoji", "subgroup as asked", "recognisable", "vs real",
+            f"retrieval@{k}", "FD(judge)"] + [f"{name} (old)" for name in old]
+    lines = ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    for split, s in results["splits"].items():
+        real_rec = s["rows"]["real"]["recognisable"]
+        for row in ROWS:
+            r = s["rows"][row]
+            rel = r["recognisable"] / real_rec if real_rec else float("nan")
+            cells = [f"{split} (N = {s['n']})" if row == "samples" else "", ROW_NAMES[row], _f(r["accepted"]),
+                     _f(r["subgroup_as_asked"]), _f(r["recognisable"]), _f(rel, 2), _f(r.get("retrieval")),
+                     _f(r["fd_judge"], 1)]
+            cells += [_f(old[name].get(split, {}).get(row), 2 if "CLIP" in name else 3) for name in old]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+__all__ = ["scorecard", "Scorecard", "score_images", "base_sampler", "cascade_sampler", "labelled_grid",
+           "fixed_grid", "format_scorecard", "text_splits", "label_splits", "prompt_of", "GRID_PROMPTS",
+           "GRID_CLASSES", "TEXT_SPLITS", "LABEL_SPLITS", "Sampler"]
