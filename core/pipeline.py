@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from core.guidance import cfg_denoiser, dynamic_threshold, x0_transform_denoiser
 from core.networks import DiffusionModel
 from core.rng import BatchGenerator
-from core.samplers import SAMPLERS, sample
+from core.samplers import SAMPLERS, Projection, sample
 from core.schedules import NoiseSchedule
 
 Callback = Callable[[dict], None]
@@ -99,12 +99,14 @@ def stage_denoiser(model: DiffusionModel, cond: dict, uncond: dict | None, setti
 
 def sample_stage(model: DiffusionModel, cond: dict, uncond: dict | None, seeds: Sequence[int],
                  settings: StageSettings, size: int | None = None, stage: int = 0,
-                 callback: Callback | None = None, residual_base: torch.Tensor | None = None) -> torch.Tensor:
+                 callback: Callback | None = None, residual_base: torch.Tensor | None = None,
+                 project: Projection | None = None) -> torch.Tensor:
     """One stage: initial noise from one generator per seed, CFG and thresholding as wrappers,
     then the chosen sampler. Returns x_0 in [-1, 1]. For a residual model, `residual_base` is
     what it adds to (SR: the clean upsampled low-res image; Palette: its task's baseline): the
     sampler runs on the scaled residual, and the result (and what the callback shows, x_t and
-    x0 alike) is the image it stands for."""
+    x0 alike) is the image it stands for. `project` is the samplers' projection after each
+    step (ILVR, core.ilvr), on the sampler's own x."""
     seeds = check_seeds(seeds)
     device = next(model.parameters()).device
     size = size or model.resolution
@@ -119,7 +121,7 @@ def sample_stage(model: DiffusionModel, cond: dict, uncond: dict | None, seeds: 
         # "leading" spacing for every sampler: on the cosine schedule the default grids of Euler /
         # Heun start at t = 999 (sigma ~ 2e4), where Heun's first step is far too long.
         out = sample(settings.sampler, denoiser, x, model.schedule, settings.steps, generator=gen,
-                     callback=callback, eta=settings.eta, spacing="leading")
+                     callback=callback, eta=settings.eta, spacing="leading", project=project)
     return to_image(out).clamp(-1, 1)
 
 
@@ -147,15 +149,23 @@ def generate_class(model: DiffusionModel, class_names: Sequence[str], seeds: Seq
     names = list(class_names) * len(seeds) if len(class_names) == 1 else list(class_names)
     if len(names) != len(seeds):
         raise ValueError(f"got {len(names)} classes for {len(seeds)} seeds")
+    settings = _override(settings or BASE_DEFAULTS, guidance, steps)
+    return sample_stage(model, *class_conds(model, names), seeds, settings, callback=callback)
+
+
+def class_labels(model: DiffusionModel, names: Sequence[str]) -> torch.Tensor:
+    """The class indices [B] of `names` on the model's device; ValueError naming an unknown class."""
     classes = model.config.classes or []
     unknown = [n for n in names if n not in classes]
     if unknown:
         raise ValueError(f"unknown class {unknown[0]!r}; `python -m core classes` lists them")
-    device = next(model.parameters()).device
-    labels = torch.tensor([classes.index(n) for n in names], device=device)
-    settings = _override(settings or BASE_DEFAULTS, guidance, steps)
-    return sample_stage(model, {"labels": labels}, model.null_cond(len(names), device), seeds, settings,
-                        callback=callback)
+    return torch.tensor([classes.index(n) for n in names], device=next(model.parameters()).device)
+
+
+def class_conds(model: DiffusionModel, names: Sequence[str]) -> tuple[dict, dict]:
+    """(cond, uncond) of a class model: the labels of `names` and the null label."""
+    labels = class_labels(model, names)
+    return {"labels": labels}, model.null_cond(len(names), labels.device)
 
 
 def augment_low_res(schedule: NoiseSchedule, low_up: torch.Tensor, aug_t: torch.Tensor,
