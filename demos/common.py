@@ -32,7 +32,7 @@ from core.cascade import ModelSet
 from core.checkpoints import CheckpointError
 from core.images import save_png, tensor_to_pil
 
-MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae")
+MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "noisy_classifier")
 SR_MODELS = {64: "sr64", 128: "sr128"}
 WORK_DIR = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "diffusion-hub"
 OUTPUT_DIR = WORK_DIR / "outputs"

@@ -77,11 +77,18 @@ def tiny_directions(model: DiffusionModel, seed: int = 0):
     return fit_from_codes(z, labels, iterations=100)
 
 
+def tiny_noisy_classifier(seed: int = 0, classes=CLASSES):
+    """A tiny untrained noise-aware classifier over `classes` (those of the tiny class base)."""
+    from core.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
+    torch.manual_seed(seed)
+    return NoisyClassifier(NoisyClassifierConfig(classes=list(classes), channels=(8, 16))).eval().requires_grad_(False)
+
+
 def write_tiny_checkpoints(root) -> None:
     """A complete checkpoints folder of tiny random models, as the app and CLI expect it:
     clip, text_base, class_base, sr64 (32->64, diffusing the image), sr128 (64->128, diffusing the
     residual over the upsampled input), palette (diffusing the residual over its task's baseline),
-    diffae (+ directions)."""
+    diffae (+ directions), noisy_classifier (for classifier guidance of the class base)."""
     from pathlib import Path
 
     from core.checkpoints import save_model
@@ -98,3 +105,4 @@ def write_tiny_checkpoints(root) -> None:
     diffae = tiny_diffae()
     save_model(diffae, root / "diffae", "# tiny diffae\n")
     tiny_directions(diffae).save(root / "diffae")
+    save_model(tiny_noisy_classifier(), root / "noisy_classifier", "# tiny noisy classifier\n")
