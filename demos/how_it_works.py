@@ -175,7 +175,7 @@ def make_fns(models: Models):
         """The class base under classifier-free guidance and under classifier guidance (the noise-aware
         classifier steering the unconditional model), each over a range of scales, on the same seeds:
         recognisability (the subgroup classifier's share of samples classified as the label) against
-        diversity (mean pairwise RMS pixel distance).
+        diversity (mean pairwise distance of the samples' features in that classifier; also in pixels).
 
         Args:
             label: the class.
@@ -431,8 +431,9 @@ def build(models: Models) -> None:
                     "gradient of log p(label | x_t) from a separate small classifier trained on noisy images "
                     "(`noisy_classifier`). Both trade diversity for fidelity as the scale grows. Recognisability: "
                     "the share of samples the quality evaluation's subgroup classifier (trained on real emoji, not the "
-                    "guiding one) assigns to the label; diversity: mean pairwise RMS distance between the samples' "
-                    "pixels. The first run may train that classifier (a few CPU minutes, once).")
+                    "guiding one) assigns to the label; diversity: mean pairwise distance between the samples as that "
+                    "classifier sees them (its normalised features; the table also has the pixel distance). The first "
+                    "run may train that classifier (a few CPU minutes, once).")
         with gr.Row(equal_height=True):
             c_cfg = gr.Textbox(", ".join(f"{s:g}" for s in guidance_comparison.CFG_SCALES),
                                label="Classifier-free guidance scales",

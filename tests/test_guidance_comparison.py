@@ -28,6 +28,7 @@ class StubJudge:
 @pytest.fixture
 def stub_judge(monkeypatch):
     monkeypatch.setattr(gc, "_judge", lambda: StubJudge())
+    monkeypatch.setattr(gc, "judge_features", lambda judge, images: images.mean(dim=(2, 3)))   # mean colour
 
 
 @pytest.fixture(scope="module")
@@ -41,8 +42,10 @@ def test_score_samples(stub_judge):
     dark[1] = -1.0
     scores = gc.score_samples({"cat-face": torch.cat([bright, dark[:1]]), "heart": dark})
     assert scores["recognisability"] == pytest.approx(4 / 5)     # 2 bright cats + 2 dark hearts of 5
-    # diversity: cat-face pairs at RMS 0.5, 0.5, 0 ([0, 1] scale); heart pair at 0.25 -> mean of 1/3 and 0.25
-    assert scores["diversity"] == pytest.approx((1 / 3 + 0.25) / 2)
+    # pixels: cat-face pairs at RMS 0.5, 0.5, 0 ([0, 1] scale); heart pair at 0.25 -> mean of 1/3 and 0.25
+    assert scores["diversity_pixels"] == pytest.approx((1 / 3 + 0.25) / 2)
+    # features (here the mean colour, 3-d): cat-face pairs at sqrt(3), sqrt(3), 0; heart pair at sqrt(3) / 2
+    assert scores["diversity"] == pytest.approx((2 * 3 ** 0.5 / 3 + 3 ** 0.5 / 2) / 2)
     with pytest.raises(ValueError, match="does not know class 'nope'"):
         gc.score_samples({"nope": bright})
 
@@ -79,9 +82,23 @@ def test_cli_writes_the_plot_and_the_grid(tiny_checkpoints, tmp_path, stub_judge
                     "--steps", "2", "--checkpoints", str(tiny_checkpoints), "--out", str(tmp_path / "p.png"),
                     "--grid", str(tmp_path / "g.png")]) == 0
     out = capsys.readouterr().out
-    assert "| guidance | scale | recognisability | diversity | seconds_per_image |" in out
+    assert "| guidance | scale | recognisability | diversity | diversity_pixels | seconds_per_image |" in out
     assert Image.open(tmp_path / "p.png").size == (640, 440)
     rows = read_parameters(tmp_path / "g.png")["rows"]
     assert [r["guidance"] for r in rows] == ["classifier-free"] * 2 + ["classifier"] * 2
     assert gc.main(["--labels", "nope", "--checkpoints", str(tiny_checkpoints), "--out", str(tmp_path / "q.png")]) == 2
     assert "unknown class 'nope'" in capsys.readouterr().err and not (tmp_path / "q.png").exists()
+
+
+def test_judge_features_are_the_pooled_normalised_features():
+    """The features are what the classifier's head reads (at 32x32), normalised."""
+    from core.classifiers import Classifier, SmallCNN
+    torch.manual_seed(0)
+    judge = Classifier(SmallCNN(3, width=8), ["a", "b", "c"], {})
+    images = torch.rand(4, 3, 64, 64) * 2 - 1
+    features = gc.judge_features(judge, images)
+    assert features.shape == (4, 32) and torch.allclose(features.norm(dim=1), torch.ones(4))
+    head = judge.model.head[3]
+    logits = judge.logits(images)
+    scale = (logits - head.bias) / (head(features) - head.bias)   # per image, one positive factor
+    assert torch.allclose(scale, scale[:, :1].expand_as(scale), atol=1e-4) and bool((scale > 0).all())
