@@ -25,6 +25,14 @@ the model draw the rest; N = 32 keeps only the mean colour. Diversity grows with
   strip and its table.
 
 N is given at the base resolution (32x32): 1, 2, 4, 8, 16 or 32.
+
+Measured on the committed text base, unguided, with the cat face emoji as the reference
+(`python -m core.ilvr --image cat-face.png --factors 1,2,4,8,16,32 --seeds 0,1,2,3 --out strip.png`,
+DDPM 50 steps; RMS distances on the [0, 1] scale at 32x32): the samples' low-pass stays within
+0.007 of the reference's at every N, while their distance to the reference grows with N (0.07,
+0.13, 0.19, 0.29, 0.32 at N = 2 ... 32) and so does their diversity (mean pairwise distance 0.04,
+0.09, 0.18, 0.31, 0.35); at N = 2 and 4 every sample is a cat face, at 8 most are, at 16 and 32
+only the colours remain.
 """
 from __future__ import annotations
 
