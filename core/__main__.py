@@ -39,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--prompt")
     what.add_argument("--label", help="a class from `python -m core classes`")
     g.add_argument("--negative-prompt", default="")
-    g.add_argument("--guidance", type=finite, default=BASE_DEFAULTS.guidance)
+    g.add_argument("--guidance", type=finite, default=None,
+                   help=f"classifier-free guidance scale (default {BASE_DEFAULTS.guidance:g}; 1 = none)")
+    g.add_argument("--classifier-scale", type=finite, default=None,
+                   help="with --label: classifier guidance instead of classifier-free guidance, with the noise-aware "
+                        "classifier (checkpoints/noisy_classifier) at this scale (0 = unconditional samples)")
     g.add_argument("--steps", type=int, default=BASE_DEFAULTS.steps)
     g.add_argument("--sampler", choices=[s for s in SAMPLERS], default=BASE_DEFAULTS.sampler)
     g.add_argument("--eta", type=finite, default=0.0)
@@ -104,7 +108,11 @@ def run(args: argparse.Namespace) -> None:
         print("\n".join(models.classes()))
         return
     if args.command == "generate":
-        base = StageSettings(sampler=args.sampler, steps=args.steps, guidance=args.guidance, eta=args.eta,
+        if args.classifier_scale is not None and args.guidance is not None:
+            raise ValueError("--guidance (classifier-free) and --classifier-scale (classifier guidance) are "
+                             "alternatives; give one")
+        guidance = BASE_DEFAULTS.guidance if args.guidance is None else args.guidance
+        base = StageSettings(sampler=args.sampler, steps=args.steps, guidance=guidance, eta=args.eta,
                              threshold=None if args.no_threshold else BASE_DEFAULTS.threshold,
                              threshold_max=args.threshold_max)
         sr = StageSettings(sampler=SR_DEFAULTS.sampler, steps=args.sr_steps, guidance=1.0,
@@ -112,7 +120,8 @@ def run(args: argparse.Namespace) -> None:
         out = _out_folder(args.out)
         result = generate(models, prompt=args.prompt, negative_prompt=args.negative_prompt, label=args.label,
                           num=args.num, seed=args.seed, size=args.size, base=base, sr=(sr, sr),
-                          base_model=args.base, decoder_steps=args.decoder_steps)
+                          base_model=args.base, decoder_steps=args.decoder_steps,
+                          classifier_scale=args.classifier_scale)
         _write_all(result, out, args.seed, "generate")
         return
     if args.command == "variations":

@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Sequence, get_args
 
 import torch
 
 from core.checkpoints import CheckpointError, load_model, resolve_checkpoints
-from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, Callback, StageSettings, generate_class, generate_text, upscale
+from core.pipeline import (BASE_DEFAULTS, SR_DEFAULTS, Callback, StageSettings, check_classifier_scale, generate_class,
+                           generate_text, upscale)
 from core.semantic import DECODER_STEPS, generate_semantic
 from core.semantic import variations as semantic_variations
 
@@ -51,6 +52,9 @@ class ModelSet:
                 if name == "clip":
                     from core.text_encoders import ClipTextEncoder
                     self._models[name] = ClipTextEncoder.from_folder(folder).to(self.device)
+                elif name == "noisy_classifier":
+                    from core.noisy_classifier import load_noisy_classifier
+                    self._models[name] = load_noisy_classifier(folder, self.device)
                 else:
                     self._models[name] = load_model(folder, self.device)
             return self._models[name]
@@ -121,15 +125,27 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
              label: str | None = None, num: int = 1, seed: int = 0, size: int = 128,
              base: StageSettings = BASE_DEFAULTS, sr: Sequence[StageSettings] = (SR_DEFAULTS, SR_DEFAULTS),
              callback: Callback | None = None, base_model: Base | None = None,
-             decoder_steps: int = DECODER_STEPS) -> CascadeResult:
+             decoder_steps: int = DECODER_STEPS, classifier_scale: float | None = None) -> CascadeResult:
     """Text (`prompt`) or class (`label`) generation through the cascade, stopping at `size`.
 
     `base_model` picks the 32 px base: "pixel" (the text or class UNet) or "semantic" (the prior over
     DiffAE's z_sem, then the DiffAE decoder with `decoder_steps` DDIM steps); None: `default_base`.
     `base` sets the pixel base's sampling, or the prior's (sampler, steps, guidance) for the
-    semantic one."""
+    semantic one.
+
+    With `classifier_scale`, the pixel class base is steered by classifier guidance (the
+    noise-aware classifier `noisy_classifier`, Dhariwal & Nichol 2021) instead of classifier-free
+    guidance: it runs unconditionally and `base.guidance` is not used (recorded as 1)."""
     if (prompt is None) == (label is None):
         raise ValueError("give exactly one of prompt or label")
+    if classifier_scale is not None:
+        if label is None:
+            raise ValueError("classifier guidance steers the class base: give a label, not a prompt")
+        if base_model == "semantic":
+            raise ValueError("classifier guidance steers the pixel class base: use base pixel (or no base)")
+        classifier_scale = check_classifier_scale(classifier_scale)
+        base = replace(base, guidance=1.0)
+        base_model = "pixel"
     if prompt is not None and not prompt.strip():
         raise ValueError("prompt is empty; describe the emoji to generate")
     _check_common(num, size, sr)
@@ -147,12 +163,16 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         x = generate_text(models.get("text_base"), models.text_encoder(), [prompt], negative_prompt, seeds, base,
                           callback=_staged(callback, 32))
     else:
-        x = generate_class(models.get("class_base"), [label], seeds, base, callback=_staged(callback, 32))
+        classifier = models.get("noisy_classifier") if classifier_scale is not None else None
+        x = generate_class(models.get("class_base"), [label], seeds, base, callback=_staged(callback, 32),
+                           classifier=classifier, classifier_scale=classifier_scale)
     stages = upscale_chain(models, x, seeds, size, sr, callback)
     parameters = {"prompt": prompt, "negative_prompt": negative_prompt, "label": label, "seeds": seeds,
                   "size": size, "base_model": base_model, "base": vars(base), "sr": [vars(s) for s in sr[: len(stages) - 1]]}
     if base_model == "semantic":
         parameters["decoder_steps"] = decoder_steps
+    if classifier_scale is not None:
+        parameters["classifier_scale"] = classifier_scale
     return CascadeResult(stages, parameters)
 
 

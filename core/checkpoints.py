@@ -127,22 +127,30 @@ def load_state_checked(module: torch.nn.Module, state_dict: dict[str, torch.Tens
 
 
 def save_model(model, folder: str | os.PathLike, card: str) -> Path:
-    """Save a DiffusionModel (networks.py) as config + fp16 weights + card."""
+    """Save a model built from a config with `to_dict()` (a DiffusionModel of networks.py, a
+    NoisyClassifier) as config + fp16 weights + card."""
     return save_folder(folder, model.config.to_dict(), model.state_dict(), card)
+
+
+def load_configured(folder: str | os.PathLike, config_class, model_class, device: str | torch.device = "cpu"):
+    """Load a folder written by `save_model`: `model_class(config_class.from_dict(config))` with its
+    float32 weights, in eval mode and without parameter gradients."""
+    folder = Path(folder)
+    config_dict, state = read_folder(folder)
+    try:
+        config = config_class.from_dict(config_dict)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"checkpoint {folder}: {e}") from e
+    model = model_class(config)
+    load_state_checked(model, state, folder)
+    return model.to(device).eval().requires_grad_(False)
 
 
 def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu"):
     """Load a DiffusionModel folder; float32 weights, eval mode."""
     folder = Path(folder)
-    config_dict, state = read_folder(folder)
-    if config_dict.get("kind") == "prior":   # the semantic prior: an MLP, no diffusers UNet
-        from core.prior import PriorConfig as ModelConfig, SemanticPrior as DiffusionModel
-    else:
-        from core.networks import DiffusionModel, ModelConfig
-    try:
-        config = ModelConfig.from_dict(config_dict)
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {folder}: {e}") from e
-    model = DiffusionModel(config)
-    load_state_checked(model, state, folder)
-    return model.to(device).eval().requires_grad_(False)
+    if (folder / CONFIG_FILE).is_file() and '"kind": "prior"' in (folder / CONFIG_FILE).read_text():
+        from core.prior import PriorConfig, SemanticPrior   # the semantic prior: an MLP, no diffusers UNet
+        return load_configured(folder, PriorConfig, SemanticPrior, device)
+    from core.networks import DiffusionModel, ModelConfig
+    return load_configured(folder, ModelConfig, DiffusionModel, device)

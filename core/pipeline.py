@@ -4,19 +4,22 @@ that composes them (Imagen / DeepFloyd IF / CDM in miniature). Stages hand tenso
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
-from core.guidance import cfg_denoiser, dynamic_threshold, x0_transform_denoiser
+from core.guidance import cfg_denoiser, classifier_guided_denoiser, dynamic_threshold, x0_transform_denoiser
 from core.networks import DiffusionModel
+from core.parameterization import Denoiser
 from core.rng import BatchGenerator
-from core.samplers import SAMPLERS, sample
-from core.schedules import NoiseSchedule
+from core.samplers import SAMPLERS, Projection, sample
+from core.schedules import NoiseSchedule, check_finite
 
 Callback = Callable[[dict], None]
+Guide = Callable[[Denoiser], Denoiser]   # a guidance wrapper: an eps-denoiser in, the guided one out
+MAX_CLASSIFIER_SCALE = 100.0
 
 
 @dataclass(frozen=True)
@@ -82,14 +85,17 @@ def residual_maps(model: DiffusionModel, residual_base: torch.Tensor | None):
 
 
 def stage_denoiser(model: DiffusionModel, cond: dict, uncond: dict | None, settings: StageSettings,
-                   residual_base: torch.Tensor | None = None):
+                   residual_base: torch.Tensor | None = None, guide: Guide | None = None):
     """The eps-denoiser of a stage: CFG against `uncond` (none at guidance 1 or without one),
-    then thresholding of x0 (static or dynamic), both as wrappers. A residual model's x0 (SR,
-    Palette) is thresholded as the image it stands for (`residual_maps`)."""
+    then `guide` (another guidance wrapper, e.g. classifier guidance), then thresholding of x0
+    (static or dynamic), all as wrappers. A residual model's x0 (SR, Palette) is thresholded as
+    the image it stands for (`residual_maps`)."""
     if uncond is None or settings.guidance == 1.0:
         denoiser = lambda x_t, t: model.eps(x_t, t, cond)  # noqa: E731
     else:
         denoiser = cfg_denoiser(model.eps, cond, uncond, settings.guidance)
+    if guide is not None:
+        denoiser = guide(denoiser)
     if settings.threshold is not None:
         to_image, to_x0 = residual_maps(model, residual_base)
         denoiser = x0_transform_denoiser(denoiser, model.schedule, lambda x0: to_x0(
@@ -99,18 +105,20 @@ def stage_denoiser(model: DiffusionModel, cond: dict, uncond: dict | None, setti
 
 def sample_stage(model: DiffusionModel, cond: dict, uncond: dict | None, seeds: Sequence[int],
                  settings: StageSettings, size: int | None = None, stage: int = 0,
-                 callback: Callback | None = None, residual_base: torch.Tensor | None = None) -> torch.Tensor:
+                 callback: Callback | None = None, residual_base: torch.Tensor | None = None,
+                 project: Projection | None = None, guide: Guide | None = None) -> torch.Tensor:
     """One stage: initial noise from one generator per seed, CFG and thresholding as wrappers,
     then the chosen sampler. Returns x_0 in [-1, 1]. For a residual model, `residual_base` is
     what it adds to (SR: the clean upsampled low-res image; Palette: its task's baseline): the
     sampler runs on the scaled residual, and the result (and what the callback shows, x_t and
-    x0 alike) is the image it stands for."""
+    x0 alike) is the image it stands for. `project` is the samplers' projection after each
+    step (ILVR, core.ilvr), on the sampler's own x; `guide` a guidance wrapper (`stage_denoiser`)."""
     seeds = check_seeds(seeds)
     device = next(model.parameters()).device
     size = size or model.resolution
     gen = BatchGenerator([s * 1009 + stage for s in seeds], device)  # stage-specific streams
     x = gen.randn((len(seeds), 3, size, size))
-    denoiser = stage_denoiser(model, cond, uncond, settings, residual_base)
+    denoiser = stage_denoiser(model, cond, uncond, settings, residual_base, guide)
     to_image, _ = residual_maps(model, residual_base)
     if callback is not None and residual_base is not None:
         shown = callback
@@ -119,7 +127,7 @@ def sample_stage(model: DiffusionModel, cond: dict, uncond: dict | None, seeds: 
         # "leading" spacing for every sampler: on the cosine schedule the default grids of Euler /
         # Heun start at t = 999 (sigma ~ 2e4), where Heun's first step is far too long.
         out = sample(settings.sampler, denoiser, x, model.schedule, settings.steps, generator=gen,
-                     callback=callback, eta=settings.eta, spacing="leading")
+                     callback=callback, eta=settings.eta, spacing="leading", project=project)
     return to_image(out).clamp(-1, 1)
 
 
@@ -141,21 +149,61 @@ def generate_text(model: DiffusionModel, encoder, prompts: Sequence[str], negati
 
 def generate_class(model: DiffusionModel, class_names: Sequence[str], seeds: Sequence[int] = (0,),
                    settings: StageSettings | None = None, guidance: float | None = None,
-                   steps: int | None = None, callback: Callback | None = None) -> torch.Tensor:
-    """The class-conditional base; guidance on the label against the null label."""
+                   steps: int | None = None, callback: Callback | None = None, classifier=None,
+                   classifier_scale: float | None = None) -> torch.Tensor:
+    """The class-conditional base; classifier-free guidance on the label against the null label.
+    With `classifier_scale` (and a `classifier`, a core.noisy_classifier.NoisyClassifier) it is
+    classifier guidance instead (Dhariwal & Nichol 2021): the model runs unconditionally (the
+    null label) and grad log p(label | x_t) of the noise-aware classifier, times the scale, steers
+    it; `settings.guidance` is not used. Scale 0: unconditional samples."""
     seeds = check_seeds(seeds)
     names = list(class_names) * len(seeds) if len(class_names) == 1 else list(class_names)
     if len(names) != len(seeds):
         raise ValueError(f"got {len(names)} classes for {len(seeds)} seeds")
+    settings = _override(settings or BASE_DEFAULTS, guidance, steps)
+    cond, uncond = class_conds(model, names)
+    if classifier_scale is None:
+        return sample_stage(model, cond, uncond, seeds, settings, callback=callback)
+    guide = classifier_guide(model, classifier, names, classifier_scale)
+    return sample_stage(model, uncond, None, seeds, replace(settings, guidance=1.0), callback=callback, guide=guide)
+
+
+def check_classifier_scale(scale) -> float:
+    """A classifier-guidance scale: a finite number from 0 to MAX_CLASSIFIER_SCALE."""
+    scale = check_finite("classifier scale", scale)
+    if not 0 <= scale <= MAX_CLASSIFIER_SCALE:
+        raise ValueError(f"classifier scale must be between 0 and {MAX_CLASSIFIER_SCALE:g}, got {scale!r}")
+    return scale
+
+
+def classifier_guide(model: DiffusionModel, classifier, names: Sequence[str], scale: float) -> Guide | None:
+    """The classifier-guidance wrapper towards `names` (one per sample); None at scale 0."""
+    from core.noisy_classifier import check_compatible, class_log_prob, classifier_labels
+    scale = check_classifier_scale(scale)
+    if classifier is None:
+        raise ValueError("classifier guidance needs the noise-aware classifier (checkpoints/noisy_classifier; "
+                         "`python -m core.train noisy_classifier` trains it)")
+    check_compatible(classifier, model)
+    labels = classifier_labels(classifier, names)
+    if scale == 0:
+        return None
+    return lambda denoiser: classifier_guided_denoiser(denoiser, model.schedule, class_log_prob(classifier, labels),
+                                                       scale)
+
+
+def class_labels(model: DiffusionModel, names: Sequence[str]) -> torch.Tensor:
+    """The class indices [B] of `names` on the model's device; ValueError naming an unknown class."""
     classes = model.config.classes or []
     unknown = [n for n in names if n not in classes]
     if unknown:
         raise ValueError(f"unknown class {unknown[0]!r}; `python -m core classes` lists them")
-    device = next(model.parameters()).device
-    labels = torch.tensor([classes.index(n) for n in names], device=device)
-    settings = _override(settings or BASE_DEFAULTS, guidance, steps)
-    return sample_stage(model, {"labels": labels}, model.null_cond(len(names), device), seeds, settings,
-                        callback=callback)
+    return torch.tensor([classes.index(n) for n in names], device=next(model.parameters()).device)
+
+
+def class_conds(model: DiffusionModel, names: Sequence[str]) -> tuple[dict, dict]:
+    """(cond, uncond) of a class model: the labels of `names` and the null label."""
+    labels = class_labels(model, names)
+    return {"labels": labels}, model.null_cond(len(names), labels.device)
 
 
 def augment_low_res(schedule: NoiseSchedule, low_up: torch.Tensor, aug_t: torch.Tensor,

@@ -15,6 +15,10 @@ Partial runs (SDEdit, Meng et al. 2022): with `t_start`, x is x_{t_start} (e.g. 
 of an image) and the grid is t_start followed by the grid points below it, so the same code path
 serves every sampler, at any float t_start.
 
+Projection: with `project`, every step is followed by x_{t'} <- project(x_{t'}, t'), a
+conditioning step on the sampler's own trajectory (ILVR's low-pass replacement, core.ilvr);
+t' = -1 after the final step into x_0.
+
 Randomness comes only from `generator` (a core.rng.BatchGenerator or a torch.Generator); the
 stochastic samplers (ddpm, ddim with eta > 0, euler-maruyama) raise ValueError without one. No
 sampler adds noise on its final step into x_0.
@@ -39,6 +43,9 @@ SPACINGS: tuple[str, ...] = get_args(Spacing)
 Variance = Literal["fixed_small", "fixed_large"]
 VARIANCES: tuple[str, ...] = get_args(Variance)
 Callback = Callable[[dict], None]
+# x_{t'} -> x_{t'}, applied after every step with the t' it reached (-1 after the final step into x_0):
+# a conditioning step between sampler steps, such as ILVR's low-pass replacement (core.ilvr).
+Projection = Callable[[Tensor, float], Tensor]
 
 # How each matching diffusers scheduler lays out its timesteps in `set_timesteps`:
 # (default spacing, linspace rounded to integers, grid stops above t = 0 (one extra point dropped)).
@@ -143,14 +150,18 @@ def _denoise(denoiser: Denoiser, x: Tensor, t: float) -> Tensor:
 
 
 def _run(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, ts: list[float],
-         update: Callable[[int, Tensor, Tensor], Tensor], callback: Optional[Callback]) -> Tensor:
-    """For each step i: eps = denoiser(x, t_i), report, x = update(i, x, eps)."""
+         update: Callable[[int, Tensor, Tensor], Tensor], callback: Optional[Callback],
+         project: Optional[Projection] = None) -> Tensor:
+    """For each step i: eps = denoiser(x, t_i), report, x = update(i, x, eps), then
+    x = project(x, t_{i+1}) when a projection is given."""
     n = len(ts) - 1
     for i in range(n):
         eps = _denoise(denoiser, x, ts[i])
         if callback is not None:
             callback({"step": i, "total": n, "t": ts[i], "x": x, "x0": schedule.x0_from_eps(x, ts[i], eps)})
         x = update(i, x, eps)
+        if project is not None:
+            x = project(x, ts[i + 1])
     return x
 
 
@@ -199,7 +210,7 @@ def _euler_step(x: Tensor, eps: Tensor, to_ve: float, d_sigma: float, to_vp: flo
 def sample_ddpm(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: int, *,
                 variance: Variance | LearnedVariance = "fixed_small", spacing: Optional[Spacing] = None,
                 generator: Optional[Generator] = None, callback: Optional[Callback] = None,
-                t_start: Optional[float] = None) -> Tensor:
+                t_start: Optional[float] = None, project: Optional[Projection] = None) -> Tensor:
     """Ancestral sampling (Ho et al. 2020, Alg. 2) on the (respaced) grid: x_{t'} ~ N(mu~(x_t, x0), sigma^2)
     with sigma^2 = beta~ (`fixed_small`, the posterior variance) or beta (`fixed_large`), beta being
     1 - ab_t / ab_{t'}, the beta of the spaced step (Nichol & Dhariwal 2021, respacing). With a
@@ -232,19 +243,20 @@ def sample_ddpm(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: i
             x = x + std[i] * randn_like(x, generator)
         return x
 
-    return _run(denoiser, x, schedule, ts, update, callback)
+    return _run(denoiser, x, schedule, ts, update, callback, project)
 
 
 def sample_ddim(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: int, *, eta: float = 0.0,
                 spacing: Optional[Spacing] = None, generator: Optional[Generator] = None,
-                callback: Optional[Callback] = None, t_start: Optional[float] = None) -> Tensor:
+                callback: Optional[Callback] = None, t_start: Optional[float] = None,
+                project: Optional[Projection] = None) -> Tensor:
     """DDIM (Song et al. 2021, eq. 12): deterministic at eta = 0, DDPM-like at eta = 1."""
     _check_x(x)
     eta = check_finite("eta", eta, minimum=0.0)
     ts = _plan("ddim", schedule, steps, spacing, t_start)
     if eta > 0:
         _require_generator(generator, "ddim (eta > 0)", x)
-    return _run(denoiser, x, schedule, ts, _ddim_update(schedule, ts, eta, generator), callback)
+    return _run(denoiser, x, schedule, ts, _ddim_update(schedule, ts, eta, generator), callback, project)
 
 
 def ddim_invert(denoiser: Denoiser, x0: Tensor, schedule: NoiseSchedule, steps: int,
@@ -260,7 +272,8 @@ def ddim_invert(denoiser: Denoiser, x0: Tensor, schedule: NoiseSchedule, steps: 
 
 def sample_euler(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: int, *,
                  spacing: Optional[Spacing] = None, generator: Optional[Generator] = None,
-                 callback: Optional[Callback] = None, t_start: Optional[float] = None) -> Tensor:
+                 callback: Optional[Callback] = None, t_start: Optional[float] = None,
+                 project: Optional[Projection] = None) -> Tensor:
     """Euler on the probability-flow ODE in the sigma parameterisation (Karras et al. 2022, Alg. 1
     without the correction; diffusers EulerDiscreteScheduler). Mathematically this is DDIM with
     eta = 0 on the same grid; the default grid differs (linspace, fractional t). Deterministic:
@@ -272,12 +285,13 @@ def sample_euler(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: 
     def update(i: int, x: Tensor, eps: Tensor) -> Tensor:
         return _euler_step(x, eps, to_ve[i], d_sigma[i], to_vp[i])
 
-    return _run(denoiser, x, schedule, ts, update, callback)
+    return _run(denoiser, x, schedule, ts, update, callback, project)
 
 
 def sample_heun(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: int, *,
                 spacing: Optional[Spacing] = None, generator: Optional[Generator] = None,
-                callback: Optional[Callback] = None, t_start: Optional[float] = None) -> Tensor:
+                callback: Optional[Callback] = None, t_start: Optional[float] = None,
+                project: Optional[Projection] = None) -> Tensor:
     """Heun's 2nd-order method on the probability-flow ODE (Karras et al. 2022, Alg. 1; diffusers
     HeunDiscreteScheduler): 2 model calls per step except the last, an Euler step into sigma = 0
     (2 steps - 1 calls in all). Deterministic: `generator` is accepted and unused.
@@ -296,12 +310,13 @@ def sample_heun(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: i
         # Alg. 1 lines 9-11: trapezoidal rule, the mean of the slopes at both ends
         return _euler_step(x, (eps + eps_next) * 0.5, to_ve[i], d_sigma[i], to_vp[i])
 
-    return _run(denoiser, x, schedule, ts, update, callback)
+    return _run(denoiser, x, schedule, ts, update, callback, project)
 
 
 def sample_euler_maruyama(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: int, *,
                           spacing: Optional[Spacing] = None, generator: Optional[Generator] = None,
-                          callback: Optional[Callback] = None, t_start: Optional[float] = None) -> Tensor:
+                          callback: Optional[Callback] = None, t_start: Optional[float] = None,
+                          project: Optional[Projection] = None) -> Tensor:
     """Euler-Maruyama on the reverse VP SDE (Song et al. 2021, eq. 6 with the VP SDE of eq. 11):
     dx = [-1/2 beta x - beta grad log p_t(x)] dt + sqrt(beta) dw, grad log p_t = -eps / sqrt(1 - ab).
     Over a step, beta dt is taken as its exact integral b = log(ab_{t'} / ab_t). First order: it
@@ -321,12 +336,13 @@ def sample_euler_maruyama(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule
             x = x + std[i] * randn_like(x, generator)
         return x
 
-    return _run(denoiser, x, schedule, ts, update, callback)
+    return _run(denoiser, x, schedule, ts, update, callback, project)
 
 
 def sample_dpmpp_2m(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: int, *,
                     spacing: Optional[Spacing] = None, generator: Optional[Generator] = None,
-                    callback: Optional[Callback] = None, t_start: Optional[float] = None) -> Tensor:
+                    callback: Optional[Callback] = None, t_start: Optional[float] = None,
+                    project: Optional[Projection] = None) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Alg. 2, data prediction, multistep, order 2),
     first order on the first step and on the final step into sigma = 0 (diffusers'
     lower_order_final). Deterministic: `generator` is accepted and unused."""
@@ -350,7 +366,7 @@ def sample_dpmpp_2m(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, step
         previous[:] = [x0]
         return x * ratio[i] + d * phi[i]            # x_{t'} = (sigma_{t'} / sigma_t) x_t - alpha_{t'} (e^{-h} - 1) D
 
-    return _run(denoiser, x, schedule, ts, update, callback)
+    return _run(denoiser, x, schedule, ts, update, callback, project)
 
 
 _SAMPLER_FUNCTIONS: dict[str, Callable[..., Tensor]] = {

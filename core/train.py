@@ -3,7 +3,8 @@
     python -m core.train KIND --run runs/KIND [--steps N] [--budget-minutes M] [--export checkpoints/KIND]
     accelerate launch -m core.train KIND ...            # one GPU, many GPUs, many machines
 
-KIND is one of clip, text_base, class_base, sr64, sr128, palette, diffae. A run folder holds `state.pt`
+KIND is one of clip, text_base, class_base, sr64, sr128, palette, diffae, noisy_classifier (the
+noise-aware classifier of classifier guidance, core.noisy_classifier). A run folder holds `state.pt`
 (model, EMA, optimiser, step, RNG; loaded with weights_only=True) and `samples/step_*.png`;
 running the same command again resumes where it stopped. `--export` writes the EMA weights as
 a checkpoint folder (config.json + fp16 safetensors + model card).
@@ -37,7 +38,7 @@ from core.checkpoints import DEFAULT_CHECKPOINTS, save_folder, save_model
 from core.ema import EMA
 from core.networks import DiffusionModel, ModelConfig, count_parameters, image_unet_config, text_unet_config
 
-TRAIN_KINDS = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "prior")
+TRAIN_KINDS = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "noisy_classifier", "prior")
 
 
 @dataclass
@@ -90,6 +91,9 @@ def default_config(kind: str, run: str, smoke: bool = False, **overrides) -> Tra
         # floor 1 ("truncated SNR", Salimans & Ho 2022): min-SNR alone gives the noisiest steps,
         # where only z_sem can tell the decoder what the image is, almost no weight (SNR / (SNR + 1))
         "diffae": dict(channels=(32, 64, 128), snr_floor=1.0),
+        # a 0.3 M-parameter conv net on x_t (core.noisy_classifier): bigger batches, a higher rate
+        "noisy_classifier": dict(channels=(32, 64, 128, 128), batch=64, lr=2e-3, warmup=100, steps=5000,
+                                 sample_every=1000),
         # a vector model over the DiffAE's z_sem: big batches are cheap (~0.05 s/step on one core)
         "prior": dict(batch=256, lr=1e-3, steps=20_000, save_every=1000, sample_every=5000),
     }[kind]
@@ -134,6 +138,10 @@ class Task:
     def loss(self, model, gen: torch.Generator, device) -> torch.Tensor: ...
     def export(self, model, folder: Path, card: str) -> None: ...
     def sample_grid(self, model, path: Path, device) -> None: ...
+
+    def quality(self, model) -> str:
+        """Measured quality for the model card ('' for the standard pointer to the evaluations)."""
+        return ""
 
 
 def _data(cfg: TrainConfig):
@@ -329,6 +337,9 @@ class ClipTask(Task):
 
 
 def make_task(cfg: TrainConfig) -> Task:
+    if cfg.kind == "noisy_classifier":
+        from core.noisy_classifier import NoisyClassifierTask
+        return NoisyClassifierTask(cfg)
     if cfg.kind == "palette":
         from core.translate import PaletteTask
         return PaletteTask(cfg)
@@ -368,8 +379,9 @@ def _atomic_torch_save(obj, path: Path) -> None:
 def model_card(task: Task, cfg: TrainConfig, model, step: int, seconds: float, device: str,
                final_loss: float | None, quality: str = "") -> str:
     skip = {"run", "checkpoints", "threads", "budget_minutes", "save_every", "sample_every"}
-    if cfg.kind == "clip":   # the diffusion-only settings mean nothing for CLIP
-        skip |= {"min_snr_gamma", "snr_floor", "cond_dropout", "sr_aug_max", "residual_scale", "crop", "channels"}
+    if cfg.kind in ("clip", "noisy_classifier"):   # the diffusion-only settings mean nothing for them
+        skip |= {"min_snr_gamma", "snr_floor", "cond_dropout", "sr_aug_max", "residual_scale", "crop"}
+        skip |= {"channels"} if cfg.kind == "clip" else set()
     elif cfg.kind not in ("sr64", "sr128"):
         skip |= {"sr_aug_max"} | ({"crop", "residual_scale"} if cfg.kind != "palette" else set())
     if cfg.resolution is None:
@@ -472,7 +484,7 @@ def train(cfg: TrainConfig, export: str | os.PathLike | None = None,
     summary = {"kind": cfg.kind, "step": step, "seconds": round(seconds, 1), "loss_avg": loss_avg,
                "stopped_by_budget": stopped_by_budget, "stopped_by_signal": bool(stop_requested)}
     if export and accelerator.is_main_process:
-        card = model_card(task, cfg, ema.model, step, seconds, str(device), loss_avg)
+        card = model_card(task, cfg, ema.model, step, seconds, str(device), loss_avg, task.quality(ema.model))
         task.export(ema.model, Path(export), card)
         summary["export"] = str(export)
     log(json.dumps(summary))
@@ -483,7 +495,7 @@ def train(cfg: TrainConfig, export: str | os.PathLike | None = None,
 # batches 8-16x the CPU ones with the learning rate scaled up; bf16 autocast is on whenever the
 # device is CUDA. The network sizes stay those of the CPU recipe so checkpoints stay a few MB.
 # Not yet run on a GPU: these are a plan; `--smoke` checks the code path.
-GPU_PROFILE: dict[str, dict] = {   # minutes: 0.75 + 2.25 + 1.25 + 1 + 1 + 0.75 + 1.25 = 8.25, plus start-up
+GPU_PROFILE: dict[str, dict] = {   # minutes: 0.75 + 2.25 + 1.25 + 1 + 1 + 0.75 + 1.25 + 0.5 = 8.75, plus start-up
     "clip": dict(batch=1024, lr=1e-3, warmup=100, budget_minutes=0.75),
     "text_base": dict(batch=512, lr=1e-3, warmup=500, budget_minutes=2.25),
     "class_base": dict(batch=512, lr=1e-3, warmup=500, budget_minutes=1.25),
@@ -491,6 +503,7 @@ GPU_PROFILE: dict[str, dict] = {   # minutes: 0.75 + 2.25 + 1.25 + 1 + 1 + 0.75 
     "sr128": dict(batch=256, lr=1e-3, warmup=500, crop=64, budget_minutes=1.0),
     "palette": dict(batch=256, lr=1e-3, warmup=500, budget_minutes=0.75),
     "diffae": dict(batch=256, lr=1e-3, warmup=500, budget_minutes=1.25),
+    "noisy_classifier": dict(batch=1024, lr=4e-3, warmup=100, budget_minutes=0.5),
     "prior": dict(batch=1024, lr=1e-3, warmup=200, budget_minutes=0.5),
 }
 

@@ -17,6 +17,9 @@
   q(x_{t-1} | x0) of the input, with resampling (jumps back up the chain) so the generated
   region harmonises with it.
 
+- `ilvr` (Choi et al. 2021, "ILVR"): generation with the text or class base whose low
+  frequencies are those of a reference image (core.ilvr); `factor` N sets how much is kept.
+
 Inpainting keeps every pixel outside the mask exactly (it is copied from the input at the end).
 
 `translate` is the PIL-level API the CLI (`python -m core translate ...`) and the UI call;
@@ -46,7 +49,7 @@ from core.schedules import check_finite
 from core.train import DiffusionTask, save_grid
 
 Callback = Callable[[dict], None]
-TranslateTask = Literal["sdedit", "colorize", "inpaint"]
+TranslateTask = Literal["sdedit", "colorize", "inpaint", "ilvr"]
 TASKS: tuple[str, ...] = get_args(TranslateTask)
 InpaintMethod = Literal["palette", "repaint"]
 METHODS: tuple[str, ...] = get_args(InpaintMethod)
@@ -373,6 +376,7 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
               strength: float | None = None, seed: int = 0, method: str = "palette", size: int | None = None,
               steps: int | None = None, sampler: str | None = None, guidance: float | None = None,
               negative_prompt: str = "", jump: int = REPAINT_JUMP, resample: int = REPAINT_RESAMPLE,
+              factor: int | None = None, label: str | None = None, model: str | None = None,
               callback: Callback | None = None) -> tuple[Image.Image, dict]:
     """One translated image and its parameters (for the PNG text chunk).
 
@@ -380,11 +384,17 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
     128). task "colorize": the Palette model, 64x64. task "inpaint": `mask` (white or opaque =
     fill) with `method` "palette" (64x64) or "repaint" (text base + SR, `size`, optional prompt).
     An empty mask returns the input unchanged (parameters["note"] says so); a full mask is an
-    error. Bad input raises ValueError / ImageError with a one-line message."""
+    error. task "ilvr": the reference `image`, `factor` N (default 4, at 32x32), the base `model`
+    "text_base" (default; optional `prompt`) or "class_base" (optional `label`), output `size`
+    32/64/128 (default 128). Bad input raises ValueError / ImageError with a one-line message."""
     if task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}; got {task!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise ValueError(f"seed must be an integer, got {seed!r}")
+    if task != "ilvr":
+        for name, value in (("factor", factor), ("label", label), ("model", model)):
+            if value is not None:
+                raise ValueError(f"{name} is a setting of task ilvr only, not {task}")
     if task != "sdedit" and strength is not None:
         raise ValueError(f"strength is a setting of task sdedit only, not {task}")
     if task != "inpaint" and mask is not None:
@@ -402,9 +412,12 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
             raise ValueError(f"size must be one of {SIZES}, got {size!r}")
     if task == "sdedit":
         strength = check_strength(DEFAULT_STRENGTH if strength is None else strength)
-    default_guidance = 3.0 if (prompt and not palette) else 1.0
-    settings = StageSettings(sampler=sampler or BASE_DEFAULTS.sampler,
-                             steps=BASE_DEFAULTS.steps if steps is None else steps,
+    defaults = BASE_DEFAULTS
+    if task == "ilvr":
+        from core.ilvr import ILVR_DEFAULTS as defaults
+    default_guidance = 3.0 if ((prompt or label) and not palette) else 1.0
+    settings = StageSettings(sampler=sampler or defaults.sampler,
+                             steps=defaults.steps if steps is None else steps,
                              guidance=default_guidance if guidance is None else guidance)
     x = pil_to_tensor(image, size=size)
     params = {"command": "translate", "task": task, "seed": seed, "size": size, "steps": settings.steps}
@@ -426,6 +439,18 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
     elif task == "inpaint" and method == "palette":
         params.update(sampler=settings.sampler)
         out = inpaint(models.get("palette"), x, m, [seed], settings, callback=callback)
+    elif task == "ilvr":
+        from core.ilvr import BASES, DEFAULT_FACTOR, ilvr
+        model = model or ("class_base" if label else "text_base")
+        if model not in BASES:
+            raise ValueError(f"model must be one of {', '.join(BASES)}; got {model!r}")
+        factor = DEFAULT_FACTOR if factor is None else factor
+        guided = bool((prompt and prompt.strip()) or label)
+        params.update(model=model, factor=factor, prompt=prompt, label=label, negative_prompt=negative_prompt,
+                      sampler=settings.sampler, guidance=settings.guidance if guided else 1.0)
+        out = ilvr(models.get(model), x, factor, encoder=models.text_encoder() if model == "text_base" else None,
+                   prompt=prompt, label=label, seeds=[seed], settings=settings, negative_prompt=negative_prompt,
+                   sr_models=[models.get(n) for n in sr_names], callback=callback)
     elif task == "inpaint":
         params.update(prompt=prompt, negative_prompt=negative_prompt, guidance=settings.guidance, jump=jump,
                       resample=resample, sampler="repaint (ddpm)")
@@ -446,11 +471,11 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
 # ---- the command line ------------------------------------------------------------------------------
 def add_cli(sub, common) -> None:
     """`python -m core translate ...` (DESIGN.md's contract plus extras)."""
-    p = sub.add_parser("translate", help="image-to-image: SDEdit, colorization, inpainting")
+    p = sub.add_parser("translate", help="image-to-image: SDEdit, colorization, inpainting, ILVR")
     p.add_argument("--task", required=True, metavar="|".join(TASKS))
     p.add_argument("--image", required=True, help="input image (any size or mode)")
     p.add_argument("--mask", help="inpaint: mask image, white (or opaque) = the region to fill")
-    p.add_argument("--prompt", help="sdedit / repaint: text guidance (none = unguided)")
+    p.add_argument("--prompt", help="sdedit / repaint / ilvr: text guidance (none = unguided)")
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--strength", type=float,
                    help=f"sdedit: 0 (keep) .. 1 (ignore the input); default {DEFAULT_STRENGTH}")
@@ -462,6 +487,10 @@ def add_cli(sub, common) -> None:
     p.add_argument("--size", type=int, help="sdedit / repaint: 32|64|128 (default 128); Palette tasks: 64")
     p.add_argument("--jump", type=int, default=REPAINT_JUMP, help="repaint: jump length")
     p.add_argument("--resample", type=int, default=REPAINT_RESAMPLE, help="repaint: resamplings per jump")
+    p.add_argument("--factor", type=int, help="ilvr: the low-pass factor N at 32x32 (1, 2, 4, 8, 16, 32; default 4): "
+                                              "the sample keeps the reference downsampled by N")
+    p.add_argument("--model", help="ilvr: the base, text_base (default) or class_base (the default with --label)")
+    p.add_argument("--label", help="ilvr with --model class_base: guide with this class (default: unconditional)")
     p.add_argument("--out", required=True, help="output PNG file")
     common(p)
     p.set_defaults(handler=run_cli)
@@ -478,7 +507,8 @@ def run_cli(args, models) -> None:
     result, params = translate(models, args.task, image, mask=mask, prompt=args.prompt, strength=args.strength,
                                seed=args.seed, method=args.method, size=args.size, steps=args.steps,
                                sampler=args.sampler, guidance=args.guidance, negative_prompt=args.negative_prompt,
-                               jump=args.jump, resample=args.resample)
+                               jump=args.jump, resample=args.resample, factor=args.factor, label=args.label,
+                               model=args.model)
     params = {**params, "image": str(args.image), **({"mask": str(args.mask)} if args.mask else {})}
     save_png(result, out, params)
     if "note" in params:

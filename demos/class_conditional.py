@@ -1,4 +1,5 @@
-"""Tab: class-conditional generation (a label embedding, classifier-free guidance on the label).
+"""Tab: class-conditional generation (a label embedding; classifier-free guidance on the label,
+or classifier guidance of the unconditional model with the noise-aware classifier).
 
 Run alone: `python -m demos.class_conditional [app.py flags]`.
 """
@@ -12,7 +13,7 @@ import gradio as gr
 
 from core.cascade import SIZES, generate
 from core.images import tensor_to_pil
-from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
+from core.pipeline import BASE_DEFAULTS, MAX_CLASSIFIER_SCALE, SR_DEFAULTS, StageSettings
 from core.samplers import SAMPLERS
 from core.semantic import DECODER_STEPS
 from demos.common import (Job, Models, RequestFiles, StageProgress, as_int, gpu, preview, sr_stages,
@@ -21,6 +22,8 @@ from demos.common import (Job, Models, RequestFiles, StageProgress, as_int, gpu,
 TITLE = "Class-conditional"
 STAGE_LABELS = {32: "class base 32×32", 64: "super-resolution 64×64", 128: "super-resolution 128×128"}
 PREFERRED_EXAMPLES = ["cat-face", "hand-fingers-open", "face-smiling", "person-activity", "food-fruit", "heart"]
+GUIDANCE_METHODS = {"cfg": "Classifier-free (CFG)", "classifier": "Classifier (noise-aware classifier)"}
+CLASSIFIER_SCALE = 10.0   # the default scale of classifier guidance
 
 
 def make_fns(models: Models):
@@ -35,7 +38,8 @@ def make_fns(models: Models):
 
     @gpu
     def class_conditional(label: str, guidance: float, sampler: str, steps: int, seed: int, num_images: int,
-                          size: int, dynamic_thresholding: bool, base_model: str = "semantic",
+                          size: int, dynamic_thresholding: bool, guidance_method: str = "cfg",
+                          classifier_scale: float = CLASSIFIER_SCALE, base_model: str = "semantic",
                           decoder_steps: int = DECODER_STEPS, progress=gr.Progress()):
         """Sample a grid of emoji of one class (an emoji subgroup, see /classes).
 
@@ -49,6 +53,9 @@ def make_fns(models: Models):
             size: final size 32, 64 or 128 (64 and 128 go through the super-resolution stages).
             dynamic_thresholding: static clipping of the base stage's x0 to [-1, 1] (the default
                 thresholding; see core.pipeline.StageSettings).
+            guidance_method: "cfg" (classifier-free guidance at `guidance`) or "classifier" (classifier
+                guidance of the unconditional model at `classifier_scale`; `guidance` is not used).
+            classifier_scale: the scale of classifier guidance (0 = unconditional samples).
             base_model: "semantic" (a diffusion prior picks DiffAE's semantic code for the label,
                 the DiffAE decoder draws it) or "pixel" (the class-conditional UNet).
             decoder_steps: DDIM steps of the DiffAE decoder (semantic base).
@@ -58,16 +65,24 @@ def make_fns(models: Models):
         """
         with user_errors():
             size, seed, num = as_int(size, "size"), as_int(seed, "seed"), as_int(num_images, "number of images")
+            if guidance_method not in GUIDANCE_METHODS:
+                raise ValueError(f"guidance_method must be one of {', '.join(GUIDANCE_METHODS)}; "
+                                 f"got {guidance_method!r}")
+            by_classifier = guidance_method == "classifier"
             decoder_steps = as_int(decoder_steps, "decoder steps")
-            models.require([*models.base_needs(base_model, text=False), *sr_stages(size)])
+            if by_classifier:   # classifier guidance steers the pixel class base
+                base_model = "pixel"
+            models.require([*models.base_needs(base_model, text=False),
+                            *(["noisy_classifier"] if by_classifier else []), *sr_stages(size)])
             if not label:
                 raise ValueError("choose a class")
             base = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=float(guidance),
                                  threshold=BASE_DEFAULTS.threshold if dynamic_thresholding else None)
             sr = dataclasses.replace(SR_DEFAULTS, sampler=sampler)
+            scale = float(classifier_scale) if by_classifier else None
             job = Job(lambda callback: generate(models.set, label=label, num=num, seed=seed, size=size,
                                                 base=base, sr=(sr, sr), callback=callback, base_model=base_model,
-                                                decoder_steps=decoder_steps))
+                                                decoder_steps=decoder_steps, classifier_scale=scale))
             base_steps = decoder_steps if base_model == "semantic" else base.steps   # the decoder reports progress
             bar = StageProgress(progress, {r: (base_steps if r == 32 else sr.steps) for r in SIZES if r <= size},
                                 STAGE_LABELS)
@@ -92,24 +107,32 @@ def build(models: Models) -> None:
     """The tab's layout and wiring (inside the caller's gr.Tab)."""
     run, list_classes = make_fns(models)
     status = models.status_markdown(
-        ["class_base", "prior", "diffae", "sr64", "sr128"],
+        ["class_base", "prior", "diffae", "sr64", "sr128", "noisy_classifier"],
         "This tab cannot generate until one base is present." if not list_classes()
-        else "Final sizes that need them show an error; size 32 works.")
+        else "What needs a missing model (classifier guidance: `noisy_classifier`; final sizes above 32: the SR "
+             "models) shows an error.")
     if status:
         gr.Markdown(status)
-    gr.Markdown("Generation conditioned on a class label (an emoji subgroup) instead of text; guidance "
-                "compares it with the null label. The **semantic** base samples DiffAE's semantic code for the "
-                "label with a diffusion prior and decodes it; the **pixel** base is one label-conditioned UNet. "
-                "Sizes above 32 add the super-resolution stages.")
+    gr.Markdown("Generation conditioned on a class label (an emoji subgroup) instead of text. The **semantic** "
+                "base samples DiffAE's semantic code for the label with a diffusion prior and decodes it; the "
+                "**pixel** base is one label-conditioned UNet. **Classifier-free guidance** compares the "
+                "prediction for the label with the one for the null label (Ho & Salimans 2021). **Classifier "
+                "guidance** (Dhariwal & Nichol 2021) runs the pixel base unconditionally and steers it with the "
+                "gradient of a separate classifier trained on noisy images, log p(label | x_t). The *How it "
+                "works* tab compares the two over a range of scales. Sizes above 32 add the super-resolution "
+                "stages.")
     names = list_classes()
     choices = common.class_labels(names)
     with gr.Row():
         with gr.Column(scale=2):
             label = gr.Dropdown(choices, value=names[0] if names else None, label="Class (emoji subgroup)",
                                 filterable=True, allow_custom_value=not names)
+            method = gr.Radio([(v, k) for k, v in GUIDANCE_METHODS.items()], value="cfg", label="Guidance")
             with gr.Row():
-                guidance = gr.Slider(0, 15, value=BASE_DEFAULTS.guidance, step=0.1, label="Guidance scale",
+                guidance = gr.Slider(0, 15, value=BASE_DEFAULTS.guidance, step=0.1, label="Guidance scale (CFG)",
                                      info="1 = no guidance")
+                scale = gr.Slider(0, MAX_CLASSIFIER_SCALE, value=CLASSIFIER_SCALE, step=0.5,
+                                  label="Classifier scale", info="0 = unconditional", visible=False)
                 steps = gr.Slider(1, 100, value=BASE_DEFAULTS.steps, step=1, precision=0, label="Steps")
             with gr.Row():
                 sampler = gr.Dropdown(list(SAMPLERS), value=BASE_DEFAULTS.sampler, label="Sampler")
@@ -130,8 +153,10 @@ def build(models: Models) -> None:
                                  object_fit="contain", elem_classes=[common.PIXELATED])
             with gr.Accordion("Parameters", open=False):
                 parameters = gr.JSON(label="Parameters")
-    button.click(run, inputs=[label, guidance, sampler, steps, seed, num, size, thresholding, base_model,
-                              decoder_steps],
+    method.change(lambda m: (gr.update(visible=m == "cfg"), gr.update(visible=m == "classifier")), inputs=method,
+                  outputs=[guidance, scale], queue=False, api_visibility="private")
+    button.click(run, inputs=[label, guidance, sampler, steps, seed, num, size, thresholding, method, scale,
+                              base_model, decoder_steps],
                  outputs=[grid, gallery, parameters], api_name="class_conditional", concurrency_id="device",
                  show_progress_on=[gallery])  # the bar covers the gallery; the live grid stays visible
     gr.api(list_classes, api_name="classes", queue=False)

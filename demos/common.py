@@ -33,7 +33,7 @@ from core.checkpoints import CheckpointError
 from core.images import save_png, tensor_to_pil
 from core.semantic import DECODER_STEPS
 
-MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "prior")
+MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "prior", "noisy_classifier")
 SR_MODELS = {64: "sr64", 128: "sr128"}
 BASE_CHOICES = {"semantic: prior over DiffAE's code → DiffAE decoder": "semantic",
                 "pixel: a 32×32 UNet on pixels": "pixel"}

@@ -1,7 +1,7 @@
 """Tab: how diffusion works, on the project's own models: the forward process, samplers at equal
-cost, a guidance sweep, a sampling trajectory, likelihood in bits per dimension, and h-space
-editing beside the DiffAE edit. Layout and wiring only; the work is in core.mechanics,
-core.likelihood and core.hspace.
+cost, a guidance sweep, classifier against classifier-free guidance, a sampling trajectory,
+likelihood in bits per dimension, and h-space editing beside the DiffAE edit. Layout and wiring
+only; the work is in core.mechanics, core.guidance_comparison, core.likelihood and core.hspace.
 
 Run alone: `python -m demos.how_it_works [app.py flags]`.
 """
@@ -15,7 +15,7 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from core import hspace, mechanics
+from core import guidance_comparison, hspace, mechanics
 from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
 from core.likelihood import METHODS
 from core.mechanics import Condition
@@ -170,6 +170,40 @@ def make_fns(models: Models):
             return path, table, table[["guidance", "clip_score"]], diversity, result.parameters
 
     @gpu
+    def compare_guidance(label: str | None, cfg_scales: str, classifier_scales: str, seed: int, num_samples: int,
+                         steps: int, progress=gr.Progress()):
+        """The class base under classifier-free guidance and under classifier guidance (the noise-aware
+        classifier steering the unconditional model), each over a range of scales, on the same seeds:
+        recognisability (the subgroup classifier's share of samples classified as the label) against
+        diversity (mean pairwise distance of the samples' features in that classifier; also in pixels).
+
+        Args:
+            label: the class.
+            cfg_scales: comma-separated classifier-free guidance scales, e.g. "0, 1, 3, 5" (1 = the
+                conditional model, 0 = unconditional).
+            classifier_scales: comma-separated classifier-guidance scales, e.g. "0, 5, 10, 20" (0 = unconditional).
+            seed: sample i uses seed + i.
+            num_samples: samples per setting (2 or more: diversity compares them).
+            steps: DDIM steps.
+        Returns:
+            the grid (a line per setting: CFG scales first, then the classifier scales), the plot, the
+            table and the parameters.
+        """
+        with user_errors():
+            models.require(["class_base", "noisy_classifier"])
+            if not label:
+                raise ValueError("choose a class label")
+            result = guidance_comparison.compare_guidance(
+                models.set, [label], _numbers(cfg_scales, "classifier-free guidance scales"),
+                _numbers(classifier_scales, "classifier-guidance scales"), _seeds(seed, num_samples),
+                steps=_steps(steps), progress=lambda text: progress(None, desc=text))
+            files = RequestFiles()
+            path = files.results([result.grid()], [{**result.parameters, "rows": result.rows}],
+                                 ["guidance-comparison"])[0]
+            table = pd.DataFrame(result.rows)
+            return path, table, table, result.parameters
+
+    @gpu
     def trajectory(model: str, prompt: str, label: str | None, seed: int, sampler: str, steps: int,
                    guidance: float, frames: int):
         """x_t and the predicted x0 at evenly spaced steps of one sampling run.
@@ -283,7 +317,7 @@ def make_fns(models: Models):
                        edited, files.image(tensor_to_pil(d_image.cpu())[0]) if d_image is not None else None]
             return (*outputs, note, params)
 
-    return forward_process, samplers, guidance_sweep, trajectory, likelihood, hspace_edit
+    return forward_process, samplers, guidance_sweep, compare_guidance, trajectory, likelihood, hspace_edit
 
 
 def _hspace_status(models: Models) -> str:
@@ -304,8 +338,8 @@ def _hspace_status(models: Models) -> str:
 
 def build(models: Models) -> None:
     """The tab's layout and wiring (inside the caller's gr.Tab)."""
-    fwd_fn, samplers_fn, guidance_fn, trajectory_fn, likelihood_fn, hspace_fn = make_fns(models)
-    status = models.status_markdown(["text_base", "class_base", "clip"],
+    fwd_fn, samplers_fn, guidance_fn, compare_fn, trajectory_fn, likelihood_fn, hspace_fn = make_fns(models)
+    status = models.status_markdown(["text_base", "class_base", "clip", "noisy_classifier"],
                                     "Panels that need a missing model show an error; the forward process works.")
     if status:
         gr.Markdown(status)
@@ -388,6 +422,36 @@ def build(models: Models) -> None:
         g_button.click(guidance_fn, inputs=[model, prompt, label, g_scales, g_seed, g_num, g_sampler, g_steps,
                                             g_threshold],
                        outputs=[g_grid, g_table, g_fidelity, g_diversity, g_params], api_name="guidance_sweep",
+                       concurrency_id="device")
+
+    with gr.Tab("Classifier vs classifier-free guidance"):
+        gr.Markdown("The class base (the class chosen above), steered two ways. **Classifier-free guidance** (Ho & "
+                    "Salimans 2021) mixes the model's prediction for the label with its prediction for the null label. "
+                    "**Classifier guidance** (Dhariwal & Nichol 2021) runs the model unconditionally and adds the "
+                    "gradient of log p(label | x_t) from a separate small classifier trained on noisy images "
+                    "(`noisy_classifier`). Both trade diversity for fidelity as the scale grows. Recognisability: "
+                    "the share of samples the quality evaluation's subgroup classifier (trained on real emoji, not the "
+                    "guiding one) assigns to the label; diversity: mean pairwise distance between the samples as that "
+                    "classifier sees them (its normalised features; the table also has the pixel distance). The first "
+                    "run may train that classifier (a few CPU minutes, once).")
+        with gr.Row(equal_height=True):
+            c_cfg = gr.Textbox(", ".join(f"{s:g}" for s in guidance_comparison.CFG_SCALES),
+                               label="Classifier-free guidance scales",
+                               info="1 = the conditional model, 0 = unconditional")
+            c_clf = gr.Textbox(", ".join(f"{s:g}" for s in guidance_comparison.CLASSIFIER_SCALES),
+                               label="Classifier-guidance scales", info="0 = unconditional")
+            c_seed, _ = common.seed_input()
+            c_num = gr.Slider(2, 8, value=len(guidance_comparison.SEEDS), step=1, precision=0, label="Samples")
+            c_steps = gr.Slider(1, MAX_STEPS, value=mechanics.GUIDANCE_STEPS, step=1, precision=0, label="Steps")
+        c_button = gr.Button("Compare", variant="primary")
+        with gr.Row():
+            c_plot = gr.ScatterPlot(x="diversity", y="recognisability", color="guidance", tooltip="all",
+                                    title="Recognisability against diversity (each point: one scale)", height=300)
+            c_table = gr.Dataframe(label="Per setting", interactive=False)
+        c_grid = gr.Image(label="A line per setting: CFG scales, then classifier scales", **pixel)
+        c_params = gr.JSON(label="Parameters", visible=False)
+        c_button.click(compare_fn, inputs=[label, c_cfg, c_clf, c_seed, c_num, c_steps],
+                       outputs=[c_grid, c_plot, c_table, c_params], api_name="guidance_comparison",
                        concurrency_id="device")
 
     with gr.Tab("Trajectory"):

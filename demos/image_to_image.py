@@ -1,5 +1,5 @@
-"""Tab: image to image: SDEdit (text base + SR), colorization (Palette) and inpainting (Palette
-or RePaint), through core.translate.translate.
+"""Tab: image to image: SDEdit (text base + SR), colorization (Palette), inpainting (Palette
+or RePaint), through core.translate.translate, and ILVR (core.ilvr).
 
 Run alone: `python -m demos.image_to_image [app.py flags]`.
 """
@@ -10,12 +10,15 @@ from demos import common  # first: imports `spaces` before torch on a ZeroGPU Sp
 from pathlib import Path
 
 import gradio as gr
+import pandas as pd
 import torch
 from PIL import Image, ImageChops, ImageDraw
 
+from core.ilvr import BASES as ILVR_BASES
+from core.ilvr import DEFAULT_FACTOR, ILVR_DEFAULTS, STRIP_FACTORS, check_factor, ilvr_strip, low_pass
 from core.images import open_image, pil_to_tensor, tensor_to_pil
 from core.masks import mask_from_image
-from core.pipeline import BASE_DEFAULTS
+from core.pipeline import BASE_DEFAULTS, StageSettings
 from core.samplers import SAMPLERS
 from core.translate import DEFAULT_STRENGTH, METHODS, PALETTE_DEFAULTS, SIZES, grayscale, translate
 from demos.common import (Job, Models, RequestFiles, as_int, gpu, image_input, preview, sr_stages,
@@ -110,20 +113,25 @@ def _source_name(path) -> str:
 
 # ---- the functions -----------------------------------------------------------------------------
 def make_fns(models: Models):
-    """The tab's functions (sdedit, colorize, inpaint), bound to the shared models."""
+    """The tab's functions (sdedit, colorize, inpaint, ilvr), bound to the shared models."""
 
-    def run(files: RequestFiles, view: str, progress, **kwargs):
-        """translate(**kwargs) on a worker, yielding (view, preview, None, None) now and then, and
-        finally returning (image, parameters)."""
-        job = Job(lambda callback: translate(models.set, callback=callback, **kwargs))
+    def stream(files: RequestFiles, view: str, progress, work, cleared: int = 1):
+        """work(callback) on a worker, yielding (view, preview, None * cleared) at first, then
+        (skip, preview, skip * cleared) now and then, and finally returning what work returned."""
+        job = Job(work)
         bar = StepProgress(progress, STAGE_LABELS)
         first = True
         for info in job:
             if bar.update(info):
-                keep = (view, None) if first else (gr.skip(), gr.skip())
-                yield keep[0], files.image(preview(info["x0"])), keep[1]
+                keep = (view, *[None] * cleared) if first else (gr.skip(),) * (1 + cleared)
+                yield keep[0], files.image(preview(info["x0"])), *keep[1:]
                 first = False
         return job.result
+
+    def run(files: RequestFiles, view: str, progress, **kwargs):
+        """translate(**kwargs) through `stream`, finally returning (image, parameters)."""
+        return (yield from stream(files, view, progress,
+                                  lambda callback: translate(models.set, callback=callback, **kwargs)))
 
     def finish(files: RequestFiles, result, name: str, extra: dict):
         image, params = result
@@ -235,7 +243,58 @@ def make_fns(models: Models):
             path, params = finish(files, result, f"inpaint-{method}-{size}px-seed{seed}", extra)
             yield view, path, params
 
-    return sdedit, colorize, inpaint
+    @gpu
+    def ilvr(image: str, factor: int, seed: int, model: str, prompt: str, label: str | None, size: int, steps: int,
+             progress=gr.Progress()):
+        """ILVR (Choi et al. 2021): generate with a base model whose low frequencies are those of a
+        reference image, at N and, in one batch, at the strip's other N (2, 4, 8, 16).
+
+        Args:
+            image: the reference (any size or mode).
+            factor: N at 32x32: 1, 2, 4, 8, 16 or 32; the sample keeps the reference downsampled by N.
+            seed: the seed of the noise (the same for every N of the strip).
+            model: "text_base" or "class_base".
+            prompt: text base: optional text guidance ("" = unguided).
+            label: class base: optional class ("" = unconditional).
+            size: output size, 32, 64 or 128 (above 32 through the SR stages).
+            steps: DDPM steps of the base.
+        Returns:
+            the reference's low-pass phi_N at the output size, the sample at N (a PNG with its
+            parameters), the strip (top: phi_N of the reference, bottom: the samples; N grows to the
+            right), its figures, and the parameters.
+        """
+        with user_errors():
+            if not image:
+                raise ValueError("upload a reference image or pick an example first")
+            size, seed, steps = as_int(size, "size"), as_int(seed, "seed"), as_int(steps, "steps")
+            factor = check_factor(as_int(factor, "factor N"), 32)
+            if model not in ILVR_BASES:
+                raise ValueError(f"model must be one of {', '.join(ILVR_BASES)}; got {model!r}")
+            needs = [model, *([models.text_encoder_name()] if model == "text_base" else []), *sr_stages(size)]
+            models.require(needs)
+            prompt = (prompt or "").strip() if model == "text_base" else ""
+            label = (label or None) if model == "class_base" else None
+            source = open_image(image)
+            files = RequestFiles()
+            reference = pil_to_tensor(source, size=32)
+            view = files.image(as_image(low_pass(reference, factor)).resize((size, size), Image.Resampling.BICUBIC))
+            factors = sorted({*STRIP_FACTORS, factor})
+            settings = StageSettings(sampler=ILVR_DEFAULTS.sampler, steps=steps,
+                                     guidance=ILVR_DEFAULTS.guidance if (prompt or label) else 1.0)
+            strip = yield from stream(files, view, progress, lambda callback: ilvr_strip(
+                models.set, source, factors, [seed], model, prompt or None, label, size, settings, callback=callback),
+                cleared=3)
+            params = {"command": "translate", "task": "ilvr", "image": _source_name(image), "factor": factor,
+                      "seed": seed, "model": model, "prompt": prompt or None, "label": label, "size": size,
+                      "sampler": settings.sampler, "steps": steps, "guidance": settings.guidance}
+            sample = tensor_to_pil(strip.samples[0, factors.index(factor)][None])[0]
+            path = files.results([sample], [params], [f"{Path(image).stem}-ilvr-N{factor}-{size}px-seed{seed}"])[0]
+            strip_path = files.results([strip.image()], [{**strip.parameters, "figures": strip.rows}],
+                                       [f"{Path(image).stem}-ilvr-strip-{size}px-seed{seed}"])[0]
+            table = pd.DataFrame([{k: v for k, v in r.items() if k != "diversity"} for r in strip.rows])
+            yield view, path, strip_path, table, params
+
+    return sdedit, colorize, inpaint, ilvr
 
 
 # ---- the layout ------------------------------------------------------------------------------------
@@ -254,12 +313,13 @@ def build(models: Models) -> None:
     """The tab's layout and wiring (inside the caller's gr.Tab)."""
     encoder = models.text_encoder_name()
     status = models.status_markdown(
-        ["text_base", encoder, "sr64", "sr128", "palette"],
-        "SDEdit and RePaint need the text base (and the SR models for sizes above 32); colorization and "
-        "Palette inpainting need `palette`. What needs a missing model shows an error; the rest works.")
+        ["text_base", encoder, "class_base", "sr64", "sr128", "palette"],
+        "SDEdit, RePaint and ILVR need the text base (ILVR: or the class base), and the SR models for sizes "
+        "above 32; colorization and Palette inpainting need `palette`. What needs a missing model shows an "
+        "error; the rest works.")
     if status:
         gr.Markdown(status)
-    sdedit_fn, colorize_fn, inpaint_fn = make_fns(models)
+    sdedit_fn, colorize_fn, inpaint_fn, ilvr_fn = make_fns(models)
     examples = common.example_images()
     samplers = list(SAMPLERS)
 
@@ -341,6 +401,49 @@ def build(models: Models) -> None:
                       queue=False, api_visibility="private")
         button.click(inpaint_fn, inputs=[editor, mask, method, prompt, sampler, steps, seed, size],
                      outputs=[view, result, parameters], api_name="inpaint", concurrency_id="device",
+                     show_progress_on=[view])
+
+
+    with gr.Tab("ILVR"):
+        gr.Markdown("**ILVR** (Choi et al. 2021): after every denoising step, the low frequencies of the sample are "
+                    "replaced by those of the reference, noised to the same step: the result keeps the reference "
+                    "downsampled by N (its colours and layout) and the model draws the rest. No training; any base "
+                    "model. Small N keeps more of the reference, large N leaves more to the model. N is counted at "
+                    "32×32 (the base); larger sizes add the SR stages.")
+        classes = [] if models.unavailable(["class_base"]) else models.set.classes()
+        with gr.Row():
+            with gr.Column(scale=2):
+                image = image_input(label="Reference (any size, mode and format)", sources=["upload", "clipboard"],
+                                    height=220)
+                with gr.Row():
+                    factor = gr.Radio([1, 2, 4, 8, 16, 32], value=DEFAULT_FACTOR, label="Factor N",
+                                      info="the reference is kept at 32/N × 32/N")
+                    size = gr.Radio(list(SIZES), value=32, label="Output size")
+                with gr.Row():
+                    model = gr.Radio([("Text base", "text_base"), ("Class base", "class_base")], value="text_base",
+                                     label="Base model")
+                    steps = gr.Slider(1, 100, value=ILVR_DEFAULTS.steps, step=1, precision=0, label="Steps (DDPM)")
+                prompt = gr.Textbox("", label="Prompt (text base, optional)")
+                label = gr.Dropdown([("(none: unconditional)", ""), *common.class_labels(classes)], value="",
+                                    label="Class (class base, optional)", filterable=True)
+                seed, _ = common.seed_input()
+                button = gr.Button("Generate", variant="primary")
+                gr.Examples([[p] for p in examples], inputs=[image], label="Examples", cache_examples=False)
+            with gr.Column(scale=3):
+                with gr.Row():
+                    view = gr.Image(label="Reference low-pass φ_N (what is kept)", format="png", interactive=False,
+                                    height=256, elem_classes=[common.PIXELATED, common.STAGE])
+                    result = gr.Image(label="ILVR sample at N (PNG with parameters)", format="png",
+                                      interactive=False, height=256, elem_classes=[common.PIXELATED, common.STAGE])
+                strip = gr.Image(label="Strip: top φ_N(reference), bottom the samples; N = "
+                                       + ", ".join(map(str, STRIP_FACTORS)) + " (and yours) left to right",
+                                 format="png", interactive=False, height=200, elem_classes=[common.PIXELATED])
+                figures = gr.Dataframe(label="How close to the reference, per N (RMS on [0, 1]; low_pass_rmse "
+                                             "compares φ_N of both at 32×32)", interactive=False)
+                with gr.Accordion("Parameters", open=False):
+                    parameters = gr.JSON(label="Parameters")
+        button.click(ilvr_fn, inputs=[image, factor, seed, model, prompt, label, size, steps],
+                     outputs=[view, result, strip, figures, parameters], api_name="ilvr", concurrency_id="device",
                      show_progress_on=[view])
 
 

@@ -315,3 +315,51 @@ def test_missing_palette_and_diffae_are_named(tiny_checkpoints, tmp_path):
                  lambda: interpolate(example, example, 3, STEPS, progress=progress)):
         with pytest.raises(gr.Error, match="'diffae' is unavailable"):
             call()
+
+
+# ---- ILVR ------------------------------------------------------------------------------------------
+def test_ilvr_endpoint_is_named(client):
+    named = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    assert [p["parameter_name"] for p in named["/ilvr"]["parameters"]] == [
+        "image", "factor", "seed", "model", "prompt", "label", "size", "steps"]
+
+
+def test_ilvr_factor_1_is_the_reference(client, tmp_path):
+    path = photo(tmp_path, size=(90, 60))
+    view, result, strip, table, params = client.predict(image=handle(path), factor=1, seed=3, size=32, steps=STEPS,
+                                                        api_name="/ilvr")
+    expected = np.asarray(tensor_to_pil(pil_to_tensor(open_image(path), size=32))[0], dtype=np.int16)
+    assert np.abs(pixels(result) - expected).max() <= 1          # nothing is left to the model
+    stored = read_parameters(rgb_png(result, 32))
+    assert stored == params and stored["task"] == "ilvr" and stored["factor"] == 1 and stored["seed"] == 3
+    assert Image.open(strip).size == (2 + 5 * 34, 2 + 2 * 34)     # N = 1, 2, 4, 8, 16; reference low-pass, sample
+    assert [row[0] for row in table["data"]] == [1, 2, 4, 8, 16]
+    # the low-pass of every sample is the reference's (up to clamping), while the samples themselves are not
+    assert all(row[1] < 0.06 and row[1] < row[2] / 4 for row in table["data"][1:])
+
+
+@pytest.mark.parametrize("model, condition, size", [("class_base", {"label": "cat-face"}, 64),
+                                                    ("text_base", {"prompt": "red apple"}, 32)])
+def test_ilvr_with_each_base(client, tmp_path, model, condition, size):
+    view, result, strip, table, params = client.predict(image=handle(photo(tmp_path)), factor=8, model=model,
+                                                        size=size, steps=STEPS, api_name="/ilvr", **condition)
+    rgb_png(view, size)
+    stored = read_parameters(rgb_png(result, size))
+    assert stored["model"] == model and stored["factor"] == 8 and stored["guidance"] == 3.0
+    assert stored.get("label") == condition.get("label") and stored.get("prompt") == condition.get("prompt")
+    assert Image.open(strip).size == (2 + 4 * (size + 2), 2 + 2 * (size + 2))   # N = 2, 4, 8, 16
+    rows = {row[0]: row for row in table["data"]}
+    assert rows[2][2] < rows[16][2]   # the sample drifts from the reference as N grows
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"factor": 3}, "3.*not in the list of choices"),
+    ({"image": None}, "upload a reference image"),
+    ({"model": "class_base", "label": "nope"}, "nope.*not in the list of choices"),
+])
+def test_ilvr_bad_input_is_a_clear_error(client, server, tmp_path, kwargs, message):
+    from gradio_client.exceptions import AppError
+    kwargs = {"image": handle(photo(tmp_path)), **kwargs}
+    with pytest.raises(AppError, match=message):
+        client.predict(steps=STEPS, api_name="/ilvr", **kwargs)
+    good_request(client, server)

@@ -88,3 +88,19 @@ def test_prior_fits_the_committed_diffae_and_clip(models):
     from core.diffae import semantic_code
     zn = prior.normalise(semantic_code(diffae, x))
     assert zn.abs().max() < 50
+
+
+@pytest.mark.skipif(not (committed("noisy_classifier") and committed("class_base")),
+                    reason="no committed noisy_classifier / class_base")
+def test_noisy_classifier_guides_the_class_base(models):
+    from safetensors.torch import load_file
+
+    from core.checkpoints import DEFAULT_CHECKPOINTS
+    classifier = models.get("noisy_classifier")
+    assert classifier.classes == models.classes()   # one label space for guidance
+    folder = DEFAULT_CHECKPOINTS / "noisy_classifier"
+    assert (folder / "model.safetensors").stat().st_size < 1_000_000
+    assert all(t.dtype == torch.float16 for t in load_file(str(folder / "model.safetensors")).values())
+    assert "| t | alpha_bar_t | top-1 | top-5 |" in (folder / "README.md").read_text()
+    out = generate(models, label="person-role", num=2, size=32, base=FAST, classifier_scale=10.0).final
+    assert out.shape == (2, 3, 32, 32) and torch.isfinite(out).all()

@@ -88,11 +88,19 @@ def tiny_prior(seed: int = 0, dim: int = 16, text_dim: int = 16, classes=CLASSES
     return model.eval().requires_grad_(False)
 
 
+def tiny_noisy_classifier(seed: int = 0, classes=CLASSES):
+    """A tiny untrained noise-aware classifier over `classes` (those of the tiny class base)."""
+    from core.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
+    torch.manual_seed(seed)
+    return NoisyClassifier(NoisyClassifierConfig(classes=list(classes), channels=(8, 16))).eval().requires_grad_(False)
+
+
 def write_tiny_checkpoints(root) -> None:
     """A complete checkpoints folder of tiny random models, as the app and CLI expect it:
     clip, text_base, class_base, sr64 (32->64, diffusing the image), sr128 (64->128, diffusing the
     residual over the upsampled input), palette (diffusing the residual over its task's baseline),
-    diffae (+ directions), prior (over the diffae's codes)."""
+    diffae (+ directions), prior (over the diffae's codes), noisy_classifier (for classifier guidance
+    of the class base)."""
     from pathlib import Path
 
     from core.checkpoints import save_model
@@ -112,3 +120,4 @@ def write_tiny_checkpoints(root) -> None:
     from core.checkpoints import save_folder
     prior = tiny_prior(dim=diffae.config.semantic_dim, text_dim=config.embed_dim)
     save_folder(root / "prior", prior.config.to_dict(), prior.state_dict(), "# tiny prior\n")
+    save_model(tiny_noisy_classifier(), root / "noisy_classifier", "# tiny noisy classifier\n")

@@ -1,0 +1,245 @@
+"""Classifier guidance against classifier-free guidance on the class base: recognisability
+against diversity as the scale grows (the lesson of Dhariwal & Nichol 2021, fig. 4, and Ho &
+Salimans 2021, fig. 1: both trade diversity for fidelity).
+
+- classifier-free guidance (CFG): the class base with its label against the null label,
+  eps_u + s (eps_c - eps_u); s = 1 is the plain conditional model, s = 0 the unconditional one;
+- classifier guidance: the class base run unconditionally (the null label), steered by the
+  noise-aware classifier (checkpoints/noisy_classifier): eps - s sqrt(1 - ab) grad log p(y | x_t);
+  s = 0 is the unconditional model.
+
+The same labels and seeds at every setting. `score_samples` is the one place that says how
+samples are measured: recognisability is the fraction of samples that the subgroup classifier of
+`core.classifiers` (the one the quality evaluation `core.evaluate` uses; trained on real emoji,
+independent of the guiding classifier) assigns to the label asked for; diversity is the mean
+pairwise distance between the samples of one label, averaged over the labels: between their
+features in that classifier (its pooled last layer, L2-normalised: what it sees, so two samples
+of the same thing in other colours are close), and, as a second column, between their pixels
+(RMS on the [0, 1] scale, which rises when high scales saturate colours).
+
+Command line: `python -m core.guidance_comparison [--labels a,b] [--cfg-scales 0,1,3]
+[--classifier-scales 0,5,10] [--seeds 0,1,2,3] --out plot.png [--grid grid.png]` prints the table
+and draws the plot.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import math
+import sys
+import time
+from typing import Callable, Optional, Sequence
+
+import torch
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+
+from core.mechanics import Comparison, check_seeds, mean_pairwise_distance
+from core.pipeline import BASE_DEFAULTS, StageSettings, check_classifier_scale, generate_class
+from core.schedules import check_finite
+
+CFG_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
+CLASSIFIER_SCALES = (0.0, 3.0, 10.0, 30.0, 100.0)
+# frequent subgroups of the held-out split (those the quality evaluation weighs most), people and not
+LABELS = ("person-role", "family", "country-flag", "person-activity", "person-gesture", "animal-mammal",
+          "hand-fingers-open", "transport-ground")
+SEEDS = (0, 1, 2, 3)
+METHODS = ("classifier-free", "classifier")
+MAX_SAMPLES = 512
+Scorer = Callable[[dict], dict]
+
+
+# ---- how samples are measured ---------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _judge():
+    """The subgroup classifier of the quality evaluation (cached; trained once, ~3 CPU minutes)."""
+    from core.classifiers import load_or_train
+    return load_or_train("subgroup", log=lambda s: print(s, file=sys.stderr, flush=True))
+
+
+def score_samples(samples: dict[str, Tensor]) -> dict[str, float]:
+    """Recognisability and diversity of samples {label: images [n, 3, r, r] in [-1, 1]}:
+    `recognisability` = the fraction of all samples the subgroup classifier (core.classifiers)
+    assigns to their label; `diversity` = the mean pairwise distance of the samples' L2-normalised
+    features in that classifier, within each label, averaged over the labels (labels with one
+    sample are left out); `diversity_pixels` the same for the RMS pixel distance (on [0, 1])."""
+    judge = _judge()
+    hits, total, spreads, pixel_spreads = 0, 0, [], []
+    for label, images in samples.items():
+        if label not in judge.classes:
+            raise ValueError(f"the recognisability classifier does not know class {label!r}")
+        images = images.cpu()
+        hits += int((judge.predict(images) == judge.index(label)).sum())
+        total += len(images)
+        if len(images) > 1:
+            spreads.append(mean_pairwise_distance(judge_features(judge, images)))
+            pixel_spreads.append(mean_pairwise_distance(images) / 2 / math.sqrt(images[0].numel()))
+
+    def mean(values):
+        return sum(values) / len(values) if values else math.nan
+
+    return {"recognisability": hits / max(total, 1), "diversity": mean(spreads), "diversity_pixels": mean(pixel_spreads)}
+
+
+@torch.no_grad()
+def judge_features(judge, images: Tensor) -> Tensor:
+    """The subgroup classifier's pooled last-layer features of images, L2-normalised: [n, d]."""
+    from core.classifiers import to_resolution
+    net = judge.model.eval()
+    x = to_resolution(images).to(judge.device)
+    features = net.head[:2](net.features(x)).float().cpu()   # pooling and flattening, before dropout and the head
+    return torch.nn.functional.normalize(features, dim=1)
+
+
+# ---- the comparison ------------------------------------------------------------------------------
+def check_scales(scales: Sequence[float], what: str, check=lambda s: check_finite("scale", s)) -> list[float]:
+    scales = [check(s) for s in scales]
+    if not 1 <= len(scales) <= 12:
+        raise ValueError(f"give from 1 to 12 {what} scales, got {len(scales)}")
+    return scales
+
+
+def _check_cfg(scale) -> float:
+    scale = check_finite("guidance scale", scale)
+    if not 0 <= scale <= 30:
+        raise ValueError(f"guidance scale must be between 0 and 30, got {scale!r}")
+    return scale
+
+
+def compare_guidance(models, labels: Sequence[str] = LABELS, cfg_scales: Sequence[float] = CFG_SCALES,
+                     classifier_scales: Sequence[float] = CLASSIFIER_SCALES, seeds: Sequence[int] = SEEDS,
+                     sampler: str = "ddim", steps: int = BASE_DEFAULTS.steps, thresholding: bool = True,
+                     progress: Optional[Callable[[str], None]] = None, score: Scorer = score_samples) -> Comparison:
+    """The class base at each CFG scale and each classifier-guidance scale, on the same labels and
+    seeds; a row per setting {guidance, scale, recognisability, diversity, seconds_per_image}.
+    The images of a row are the samples of every label, label after label."""
+    labels = list(labels)
+    if not labels:
+        raise ValueError("choose at least one class label")
+    seeds = check_seeds(seeds, minimum=2)
+    cfg_scales = check_scales(cfg_scales, "classifier-free guidance", _check_cfg)
+    classifier_scales = check_scales(classifier_scales, "classifier guidance", check_classifier_scale)
+    if len(labels) * len(seeds) * (len(cfg_scales) + len(classifier_scales)) > MAX_SAMPLES:
+        raise ValueError(f"{len(labels)} labels x {len(seeds)} seeds x {len(cfg_scales) + len(classifier_scales)} "
+                         f"settings is more than {MAX_SAMPLES} samples")
+    model = models.get("class_base")
+    unknown = [label for label in labels if label not in (model.config.classes or [])]
+    if unknown:
+        raise ValueError(f"unknown class {unknown[0]!r}; `python -m core classes` lists them")
+    classifier = models.get("noisy_classifier")
+    settings = StageSettings(sampler=sampler, steps=int(steps),
+                             threshold=BASE_DEFAULTS.threshold if thresholding else None)
+    rows, images = [], []
+    for method, scales in zip(METHODS, (cfg_scales, classifier_scales)):
+        for scale in scales:
+            if progress:
+                progress(f"{method} guidance, scale {scale:g}")
+            start = time.perf_counter()
+            samples = {}
+            for label in labels:
+                if method == "classifier-free":
+                    x = generate_class(model, [label], seeds, settings, guidance=scale)
+                else:
+                    x = generate_class(model, [label], seeds, settings, classifier=classifier, classifier_scale=scale)
+                samples[label] = x.cpu()
+            seconds = (time.perf_counter() - start) / (len(labels) * len(seeds))
+            scores = score(samples)
+            rows.append({"guidance": method, "scale": scale, "recognisability": round(scores["recognisability"], 4),
+                         "diversity": round(scores["diversity"], 4),
+                         "diversity_pixels": round(scores.get("diversity_pixels", math.nan), 4),
+                         "seconds_per_image": round(seconds, 3)})
+            images.append(torch.cat(list(samples.values())))
+    parameters = {"panel": "guidance comparison", "labels": labels, "seeds": seeds, "cfg_scales": cfg_scales,
+                  "classifier_scales": classifier_scales, "sampler": sampler, "steps": int(steps),
+                  "thresholding": thresholding,
+                  "measures": "recognisability: the share of samples the subgroup classifier of core.classifiers "
+                              "assigns to the label; diversity: mean pairwise distance within a label of its "
+                              "L2-normalised features (diversity_pixels: of the pixels, RMS on [0, 1])"}
+    return Comparison(rows, images, parameters)
+
+
+# ---- the plot ------------------------------------------------------------------------------------
+COLOURS = {"classifier-free": (31, 119, 180), "classifier": (255, 127, 14)}
+
+
+def tradeoff_plot(rows: Sequence[dict], width: int = 640, height: int = 440) -> Image.Image:
+    """Recognisability (y) against diversity (x): a line per guidance, its points in scale order,
+    each marked with its scale."""
+    font = ImageFont.load_default(size=13)
+    im = Image.new("RGB", (width, height), "white")
+    d = ImageDraw.Draw(im)
+    left, right, top, bottom = 64, width - 20, 40, height - 50
+    xs = [r["diversity"] for r in rows if math.isfinite(r["diversity"])] or [0.0, 1.0]
+    x_lo, x_hi = min(xs), max(xs)
+    pad = (x_hi - x_lo) * 0.08 or 0.05
+    x_lo, x_hi = max(0.0, x_lo - pad), x_hi + pad
+
+    def at(x: float, y: float) -> tuple[float, float]:
+        return (left + (x - x_lo) / (x_hi - x_lo) * (right - left), bottom - y * (bottom - top))
+
+    d.rectangle((left, top, right, bottom), outline=(0, 0, 0))
+    for i in range(6):
+        y = i / 5
+        _, py = at(x_lo, y)
+        d.line((left - 4, py, left, py), fill=(0, 0, 0))
+        d.line((left + 1, py, right - 1, py), fill=(235, 235, 235))
+        d.text((left - 8, py), f"{y:.1f}", fill=(0, 0, 0), font=font, anchor="rm")
+        x = x_lo + (x_hi - x_lo) * i / 5
+        px, _ = at(x, 0)
+        d.line((px, bottom, px, bottom + 4), fill=(0, 0, 0))
+        d.text((px, bottom + 6), f"{x:.3f}", fill=(0, 0, 0), font=font, anchor="mt")
+    d.text(((left + right) / 2, height - 8), "diversity: mean pairwise distance of the classifier's features",
+           fill=(0, 0, 0), font=font, anchor="md")
+    d.text((8, top - 14), "recognisability: share of samples classified as the label", fill=(0, 0, 0), font=font,
+           anchor="lm")
+    for k, method in enumerate(METHODS):
+        points = [(at(r["diversity"], r["recognisability"]), r["scale"]) for r in rows
+                  if r["guidance"] == method and math.isfinite(r["diversity"])]
+        colour = COLOURS[method]
+        if len(points) > 1:
+            d.line([p for p, _ in points], fill=colour, width=2)
+        for (px, py), scale in points:
+            d.ellipse((px - 4, py - 4, px + 4, py + 4), fill=colour)
+            d.text((px + 6, py - 6), f"{scale:g}", fill=colour, font=font, anchor="ld")
+        d.line((right - 190, top + 14 + 18 * k, right - 170, top + 14 + 18 * k), fill=colour, width=3)
+        d.text((right - 165, top + 14 + 18 * k), f"{method} guidance", fill=colour, font=font, anchor="lm")
+    return im
+
+
+# ---- command line --------------------------------------------------------------------------------
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    from core.checkpoints import CheckpointError
+    from core.cli import number_list
+    from core.images import save_png
+    from core.mechanics import format_table
+    p = argparse.ArgumentParser(prog="python -m core.guidance_comparison", description=__doc__.split("\n\n")[0])
+    p.add_argument("--labels", type=lambda v: [x.strip() for x in v.split(",") if x.strip()], default=list(LABELS))
+    p.add_argument("--cfg-scales", type=number_list(float), default=list(CFG_SCALES))
+    p.add_argument("--classifier-scales", type=number_list(float), default=list(CLASSIFIER_SCALES))
+    p.add_argument("--seeds", type=number_list(int), default=list(SEEDS))
+    p.add_argument("--sampler", default="ddim")
+    p.add_argument("--steps", type=int, default=BASE_DEFAULTS.steps)
+    p.add_argument("--no-threshold", action="store_true")
+    p.add_argument("--out", required=True, help="the plot (PNG)")
+    p.add_argument("--grid", help="also the samples: a row per setting (PNG)")
+    p.add_argument("--checkpoints", default=None)
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    a = p.parse_args(argv)
+    from core.cascade import ModelSet
+    try:
+        result = compare_guidance(ModelSet(a.checkpoints, a.device), a.labels, a.cfg_scales, a.classifier_scales,
+                                  a.seeds, a.sampler, a.steps, not a.no_threshold,
+                                  progress=lambda s: print(s, file=sys.stderr, flush=True))
+        save_png(tradeoff_plot(result.rows), a.out, {**result.parameters, "rows": result.rows})
+        if a.grid:
+            save_png(result.grid(), a.grid, {**result.parameters, "rows": result.rows})
+    except (ValueError, CheckpointError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(result.rows))
+    print(f"wrote {a.out}" + (f" and {a.grid}" if a.grid else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Classifier guidance in the app, through gradio_client: the Class-conditional tab's choice of
+guidance and the How it works panel that compares both guidances. The app runs on the tiny
+checkpoints (with a tiny noise-aware classifier) and a stand-in recognisability classifier (an
+untrained one in the classifier cache: the real one trains for minutes)."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from core.images import read_parameters
+from tests.test_app import AppServer, good_request, make_client, rgb_png
+
+
+@pytest.fixture(scope="module")
+def server(tiny_checkpoints, tmp_path_factory):
+    from core.classifiers import (FORMAT_VERSION, Classifier, ClassifierSettings, SmallCNN, data_fingerprint,
+                                  task_classes)
+    from core.data import load_dataset
+    tmp = tmp_path_factory.mktemp("app-guidance")
+    data = load_dataset()
+    classes = task_classes("subgroup", data)
+    settings = ClassifierSettings()
+    info = {"format_version": FORMAT_VERSION, "task": "subgroup", "settings": asdict(settings),
+            "data_fingerprint": data_fingerprint(data)}
+    Classifier(SmallCNN(len(classes), settings.width), classes, info).save(tmp / "classifiers" / "subgroup")
+    app = AppServer(["--checkpoints", tiny_checkpoints], tmp / "app.log",
+                    env={"GRADIO_TEMP_DIR": str(tmp / "gradio"), "DIFFUSION_HUB_CLASSIFIERS": str(tmp / "classifiers")})
+    yield app
+    app.stop()
+
+
+@pytest.fixture(scope="module")
+def client(server, tmp_path_factory):
+    return make_client(server.url, tmp_path_factory.mktemp("downloads"))
+
+
+def pixels(path) -> np.ndarray:
+    return np.asarray(Image.open(path).convert("RGB"), dtype=np.int16)
+
+
+def test_endpoints_are_named(client):
+    named = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    params = [p["parameter_name"] for p in named["/class_conditional"]["parameters"]]
+    assert params == ["label", "guidance", "sampler", "steps", "seed", "num_images", "size", "dynamic_thresholding",
+                      "guidance_method", "classifier_scale"]
+    assert [p["parameter_name"] for p in named["/guidance_comparison"]["parameters"]] == [
+        "label", "cfg_scales", "classifier_scales", "seed", "num_samples", "steps"]
+
+
+def test_class_tab_with_classifier_guidance(client):
+    grid, gallery, parameters = client.predict(label="cat-face", steps=2, num_images=2, seed=4, size=64,
+                                               guidance_method="classifier", classifier_scale=8,
+                                               api_name="/class_conditional")
+    assert parameters["classifier_scale"] == 8 and parameters["base"]["guidance"] == 1.0
+    stored = read_parameters(rgb_png(gallery[1]["image"], 64))
+    assert stored["classifier_scale"] == 8 and stored["seed"] == 5 and stored["label"] == "cat-face"
+    # classifier guidance at 0 and CFG at 0 are the same unconditional model; at 100 the classifier steers
+    common = dict(label="cat-face", steps=4, num_images=1, seed=4, size=32, api_name="/class_conditional")
+    by_classifier = client.predict(guidance_method="classifier", classifier_scale=0, **common)[1][0]["image"]
+    unconditional = client.predict(guidance_method="cfg", guidance=0, **common)[1][0]["image"]
+    steered = client.predict(guidance_method="classifier", classifier_scale=100, **common)[1][0]["image"]
+    assert np.abs(pixels(by_classifier) - pixels(unconditional)).max() <= 1
+    assert np.abs(pixels(by_classifier) - pixels(steered)).max() > 4
+    cfg = client.predict(label="cat-face", steps=2, num_images=1, size=32, api_name="/class_conditional")[2]
+    assert "classifier_scale" not in cfg and cfg["base"]["guidance"] == 3.0   # the default is still CFG
+
+
+def test_guidance_comparison_panel(client):
+    grid, plot, table, params = client.predict(label="cat-face", cfg_scales="0, 3", classifier_scales="0, 6",
+                                               num_samples=2, steps=2, api_name="/guidance_comparison")
+    rows = [dict(zip(table["headers"], row)) for row in table["data"]]
+    assert [(r["guidance"], r["scale"]) for r in rows] == [("classifier-free", 0), ("classifier-free", 3),
+                                                           ("classifier", 0), ("classifier", 6)]
+    assert all(0 <= r["recognisability"] <= 1 for r in rows)
+    assert rows[0]["diversity"] == pytest.approx(rows[2]["diversity"], abs=2e-3)   # both unconditional at 0
+    assert Image.open(grid).size == (2 + 2 * 34, 2 + 4 * 34)
+    assert read_parameters(grid)["rows"][3]["scale"] == 6
+    assert params["cfg_scales"] == [0, 3] and params["classifier_scales"] == [0, 6]
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(label="cat-face", guidance_method="classifier", classifier_scale=500, api_name="/class_conditional"),
+     "greater than maximum value 100"),
+    (dict(label="cat-face", guidance_method="bogus", api_name="/class_conditional"), "bogus.*not in the list"),
+    (dict(label="cat-face", classifier_scales="lots", api_name="/guidance_comparison"),
+     "classifier-guidance scales must be comma-separated numbers"),
+    (dict(label="cat-face", cfg_scales="-2", api_name="/guidance_comparison"),
+     "guidance scale must be between 0 and 30"),
+])
+def test_bad_input_is_a_clear_error(client, server, kwargs, message):
+    from gradio_client.exceptions import AppError
+    with pytest.raises(AppError, match=message):
+        client.predict(steps=2, **kwargs)
+    assert server.alive()
+    good_request(client, server)
