@@ -40,6 +40,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from core import cancel
 from core.cascade import CascadeResult
 from core.checkpoints import CheckpointError
 from core.guidance import cfg_denoiser, dynamic_threshold_denoiser
@@ -327,6 +328,7 @@ class DeepFloydIF:
     def _network(self, stage: IFStage):
         """The UNet as a ConditionalModel: cond = tokens, and for stage II low_res + noise_level."""
         def model(x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+            cancel.check()  # a cancelled job stops here, between network evaluations
             if "low_res" in cond:
                 x = torch.cat([x, cond["low_res"]], dim=1)
             out = stage.forward(x.to(stage.dtype), t, encoder_hidden_states=cond["tokens"],

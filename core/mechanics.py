@@ -48,6 +48,7 @@ GUIDANCE_SEEDS = (0, 1, 2)
 GUIDANCE_STEPS = 10
 MAX_SEEDS = 16
 MAX_NFE = 200
+MAX_BUDGETS = 12        # NFE budgets per comparison: the work is samplers x budgets x seeds runs
 Callback = Callable[[dict], None]
 
 
@@ -228,6 +229,12 @@ def compare_samplers(models, condition: Condition, samplers: Sequence[str] = SAM
     samplers, budgets = list(samplers), list(budgets)
     if not samplers or not budgets:
         raise ValueError("choose at least one sampler and one NFE budget")
+    if len(budgets) > MAX_BUDGETS:
+        raise ValueError(f"give at most {MAX_BUDGETS} NFE budgets, got {len(budgets)}")
+    if len(set(samplers)) != len(samplers):
+        raise ValueError("each sampler may be chosen once")
+    for b in budgets:
+        steps_for_nfe(samplers[0], b)     # every budget checked before any sampling
     for s in samplers:
         nfe(s, 1)
     embedder = clip_embedder(models)

@@ -16,7 +16,7 @@ import torch
 from core import cascade, diffae
 from core.images import open_image, pil_to_tensor, tensor_to_pil
 from core.semantic import DECODER_STEPS
-from demos.common import Models, RequestFiles, as_int, gpu, grid, image_input, user_errors
+from demos.common import Models, RequestFiles, as_int, gpu, grid, image_input, user_errors, wait_for
 
 TITLE = "Attribute editing"
 MODEL = "diffae"
@@ -97,12 +97,12 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
             steps = check_steps(steps)
             x = load(image)
             progress(None, desc="encoding and decoding")
-            out = diffae.reconstruct(model(), x, steps)
+            out = yield from wait_for(lambda: diffae.reconstruct(model(), x, steps), 3)
             files = RequestFiles()
             params = {"command": "reconstruct", "image": Path(image).name, "steps": steps,
                       "psnr": round(float(diffae.psnr(out.cpu(), x.cpu())[0]), 2)}
             path = files.results([one(out)], [params], [f"{Path(image).stem}-reconstruct"])[0]
-            return files.image(one(x)), path, params
+            yield files.image(one(x)), path, params
 
     @gpu
     def edit(image: str, attribute: str, strength: float, steps: int, fresh_noise: bool = False, seed: int = 0,
@@ -130,13 +130,13 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
             x = load(image)
             progress(None, desc="encoding and decoding")
             x_T = diffae.fresh_noise(model(), [seed]) if fresh_noise else None
-            out = diffae.edit(model(), dirs, x, attribute, strength, steps, x_T=x_T)
+            out = yield from wait_for(lambda: diffae.edit(model(), dirs, x, attribute, strength, steps, x_T=x_T), 3)
             files = RequestFiles()
             params = {"command": "edit", "image": Path(image).name, "attribute": attribute, "strength": strength,
                       "steps": steps, "seed": seed, "fresh_noise": bool(fresh_noise)}
             name = f"{Path(image).stem}-{attribute}{strength:+g}"
             path = files.results([one(out)], [params], [name])[0]
-            return files.image(one(x)), path, params
+            yield files.image(one(x)), path, params
 
     @gpu
     def edit_sweep(image: str, attribute: str, max_strength: float, frames: int, steps: int,
@@ -164,18 +164,21 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
                 raise ValueError(f"frames must be from 2 to {MAX_FRAMES}, got {frames}")
             x = load(image)
             strengths = [round(-top + 2 * top * i / (frames - 1), 6) for i in range(frames)]
-            progress(None, desc="encoding")
-            z, x_T = diffae.encode(model(), x, steps)
-            progress(None, desc=f"decoding {frames} edits")
-            zs = torch.cat([dirs.shift(z, attribute, s) for s in strengths])
-            images = tensor_to_pil(diffae.decode(model(), zs, x_T.expand(frames, *x_T.shape[1:]), steps).cpu())
+            progress(None, desc=f"encoding, then decoding {frames} edits")
+
+            def sweep():
+                z, x_T = diffae.encode(model(), x, steps)
+                zs = torch.cat([dirs.shift(z, attribute, s) for s in strengths])
+                return diffae.decode(model(), zs, x_T.expand(frames, *x_T.shape[1:]), steps)
+
+            images = tensor_to_pil((yield from wait_for(sweep, 3)).cpu())
             files = RequestFiles()
             params = {"command": "edit_sweep", "image": Path(image).name, "attribute": attribute,
                       "strengths": strengths, "steps": steps}
             strip = files.results([grid(images, columns=frames)], [params],
                                   [f"{Path(image).stem}-{attribute}-sweep"])[0]
             frames_out = [(files.image(im), f"{s:+g}") for im, s in zip(images, strengths)]
-            return strip, frames_out, params
+            yield strip, frames_out, params
 
     @gpu
     def interpolate(image_a: str, image_b: str, frames: int, steps: int, progress=gr.Progress()):
@@ -196,14 +199,14 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
                 raise ValueError(f"frames must be from 2 to {MAX_FRAMES}, got {frames}")
             a, b = load(image_a, "image a"), load(image_b, "image b")
             progress(None, desc=f"encoding both, decoding {frames} frames")
-            images = tensor_to_pil(diffae.interpolate(model(), a, b, frames, steps).cpu())
+            images = tensor_to_pil((yield from wait_for(lambda: diffae.interpolate(model(), a, b, frames, steps), 3)).cpu())
             files = RequestFiles()
             params = {"command": "interpolate", "image_a": Path(image_a).name, "image_b": Path(image_b).name,
                       "frames": frames, "steps": steps}
             strip = files.results([grid(images, columns=frames)], [params],
                                   [f"{Path(image_a).stem}-to-{Path(image_b).stem}"])[0]
             alphas = [i / (frames - 1) for i in range(frames)]
-            return strip, [(files.image(im), f"{al:.2f}") for im, al in zip(images, alphas)], params
+            yield strip, [(files.image(im), f"{al:.2f}") for im, al in zip(images, alphas)], params
 
     return reconstruct, attributes, edit, edit_sweep, interpolate, directions_error
 
@@ -243,8 +246,9 @@ def make_variations_fn(models: Models):
                 raise ValueError("upload an image or pick an example first")
             x = pil_to_tensor(open_image(image))
             progress(None, desc=f"decoding {num} variations")
-            result = cascade.variations(models.set, x, num=num, seed=seed, size=size, prompt=prompt or None,
-                                        mix=float(mix), decoder_steps=decoder_steps)
+            result = yield from wait_for(lambda: cascade.variations(
+                models.set, x, num=num, seed=seed, size=size, prompt=prompt or None, mix=float(mix),
+                decoder_steps=decoder_steps), 3)
             images = tensor_to_pil(result.final.cpu())
             files = RequestFiles()
             params = {**result.parameters, "image": Path(image).name}
@@ -252,7 +256,7 @@ def make_variations_fn(models: Models):
             paths = files.results(images, [{**params, "seed": s} for s in seeds],
                                   [f"{Path(image).stem}-variation-seed{s}" for s in seeds])
             strip = files.image(grid(images, columns=num))
-            return strip, [(p, f"seed {s}") for p, s in zip(paths, seeds)], params
+            yield strip, [(p, f"seed {s}") for p, s in zip(paths, seeds)], params
 
     return variations
 

@@ -28,6 +28,7 @@ import gradio as gr
 import torch
 from PIL import Image, ImageDraw
 
+from core import cancel
 from core.cascade import ModelSet
 from core.checkpoints import CheckpointError
 from core.images import save_png, tensor_to_pil
@@ -166,6 +167,8 @@ def user_errors() -> Iterator[None]:
         yield
     except gr.Error:
         raise
+    except cancel.Cancelled as e:
+        raise gr.Error("The run was stopped before it finished.", title="Cancelled") from e
     except (ValueError, FileNotFoundError) as e:
         title = "Model unavailable" if isinstance(e, CheckpointError) else "Cannot do that"
         raise gr.Error(str(e), title=title) from e
@@ -198,38 +201,43 @@ def image_input(**kwargs) -> gr.Image:
 
 
 # ---- running a job with progress ---------------------------------------------------------------
-class Cancelled(Exception):
-    """Raised inside the sampler callback when the request has gone away."""
+JOB_THREAD = "diffusion-job"  # the name of every job's worker thread
 
 
 class Job:
-    """Runs `work(callback)` on a worker thread; iterating yields the sampler callback dicts
-    (step, total, t, x, x0, stage) as they come, then `result` holds what `work` returned.
-    An exception in `work` is raised by the iteration; leaving the iteration early (the user
-    closed the page) makes the next callback raise Cancelled, which stops the worker."""
+    """Runs `work(callback)` on a worker thread: iterating yields the sampler callback dicts (step,
+    total, t, x, x0, stage) as they come, and None whenever none came for PREVIEW_EVERY_S; then
+    `result` holds what `work` returned. An exception in `work` is raised by the iteration.
+    Leaving the iteration early (Gradio closes a generator when its request is cancelled or its
+    client goes away) stops the worker at its next network evaluation (core.cancel)."""
 
     def __init__(self, work: Callable[[Callable[[dict], None]], object]):
         self.result = None
         self._events: queue.Queue = queue.Queue()
         self._cancel = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(work,), name="diffusion-job", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(work,), name=JOB_THREAD, daemon=True)
         self._thread.start()
 
     def _callback(self, info: dict) -> None:
-        if self._cancel.is_set():
-            raise Cancelled()
+        cancel.check()
         self._events.put(("step", info))
 
     def _run(self, work) -> None:
         try:
-            self._events.put(("done", work(self._callback)))
+            with cancel.stop_when(self._cancel.is_set):
+                result = work(self._callback)
+            self._events.put(("done", result))
         except BaseException as e:  # noqa: BLE001 - handed to the consuming thread
             self._events.put(("error", e))
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[dict | None]:
         try:
             while True:
-                kind, value = self._events.get()
+                try:
+                    kind, value = self._events.get(timeout=PREVIEW_EVERY_S)
+                except queue.Empty:
+                    yield None
+                    continue
                 if kind == "step":
                     yield value
                 elif kind == "done":
@@ -239,6 +247,39 @@ class Job:
                     raise value
         finally:
             self._cancel.set()
+
+
+def follow(job: Job, outputs: int, on_step: Callable[[dict], dict | None] | None = None):
+    """Relay a running job from a Gradio generator function: `result = yield from follow(...)`.
+    `on_step(info)` may return {output index: new value} (a live preview); the first such update
+    also clears the other outputs (the last run's results), later ones leave them. Between
+    updates, at least every PREVIEW_EVERY_S, it yields no change, so that Gradio gets the chance
+    to close the generator when the request is cancelled or its client goes away, which stops
+    the job. Returns what the job's work returned."""
+    cleared, last = False, time.monotonic()
+    for info in job:
+        update = on_step(info) if (info is not None and on_step is not None) else None
+        now = time.monotonic()
+        if update is not None:
+            rest = gr.skip() if cleared else None
+            cleared, last = True, now
+            values = tuple(update.get(i, rest) for i in range(outputs))
+            yield values if outputs > 1 else values[0]
+        elif now - last >= PREVIEW_EVERY_S:
+            last = now
+            yield no_change(outputs)
+    return job.result
+
+
+def wait_for(work: Callable[[], object], outputs: int):
+    """`result = yield from wait_for(work, outputs)`: `work()` (no progress of its own) on a Job,
+    relayed by `follow`, so that cancelling the request stops it."""
+    return (yield from follow(Job(lambda callback: work()), outputs))
+
+
+def no_change(outputs: int):
+    """What a generator yields to leave its `outputs` outputs as they are."""
+    return (gr.skip(),) * outputs if outputs > 1 else gr.skip()
 
 
 class StageProgress:

@@ -12,7 +12,7 @@ import gradio as gr
 from core.deepfloyd import IF_I_DEFAULTS, IF_II_DEFAULTS, LICENCE_NOTE
 from core.images import tensor_to_pil
 from core.samplers import SAMPLERS
-from demos.common import Job, Models, RequestFiles, StageProgress, as_int, gpu, preview, user_errors
+from demos.common import Job, Models, RequestFiles, StageProgress, as_int, follow, gpu, preview, user_errors
 
 LABEL = "DeepFloyd IF (Hub)"
 STAGE_LABELS = ("IF stage I (64×64)", "IF stage II (256×256)")
@@ -76,14 +76,12 @@ def make_fn(models: Models):
                                                       size=sizes[-1], stage_1=s1, stage_2=s2, callback=callback))
             bar = StageProgress(progress, dict(zip(sizes, (s1.steps, s2.steps))), dict(zip(model.sizes, STAGE_LABELS)))
             slots = (model.sizes + [None])[:2]
-            first = True
-            for info in job:
+
+            def on_step(info):
                 if bar.update(info):
-                    view = files.image(preview(info["x0"]))
-                    keep = None if first else gr.skip()
-                    yield tuple(view if r == info["stage"] else keep for r in slots) + (keep, keep)
-                    first = False
-            result = job.result
+                    return {slots.index(info["stage"]): files.image(preview(info["x0"]))}
+
+            result = yield from follow(job, 4, on_step)
             seeds = result.parameters["seeds"]
             parameters = [{**result.parameters, "seed": s, "command": "deepfloyd"} for s in seeds]
             paths = files.results(tensor_to_pil(result.final), parameters,

@@ -20,7 +20,7 @@ from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
 from core.likelihood import METHODS
 from core.mechanics import Condition
 from core.samplers import SAMPLERS
-from demos.common import Models, RequestFiles, as_int, gpu, image_input, user_errors
+from demos.common import Job, Models, RequestFiles, as_int, follow, gpu, image_input, user_errors, wait_for
 
 TITLE = "How it works"
 BASES = {"text_base": "Text base (prompt)", "class_base": "Class base (label)"}
@@ -87,6 +87,12 @@ def make_fns(models: Models):
             raise ValueError("upload an image or pick an example first")
         return pil_to_tensor(open_image(path), size=size)
 
+    def run(work, outputs: int, progress):
+        """`result = yield from run(work, outputs, progress)`: work(report) on a Job, where
+        report(text) shows `text` on the progress bar; cancelling the request stops it."""
+        job = Job(lambda callback: work(lambda text: callback({"desc": text})))
+        return (yield from follow(job, outputs, lambda info: progress(None, desc=info["desc"])))
+
     @gpu
     def forward_process(image: str, times: str, seed: int):
         """x_t ~ q(x_t | x0) of an image at several t, on the linear and the cosine schedule.
@@ -129,13 +135,14 @@ def make_fns(models: Models):
         """
         with user_errors():
             need_clip()
-            result = mechanics.compare_samplers(
-                models.set, condition(model, prompt, label), list(sampler_names or []),
-                _numbers(budgets, "NFE budgets", int), _seeds(seed, num_samples), float(guidance), bool(thresholding),
-                progress=lambda text: progress(None, desc=text))
+            cond, budgets = condition(model, prompt, label), _numbers(budgets, "NFE budgets", int)
+            seeds = _seeds(seed, num_samples)
+            result = yield from run(lambda report: mechanics.compare_samplers(
+                models.set, cond, list(sampler_names or []), budgets, seeds, float(guidance), bool(thresholding),
+                progress=report), 3, progress)
             files = RequestFiles()
             path = files.results([result.grid()], [result.parameters], ["samplers"])[0]
-            return path, pd.DataFrame(result.rows), result.parameters
+            yield path, pd.DataFrame(result.rows), result.parameters
 
     @gpu
     def guidance_sweep(model: str, prompt: str, label: str | None, scales: str, seed: int, num_samples: int,
@@ -157,21 +164,21 @@ def make_fns(models: Models):
         """
         with user_errors():
             need_clip()
-            result = mechanics.guidance_sweep(
-                models.set, condition(model, prompt, label), _numbers(scales, "guidance scales"),
-                _seeds(seed, num_samples), sampler, _steps(steps), bool(thresholding),
-                progress=lambda text: progress(None, desc=text))
+            cond, scales, seeds, steps = (condition(model, prompt, label), _numbers(scales, "guidance scales"),
+                                          _seeds(seed, num_samples), _steps(steps))
+            result = yield from run(lambda report: mechanics.guidance_sweep(
+                models.set, cond, scales, seeds, sampler, steps, bool(thresholding), progress=report), 5, progress)
             files = RequestFiles()
             path = files.results([result.grid()], [result.parameters], ["guidance-sweep"])[0]
             table = pd.DataFrame(result.rows)
             diversity = pd.concat([pd.DataFrame({"guidance": table["guidance"], "distance": table[c], "space": name})
                                    for c, name in (("diversity_clip", "CLIP embedding"),
                                                    ("diversity_pixels", "pixels (RMS)"))])
-            return path, table, table[["guidance", "clip_score"]], diversity, result.parameters
+            yield path, table, table[["guidance", "clip_score"]], diversity, result.parameters
 
     @gpu
     def trajectory(model: str, prompt: str, label: str | None, seed: int, sampler: str, steps: int,
-                   guidance: float, frames: int):
+                   guidance: float, frames: int, progress=gr.Progress()):
         """x_t and the predicted x0 at evenly spaced steps of one sampling run.
 
         Args:
@@ -187,12 +194,15 @@ def make_fns(models: Models):
             the strip (top: x_t, bottom: predicted x0; the final sample last), the table of steps and t, the parameters.
         """
         with user_errors():
-            result = mechanics.trajectory(models.set, condition(model, prompt, label), as_int(seed, "seed"), sampler,
-                                          _steps(steps), float(guidance), as_int(frames, "frames"))
+            cond, seed, steps, frames = (condition(model, prompt, label), as_int(seed, "seed"), _steps(steps),
+                                         as_int(frames, "frames"))
+            progress(None, desc=f"sampling {steps} steps")
+            result = yield from wait_for(lambda: mechanics.trajectory(models.set, cond, seed, sampler, steps,
+                                                                      float(guidance), frames), 3)
             files = RequestFiles()
             path = files.results([result.strip()], [result.parameters], ["trajectory"])[0]
             table = pd.DataFrame({"step": result.steps + ["final"], "t": [round(t, 1) for t in result.times] + [-1]})
-            return path, table, result.parameters
+            yield path, table, result.parameters
 
     @gpu
     def likelihood(image: str | None, model: str, prompt: str, label: str | None, method: str, steps: int,
@@ -220,16 +230,16 @@ def make_fns(models: Models):
                 named.update(reference_images())
             if not named:
                 raise ValueError("upload an image or tick the reference images")
-            probes = as_int(probes, "probes")
+            probes, steps = as_int(probes, "probes"), _steps(steps)
             progress(None, desc=f"{method}: {len(named)} image(s)")
             x = torch.cat([load(p, resolution) for p in named.values()])
-            result = mechanics.likelihood(models.set, cond, x, method, _steps(steps), probes)
+            result = yield from wait_for(lambda: mechanics.likelihood(models.set, cond, x, method, steps, probes), 2)
             rows = [{"image": name, "bits/dim": round(r["bits_per_dim"], 3),
                      "± std. error": None if probes == 1 else round(r["stderr"], 3)}
                     for name, r in zip(named, result.rows())]
             parameters = {"panel": "likelihood", "condition": cond.describe(), "method": result.method,
                           "steps": result.steps, "probes": result.probes, "nfe_per_probe": result.nfe}
-            return pd.DataFrame(rows), parameters
+            yield pd.DataFrame(rows), parameters
 
     def diffae_edit(image: str, attribute: str, strength: float, steps: int):
         """The DiffAE edit of the same image and attribute, or why there is none."""
@@ -267,12 +277,15 @@ def make_fns(models: Models):
             steps = _steps(steps)
             base = models.get(model)
             x = load(image, base.resolution)
-            progress(None, desc="inverting and editing")
-            result = mechanics.hspace_edit(models.set, model, x, attribute, strength, steps, float(interval))
-            progress(None, desc="the DiffAE edit")
             from core import diffae
             diffae_strength = diffae._check_strength(diffae_strength)
-            d_image, note = diffae_edit(image, attribute, diffae_strength, steps)
+            progress(None, desc="inverting and editing, then the DiffAE edit")
+
+            def both():
+                edited = mechanics.hspace_edit(models.set, model, x, attribute, strength, steps, float(interval))
+                return edited, diffae_edit(image, attribute, diffae_strength, steps)
+
+            result, (d_image, note) = yield from wait_for(both, 6)
             files = RequestFiles()
             params = {"panel": "hspace", "image": Path(image).name, "model": model, "attribute": attribute,
                       "strength": float(strength), "steps": steps, "interval": float(interval),
@@ -281,7 +294,7 @@ def make_fns(models: Models):
                                    [f"{Path(image).stem}-hspace-{attribute}{float(strength):+g}"])[0]
             outputs = [files.image(tensor_to_pil(x)[0]), files.image(tensor_to_pil(result.reconstruction.cpu())[0]),
                        edited, files.image(tensor_to_pil(d_image.cpu())[0]) if d_image is not None else None]
-            return (*outputs, note, params)
+            yield (*outputs, note, params)
 
     return forward_process, samplers, guidance_sweep, trajectory, likelihood, hspace_edit
 

@@ -18,7 +18,7 @@ from core.masks import mask_from_image
 from core.pipeline import BASE_DEFAULTS
 from core.samplers import SAMPLERS
 from core.translate import DEFAULT_STRENGTH, METHODS, PALETTE_DEFAULTS, SIZES, grayscale, translate
-from demos.common import (Job, Models, RequestFiles, as_int, gpu, image_input, preview, sr_stages,
+from demos.common import (Job, Models, RequestFiles, as_int, follow, gpu, image_input, preview, sr_stages,
                           user_errors)
 
 TITLE = "Image to image"
@@ -117,13 +117,12 @@ def make_fns(models: Models):
         finally returning (image, parameters)."""
         job = Job(lambda callback: translate(models.set, callback=callback, **kwargs))
         bar = StepProgress(progress, STAGE_LABELS)
-        first = True
-        for info in job:
+
+        def on_step(info):
             if bar.update(info):
-                keep = (view, None) if first else (gr.skip(), gr.skip())
-                yield keep[0], files.image(preview(info["x0"])), keep[1]
-                first = False
-        return job.result
+                return {0: view, 1: files.image(preview(info["x0"]))}
+
+        return (yield from follow(job, 3, on_step))
 
     def finish(files: RequestFiles, result, name: str, extra: dict):
         image, params = result

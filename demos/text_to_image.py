@@ -15,7 +15,7 @@ from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
 from core.samplers import SAMPLERS
 from core.semantic import DECODER_STEPS
 from demos import deepfloyd_if
-from demos.common import (Job, Models, RequestFiles, StageProgress, as_int, gpu, preview, sr_stages,
+from demos.common import (Job, Models, RequestFiles, StageProgress, as_int, follow, gpu, preview, sr_stages,
                           user_errors)
 
 TITLE = "Text to image"
@@ -79,15 +79,12 @@ def make_fn(models: Models):
             base_steps = decoder_steps if base_model == "semantic" else base.steps   # the decoder reports progress
             steps_per_stage = {32: base_steps, 64: sr[0].steps, 128: sr[1].steps}
             bar = StageProgress(progress, {r: n for r, n in steps_per_stage.items() if r <= size}, STAGE_LABELS)
-            first = True
-            for info in job:
+
+            def on_step(info):  # the stage being sampled gets its x0 preview
                 if bar.update(info):
-                    # the stage being sampled gets its x0 preview; the first update also clears the last run
-                    view = files.image(preview(info["x0"]))
-                    keep = None if first else gr.skip()
-                    yield tuple(view if r == info["stage"] else keep for r in STAGE_LABELS) + (keep, keep)
-                    first = False
-            result = job.result
+                    return {list(STAGE_LABELS).index(info["stage"]): files.image(preview(info["x0"]))}
+
+            result = yield from follow(job, 5, on_step)
             images = tensor_to_pil(result.final)
             seeds = result.parameters["seeds"]
             parameters = [{**result.parameters, "seed": s, "command": "generate"} for s in seeds]
