@@ -528,14 +528,12 @@ def add_cli(sub, common) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the UNets")
     p.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
     common(p)
-    p.set_defaults(handler=run_cli)
+    p.set_defaults(handler=run_cli, out_kind="folder")
 
 
 def run_cli(args, models=None) -> None:
     from core.images import save_png, tensor_to_pil
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
     threshold = None if args.no_threshold else IF_I_DEFAULTS.threshold
     s1 = replace(IF_I_DEFAULTS, sampler=args.sampler, steps=args.steps, guidance=args.guidance, threshold=threshold)
     s2 = replace(IF_II_DEFAULTS, sampler=args.sampler, steps=args.sr_steps, guidance=args.sr_guidance,

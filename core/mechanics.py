@@ -33,7 +33,7 @@ from PIL import Image
 from torch import Tensor
 
 from core.checkpoints import CheckpointError
-from core.cli import number_list
+from core.cli import check_output, number_list
 from core.images import ImageError, tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, StageSettings, generate_class, generate_text
 from core.samplers import SAMPLERS
@@ -558,8 +558,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "out", None) is not None:
+            check_output(args.out, folder=False)      # before any work
         run(args)
-    except (ValueError, ImageError, CheckpointError, FileNotFoundError) as e:
+    except (ValueError, ImageError, CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

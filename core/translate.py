@@ -464,13 +464,11 @@ def add_cli(sub, common) -> None:
     p.add_argument("--resample", type=int, default=REPAINT_RESAMPLE, help="repaint: resamplings per jump")
     p.add_argument("--out", required=True, help="output PNG file")
     common(p)
-    p.set_defaults(handler=run_cli)
+    p.set_defaults(handler=run_cli, out_kind="file")
 
 
 def run_cli(args, models) -> None:
     out = Path(args.out)
-    if out.is_dir():
-        raise ValueError(f"--out {out} is a folder; give a PNG file name")
     if args.task == "inpaint" and not args.mask:
         raise ValueError("--task inpaint needs --mask (white or opaque = the region to fill)")
     image = open_image(args.image)
