@@ -117,7 +117,7 @@ def start(args: argparse.Namespace, tab_modules=None):
         [x.strip() for x in locations.split(",")], args.deepfloyd_device, dtype=args.deepfloyd_dtype,
         offload=args.deepfloyd_offload, t5_8bit=args.deepfloyd_t5_8bit)
     models = common.Models.load(args.checkpoints, args.device, deepfloyd)
-    print(f"* {models.summary()}", flush=True)
+    print(f"* {models.summary()} ({models.root})", flush=True)
     for name, why in models.errors.items():
         print(f"* unavailable: {name}: {why}", flush=True)
     if deepfloyd is not None:

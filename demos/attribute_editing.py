@@ -14,7 +14,7 @@ import gradio as gr
 import torch
 
 from core import cascade, diffae
-from core.images import open_image, pil_to_tensor, tensor_to_pil
+from core.images import pil_to_tensor, tensor_to_pil
 from core.semantic import DECODER_STEPS
 from demos.common import Models, RequestFiles, as_int, gpu, grid, image_input, user_errors, wait_for
 
@@ -34,7 +34,7 @@ def load_directions(models: Models) -> tuple[diffae.Directions | None, str | Non
     try:
         return diffae.Directions.load(models.root / MODEL), None
     except (ValueError, OSError) as e:  # CheckpointError is a ValueError
-        return None, str(e)
+        return None, common.public(str(e))
 
 
 def gaps_info(directions: diffae.Directions | None) -> str:
@@ -63,7 +63,8 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
         if not path:
             raise ValueError(f"upload {what} or pick an example first")
         m = model()
-        return pil_to_tensor(open_image(path), size=m.resolution).to(next(m.parameters()).device)
+        name = "the uploaded image" if what == "an image" else f"the uploaded {what}"
+        return pil_to_tensor(common.open_upload(path, name), size=m.resolution).to(next(m.parameters()).device)
 
     def check_steps(steps) -> int:
         steps = as_int(steps, "steps")
@@ -244,7 +245,7 @@ def make_variations_fn(models: Models):
             models.require([MODEL, *common.sr_stages(size), *(["prior", "clip"] if guided else [])])
             if not image:
                 raise ValueError("upload an image or pick an example first")
-            x = pil_to_tensor(open_image(image))
+            x = pil_to_tensor(common.open_upload(image))
             progress(None, desc=f"decoding {num} variations")
             result = yield from wait_for(lambda: cascade.variations(
                 models.set, x, num=num, seed=seed, size=size, prompt=prompt or None, mix=float(mix),

@@ -16,6 +16,7 @@ import contextlib
 import math
 import os
 import queue
+import re
 import shutil
 import tempfile
 import threading
@@ -31,7 +32,7 @@ from PIL import Image, ImageDraw
 from core import cancel
 from core.cascade import ModelSet
 from core.checkpoints import CheckpointError
-from core.images import save_png, tensor_to_pil
+from core.images import open_image, save_png, tensor_to_pil
 from core.semantic import DECODER_STEPS
 
 MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "prior")
@@ -60,11 +61,13 @@ class Models:
     """The app's ModelSet, every model loaded at start-up, and for each model that could not be
     loaded the reason, so one missing model disables only what needs it."""
 
-    def __init__(self, model_set: ModelSet, errors: dict[str, str], loaded: Sequence[str] = (), deepfloyd=None):
+    def __init__(self, model_set: ModelSet, errors: dict[str, str], loaded: Sequence[str] = (), deepfloyd=None,
+                 location: str | None = None):
         self.set = model_set
-        self.errors = dict(errors)
+        self.errors = {name: public(why) for name, why in errors.items()}
         self.names = list(loaded)
         self.deepfloyd = deepfloyd  # a core.deepfloyd.DeepFloydSet (loads on first use), or None: not offered
+        self.location = location or Path(model_set.root).name  # what the page says: never the server's path
 
     @classmethod
     def load(cls, checkpoints: str | os.PathLike | None = None, device: str = "auto", deepfloyd=None) -> "Models":
@@ -86,7 +89,9 @@ class Models:
             encoder = getattr(model.config, "text_encoder", None) if name == "text_base" else None
             if encoder and encoder not in names:
                 names.append(encoder)
-        return cls(model_set, errors, loaded, deepfloyd)
+        given = Path(str(checkpoints)).expanduser() if checkpoints is not None else None
+        location = str(checkpoints) if given is not None and not given.is_dir() else None  # a Hub repo id as given
+        return cls(model_set, errors, loaded, deepfloyd, location)
 
     @property
     def device(self) -> torch.device:
@@ -137,7 +142,7 @@ class Models:
 
     def summary(self) -> str:
         loaded = ", ".join(self.names) or "none"
-        text = f"models on {self.device.type} from {self.root}: loaded {loaded}"
+        text = f"models on {self.device.type} from {self.location}: loaded {loaded}"
         if self.errors:
             text += "; unavailable " + ", ".join(sorted(self.errors))
         return text
@@ -159,6 +164,21 @@ def sr_stages(size: int) -> list[str]:
 
 
 # ---- errors ------------------------------------------------------------------------------------
+_SERVER_PATH = re.compile(r"(?<![\w:/.])/(?:[\w.@+~=-]+/)*([\w.@+~=-]+)")
+
+
+def public(message: str) -> str:
+    """A message for the page: every absolute path in it (core names files in its errors, which
+    suits the command line) shortened to its last part, so visitors never see the server's
+    folders (the upload folder, the checkpoints, the Hub cache). URLs and ratios are left alone."""
+    return _SERVER_PATH.sub(lambda m: m.group(1), message)
+
+
+def open_upload(path: str, name: str = "the uploaded image") -> Image.Image:
+    """An uploaded file as an image; errors call it `name`, never by its path on the server."""
+    return open_image(path, name=name)
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Bad input (core raises ValueError, ImageError, CheckpointError; a missing data file is a
@@ -171,7 +191,7 @@ def user_errors() -> Iterator[None]:
         raise gr.Error("The run was stopped before it finished.", title="Cancelled") from e
     except (ValueError, FileNotFoundError) as e:
         title = "Model unavailable" if isinstance(e, CheckpointError) else "Cannot do that"
-        raise gr.Error(str(e), title=title) from e
+        raise gr.Error(public(str(e)), title=title) from e
 
 
 def readable_uploads(component, upload_of=lambda payload: payload):

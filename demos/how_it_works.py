@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 
 from core import hspace, mechanics
-from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
+from core.images import pil_to_tensor, save_png, tensor_to_pil
 from core.likelihood import METHODS
 from core.mechanics import Condition
 from core.samplers import SAMPLERS
@@ -85,7 +85,7 @@ def make_fns(models: Models):
     def load(path: str | None, size: int) -> torch.Tensor:
         if not path:
             raise ValueError("upload an image or pick an example first")
-        return pil_to_tensor(open_image(path), size=size)
+        return pil_to_tensor(common.open_upload(path), size=size)
 
     def run(work, outputs: int, progress):
         """`result = yield from run(work, outputs, progress)`: work(report) on a Job, where
@@ -250,7 +250,7 @@ def make_fns(models: Models):
             directions = diffae.Directions.load(models.root / "diffae")
             directions.index(attribute)
         except ValueError as e:
-            return None, f"No DiffAE edit: {e}"
+            return None, f"No DiffAE edit: {common.public(str(e))}"
         model = models.get("diffae")
         x = load(image, model.resolution).to(next(model.parameters()).device)
         return diffae.edit(model, directions, x, attribute, strength, steps), ""
@@ -308,7 +308,7 @@ def _hspace_status(models: Models) -> str:
         try:
             hspace.HDirections.load(models.root / name)
         except ValueError as e:  # CheckpointError
-            notes.append(f"- {name}: {e}")
+            notes.append(f"- {name}: {common.public(str(e))}")
     if "diffae" in models.errors:
         notes.append("- the DiffAE edit shown beside it needs the `diffae` model, which is unavailable (it may not "
                      "be trained yet): only the h-space edit is shown.")

@@ -13,7 +13,7 @@ import gradio as gr
 import torch
 from PIL import Image, ImageChops, ImageDraw
 
-from core.images import open_image, pil_to_tensor, tensor_to_pil
+from core.images import pil_to_tensor, tensor_to_pil
 from core.masks import mask_from_image
 from core.pipeline import BASE_DEFAULTS
 from core.samplers import SAMPLERS
@@ -62,7 +62,7 @@ def drawn_mask(layers, size: tuple[int, int]) -> Image.Image | None:
     for layer in layers or []:
         if layer is None:
             continue
-        layer = layer if isinstance(layer, Image.Image) else open_image(layer)
+        layer = layer if isinstance(layer, Image.Image) else common.open_upload(layer, "a drawn layer")
         alpha = layer.convert("RGBA").getchannel("A")
         if alpha.size != size:
             alpha = alpha.resize(size, Image.Resampling.NEAREST)
@@ -77,7 +77,7 @@ def working_mask(drawn: Image.Image | None, uploaded: str | None, size: int) -> 
     if drawn is not None:
         masks.append(mask_from_image(drawn, size))
     if uploaded:
-        masks.append(mask_from_image(open_image(uploaded), size))
+        masks.append(mask_from_image(common.open_upload(uploaded, "the uploaded mask"), size))
     if not masks:
         raise ValueError("no mask: draw over the region to fill with the brush, or upload a mask image "
                          "(white or opaque = fill)")
@@ -152,7 +152,7 @@ def make_fns(models: Models):
                 raise ValueError("upload an image or pick an example first")
             size, seed, steps = as_int(size, "size"), as_int(seed, "seed"), as_int(steps, "steps")
             models.require(["text_base", models.text_encoder_name(), *sr_stages(size)])
-            source = open_image(image)
+            source = common.open_upload(image)
             files = RequestFiles()
             view = files.image(as_image(pil_to_tensor(source, size=size)))
             result = yield from run(files, view, progress, task="sdedit", image=source, prompt=prompt or None,
@@ -179,7 +179,7 @@ def make_fns(models: Models):
                 raise ValueError("upload an image or pick an example first")
             seed, steps = as_int(seed, "seed"), as_int(steps, "steps")
             models.require(["palette"])
-            source = open_image(image)
+            source = common.open_upload(image)
             files = RequestFiles()
             view = files.image(as_image(grayscale(pil_to_tensor(source, size=PALETTE_SIZE))))
             result = yield from run(files, view, progress, task="colorize", image=source, seed=seed, steps=steps,
@@ -222,7 +222,7 @@ def make_fns(models: Models):
                 models.require(["palette"])
             else:
                 models.require(["text_base", models.text_encoder_name(), *sr_stages(size)])
-            source = background if isinstance(background, Image.Image) else open_image(background)
+            source = background if isinstance(background, Image.Image) else common.open_upload(background)
             m = working_mask(drawn_mask(editor.get("layers"), source.size), mask, size)
             files = RequestFiles()
             view = files.image(mask_overlay(as_image(pil_to_tensor(source, size=size)), m))

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.images import open_image, pil_to_tensor, resize_tensor, tensor_to_pil
+from core.images import pil_to_tensor, resize_tensor, tensor_to_pil
 from core.pipeline import SR_DEFAULTS, StageSettings
 from core.pipeline import upscale as sr_upscale
 from core.samplers import SAMPLERS
@@ -61,7 +61,7 @@ def make_fn(models: Models):
             models.require(names)
             settings = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=1.0,
                                      threshold=SR_DEFAULTS.threshold, aug_level=as_int(noise, "noise level"))
-            low = pil_to_tensor(open_image(image), size=size // factor)
+            low = pil_to_tensor(common.open_upload(image), size=size // factor)
             files = RequestFiles()
             low_image = files.image(tensor_to_pil(low)[0])
             bicubic = files.image(tensor_to_pil(resize_tensor(low, size, "bicubic"))[0])

@@ -1,0 +1,86 @@
+"""What a first-time visitor and a script meet, through `python app.py` on tiny random checkpoints
+(the server of tests/test_app.py, started once for this module): no server paths in what the
+page or an error shows."""
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.test_app import client, good_request, server  # noqa: F401 - fixtures
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w:/.])/(?:[\w.@+~=-]+/)+")   # "/a/b/..." (not URLs, not "1/f")
+
+
+def handle(path):
+    from gradio_client import handle_file
+    return handle_file(str(path))
+
+
+def page_config(server) -> dict:
+    with urllib.request.urlopen(server.url + "config", timeout=30) as r:
+        return json.load(r)
+
+
+def truncated_png(tmp_path: Path) -> Path:
+    """A PNG cut off half-way: its header reads, its pixels do not."""
+    whole = tmp_path / "whole.png"
+    Image.effect_noise((120, 120), 64).convert("RGB").save(whole)
+    data = whole.read_bytes()
+    path = tmp_path / "truncated.png"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+# ---- server paths --------------------------------------------------------------------------------
+@pytest.mark.parametrize("api_name, kwargs", [
+    ("/upscale", dict(steps=2)),
+    ("/sdedit", dict(steps=2, size=32)),
+    ("/colorize", dict(steps=2)),
+    ("/reconstruct", dict(steps=2)),
+    ("/forward_process", dict(times="0, 500")),
+])
+def test_a_broken_upload_is_the_uploaded_image_not_a_path(client, server, tmp_path, api_name, kwargs):
+    from gradio_client.exceptions import AppError
+    with pytest.raises(AppError) as raised:
+        client.predict(image=handle(truncated_png(tmp_path)), **kwargs, api_name=api_name)
+    message = raised.value.message
+    assert "the uploaded image cannot be read" in message and not ABSOLUTE_PATH.search(message), message
+    good_request(client, server)
+
+
+def test_the_page_never_shows_the_checkpoints_path(server, tiny_checkpoints):
+    config = json.dumps(page_config(server))
+    assert str(tiny_checkpoints) not in config
+    assert f"from {Path(tiny_checkpoints).name}: loaded" in config
+
+
+def test_missing_models_are_named_without_server_paths(tiny_checkpoints, tmp_path):
+    """In-process: with sr128 and the diffae directions missing, the tabs' warnings and the
+    errors of the functions name what is missing, never where on the server it was looked for."""
+    import shutil
+
+    import gradio as gr
+
+    import app
+    from demos import attribute_editing, common, super_resolution
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints, root, ignore=lambda d, names: [n for n in names if n in ("sr128",
+                                                                                                "directions.safetensors")])
+    models = common.Models.load(root, "cpu")
+    demo = app.build_app(models)
+    shown = " ".join(str(b.value) for b in demo.blocks.values() if isinstance(b, gr.Markdown))
+    assert "sr128" in shown and "directions" in shown
+    assert str(tmp_path) not in shown and not ABSOLUTE_PATH.search(shown), shown
+    with pytest.raises(gr.Error) as raised:
+        list(super_resolution.make_fn(models)(common.example_images()[0], 4, 128, "ddim", 2, 50, 0))
+    assert "'sr128' is unavailable" in raised.value.message and str(tmp_path) not in raised.value.message
+    _, _, edit, *_ = attribute_editing.make_fns(models)
+    with pytest.raises(gr.Error) as raised:
+        list(edit(common.example_images()[0], "woman", 1.0, 2, progress=lambda *a, **k: None))
+    assert "directions are unavailable" in raised.value.message and str(tmp_path) not in raised.value.message
+
