@@ -149,6 +149,8 @@ def _write_all(result, out: Path, seed: int, command: str) -> None:
     for i, image in enumerate(tensor_to_pil(result.final)):
         params = {**result.parameters, "seed": seed + i, "command": command}
         save_png(image, out / f"{i:03d}.png", params)
+    if "note" in result.parameters:
+        print(f"note: {result.parameters['note']}")
     print(f"wrote {len(result.final)} image(s) to {out}")
 
 

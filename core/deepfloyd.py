@@ -404,6 +404,8 @@ class DeepFloydIF:
         def staged(resolution):
             return None if callback is None else lambda info: callback({**info, "stage": resolution})
 
+        from core.text_encoders import fit_prompts
+        prompt, negative_prompt, note = fit_prompts(self.encoder, prompt, negative_prompt)  # what T5 reads
         with self._lock:
             states = self.encode([prompt, negative_prompt])            # T5 once, for both stages
             states, negative_states = states[:1].expand(num, -1, -1), states[1:].expand(num, -1, -1)
@@ -415,7 +417,8 @@ class DeepFloydIF:
                 stages[self.stage_2.resolution] = x
         parameters = {"model": "deepfloyd-if", "weights": self.locations, "prompt": prompt,
                       "negative_prompt": negative_prompt, "seeds": seeds, "size": size,
-                      "stage_1": asdict(stage_1), "stage_2": asdict(stage_2) if len(stages) > 1 else None}
+                      "stage_1": asdict(stage_1), "stage_2": asdict(stage_2) if len(stages) > 1 else None,
+                      **({"note": note} if note else {})}
         return CascadeResult(stages, parameters)
 
 

@@ -84,6 +84,14 @@ class Condition:
         return f"{self.model} " + (f"prompt {self.prompt!r}" if self.model == "text_base" else f"label {self.label!r}")
 
 
+def fitted(models, condition: Condition) -> Condition:
+    """The condition with the prompt the text encoder reads (a long prompt is cut, see
+    core.text_encoders.TextEncoder.fit): what the panels sample from and store."""
+    if condition.model != "text_base" or condition.unconditional:
+        return condition
+    return replace(condition, prompt=models.text_encoder().fit(condition.prompt))
+
+
 def model_and_cond(models, condition: Condition):
     """(model, cond dict of batch 1) for the likelihood and h-space panels (no guidance)."""
     model = models.get(condition.model)
@@ -225,6 +233,7 @@ def compare_samplers(models, condition: Condition, samplers: Sequence[str] = SAM
     steps, the NFE spent, seconds per image and the mean CLIP score to the prompt. The grid has a
     line per sampler: its budgets left to right, the seeds within each."""
     condition.require_text()
+    condition = fitted(models, condition)
     seeds = check_seeds(seeds)
     samplers, budgets = list(samplers), list(budgets)
     if not samplers or not budgets:
@@ -265,6 +274,7 @@ def guidance_sweep(models, condition: Condition, scales: Sequence[float] = GUIDA
     score to the prompt) and the diversity (mean pairwise distance of the samples: between their
     CLIP image embeddings, and in pixels as RMS over [-1, 1] values)."""
     condition.require_text()
+    condition = fitted(models, condition)
     seeds = check_seeds(seeds, minimum=2)
     scales = [check_finite("guidance scale", s) for s in scales]
     if not 1 <= len(scales) <= 12:
@@ -312,6 +322,7 @@ def trajectory(models, condition: Condition, seed: int = 0, sampler: str = "ddim
     """One sampling run, recording x_t (the input of step i) and the predicted x0 at `frames`
     evenly spaced steps (the first and the last included)."""
     seed = check_seeds([seed])[0]
+    condition = fitted(models, condition)
     if isinstance(frames, bool) or not isinstance(frames, int) or not 2 <= frames <= 16:
         raise ValueError(f"frames must be an integer from 2 to 16, got {frames!r}")
     settings = StageSettings(sampler=sampler, steps=int(steps), guidance=float(guidance),
@@ -358,7 +369,7 @@ def likelihood(models, condition: Condition, images: Tensor, method: str = "ode"
     model, conditioned as asked (an empty prompt / no label: the unconditional model); see
     core.likelihood."""
     from core.likelihood import bits_per_dim
-    model, cond = model_and_cond(models, condition)
+    model, cond = model_and_cond(models, fitted(models, condition))
     r = model.resolution
     if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1:] != (3, r, r):
         raise ValueError(f"images must be [B, 3, {r}, {r}], got "

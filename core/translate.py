@@ -43,6 +43,7 @@ from core.pipeline import (BASE_DEFAULTS, SR_DEFAULTS, StageSettings, check_seed
 from core.rng import BatchGenerator
 from core.samplers import sample, timesteps
 from core.schedules import check_finite
+from core.text_encoders import fit_prompts
 from core.train import DiffusionTask, save_grid
 
 Callback = Callable[[dict], None]
@@ -408,6 +409,10 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
                              guidance=default_guidance if guidance is None else guidance)
     x = pil_to_tensor(image, size=size)
     params = {"command": "translate", "task": task, "seed": seed, "size": size, "steps": settings.steps}
+    if prompt and not palette:   # the text encoder reads a bounded context: use (and store) what it reads
+        prompt, negative_prompt, note = fit_prompts(models.text_encoder(), prompt, negative_prompt)
+        if note:
+            params["note"] = note
     if task == "inpaint":
         if mask is None:
             raise ValueError("inpaint needs a mask (white or opaque = the region to fill)")

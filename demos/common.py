@@ -174,6 +174,12 @@ def public(message: str) -> str:
     return _SERVER_PATH.sub(lambda m: m.group(1), message)
 
 
+def show_note(note: str | None) -> None:
+    """A note of core's (a prompt cut to the encoder's context, an empty mask) as a warning toast."""
+    if note:
+        gr.Warning(public(note), title="Note")
+
+
 def open_upload(path: str, name: str = "the uploaded image") -> Image.Image:
     """An uploaded file as an image; errors call it `name`, never by its path on the server."""
     return open_image(path, name=name)

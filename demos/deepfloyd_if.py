@@ -82,6 +82,7 @@ def make_fn(models: Models):
                     return {slots.index(info["stage"]): files.image(preview(info["x0"]))}
 
             result = yield from follow(job, 4, on_step)
+            common.show_note(result.parameters.get("note"))
             seeds = result.parameters["seeds"]
             parameters = [{**result.parameters, "seed": s, "command": "deepfloyd"} for s in seeds]
             paths = files.results(tensor_to_pil(result.final), parameters,

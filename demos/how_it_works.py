@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
 
+import dataclasses
 from pathlib import Path
 
 import gradio as gr
@@ -20,6 +21,7 @@ from core.images import pil_to_tensor, save_png, tensor_to_pil
 from core.likelihood import METHODS
 from core.mechanics import Condition
 from core.samplers import SAMPLERS
+from core.text_encoders import fit_prompts
 from demos.common import Job, Models, RequestFiles, as_int, follow, gpu, image_input, user_errors, wait_for
 
 TITLE = "How it works"
@@ -77,7 +79,12 @@ def make_fns(models: Models):
 
     def condition(model: str, prompt: str, label: str | None) -> Condition:
         models.require([model])
-        return Condition(model=model, prompt=prompt or "", label=label or None)
+        cond = Condition(model=model, prompt=prompt or "", label=label or None)
+        if model == "text_base" and not cond.unconditional:   # the prompt the text encoder reads
+            prompt, _, note = fit_prompts(models.set.text_encoder(), cond.prompt)
+            common.show_note(note)
+            cond = dataclasses.replace(cond, prompt=prompt)
+        return cond
 
     def need_clip() -> None:
         models.require(["clip"])

@@ -126,6 +126,7 @@ def make_fns(models: Models):
 
     def finish(files: RequestFiles, result, name: str, extra: dict):
         image, params = result
+        common.show_note(params.get("note"))
         params = {**params, **extra}
         return files.results([image], [params], [name])[0], params
 

@@ -85,6 +85,7 @@ def make_fn(models: Models):
                     return {list(STAGE_LABELS).index(info["stage"]): files.image(preview(info["x0"]))}
 
             result = yield from follow(job, 5, on_step)
+            common.show_note(result.parameters.get("note"))
             images = tensor_to_pil(result.final)
             seeds = result.parameters["seeds"]
             parameters = [{**result.parameters, "seed": s, "command": "generate"} for s in seeds]

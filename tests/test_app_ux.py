@@ -1,6 +1,6 @@
 """What a first-time visitor and a script meet, through `python app.py` on tiny random checkpoints
 (the server of tests/test_app.py, started once for this module): no server paths in what the
-page or an error shows."""
+page or an error shows, and a capped prompt."""
 from __future__ import annotations
 
 import json
@@ -83,4 +83,17 @@ def test_missing_models_are_named_without_server_paths(tiny_checkpoints, tmp_pat
     with pytest.raises(gr.Error) as raised:
         list(edit(common.example_images()[0], "woman", 1.0, 2, progress=lambda *a, **k: None))
     assert "directions are unavailable" in raised.value.message and str(tmp_path) not in raised.value.message
+
+
+# ---- prompt length -------------------------------------------------------------------------------
+def test_a_huge_prompt_is_cut_and_stored_cut(client):
+    from core.images import read_parameters
+    prompt = "woman dancing, dark skin tone, " * 35_000   # 1 MB
+    *_, gallery, parameters = client.predict(prompt=prompt, size=32, num_images=1, steps=2,
+                                             api_name="/text_to_image")
+    png = Path(gallery[0]["image"])
+    stored = read_parameters(png)
+    assert prompt.startswith(stored["prompt"]) and 0 < len(stored["prompt"]) < 300
+    assert stored["note"].startswith("the prompt was cut to the 32 tokens the text encoder reads")
+    assert png.stat().st_size < 20_000 and parameters["prompt"] == stored["prompt"]
 

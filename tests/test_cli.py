@@ -134,3 +134,15 @@ def test_mechanics_checks_out_before_any_work(tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err == f"error: --out {tmp_path} is a folder; give a PNG file name"
 
+
+def test_a_huge_prompt_is_cut_to_the_context_and_stored_cut(tmp_path, tiny_checkpoints, capsys):
+    from core.__main__ import main
+    prompt = "thumbs up, " * 100_000      # 1.1 MB
+    assert main(["generate", "--prompt", prompt, "--size", "32", "--steps", "2", "--checkpoints",
+                 str(tiny_checkpoints), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "note: the prompt was cut to the 32 tokens the text encoder reads" in out   # tests/tiny.py's CLIP
+    png = tmp_path / "o" / "000.png"
+    stored = read_parameters(png)["prompt"]
+    assert prompt.startswith(stored) and 0 < len(stored) < 200
+    assert png.stat().st_size < 20_000
