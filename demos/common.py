@@ -13,6 +13,7 @@ except ImportError:
     spaces = None
 
 import contextlib
+import inspect
 import math
 import os
 import queue
@@ -200,30 +201,59 @@ def user_errors() -> Iterator[None]:
         raise gr.Error(public(str(e)), title=title) from e
 
 
-def readable_uploads(component, upload_of=lambda payload: payload):
-    """Make an upload that is not an image a readable gr.Error instead of Gradio's bare "Error".
-    `upload_of(payload)` is the FileData whose name to show. (Wrapped on the instance:
-    subclassing a component makes Gradio write a .pyi stub next to this module.)"""
+def named_errors(demo: gr.Blocks) -> gr.Blocks:
+    """Make every endpoint answer a malformed call with a gr.Error that names what is wrong, where
+    Gradio would answer {"error": null} (it shows only its own gr.Error messages): too few
+    arguments name the endpoint's arguments; a value an input cannot take (NaN, no number, an
+    unreadable upload) names the input. Wrapped on the instances (subclassing a component makes
+    Gradio write a .pyi stub next to this module); call it once the layout is built."""
+    for block in demo.blocks.values():
+        if isinstance(block, gr.components.Component):
+            _readable_preprocess(block)
+    validate = demo.validate_inputs
+
+    def validate_inputs(block_fn, inputs):
+        if len(inputs) < len(block_fn.inputs):
+            names = [p.name for p in inspect.signature(block_fn.fn).parameters.values()
+                     if not isinstance(p.default, gr.Progress)][:len(block_fn.inputs)]
+            raise gr.Error(f"/{block_fn.api_name or block_fn.name} takes {len(block_fn.inputs)} arguments "
+                           f"({', '.join(names)}); got {len(inputs)}", title="Missing arguments")
+        validate(block_fn, inputs)
+
+    demo.validate_inputs = validate_inputs
+    return demo
+
+
+def _readable_preprocess(component) -> None:
     preprocess = component.preprocess
+    label = component.label or type(component).__name__
+    numeric = isinstance(component, (gr.Number, gr.Slider))
+    upload = isinstance(component, (gr.Image, gr.ImageEditor))
 
     def readable_preprocess(payload):
+        if numeric and not (isinstance(payload, (int, float)) and not isinstance(payload, bool)
+                            and math.isfinite(payload)):
+            raise gr.Error(f"{label} must be a finite number, got {payload!r}", title="Cannot do that")
         try:
             return preprocess(payload)
         except gr.Error:
             raise
         except Exception as e:  # noqa: BLE001 - PIL raises many types for a bad file
-            name = getattr(upload_of(payload), "orig_name", None) or "the upload"
-            raise gr.Error(f"{name} cannot be read as an image ({type(e).__name__}); upload a PNG, JPEG, "
-                           "WebP, GIF or BMP file", title="Unreadable image") from e
+            if upload:
+                file = getattr(payload, "background", payload)  # an ImageEditor's image is its background
+                name = getattr(file, "orig_name", None) or "the upload"
+                raise gr.Error(f"{name} cannot be read as an image ({type(e).__name__}); upload a PNG, JPEG, "
+                               "WebP, GIF or BMP file", title="Unreadable image") from e
+            raise gr.Error(f"{label} cannot take {str(payload)[:80]!r} ({type(e).__name__})",
+                           title="Cannot do that") from e
 
     component.preprocess = readable_preprocess
-    return component
 
 
 def image_input(**kwargs) -> gr.Image:
     """gr.Image that passes the uploaded file through untouched (core converts any mode and checks
-    the size); unreadable uploads give a readable error."""
-    return readable_uploads(gr.Image(type="filepath", image_mode=None, format="png", **kwargs))
+    the size)."""
+    return gr.Image(type="filepath", image_mode=None, format="png", **kwargs)
 
 
 # ---- running a job with progress ---------------------------------------------------------------

@@ -49,10 +49,8 @@ class StepProgress:
 
 
 def editor_input(**kwargs) -> gr.ImageEditor:
-    """gr.ImageEditor (PIL, RGBA: drawn layers keep their alpha = the mask); unreadable uploads
-    give a readable error."""
-    editor = gr.ImageEditor(type="pil", image_mode="RGBA", format="png", **kwargs)
-    return common.readable_uploads(editor, lambda payload: getattr(payload, "background", None))
+    """gr.ImageEditor (PIL, RGBA: drawn layers keep their alpha = the mask)."""
+    return gr.ImageEditor(type="pil", image_mode="RGBA", format="png", **kwargs)
 
 
 def drawn_mask(layers, size: tuple[int, int]) -> Image.Image | None:

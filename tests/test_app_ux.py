@@ -1,6 +1,7 @@
 """What a first-time visitor and a script meet, through `python app.py` on tiny random checkpoints
 (the server of tests/test_app.py, started once for this module): no server paths in what the
-page or an error shows, and a capped prompt."""
+page or an error shows, named errors for every malformed call, a capped prompt, and the layout
+fixes of the tabs (read from the page's /config)."""
 from __future__ import annotations
 
 import json
@@ -97,3 +98,58 @@ def test_a_huge_prompt_is_cut_and_stored_cut(client):
     assert stored["note"].startswith("the prompt was cut to the 32 tokens the text encoder reads")
     assert png.stat().st_size < 20_000 and parameters["prompt"] == stored["prompt"]
 
+
+# ---- malformed calls over HTTP -------------------------------------------------------------------
+def call_raw(server, api_name: str, data: list) -> tuple[str, dict | list]:
+    """POST /gradio_api/call/NAME with `data` as JSON (NaN allowed, as Python writes it); the
+    final event ("complete" or "error") and its payload."""
+    url = f"{server.url}gradio_api/call/{api_name.lstrip('/')}"
+    request = urllib.request.Request(url, json.dumps({"data": data}).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as r:
+        event_id = json.load(r)["event_id"]
+    with urllib.request.urlopen(f"{url}/{event_id}", timeout=300) as r:
+        lines = r.read().decode().splitlines()
+    event = [line.split(": ", 1)[1] for line in lines if line.startswith("event: ")][-1]
+    payload = [line.split(": ", 1)[1] for line in lines if line.startswith("data: ")][-1]
+    return event, json.loads(payload)
+
+
+def endpoints(client) -> dict[str, list[dict]]:
+    named = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    return {name: info["parameters"] for name, info in named.items()}
+
+
+def default_arguments(parameters: list[dict]) -> list:
+    """A value for every parameter: its default, else its example (files: none)."""
+    values = []
+    for p in parameters:
+        value = p["parameter_default"] if p.get("parameter_has_default") else p.get("example_input")
+        values.append(None if "filepath" in json.dumps(p.get("python_type", {})) else value)
+    return values
+
+
+def test_too_few_arguments_are_a_named_error(client, server):
+    for name, parameters in endpoints(client).items():
+        if not parameters:
+            continue
+        event, payload = call_raw(server, name, [])
+        assert event == "error" and payload["error"], (name, payload)
+        assert payload["error"].startswith(f"{name} takes {len(parameters)} arguments"), (name, payload)
+        assert all(p["parameter_name"] in payload["error"] for p in parameters), payload
+
+
+def test_nan_or_nothing_in_a_number_is_a_named_error(client, server):
+    checked = 0
+    for name, parameters in endpoints(client).items():
+        for i, p in enumerate(parameters):
+            if p["python_type"]["type"] not in ("float", "int"):
+                continue
+            for bad in (float("nan"), None):
+                data = default_arguments(parameters)
+                data[i] = bad
+                event, payload = call_raw(server, name, data)
+                assert event == "error" and payload["error"], (name, p["parameter_name"], payload)
+                assert "must be a finite number" in payload["error"], (name, p["parameter_name"], payload)
+                checked += 1
+    assert checked > 40
+    good_request(client, server)
