@@ -55,8 +55,8 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
     def need_directions() -> diffae.Directions:
         models.require([MODEL])
         if directions is None:
-            raise gr.Error(f"The attribute directions are unavailable, so this cannot run: {directions_error}",
-                           title="Model unavailable")
+            raise common.error(f"the attribute directions are unavailable, so this cannot run: {directions_error}",
+                               "Model unavailable")
         return directions
 
     def load(path: str | None, what: str = "an image") -> torch.Tensor:
@@ -200,7 +200,8 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
                 raise ValueError(f"frames must be from 2 to {MAX_FRAMES}, got {frames}")
             a, b = load(image_a, "image a"), load(image_b, "image b")
             progress(None, desc=f"encoding both, decoding {frames} frames")
-            images = tensor_to_pil((yield from wait_for(lambda: diffae.interpolate(model(), a, b, frames, steps), 3)).cpu())
+            frames_out = yield from wait_for(lambda: diffae.interpolate(model(), a, b, frames, steps), 3)
+            images = tensor_to_pil(frames_out.cpu())
             files = RequestFiles()
             params = {"command": "interpolate", "image_a": Path(image_a).name, "image_b": Path(image_b).name,
                       "frames": frames, "steps": steps}
@@ -310,11 +311,10 @@ def build(models: Models) -> None:
         with gr.Row():
             reconstruct_button = gr.Button("Reconstruct")
             edit_button = gr.Button("Edit", variant="primary")
-        reconstruct_button.click(reconstruct_fn, inputs=[image, steps], outputs=[view, result, parameters],
-                                 api_name="reconstruct", concurrency_id="device", show_progress_on=[result])
-        edit_button.click(edit_fn, inputs=[image, attribute, strength, steps, fresh, seed],
-                          outputs=[view, result, parameters], api_name="edit", concurrency_id="device",
-                          show_progress_on=[result])
+        common.run_on(reconstruct_button.click, reconstruct_fn, inputs=[image, steps],
+                      outputs=[view, result, parameters], api_name="reconstruct", show_progress_on=[result])
+        common.run_on(edit_button.click, edit_fn, inputs=[image, attribute, strength, steps, fresh, seed],
+                      outputs=[view, result, parameters], api_name="edit", show_progress_on=[result])
 
     with gr.Tab("Strength sweep"):
         with gr.Row():
@@ -327,9 +327,8 @@ def build(models: Models) -> None:
                          elem_classes=[common.PIXELATED])
         gallery = gr.Gallery(label="Each strength", columns=MAX_FRAMES // 2, height="auto", format="png",
                              object_fit="contain", elem_classes=[common.PIXELATED])
-        sweep_button.click(sweep_fn, inputs=[image, sweep_attribute, max_strength, frames, steps],
-                           outputs=[strip, gallery, parameters], api_name="edit_sweep", concurrency_id="device",
-                           show_progress_on=[strip])
+        common.run_on(sweep_button.click, sweep_fn, inputs=[image, sweep_attribute, max_strength, frames, steps],
+                      outputs=[strip, gallery, parameters], api_name="edit_sweep", show_progress_on=[strip])
 
     with gr.Tab("Interpolate"):
         gr.Markdown("From the image above (a) to a second image (b): the semantic codes are interpolated "
@@ -344,9 +343,9 @@ def build(models: Models) -> None:
                                 elem_classes=[common.PIXELATED])
         interp_gallery = gr.Gallery(label="Frames", columns=MAX_FRAMES // 2, height="auto", format="png",
                                     object_fit="contain", elem_classes=[common.PIXELATED])
-        interpolate_button.click(interpolate_fn, inputs=[image, image_b, n_frames, steps],
-                                 outputs=[interp_strip, interp_gallery, parameters], api_name="interpolate",
-                                 concurrency_id="device", show_progress_on=[interp_strip])
+        common.run_on(interpolate_button.click, interpolate_fn, inputs=[image, image_b, n_frames, steps],
+                      outputs=[interp_strip, interp_gallery, parameters], api_name="interpolate",
+                      show_progress_on=[interp_strip])
     with gr.Tab("Variations"):
         gr.Markdown("The image's semantic code decoded with fresh noise: the same emoji, new details "
                     "(DALL-E 2's image variations). With a prompt and a mix above 0 the code first moves "
@@ -364,10 +363,9 @@ def build(models: Models) -> None:
                              elem_classes=[common.PIXELATED])
         var_gallery = gr.Gallery(label="Variations (PNG with parameters)", columns=MAX_VARIATIONS, height="auto",
                                  format="png", object_fit="contain", elem_classes=[common.PIXELATED])
-        var_button.click(make_variations_fn(models),
-                         inputs=[image, var_num, var_seed, var_size, var_prompt, var_mix, steps],
-                         outputs=[var_strip, var_gallery, parameters], api_name="variations",
-                         concurrency_id="device", show_progress_on=[var_strip])
+        common.run_on(var_button.click, make_variations_fn(models),
+                      inputs=[image, var_num, var_seed, var_size, var_prompt, var_mix, steps],
+                      outputs=[var_strip, var_gallery, parameters], api_name="variations", show_progress_on=[var_strip])
     gr.api(attributes_fn, api_name="attributes", queue=False)
 
 

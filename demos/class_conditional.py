@@ -130,10 +130,10 @@ def build(models: Models) -> None:
                                  object_fit="contain", elem_classes=[common.PIXELATED])
             with gr.Accordion("Parameters", open=False):
                 parameters = gr.JSON(label="Parameters")
-    button.click(run, inputs=[label, guidance, sampler, steps, seed, num, size, thresholding, base_model,
-                              decoder_steps],
-                 outputs=[grid, gallery, parameters], api_name="class_conditional", concurrency_id="device",
-                 show_progress_on=[gallery])  # the bar covers the gallery; the live grid stays visible
+    common.run_on(button.click, run, inputs=[label, guidance, sampler, steps, seed, num, size, thresholding,
+                                             base_model, decoder_steps],
+                  outputs=[grid, gallery, parameters], api_name="class_conditional",
+                  show_progress_on=[gallery])  # the bar covers the gallery; the live grid stays visible
     gr.api(list_classes, api_name="classes", queue=False)
 
 

@@ -113,7 +113,7 @@ class Models:
     def require(self, names: Sequence[str]) -> None:
         """gr.Error naming the first of `names` that is unavailable, and why."""
         for name, why in self.unavailable(names).items():
-            raise gr.Error(f"Model {name!r} is unavailable, so this cannot run: {why}", title="Model unavailable")
+            raise error(f"{name!r} is unavailable, so this cannot run: {why}", "Model unavailable")
 
     def get(self, name: str):
         self.require([name])
@@ -165,6 +165,26 @@ def sr_stages(size: int) -> list[str]:
 
 
 # ---- errors ------------------------------------------------------------------------------------
+CLOSE_ERROR_TOASTS = ("() => document.querySelectorAll('.toast-body.error [data-testid=toast-close]')"
+                      ".forEach(button => button.click())")
+
+
+def error(message: str, title: str) -> gr.Error:
+    """A gr.Error whose message starts with its title. Gradio 6.31's page heads every error toast
+    "Error", whatever the title (its frontend reads a field the server does not send), so the
+    title goes into the text, where the page and API clients both see it."""
+    return gr.Error(f"{title}: {message}", title=title)
+
+
+def run_on(triggers, fn: Callable, **kwargs):
+    """Wire a run: gr.on(triggers, fn, ...) in the queue all runs share (one device), and once it
+    succeeds, close the error toasts of earlier failed runs, which Gradio would leave up beside
+    the new result."""
+    event = gr.on(triggers, fn, concurrency_id="device", **kwargs)
+    event.success(None, js=CLOSE_ERROR_TOASTS, queue=False, api_visibility="private")
+    return event
+
+
 _SERVER_PATH = re.compile(r"(?<![\w:/.])/(?:[\w.@+~=-]+/)*([\w.@+~=-]+)")
 
 
@@ -195,10 +215,10 @@ def user_errors() -> Iterator[None]:
     except gr.Error:
         raise
     except cancel.Cancelled as e:
-        raise gr.Error("The run was stopped before it finished.", title="Cancelled") from e
+        raise error("the run was stopped before it finished", "Cancelled") from e
     except (ValueError, FileNotFoundError) as e:
         title = "Model unavailable" if isinstance(e, CheckpointError) else "Cannot do that"
-        raise gr.Error(public(str(e)), title=title) from e
+        raise error(public(str(e)), title) from e
 
 
 def named_errors(demo: gr.Blocks) -> gr.Blocks:
@@ -216,8 +236,8 @@ def named_errors(demo: gr.Blocks) -> gr.Blocks:
         if len(inputs) < len(block_fn.inputs):
             names = [p.name for p in inspect.signature(block_fn.fn).parameters.values()
                      if not isinstance(p.default, gr.Progress)][:len(block_fn.inputs)]
-            raise gr.Error(f"/{block_fn.api_name or block_fn.name} takes {len(block_fn.inputs)} arguments "
-                           f"({', '.join(names)}); got {len(inputs)}", title="Missing arguments")
+            raise error(f"/{block_fn.api_name or block_fn.name} takes {len(block_fn.inputs)} arguments "
+                        f"({', '.join(names)}); got {len(inputs)}", "Missing arguments")
         validate(block_fn, inputs)
 
     demo.validate_inputs = validate_inputs
@@ -233,7 +253,7 @@ def _readable_preprocess(component) -> None:
     def readable_preprocess(payload):
         if numeric and not (isinstance(payload, (int, float)) and not isinstance(payload, bool)
                             and math.isfinite(payload)):
-            raise gr.Error(f"{label} must be a finite number, got {payload!r}", title="Cannot do that")
+            raise error(f"{label} must be a finite number, got {payload!r}", "Cannot do that")
         try:
             return preprocess(payload)
         except gr.Error:
@@ -242,10 +262,9 @@ def _readable_preprocess(component) -> None:
             if upload:
                 file = getattr(payload, "background", payload)  # an ImageEditor's image is its background
                 name = getattr(file, "orig_name", None) or "the upload"
-                raise gr.Error(f"{name} cannot be read as an image ({type(e).__name__}); upload a PNG, JPEG, "
-                               "WebP, GIF or BMP file", title="Unreadable image") from e
-            raise gr.Error(f"{label} cannot take {str(payload)[:80]!r} ({type(e).__name__})",
-                           title="Cannot do that") from e
+                raise error(f"{name} cannot be read as an image ({type(e).__name__}); upload a PNG, JPEG, "
+                            "WebP, GIF or BMP file", "Unreadable image") from e
+            raise error(f"{label} cannot take {str(payload)[:80]!r} ({type(e).__name__})", "Cannot do that") from e
 
     component.preprocess = readable_preprocess
 
@@ -423,7 +442,7 @@ class RequestFiles:
 def as_int(value, name: str) -> int:
     """An integer input that may arrive as None (a cleared box) or a float."""
     if value is None or (isinstance(value, float) and not value.is_integer()):
-        raise gr.Error(f"{name} must be a whole number, got {value!r}", title="Cannot do that")
+        raise error(f"{name} must be a whole number, got {value!r}", "Cannot do that")
     return int(value)
 
 

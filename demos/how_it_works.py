@@ -360,8 +360,8 @@ def build(models: Models) -> None:
             gr.LinePlot(curves, x="t", y="alpha_bar", color="schedule", title="ᾱ_t (signal power)", height=260)
             gr.LinePlot(curves, x="t", y="log_snr", color="schedule", title="log SNR_t = log(ᾱ_t / (1 − ᾱ_t))",
                         height=260)
-        f_button.click(fwd_fn, inputs=[f_image, f_times, f_seed], outputs=[f_grid, f_table], api_name="forward_process",
-                       concurrency_id="device")
+        common.run_on(f_button.click, fwd_fn, inputs=[f_image, f_times, f_seed], outputs=[f_grid, f_table],
+                      api_name="forward_process")
 
     with gr.Tab("Samplers at equal cost"):
         gr.Markdown("The same seeds through each sampler at the same number of network evaluations (NFE). Heun "
@@ -381,9 +381,9 @@ def build(models: Models) -> None:
             s_grid = gr.Image(label="A line per sampler (budgets left to right)", **pixel)
             s_table = gr.Dataframe(label="Cost and quality", interactive=False)
         s_params = gr.JSON(label="Parameters", visible=False)
-        s_button.click(samplers_fn, inputs=[model, prompt, label, s_samplers, s_budgets, s_seed, s_num, s_guidance,
-                                            s_threshold],
-                       outputs=[s_grid, s_table, s_params], api_name="compare_samplers", concurrency_id="device")
+        common.run_on(s_button.click, samplers_fn,
+                      inputs=[model, prompt, label, s_samplers, s_budgets, s_seed, s_num, s_guidance, s_threshold],
+                      outputs=[s_grid, s_table, s_params], api_name="compare_samplers")
 
     with gr.Tab("Guidance sweep"):
         gr.Markdown("The same seeds at several guidance scales. Guidance trades diversity for fidelity (Ho & Salimans "
@@ -405,10 +405,9 @@ def build(models: Models) -> None:
             g_diversity = gr.LinePlot(x="guidance", y="distance", color="space",
                                       title="Diversity: mean pairwise distance", height=240)
         g_params = gr.JSON(label="Parameters", visible=False)
-        g_button.click(guidance_fn, inputs=[model, prompt, label, g_scales, g_seed, g_num, g_sampler, g_steps,
-                                            g_threshold],
-                       outputs=[g_grid, g_table, g_fidelity, g_diversity, g_params], api_name="guidance_sweep",
-                       concurrency_id="device")
+        common.run_on(g_button.click, guidance_fn,
+                      inputs=[model, prompt, label, g_scales, g_seed, g_num, g_sampler, g_steps, g_threshold],
+                      outputs=[g_grid, g_table, g_fidelity, g_diversity, g_params], api_name="guidance_sweep")
 
     with gr.Tab("Trajectory"):
         gr.Markdown("One sampling run: the noisy x_t each step starts from (top) and the clean image the model "
@@ -424,8 +423,9 @@ def build(models: Models) -> None:
             t_strip = gr.Image(label="x_t (top) and predicted x0 (bottom)", **pixel)
             t_table = gr.Dataframe(label="Steps shown", interactive=False)
         t_params = gr.JSON(label="Parameters", visible=False)
-        t_button.click(trajectory_fn, inputs=[model, prompt, label, t_seed, t_sampler, t_steps, t_guidance, t_frames],
-                       outputs=[t_strip, t_table, t_params], api_name="trajectory", concurrency_id="device")
+        common.run_on(t_button.click, trajectory_fn,
+                      inputs=[model, prompt, label, t_seed, t_sampler, t_steps, t_guidance, t_frames],
+                      outputs=[t_strip, t_table, t_params], api_name="trajectory")
 
     with gr.Tab("Likelihood"):
         gr.Markdown("How many bits per colour value the model needs to encode an 8-bit image (lower = more likely), "
@@ -446,8 +446,9 @@ def build(models: Models) -> None:
                 l_button = gr.Button("Score", variant="primary")
                 l_table = gr.Dataframe(label="Bits per dimension", interactive=False)
         l_params = gr.JSON(label="Parameters", visible=False)
-        l_button.click(likelihood_fn, inputs=[l_image, model, prompt, label, l_method, l_steps, l_probes, l_refs],
-                       outputs=[l_table, l_params], api_name="likelihood", concurrency_id="device")
+        common.run_on(l_button.click, likelihood_fn,
+                      inputs=[l_image, model, prompt, label, l_method, l_steps, l_probes, l_refs],
+                      outputs=[l_table, l_params], api_name="likelihood")
 
     with gr.Tab("h-space editing"):
         note = _hspace_status(models)
@@ -480,9 +481,9 @@ def build(models: Models) -> None:
                     h_diffae_out = gr.Image(label="DiffAE edit", **pixel)
                 h_note = gr.Markdown()
         h_params = gr.JSON(label="Parameters", visible=False)
-        h_button.click(hspace_fn, inputs=[h_image, h_model, h_attribute, h_strength, h_steps, h_interval, h_diffae],
-                       outputs=[h_input, h_recon, h_edit, h_diffae_out, h_note, h_params], api_name="hspace_edit",
-                       concurrency_id="device")
+        common.run_on(h_button.click, hspace_fn,
+                      inputs=[h_image, h_model, h_attribute, h_strength, h_steps, h_interval, h_diffae],
+                      outputs=[h_input, h_recon, h_edit, h_diffae_out, h_note, h_params], api_name="hspace_edit")
 
 
 if __name__ == "__main__":

@@ -286,9 +286,9 @@ def build(models: Models) -> None:
                             inputs=[image, prompt, strength], label="Examples", cache_examples=False)
             with gr.Column(scale=3):
                 view, result, parameters = _outputs("Input at the output size")
-        gr.on([button.click, prompt.submit], sdedit_fn,
-              inputs=[image, prompt, strength, guidance, sampler, steps, seed, size],
-              outputs=[view, result, parameters], api_name="sdedit", concurrency_id="device", show_progress_on=[view])
+        common.run_on([button.click, prompt.submit], sdedit_fn,
+                      inputs=[image, prompt, strength, guidance, sampler, steps, seed, size],
+                      outputs=[view, result, parameters], api_name="sdedit", show_progress_on=[view])
 
     with gr.Tab("Colorize"):
         gr.Markdown("**Colorization** with Palette (Saharia et al. 2022): one 64×64 model conditioned on the "
@@ -305,8 +305,8 @@ def build(models: Models) -> None:
                 gr.Examples([[p] for p in examples], inputs=[image], label="Examples", cache_examples=False)
             with gr.Column(scale=3):
                 view, result, parameters = _outputs("Grayscale input (64×64)")
-        button.click(colorize_fn, inputs=[image, sampler, steps, seed], outputs=[view, result, parameters],
-                     api_name="colorize", concurrency_id="device", show_progress_on=[view])
+        common.run_on(button.click, colorize_fn, inputs=[image, sampler, steps, seed],
+                      outputs=[view, result, parameters], api_name="colorize", show_progress_on=[view])
 
     with gr.Tab("Inpaint"):
         gr.Markdown("**Inpainting**: paint over the region to fill (any colour), or upload a mask (white or "
@@ -337,9 +337,8 @@ def build(models: Models) -> None:
                 view, result, parameters = _outputs("Input with the region to fill")
         method.change(lambda m: PALETTE_SIZE if m == "palette" else gr.skip(), inputs=method, outputs=size,
                       queue=False, api_visibility="private")
-        button.click(inpaint_fn, inputs=[editor, mask, method, prompt, sampler, steps, seed, size],
-                     outputs=[view, result, parameters], api_name="inpaint", concurrency_id="device",
-                     show_progress_on=[view])
+        common.run_on(button.click, inpaint_fn, inputs=[editor, mask, method, prompt, sampler, steps, seed, size],
+                      outputs=[view, result, parameters], api_name="inpaint", show_progress_on=[view])
 
 
 if __name__ == "__main__":

@@ -131,9 +131,9 @@ def build(models: Models) -> None:
                                   elem_classes=[common.PIXELATED, common.STAGE])
             with gr.Accordion("Parameters", open=False):
                 parameters = gr.JSON(label="Parameters")
-    button.click(make_fn(models), inputs=[image, factor, size, sampler, steps, noise, seed],
-                 outputs=[low, bicubic, result, parameters], api_name="upscale", concurrency_id="device",
-                 show_progress_on=[low])  # the bar covers the (unchanging) input; the preview stays visible
+    common.run_on(button.click, make_fn(models), inputs=[image, factor, size, sampler, steps, noise, seed],
+                  outputs=[low, bicubic, result, parameters], api_name="upscale",
+                  show_progress_on=[low])  # the bar covers the (unchanging) input; the preview stays visible
 
 
 if __name__ == "__main__":

@@ -109,9 +109,9 @@ def build(models: Models) -> None:
     if status:
         gr.Markdown(status)
     emoji_state = "⚠️ some models are unavailable (above)" if status else "✅ loaded"
-    gr.Markdown("**Model sets**\n"
-                f"- 🙂 **Emoji (embedded)**: {emoji_state}; small models trained here on the Noto Color Emoji art\n"
-                + (deepfloyd_if.status_line(models) or "- DeepFloyd IF: not offered (started with --deepfloyd none)"))
+    gr.Markdown(f"🙂 **Emoji models (embedded)**: {emoji_state}; small models trained here on the Noto Color "
+                "Emoji art")
+    deepfloyd_if.build_status(models)
     gr.Markdown("A 32×32 emoji is drawn from the prompt with classifier-free guidance, by one of two bases: "
                 "**semantic** (a diffusion prior turns the text into DiffAE's semantic code, the DiffAE decoder "
                 "draws that code, as DALL-E 2's prior and decoder) or **pixel** (a text-conditioned UNet). Two "
@@ -164,16 +164,16 @@ def build(models: Models) -> None:
                                          elem_classes=[common.PIXELATED, common.STAGE])
                                 for label in STAGE_LABELS.values()]
             if models.deepfloyd is not None:
-                if_images = deepfloyd_if.build_outputs()
+                if_images = deepfloyd_if.build_outputs(models)
             gallery = gr.Gallery(label="Results (PNG with parameters)", columns=4, height="auto", format="png",
                                  object_fit="contain", elem_classes=[common.PIXELATED])
             with gr.Accordion("Parameters", open=False):
                 parameters = gr.JSON(label="Parameters")
-    gr.on([button.click, prompt.submit], make_fn(models),
-          inputs=[prompt, negative, guidance, sampler, steps, seed, num, size, thresholding, threshold, eta,
-                  sr64_steps, sr64_noise, sr128_steps, sr128_noise, threshold_max, base_model, decoder_steps],
-          outputs=[*stage_images, gallery, parameters], api_name="text_to_image", concurrency_id="device",
-          show_progress_on=[gallery])  # the bar covers the gallery; the stages' previews stay visible
+    common.run_on([button.click, prompt.submit], make_fn(models),
+                  inputs=[prompt, negative, guidance, sampler, steps, seed, num, size, thresholding, threshold, eta,
+                          sr64_steps, sr64_noise, sr128_steps, sr128_noise, threshold_max, base_model, decoder_steps],
+                  outputs=[*stage_images, gallery, parameters], api_name="text_to_image",
+                  show_progress_on=[gallery])  # the bar covers the gallery; the stages' previews stay visible
     if models.deepfloyd is not None:
         deepfloyd_if.wire(models, if_button, [prompt, negative, seed, num], if_settings, if_images, gallery, parameters)
 

@@ -134,7 +134,7 @@ def test_too_few_arguments_are_a_named_error(client, server):
             continue
         event, payload = call_raw(server, name, [])
         assert event == "error" and payload["error"], (name, payload)
-        assert payload["error"].startswith(f"{name} takes {len(parameters)} arguments"), (name, payload)
+        assert payload["error"].startswith(f"Missing arguments: {name} takes {len(parameters)} arguments"), payload
         assert all(p["parameter_name"] in payload["error"] for p in parameters), payload
 
 
@@ -153,3 +153,78 @@ def test_nan_or_nothing_in_a_number_is_a_named_error(client, server):
                 checked += 1
     assert checked > 40
     good_request(client, server)
+
+
+# ---- errors carry their titles -------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, title, text", [
+    (dict(prompt="", steps=2), "Cannot do that", "prompt is empty"),
+    (dict(prompt="cat", size=128, seed=-1), "Error", "less than minimum value 0"),   # Gradio's own check
+])
+def test_an_error_says_its_title(client, kwargs, title, text):
+    """Gradio 6.31's page heads every error toast "Error", so the app's title leads the message."""
+    from gradio_client.exceptions import AppError
+    with pytest.raises(AppError) as raised:
+        client.predict(**kwargs, api_name="/text_to_image")
+    assert raised.value.title == title and text in raised.value.message
+    if title != "Error":
+        assert raised.value.message.startswith(f"{title}: {text}")
+
+
+def test_an_unreadable_upload_says_its_title(client, tmp_path):
+    from gradio_client.exceptions import AppError
+    bad = tmp_path / "notes.png"
+    bad.write_text("hello")
+    with pytest.raises(AppError) as raised:
+        client.predict(image=handle(bad), steps=2, api_name="/upscale")
+    assert raised.value.message.startswith("Unreadable image: notes.png cannot be read as an image")
+
+
+# ---- the layout, as the page receives it ---------------------------------------------------------
+class Page:
+    """The page's /config: its components by id and the layout tree."""
+
+    def __init__(self, config: dict):
+        self.components = {c["id"]: c for c in config["components"]}
+        self.parent: dict[int, int] = {}
+
+        def walk(node, parent=None):
+            if parent is not None:
+                self.parent[node["id"]] = parent
+            for child in node.get("children", []):
+                walk(child, node["id"])
+
+        walk(config["layout"])
+
+    def find(self, kind: str, **props) -> list[dict]:
+        return [c for c in self.components.values() if c.get("type") == kind
+                and all(c.get("props", {}).get(k) == v for k, v in props.items())]
+
+    def ancestors(self, component_id: int) -> list[dict]:
+        out = []
+        while component_id in self.parent:
+            component_id = self.parent[component_id]
+            out.append(self.components.get(component_id, {}))
+        return out
+
+    def shown(self, component_id: int) -> bool:
+        """Visible, and so are all its containers (a closed accordion still counts as shown)."""
+        chain = [self.components[component_id], *self.ancestors(component_id)]
+        return all(c.get("props", {}).get("visible", True) is not False for c in chain)
+
+
+def test_first_tab_folds_deepfloyd_away_when_it_cannot_run(server, client):
+    """The test server has no GPU: IF is unavailable, so its outputs and settings are hidden and
+    one folded line says so; the endpoint stays and says why."""
+    from gradio_client.exceptions import AppError
+    page = Page(page_config(server))
+    for label in ("IF stage I (64×64)", "IF stage II (256×256)"):
+        (image,) = page.find("image", label=label)
+        assert not page.shown(image["id"])
+    (settings,) = page.find("accordion", label="Generate with DeepFloyd IF (Hub)")
+    assert not page.shown(settings["id"])
+    (status,) = page.find("accordion", label="DeepFloyd IF (Hub): unavailable on this server")
+    assert page.shown(status["id"]) and status["props"]["open"] is False
+    why = [m for m in page.find("markdown") if "Why: no CUDA GPU here" in str(m["props"].get("value"))]
+    assert len(why) == 1 and status in page.ancestors(why[0]["id"])   # the details are inside the fold
+    with pytest.raises(AppError, match="DeepFloyd IF \\(Hub\\) is unavailable: no CUDA GPU here"):
+        client.predict(prompt="a corgi", api_name="/text_to_image_deepfloyd")
