@@ -28,6 +28,8 @@ def tabs():
 def build_app(models, tab_modules=None):
     """The gr.Blocks of the hub (not launched) for a demos.common.Models."""
     import gradio as gr
+
+    from demos import common
     tab_modules = tab_modules if tab_modules is not None else tabs()
     with gr.Blocks(title="Diffusion demo hub", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
         gr.Markdown("# Diffusion demo hub\nDenoising diffusion on small models trained on the Noto Color Emoji "
@@ -35,7 +37,7 @@ def build_app(models, tab_modules=None):
         for module in tab_modules:
             with gr.Tab(module.TITLE):
                 module.build(models)
-    return demo
+    return common.named_errors(demo)
 
 
 def _env_flag(name: str) -> bool:
@@ -117,7 +119,7 @@ def start(args: argparse.Namespace, tab_modules=None):
         [x.strip() for x in locations.split(",")], args.deepfloyd_device, dtype=args.deepfloyd_dtype,
         offload=args.deepfloyd_offload, t5_8bit=args.deepfloyd_t5_8bit)
     models = common.Models.load(args.checkpoints, args.device, deepfloyd)
-    print(f"* {models.summary()}", flush=True)
+    print(f"* {models.summary()} ({models.root})", flush=True)
     for name, why in models.errors.items():
         print(f"* unavailable: {name}: {why}", flush=True)
     if deepfloyd is not None:

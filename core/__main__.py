@@ -8,12 +8,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.util
-import os
 import sys
 from pathlib import Path
 
 from core.checkpoints import CheckpointError
-from core.cli import finite
+from core.cli import check_output, finite
 from core.images import ImageError, open_image, pil_to_tensor, save_png, tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
 from core.samplers import SAMPLERS
@@ -62,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--decoder-steps", type=int, default=DECODER_STEPS,
                    help="semantic base: DDIM steps of the DiffAE decoder")
     g.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
+    g.set_defaults(out_kind="folder")
     _common(g)
 
     v = sub.add_parser("variations", help="variations of an image: its semantic code decoded with fresh noise")
@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--decoder-steps", type=int, default=DECODER_STEPS)
     v.add_argument("--sr-steps", type=int, default=SR_DEFAULTS.steps)
     v.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
+    v.set_defaults(out_kind="folder")
     _common(v)
 
     c = sub.add_parser("classes", help="list the class labels, one per line")
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--noise", type=int, default=SR_DEFAULTS.aug_level, help="noise-augmentation level (0-999)")
     u.add_argument("--seed", type=int, default=0)
     u.add_argument("--out", required=True, help="output PNG file")
+    u.set_defaults(out_kind="file")
     _common(u)
 
     for module in EXTRA_COMMANDS:  # translate; reconstruct / attributes / edit (core.diffae); deepfloyd
@@ -117,7 +119,7 @@ def run(args: argparse.Namespace) -> None:
                              threshold_max=args.threshold_max)
         sr = StageSettings(sampler=SR_DEFAULTS.sampler, steps=args.sr_steps, guidance=1.0,
                            aug_level=args.sr_noise)
-        out = _out_folder(args.out)
+        out = Path(args.out)
         result = generate(models, prompt=args.prompt, negative_prompt=args.negative_prompt, label=args.label,
                           num=args.num, seed=args.seed, size=args.size, base=base, sr=(sr, sr),
                           base_model=args.base, decoder_steps=args.decoder_steps,
@@ -126,7 +128,7 @@ def run(args: argparse.Namespace) -> None:
         return
     if args.command == "variations":
         from core.cascade import variations
-        out = _out_folder(args.out)
+        out = Path(args.out)
         image = pil_to_tensor(open_image(args.image))
         sr = StageSettings(sampler=SR_DEFAULTS.sampler, steps=args.sr_steps, guidance=1.0,
                            aug_level=SR_DEFAULTS.aug_level)
@@ -152,29 +154,28 @@ def run(args: argparse.Namespace) -> None:
         print(f"wrote {args.out}")
 
 
-def _out_folder(path: str) -> Path:
-    """--out of a command that writes 000.png, 001.png, ...: checked before any work."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
-    parent = next((p for p in [out, *out.parents] if p.exists()), None)
-    if parent is None or not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise ValueError(f"--out {out}: cannot create a folder there")
-    return out
-
-
 def _write_all(result, out: Path, seed: int, command: str) -> None:
     for i, image in enumerate(tensor_to_pil(result.final)):
         params = {**result.parameters, "seed": seed + i, "command": command}
         save_png(image, out / f"{i:03d}.png", params)
+    if "note" in result.parameters:
+        print(f"note: {result.parameters['note']}")
     print(f"wrote {len(result.final)} image(s) to {out}")
+
+
+def check_out(args: argparse.Namespace) -> None:
+    """The output path of any command that has one, before any work (core.cli.check_output).
+    Each command says whether --out is a file or a folder (`out_kind`)."""
+    if getattr(args, "out", None) is not None:
+        check_output(args.out, {"folder": True, "file": False}.get(getattr(args, "out_kind", None)))
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        check_out(args)
         run(args)
-    except (ValueError, ImageError, CheckpointError, FileNotFoundError) as e:
+    except (ValueError, ImageError, CheckpointError, OSError) as e:  # OSError: e.g. the disk filled up
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

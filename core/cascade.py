@@ -153,6 +153,12 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
     if base_model not in BASES:
         raise ValueError(f"base must be one of {', '.join(BASES)}; got {base_model!r}")
     seeds = [seed + i for i in range(num)]
+    note = None
+    if prompt is not None:   # the text encoder reads a bounded context: use (and store) what it reads
+        from core.text_encoders import fit_prompts
+        encoder = (models.get(models.get("prior").config.text_encoder) if base_model == "semantic"
+                   else models.text_encoder())
+        prompt, negative_prompt, note = fit_prompts(encoder, prompt, negative_prompt)
 
     if base_model == "semantic":
         text_encoder = models.get(models.get("prior").config.text_encoder) if prompt is not None else None
@@ -173,6 +179,8 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         parameters["decoder_steps"] = decoder_steps
     if classifier_scale is not None:
         parameters["classifier_scale"] = classifier_scale
+    if note:
+        parameters["note"] = note
     return CascadeResult(stages, parameters)
 
 
@@ -195,10 +203,16 @@ def variations(models: ModelSet, image: torch.Tensor, *, num: int = 4, seed: int
     guided = prompt is not None and bool(prompt.strip()) and mix > 0
     prior = models.get("prior") if guided else None
     text_encoder = models.get(prior.config.text_encoder) if guided else None
+    note = None
+    if guided:   # the text encoder reads a bounded context: use (and store) what it reads
+        from core.text_encoders import fit_prompts
+        prompt, _, note = fit_prompts(text_encoder, prompt)
     x = semantic_variations(decoder, image, seeds, prior=prior, text_encoder=text_encoder, prompt=prompt, mix=mix,
                             guidance=guidance, steps=steps, decoder_steps=decoder_steps, callback=_staged(callback, 32))
     stages = upscale_chain(models, x, seeds, size, sr, callback)
     parameters = {"command": "variations", "prompt": prompt if guided else None, "mix": mix if guided else 0.0,
                   "seeds": seeds, "size": size, "decoder_steps": decoder_steps,
                   "sr": [vars(s) for s in sr[: len(stages) - 1]]}
+    if note:
+        parameters["note"] = note
     return CascadeResult(stages, parameters)

@@ -1,9 +1,13 @@
-"""Argument types shared by the command lines (`python -m core ...`, `core.diffae`,
-`core.evaluate`, `core.mechanics`): bad numbers become argparse errors naming the value."""
+"""What the command lines (`python -m core ...`, `core.diffae`, `core.evaluate`, `core.mechanics`)
+share: argument types (bad numbers become argparse errors naming the value) and the check of an
+output path before any work."""
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import tempfile
+from pathlib import Path
 from typing import Callable
 
 
@@ -26,3 +30,29 @@ def number_list(kind: Callable[[str], object]) -> Callable[[str], list]:
             raise argparse.ArgumentTypeError("the list is empty")
         return values
     return parse
+
+
+def check_output(path: str | os.PathLike, folder: bool | None) -> Path:
+    """Check before any work that an output can be written at `path`: `folder` True for an output
+    folder, False for an output file, None when either may be meant. The nearest existing folder
+    on the way must accept a new file (tried with a temporary file, removed at once), so a
+    read-only place, a file in the way or a pseudo-filesystem such as /proc fails here, with one
+    line naming the path, instead of after the work. Raises ValueError."""
+    out = Path(path)
+    if folder is False and out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a PNG file name")
+    if folder is True and out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    if folder is False and out.exists() and not os.access(out, os.W_OK):
+        raise ValueError(f"--out {out} exists and cannot be overwritten")
+    start = out if (folder is not False and out.is_dir()) else out.parent
+    existing = next(p for p in [start, *start.parents] if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {out} cannot be written: {existing} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise ValueError(f"--out {out} cannot be written: no file can be created in {existing} "
+                         f"({e.strerror or e})") from None
+    return out

@@ -40,6 +40,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
+from core import cancel
 from core.cascade import CascadeResult
 from core.checkpoints import CheckpointError
 from core.guidance import cfg_denoiser, dynamic_threshold_denoiser
@@ -327,6 +328,7 @@ class DeepFloydIF:
     def _network(self, stage: IFStage):
         """The UNet as a ConditionalModel: cond = tokens, and for stage II low_res + noise_level."""
         def model(x: torch.Tensor, t: torch.Tensor, cond: dict) -> torch.Tensor:
+            cancel.check()  # a cancelled job stops here, between network evaluations
             if "low_res" in cond:
                 x = torch.cat([x, cond["low_res"]], dim=1)
             out = stage.forward(x.to(stage.dtype), t, encoder_hidden_states=cond["tokens"],
@@ -402,6 +404,8 @@ class DeepFloydIF:
         def staged(resolution):
             return None if callback is None else lambda info: callback({**info, "stage": resolution})
 
+        from core.text_encoders import fit_prompts
+        prompt, negative_prompt, note = fit_prompts(self.encoder, prompt, negative_prompt)  # what T5 reads
         with self._lock:
             states = self.encode([prompt, negative_prompt])            # T5 once, for both stages
             states, negative_states = states[:1].expand(num, -1, -1), states[1:].expand(num, -1, -1)
@@ -413,7 +417,8 @@ class DeepFloydIF:
                 stages[self.stage_2.resolution] = x
         parameters = {"model": "deepfloyd-if", "weights": self.locations, "prompt": prompt,
                       "negative_prompt": negative_prompt, "seeds": seeds, "size": size,
-                      "stage_1": asdict(stage_1), "stage_2": asdict(stage_2) if len(stages) > 1 else None}
+                      "stage_1": asdict(stage_1), "stage_2": asdict(stage_2) if len(stages) > 1 else None,
+                      **({"note": note} if note else {})}
         return CascadeResult(stages, parameters)
 
 
@@ -526,14 +531,12 @@ def add_cli(sub, common) -> None:
     p.add_argument("--compile", action="store_true", help="torch.compile the UNets")
     p.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
     common(p)
-    p.set_defaults(handler=run_cli)
+    p.set_defaults(handler=run_cli, out_kind="folder")
 
 
 def run_cli(args, models=None) -> None:
     from core.images import save_png, tensor_to_pil
     out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
     threshold = None if args.no_threshold else IF_I_DEFAULTS.threshold
     s1 = replace(IF_I_DEFAULTS, sampler=args.sampler, steps=args.steps, guidance=args.guidance, threshold=threshold)
     s2 = replace(IF_II_DEFAULTS, sampler=args.sampler, steps=args.sr_steps, guidance=args.sr_guidance,

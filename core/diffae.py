@@ -457,7 +457,7 @@ def add_cli(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
     r.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     r.add_argument("--out", required=True, help="output PNG file")
     common(r)
-    r.set_defaults(handler=_cmd_reconstruct)
+    r.set_defaults(handler=_cmd_reconstruct, out_kind="file")
 
     a = sub.add_parser("attributes", help="list the DiffAE edit attributes, one per line")
     common(a)
@@ -475,7 +475,7 @@ def add_cli(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
     e.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     e.add_argument("--out", required=True, help="output PNG file")
     common(e)
-    e.set_defaults(handler=_cmd_edit)
+    e.set_defaults(handler=_cmd_edit, out_kind="file")
 
 
 # ---------------------------------------------------------------------------------- evaluation

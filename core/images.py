@@ -21,17 +21,22 @@ class ImageError(ValueError):
     """An input image that cannot be used; the message says why."""
 
 
-def open_image(path: str | os.PathLike) -> Image.Image:
-    """Open and fully decode an image file, with an ImageError for missing or corrupt files."""
+def open_image(path: str | os.PathLike, name: str | None = None) -> Image.Image:
+    """Open and fully decode an image file, with an ImageError for missing or corrupt files that
+    names it as `name` (default: "image PATH"; a server says "the uploaded image" instead of the
+    path of its upload folder)."""
     path = Path(path)
+    name = name or f"image {path}"
     if not path.is_file():
-        raise ImageError(f"image {path} does not exist")
+        raise ImageError(f"{name} does not exist")
     try:
         with Image.open(path) as im:
             im.load()
             return im.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:
-        raise ImageError(f"image {path} cannot be read: {e}") from e
+    except UnidentifiedImageError as e:
+        raise ImageError(f"{name} cannot be read: not an image format Pillow knows") from e
+    except (OSError, SyntaxError) as e:  # PIL's own messages (truncated, broken data); errno ones without the path
+        raise ImageError(f"{name} cannot be read: {getattr(e, 'strerror', None) or e}") from e
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

@@ -33,7 +33,7 @@ from PIL import Image
 from torch import Tensor
 
 from core.checkpoints import CheckpointError
-from core.cli import number_list
+from core.cli import check_output, number_list
 from core.images import ImageError, tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, StageSettings, generate_class, generate_text
 from core.samplers import SAMPLERS
@@ -48,6 +48,7 @@ GUIDANCE_SEEDS = (0, 1, 2)
 GUIDANCE_STEPS = 10
 MAX_SEEDS = 16
 MAX_NFE = 200
+MAX_BUDGETS = 12        # NFE budgets per comparison: the work is samplers x budgets x seeds runs
 Callback = Callable[[dict], None]
 
 
@@ -81,6 +82,14 @@ class Condition:
 
     def describe(self) -> str:
         return f"{self.model} " + (f"prompt {self.prompt!r}" if self.model == "text_base" else f"label {self.label!r}")
+
+
+def fitted(models, condition: Condition) -> Condition:
+    """The condition with the prompt the text encoder reads (a long prompt is cut, see
+    core.text_encoders.TextEncoder.fit): what the panels sample from and store."""
+    if condition.model != "text_base" or condition.unconditional:
+        return condition
+    return replace(condition, prompt=models.text_encoder().fit(condition.prompt))
 
 
 def model_and_cond(models, condition: Condition):
@@ -224,10 +233,17 @@ def compare_samplers(models, condition: Condition, samplers: Sequence[str] = SAM
     steps, the NFE spent, seconds per image and the mean CLIP score to the prompt. The grid has a
     line per sampler: its budgets left to right, the seeds within each."""
     condition.require_text()
+    condition = fitted(models, condition)
     seeds = check_seeds(seeds)
     samplers, budgets = list(samplers), list(budgets)
     if not samplers or not budgets:
         raise ValueError("choose at least one sampler and one NFE budget")
+    if len(budgets) > MAX_BUDGETS:
+        raise ValueError(f"give at most {MAX_BUDGETS} NFE budgets, got {len(budgets)}")
+    if len(set(samplers)) != len(samplers):
+        raise ValueError("each sampler may be chosen once")
+    for b in budgets:
+        steps_for_nfe(samplers[0], b)     # every budget checked before any sampling
     for s in samplers:
         nfe(s, 1)
     embedder = clip_embedder(models)
@@ -258,6 +274,7 @@ def guidance_sweep(models, condition: Condition, scales: Sequence[float] = GUIDA
     score to the prompt) and the diversity (mean pairwise distance of the samples: between their
     CLIP image embeddings, and in pixels as RMS over [-1, 1] values)."""
     condition.require_text()
+    condition = fitted(models, condition)
     seeds = check_seeds(seeds, minimum=2)
     scales = [check_finite("guidance scale", s) for s in scales]
     if not 1 <= len(scales) <= 12:
@@ -305,6 +322,7 @@ def trajectory(models, condition: Condition, seed: int = 0, sampler: str = "ddim
     """One sampling run, recording x_t (the input of step i) and the predicted x0 at `frames`
     evenly spaced steps (the first and the last included)."""
     seed = check_seeds([seed])[0]
+    condition = fitted(models, condition)
     if isinstance(frames, bool) or not isinstance(frames, int) or not 2 <= frames <= 16:
         raise ValueError(f"frames must be an integer from 2 to 16, got {frames!r}")
     settings = StageSettings(sampler=sampler, steps=int(steps), guidance=float(guidance),
@@ -351,7 +369,7 @@ def likelihood(models, condition: Condition, images: Tensor, method: str = "ode"
     model, conditioned as asked (an empty prompt / no label: the unconditional model); see
     core.likelihood."""
     from core.likelihood import bits_per_dim
-    model, cond = model_and_cond(models, condition)
+    model, cond = model_and_cond(models, fitted(models, condition))
     r = model.resolution
     if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1:] != (3, r, r):
         raise ValueError(f"images must be [B, 3, {r}, {r}], got "
@@ -551,8 +569,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if getattr(args, "out", None) is not None:
+            check_output(args.out, folder=False)      # before any work
         run(args)
-    except (ValueError, ImageError, CheckpointError, FileNotFoundError) as e:
+    except (ValueError, ImageError, CheckpointError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

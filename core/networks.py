@@ -32,6 +32,7 @@ import torch
 from diffusers import UNet2DConditionModel, UNet2DModel
 from torch import nn
 
+from core import cancel
 from core.schedules import NoiseSchedule, make_schedule
 
 ModelKind = Literal["text_base", "class_base", "sr", "palette", "diffae"]
@@ -151,6 +152,7 @@ class DiffusionModel(nn.Module):
         return self.net(x_in, t, class_labels=cond["aug_t"]).sample
 
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
+        cancel.check()  # a cancelled job stops here, between network evaluations (core.cancel)
         out = self(x_t, t, cond)
         return self.schedule.eps_from_prediction(out, x_t, t, self.config.prediction)
 

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from core import cancel
 from core.guidance import cfg_denoiser
 from core.rng import BatchGenerator
 from core.samplers import sample
@@ -137,6 +138,7 @@ class SemanticPrior(nn.Module):
         return self.x_out(self.norm_out(h))
 
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
+        cancel.check()  # a cancelled job stops here, between network evaluations (core.cancel)
         return self.schedule.eps_from_prediction(self(x_t, t, cond), x_t, t, self.config.prediction)
 
     # -- conditions ------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from __future__ import annotations
 import abc
 import json
 import os
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -61,6 +62,9 @@ class TextEmbeddings:
                               torch.cat([e.pooled for e in items]))
 
 
+MAX_PROMPT_CHARS = 2000  # a prompt is read this far at most: far more than any context of 77 tokens holds
+
+
 class TextEncoder(abc.ABC):
     """A frozen text encoder. `width`: token feature size D; `pooled_width`: size of `pooled`;
     `max_length`: L of every batch it returns."""
@@ -73,6 +77,27 @@ class TextEncoder(abc.ABC):
     def encode(self, prompts: Sequence[str]) -> TextEmbeddings:
         ...
 
+    @abc.abstractmethod
+    def count_tokens(self, prompt: str) -> int:
+        """Tokens of `prompt` with the special ones (sot / eot, </s>), before any cut."""
+
+    def fit(self, prompt: str) -> str:
+        """What the encoder reads of `prompt`: the whole (stripped) prompt when it fits in
+        `max_length` tokens, else its longest start that does, cut after a word (inside the
+        first word only when that alone is too long). Prompts are read up to MAX_PROMPT_CHARS
+        characters, so a huge prompt costs no more than a long one."""
+        text = check_prompts(prompt)[0].strip()
+        if len(text) <= MAX_PROMPT_CHARS and self.count_tokens(text) <= self.max_length:
+            return text
+        text = text[:MAX_PROMPT_CHARS]
+
+        def fits(end: int) -> bool:
+            return self.count_tokens(text[:end]) <= self.max_length
+
+        word_ends = [m.end() for m in re.finditer(r"\S+", text)]
+        end = _last_fitting(word_ends, fits) or _last_fitting(range(1, len(text) + 1), fits) or 0
+        return text[:end]
+
     @property
     @abc.abstractmethod
     def device(self) -> torch.device:
@@ -81,6 +106,26 @@ class TextEncoder(abc.ABC):
     @abc.abstractmethod
     def to(self, device: str | torch.device) -> "TextEncoder":
         ...
+
+
+def _last_fitting(points: Sequence[int], fits) -> int | None:
+    """The last of the increasing `points` for which `fits` holds (it holds up to some point,
+    then no more), by bisection; None when it holds for none."""
+    lo, hi = 0, len(points)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (mid + 1, hi) if fits(points[mid]) else (lo, mid)
+    return points[lo - 1] if lo else None
+
+
+def fit_prompts(encoder: TextEncoder, prompt: str, negative_prompt: str = "") -> tuple[str, str, str | None]:
+    """(prompt, negative prompt, note): what `encoder` reads of each, which is what a result should
+    be made from and store, and a note saying which was cut (None when neither was)."""
+    used = [encoder.fit(prompt), encoder.fit(negative_prompt)]
+    notes = [f"the {what} was cut to the {encoder.max_length} tokens the text encoder reads: {u!r}"
+             for what, u, given in zip(("prompt", "negative prompt"), used, (prompt, negative_prompt))
+             if u != given.strip()]
+    return used[0], used[1], "; ".join(notes) or None
 
 
 # ----------------------------------------------------------------------------- CLIP
@@ -119,6 +164,9 @@ class ClipTextEncoder(TextEncoder):
     def to(self, device: str | torch.device) -> "ClipTextEncoder":
         self.model.to(device)
         return self
+
+    def count_tokens(self, prompt: str) -> int:
+        return len(self.tokenizer.bpe.encode(prompt)) + 2   # sot ... eot
 
     @torch.no_grad()
     def encode(self, prompts: Sequence[str]) -> TextEmbeddings:
@@ -332,6 +380,9 @@ class T5TextEncoder(TextEncoder):
         self.model.to(device)
         return self
 
+    def count_tokens(self, prompt: str) -> int:
+        return len(self.tokenizer(prompt, add_special_tokens=True)["input_ids"])   # the pieces and </s>
+
     def tokenize(self, prompts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         prompts = check_prompts(prompts)
         enc = self.tokenizer(prompts, padding="max_length", max_length=self.max_length, truncation=True,
@@ -365,5 +416,5 @@ def load_text_encoder(path_or_hub_id: str | os.PathLike, device: str | torch.dev
     return T5TextEncoder.from_pretrained(folder, dtype=dtype, device=device)
 
 
-__all__ = ["TextEmbeddings", "TextEncoder", "ClipTextEncoder", "T5TextEncoder", "load_text_encoder",
+__all__ = ["TextEmbeddings", "TextEncoder", "ClipTextEncoder", "T5TextEncoder", "load_text_encoder", "fit_prompts",
            "resolve_folder", "load_t5_tokenizer"]

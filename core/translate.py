@@ -46,6 +46,7 @@ from core.pipeline import (BASE_DEFAULTS, SR_DEFAULTS, StageSettings, check_seed
 from core.rng import BatchGenerator
 from core.samplers import sample, timesteps
 from core.schedules import check_finite
+from core.text_encoders import fit_prompts
 from core.train import DiffusionTask, save_grid
 
 Callback = Callable[[dict], None]
@@ -421,6 +422,10 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
                              guidance=default_guidance if guidance is None else guidance)
     x = pil_to_tensor(image, size=size)
     params = {"command": "translate", "task": task, "seed": seed, "size": size, "steps": settings.steps}
+    if prompt and not palette:   # the text encoder reads a bounded context: use (and store) what it reads
+        prompt, negative_prompt, note = fit_prompts(models.text_encoder(), prompt, negative_prompt)
+        if note:
+            params["note"] = note
     if task == "inpaint":
         if mask is None:
             raise ValueError("inpaint needs a mask (white or opaque = the region to fill)")
@@ -493,13 +498,11 @@ def add_cli(sub, common) -> None:
     p.add_argument("--label", help="ilvr with --model class_base: guide with this class (default: unconditional)")
     p.add_argument("--out", required=True, help="output PNG file")
     common(p)
-    p.set_defaults(handler=run_cli)
+    p.set_defaults(handler=run_cli, out_kind="file")
 
 
 def run_cli(args, models) -> None:
     out = Path(args.out)
-    if out.is_dir():
-        raise ValueError(f"--out {out} is a folder; give a PNG file name")
     if args.task == "inpaint" and not args.mask:
         raise ValueError("--task inpaint needs --mask (white or opaque = the region to fill)")
     image = open_image(args.image)

@@ -14,9 +14,9 @@ import gradio as gr
 import torch
 
 from core import cascade, diffae
-from core.images import open_image, pil_to_tensor, tensor_to_pil
+from core.images import pil_to_tensor, tensor_to_pil
 from core.semantic import DECODER_STEPS
-from demos.common import Models, RequestFiles, as_int, gpu, grid, image_input, user_errors
+from demos.common import Models, RequestFiles, as_int, gpu, grid, image_input, user_errors, wait_for
 
 TITLE = "Attribute editing"
 MODEL = "diffae"
@@ -34,7 +34,7 @@ def load_directions(models: Models) -> tuple[diffae.Directions | None, str | Non
     try:
         return diffae.Directions.load(models.root / MODEL), None
     except (ValueError, OSError) as e:  # CheckpointError is a ValueError
-        return None, str(e)
+        return None, common.public(str(e))
 
 
 def gaps_info(directions: diffae.Directions | None) -> str:
@@ -55,15 +55,16 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
     def need_directions() -> diffae.Directions:
         models.require([MODEL])
         if directions is None:
-            raise gr.Error(f"The attribute directions are unavailable, so this cannot run: {directions_error}",
-                           title="Model unavailable")
+            raise common.error(f"the attribute directions are unavailable, so this cannot run: {directions_error}",
+                               "Model unavailable")
         return directions
 
     def load(path: str | None, what: str = "an image") -> torch.Tensor:
         if not path:
             raise ValueError(f"upload {what} or pick an example first")
         m = model()
-        return pil_to_tensor(open_image(path), size=m.resolution).to(next(m.parameters()).device)
+        name = "the uploaded image" if what == "an image" else f"the uploaded {what}"
+        return pil_to_tensor(common.open_upload(path, name), size=m.resolution).to(next(m.parameters()).device)
 
     def check_steps(steps) -> int:
         steps = as_int(steps, "steps")
@@ -97,12 +98,12 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
             steps = check_steps(steps)
             x = load(image)
             progress(None, desc="encoding and decoding")
-            out = diffae.reconstruct(model(), x, steps)
+            out = yield from wait_for(lambda: diffae.reconstruct(model(), x, steps), 3)
             files = RequestFiles()
             params = {"command": "reconstruct", "image": Path(image).name, "steps": steps,
                       "psnr": round(float(diffae.psnr(out.cpu(), x.cpu())[0]), 2)}
             path = files.results([one(out)], [params], [f"{Path(image).stem}-reconstruct"])[0]
-            return files.image(one(x)), path, params
+            yield files.image(one(x)), path, params
 
     @gpu
     def edit(image: str, attribute: str, strength: float, steps: int, fresh_noise: bool = False, seed: int = 0,
@@ -130,13 +131,13 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
             x = load(image)
             progress(None, desc="encoding and decoding")
             x_T = diffae.fresh_noise(model(), [seed]) if fresh_noise else None
-            out = diffae.edit(model(), dirs, x, attribute, strength, steps, x_T=x_T)
+            out = yield from wait_for(lambda: diffae.edit(model(), dirs, x, attribute, strength, steps, x_T=x_T), 3)
             files = RequestFiles()
             params = {"command": "edit", "image": Path(image).name, "attribute": attribute, "strength": strength,
                       "steps": steps, "seed": seed, "fresh_noise": bool(fresh_noise)}
             name = f"{Path(image).stem}-{attribute}{strength:+g}"
             path = files.results([one(out)], [params], [name])[0]
-            return files.image(one(x)), path, params
+            yield files.image(one(x)), path, params
 
     @gpu
     def edit_sweep(image: str, attribute: str, max_strength: float, frames: int, steps: int,
@@ -164,18 +165,21 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
                 raise ValueError(f"frames must be from 2 to {MAX_FRAMES}, got {frames}")
             x = load(image)
             strengths = [round(-top + 2 * top * i / (frames - 1), 6) for i in range(frames)]
-            progress(None, desc="encoding")
-            z, x_T = diffae.encode(model(), x, steps)
-            progress(None, desc=f"decoding {frames} edits")
-            zs = torch.cat([dirs.shift(z, attribute, s) for s in strengths])
-            images = tensor_to_pil(diffae.decode(model(), zs, x_T.expand(frames, *x_T.shape[1:]), steps).cpu())
+            progress(None, desc=f"encoding, then decoding {frames} edits")
+
+            def sweep():
+                z, x_T = diffae.encode(model(), x, steps)
+                zs = torch.cat([dirs.shift(z, attribute, s) for s in strengths])
+                return diffae.decode(model(), zs, x_T.expand(frames, *x_T.shape[1:]), steps)
+
+            images = tensor_to_pil((yield from wait_for(sweep, 3)).cpu())
             files = RequestFiles()
             params = {"command": "edit_sweep", "image": Path(image).name, "attribute": attribute,
                       "strengths": strengths, "steps": steps}
             strip = files.results([grid(images, columns=frames)], [params],
                                   [f"{Path(image).stem}-{attribute}-sweep"])[0]
             frames_out = [(files.image(im), f"{s:+g}") for im, s in zip(images, strengths)]
-            return strip, frames_out, params
+            yield strip, frames_out, params
 
     @gpu
     def interpolate(image_a: str, image_b: str, frames: int, steps: int, progress=gr.Progress()):
@@ -196,14 +200,15 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
                 raise ValueError(f"frames must be from 2 to {MAX_FRAMES}, got {frames}")
             a, b = load(image_a, "image a"), load(image_b, "image b")
             progress(None, desc=f"encoding both, decoding {frames} frames")
-            images = tensor_to_pil(diffae.interpolate(model(), a, b, frames, steps).cpu())
+            frames_out = yield from wait_for(lambda: diffae.interpolate(model(), a, b, frames, steps), 3)
+            images = tensor_to_pil(frames_out.cpu())
             files = RequestFiles()
             params = {"command": "interpolate", "image_a": Path(image_a).name, "image_b": Path(image_b).name,
                       "frames": frames, "steps": steps}
             strip = files.results([grid(images, columns=frames)], [params],
                                   [f"{Path(image_a).stem}-to-{Path(image_b).stem}"])[0]
             alphas = [i / (frames - 1) for i in range(frames)]
-            return strip, [(files.image(im), f"{al:.2f}") for im, al in zip(images, alphas)], params
+            yield strip, [(files.image(im), f"{al:.2f}") for im, al in zip(images, alphas)], params
 
     return reconstruct, attributes, edit, edit_sweep, interpolate, directions_error
 
@@ -241,10 +246,11 @@ def make_variations_fn(models: Models):
             models.require([MODEL, *common.sr_stages(size), *(["prior", "clip"] if guided else [])])
             if not image:
                 raise ValueError("upload an image or pick an example first")
-            x = pil_to_tensor(open_image(image))
+            x = pil_to_tensor(common.open_upload(image))
             progress(None, desc=f"decoding {num} variations")
-            result = cascade.variations(models.set, x, num=num, seed=seed, size=size, prompt=prompt or None,
-                                        mix=float(mix), decoder_steps=decoder_steps)
+            result = yield from wait_for(lambda: cascade.variations(
+                models.set, x, num=num, seed=seed, size=size, prompt=prompt or None, mix=float(mix),
+                decoder_steps=decoder_steps), 3)
             images = tensor_to_pil(result.final.cpu())
             files = RequestFiles()
             params = {**result.parameters, "image": Path(image).name}
@@ -252,7 +258,7 @@ def make_variations_fn(models: Models):
             paths = files.results(images, [{**params, "seed": s} for s in seeds],
                                   [f"{Path(image).stem}-variation-seed{s}" for s in seeds])
             strip = files.image(grid(images, columns=num))
-            return strip, [(p, f"seed {s}") for p, s in zip(paths, seeds)], params
+            yield strip, [(p, f"seed {s}") for p, s in zip(paths, seeds)], params
 
     return variations
 
@@ -305,11 +311,10 @@ def build(models: Models) -> None:
         with gr.Row():
             reconstruct_button = gr.Button("Reconstruct")
             edit_button = gr.Button("Edit", variant="primary")
-        reconstruct_button.click(reconstruct_fn, inputs=[image, steps], outputs=[view, result, parameters],
-                                 api_name="reconstruct", concurrency_id="device", show_progress_on=[result])
-        edit_button.click(edit_fn, inputs=[image, attribute, strength, steps, fresh, seed],
-                          outputs=[view, result, parameters], api_name="edit", concurrency_id="device",
-                          show_progress_on=[result])
+        common.run_on(reconstruct_button.click, reconstruct_fn, inputs=[image, steps],
+                      outputs=[view, result, parameters], api_name="reconstruct", show_progress_on=[result])
+        common.run_on(edit_button.click, edit_fn, inputs=[image, attribute, strength, steps, fresh, seed],
+                      outputs=[view, result, parameters], api_name="edit", show_progress_on=[result])
 
     with gr.Tab("Strength sweep"):
         with gr.Row():
@@ -322,9 +327,8 @@ def build(models: Models) -> None:
                          elem_classes=[common.PIXELATED])
         gallery = gr.Gallery(label="Each strength", columns=MAX_FRAMES // 2, height="auto", format="png",
                              object_fit="contain", elem_classes=[common.PIXELATED])
-        sweep_button.click(sweep_fn, inputs=[image, sweep_attribute, max_strength, frames, steps],
-                           outputs=[strip, gallery, parameters], api_name="edit_sweep", concurrency_id="device",
-                           show_progress_on=[strip])
+        common.run_on(sweep_button.click, sweep_fn, inputs=[image, sweep_attribute, max_strength, frames, steps],
+                      outputs=[strip, gallery, parameters], api_name="edit_sweep", show_progress_on=[strip])
 
     with gr.Tab("Interpolate"):
         gr.Markdown("From the image above (a) to a second image (b): the semantic codes are interpolated "
@@ -339,9 +343,9 @@ def build(models: Models) -> None:
                                 elem_classes=[common.PIXELATED])
         interp_gallery = gr.Gallery(label="Frames", columns=MAX_FRAMES // 2, height="auto", format="png",
                                     object_fit="contain", elem_classes=[common.PIXELATED])
-        interpolate_button.click(interpolate_fn, inputs=[image, image_b, n_frames, steps],
-                                 outputs=[interp_strip, interp_gallery, parameters], api_name="interpolate",
-                                 concurrency_id="device", show_progress_on=[interp_strip])
+        common.run_on(interpolate_button.click, interpolate_fn, inputs=[image, image_b, n_frames, steps],
+                      outputs=[interp_strip, interp_gallery, parameters], api_name="interpolate",
+                      show_progress_on=[interp_strip])
     with gr.Tab("Variations"):
         gr.Markdown("The image's semantic code decoded with fresh noise: the same emoji, new details "
                     "(DALL-E 2's image variations). With a prompt and a mix above 0 the code first moves "
@@ -359,10 +363,9 @@ def build(models: Models) -> None:
                              elem_classes=[common.PIXELATED])
         var_gallery = gr.Gallery(label="Variations (PNG with parameters)", columns=MAX_VARIATIONS, height="auto",
                                  format="png", object_fit="contain", elem_classes=[common.PIXELATED])
-        var_button.click(make_variations_fn(models),
-                         inputs=[image, var_num, var_seed, var_size, var_prompt, var_mix, steps],
-                         outputs=[var_strip, var_gallery, parameters], api_name="variations",
-                         concurrency_id="device", show_progress_on=[var_strip])
+        common.run_on(var_button.click, make_variations_fn(models),
+                      inputs=[image, var_num, var_seed, var_size, var_prompt, var_mix, steps],
+                      outputs=[var_strip, var_gallery, parameters], api_name="variations", show_progress_on=[var_strip])
     gr.api(attributes_fn, api_name="attributes", queue=False)
 
 

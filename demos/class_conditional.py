@@ -16,7 +16,7 @@ from core.images import tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, MAX_CLASSIFIER_SCALE, SR_DEFAULTS, StageSettings
 from core.samplers import SAMPLERS
 from core.semantic import DECODER_STEPS
-from demos.common import (Job, Models, RequestFiles, StageProgress, as_int, gpu, preview, sr_stages,
+from demos.common import (Job, Models, RequestFiles, StageProgress, as_int, follow, gpu, preview, sr_stages,
                           user_errors)
 
 TITLE = "Class-conditional"
@@ -86,13 +86,13 @@ def make_fns(models: Models):
             base_steps = decoder_steps if base_model == "semantic" else base.steps   # the decoder reports progress
             bar = StageProgress(progress, {r: (base_steps if r == 32 else sr.steps) for r in SIZES if r <= size},
                                 STAGE_LABELS)
-            files, first = RequestFiles(), True
-            for info in job:
+            files = RequestFiles()
+
+            def on_step(info):
                 if bar.update(info):
-                    keep = None if first else gr.skip()  # the first update also clears the last run
-                    yield files.image(preview(info["x0"], limit=None)), keep, keep
-                    first = False
-            result = job.result
+                    return {0: files.image(preview(info["x0"], limit=None))}
+
+            result = yield from follow(job, 3, on_step)
             images = tensor_to_pil(result.final)
             seeds = result.parameters["seeds"]
             parameters = [{**result.parameters, "seed": s, "command": "generate"} for s in seeds]
@@ -155,10 +155,10 @@ def build(models: Models) -> None:
                 parameters = gr.JSON(label="Parameters")
     method.change(lambda m: (gr.update(visible=m == "cfg"), gr.update(visible=m == "classifier")), inputs=method,
                   outputs=[guidance, scale], queue=False, api_visibility="private")
-    button.click(run, inputs=[label, guidance, sampler, steps, seed, num, size, thresholding, method, scale,
-                              base_model, decoder_steps],
-                 outputs=[grid, gallery, parameters], api_name="class_conditional", concurrency_id="device",
-                 show_progress_on=[gallery])  # the bar covers the gallery; the live grid stays visible
+    common.run_on(button.click, run, inputs=[label, guidance, sampler, steps, seed, num, size, thresholding, method,
+                                             scale, base_model, decoder_steps],
+                  outputs=[grid, gallery, parameters], api_name="class_conditional",
+                  show_progress_on=[gallery])  # the bar covers the gallery; the live grid stays visible
     gr.api(list_classes, api_name="classes", queue=False)
 
 

@@ -13,9 +13,11 @@ except ImportError:
     spaces = None
 
 import contextlib
+import inspect
 import math
 import os
 import queue
+import re
 import shutil
 import tempfile
 import threading
@@ -28,9 +30,10 @@ import gradio as gr
 import torch
 from PIL import Image, ImageDraw
 
+from core import cancel
 from core.cascade import ModelSet
 from core.checkpoints import CheckpointError
-from core.images import save_png, tensor_to_pil
+from core.images import open_image, save_png, tensor_to_pil
 from core.semantic import DECODER_STEPS
 
 MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "prior", "noisy_classifier")
@@ -59,11 +62,13 @@ class Models:
     """The app's ModelSet, every model loaded at start-up, and for each model that could not be
     loaded the reason, so one missing model disables only what needs it."""
 
-    def __init__(self, model_set: ModelSet, errors: dict[str, str], loaded: Sequence[str] = (), deepfloyd=None):
+    def __init__(self, model_set: ModelSet, errors: dict[str, str], loaded: Sequence[str] = (), deepfloyd=None,
+                 location: str | None = None):
         self.set = model_set
-        self.errors = dict(errors)
+        self.errors = {name: public(why) for name, why in errors.items()}
         self.names = list(loaded)
         self.deepfloyd = deepfloyd  # a core.deepfloyd.DeepFloydSet (loads on first use), or None: not offered
+        self.location = location or Path(model_set.root).name  # what the page says: never the server's path
 
     @classmethod
     def load(cls, checkpoints: str | os.PathLike | None = None, device: str = "auto", deepfloyd=None) -> "Models":
@@ -85,7 +90,9 @@ class Models:
             encoder = getattr(model.config, "text_encoder", None) if name == "text_base" else None
             if encoder and encoder not in names:
                 names.append(encoder)
-        return cls(model_set, errors, loaded, deepfloyd)
+        given = Path(str(checkpoints)).expanduser() if checkpoints is not None else None
+        location = str(checkpoints) if given is not None and not given.is_dir() else None  # a Hub repo id as given
+        return cls(model_set, errors, loaded, deepfloyd, location)
 
     @property
     def device(self) -> torch.device:
@@ -106,7 +113,7 @@ class Models:
     def require(self, names: Sequence[str]) -> None:
         """gr.Error naming the first of `names` that is unavailable, and why."""
         for name, why in self.unavailable(names).items():
-            raise gr.Error(f"Model {name!r} is unavailable, so this cannot run: {why}", title="Model unavailable")
+            raise error(f"{name!r} is unavailable, so this cannot run: {why}", "Model unavailable")
 
     def get(self, name: str):
         self.require([name])
@@ -136,7 +143,7 @@ class Models:
 
     def summary(self) -> str:
         loaded = ", ".join(self.names) or "none"
-        text = f"models on {self.device.type} from {self.root}: loaded {loaded}"
+        text = f"models on {self.device.type} from {self.location}: loaded {loaded}"
         if self.errors:
             text += "; unavailable " + ", ".join(sorted(self.errors))
         return text
@@ -158,6 +165,47 @@ def sr_stages(size: int) -> list[str]:
 
 
 # ---- errors ------------------------------------------------------------------------------------
+CLOSE_ERROR_TOASTS = ("() => document.querySelectorAll('.toast-body.error [data-testid=toast-close]')"
+                      ".forEach(button => button.click())")
+
+
+def error(message: str, title: str) -> gr.Error:
+    """A gr.Error whose message starts with its title. Gradio 6.31's page heads every error toast
+    "Error", whatever the title (its frontend reads a field the server does not send), so the
+    title goes into the text, where the page and API clients both see it."""
+    return gr.Error(f"{title}: {message}", title=title)
+
+
+def run_on(triggers, fn: Callable, **kwargs):
+    """Wire a run: gr.on(triggers, fn, ...) in the queue all runs share (one device), and once it
+    succeeds, close the error toasts of earlier failed runs, which Gradio would leave up beside
+    the new result."""
+    event = gr.on(triggers, fn, concurrency_id="device", **kwargs)
+    event.success(None, js=CLOSE_ERROR_TOASTS, queue=False, api_visibility="private")
+    return event
+
+
+_SERVER_PATH = re.compile(r"(?<![\w:/.])/(?:[\w.@+~=-]+/)*([\w.@+~=-]+)")
+
+
+def public(message: str) -> str:
+    """A message for the page: every absolute path in it (core names files in its errors, which
+    suits the command line) shortened to its last part, so visitors never see the server's
+    folders (the upload folder, the checkpoints, the Hub cache). URLs and ratios are left alone."""
+    return _SERVER_PATH.sub(lambda m: m.group(1), message)
+
+
+def show_note(note: str | None) -> None:
+    """A note of core's (a prompt cut to the encoder's context, an empty mask) as a warning toast."""
+    if note:
+        gr.Warning(public(note), title="Note")
+
+
+def open_upload(path: str, name: str = "the uploaded image") -> Image.Image:
+    """An uploaded file as an image; errors call it `name`, never by its path on the server."""
+    return open_image(path, name=name)
+
+
 @contextlib.contextmanager
 def user_errors() -> Iterator[None]:
     """Bad input (core raises ValueError, ImageError, CheckpointError; a missing data file is a
@@ -166,70 +214,105 @@ def user_errors() -> Iterator[None]:
         yield
     except gr.Error:
         raise
+    except cancel.Cancelled as e:
+        raise error("the run was stopped before it finished", "Cancelled") from e
     except (ValueError, FileNotFoundError) as e:
         title = "Model unavailable" if isinstance(e, CheckpointError) else "Cannot do that"
-        raise gr.Error(str(e), title=title) from e
+        raise error(public(str(e)), title) from e
 
 
-def readable_uploads(component, upload_of=lambda payload: payload):
-    """Make an upload that is not an image a readable gr.Error instead of Gradio's bare "Error".
-    `upload_of(payload)` is the FileData whose name to show. (Wrapped on the instance:
-    subclassing a component makes Gradio write a .pyi stub next to this module.)"""
+def named_errors(demo: gr.Blocks) -> gr.Blocks:
+    """Make every endpoint answer a malformed call with a gr.Error that names what is wrong, where
+    Gradio would answer {"error": null} (it shows only its own gr.Error messages): too few
+    arguments name the endpoint's arguments; a value an input cannot take (NaN, no number, an
+    unreadable upload) names the input. Wrapped on the instances (subclassing a component makes
+    Gradio write a .pyi stub next to this module); call it once the layout is built."""
+    for block in demo.blocks.values():
+        if isinstance(block, gr.components.Component):
+            _readable_preprocess(block)
+    validate = demo.validate_inputs
+
+    def validate_inputs(block_fn, inputs):
+        if len(inputs) < len(block_fn.inputs):
+            names = [p.name for p in inspect.signature(block_fn.fn).parameters.values()
+                     if not isinstance(p.default, gr.Progress)][:len(block_fn.inputs)]
+            raise error(f"/{block_fn.api_name or block_fn.name} takes {len(block_fn.inputs)} arguments "
+                        f"({', '.join(names)}); got {len(inputs)}", "Missing arguments")
+        validate(block_fn, inputs)
+
+    demo.validate_inputs = validate_inputs
+    return demo
+
+
+def _readable_preprocess(component) -> None:
     preprocess = component.preprocess
+    label = component.label or type(component).__name__
+    numeric = isinstance(component, (gr.Number, gr.Slider))
+    upload = isinstance(component, (gr.Image, gr.ImageEditor))
 
     def readable_preprocess(payload):
+        if numeric and not (isinstance(payload, (int, float)) and not isinstance(payload, bool)
+                            and math.isfinite(payload)):
+            raise error(f"{label} must be a finite number, got {payload!r}", "Cannot do that")
         try:
             return preprocess(payload)
         except gr.Error:
             raise
         except Exception as e:  # noqa: BLE001 - PIL raises many types for a bad file
-            name = getattr(upload_of(payload), "orig_name", None) or "the upload"
-            raise gr.Error(f"{name} cannot be read as an image ({type(e).__name__}); upload a PNG, JPEG, "
-                           "WebP, GIF or BMP file", title="Unreadable image") from e
+            if upload:
+                file = getattr(payload, "background", payload)  # an ImageEditor's image is its background
+                name = getattr(file, "orig_name", None) or "the upload"
+                raise error(f"{name} cannot be read as an image ({type(e).__name__}); upload a PNG, JPEG, "
+                            "WebP, GIF or BMP file", "Unreadable image") from e
+            raise error(f"{label} cannot take {str(payload)[:80]!r} ({type(e).__name__})", "Cannot do that") from e
 
     component.preprocess = readable_preprocess
-    return component
 
 
 def image_input(**kwargs) -> gr.Image:
     """gr.Image that passes the uploaded file through untouched (core converts any mode and checks
-    the size); unreadable uploads give a readable error."""
-    return readable_uploads(gr.Image(type="filepath", image_mode=None, format="png", **kwargs))
+    the size)."""
+    return gr.Image(type="filepath", image_mode=None, format="png", **kwargs)
 
 
 # ---- running a job with progress ---------------------------------------------------------------
-class Cancelled(Exception):
-    """Raised inside the sampler callback when the request has gone away."""
+JOB_THREAD = "diffusion-job"  # the name of every job's worker thread
 
 
 class Job:
-    """Runs `work(callback)` on a worker thread; iterating yields the sampler callback dicts
-    (step, total, t, x, x0, stage) as they come, then `result` holds what `work` returned.
-    An exception in `work` is raised by the iteration; leaving the iteration early (the user
-    closed the page) makes the next callback raise Cancelled, which stops the worker."""
+    """Runs `work(callback)` on a worker thread: iterating yields the sampler callback dicts (step,
+    total, t, x, x0, stage) as they come, and None whenever none came for PREVIEW_EVERY_S; then
+    `result` holds what `work` returned. An exception in `work` is raised by the iteration.
+    Leaving the iteration early (Gradio closes a generator when its request is cancelled or its
+    client goes away) stops the worker at its next network evaluation (core.cancel)."""
 
     def __init__(self, work: Callable[[Callable[[dict], None]], object]):
         self.result = None
         self._events: queue.Queue = queue.Queue()
         self._cancel = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(work,), name="diffusion-job", daemon=True)
+        self._thread = threading.Thread(target=self._run, args=(work,), name=JOB_THREAD, daemon=True)
         self._thread.start()
 
     def _callback(self, info: dict) -> None:
-        if self._cancel.is_set():
-            raise Cancelled()
+        cancel.check()
         self._events.put(("step", info))
 
     def _run(self, work) -> None:
         try:
-            self._events.put(("done", work(self._callback)))
+            with cancel.stop_when(self._cancel.is_set):
+                result = work(self._callback)
+            self._events.put(("done", result))
         except BaseException as e:  # noqa: BLE001 - handed to the consuming thread
             self._events.put(("error", e))
 
-    def __iter__(self) -> Iterator[dict]:
+    def __iter__(self) -> Iterator[dict | None]:
         try:
             while True:
-                kind, value = self._events.get()
+                try:
+                    kind, value = self._events.get(timeout=PREVIEW_EVERY_S)
+                except queue.Empty:
+                    yield None
+                    continue
                 if kind == "step":
                     yield value
                 elif kind == "done":
@@ -239,6 +322,39 @@ class Job:
                     raise value
         finally:
             self._cancel.set()
+
+
+def follow(job: Job, outputs: int, on_step: Callable[[dict], dict | None] | None = None):
+    """Relay a running job from a Gradio generator function: `result = yield from follow(...)`.
+    `on_step(info)` may return {output index: new value} (a live preview); the first such update
+    also clears the other outputs (the last run's results), later ones leave them. Between
+    updates, at least every PREVIEW_EVERY_S, it yields no change, so that Gradio gets the chance
+    to close the generator when the request is cancelled or its client goes away, which stops
+    the job. Returns what the job's work returned."""
+    cleared, last = False, time.monotonic()
+    for info in job:
+        update = on_step(info) if (info is not None and on_step is not None) else None
+        now = time.monotonic()
+        if update is not None:
+            rest = gr.skip() if cleared else None
+            cleared, last = True, now
+            values = tuple(update.get(i, rest) for i in range(outputs))
+            yield values if outputs > 1 else values[0]
+        elif now - last >= PREVIEW_EVERY_S:
+            last = now
+            yield no_change(outputs)
+    return job.result
+
+
+def wait_for(work: Callable[[], object], outputs: int):
+    """`result = yield from wait_for(work, outputs)`: `work()` (no progress of its own) on a Job,
+    relayed by `follow`, so that cancelling the request stops it."""
+    return (yield from follow(Job(lambda callback: work()), outputs))
+
+
+def no_change(outputs: int):
+    """What a generator yields to leave its `outputs` outputs as they are."""
+    return (gr.skip(),) * outputs if outputs > 1 else gr.skip()
 
 
 class StageProgress:
@@ -326,7 +442,7 @@ class RequestFiles:
 def as_int(value, name: str) -> int:
     """An integer input that may arrive as None (a cleared box) or a float."""
     if value is None or (isinstance(value, float) and not value.is_integer()):
-        raise gr.Error(f"{name} must be a whole number, got {value!r}", title="Cannot do that")
+        raise error(f"{name} must be a whole number, got {value!r}", "Cannot do that")
     return int(value)
 
 

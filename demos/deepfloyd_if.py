@@ -12,26 +12,31 @@ import gradio as gr
 from core.deepfloyd import IF_I_DEFAULTS, IF_II_DEFAULTS, LICENCE_NOTE
 from core.images import tensor_to_pil
 from core.samplers import SAMPLERS
-from demos.common import Job, Models, RequestFiles, StageProgress, as_int, gpu, preview, user_errors
+from demos.common import Job, Models, RequestFiles, StageProgress, as_int, follow, gpu, preview, user_errors
 
 LABEL = "DeepFloyd IF (Hub)"
 STAGE_LABELS = ("IF stage I (64×64)", "IF stage II (256×256)")
 
 
-def status_line(models: Models) -> str:
-    """One Markdown list item saying whether IF can run here and why not, with its licence note."""
+def available(models: Models) -> bool:
+    return models.deepfloyd is not None and models.deepfloyd.available
+
+
+def build_status(models: Models) -> None:
+    """One short line saying whether IF can run here; why (and its licence) behind a fold."""
     ds = models.deepfloyd
     if ds is None:
-        return ""
-    if ds.available:
-        return f"- ✅ **{LABEL}**: {ds.reason}; loaded on first use. <small>{LICENCE_NOTE}</small>"
-    return f"- ⚠️ **{LABEL}** is unavailable: {ds.reason}. <small>{LICENCE_NOTE}</small>"
+        gr.Markdown(f"{LABEL}: not offered (this server was started with --deepfloyd none)")
+        return
+    title = f"{LABEL}: available, loaded on first use" if ds.available else f"{LABEL}: unavailable on this server"
+    with gr.Accordion(title, open=False):
+        gr.Markdown(f"{'Weights' if ds.available else 'Why'}: {common.public(ds.reason)}.\n\n{LICENCE_NOTE}")
 
 
 def _model(models: Models):
     if models.deepfloyd is None:
-        raise gr.Error("DeepFloyd IF is not offered by this server (it was started with --deepfloyd none)",
-                       title="Model unavailable")
+        raise common.error("DeepFloyd IF is not offered by this server (it was started with --deepfloyd none)",
+                           "Model unavailable")
     return models.deepfloyd.get()  # CheckpointError (unavailable, gated, missing) -> user_errors -> gr.Error
 
 
@@ -76,14 +81,13 @@ def make_fn(models: Models):
                                                       size=sizes[-1], stage_1=s1, stage_2=s2, callback=callback))
             bar = StageProgress(progress, dict(zip(sizes, (s1.steps, s2.steps))), dict(zip(model.sizes, STAGE_LABELS)))
             slots = (model.sizes + [None])[:2]
-            first = True
-            for info in job:
+
+            def on_step(info):
                 if bar.update(info):
-                    view = files.image(preview(info["x0"]))
-                    keep = None if first else gr.skip()
-                    yield tuple(view if r == info["stage"] else keep for r in slots) + (keep, keep)
-                    first = False
-            result = job.result
+                    return {slots.index(info["stage"]): files.image(preview(info["x0"]))}
+
+            result = yield from follow(job, 4, on_step)
+            common.show_note(result.parameters.get("note"))
             seeds = result.parameters["seeds"]
             parameters = [{**result.parameters, "seed": s, "command": "deepfloyd"} for s in seeds]
             paths = files.results(tensor_to_pil(result.final), parameters,
@@ -96,8 +100,9 @@ def make_fn(models: Models):
 
 
 def build_settings(models: Models) -> tuple[list, gr.Button]:
-    """IF's settings and button, in an accordion (inside the caller's column)."""
-    with gr.Accordion(f"{LABEL}: " + ("available" if models.deepfloyd.available else "unavailable"), open=False):
+    """IF's settings and button, in an accordion (inside the caller's column), shown only where IF
+    can run (elsewhere the endpoint stays, and answers why it cannot)."""
+    with gr.Accordion(f"Generate with {LABEL}", open=False, visible=available(models)):
         gr.Markdown("DeepFloyd IF's own cascade, run by this hub's samplers and guidance: T5-XXL encodes the "
                     "prompt once, stage I draws 64×64, stage II upsamples to 256×256 (prompt, seed and number "
                     "of images above).")
@@ -116,14 +121,15 @@ def build_settings(models: Models) -> tuple[list, gr.Button]:
     return [sampler, steps, guidance, sr_steps, sr_guidance, sr_noise, stop_after], button
 
 
-def build_outputs() -> list[gr.Image]:
-    """IF's two stage images (inside the caller's column)."""
-    with gr.Row():
+def build_outputs(models: Models) -> list[gr.Image]:
+    """IF's two stage images (inside the caller's column), shown only where IF can run."""
+    with gr.Row(visible=available(models)):
         return [gr.Image(label=label, format="png", interactive=False, height=180, elem_classes=[common.STAGE])
                 for label in STAGE_LABELS]
 
 
 def wire(models: Models, button: gr.Button, shared: list, settings: list, stage_images: list, gallery, parameters):
     """`shared`: prompt, negative prompt, seed, number of images (the tab's)."""
-    button.click(make_fn(models), inputs=[*shared, *settings], outputs=[*stage_images, gallery, parameters],
-                 api_name="text_to_image_deepfloyd", concurrency_id="device", show_progress_on=[gallery])
+    common.run_on(button.click, make_fn(models), inputs=[*shared, *settings],
+                  outputs=[*stage_images, gallery, parameters], api_name="text_to_image_deepfloyd",
+                  show_progress_on=[gallery])

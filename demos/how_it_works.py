@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
 
+import dataclasses
 from pathlib import Path
 
 import gradio as gr
@@ -16,11 +17,12 @@ import pandas as pd
 import torch
 
 from core import guidance_comparison, hspace, mechanics
-from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
+from core.images import pil_to_tensor, save_png, tensor_to_pil
 from core.likelihood import METHODS
 from core.mechanics import Condition
 from core.samplers import SAMPLERS
-from demos.common import Models, RequestFiles, as_int, gpu, image_input, user_errors
+from core.text_encoders import fit_prompts
+from demos.common import Job, Models, RequestFiles, as_int, follow, gpu, image_input, user_errors, wait_for
 
 TITLE = "How it works"
 BASES = {"text_base": "Text base (prompt)", "class_base": "Class base (label)"}
@@ -77,7 +79,12 @@ def make_fns(models: Models):
 
     def condition(model: str, prompt: str, label: str | None) -> Condition:
         models.require([model])
-        return Condition(model=model, prompt=prompt or "", label=label or None)
+        cond = Condition(model=model, prompt=prompt or "", label=label or None)
+        if model == "text_base" and not cond.unconditional:   # the prompt the text encoder reads
+            prompt, _, note = fit_prompts(models.set.text_encoder(), cond.prompt)
+            common.show_note(note)
+            cond = dataclasses.replace(cond, prompt=prompt)
+        return cond
 
     def need_clip() -> None:
         models.require(["clip"])
@@ -85,7 +92,13 @@ def make_fns(models: Models):
     def load(path: str | None, size: int) -> torch.Tensor:
         if not path:
             raise ValueError("upload an image or pick an example first")
-        return pil_to_tensor(open_image(path), size=size)
+        return pil_to_tensor(common.open_upload(path), size=size)
+
+    def run(work, outputs: int, progress):
+        """`result = yield from run(work, outputs, progress)`: work(report) on a Job, where
+        report(text) shows `text` on the progress bar; cancelling the request stops it."""
+        job = Job(lambda callback: work(lambda text: callback({"desc": text})))
+        return (yield from follow(job, outputs, lambda info: progress(None, desc=info["desc"])))
 
     @gpu
     def forward_process(image: str, times: str, seed: int):
@@ -129,13 +142,14 @@ def make_fns(models: Models):
         """
         with user_errors():
             need_clip()
-            result = mechanics.compare_samplers(
-                models.set, condition(model, prompt, label), list(sampler_names or []),
-                _numbers(budgets, "NFE budgets", int), _seeds(seed, num_samples), float(guidance), bool(thresholding),
-                progress=lambda text: progress(None, desc=text))
+            cond, budgets = condition(model, prompt, label), _numbers(budgets, "NFE budgets", int)
+            seeds = _seeds(seed, num_samples)
+            result = yield from run(lambda report: mechanics.compare_samplers(
+                models.set, cond, list(sampler_names or []), budgets, seeds, float(guidance), bool(thresholding),
+                progress=report), 3, progress)
             files = RequestFiles()
             path = files.results([result.grid()], [result.parameters], ["samplers"])[0]
-            return path, pd.DataFrame(result.rows), result.parameters
+            yield path, pd.DataFrame(result.rows), result.parameters
 
     @gpu
     def guidance_sweep(model: str, prompt: str, label: str | None, scales: str, seed: int, num_samples: int,
@@ -157,17 +171,17 @@ def make_fns(models: Models):
         """
         with user_errors():
             need_clip()
-            result = mechanics.guidance_sweep(
-                models.set, condition(model, prompt, label), _numbers(scales, "guidance scales"),
-                _seeds(seed, num_samples), sampler, _steps(steps), bool(thresholding),
-                progress=lambda text: progress(None, desc=text))
+            cond, scales, seeds, steps = (condition(model, prompt, label), _numbers(scales, "guidance scales"),
+                                          _seeds(seed, num_samples), _steps(steps))
+            result = yield from run(lambda report: mechanics.guidance_sweep(
+                models.set, cond, scales, seeds, sampler, steps, bool(thresholding), progress=report), 5, progress)
             files = RequestFiles()
             path = files.results([result.grid()], [result.parameters], ["guidance-sweep"])[0]
             table = pd.DataFrame(result.rows)
             diversity = pd.concat([pd.DataFrame({"guidance": table["guidance"], "distance": table[c], "space": name})
                                    for c, name in (("diversity_clip", "CLIP embedding"),
                                                    ("diversity_pixels", "pixels (RMS)"))])
-            return path, table, table[["guidance", "clip_score"]], diversity, result.parameters
+            yield path, table, table[["guidance", "clip_score"]], diversity, result.parameters
 
     @gpu
     def compare_guidance(label: str | None, cfg_scales: str, classifier_scales: str, seed: int, num_samples: int,
@@ -205,7 +219,7 @@ def make_fns(models: Models):
 
     @gpu
     def trajectory(model: str, prompt: str, label: str | None, seed: int, sampler: str, steps: int,
-                   guidance: float, frames: int):
+                   guidance: float, frames: int, progress=gr.Progress()):
         """x_t and the predicted x0 at evenly spaced steps of one sampling run.
 
         Args:
@@ -221,12 +235,15 @@ def make_fns(models: Models):
             the strip (top: x_t, bottom: predicted x0; the final sample last), the table of steps and t, the parameters.
         """
         with user_errors():
-            result = mechanics.trajectory(models.set, condition(model, prompt, label), as_int(seed, "seed"), sampler,
-                                          _steps(steps), float(guidance), as_int(frames, "frames"))
+            cond, seed, steps, frames = (condition(model, prompt, label), as_int(seed, "seed"), _steps(steps),
+                                         as_int(frames, "frames"))
+            progress(None, desc=f"sampling {steps} steps")
+            result = yield from wait_for(lambda: mechanics.trajectory(models.set, cond, seed, sampler, steps,
+                                                                      float(guidance), frames), 3)
             files = RequestFiles()
             path = files.results([result.strip()], [result.parameters], ["trajectory"])[0]
             table = pd.DataFrame({"step": result.steps + ["final"], "t": [round(t, 1) for t in result.times] + [-1]})
-            return path, table, result.parameters
+            yield path, table, result.parameters
 
     @gpu
     def likelihood(image: str | None, model: str, prompt: str, label: str | None, method: str, steps: int,
@@ -254,16 +271,16 @@ def make_fns(models: Models):
                 named.update(reference_images())
             if not named:
                 raise ValueError("upload an image or tick the reference images")
-            probes = as_int(probes, "probes")
+            probes, steps = as_int(probes, "probes"), _steps(steps)
             progress(None, desc=f"{method}: {len(named)} image(s)")
             x = torch.cat([load(p, resolution) for p in named.values()])
-            result = mechanics.likelihood(models.set, cond, x, method, _steps(steps), probes)
+            result = yield from wait_for(lambda: mechanics.likelihood(models.set, cond, x, method, steps, probes), 2)
             rows = [{"image": name, "bits/dim": round(r["bits_per_dim"], 3),
                      "± std. error": None if probes == 1 else round(r["stderr"], 3)}
                     for name, r in zip(named, result.rows())]
             parameters = {"panel": "likelihood", "condition": cond.describe(), "method": result.method,
                           "steps": result.steps, "probes": result.probes, "nfe_per_probe": result.nfe}
-            return pd.DataFrame(rows), parameters
+            yield pd.DataFrame(rows), parameters
 
     def diffae_edit(image: str, attribute: str, strength: float, steps: int):
         """The DiffAE edit of the same image and attribute, or why there is none."""
@@ -274,7 +291,7 @@ def make_fns(models: Models):
             directions = diffae.Directions.load(models.root / "diffae")
             directions.index(attribute)
         except ValueError as e:
-            return None, f"No DiffAE edit: {e}"
+            return None, f"No DiffAE edit: {common.public(str(e))}"
         model = models.get("diffae")
         x = load(image, model.resolution).to(next(model.parameters()).device)
         return diffae.edit(model, directions, x, attribute, strength, steps), ""
@@ -301,12 +318,15 @@ def make_fns(models: Models):
             steps = _steps(steps)
             base = models.get(model)
             x = load(image, base.resolution)
-            progress(None, desc="inverting and editing")
-            result = mechanics.hspace_edit(models.set, model, x, attribute, strength, steps, float(interval))
-            progress(None, desc="the DiffAE edit")
             from core import diffae
             diffae_strength = diffae._check_strength(diffae_strength)
-            d_image, note = diffae_edit(image, attribute, diffae_strength, steps)
+            progress(None, desc="inverting and editing, then the DiffAE edit")
+
+            def both():
+                edited = mechanics.hspace_edit(models.set, model, x, attribute, strength, steps, float(interval))
+                return edited, diffae_edit(image, attribute, diffae_strength, steps)
+
+            result, (d_image, note) = yield from wait_for(both, 6)
             files = RequestFiles()
             params = {"panel": "hspace", "image": Path(image).name, "model": model, "attribute": attribute,
                       "strength": float(strength), "steps": steps, "interval": float(interval),
@@ -315,7 +335,7 @@ def make_fns(models: Models):
                                    [f"{Path(image).stem}-hspace-{attribute}{float(strength):+g}"])[0]
             outputs = [files.image(tensor_to_pil(x)[0]), files.image(tensor_to_pil(result.reconstruction.cpu())[0]),
                        edited, files.image(tensor_to_pil(d_image.cpu())[0]) if d_image is not None else None]
-            return (*outputs, note, params)
+            yield (*outputs, note, params)
 
     return forward_process, samplers, guidance_sweep, compare_guidance, trajectory, likelihood, hspace_edit
 
@@ -329,7 +349,7 @@ def _hspace_status(models: Models) -> str:
         try:
             hspace.HDirections.load(models.root / name)
         except ValueError as e:  # CheckpointError
-            notes.append(f"- {name}: {e}")
+            notes.append(f"- {name}: {common.public(str(e))}")
     if "diffae" in models.errors:
         notes.append("- the DiffAE edit shown beside it needs the `diffae` model, which is unavailable (it may not "
                      "be trained yet): only the h-space edit is shown.")
@@ -374,8 +394,8 @@ def build(models: Models) -> None:
             gr.LinePlot(curves, x="t", y="alpha_bar", color="schedule", title="ᾱ_t (signal power)", height=260)
             gr.LinePlot(curves, x="t", y="log_snr", color="schedule", title="log SNR_t = log(ᾱ_t / (1 − ᾱ_t))",
                         height=260)
-        f_button.click(fwd_fn, inputs=[f_image, f_times, f_seed], outputs=[f_grid, f_table], api_name="forward_process",
-                       concurrency_id="device")
+        common.run_on(f_button.click, fwd_fn, inputs=[f_image, f_times, f_seed], outputs=[f_grid, f_table],
+                      api_name="forward_process")
 
     with gr.Tab("Samplers at equal cost"):
         gr.Markdown("The same seeds through each sampler at the same number of network evaluations (NFE). Heun "
@@ -395,9 +415,9 @@ def build(models: Models) -> None:
             s_grid = gr.Image(label="A line per sampler (budgets left to right)", **pixel)
             s_table = gr.Dataframe(label="Cost and quality", interactive=False)
         s_params = gr.JSON(label="Parameters", visible=False)
-        s_button.click(samplers_fn, inputs=[model, prompt, label, s_samplers, s_budgets, s_seed, s_num, s_guidance,
-                                            s_threshold],
-                       outputs=[s_grid, s_table, s_params], api_name="compare_samplers", concurrency_id="device")
+        common.run_on(s_button.click, samplers_fn,
+                      inputs=[model, prompt, label, s_samplers, s_budgets, s_seed, s_num, s_guidance, s_threshold],
+                      outputs=[s_grid, s_table, s_params], api_name="compare_samplers")
 
     with gr.Tab("Guidance sweep"):
         gr.Markdown("The same seeds at several guidance scales. Guidance trades diversity for fidelity (Ho & Salimans "
@@ -419,10 +439,9 @@ def build(models: Models) -> None:
             g_diversity = gr.LinePlot(x="guidance", y="distance", color="space",
                                       title="Diversity: mean pairwise distance", height=240)
         g_params = gr.JSON(label="Parameters", visible=False)
-        g_button.click(guidance_fn, inputs=[model, prompt, label, g_scales, g_seed, g_num, g_sampler, g_steps,
-                                            g_threshold],
-                       outputs=[g_grid, g_table, g_fidelity, g_diversity, g_params], api_name="guidance_sweep",
-                       concurrency_id="device")
+        common.run_on(g_button.click, guidance_fn,
+                      inputs=[model, prompt, label, g_scales, g_seed, g_num, g_sampler, g_steps, g_threshold],
+                      outputs=[g_grid, g_table, g_fidelity, g_diversity, g_params], api_name="guidance_sweep")
 
     with gr.Tab("Classifier vs classifier-free guidance"):
         gr.Markdown("The class base (the class chosen above), steered two ways. **Classifier-free guidance** (Ho & "
@@ -450,9 +469,8 @@ def build(models: Models) -> None:
             c_table = gr.Dataframe(label="Per setting", interactive=False)
         c_grid = gr.Image(label="A line per setting: CFG scales, then classifier scales", **pixel)
         c_params = gr.JSON(label="Parameters", visible=False)
-        c_button.click(compare_fn, inputs=[label, c_cfg, c_clf, c_seed, c_num, c_steps],
-                       outputs=[c_grid, c_plot, c_table, c_params], api_name="guidance_comparison",
-                       concurrency_id="device")
+        common.run_on(c_button.click, compare_fn, inputs=[label, c_cfg, c_clf, c_seed, c_num, c_steps],
+                      outputs=[c_grid, c_plot, c_table, c_params], api_name="guidance_comparison")
 
     with gr.Tab("Trajectory"):
         gr.Markdown("One sampling run: the noisy x_t each step starts from (top) and the clean image the model "
@@ -468,8 +486,9 @@ def build(models: Models) -> None:
             t_strip = gr.Image(label="x_t (top) and predicted x0 (bottom)", **pixel)
             t_table = gr.Dataframe(label="Steps shown", interactive=False)
         t_params = gr.JSON(label="Parameters", visible=False)
-        t_button.click(trajectory_fn, inputs=[model, prompt, label, t_seed, t_sampler, t_steps, t_guidance, t_frames],
-                       outputs=[t_strip, t_table, t_params], api_name="trajectory", concurrency_id="device")
+        common.run_on(t_button.click, trajectory_fn,
+                      inputs=[model, prompt, label, t_seed, t_sampler, t_steps, t_guidance, t_frames],
+                      outputs=[t_strip, t_table, t_params], api_name="trajectory")
 
     with gr.Tab("Likelihood"):
         gr.Markdown("How many bits per colour value the model needs to encode an 8-bit image (lower = more likely), "
@@ -490,8 +509,9 @@ def build(models: Models) -> None:
                 l_button = gr.Button("Score", variant="primary")
                 l_table = gr.Dataframe(label="Bits per dimension", interactive=False)
         l_params = gr.JSON(label="Parameters", visible=False)
-        l_button.click(likelihood_fn, inputs=[l_image, model, prompt, label, l_method, l_steps, l_probes, l_refs],
-                       outputs=[l_table, l_params], api_name="likelihood", concurrency_id="device")
+        common.run_on(l_button.click, likelihood_fn,
+                      inputs=[l_image, model, prompt, label, l_method, l_steps, l_probes, l_refs],
+                      outputs=[l_table, l_params], api_name="likelihood")
 
     with gr.Tab("h-space editing"):
         note = _hspace_status(models)
@@ -524,9 +544,9 @@ def build(models: Models) -> None:
                     h_diffae_out = gr.Image(label="DiffAE edit", **pixel)
                 h_note = gr.Markdown()
         h_params = gr.JSON(label="Parameters", visible=False)
-        h_button.click(hspace_fn, inputs=[h_image, h_model, h_attribute, h_strength, h_steps, h_interval, h_diffae],
-                       outputs=[h_input, h_recon, h_edit, h_diffae_out, h_note, h_params], api_name="hspace_edit",
-                       concurrency_id="device")
+        common.run_on(h_button.click, hspace_fn,
+                      inputs=[h_image, h_model, h_attribute, h_strength, h_steps, h_interval, h_diffae],
+                      outputs=[h_input, h_recon, h_edit, h_diffae_out, h_note, h_params], api_name="hspace_edit")
 
 
 if __name__ == "__main__":

@@ -16,12 +16,12 @@ from PIL import Image, ImageChops, ImageDraw
 
 from core.ilvr import BASES as ILVR_BASES
 from core.ilvr import DEFAULT_FACTOR, ILVR_DEFAULTS, STRIP_FACTORS, check_factor, ilvr_strip, low_pass
-from core.images import open_image, pil_to_tensor, tensor_to_pil
+from core.images import pil_to_tensor, tensor_to_pil
 from core.masks import mask_from_image
 from core.pipeline import BASE_DEFAULTS, StageSettings
 from core.samplers import SAMPLERS
 from core.translate import DEFAULT_STRENGTH, METHODS, PALETTE_DEFAULTS, SIZES, grayscale, translate
-from demos.common import (Job, Models, RequestFiles, as_int, gpu, image_input, preview, sr_stages,
+from demos.common import (Job, Models, RequestFiles, as_int, follow, gpu, image_input, preview, sr_stages,
                           user_errors)
 
 TITLE = "Image to image"
@@ -52,10 +52,8 @@ class StepProgress:
 
 
 def editor_input(**kwargs) -> gr.ImageEditor:
-    """gr.ImageEditor (PIL, RGBA: drawn layers keep their alpha = the mask); unreadable uploads
-    give a readable error."""
-    editor = gr.ImageEditor(type="pil", image_mode="RGBA", format="png", **kwargs)
-    return common.readable_uploads(editor, lambda payload: getattr(payload, "background", None))
+    """gr.ImageEditor (PIL, RGBA: drawn layers keep their alpha = the mask)."""
+    return gr.ImageEditor(type="pil", image_mode="RGBA", format="png", **kwargs)
 
 
 def drawn_mask(layers, size: tuple[int, int]) -> Image.Image | None:
@@ -65,7 +63,7 @@ def drawn_mask(layers, size: tuple[int, int]) -> Image.Image | None:
     for layer in layers or []:
         if layer is None:
             continue
-        layer = layer if isinstance(layer, Image.Image) else open_image(layer)
+        layer = layer if isinstance(layer, Image.Image) else common.open_upload(layer, "a drawn layer")
         alpha = layer.convert("RGBA").getchannel("A")
         if alpha.size != size:
             alpha = alpha.resize(size, Image.Resampling.NEAREST)
@@ -80,7 +78,7 @@ def working_mask(drawn: Image.Image | None, uploaded: str | None, size: int) -> 
     if drawn is not None:
         masks.append(mask_from_image(drawn, size))
     if uploaded:
-        masks.append(mask_from_image(open_image(uploaded), size))
+        masks.append(mask_from_image(common.open_upload(uploaded, "the uploaded mask"), size))
     if not masks:
         raise ValueError("no mask: draw over the region to fill with the brush, or upload a mask image "
                          "(white or opaque = fill)")
@@ -120,13 +118,12 @@ def make_fns(models: Models):
         (skip, preview, skip * cleared) now and then, and finally returning what work returned."""
         job = Job(work)
         bar = StepProgress(progress, STAGE_LABELS)
-        first = True
-        for info in job:
+
+        def on_step(info):
             if bar.update(info):
-                keep = (view, *[None] * cleared) if first else (gr.skip(),) * (1 + cleared)
-                yield keep[0], files.image(preview(info["x0"])), *keep[1:]
-                first = False
-        return job.result
+                return {0: view, 1: files.image(preview(info["x0"]))}
+
+        return (yield from follow(job, 2 + cleared, on_step))
 
     def run(files: RequestFiles, view: str, progress, **kwargs):
         """translate(**kwargs) through `stream`, finally returning (image, parameters)."""
@@ -135,6 +132,7 @@ def make_fns(models: Models):
 
     def finish(files: RequestFiles, result, name: str, extra: dict):
         image, params = result
+        common.show_note(params.get("note"))
         params = {**params, **extra}
         return files.results([image], [params], [name])[0], params
 
@@ -161,7 +159,7 @@ def make_fns(models: Models):
                 raise ValueError("upload an image or pick an example first")
             size, seed, steps = as_int(size, "size"), as_int(seed, "seed"), as_int(steps, "steps")
             models.require(["text_base", models.text_encoder_name(), *sr_stages(size)])
-            source = open_image(image)
+            source = common.open_upload(image)
             files = RequestFiles()
             view = files.image(as_image(pil_to_tensor(source, size=size)))
             result = yield from run(files, view, progress, task="sdedit", image=source, prompt=prompt or None,
@@ -188,7 +186,7 @@ def make_fns(models: Models):
                 raise ValueError("upload an image or pick an example first")
             seed, steps = as_int(seed, "seed"), as_int(steps, "steps")
             models.require(["palette"])
-            source = open_image(image)
+            source = common.open_upload(image)
             files = RequestFiles()
             view = files.image(as_image(grayscale(pil_to_tensor(source, size=PALETTE_SIZE))))
             result = yield from run(files, view, progress, task="colorize", image=source, seed=seed, steps=steps,
@@ -231,7 +229,7 @@ def make_fns(models: Models):
                 models.require(["palette"])
             else:
                 models.require(["text_base", models.text_encoder_name(), *sr_stages(size)])
-            source = background if isinstance(background, Image.Image) else open_image(background)
+            source = background if isinstance(background, Image.Image) else common.open_upload(background)
             m = working_mask(drawn_mask(editor.get("layers"), source.size), mask, size)
             files = RequestFiles()
             view = files.image(mask_overlay(as_image(pil_to_tensor(source, size=size)), m))
@@ -274,7 +272,7 @@ def make_fns(models: Models):
             models.require(needs)
             prompt = (prompt or "").strip() if model == "text_base" else ""
             label = (label or None) if model == "class_base" else None
-            source = open_image(image)
+            source = common.open_upload(image)
             files = RequestFiles()
             reference = pil_to_tensor(source, size=32)
             view = files.image(as_image(low_pass(reference, factor)).resize((size, size), Image.Resampling.BICUBIC))
@@ -348,9 +346,9 @@ def build(models: Models) -> None:
                             inputs=[image, prompt, strength], label="Examples", cache_examples=False)
             with gr.Column(scale=3):
                 view, result, parameters = _outputs("Input at the output size")
-        gr.on([button.click, prompt.submit], sdedit_fn,
-              inputs=[image, prompt, strength, guidance, sampler, steps, seed, size],
-              outputs=[view, result, parameters], api_name="sdedit", concurrency_id="device", show_progress_on=[view])
+        common.run_on([button.click, prompt.submit], sdedit_fn,
+                      inputs=[image, prompt, strength, guidance, sampler, steps, seed, size],
+                      outputs=[view, result, parameters], api_name="sdedit", show_progress_on=[view])
 
     with gr.Tab("Colorize"):
         gr.Markdown("**Colorization** with Palette (Saharia et al. 2022): one 64×64 model conditioned on the "
@@ -367,8 +365,8 @@ def build(models: Models) -> None:
                 gr.Examples([[p] for p in examples], inputs=[image], label="Examples", cache_examples=False)
             with gr.Column(scale=3):
                 view, result, parameters = _outputs("Grayscale input (64×64)")
-        button.click(colorize_fn, inputs=[image, sampler, steps, seed], outputs=[view, result, parameters],
-                     api_name="colorize", concurrency_id="device", show_progress_on=[view])
+        common.run_on(button.click, colorize_fn, inputs=[image, sampler, steps, seed],
+                      outputs=[view, result, parameters], api_name="colorize", show_progress_on=[view])
 
     with gr.Tab("Inpaint"):
         gr.Markdown("**Inpainting**: paint over the region to fill (any colour), or upload a mask (white or "
@@ -399,9 +397,8 @@ def build(models: Models) -> None:
                 view, result, parameters = _outputs("Input with the region to fill")
         method.change(lambda m: PALETTE_SIZE if m == "palette" else gr.skip(), inputs=method, outputs=size,
                       queue=False, api_visibility="private")
-        button.click(inpaint_fn, inputs=[editor, mask, method, prompt, sampler, steps, seed, size],
-                     outputs=[view, result, parameters], api_name="inpaint", concurrency_id="device",
-                     show_progress_on=[view])
+        common.run_on(button.click, inpaint_fn, inputs=[editor, mask, method, prompt, sampler, steps, seed, size],
+                      outputs=[view, result, parameters], api_name="inpaint", show_progress_on=[view])
 
 
     with gr.Tab("ILVR"):
@@ -442,9 +439,8 @@ def build(models: Models) -> None:
                                              "compares φ_N of both at 32×32)", interactive=False)
                 with gr.Accordion("Parameters", open=False):
                     parameters = gr.JSON(label="Parameters")
-        button.click(ilvr_fn, inputs=[image, factor, seed, model, prompt, label, size, steps],
-                     outputs=[view, result, strip, figures, parameters], api_name="ilvr", concurrency_id="device",
-                     show_progress_on=[view])
+        common.run_on(button.click, ilvr_fn, inputs=[image, factor, seed, model, prompt, label, size, steps],
+                      outputs=[view, result, strip, figures, parameters], api_name="ilvr", show_progress_on=[view])
 
 
 if __name__ == "__main__":

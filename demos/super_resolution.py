@@ -10,12 +10,12 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.images import open_image, pil_to_tensor, resize_tensor, tensor_to_pil
+from core.images import pil_to_tensor, resize_tensor, tensor_to_pil
 from core.pipeline import SR_DEFAULTS, StageSettings
 from core.pipeline import upscale as sr_upscale
 from core.samplers import SAMPLERS
-from demos.common import (SR_MODELS, Job, Models, RequestFiles, StageProgress, as_int, gpu, preview,
-                          image_input, user_errors)
+from demos.common import (SR_MODELS, Job, Models, RequestFiles, StageProgress, as_int, follow, gpu,
+                          image_input, preview, user_errors)
 
 TITLE = "Super-resolution"
 STAGE_LABELS = {64: "super-resolution 32 → 64", 128: "super-resolution 64 → 128"}
@@ -61,7 +61,7 @@ def make_fn(models: Models):
             models.require(names)
             settings = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=1.0,
                                      threshold=SR_DEFAULTS.threshold, aug_level=as_int(noise, "noise level"))
-            low = pil_to_tensor(open_image(image), size=size // factor)
+            low = pil_to_tensor(common.open_upload(image), size=size // factor)
             files = RequestFiles()
             low_image = files.image(tensor_to_pil(low)[0])
             bicubic = files.image(tensor_to_pil(resize_tensor(low, size, "bicubic"))[0])
@@ -76,17 +76,16 @@ def make_fn(models: Models):
 
             job = Job(work)
             bar = StageProgress(progress, {m.resolution: settings.steps for m in sr_models}, STAGE_LABELS)
-            first = True
-            for info in job:
+
+            def on_step(info):
                 if bar.update(info):
-                    # the inputs and the cleared parameters go out once; then only the preview changes
-                    keep = (low_image, bicubic, None) if first else (gr.skip(),) * 3
-                    yield keep[0], keep[1], files.image(preview(info["x0"])), keep[2]
-                    first = False
+                    return {0: low_image, 1: bicubic, 2: files.image(preview(info["x0"]))}
+
+            result = yield from follow(job, 4, on_step)
             parameters = {"command": "upscale", "image": Path(image).name, "size": size, "factor": factor,
                           "steps": settings.steps, "sampler": sampler, "noise": settings.aug_level, "seed": seed}
             name = f"{Path(image).stem}-sr{factor}x-{size}px-seed{seed}"
-            path = files.results(tensor_to_pil(job.result), [parameters], [name])[0]
+            path = files.results(tensor_to_pil(result), [parameters], [name])[0]
             yield low_image, bicubic, path, parameters
 
     return upscale
@@ -132,9 +131,9 @@ def build(models: Models) -> None:
                                   elem_classes=[common.PIXELATED, common.STAGE])
             with gr.Accordion("Parameters", open=False):
                 parameters = gr.JSON(label="Parameters")
-    button.click(make_fn(models), inputs=[image, factor, size, sampler, steps, noise, seed],
-                 outputs=[low, bicubic, result, parameters], api_name="upscale", concurrency_id="device",
-                 show_progress_on=[low])  # the bar covers the (unchanging) input; the preview stays visible
+    common.run_on(button.click, make_fn(models), inputs=[image, factor, size, sampler, steps, noise, seed],
+                  outputs=[low, bicubic, result, parameters], api_name="upscale",
+                  show_progress_on=[low])  # the bar covers the (unchanging) input; the preview stays visible
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
 from core.samplers import SAMPLERS
 from core.semantic import DECODER_STEPS
 from demos import deepfloyd_if
-from demos.common import (Job, Models, RequestFiles, StageProgress, as_int, gpu, preview, sr_stages,
+from demos.common import (Job, Models, RequestFiles, StageProgress, as_int, follow, gpu, preview, sr_stages,
                           user_errors)
 
 TITLE = "Text to image"
@@ -79,15 +79,13 @@ def make_fn(models: Models):
             base_steps = decoder_steps if base_model == "semantic" else base.steps   # the decoder reports progress
             steps_per_stage = {32: base_steps, 64: sr[0].steps, 128: sr[1].steps}
             bar = StageProgress(progress, {r: n for r, n in steps_per_stage.items() if r <= size}, STAGE_LABELS)
-            first = True
-            for info in job:
+
+            def on_step(info):  # the stage being sampled gets its x0 preview
                 if bar.update(info):
-                    # the stage being sampled gets its x0 preview; the first update also clears the last run
-                    view = files.image(preview(info["x0"]))
-                    keep = None if first else gr.skip()
-                    yield tuple(view if r == info["stage"] else keep for r in STAGE_LABELS) + (keep, keep)
-                    first = False
-            result = job.result
+                    return {list(STAGE_LABELS).index(info["stage"]): files.image(preview(info["x0"]))}
+
+            result = yield from follow(job, 5, on_step)
+            common.show_note(result.parameters.get("note"))
             images = tensor_to_pil(result.final)
             seeds = result.parameters["seeds"]
             parameters = [{**result.parameters, "seed": s, "command": "generate"} for s in seeds]
@@ -111,9 +109,9 @@ def build(models: Models) -> None:
     if status:
         gr.Markdown(status)
     emoji_state = "⚠️ some models are unavailable (above)" if status else "✅ loaded"
-    gr.Markdown("**Model sets**\n"
-                f"- 🙂 **Emoji (embedded)**: {emoji_state}; small models trained here on the Noto Color Emoji art\n"
-                + (deepfloyd_if.status_line(models) or "- DeepFloyd IF: not offered (started with --deepfloyd none)"))
+    gr.Markdown(f"🙂 **Emoji models (embedded)**: {emoji_state}; small models trained here on the Noto Color "
+                "Emoji art")
+    deepfloyd_if.build_status(models)
     gr.Markdown("A 32×32 emoji is drawn from the prompt with classifier-free guidance, by one of two bases: "
                 "**semantic** (a diffusion prior turns the text into DiffAE's semantic code, the DiffAE decoder "
                 "draws that code, as DALL-E 2's prior and decoder) or **pixel** (a text-conditioned UNet). Two "
@@ -166,16 +164,16 @@ def build(models: Models) -> None:
                                          elem_classes=[common.PIXELATED, common.STAGE])
                                 for label in STAGE_LABELS.values()]
             if models.deepfloyd is not None:
-                if_images = deepfloyd_if.build_outputs()
+                if_images = deepfloyd_if.build_outputs(models)
             gallery = gr.Gallery(label="Results (PNG with parameters)", columns=4, height="auto", format="png",
                                  object_fit="contain", elem_classes=[common.PIXELATED])
             with gr.Accordion("Parameters", open=False):
                 parameters = gr.JSON(label="Parameters")
-    gr.on([button.click, prompt.submit], make_fn(models),
-          inputs=[prompt, negative, guidance, sampler, steps, seed, num, size, thresholding, threshold, eta,
-                  sr64_steps, sr64_noise, sr128_steps, sr128_noise, threshold_max, base_model, decoder_steps],
-          outputs=[*stage_images, gallery, parameters], api_name="text_to_image", concurrency_id="device",
-          show_progress_on=[gallery])  # the bar covers the gallery; the stages' previews stay visible
+    common.run_on([button.click, prompt.submit], make_fn(models),
+                  inputs=[prompt, negative, guidance, sampler, steps, seed, num, size, thresholding, threshold, eta,
+                          sr64_steps, sr64_noise, sr128_steps, sr128_noise, threshold_max, base_model, decoder_steps],
+                  outputs=[*stage_images, gallery, parameters], api_name="text_to_image",
+                  show_progress_on=[gallery])  # the bar covers the gallery; the stages' previews stay visible
     if models.deepfloyd is not None:
         deepfloyd_if.wire(models, if_button, [prompt, negative, seed, num], if_settings, if_images, gallery, parameters)
 

@@ -268,9 +268,9 @@ def test_non_finite_strength_is_a_clear_error(tiny_checkpoints, strength):
     _, _, edit, sweep, _, _ = attribute_editing.make_fns(models)
     example = common.example_images()[0]
     with pytest.raises(gr.Error, match="strength must be a finite number between -15 and 15"):
-        edit(example, "woman", strength, STEPS, progress=lambda *a, **k: None)
+        list(edit(example, "woman", strength, STEPS, progress=lambda *a, **k: None))
     with pytest.raises(gr.Error, match="strength must be a finite number between -15 and 15"):
-        sweep(example, "woman", strength, 7, STEPS, progress=lambda *a, **k: None)
+        list(sweep(example, "woman", strength, 7, STEPS, progress=lambda *a, **k: None))
 
 
 # ---- missing models ------------------------------------------------------------------------------
@@ -314,7 +314,7 @@ def test_missing_palette_and_diffae_are_named(tiny_checkpoints, tmp_path):
                  lambda: sweep(example, "woman", 3.0, 7, STEPS, progress=progress),
                  lambda: interpolate(example, example, 3, STEPS, progress=progress)):
         with pytest.raises(gr.Error, match="'diffae' is unavailable"):
-            call()
+            list(call())
 
 
 # ---- ILVR ------------------------------------------------------------------------------------------

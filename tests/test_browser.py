@@ -1,5 +1,6 @@
-"""The real browser: headless Debian Chromium (driven by Python playwright) opens the app, types a
-prompt on the first tab, clicks Generate and sees an image appear."""
+"""The real browser: headless Debian Chromium (driven by Python playwright) opens the app, sees the
+first tab as a visitor does (DeepFloyd IF folded away when it cannot run), makes a run fail and
+then succeed (the failed run's toast goes), and visits every tab."""
 from __future__ import annotations
 
 import shutil
@@ -13,6 +14,7 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
                  "--no-first-run"]
 SCREENSHOT_FOR_THE_LEAD = Path("/tmp/app_screenshot.png")
+SCREENSHOTS = Path("/tmp/app_screenshots")   # every tab's first view, for people to look at
 
 
 def free_port() -> int:
@@ -36,6 +38,7 @@ def app_url(tiny_checkpoints):
 
 def test_type_a_prompt_click_generate_see_an_image(app_url, tmp_path):
     from playwright.sync_api import expect, sync_playwright
+    SCREENSHOTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
@@ -44,6 +47,15 @@ def test_type_a_prompt_click_generate_see_an_image(app_url, tmp_path):
             expect(page.get_by_role("tab", name="Text to image")).to_be_visible(timeout=60_000)
             for tab in ("Class-conditional", "Super-resolution"):
                 expect(page.get_by_role("tab", name=tab)).to_be_visible()
+            # the first view: DeepFloyd IF cannot run here, so only one folded line says so
+            expect(page.get_by_text("DeepFloyd IF (Hub): unavailable on this server")).to_be_visible()
+            expect(page.get_by_text("no CUDA GPU here")).to_be_hidden()
+            expect(page.get_by_text("IF stage I (64×64)")).to_be_hidden()
+            page.screenshot(path=str(SCREENSHOTS / "text-to-image-first-view.png"), full_page=True)
+            # a failed run: its toast says what went wrong under the app's title ...
+            page.get_by_role("button", name="Generate").first.click()
+            toast = page.locator(".toast-body.error")
+            expect(toast).to_contain_text("Cannot do that: prompt is empty", timeout=60_000)
             page.get_by_label("Prompt", exact=True).fill("woman dancing, dark skin tone")
             start = time.monotonic()
             page.get_by_role("button", name="Generate").first.click()
@@ -53,7 +65,7 @@ def test_type_a_prompt_click_generate_see_an_image(app_url, tmp_path):
             page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=result.element_handle())
             assert page.evaluate("img => img.naturalWidth", result.element_handle()) == 128
             expect(page.locator(".stage img").first).to_be_visible()
-            assert page.locator(".toast-body.error, .error-toast").count() == 0
+            expect(toast).to_have_count(0)   # ... and it does not stay up beside the next run's result
             shot = tmp_path / "app.png"
             page.screenshot(path=str(shot), full_page=True)
             assert shot.stat().st_size > 10_000

@@ -86,3 +86,63 @@ def test_corrupt_image_and_missing_checkpoints(tmp_path, tiny_checkpoints):
                  "--out", str(tmp_path / "u.png")]) == 2
     assert not (tmp_path / "u.png").exists()
     assert main(["classes", "--checkpoints", str(tmp_path / "nowhere" / "x" / "y")]) == 2
+
+
+# ---- the output path is checked before any work --------------------------------------------------
+BAD_OUT = {   # command, where --out points (under tmp_path unless absolute), what the error says
+    "generate into a file": ("generate", "a-file.png", "is not a folder"),
+    "generate under /proc": ("generate", "/proc/nope/x", "cannot be written"),
+    "generate under a file": ("generate", "a-file.png/x", "is a file, not a folder"),
+    "upscale into a folder": ("upscale", "existing-folder", "is a folder"),
+    "translate into a folder": ("translate", "existing-folder", "is a folder"),
+    "reconstruct into a folder": ("reconstruct", "existing-folder", "is a folder"),
+    "edit into a folder": ("edit", "existing-folder", "is a folder"),
+    "edit under /proc": ("edit", "/proc/nope/e.png", "cannot be written"),
+}
+COMMAND_ARGS = {"generate": ["--prompt", "x"], "upscale": ["--image", "IMAGE", "--size", "64"],
+                "translate": ["--task", "sdedit", "--image", "IMAGE"], "reconstruct": ["--image", "IMAGE"],
+                "edit": ["--image", "IMAGE", "--attribute", "woman", "--strength", "1"]}
+
+
+@pytest.mark.parametrize("case", list(BAD_OUT))
+def test_bad_out_is_refused_before_any_work(tmp_path, capsys, case):
+    """--checkpoints names a folder that does not exist: a command that did any work before
+    checking --out would fail on the checkpoints instead."""
+    from core.__main__ import main
+    (tmp_path / "existing-folder").mkdir()
+    (tmp_path / "a-file.png").write_bytes(b"not touched")
+    Image.new("RGB", (40, 40), (200, 40, 40)).save(tmp_path / "in.png")
+    command, out, message = BAD_OUT[case]
+    args = [str(tmp_path / "in.png") if a == "IMAGE" else a for a in COMMAND_ARGS[command]]
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main([command, *args, "--out", str(tmp_path / out), "--checkpoints", str(tmp_path / "none")]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --out") and message in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    assert (tmp_path / "a-file.png").read_bytes() == b"not touched"
+
+
+def test_bad_out_from_a_real_process(tmp_path):
+    proc = cli("reconstruct", "--image", "whatever.png", "--out", tmp_path, "--checkpoints", tmp_path / "none", ok=False)
+    assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
+        f"error: --out {tmp_path} is a folder; give a PNG file name"]
+
+
+def test_mechanics_checks_out_before_any_work(tmp_path, capsys):
+    from core.mechanics import main
+    assert main(["trajectory", "--prompt", "x", "--out", str(tmp_path), "--checkpoints", str(tmp_path / "none")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: --out {tmp_path} is a folder; give a PNG file name"
+
+
+def test_a_huge_prompt_is_cut_to_the_context_and_stored_cut(tmp_path, tiny_checkpoints, capsys):
+    from core.__main__ import main
+    prompt = "thumbs up, " * 100_000      # 1.1 MB
+    assert main(["generate", "--prompt", prompt, "--size", "32", "--steps", "2", "--checkpoints",
+                 str(tiny_checkpoints), "--out", str(tmp_path / "o")]) == 0
+    out = capsys.readouterr().out
+    assert "note: the prompt was cut to the 32 tokens the text encoder reads" in out   # tests/tiny.py's CLIP
+    png = tmp_path / "o" / "000.png"
+    stored = read_parameters(png)["prompt"]
+    assert prompt.startswith(stored) and 0 < len(stored) < 200
+    assert png.stat().st_size < 20_000

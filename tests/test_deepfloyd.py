@@ -368,7 +368,10 @@ def test_app_lists_the_model_sets_and_runs_if(if_folders, tiny_checkpoints, tmp_
     models = common.Models.load(tiny_checkpoints, "cpu", ds)
     demo = app.build_app(models, [text_to_image])
     markdown = " ".join(str(b.value) for b in demo.blocks.values() if isinstance(b, gr.Markdown))
-    assert "Emoji (embedded)" in markdown and "✅ **DeepFloyd IF (Hub)**" in markdown and "HF_TOKEN" in markdown
+    folds = {b.label: (b.visible, b.open) for b in demo.blocks.values() if isinstance(b, gr.Accordion)}
+    assert "Emoji models (embedded)" in markdown and "HF_TOKEN" in markdown
+    assert folds["DeepFloyd IF (Hub): available, loaded on first use"] == (True, False)   # one line, folded
+    assert folds["Generate with DeepFloyd IF (Hub)"][0] is True and if_stages_shown(demo)
     assert "text_to_image_deepfloyd" in {d.api_name for d in demo.fns.values()}
     *stages, gallery, parameters = list(deepfloyd_if.make_fn(models)(
         "red apple", "", 7, 2, "ddpm", 2, 7.0, 2, 4.0, 250, 2))[-1]
@@ -380,12 +383,24 @@ def test_app_lists_the_model_sets_and_runs_if(if_folders, tiny_checkpoints, tmp_
     models = common.Models.load(tiny_checkpoints, "cpu", missing)
     demo = app.build_app(models, [text_to_image])
     markdown = " ".join(str(b.value) for b in demo.blocks.values() if isinstance(b, gr.Markdown))
-    assert "⚠️ **DeepFloyd IF (Hub)** is unavailable: tiny-org/not-cached is not in the local Hub cache" in markdown
+    folds = {b.label: (b.visible, b.open) for b in demo.blocks.values() if isinstance(b, gr.Accordion)}
+    assert folds["DeepFloyd IF (Hub): unavailable on this server"] == (True, False)
+    assert "Why: tiny-org/not-cached is not in the local Hub cache" in markdown
+    assert folds["Generate with DeepFloyd IF (Hub)"][0] is False and not if_stages_shown(demo)
     with pytest.raises(gr.Error, match="DeepFloyd IF \\(Hub\\) is unavailable: tiny-org/not-cached"):
         list(deepfloyd_if.make_fn(models)("red apple", "", 0, 1, "ddpm", 2, 7.0, 2, 4.0, 250, 2))
     *_, gallery, parameters = list(text_to_image.make_fn(models)(
         "thumbs up", "", 3.0, "ddim", 2, 0, 1, 32, True, 0.995, 0.0, 2, 50, 2, 50))[-1]
     assert len(gallery) == 1 and parameters["seeds"] == [0]
+
+
+def if_stages_shown(demo) -> bool:
+    """Whether the row of IF's stage images is visible."""
+    import gradio as gr
+    rows = [b for b in demo.blocks.values() if isinstance(b, gr.Row)
+            and any(str(getattr(c, "label", "")).startswith("IF stage") for c in b.children)]
+    assert len(rows) == 1
+    return rows[0].visible is not False
 
 
 def square_size(path) -> int:

@@ -1,6 +1,7 @@
 """The "How it works" panels (core.mechanics) with tiny random models: each panel from Python, from
 the command line, and through the tab's functions (demos/how_it_works.py), and bad inputs
 answered with clear errors."""
+import inspect
 import shutil
 
 import gradio as gr
@@ -240,21 +241,27 @@ def tab_fns(checkpoints_with_directions, tmp_path_factory):
     return how_it_works.make_fns(models)
 
 
+def final(result):
+    """A panel's answer: the last update of a streaming (generator) panel, or what it returned."""
+    return list(result)[-1] if inspect.isgenerator(result) else result
+
+
 def test_tab_panels(tab_fns, tmp_path):
     forward, compare, sweep, traj, likelihood, hspace_edit = tab_fns
     image = picture(tmp_path, mode="RGB")
     grid, table = forward(image, "0, 999", 1)
     assert Image.open(grid).size == (2 + 2 * 34, 2 + 2 * 34) and list(table["t"]) == [0.0, 999.0, 0.0, 999.0]
-    path, table, params = compare("text_base", "cat face", None, ["ddim", "euler"], "2", 0, 1, 3.0, True)
+    path, table, params = final(compare("text_base", "cat face", None, ["ddim", "euler"], "2", 0, 1, 3.0, True))
     assert list(table["sampler"]) == ["ddim", "euler"] and read_parameters(path)["panel"] == "samplers"
-    path, table, fidelity, diversity, params = sweep("class_base", "", "cat-face", "1, 2", 0, 2, "ddim", 2, False)
+    path, table, fidelity, diversity, params = final(sweep("class_base", "", "cat-face", "1, 2", 0, 2, "ddim", 2,
+                                                          False))
     assert len(table) == 2 and len(fidelity) == 2 and len(diversity) == 4
-    path, table, params = traj("text_base", "cat face", None, 0, "euler", 3, 2.0, 2)
+    path, table, params = final(traj("text_base", "cat face", None, 0, "euler", 3, 2.0, 2))
     assert list(table["step"]) == [0, 2, "final"]
-    table, params = likelihood(image, "class_base", "", None, "ode", 2, 1, True)
+    table, params = final(likelihood(image, "class_base", "", None, "ode", 2, 1, True))
     assert table["image"][0] == "in.png" and "uniform noise" in list(table["image"]) and len(table) >= 4
     assert params["nfe_per_probe"] == 4
-    *images, note, params = hspace_edit(image, "text_base", "dark-skin", 1.0, 3, 0.5, 2.0)
+    *images, note, params = final(hspace_edit(image, "text_base", "dark-skin", 1.0, 3, 0.5, 2.0))
     assert all(Image.open(p).size == (32, 32) for p in images[:3])
     assert images[3] is not None and Image.open(images[3]).size == (32, 32) and note == ""   # the tiny DiffAE edit
 
@@ -275,7 +282,7 @@ def test_tab_panels(tab_fns, tmp_path):
 def test_tab_bad_inputs_are_gradio_errors(tab_fns, tmp_path, panel, args, message):
     args = [picture(tmp_path) if a == "IMAGE" else a for a in args]
     with pytest.raises(gr.Error, match=message):
-        tab_fns[panel](*args)
+        final(tab_fns[panel](*args))
 
 
 def test_tab_builds_and_notes_what_is_missing(tiny_checkpoints, tmp_path):
@@ -296,6 +303,6 @@ def test_tab_builds_and_notes_what_is_missing(tiny_checkpoints, tmp_path):
     grid, _ = forward(picture(tmp_path, mode="RGB"), "10", 0)           # needs no model
     assert Image.open(grid).size == (36, 70)
     with pytest.raises(gr.Error, match="'clip' is unavailable"):
-        compare("text_base", "cat", None, ["ddim"], "2", 0, 1, 3.0, True)
+        final(compare("text_base", "cat", None, ["ddim"], "2", 0, 1, 3.0, True))
     with pytest.raises(gr.Error, match="'class_base' is unavailable"):
-        likelihood(None, "class_base", "", None, "ode", 2, 1, True)
+        final(likelihood(None, "class_base", "", None, "ode", 2, 1, True))

@@ -12,8 +12,8 @@ import torch
 from core.clip_model import (PAD_ID, UNK_ID, ClipConfig, ClipEmbedder, CompactTokenizer, bpe_tokenizer,
                              build_clip, build_vocab, clip_loss, load_clip_folder, normalize_images,
                              save_clip_folder)
-from core.text_encoders import (ClipTextEncoder, T5TextEncoder, TextEmbeddings, load_t5_tokenizer,
-                                load_text_encoder)
+from core.text_encoders import (MAX_PROMPT_CHARS, ClipTextEncoder, T5TextEncoder, TextEmbeddings, fit_prompts,
+                                load_t5_tokenizer, load_text_encoder)
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 
 CAPTIONS = [
@@ -108,6 +108,43 @@ def test_bad_prompts_raise(clip_parts, bad):
     _, model, tok = clip_parts
     with pytest.raises(ValueError):
         ClipTextEncoder(model, tok).encode(bad)
+
+
+# ----------------------------------------------------------------------------- prompt length
+
+@pytest.mark.parametrize("prompt", ["red apple", "  cat face  ", ""])
+def test_a_prompt_that_fits_is_read_whole(clip_parts, prompt):
+    _, model, tok = clip_parts
+    enc = ClipTextEncoder(model, tok)
+    assert enc.fit(prompt) == prompt.strip()
+    assert fit_prompts(enc, prompt, "") == (prompt.strip(), "", None)
+
+
+def test_a_long_prompt_is_cut_after_a_word_to_the_context(clip_parts):
+    _, model, tok = clip_parts
+    enc = ClipTextEncoder(model, tok)
+    prompt = "green heart and a red apple " * 10
+    used = enc.fit(prompt)
+    assert prompt.startswith(used) and prompt[len(used)] == " "     # a whole-word start
+    assert enc.count_tokens(used) <= enc.max_length < enc.count_tokens(prompt[:len(used) + 6])
+    # what is stored reproduces the image: the encoder sees exactly the same tokens
+    torch.testing.assert_close(enc.encode(used).tokens[0, :enc.count_tokens(used)],
+                               enc.encode(prompt).tokens[0, :enc.count_tokens(used)])
+    _, negative, note = fit_prompts(enc, "cat", prompt)
+    assert negative == used and note.startswith(f"the negative prompt was cut to the {enc.max_length} tokens")
+
+
+def test_a_huge_prompt_costs_no_more_than_a_long_one(clip_parts):
+    _, model, tok = clip_parts
+    enc = ClipTextEncoder(model, tok)
+    calls = []
+    count = enc.count_tokens
+    enc.count_tokens = lambda text: calls.append(len(text)) or count(text)
+    used = enc.fit("cat " * 250_000)            # 1 MB
+    assert used == ("cat " * 14).strip() and enc.count_tokens(used) == 16
+    assert max(calls) <= MAX_PROMPT_CHARS and len(calls) < 20
+    assert enc.fit("x" * 100_000) == "x" * len(enc.fit("x" * 100_000))   # one endless word: cut inside it
+    assert 0 < len(enc.fit("x" * 100_000)) < 100
 
 
 # ----------------------------------------------------------------------------- CLIP encoder
@@ -324,6 +361,8 @@ def test_t5_plain_folder(t5_dirs):
         torch.testing.assert_close(emb.pooled[i], ref[i][mask[i]].mean(0))
     long = enc.encode(["green heart " * 20])
     assert long.mask.all() and long.tokens.shape == (1, 12, 32)
+    used = enc.fit("green heart " * 20)
+    assert ("green heart " * 20).startswith(used) and enc.count_tokens(used) <= 12 < enc.count_tokens(used + " green")
     for bad in (None, [None], ["a", 1.5], []):
         with pytest.raises(ValueError):
             enc.encode(bad)

@@ -1,0 +1,230 @@
+"""What a first-time visitor and a script meet, through `python app.py` on tiny random checkpoints
+(the server of tests/test_app.py, started once for this module): no server paths in what the
+page or an error shows, named errors for every malformed call, a capped prompt, and the layout
+fixes of the tabs (read from the page's /config)."""
+from __future__ import annotations
+
+import json
+import re
+import urllib.request
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from tests.test_app import client, good_request, server  # noqa: F401 - fixtures
+
+ABSOLUTE_PATH = re.compile(r"(?<![\w:/.])/(?:[\w.@+~=-]+/)+")   # "/a/b/..." (not URLs, not "1/f")
+
+
+def handle(path):
+    from gradio_client import handle_file
+    return handle_file(str(path))
+
+
+def page_config(server) -> dict:
+    with urllib.request.urlopen(server.url + "config", timeout=30) as r:
+        return json.load(r)
+
+
+def truncated_png(tmp_path: Path) -> Path:
+    """A PNG cut off half-way: its header reads, its pixels do not."""
+    whole = tmp_path / "whole.png"
+    Image.effect_noise((120, 120), 64).convert("RGB").save(whole)
+    data = whole.read_bytes()
+    path = tmp_path / "truncated.png"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+# ---- server paths --------------------------------------------------------------------------------
+@pytest.mark.parametrize("api_name, kwargs", [
+    ("/upscale", dict(steps=2)),
+    ("/sdedit", dict(steps=2, size=32)),
+    ("/colorize", dict(steps=2)),
+    ("/reconstruct", dict(steps=2)),
+    ("/forward_process", dict(times="0, 500")),
+])
+def test_a_broken_upload_is_the_uploaded_image_not_a_path(client, server, tmp_path, api_name, kwargs):
+    from gradio_client.exceptions import AppError
+    with pytest.raises(AppError) as raised:
+        client.predict(image=handle(truncated_png(tmp_path)), **kwargs, api_name=api_name)
+    message = raised.value.message
+    assert "the uploaded image cannot be read" in message and not ABSOLUTE_PATH.search(message), message
+    good_request(client, server)
+
+
+def test_the_page_never_shows_the_checkpoints_path(server, tiny_checkpoints):
+    config = json.dumps(page_config(server))
+    assert str(tiny_checkpoints) not in config
+    assert f"from {Path(tiny_checkpoints).name}: loaded" in config
+
+
+def test_missing_models_are_named_without_server_paths(tiny_checkpoints, tmp_path):
+    """In-process: with sr128 and the diffae directions missing, the tabs' warnings and the
+    errors of the functions name what is missing, never where on the server it was looked for."""
+    import shutil
+
+    import gradio as gr
+
+    import app
+    from demos import attribute_editing, common, super_resolution
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints, root, ignore=lambda d, names: [n for n in names if n in ("sr128",
+                                                                                                "directions.safetensors")])
+    models = common.Models.load(root, "cpu")
+    demo = app.build_app(models)
+    shown = " ".join(str(b.value) for b in demo.blocks.values() if isinstance(b, gr.Markdown))
+    assert "sr128" in shown and "directions" in shown
+    assert str(tmp_path) not in shown and not ABSOLUTE_PATH.search(shown), shown
+    with pytest.raises(gr.Error) as raised:
+        list(super_resolution.make_fn(models)(common.example_images()[0], 4, 128, "ddim", 2, 50, 0))
+    assert "'sr128' is unavailable" in raised.value.message and str(tmp_path) not in raised.value.message
+    _, _, edit, *_ = attribute_editing.make_fns(models)
+    with pytest.raises(gr.Error) as raised:
+        list(edit(common.example_images()[0], "woman", 1.0, 2, progress=lambda *a, **k: None))
+    assert "directions are unavailable" in raised.value.message and str(tmp_path) not in raised.value.message
+
+
+# ---- prompt length -------------------------------------------------------------------------------
+def test_a_huge_prompt_is_cut_and_stored_cut(client):
+    from core.images import read_parameters
+    prompt = "woman dancing, dark skin tone, " * 35_000   # 1 MB
+    *_, gallery, parameters = client.predict(prompt=prompt, size=32, num_images=1, steps=2,
+                                             api_name="/text_to_image")
+    png = Path(gallery[0]["image"])
+    stored = read_parameters(png)
+    assert prompt.startswith(stored["prompt"]) and 0 < len(stored["prompt"]) < 300
+    assert stored["note"].startswith("the prompt was cut to the 32 tokens the text encoder reads")
+    assert png.stat().st_size < 20_000 and parameters["prompt"] == stored["prompt"]
+
+
+# ---- malformed calls over HTTP -------------------------------------------------------------------
+def call_raw(server, api_name: str, data: list) -> tuple[str, dict | list]:
+    """POST /gradio_api/call/NAME with `data` as JSON (NaN allowed, as Python writes it); the
+    final event ("complete" or "error") and its payload."""
+    url = f"{server.url}gradio_api/call/{api_name.lstrip('/')}"
+    request = urllib.request.Request(url, json.dumps({"data": data}).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as r:
+        event_id = json.load(r)["event_id"]
+    with urllib.request.urlopen(f"{url}/{event_id}", timeout=300) as r:
+        lines = r.read().decode().splitlines()
+    event = [line.split(": ", 1)[1] for line in lines if line.startswith("event: ")][-1]
+    payload = [line.split(": ", 1)[1] for line in lines if line.startswith("data: ")][-1]
+    return event, json.loads(payload)
+
+
+def endpoints(client) -> dict[str, list[dict]]:
+    named = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
+    return {name: info["parameters"] for name, info in named.items()}
+
+
+def default_arguments(parameters: list[dict]) -> list:
+    """A value for every parameter: its default, else its example (files: none)."""
+    values = []
+    for p in parameters:
+        value = p["parameter_default"] if p.get("parameter_has_default") else p.get("example_input")
+        values.append(None if "filepath" in json.dumps(p.get("python_type", {})) else value)
+    return values
+
+
+def test_too_few_arguments_are_a_named_error(client, server):
+    for name, parameters in endpoints(client).items():
+        if not parameters:
+            continue
+        event, payload = call_raw(server, name, [])
+        assert event == "error" and payload["error"], (name, payload)
+        assert payload["error"].startswith(f"Missing arguments: {name} takes {len(parameters)} arguments"), payload
+        assert all(p["parameter_name"] in payload["error"] for p in parameters), payload
+
+
+def test_nan_or_nothing_in_a_number_is_a_named_error(client, server):
+    checked = 0
+    for name, parameters in endpoints(client).items():
+        for i, p in enumerate(parameters):
+            if p["python_type"]["type"] not in ("float", "int"):
+                continue
+            for bad in (float("nan"), None):
+                data = default_arguments(parameters)
+                data[i] = bad
+                event, payload = call_raw(server, name, data)
+                assert event == "error" and payload["error"], (name, p["parameter_name"], payload)
+                assert "must be a finite number" in payload["error"], (name, p["parameter_name"], payload)
+                checked += 1
+    assert checked > 40
+    good_request(client, server)
+
+
+# ---- errors carry their titles -------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs, title, text", [
+    (dict(prompt="", steps=2), "Cannot do that", "prompt is empty"),
+    (dict(prompt="cat", size=128, seed=-1), "Error", "less than minimum value 0"),   # Gradio's own check
+])
+def test_an_error_says_its_title(client, kwargs, title, text):
+    """Gradio 6.31's page heads every error toast "Error", so the app's title leads the message."""
+    from gradio_client.exceptions import AppError
+    with pytest.raises(AppError) as raised:
+        client.predict(**kwargs, api_name="/text_to_image")
+    assert raised.value.title == title and text in raised.value.message
+    if title != "Error":
+        assert raised.value.message.startswith(f"{title}: {text}")
+
+
+def test_an_unreadable_upload_says_its_title(client, tmp_path):
+    from gradio_client.exceptions import AppError
+    bad = tmp_path / "notes.png"
+    bad.write_text("hello")
+    with pytest.raises(AppError) as raised:
+        client.predict(image=handle(bad), steps=2, api_name="/upscale")
+    assert raised.value.message.startswith("Unreadable image: notes.png cannot be read as an image")
+
+
+# ---- the layout, as the page receives it ---------------------------------------------------------
+class Page:
+    """The page's /config: its components by id and the layout tree."""
+
+    def __init__(self, config: dict):
+        self.components = {c["id"]: c for c in config["components"]}
+        self.parent: dict[int, int] = {}
+
+        def walk(node, parent=None):
+            if parent is not None:
+                self.parent[node["id"]] = parent
+            for child in node.get("children", []):
+                walk(child, node["id"])
+
+        walk(config["layout"])
+
+    def find(self, kind: str, **props) -> list[dict]:
+        return [c for c in self.components.values() if c.get("type") == kind
+                and all(c.get("props", {}).get(k) == v for k, v in props.items())]
+
+    def ancestors(self, component_id: int) -> list[dict]:
+        out = []
+        while component_id in self.parent:
+            component_id = self.parent[component_id]
+            out.append(self.components.get(component_id, {}))
+        return out
+
+    def shown(self, component_id: int) -> bool:
+        """Visible, and so are all its containers (a closed accordion still counts as shown)."""
+        chain = [self.components[component_id], *self.ancestors(component_id)]
+        return all(c.get("props", {}).get("visible", True) is not False for c in chain)
+
+
+def test_first_tab_folds_deepfloyd_away_when_it_cannot_run(server, client):
+    """The test server has no GPU: IF is unavailable, so its outputs and settings are hidden and
+    one folded line says so; the endpoint stays and says why."""
+    from gradio_client.exceptions import AppError
+    page = Page(page_config(server))
+    for label in ("IF stage I (64×64)", "IF stage II (256×256)"):
+        (image,) = page.find("image", label=label)
+        assert not page.shown(image["id"])
+    (settings,) = page.find("accordion", label="Generate with DeepFloyd IF (Hub)")
+    assert not page.shown(settings["id"])
+    (status,) = page.find("accordion", label="DeepFloyd IF (Hub): unavailable on this server")
+    assert page.shown(status["id"]) and status["props"]["open"] is False
+    why = [m for m in page.find("markdown") if "Why: no CUDA GPU here" in str(m["props"].get("value"))]
+    assert len(why) == 1 and status in page.ancestors(why[0]["id"])   # the details are inside the fold
+    with pytest.raises(AppError, match="DeepFloyd IF \\(Hub\\) is unavailable: no CUDA GPU here"):
+        client.predict(prompt="a corgi", api_name="/text_to_image_deepfloyd")
