@@ -131,8 +131,10 @@ def save_model(model, folder: str | os.PathLike, card: str) -> Path:
     return save_folder(folder, model.config.to_dict(), model.state_dict(), card)
 
 
-def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu"):
-    """Load a DiffusionModel folder; float32 weights, eval mode."""
+def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu", network: str = "auto"):
+    """Load a DiffusionModel folder; float32 weights, eval mode. `network`: "auto" builds the UNet
+    with `core.unet` when it covers the config (the same outputs, without importing diffusers),
+    with diffusers otherwise; "core" or "diffusers" forces one."""
     from core.networks import DiffusionModel, ModelConfig
     folder = Path(folder)
     config_dict, state = read_folder(folder)
@@ -140,6 +142,9 @@ def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu"):
         config = ModelConfig.from_dict(config_dict)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {folder}: {e}") from e
-    model = DiffusionModel(config)
+    if network == "auto":
+        from core.unet import supports
+        network = "core" if supports(config.kind, config.unet) else "diffusers"
+    model = DiffusionModel(config, network)
     load_state_checked(model, state, folder)
     return model.to(device).eval().requires_grad_(False)
