@@ -57,6 +57,15 @@ class ModelSet:
         for name in self.available():
             self.get(name)
 
+    def clip_embedder(self):
+        """The project's CLIP with its image tower (`core.clip_model.ClipEmbedder`, open_clip), for
+        CLIP scores and FD_CLIP; loaded once. The text encoder of `get("clip")` has no image tower."""
+        with self._lock:
+            if "clip embedder" not in self._models:
+                from core.clip_model import ClipEmbedder
+                self._models["clip embedder"] = ClipEmbedder.from_folder(Path(self.root) / "clip", self.device)
+            return self._models["clip embedder"]
+
     def text_encoder(self):
         name = self.get("text_base").config.text_encoder or "clip"
         return self.get(name)
