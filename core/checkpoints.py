@@ -3,6 +3,9 @@
 `--checkpoints` names either a local folder holding one sub-folder per model, or a Hugging
 Face Hub repo id with the same layout, fetched by `huggingface_hub.snapshot_download`
 (which honours HF_HUB_OFFLINE and the local Hub cache). Weights are never pickled.
+
+torch and safetensors are imported by the functions that handle tensors, so that resolving a
+folder and reading its JSON (`python -m core classes`) costs no torch import.
 """
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:
+    import torch
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -60,9 +64,12 @@ def model_folder(root: str | os.PathLike | None, name: str) -> Path:
 
 
 def save_folder(folder: str | os.PathLike, config: dict, state_dict: dict[str, torch.Tensor],
-                card: str, dtype: torch.dtype = torch.float16) -> Path:
-    """Write config + weights (cast to `dtype`) + card into a new folder, atomically: the files
-    go to a temporary sibling first, which then replaces `folder`."""
+                card: str, dtype: torch.dtype | None = None) -> Path:
+    """Write config + weights (cast to `dtype`, float16 by default) + card into a new folder,
+    atomically: the files go to a temporary sibling first, which then replaces `folder`."""
+    import torch
+    from safetensors.torch import save_file
+    dtype = dtype or torch.float16
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -89,6 +96,7 @@ def save_folder(folder: str | os.PathLike, config: dict, state_dict: dict[str, t
 
 def read_folder(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
     """config and float32 weights of a checkpoint folder, with errors naming what is missing."""
+    from safetensors.torch import load_file
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder {folder} does not exist")
