@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from core.guidance import cfg_denoiser, dynamic_threshold, x0_transform_denoiser
 from core.networks import DiffusionModel
 from core.rng import BatchGenerator
-from core.samplers import SAMPLERS, sample
+from core.samplers import SAMPLERS, SPACINGS, sample
 from core.schedules import NoiseSchedule
 
 Callback = Callable[[dict], None]
@@ -26,7 +26,8 @@ class StageSettings:
     `threshold_max` caps its scale s = clamp(quantile_p(|x0|), 1, threshold_max) (diffusers'
     sample_max_value): 1.0 is static clipping of x0 to [-1, 1], larger values allow Imagen's
     dynamic thresholding. `aug_level` is the SR stage's noise-augmentation timestep for its
-    low-res input (CDM).
+    low-res input (CDM). `spacing` lays the steps out over 0..T-1 (`core.samplers.SPACINGS`, Lin
+    et al. 2023, Table 2); None is "leading" for every sampler.
 
     Static clipping is the default. Emoji are drawn on pure white: about half of every image sits
     at +1, where the predicted x0 overshoots a little, so quantile_p(|x0|) > 1 on every image and
@@ -41,6 +42,7 @@ class StageSettings:
     threshold: float | None = 0.995
     threshold_max: float = 1.0
     aug_level: int = 50
+    spacing: str | None = None
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:
@@ -57,6 +59,8 @@ class StageSettings:
             raise ValueError(f"threshold_max must be at least 1 (1 = static clipping), got {self.threshold_max!r}")
         if not 0 <= self.aug_level < 1000:
             raise ValueError(f"aug_level must be between 0 and 999, got {self.aug_level!r}")
+        if self.spacing is not None and self.spacing not in SPACINGS:
+            raise ValueError(f"spacing must be one of {', '.join(SPACINGS)}; got {self.spacing!r}")
 
 
 BASE_DEFAULTS = StageSettings()
@@ -115,11 +119,11 @@ def sample_stage(model: DiffusionModel, cond: dict, uncond: dict | None, seeds: 
     if callback is not None and residual_base is not None:
         shown = callback
         callback = lambda info: shown({**info, "x": to_image(info["x"]), "x0": to_image(info["x0"])})  # noqa: E731
-    with torch.no_grad():
-        # "leading" spacing for every sampler: on the cosine schedule the default grids of Euler /
-        # Heun start at t = 999 (sigma ~ 2e4), where Heun's first step is far too long.
+    with torch.inference_mode():  # no autograd state at all (classifier guidance takes its gradient itself)
+        # "leading" spacing by default for every sampler: on the cosine schedule the default grids of
+        # Euler / Heun start at t = 999 (sigma ~ 2e4), where Heun's first step is far too long.
         out = sample(settings.sampler, denoiser, x, model.schedule, settings.steps, generator=gen,
-                     callback=callback, eta=settings.eta, spacing="leading")
+                     callback=callback, eta=settings.eta, spacing=settings.spacing or "leading")
     return to_image(out).clamp(-1, 1)
 
 
