@@ -188,7 +188,8 @@ class TextTower(nn.Module):
             if text.get(key, value) != value and not (key == "block_type" and text.get(key) == "default"):
                 raise NotImplementedError(f"core.clip_text does not implement the text option {key}={text[key]!r}")
         width, self.context_length, self.vocab_size = int(text["width"]), int(text["context_length"]), vocab_size
-        self.transformer = Transformer(width, int(text["layers"]), int(text["heads"]), float(text.get("mlp_ratio", 4.0)))
+        self.transformer = Transformer(width, int(text["layers"]), int(text["heads"]),
+                                       float(text.get("mlp_ratio", 4.0)))
         self.token_embedding = nn.Embedding(vocab_size, width)
         self.positional_embedding = nn.Parameter(torch.empty(self.context_length, width))
         self.ln_final = nn.LayerNorm(width)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from core.cascade import ModelSet, generate
-from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings, generate_text
+from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, STAGE_SPACING, StageSettings, generate_text, stage_spacing
 
 
 @pytest.fixture(scope="module")
@@ -12,14 +12,17 @@ def models(tiny_checkpoints):
     return ModelSet(tiny_checkpoints, "cpu")
 
 
-@pytest.mark.parametrize("spacing,first", [(None, 800.0), ("leading", 800.0), ("trailing", 999.0),
-                                           ("linspace", 999.0)])
-def test_spacing_sets_the_grid(models, spacing, first):
+@pytest.mark.parametrize("sampler,spacing,first", [
+    ("dpmpp-2m", None, 999.0), ("dpmpp-2m", "leading", 800.0), ("dpmpp-2m", "trailing", 999.0),
+    ("dpmpp-2m", "linspace", 999.0), ("ddim", None, 750.0), ("ddim", "trailing", 999.0), ("heun", None, 750.0)])
+def test_spacing_sets_the_grid(models, sampler, spacing, first):
+    """Unset, the grid is the sampler's STAGE_SPACING entry: trailing for DPM-Solver++, else leading."""
     seen = []
-    settings = StageSettings(sampler="dpmpp-2m", steps=4, spacing=spacing)
+    settings = StageSettings(sampler=sampler, steps=4, spacing=spacing)
     generate_text(models.get("text_base"), models.text_encoder(), ["cat face"], "", [0], settings,
                   callback=seen.append)
     assert len(seen) == 4 and seen[0]["t"] == first
+    assert stage_spacing(settings) == (spacing or STAGE_SPACING.get(sampler, "leading"))
 
 
 def test_bad_spacing_is_a_clear_error():
