@@ -113,7 +113,9 @@ def start(args: argparse.Namespace, tab_modules=None):
     """Load the models, build the app and start serving it (without blocking); returns the
     launched gr.Blocks. Raises CheckpointError / ValueError for unusable checkpoints or device."""
     from demos import common  # imports `spaces` (ZeroGPU) before torch
+    from core.cascade import set_cpu_threads
     from core.deepfloyd import IF_STAGE_I, IF_STAGE_II, DeepFloydSet
+    set_cpu_threads()  # the cores left idle by other jobs (unless OMP_NUM_THREADS says)
     locations = args.deepfloyd or f"{IF_STAGE_I},{IF_STAGE_II}"
     deepfloyd = None if locations.strip().lower() == "none" else DeepFloydSet(
         [x.strip() for x in locations.split(",")], args.deepfloyd_device, dtype=args.deepfloyd_dtype,

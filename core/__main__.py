@@ -2,6 +2,10 @@
 
 Every failure exits non-zero with one line naming what is wrong; outputs are computed in
 full before anything is written, and each file is written atomically.
+
+A command imports only what it uses: `classes`, `attributes` and `--help` read JSON and need no
+torch (`LIGHT_COMMANDS`, `COMMAND_HELP`); `generate` and `upscale` do not import the modules
+that add the other commands (`EXTRA_COMMANDS`).
 """
 from __future__ import annotations
 
@@ -13,15 +17,24 @@ from pathlib import Path
 
 from core.checkpoints import CheckpointError
 from core.cli import check_output, finite
-from core.images import ImageError, open_image, pil_to_tensor, save_png, tensor_to_pil
-from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
-from core.samplers import SAMPLERS
-from core.semantic import DECODER_STEPS
-
-
 
 
 EXTRA_COMMANDS = ("core.translate", "core.diffae", "core.deepfloyd")
+BUILTIN_COMMANDS = ("generate", "variations", "classes", "upscale", "attributes")
+LIGHT_COMMANDS = ("classes", "attributes")   # answered from JSON files, without torch
+# Every command's one-line help, for `python -m core --help` without importing the modules that add
+# them (tests/test_cli.py checks it against the full parser).
+COMMAND_HELP = {
+    "generate": "text-to-image or class-conditional generation through the cascade",
+    "classes": "list the class labels, one per line",
+    "upscale": "diffusion super-resolution of an image",
+    "variations": "variations of an image: its semantic code decoded with fresh noise",
+    "attributes": "list the DiffAE edit attributes, one per line",
+    "translate": "image-to-image: SDEdit, colorization, inpainting, ILVR",
+    "reconstruct": "DiffAE encode (z_sem + DDIM inversion) and decode an image",
+    "edit": "move an image along an attribute direction of the DiffAE semantic code",
+    "deepfloyd": "text-to-image with DeepFloyd IF (stage I 64x64, stage II 256x256)",
+}
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -29,11 +42,26 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _light_parser() -> argparse.ArgumentParser:
+    """Every command with its help; only the LIGHT_COMMANDS with their options (no torch import)."""
+    parser = argparse.ArgumentParser(prog="python -m core", description="The diffusion demo hub without a UI.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, text in COMMAND_HELP.items():
+        p = sub.add_parser(name, help=text, add_help=name in LIGHT_COMMANDS)
+        if name in LIGHT_COMMANDS:
+            _common(p)
+    return parser
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The full parser; for a built-in `command`, without the commands of EXTRA_COMMANDS."""
+    from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS
+    from core.samplers import SAMPLERS
+    from core.semantic import DECODER_STEPS
     parser = argparse.ArgumentParser(prog="python -m core", description="The diffusion demo hub without a UI.")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    g = sub.add_parser("generate", help="text-to-image or class-conditional generation through the cascade")
+    g = sub.add_parser("generate", help=COMMAND_HELP["generate"])
     what = g.add_mutually_exclusive_group(required=True)
     what.add_argument("--prompt")
     what.add_argument("--label", help="a class from `python -m core classes`")
@@ -64,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.set_defaults(out_kind="folder")
     _common(g)
 
-    v = sub.add_parser("variations", help="variations of an image: its semantic code decoded with fresh noise")
+    v = sub.add_parser("variations", help=COMMAND_HELP["variations"])
     v.add_argument("--image", required=True)
     v.add_argument("--num", type=int, default=4)
     v.add_argument("--seed", type=int, default=0)
@@ -78,10 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(out_kind="folder")
     _common(v)
 
-    c = sub.add_parser("classes", help="list the class labels, one per line")
+    c = sub.add_parser("classes", help=COMMAND_HELP["classes"])
     _common(c)
 
-    u = sub.add_parser("upscale", help="diffusion super-resolution of an image")
+    a = sub.add_parser("attributes", help=COMMAND_HELP["attributes"])
+    _common(a)
+
+    u = sub.add_parser("upscale", help=COMMAND_HELP["upscale"])
     u.add_argument("--image", required=True)
     u.add_argument("--size", type=int, choices=(64, 128), required=True, help="output size")
     u.add_argument("--factor", type=int, choices=(2, 4), default=2,
@@ -94,20 +125,31 @@ def build_parser() -> argparse.ArgumentParser:
     u.set_defaults(out_kind="file")
     _common(u)
 
-    for module in EXTRA_COMMANDS:  # translate; reconstruct / attributes / edit (core.diffae); deepfloyd
-        if importlib.util.find_spec(module) is not None:
+    for module in EXTRA_COMMANDS:  # translate; reconstruct / edit (core.diffae); deepfloyd
+        if command not in BUILTIN_COMMANDS and importlib.util.find_spec(module) is not None:
             importlib.import_module(module).add_cli(sub, _common)
     return parser
 
 
+def names(args: argparse.Namespace) -> None:
+    """`classes` / `attributes`: names from the checkpoints' JSON files (core.names), no torch."""
+    from core.checkpoints import resolve_checkpoints
+    from core.names import attribute_names, class_names
+    root = resolve_checkpoints(args.checkpoints)
+    print("\n".join(class_names(root) if args.command == "classes" else attribute_names(root / "diffae")))
+
+
 def run(args: argparse.Namespace) -> None:
-    from core.cascade import ModelSet, generate
+    if args.command in LIGHT_COMMANDS:
+        names(args)
+        return
+    from core.cascade import ModelSet, generate, set_cpu_threads
+    from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
+    from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
+    set_cpu_threads()
     models = ModelSet(args.checkpoints, args.device)
     if hasattr(args, "handler"):  # a command added by a module of EXTRA_COMMANDS
         args.handler(args, models)
-        return
-    if args.command == "classes":
-        print("\n".join(models.classes()))
         return
     if args.command == "generate":
         if args.classifier_scale is not None and args.guidance is not None:
@@ -155,6 +197,7 @@ def run(args: argparse.Namespace) -> None:
 
 
 def _write_all(result, out: Path, seed: int, command: str) -> None:
+    from core.images import save_png, tensor_to_pil
     for i, image in enumerate(tensor_to_pil(result.final)):
         params = {**result.parameters, "seed": seed + i, "command": command}
         save_png(image, out / f"{i:03d}.png", params)
@@ -171,11 +214,16 @@ def check_out(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = argv[0] if argv else None
+    if command is None or command in LIGHT_COMMANDS or command in ("-h", "--help"):
+        args = _light_parser().parse_args(argv)
+    else:
+        args = build_parser(command).parse_args(argv)
     try:
         check_out(args)
         run(args)
-    except (ValueError, ImageError, CheckpointError, OSError) as e:  # OSError: e.g. the disk filled up
+    except (ValueError, CheckpointError, OSError) as e:  # ImageError is a ValueError; OSError: e.g. a full disk
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

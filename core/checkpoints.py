@@ -3,6 +3,9 @@
 `--checkpoints` names either a local folder holding one sub-folder per model, or a Hugging
 Face Hub repo id with the same layout, fetched by `huggingface_hub.snapshot_download`
 (which honours HF_HUB_OFFLINE and the local Hub cache). Weights are never pickled.
+
+torch and safetensors are imported by the functions that handle tensors, so that resolving a
+folder and reading its JSON (`python -m core classes`) costs no torch import.
 """
 from __future__ import annotations
 
@@ -12,9 +15,10 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from safetensors.torch import load_file, save_file
+if TYPE_CHECKING:
+    import torch
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -60,9 +64,12 @@ def model_folder(root: str | os.PathLike | None, name: str) -> Path:
 
 
 def save_folder(folder: str | os.PathLike, config: dict, state_dict: dict[str, torch.Tensor],
-                card: str, dtype: torch.dtype = torch.float16) -> Path:
-    """Write config + weights (cast to `dtype`) + card into a new folder, atomically: the files
-    go to a temporary sibling first, which then replaces `folder`."""
+                card: str, dtype: torch.dtype | None = None) -> Path:
+    """Write config + weights (cast to `dtype`, float16 by default) + card into a new folder,
+    atomically: the files go to a temporary sibling first, which then replaces `folder`."""
+    import torch
+    from safetensors.torch import save_file
+    dtype = dtype or torch.float16
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
@@ -89,6 +96,7 @@ def save_folder(folder: str | os.PathLike, config: dict, state_dict: dict[str, t
 
 def read_folder(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor]]:
     """config and float32 weights of a checkpoint folder, with errors naming what is missing."""
+    from safetensors.torch import load_file
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"checkpoint folder {folder} does not exist")
@@ -132,25 +140,39 @@ def save_model(model, folder: str | os.PathLike, card: str) -> Path:
     return save_folder(folder, model.config.to_dict(), model.state_dict(), card)
 
 
-def load_configured(folder: str | os.PathLike, config_class, model_class, device: str | torch.device = "cpu"):
-    """Load a folder written by `save_model`: `model_class(config_class.from_dict(config))` with its
-    float32 weights, in eval mode and without parameter gradients."""
+def load_configured(folder: str | os.PathLike, config_class, model_class, device: str | torch.device = "cpu",
+                    **model_kwargs):
+    """Load a folder written by `save_model`: `model_class(config_class.from_dict(config), **model_kwargs)`
+    with its float32 weights, in eval mode and without parameter gradients."""
     folder = Path(folder)
     config_dict, state = read_folder(folder)
     try:
         config = config_class.from_dict(config_dict)
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"checkpoint {folder}: {e}") from e
-    model = model_class(config)
+    model = model_class(config, **model_kwargs)
     load_state_checked(model, state, folder)
     return model.to(device).eval().requires_grad_(False)
 
 
-def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu"):
-    """Load a DiffusionModel folder; float32 weights, eval mode."""
+def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu", network: str = "auto"):
+    """Load a DiffusionModel folder (or the semantic prior's); float32 weights, eval mode.
+    `network`: "auto" builds the UNet with `core.unet` when it covers the config (the same
+    outputs, without importing diffusers), with diffusers otherwise; "core" or "diffusers"
+    forces one."""
     folder = Path(folder)
-    if (folder / CONFIG_FILE).is_file() and '"kind": "prior"' in (folder / CONFIG_FILE).read_text():
-        from core.prior import PriorConfig, SemanticPrior   # the semantic prior: an MLP, no diffusers UNet
+    try:
+        config_dict = json.loads((folder / CONFIG_FILE).read_text())
+    except (OSError, json.JSONDecodeError):
+        config_dict = {}   # load_configured names what is wrong
+    if not isinstance(config_dict, dict):
+        config_dict = {}
+    if config_dict.get("kind") == "prior":   # the semantic prior: an MLP, no UNet
+        from core.prior import PriorConfig, SemanticPrior
         return load_configured(folder, PriorConfig, SemanticPrior, device)
     from core.networks import DiffusionModel, ModelConfig
-    return load_configured(folder, ModelConfig, DiffusionModel, device)
+    if network == "auto":
+        from core.unet import supports
+        unet = config_dict.get("unet") if isinstance(config_dict.get("unet"), dict) else {}
+        network = "core" if supports(config_dict.get("kind"), unet) else "diffusers"
+    return load_configured(folder, ModelConfig, DiffusionModel, device, network=network)

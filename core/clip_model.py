@@ -39,7 +39,6 @@ text-tower parameters = 5.90 M, 11.8 MB in fp16 (text only: 8.0 MB).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -49,19 +48,11 @@ import torch
 import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
-from open_clip.tokenizer import SimpleTokenizer
 
-PAD_ID = 0
-UNK_ID = 1
-_FIRST_WORD_ID = 2
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-
-
-@functools.lru_cache(maxsize=1)
-def bpe_tokenizer() -> SimpleTokenizer:
-    """open_clip's BPE tokenizer (loaded once; about 0.3 s). Lower-cases and cleans text."""
-    return SimpleTokenizer()
+# The tokenizers and the text encoding need no open_clip import: they live in core.clip_text.
+from core.clip_text import (_FIRST_WORD_ID, CONFIG_NAME, PAD_ID, UNK_ID, WEIGHTS_NAME,  # noqa: F401
+                            CompactTokenizer, bpe_tokenizer, check_prompts, encode_text_tokens)
+from core.clip_text import check_vocab as _check_vocab
 
 
 def _filter_fields(cls, d: dict) -> dict:
@@ -142,19 +133,6 @@ class ClipConfig:
         return cls(**_filter_fields(cls, d))
 
 
-def _check_vocab(vocab: Sequence[int]) -> None:
-    if not vocab:
-        return  # an empty config placeholder; build_vocab always gives sot/eot
-    bpe = bpe_tokenizer()
-    if list(vocab[-2:]) != [bpe.sot_token_id, bpe.eot_token_id]:
-        raise ValueError("CLIP vocab must end with open_clip's sot and eot ids "
-                         f"({bpe.sot_token_id}, {bpe.eot_token_id}); use build_vocab()")
-    if any(b <= a for a, b in zip(vocab, vocab[1:])):
-        raise ValueError("CLIP vocab must be strictly increasing BPE ids; use build_vocab()")
-    if vocab[0] < 0 or vocab[-1] >= bpe.vocab_size:
-        raise ValueError(f"CLIP vocab ids must lie in [0, {bpe.vocab_size})")
-
-
 def build_vocab(captions: Iterable[str]) -> list[int]:
     """Sorted open_clip BPE ids occurring in `captions`, then sot, eot (see module docstring)."""
     bpe = bpe_tokenizer()
@@ -165,81 +143,6 @@ def build_vocab(captions: Iterable[str]) -> list[int]:
         ids.update(bpe.encode(c))
     ids -= {bpe.sot_token_id, bpe.eot_token_id}
     return sorted(ids) + [bpe.sot_token_id, bpe.eot_token_id]
-
-
-def check_prompts(prompts: str | Sequence[str]) -> list[str]:
-    """A list of prompt strings ('' is the unconditional prompt); anything else is a ValueError."""
-    if isinstance(prompts, str):
-        return [prompts]
-    if prompts is None or not isinstance(prompts, (list, tuple)):
-        raise ValueError(f"prompts must be a string or a list of strings, got {type(prompts).__name__}")
-    if len(prompts) == 0:
-        raise ValueError("prompts is an empty list")
-    for i, p in enumerate(prompts):
-        if not isinstance(p, str):
-            raise ValueError(f"prompt {i} is {type(p).__name__}, not a string ('' is the unconditional prompt)")
-    return list(prompts)
-
-
-class CompactTokenizer:
-    """open_clip's `SimpleTokenizer` followed by the BPE-id -> compact-id map.
-
-    `__call__(prompts)` returns ``(ids [B, context_length] long, mask [B, context_length] bool)``:
-    ids are compact ids ``[sot, w1, ..., wn, eot, pad, pad, ...]``, unknown BPE ids become
-    `UNK_ID`; mask is True on the real tokens including sot and eot. Longer prompts are cut
-    to context_length with eot as the last token (as open_clip does).
-    """
-
-    def __init__(self, vocab: "Sequence[int] | ClipConfig", context_length: int = 32):
-        if isinstance(vocab, ClipConfig):  # CompactTokenizer(config) == CompactTokenizer.from_config(config)
-            vocab, context_length = vocab.vocab, vocab.context_length
-        vocab = [int(i) for i in vocab]
-        if not vocab:
-            raise ValueError("CompactTokenizer needs a non-empty vocab (build_vocab(captions))")
-        _check_vocab(vocab)
-        if context_length < 2:
-            raise ValueError("context_length must be at least 2 (sot and eot)")
-        self.bpe = bpe_tokenizer()
-        self.vocab = vocab
-        self.context_length = int(context_length)
-        self.vocab_size = len(vocab) + _FIRST_WORD_ID
-        lut = torch.full((self.bpe.vocab_size,), UNK_ID, dtype=torch.long)
-        lut[torch.tensor(vocab, dtype=torch.long)] = torch.arange(len(vocab)) + _FIRST_WORD_ID
-        self._lut = lut
-        self.sot_id = int(lut[self.bpe.sot_token_id])
-        self.eot_id = int(lut[self.bpe.eot_token_id])
-        self.pad_id = PAD_ID
-        self.unk_id = UNK_ID
-
-    @classmethod
-    def from_config(cls, config: ClipConfig) -> "CompactTokenizer":
-        return cls(config.vocab, config.context_length)
-
-    def __call__(self, prompts: str | Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        prompts = check_prompts(prompts)
-        bpe_ids = self.bpe(prompts, context_length=self.context_length)  # [B, L], eot once per row
-        positions = torch.arange(self.context_length)
-        eot_pos = (bpe_ids == self.bpe.eot_token_id).long().argmax(dim=1, keepdim=True)
-        mask = positions[None, :] <= eot_pos
-        ids = self._lut[bpe_ids]
-        ids[~mask] = PAD_ID
-        return ids, mask
-
-    def decode(self, ids: torch.Tensor | Sequence[int]) -> str:
-        """Text of one row of compact ids (pad dropped, unk shown as '<unk>')."""
-        out, run = [], []
-        for i in (ids.tolist() if isinstance(ids, torch.Tensor) else ids):
-            if i in (PAD_ID, self.sot_id, self.eot_id) or i == UNK_ID:
-                if run:
-                    out.append(self.bpe.decode(run).strip())
-                    run = []
-                if i == UNK_ID:
-                    out.append("<unk>")
-                continue
-            run.append(self.vocab[i - _FIRST_WORD_ID])
-        if run:
-            out.append(self.bpe.decode(run).strip())
-        return " ".join(out)
 
 
 def build_clip(config: ClipConfig) -> CLIP:
@@ -298,27 +201,6 @@ def clip_loss(model: CLIP, images: torch.Tensor, token_ids: torch.Tensor) -> tor
     same = (token_ids[:, None, :] == token_ids[None, :, :]).all(dim=-1).float()
     targets = same / same.sum(dim=1, keepdim=True)
     return (F.cross_entropy(logits, targets) + F.cross_entropy(logits.T, targets)) / 2
-
-
-def encode_text_tokens(model: CLIP, ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-token hidden states after ln_final [B,L,width], projected pooled [B,embed_dim]).
-
-    The same computation as `CLIP.encode_text`, keeping the token states. The text transformer
-    is causal, so the states of real tokens do not depend on the padding after them.
-    """
-    from open_clip.transformer import text_global_pool
-
-    cast_dtype = model.transformer.get_cast_dtype()
-    x = model.token_embedding(ids).to(cast_dtype)
-    x = x + model.positional_embedding.to(cast_dtype)
-    x = model.transformer(x, attn_mask=model.attn_mask)
-    tokens = model.ln_final(x)
-    pooled = text_global_pool(tokens, ids, model.text_pool_type,
-                              eos_token_id=getattr(model, "text_eos_id", None))
-    proj = model.text_projection
-    if proj is not None:
-        pooled = proj(pooled) if isinstance(proj, torch.nn.Linear) else pooled @ proj
-    return tokens, pooled
 
 
 # ----------------------------------------------------------------------------- folder I/O

@@ -53,13 +53,12 @@ from safetensors.torch import load_file, save_file
 
 from core.checkpoints import CheckpointError, save_model
 from core.cli import finite
+from core.names import ATTRIBUTES_FILE, DIRECTIONS_FILE, attribute_names
 from core.networks import DiffusionModel, ModelConfig, diffae_unet_config
 from core.rng import BatchGenerator
 from core.samplers import ddim_invert, sample_ddim
 from core.train import DiffusionTask, save_grid
 
-DIRECTIONS_FILE = "directions.safetensors"
-ATTRIBUTES_FILE = "attributes.json"
 DEFAULT_STEPS = 50          # DDIM steps of encoding (inversion) and of decoding
 MAX_STRENGTH = 15.0         # in units of the normalised code's standard deviation (class gaps are ~4-7)
 SEMANTIC_DIM = 256
@@ -237,14 +236,9 @@ class Directions:
     @classmethod
     def load(cls, folder: str | os.PathLike) -> "Directions":
         folder = Path(folder)
-        paths = [folder / DIRECTIONS_FILE, folder / ATTRIBUTES_FILE]
-        for p in paths:
-            if not p.is_file():
-                raise CheckpointError(f"checkpoint folder {folder} has no {p.name} "
-                                      f"(run `python -m core.diffae directions` to fit them)")
+        names = attribute_names(folder)
         try:
-            names = list(json.loads(paths[1].read_text())["attributes"])
-            t = load_file(str(paths[0]))
+            t = load_file(str(folder / DIRECTIONS_FILE))
             if "gaps" not in t:
                 raise CheckpointError(f"directions in {folder} predate the class-mean directions (no class gaps); "
                                       f"refit them with `python -m core.diffae directions`")
@@ -430,10 +424,6 @@ def _cmd_reconstruct(args, models) -> None:
     print(f"wrote {args.out}")
 
 
-def _cmd_attributes(args, models) -> None:
-    print("\n".join(load_directions(models).names))
-
-
 def _cmd_edit(args, models) -> None:
     from core.images import save_png, tensor_to_pil
     model = models.get("diffae")
@@ -451,17 +441,14 @@ def _cmd_edit(args, models) -> None:
 
 
 def add_cli(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    """`reconstruct`, `attributes` and `edit` for `python -m core` (DESIGN.md)."""
+    """`reconstruct` and `edit` for `python -m core` (DESIGN.md; `attributes` reads only a JSON file,
+    `core.names`, and lives in `core.__main__`)."""
     r = sub.add_parser("reconstruct", help="DiffAE encode (z_sem + DDIM inversion) and decode an image")
     r.add_argument("--image", required=True)
     r.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     r.add_argument("--out", required=True, help="output PNG file")
     common(r)
     r.set_defaults(handler=_cmd_reconstruct, out_kind="file")
-
-    a = sub.add_parser("attributes", help="list the DiffAE edit attributes, one per line")
-    common(a)
-    a.set_defaults(handler=_cmd_attributes)
 
     e = sub.add_parser("edit", help="move an image along an attribute direction of the DiffAE semantic code")
     e.add_argument("--image", required=True)

@@ -130,9 +130,7 @@ def check_seeds(seeds: Sequence[int], minimum: int = 1) -> list[int]:
 
 def clip_embedder(models):
     """The project's CLIP (image and text towers) as a core.clip_model.ClipEmbedder."""
-    from core.clip_model import ClipEmbedder
-    encoder = models.get("clip")
-    return ClipEmbedder(encoder.model, encoder.tokenizer)
+    return models.clip_embedder()
 
 
 def grid_image(rows: Sequence[Tensor]) -> Image.Image:

@@ -1,6 +1,8 @@
 """Denoising networks: diffusers UNets built from small explicit configs, wrapped so every
 model answers one question, `eps(x_t, t, cond)`, whatever it predicts and however it is
-conditioned.
+conditioned. The UNet is diffusers' own class (`network="diffusers"`, for training) or the
+same network from `core.unet` (`network="core"`: same weights and outputs, no diffusers import,
+what `core.checkpoints.load_model` uses for inference).
 
 Kinds and their conditioning (`cond` is a dict of tensors, batch first):
 - ``text_base``  UNet2DConditionModel; ``tokens`` [B,L,D] and ``mask`` [B,L] from a text
@@ -29,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import torch
-from diffusers import UNet2DConditionModel, UNet2DModel
 from torch import nn
 
 from core import cancel
@@ -39,6 +40,20 @@ ModelKind = Literal["text_base", "class_base", "sr", "palette", "diffae"]
 MODEL_KINDS: tuple[str, ...] = ("text_base", "class_base", "sr", "palette", "diffae")
 PALETTE_TASKS: tuple[str, ...] = ("colorize", "inpaint")
 Prediction = Literal["eps", "x0", "v"]
+Network = Literal["diffusers", "core"]
+NETWORKS: tuple[str, ...] = ("diffusers", "core")
+
+
+def build_unet(kind: str, unet: dict, network: Network = "diffusers") -> nn.Module:
+    """The UNet of a model of `kind`: UNet2DConditionModel for text_base, UNet2DModel otherwise,
+    diffusers' class or `core.unet`'s (same state-dict keys; ValueError if it lacks a block)."""
+    if network == "core":
+        from core.unet import UNet
+        return UNet(unet, conditional=kind == "text_base")
+    if network != "diffusers":
+        raise ValueError(f"network must be one of {', '.join(NETWORKS)}; got {network!r}")
+    from diffusers import UNet2DConditionModel, UNet2DModel
+    return (UNet2DConditionModel if kind == "text_base" else UNet2DModel)(**unet)
 
 
 def text_unet_config(resolution: int, channels: tuple[int, ...], cross_attention_dim: int,
@@ -107,14 +122,11 @@ class DiffusionModel(nn.Module):
     """A UNet plus its schedule and parameterisation; `eps(x_t, t, cond)` is the
     ConditionalModel the samplers and guidance wrappers use."""
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, network: Network = "diffusers"):
         super().__init__()
         self.config = config
         self.schedule: NoiseSchedule = make_schedule(config.schedule["name"], config.schedule["T"])
-        if config.kind == "text_base":
-            self.net = UNet2DConditionModel(**config.unet)
-        else:
-            self.net = UNet2DModel(**config.unet)
+        self.net = build_unet(config.kind, config.unet, network)
         if config.kind == "diffae":
             if not config.semantic_dim or not config.encoder_channels:
                 raise ValueError("a diffae config needs semantic_dim and encoder_channels")

@@ -42,7 +42,7 @@ from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
 from core.masks import mask_from_image, random_mask, resize_mask
 from core.networks import PALETTE_TASKS, DiffusionModel, ModelConfig, palette_unet_config
 from core.pipeline import (BASE_DEFAULTS, SR_DEFAULTS, StageSettings, check_seeds, sample_stage, stage_denoiser,
-                           upscale)
+                           stage_spacing, upscale)
 from core.rng import BatchGenerator
 from core.samplers import sample, timesteps
 from core.schedules import check_finite
@@ -168,8 +168,8 @@ def sdedit(base: DiffusionModel, encoder, image: torch.Tensor, strength: float, 
         x = base.schedule.q_sample(x0, t_start, noise)
     with torch.no_grad():
         x = sample(settings.sampler, denoiser, x, base.schedule, settings.steps, generator=gen,
-                   callback=_staged(callback, base.resolution), eta=settings.eta, spacing="leading",
-                   t_start=t_start).clamp(-1, 1)
+                   callback=_staged(callback, base.resolution), eta=settings.eta,
+                   spacing=stage_spacing(settings), t_start=t_start).clamp(-1, 1)
         return _super_resolve(x, seeds, sr_models, sr_settings, callback)
 
 

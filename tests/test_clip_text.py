@@ -1,0 +1,81 @@
+"""core.clip_text against open_clip: the tokenizer loaded from its file gives open_clip's ids, and
+the text tower loaded without open_clip gives the embeddings of open_clip's `CLIP` (tiny seeded
+model and the committed checkpoint)."""
+from pathlib import Path
+
+import pytest
+import torch
+from open_clip.model import CLIPTextCfg
+from open_clip.tokenizer import SimpleTokenizer
+
+from core.clip_model import ClipConfig, build_clip, build_vocab, load_clip_folder, save_clip_folder
+from core.clip_text import CompactTokenizer, TextTower, bpe_tokenizer, encode_text_tokens, load_text_tower
+from core.text_encoders import ClipTextEncoder
+
+ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
+PROMPTS = ["red apple", "", "woman dancing: dark skin tone", "Thumbs UP &amp; café 👍", "ｆｕｌｌ-width ½",
+           " ".join(["very"] * 40) + " long prompt", "unseenword xylophone"]
+
+
+def test_tokenizer_loaded_from_its_file_is_open_clips():
+    ours, theirs = bpe_tokenizer(), SimpleTokenizer()
+    assert type(ours).__module__ != "open_clip.tokenizer"   # not the package's module
+    assert torch.equal(ours(PROMPTS, context_length=32), theirs(PROMPTS, context_length=32))
+    assert ours.decode(ours.encode(PROMPTS[2])) == theirs.decode(theirs.encode(PROMPTS[2]))
+
+
+def encodings(model, tokenizer):
+    ids, _ = tokenizer(PROMPTS)
+    with torch.inference_mode():
+        return encode_text_tokens(model, ids)
+
+
+def assert_same_encoder(folder):
+    tower, vocab, context_length = load_text_tower(folder)
+    model, config = load_clip_folder(folder)
+    model.requires_grad_(False)   # torch's fast attention path, as the tower's (frozen) weights take
+    tokenizer = CompactTokenizer(vocab, context_length)
+    assert isinstance(tower, TextTower) and vocab == config.vocab
+    ours, theirs = encodings(tower, tokenizer), encodings(model, tokenizer)
+    for a, b in zip(ours, theirs):
+        assert torch.equal(a, b), (a - b).abs().max()
+
+
+def test_tiny_text_tower_matches_open_clip(tmp_path):
+    from tests.tiny import tiny_clip
+    config, model = tiny_clip(seed=3)
+    save_clip_folder(tmp_path / "clip", model, config, extra_config={"kind": "clip"})
+    assert_same_encoder(tmp_path / "clip")
+    save_clip_folder(tmp_path / "text", model, config, text_only=True)   # a conditioning-only checkpoint
+    assert_same_encoder(tmp_path / "text")
+
+
+def test_committed_text_tower_matches_open_clip():
+    if not (ROOT / "clip" / "config.json").is_file():
+        pytest.skip("no committed clip")
+    assert_same_encoder(ROOT / "clip")
+
+
+def test_encoder_uses_the_tower_and_falls_back_to_open_clip(tmp_path):
+    from tests.tiny import TINY_CAPTIONS, tiny_clip
+    config, model = tiny_clip()
+    save_clip_folder(tmp_path / "clip", model, config)
+    assert isinstance(ClipTextEncoder.from_folder(tmp_path / "clip").model, TextTower)
+    torch.manual_seed(0)
+    odd = ClipConfig(vocab=build_vocab(TINY_CAPTIONS), embed_dim=16,
+                     text=CLIPTextCfg(context_length=16, width=16, heads=2, layers=1, ls_init_value=0.5))
+    save_clip_folder(tmp_path / "odd", build_clip(odd), odd)   # LayerScale: not in core.clip_text
+    encoder = ClipTextEncoder.from_folder(tmp_path / "odd")
+    assert type(encoder.model).__name__ == "CLIP"
+    assert encoder.encode(["red apple"]).tokens.shape == (1, 16, 16)
+
+
+def test_broken_folders_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_text_tower(tmp_path)
+    from tests.tiny import tiny_clip
+    config, model = tiny_clip()
+    save_clip_folder(tmp_path / "clip", model, config)
+    (tmp_path / "clip" / "model.safetensors").write_bytes(b"broken")
+    with pytest.raises(ValueError, match="model.safetensors"):
+        load_text_tower(tmp_path / "clip")

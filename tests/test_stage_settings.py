@@ -1,0 +1,50 @@
+"""How a stage samples: the step spacing it asks for, inference mode around the network, and
+outputs callers may still change in place."""
+import pytest
+import torch
+
+from core.cascade import ModelSet, generate
+from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, STAGE_SPACING, StageSettings, generate_text, stage_spacing
+
+
+@pytest.fixture(scope="module")
+def models(tiny_checkpoints):
+    return ModelSet(tiny_checkpoints, "cpu")
+
+
+@pytest.mark.parametrize("sampler,spacing,first", [
+    ("dpmpp-2m", None, 999.0), ("dpmpp-2m", "leading", 800.0), ("dpmpp-2m", "trailing", 999.0),
+    ("dpmpp-2m", "linspace", 999.0), ("ddim", None, 750.0), ("ddim", "trailing", 999.0), ("heun", None, 750.0)])
+def test_spacing_sets_the_grid(models, sampler, spacing, first):
+    """Unset, the grid is the sampler's STAGE_SPACING entry: trailing for DPM-Solver++, else leading."""
+    seen = []
+    settings = StageSettings(sampler=sampler, steps=4, spacing=spacing)
+    generate_text(models.get("text_base"), models.text_encoder(), ["cat face"], "", [0], settings,
+                  callback=seen.append)
+    assert len(seen) == 4 and seen[0]["t"] == first
+    assert stage_spacing(settings) == (spacing or STAGE_SPACING.get(sampler, "leading"))
+
+
+def test_bad_spacing_is_a_clear_error():
+    with pytest.raises(ValueError, match="spacing must be one of"):
+        StageSettings(spacing="uniform")
+
+
+def test_networks_run_in_inference_mode_and_outputs_stay_editable(models):
+    modes = []
+    hook = models.get("text_base").net.register_forward_pre_hook(
+        lambda module, inputs: modes.append(torch.is_inference_mode_enabled()))
+    try:
+        result = generate(models, prompt="cat face", size=64, base=StageSettings(steps=2),
+                          sr=(StageSettings(steps=1, guidance=1.0),) * 2)
+    finally:
+        hook.remove()
+    assert modes == [True, True]
+    x = result.final
+    assert not torch.is_inference(x)
+    x.mul_(0.5)          # a caller may edit the images in place (an inference tensor would refuse)
+
+
+def test_defaults_are_valid_settings_with_few_steps():
+    for settings in (BASE_DEFAULTS, SR_DEFAULTS):
+        assert StageSettings(**vars(settings)) == settings
