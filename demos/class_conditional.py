@@ -39,7 +39,7 @@ def make_fns(models: Models):
     @gpu
     def class_conditional(label: str, guidance: float, sampler: str, steps: int, seed: int, num_images: int,
                           size: int, dynamic_thresholding: bool, guidance_method: str = "cfg",
-                          classifier_scale: float = CLASSIFIER_SCALE, base_model: str = "semantic",
+                          classifier_scale: float = CLASSIFIER_SCALE, base_model: str | None = None,
                           decoder_steps: int = DECODER_STEPS, progress=gr.Progress()):
         """Sample a grid of emoji of one class (an emoji subgroup, see /classes).
 
@@ -56,7 +56,7 @@ def make_fns(models: Models):
             guidance_method: "cfg" (classifier-free guidance at `guidance`) or "classifier" (classifier
                 guidance of the unconditional model at `classifier_scale`; `guidance` is not used).
             classifier_scale: the scale of classifier guidance (0 = unconditional samples).
-            base_model: "semantic" (a diffusion prior picks DiffAE's semantic code for the label,
+            base_model: None (the default: semantic when its models loaded, else pixel), "semantic" (a diffusion prior picks DiffAE's semantic code for the label,
                 the DiffAE decoder draws it) or "pixel" (the class-conditional UNet).
             decoder_steps: DDIM steps of the DiffAE decoder (semantic base).
         Returns:
@@ -70,6 +70,7 @@ def make_fns(models: Models):
                                  f"got {guidance_method!r}")
             by_classifier = guidance_method == "classifier"
             decoder_steps = as_int(decoder_steps, "decoder steps")
+            base_model = base_model or models.default_base(text=False)
             if by_classifier:   # classifier guidance steers the pixel class base
                 base_model = "pixel"
             models.require([*models.base_needs(base_model, text=False),

@@ -31,7 +31,7 @@ def make_fn(models: Models):
     def text_to_image(prompt: str, negative_prompt: str, guidance: float, sampler: str, steps: int, seed: int,
                       num_images: int, size: int, dynamic_thresholding: bool, threshold: float, eta: float,
                       sr64_steps: int, sr64_noise: int, sr128_steps: int, sr128_noise: int,
-                      threshold_max: float = BASE_DEFAULTS.threshold_max, base_model: str = "semantic",
+                      threshold_max: float = BASE_DEFAULTS.threshold_max, base_model: str | None = None,
                       decoder_steps: int = DECODER_STEPS, progress=gr.Progress()):
         """Generate emoji from a text prompt through the cascade, streaming the predicted x0.
 
@@ -53,7 +53,7 @@ def make_fn(models: Models):
             sr128_noise: noise-augmentation level (0-999) of the 128 stage's low-res input.
             threshold_max: cap of the thresholding scale s: 1 = static clipping to [-1, 1],
                 larger = Imagen's dynamic thresholding.
-            base_model: "semantic" (a diffusion prior picks DiffAE's semantic code for the prompt,
+            base_model: None (the default: semantic when its models loaded, else pixel), "semantic" (a diffusion prior picks DiffAE's semantic code for the prompt,
                 the DiffAE decoder draws it; guidance, sampler and steps are the prior's) or "pixel"
                 (the text-conditioned UNet).
             decoder_steps: DDIM steps of the DiffAE decoder (semantic base).
@@ -64,6 +64,7 @@ def make_fn(models: Models):
         with user_errors():
             size, seed, num = as_int(size, "size"), as_int(seed, "seed"), as_int(num_images, "number of images")
             decoder_steps = as_int(decoder_steps, "decoder steps")
+            base_model = base_model or models.default_base(text=True)
             models.require([*models.base_needs(base_model, text=True), *sr_stages(size)])
             base = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=float(guidance),
                                  eta=float(eta) if sampler == "ddim" else 0.0,
