@@ -76,7 +76,7 @@ import torch.nn.functional as F
 
 from core.cli import finite, number_list
 
-MODELS = ("text_base", "class_base", "sr64", "sr128")
+MODELS = ("text_base", "class_base", "sr64", "sr128", "prior")   # prior: the semantic base (judge only)
 DEFAULT_N = 64
 DEFAULT_N_SR = 16  # PSNR / SSIM are per-image averages: few images suffice, and sr128 is slow on CPU
 DEFAULT_GUIDANCE = (1.0, 3.0, 5.0)
@@ -431,14 +431,17 @@ def _judge_section(models, judge, embedder, classifiers, data, args, names, log)
     """Each selected base scored by the judge (:mod:`core.scorecard`) at its default sampling
     settings (``--steps`` applies), the old measures on the same images beside, and the fixed grids."""
     from core.pipeline import BASE_DEFAULTS
-    from core.scorecard import base_sampler, fixed_grid, scorecard
+    from core.scorecard import base_sampler, fixed_grid, scorecard, semantic_sampler
 
     settings = _stage_settings(BASE_DEFAULTS, args["steps"])
     out: dict = {"n": args["judge_n"], "guidance": settings.guidance, "steps": settings.steps,
                  "sampler": settings.sampler}
     for name in names:
-        kind = "text" if name == "text_base" else "label"
-        sample = base_sampler(models, kind, settings, batch=args["batch"])
+        kind = "text" if name in ("text_base", "semantic_text") else "label"
+        if name.startswith("semantic_"):   # the prior over DiffAE's code, then the DiffAE decoder
+            sample = semantic_sampler(models, kind, settings, batch=args["batch"])
+        else:
+            sample = base_sampler(models, kind, settings, batch=args["batch"])
         log(f"  judge: {name}")
         try:
             card = scorecard(sample, kind, judge, data, n=args["judge_n"], seed=args["seed"],
@@ -548,7 +551,7 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
         "sr128": lambda: _sr_section(ms, "sr128", data, order, args, log),
     }
     for name in MODELS:
-        if name not in models:
+        if name not in models or name not in sections:   # the prior is scored by the judge only (below)
             continue
         if not present(name):
             results["skipped"][name] = f"{name}: skipped (no checkpoint at {root / name})"
@@ -564,6 +567,8 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
             log(results["skipped"][name])
 
     bases = [m for m in ("text_base", "class_base") if m in models and present(m) and m in results]
+    if "prior" in models and present("prior") and present("diffae"):   # the semantic base, text and labels
+        bases += ["semantic_text", "semantic_label"]
     if bases:
         from core.judge import Judge, JudgeError
         judge_folder = Path(judge) if judge else root / "judge"
@@ -740,7 +745,7 @@ def _judge_report(results: dict) -> list[str]:
           "split's population (compare at equal N). The (old) columns are the old measures on the same "
           "images: CLIP score with the CLIP that conditions the text base, and CAS, the subgroup "
           "classifier trained on clean emoji only.", ""]
-    for name in ("text_base", "class_base"):
+    for name in ("text_base", "class_base", "semantic_text", "semantic_label"):
         if name not in j:
             continue
         r = j[name]

@@ -223,6 +223,31 @@ def base_sampler(models, kind: Kind, settings=None, batch: int = 32) -> Sampler:
     return sample
 
 
+def semantic_sampler(models, kind: Kind, settings=None, decoder_steps: int | None = None, batch: int = 32) -> Sampler:
+    """The semantic base (the prior over DiffAE's code, then the DiffAE decoder) at 32 px in
+    batches: the same images as ``core.cascade.generate(..., base_model="semantic", size=32)``,
+    sample by sample (per-seed noise streams), with the prior sampling at ``settings``."""
+    from core.pipeline import BASE_DEFAULTS
+    from core.prior import sample_codes
+    from core.semantic import DECODER_STEPS, render
+
+    settings = settings or BASE_DEFAULTS
+    decoder_steps = decoder_steps or DECODER_STEPS
+    prior, decoder = models.get("prior"), models.get("diffae")
+    encoder = models.get(prior.config.text_encoder) if kind == "text" else None
+
+    def sample(asked: list, seeds: list) -> torch.Tensor:
+        out = []
+        for s in range(0, len(asked), batch):
+            a, sd = list(asked[s:s + batch]), [int(x) for x in seeds[s:s + batch]]
+            cond = prior.text_cond(encoder.encode(a).pooled) if kind == "text" else prior.label_cond(a)
+            z = sample_codes(prior, cond, prior.null_cond(len(a)), sd, settings.guidance, settings.steps,
+                             settings.sampler)
+            out.append(render(decoder, z, sd, decoder_steps).cpu())
+        return torch.cat(out)
+    return sample
+
+
 def cascade_sampler(models, kind: Kind, **generate_kwargs) -> Sampler:
     """Any base :func:`core.cascade.generate` offers, one call per sample at 32 px
     (``generate_kwargs`` such as the base's settings pass through)."""

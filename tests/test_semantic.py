@@ -9,7 +9,7 @@ from PIL import Image
 from core.__main__ import main as cli
 from core.cascade import ModelSet, default_base, generate, variations
 from core.images import read_parameters
-from core.pipeline import BASE_DEFAULTS
+from core.pipeline import BASE_DEFAULTS, StageSettings
 from core.semantic import generate_semantic, render, sample_semantic_codes
 from core.diffae import semantic_code
 
@@ -101,3 +101,18 @@ def test_cli_generate_semantic_and_variations(tiny_checkpoints, tmp_path, capsys
     assert cli(["variations", "--image", str(tmp_path / "missing.png"), "--out", str(tmp_path / "v2"),
                 "--checkpoints", str(tiny_checkpoints)]) == 2
     assert not (tmp_path / "v2").exists()
+
+
+def test_the_judges_semantic_sampler_draws_what_the_cascade_draws(models):
+    """core.scorecard.semantic_sampler batches different prompts (or labels) and seeds; each image
+    is the one generate(base_model="semantic") gives for that prompt and seed."""
+    from core.scorecard import semantic_sampler
+    settings = StageSettings(steps=3)
+    sample = semantic_sampler(models, "text", settings, decoder_steps=2, batch=2)
+    got = sample(["red apple", "thumbs up", "heart"], [4, 9, 1])
+    for i, (prompt, seed) in enumerate([("red apple", 4), ("thumbs up", 9), ("heart", 1)]):
+        one = generate(models, prompt=prompt, seed=seed, size=32, base=settings, base_model="semantic",
+                       decoder_steps=2).final
+        assert torch.allclose(got[i:i + 1], one, atol=1e-4), prompt
+    labels = semantic_sampler(models, "label", settings, decoder_steps=2)(["cat-face", "person-activity"], [0, 0])
+    assert labels.shape == (2, 3, 32, 32) and not torch.allclose(labels[0], labels[1])
