@@ -337,7 +337,7 @@ def make_fns(models: Models):
                        edited, files.image(tensor_to_pil(d_image.cpu())[0]) if d_image is not None else None]
             yield (*outputs, note, params)
 
-    return forward_process, samplers, guidance_sweep, compare_guidance, trajectory, likelihood, hspace_edit
+    return forward_process, samplers, guidance_sweep, trajectory, likelihood, hspace_edit, compare_guidance
 
 
 def _hspace_status(models: Models) -> str:
@@ -358,7 +358,7 @@ def _hspace_status(models: Models) -> str:
 
 def build(models: Models) -> None:
     """The tab's layout and wiring (inside the caller's gr.Tab)."""
-    fwd_fn, samplers_fn, guidance_fn, compare_fn, trajectory_fn, likelihood_fn, hspace_fn = make_fns(models)
+    fwd_fn, samplers_fn, guidance_fn, trajectory_fn, likelihood_fn, hspace_fn, compare_fn = make_fns(models)
     status = models.status_markdown(["text_base", "class_base", "clip", "noisy_classifier"],
                                     "Panels that need a missing model show an error; the forward process works.")
     if status:

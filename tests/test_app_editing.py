@@ -294,7 +294,7 @@ def test_missing_palette_and_diffae_are_named(tiny_checkpoints, tmp_path):
     def progress(*args, **kwargs):
         pass
 
-    sdedit, colorize, inpaint = image_to_image.make_fns(models)
+    sdedit, colorize, inpaint, ilvr = image_to_image.make_fns(models)
     example = common.example_images()[0]
     mask = box_mask(tmp_path)
     with pytest.raises(gr.Error, match="'palette' is unavailable"):
@@ -307,6 +307,9 @@ def test_missing_palette_and_diffae_are_named(tiny_checkpoints, tmp_path):
     *_, (_, result, params) = inpaint({"background": example, "layers": []}, mask, "repaint", "", "ddim", STEPS, 0,
                                       32, progress=progress)
     assert params["method"] == "repaint"
+    *_, (_, result, _, _, params) = ilvr(example, 4, 0, "text_base", "", "", 32, STEPS, progress=progress)
+    assert params["task"] == "ilvr"   # ILVR needs only the text base
+    rgb_png(result, 32)
     reconstruct, attributes, edit, sweep, interpolate, _ = attribute_editing.make_fns(models)
     assert attributes() == []
     for call in (lambda: reconstruct(example, STEPS, progress=progress),

@@ -197,3 +197,11 @@ def test_cli_without_the_classifier_names_it(tiny_checkpoints, tmp_path, capsys)
                  "--checkpoints", str(root), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "noisy_classifier" in err and "missing" in err
+
+
+def test_classifier_guidance_is_for_the_pixel_base(models):
+    from core.cascade import generate
+    with pytest.raises(ValueError, match="steers the pixel class base"):
+        generate(models, label="cat-face", base_model="semantic", classifier_scale=1.0)
+    result = generate(models, label="cat-face", size=32, base=StageSettings(steps=2), classifier_scale=1.0)
+    assert result.parameters["base_model"] == "pixel"   # the default base would be the semantic one here

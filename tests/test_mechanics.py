@@ -247,7 +247,7 @@ def final(result):
 
 
 def test_tab_panels(tab_fns, tmp_path):
-    forward, compare, sweep, traj, likelihood, hspace_edit = tab_fns
+    forward, compare, sweep, traj, likelihood, hspace_edit, guidance_comparison = tab_fns
     image = picture(tmp_path, mode="RGB")
     grid, table = forward(image, "0, 999", 1)
     assert Image.open(grid).size == (2 + 2 * 34, 2 + 2 * 34) and list(table["t"]) == [0.0, 999.0, 0.0, 999.0]
@@ -278,6 +278,8 @@ def test_tab_panels(tab_fns, tmp_path):
     (4, ("IMAGE", "text_base", "", None, "ode", 2, 100, False), "probes must be an integer from 1 to 64"),
     (5, ("IMAGE", "text_base", "wings", 1.0, 3, 0.5, 2.0), "unknown attribute 'wings'"),
     (5, ("IMAGE", "text_base", "woman", 9.0, 3, 0.5, 2.0), "strength must be between -5 and 5"),
+    (6, ("cat-face", "1", "lots", 0, 2, 2), "classifier-guidance scales must be comma-separated numbers"),
+    (6, (None, "1", "0", 0, 2, 2), "choose a class label"),
 ])
 def test_tab_bad_inputs_are_gradio_errors(tab_fns, tmp_path, panel, args, message):
     args = [picture(tmp_path) if a == "IMAGE" else a for a in args]
