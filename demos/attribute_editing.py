@@ -278,7 +278,7 @@ def build(models: Models) -> None:
                 "along a direction fitted on labelled emoji (from the mean code of the emoji without the "
                 "attribute to the mean code of those with it) edits that attribute.")
     names = attributes_fn()
-    examples = common.example_images()
+    examples = common.example_images(transparent=False)
     resolution = models.set.get(MODEL).resolution if MODEL not in models.errors else 64
     steps_default = 20
     pixel = dict(format="png", interactive=False, height=220, elem_classes=[common.PIXELATED, common.STAGE])

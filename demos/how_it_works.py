@@ -29,6 +29,13 @@ BASES = {"text_base": "Text base (prompt)", "class_base": "Class base (label)"}
 HSPACE_ATTRIBUTES = ("dark-skin", "woman", "smiling")   # the DiffAE attributes (core.diffae.ATTRIBUTE_RULES)
 DIFFAE_STRENGTH = 3.0
 MAX_STEPS = 100
+# the columns of each panel's table, shown (empty) before the first run
+FORWARD_COLUMNS = ["schedule", "t", "alpha_bar", "log SNR"]
+SAMPLER_COLUMNS = ["sampler", "nfe_budget", "steps", "nfe", "seconds_per_image", "clip_score"]
+GUIDANCE_COLUMNS = ["guidance", "clip_score", "diversity_clip", "diversity_pixels", "seconds_per_image"]
+TRAJECTORY_COLUMNS = ["step", "t"]
+LIKELIHOOD_COLUMNS = ["image", "bits/dim", "± std. error"]
+COMPARISON_COLUMNS = ["guidance", "scale", "recognisability", "diversity", "diversity_pixels", "seconds_per_image"]
 
 
 def _numbers(text: str, what: str, kind=float) -> list:
@@ -118,7 +125,7 @@ def make_fns(models: Models):
             curves = {(r["schedule"], r["t"]): r for r in mechanics.schedule_curves(points=1000)}
             table = pd.DataFrame([{"schedule": s, "t": t, "alpha_bar": round(curves[(s, round(t))]["alpha_bar"], 4),
                                    "log SNR": round(curves[(s, round(t))]["log_snr"], 3)}
-                                  for s in ("linear", "cosine") for t in ts])
+                                  for s in ("linear", "cosine") for t in ts], columns=FORWARD_COLUMNS)
             return files.image(mechanics.grid_image(list(rows))), table
 
     @gpu
@@ -149,7 +156,7 @@ def make_fns(models: Models):
                 progress=report), 3, progress)
             files = RequestFiles()
             path = files.results([result.grid()], [result.parameters], ["samplers"])[0]
-            yield path, pd.DataFrame(result.rows), result.parameters
+            yield path, pd.DataFrame(result.rows, columns=SAMPLER_COLUMNS), result.parameters
 
     @gpu
     def guidance_sweep(model: str, prompt: str, label: str | None, scales: str, seed: int, num_samples: int,
@@ -177,7 +184,7 @@ def make_fns(models: Models):
                 models.set, cond, scales, seeds, sampler, steps, bool(thresholding), progress=report), 5, progress)
             files = RequestFiles()
             path = files.results([result.grid()], [result.parameters], ["guidance-sweep"])[0]
-            table = pd.DataFrame(result.rows)
+            table = pd.DataFrame(result.rows, columns=GUIDANCE_COLUMNS)
             diversity = pd.concat([pd.DataFrame({"guidance": table["guidance"], "distance": table[c], "space": name})
                                    for c, name in (("diversity_clip", "CLIP embedding"),
                                                    ("diversity_pixels", "pixels (RMS)"))])
@@ -207,15 +214,16 @@ def make_fns(models: Models):
             models.require(["class_base", "noisy_classifier"])
             if not label:
                 raise ValueError("choose a class label")
-            result = guidance_comparison.compare_guidance(
-                models.set, [label], _numbers(cfg_scales, "classifier-free guidance scales"),
-                _numbers(classifier_scales, "classifier-guidance scales"), _seeds(seed, num_samples),
-                steps=_steps(steps), progress=lambda text: progress(None, desc=text))
+            cfg, classifier = (_numbers(cfg_scales, "classifier-free guidance scales"),
+                               _numbers(classifier_scales, "classifier-guidance scales"))
+            seeds, steps = _seeds(seed, num_samples), _steps(steps)
+            result = yield from run(lambda report: guidance_comparison.compare_guidance(
+                models.set, [label], cfg, classifier, seeds, steps=steps, progress=report), 4, progress)
             files = RequestFiles()
             path = files.results([result.grid()], [{**result.parameters, "rows": result.rows}],
                                  ["guidance-comparison"])[0]
-            table = pd.DataFrame(result.rows)
-            return path, table, table, result.parameters
+            table = pd.DataFrame(result.rows, columns=COMPARISON_COLUMNS)
+            yield path, table, table, result.parameters
 
     @gpu
     def trajectory(model: str, prompt: str, label: str | None, seed: int, sampler: str, steps: int,
@@ -242,7 +250,8 @@ def make_fns(models: Models):
                                                                       float(guidance), frames), 3)
             files = RequestFiles()
             path = files.results([result.strip()], [result.parameters], ["trajectory"])[0]
-            table = pd.DataFrame({"step": result.steps + ["final"], "t": [round(t, 1) for t in result.times] + [-1]})
+            table = pd.DataFrame({"step": result.steps + ["final"], "t": [round(t, 1) for t in result.times] + [-1]},
+                                 columns=TRAJECTORY_COLUMNS)
             yield path, table, result.parameters
 
     @gpu
@@ -280,7 +289,7 @@ def make_fns(models: Models):
                     for name, r in zip(named, result.rows())]
             parameters = {"panel": "likelihood", "condition": cond.describe(), "method": result.method,
                           "steps": result.steps, "probes": result.probes, "nfe_per_probe": result.nfe}
-            yield pd.DataFrame(rows), parameters
+            yield pd.DataFrame(rows, columns=LIKELIHOOD_COLUMNS), parameters
 
     def diffae_edit(image: str, attribute: str, strength: float, steps: int):
         """The DiffAE edit of the same image and attribute, or why there is none."""
@@ -366,7 +375,7 @@ def build(models: Models) -> None:
     gr.Markdown("The mechanics of diffusion, side by side on the same small models: how images are noised, how the "
                 "samplers and guidance trade cost and quality, what the model predicts along the way, how likely "
                 "it finds an image, and a semantic direction inside the UNet.")
-    examples = common.example_images()
+    examples = common.example_images(transparent=False)
     classes = [] if "class_base" in models.errors else models.set.classes()
     pixel = dict(format="png", interactive=False, height=260, elem_classes=[common.PIXELATED, common.STAGE])
     with gr.Accordion("Model and condition (for the sampling panels and the likelihood)", open=True):
@@ -388,7 +397,7 @@ def build(models: Models) -> None:
                 gr.Examples([[p] for p in examples], inputs=[f_image], cache_examples=False)
             with gr.Column(scale=3):
                 f_grid = gr.Image(label="x_t (rows: linear, cosine)", **pixel)
-                f_table = gr.Dataframe(label="ᾱ_t and log SNR at these t", interactive=False)
+                f_table = common.table_output("ᾱ_t and log SNR at these t", FORWARD_COLUMNS)
         curves = pd.DataFrame(mechanics.schedule_curves(points=101))
         with gr.Row():
             gr.LinePlot(curves, x="t", y="alpha_bar", color="schedule", title="ᾱ_t (signal power)", height=260)
@@ -413,7 +422,7 @@ def build(models: Models) -> None:
         s_button = gr.Button("Compare", variant="primary")
         with gr.Row():
             s_grid = gr.Image(label="A line per sampler (budgets left to right)", **pixel)
-            s_table = gr.Dataframe(label="Cost and quality", interactive=False)
+            s_table = common.table_output("Cost and quality", SAMPLER_COLUMNS)
         s_params = gr.JSON(label="Parameters", visible=False)
         common.run_on(s_button.click, samplers_fn,
                       inputs=[model, prompt, label, s_samplers, s_budgets, s_seed, s_num, s_guidance, s_threshold],
@@ -433,7 +442,7 @@ def build(models: Models) -> None:
         g_button = gr.Button("Sweep", variant="primary")
         with gr.Row():
             g_grid = gr.Image(label="A line per guidance scale", **pixel)
-            g_table = gr.Dataframe(label="Fidelity and diversity", interactive=False)
+            g_table = common.table_output("Fidelity and diversity", GUIDANCE_COLUMNS)
         with gr.Row():
             g_fidelity = gr.LinePlot(x="guidance", y="clip_score", title="Fidelity: CLIP score", height=240)
             g_diversity = gr.LinePlot(x="guidance", y="distance", color="space",
@@ -466,7 +475,7 @@ def build(models: Models) -> None:
         with gr.Row():
             c_plot = gr.ScatterPlot(x="diversity", y="recognisability", color="guidance", tooltip="all",
                                     title="Recognisability against diversity (each point: one scale)", height=300)
-            c_table = gr.Dataframe(label="Per setting", interactive=False)
+            c_table = common.table_output("Per setting", COMPARISON_COLUMNS)
         c_grid = gr.Image(label="A line per setting: CFG scales, then classifier scales", **pixel)
         c_params = gr.JSON(label="Parameters", visible=False)
         common.run_on(c_button.click, compare_fn, inputs=[label, c_cfg, c_clf, c_seed, c_num, c_steps],
@@ -484,7 +493,7 @@ def build(models: Models) -> None:
         t_button = gr.Button("Sample", variant="primary")
         with gr.Row():
             t_strip = gr.Image(label="x_t (top) and predicted x0 (bottom)", **pixel)
-            t_table = gr.Dataframe(label="Steps shown", interactive=False)
+            t_table = common.table_output("Steps shown", TRAJECTORY_COLUMNS)
         t_params = gr.JSON(label="Parameters", visible=False)
         common.run_on(t_button.click, trajectory_fn,
                       inputs=[model, prompt, label, t_seed, t_sampler, t_steps, t_guidance, t_frames],
@@ -498,8 +507,8 @@ def build(models: Models) -> None:
         with gr.Row():
             with gr.Column(scale=2):
                 l_image = image_input(label="Image (taken at 32×32)", sources=["upload", "clipboard"], height=200)
-                gr.Examples([[p] for p in examples] + [[p] for p in reference_images().values()], inputs=[l_image],
-                            cache_examples=False)
+                references = [p for p in reference_images().values() if p not in examples]   # the cat is both
+                gr.Examples([[p] for p in examples + references], inputs=[l_image], cache_examples=False)
             with gr.Column(scale=3):
                 with gr.Row():
                     l_method = gr.Radio(list(METHODS), value="ode", label="Method")
@@ -507,7 +516,7 @@ def build(models: Models) -> None:
                     l_probes = gr.Slider(1, 8, value=1, step=1, precision=0, label="Probes")
                 l_refs = gr.Checkbox(True, label="Also score the references (emoji, photo, uniform noise, 1/f noise)")
                 l_button = gr.Button("Score", variant="primary")
-                l_table = gr.Dataframe(label="Bits per dimension", interactive=False)
+                l_table = common.table_output("Bits per dimension", LIKELIHOOD_COLUMNS)
         l_params = gr.JSON(label="Parameters", visible=False)
         common.run_on(l_button.click, likelihood_fn,
                       inputs=[l_image, model, prompt, label, l_method, l_steps, l_probes, l_refs],
