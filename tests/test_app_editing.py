@@ -294,7 +294,7 @@ def test_missing_palette_and_diffae_are_named(tiny_checkpoints, tmp_path):
     def progress(*args, **kwargs):
         pass
 
-    sdedit, colorize, inpaint = image_to_image.make_fns(models)
+    sdedit, colorize, inpaint, _ = image_to_image.make_fns(models)   # _: ILVR
     example = common.example_images()[0]
     mask = box_mask(tmp_path)
     with pytest.raises(gr.Error, match="'palette' is unavailable"):

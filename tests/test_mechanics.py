@@ -247,7 +247,7 @@ def final(result):
 
 
 def test_tab_panels(tab_fns, tmp_path):
-    forward, compare, sweep, traj, likelihood, hspace_edit = tab_fns
+    forward, compare, sweep, _, traj, likelihood, hspace_edit = tab_fns   # _: the guidance comparison
     image = picture(tmp_path, mode="RGB")
     grid, table = forward(image, "0, 999", 1)
     assert Image.open(grid).size == (2 + 2 * 34, 2 + 2 * 34) and list(table["t"]) == [0.0, 999.0, 0.0, 999.0]
@@ -273,11 +273,11 @@ def test_tab_panels(tab_fns, tmp_path):
     (1, ("text_base", "", None, ["ddim"], "2", 0, 1, 3.0, True), "prompt is empty"),
     (1, ("text_base", "cat", None, [], "2", 0, 1, 3.0, True), "at least one sampler"),
     (2, ("text_base", "cat", None, "1", 0, 1, "ddim", 2, True), "from 2 to 16 seeds"),
-    (3, ("text_base", "cat", None, 0, "ddim", 0, 3.0, 2), "steps must be from 1 to 100"),
-    (4, (None, "text_base", "", None, "ode", 2, 1, False), "upload an image or tick the reference images"),
-    (4, ("IMAGE", "text_base", "", None, "ode", 2, 100, False), "probes must be an integer from 1 to 64"),
-    (5, ("IMAGE", "text_base", "wings", 1.0, 3, 0.5, 2.0), "unknown attribute 'wings'"),
-    (5, ("IMAGE", "text_base", "woman", 9.0, 3, 0.5, 2.0), "strength must be between -5 and 5"),
+    (4, ("text_base", "cat", None, 0, "ddim", 0, 3.0, 2), "steps must be from 1 to 100"),
+    (5, (None, "text_base", "", None, "ode", 2, 1, False), "upload an image or tick the reference images"),
+    (5, ("IMAGE", "text_base", "", None, "ode", 2, 100, False), "probes must be an integer from 1 to 64"),
+    (6, ("IMAGE", "text_base", "wings", 1.0, 3, 0.5, 2.0), "unknown attribute 'wings'"),
+    (6, ("IMAGE", "text_base", "woman", 9.0, 3, 0.5, 2.0), "strength must be between -5 and 5"),
 ])
 def test_tab_bad_inputs_are_gradio_errors(tab_fns, tmp_path, panel, args, message):
     args = [picture(tmp_path) if a == "IMAGE" else a for a in args]
