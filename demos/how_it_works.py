@@ -16,7 +16,7 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from core import guidance_comparison, hspace, mechanics
+from core import diffae, guidance_comparison, hspace, mechanics
 from core.images import pil_to_tensor, save_png, tensor_to_pil
 from core.likelihood import METHODS
 from core.mechanics import Condition
@@ -27,7 +27,7 @@ from demos.common import Job, Models, RequestFiles, as_int, follow, gpu, image_i
 TITLE = "How it works"
 BASES = {"text_base": "Text base (prompt)", "class_base": "Class base (label)"}
 HSPACE_ATTRIBUTES = ("dark-skin", "woman", "smiling")   # the DiffAE attributes (core.diffae.ATTRIBUTE_RULES)
-DIFFAE_STRENGTH = 3.0
+DIFFAE_STRENGTH = 1.0   # one class gap, the unit of the h-space strength too
 MAX_STEPS = 100
 # the columns of each panel's table, shown (empty) before the first run
 FORWARD_COLUMNS = ["schedule", "t", "alpha_bar", "log SNR"]
@@ -295,7 +295,6 @@ def make_fns(models: Models):
         """The DiffAE edit of the same image and attribute, or why there is none."""
         if "diffae" in models.errors:
             return None, f"No DiffAE edit: the diffae model is unavailable ({models.errors['diffae']})."
-        from core import diffae
         try:
             directions = diffae.Directions.load(models.root / "diffae")
             directions.index(attribute)
@@ -317,7 +316,7 @@ def make_fns(models: Models):
             strength: in class-mean differences of h; + towards the attribute, - away; 0 = reconstruction.
             steps: DDIM steps of the inversion and of the reverse run.
             interval: the fraction of the reverse process, from t = T, during which h is shifted.
-            diffae_strength: the DiffAE edit's strength (its own unit: standard deviations of the code).
+            diffae_strength: the DiffAE edit's strength, in class gaps of DiffAE's semantic code (-3..3).
         Returns:
             the input, the DDIM reconstruction, the h-space edit, the DiffAE edit (or nothing), a
             note, and the parameters.
@@ -327,7 +326,6 @@ def make_fns(models: Models):
             steps = _steps(steps)
             base = models.get(model)
             x = load(image, base.resolution)
-            from core import diffae
             diffae_strength = diffae._check_strength(diffae_strength)
             progress(None, desc="inverting and editing, then the DiffAE edit")
 
@@ -543,7 +541,8 @@ def build(models: Models) -> None:
                                         label="DDIM steps")
                     h_interval = gr.Slider(0.05, 1.0, value=hspace.DEFAULT_INTERVAL, step=0.05, label="Edited fraction",
                                            info="of the reverse process, from t = T")
-                    h_diffae = gr.Slider(-10, 10, value=DIFFAE_STRENGTH, step=0.25, label="DiffAE strength")
+                    h_diffae = gr.Slider(-diffae.MAX_STRENGTH, diffae.MAX_STRENGTH, value=DIFFAE_STRENGTH, step=0.05,
+                                         label="DiffAE strength", info="class gaps of its semantic code")
                 h_button = gr.Button("Edit", variant="primary")
             with gr.Column(scale=3):
                 with gr.Row():
