@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 
 
@@ -109,6 +110,19 @@ def open_share_link(demo) -> str | None:
     return url
 
 
+def check_port(host: str | None, port: int | None) -> None:
+    """Refuse a taken --port before the models load (Gradio would find out only after them).
+    Without --port, Gradio picks the first free port from $GRADIO_SERVER_PORT or 7860 itself."""
+    if port is None:
+        return
+    host = host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as e:
+        raise OSError(f"port {port} on {host} cannot be used ({e.strerror or e}): is another server on it? "
+                      "Choose another --port") from None
+
+
 def start(args: argparse.Namespace, tab_modules=None):
     """Load the models, build the app and start serving it (without blocking); returns the
     launched gr.Blocks. Raises CheckpointError / ValueError for unusable checkpoints or device."""
@@ -138,6 +152,11 @@ def start(args: argparse.Namespace, tab_modules=None):
 
 def main(argv=None, tab_modules=None) -> int:
     args = parse_args(argv)
+    try:
+        check_port(args.host, args.port)
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     from demos import common  # noqa: F401 - first: imports `spaces` (ZeroGPU) before torch
     from core.checkpoints import CheckpointError
     try:
