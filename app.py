@@ -7,8 +7,11 @@ module of demos/, and serves them through a bounded queue with one job at a time
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import socket
 import sys
+import time
 
 
 def tabs():
@@ -109,6 +112,64 @@ def open_share_link(demo) -> str | None:
     return url
 
 
+def check_port(host: str | None, port: int | None) -> None:
+    """Refuse a taken --port before the models load (Gradio would find out only after them).
+    Without --port, Gradio picks the first free port from $GRADIO_SERVER_PORT or 7860 itself."""
+    if port is None:
+        return
+    host = host or os.environ.get("GRADIO_SERVER_NAME") or "127.0.0.1"
+    try:
+        socket.create_server((host, port)).close()
+    except OSError as e:
+        raise OSError(f"port {port} on {host} cannot be used ({e.strerror or e}): is another server on it? "
+                      "Choose another --port") from None
+
+
+class LoginBackoff:
+    """ASGI middleware: Gradio's /login allows unlimited guesses, which matters behind --share. After
+    FREE_FAILURES failed logins from one address, that address's next login attempts are refused
+    (HTTP 429, saying how long to wait) for a time that doubles with each further failure, up to
+    MAX_WAIT_S; a successful login clears its count. Behind a tunnel every visitor may share one
+    address: then the wait is everyone's, which still bounds the guessing."""
+    FREE_FAILURES = 5
+    MAX_WAIT_S = 300.0
+
+    def __init__(self, app, clock=time.monotonic):
+        self.app, self.clock = app, clock
+        self.failures: dict[str, tuple[int, float]] = {}   # address -> (failed logins, refused until)
+
+    def wait_s(self, address: str) -> float:
+        return max(0.0, self.failures.get(address, (0, 0.0))[1] - self.clock())
+
+    def record(self, address: str, succeeded: bool) -> None:
+        if succeeded:
+            self.failures.pop(address, None)
+            return
+        count = self.failures.get(address, (0, 0.0))[0] + 1
+        wait = 0.0 if count < self.FREE_FAILURES else min(2.0 ** (count - self.FREE_FAILURES), self.MAX_WAIT_S)
+        self.failures[address] = (count, self.clock() + wait)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].rstrip("/").endswith("/login"):
+            return await self.app(scope, receive, send)
+        address = (scope.get("client") or ("unknown",))[0]
+        wait = self.wait_s(address)
+        if wait > 0:
+            from starlette.responses import JSONResponse
+            refusal = JSONResponse({"detail": f"Too many failed logins: try again in {math.ceil(wait)} s"},
+                                   status_code=429, headers={"Retry-After": str(math.ceil(wait))})
+            return await refusal(scope, receive, send)
+        status = {}
+
+        async def watched(message):
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        await self.app(scope, receive, watched)
+        self.record(address, succeeded=status.get("code") == 200)
+
+
 def start(args: argparse.Namespace, tab_modules=None):
     """Load the models, build the app and start serving it (without blocking); returns the
     launched gr.Blocks. Raises CheckpointError / ValueError for unusable checkpoints or device."""
@@ -130,14 +191,21 @@ def start(args: argparse.Namespace, tab_modules=None):
     concurrency = args.concurrency or (1 if models.device.type == "cpu" else 2)
     demo = build_app(models, tab_modules)
     demo.queue(default_concurrency_limit=concurrency, max_size=args.max_queue)
+    from starlette.middleware import Middleware
     demo.launch(server_name=args.host, server_port=args.port, auth=args.auth, share=False,
-                prevent_thread_lock=True, css=common.CSS, max_file_size="20mb", quiet=True)
+                prevent_thread_lock=True, css=common.CSS, max_file_size="20mb", quiet=True,
+                app_kwargs={"middleware": [Middleware(LoginBackoff)]} if args.auth else None)
     print(f"* Running on local URL: {demo.local_url}", flush=True)
     return demo
 
 
 def main(argv=None, tab_modules=None) -> int:
     args = parse_args(argv)
+    try:
+        check_port(args.host, args.port)
+    except OSError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     from demos import common  # noqa: F401 - first: imports `spaces` (ZeroGPU) before torch
     from core.checkpoints import CheckpointError
     try:

@@ -10,15 +10,16 @@ An image x0 is encoded twice (sec. 3.1-3.2 of the paper):
 Attribute directions (sec. 4.2), on the *normalised* codes zn = (z_sem - mean) / std (mean /
 std of the training-split codes): per attribute, the unit vector u along the difference of the
 two class means, mu+ - mu- (a nearest-class-mean linear classifier), and its length, the
-attribute's *class gap* g = |mu+ - mu-|. An edit moves zn' = zn + strength * u, i.e.
-z' = z + strength * std * u, and decodes (z', x_T) with the image's own x_T; strength g moves an
-average negative code onto the average positive one. Strength 0 takes the same code path as a
-reconstruction and gives the same image. A logistic-regression classifier per attribute is
+attribute's *class gap* g = |mu+ - mu-|. Strength is in class gaps: an edit moves
+zn' = zn + strength * g * u, i.e. z' = z + strength * g * std * u, and decodes (z', x_T) with the
+image's own x_T; strength 1 moves an average negative code onto the average positive one, for
+every attribute alike (the gaps differ: 4-7 standard deviations of the code). Strength 0 takes the
+same code path as a reconstruction and gives the same image. A logistic-regression classifier per attribute is
 fitted too; it scores codes (`Directions.score`) but does not set the direction: with ~1,000
 labelled codes in 256 dimensions its weight vector picks low-variance discriminative dimensions
 (cosine 0.36 with mu+ - mu- for ``woman`` on the 7.9k-step model) that the decoder hardly
-renders: no held-out man was rated woman after strength 3 along it, 72% after strength g along
-u (`python -m core.diffae evaluate`; checkpoints/diffae/README.md).
+renders: no held-out man was rated woman after 3 standard deviations along it, 72% after one
+class gap along u (`python -m core.diffae evaluate`; checkpoints/diffae/README.md).
 
 Attributes (labels from core/data.py records, training split only):
 - ``dark-skin``  binary, people emoji with a single skin tone: positive = medium-dark / dark,
@@ -60,7 +61,7 @@ from core.samplers import ddim_invert, sample_ddim
 from core.train import DiffusionTask, save_grid
 
 DEFAULT_STEPS = 50          # DDIM steps of encoding (inversion) and of decoding
-MAX_STRENGTH = 15.0         # in units of the normalised code's standard deviation (class gaps are ~4-7)
+MAX_STRENGTH = 3.0          # in class gaps: 1 moves an average image without the attribute onto the average with it
 SEMANTIC_DIM = 256
 ENCODER_CHANNELS = (32, 64, 128, 256)
 SMILE_WORDS = ("smiling", "grinning", "beaming", "laughing", "joy", "grin")
@@ -195,7 +196,7 @@ class Directions:
         return self.names.index(attribute)
 
     def gap(self, attribute: str) -> float:
-        """The attribute's class gap |mu+ - mu-| in normalised space (a strength)."""
+        """The attribute's class gap |mu+ - mu-| in normalised space (the unit of strength)."""
         return float(self.gaps[self.index(attribute)])
 
     def normalise(self, z: torch.Tensor) -> torch.Tensor:
@@ -205,10 +206,12 @@ class Directions:
         return zn * self.std.to(zn) + self.mean.to(zn)
 
     def shift(self, z: torch.Tensor, attribute: str, strength: float) -> torch.Tensor:
-        """z' = denormalise(normalise(z) + strength * u) = z + strength * std * u (DiffAE sec. 4.2),
-        written in the second form so that strength 0 returns z unchanged, bit for bit."""
-        u = self.directions[self.index(attribute)].to(z)
-        return z + float(strength) * (self.std.to(z) * u)
+        """z' = denormalise(normalise(z) + strength * g * u) = z + strength * g * std * u (DiffAE
+        sec. 4.2, with `strength` in units of the attribute's class gap g), written in the second
+        form so that strength 0 returns z unchanged, bit for bit."""
+        k = self.index(attribute)
+        u = self.directions[k].to(z)
+        return z + float(strength) * float(self.gaps[k]) * (self.std.to(z) * u)
 
     def score(self, z: torch.Tensor, attribute: str) -> torch.Tensor:
         """The attribute classifier's logit for each code [B]."""
@@ -454,7 +457,8 @@ def add_cli(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
     e.add_argument("--image", required=True)
     e.add_argument("--attribute", required=True, help="a name from `python -m core attributes`")
     e.add_argument("--strength", type=finite, required=True,
-                   help="in standard deviations of the normalised code; + towards the attribute, - away")
+                   help="in class gaps (-3..3): 1 moves an average image without the attribute onto the average "
+                        "one with it; + towards the attribute, - away")
     e.add_argument("--seed", type=int, default=0,
                    help="used with --fresh-noise only (encode/decode is deterministic DDIM)")
     e.add_argument("--fresh-noise", action="store_true",
@@ -523,7 +527,7 @@ def sweep_grid(model, directions: "Directions", images: torch.Tensor, attributes
 def evaluate(models, n: int = 32, strength: float | None = None, steps: int = DEFAULT_STEPS, batch: int = 16,
              classifier_folder=None, grid: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
     """Reconstruction PSNR on held-out emoji, and edit success on held-out people emoji at
-    +-`strength` (None: each attribute's class gap); `grid`: also write a strength-sweep image
+    +-`strength` class gaps (None: 1, one class gap); `grid`: also write a strength-sweep image
     there (rows: people with skin tones under dark-skin, then men and women under woman)."""
     from core.data import load_dataset
     model = models.get("diffae")
@@ -580,7 +584,7 @@ def evaluate(models, n: int = 32, strength: float | None = None, steps: int = DE
               and data.records[i].skin_tone in tones][:n]
 
     def strength_of(attribute):
-        return directions.gap(attribute) if strength is None else strength
+        return 1.0 if strength is None else strength
 
     if "dark-skin" in directions.names and people:
         s = strength_of("dark-skin")
@@ -645,7 +649,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ev = sub.add_parser("evaluate", help="reconstruction PSNR and edit success on held-out emoji")
     ev.add_argument("--n", type=int, default=32)
     ev.add_argument("--strength", type=finite, default=None,
-                    help="edit strength for every attribute (default: each attribute's class gap)")
+                    help="edit strength in class gaps for every attribute (default: 1)")
     ev.add_argument("--steps", type=int, default=DEFAULT_STEPS)
     ev.add_argument("--grid", help="also write a strength-sweep image grid (PNG) here")
     for q in (d, ev):

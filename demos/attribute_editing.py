@@ -21,8 +21,8 @@ from demos.common import Models, RequestFiles, as_int, gpu, grid, image_input, u
 TITLE = "Attribute editing"
 MODEL = "diffae"
 MAX_STEPS = 200
-EDIT_STRENGTH = 6.0   # near the class gaps (~4-7) of the committed directions
-SWEEP_FRAMES, SWEEP_STRENGTH = 7, 6.0
+EDIT_STRENGTH = 1.0   # one class gap: an average image without the attribute moves onto the average with it
+SWEEP_FRAMES, SWEEP_STRENGTH = 7, 1.5
 MAX_FRAMES = 16
 MAX_VARIATIONS = 8
 
@@ -35,13 +35,6 @@ def load_directions(models: Models) -> tuple[diffae.Directions | None, str | Non
         return diffae.Directions.load(models.root / MODEL), None
     except (ValueError, OSError) as e:  # CheckpointError is a ValueError
         return None, common.public(str(e))
-
-
-def gaps_info(directions: diffae.Directions | None) -> str:
-    """The class gap of each attribute: the strength that moves one class's mean code onto the other's."""
-    if directions is None:
-        return "no directions file"
-    return "class gaps: " + ", ".join(f"{n} {directions.gap(n):.1f}" for n in directions.names)
 
 
 def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None] | None = None):
@@ -79,47 +72,60 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
     def one(t: torch.Tensor):
         return tensor_to_pil(t.detach().cpu())[0]
 
+    def final_size(size) -> int:
+        size = as_int(size, "size")
+        models.require([MODEL, *common.sr_stages(size)])
+        return size
+
+    def at_size(images: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
+        """The DiffAE's images through the SR stages up to `size`, every image with the same SR noise
+        (so a sweep's frames differ by the edit alone)."""
+        return cascade.upscale_chain(models.set, images, [seed] * len(images), size)[size]
+
     def attributes() -> list[str]:
         """The attribute names of the directions file (empty when it is unavailable)."""
         return list(directions.names) if directions is not None else []
 
     @gpu
-    def reconstruct(image: str, steps: int, progress=gr.Progress()):
+    def reconstruct(image: str, steps: int, size: int = 128, progress=gr.Progress()):
         """Encode an image (semantic code + DDIM inversion) and decode it again.
 
         Args:
             image: any image (any mode; non-square is padded with white), taken at the model's resolution.
             steps: DDIM steps of the encoding and of the decoding.
+            size: final size: the model's (32), or 64 / 128 through the super-resolution stages.
         Returns:
             the input as the model sees it, the reconstruction (a PNG with its parameters), the parameters.
         """
         with user_errors():
             models.require([MODEL])
-            steps = check_steps(steps)
+            steps, size = check_steps(steps), final_size(size)
             x = load(image)
             progress(None, desc="encoding and decoding")
-            out = yield from wait_for(lambda: diffae.reconstruct(model(), x, steps), 3)
+            rec = yield from wait_for(lambda: diffae.reconstruct(model(), x, steps), 3)
+            out = yield from wait_for(lambda: at_size(rec, size), 3)
             files = RequestFiles()
-            params = {"command": "reconstruct", "image": Path(image).name, "steps": steps,
-                      "psnr": round(float(diffae.psnr(out.cpu(), x.cpu())[0]), 2)}
+            params = {"command": "reconstruct", "image": Path(image).name, "steps": steps, "size": size,
+                      "psnr": round(float(diffae.psnr(rec.cpu(), x.cpu())[0]), 2)}
             path = files.results([one(out)], [params], [f"{Path(image).stem}-reconstruct"])[0]
             yield files.image(one(x)), path, params
 
     @gpu
     def edit(image: str, attribute: str, strength: float, steps: int, fresh_noise: bool = False, seed: int = 0,
-             progress=gr.Progress()):
+             size: int = 128, progress=gr.Progress()):
         """Move the image's semantic code along an attribute direction and decode it.
 
         Args:
             image: any image, taken at the model's resolution.
             attribute: a name from /attributes, e.g. "smiling".
-            strength: in standard deviations of the normalised code (-15..15); + towards the
-                attribute, - away; 0 is the reconstruction; the attribute's class gap (see
-                the model card, about 4-7) moves an average negative code onto the average positive one.
+            strength: in class gaps (-3..3): 1 moves an average image without the attribute onto the
+                average one with it, for every attribute alike; + towards the attribute, - away; 0 is
+                the reconstruction.
             steps: DDIM steps of the encoding and of the decoding.
             fresh_noise: decode with seeded fresh noise instead of the image's own x_T (keeps
                 the semantics only).
-            seed: the noise's seed (with fresh_noise only).
+            seed: the noise's seed (with fresh_noise; and of the super-resolution stages).
+            size: final size: the model's (32), or 64 / 128 through the super-resolution stages.
         Returns:
             the input as the model sees it, the edited image (a PNG with its parameters), the parameters.
         """
@@ -127,29 +133,31 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
             dirs = need_directions()
             attribute = attribute_ok(attribute, dirs)
             strength = diffae._check_strength(strength)
-            steps, seed = check_steps(steps), as_int(seed, "seed")
+            steps, seed, size = check_steps(steps), as_int(seed, "seed"), final_size(size)
             x = load(image)
             progress(None, desc="encoding and decoding")
             x_T = diffae.fresh_noise(model(), [seed]) if fresh_noise else None
-            out = yield from wait_for(lambda: diffae.edit(model(), dirs, x, attribute, strength, steps, x_T=x_T), 3)
+            out = yield from wait_for(lambda: at_size(diffae.edit(model(), dirs, x, attribute, strength, steps,
+                                                                  x_T=x_T), size, seed), 3)
             files = RequestFiles()
             params = {"command": "edit", "image": Path(image).name, "attribute": attribute, "strength": strength,
-                      "steps": steps, "seed": seed, "fresh_noise": bool(fresh_noise)}
+                      "steps": steps, "seed": seed, "fresh_noise": bool(fresh_noise), "size": size}
             name = f"{Path(image).stem}-{attribute}{strength:+g}"
             path = files.results([one(out)], [params], [name])[0]
             yield files.image(one(x)), path, params
 
     @gpu
-    def edit_sweep(image: str, attribute: str, max_strength: float, frames: int, steps: int,
+    def edit_sweep(image: str, attribute: str, max_strength: float, frames: int, steps: int, size: int = 128,
                    progress=gr.Progress()):
         """The edit at evenly spaced strengths from -max_strength to +max_strength, encoded once.
 
         Args:
             image: any image, taken at the model's resolution.
             attribute: a name from /attributes.
-            max_strength: the largest strength (0 < max_strength <= 15).
-            frames: how many strengths (2-16), e.g. 7 for -3, -2, ..., 3.
+            max_strength: the largest strength, in class gaps (0 < max_strength <= 3).
+            frames: how many strengths (2-16), e.g. 7 for -1.5, -1, ..., 1.5.
             steps: DDIM steps of the encoding and of the decoding.
+            size: final size: the model's (32), or 64 / 128 through the super-resolution stages.
         Returns:
             the strip of edits side by side (a PNG with its parameters), each edit with its
             strength as caption, the parameters.
@@ -160,7 +168,7 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
             top = diffae._check_strength(max_strength)
             if top <= 0:
                 raise ValueError(f"the sweep's largest strength must be above 0, got {top:g}")
-            frames, steps = as_int(frames, "frames"), check_steps(steps)
+            frames, steps, size = as_int(frames, "frames"), check_steps(steps), final_size(size)
             if not 2 <= frames <= MAX_FRAMES:
                 raise ValueError(f"frames must be from 2 to {MAX_FRAMES}, got {frames}")
             x = load(image)
@@ -170,19 +178,19 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
             def sweep():
                 z, x_T = diffae.encode(model(), x, steps)
                 zs = torch.cat([dirs.shift(z, attribute, s) for s in strengths])
-                return diffae.decode(model(), zs, x_T.expand(frames, *x_T.shape[1:]), steps)
+                return at_size(diffae.decode(model(), zs, x_T.expand(frames, *x_T.shape[1:]), steps), size)
 
             images = tensor_to_pil((yield from wait_for(sweep, 3)).cpu())
             files = RequestFiles()
             params = {"command": "edit_sweep", "image": Path(image).name, "attribute": attribute,
-                      "strengths": strengths, "steps": steps}
+                      "strengths": strengths, "steps": steps, "size": size}
             strip = files.results([grid(images, columns=frames)], [params],
                                   [f"{Path(image).stem}-{attribute}-sweep"])[0]
             frames_out = [(files.image(im), f"{s:+g}") for im, s in zip(images, strengths)]
             yield strip, frames_out, params
 
     @gpu
-    def interpolate(image_a: str, image_b: str, frames: int, steps: int, progress=gr.Progress()):
+    def interpolate(image_a: str, image_b: str, frames: int, steps: int, size: int = 128, progress=gr.Progress()):
         """Interpolate from image a to image b: semantic codes linearly, stochastic codes spherically.
 
         Args:
@@ -190,21 +198,23 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
             image_b: the second image (the last frame is its reconstruction).
             frames: how many frames (2-16), both ends included.
             steps: DDIM steps of the encoding and of the decoding.
+            size: final size: the model's (32), or 64 / 128 through the super-resolution stages.
         Returns:
             the strip of frames (a PNG with its parameters), the frames, the parameters.
         """
         with user_errors():
             models.require([MODEL])
-            frames, steps = as_int(frames, "frames"), check_steps(steps)
+            frames, steps, size = as_int(frames, "frames"), check_steps(steps), final_size(size)
             if not 2 <= frames <= MAX_FRAMES:
                 raise ValueError(f"frames must be from 2 to {MAX_FRAMES}, got {frames}")
             a, b = load(image_a, "image a"), load(image_b, "image b")
             progress(None, desc=f"encoding both, decoding {frames} frames")
-            frames_out = yield from wait_for(lambda: diffae.interpolate(model(), a, b, frames, steps), 3)
+            frames_out = yield from wait_for(lambda: at_size(diffae.interpolate(model(), a, b, frames, steps), size),
+                                             3)
             images = tensor_to_pil(frames_out.cpu())
             files = RequestFiles()
             params = {"command": "interpolate", "image_a": Path(image_a).name, "image_b": Path(image_b).name,
-                      "frames": frames, "steps": steps}
+                      "frames": frames, "steps": steps, "size": size}
             strip = files.results([grid(images, columns=frames)], [params],
                                   [f"{Path(image_a).stem}-to-{Path(image_b).stem}"])[0]
             alphas = [i / (frames - 1) for i in range(frames)]
@@ -278,7 +288,7 @@ def build(models: Models) -> None:
                 "along a direction fitted on labelled emoji (from the mean code of the emoji without the "
                 "attribute to the mean code of those with it) edits that attribute.")
     names = attributes_fn()
-    examples = common.example_images()
+    examples = common.example_images(transparent=False)
     resolution = models.set.get(MODEL).resolution if MODEL not in models.errors else 64
     steps_default = 20
     pixel = dict(format="png", interactive=False, height=220, elem_classes=[common.PIXELATED, common.STAGE])
@@ -289,6 +299,9 @@ def build(models: Models) -> None:
                                 height=220)
             steps = gr.Slider(1, MAX_STEPS, value=steps_default, step=1, precision=0, label="DDIM steps",
                               info=f"encoding and decoding each; the paper uses {diffae.DEFAULT_STEPS}+")
+            size = gr.Radio([32, 64, 128], value=128, label="Final size",
+                            info=f"the DiffAE draws {resolution}×{resolution}; 64 and 128 add the super-resolution "
+                                 "stages (as the text tab)")
             gr.Examples([[p] for p in examples], inputs=[image], label="Example images", cache_examples=False)
         with gr.Column(scale=3):
             with gr.Row():
@@ -302,32 +315,34 @@ def build(models: Models) -> None:
             attribute = gr.Dropdown(names, value=names[0] if names else None, label="Attribute",
                                     info=" / ".join(diffae.ATTRIBUTE_RULES.get(n, n).split(":")[0] for n in names)
                                     or "no directions file")
-            strength = gr.Slider(-diffae.MAX_STRENGTH, diffae.MAX_STRENGTH, value=EDIT_STRENGTH, step=0.25,
-                                 label="Strength", info="+ towards the attribute, - away; 0 = reconstruction; "
-                                 + gaps_info(loaded[0]))
+            strength = gr.Slider(-diffae.MAX_STRENGTH, diffae.MAX_STRENGTH, value=EDIT_STRENGTH, step=0.05,
+                                 label="Strength (class gaps)",
+                                 info="1 moves an average image without the attribute onto the average one with "
+                                      "it, for every attribute; - away; 0 = reconstruction")
         with gr.Row(equal_height=True):
             fresh = gr.Checkbox(False, label="Fresh noise", info="decode with new noise: keeps the semantics only")
             seed, _ = common.seed_input()
         with gr.Row():
             reconstruct_button = gr.Button("Reconstruct")
             edit_button = gr.Button("Edit", variant="primary")
-        common.run_on(reconstruct_button.click, reconstruct_fn, inputs=[image, steps],
+        common.run_on(reconstruct_button.click, reconstruct_fn, inputs=[image, steps, size],
                       outputs=[view, result, parameters], api_name="reconstruct", show_progress_on=[result])
-        common.run_on(edit_button.click, edit_fn, inputs=[image, attribute, strength, steps, fresh, seed],
+        common.run_on(edit_button.click, edit_fn, inputs=[image, attribute, strength, steps, fresh, seed, size],
                       outputs=[view, result, parameters], api_name="edit", show_progress_on=[result])
 
     with gr.Tab("Strength sweep"):
         with gr.Row():
             sweep_attribute = gr.Dropdown(names, value=names[0] if names else None, label="Attribute")
-            max_strength = gr.Slider(0.25, diffae.MAX_STRENGTH, value=SWEEP_STRENGTH, step=0.25,
-                                     label="Largest strength", info="the sweep runs from - to + this")
+            max_strength = gr.Slider(0.1, diffae.MAX_STRENGTH, value=SWEEP_STRENGTH, step=0.05,
+                                     label="Largest strength (class gaps)", info="the sweep runs from - to + this")
             frames = gr.Slider(2, MAX_FRAMES, value=SWEEP_FRAMES, step=1, precision=0, label="Frames")
         sweep_button = gr.Button("Sweep", variant="primary")
         strip = gr.Image(label="Sweep (PNG with parameters)", format="png", interactive=False,
                          elem_classes=[common.PIXELATED])
         gallery = gr.Gallery(label="Each strength", columns=MAX_FRAMES // 2, height="auto", format="png",
                              object_fit="contain", elem_classes=[common.PIXELATED])
-        common.run_on(sweep_button.click, sweep_fn, inputs=[image, sweep_attribute, max_strength, frames, steps],
+        common.run_on(sweep_button.click, sweep_fn,
+                      inputs=[image, sweep_attribute, max_strength, frames, steps, size],
                       outputs=[strip, gallery, parameters], api_name="edit_sweep", show_progress_on=[strip])
 
     with gr.Tab("Interpolate"):
@@ -343,16 +358,16 @@ def build(models: Models) -> None:
                                 elem_classes=[common.PIXELATED])
         interp_gallery = gr.Gallery(label="Frames", columns=MAX_FRAMES // 2, height="auto", format="png",
                                     object_fit="contain", elem_classes=[common.PIXELATED])
-        common.run_on(interpolate_button.click, interpolate_fn, inputs=[image, image_b, n_frames, steps],
+        common.run_on(interpolate_button.click, interpolate_fn, inputs=[image, image_b, n_frames, steps, size],
                       outputs=[interp_strip, interp_gallery, parameters], api_name="interpolate",
                       show_progress_on=[interp_strip])
+
     with gr.Tab("Variations"):
         gr.Markdown("The image's semantic code decoded with fresh noise: the same emoji, new details "
                     "(DALL-E 2's image variations). With a prompt and a mix above 0 the code first moves "
                     "towards the semantic prior's code for the prompt.")
         with gr.Row():
             var_num = gr.Slider(1, MAX_VARIATIONS, value=4, step=1, precision=0, label="Number of variations")
-            var_size = gr.Radio([32, 64, 128], value=128, label="Final size")
             var_seed, _ = common.seed_input()
         with gr.Row():
             var_prompt = gr.Textbox("", label="Prompt (optional)", placeholder="e.g. red apple")
@@ -364,7 +379,7 @@ def build(models: Models) -> None:
         var_gallery = gr.Gallery(label="Variations (PNG with parameters)", columns=MAX_VARIATIONS, height="auto",
                                  format="png", object_fit="contain", elem_classes=[common.PIXELATED])
         common.run_on(var_button.click, make_variations_fn(models),
-                      inputs=[image, var_num, var_seed, var_size, var_prompt, var_mix, steps],
+                      inputs=[image, var_num, var_seed, size, var_prompt, var_mix, steps],
                       outputs=[var_strip, var_gallery, parameters], api_name="variations", show_progress_on=[var_strip])
     gr.api(attributes_fn, api_name="attributes", queue=False)
 

@@ -446,10 +446,19 @@ def as_int(value, name: str) -> int:
     return int(value)
 
 
+def table_output(label: str, columns: Sequence[str]) -> gr.Dataframe:
+    """A read-only table that shows its column names before its first result (an empty
+    gr.Dataframe shows placeholder headers "1 2 3")."""
+    import pandas as pd
+    return gr.Dataframe(pd.DataFrame(columns=list(columns)), label=label, interactive=False)
+
+
 def seed_input(value: int = 0) -> tuple[gr.Number, gr.Button]:
-    """A seed box and a button that draws a random seed in the browser (no server round trip)."""
-    seed = gr.Number(value=value, label="Seed", precision=0, minimum=0, maximum=MAX_SEED, scale=3)
-    button = gr.Button("🎲", scale=0, min_width=48, size="lg")
+    """A seed box with a button beside it that draws a random seed in the browser (no server round
+    trip); the two share a row, so the button never stands alone."""
+    with gr.Row(equal_height=True):
+        seed = gr.Number(value=value, label="Seed", precision=0, minimum=0, maximum=MAX_SEED, scale=3)
+        button = gr.Button("🎲", scale=0, min_width=48, size="lg")
     button.click(None, outputs=seed, js=f"() => Math.floor(Math.random() * {MAX_SEED})")
     return seed, button
 
@@ -492,9 +501,10 @@ def _drawn_face() -> Image.Image:
     return im
 
 
-def example_images() -> list[str]:
+def example_images(transparent: bool = True) -> list[str]:
     """PNGs of a few emoji, written once (from the Noto font, else the data set cache, else a
-    drawn face), plus one with a transparent background to show RGBA input works."""
+    drawn face), plus (with `transparent`) the first on a transparent background, to show that RGBA
+    input works: it looks the same as the first, so tabs that take RGBA like any image leave it out."""
     EXAMPLE_DIR.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, emoji in EXAMPLE_EMOJI.items():
@@ -509,8 +519,7 @@ def example_images() -> list[str]:
         alpha = Image.eval(im.convert("L"), lambda v: 0 if v >= 250 else 255)
         im.putalpha(alpha)
         save_png(im, rgba, {"example": "cat-face on a transparent background"})
-    paths.append(str(rgba))
-    return paths
+    return paths + [str(rgba)] if transparent else paths
 
 
 def class_labels(classes: Sequence[str]) -> list[tuple[str, str]]:

@@ -16,7 +16,7 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from core import guidance_comparison, hspace, mechanics
+from core import diffae, guidance_comparison, hspace, mechanics
 from core.images import pil_to_tensor, save_png, tensor_to_pil
 from core.likelihood import METHODS
 from core.mechanics import Condition
@@ -27,8 +27,15 @@ from demos.common import Job, Models, RequestFiles, as_int, follow, gpu, image_i
 TITLE = "How it works"
 BASES = {"text_base": "Text base (prompt)", "class_base": "Class base (label)"}
 HSPACE_ATTRIBUTES = ("dark-skin", "woman", "smiling")   # the DiffAE attributes (core.diffae.ATTRIBUTE_RULES)
-DIFFAE_STRENGTH = 3.0
+DIFFAE_STRENGTH = 1.0   # one class gap, the unit of the h-space strength too
 MAX_STEPS = 100
+# the columns of each panel's table, shown (empty) before the first run
+FORWARD_COLUMNS = ["schedule", "t", "alpha_bar", "log SNR"]
+SAMPLER_COLUMNS = ["sampler", "nfe_budget", "steps", "nfe", "seconds_per_image", "clip_score"]
+GUIDANCE_COLUMNS = ["guidance", "clip_score", "diversity_clip", "diversity_pixels", "seconds_per_image"]
+TRAJECTORY_COLUMNS = ["step", "t"]
+LIKELIHOOD_COLUMNS = ["image", "bits/dim", "± std. error"]
+COMPARISON_COLUMNS = ["guidance", "scale", "recognisability", "diversity", "diversity_pixels", "seconds_per_image"]
 
 
 def _numbers(text: str, what: str, kind=float) -> list:
@@ -118,7 +125,7 @@ def make_fns(models: Models):
             curves = {(r["schedule"], r["t"]): r for r in mechanics.schedule_curves(points=1000)}
             table = pd.DataFrame([{"schedule": s, "t": t, "alpha_bar": round(curves[(s, round(t))]["alpha_bar"], 4),
                                    "log SNR": round(curves[(s, round(t))]["log_snr"], 3)}
-                                  for s in ("linear", "cosine") for t in ts])
+                                  for s in ("linear", "cosine") for t in ts], columns=FORWARD_COLUMNS)
             return files.image(mechanics.grid_image(list(rows))), table
 
     @gpu
@@ -149,7 +156,7 @@ def make_fns(models: Models):
                 progress=report), 3, progress)
             files = RequestFiles()
             path = files.results([result.grid()], [result.parameters], ["samplers"])[0]
-            yield path, pd.DataFrame(result.rows), result.parameters
+            yield path, pd.DataFrame(result.rows, columns=SAMPLER_COLUMNS), result.parameters
 
     @gpu
     def guidance_sweep(model: str, prompt: str, label: str | None, scales: str, seed: int, num_samples: int,
@@ -177,7 +184,7 @@ def make_fns(models: Models):
                 models.set, cond, scales, seeds, sampler, steps, bool(thresholding), progress=report), 5, progress)
             files = RequestFiles()
             path = files.results([result.grid()], [result.parameters], ["guidance-sweep"])[0]
-            table = pd.DataFrame(result.rows)
+            table = pd.DataFrame(result.rows, columns=GUIDANCE_COLUMNS)
             diversity = pd.concat([pd.DataFrame({"guidance": table["guidance"], "distance": table[c], "space": name})
                                    for c, name in (("diversity_clip", "CLIP embedding"),
                                                    ("diversity_pixels", "pixels (RMS)"))])
@@ -207,15 +214,16 @@ def make_fns(models: Models):
             models.require(["class_base", "noisy_classifier"])
             if not label:
                 raise ValueError("choose a class label")
-            result = guidance_comparison.compare_guidance(
-                models.set, [label], _numbers(cfg_scales, "classifier-free guidance scales"),
-                _numbers(classifier_scales, "classifier-guidance scales"), _seeds(seed, num_samples),
-                steps=_steps(steps), progress=lambda text: progress(None, desc=text))
+            cfg, classifier = (_numbers(cfg_scales, "classifier-free guidance scales"),
+                               _numbers(classifier_scales, "classifier-guidance scales"))
+            seeds, steps = _seeds(seed, num_samples), _steps(steps)
+            result = yield from run(lambda report: guidance_comparison.compare_guidance(
+                models.set, [label], cfg, classifier, seeds, steps=steps, progress=report), 4, progress)
             files = RequestFiles()
             path = files.results([result.grid()], [{**result.parameters, "rows": result.rows}],
                                  ["guidance-comparison"])[0]
-            table = pd.DataFrame(result.rows)
-            return path, table, table, result.parameters
+            table = pd.DataFrame(result.rows, columns=COMPARISON_COLUMNS)
+            yield path, table, table, result.parameters
 
     @gpu
     def trajectory(model: str, prompt: str, label: str | None, seed: int, sampler: str, steps: int,
@@ -242,7 +250,8 @@ def make_fns(models: Models):
                                                                       float(guidance), frames), 3)
             files = RequestFiles()
             path = files.results([result.strip()], [result.parameters], ["trajectory"])[0]
-            table = pd.DataFrame({"step": result.steps + ["final"], "t": [round(t, 1) for t in result.times] + [-1]})
+            table = pd.DataFrame({"step": result.steps + ["final"], "t": [round(t, 1) for t in result.times] + [-1]},
+                                 columns=TRAJECTORY_COLUMNS)
             yield path, table, result.parameters
 
     @gpu
@@ -280,13 +289,12 @@ def make_fns(models: Models):
                     for name, r in zip(named, result.rows())]
             parameters = {"panel": "likelihood", "condition": cond.describe(), "method": result.method,
                           "steps": result.steps, "probes": result.probes, "nfe_per_probe": result.nfe}
-            yield pd.DataFrame(rows), parameters
+            yield pd.DataFrame(rows, columns=LIKELIHOOD_COLUMNS), parameters
 
     def diffae_edit(image: str, attribute: str, strength: float, steps: int):
         """The DiffAE edit of the same image and attribute, or why there is none."""
         if "diffae" in models.errors:
             return None, f"No DiffAE edit: the diffae model is unavailable ({models.errors['diffae']})."
-        from core import diffae
         try:
             directions = diffae.Directions.load(models.root / "diffae")
             directions.index(attribute)
@@ -308,7 +316,7 @@ def make_fns(models: Models):
             strength: in class-mean differences of h; + towards the attribute, - away; 0 = reconstruction.
             steps: DDIM steps of the inversion and of the reverse run.
             interval: the fraction of the reverse process, from t = T, during which h is shifted.
-            diffae_strength: the DiffAE edit's strength (its own unit: standard deviations of the code).
+            diffae_strength: the DiffAE edit's strength, in class gaps of DiffAE's semantic code (-3..3).
         Returns:
             the input, the DDIM reconstruction, the h-space edit, the DiffAE edit (or nothing), a
             note, and the parameters.
@@ -318,7 +326,6 @@ def make_fns(models: Models):
             steps = _steps(steps)
             base = models.get(model)
             x = load(image, base.resolution)
-            from core import diffae
             diffae_strength = diffae._check_strength(diffae_strength)
             progress(None, desc="inverting and editing, then the DiffAE edit")
 
@@ -366,7 +373,7 @@ def build(models: Models) -> None:
     gr.Markdown("The mechanics of diffusion, side by side on the same small models: how images are noised, how the "
                 "samplers and guidance trade cost and quality, what the model predicts along the way, how likely "
                 "it finds an image, and a semantic direction inside the UNet.")
-    examples = common.example_images()
+    examples = common.example_images(transparent=False)
     classes = [] if "class_base" in models.errors else models.set.classes()
     pixel = dict(format="png", interactive=False, height=260, elem_classes=[common.PIXELATED, common.STAGE])
     with gr.Accordion("Model and condition (for the sampling panels and the likelihood)", open=True):
@@ -388,7 +395,7 @@ def build(models: Models) -> None:
                 gr.Examples([[p] for p in examples], inputs=[f_image], cache_examples=False)
             with gr.Column(scale=3):
                 f_grid = gr.Image(label="x_t (rows: linear, cosine)", **pixel)
-                f_table = gr.Dataframe(label="ᾱ_t and log SNR at these t", interactive=False)
+                f_table = common.table_output("ᾱ_t and log SNR at these t", FORWARD_COLUMNS)
         curves = pd.DataFrame(mechanics.schedule_curves(points=101))
         with gr.Row():
             gr.LinePlot(curves, x="t", y="alpha_bar", color="schedule", title="ᾱ_t (signal power)", height=260)
@@ -413,7 +420,7 @@ def build(models: Models) -> None:
         s_button = gr.Button("Compare", variant="primary")
         with gr.Row():
             s_grid = gr.Image(label="A line per sampler (budgets left to right)", **pixel)
-            s_table = gr.Dataframe(label="Cost and quality", interactive=False)
+            s_table = common.table_output("Cost and quality", SAMPLER_COLUMNS)
         s_params = gr.JSON(label="Parameters", visible=False)
         common.run_on(s_button.click, samplers_fn,
                       inputs=[model, prompt, label, s_samplers, s_budgets, s_seed, s_num, s_guidance, s_threshold],
@@ -433,7 +440,7 @@ def build(models: Models) -> None:
         g_button = gr.Button("Sweep", variant="primary")
         with gr.Row():
             g_grid = gr.Image(label="A line per guidance scale", **pixel)
-            g_table = gr.Dataframe(label="Fidelity and diversity", interactive=False)
+            g_table = common.table_output("Fidelity and diversity", GUIDANCE_COLUMNS)
         with gr.Row():
             g_fidelity = gr.LinePlot(x="guidance", y="clip_score", title="Fidelity: CLIP score", height=240)
             g_diversity = gr.LinePlot(x="guidance", y="distance", color="space",
@@ -466,7 +473,7 @@ def build(models: Models) -> None:
         with gr.Row():
             c_plot = gr.ScatterPlot(x="diversity", y="recognisability", color="guidance", tooltip="all",
                                     title="Recognisability against diversity (each point: one scale)", height=300)
-            c_table = gr.Dataframe(label="Per setting", interactive=False)
+            c_table = common.table_output("Per setting", COMPARISON_COLUMNS)
         c_grid = gr.Image(label="A line per setting: CFG scales, then classifier scales", **pixel)
         c_params = gr.JSON(label="Parameters", visible=False)
         common.run_on(c_button.click, compare_fn, inputs=[label, c_cfg, c_clf, c_seed, c_num, c_steps],
@@ -484,7 +491,7 @@ def build(models: Models) -> None:
         t_button = gr.Button("Sample", variant="primary")
         with gr.Row():
             t_strip = gr.Image(label="x_t (top) and predicted x0 (bottom)", **pixel)
-            t_table = gr.Dataframe(label="Steps shown", interactive=False)
+            t_table = common.table_output("Steps shown", TRAJECTORY_COLUMNS)
         t_params = gr.JSON(label="Parameters", visible=False)
         common.run_on(t_button.click, trajectory_fn,
                       inputs=[model, prompt, label, t_seed, t_sampler, t_steps, t_guidance, t_frames],
@@ -498,8 +505,8 @@ def build(models: Models) -> None:
         with gr.Row():
             with gr.Column(scale=2):
                 l_image = image_input(label="Image (taken at 32×32)", sources=["upload", "clipboard"], height=200)
-                gr.Examples([[p] for p in examples] + [[p] for p in reference_images().values()], inputs=[l_image],
-                            cache_examples=False)
+                references = [p for p in reference_images().values() if p not in examples]   # the cat is both
+                gr.Examples([[p] for p in examples + references], inputs=[l_image], cache_examples=False)
             with gr.Column(scale=3):
                 with gr.Row():
                     l_method = gr.Radio(list(METHODS), value="ode", label="Method")
@@ -507,7 +514,7 @@ def build(models: Models) -> None:
                     l_probes = gr.Slider(1, 8, value=1, step=1, precision=0, label="Probes")
                 l_refs = gr.Checkbox(True, label="Also score the references (emoji, photo, uniform noise, 1/f noise)")
                 l_button = gr.Button("Score", variant="primary")
-                l_table = gr.Dataframe(label="Bits per dimension", interactive=False)
+                l_table = common.table_output("Bits per dimension", LIKELIHOOD_COLUMNS)
         l_params = gr.JSON(label="Parameters", visible=False)
         common.run_on(l_button.click, likelihood_fn,
                       inputs=[l_image, model, prompt, label, l_method, l_steps, l_probes, l_refs],
@@ -534,7 +541,8 @@ def build(models: Models) -> None:
                                         label="DDIM steps")
                     h_interval = gr.Slider(0.05, 1.0, value=hspace.DEFAULT_INTERVAL, step=0.05, label="Edited fraction",
                                            info="of the reverse process, from t = T")
-                    h_diffae = gr.Slider(-10, 10, value=DIFFAE_STRENGTH, step=0.25, label="DiffAE strength")
+                    h_diffae = gr.Slider(-diffae.MAX_STRENGTH, diffae.MAX_STRENGTH, value=DIFFAE_STRENGTH, step=0.05,
+                                         label="DiffAE strength", info="class gaps of its semantic code")
                 h_button = gr.Button("Edit", variant="primary")
             with gr.Column(scale=3):
                 with gr.Row():

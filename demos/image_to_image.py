@@ -28,6 +28,8 @@ TITLE = "Image to image"
 STAGE_LABELS = {32: "32×32 base", 64: "64×64", 128: "128×128 SR"}
 PALETTE_SIZE = 64
 MASK_TINT = (255, 0, 255)  # the region to fill, shown over the input
+ILVR_COLUMNS = ["factor", "low_pass_rmse", "rmse_to_reference"]   # the strip's figures shown (not its diversity)
+BRUSH_COLOURS = ["#ff00ff", "#00b4ff", "#000000", "#ffffff"]   # magenta first: it shows on almost every emoji
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
@@ -289,7 +291,7 @@ def make_fns(models: Models):
             path = files.results([sample], [params], [f"{Path(image).stem}-ilvr-N{factor}-{size}px-seed{seed}"])[0]
             strip_path = files.results([strip.image()], [{**strip.parameters, "figures": strip.rows}],
                                        [f"{Path(image).stem}-ilvr-strip-{size}px-seed{seed}"])[0]
-            table = pd.DataFrame([{k: v for k, v in r.items() if k != "diversity"} for r in strip.rows])
+            table = pd.DataFrame(strip.rows, columns=ILVR_COLUMNS)
             yield view, path, strip_path, table, params
 
     return sdedit, colorize, inpaint, ilvr
@@ -342,10 +344,11 @@ def build(models: Models) -> None:
                     seed, _ = common.seed_input()
                     size = gr.Radio(list(SIZES), value=128, label="Output size", scale=3)
                 button = gr.Button("Edit", variant="primary")
-                gr.Examples([[p, "", 0.5] for p in examples[:4]] + [[examples[1], "an emoji of a red apple", 0.8]],
-                            inputs=[image, prompt, strength], label="Examples", cache_examples=False)
             with gr.Column(scale=3):
                 view, result, parameters = _outputs("Input at the output size")
+        # the full width: a table of image, prompt and strength does not fit in the settings' column
+        gr.Examples([[p, "", 0.5] for p in examples[:4]] + [[examples[1], "an emoji of a red apple", 0.8]],
+                    inputs=[image, prompt, strength], label="Examples", cache_examples=False)
         common.run_on([button.click, prompt.submit], sdedit_fn,
                       inputs=[image, prompt, strength, guidance, sampler, steps, seed, size],
                       outputs=[view, result, parameters], api_name="sdedit", show_progress_on=[view])
@@ -369,22 +372,23 @@ def build(models: Models) -> None:
                       outputs=[view, result, parameters], api_name="colorize", show_progress_on=[view])
 
     with gr.Tab("Inpaint"):
-        gr.Markdown("**Inpainting**: paint over the region to fill (any colour), or upload a mask (white or "
-                    "opaque = fill). *palette*: the Palette model (64×64), trained with masks; *repaint*: RePaint "
+        gr.Markdown("**Inpainting**: paint over the region to fill (in any colour: pick one that shows on your "
+                    "image), or upload a mask (white or opaque = fill). *palette*: the Palette model (64×64), "
+                    "trained with masks; *repaint*: RePaint "
                     "(Lugmayr et al. 2022) with the text model, which never saw a mask, optionally guided by a "
                     "prompt, at any size. The pixels outside the mask are kept exactly.")
         with gr.Row():
             with gr.Column(scale=2):
                 editor = editor_input(label="Image: draw over the region to fill", sources=["upload", "clipboard"],
-                                      brush=gr.Brush(colors=["#ffffff"], default_color="#ffffff",
-                                                     color_mode="fixed"),
+                                      brush=gr.Brush(colors=BRUSH_COLOURS, default_color=BRUSH_COLOURS[0],
+                                                     color_mode="defaults"),
                                       layers=False, transforms=(), height=320)
                 mask = image_input(label="Mask image (optional; white or opaque = fill)",
                                    sources=["upload", "clipboard"], height=140)
                 with gr.Row():
                     method = gr.Radio(list(METHODS), value="palette", label="Method")
-                    size = gr.Radio(list(SIZES), value=PALETTE_SIZE, label="Output size",
-                                    info="Palette: 64 only")
+                    # Palette draws 64×64 only: the sizes are offered with repaint alone
+                    size = gr.Radio(list(SIZES), value=PALETTE_SIZE, label="Output size (repaint)", visible=False)
                 prompt = gr.Textbox("", label="Prompt (repaint only, optional)")
                 with gr.Row():
                     sampler = gr.Dropdown(samplers, value=PALETTE_DEFAULTS.sampler, label="Sampler (palette)",
@@ -395,7 +399,7 @@ def build(models: Models) -> None:
                 gr.Examples([[p] for p in examples], inputs=[editor], label="Example images", cache_examples=False)
             with gr.Column(scale=3):
                 view, result, parameters = _outputs("Input with the region to fill")
-        method.change(lambda m: PALETTE_SIZE if m == "palette" else gr.skip(), inputs=method, outputs=size,
+        method.change(lambda m: gr.Radio(visible=m == "repaint", value=PALETTE_SIZE), inputs=method, outputs=size,
                       queue=False, api_visibility="private")
         common.run_on(button.click, inpaint_fn, inputs=[editor, mask, method, prompt, sampler, steps, seed, size],
                       outputs=[view, result, parameters], api_name="inpaint", show_progress_on=[view])
@@ -435,8 +439,8 @@ def build(models: Models) -> None:
                 strip = gr.Image(label="Strip: top φ_N(reference), bottom the samples; N = "
                                        + ", ".join(map(str, STRIP_FACTORS)) + " (and yours) left to right",
                                  format="png", interactive=False, height=200, elem_classes=[common.PIXELATED])
-                figures = gr.Dataframe(label="How close to the reference, per N (RMS on [0, 1]; low_pass_rmse "
-                                             "compares φ_N of both at 32×32)", interactive=False)
+                figures = common.table_output("How close to the reference, per N (RMS on [0, 1]; low_pass_rmse "
+                                              "compares φ_N of both at 32×32)", ILVR_COLUMNS)
                 with gr.Accordion("Parameters", open=False):
                     parameters = gr.JSON(label="Parameters")
         common.run_on(button.click, ilvr_fn, inputs=[image, factor, seed, model, prompt, label, size, steps],

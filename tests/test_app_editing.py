@@ -64,10 +64,10 @@ def test_new_endpoints_are_named(client):
         "/sdedit": ["image", "prompt", "strength", "guidance", "sampler", "steps", "seed", "size"],
         "/colorize": ["image", "sampler", "steps", "seed"],
         "/inpaint": ["editor", "mask", "method", "prompt", "sampler", "steps", "seed", "size"],
-        "/reconstruct": ["image", "steps"],
-        "/edit": ["image", "attribute", "strength", "steps", "fresh_noise", "seed"],
-        "/edit_sweep": ["image", "attribute", "max_strength", "frames", "steps"],
-        "/interpolate": ["image_a", "image_b", "frames", "steps"],
+        "/reconstruct": ["image", "steps", "size"],
+        "/edit": ["image", "attribute", "strength", "steps", "fresh_noise", "seed", "size"],
+        "/edit_sweep": ["image", "attribute", "max_strength", "frames", "steps", "size"],
+        "/interpolate": ["image_a", "image_b", "frames", "steps", "size"],
         "/attributes": [],
         "/variations": ["image", "num_images", "seed", "size", "prompt", "mix", "decoder_steps"],
     }
@@ -134,21 +134,38 @@ def test_attributes(client):
 
 def test_reconstruct_and_edit_strength_0_are_equal(client, tmp_path):
     path = handle(image_file(tmp_path, "RGB", size=(80, 80)))
-    view, rec, params = client.predict(image=path, steps=STEPS, api_name="/reconstruct")
+    view, rec, params = client.predict(image=path, steps=STEPS, size=DIFFAE_RES, api_name="/reconstruct")
     rgb_png(view, DIFFAE_RES)
     stored = read_parameters(rgb_png(rec, DIFFAE_RES))
     assert stored == params and stored["command"] == "reconstruct" and stored["steps"] == STEPS
-    _, zero, _ = client.predict(image=path, attribute="smiling", strength=0, steps=STEPS, api_name="/edit")
+    _, zero, _ = client.predict(image=path, attribute="smiling", strength=0, steps=STEPS, size=DIFFAE_RES,
+                                api_name="/edit")
     assert np.array_equal(pixels(zero), pixels(rec))
-    _, edited, params = client.predict(image=path, attribute="woman", strength=3, steps=STEPS, api_name="/edit")
+    _, edited, params = client.predict(image=path, attribute="woman", strength=3, steps=STEPS, size=DIFFAE_RES,
+                                       api_name="/edit")
     stored = read_parameters(rgb_png(edited, DIFFAE_RES))
     assert stored == params and stored["attribute"] == "woman" and stored["strength"] == 3
     assert not np.array_equal(pixels(edited), pixels(rec))
 
 
+@pytest.mark.parametrize("size", [64, 128])
+def test_edits_are_shown_through_the_super_resolution_stages(client, tmp_path, size):
+    """The DiffAE draws 32×32; the edit at 64 or 128 goes through the SR stages, and at strength 0
+    it is still the reconstruction at that size."""
+    path = handle(image_file(tmp_path, "RGB", size=(80, 80)))
+    view, rec, params = client.predict(image=path, steps=STEPS, size=size, api_name="/reconstruct")
+    rgb_png(view, DIFFAE_RES)
+    assert read_parameters(rgb_png(rec, size)) == params and params["size"] == size
+    _, zero, _ = client.predict(image=path, attribute="woman", strength=0, steps=STEPS, size=size, api_name="/edit")
+    _, edited, params = client.predict(image=path, attribute="woman", strength=1, steps=STEPS, size=size,
+                                       api_name="/edit")
+    assert np.array_equal(pixels(zero), pixels(rec)) and not np.array_equal(pixels(edited), pixels(rec))
+    assert read_parameters(rgb_png(edited, size))["size"] == size
+
+
 def test_edit_sweep(client, tmp_path):
     strip, frames, params = client.predict(image=handle(photo(tmp_path)), attribute="dark-skin", max_strength=3,
-                                           frames=7, steps=STEPS, api_name="/edit_sweep")
+                                           frames=7, steps=STEPS, size=DIFFAE_RES, api_name="/edit_sweep")
     with Image.open(strip) as im:
         assert im.size == (7 * DIFFAE_RES, DIFFAE_RES)
         assert read_parameters(im) == params
@@ -179,11 +196,11 @@ def test_variations(client, tmp_path):
 def test_interpolate(client, tmp_path):
     a, b = photo(tmp_path), image_file(tmp_path, "RGBA", name="b.png")
     strip, frames, params = client.predict(image_a=handle(a), image_b=handle(b), frames=4, steps=STEPS,
-                                           api_name="/interpolate")
+                                           size=DIFFAE_RES, api_name="/interpolate")
     with Image.open(strip) as im:
         assert im.size == (4 * DIFFAE_RES, DIFFAE_RES) and read_parameters(im) == params
     assert len(frames) == 4 and params["image_b"] == "b.png"
-    _, rec_a, _ = client.predict(image=handle(a), steps=STEPS, api_name="/reconstruct")
+    _, rec_a, _ = client.predict(image=handle(a), steps=STEPS, size=DIFFAE_RES, api_name="/reconstruct")
     assert np.array_equal(pixels(frames[0]["image"]), pixels(rec_a))  # the first frame is a's reconstruction
 
 
@@ -212,13 +229,13 @@ def _call(client, tmp_path, case):
         return client.predict(image=handle(image), strength=2, steps=STEPS, api_name="/sdedit")
     if case == "unknown attribute":
         return client.predict(image=handle(image), attribute="unicorn", strength=1, steps=STEPS, api_name="/edit")
-    if case == "strength 16":
-        return client.predict(image=handle(image), attribute="woman", strength=16, steps=STEPS, api_name="/edit")
+    if case == "strength 4":
+        return client.predict(image=handle(image), attribute="woman", strength=4, steps=STEPS, api_name="/edit")
     if case == "sweep strength 0":
         return client.predict(image=handle(image), attribute="woman", max_strength=0, steps=STEPS,
                               api_name="/edit_sweep")
-    if case == "sweep strength 20":
-        return client.predict(image=handle(image), attribute="woman", max_strength=20, steps=STEPS,
+    if case == "sweep strength 5":
+        return client.predict(image=handle(image), attribute="woman", max_strength=5, steps=STEPS,
                               api_name="/edit_sweep")
     if case == "corrupt edit image":
         return client.predict(image=handle(_bad_image(tmp_path, "corrupt")), attribute="woman", strength=1,
@@ -240,9 +257,9 @@ BAD = {
     "corrupt sdedit image": "corrupt.png cannot be read as an image",
     "sdedit strength 2": "greater than maximum value 1",
     "unknown attribute": "unicorn.*not in the list of choices",
-    "strength 16": "greater than maximum value 15",
-    "sweep strength 0": "less than minimum value 0.25",
-    "sweep strength 20": "greater than maximum value 15",
+    "strength 4": "greater than maximum value 3",
+    "sweep strength 0": "less than minimum value 0.1",
+    "sweep strength 5": "greater than maximum value 3",
     "corrupt edit image": "corrupt.png cannot be read as an image",
     "1x1 reconstruct image": "image is 1x1; each side must be between 8 and 4096",
     "interpolate without b": "upload image b",
@@ -257,7 +274,7 @@ def test_bad_input_is_a_clear_error(client, server, tmp_path, case):
     good_request(client, server)
 
 
-@pytest.mark.parametrize("strength", [float("nan"), float("inf"), -16.0])
+@pytest.mark.parametrize("strength", [float("nan"), float("inf"), -4.0])
 def test_non_finite_strength_is_a_clear_error(tiny_checkpoints, strength):
     """JSON (so gradio_client and the browser) cannot carry NaN / inf; a direct caller of the
     functions can, and gets the same clear gr.Error as for out-of-range strengths."""
@@ -267,9 +284,9 @@ def test_non_finite_strength_is_a_clear_error(tiny_checkpoints, strength):
     models = common.Models.load(tiny_checkpoints, "cpu")
     _, _, edit, sweep, _, _ = attribute_editing.make_fns(models)
     example = common.example_images()[0]
-    with pytest.raises(gr.Error, match="strength must be a finite number between -15 and 15"):
+    with pytest.raises(gr.Error, match="strength must be a finite number between -3 and 3"):
         list(edit(example, "woman", strength, STEPS, progress=lambda *a, **k: None))
-    with pytest.raises(gr.Error, match="strength must be a finite number between -15 and 15"):
+    with pytest.raises(gr.Error, match="strength must be a finite number between -3 and 3"):
         list(sweep(example, "woman", strength, 7, STEPS, progress=lambda *a, **k: None))
 
 

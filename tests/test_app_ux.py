@@ -206,6 +206,14 @@ class Page:
             out.append(self.components.get(component_id, {}))
         return out
 
+    def children(self, component_id: int) -> list[dict]:
+        """What sits directly in a container; Gradio's own 'form' wrappers are looked through."""
+        out = []
+        for child_id in [i for i, parent in self.parent.items() if parent == component_id]:
+            child = self.components[child_id]
+            out += self.children(child_id) if child.get("type") == "form" else [child]
+        return out
+
     def shown(self, component_id: int) -> bool:
         """Visible, and so are all its containers (a closed accordion still counts as shown)."""
         chain = [self.components[component_id], *self.ancestors(component_id)]
@@ -228,3 +236,61 @@ def test_first_tab_folds_deepfloyd_away_when_it_cannot_run(server, client):
     assert len(why) == 1 and status in page.ancestors(why[0]["id"])   # the details are inside the fold
     with pytest.raises(AppError, match="DeepFloyd IF \\(Hub\\) is unavailable: no CUDA GPU here"):
         client.predict(prompt="a corgi", api_name="/text_to_image_deepfloyd")
+
+
+def test_the_inpainting_brush_shows_on_white_and_offers_any_colour(server):
+    (editor,) = Page(page_config(server)).find("imageeditor")
+    brush = editor["props"]["brush"]
+    assert brush["default_color"].lower() not in ("#ffffff", "#fff", "white") and brush["color_mode"] != "fixed"
+
+
+def test_palette_is_not_offered_sizes_it_refuses(server):
+    """Palette (the default method) draws 64×64 only: the sizes are shown with repaint alone, and
+    the API still takes them for repaint (tests/test_app_editing.py inpaints at 32 and 128)."""
+    page = Page(page_config(server))
+    (size,) = page.find("radio", label="Output size (repaint)")
+    assert not page.shown(size["id"]) and size["props"]["value"] == 64
+    assert [c[1] for c in size["props"]["choices"]] == [32, 64, 128]
+
+
+def test_tables_show_their_columns_before_a_run(server, client, tmp_path):
+    page = Page(page_config(server))
+    tables = page.find("dataframe")
+    assert len(tables) >= 7   # every panel with a table, the ILVR figures and the guidance comparison too
+    for table in tables:
+        headers = table["props"]["value"]["headers"]
+        assert headers and not any(h.isdigit() for h in map(str, headers)), (table["props"]["label"], headers)
+    (forward,) = page.find("dataframe", label="ᾱ_t and log SNR at these t")
+    truncated_png(tmp_path)   # writes whole.png beside it
+    _, result = client.predict(image=handle(tmp_path / "whole.png"), times="0, 500", api_name="/forward_process")
+    assert result["headers"] == forward["props"]["value"]["headers"]
+
+
+def test_every_seed_shares_a_row_with_its_dice(server):
+    page = Page(page_config(server))
+    dice = page.find("button", value="🎲")
+    assert len(dice) >= 10
+    for button in dice:
+        row = page.components[page.parent[button["id"]]]
+        together = [c["props"].get("label") or c["props"].get("value") for c in page.children(row["id"])]
+        assert row["type"] == "row" and together == ["Seed", "🎲"], together
+
+
+def test_the_sdedit_examples_span_the_page(server):
+    """A table of image, prompt and strength was cut off inside the settings' column."""
+    page = Page(page_config(server))
+    labels = {c["id"]: c["props"].get("label") for c in page.components.values()}
+    (examples,) = [d for d in page.find("dataset") if [labels[i] for i in d["props"]["component_ids"]]
+                   == ["Image (any size, mode and format)", "Prompt (optional)", "Strength"]]
+    assert "column" not in [a.get("type") for a in page.ancestors(examples["id"])]
+
+
+def test_no_tab_shows_the_same_example_twice(server):
+    page = Page(page_config(server))
+    for dataset in page.find("dataset"):
+        names = [Path(str(cell.get("path") or cell.get("url"))).name for sample in dataset["props"]["samples"]
+                 for cell in sample if isinstance(cell, dict)]
+        shown = [n.replace("-transparent", "") for n in names]   # the transparent cat looks like the cat
+        above = {a.get("props", {}).get("label") for a in page.ancestors(dataset["id"])}
+        if above & {"Attribute editing", "How it works"}:
+            assert len(set(shown)) == len(shown), (above, names)

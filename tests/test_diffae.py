@@ -88,14 +88,14 @@ def test_fitted_direction_points_the_right_way():
         assert (dirs.score(dirs.shift(z, "a", s), "a") > dirs.score(z, "a")).all()
         assert (dirs.score(dirs.shift(z, "a", -s), "a") < dirs.score(z, "a")).all()
     assert torch.equal(dirs.shift(z, "a", 0.0), z)
-    # the shift is strength * u in normalised space
+    # the shift is strength * gap * u in normalised space: strength counts class gaps
     moved = dirs.normalise(dirs.shift(z, "a", 2.0)) - dirs.normalise(z)
-    assert torch.allclose(moved, 2.0 * dirs.directions[0].expand_as(moved), atol=1e-4)
+    assert torch.allclose(moved, 2.0 * dirs.gap("a") * dirs.directions[0].expand_as(moved), atol=1e-4)
 
 
 def test_direction_is_the_class_mean_difference_and_the_gap_its_length():
     """u = (mu+ - mu-) / |mu+ - mu-| in normalised space, even where the logistic classifier's
-    weights point elsewhere; moving the negative codes by the gap puts their mean onto mu+ along u."""
+    weights point elsewhere; strength 1 (one class gap) puts the negative codes' mean onto mu+ along u."""
     g = torch.Generator().manual_seed(2)
     n, d = 300, 16
     y = (torch.arange(n) % 2).long()
@@ -110,8 +110,26 @@ def test_direction_is_the_class_mean_difference_and_the_gap_its_length():
     assert dirs.gap("a") == pytest.approx(float(diff.norm()), rel=1e-5)
     w = dirs.weights[0] / dirs.weights[0].norm()
     assert torch.dot(w, dirs.directions[0]) < 0.9            # the classifier's weights point elsewhere
-    moved = dirs.normalise(dirs.shift(z[y == 0], "a", dirs.gap("a"))).mean(0)
+    moved = dirs.normalise(dirs.shift(z[y == 0], "a", 1.0)).mean(0)
     assert torch.allclose(moved, zn[y == 1].mean(0), atol=1e-4)
+
+
+def test_strength_one_is_one_class_gap_for_every_attribute():
+    """Attributes with different gaps: strength 1 moves each one's negative mean onto its positive mean."""
+    g = torch.Generator().manual_seed(3)
+    n, d = 400, 8
+    z = torch.randn(n, d, generator=g)
+    labels = {}
+    for k, (name, gap) in enumerate((("small", 1.0), ("large", 6.0))):
+        y = (torch.randperm(n, generator=g) < n // 2).long()
+        z[:, k] += gap * y
+        labels[name] = (torch.arange(n), y)
+    dirs = fit_from_codes(z, labels)
+    assert dirs.gap("large") > 1.5 * dirs.gap("small")   # the gaps differ (in normalised units)
+    for name, (_, y) in labels.items():
+        zn = dirs.normalise(z)
+        moved = dirs.normalise(dirs.shift(z[y == 0], name, 1.0)).mean(0)
+        assert torch.allclose(moved, zn[y == 1].mean(0), atol=1e-4), name
 
 
 class _Rec:
@@ -341,8 +359,8 @@ def test_directions_and_evaluate_commands(tmp_path, monkeypatch, capsys):
     assert set(result["dark_skin"]) >= {"darker_after_plus", "lighter_after_minus", "subgroup_kept"}
     assert set(result["woman"]) >= {"man_to_woman", "woman_to_man"}
     assert set(result["dark_skin"]) >= {"change_on_skin_plus", "change_on_skin_minus", "skin_area"}
-    # at each attribute's class gap by default
-    assert result["woman"]["strength"] == pytest.approx(Directions.load(tmp_path / "diffae").gap("woman"))
+    # at one class gap by default
+    assert result["woman"]["strength"] == 1.0
     # rows: people under dark-skin, then men and women under woman; the original then 5 strengths;
     # 64 px tiles with 2 px padding
     rows = [r.split(":")[0] for r in result["grid"]["rows"]]
