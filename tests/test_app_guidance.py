@@ -45,7 +45,7 @@ def test_endpoints_are_named(client):
     named = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     params = [p["parameter_name"] for p in named["/class_conditional"]["parameters"]]
     assert params == ["label", "guidance", "sampler", "steps", "seed", "num_images", "size", "dynamic_thresholding",
-                      "guidance_method", "classifier_scale"]
+                      "guidance_method", "classifier_scale", "base_model", "decoder_steps"]
     assert [p["parameter_name"] for p in named["/guidance_comparison"]["parameters"]] == [
         "label", "cfg_scales", "classifier_scales", "seed", "num_samples", "steps"]
 
@@ -55,12 +55,14 @@ def test_class_tab_with_classifier_guidance(client):
                                                guidance_method="classifier", classifier_scale=8,
                                                api_name="/class_conditional")
     assert parameters["classifier_scale"] == 8 and parameters["base"]["guidance"] == 1.0
+    assert parameters["base_model"] == "pixel"   # classifier guidance steers the pixel base, whatever the default
     stored = read_parameters(rgb_png(gallery[1]["image"], 64))
     assert stored["classifier_scale"] == 8 and stored["seed"] == 5 and stored["label"] == "cat-face"
-    # classifier guidance at 0 and CFG at 0 are the same unconditional model; at 100 the classifier steers
+    # classifier guidance at 0 and CFG at 0 (on the pixel base) are the same unconditional model; at 100 the
+    # classifier steers
     common = dict(label="cat-face", steps=4, num_images=1, seed=4, size=32, api_name="/class_conditional")
     by_classifier = client.predict(guidance_method="classifier", classifier_scale=0, **common)[1][0]["image"]
-    unconditional = client.predict(guidance_method="cfg", guidance=0, **common)[1][0]["image"]
+    unconditional = client.predict(guidance_method="cfg", guidance=0, base_model="pixel", **common)[1][0]["image"]
     steered = client.predict(guidance_method="classifier", classifier_scale=100, **common)[1][0]["image"]
     assert np.abs(pixels(by_classifier) - pixels(unconditional)).max() <= 1
     assert np.abs(pixels(by_classifier) - pixels(steered)).max() > 4
