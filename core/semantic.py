@@ -21,7 +21,8 @@ from typing import Callable, Sequence
 
 import torch
 
-from core import diffae
+from core.rng import BatchGenerator
+from core.samplers import sample_ddim
 from core.prior import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS, SemanticPrior, sample_codes
 
 SEMANTIC_MODELS = ("prior", "diffae")
@@ -66,9 +67,15 @@ def sample_semantic_codes(prior: SemanticPrior, text_encoder, *, prompt: str | N
 
 def render(decoder, z_sem: torch.Tensor, seeds: Sequence[int], steps: int = DECODER_STEPS,
            callback: Callback | None = None) -> torch.Tensor:
-    """The DiffAE decoder's image of each code with fresh noise x_T (one generator per seed)."""
-    z_sem = z_sem.to(next(decoder.parameters()).device)
-    return diffae.decode(decoder, z_sem, diffae.fresh_noise(decoder, seeds), steps, callback=callback)
+    """The DiffAE decoder's image of each code with fresh noise x_T (one generator per seed):
+    deterministic DDIM from x_T given z_sem, as `core.diffae.decode` (this module does not import
+    core.diffae, which brings its training task and command line: `generate` stays light)."""
+    device = next(decoder.parameters()).device
+    z_sem, r = z_sem.to(device), decoder.resolution
+    x_T = BatchGenerator(list(seeds), device).randn((len(seeds), 3, r, r))
+    with torch.no_grad():
+        return sample_ddim(lambda x_t, t: decoder.eps(x_t, t, {"z_sem": z_sem}), x_T, decoder.schedule, steps,
+                           callback=callback).clamp(-1, 1)
 
 
 def generate_semantic(prior: SemanticPrior, decoder, text_encoder, *, prompt: str | None = None,
@@ -88,6 +95,7 @@ def variations(decoder, image: torch.Tensor, seeds: Sequence[int], *, prior: Sem
     """len(seeds) variations of one image [1, 3, r, r] (or [3, r, r]) in [-1, 1]: its z_sem
     decoded with fresh noise; with a prompt and mix > 0, z_sem moved towards the prior's code
     for the prompt first (the prompt's code drawn with the same seed)."""
+    from core import diffae   # deferred, as in `render`: variations are not a `generate` path
     mix = check_mix(mix)
     if image.ndim == 3:
         image = image.unsqueeze(0)

@@ -36,7 +36,7 @@ def test_networks_run_in_inference_mode_and_outputs_stay_editable(models):
         lambda module, inputs: modes.append(torch.is_inference_mode_enabled()))
     try:
         result = generate(models, prompt="cat face", size=64, base=StageSettings(steps=2),
-                          sr=(StageSettings(steps=1, guidance=1.0),) * 2)
+                          sr=(StageSettings(steps=1, guidance=1.0),) * 2, base_model="pixel")
     finally:
         hook.remove()
     assert modes == [True, True]

@@ -82,7 +82,7 @@ def test_command_help_table_matches_the_full_parser():
 def test_a_builtin_command_builds_no_other_commands():
     from core.__main__ import build_parser
     sub = next(a for a in build_parser("generate")._actions if isinstance(a, argparse._SubParsersAction))
-    assert set(sub.choices) == {"generate", "classes", "attributes", "upscale"}
+    assert set(sub.choices) == {"generate", "variations", "classes", "attributes", "upscale"}
 
 
 def test_set_cpu_threads_keeps_an_explicit_count(monkeypatch):
