@@ -263,6 +263,14 @@ def design_of(record: "EmojiRecord") -> str:
     return " ".join(words or _name_words(base)) + (": " + ", ".join(parts) if parts else "")
 
 
+def design_weights(records, power: float = 0.5) -> torch.Tensor:
+    """Draw weight (size of the record's design) ** -power per record: 0 draws every emoji alike,
+    1 every design alike (its tone and gender variants share its weight), 0.5 in between."""
+    designs = [design_of(r) for r in records]
+    counts = Counter(designs)
+    return torch.tensor([counts[d] ** -power for d in designs], dtype=torch.float64)
+
+
 def is_heldout(codepoints: Sequence[int]) -> bool:
     """The fixed held-out split: sha1 of "1F483-1F3FE"-style code points, mod 10 == 0."""
     key = "-".join(f"{c:04X}" for c in codepoints)

@@ -14,13 +14,12 @@ them. Each sample is conditioned on one random caption (55%), on its label (35%)
 """
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
 import torch
 
 from core.checkpoints import load_model, save_folder
-from core.data import captions_for, design_of
+from core.data import captions_for, design_weights
 from core.prior import PriorConfig, SemanticPrior, sample_codes
 from core.train import GRID_PROMPTS, Task, _data, save_grid
 
@@ -32,13 +31,6 @@ def semantic_codes(diffae, images: torch.Tensor, batch: int = 256) -> torch.Tens
     """z_sem of [N, 3, r, r] images in [-1, 1] (the DiffAE's encoder), float32."""
     from core.diffae import semantic_code
     return semantic_code(diffae, images, batch)
-
-
-def design_weights(records) -> torch.Tensor:
-    """Draw weight 1 / sqrt(size of the record's design) per record."""
-    designs = [design_of(r) for r in records]
-    counts = Counter(designs)
-    return torch.tensor([counts[d] ** -0.5 for d in designs], dtype=torch.float64)
 
 
 class PriorTask(Task):

@@ -72,6 +72,8 @@ class TrainConfig:
     precision: str = "auto"        # auto: bf16 autocast on CUDA, fp32 on CPU (this CPU: AVX2, no bf16); bf16; fp32
     compile: bool = False          # torch.compile the training network (Module.compile: weights keep their names)
     channels_last: bool = False    # NHWC memory format for the convolutions
+    init_from: str | None = None   # a checkpoint folder of this kind: start from its weights (model and EMA)
+    balance: float = 0.0           # text_base, class_base: draw emoji with weight (design size) ** -balance
 
 
 def default_config(kind: str, run: str, smoke: bool = False, **overrides) -> TrainConfig:
@@ -79,8 +81,10 @@ def default_config(kind: str, run: str, smoke: bool = False, **overrides) -> Tra
         raise ValueError(f"kind must be one of {TRAIN_KINDS}, got {kind!r}")
     per_kind = {
         "clip": dict(batch=128, lr=5e-4, steps=3000),
-        "text_base": dict(channels=(32, 64, 128)),
-        "class_base": dict(channels=(32, 64, 128)),
+        # balance 0.5: People & Body is ~60% of the emoji but mostly tone and gender variants of a
+        # few hundred designs; weight (design size) ** -0.5 gives the other ~1,200 designs ~2x the draws
+        "text_base": dict(channels=(32, 64, 128), balance=0.5),
+        "class_base": dict(channels=(32, 64, 128), balance=0.5),
         # residual scale 4: the residual over bilinear upsampling has std 0.13 (32->64) and 0.10
         # (64->128) on the training emoji, about 0.5 and 0.4 once scaled (the images: 0.63)
         "sr64": dict(channels=(32, 64, 128), crop=32, residual_scale=4.0),
@@ -114,6 +118,10 @@ def default_config(kind: str, run: str, smoke: bool = False, **overrides) -> Tra
         raise ValueError(f"--snr-floor must be between 0 and min_snr_gamma ({cfg.min_snr_gamma}), got {cfg.snr_floor!r}")
     if (cfg.width is not None or cfg.depth is not None) and kind != "prior":
         raise ValueError(f"--width and --depth apply to prior only, not {kind}")
+    if cfg.balance and kind not in ("text_base", "class_base"):
+        raise ValueError(f"--balance applies to text_base and class_base only, not {kind}")
+    if not 0 <= cfg.balance <= 1:   # also NaN
+        raise ValueError(f"--balance must be between 0 (uniform over emoji) and 1 (uniform over designs), got {cfg.balance!r}")
     if cfg.crop is not None and kind not in ("sr64", "sr128", "palette"):
         raise ValueError(f"--crop applies to sr64, sr128 and palette only, not {kind}")
     return cfg
@@ -156,9 +164,15 @@ class DiffusionTask(Task):
         self.cfg = cfg
         self.data = _data(cfg)
         self.train_idx = torch.as_tensor(self.data.indices("train"))
+        self.weights = None
+        if cfg.balance:
+            from core.data import design_weights
+            self.weights = design_weights([self.data.records[i] for i in self.train_idx.tolist()], cfg.balance)
 
     def draw(self, gen: torch.Generator, n: int) -> torch.Tensor:
-        return self.train_idx[torch.randint(len(self.train_idx), (n,), generator=gen)]
+        if self.weights is None:
+            return self.train_idx[torch.randint(len(self.train_idx), (n,), generator=gen)]
+        return self.train_idx[torch.multinomial(self.weights, n, replacement=True, generator=gen)]
 
     def x0_and_cond(self, gen, device) -> tuple[torch.Tensor, dict]: ...
 
@@ -401,6 +415,22 @@ def model_card(task: Task, cfg: TrainConfig, model, step: int, seconds: float, d
             f"## Measured quality\n\n{quality or 'See the evaluation script `python -m core.evaluate` and the closing notes.'}\n")
 
 
+def init_from_checkpoint(model: torch.nn.Module, ema: EMA, cfg: TrainConfig) -> None:
+    """Copy a checkpoint folder's weights into the network and its EMA, so a sitting continues
+    from a committed model even when its run folder is gone. The folder must hold this kind with
+    this architecture (its config names the kind; the tensors must match one by one)."""
+    from core.checkpoints import CheckpointError, load_state_checked, read_folder
+    folder = Path(cfg.init_from)
+    config, state = read_folder(folder)
+    kind, resolution = {"sr64": ("sr", 64), "sr128": ("sr", 128)}.get(cfg.kind, (cfg.kind, None))
+    found = config.get("kind"), (config.get("resolution") if resolution else None)
+    if found != (kind, resolution):
+        raise CheckpointError(f"--init-from {folder} holds a {found[0]!r} model"
+                              f"{f' at {found[1]} px' if resolution else ''}, not {cfg.kind}")
+    load_state_checked(model, state, folder)
+    ema.model.load_state_dict(model.state_dict())
+
+
 def train(cfg: TrainConfig, export: str | os.PathLike | None = None,
           log: Callable[[str], None] = print) -> dict:
     """Train (or resume) `cfg.kind` until `cfg.steps` or the time budget; returns a summary."""
@@ -434,6 +464,9 @@ def train(cfg: TrainConfig, export: str | os.PathLike | None = None,
         gen.set_state(state["generator"])
         step, seconds, loss_avg = state["step"], state["seconds"], state.get("loss_avg")
         log(f"resumed {cfg.kind} from {state_path} at step {step}")
+    elif cfg.init_from:
+        init_from_checkpoint(model, ema, cfg)
+        log(f"{cfg.kind}: starting from the weights of {cfg.init_from} (fresh optimiser, {cfg.warmup} warm-up steps)")
     ema.model.to(device)
     if cfg.compile:
         model.compile()  # in place: the state dict keeps its keys, so states resume either way
@@ -555,6 +588,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="loss weight of the x0 error clamp(SNR, floor, 5) (default 1 for diffae, 0 otherwise)")
     p.add_argument("--width", type=int, help="prior: width of its MLP (default 384)")
     p.add_argument("--depth", type=int, help="prior: residual blocks (default 4)")
+    p.add_argument("--init-from", help="checkpoint folder of this kind: start from its weights with a fresh optimiser "
+                                       "(ignored when the run folder already has a state to resume)")
+    p.add_argument("--balance", type=float,
+                   help="text_base, class_base: draw emoji with weight (design size) ** -B; 0 uniform over emoji, "
+                        "1 uniform over designs (default 0.5)")
     p.add_argument("--budget-minutes", type=float)
     p.add_argument("--save-every", type=int)
     p.add_argument("--sample-every", type=int)
@@ -573,7 +611,8 @@ def main(argv: list[str] | None = None) -> int:
                                        resolution=a.resolution, width=a.width, depth=a.depth, residual_scale=a.residual_scale, snr_floor=a.snr_floor,
                                        save_every=a.save_every, sample_every=a.sample_every,
                                        threads=a.threads, seed=a.seed, precision=a.precision, compile=a.compile,
-                                       channels_last=a.channels_last).items() if v is not None}
+                                       channels_last=a.channels_last, init_from=a.init_from,
+                                       balance=a.balance).items() if v is not None}
     try:
         if a.kind == "all":
             out = a.export or str(DEFAULT_CHECKPOINTS)
@@ -585,7 +624,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg = default_config(a.kind, a.run or f"runs/{a.kind}", smoke=a.smoke,
                                  budget_minutes=a.budget_minutes, **overrides)
             train(cfg, export=a.export)
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError) as e:   # CheckpointError is a ValueError
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
