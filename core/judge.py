@@ -56,7 +56,9 @@ FORMAT_VERSION = 1
 PEOPLE_GROUP = "People & Body"
 DEFAULT_FOLDER = Path(__file__).resolve().parent.parent / "checkpoints" / "judge"
 NEGATIVE_KINDS = ("blur", "pixelate", "noise", "mean_blob", "colour_blob", "shuffle", "warp", "smear", "chimera",
-                  "poor")
+                  "poor", "early")
+SAMPLED_KINDS = ("poor", "early")   # negatives drawn from a bank of generated samples
+SHAPE_KINDS = ("mean_blob", "colour_blob", "shuffle", "warp", "smear", "chimera")   # negatives by their drawing
 
 # --------------------------------------------------------------------------- designs
 
@@ -140,6 +142,8 @@ class Judge:
         self.subgroups = list(subgroups)
         self.info = dict(info)
         self.threshold = float(self.info.get("threshold", 0.5))
+        m = self.info.get("manifold_threshold")
+        self.manifold = None if m is None else float(m)
         self._reference = None
 
     @property
@@ -165,13 +169,34 @@ class Judge:
         out["realism"] = torch.sigmoid(out["realism"])
         return out
 
+    def scores(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`outputs`, plus ``nearest`` [B] (cosine similarity of the features to the nearest
+        real emoji of the reference; only for a judge with a manifold threshold) and ``accepted``
+        [B] bool: the realism probability above ``threshold`` AND, for such a judge, ``nearest`` at
+        least ``manifold``: the image lies as close to some real emoji as the judge's own augmented
+        real emoji do (the k-NN test of improved precision, Kynkaanniemi et al. 2019, with k = 1
+        and one global radius)."""
+        out = self.outputs(images)
+        out["accepted"] = out["realism"] > self.threshold
+        if self.manifold is not None:
+            out["nearest"] = self.nearest(out["features"])
+            out["accepted"] &= out["nearest"] >= self.manifold
+        return out
+
+    def nearest(self, features: torch.Tensor) -> torch.Tensor:
+        """[B] cosine similarity of features to their nearest real emoji of the reference."""
+        ref = self.reference()[1]
+        if len(features) == 0:
+            return torch.zeros(0)
+        return (F.normalize(features, dim=1) @ ref.T).max(1).values
+
     def realism(self, images: torch.Tensor) -> torch.Tensor:
-        """[B] probability that each image is an emoji."""
+        """[B] probability that each image is an emoji (the realism head alone)."""
         return self.outputs(images)["realism"]
 
     def accept(self, images: torch.Tensor) -> torch.Tensor:
-        """[B] bool: accepted as an emoji (realism probability above the threshold)."""
-        return self.realism(images) > self.threshold
+        """[B] bool: accepted as an emoji (see :meth:`scores`)."""
+        return self.scores(images)["accepted"]
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
         """[B, D] penultimate-layer features."""
@@ -241,9 +266,9 @@ def recognisability(judge: Judge, images: torch.Tensor, subgroups: Sequence[str]
     """[B] bool: accepted as an emoji AND its top-1 subgroup is the one asked for."""
     if len(subgroups) != len(images):
         raise ValueError(f"got {len(subgroups)} subgroups for {len(images)} images")
-    out = judge.outputs(images)
+    out = judge.scores(images)
     want = torch.tensor([judge.subgroup_index(s) for s in subgroups], dtype=torch.long)
-    return (out["realism"] > judge.threshold) & (out["subgroup"].argmax(1) == want)
+    return out["accepted"] & (out["subgroup"].argmax(1) == want)
 
 
 def retrieval(judge: Judge, images: torch.Tensor, asked_record_indices: Sequence[int], k: int = 5) -> torch.Tensor:
@@ -443,7 +468,8 @@ def degrade(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
         mask = (field > field.flatten(1).median(1).values.view(b, 1, 1, 1)).float()   # about half of each
         y = mask * x + (1 - mask) * other
     else:
-        raise ValueError(f"unknown degradation {kind!r}; choose from {', '.join(NEGATIVE_KINDS[:-1])}")
+        raise ValueError(f"unknown degradation {kind!r}; choose from "
+                         f"{', '.join(k for k in NEGATIVE_KINDS if k not in SAMPLED_KINDS)}")
     return y.clamp(-1, 1)
 
 
@@ -452,8 +478,10 @@ def degrade(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
 
 def poor_samples(models, records: Sequence, n: int, seed: int, steps: Sequence[int] = (2, 3),
                  batch: int = 64, log: Callable[[str], None] | None = None) -> torch.Tensor:
-    """[n,3,32,32] samples of the committed text base with only 2-3 DDIM steps (guidance 3),
-    from random captions of ``records``: what early or poor generators draw."""
+    """[n,3,32,32] samples of the text base of ``models`` with ``steps`` DDIM steps (one of them
+    per batch; guidance 3), from random captions of ``records``: what poor samplers (the
+    committed text base with 2-3 steps) or early-training models (an early text base at 25
+    steps) draw."""
     from core.data import random_caption
     from core.pipeline import BASE_DEFAULTS, generate_text
 
@@ -480,10 +508,11 @@ def poor_samples(models, records: Sequence, n: int, seed: int, steps: Sequence[i
 class JudgeSettings:
     """How the judge is trained. ``batch`` real images and as many negatives per step;
     ``include_heldout`` False trains the twin that measures the recipe on the held-out split;
-    ``negatives`` the kinds of negatives, drawn with equal chance ("poor" only with a bank);
-    ``poor`` poor samples of the text base in the negative bank (0: none; needs the
-    checkpoints); ``balance`` the exponent of the per-design re-weighting; ``max_train`` a
-    seeded subset (tests)."""
+    ``negatives`` the kinds of negatives, drawn with equal chance ("poor" and "early" only with
+    their banks); ``poor`` the number of poor samples of the committed text base (0: none;
+    needs the checkpoints); ``early`` of samples of an early-training text base (0: none; see
+    ``python -m core.judge train --early``); ``balance`` the exponent of the per-design
+    re-weighting; ``max_train`` a seeded subset (tests)."""
     steps: int = 1500
     batch: int = 64
     lr: float = 3e-3
@@ -496,7 +525,8 @@ class JudgeSettings:
     seed: int = 0
     include_heldout: bool = True
     negatives: tuple[str, ...] = NEGATIVE_KINDS
-    poor: int = 512
+    poor: int = 256
+    early: int = 0
     max_train: int | None = None
 
     def __post_init__(self):
@@ -508,8 +538,8 @@ class JudgeSettings:
             raise ValueError(f"steps must be a non-negative integer, got {self.steps!r}")
         if not isinstance(self.batch, int) or self.batch < 2:
             raise ValueError(f"batch must be an integer >= 2, got {self.batch!r}")
-        if self.poor < 0:
-            raise ValueError(f"poor must be >= 0, got {self.poor!r}")
+        if self.poor < 0 or self.early < 0:
+            raise ValueError(f"poor and early must be >= 0, got {self.poor!r}, {self.early!r}")
 
     @classmethod
     def from_dict(cls, d: dict) -> "JudgeSettings":
@@ -538,9 +568,10 @@ def training_indices(data, settings: JudgeSettings) -> torch.Tensor:
 
 
 def train_judge(data=None, settings: JudgeSettings | None = None, bank: torch.Tensor | None = None,
-                log: Callable[[str], None] | None = print) -> Judge:
+                early: torch.Tensor | None = None, log: Callable[[str], None] | None = print) -> Judge:
     """Train a judge on the real emoji (all, or the training split for the twin); ``bank`` is
-    the poor samples mixed into the negatives (None or empty: degradations only)."""
+    the poor samples and ``early`` the early-training samples among the negatives (None or
+    empty: none of that kind)."""
     from core.data import load_dataset
 
     settings = settings or JudgeSettings()
@@ -560,8 +591,8 @@ def train_judge(data=None, settings: JudgeSettings | None = None, bank: torch.Te
     source = torch.cat([((data.images_at(128, idx[s:s + 256]) + 1) * 127.5).round().to(torch.uint8)
                         for s in range(0, len(idx), 256)])
     crisp = data.images_at(RESOLUTION, idx)
-    bank = bank if bank is not None and len(bank) else None
-    kinds = [k for k in settings.negatives if k != "poor" or bank is not None]
+    banks = {k: b for k, b in (("poor", bank), ("early", early)) if b is not None and len(b)}
+    kinds = [k for k in settings.negatives if k not in SAMPLED_KINDS or k in banks]
 
     gen = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
@@ -586,9 +617,13 @@ def train_judge(data=None, settings: JudgeSettings | None = None, bank: torch.Te
             m = kind_of == ki
             if not m.any():
                 continue
-            if kind == "poor":
-                j = torch.randint(len(bank), (int(m.sum()),), generator=gen)
-                neg[m] = geometric(bank[j], gen, shift=2.0, scale=(0.9, 1.05))
+            if kind in SAMPLED_KINDS:
+                j = torch.randint(len(banks[kind]), (int(m.sum()),), generator=gen)
+                neg[m] = geometric(banks[kind][j], gen, shift=2.0, scale=(0.9, 1.05))
+            elif kind in SHAPE_KINDS:
+                # what breaks the drawing, then the positives' own softening (16 px round trip, mild blur,
+                # faint noise), so that softness is no cue: only the drawing tells them apart
+                neg[m] = augment_real(degrade(base[m], kind, gen), gen)
             else:
                 neg[m] = colour_jitter(degrade(base[m], kind, gen), gen)
         out = model(torch.cat([pos, neg]))
@@ -608,23 +643,43 @@ def train_judge(data=None, settings: JudgeSettings | None = None, bank: torch.Te
                 + ", ".join(f"{k} {v:.3f}" for k, v in running.items())
                 + f" ({time.perf_counter() - t0:.0f} s)")
     model.eval()
+    judge = Judge(model, subgroups, {})
+    judge.set_reference(data if settings.include_heldout and settings.max_train is None else _subset(data, idx))
+    manifold = calibrate_manifold(judge, data, idx, settings.seed + 11)
     info = {
         "format_version": FORMAT_VERSION, "resolution": RESOLUTION, "width": settings.width, "threshold": 0.5,
+        "manifold_threshold": round(manifold, 4), "manifold_quantile": 0.1,
         "settings": asdict(settings), "data_fingerprint": data_fingerprint(data),
         "parameters": sum(p.numel() for n, p in model.named_parameters() if not n.startswith("design.")),
         "designs": len(designs), "train_images": len(idx),
-        "poor_samples": 0 if bank is None else len(bank),
+        "poor_samples": len(banks.get("poor", ())), "early_samples": len(banks.get("early", ())),
         "train_seconds": round(time.perf_counter() - t0, 1), "train_cpu_seconds": round(time.process_time() - c0, 1),
         "threads": torch.get_num_threads(), "torch": torch.__version__,
     }
-    return Judge(model, subgroups, info)
+    judge.info = info
+    judge.manifold = info["manifold_threshold"]
+    return judge
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def calibrate_manifold(judge: Judge, data, indices, seed: int = 11, n: int = 512, quantile: float = 0.1) -> float:
+    """The manifold threshold: the ``quantile`` of the nearest-real-emoji similarity of n real emoji
+    of ``indices`` rescaled, shifted and blurred through 16 px (as the positives are), so that an
+    image counts as on the manifold when it is as close to a real emoji as those are."""
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.as_tensor(list(indices), dtype=torch.long)
+    idx = idx[torch.randperm(len(idx), generator=gen)[:n]]
+    x = round_trip(geometric(data.images_at(128, idx), gen), 16)
+    return float(judge.nearest(judge.features(x)).quantile(quantile))
 
 
 # --------------------------------------------------------------------------- measurement
 
 
 def measure(judge: Judge, data, indices: Sequence[int], poor: torch.Tensor | None = None, seed: int = 1,
-            k: int = 5) -> dict:
+            k: int = 5, early: torch.Tensor | None = None) -> dict:
     """The judge's figures on real emoji ``indices``: acceptance of real renders (32 px, and
     16 px round trips), of each degradation (false accepts), of poor samples; subgroup top-1;
     retrieval@k of the 16 px round trips among the judge's reference (their design must be
@@ -636,8 +691,9 @@ def measure(judge: Judge, data, indices: Sequence[int], poor: torch.Tensor | Non
     subs = [data.records[i].subgroup for i in idx.tolist()]
     out: dict = {"n": len(idx)}
     for name, x in (("real", real), ("real_16px", real16)):
-        o = judge.outputs(x)
-        out[f"{name}_accepted"] = float((o["realism"] > judge.threshold).float().mean())
+        o = judge.scores(x)
+        out[f"{name}_accepted"] = float(o["accepted"].float().mean())
+        out[f"{name}_accepted_head"] = float((o["realism"] > judge.threshold).float().mean())
         want = torch.tensor([judge.subgroup_index(s) for s in subs])
         out[f"{name}_subgroup_top1"] = float((o["subgroup"].argmax(1) == want).float().mean())
         out[f"{name}_recognisable"] = float(recognisability(judge, x, subs).float().mean())
@@ -653,12 +709,13 @@ def measure(judge: Judge, data, indices: Sequence[int], poor: torch.Tensor | Non
         out[f"real_16px_retrieval@{k}"] = float(retrieval(judge, real16[has], asked, k).float().mean())
         out["retrieval_n"] = len(has)
     base = geometric(data.images_at(128, idx), gen, shift=1.0, scale=(0.95, 1.05))
-    false_accepts = {}
-    for kind in NEGATIVE_KINDS[:-1]:
-        false_accepts[kind] = float(judge.accept(degrade(base, kind, gen)).float().mean())
-    if poor is not None and len(poor):
-        false_accepts["poor"] = float(judge.accept(poor).float().mean())
-    out["false_accept"] = false_accepts
+    negatives = {kind: degrade(base, kind, gen) for kind in NEGATIVE_KINDS if kind not in SAMPLED_KINDS}
+    negatives.update({kind: x for kind, x in (("poor", poor), ("early", early)) if x is not None and len(x)})
+    out["false_accept"], out["false_accept_head"] = {}, {}
+    for kind, x in negatives.items():
+        o = judge.scores(x)
+        out["false_accept"][kind] = float(o["accepted"].float().mean())
+        out["false_accept_head"][kind] = float((o["realism"] > judge.threshold).float().mean())
     return out
 
 
@@ -666,9 +723,12 @@ def measure(judge: Judge, data, indices: Sequence[int], poor: torch.Tensor | Non
 
 
 def model_card(judge: Judge, twin: dict | None, own: dict) -> str:
+    """The README.md of a trained judge: recipe and measured figures (``twin``: the figures of a
+    twin trained on the training split, measured on the held-out split)."""
     i, s = judge.info, judge.info["settings"]
-    fa = lambda d: " | ".join(f"{d['false_accept'][k]:.3f}" for k in d["false_accept"])  # noqa: E731
-    kinds = list(own["false_accept"])
+    early = (f"{i.get('early_samples', 0)} samples of an early-training text base at 25 DDIM steps (the "
+             "project's first text base, 1,953 steps, from git history) from random training captions; "
+             if i.get("early_samples") else "")
     L = ["# judge", "",
          "A small CNN that rejects what is not an emoji and says which emoji it is: the evaluator of "
          "generated images (`core/judge.py`). Trained by `python -m core.judge train` on all "
@@ -681,7 +741,12 @@ def model_card(judge: Judge, twin: dict | None, own: dict) -> str:
          f"{i['train_seconds'] / 60:.1f} min ({i['train_cpu_seconds'] / 60:.1f} CPU min) on {i['threads']} thread(s)",
          "- heads: realism (emoji / not an emoji), subgroup, design; features = the pooled penultimate "
          f"layer ({judge.model.realism.in_features}-d), the space of retrieval and FD(judge)",
-         f"- accepted as an emoji when the realism probability is above {judge.threshold}", "",
+         f"- **accepted as an emoji** when the realism probability is above {judge.threshold} AND the image "
+         "lies on the real emoji's manifold in the judge's features: its cosine similarity to the nearest "
+         f"real emoji is at least {judge.manifold} (the 10th percentile of that similarity for real emoji "
+         "rescaled, shifted and blurred through 16 px, as the positives are; the k-NN test of improved "
+         "precision, Kynkaanniemi et al. 2019, with k = 1 and one radius). The head alone accepts most "
+         "blobs of today's pixel bases (see the checks below); the manifold test rejects them.", "",
          "## Recipe", "",
          "Positives: real emoji (sampled with weight count(design)^-0.5), a third as the 32 px renders shifted by "
          "whole pixels (up to 2), the rest rescaled (0.8-1.1) and shifted (up to 3 px) from 128 px on white; "
@@ -691,36 +756,44 @@ def model_card(judge: Judge, twin: dict | None, own: dict) -> str:
          "additive noise of sigma 0.25-0.8 (half of them on a blurred image); the emoji's mean colour in its "
          "silhouette (soft or sharp); 2-4 colours of its blurred self (k-means) in its silhouette; its 4 or "
          "8 px patches shuffled; an elastic warp (random smooth displacements of 3-6 px RMS); a warp reduced "
-         "to 3-5 flat colours (a watercolour blob); halves of two emoji joined along a random smooth seam; "
+         "to 3-5 flat colours (a watercolour blob); halves of two emoji joined along a random smooth seam "
+         "(these six then softened like the positives, so that softness is no cue); "
          f"{i['poor_samples']} samples of the committed text base with 2-3 DDIM steps (guidance 3, random "
-         "training captions); then small colour jitter. No sample of a base at its usual step count is a "
-         "negative. "
+         f"training captions); {early}then small colour jitter. No sample of a committed base at its usual "
+         "step count is a negative. "
          "Loss: BCE (realism) + cross-entropy (subgroup) + 0.5 cross-entropy (design), both "
          f"label-smoothed {s['label_smoothing']}, on the positives; AdamW lr {s['lr']}, weight decay "
          f"{s['weight_decay']}, warm-up {s['warmup']} then cosine, seed {s['seed']}.", "",
          "```json", json.dumps(s, indent=1), "```", "",
          "## Measured", ""]
-    head = ["images", "real accepted", "real 16 px accepted", "subgroup top-1 (real)", "subgroup top-1 (16 px)",
-            "retrieval@5 (16 px)"] + [f"false accept: {k}" for k in kinds]
-    L.append("| " + " | ".join(head) + " |")
-    L.append("| " + " | ".join("---" for _ in head) + " |")
+    head = ["images", "real accepted (head alone)", "real 16 px accepted (head alone)", "subgroup top-1 (real)",
+            "subgroup top-1 (16 px)", "retrieval@5 (16 px)"]
+    L += ["| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
 
     def row(name, d):
         r5 = d.get("real_16px_retrieval@5")
-        return (f"| {name} | {d['real_accepted']:.3f} | {d['real_16px_accepted']:.3f} | "
+        return (f"| {name} | {d['real_accepted']:.3f} ({d['real_accepted_head']:.3f}) | "
+                f"{d['real_16px_accepted']:.3f} ({d['real_16px_accepted_head']:.3f}) | "
                 f"{d['real_subgroup_top1']:.3f} | {d['real_16px_subgroup_top1']:.3f} | "
-                f"{'-' if r5 is None else f'{r5:.3f}'} | {fa(d)} |")
-    if twin is not None:
-        L.append(row(f"held-out split ({twin['n']}), judged by a twin trained the same way on the training "
-                     "split only", twin))
-    L.append(row(f"all {own['n']} emoji, this judge (seen in training)", own))
+                f"{'-' if r5 is None else f'{r5:.3f}'} |")
+    sets = ([(f"held-out split ({twin['n']}), judged by a twin trained the same way on the training split only",
+              twin)] if twin is not None else []) + [(f"all {own['n']} emoji, this judge (seen in training)", own)]
+    L += [row(name, d) for name, d in sets]
+    L += ["", "False accepts (share of negatives accepted as an emoji; the realism head alone in brackets):", ""]
+    cols = ["negatives"] + [("twin, held-out split" if d is twin else "this judge, all emoji") for _, d in sets]
+    L += ["| " + " | ".join(cols) + " |", "| " + " | ".join("---" for _ in cols) + " |"]
+    for kind in own["false_accept"]:
+        L.append(f"| {kind} | " + " | ".join(
+            f"{d['false_accept'].get(kind, float('nan')):.3f} ({d['false_accept_head'].get(kind, float('nan')):.3f})"
+            for _, d in sets) + " |")
     L += ["",
-          "False reject = 1 - accepted. False accepts are on freshly degraded images (other seeds) and on "
-          "poor samples made with other seeds and captions than those in training. Retrieval@5: the "
-          "emoji's design is among the designs of the 5 real emoji nearest to its 16 px round trip "
-          "(the twin's reference is the training split, so only held-out emoji whose design has another "
-          "skin tone or gender there count"
-          + (f": {twin.get('retrieval_n', 0)} of {twin['n']}" if twin else "") + ").", ""]
+          "False reject = 1 - accepted. The twin retrieves from and measures the manifold on the training "
+          "split, so a held-out emoji counts as on the manifold only when it is close to another emoji; "
+          "this judge's reference holds every emoji. False accepts are on freshly degraded images (other "
+          "seeds) and on poor and early samples made with other seeds and held-out captions. Retrieval@5: "
+          "the emoji's design is among the designs of the 5 real emoji nearest to its 16 px round trip "
+          "(for the twin only held-out emoji whose design has another skin tone or gender in the training "
+          "split count" + (f": {twin.get('retrieval_n', 0)} of {twin['n']}" if twin else "") + ").", ""]
     return "\n".join(L)
 
 
@@ -733,24 +806,32 @@ def _train_cli(args) -> int:
 
     data = load_dataset()
     log = lambda s: print(s, flush=True)  # noqa: E731
-    settings = JudgeSettings(**{k: v for k, v in (("steps", args.steps), ("poor", args.poor), ("seed", args.seed))
-                                if v is not None})
+    early_n = args.early_n if args.early_n is not None else (384 if args.early else 0)
+    if early_n and not args.early:
+        raise JudgeError("--early-n needs --early: the checkpoints root of an early-training text base")
+    settings = JudgeSettings(**{k: v for k, v in (("steps", args.steps), ("poor", args.poor), ("seed", args.seed),
+                                                  ("early", early_n)) if v is not None})
     heldout = data.indices("heldout").tolist()
     train_records = [data.records[i] for i in data.indices("train").tolist()]
-    bank = eval_poor = None
+    bank = eval_poor = early_bank = early_eval = None
     if settings.poor:
-        # captions of the training split for the bank (the twin never sees a held-out caption), of the
+        # captions of the training split for the banks (the twin never sees a held-out caption), of the
         # held-out split (other seeds) for measuring
         models = ModelSet(args.checkpoints, "cpu")
         log(f"poor samples: {settings.poor} for training, 256 for measuring (text base, 2-3 DDIM steps)")
         bank = poor_samples(models, train_records, settings.poor, settings.seed)
         eval_poor = poor_samples(models, [data.records[i] for i in heldout], 256, settings.seed + 1)
+    if settings.early:
+        early = ModelSet(args.early, "cpu")
+        log(f"early samples: {settings.early} for training, 64 for measuring (text base of {args.early}, 25 steps)")
+        early_bank = poor_samples(early, train_records, settings.early, settings.seed + 2, steps=(25,), log=log)
+        early_eval = poor_samples(early, [data.records[i] for i in heldout], 64, settings.seed + 3, steps=(25,))
     twin = None
     if args.exclude_heldout or args.twin:
         log("twin (training split only), to measure on the held-out split:")
-        t = train_judge(data, replace(settings, include_heldout=False), bank, log)
+        t = train_judge(data, replace(settings, include_heldout=False), bank, early_bank, log)
         t.set_reference(_subset(data, data.indices("train")))
-        twin = measure(t, data, heldout, eval_poor)
+        twin = measure(t, data, heldout, eval_poor, early=early_eval)
         log(f"twin on the held-out split: {json.dumps(twin)}")
         if args.exclude_heldout:
             t.info["measured"] = {"heldout_twin": twin}
@@ -758,8 +839,8 @@ def _train_cli(args) -> int:
             log(f"wrote {args.out}")
             return 0
     log("judge (all emoji):")
-    judge = train_judge(data, settings, bank, log)
-    own = measure(judge, data, range(len(data)), eval_poor)
+    judge = train_judge(data, settings, bank, early_bank, log)
+    own = measure(judge, data, range(len(data)), eval_poor, early=early_eval)
     log(f"judge on all emoji: {json.dumps(own)}")
     judge.info["measured"] = {"all": own, **({"heldout_twin": twin} if twin else {})}
     judge.save(args.out, model_card(judge, twin, own))
@@ -784,19 +865,21 @@ def _score_cli(args) -> int:
 
     judge = Judge.load(args.judge)
     images = torch.cat([pil_to_tensor(open_image(p), size=RESOLUTION) for p in args.images])
-    out = judge.outputs(images)
     near = None
     try:
-        data, ref, designs = judge.reference()
-        sims = F.normalize(out["features"], dim=1) @ ref.T
-        near = sims.topk(min(3, ref.shape[0]), dim=1).indices.tolist()
-    except (OSError, ValueError) as e:  # no data set here: scores without the nearest emoji
-        print(f"(no nearest real emoji: {e})", file=sys.stderr)
+        out = judge.scores(images)
+        data, ref, _ = judge.reference()
+        near = (F.normalize(out["features"], dim=1) @ ref.T).topk(min(3, ref.shape[0]), dim=1).indices.tolist()
+    except (OSError, ValueError) as e:  # no data set here: the realism head alone, no nearest emoji
+        print(f"(no real emoji to compare with: {e}; the realism head alone decides)", file=sys.stderr)
+        out = judge.outputs(images)
+        out["accepted"] = out["realism"] > judge.threshold
     for j, path in enumerate(args.images):
-        p = float(out["realism"][j])
         top = out["subgroup"][j].softmax(0).topk(3)
         subs = ", ".join(f"{judge.subgroups[i]} {v:.2f}" for v, i in zip(top.values.tolist(), top.indices.tolist()))
-        line = f"{path}: {'emoji' if p > judge.threshold else 'NOT an emoji'} (realism {p:.3f}); subgroup {subs}"
+        line = (f"{path}: {'emoji' if out['accepted'][j] else 'NOT an emoji'} (realism {float(out['realism'][j]):.3f}"
+                + (f", nearest-emoji similarity {float(out['nearest'][j]):.3f}" if "nearest" in out else "")
+                + f"); subgroup {subs}")
         if near is not None:
             line += "; nearest real emoji: " + ", ".join(data.records[i].name for i in near[j])
         print(line)
@@ -814,6 +897,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     t.add_argument("--steps", type=int, help=f"training steps (default {JudgeSettings.steps})")
     t.add_argument("--poor", type=int,
                    help=f"poor text-base samples among the negatives (default {JudgeSettings.poor}; 0: none)")
+    t.add_argument("--early", help="checkpoints root of an early-training text base (and its clip): its 25-step "
+                   "samples join the negatives, e.g. the project's first text base (git show d29b43f:checkpoints/...)")
+    t.add_argument("--early-n", type=int, help="how many early samples (default 384 with --early)")
     t.add_argument("--seed", type=int)
     t.add_argument("--twin", action="store_true", help="also train a twin on the training split and report "
                    "its figures on the held-out split in the card")

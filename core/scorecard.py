@@ -133,9 +133,9 @@ def score_images(judge: Judge, images: torch.Tensor, subgroups: Sequence[str],
                  asked_records: Sequence[int] | None = None, k: int = 5) -> dict[str, torch.Tensor]:
     """Per-sample flags of one image set: accepted, subgroup_as_asked, recognisable and (given the
     asked records) retrieval."""
-    out = judge.outputs(images)
+    out = judge.scores(images)
     want = torch.tensor([judge.subgroup_index(s) for s in subgroups], dtype=torch.long)
-    flags = {"accepted": out["realism"] > judge.threshold, "subgroup_as_asked": out["subgroup"].argmax(1) == want}
+    flags = {"accepted": out["accepted"], "subgroup_as_asked": out["subgroup"].argmax(1) == want}
     flags["recognisable"] = recognisability(judge, images, subgroups)
     if asked_records is not None:
         flags["retrieval"] = retrieval(judge, images, asked_records, k)

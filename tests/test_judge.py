@@ -6,8 +6,9 @@ import torch
 
 from core.checkpoints import DEFAULT_CHECKPOINTS
 from core.data import EmojiRecord
-from core.judge import (NEGATIVE_KINDS, Judge, JudgeError, JudgeSettings, degrade, design_of, feature_fd,
-                        gaussian_blur, geometric, main, recognisability, retrieval, round_trip, train_judge)
+from core.judge import (NEGATIVE_KINDS, SAMPLED_KINDS, Judge, JudgeError, JudgeSettings, degrade, design_of,
+                        feature_fd, gaussian_blur, geometric, main, recognisability, retrieval, round_trip,
+                        train_judge)
 from core.scorecard import (GRID_EMOJI, GRID_PROMPTS, LABEL_SPLITS, TEXT_SPLITS, base_sampler, fixed_grid,
                             labelled_grid, prompt_of, scorecard)
 
@@ -54,7 +55,7 @@ def _named(data, names):
 NAMES = ["red heart", "red apple", "rocket", "cat face", "grinning face", "thumbs up", "pizza", "fire"]
 
 
-@pytest.mark.parametrize("kind", [k for k in NEGATIVE_KINDS if k != "poor"])
+@pytest.mark.parametrize("kind", [k for k in NEGATIVE_KINDS if k not in SAMPLED_KINDS])
 def test_degradations_are_seeded_images(data, kind):
     x = geometric(data.images_at(64, _named(data, NAMES)), torch.Generator().manual_seed(0))
     a = degrade(x, kind, torch.Generator().manual_seed(1))
@@ -128,6 +129,18 @@ def test_recognisability_needs_both_emoji_and_subgroup(data, tiny_judge):
     wrong = recognisability(tiny_judge, x, other)
     assert torch.equal(wrong, accepted & (out["subgroup"].argmax(1) == torch.tensor(
         [tiny_judge.subgroup_index(s) for s in other])))
+
+
+def test_accepted_needs_the_head_and_the_manifold(data, tiny_judge):
+    idx = _named(data, NAMES)
+    real = data.images_at(32, idx)
+    x = torch.cat([real, degrade(real, "shuffle", torch.Generator().manual_seed(0)), -real])
+    out = tiny_judge.scores(x)
+    assert 0.5 < tiny_judge.manifold < 1 and tiny_judge.info["manifold_threshold"] == tiny_judge.manifold
+    assert torch.allclose(out["nearest"][:8], torch.ones(8), atol=1e-4)    # a real render is its own nearest
+    assert out["nearest"][16:].max() < 0.999
+    assert torch.equal(out["accepted"], (out["realism"] > 0.5) & (out["nearest"] >= tiny_judge.manifold))
+    assert torch.equal(tiny_judge.accept(x), out["accepted"])
 
 
 def test_feature_fd(data, tiny_judge):
