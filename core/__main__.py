@@ -13,6 +13,7 @@ import argparse
 import importlib
 import importlib.util
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from core.checkpoints import CheckpointError
@@ -54,7 +55,7 @@ def _light_parser() -> argparse.ArgumentParser:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The full parser; for a built-in `command`, without the commands of EXTRA_COMMANDS."""
-    from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS
+    from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS
     from core.samplers import SAMPLERS
     parser = argparse.ArgumentParser(prog="python -m core", description="The diffusion demo hub without a UI.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -72,7 +73,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--threshold-max", type=finite, default=BASE_DEFAULTS.threshold_max,
                    help="cap of the dynamic-thresholding scale: 1 = static clipping (default), "
                         "larger = Imagen's dynamic thresholding at percentile 0.995")
-    g.add_argument("--sr-steps", type=int, default=SR_DEFAULTS.steps)
+    g.add_argument("--sr-steps", type=int, default=None,
+                   help=f"steps of each SR stage (default {SR_STAGE_DEFAULTS[0].steps} at 64 px, "
+                        f"{SR_STAGE_DEFAULTS[1].steps} at 128 px)")
     g.add_argument("--sr-noise", type=int, default=SR_DEFAULTS.aug_level, help="SR noise-augmentation level (0-999)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--num", type=int, default=1)
@@ -118,7 +121,7 @@ def run(args: argparse.Namespace) -> None:
         return
     from core.cascade import ModelSet, generate, set_cpu_threads
     from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
-    from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
+    from core.pipeline import BASE_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings
     set_cpu_threads()
     models = ModelSet(args.checkpoints, args.device)
     if hasattr(args, "handler"):  # a command added by a module of EXTRA_COMMANDS
@@ -128,10 +131,10 @@ def run(args: argparse.Namespace) -> None:
         base = StageSettings(sampler=args.sampler, steps=args.steps, guidance=args.guidance, eta=args.eta,
                              threshold=None if args.no_threshold else BASE_DEFAULTS.threshold,
                              threshold_max=args.threshold_max)
-        sr = StageSettings(sampler=SR_DEFAULTS.sampler, steps=args.sr_steps, guidance=1.0,
-                           aug_level=args.sr_noise)
+        sr = tuple(replace(d, steps=d.steps if args.sr_steps is None else args.sr_steps, aug_level=args.sr_noise)
+                   for d in SR_STAGE_DEFAULTS)
         result = generate(models, prompt=args.prompt, negative_prompt=args.negative_prompt, label=args.label,
-                          num=args.num, seed=args.seed, size=args.size, base=base, sr=(sr, sr))
+                          num=args.num, seed=args.seed, size=args.size, base=base, sr=sr)
         out = Path(args.out)
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} exists and is not a folder")

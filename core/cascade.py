@@ -10,7 +10,8 @@ from typing import Literal, Sequence
 import torch
 
 from core.checkpoints import CheckpointError, load_model, resolve_checkpoints
-from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, Callback, StageSettings, generate_class, generate_text, upscale
+from core.pipeline import (BASE_DEFAULTS, SR_STAGE_DEFAULTS, Callback, StageSettings, generate_class, generate_text,
+                           upscale)
 
 Size = Literal[32, 64, 128]
 SIZES = (32, 64, 128)
@@ -114,7 +115,7 @@ class CascadeResult:
 
 def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: str = "",
              label: str | None = None, num: int = 1, seed: int = 0, size: int = 128,
-             base: StageSettings = BASE_DEFAULTS, sr: Sequence[StageSettings] = (SR_DEFAULTS, SR_DEFAULTS),
+             base: StageSettings = BASE_DEFAULTS, sr: Sequence[StageSettings] = SR_STAGE_DEFAULTS,
              callback: Callback | None = None) -> CascadeResult:
     """Text (`prompt`) or class (`label`) generation through the cascade, stopping at `size`."""
     if (prompt is None) == (label is None):
