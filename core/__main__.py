@@ -13,6 +13,7 @@ import argparse
 import importlib
 import importlib.util
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from core.checkpoints import CheckpointError
@@ -55,7 +56,7 @@ def _light_parser() -> argparse.ArgumentParser:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The full parser; for a built-in `command`, without the commands of EXTRA_COMMANDS."""
-    from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS
+    from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS
     from core.samplers import SAMPLERS
     from core.semantic import DECODER_STEPS
     parser = argparse.ArgumentParser(prog="python -m core", description="The diffusion demo hub without a UI.")
@@ -78,7 +79,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     g.add_argument("--threshold-max", type=finite, default=BASE_DEFAULTS.threshold_max,
                    help="cap of the dynamic-thresholding scale: 1 = static clipping (default), "
                         "larger = Imagen's dynamic thresholding at percentile 0.995")
-    g.add_argument("--sr-steps", type=int, default=SR_DEFAULTS.steps)
+    g.add_argument("--sr-steps", type=int, default=None,
+                   help=f"steps of each SR stage (default {SR_STAGE_DEFAULTS[0].steps} at 64 px, "
+                        f"{SR_STAGE_DEFAULTS[1].steps} at 128 px)")
     g.add_argument("--sr-noise", type=int, default=SR_DEFAULTS.aug_level, help="SR noise-augmentation level (0-999)")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--num", type=int, default=1)
@@ -101,7 +104,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     v.add_argument("--mix", type=finite, default=0.0, help="0: the image's own code ... 1: the prompt's (default 0)")
     v.add_argument("--guidance", type=finite, default=BASE_DEFAULTS.guidance, help="the prior's guidance for --prompt")
     v.add_argument("--decoder-steps", type=int, default=DECODER_STEPS)
-    v.add_argument("--sr-steps", type=int, default=SR_DEFAULTS.steps)
+    v.add_argument("--sr-steps", type=int, help=f"steps of each SR stage (default {SR_STAGE_DEFAULTS[0].steps} at "
+                                                f"64 px, {SR_STAGE_DEFAULTS[1].steps} at 128 px)")
     v.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
     v.set_defaults(out_kind="folder")
     _common(v)
@@ -145,7 +149,7 @@ def run(args: argparse.Namespace) -> None:
         return
     from core.cascade import ModelSet, generate, set_cpu_threads
     from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
-    from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
+    from core.pipeline import BASE_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings
     set_cpu_threads()
     models = ModelSet(args.checkpoints, args.device)
     if hasattr(args, "handler"):  # a command added by a module of EXTRA_COMMANDS
@@ -159,11 +163,11 @@ def run(args: argparse.Namespace) -> None:
         base = StageSettings(sampler=args.sampler, steps=args.steps, guidance=guidance, eta=args.eta,
                              threshold=None if args.no_threshold else BASE_DEFAULTS.threshold,
                              threshold_max=args.threshold_max)
-        sr = StageSettings(sampler=SR_DEFAULTS.sampler, steps=args.sr_steps, guidance=1.0,
-                           aug_level=args.sr_noise)
+        sr = tuple(replace(d, steps=d.steps if args.sr_steps is None else args.sr_steps, aug_level=args.sr_noise)
+                   for d in SR_STAGE_DEFAULTS)
         out = Path(args.out)
         result = generate(models, prompt=args.prompt, negative_prompt=args.negative_prompt, label=args.label,
-                          num=args.num, seed=args.seed, size=args.size, base=base, sr=(sr, sr),
+                          num=args.num, seed=args.seed, size=args.size, base=base, sr=sr,
                           base_model=args.base, decoder_steps=args.decoder_steps,
                           classifier_scale=args.classifier_scale)
         _write_all(result, out, args.seed, "generate")
@@ -172,10 +176,9 @@ def run(args: argparse.Namespace) -> None:
         from core.cascade import variations
         out = Path(args.out)
         image = pil_to_tensor(open_image(args.image))
-        sr = StageSettings(sampler=SR_DEFAULTS.sampler, steps=args.sr_steps, guidance=1.0,
-                           aug_level=SR_DEFAULTS.aug_level)
+        sr = tuple(d if args.sr_steps is None else replace(d, steps=args.sr_steps) for d in SR_STAGE_DEFAULTS)
         result = variations(models, image, num=args.num, seed=args.seed, size=args.size, prompt=args.prompt,
-                            mix=args.mix, guidance=args.guidance, decoder_steps=args.decoder_steps, sr=(sr, sr))
+                            mix=args.mix, guidance=args.guidance, decoder_steps=args.decoder_steps, sr=sr)
         result.parameters["image"] = Path(args.image).name
         _write_all(result, out, args.seed, "variations")
         return

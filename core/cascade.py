@@ -10,8 +10,8 @@ from typing import Literal, Sequence, get_args
 import torch
 
 from core.checkpoints import CheckpointError, load_model, resolve_checkpoints
-from core.pipeline import (BASE_DEFAULTS, SR_DEFAULTS, Callback, StageSettings, check_classifier_scale, generate_class,
-                           generate_text, upscale)
+from core.pipeline import (BASE_DEFAULTS, SR_STAGE_DEFAULTS, Callback, StageSettings, check_classifier_scale,
+                           generate_class, generate_text, upscale)
 from core.semantic import DECODER_STEPS, generate_semantic
 from core.semantic import variations as semantic_variations
 
@@ -136,7 +136,7 @@ def _staged(callback: Callback | None, resolution: int):
 
 
 def upscale_chain(models: ModelSet, x: torch.Tensor, seeds: Sequence[int], size: int,
-                  sr: Sequence[StageSettings] = (SR_DEFAULTS, SR_DEFAULTS),
+                  sr: Sequence[StageSettings] = SR_STAGE_DEFAULTS,
                   callback: Callback | None = None) -> dict[int, torch.Tensor]:
     """32 px images through SR 64 and SR 128, stopping at `size`; {resolution: images}."""
     stages = {32: x}
@@ -159,7 +159,7 @@ def _check_common(num: int, size: int, sr: Sequence[StageSettings]) -> None:
 
 def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: str = "",
              label: str | None = None, num: int = 1, seed: int = 0, size: int = 128,
-             base: StageSettings = BASE_DEFAULTS, sr: Sequence[StageSettings] = (SR_DEFAULTS, SR_DEFAULTS),
+             base: StageSettings = BASE_DEFAULTS, sr: Sequence[StageSettings] = SR_STAGE_DEFAULTS,
              callback: Callback | None = None, base_model: Base | None = None,
              decoder_steps: int = DECODER_STEPS, classifier_scale: float | None = None) -> CascadeResult:
     """Text (`prompt`) or class (`label`) generation through the cascade, stopping at `size`.
@@ -222,7 +222,7 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
 
 def variations(models: ModelSet, image: torch.Tensor, *, num: int = 4, seed: int = 0, size: int = 128,
                prompt: str | None = None, mix: float = 0.0, guidance: float = BASE_DEFAULTS.guidance,
-               steps: int = BASE_DEFAULTS.steps, decoder_steps: int = DECODER_STEPS, sr: Sequence[StageSettings] = (SR_DEFAULTS, SR_DEFAULTS),
+               steps: int = BASE_DEFAULTS.steps, decoder_steps: int = DECODER_STEPS, sr: Sequence[StageSettings] = SR_STAGE_DEFAULTS,
                callback: Callback | None = None) -> CascadeResult:
     """Variations of one image [1, 3, H, W] in [-1, 1] (any size: taken at the DiffAE's
     resolution): its semantic code decoded with fresh noise, optionally moved towards a prompt

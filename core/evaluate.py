@@ -362,7 +362,7 @@ def _class_section(models, embedder, classifiers, data, order, args, log) -> dic
 
 
 def _sr_section(models, name, data, order, args, log) -> dict:
-    from core.pipeline import SR_DEFAULTS, upscale
+    from core.pipeline import SR_STAGE_DEFAULTS, upscale
 
     model = models.get(name)
     low_res, res = int(model.config.low_resolution), int(model.resolution)
@@ -370,7 +370,7 @@ def _sr_section(models, name, data, order, args, log) -> dict:
     seeds = [args["seed"] + i for i in range(len(idx))]
     low = data.images_at(low_res, idx)
     high = data.images_at(res, idx)
-    settings = _stage_settings(SR_DEFAULTS, args["steps"])
+    settings = _stage_settings(SR_STAGE_DEFAULTS[0 if name == "sr64" else 1], args["steps"])
     t0 = time.perf_counter()
     sr = torch.cat([upscale(model, low[s], seeds[s], settings).cpu() for s in _chunks(len(idx), args["batch"])])
     seconds = time.perf_counter() - t0
@@ -386,11 +386,11 @@ def _sr_section(models, name, data, order, args, log) -> dict:
 
 def _timing_section(models) -> dict:
     from core.cascade import generate
-    from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS
+    from core.pipeline import BASE_DEFAULTS, SR_STAGE_DEFAULTS
 
     warm_base = replace(BASE_DEFAULTS, steps=1)
-    warm_sr = replace(SR_DEFAULTS, steps=1)
-    generate(models, prompt=TIMING_PROMPT, size=128, base=warm_base, sr=(warm_sr, warm_sr))  # warm-up
+    warm_sr = [replace(s, steps=1) for s in SR_STAGE_DEFAULTS]
+    generate(models, prompt=TIMING_PROMPT, size=128, base=warm_base, sr=warm_sr)  # warm-up
     marks: dict[int, float] = {}
 
     def callback(info):
@@ -407,7 +407,7 @@ def _timing_section(models) -> dict:
         stages[res] = round(marks[res] - prev, 3)
         prev = marks[res]
     return {"prompt": TIMING_PROMPT, "seconds": round(total, 3), "stages": stages,
-            "steps": [BASE_DEFAULTS.steps, SR_DEFAULTS.steps, SR_DEFAULTS.steps],
+            "steps": [BASE_DEFAULTS.steps, *(s.steps for s in SR_STAGE_DEFAULTS)],
             "device": str(models.device), "threads": torch.get_num_threads()}
 
 

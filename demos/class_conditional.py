@@ -7,13 +7,11 @@ from __future__ import annotations
 
 from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
 
-import dataclasses
-
 import gradio as gr
 
 from core.cascade import SIZES, generate
 from core.images import tensor_to_pil
-from core.pipeline import BASE_DEFAULTS, MAX_CLASSIFIER_SCALE, SR_DEFAULTS, StageSettings
+from core.pipeline import BASE_DEFAULTS, MAX_CLASSIFIER_SCALE, SR_STAGE_DEFAULTS, StageSettings
 from core.samplers import SAMPLERS
 from core.semantic import DECODER_STEPS
 from demos.common import (Job, Models, RequestFiles, StageProgress, as_int, follow, gpu, preview, sr_stages,
@@ -46,7 +44,8 @@ def make_fns(models: Models):
         Args:
             label: the class, e.g. "cat-face".
             guidance: classifier-free guidance scale on the label (1 = none).
-            sampler: one of ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m.
+            sampler: one of ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m (the base stage; the
+                SR stages sample with DDIM, core.pipeline.SR_STAGE_DEFAULTS).
             steps: sampling steps of the class-conditional base stage.
             seed: sample i uses seed + i.
             num_images: how many samples (1-16).
@@ -79,14 +78,14 @@ def make_fns(models: Models):
                 raise ValueError("choose a class")
             base = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=float(guidance),
                                  threshold=BASE_DEFAULTS.threshold if dynamic_thresholding else None)
-            sr = dataclasses.replace(SR_DEFAULTS, sampler=sampler)
+            sr = SR_STAGE_DEFAULTS  # DDIM: fewer steps than the base's sampler needs there
             scale = float(classifier_scale) if by_classifier else None
             job = Job(lambda callback: generate(models.set, label=label, num=num, seed=seed, size=size,
-                                                base=base, sr=(sr, sr), callback=callback, base_model=base_model,
+                                                base=base, sr=sr, callback=callback, base_model=base_model,
                                                 decoder_steps=decoder_steps, classifier_scale=scale))
             base_steps = decoder_steps if base_model == "semantic" else base.steps   # the decoder reports progress
-            bar = StageProgress(progress, {r: (base_steps if r == 32 else sr.steps) for r in SIZES if r <= size},
-                                STAGE_LABELS)
+            steps = {32: base_steps, 64: sr[0].steps, 128: sr[1].steps}
+            bar = StageProgress(progress, {r: steps[r] for r in SIZES if r <= size}, STAGE_LABELS)
             files = RequestFiles()
 
             def on_step(info):

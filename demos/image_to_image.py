@@ -18,9 +18,9 @@ from core.ilvr import BASES as ILVR_BASES
 from core.ilvr import DEFAULT_FACTOR, ILVR_DEFAULTS, STRIP_FACTORS, check_factor, ilvr_strip, low_pass
 from core.images import pil_to_tensor, tensor_to_pil
 from core.masks import mask_from_image
-from core.pipeline import BASE_DEFAULTS, StageSettings
+from core.pipeline import StageSettings
 from core.samplers import SAMPLERS
-from core.translate import DEFAULT_STRENGTH, METHODS, PALETTE_DEFAULTS, SIZES, grayscale, translate
+from core.translate import DEFAULT_STRENGTH, METHODS, PALETTE_DEFAULTS, SIZES, TRANSLATE_DEFAULTS, grayscale, translate
 from demos.common import (Job, Models, RequestFiles, as_int, follow, gpu, image_input, preview, sr_stages,
                           user_errors)
 
@@ -338,8 +338,8 @@ def build(models: Models) -> None:
                     guidance = gr.Slider(0, 15, value=3.0, step=0.1, label="Guidance scale",
                                          info="with a prompt; 1 = none")
                 with gr.Row():
-                    sampler = gr.Dropdown(samplers, value=BASE_DEFAULTS.sampler, label="Sampler")
-                    steps = gr.Slider(1, 100, value=BASE_DEFAULTS.steps, step=1, precision=0, label="Steps")
+                    sampler = gr.Dropdown(samplers, value=TRANSLATE_DEFAULTS.sampler, label="Sampler")
+                    steps = gr.Slider(1, 100, value=TRANSLATE_DEFAULTS.steps, step=1, precision=0, label="Steps")
                 with gr.Row(equal_height=True):
                     seed, _ = common.seed_input()
                     size = gr.Radio(list(SIZES), value=128, label="Output size", scale=3)

@@ -11,7 +11,7 @@ import gradio as gr
 
 from core.cascade import SIZES, generate
 from core.images import tensor_to_pil
-from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, StageSettings
+from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings
 from core.samplers import SAMPLERS
 from core.semantic import DECODER_STEPS
 from demos import deepfloyd_if
@@ -39,7 +39,8 @@ def make_fn(models: Models):
             prompt: what to draw, e.g. "woman dancing, dark skin tone".
             negative_prompt: what to steer away from ("" = the unconditional embedding).
             guidance: classifier-free guidance scale of the base stage (1 = none).
-            sampler: one of ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m (every stage).
+            sampler: one of ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m (the base stage; the
+                SR stages sample with DDIM, core.pipeline.SR_STAGE_DEFAULTS).
             steps: sampling steps of the base stage.
             seed: image i uses seed + i.
             num_images: how many images (1-8).
@@ -70,9 +71,9 @@ def make_fn(models: Models):
                                  eta=float(eta) if sampler == "ddim" else 0.0,
                                  threshold=float(threshold) if dynamic_thresholding else None,
                                  threshold_max=float(threshold_max))
-            sr = tuple(StageSettings(sampler=sampler, steps=as_int(s, "SR steps"), guidance=1.0,
-                                     threshold=SR_DEFAULTS.threshold, aug_level=as_int(n, "SR noise level"))
-                       for s, n in ((sr64_steps, sr64_noise), (sr128_steps, sr128_noise)))
+            sr = tuple(StageSettings(sampler=d.sampler, steps=as_int(s, "SR steps"), guidance=1.0,
+                                     threshold=d.threshold, aug_level=as_int(n, "SR noise level"))
+                       for d, s, n in zip(SR_STAGE_DEFAULTS, (sr64_steps, sr128_steps), (sr64_noise, sr128_noise)))
             files = RequestFiles()
             job = Job(lambda callback: generate(models.set, prompt=prompt or "", negative_prompt=negative_prompt or "",
                                                 num=num, seed=seed, size=size, base=base, sr=sr, callback=callback,
@@ -148,11 +149,13 @@ def build(models: Models) -> None:
                                               info="1 = static clipping; above 1 = dynamic thresholding")
                     eta = gr.Slider(0, 1, value=0.0, step=0.05, label="DDIM eta (base)", info="0 = deterministic")
                 with gr.Row():
-                    sr64_steps = gr.Slider(1, 100, value=SR_DEFAULTS.steps, step=1, precision=0, label="Steps (64)")
+                    sr64_steps = gr.Slider(1, 100, value=SR_STAGE_DEFAULTS[0].steps, step=1, precision=0,
+                                           label="Steps (64)")
                     sr64_noise = gr.Slider(0, 999, value=SR_DEFAULTS.aug_level, step=1, precision=0,
                                            label="Noise augmentation (64)")
                 with gr.Row():
-                    sr128_steps = gr.Slider(1, 100, value=SR_DEFAULTS.steps, step=1, precision=0, label="Steps (128)")
+                    sr128_steps = gr.Slider(1, 100, value=SR_STAGE_DEFAULTS[1].steps, step=1, precision=0,
+                                            label="Steps (128)")
                     sr128_noise = gr.Slider(0, 999, value=SR_DEFAULTS.aug_level, step=1, precision=0,
                                             label="Noise augmentation (128)")
             button = gr.Button("Generate", variant="primary")

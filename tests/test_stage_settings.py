@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from core.cascade import ModelSet, generate
-from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, STAGE_SPACING, StageSettings, generate_text, stage_spacing
+from core.pipeline import (BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, STAGE_SPACING, StageSettings, generate_text,
+                           stage_spacing)
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,21 @@ def test_networks_run_in_inference_mode_and_outputs_stay_editable(models):
     x.mul_(0.5)          # a caller may edit the images in place (an inference tensor would refuse)
 
 
-def test_defaults_are_valid_settings_with_few_steps():
-    for settings in (BASE_DEFAULTS, SR_DEFAULTS):
-        assert StageSettings(**vars(settings)) == settings
+def test_cascade_defaults_give_each_sr_stage_its_own_steps(models):
+    seen = []
+    generate(models, prompt="cat face", callback=seen.append)
+    calls = {r: sum(1 for info in seen if info["stage"] == r) for r in (32, 64, 128)}
+    assert calls == {32: BASE_DEFAULTS.steps, 64: SR_STAGE_DEFAULTS[0].steps, 128: SR_STAGE_DEFAULTS[1].steps}
+    assert SR_STAGE_DEFAULTS[0] == SR_DEFAULTS   # `upscale`'s default is the 64 px stage's
+
+
+@pytest.mark.parametrize("extra,expected", [([], None), (["--sr-steps", "3"], [3, 3])])
+def test_cli_sr_steps_default_per_stage_or_one_for_both(tiny_checkpoints, tmp_path, extra, expected):
+    from core.__main__ import main
+    from core.images import read_parameters
+    out = tmp_path / "o"
+    assert main(["generate", "--prompt", "cat face", "--steps", "2", *extra, "--checkpoints", str(tiny_checkpoints),
+                 "--out", str(out)]) == 0
+    sr = read_parameters(out / "000.png")["sr"]
+    assert [s["steps"] for s in sr] == (expected or [s.steps for s in SR_STAGE_DEFAULTS])
+    assert [s["sampler"] for s in sr] == [s.sampler for s in SR_STAGE_DEFAULTS]
