@@ -456,10 +456,11 @@ def build(models: Models) -> None:
                     "**Classifier guidance** (Dhariwal & Nichol 2021) runs the model unconditionally and adds the "
                     "gradient of log p(label | x_t) from a separate small classifier trained on noisy images "
                     "(`noisy_classifier`). Both trade diversity for fidelity as the scale grows. Recognisability: "
-                    "the share of samples the quality evaluation's subgroup classifier (trained on real emoji, not the "
-                    "guiding one) assigns to the label; diversity: mean pairwise distance between the samples as that "
-                    "classifier sees them (its normalised features; the table also has the pixel distance). The first "
-                    "run may train that classifier (a few CPU minutes, once).")
+                    "the share of samples the quality evaluation's judge (`checkpoints/judge`, trained on real emoji, "
+                    "not the guiding classifier) accepts as an emoji and assigns to the label; diversity: mean "
+                    "pairwise distance between the samples as the evaluation's subgroup classifier sees them (its "
+                    "normalised features; the table also has the pixel distance). The first run may train that "
+                    "classifier (a few CPU minutes, once).")
         with gr.Row(equal_height=True):
             c_cfg = gr.Textbox(", ".join(f"{s:g}" for s in guidance_comparison.CFG_SCALES),
                                label="Classifier-free guidance scales",
