@@ -17,6 +17,10 @@
   the same thresholding) around diffusers' UNet2DConditionModel loaded from the same weights,
   against `core.pipeline.sample_stage` with the project's UNet: same NFE, same initial noise.
 
+`--app` also starts `python app.py` on the same checkpoints and times how long the page takes to
+answer and the text-to-image tab's first and second result at its defaults (2 images, 128 px),
+through gradio_client.
+
 `--before PATH` adds another checkout's whole-process, import and listing times (its own
 `python -m core`, its own checkpoints unless --checkpoints is given), e.g. the code before the
 start-up work. Threads: as the command line sets them (`core.cascade.set_cpu_threads`: the idle
@@ -24,7 +28,7 @@ cores, or OMP_NUM_THREADS when set). Times are wall-clock: measure on an idle ma
 
     python scripts/bench_generate.py [--prompt "red apple"] [--seed 0] [--runs 3] [--reps 3]
                                      [--bases pixel,semantic] [--before /path/to/checkout]
-                                     [--checkpoints DIR] [--json out.json]
+                                     [--checkpoints DIR] [--app] [--json out.json]
 """
 from __future__ import annotations
 
@@ -261,6 +265,57 @@ def diffusers_figures(args) -> dict:
             "ratio": ours_s / diffusers_s, "max_abs_difference": gap}
 
 
+# ---- the app ------------------------------------------------------------------------------------
+def app_figures(args) -> dict:
+    """Seconds until `python app.py` answers, and of the text-to-image tab's first and second result
+    at its defaults (the prompt aside), called through gradio_client."""
+    import socket
+    import urllib.error
+    import urllib.request
+
+    from gradio_client import Client
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = [sys.executable, "app.py", "--host", "127.0.0.1", "--port", str(port)]
+    if args.checkpoints:
+        cmd += ["--checkpoints", str(args.checkpoints)]
+    env = {**_env(REPO), "GRADIO_ANALYTICS_ENABLED": "False"}
+    with tempfile.TemporaryDirectory() as tmp:
+        log = open(Path(tmp) / "app.log", "w")
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+        try:
+            while True:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"app.py exited with {proc.returncode}:\n{(Path(tmp) / 'app.log').read_text()}")
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as r:
+                        if r.status == 200:
+                            break
+                except (urllib.error.URLError, ConnectionError, TimeoutError):
+                    pass
+                if time.perf_counter() - start > 600:
+                    raise RuntimeError("app.py did not answer within 600 s")
+                time.sleep(0.1)
+            answered = time.perf_counter() - start
+            client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=tmp)
+            results = []
+            for k in range(2):
+                t = time.perf_counter()
+                client.predict(prompt=args.prompt, seed=args.seed + k, api_name="/text_to_image")
+                results.append(time.perf_counter() - t)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+            log.close()
+    return {"page_answers": answered, "first_result": results[0], "second_result": results[1]}
+
+
 # ---- report -------------------------------------------------------------------------------------
 def _s(value, digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
@@ -291,6 +346,12 @@ def report(results: dict) -> list[str]:
     row("per image in-process after warm-up (s)", [_s(col[c].get("per_image"), 3) for c in cols])
     row("python -m core classes (s)", [_s(col[c].get("listing", {}).get("classes")) for c in cols])
     row("python -m core --help (s)", [_s(col[c].get("listing", {}).get("help")) for c in cols])
+    a = results.get("app")
+    if a:
+        lines += ["", "python app.py, text-to-image tab at its defaults (2 images, 128 px):",
+                  f"  page answers after (s)                            {a['page_answers']:.1f}",
+                  f"  first result (s)                                  {a['first_result']:.1f}",
+                  f"  second result (s)                                 {a['second_result']:.1f}"]
     d = results.get("diffusers")
     if d:
         lines += ["", f"text base, 32 px, {d['sampler']} {d['steps']} steps, guidance {d['guidance']:g} (median s):",
@@ -311,6 +372,7 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoints", default=None, help="checkpoints folder (default: each checkout's ./checkpoints)")
     p.add_argument("--before", type=Path, help="another checkout to time from outside (whole process, imports)")
     p.add_argument("--no-diffusers", action="store_true", help="leave out the diffusers loop")
+    p.add_argument("--app", action="store_true", help="also time python app.py and its text-to-image tab")
     p.add_argument("--json", type=Path, help="also write the figures here")
     args = p.parse_args(argv)
     bases = [b.strip() for b in args.bases.split(",") if b.strip()]
@@ -345,6 +407,8 @@ def main(argv=None) -> int:
             results["columns"][f"before ({base or 'its default'})"] = col
     if not args.no_diffusers:
         results["diffusers"] = diffusers_figures(args)
+    if args.app:
+        results["app"] = app_figures(args)
     results["torch"] = torch.__version__
     print("\n".join(report(results)))
     if args.json:
