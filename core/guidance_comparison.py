@@ -46,6 +46,10 @@ CLASSIFIER_SCALES = (0.0, 3.0, 10.0, 30.0, 100.0)
 LABELS = ("person-role", "family", "country-flag", "person-activity", "person-gesture", "animal-mammal",
           "hand-fingers-open", "transport-ground")
 SEEDS = (0, 1, 2, 3)
+# DDIM steps of the comparison: at 10 leading DDIM steps the class base's samples are blurrier and both
+# guidances look worse than they are (judge recognisability at classifier scale 10: 0.22, against 0.44
+# at 25 steps; unconditional diversity 0.70 against 0.88)
+STEPS = 25
 METHODS = ("classifier-free", "classifier")
 MAX_SAMPLES = 512
 Scorer = Callable[[dict], dict]
@@ -126,7 +130,7 @@ def _check_cfg(scale) -> float:
 
 def compare_guidance(models, labels: Sequence[str] = LABELS, cfg_scales: Sequence[float] = CFG_SCALES,
                      classifier_scales: Sequence[float] = CLASSIFIER_SCALES, seeds: Sequence[int] = SEEDS,
-                     sampler: str = "ddim", steps: int = BASE_DEFAULTS.steps, thresholding: bool = True,
+                     sampler: str = "ddim", steps: int = STEPS, thresholding: bool = True,
                      progress: Optional[Callable[[str], None]] = None, score: Optional[Scorer] = None) -> Comparison:
     """The class base at each CFG scale and each classifier-guidance scale, on the same labels and
     seeds; a row per setting {guidance, scale, recognisability, diversity, seconds_per_image}.
@@ -243,7 +247,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--classifier-scales", type=number_list(float), default=list(CLASSIFIER_SCALES))
     p.add_argument("--seeds", type=number_list(int), default=list(SEEDS))
     p.add_argument("--sampler", default="ddim")
-    p.add_argument("--steps", type=int, default=BASE_DEFAULTS.steps)
+    p.add_argument("--steps", type=int, default=STEPS)
     p.add_argument("--no-threshold", action="store_true")
     p.add_argument("--out", required=True, help="the plot (PNG)")
     p.add_argument("--grid", help="also the samples: a row per setting (PNG)")

@@ -195,8 +195,9 @@ def make_fns(models: Models):
                          steps: int, progress=gr.Progress()):
         """The class base under classifier-free guidance and under classifier guidance (the noise-aware
         classifier steering the unconditional model), each over a range of scales, on the same seeds:
-        recognisability (the subgroup classifier's share of samples classified as the label) against
-        diversity (mean pairwise distance of the samples' features in that classifier; also in pixels).
+        recognisability (the share of samples the judge, checkpoints/judge, accepts as an emoji of the
+        label) against diversity (mean pairwise distance of the samples' features in the subgroup
+        classifier of the quality evaluation; also in pixels).
 
         Args:
             label: the class.
@@ -205,7 +206,7 @@ def make_fns(models: Models):
             classifier_scales: comma-separated classifier-guidance scales, e.g. "0, 5, 10, 20" (0 = unconditional).
             seed: sample i uses seed + i.
             num_samples: samples per setting (2 or more: diversity compares them).
-            steps: DDIM steps.
+            steps: DDIM steps (25 by default: at 10 the class base's samples are blurrier under both guidances).
         Returns:
             the grid (a line per setting: CFG scales first, then the classifier scales), the plot, the
             table and the parameters.
@@ -469,7 +470,7 @@ def build(models: Models) -> None:
                                label="Classifier-guidance scales", info="0 = unconditional")
             c_seed, _ = common.seed_input()
             c_num = gr.Slider(2, 8, value=len(guidance_comparison.SEEDS), step=1, precision=0, label="Samples")
-            c_steps = gr.Slider(1, MAX_STEPS, value=mechanics.GUIDANCE_STEPS, step=1, precision=0, label="Steps")
+            c_steps = gr.Slider(1, MAX_STEPS, value=guidance_comparison.STEPS, step=1, precision=0, label="Steps")
         c_button = gr.Button("Compare", variant="primary")
         with gr.Row():
             c_plot = gr.ScatterPlot(x="diversity", y="recognisability", color="guidance", tooltip="all",
