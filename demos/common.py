@@ -31,10 +31,10 @@ import torch
 from PIL import Image, ImageDraw
 
 from core import cancel
-from core.cascade import ModelSet
+from core.cascade import ModelSet, base_defaults
 from core.checkpoints import CheckpointError
 from core.images import open_image, save_png, tensor_to_pil
-from core.semantic import DECODER_STEPS
+from core.semantic import DECODER_SAMPLER, DECODER_STEPS
 
 MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "prior", "noisy_classifier")
 SR_MODELS = {64: "sr64", 128: "sr128"}
@@ -155,8 +155,24 @@ def base_inputs(models: "Models", text: bool):
                           info="semantic: a diffusion prior picks DiffAE's semantic code, its decoder draws it "
                                "(DALL-E 2's two stages); pixel: one UNet draws the pixels")
     decoder_steps = gr.Slider(1, 100, value=DECODER_STEPS, step=1, precision=0, label="Decoder steps (semantic)",
-                              info="DDIM steps of the DiffAE decoder; 'Steps' are the prior's")
+                              info=f"{DECODER_SAMPLER} steps of the DiffAE decoder; 'Steps' and 'Sampler' are the "
+                                   "prior's")
     return base_model, decoder_steps
+
+
+def base_sampling(models: "Models", text: bool):
+    """The default sampling (a core.pipeline.StageSettings) of the base a tab starts with: the
+    pixel UNet's, or the semantic base's prior's."""
+    return base_defaults(models.default_base(text))
+
+
+def follow_base_defaults(base_model: gr.Radio, sampler: gr.Dropdown, steps: gr.Slider) -> None:
+    """When the base changes, the sampler and steps become that base's defaults (the pixel UNet
+    samples with 10 DPM-Solver++ steps, the semantic base's prior with 25 DDIM steps)."""
+    def defaults(choice: str):
+        d = base_defaults(choice)
+        return gr.update(value=d.sampler), gr.update(value=d.steps)
+    base_model.change(defaults, inputs=base_model, outputs=[sampler, steps], queue=False, api_visibility="private")
 
 
 def sr_stages(size: int) -> list[str]:

@@ -15,7 +15,7 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 def test_bench_reports_every_field_for_both_bases_and_another_checkout(tiny_checkpoints, tmp_path):
     from core.pipeline import BASE_DEFAULTS, SR_STAGE_DEFAULTS
-    from core.semantic import DECODER_STEPS
+    from core.semantic import DECODER_STEPS, PRIOR_DEFAULTS
     out = tmp_path / "bench.json"
     proc = subprocess.run([sys.executable, str(SCRIPT), "--checkpoints", str(tiny_checkpoints), "--runs", "1",
                            "--reps", "1", "--before", str(REPO), "--json", str(out)],
@@ -39,7 +39,7 @@ def test_bench_reports_every_field_for_both_bases_and_another_checkout(tiny_chec
     assert {k: v["nfe"] for k, v in pixel["stages"].items()} == {
         "text encoder": 2, "text_base": BASE_DEFAULTS.steps, "sr64": sr64, "sr128": sr128}
     assert {k: v["nfe"] for k, v in semantic["stages"].items()} == {
-        "text encoder": 1, "prior": BASE_DEFAULTS.steps, "diffae": DECODER_STEPS, "sr64": sr64, "sr128": sr128}
+        "text encoder": 1, "prior": PRIOR_DEFAULTS.steps, "diffae": DECODER_STEPS, "sr64": sr64, "sr128": sr128}
     for col in (pixel, semantic):
         stages = col["stages"].values()
         assert all(0 < s["network"] <= s["seconds"] for s in stages)
