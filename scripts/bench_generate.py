@@ -2,7 +2,8 @@
 
 - **whole process**: `python -m core generate --prompt P --num 1 --size 128 --seed K --out DIR
   --base B`, timed from outside (subprocess), median of --runs (seeds K = --seed, --seed + 1, ...);
-  the same for `python -m core classes` and `python -m core --help`;
+  the same for `python -m core classes` and `python -m core --help`. Runs of all settings (and of
+  --before) are interleaved, so a change in the machine's load falls on all of them alike;
 - **imports**: what the generate process spends importing (the level-0 entries of
   `python -X importtime`, summed; torch's own share beside it);
 - **model load**: the models one image needs, loaded into a fresh `core.cascade.ModelSet`;
@@ -15,7 +16,8 @@
 - **diffusers**: the text base's 32 px sampling at its default settings, driven by diffusers'
   own scheduler loop (DPMSolverMultistepScheduler or DDIMScheduler, CFG on the doubled batch,
   the same thresholding) around diffusers' UNet2DConditionModel loaded from the same weights,
-  against `core.pipeline.sample_stage` with the project's UNet: same NFE, same initial noise.
+  against `core.pipeline.sample_stage` with the project's UNet: same NFE, same initial noise,
+  runs alternating.
 
 `--app` also starts `python app.py` on the same checkpoints and times how long the page takes to
 answer and the text-to-image tab's first and second result at its defaults (2 images, 128 px),
@@ -105,24 +107,32 @@ def import_seconds(cmd: list[str], checkout: Path) -> dict:
     return {"total": total / 1e6, "torch": torch_us / 1e6}
 
 
-def process_figures(checkout: Path, args, base: str | None, tmp: Path) -> dict:
-    """Whole-process seconds (each run and the median) and import seconds of one checkout and base."""
-    tag = f"{checkout.name}-{base or 'default'}"
-    runs = [timed_process(generate_command(checkout, args, base, args.seed + k, tmp / f"{tag}-{k}"), checkout)
-            for k in range(args.runs)]
-    imports = import_seconds(generate_command(checkout, args, base, args.seed, tmp / f"{tag}-imports"), checkout)
-    return {"whole_process": statistics.median(runs), "whole_process_runs": runs, "imports": imports}
+def process_figures(settings: list[tuple[Path, str | None]], args, tmp: Path) -> list[dict]:
+    """Whole-process seconds (each run and the median) and import seconds of each (checkout, base);
+    run k of every setting before run k + 1 of any, so that a change in the machine's load falls
+    on all of them alike."""
+    runs: list[list[float]] = [[] for _ in settings]
+    for k in range(args.runs):
+        for i, (checkout, base) in enumerate(settings):
+            out = tmp / f"{i}-{k}"
+            runs[i].append(timed_process(generate_command(checkout, args, base, args.seed + k, out), checkout))
+    return [{"whole_process": statistics.median(r), "whole_process_runs": r,
+             "imports": import_seconds(generate_command(checkout, args, base, args.seed, tmp / f"{i}-imports"),
+                                       checkout)}
+            for i, ((checkout, base), r) in enumerate(zip(settings, runs))]
 
 
-def listing_figures(checkout: Path, args) -> dict:
-    """Median whole-process seconds of `python -m core classes` and `python -m core --help`."""
-    out = {}
-    for name, argv in (("classes", ["classes"]), ("help", ["--help"])):
-        if name == "classes" and args.checkpoints:
-            argv = argv + ["--checkpoints", str(args.checkpoints)]
-        out[name] = statistics.median(timed_process([sys.executable, "-m", "core", *argv], checkout)
-                                      for _ in range(args.runs))
-    return out
+def listing_figures(checkouts: list[Path], args) -> list[dict]:
+    """Median whole-process seconds of `python -m core classes` and `python -m core --help` per
+    checkout (interleaved, as `process_figures`)."""
+    commands = {"classes": ["classes"] + (["--checkpoints", str(args.checkpoints)] if args.checkpoints else []),
+                "help": ["--help"]}
+    times = [{name: [] for name in commands} for _ in checkouts]
+    for _ in range(args.runs):
+        for i, checkout in enumerate(checkouts):
+            for name, argv in commands.items():
+                times[i][name].append(timed_process([sys.executable, "-m", "core", *argv], checkout))
+    return [{name: statistics.median(t) for name, t in per.items()} for per in times]
 
 
 # ---- in this process ----------------------------------------------------------------------------
@@ -245,20 +255,15 @@ def diffusers_figures(args) -> dict:
 
     clock = StageClock()
     clock.watch("ours", ours)
-
-    def median_time(fn):
-        fn()   # warm-up
-        times = []
-        for _ in range(args.reps):
+    run_ours(), run_diffusers()   # warm-up
+    times: dict = {"ours": [], "diffusers": []}
+    for _ in range(args.reps):   # alternating, so that a change in the machine's load falls on both
+        for name, fn in (("ours", run_ours), ("diffusers", run_diffusers)):
             t = time.perf_counter()
             fn()
-            times.append(time.perf_counter() - t)
-        return statistics.median(times)
-
-    ours_s = median_time(run_ours)
-    nfe_ours = len(clock.calls) // (args.reps + 1)
-    diffusers_s = median_time(run_diffusers)
-    nfe_diffusers = calls[0] // (args.reps + 1)
+            times[name].append(time.perf_counter() - t)
+    ours_s, diffusers_s = statistics.median(times["ours"]), statistics.median(times["diffusers"])
+    nfe_ours, nfe_diffusers = len(clock.calls) // (args.reps + 1), calls[0] // (args.reps + 1)
     gap = float((run_ours() - run_diffusers()).abs().max())
     return {"sampler": settings.sampler, "steps": settings.steps, "guidance": settings.guidance,
             "nfe_ours": nfe_ours, "nfe_diffusers": nfe_diffusers, "ours": ours_s, "diffusers": diffusers_s,
@@ -391,20 +396,21 @@ def main(argv=None) -> int:
     from core.cascade import set_cpu_threads
     results = {"prompt": args.prompt, "runs": args.runs, "reps": args.reps, "load_average": os.getloadavg()[0],
                "threads": set_cpu_threads(), "columns": {}}
+    settings = [(REPO, base) for base in bases]
+    checkouts = [REPO]
+    if args.before is not None:
+        before = args.before.resolve()
+        settings.append((before, "pixel" if has_base_option(before) else None))
+        checkouts.append(before)
+    names = [*bases, f"before ({settings[-1][1] or 'its default'})"][:len(settings)]
     with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        listing = listing_figures(REPO, args)
-        for base in bases:
-            col = process_figures(REPO, args, base, tmp)
-            col.update(in_process_figures(args, base))
-            col["listing"] = listing
-            results["columns"][base] = col
-        if args.before is not None:
-            before = args.before.resolve()
-            base = "pixel" if has_base_option(before) else None
-            col = process_figures(before, args, base, tmp)
-            col["listing"] = listing_figures(before, args)
-            results["columns"][f"before ({base or 'its default'})"] = col
+        processes = process_figures(settings, args, Path(tmp))
+    listings = listing_figures(checkouts, args)
+    for i, (name, col) in enumerate(zip(names, processes)):
+        col["listing"] = listings[min(i, len(checkouts) - 1) if i >= len(bases) else 0]
+        if i < len(bases):   # this checkout's bases: also timed in this process
+            col.update(in_process_figures(args, name))
+        results["columns"][name] = col
     if not args.no_diffusers:
         results["diffusers"] = diffusers_figures(args)
     if args.app:
