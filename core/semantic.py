@@ -32,7 +32,8 @@ SEMANTIC_MODELS = ("prior", "diffae")
 # - the prior: 25 DDIM steps on the leading grid, 0.688 / 0.681 / 0.669 and 13.4 / 13.9 / 14.5.
 #   10 DPM-Solver++ steps match it on names but lose on labels (other subgroups recognisable 0.52 /
 #   0.45 / 0.52 against 0.56 / 0.53 / 0.52); on the trailing grid FD(judge) of labels rises by 1-2.
-#   The prior is an MLP over a 256-d code: its 25 steps take milliseconds, so it keeps them.
+#   The prior is an MLP over a 256-d code: its 25 steps take 0.08 s per image on 2 CPU cores (10 steps
+#   of the decoder 0.13 s, scripts/bench_generate.py), so it keeps them.
 # - the decoder: 10 DPM-Solver++(2M) steps on the trailing grid, 0.688 / 0.691 / 0.681 and 13.3 /
 #   13.8 / 14.4, as good as 25 DDIM steps (the default before) on every seed set and by eye;
 #   10 DDIM steps are not (FD(judge) 15.5 / 15.9 / 16.5).

@@ -19,9 +19,9 @@
   against `core.pipeline.sample_stage` with the project's UNet: same NFE, same initial noise,
   runs alternating.
 
-`--app` also starts `python app.py` on the same checkpoints and times how long the page takes to
-answer and the text-to-image tab's first and second result at its defaults (2 images, 128 px),
-through gradio_client.
+`--app` also starts `python app.py` on the same checkpoints and times, through gradio_client, how
+long the page takes to answer, the text-to-image tab's first and second result at its defaults
+(2 images, 128 px), the class tab at its defaults (8 samples, 32 px) and a 4x upscale.
 
 `--before PATH` adds another checkout's whole-process, import and listing times (its own
 `python -m core`, its own checkpoints unless --checkpoints is given), e.g. the code before the
@@ -304,12 +304,19 @@ def app_figures(args) -> dict:
                     raise RuntimeError("app.py did not answer within 600 s")
                 time.sleep(0.1)
             answered = time.perf_counter() - start
+            from gradio_client import handle_file
             client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=tmp)
             results = []
             for k in range(2):
                 t = time.perf_counter()
-                client.predict(prompt=args.prompt, seed=args.seed + k, api_name="/text_to_image")
+                first = client.predict(prompt=args.prompt, seed=args.seed + k, api_name="/text_to_image")
                 results.append(time.perf_counter() - t)
+            t = time.perf_counter()   # the class tab at its defaults: 8 samples at 32 px
+            client.predict(label=args.label, api_name="/class_conditional")
+            results.append(time.perf_counter() - t)
+            t = time.perf_counter()   # a 4x upscale (32 -> 64 -> 128) of the 32 px stage just drawn
+            client.predict(image=handle_file(first[0]), factor=4, api_name="/upscale")
+            results.append(time.perf_counter() - t)
         finally:
             proc.terminate()
             try:
@@ -318,7 +325,8 @@ def app_figures(args) -> dict:
                 proc.kill()
                 proc.wait()
             log.close()
-    return {"page_answers": answered, "first_result": results[0], "second_result": results[1]}
+    return {"page_answers": answered, "first_result": results[0], "second_result": results[1],
+            "class_grid": results[2], "upscale_4x": results[3]}
 
 
 # ---- report -------------------------------------------------------------------------------------
@@ -353,10 +361,12 @@ def report(results: dict) -> list[str]:
     row("python -m core --help (s)", [_s(col[c].get("listing", {}).get("help")) for c in cols])
     a = results.get("app")
     if a:
-        lines += ["", "python app.py, text-to-image tab at its defaults (2 images, 128 px):",
-                  f"  page answers after (s)                            {a['page_answers']:.1f}",
-                  f"  first result (s)                                  {a['first_result']:.1f}",
-                  f"  second result (s)                                 {a['second_result']:.1f}"]
+        lines += ["", "python app.py (s):",
+                  f"  page answers after                                {a['page_answers']:.1f}",
+                  f"  text-to-image at its defaults (2 x 128 px): first {a['first_result']:.1f}, second "
+                  f"{a['second_result']:.1f}",
+                  f"  class tab at its defaults (8 x 32 px, {results['label']})  {a['class_grid']:.1f}",
+                  f"  4x upscale of a 32 px image                       {a['upscale_4x']:.1f}"]
     d = results.get("diffusers")
     if d:
         lines += ["", f"text base, 32 px, {d['sampler']} {d['steps']} steps, guidance {d['guidance']:g} (median s):",
@@ -370,6 +380,7 @@ def report(results: dict) -> list[str]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--prompt", default="red apple")
+    p.add_argument("--label", default="cat-face", help="the class of the app's class tab (--app)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--runs", type=int, default=3, help="whole-process runs per setting (median)")
     p.add_argument("--reps", type=int, default=3, help="in-process runs after one warm-up (median)")
@@ -394,7 +405,7 @@ def main(argv=None) -> int:
     import torch
 
     from core.cascade import set_cpu_threads
-    results = {"prompt": args.prompt, "runs": args.runs, "reps": args.reps, "load_average": os.getloadavg()[0],
+    results = {"prompt": args.prompt, "label": args.label, "runs": args.runs, "reps": args.reps, "load_average": os.getloadavg()[0],
                "threads": set_cpu_threads(), "columns": {}}
     settings = [(REPO, base) for base in bases]
     checkouts = [REPO]
