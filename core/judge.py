@@ -493,7 +493,8 @@ def poor_samples(models, records: Sequence, n: int, seed: int, steps: Sequence[i
         pick = torch.randint(len(records), (m,), generator=gen).tolist()
         prompts = [random_caption(records[i], gen) for i in pick]
         k = steps[int(torch.randint(len(steps), (1,), generator=gen))]
-        settings = replace(BASE_DEFAULTS, steps=int(k))
+        # DDIM, whatever the bases' default sampler: these negatives are fixed by the recipe, not by the app
+        settings = replace(BASE_DEFAULTS, sampler="ddim", steps=int(k))
         out.append(generate_text(model, encoder, prompts, "", [seed * 100003 + s + j for j in range(m)],
                                  settings).cpu())
         if log:
