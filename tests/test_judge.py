@@ -139,8 +139,23 @@ def test_accepted_needs_the_head_and_the_manifold(data, tiny_judge):
     assert 0.5 < tiny_judge.manifold < 1 and tiny_judge.info["manifold_threshold"] == tiny_judge.manifold
     assert torch.allclose(out["nearest"][:8], torch.ones(8), atol=1e-4)    # a real render is its own nearest
     assert out["nearest"][16:].max() < 0.999
-    assert torch.equal(out["accepted"], (out["realism"] > 0.5) & (out["nearest"] >= tiny_judge.manifold))
+    assert torch.equal(out["accepted"], (out["realism"] > tiny_judge.threshold) & (out["nearest"] >= tiny_judge.manifold))
     assert torch.equal(tiny_judge.accept(x), out["accepted"])
+
+
+def test_thresholds_are_a_quantile_of_real_emoji_through_16px(data, tiny_judge):
+    from core.judge import MANIFOLD_QUANTILE, calibrate, training_indices
+    idx = training_indices(data, TINY)
+    t = calibrate(tiny_judge, data, idx, quantile=0.25)
+    out = tiny_judge.outputs(round_trip(data.images_at(32, idx), 16))
+    near = tiny_judge.nearest(out["features"])
+    # each test passes three quarters of them
+    assert float((near >= t["manifold_threshold"]).float().mean()) == pytest.approx(0.75, abs=0.03)
+    assert float((out["realism"] >= t["threshold"]).float().mean()) == pytest.approx(0.75, abs=0.03)
+    wide = calibrate(tiny_judge, data, idx)                                   # the default 5th percentile
+    assert wide["manifold_threshold"] < t["manifold_threshold"] and wide["threshold"] < t["threshold"]
+    assert tiny_judge.info["manifold_quantile"] == MANIFOLD_QUANTILE == 0.05
+    assert tiny_judge.threshold == tiny_judge.info["threshold"] and 0 < tiny_judge.threshold < 1
 
 
 def test_feature_fd(data, tiny_judge):
