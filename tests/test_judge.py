@@ -210,6 +210,20 @@ def test_committed_judge_rejects_blurs_and_blobs_and_accepts_real(data):
 
 
 @needs_committed
+def test_committed_judge_accepts_held_out_emoji_and_has_its_manifold(data):
+    judge = Judge.load(COMMITTED).set_reference(data)
+    assert judge.manifold is not None and 0.5 < judge.manifold < 1 and 0 < judge.threshold < 1
+    heldout = data.images_at(32, data.indices("heldout"))
+    assert judge.accept(heldout).float().mean() >= 0.9
+    assert judge.accept(round_trip(heldout, 16)).float().mean() >= 0.85
+    # an emoji's colours in its silhouette, and its drawing warped away, are no emoji
+    g = torch.Generator().manual_seed(4)
+    base = geometric(data.images_at(64, data.indices("heldout")[:64]), g, shift=1.0, scale=(0.95, 1.05))
+    for kind in ("colour_blob", "smear", "warp", "chimera"):
+        assert judge.accept(degrade(base, kind, g)).float().mean() <= 0.15, kind
+
+
+@needs_committed
 def test_committed_judge_retrieves_blurred_real_emoji(data):
     judge = Judge.load(COMMITTED).set_reference(data)
     idx = data.indices("heldout")[:32].tolist()
