@@ -589,6 +589,11 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
     bases = [m for m in ("text_base", "class_base") if m in models and present(m) and m in results]
     if "prior" in models and present("prior") and present("diffae"):   # the semantic base, text and labels
         bases += ["semantic_text", "semantic_label"]
+    elif "prior" in models:
+        missing = [m for m in ("prior", "diffae") if not present(m)]
+        results["skipped"]["prior"] = (f"prior: skipped (the semantic base needs prior and diffae; no checkpoint at "
+                                       f"{', '.join(str(root / m) for m in missing)})")
+        log(results["skipped"]["prior"])
     if bases:
         from core.judge import Judge, JudgeError
         judge_folder = Path(judge) if judge else root / "judge"
@@ -755,6 +760,8 @@ def _judge_report(results: dict) -> list[str]:
     from core.scorecard import format_scorecard
 
     L = ["## Judge: recognisability, retrieval, FD in the judge's features", ""]
+    if "prior" in results.get("skipped", {}):
+        L += [results["skipped"]["prior"], ""]
     if "judge" not in results:
         return L + [results.get("skipped", {}).get("judge", "judge: not run (no base selected)"), ""]
     j = results["judge"]

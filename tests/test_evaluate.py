@@ -245,6 +245,7 @@ def test_missing_models_are_skipped_with_a_line(tiny_checkpoints, shared_data, t
     assert f"text_base: skipped (no checkpoint at {root / 'text_base'})" in report
     assert f"sr128: skipped (no checkpoint at {root / 'sr128'})" in report
     assert "| sr64 (32->64" in report and "timing: skipped" in report
+    assert f"prior: skipped (the semantic base needs prior and diffae; no checkpoint at {root / 'prior'}" in report
 
 
 def test_bad_arguments_exit_nonzero(tiny_checkpoints, tmp_path, capsys):
