@@ -207,7 +207,7 @@ def main(argv=None, tab_modules=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     from demos import common  # noqa: F401 - first: imports `spaces` (ZeroGPU) before torch
-    from core.checkpoints import CheckpointError
+    from core.models.checkpoints import CheckpointError
     try:
         demo = start(args, tab_modules)
     except (CheckpointError, ValueError, OSError) as e:  # OSError: e.g. the port is taken

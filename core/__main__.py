@@ -16,7 +16,7 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from core.checkpoints import CheckpointError
+from core.models.checkpoints import CheckpointError
 from core.cli import check_output, finite
 
 
@@ -57,7 +57,7 @@ def _light_parser() -> argparse.ArgumentParser:
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The full parser; for a built-in `command`, without the commands of EXTRA_COMMANDS."""
     from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS
-    from core.samplers import SAMPLERS
+    from core.diffusion.samplers import SAMPLERS
     from core.semantic import DECODER_STEPS
     parser = argparse.ArgumentParser(prog="python -m core", description="The diffusion demo hub without a UI.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,9 +136,9 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def names(args: argparse.Namespace) -> None:
-    """`classes` / `attributes`: names from the checkpoints' JSON files (core.names), no torch."""
-    from core.checkpoints import resolve_checkpoints
-    from core.names import attribute_names, class_names
+    """`classes` / `attributes`: names from the checkpoints' JSON files (core.models.names), no torch."""
+    from core.models.checkpoints import resolve_checkpoints
+    from core.models.names import attribute_names, class_names
     root = resolve_checkpoints(args.checkpoints)
     print("\n".join(class_names(root) if args.command == "classes" else attribute_names(root / "diffae")))
 

@@ -9,7 +9,7 @@ from typing import Literal, Sequence, get_args
 
 import torch
 
-from core.checkpoints import CheckpointError, load_model, resolve_checkpoints
+from core.models.checkpoints import CheckpointError, load_model, resolve_checkpoints
 from core.pipeline import (BASE_DEFAULTS, SR_STAGE_DEFAULTS, Callback, StageSettings, check_classifier_scale,
                            generate_class, generate_text, upscale)
 from core.semantic import DECODER_STEPS, generate_semantic
@@ -72,10 +72,10 @@ class ModelSet:
                 if not folder.is_dir():
                     raise CheckpointError(f"model {name!r} is not available: {folder} is missing")
                 if name == "clip":
-                    from core.text_encoders import ClipTextEncoder
+                    from core.models.text_encoders import ClipTextEncoder
                     self._models[name] = ClipTextEncoder.from_folder(folder).to(self.device)
                 elif name == "noisy_classifier":
-                    from core.noisy_classifier import load_noisy_classifier
+                    from core.models.noisy_classifier import load_noisy_classifier
                     self._models[name] = load_noisy_classifier(folder, self.device)
                 else:
                     model = load_model(folder, self.device)
@@ -89,11 +89,11 @@ class ModelSet:
             self.get(name)
 
     def clip_embedder(self):
-        """The project's CLIP with its image tower (`core.clip_model.ClipEmbedder`, open_clip), for
+        """The project's CLIP with its image tower (`core.models.clip_model.ClipEmbedder`, open_clip), for
         CLIP scores and FD_CLIP; loaded once. The text encoder of `get("clip")` has no image tower."""
         with self._lock:
             if "clip embedder" not in self._models:
-                from core.clip_model import ClipEmbedder
+                from core.models.clip_model import ClipEmbedder
                 self._models["clip embedder"] = ClipEmbedder.from_folder(Path(self.root) / "clip", self.device)
             return self._models["clip embedder"]
 
@@ -103,7 +103,7 @@ class ModelSet:
 
     def classes(self) -> list[str]:
         """The class base's labels, from its config alone (the model is not loaded for this)."""
-        from core.names import class_names
+        from core.models.names import class_names
         return class_names(self.root)
 
 
@@ -191,7 +191,7 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
     seeds = [seed + i for i in range(num)]
     note = None
     if prompt is not None:   # the text encoder reads a bounded context: use (and store) what it reads
-        from core.text_encoders import fit_prompts
+        from core.models.text_encoders import fit_prompts
         encoder = (models.get(models.get("prior").config.text_encoder) if base_model == "semantic"
                    else models.text_encoder())
         prompt, negative_prompt, note = fit_prompts(encoder, prompt, negative_prompt)
@@ -241,7 +241,7 @@ def variations(models: ModelSet, image: torch.Tensor, *, num: int = 4, seed: int
     text_encoder = models.get(prior.config.text_encoder) if guided else None
     note = None
     if guided:   # the text encoder reads a bounded context: use (and store) what it reads
-        from core.text_encoders import fit_prompts
+        from core.models.text_encoders import fit_prompts
         prompt, _, note = fit_prompts(text_encoder, prompt)
     x = semantic_variations(decoder, image, seeds, prior=prior, text_encoder=text_encoder, prompt=prompt, mix=mix,
                             guidance=guidance, steps=steps, decoder_steps=decoder_steps, callback=_staged(callback, 32))

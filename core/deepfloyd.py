@@ -42,13 +42,13 @@ import torch.nn.functional as F
 
 from core import cancel
 from core.cascade import CascadeResult
-from core.checkpoints import CheckpointError
-from core.guidance import cfg_denoiser, dynamic_threshold_denoiser
-from core.parameterization import LearnedVariance, eps_denoiser
+from core.models.checkpoints import CheckpointError
+from core.diffusion.guidance import cfg_denoiser, dynamic_threshold_denoiser
+from core.diffusion.parameterization import LearnedVariance, eps_denoiser
 from core.pipeline import Callback, StageSettings, check_seeds
-from core.rng import BatchGenerator
-from core.samplers import sample
-from core.schedules import NoiseSchedule, linear_betas, make_schedule
+from core.diffusion.rng import BatchGenerator
+from core.diffusion.samplers import sample
+from core.diffusion.schedules import NoiseSchedule, linear_betas, make_schedule
 
 IF_STAGE_I = "DeepFloyd/IF-I-XL-v1.0"
 IF_STAGE_II = "DeepFloyd/IF-II-L-v1.0"
@@ -100,7 +100,7 @@ def resolve(location: str | os.PathLike, what: str, allow_patterns: list[str] | 
     local Hub cache (HF_HUB_OFFLINE=1); CheckpointError saying why not, gated repos included."""
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-    from core.text_encoders import resolve_folder
+    from core.models.text_encoders import resolve_folder
     try:
         return Path(resolve_folder(location, what, allow_patterns))
     except FileNotFoundError as e:
@@ -279,7 +279,7 @@ class DeepFloydIF:
                         t5_8bit: bool = False, compile: bool = False) -> "DeepFloydIF":
         """Load from local folders or Hub repo ids (stage_2=None: stage I only). Only the files used
         are fetched: safetensors of the UNets, T5 and its tokenizer from stage I, the configs."""
-        from core.text_encoders import T5TextEncoder
+        from core.models.text_encoders import T5TextEncoder
         dev = if_device(device)
         dt = parse_dtype(dtype, dev)
         if t5_8bit:
@@ -404,7 +404,7 @@ class DeepFloydIF:
         def staged(resolution):
             return None if callback is None else lambda info: callback({**info, "stage": resolution})
 
-        from core.text_encoders import fit_prompts
+        from core.models.text_encoders import fit_prompts
         prompt, negative_prompt, note = fit_prompts(self.encoder, prompt, negative_prompt)  # what T5 reads
         with self._lock:
             states = self.encode([prompt, negative_prompt])            # T5 once, for both stages
@@ -435,7 +435,7 @@ def availability(locations: Sequence[str], device: str = "auto") -> tuple[bool, 
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
     from huggingface_hub.utils import validate_repo_id
 
-    from core.text_encoders import _env_true, _hub_cache_dir
+    from core.models.text_encoders import _env_true, _hub_cache_dir
     offline = _env_true("HF_HUB_OFFLINE") or constants.HF_HUB_OFFLINE
     where = []
     for location in locations:

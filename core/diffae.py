@@ -1,7 +1,7 @@
 """Attribute editing with a diffusion autoencoder (DiffAE, Preechakul et al. CVPR 2022).
 
 An image x0 is encoded twice (sec. 3.1-3.2 of the paper):
-- the *semantic code* z_sem = Enc(x0) [B, semantic_dim] (`SemanticEncoder`, core/networks.py),
+- the *semantic code* z_sem = Enc(x0) [B, semantic_dim] (`SemanticEncoder`, core/models/networks.py),
   which conditions the decoder UNet through its time embedding (AdaGN);
 - the *stochastic code* x_T = DDIM inversion of x0 given z_sem (eq. 2 of DiffAE: the
   deterministic DDIM ODE run from t = 0 up to t = T), so that DDIM decoding (z_sem, x_T) -> x0
@@ -21,7 +21,7 @@ labelled codes in 256 dimensions its weight vector picks low-variance discrimina
 renders: no held-out man was rated woman after 3 standard deviations along it, 72% after one
 class gap along u (`python -m core.diffae evaluate`; checkpoints/diffae/README.md).
 
-Attributes (labels from core/data.py records, training split only):
+Attributes (labels from core/data/emoji.py records, training split only):
 - ``dark-skin``  binary, people emoji with a single skin tone: positive = medium-dark / dark,
   negative = light / medium-light (medium left out);
 - ``woman``      binary, gender woman (positive) vs man (negative);
@@ -52,12 +52,12 @@ from typing import Callable, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.checkpoints import CheckpointError, save_model
+from core.models.checkpoints import CheckpointError, save_model
 from core.cli import finite
-from core.names import ATTRIBUTES_FILE, DIRECTIONS_FILE, attribute_names
-from core.networks import DiffusionModel, ModelConfig, diffae_unet_config
-from core.rng import BatchGenerator
-from core.samplers import ddim_invert, sample_ddim
+from core.models.names import ATTRIBUTES_FILE, DIRECTIONS_FILE, attribute_names
+from core.models.networks import DiffusionModel, ModelConfig, diffae_unet_config
+from core.diffusion.rng import BatchGenerator
+from core.diffusion.samplers import ddim_invert, sample_ddim
 from core.train import DiffusionTask, save_grid
 
 DEFAULT_STEPS = 50          # DDIM steps of encoding (inversion) and of decoding
@@ -124,7 +124,7 @@ def decode(model: DiffusionModel, z_sem: torch.Tensor, x_T: torch.Tensor, steps:
            callback=None) -> torch.Tensor:
     """Deterministic DDIM (eta = 0) from x_T given z_sem; images in [-1, 1]. With the x_T of
     `encode` this reconstructs the image; with fresh N(0, I) noise it renders z_sem's semantics.
-    `callback` gets the sampler's progress dicts (core.samplers)."""
+    `callback` gets the sampler's progress dicts (core.diffusion.samplers)."""
     _check_model(model)
     if z_sem.ndim != 2 or x_T.ndim != 4 or z_sem.shape[0] != x_T.shape[0]:
         raise ValueError(f"z_sem [B, D] and x_T [B, 3, H, W] must share B; "
@@ -445,7 +445,7 @@ def _cmd_edit(args, models) -> None:
 
 def add_cli(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
     """`reconstruct` and `edit` for `python -m core` (DESIGN.md; `attributes` reads only a JSON file,
-    `core.names`, and lives in `core.__main__`)."""
+    `core.models.names`, and lives in `core.__main__`)."""
     r = sub.add_parser("reconstruct", help="DiffAE encode (z_sem + DDIM inversion) and decode an image")
     r.add_argument("--image", required=True)
     r.add_argument("--steps", type=int, default=DEFAULT_STEPS)
@@ -480,7 +480,7 @@ def skin_masks(data, idx: Sequence[int], resolution: int, threshold: float = 0.1
     """[N, 1, r, r] masks of where the skin is in each emoji: the pixels that change between its
     skin-tone variants (the same codepoints with another or no tone modifier). An emoji without
     such a sibling gets an all-zero mask."""
-    from core.data import SKIN_TONE_BY_CODEPOINT
+    from core.data.emoji import SKIN_TONE_BY_CODEPOINT
 
     def base(record):
         return tuple(c for c in record.codepoints if c not in SKIN_TONE_BY_CODEPOINT)
@@ -529,7 +529,7 @@ def evaluate(models, n: int = 32, strength: float | None = None, steps: int = DE
     """Reconstruction PSNR on held-out emoji, and edit success on held-out people emoji at
     +-`strength` class gaps (None: 1, one class gap); `grid`: also write a strength-sweep image
     there (rows: people with skin tones under dark-skin, then men and women under woman)."""
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
     model = models.get("diffae")
     directions = load_directions(models)
     data = load_dataset()
@@ -659,7 +659,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         models = ModelSet(a.checkpoints, a.device)
         if a.command == "directions":
-            from core.data import load_dataset
+            from core.data.emoji import load_dataset
             dirs = fit_directions(models.get("diffae"), load_dataset(), a.iterations)
             dirs.save(Path(models.root) / "diffae")
             print(f"wrote {len(dirs.names)} directions ({', '.join(dirs.names)}) to {Path(models.root) / 'diffae'}")

@@ -185,7 +185,7 @@ def _mean(values) -> float:
 
 
 def names_gender(record) -> str | None:
-    """The gender a caption names: man / woman (from the name's words, as core.data labels
+    """The gender a caption names: man / woman (from the name's words, as core.data.emoji labels
     them), person when the name says person / people / adult / child / baby / mx; else None."""
     if record.gender in ("man", "woman"):
         return record.gender
@@ -201,7 +201,7 @@ def names_skin_tone(record) -> str | None:
 
 def caption_of(record) -> str:
     """The caption used for a held-out emoji: the first of ``captions_for`` (fixed)."""
-    from core.data import captions_for
+    from core.data.emoji import captions_for
     return captions_for(record)[0]
 
 
@@ -488,8 +488,8 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
     """
     from core.cascade import ModelSet
     from core.classifiers import load_all
-    from core.clip_model import ClipEmbedder
-    from core.data import load_dataset
+    from core.models.clip_model import ClipEmbedder
+    from core.data.emoji import load_dataset
 
     log = log or (lambda s: None)
     unknown = [m for m in models if m not in MODELS]
@@ -772,7 +772,7 @@ def _json_safe(obj):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from core.checkpoints import CheckpointError
+    from core.models.checkpoints import CheckpointError
     from core.classifiers import ClassifierSettings
 
     p = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__.split("\n")[0])

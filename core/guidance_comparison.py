@@ -36,7 +36,7 @@ from torch import Tensor
 
 from core.mechanics import Comparison, check_seeds, mean_pairwise_distance
 from core.pipeline import BASE_DEFAULTS, StageSettings, check_classifier_scale, generate_class
-from core.schedules import check_finite
+from core.diffusion.schedules import check_finite
 
 CFG_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
 CLASSIFIER_SCALES = (0.0, 3.0, 10.0, 30.0, 100.0)
@@ -208,7 +208,7 @@ def tradeoff_plot(rows: Sequence[dict], width: int = 640, height: int = 440) -> 
 
 # ---- command line --------------------------------------------------------------------------------
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from core.checkpoints import CheckpointError
+    from core.models.checkpoints import CheckpointError
     from core.cli import number_list
     from core.images import save_png
     from core.mechanics import format_table

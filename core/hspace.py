@@ -44,10 +44,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from core.checkpoints import WEIGHTS_FILE, CheckpointError
-from core.networks import DiffusionModel
-from core.samplers import ddim_invert, sampler_timesteps
-from core.schedules import check_finite
+from core.models.checkpoints import WEIGHTS_FILE, CheckpointError
+from core.models.networks import DiffusionModel
+from core.diffusion.samplers import ddim_invert, sampler_timesteps
+from core.diffusion.schedules import check_finite
 
 DIRECTIONS_FILE = "hspace.safetensors"
 ANCHORS = 10                 # anchor times for the directions, evenly spaced over 0..T-1

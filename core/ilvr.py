@@ -13,7 +13,7 @@ low-pass equals the reference's. N sets how much of the reference is kept: N = 1
 reference itself; N = 4 keeps an 8x8 thumbnail of a 32x32 image (colours and layout) and lets
 the model draw the rest; N = 32 keeps only the mean colour. Diversity grows with N.
 
-- `low_pass` is phi_N; `ilvr_projection` the replacement step, a `core.samplers.Projection`, so
+- `low_pass` is phi_N; `ilvr_projection` the replacement step, a `core.diffusion.samplers.Projection`, so
   ILVR runs inside any core sampler over any denoiser and schedule (`sample_ilvr`).
 - `ilvr` runs it on a base model of the hub (the text base, with a prompt or unguided; the class
   base, with a label or unconditionally) at its resolution (32), then through the SR stages,
@@ -46,11 +46,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from core.networks import DiffusionModel
+from core.models.networks import DiffusionModel
 from core.pipeline import BASE_DEFAULTS, StageSettings, check_seeds, class_conds, sample_stage
-from core.rng import BatchGenerator, Generator, randn_like
-from core.samplers import Projection, SamplerName, sample
-from core.schedules import NoiseSchedule
+from core.diffusion.rng import BatchGenerator, Generator, randn_like
+from core.diffusion.samplers import Projection, SamplerName, sample
+from core.diffusion.schedules import NoiseSchedule
 
 ILVR_DEFAULTS = replace(BASE_DEFAULTS, sampler="ddpm", steps=50)   # the paper's sampler: DDPM ancestral steps
 DEFAULT_FACTOR = 4
@@ -247,7 +247,7 @@ def ilvr_strip(models, image: Image.Image, factors: Sequence[int] = STRIP_FACTOR
 
 # ---- command line ------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> int:
-    from core.checkpoints import CheckpointError
+    from core.models.checkpoints import CheckpointError
     from core.cli import number_list
     from core.images import ImageError, open_image, save_png
     p = argparse.ArgumentParser(prog="python -m core.ilvr",

@@ -10,7 +10,7 @@ as plain functions, and a command line for each.
   (CLIP score to the prompt) against diversity (mean pairwise distance between the samples,
   in CLIP image-embedding space and in pixels);
 - trajectory: x_t and the predicted x0 at chosen steps of one sampling run;
-- likelihood: bits per dimension of images under a base model (core.likelihood);
+- likelihood: bits per dimension of images under a base model (core.diffusion.likelihood);
 - h-space editing (core.hspace).
 
 The CLIP that scores the samples is the project's own (`checkpoints/clip`), the same one whose text
@@ -32,12 +32,12 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from core.checkpoints import CheckpointError
+from core.models.checkpoints import CheckpointError
 from core.cli import check_output, number_list
 from core.images import ImageError, tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, StageSettings, generate_class, generate_text
-from core.samplers import SAMPLERS
-from core.schedules import SCHEDULES, check_finite, make_schedule
+from core.diffusion.samplers import SAMPLERS
+from core.diffusion.schedules import SCHEDULES, check_finite, make_schedule
 
 BaseModel = Literal["text_base", "class_base"]
 BASE_MODELS: tuple[str, ...] = ("text_base", "class_base")
@@ -86,7 +86,7 @@ class Condition:
 
 def fitted(models, condition: Condition) -> Condition:
     """The condition with the prompt the text encoder reads (a long prompt is cut, see
-    core.text_encoders.TextEncoder.fit): what the panels sample from and store."""
+    core.models.text_encoders.TextEncoder.fit): what the panels sample from and store."""
     if condition.model != "text_base" or condition.unconditional:
         return condition
     return replace(condition, prompt=models.text_encoder().fit(condition.prompt))
@@ -129,7 +129,7 @@ def check_seeds(seeds: Sequence[int], minimum: int = 1) -> list[int]:
 
 
 def clip_embedder(models):
-    """The project's CLIP (image and text towers) as a core.clip_model.ClipEmbedder."""
+    """The project's CLIP (image and text towers) as a core.models.clip_model.ClipEmbedder."""
     return models.clip_embedder()
 
 
@@ -365,8 +365,8 @@ def likelihood(models, condition: Condition, images: Tensor, method: str = "ode"
                probes: int = 1, seed: int = 0):
     """Bits per dimension of images [B, 3, r, r] in [-1, 1] (snapped to 8 bits) under the base
     model, conditioned as asked (an empty prompt / no label: the unconditional model); see
-    core.likelihood."""
-    from core.likelihood import bits_per_dim
+    core.diffusion.likelihood."""
+    from core.diffusion.likelihood import bits_per_dim
     model, cond = model_and_cond(models, fitted(models, condition))
     r = model.resolution
     if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1:] != (3, r, r):
@@ -401,7 +401,7 @@ def fit_hspace_directions(models, model_name: str, log: Callable[[str], None] = 
     from pathlib import Path
 
     from core import hspace
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
     model, cond = model_and_cond(models, Condition(model=model_name))
     directions = hspace.fit_from_dataset(model, cond, load_dataset(), log=log)
     return directions.save(Path(models.root) / model_name)

@@ -3,7 +3,7 @@
 Data: the committed DiffAE's semantic code z_sem of every training-split emoji at the DiffAE's
 resolution (one deterministic code per emoji, computed once at start), normalised per dimension
 with the mean / std of those codes; and, per emoji, the pooled CLIP embedding of each of its
-captions (`core.data.captions_for`, computed once) and its subgroup label.
+captions (`core.data.emoji.captions_for`, computed once) and its subgroup label.
 
 Each batch draws emoji with weight 1 / sqrt(number of emoji of the same design) (a design is an
 emoji up to skin tone and gender, `design_of`): People & Body is ~60% of the emoji but mostly
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import torch
 
-from core.checkpoints import load_model, save_folder
-from core.data import captions_for, design_weights
-from core.prior import PriorConfig, SemanticPrior, sample_codes
+from core.models.checkpoints import load_model, save_folder
+from core.data.emoji import captions_for, design_weights
+from core.models.prior import PriorConfig, SemanticPrior, sample_codes
 from core.train import GRID_PROMPTS, Task, _data, save_grid
 
 TEXT_SHARE, LABEL_SHARE = 0.55, 0.35   # the rest (10%) is unconditional
@@ -43,7 +43,7 @@ class PriorTask(Task):
         self.weights = design_weights([self.data.records[i] for i in self.train_idx.tolist()])
 
     def build(self):
-        from core.text_encoders import ClipTextEncoder
+        from core.models.text_encoders import ClipTextEncoder
         root = Path(self.cfg.checkpoints)
         self.diffae = load_model(root / "diffae")
         self.encoder = ClipTextEncoder.from_folder(root / "clip")

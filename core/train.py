@@ -4,7 +4,7 @@
     accelerate launch -m core.train KIND ...            # one GPU, many GPUs, many machines
 
 KIND is one of clip, text_base, class_base, sr64, sr128, palette, diffae, noisy_classifier (the
-noise-aware classifier of classifier guidance, core.noisy_classifier). A run folder holds `state.pt`
+noise-aware classifier of classifier guidance, core.models.noisy_classifier). A run folder holds `state.pt`
 (model, EMA, optimiser, step, RNG; loaded with weights_only=True) and `samples/step_*.png`;
 running the same command again resumes where it stopped. `--export` writes the EMA weights as
 a checkpoint folder (config.json + fp16 safetensors + model card).
@@ -34,9 +34,9 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from core.checkpoints import DEFAULT_CHECKPOINTS, save_folder, save_model
-from core.ema import EMA
-from core.networks import DiffusionModel, ModelConfig, count_parameters, image_unet_config, text_unet_config
+from core.models.checkpoints import DEFAULT_CHECKPOINTS, save_folder, save_model
+from core.models.ema import EMA
+from core.models.networks import DiffusionModel, ModelConfig, count_parameters, image_unet_config, text_unet_config
 
 TRAIN_KINDS = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "noisy_classifier", "prior")
 
@@ -95,7 +95,7 @@ def default_config(kind: str, run: str, smoke: bool = False, **overrides) -> Tra
         # floor 1 ("truncated SNR", Salimans & Ho 2022): min-SNR alone gives the noisiest steps,
         # where only z_sem can tell the decoder what the image is, almost no weight (SNR / (SNR + 1))
         "diffae": dict(channels=(32, 64, 128), snr_floor=1.0),
-        # a 0.3 M-parameter conv net on x_t (core.noisy_classifier): bigger batches, a higher rate
+        # a 0.3 M-parameter conv net on x_t (core.models.noisy_classifier): bigger batches, a higher rate
         "noisy_classifier": dict(channels=(32, 64, 128, 128), batch=64, lr=2e-3, warmup=100, steps=5000,
                                  sample_every=1000),
         # a vector model over the DiffAE's z_sem: big batches are cheap (~0.05 s/step on one core)
@@ -153,7 +153,7 @@ class Task:
 
 
 def _data(cfg: TrainConfig):
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
     return load_dataset()
 
 
@@ -166,7 +166,7 @@ class DiffusionTask(Task):
         self.train_idx = torch.as_tensor(self.data.indices("train"))
         self.weights = None
         if cfg.balance:
-            from core.data import design_weights
+            from core.data.emoji import design_weights
             self.weights = design_weights([self.data.records[i] for i in self.train_idx.tolist()], cfg.balance)
 
     def draw(self, gen: torch.Generator, n: int) -> torch.Tensor:
@@ -240,7 +240,7 @@ class TextBaseTask(DiffusionTask):
     name, folder = "text_base", "text_base"
 
     def build(self):
-        from core.text_encoders import ClipTextEncoder
+        from core.models.text_encoders import ClipTextEncoder
         clip_folder = Path(self.cfg.checkpoints) / "clip"
         self.encoder = ClipTextEncoder.from_folder(clip_folder)
         unet = text_unet_config(32, self.cfg.channels, cross_attention_dim=self.encoder.width, attention_levels=1)
@@ -250,7 +250,7 @@ class TextBaseTask(DiffusionTask):
         return model
 
     def x0_and_cond(self, gen, device):
-        from core.data import random_caption
+        from core.data.emoji import random_caption
         idx = self.draw(gen, self.cfg.batch)
         drop = torch.rand(len(idx), generator=gen) < self.cfg.cond_dropout
         prompts = ["" if d else random_caption(self.data.records[i], gen) for i, d in zip(idx.tolist(), drop.tolist())]
@@ -323,8 +323,8 @@ class ClipTask(Task):
         self.train_idx = torch.as_tensor(self.data.indices("train"))
 
     def build(self):
-        from core.clip_model import ClipConfig, CompactTokenizer, build_clip, build_vocab
-        from core.data import captions_for
+        from core.models.clip_model import ClipConfig, CompactTokenizer, build_clip, build_vocab
+        from core.data.emoji import captions_for
         captions = [c for r in self.data.records for c in captions_for(r)]
         base = ClipConfig()
         if self.cfg.smoke:
@@ -335,8 +335,8 @@ class ClipTask(Task):
         return build_clip(self.clip_config)
 
     def loss(self, model, gen, device):
-        from core.clip_model import clip_loss
-        from core.data import random_caption
+        from core.models.clip_model import clip_loss
+        from core.data.emoji import random_caption
         idx = self.train_idx[torch.randperm(len(self.train_idx), generator=gen)[: self.cfg.batch]]
         prompts = [random_caption(self.data.records[i], gen) for i in idx.tolist()]
         ids, _ = self.tokenizer(prompts)
@@ -352,7 +352,7 @@ class ClipTask(Task):
 
 def make_task(cfg: TrainConfig) -> Task:
     if cfg.kind == "noisy_classifier":
-        from core.noisy_classifier import NoisyClassifierTask
+        from core.models.noisy_classifier import NoisyClassifierTask
         return NoisyClassifierTask(cfg)
     if cfg.kind == "palette":
         from core.translate import PaletteTask
@@ -407,7 +407,7 @@ def model_card(task: Task, cfg: TrainConfig, model, step: int, seconds: float, d
     recipe = {k: v for k, v in asdict(cfg).items() if k not in skip}
     return (f"# {task.name}\n\n"
             f"Trained by `python -m core.train {cfg.kind}` on the Noto Color Emoji data set "
-            f"(train split; see core/data.py).\n\n"
+            f"(train split; see core/data/emoji.py).\n\n"
             f"- parameters: {count_parameters(model) / 1e6:.2f} M (weights stored in fp16)\n"
             f"- steps: {step}, wall time: {seconds / 60:.1f} min on {device}\n"
             f"- final training loss (EMA of the batch loss): {final_loss if final_loss is None else round(final_loss, 4)}\n\n"
@@ -419,7 +419,7 @@ def init_from_checkpoint(model: torch.nn.Module, ema: EMA, cfg: TrainConfig) -> 
     """Copy a checkpoint folder's weights into the network and its EMA, so a sitting continues
     from a committed model even when its run folder is gone. The folder must hold this kind with
     this architecture (its config names the kind; the tensors must match one by one)."""
-    from core.checkpoints import CheckpointError, load_state_checked, read_folder
+    from core.models.checkpoints import CheckpointError, load_state_checked, read_folder
     folder = Path(cfg.init_from)
     config, state = read_folder(folder)
     kind, resolution = {"sr64": ("sr", 64), "sr128": ("sr", 128)}.get(cfg.kind, (cfg.kind, None))

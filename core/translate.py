@@ -39,14 +39,14 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
-from core.masks import mask_from_image, random_mask, resize_mask
-from core.networks import PALETTE_TASKS, DiffusionModel, ModelConfig, palette_unet_config
+from core.data.masks import mask_from_image, random_mask, resize_mask
+from core.models.networks import PALETTE_TASKS, DiffusionModel, ModelConfig, palette_unet_config
 from core.pipeline import (BASE_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings, check_seeds, sample_stage, stage_denoiser,
                            stage_spacing, upscale)
-from core.rng import BatchGenerator
-from core.samplers import sample, timesteps
-from core.schedules import check_finite
-from core.text_encoders import fit_prompts
+from core.diffusion.rng import BatchGenerator
+from core.diffusion.samplers import sample, timesteps
+from core.diffusion.schedules import check_finite
+from core.models.text_encoders import fit_prompts
 from core.train import DiffusionTask, save_grid
 
 Callback = Callable[[dict], None]
@@ -227,7 +227,7 @@ def inpaint(model: DiffusionModel, image: torch.Tensor, mask: torch.Tensor, seed
 
 class PaletteTask(DiffusionTask):
     """Palette at 64x64 (kind "palette"): each example is colorization or inpainting at random;
-    inpainting masks are boxes, free-form strokes or halves (core.masks). No condition dropout:
+    inpainting masks are boxes, free-form strokes or halves (core.data.masks). No condition dropout:
     the source is always given."""
     name, folder = "palette", "palette"
     resolution = 64
@@ -567,7 +567,7 @@ def evaluate(models, n: int = 32, steps: int = 25, seed: int = 0, batch: int = 1
     single sharp sample is not and the mean-colour fill crudely is. With the CLIP model, Palette's
     outputs and baselines are also scored for realism (FD_CLIP to the real emoji)."""
     inpaint_samples = _check_int("inpaint_samples", inpaint_samples, 1)
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
     available = set(models.available())
     results: dict = {"n": 0, "steps": steps, "missing": [m for m in ("palette", "text_base", "clip")
                                                           if m not in available], "rows": [], "sdedit": []}
@@ -706,7 +706,7 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     a = p.parse_args(argv)
     from core.cascade import ModelSet
-    from core.checkpoints import CheckpointError
+    from core.models.checkpoints import CheckpointError
     try:
         models = ModelSet(a.checkpoints, a.device)
         results = evaluate(models, n=a.n, steps=a.steps, seed=a.seed, inpaint_samples=a.inpaint_samples)

@@ -12,7 +12,7 @@ import gradio as gr
 from core.cascade import SIZES, generate
 from core.images import tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, MAX_CLASSIFIER_SCALE, SR_STAGE_DEFAULTS, StageSettings
-from core.samplers import SAMPLERS
+from core.diffusion.samplers import SAMPLERS
 from core.semantic import DECODER_STEPS
 from demos.common import (Job, Models, RequestFiles, StageProgress, as_int, follow, gpu, preview, sr_stages,
                           user_errors)

@@ -32,7 +32,7 @@ from PIL import Image, ImageDraw
 
 from core import cancel
 from core.cascade import ModelSet
-from core.checkpoints import CheckpointError
+from core.models.checkpoints import CheckpointError
 from core.images import open_image, save_png, tensor_to_pil
 from core.semantic import DECODER_STEPS
 
@@ -468,7 +468,7 @@ EXAMPLE_EMOJI = {"cat-face": "🐱", "thumbs-up": "👍", "red-apple": "🍎", "
 
 
 def _from_font(emoji: str) -> Image.Image | None:
-    from core.data import load_font, render_emoji
+    from core.data.emoji import load_font, render_emoji
     try:
         return render_emoji(load_font(), emoji)
     except (OSError, ValueError):
@@ -480,7 +480,7 @@ def _from_dataset(emoji: str) -> Image.Image | None:
 
     import numpy as np
 
-    from core.data import IMAGES_FILE, RECORDS_FILE, default_cache_dir
+    from core.data.emoji import IMAGES_FILE, RECORDS_FILE, default_cache_dir
     cache = default_cache_dir()
     try:
         records = json.loads((cache / RECORDS_FILE).read_text(encoding="utf-8"))
@@ -526,7 +526,7 @@ def class_labels(classes: Sequence[str]) -> list[tuple[str, str]]:
     """Dropdown choices (label, value): each subgroup with its first emoji when emoji-test.txt
     is installed, the plain name otherwise."""
     try:
-        from core.data import parse_emoji_test
+        from core.data.emoji import parse_emoji_test
         first: dict[str, str] = {}
         for record in parse_emoji_test(keywords={}):
             first.setdefault(record.subgroup, record.emoji)

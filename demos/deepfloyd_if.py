@@ -11,7 +11,7 @@ import gradio as gr
 
 from core.deepfloyd import IF_I_DEFAULTS, IF_II_DEFAULTS, LICENCE_NOTE
 from core.images import tensor_to_pil
-from core.samplers import SAMPLERS
+from core.diffusion.samplers import SAMPLERS
 from demos.common import Job, Models, RequestFiles, StageProgress, as_int, follow, gpu, preview, user_errors
 
 LABEL = "DeepFloyd IF (Hub)"

@@ -1,7 +1,7 @@
 """Tab: how diffusion works, on the project's own models: the forward process, samplers at equal
 cost, a guidance sweep, classifier against classifier-free guidance, a sampling trajectory,
 likelihood in bits per dimension, and h-space editing beside the DiffAE edit. Layout and wiring
-only; the work is in core.mechanics, core.guidance_comparison, core.likelihood and core.hspace.
+only; the work is in core.mechanics, core.guidance_comparison, core.diffusion.likelihood and core.hspace.
 
 Run alone: `python -m demos.how_it_works [app.py flags]`.
 """
@@ -18,10 +18,10 @@ import torch
 
 from core import diffae, guidance_comparison, hspace, mechanics
 from core.images import pil_to_tensor, save_png, tensor_to_pil
-from core.likelihood import METHODS
+from core.diffusion.likelihood import METHODS
 from core.mechanics import Condition
-from core.samplers import SAMPLERS
-from core.text_encoders import fit_prompts
+from core.diffusion.samplers import SAMPLERS
+from core.models.text_encoders import fit_prompts
 from demos.common import Job, Models, RequestFiles, as_int, follow, gpu, image_input, user_errors, wait_for
 
 TITLE = "How it works"

@@ -17,9 +17,9 @@ from PIL import Image, ImageChops, ImageDraw
 from core.ilvr import BASES as ILVR_BASES
 from core.ilvr import DEFAULT_FACTOR, ILVR_DEFAULTS, STRIP_FACTORS, check_factor, ilvr_strip, low_pass
 from core.images import pil_to_tensor, tensor_to_pil
-from core.masks import mask_from_image
+from core.data.masks import mask_from_image
 from core.pipeline import StageSettings
-from core.samplers import SAMPLERS
+from core.diffusion.samplers import SAMPLERS
 from core.translate import DEFAULT_STRENGTH, METHODS, PALETTE_DEFAULTS, SIZES, TRANSLATE_DEFAULTS, grayscale, translate
 from demos.common import (Job, Models, RequestFiles, as_int, follow, gpu, image_input, preview, sr_stages,
                           user_errors)

@@ -13,7 +13,7 @@ import gradio as gr
 from core.images import pil_to_tensor, resize_tensor, tensor_to_pil
 from core.pipeline import SR_DEFAULTS, StageSettings
 from core.pipeline import upscale as sr_upscale
-from core.samplers import SAMPLERS
+from core.diffusion.samplers import SAMPLERS
 from demos.common import (SR_MODELS, Job, Models, RequestFiles, StageProgress, as_int, follow, gpu,
                           image_input, preview, user_errors)
 

@@ -27,7 +27,7 @@ from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
                        EulerDiscreteScheduler, HeunDiscreteScheduler, UNet2DModel)
 
 from core import samplers  # noqa: E402
-from core.schedules import make_schedule  # noqa: E402
+from core.diffusion.schedules import make_schedule  # noqa: E402
 
 # sampler -> (matching diffusers scheduler, its step kwargs)
 REFERENCE = {

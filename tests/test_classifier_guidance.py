@@ -1,4 +1,4 @@
-"""Classifier guidance of the class base with a noise-aware classifier (core.noisy_classifier,
+"""Classifier guidance of the class base with a noise-aware classifier (core.models.noisy_classifier,
 core.pipeline.generate_class): the network, its training kind and checkpoint, guidance from
 Python and the CLI."""
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from core.checkpoints import save_model
+from core.models.checkpoints import save_model
 from core.images import read_parameters
-from core.noisy_classifier import (NoisyClassifier, NoisyClassifierConfig, class_log_prob,
+from core.models.noisy_classifier import (NoisyClassifier, NoisyClassifierConfig, class_log_prob,
                                    load_noisy_classifier)
 from core.pipeline import StageSettings, generate_class, sample_stage
 from tests.tiny import CLASSES, tiny_model, tiny_noisy_classifier
@@ -65,9 +65,9 @@ def test_guidance_raises_the_classifiers_probability_of_the_label(base, classifi
 
 def test_guidance_matches_the_wrapper_by_hand(base, classifier):
     """generate_class is classifier_guided_denoiser over the null-label model, nothing else."""
-    from core.guidance import classifier_guided_denoiser
-    from core.rng import BatchGenerator
-    from core.samplers import sample
+    from core.diffusion.guidance import classifier_guided_denoiser
+    from core.diffusion.rng import BatchGenerator
+    from core.diffusion.samplers import sample
     labels = torch.full((2,), CLASSES.index("cat-face"))
     null = base.null_cond(2)
     guided = classifier_guided_denoiser(lambda x, t: base.eps(x, t, null), base.schedule,
@@ -111,7 +111,7 @@ def test_training_kind_learns_and_writes_a_card(tmp_path):
     import torch.nn.functional as F
     from safetensors.torch import load_file
 
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
     from core.train import default_config, train
     cfg = default_config("noisy_classifier", str(tmp_path / "run"), steps=150, batch=32, channels=(16, 32),
                          warmup=20, lr=5e-3, ema_decay=0.9, save_every=1000, sample_every=1000, threads=1)

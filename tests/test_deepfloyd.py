@@ -8,7 +8,7 @@ negative prompt). Max |ours - diffusers| seen here, stage I / stage II:
   ddpm (IF's own: learned variance)   3.6e-5 / 1.1e-4; on diffusers' float32 alpha_bar 8.4e-6 / 2.4e-5
   dpmpp-2m (variance ignored)         1.7e-5 / 8.4e-5; on diffusers' float32 alpha_bar 1.7e-5 / 7.1e-5
 Where the differences come from:
-- diffusers computes its schedules in float32, ours are float64 (core.schedules). On the cosine
+- diffusers computes its schedules in float32, ours are float64 (core.diffusion.schedules). On the cosine
   schedule 1 - alpha_bar at t = 0 is 4.1e-5, and diffusers' float32 value is off by 5e-4
   relative; it enters the last step's x0 and the lower end (log beta~) of the learned variance.
   Putting diffusers' float32 alpha_bar into our stages removes this part.
@@ -28,12 +28,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.checkpoints import CheckpointError
+from core.models.checkpoints import CheckpointError
 from core.deepfloyd import (IF_I_DEFAULTS, IF_II_DEFAULTS, DeepFloydIF, DeepFloydSet, availability,
                             schedule_from_config)
-from core.rng import BatchGenerator
-from core.schedules import NoiseSchedule
-from core.text_encoders import load_t5_tokenizer
+from core.diffusion.rng import BatchGenerator
+from core.diffusion.schedules import NoiseSchedule
+from core.models.text_encoders import load_t5_tokenizer
 from tests.test_text_encoders import t5_dirs  # noqa: F401 - the tiny T5 + trained sentencepiece fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning",

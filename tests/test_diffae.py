@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.checkpoints import CheckpointError, load_model, save_model
+from core.models.checkpoints import CheckpointError, load_model, save_model
 from core.diffae import (ATTRIBUTES_FILE, DIRECTIONS_FILE, Directions, attribute_labels, decode, edit, encode,
                          fit_directions, fit_from_codes, fresh_noise, interpolate, reconstruct, slerp)
 from core.images import ImageError, read_parameters
@@ -371,7 +371,7 @@ def test_directions_and_evaluate_commands(tmp_path, monkeypatch, capsys):
 
 
 def test_skin_masks_mark_what_changes_between_tone_variants():
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
     from core.diffae import change_on_mask, skin_masks
     data = load_dataset()
     toned = next(i for i, r in enumerate(data.records) if r.name == "waving hand: dark skin tone")

@@ -9,12 +9,13 @@ import pytest
 import torch
 from PIL import Image
 
-from core import mechanics, samplers
+from core import mechanics
+from core.diffusion import samplers
 from core.cascade import ModelSet
 from core.images import read_parameters
 from core.mechanics import Condition
 from core.pipeline import StageSettings, generate_text
-from core.schedules import make_schedule
+from core.diffusion.schedules import make_schedule
 
 TEXT = Condition(model="text_base", prompt="grinning face")
 CLASS = Condition(model="class_base", label="cat-face")

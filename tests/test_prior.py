@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from core.checkpoints import load_model, save_folder
-from core.prior import PriorConfig, SemanticPrior, sample_codes
+from core.models.checkpoints import load_model, save_folder
+from core.models.prior import PriorConfig, SemanticPrior, sample_codes
 from tests.gaussian_denoiser import GaussianMixture
 
 CLASSES = ["a", "b", "c"]
@@ -107,7 +107,7 @@ def test_save_load_round_trip(tmp_path):
 def test_training_learns_the_codes_and_exports(tmp_path, tiny_checkpoints):
     """`python -m core.train prior` on the tiny DiffAE and CLIP: the codes are the DiffAE's
     normalised train-split codes, the loss falls, and the export loads as a prior."""
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
     from core.diffae import semantic_code
     from core.train import default_config, main, make_task
 

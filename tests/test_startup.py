@@ -26,7 +26,7 @@ names = {m.split(".")[0] for m in sys.modules} | {m for m in sys.modules if m.st
 print(json.dumps({"code": code, "modules": sorted(names)}))
 """
 HEAVY = ("gradio", "transformers", "diffusers", "open_clip", "torchvision", "timm", "scipy", "torch._dynamo",
-         "core.deepfloyd", "core.evaluate", "core.translate", "core.diffae", "core.train", "core.clip_model")
+         "core.deepfloyd", "core.evaluate", "core.translate", "core.diffae", "core.train", "core.models.clip_model")
 
 
 def imported(*args) -> tuple[int, set[str]]:
@@ -41,7 +41,7 @@ def test_generate_imports_no_ui_no_diffusers_no_other_commands(tmp_path, tiny_ch
     code, modules = imported("generate", "--prompt", "red apple", "--steps", 2, "--sr-steps", 2, "--size", 128,
                              "--checkpoints", tiny_checkpoints, "--out", tmp_path / "o")
     assert code == 0 and (tmp_path / "o" / "000.png").is_file()
-    assert "torch" in modules and "core.unet" in modules and "core.clip_text" in modules
+    assert "torch" in modules and "core.models.unet" in modules and "core.models.clip_text" in modules
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
 
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.checkpoints import load_model
+from core.models.checkpoints import load_model
 from core.train import default_config, main, train, train_all
 
 
@@ -112,7 +112,7 @@ def test_snr_floor_weights_the_noisiest_steps():
     """The loss is the v-error weighted by clamp(SNR, floor, gamma) / (SNR + 1) (min-SNR, floored):
     checked by hand against a network that predicts 0, for floor 0 (plain min-SNR) and 1."""
     from core.train import DiffusionTask
-    from core.schedules import make_schedule
+    from core.diffusion.schedules import make_schedule
 
     class Fixed(DiffusionTask):
         def __init__(self, cfg):   # no data set: a fixed batch

@@ -1,4 +1,4 @@
-"""Image-to-image translation (core.translate, core.masks) with tiny seeded models, 2 steps."""
+"""Image-to-image translation (core.translate, core.data.masks) with tiny seeded models, 2 steps."""
 from __future__ import annotations
 
 import math
@@ -9,9 +9,9 @@ import torch
 from PIL import Image
 
 from core.images import ImageError, read_parameters
-from core.masks import SIDES, box_mask, half_mask, mask_from_image, random_mask, stroke_mask
+from core.data.masks import SIDES, box_mask, half_mask, mask_from_image, random_mask, stroke_mask
 from core.pipeline import StageSettings, generate_text
-from core.samplers import SAMPLERS
+from core.diffusion.samplers import SAMPLERS
 from core.translate import (PALETTE_TASKS, colorize, delta_e, grayscale, inpaint, psnr, repaint,
                             repaint_path, sdedit, srgb_to_lab, translate)
 from tests.tiny import tiny_model
@@ -335,25 +335,25 @@ def test_srgb_to_lab_known_values():
 
 # ---- training --------------------------------------------------------------------------------------
 def test_palette_task_trains_a_few_steps(tmp_path):
-    from core.data import default_cache_dir
+    from core.data.emoji import default_cache_dir
     from core.train import default_config, train
     if not (default_cache_dir() / "images.npy").is_file():
-        pytest.skip("the emoji data set is not built (python -m core.data)")
+        pytest.skip("the emoji data set is not built (python -m core.data.emoji)")
     cfg = default_config("palette", str(tmp_path / "run"), smoke=True, steps=2, sample_every=2, threads=1)
     summary = train(cfg, export=tmp_path / "palette", log=lambda s: None)
     assert summary["step"] == 2 and math.isfinite(summary["loss_avg"])
     assert (tmp_path / "run" / "samples" / "step_000002.png").is_file()
-    from core.checkpoints import load_model
+    from core.models.checkpoints import load_model
     model = load_model(tmp_path / "palette")
     assert model.kind == "palette" and model.resolution == 64
 
 
 def test_palette_task_batches(tmp_path):
-    from core.data import default_cache_dir
+    from core.data.emoji import default_cache_dir
     from core.train import default_config
     from core.translate import PaletteTask
     if not (default_cache_dir() / "images.npy").is_file():
-        pytest.skip("the emoji data set is not built (python -m core.data)")
+        pytest.skip("the emoji data set is not built (python -m core.data.emoji)")
     task = PaletteTask(default_config("palette", str(tmp_path), smoke=True, batch=16, residual_scale=0))
     task.build()
     x0, cond = task.x0_and_cond(torch.Generator().manual_seed(0), torch.device("cpu"))
@@ -370,11 +370,11 @@ def test_palette_task_batches(tmp_path):
 def test_palette_trains_on_the_scaled_residual_over_its_baseline(tmp_path):
     """By default Palette diffuses 2 * (image - baseline): the grayscale source for colorization,
     the mean-colour fill of the mask for inpainting (zero outside the mask)."""
-    from core.data import default_cache_dir
+    from core.data.emoji import default_cache_dir
     from core.train import default_config
     from core.translate import PaletteTask, mean_fill
     if not (default_cache_dir() / "images.npy").is_file():
-        pytest.skip("the emoji data set is not built (python -m core.data)")
+        pytest.skip("the emoji data set is not built (python -m core.data.emoji)")
     plain = PaletteTask(default_config("palette", str(tmp_path), smoke=True, batch=16, residual_scale=0))
     assert plain.build().config.residual_scale is None
     residual = PaletteTask(default_config("palette", str(tmp_path), smoke=True, batch=16))
@@ -417,15 +417,15 @@ def test_residual_palette_adds_its_sample_to_the_baseline():
 def test_evaluate_runs_and_reports_missing_models(models, tiny_checkpoints, tmp_path, capsys):
     import shutil
 
-    from core.data import default_cache_dir
+    from core.data.emoji import default_cache_dir
     from core.translate import evaluate, main, markdown, mean_fill
     if not (default_cache_dir() / "images.npy").is_file():
-        pytest.skip("the emoji data set is not built (python -m core.data)")
+        pytest.skip("the emoji data set is not built (python -m core.data.emoji)")
     results = evaluate(models, n=2, steps=2, repaint_steps=2, strengths=(0.0, 1.0), log=lambda s: None)
     assert not results["missing"] and len(results["rows"]) == 8 and len(results["sdedit"]) == 2
     assert results["rows"][3][2] == 0 and results["rows"][7][2] == 0   # nothing changes outside the mask
     # realism: FD_CLIP to the real emoji, for the model and the baseline (here the mean fill, by hand)
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
     from core.evaluate import frechet_distance
     from core.mechanics import clip_embedder
     assert [r[1] for r in results["rows"][4:6]] == ["FD_CLIP to the real emoji (lower is better)"] * 2

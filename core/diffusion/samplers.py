@@ -19,7 +19,7 @@ Projection: with `project`, every step is followed by x_{t'} <- project(x_{t'}, 
 conditioning step on the sampler's own trajectory (ILVR's low-pass replacement, core.ilvr);
 t' = -1 after the final step into x_0.
 
-Randomness comes only from `generator` (a core.rng.BatchGenerator or a torch.Generator); the
+Randomness comes only from `generator` (a core.diffusion.rng.BatchGenerator or a torch.Generator); the
 stochastic samplers (ddpm, ddim with eta > 0, euler-maruyama) raise ValueError without one. No
 sampler adds noise on its final step into x_0.
 """
@@ -32,9 +32,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from core.parameterization import Denoiser, LearnedVariance
-from core.rng import BatchGenerator, Generator, randn_like
-from core.schedules import NoiseSchedule, check_finite
+from core.diffusion.parameterization import Denoiser, LearnedVariance
+from core.diffusion.rng import BatchGenerator, Generator, randn_like
+from core.diffusion.schedules import NoiseSchedule, check_finite
 
 SamplerName = Literal["ddpm", "ddim", "euler", "heun", "euler-maruyama", "dpmpp-2m"]
 SAMPLERS: tuple[str, ...] = get_args(SamplerName)
@@ -79,7 +79,7 @@ def _check_x(x) -> None:
 def _require_generator(generator, sampler: str, x: Tensor) -> None:
     if generator is None:
         raise ValueError(f"generator is required: sampler {sampler!r} is stochastic "
-                         "(pass a core.rng.BatchGenerator or a torch.Generator)")
+                         "(pass a core.diffusion.rng.BatchGenerator or a torch.Generator)")
     if not isinstance(generator, (BatchGenerator, torch.Generator)):
         raise ValueError(f"generator must be a BatchGenerator or a torch.Generator, got {type(generator).__name__}")
     if isinstance(generator, BatchGenerator) and len(generator) != x.shape[0]:

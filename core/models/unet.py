@@ -8,7 +8,7 @@ seeded configs and on the committed checkpoints).
 Why: importing diffusers' UNets costs several seconds on a CPU (its package pulls in
 torch._dynamo, every transformer model class and the transformers library), more than a whole
 128 px cascade; this module needs only torch. Training, parity tests and DeepFloyd IF keep
-using diffusers (`core.networks.DiffusionModel(config)`); `core.checkpoints.load_model` builds
+using diffusers (`core.models.networks.DiffusionModel(config)`); `core.models.checkpoints.load_model` builds
 these networks when `supports(kind, config)` says a config is covered, and diffusers' otherwise.
 
 Covered: down blocks DownBlock2D / AttnDownBlock2D / CrossAttnDownBlock2D, the matching up
@@ -120,7 +120,7 @@ def unsupported(conditional: bool, config: dict) -> str | None:
 
 
 def supports(kind: str, config: dict) -> bool:
-    """Whether a `core.networks.ModelConfig` of `kind` with UNet config `config` is covered."""
+    """Whether a `core.models.networks.ModelConfig` of `kind` with UNet config `config` is covered."""
     return unsupported(kind == "text_base", config) is None
 
 
@@ -370,7 +370,7 @@ class UNet(nn.Module):
         super().__init__()
         reason = unsupported(conditional, config)
         if reason is not None:
-            raise ValueError(f"core.unet does not implement {reason}; use diffusers' class")
+            raise ValueError(f"core.models.unet does not implement {reason}; use diffusers' class")
         c = {**(TEXT_DEFAULTS if conditional else IMAGE_DEFAULTS), **config}
         self.conditional = conditional
         channels = list(c["block_out_channels"])

@@ -14,8 +14,8 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from core.parameterization import ConditionalModel, Denoiser
-from core.schedules import NoiseSchedule, check_finite, expand_to
+from core.diffusion.parameterization import ConditionalModel, Denoiser
+from core.diffusion.schedules import NoiseSchedule, check_finite, expand_to
 
 
 def _batched(value: Tensor, batch: int, key: str) -> Tensor:

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 CARD_FILE = "README.md"
-DEFAULT_CHECKPOINTS = Path(__file__).resolve().parent.parent / "checkpoints"
+DEFAULT_CHECKPOINTS = Path(__file__).resolve().parents[2] / "checkpoints"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
@@ -157,7 +157,7 @@ def load_configured(folder: str | os.PathLike, config_class, model_class, device
 
 def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu", network: str = "auto"):
     """Load a DiffusionModel folder (or the semantic prior's); float32 weights, eval mode.
-    `network`: "auto" builds the UNet with `core.unet` when it covers the config (the same
+    `network`: "auto" builds the UNet with `core.models.unet` when it covers the config (the same
     outputs, without importing diffusers), with diffusers otherwise; "core" or "diffusers"
     forces one."""
     folder = Path(folder)
@@ -168,11 +168,11 @@ def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu", ne
     if not isinstance(config_dict, dict):
         config_dict = {}
     if config_dict.get("kind") == "prior":   # the semantic prior: an MLP, no UNet
-        from core.prior import PriorConfig, SemanticPrior
+        from core.models.prior import PriorConfig, SemanticPrior
         return load_configured(folder, PriorConfig, SemanticPrior, device)
-    from core.networks import DiffusionModel, ModelConfig
+    from core.models.networks import DiffusionModel, ModelConfig
     if network == "auto":
-        from core.unet import supports
+        from core.models.unet import supports
         unet = config_dict.get("unet") if isinstance(config_dict.get("unet"), dict) else {}
         network = "core" if supports(config_dict.get("kind"), unet) else "diffusers"
     return load_configured(folder, ModelConfig, DiffusionModel, device, network=network)

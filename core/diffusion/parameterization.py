@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 from torch import Tensor
 
-from core.schedules import NoiseSchedule, Prediction
+from core.diffusion.schedules import NoiseSchedule, Prediction
 
 Denoiser = Callable[[Tensor, Tensor], Tensor]
 ConditionalModel = Callable[[Tensor, Tensor, dict[str, Tensor]], Tensor]

@@ -48,7 +48,7 @@ place with ``os.replace``; ``meta.json`` is removed first and written last, so t
 valid only when every file of one build is in place. A changed source file, Pillow version
 or format version changes the fingerprint and triggers a rebuild.
 
-Command line: ``python -m core.data [--cache-dir DIR] [--force]`` builds the cache and prints
+Command line: ``python -m core.data.emoji [--cache-dir DIR] [--force]`` builds the cache and prints
 counts.
 """
 
@@ -682,8 +682,8 @@ def load_dataset(cache_dir: str | os.PathLike | None = None) -> EmojiDataset:
 # --------------------------------------------------------------------------- CLI
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m core.data``: build the cache and print its counts."""
-    p = argparse.ArgumentParser(prog="python -m core.data", description=__doc__.split("\n")[0])
+    """``python -m core.data.emoji``: build the cache and print its counts."""
+    p = argparse.ArgumentParser(prog="python -m core.data.emoji", description=__doc__.split("\n")[0])
     p.add_argument("--cache-dir", default=None, help="default: $EMOJI_CACHE_DIR or ~/.cache/diffusion-hub/emoji")
     p.add_argument("--force", action="store_true", help="rebuild even if the cache is valid")
     args = p.parse_args(argv)

@@ -15,9 +15,9 @@ that p(y | x_t) is the posterior that Bayes' rule in classifier guidance assumes
 lists its held-out accuracy against t (`accuracy_vs_t`).
 
 Checkpoint: `checkpoints/noisy_classifier/` with config.json (kind "noisy_classifier", classes,
-channels, the schedule), fp16 model.safetensors and README.md; `core.checkpoints.save_model`
+channels, the schedule), fp16 model.safetensors and README.md; `core.models.checkpoints.save_model`
 writes it, `load_noisy_classifier` reads it.
-`class_log_prob` is the `log_prob_fn` of `core.guidance.classifier_guided_denoiser`.
+`class_log_prob` is the `log_prob_fn` of `core.diffusion.guidance.classifier_guided_denoiser`.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from diffusers.models.embeddings import get_timestep_embedding
 from torch import Tensor, nn
 
-from core.schedules import NoiseSchedule, make_schedule
+from core.diffusion.schedules import NoiseSchedule, make_schedule
 from core.train import Task, _data
 
 KIND = "noisy_classifier"
@@ -152,9 +152,9 @@ def accuracy_table(rows: Sequence[dict], majority: float | None = None) -> str:
 
 # ---- checkpoints -------------------------------------------------------------------------------------
 def load_noisy_classifier(folder: str | os.PathLike, device: str | torch.device = "cpu") -> NoisyClassifier:
-    """Load a checkpoint folder (written by core.checkpoints.save_model): float32 weights, eval
+    """Load a checkpoint folder (written by core.models.checkpoints.save_model): float32 weights, eval
     mode, no parameter gradients."""
-    from core.checkpoints import load_configured
+    from core.models.checkpoints import load_configured
     return load_configured(folder, NoisyClassifierConfig, NoisyClassifier, device)
 
 
@@ -208,11 +208,11 @@ class NoisyClassifierTask(Task):
         counts = torch.bincount(self.labels[self.train_idx], minlength=len(self.data.classes))
         majority = float((labels == counts.argmax()).float().mean())
         return (f"Held-out split ({len(images)} emoji, {len(self.data.classes)} subgroups), each noised to "
-                f"x_t ~ q(x_t | x_0) with the same seeded noise at every t (`core.noisy_classifier.accuracy_vs_t`):\n\n"
+                f"x_t ~ q(x_t | x_0) with the same seeded noise at every t (`core.models.noisy_classifier.accuracy_vs_t`):\n\n"
                 + accuracy_table(rows, majority))
 
     def export(self, model, folder, card):
-        from core.checkpoints import save_model
+        from core.models.checkpoints import save_model
         save_model(model, folder, card)
 
     def sample_grid(self, model, path, device):

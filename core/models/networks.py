@@ -1,8 +1,8 @@
 """Denoising networks: diffusers UNets built from small explicit configs, wrapped so every
 model answers one question, `eps(x_t, t, cond)`, whatever it predicts and however it is
 conditioned. The UNet is diffusers' own class (`network="diffusers"`, for training) or the
-same network from `core.unet` (`network="core"`: same weights and outputs, no diffusers import,
-what `core.checkpoints.load_model` uses for inference).
+same network from `core.models.unet` (`network="core"`: same weights and outputs, no diffusers import,
+what `core.models.checkpoints.load_model` uses for inference).
 
 Kinds and their conditioning (`cond` is a dict of tensors, batch first):
 - ``text_base``  UNet2DConditionModel; ``tokens`` [B,L,D] and ``mask`` [B,L] from a text
@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from core import cancel
-from core.schedules import NoiseSchedule, make_schedule
+from core.diffusion.schedules import NoiseSchedule, make_schedule
 
 ModelKind = Literal["text_base", "class_base", "sr", "palette", "diffae"]
 MODEL_KINDS: tuple[str, ...] = ("text_base", "class_base", "sr", "palette", "diffae")
@@ -46,9 +46,9 @@ NETWORKS: tuple[str, ...] = ("diffusers", "core")
 
 def build_unet(kind: str, unet: dict, network: Network = "diffusers") -> nn.Module:
     """The UNet of a model of `kind`: UNet2DConditionModel for text_base, UNet2DModel otherwise,
-    diffusers' class or `core.unet`'s (same state-dict keys; ValueError if it lacks a block)."""
+    diffusers' class or `core.models.unet`'s (same state-dict keys; ValueError if it lacks a block)."""
     if network == "core":
-        from core.unet import UNet
+        from core.models.unet import UNet
         return UNet(unet, conditional=kind == "text_base")
     if network != "diffusers":
         raise ValueError(f"network must be one of {', '.join(NETWORKS)}; got {network!r}")

@@ -49,10 +49,10 @@ import torch.nn.functional as F
 from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
-# The tokenizers and the text encoding need no open_clip import: they live in core.clip_text.
-from core.clip_text import (_FIRST_WORD_ID, CONFIG_NAME, PAD_ID, UNK_ID, WEIGHTS_NAME,  # noqa: F401
+# The tokenizers and the text encoding need no open_clip import: they live in core.models.clip_text.
+from core.models.clip_text import (_FIRST_WORD_ID, CONFIG_NAME, PAD_ID, UNK_ID, WEIGHTS_NAME,  # noqa: F401
                             CompactTokenizer, bpe_tokenizer, check_prompts, encode_text_tokens)
-from core.clip_text import check_vocab as _check_vocab
+from core.models.clip_text import check_vocab as _check_vocab
 
 
 def _filter_fields(cls, d: dict) -> dict:

@@ -13,7 +13,7 @@ adaptive layer norm driven by one embedding e = time(t) + text(pooled CLIP) + la
 predicts the unnoised embedding directly). The conditions are optional per sample: a missing
 text is a learned null vector and a missing label the null label `num_classes`, so with both
 missing the network is the unconditional prior, and classifier-free guidance
-(`core.guidance.cfg_denoiser`) mixes the conditional and unconditional halves.
+(`core.diffusion.guidance.cfg_denoiser`) mixes the conditional and unconditional halves.
 
 cond (batch first): ``text`` [B, text_dim] pooled text embedding, ``has_text`` [B] float
 (1 = use ``text``, 0 = null text), ``labels`` [B] long (``num_classes`` = no label).
@@ -28,10 +28,10 @@ import torch
 from torch import nn
 
 from core import cancel
-from core.guidance import cfg_denoiser
-from core.rng import BatchGenerator
-from core.samplers import sample
-from core.schedules import NoiseSchedule, make_schedule
+from core.diffusion.guidance import cfg_denoiser
+from core.diffusion.rng import BatchGenerator
+from core.diffusion.samplers import sample
+from core.diffusion.schedules import NoiseSchedule, make_schedule
 
 DEFAULT_GUIDANCE = 3.0
 DEFAULT_STEPS = 50

@@ -1,9 +1,9 @@
-"""The text side of the project's CLIP (see `core.clip_model`) without importing open_clip: its
+"""The text side of the project's CLIP (see `core.models.clip_model`) without importing open_clip: its
 BPE tokenizer, the compact-vocabulary tokenizer, and the text tower with open_clip's own
 state-dict keys and arithmetic, for conditioning the text base.
 
 Why: `import open_clip` pulls in torchvision, transformers and torch._dynamo, seconds on a CPU,
-while conditioning needs only a 3-layer text transformer. `core.clip_model` (training, the image
+while conditioning needs only a 3-layer text transformer. `core.models.clip_model` (training, the image
 tower, evaluation) keeps using open_clip's `CLIP`; `load_text_tower` builds the same text tower
 from the same folder (tests/test_text_encoders.py checks both give the same embeddings), and
 `encode_text_tokens` runs either.
@@ -47,7 +47,7 @@ def bpe_tokenizer():
 
 
 def check_vocab(vocab: Sequence[int]) -> None:
-    """A compact vocab (`core.clip_model.build_vocab`): strictly increasing BPE ids ending with
+    """A compact vocab (`core.models.clip_model.build_vocab`): strictly increasing BPE ids ending with
     open_clip's sot and eot ids."""
     if not vocab:
         return  # an empty config placeholder; build_vocab always gives sot/eot
@@ -186,7 +186,7 @@ class TextTower(nn.Module):
         super().__init__()
         for key, value in _TEXT_DEFAULTS.items():
             if text.get(key, value) != value and not (key == "block_type" and text.get(key) == "default"):
-                raise NotImplementedError(f"core.clip_text does not implement the text option {key}={text[key]!r}")
+                raise NotImplementedError(f"core.models.clip_text does not implement the text option {key}={text[key]!r}")
         width, self.context_length, self.vocab_size = int(text["width"]), int(text["context_length"]), vocab_size
         self.transformer = Transformer(width, int(text["layers"]), int(text["heads"]),
                                        float(text.get("mlp_ratio", 4.0)))
@@ -236,9 +236,9 @@ def encode_text_tokens(model, ids: Tensor) -> tuple[Tensor, Tensor]:
 
 def load_text_tower(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[TextTower, list[int], int]:
     """(text tower in eval mode, float32, on `device`; compact vocab; context length) from a CLIP
-    folder written by `core.clip_model.save_clip_folder`; only the text tensors are read.
+    folder written by `core.models.clip_model.save_clip_folder`; only the text tensors are read.
     ValueError if the folder is unreadable, NotImplementedError if its config uses an option the
-    tower lacks (open_clip's `CLIP` then serves, `core.clip_model.load_clip_folder`)."""
+    tower lacks (open_clip's `CLIP` then serves, `core.models.clip_model.load_clip_folder`)."""
     from safetensors import safe_open
 
     folder = os.fspath(folder)

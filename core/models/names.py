@@ -10,7 +10,7 @@ import json
 import os
 from pathlib import Path
 
-from core.checkpoints import CONFIG_FILE, CheckpointError
+from core.models.checkpoints import CONFIG_FILE, CheckpointError
 
 DIRECTIONS_FILE = "directions.safetensors"
 ATTRIBUTES_FILE = "attributes.json"

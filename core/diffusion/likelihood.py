@@ -1,6 +1,6 @@
 """How likely an image is under a diffusion model, in bits per dimension (lower is more likely).
 
-Two estimators, both over an eps-denoiser `denoiser(x_t, t)` (core.parameterization):
+Two estimators, both over an eps-denoiser `denoiser(x_t, t)` (core.diffusion.parameterization):
 
 - ``ode``: the exact log-likelihood of the probability-flow ODE (Song et al. 2021, sec. 4.3 and
   app. D.2), written in the sigma parameterisation y = x_t / sqrt(ab) = x0 + sigma eps, where the
@@ -42,8 +42,8 @@ from typing import Literal, Optional, get_args
 import torch
 from torch import Tensor
 
-from core.parameterization import Denoiser
-from core.schedules import NoiseSchedule, check_finite
+from core.diffusion.parameterization import Denoiser
+from core.diffusion.schedules import NoiseSchedule, check_finite
 
 Method = Literal["ode", "vlb"]
 METHODS: tuple[str, ...] = get_args(Method)

@@ -29,7 +29,7 @@ from typing import Sequence
 
 import torch
 
-from core.clip_text import CONFIG_NAME, CompactTokenizer, check_prompts, encode_text_tokens, load_text_tower
+from core.models.clip_text import CONFIG_NAME, CompactTokenizer, check_prompts, encode_text_tokens, load_text_tower
 
 
 @dataclass
@@ -130,7 +130,7 @@ def fit_prompts(encoder: TextEncoder, prompt: str, negative_prompt: str = "") ->
 # ----------------------------------------------------------------------------- CLIP
 
 class ClipTextEncoder(TextEncoder):
-    """The text tower of the project's `open_clip.model.CLIP` (or `core.clip_text.TextTower`, the
+    """The text tower of the project's `open_clip.model.CLIP` (or `core.models.clip_text.TextTower`, the
     same tower without open_clip) with its `CompactTokenizer`."""
 
     def __init__(self, clip_model, tokenizer: CompactTokenizer):
@@ -153,12 +153,12 @@ class ClipTextEncoder(TextEncoder):
     @classmethod
     def from_folder(cls, folder: str | os.PathLike, device: str | torch.device = "cpu") -> "ClipTextEncoder":
         """Load from a folder with config.json ({"clip": ClipConfig dict}) + model.safetensors
-        (see core.clip_model); fp16 weights are cast to float32. The text tower is
-        `core.clip_text`'s (no open_clip import), or open_clip's `CLIP` for a config it lacks."""
+        (see core.models.clip_model); fp16 weights are cast to float32. The text tower is
+        `core.models.clip_text`'s (no open_clip import), or open_clip's `CLIP` for a config it lacks."""
         try:
             tower, vocab, context_length = load_text_tower(folder, device)
         except NotImplementedError:
-            from core.clip_model import load_clip_folder
+            from core.models.clip_model import load_clip_folder
             model, config = load_clip_folder(folder, device)
             return cls(model, CompactTokenizer.from_config(config))
         return cls(tower, CompactTokenizer(vocab, context_length))
