@@ -58,7 +58,7 @@ from core.models.names import ATTRIBUTES_FILE, DIRECTIONS_FILE, attribute_names
 from core.models.networks import DiffusionModel, ModelConfig, diffae_unet_config
 from core.diffusion.rng import BatchGenerator
 from core.diffusion.samplers import ddim_invert, sample_ddim
-from core.train import DiffusionTask, save_grid
+from core.training.loop import DiffusionTask, save_grid
 
 DEFAULT_STEPS = 50          # DDIM steps of encoding (inversion) and of decoding
 MAX_STRENGTH = 3.0          # in class gaps: 1 moves an average image without the attribute onto the average with it
@@ -625,7 +625,7 @@ def evaluate(models, n: int = 32, strength: float | None = None, steps: int = DE
     rows_of = {"dark-skin": people[:4], "woman": men[:2] + women[:2]}
     attributes = [a for a in ("dark-skin", "woman") if a in directions.names and rows_of[a]]
     if grid is not None and attributes:
-        from core.train import save_grid
+        from core.training.loop import save_grid
         tiles, result["grid"] = [], {"path": str(grid), "strengths": {}, "rows": []}
         for a in attributes:
             s = strength_of(a)

@@ -208,7 +208,7 @@ def classifier_guide(model: DiffusionModel, classifier, names: Sequence[str], sc
     scale = check_classifier_scale(scale)
     if classifier is None:
         raise ValueError("classifier guidance needs the noise-aware classifier (checkpoints/noisy_classifier; "
-                         "`python -m core.train noisy_classifier` trains it)")
+                         "`python -m core.training.loop noisy_classifier` trains it)")
     check_compatible(classifier, model)
     labels = classifier_labels(classifier, names)
     if scale == 0:

@@ -9,7 +9,7 @@
   conditioned on a source image and a mask concatenated to x_t and on a task label
   (`PALETTE_TASKS`): `colorize` (source = the grayscale image, mask = all ones) and `inpaint`
   (source = the image with the region to fill set to 0, mask = that region). `PaletteTask`
-  trains it (`python -m core.train palette`). A model with `residual_scale` diffuses the scaled
+  trains it (`python -m core.training.loop palette`). A model with `residual_scale` diffuses the scaled
   difference to the task's baseline (`palette_baseline`: the grayscale image, the mean-colour
   fill), as residual SR does over the upsampled input: an untrained model returns the baseline.
 - `repaint` (Lugmayr et al. 2022, "RePaint"): inpainting with the unconditional / text base,
@@ -47,7 +47,7 @@ from core.diffusion.rng import BatchGenerator
 from core.diffusion.samplers import sample, timesteps
 from core.diffusion.schedules import check_finite
 from core.models.text_encoders import fit_prompts
-from core.train import DiffusionTask, save_grid
+from core.training.loop import DiffusionTask, save_grid
 
 Callback = Callable[[dict], None]
 TranslateTask = Literal["sdedit", "colorize", "inpaint", "ilvr"]

@@ -104,7 +104,7 @@ def test_a_classifier_for_other_classes_or_schedule_is_refused(base):
 
 # ---- training ------------------------------------------------------------------------------------
 def test_training_kind_learns_and_writes_a_card(tmp_path):
-    """A tiny seeded run of `python -m core.train noisy_classifier` (150 steps): it learns (on clean
+    """A tiny seeded run of `python -m core.training.loop noisy_classifier` (150 steps): it learns (on clean
     images its cross-entropy is below that of the best constant guess, the class frequencies, and
     at t = T-1, pure noise, it is back near that), its export loads, is fp16 and small, and the
     card lists the accuracy against t."""
@@ -112,7 +112,7 @@ def test_training_kind_learns_and_writes_a_card(tmp_path):
     from safetensors.torch import load_file
 
     from core.data.emoji import load_dataset
-    from core.train import default_config, train
+    from core.training.loop import default_config, train
     cfg = default_config("noisy_classifier", str(tmp_path / "run"), steps=150, batch=32, channels=(16, 32),
                          warmup=20, lr=5e-3, ema_decay=0.9, save_every=1000, sample_every=1000, threads=1)
     summary = train(cfg, export=tmp_path / "nc", log=lambda s: None)

@@ -105,11 +105,11 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_training_learns_the_codes_and_exports(tmp_path, tiny_checkpoints):
-    """`python -m core.train prior` on the tiny DiffAE and CLIP: the codes are the DiffAE's
+    """`python -m core.training.loop prior` on the tiny DiffAE and CLIP: the codes are the DiffAE's
     normalised train-split codes, the loss falls, and the export loads as a prior."""
     from core.data.emoji import load_dataset
     from core.diffae import semantic_code
-    from core.train import default_config, main, make_task
+    from core.training.loop import default_config, main, make_task
 
     cfg = default_config("prior", str(tmp_path / "run"), smoke=True, checkpoints=str(tiny_checkpoints), batch=64)
     task = make_task(cfg)

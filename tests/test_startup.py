@@ -26,7 +26,7 @@ names = {m.split(".")[0] for m in sys.modules} | {m for m in sys.modules if m.st
 print(json.dumps({"code": code, "modules": sorted(names)}))
 """
 HEAVY = ("gradio", "transformers", "diffusers", "open_clip", "torchvision", "timm", "scipy", "torch._dynamo",
-         "core.deepfloyd", "core.evaluate", "core.translate", "core.diffae", "core.train", "core.models.clip_model")
+         "core.deepfloyd", "core.evaluate", "core.translate", "core.diffae", "core.training.loop", "core.models.clip_model")
 
 
 def imported(*args) -> tuple[int, set[str]]:

@@ -8,7 +8,7 @@ timestep embedding (sinusoidal, then an MLP; FiLM, as the adaptive group norm of
 diffusion classifier), SiLU; global average pooling and a linear head over the classes. About
 0.3 M parameters at (32, 64, 128, 128): 0.6 MB in fp16.
 
-Training (`NoisyClassifierTask`, `python -m core.train noisy_classifier`): the training split at
+Training (`NoisyClassifierTask`, `python -m core.training.loop noisy_classifier`): the training split at
 32x32 with light augmentation (shifts with white padding, flips), t uniform on 0..T-1 of the
 class base's schedule, x_t = q(x_t | x_0), cross-entropy on the natural class frequencies (so
 that p(y | x_t) is the posterior that Bayes' rule in classifier guidance assumes). The model card
@@ -32,7 +32,7 @@ from diffusers.models.embeddings import get_timestep_embedding
 from torch import Tensor, nn
 
 from core.diffusion.schedules import NoiseSchedule, make_schedule
-from core.train import Task, _data
+from core.training.loop import Task, _data
 
 KIND = "noisy_classifier"
 EVAL_TIMES = (0, 100, 250, 500, 750, 900, 999)
@@ -169,9 +169,9 @@ def check_compatible(classifier: NoisyClassifier, model) -> None:
                          f"the model makes {model.resolution}x{model.resolution}")
 
 
-# ---- training (core.train) ---------------------------------------------------------------------------
+# ---- training (core.training.loop) ---------------------------------------------------------------------------
 class NoisyClassifierTask(Task):
-    """`python -m core.train noisy_classifier`: cross-entropy of p(y | x_t, t) on noised training
+    """`python -m core.training.loop noisy_classifier`: cross-entropy of p(y | x_t, t) on noised training
     images; the model card gets the held-out accuracy against t."""
     name, folder = KIND, KIND
 

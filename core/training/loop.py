@@ -1,7 +1,7 @@
 """Training for every model the hub ships, one entry point, built on `accelerate`:
 
-    python -m core.train KIND --run runs/KIND [--steps N] [--budget-minutes M] [--export checkpoints/KIND]
-    accelerate launch -m core.train KIND ...            # one GPU, many GPUs, many machines
+    python -m core.training.loop KIND --run runs/KIND [--steps N] [--budget-minutes M] [--export checkpoints/KIND]
+    accelerate launch -m core.training.loop KIND ...            # one GPU, many GPUs, many machines
 
 KIND is one of clip, text_base, class_base, sr64, sr128, palette, diffae, noisy_classifier (the
 noise-aware classifier of classifier guidance, core.models.noisy_classifier). A run folder holds `state.pt`
@@ -361,7 +361,7 @@ def make_task(cfg: TrainConfig) -> Task:
         from core.diffae import DiffAETask
         return DiffAETask(cfg)
     if cfg.kind == "prior":
-        from core.prior_training import PriorTask
+        from core.training.prior import PriorTask
         return PriorTask(cfg)
     if cfg.kind == "clip":
         return ClipTask(cfg)
@@ -406,7 +406,7 @@ def model_card(task: Task, cfg: TrainConfig, model, step: int, seconds: float, d
         skip |= {"width", "depth"}
     recipe = {k: v for k, v in asdict(cfg).items() if k not in skip}
     return (f"# {task.name}\n\n"
-            f"Trained by `python -m core.train {cfg.kind}` on the Noto Color Emoji data set "
+            f"Trained by `python -m core.training.loop {cfg.kind}` on the Noto Color Emoji data set "
             f"(train split; see core/data/emoji.py).\n\n"
             f"- parameters: {count_parameters(model) / 1e6:.2f} M (weights stored in fp16)\n"
             f"- steps: {step}, wall time: {seconds / 60:.1f} min on {device}\n"
@@ -571,7 +571,7 @@ def train_all(out: str, runs: str, smoke: bool = False, budget_minutes: float | 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m core.training.loop", description=__doc__.split("\n\n")[0])
     p.add_argument("kind", choices=TRAIN_KINDS + ("all",))
     p.add_argument("--run", help="run folder (state, samples); default runs/KIND")
     p.add_argument("--export", help="write the EMA weights as a checkpoint folder here (for all: the checkpoints root)")

@@ -1,4 +1,4 @@
-"""Training the semantic prior (`python -m core.train prior`): what it learns from.
+"""Training the semantic prior (`python -m core.training.loop prior`): what it learns from.
 
 Data: the committed DiffAE's semantic code z_sem of every training-split emoji at the DiffAE's
 resolution (one deterministic code per emoji, computed once at start), normalised per dimension
@@ -21,7 +21,7 @@ import torch
 from core.models.checkpoints import load_model, save_folder
 from core.data.emoji import captions_for, design_weights
 from core.models.prior import PriorConfig, SemanticPrior, sample_codes
-from core.train import GRID_PROMPTS, Task, _data, save_grid
+from core.training.loop import GRID_PROMPTS, Task, _data, save_grid
 
 TEXT_SHARE, LABEL_SHARE = 0.55, 0.35   # the rest (10%) is unconditional
 
