@@ -52,13 +52,12 @@ from typing import Callable, Sequence
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.models.checkpoints import CheckpointError, save_model
+from core.models.checkpoints import CheckpointError
 from core.cli import finite
 from core.models.names import ATTRIBUTES_FILE, DIRECTIONS_FILE, attribute_names
-from core.models.networks import DiffusionModel, ModelConfig, diffae_unet_config
+from core.models.networks import DiffusionModel
 from core.diffusion.rng import BatchGenerator
 from core.diffusion.samplers import ddim_invert, sample_ddim
-from core.training.loop import DiffusionTask, save_grid
 
 DEFAULT_STEPS = 50          # DDIM steps of encoding (inversion) and of decoding
 MAX_STRENGTH = 3.0          # in class gaps: 1 moves an average image without the attribute onto the average with it
@@ -352,60 +351,6 @@ def _check_strength(strength) -> float:
     return strength
 
 
-# ---------------------------------------------------------------------------------- training
-class DiffAETask(DiffusionTask):
-    """Encoder and decoder trained jointly with the v-loss of DiffusionTask (min-SNR weighting
-    floored at `snr_floor`, 1 by default, so the noisiest steps teach the decoder to use z_sem):
-    z_sem = Enc(x0) is computed inside each loss, so the gradients reach the encoder.
-
-    DDP caveat: the encoder runs outside the wrapped module's forward (through
-    `accelerator.unwrap_model`). Its parameters still receive gradients, and DDP's reducer hooks
-    fire on them in backward, so multi-GPU training works with every parameter used each step;
-    but it relies on that, not on forward. Single-process training (CPU or one GPU) is exact."""
-    name, folder = "diffae", "diffae"
-
-    def build(self):
-        smoke = self.cfg.smoke
-        semantic_dim = 32 if smoke else SEMANTIC_DIM
-        enc = (8, 16) if smoke else ENCODER_CHANNELS
-        channels = tuple(self.cfg.channels)   # self-attention only at 16x16 or below (2 levels: none)
-        self.resolution = self.cfg.resolution or 64
-        unet = diffae_unet_config(self.resolution, channels, attention_levels=1 if len(channels) >= 3 else 0,
-                                  head_dim=8 if smoke else 32)
-        model = DiffusionModel(ModelConfig(kind="diffae", resolution=self.resolution, unet=unet,
-                                           semantic_dim=semantic_dim,
-                                           encoder_channels=enc))
-        self.schedule = model.schedule
-        self.images = self.data.images_at(self.resolution)
-        self._encoder = None
-        return model
-
-    def loss(self, model, gen, device):
-        self._encoder = getattr(model, "module", model).encoder   # DDP / accelerate wrapper -> the model
-        return super().loss(model, gen, device)
-
-    def x0_and_cond(self, gen, device):
-        x0 = self.images[self.draw(gen, self.cfg.batch)].to(device)
-        return x0, {"z_sem": self._encoder(x0)}    # no condition dropout: DiffAE has no guidance
-
-    def export(self, model, folder, card):
-        save_model(model, folder, card)
-        fit_directions(model, self.data).save(folder)
-
-    def sample_grid(self, model, path, device):
-        """Rows: held-out originals, reconstructions (z_sem, x_T), z_sem with fresh noise."""
-        idx = torch.as_tensor(self.data.indices("heldout"))[:8]
-        x = self.data.images_at(self.resolution, idx).to(device)
-        was_training = model.training
-        model.eval()
-        steps = 4 if self.cfg.smoke else 20
-        z, x_T = encode(model, x, steps)
-        rec = decode(model, z, x_T, steps)
-        fresh = decode(model, z, fresh_noise(model, range(len(idx))), steps)
-        model.train(was_training)
-        save_grid(torch.cat([x, rec, fresh]).cpu(), path, nrow=len(idx))
-
-
 # ---------------------------------------------------------------------------------- CLI
 def load_directions(models) -> Directions:
     """The directions stored next to the diffae model of a ModelSet."""
@@ -625,7 +570,7 @@ def evaluate(models, n: int = 32, strength: float | None = None, steps: int = DE
     rows_of = {"dark-skin": people[:4], "woman": men[:2] + women[:2]}
     attributes = [a for a in ("dark-skin", "woman") if a in directions.names and rows_of[a]]
     if grid is not None and attributes:
-        from core.training.loop import save_grid
+        from core.images import save_grid
         tiles, result["grid"] = [], {"path": str(grid), "strengths": {}, "rows": []}
         for a in attributes:
             s = strength_of(a)
@@ -634,7 +579,7 @@ def evaluate(models, n: int = 32, strength: float | None = None, steps: int = DE
             tiles.append(sweep_grid(model, directions, data.images_at(model.resolution, picks), [a], strengths, steps))
             result["grid"]["strengths"][a] = [round(v, 2) for v in strengths]
             result["grid"]["rows"] += [f"{a}: {data.records[i].name}" for i in picks.tolist()]
-        save_grid(torch.cat(tiles), Path(grid), nrow=1 + len(strengths))
+        save_grid(torch.cat(tiles), Path(grid), columns=1 + len(strengths))
         log(f"wrote the strength sweep {grid}: rows {result['grid']['rows']}; columns the original, then "
             f"the strengths {result['grid']['strengths']}")
     return result

@@ -1,11 +1,13 @@
 """Images in and out: any PIL image (any size or mode) to a [-1, 1] tensor, tensors to PIL,
-and PNGs that carry their generation parameters in a text chunk."""
+grids of images, and PNGs that carry their generation parameters in a text chunk."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -82,6 +84,33 @@ def tensor_to_pil(x: torch.Tensor) -> list[Image.Image]:
         x = x.unsqueeze(0)
     arr = ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
     return [Image.fromarray(a.permute(1, 2, 0).cpu().numpy(), "RGB") for a in arr]
+
+
+def image_grid(images: Sequence[Image.Image] | torch.Tensor, columns: int | None = None,
+               padding: int = 0) -> Image.Image:
+    """Images (PIL, or a [B, 3, H, W] tensor in [-1, 1]) side by side in rows of `columns` (about
+    square by default), `padding` white pixels around and between them."""
+    if isinstance(images, torch.Tensor):
+        images = tensor_to_pil(images)
+    images = list(images)
+    if not images:
+        raise ValueError("a grid needs at least one image")
+    if len(images) == 1 and padding == 0:
+        return images[0]
+    columns = columns or (min(len(images), 4) if len(images) <= 8 else math.ceil(math.sqrt(len(images))))
+    rows = math.ceil(len(images) / columns)
+    w, h = images[0].size
+    canvas = Image.new("RGB", (columns * (w + padding) + padding, rows * (h + padding) + padding), (255, 255, 255))
+    for i, im in enumerate(images):
+        canvas.paste(im, (padding + (i % columns) * (w + padding), padding + (i // columns) * (h + padding)))
+    return canvas
+
+
+def save_grid(images: torch.Tensor, path: str | os.PathLike, columns: int) -> None:
+    """A training sample grid: [B, 3, H, W] in [-1, 1], `columns` a row, 2 px white between them."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_grid(images.detach().float().cpu(), columns, padding=2).save(path)
 
 
 def resize_tensor(x: torch.Tensor, size: int, mode: str = "bicubic") -> torch.Tensor:

@@ -34,7 +34,7 @@ from torch import Tensor
 
 from core.models.checkpoints import CheckpointError
 from core.cli import check_output, number_list
-from core.images import ImageError, tensor_to_pil
+from core.images import ImageError, image_grid
 from core.pipeline import BASE_DEFAULTS, StageSettings, generate_class, generate_text
 from core.diffusion.samplers import SAMPLERS
 from core.diffusion.schedules import SCHEDULES, check_finite, make_schedule
@@ -135,9 +135,7 @@ def clip_embedder(models):
 
 def grid_image(rows: Sequence[Tensor]) -> Image.Image:
     """Rows of images [n, 3, r, r] in [-1, 1] (equal n) as one picture, 2 px white between cells."""
-    from torchvision.utils import make_grid
-    images = torch.cat([r.detach().float().cpu() for r in rows])
-    return tensor_to_pil(make_grid(images, nrow=rows[0].shape[0], padding=2, pad_value=1.0))[0]
+    return image_grid(torch.cat([r.detach().float().cpu() for r in rows]), rows[0].shape[0], padding=2)
 
 
 # ---- forward process -----------------------------------------------------------------------------

@@ -109,7 +109,9 @@ def test_training_learns_the_codes_and_exports(tmp_path, tiny_checkpoints):
     normalised train-split codes, the loss falls, and the export loads as a prior."""
     from core.data.emoji import load_dataset
     from core.diffae import semantic_code
-    from core.training.loop import default_config, main, make_task
+    from core.training.config import default_config
+    from core.training.loop import main
+    from core.training.registry import make_task
 
     cfg = default_config("prior", str(tmp_path / "run"), smoke=True, checkpoints=str(tiny_checkpoints), batch=64)
     task = make_task(cfg)

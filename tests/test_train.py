@@ -6,7 +6,8 @@ import torch
 from safetensors.torch import load_file
 
 from core.models.checkpoints import load_model
-from core.training.loop import default_config, main, train, train_all
+from core.training.config import default_config
+from core.training.loop import main, train, train_all
 
 
 def _weights(run):
@@ -66,7 +67,7 @@ def test_unknown_kind_is_refused():
 def test_diffae_resolution_and_palette_crops(tmp_path):
     """`--resolution 32` gives a 32x32 DiffAE; `--crop` trains Palette on windows of its 64x64
     images (target, source and mask cut alike) and the exported model still works at 64."""
-    from core.training.loop import make_task
+    from core.training.registry import make_task
     from core.translate import PALETTE_TASKS
     assert main(["diffae", "--smoke", "--resolution", "32", "--run", str(tmp_path / "d"),
                  "--export", str(tmp_path / "diffae")]) == 0
@@ -87,7 +88,7 @@ def test_sr_trains_on_the_scaled_residual(tmp_path):
     """sr64/sr128 diffuse residual_scale * (image - bilinear(low)) by default (the exported config
     says so, and `upscale` adds it back); `--residual-scale 0` diffuses the image itself."""
     import torch.nn.functional as F
-    from core.training.loop import make_task
+    from core.training.registry import make_task
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     plain = make_task(default_config("sr64", str(tmp_path / "p"), smoke=True, crop=None, residual_scale=0))
     assert plain.build().config.residual_scale is None
@@ -111,7 +112,7 @@ def test_sr_trains_on_the_scaled_residual(tmp_path):
 def test_snr_floor_weights_the_noisiest_steps():
     """The loss is the v-error weighted by clamp(SNR, floor, gamma) / (SNR + 1) (min-SNR, floored):
     checked by hand against a network that predicts 0, for floor 0 (plain min-SNR) and 1."""
-    from core.training.loop import DiffusionTask
+    from core.training.task import DiffusionTask
     from core.diffusion.schedules import make_schedule
 
     class Fixed(DiffusionTask):

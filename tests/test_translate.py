@@ -336,7 +336,8 @@ def test_srgb_to_lab_known_values():
 # ---- training --------------------------------------------------------------------------------------
 def test_palette_task_trains_a_few_steps(tmp_path):
     from core.data.emoji import default_cache_dir
-    from core.training.loop import default_config, train
+    from core.training.config import default_config
+    from core.training.loop import train
     if not (default_cache_dir() / "images.npy").is_file():
         pytest.skip("the emoji data set is not built (python -m core.data.emoji)")
     cfg = default_config("palette", str(tmp_path / "run"), smoke=True, steps=2, sample_every=2, threads=1)
@@ -350,8 +351,8 @@ def test_palette_task_trains_a_few_steps(tmp_path):
 
 def test_palette_task_batches(tmp_path):
     from core.data.emoji import default_cache_dir
-    from core.training.loop import default_config
-    from core.translate import PaletteTask
+    from core.training.config import default_config
+    from core.training.palette import PaletteTask
     if not (default_cache_dir() / "images.npy").is_file():
         pytest.skip("the emoji data set is not built (python -m core.data.emoji)")
     task = PaletteTask(default_config("palette", str(tmp_path), smoke=True, batch=16, residual_scale=0))
@@ -371,8 +372,9 @@ def test_palette_trains_on_the_scaled_residual_over_its_baseline(tmp_path):
     """By default Palette diffuses 2 * (image - baseline): the grayscale source for colorization,
     the mean-colour fill of the mask for inpainting (zero outside the mask)."""
     from core.data.emoji import default_cache_dir
-    from core.training.loop import default_config
-    from core.translate import PaletteTask, mean_fill
+    from core.training.config import default_config
+    from core.training.palette import PaletteTask
+    from core.translate import mean_fill
     if not (default_cache_dir() / "images.npy").is_file():
         pytest.skip("the emoji data set is not built (python -m core.data.emoji)")
     plain = PaletteTask(default_config("palette", str(tmp_path), smoke=True, batch=16, residual_scale=0))

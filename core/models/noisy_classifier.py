@@ -8,7 +8,7 @@ timestep embedding (sinusoidal, then an MLP; FiLM, as the adaptive group norm of
 diffusion classifier), SiLU; global average pooling and a linear head over the classes. About
 0.3 M parameters at (32, 64, 128, 128): 0.6 MB in fp16.
 
-Training (`NoisyClassifierTask`, `python -m core.training.loop noisy_classifier`): the training split at
+Training (`core.training.noisy_classifier`, `python -m core train noisy_classifier`): the training split at
 32x32 with light augmentation (shifts with white padding, flips), t uniform on 0..T-1 of the
 class base's schedule, x_t = q(x_t | x_0), cross-entropy on the natural class frequencies (so
 that p(y | x_t) is the posterior that Bayes' rule in classifier guidance assumes). The model card
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
@@ -32,7 +31,6 @@ from diffusers.models.embeddings import get_timestep_embedding
 from torch import Tensor, nn
 
 from core.diffusion.schedules import NoiseSchedule, make_schedule
-from core.training.loop import Task, _data
 
 KIND = "noisy_classifier"
 EVAL_TIMES = (0, 100, 250, 500, 750, 900, 999)
@@ -167,55 +165,3 @@ def check_compatible(classifier: NoisyClassifier, model) -> None:
         size = classifier.config.resolution
         raise ValueError(f"the noise-aware classifier is for {size}x{size} images, "
                          f"the model makes {model.resolution}x{model.resolution}")
-
-
-# ---- training (core.training.loop) ---------------------------------------------------------------------------
-class NoisyClassifierTask(Task):
-    """`python -m core.training.loop noisy_classifier`: cross-entropy of p(y | x_t, t) on noised training
-    images; the model card gets the held-out accuracy against t."""
-    name, folder = KIND, KIND
-
-    def __init__(self, cfg):
-        self.cfg = cfg
-        self.data = _data(cfg)
-        self.train_idx = torch.as_tensor(self.data.indices("train"))
-
-    def build(self):
-        config = NoisyClassifierConfig(classes=list(self.data.classes), channels=tuple(self.cfg.channels))
-        model = NoisyClassifier(config)
-        self.schedule = model.schedule
-        self.images = self.data.images_at(32, torch.arange(len(self.data.records)))
-        self.labels = torch.as_tensor(self.data.labels)
-        return model
-
-    def loss(self, model, gen, device):
-        from core.classifiers import _augment
-        idx = self.train_idx[torch.randint(len(self.train_idx), (self.cfg.batch,), generator=gen)]
-        x0 = _augment(self.images[idx], 2, True, gen)
-        t = torch.randint(self.schedule.T, (len(idx),), generator=gen)
-        x_t = self.schedule.q_sample(x0, t, torch.randn(x0.shape, generator=gen))
-        with self.autocast(device):
-            logits = model(x_t.to(device), t.float().to(device))
-        return F.cross_entropy(logits.float(), self.labels[idx].to(device))
-
-    def heldout(self) -> tuple[Tensor, Tensor]:
-        idx = torch.as_tensor(self.data.indices("heldout"))
-        return self.images[idx], self.labels[idx]
-
-    def quality(self, model) -> str:
-        images, labels = self.heldout()
-        rows = accuracy_vs_t(model, images, labels)
-        counts = torch.bincount(self.labels[self.train_idx], minlength=len(self.data.classes))
-        majority = float((labels == counts.argmax()).float().mean())
-        return (f"Held-out split ({len(images)} emoji, {len(self.data.classes)} subgroups), each noised to "
-                f"x_t ~ q(x_t | x_0) with the same seeded noise at every t (`core.models.noisy_classifier.accuracy_vs_t`):\n\n"
-                + accuracy_table(rows, majority))
-
-    def export(self, model, folder, card):
-        from core.models.checkpoints import save_model
-        save_model(model, folder, card)
-
-    def sample_grid(self, model, path, device):
-        """No samples: the held-out accuracy against t, as a table next to where the grids go."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.with_suffix(".md").write_text(self.quality(model) + "\n")

@@ -1,4 +1,4 @@
-"""Training the semantic prior (`python -m core.training.loop prior`): what it learns from.
+"""Training the semantic prior (`python -m core train prior`): what it learns from.
 
 Data: the committed DiffAE's semantic code z_sem of every training-split emoji at the DiffAE's
 resolution (one deterministic code per emoji, computed once at start), normalised per dimension
@@ -18,37 +18,35 @@ from pathlib import Path
 
 import torch
 
-from core.models.checkpoints import load_model, save_folder
 from core.data.emoji import captions_for, design_weights
+from core.diffae import decode, fresh_noise, semantic_code
+from core.images import save_grid
+from core.models.checkpoints import load_model, save_folder
 from core.models.prior import PriorConfig, SemanticPrior, sample_codes
-from core.training.loop import GRID_PROMPTS, Task, _data, save_grid
+from core.models.text_encoders import ClipTextEncoder
+from core.training.bases import GRID_PROMPTS
+from core.training.task import Task
 
 TEXT_SHARE, LABEL_SHARE = 0.55, 0.35   # the rest (10%) is unconditional
 
 
-@torch.no_grad()
-def semantic_codes(diffae, images: torch.Tensor, batch: int = 256) -> torch.Tensor:
-    """z_sem of [N, 3, r, r] images in [-1, 1] (the DiffAE's encoder), float32."""
-    from core.diffae import semantic_code
-    return semantic_code(diffae, images, batch)
-
-
 class PriorTask(Task):
     name, folder = "semantic prior", "prior"
+    options = frozenset({"width", "depth"})
+    # a vector model over the DiffAE's z_sem: big batches are cheap (~0.05 s/step on one core)
+    defaults = dict(batch=256, lr=1e-3, steps=20_000, save_every=1000, sample_every=5000)
+    gpu_profile = dict(batch=1024, lr=1e-3, warmup=200, budget_minutes=0.5)
 
     def __init__(self, cfg):
-        self.cfg = cfg
-        self.data = _data(cfg)
-        self.train_idx = torch.as_tensor(self.data.indices("train"))
+        super().__init__(cfg)
         self.weights = design_weights([self.data.records[i] for i in self.train_idx.tolist()])
 
     def build(self):
-        from core.models.text_encoders import ClipTextEncoder
         root = Path(self.cfg.checkpoints)
         self.diffae = load_model(root / "diffae")
         self.encoder = ClipTextEncoder.from_folder(root / "clip")
         images = self.data.images_at(self.diffae.resolution, self.train_idx)
-        z = semantic_codes(self.diffae, images)
+        z = semantic_code(self.diffae, images)
         width, depth = ((32, 1) if self.cfg.smoke else (self.cfg.width or 384, self.cfg.depth or 4))
         config = PriorConfig(dim=z.shape[1], text_dim=self.encoder.pooled_width, classes=list(self.data.classes),
                              width=width, depth=depth)
@@ -94,9 +92,8 @@ class PriorTask(Task):
         save_folder(folder, model.config.to_dict(), model.state_dict(), card)
 
     def sample_grid(self, model, path, device):
-        from core.diffae import decode, fresh_noise
         seeds = list(range(len(GRID_PROMPTS)))
         pooled = self.encoder.to(device).encode(GRID_PROMPTS).pooled
         z = sample_codes(model, model.text_cond(pooled), model.null_cond(len(seeds), device), seeds, steps=25)
         images = decode(self.diffae.to(device), z, fresh_noise(self.diffae, seeds), steps=25)
-        save_grid(images, path, nrow=len(seeds) // 2)
+        save_grid(images, path, columns=len(seeds) // 2)
