@@ -486,7 +486,7 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
     ``clip`` the CLIP folder used for the CLIP metrics (default ``<checkpoints>/clip``);
     ``n_sr`` the images per SR stage (at most ``n``; None: ``n``).
     """
-    from core.cascade import ModelSet
+    from core.models.modelset import ModelSet
     from core.classifiers import load_all
     from core.models.clip_model import ClipEmbedder
     from core.data.emoji import load_dataset

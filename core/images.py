@@ -106,6 +106,11 @@ def image_grid(images: Sequence[Image.Image] | torch.Tensor, columns: int | None
     return canvas
 
 
+def grid_image(rows: Sequence[torch.Tensor]) -> Image.Image:
+    """Rows of images [n, 3, r, r] in [-1, 1] (equal n) as one picture, 2 px white between cells."""
+    return image_grid(torch.cat([r.detach().float().cpu() for r in rows]), rows[0].shape[0], padding=2)
+
+
 def save_grid(images: torch.Tensor, path: str | os.PathLike, columns: int) -> None:
     """A training sample grid: [B, 3, H, W] in [-1, 1], `columns` a row, 2 px white between them."""
     path = Path(path)
@@ -116,6 +121,33 @@ def save_grid(images: torch.Tensor, path: str | os.PathLike, columns: int) -> No
 def resize_tensor(x: torch.Tensor, size: int, mode: str = "bicubic") -> torch.Tensor:
     kw = {} if mode in ("nearest", "area") else {"align_corners": False}
     return F.interpolate(x, size=(size, size), mode=mode, **kw).clamp(-1, 1)
+
+
+def resize_image(x: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, 3, H, W] at size x size: unchanged when already there, box (area) average when
+    shrinking (as the data set's lower resolutions), bicubic when enlarging."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x.clone()
+    return resize_tensor(x, size, "area" if x.shape[-1] > size else "bicubic")
+
+
+def check_images(images: torch.Tensor, name: str = "image") -> torch.Tensor:
+    """A float tensor [B, 3, H, W] (values in [-1, 1]) as float32, else ValueError naming it."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3 or \
+            not images.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor [B, 3, H, W] in [-1, 1]")
+    return images.float()
+
+
+def batched(x: torch.Tensor, n: int, name: str) -> torch.Tensor:
+    """x [B, C, H, W] for a batch of n: as it is when B = n, a batch-1 x repeated n times."""
+    if x.ndim != 4:
+        raise ValueError(f"{name} must be [B, C, H, W], got shape {tuple(x.shape)}")
+    if x.shape[0] == n:
+        return x
+    if x.shape[0] == 1:
+        return x.expand(n, *x.shape[1:])
+    raise ValueError(f"{name} has batch {x.shape[0]} for {n} seeds")
 
 
 def png_info(parameters: dict) -> PngImagePlugin.PngInfo:

@@ -801,7 +801,7 @@ def model_card(judge: Judge, twin: dict | None, own: dict) -> str:
 
 
 def _train_cli(args) -> int:
-    from core.cascade import ModelSet
+    from core.models.modelset import ModelSet
     from core.data.emoji import load_dataset
 
     data = load_dataset()

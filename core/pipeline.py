@@ -15,7 +15,8 @@ from core.models.networks import DiffusionModel
 from core.diffusion.parameterization import Denoiser
 from core.diffusion.rng import BatchGenerator
 from core.diffusion.samplers import SAMPLERS, SPACINGS, Projection, sample
-from core.diffusion.schedules import NoiseSchedule, check_finite
+from core.checks import check_finite
+from core.diffusion.schedules import NoiseSchedule
 
 Callback = Callable[[dict], None]
 Guide = Callable[[Denoiser], Denoiser]   # a guidance wrapper: an eps-denoiser in, the guided one out

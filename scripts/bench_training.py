@@ -1,6 +1,6 @@
 """Training throughput per model and option, measured side by side in one run (issue 10).
 
-For each kind: the training step of `python -m core.training.loop` (loss, backward, clip, AdamW) in
+For each kind: the training step of `python -m core train` (loss, backward, clip, AdamW) in
 fp32 eager, with channels-last, with bf16 autocast and with torch.compile; prints seconds per
 step and the ratio to fp32 eager. CPU time of this process (one thread) is the figure on a CPU,
 so other processes on the machine change it little; on CUDA it is wall time.

@@ -210,7 +210,8 @@ def test_both_bases_from_the_text_and_class_tabs(client, tiny_checkpoints):
     pixel base, and draw what core draws with the same settings."""
     import torch
 
-    from core.cascade import ModelSet, generate
+    from core.cascade import generate
+    from core.models.modelset import ModelSet
     from core.images import open_image, pil_to_tensor
     from core.pipeline import StageSettings
 

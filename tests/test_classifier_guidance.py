@@ -104,7 +104,7 @@ def test_a_classifier_for_other_classes_or_schedule_is_refused(base):
 
 # ---- training ------------------------------------------------------------------------------------
 def test_training_kind_learns_and_writes_a_card(tmp_path):
-    """A tiny seeded run of `python -m core.training.loop noisy_classifier` (150 steps): it learns (on clean
+    """A tiny seeded run of `python -m core train noisy_classifier` (150 steps): it learns (on clean
     images its cross-entropy is below that of the best constant guess, the class frequencies, and
     at t = T-1, pure noise, it is back near that), its export loads, is fp16 and small, and the
     card lists the accuracy against t."""
@@ -145,7 +145,7 @@ def test_training_kind_learns_and_writes_a_card(tmp_path):
 # ---- the cascade and the CLI ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def models(tiny_checkpoints):
-    from core.cascade import ModelSet
+    from core.models.modelset import ModelSet
     return ModelSet(tiny_checkpoints, "cpu")
 
 
@@ -160,7 +160,7 @@ def test_cascade_records_classifier_guidance(models):
 
 
 def test_cli_generate_with_classifier_scale(tiny_checkpoints, tmp_path):
-    from core.__main__ import main
+    from core.cli.main import main
     out = tmp_path / "o"
     assert main(["generate", "--label", "cat-face", "--classifier-scale", "2.5", "--size", "32", "--steps", "2",
                  "--num", "2", "--checkpoints", str(tiny_checkpoints), "--out", str(out)]) == 0
@@ -175,7 +175,7 @@ def test_cli_generate_with_classifier_scale(tiny_checkpoints, tmp_path):
     (["--label", "cat-face", "--classifier-scale", "nan"], "nan is not a finite number"),
 ])
 def test_cli_bad_classifier_guidance_is_one_line(tiny_checkpoints, tmp_path, capsys, args, message):
-    from core.__main__ import main
+    from core.cli.main import main
     out = tmp_path / "o"
     with pytest.raises(SystemExit) if "nan" in args else contextlib.nullcontext():
         code = main(["generate", *args, "--size", "32", "--steps", "2", "--checkpoints", str(tiny_checkpoints),
@@ -190,7 +190,7 @@ def test_cli_bad_classifier_guidance_is_one_line(tiny_checkpoints, tmp_path, cap
 def test_cli_without_the_classifier_names_it(tiny_checkpoints, tmp_path, capsys):
     import shutil
 
-    from core.__main__ import main
+    from core.cli.main import main
     root = tmp_path / "ckpt"
     shutil.copytree(tiny_checkpoints, root)
     shutil.rmtree(root / "noisy_classifier")

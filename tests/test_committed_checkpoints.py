@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from core.cascade import ModelSet, generate
+from core.cascade import generate
+from core.models.modelset import ModelSet
 from core.models.checkpoints import DEFAULT_CHECKPOINTS
 from core.pipeline import StageSettings, upscale
 

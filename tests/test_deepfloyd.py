@@ -337,7 +337,7 @@ def test_broken_folders_are_named(if_folders, tmp_path):
 
 # ---- command line and app -----------------------------------------------------------------------------
 def test_cli(if_folders, tmp_path, capsys):
-    from core.__main__ import main
+    from core.cli.main import main
     from core.images import read_parameters
     from PIL import Image
     argv = ["deepfloyd", "--prompt", "red apple", "--stage-1", str(if_folders["I"]), "--stage-2", str(if_folders["II"]),

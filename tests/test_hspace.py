@@ -152,7 +152,7 @@ def test_file_round_trip_and_stale_weights(model, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(strength=6.0), "strength must be between -5 and 5"),
+    (dict(strength=6.0), "strength must be a finite number between -5 and 5"),
     (dict(strength=float("nan")), "strength must be a finite number"),
     (dict(interval=0.0), r"interval .* must be in \(0, 1\]"),
     (dict(interval=1.5), r"interval .* must be in \(0, 1\]"),

@@ -267,7 +267,8 @@ def test_labelled_grid_and_fixed_grid(tmp_path, data, tiny_judge):
 
 
 def test_base_sampler_matches_the_cascade(tiny_checkpoints):
-    from core.cascade import ModelSet, generate
+    from core.cascade import generate
+    from core.models.modelset import ModelSet
     from core.pipeline import StageSettings
     models = ModelSet(tiny_checkpoints, "cpu")
     fast = StageSettings(steps=2)

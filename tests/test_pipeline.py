@@ -3,7 +3,8 @@ early stop, per-stage samplers, and the seed/batch contract."""
 import pytest
 import torch
 
-from core.cascade import ModelSet, generate
+from core.cascade import generate
+from core.models.modelset import ModelSet
 from core.models.checkpoints import CheckpointError
 from core.pipeline import StageSettings, augment_low_res, generate_class, generate_text, upscale
 from core.diffusion.samplers import SAMPLERS

@@ -3,7 +3,8 @@ outputs callers may still change in place."""
 import pytest
 import torch
 
-from core.cascade import ModelSet, generate
+from core.cascade import generate
+from core.models.modelset import ModelSet
 from core.pipeline import (BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, STAGE_SPACING, StageSettings, generate_text,
                            stage_spacing)
 
@@ -56,7 +57,7 @@ def test_cascade_defaults_give_each_sr_stage_its_own_steps(models):
 
 @pytest.mark.parametrize("extra,expected", [([], None), (["--sr-steps", "3"], [3, 3])])
 def test_cli_sr_steps_default_per_stage_or_one_for_both(tiny_checkpoints, tmp_path, extra, expected):
-    from core.__main__ import main
+    from core.cli.main import main
     from core.images import read_parameters
     out = tmp_path / "o"
     assert main(["generate", "--prompt", "cat face", "--steps", "2", *extra, "--checkpoints", str(tiny_checkpoints),

@@ -26,7 +26,8 @@ names = {m.split(".")[0] for m in sys.modules} | {m for m in sys.modules if m.st
 print(json.dumps({"code": code, "modules": sorted(names)}))
 """
 HEAVY = ("gradio", "transformers", "diffusers", "open_clip", "torchvision", "timm", "scipy", "torch._dynamo",
-         "core.deepfloyd", "core.evaluate", "core.translate", "core.diffae", "core.training.loop", "core.models.clip_model")
+         "core.deepfloyd", "core.evaluate", "core.translate", "core.diffae", "core.training",
+         "core.training.loop", "core.evaluation", "core.cli.train", "core.models.clip_model")
 
 
 def imported(*args) -> tuple[int, set[str]]:
@@ -72,15 +73,16 @@ def test_classes_and_attributes_print_the_names_of_the_configs(tiny_checkpoints)
 
 
 def test_command_help_table_matches_the_full_parser():
-    """`--help` lists commands from COMMAND_HELP; every command the modules add must be there."""
-    from core.__main__ import COMMAND_HELP, build_parser
+    """`--help` lists the commands from COMMANDS; every command the modules add must be there, with
+    the same help."""
+    from core.cli.main import COMMANDS, build_parser
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     helps = {c.dest: c.help for c in sub._choices_actions}
-    assert helps == COMMAND_HELP
+    assert helps == {name: text for name, (_, text) in COMMANDS.items()}
 
 
 def test_a_builtin_command_builds_no_other_commands():
-    from core.__main__ import build_parser
+    from core.cli.main import build_parser
     sub = next(a for a in build_parser("generate")._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == {"generate", "variations", "classes", "attributes", "upscale"}
 
@@ -88,7 +90,7 @@ def test_a_builtin_command_builds_no_other_commands():
 def test_set_cpu_threads_keeps_an_explicit_count(monkeypatch):
     import torch
 
-    from core.cascade import free_cores, set_cpu_threads
+    from core.models.modelset import free_cores, set_cpu_threads
     before = torch.get_num_threads()
     try:
         monkeypatch.setenv("OMP_NUM_THREADS", "1")

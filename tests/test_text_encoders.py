@@ -62,7 +62,7 @@ def test_vocab_is_compact_and_ends_with_sot_eot():
     cfg = tiny_clip_config(vocab)
     assert cfg.vocab_size == len(vocab) + 2 and cfg.text.vocab_size == cfg.vocab_size
     assert cfg.text.eos_id == cfg.vocab_size - 1 and cfg.text.pool_type == "argmax"
-    # dataclasses.replace re-derives the text config from the new vocab (core.training.loop does this)
+    # dataclasses.replace re-derives the text config from the new vocab (core.training.clip does this)
     from dataclasses import replace
     tiny = replace(ClipConfig.tiny(), vocab=vocab)
     assert tiny.text.vocab_size == len(vocab) + 2 and ClipConfig.tiny().text.vocab_size == 2

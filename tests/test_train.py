@@ -7,7 +7,8 @@ from safetensors.torch import load_file
 
 from core.models.checkpoints import load_model
 from core.training.config import default_config
-from core.training.loop import main, train, train_all
+from core.cli.main import main as cli
+from core.training.loop import train, train_all
 
 
 def _weights(run):
@@ -44,10 +45,10 @@ def test_budget_stops_and_resumes(tmp_path):
 
 
 def test_smoke_all_stages_write_checkpoints(tmp_path):
-    """`python -m core.training.loop all --smoke --profile gpu`: every model, in order, exported and loadable
+    """`python -m core train all --smoke --profile gpu`: every model, in order, exported and loadable
     (the GPU profile's code path, on tiny models)."""
     out, runs = tmp_path / "ckpt", tmp_path / "runs"
-    assert main(["all", "--smoke", "--profile", "gpu", "--export", str(out), "--run", str(runs)]) == 0
+    assert cli(["train", "all", "--smoke", "--profile", "gpu", "--export", str(out), "--run", str(runs)]) == 0
     for kind in ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae"):
         folder = out / kind
         assert (folder / "config.json").is_file() and (folder / "README.md").is_file()
@@ -69,7 +70,7 @@ def test_diffae_resolution_and_palette_crops(tmp_path):
     images (target, source and mask cut alike) and the exported model still works at 64."""
     from core.training.registry import make_task
     from core.translate import PALETTE_TASKS
-    assert main(["diffae", "--smoke", "--resolution", "32", "--run", str(tmp_path / "d"),
+    assert cli(["train", "diffae", "--smoke", "--resolution", "32", "--run", str(tmp_path / "d"),
                  "--export", str(tmp_path / "diffae")]) == 0
     assert load_model(tmp_path / "diffae").resolution == 32
     assert '"resolution": 32' in (tmp_path / "diffae" / "README.md").read_text()
@@ -103,7 +104,7 @@ def test_sr_trains_on_the_scaled_residual(tmp_path):
     assert torch.allclose(x0, 4.0 * (image - low_up), atol=1e-6)
     with pytest.raises(ValueError, match="sr64, sr128 and palette only"):
         default_config("class_base", "x", residual_scale=4.0)
-    assert main(["text_base", "--residual-scale", "2", "--run", str(tmp_path / "t")]) == 2
+    assert cli(["train", "text_base", "--residual-scale", "2", "--run", str(tmp_path / "t")]) == 2
     for bad in ("-1", "inf", "nan"):
         with pytest.raises(ValueError, match="finite number >= 0"):
             default_config("sr64", "x", residual_scale=float(bad))

@@ -48,13 +48,12 @@ place with ``os.replace``; ``meta.json`` is removed first and written last, so t
 valid only when every file of one build is in place. A changed source file, Pillow version
 or format version changes the fingerprint and triggers a rebuild.
 
-Command line: ``python -m core.data.emoji [--cache-dir DIR] [--force]`` builds the cache and prints
+Command line: ``python -m core data [--cache-dir DIR] [--force]`` builds the cache and prints
 counts.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import dataclasses
 import hashlib
@@ -92,14 +91,9 @@ IMAGE_SIZE = 128
 RESOLUTIONS = (32, 64, 128)
 FORMAT_VERSION = 1  # bump when the cache layout or the rendering/labelling rules change
 
-SKIN_TONE_BY_CODEPOINT = {
-    0x1F3FB: "light",
-    0x1F3FC: "medium-light",
-    0x1F3FD: "medium",
-    0x1F3FE: "medium-dark",
-    0x1F3FF: "dark",
-}
-SKIN_TONES = ("none", "light", "medium-light", "medium", "medium-dark", "dark", "mixed")
+TONES = ("light", "medium-light", "medium", "medium-dark", "dark")   # the five skin-tone modifiers, light to dark
+SKIN_TONE_BY_CODEPOINT = dict(zip(range(0x1F3FB, 0x1F400), TONES))
+SKIN_TONES = ("none", *TONES, "mixed")   # a record's skin tone: none, one of TONES, or mixed
 GENDERS = ("none", "man", "woman", "person", "mixed")
 
 _MAN_WORDS = frozenset({"man", "men", "boy", "boys", "prince", "merman", "santa"})
@@ -680,31 +674,3 @@ def load_dataset(cache_dir: str | os.PathLike | None = None) -> EmojiDataset:
 
 
 # --------------------------------------------------------------------------- CLI
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m core.data.emoji``: build the cache and print its counts."""
-    p = argparse.ArgumentParser(prog="python -m core.data.emoji", description=__doc__.split("\n")[0])
-    p.add_argument("--cache-dir", default=None, help="default: $EMOJI_CACHE_DIR or ~/.cache/diffusion-hub/emoji")
-    p.add_argument("--force", action="store_true", help="rebuild even if the cache is valid")
-    args = p.parse_args(argv)
-    t0 = time.perf_counter()
-    try:
-        meta = build_dataset(args.cache_dir, force=args.force, progress=True)
-    except DataSourceMissing as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(f"cache: {meta['cache_dir']} ({'built' if meta['rebuilt'] else 'already up to date'})")
-    print(f"fully-qualified emoji parsed: {meta['parsed']}")
-    print(f"dropped (blank render): {meta['dropped_blank']}"
-          + (f" {meta['dropped_names']}" if meta["dropped_names"] else ""))
-    print(f"kept: {meta['count']}  train: {meta['train']}  heldout: {meta['heldout']}")
-    print(f"classes (subgroups): {meta['classes']}  groups: {len(meta['groups'])}")
-    for group, n in meta["groups"].items():
-        print(f"  {group}: {n}")
-    print(f"keywords from emoji names (no CLDR entry): {meta['keyword_fallbacks']}")
-    print(f"build time: {meta['build_seconds']} s (this run {time.perf_counter() - t0:.2f} s)")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

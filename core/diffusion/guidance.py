@@ -15,7 +15,8 @@ import torch
 from torch import Tensor
 
 from core.diffusion.parameterization import ConditionalModel, Denoiser
-from core.diffusion.schedules import NoiseSchedule, check_finite, expand_to
+from core.checks import check_finite
+from core.diffusion.schedules import NoiseSchedule, expand_to
 
 
 def _batched(value: Tensor, batch: int, key: str) -> Tensor:

@@ -43,7 +43,8 @@ import torch
 from torch import Tensor
 
 from core.diffusion.parameterization import Denoiser
-from core.diffusion.schedules import NoiseSchedule, check_finite
+from core.checks import check_finite, check_int
+from core.diffusion.schedules import NoiseSchedule
 
 Method = Literal["ode", "vlb"]
 METHODS: tuple[str, ...] = get_args(Method)
@@ -71,12 +72,6 @@ class Likelihood:
 
 
 # ---- checks ----------------------------------------------------------------------------------------
-def _check_int(name: str, value, low: int, high: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer from {low} to {high}, got {value!r}")
-    return value
-
-
 def _check_images(x) -> Tensor:
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 2 or x.shape[0] < 1:
         raise ValueError("images must be a floating-point tensor of shape [B, ...] in [-1, 1]")
@@ -148,7 +143,7 @@ def ode_log_likelihood(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, s
     """log p(x) in nats per row of x [B, ...] (continuous x, no dequantisation), from the
     probability-flow ODE with one Hutchinson probe per row; 2 * steps network evaluations."""
     x = _check_images(x)
-    steps = _check_int("steps", steps, 1, MAX_STEPS)
+    steps = check_int("steps", steps, 1, MAX_STEPS)
     ts, sigmas = ode_grid(schedule, steps, t_min, t_max)
     dtype = x.dtype
     y = x.double()
@@ -174,7 +169,7 @@ def ode_bits_per_dim(denoiser: Denoiser, images: Tensor, schedule: NoiseSchedule
                      probes: int = 1, *, generator: torch.Generator, t_min: float = 0.0) -> Likelihood:
     """Bits per dimension of 8-bit images [B, C, H, W] in [-1, 1] (snapped to the levels): the ODE
     log-likelihood of the uniformly dequantised image, plus the bin-width offset log2(127.5)."""
-    probes = _check_int("probes", probes, 1, MAX_PROBES)
+    probes = check_int("probes", probes, 1, MAX_PROBES)
     x = _probe_batch(quantize(_check_images(images)), probes)
     x = x + ((_uniform(x.shape, generator, x) - 0.5) * BIN).to(x.dtype)   # uniform dequantisation in the bin
     log_p = ode_log_likelihood(denoiser, x, schedule, steps, generator=generator, t_min=t_min)
@@ -210,8 +205,8 @@ def vlb_bits_per_dim(denoiser: Denoiser, images: Tensor, schedule: NoiseSchedule
     """The variational bound of the full T-step DDPM chain in bits per dimension, its T - 1 KL
     terms estimated from `steps` of them (see the module docstring); steps + 1 network
     evaluations per probe."""
-    steps = _check_int("steps", steps, 1, schedule.T - 1)
-    probes = _check_int("probes", probes, 1, MAX_PROBES)
+    steps = check_int("steps", steps, 1, schedule.T - 1)
+    probes = check_int("probes", probes, 1, MAX_PROBES)
     x = _probe_batch(quantize(_check_images(images)), probes)
     x64, n = x.double(), x.shape[0]
 

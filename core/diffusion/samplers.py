@@ -34,7 +34,8 @@ from torch import Tensor
 
 from core.diffusion.parameterization import Denoiser, LearnedVariance
 from core.diffusion.rng import BatchGenerator, Generator, randn_like
-from core.diffusion.schedules import NoiseSchedule, check_finite
+from core.checks import check_finite, check_int
+from core.diffusion.schedules import NoiseSchedule
 
 SamplerName = Literal["ddpm", "ddim", "euler", "heun", "euler-maruyama", "dpmpp-2m"]
 SAMPLERS: tuple[str, ...] = get_args(SamplerName)
@@ -65,12 +66,6 @@ def _check_choice(name: str, value, choices: tuple[str, ...]) -> None:
         raise ValueError(f"{name} must be one of {', '.join(choices)}; got {value!r}")
 
 
-def _check_steps(steps, T: int) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= T:
-        raise ValueError(f"steps must be an integer from 1 to {T} (the schedule's T), got {steps!r}")
-    return int(steps)
-
-
 def _check_x(x) -> None:
     if not isinstance(x, Tensor) or not x.is_floating_point() or x.ndim < 1 or x.shape[0] < 1:
         raise ValueError("x must be a floating-point tensor of shape [B, ...]")
@@ -91,7 +86,7 @@ def timesteps(T: int, steps: int, spacing: Spacing, *, integer: bool = True, ski
     """`steps` descending model timesteps on 0..T-1, laid out as diffusers' `set_timesteps` does.
     `integer` rounds the linspace layout; `skip_zero` lays out steps + 1 points and drops the
     lowest (DPMSolverMultistepScheduler), except at steps == T where every integer t is needed."""
-    steps = _check_steps(steps, T)
+    steps = check_int("steps", steps, 1, T)
     _check_choice("spacing", spacing, SPACINGS)
     extra = 1 if skip_zero and steps < T else 0
     n = steps + extra

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from core.checks import check_finite
+
 ScheduleName = Literal["linear", "cosine"]
 SCHEDULES: tuple[str, ...] = get_args(ScheduleName)
 Prediction = Literal["eps", "x0", "v"]
@@ -37,20 +39,6 @@ def cosine_betas(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> Te
     def f(u: float) -> float:
         return math.cos((u + s) / (1 + s) * math.pi / 2) ** 2
     return torch.tensor([min(1 - f((i + 1) / T) / f(i / T), max_beta) for i in range(T)], dtype=torch.float64)
-
-
-def check_finite(name: str, value, minimum: float | None = None) -> float:
-    """A finite real number (a Python or numpy number, or a 1-element tensor) as a float, or a
-    ValueError that names the argument."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number, Tensor)) or (
-            isinstance(value, Tensor) and value.numel() != 1):
-        raise ValueError(f"{name} must be a number, got {value!r}")
-    v = float(value)
-    if not math.isfinite(v):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if minimum is not None and v < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return v
 
 
 def expand_to(values: Tensor, like: Tensor) -> Tensor:

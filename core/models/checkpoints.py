@@ -168,11 +168,11 @@ def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu", ne
     if not isinstance(config_dict, dict):
         config_dict = {}
     if config_dict.get("kind") == "prior":   # the semantic prior: an MLP, no UNet
-        from core.models.prior import PriorConfig, SemanticPrior
+        from core.models.prior import PriorConfig, SemanticPrior  # deferred: torch (`classes` reads JSON only)
         return load_configured(folder, PriorConfig, SemanticPrior, device)
-    from core.models.networks import DiffusionModel, ModelConfig
+    from core.models.networks import DiffusionModel, ModelConfig  # deferred: torch
     if network == "auto":
-        from core.models.unet import supports
+        from core.models.unet import supports  # deferred: torch
         unet = config_dict.get("unet") if isinstance(config_dict.get("unet"), dict) else {}
         network = "core" if supports(config_dict.get("kind"), unet) else "diffusers"
     return load_configured(folder, ModelConfig, DiffusionModel, device, network=network)

@@ -44,7 +44,7 @@ def attribute_names(folder: str | os.PathLike) -> list[str]:
     for name in (DIRECTIONS_FILE, ATTRIBUTES_FILE):
         if not (folder / name).is_file():
             raise CheckpointError(f"checkpoint folder {folder} has no {name} "
-                                  f"(run `python -m core.diffae directions` to fit them)")
+                                  f"(run `python -m core diffae-directions` to fit them)")
     names = _read_json(folder / ATTRIBUTES_FILE).get("attributes")
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise CheckpointError(f"directions in {folder} cannot be read: {ATTRIBUTES_FILE} has no 'attributes' list")

@@ -35,6 +35,7 @@ from torch import nn
 
 from core import cancel
 from core.diffusion.schedules import NoiseSchedule, make_schedule
+from core.models.unet import UNet
 
 ModelKind = Literal["text_base", "class_base", "sr", "palette", "diffae"]
 MODEL_KINDS: tuple[str, ...] = ("text_base", "class_base", "sr", "palette", "diffae")
@@ -48,7 +49,6 @@ def build_unet(kind: str, unet: dict, network: Network = "diffusers") -> nn.Modu
     """The UNet of a model of `kind`: UNet2DConditionModel for text_base, UNet2DModel otherwise,
     diffusers' class or `core.models.unet`'s (same state-dict keys; ValueError if it lacks a block)."""
     if network == "core":
-        from core.models.unet import UNet
         return UNet(unet, conditional=kind == "text_base")
     if network != "diffusers":
         raise ValueError(f"network must be one of {', '.join(NETWORKS)}; got {network!r}")

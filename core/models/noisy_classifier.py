@@ -31,6 +31,7 @@ from diffusers.models.embeddings import get_timestep_embedding
 from torch import Tensor, nn
 
 from core.diffusion.schedules import NoiseSchedule, make_schedule
+from core.models.checkpoints import load_configured
 
 KIND = "noisy_classifier"
 EVAL_TIMES = (0, 100, 250, 500, 750, 900, 999)
@@ -152,7 +153,6 @@ def accuracy_table(rows: Sequence[dict], majority: float | None = None) -> str:
 def load_noisy_classifier(folder: str | os.PathLike, device: str | torch.device = "cpu") -> NoisyClassifier:
     """Load a checkpoint folder (written by core.models.checkpoints.save_model): float32 weights, eval
     mode, no parameter gradients."""
-    from core.models.checkpoints import load_configured
     return load_configured(folder, NoisyClassifierConfig, NoisyClassifier, device)
 
 

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from core import cancel
+from core.checks import seed_streams
 from core.diffusion.guidance import cfg_denoiser
 from core.diffusion.rng import BatchGenerator
 from core.diffusion.samplers import sample
@@ -195,7 +196,7 @@ def sample_codes(prior: SemanticPrior, cond: dict[str, torch.Tensor], uncond: di
         raise ValueError("seeds must name at least one seed")
     guidance = check_guidance(guidance)
     device = prior.code_mean.device
-    gen = BatchGenerator([s * 1009 + 7 for s in seeds], device)
+    gen = BatchGenerator(seed_streams(seeds, 7), device)
     x = gen.randn((len(seeds), prior.config.dim))
     if guidance == 1.0:
         denoiser = lambda x_t, t: prior.eps(x_t, t, cond)  # noqa: E731

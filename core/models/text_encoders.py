@@ -158,7 +158,7 @@ class ClipTextEncoder(TextEncoder):
         try:
             tower, vocab, context_length = load_text_tower(folder, device)
         except NotImplementedError:
-            from core.models.clip_model import load_clip_folder
+            from core.models.clip_model import load_clip_folder  # deferred: open_clip
             model, config = load_clip_folder(folder, device)
             return cls(model, CompactTokenizer.from_config(config))
         return cls(tower, CompactTokenizer(vocab, context_length))

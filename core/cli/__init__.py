@@ -1,6 +1,7 @@
-"""What the command lines (`python -m core ...`, `core.diffae`, `core.evaluate`, `core.mechanics`)
-share: argument types (bad numbers become argparse errors naming the value) and the check of an
-output path before any work."""
+"""The command line, `python -m core COMMAND ...`: one module per group of commands (`main` lists
+them and runs one). What they share is here: argument types (bad numbers become argparse errors
+naming the value), the options of every command that loads models (`model_options`, a parent
+parser) and the check of an output path before any work."""
 from __future__ import annotations
 
 import argparse
@@ -8,7 +9,7 @@ import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 
 def finite(text: str) -> float:
@@ -30,6 +31,40 @@ def number_list(kind: Callable[[str], object]) -> Callable[[str], list]:
             raise argparse.ArgumentTypeError("the list is empty")
         return values
     return parse
+
+
+def text_list(text: str) -> list[str]:
+    """A comma-separated list of names (blanks dropped)."""
+    return [v.strip() for v in text.split(",") if v.strip()]
+
+
+def model_options() -> argparse.ArgumentParser:
+    """A parent parser with the options of every command that loads models: --checkpoints, --device."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--checkpoints", default=None, help="checkpoints folder or Hub repo id (default: ./checkpoints)")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    return p
+
+
+def format_table(rows: Sequence[dict]) -> str:
+    """Rows of equal keys as a markdown table."""
+    if not rows:
+        return "(no rows)"
+    keys = list(rows[0])
+
+    def cell(v) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
+    lines += ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def load_models(args: argparse.Namespace):
+    """The ModelSet of --checkpoints and --device, sampling on the CPU threads that are free."""
+    from core.models.modelset import ModelSet, set_cpu_threads  # deferred: torch (`--help`, `classes` need none)
+    set_cpu_threads()
+    return ModelSet(args.checkpoints, args.device)
 
 
 def check_output(path: str | os.PathLike, folder: bool | None) -> Path:
