@@ -69,6 +69,17 @@ def check_seeds(seeds: Sequence[int], minimum: int = 1, maximum: int | None = No
     return values
 
 
+def as_batch(value: Tensor, n: int, name: str) -> Tensor:
+    """A tensor [B, ...] for a batch of n: as it is when B = n, a batch-1 one expanded to n."""
+    if not isinstance(value, Tensor) or value.ndim < 1:
+        raise ValueError(f"{name} must be a tensor of shape [B, ...]")
+    if value.shape[0] == n:
+        return value
+    if value.shape[0] == 1:
+        return value.expand(n, *value.shape[1:])
+    raise ValueError(f"{name} has batch {value.shape[0]}, expected {n} or 1")
+
+
 def seed_streams(seeds: Sequence[int], stream: int = 0) -> list[int]:
     """The seeds of one random stream of each seed: seed * 1009 + stream. Every stage of a run
     draws its noise from a stream of its own (`core.pipeline.sample_stage`: the stage's number;

@@ -45,13 +45,13 @@ from PIL import Image
 from torch import Tensor
 
 from core.cascade import SIZES, sr_models, upscale_chain
-from core.checks import check_seeds, seed_streams
+from core.checks import as_batch, check_seeds, seed_streams
 from core.conditions import BASES, base_conds
 from core.diffusion.rng import BatchGenerator, Generator, randn_like
 from core.diffusion.samplers import Projection, SamplerName, sample
 from core.diffusion.schedules import NoiseSchedule
 from core.evaluation.metrics import pixel_diversity
-from core.images import batched, check_images, grid_image, pil_to_tensor, resize_image
+from core.images import check_images, grid_image, pil_to_tensor, resize_image
 from core.models.networks import DiffusionModel
 from core.pipeline import BASE_DEFAULTS, StageSettings, sample_stage
 
@@ -144,7 +144,7 @@ def ilvr(base: DiffusionModel, reference: Tensor, factor: int | Sequence[int] = 
     size = base.resolution
     factors = _per_sample(factor, len(seeds), size)
     device = next(base.parameters()).device
-    y = resize_image(batched(check_images(reference, "reference"), len(seeds), "reference"), size).to(device)
+    y = resize_image(as_batch(check_images(reference, "reference"), len(seeds), "reference"), size).to(device)
     cond, uncond, settings = base_conds(base, len(seeds), settings, encoder, prompt, label, negative_prompt)
     gen = BatchGenerator(seed_streams(seeds, REFERENCE_STREAM), device)
     project = ilvr_projection(y, factors, base.schedule, gen)

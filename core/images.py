@@ -139,15 +139,6 @@ def check_images(images: torch.Tensor, name: str = "image") -> torch.Tensor:
     return images.float()
 
 
-def batched(x: torch.Tensor, n: int, name: str) -> torch.Tensor:
-    """x [B, C, H, W] for a batch of n: as it is when B = n, a batch-1 x repeated n times."""
-    if x.ndim != 4:
-        raise ValueError(f"{name} must be [B, C, H, W], got shape {tuple(x.shape)}")
-    if x.shape[0] == n:
-        return x
-    if x.shape[0] == 1:
-        return x.expand(n, *x.shape[1:])
-    raise ValueError(f"{name} has batch {x.shape[0]} for {n} seeds")
 
 
 def png_info(parameters: dict) -> PngImagePlugin.PngInfo:

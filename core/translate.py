@@ -35,14 +35,14 @@ import torch
 from PIL import Image
 
 from core.cascade import SIZES, sr_models, upscale_chain
-from core.checks import check_int, check_range, check_seeds, seed_streams
+from core.checks import as_batch, check_int, check_range, check_seeds, seed_streams
 from core.conditions import base_conds
 from core.data.masks import mask_from_image, resize_mask
 from core.diffusion.rng import BatchGenerator
 from core.diffusion.samplers import sample, timesteps
 from core.ilvr import BASES as ILVR_BASES
 from core.ilvr import DEFAULT_FACTOR, ILVR_DEFAULTS, ilvr
-from core.images import batched, check_images, pil_to_tensor, resize_image, tensor_to_pil
+from core.images import check_images, pil_to_tensor, resize_image, tensor_to_pil
 from core.models.networks import PALETTE_TASKS, DiffusionModel
 from core.models.text_encoders import fit_prompts
 from core.pipeline import BASE_DEFAULTS, StageSettings, sample_stage, stage_denoiser, stage_spacing
@@ -109,7 +109,7 @@ def sdedit(base: DiffusionModel, encoder, image: torch.Tensor, strength: float, 
     with the same seeds. The noise comes from the generation streams of each seed."""
     strength = check_strength(strength)
     seeds = check_seeds(seeds)
-    image = batched(check_images(image), len(seeds), "image")
+    image = as_batch(check_images(image), len(seeds), "image")
     out_size = base.resolution * 2 ** len(sr_models)
     if strength == 0.0:
         return resize_image(image, out_size)
@@ -155,7 +155,7 @@ def colorize(model: DiffusionModel, image: torch.Tensor, seeds: Sequence[int] = 
     _check_palette(model)
     seeds = check_seeds(seeds)
     device = _device(model)
-    x = resize_image(batched(check_images(image), len(seeds), "image"), model.resolution).to(device)
+    x = resize_image(as_batch(check_images(image), len(seeds), "image"), model.resolution).to(device)
     source, mask = grayscale(x), torch.ones_like(x[:, :1])
     cond = {"source": source, "mask": mask, "task": _task_labels("colorize", len(seeds), device)}
     residual_base = palette_baseline(source, mask, True) if model.config.residual_scale else None
@@ -170,8 +170,8 @@ def inpaint(model: DiffusionModel, image: torch.Tensor, mask: torch.Tensor, seed
     _check_palette(model)
     seeds = check_seeds(seeds)
     device = _device(model)
-    x = resize_image(batched(check_images(image), len(seeds), "image"), model.resolution).to(device)
-    m = batched(resize_mask(mask.float(), model.resolution), len(seeds), "mask").to(device)
+    x = resize_image(as_batch(check_images(image), len(seeds), "image"), model.resolution).to(device)
+    m = as_batch(resize_mask(mask.float(), model.resolution), len(seeds), "mask").to(device)
     keep = m < 0.5
     source = torch.where(keep, x, torch.zeros_like(x))
     cond = {"source": source, "mask": m, "task": _task_labels("inpaint", len(seeds), device)}
@@ -226,8 +226,8 @@ def repaint(base: DiffusionModel, encoder, image: torch.Tensor, mask: torch.Tens
     resample = check_int("resample", resample, 1, 20)
     device = _device(base)
     out_size = base.resolution * 2 ** len(sr_models)
-    image = batched(check_images(image), len(seeds), "image").to(device)
-    mask_out = batched(resize_mask(mask.float(), out_size), len(seeds), "mask").to(device)
+    image = as_batch(check_images(image), len(seeds), "image").to(device)
+    mask_out = as_batch(resize_mask(mask.float(), out_size), len(seeds), "mask").to(device)
     image_out = resize_image(image, out_size)
     if not bool(mask_out.any()):
         return image_out

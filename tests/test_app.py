@@ -346,6 +346,7 @@ def checkpoints_without_sr128(tiny_checkpoints, tmp_path_factory):
     return root
 
 
+@pytest.mark.server
 def test_share_without_network_and_a_missing_model(checkpoints_without_sr128, tmp_path):
     """--share with no network: one line says there is no link, the app keeps serving locally;
     sr128 missing: the app starts, says so, and everything that does not need sr128 works."""

@@ -410,6 +410,7 @@ def square_size(path) -> int:
         return im.size[0]
 
 
+@pytest.mark.server
 def test_server_with_a_missing_if_repo_keeps_serving(tiny_checkpoints, tmp_path):
     """`python app.py` with IF pointed at a repo that is not there (offline): the app starts, says
     why in one line, IF's endpoint answers with that reason, and the emoji models keep serving."""

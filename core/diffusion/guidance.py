@@ -15,19 +15,8 @@ import torch
 from torch import Tensor
 
 from core.diffusion.parameterization import ConditionalModel, Denoiser
-from core.checks import check_finite
+from core.checks import as_batch, check_finite
 from core.diffusion.schedules import NoiseSchedule, expand_to
-
-
-def _batched(value: Tensor, batch: int, key: str) -> Tensor:
-    """A cond tensor of batch `batch` or 1 (expanded) as batch `batch`."""
-    if not isinstance(value, Tensor) or value.ndim < 1:
-        raise ValueError(f"cond[{key!r}] must be a tensor of shape [B, ...]")
-    if value.shape[0] == batch:
-        return value
-    if value.shape[0] == 1:
-        return value.expand(batch, *value.shape[1:])
-    raise ValueError(f"cond[{key!r}] has batch {value.shape[0]}, expected {batch} or 1")
 
 
 def cfg_denoiser(model: ConditionalModel, cond: dict[str, Tensor], uncond: dict[str, Tensor],
@@ -47,7 +36,7 @@ def cfg_denoiser(model: ConditionalModel, cond: dict[str, Tensor], uncond: dict[
     def denoise(x: Tensor, t: Tensor) -> Tensor:
         b = x.shape[0]
         if b not in cache:  # the conds are fixed for a run: concatenate them once per batch size
-            cache[b] = {k: torch.cat([_batched(uncond[k], b, k), _batched(cond[k], b, k)]) for k in cond}
+            cache[b] = {k: torch.cat([as_batch(uncond[k], b, f"cond[{k!r}]"), as_batch(cond[k], b, f"cond[{k!r}]")]) for k in cond}
         eps_u, eps_c = model(torch.cat([x, x]), torch.cat([t, t]), cache[b]).chunk(2)
         return eps_u + scale * (eps_c - eps_u)
 
