@@ -35,6 +35,7 @@ def test_semantic_text_generation_is_prior_then_decoder_then_sr(models):
     # the 32 px stage is exactly the prior's code for the prompt, rendered by the decoder
     expected = generate_semantic(models.get("prior"), models.get("diffae"), models.get("clip"), prompt="thumbs up",
                                  seeds=[3, 4], guidance=BASE_DEFAULTS.guidance, steps=BASE_DEFAULTS.steps,
+                                 sampler=BASE_DEFAULTS.sampler,
                                  decoder_steps=4)
     assert torch.equal(result.stages[32], expected)
     other = generate(models, prompt="red apple", num=2, seed=3, size=32, base_model="semantic", decoder_steps=4)

@@ -49,7 +49,7 @@ def test_networks_run_in_inference_mode_and_outputs_stay_editable(models):
 
 def test_cascade_defaults_give_each_sr_stage_its_own_steps(models):
     seen = []
-    generate(models, prompt="cat face", callback=seen.append)
+    generate(models, prompt="cat face", callback=seen.append, base_model="pixel")
     calls = {r: sum(1 for info in seen if info["stage"] == r) for r in (32, 64, 128)}
     assert calls == {32: BASE_DEFAULTS.steps, 64: SR_STAGE_DEFAULTS[0].steps, 128: SR_STAGE_DEFAULTS[1].steps}
     assert SR_STAGE_DEFAULTS[0] == SR_DEFAULTS   # `upscale`'s default is the 64 px stage's

@@ -155,3 +155,65 @@ def test_speed_options(tmp_path):
         default_config("class_base", "x", resolution=32)
     with pytest.raises(ValueError, match="palette only"):
         default_config("text_base", "x", crop=16)
+
+
+def test_init_from_starts_from_the_checkpoints_weights(tmp_path):
+    """--init-from: model and EMA start as the checkpoint's weights, with a fresh optimiser;
+    a state in the run folder still wins (resume), and a folder of another kind is refused."""
+    from core.checkpoints import CheckpointError
+    first = default_config("class_base", str(tmp_path / "a"), smoke=True, steps=3, save_every=100, sample_every=100)
+    train(first, export=tmp_path / "ckpt", log=lambda s: None)
+    exported = load_file(str(tmp_path / "ckpt" / "model.safetensors"))
+
+    cont = default_config("class_base", str(tmp_path / "b"), smoke=True, steps=0, init_from=str(tmp_path / "ckpt"))
+    train(cont, log=lambda s: None)
+    state = _weights(tmp_path / "b")
+    for k, v in exported.items():
+        assert torch.equal(state["model"][k], v.float()), k
+        assert torch.equal(state["ema"][k], v.float()), k
+    assert state["optimizer"]["state"] == {}     # fresh optimiser
+
+    fresh = default_config("class_base", str(tmp_path / "c"), smoke=True, steps=0)
+    train(fresh, log=lambda s: None)
+    assert any(not torch.equal(_weights(tmp_path / "c")["model"][k], exported[k].float()) for k in exported)
+
+    # the run folder's own state wins over --init-from
+    more = default_config("class_base", str(tmp_path / "b"), smoke=True, steps=2, init_from=str(tmp_path / "nowhere"))
+    assert train(more, log=lambda s: None)["step"] == 2
+
+    with pytest.raises(CheckpointError, match="holds a 'class_base' model.*, not sr64"):
+        train(default_config("sr64", str(tmp_path / "d"), smoke=True, steps=0, init_from=str(tmp_path / "ckpt")),
+              log=lambda s: None)
+    with pytest.raises(CheckpointError, match="shape|missing"):   # another architecture
+        train(default_config("class_base", str(tmp_path / "e"), smoke=True, steps=0, channels=(32, 64),
+                             init_from=str(tmp_path / "ckpt")), log=lambda s: None)
+    assert main(["class_base", "--run", str(tmp_path / "f"), "--smoke", "--steps", "0",
+                 "--init-from", str(tmp_path / "missing")]) == 2
+
+
+def test_balance_draws_each_design_alike():
+    """--balance B draws an emoji with weight (size of its design) ** -B: at 1 every design
+    (an emoji up to tone and gender) is drawn alike, so People & Body, mostly variants of few
+    designs, gets far fewer draws than its ~60% of the emoji."""
+    from collections import Counter
+
+    from core.data import design_of
+    from core.train import ClassBaseTask
+    shares = {}
+    for balance in (0.0, 0.5, 1.0):
+        task = ClassBaseTask(default_config("class_base", "unused", balance=balance))
+        idx = task.draw(torch.Generator().manual_seed(0), 60_000).tolist()
+        records = [task.data.records[i] for i in idx]
+        shares[balance] = sum(r.group == "People & Body" for r in records) / len(records)
+        if balance == 1.0:
+            per_design = Counter(design_of(r) for r in records)
+            designs = {design_of(task.data.records[i]) for i in task.train_idx.tolist()}
+            expected = len(idx) / len(designs)
+            # a design with many variants is drawn as often as one with a single emoji
+            assert abs(per_design["dancing"] / expected - 1) < 0.3
+            assert abs(sum(per_design.values()) / len(designs) / expected - 1) < 1e-9
+    assert shares[0.0] > 0.5 and shares[1.0] < 0.35 and shares[0.0] > shares[0.5] > shares[1.0]
+    with pytest.raises(ValueError, match="--balance applies to text_base and class_base only"):
+        default_config("sr64", "x", balance=0.5)
+    with pytest.raises(ValueError, match="between 0"):
+        default_config("class_base", "x", balance=2.0)
