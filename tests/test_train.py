@@ -160,7 +160,7 @@ def test_speed_options(tmp_path):
 def test_init_from_starts_from_the_checkpoints_weights(tmp_path):
     """--init-from: model and EMA start as the checkpoint's weights, with a fresh optimiser;
     a state in the run folder still wins (resume), and a folder of another kind is refused."""
-    from core.checkpoints import CheckpointError
+    from core.models.checkpoints import CheckpointError
     first = default_config("class_base", str(tmp_path / "a"), smoke=True, steps=3, save_every=100, sample_every=100)
     train(first, export=tmp_path / "ckpt", log=lambda s: None)
     exported = load_file(str(tmp_path / "ckpt" / "model.safetensors"))
@@ -187,7 +187,7 @@ def test_init_from_starts_from_the_checkpoints_weights(tmp_path):
     with pytest.raises(CheckpointError, match="shape|missing"):   # another architecture
         train(default_config("class_base", str(tmp_path / "e"), smoke=True, steps=0, channels=(32, 64),
                              init_from=str(tmp_path / "ckpt")), log=lambda s: None)
-    assert main(["class_base", "--run", str(tmp_path / "f"), "--smoke", "--steps", "0",
+    assert cli(["train", "class_base", "--run", str(tmp_path / "f"), "--smoke", "--steps", "0",
                  "--init-from", str(tmp_path / "missing")]) == 2
 
 
@@ -197,8 +197,8 @@ def test_balance_draws_each_design_alike():
     designs, gets far fewer draws than its ~60% of the emoji."""
     from collections import Counter
 
-    from core.data import design_of
-    from core.train import ClassBaseTask
+    from core.data.emoji import design_of
+    from core.training.bases import ClassBaseTask
     shares = {}
     for balance in (0.0, 0.5, 1.0):
         task = ClassBaseTask(default_config("class_base", "unused", balance=balance))
