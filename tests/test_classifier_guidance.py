@@ -103,6 +103,7 @@ def test_a_classifier_for_other_classes_or_schedule_is_refused(base):
 
 
 # ---- training ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_training_kind_learns_and_writes_a_card(tmp_path):
     """A tiny seeded run of `python -m core train noisy_classifier` (150 steps): it learns (on clean
     images its cross-entropy is below that of the best constant guess, the class frequencies, and

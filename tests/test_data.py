@@ -227,6 +227,7 @@ def test_write_cache_is_atomic(tmp_path, monkeypatch, records):
 
 # ----------------------------------------------------------------------------- full build
 
+@pytest.mark.slow
 def test_full_build(built, records):
     cache, summary, ds = built
     assert isinstance(ds, EmojiDataset)

@@ -214,6 +214,7 @@ def test_other_samplers_run(ours, sampler):
 
 
 # ---- options -----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_dtypes_offload_and_compile_on_cpu(if_folders, ours, monkeypatch):
     ref = ours.generate(PROMPT, stage_1=replace(IF_I_DEFAULTS, steps=2), stage_2=replace(IF_II_DEFAULTS, steps=2))
     bf16 = DeepFloydIF.from_pretrained(if_folders["I"], if_folders["II"], device="cpu", dtype="bfloat16",

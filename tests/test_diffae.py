@@ -291,6 +291,7 @@ def test_bad_image_error_type(model):
         open_image("/nonexistent.png")
 
 
+@pytest.mark.slow
 def test_task_trains_and_exports_with_directions(tmp_path):
     from core.training.config import default_config
     from core.training.loop import train
@@ -317,6 +318,7 @@ def test_task_loss_reaches_the_encoder(tmp_path):
     assert net.z_proj.weight.grad is not None
 
 
+@pytest.mark.slow
 def test_directions_and_evaluate_commands(tmp_path, monkeypatch, capsys):
     """`python -m core diffae-directions` refits on the real training split; `evaluate-diffae` runs end
     to end (with stub classifiers: the real ones train for minutes when not cached)."""

@@ -104,6 +104,7 @@ def test_save_load_round_trip(tmp_path):
         load_model(tmp_path / "prior")
 
 
+@pytest.mark.slow
 def test_training_learns_the_codes_and_exports(tmp_path, tiny_checkpoints):
     """`python -m core train prior` on the tiny DiffAE and CLIP: the codes are the DiffAE's
     normalised train-split codes, the loss falls, and the export loads as a prior."""

@@ -15,6 +15,7 @@ def _weights(run):
     return torch.load(run / "state.pt", map_location="cpu", weights_only=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["class_base", "sr64"])
 def test_resume_matches_uninterrupted(tmp_path, kind):
     straight = default_config(kind, str(tmp_path / "a"), smoke=True, steps=6, save_every=100, sample_every=100)
@@ -36,6 +37,7 @@ def test_resume_matches_uninterrupted(tmp_path, kind):
     assert any(not torch.equal(a["model"][k], c["model"][k]) for k in a["model"])
 
 
+@pytest.mark.slow
 def test_budget_stops_and_resumes(tmp_path):
     cfg = default_config("class_base", str(tmp_path / "r"), smoke=True, steps=50, budget_minutes=0.0)
     summary = train(cfg, log=lambda s: None)
@@ -44,6 +46,7 @@ def test_budget_stops_and_resumes(tmp_path):
     assert train(cfg, log=lambda s: None)["step"] == 3
 
 
+@pytest.mark.slow
 def test_smoke_all_stages_write_checkpoints(tmp_path):
     """`python -m core train all --smoke --profile gpu`: every model, in order, exported and loadable
     (the GPU profile's code path, on tiny models)."""
@@ -65,6 +68,7 @@ def test_unknown_kind_is_refused():
         default_config("teleporter", "x")
 
 
+@pytest.mark.slow
 def test_diffae_resolution_and_palette_crops(tmp_path):
     """`--resolution 32` gives a 32x32 DiffAE; `--crop` trains Palette on windows of its 64x64
     images (target, source and mask cut alike) and the exported model still works at 64."""
@@ -85,6 +89,7 @@ def test_diffae_resolution_and_palette_crops(tmp_path):
     assert torch.equal(cond["source"][inpaint], (x0 * (1 - cond["mask"]))[inpaint])
 
 
+@pytest.mark.slow
 def test_sr_trains_on_the_scaled_residual(tmp_path):
     """sr64/sr128 diffuse residual_scale * (image - bilinear(low)) by default (the exported config
     says so, and `upscale` adds it back); `--residual-scale 0` diffuses the image itself."""
@@ -142,6 +147,7 @@ def test_snr_floor_weights_the_noisiest_steps():
             default_config("diffae", "x", snr_floor=bad)
 
 
+@pytest.mark.slow
 def test_speed_options(tmp_path):
     """channels-last trains and exports like the default; a bad precision is named. (bf16 autocast
     is the CUDA default; on this AVX2 CPU it is ~14x slower, see scripts/bench_training.py.)"""
@@ -157,6 +163,7 @@ def test_speed_options(tmp_path):
         default_config("text_base", "x", crop=16)
 
 
+@pytest.mark.slow
 def test_init_from_starts_from_the_checkpoints_weights(tmp_path):
     """--init-from: model and EMA start as the checkpoint's weights, with a fresh optimiser;
     a state in the run folder still wins (resume), and a folder of another kind is refused."""

@@ -334,6 +334,7 @@ def test_srgb_to_lab_known_values():
 
 
 # ---- training --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_palette_task_trains_a_few_steps(tmp_path):
     from core.data.emoji import default_cache_dir
     from core.training.config import default_config
@@ -368,6 +369,7 @@ def test_palette_task_batches(tmp_path):
     assert torch.equal(src[keep], x[keep]) and src[~keep].eq(0).all()
 
 
+@pytest.mark.slow
 def test_palette_trains_on_the_scaled_residual_over_its_baseline(tmp_path):
     """By default Palette diffuses 2 * (image - baseline): the grayscale source for colorization,
     the mean-colour fill of the mask for inpainting (zero outside the mask)."""
@@ -416,6 +418,7 @@ def test_residual_palette_adds_its_sample_to_the_baseline():
                               atol=1e-2)
 
 
+@pytest.mark.slow
 def test_evaluate_runs_and_reports_missing_models(models, tiny_checkpoints, tmp_path, capsys):
     import shutil
 

@@ -1,6 +1,6 @@
 """The embedded data set: Noto Color Emoji artwork with Unicode names and CLDR keywords.
 
-Sources (Debian packages, never committed; see DESIGN.md, "The embedded data set"):
+Sources (Debian packages, never committed; the README says how to install them):
 
 - images:   ``NotoColorEmoji.ttf``          (``fonts-noto-color-emoji``)
 - names, groups, subgroups: ``emoji-test.txt``  (``unicode-data``), fully-qualified entries only
