@@ -13,7 +13,7 @@ from core.models.networks import DiffusionModel
 from core.models.text_encoders import fit_prompts
 from core.pipeline import (BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, Callback, StageSettings,
                            check_classifier_scale, generate_class, generate_text, upscale)
-from core.semantic import DECODER_STEPS, generate_semantic
+from core.semantic import DECODER_STEPS, PRIOR_DEFAULTS, generate_semantic
 from core.semantic import variations as semantic_variations
 
 Size = Literal[32, 64, 128]
@@ -41,6 +41,14 @@ def default_base(models: ModelSet) -> str:
     checkpoints/prior/README.md), else the pixel base."""
     have = set(models.available())
     return "semantic" if {"prior", "diffae"} <= have else "pixel"
+
+
+def base_defaults(base_model: str) -> StageSettings:
+    """The default sampling of a 32 px base: the pixel UNet's (`core.pipeline.BASE_DEFAULTS`) or the
+    semantic base's prior (`core.semantic.PRIOR_DEFAULTS`)."""
+    if base_model not in BASES:
+        raise ValueError(f"base must be one of {', '.join(BASES)}; got {base_model!r}")
+    return PRIOR_DEFAULTS if base_model == "semantic" else BASE_DEFAULTS
 
 
 def _staged(callback: Callback | None, resolution: int):
@@ -108,7 +116,7 @@ def _check_common(num: int, size: int, sr: Sequence[StageSettings]) -> None:
 
 def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: str = "",
              label: str | None = None, num: int = 1, seed: int = 0, size: int = 128,
-             base: StageSettings = BASE_DEFAULTS, sr: Sequence[StageSettings] = SR_STAGE_DEFAULTS,
+             base: StageSettings | None = None, sr: Sequence[StageSettings] = SR_STAGE_DEFAULTS,
              callback: Callback | None = None, base_model: Base | None = None,
              decoder_steps: int = DECODER_STEPS, classifier_scale: float | None = None) -> CascadeResult:
     """Text (`prompt`) or class (`label`) generation through the cascade, stopping at `size`.
@@ -116,7 +124,7 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
     `base_model` picks the 32 px base: "pixel" (the text or class UNet) or "semantic" (the prior over
     DiffAE's z_sem, then the DiffAE decoder with `decoder_steps` DDIM steps); None: `default_base`.
     `base` sets the pixel base's sampling, or the prior's (sampler, steps, guidance) for the
-    semantic one.
+    semantic one; None: that base's defaults (`base_defaults`).
 
     With `classifier_scale`, the pixel class base is steered by classifier guidance (the
     noise-aware classifier `noisy_classifier`, Dhariwal & Nichol 2021) instead of classifier-free
@@ -129,14 +137,14 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         if base_model == "semantic":
             raise ValueError("classifier guidance steers the pixel class base: use base pixel (or no base)")
         classifier_scale = check_classifier_scale(classifier_scale)
-        base = replace(base, guidance=1.0)
         base_model = "pixel"
     if prompt is not None and not prompt.strip():
         raise ValueError("prompt is empty; describe the emoji to generate")
     _check_common(num, size, sr)
     base_model = base_model or default_base(models)
-    if base_model not in BASES:
-        raise ValueError(f"base must be one of {', '.join(BASES)}; got {base_model!r}")
+    base = base if base is not None else base_defaults(base_model)   # also checks base_model
+    if classifier_scale is not None:
+        base = replace(base, guidance=1.0)
     seeds = [seed + i for i in range(num)]
     note = None
     if prompt is not None:   # the text encoder reads a bounded context: use (and store) what it reads
@@ -169,8 +177,9 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
 
 
 def variations(models: ModelSet, image: torch.Tensor, *, num: int = 4, seed: int = 0, size: int = 128,
-               prompt: str | None = None, mix: float = 0.0, guidance: float = BASE_DEFAULTS.guidance,
-               steps: int = BASE_DEFAULTS.steps, decoder_steps: int = DECODER_STEPS, sr: Sequence[StageSettings] = SR_STAGE_DEFAULTS,
+               prompt: str | None = None, mix: float = 0.0, guidance: float = PRIOR_DEFAULTS.guidance,
+               steps: int = PRIOR_DEFAULTS.steps, decoder_steps: int = DECODER_STEPS,
+               sr: Sequence[StageSettings] = SR_STAGE_DEFAULTS,
                callback: Callback | None = None) -> CascadeResult:
     """Variations of one image [1, 3, H, W] in [-1, 1] (any size: taken at the DiffAE's
     resolution): its semantic code decoded with fresh noise, optionally moved towards a prompt

@@ -231,7 +231,7 @@ def make_variations_fn(models: Models):
             prompt: optional text; with mix > 0 the code moves towards the semantic prior's code
                 for it (text-guided variation).
             mix: 0 = the image's own code ... 1 = the prompt's code.
-            decoder_steps: DDIM steps of the DiffAE decoder.
+            decoder_steps: steps of the DiffAE decoder (DPM-Solver++).
         Returns:
             the strip of variations (a PNG with its parameters), each variation with its seed, the parameters.
         """

@@ -56,7 +56,7 @@ def make_fns(models: Models):
             classifier_scale: the scale of classifier guidance (0 = unconditional samples).
             base_model: None (the default: semantic when its models loaded, else pixel), "semantic" (a diffusion prior picks DiffAE's semantic code for the label,
                 the DiffAE decoder draws it) or "pixel" (the class-conditional UNet).
-            decoder_steps: DDIM steps of the DiffAE decoder (semantic base).
+            decoder_steps: steps of the DiffAE decoder (DPM-Solver++; semantic base).
         Returns:
             the grid of predicted x0 (live) then of the samples, the PNGs (with their parameters)
             and the parameters.
@@ -100,6 +100,7 @@ def make_fns(models: Models):
 
 def build(models: Models) -> None:
     """The tab's layout and wiring (inside the caller's gr.Tab)."""
+    start = common.base_sampling(models, text=False)   # the sampler and steps of the base the tab starts with
     run, list_classes = make_fns(models)
     status = models.status_markdown(
         ["class_base", "prior", "diffae", "sr64", "sr128", "noisy_classifier"],
@@ -128,15 +129,16 @@ def build(models: Models) -> None:
                                      info="1 = no guidance")
                 scale = gr.Slider(0, MAX_CLASSIFIER_SCALE, value=CLASSIFIER_SCALE, step=0.5,
                                   label="Classifier scale", info="0 = unconditional", visible=False)
-                steps = gr.Slider(1, 100, value=BASE_DEFAULTS.steps, step=1, precision=0, label="Steps")
+                steps = gr.Slider(1, 100, value=start.steps, step=1, precision=0, label="Steps")
             with gr.Row():
-                sampler = gr.Dropdown(list(SAMPLERS), value=BASE_DEFAULTS.sampler, label="Sampler")
+                sampler = gr.Dropdown(list(SAMPLERS), value=start.sampler, label="Sampler")
                 size = gr.Radio(list(SIZES), value=32, label="Final size")
             with gr.Row(equal_height=True):
                 seed, _ = common.seed_input()
                 num = gr.Slider(1, 16, value=8, step=1, precision=0, label="Number of samples", scale=3)
             thresholding = gr.Checkbox(value=True, label="Clip x0 to [-1, 1] (thresholding, pixel base)")
             base_model, decoder_steps = common.base_inputs(models, text=False)
+            common.follow_base_defaults(base_model, sampler, steps)
             button = gr.Button("Generate", variant="primary")
             examples = [c for c in PREFERRED_EXAMPLES if c in names] or names[:3]
             if examples:

@@ -33,11 +33,12 @@ import torch
 from PIL import Image, ImageDraw
 
 from core import cancel
+from core.cascade import base_defaults
 from core.data.emoji import IMAGES_FILE, RECORDS_FILE, default_cache_dir, load_font, parse_emoji_test, render_emoji
 from core.images import image_grid, open_image, save_png
 from core.models.checkpoints import CheckpointError
 from core.models.modelset import ModelSet
-from core.semantic import DECODER_STEPS
+from core.semantic import DECODER_SAMPLER, DECODER_STEPS
 
 MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "prior", "noisy_classifier")
 BASE_CHOICES = {"semantic: prior over DiffAE's code → DiffAE decoder": "semantic",
@@ -157,8 +158,24 @@ def base_inputs(models: "Models", text: bool):
                           info="semantic: a diffusion prior picks DiffAE's semantic code, its decoder draws it "
                                "(DALL-E 2's two stages); pixel: one UNet draws the pixels")
     decoder_steps = gr.Slider(1, 100, value=DECODER_STEPS, step=1, precision=0, label="Decoder steps (semantic)",
-                              info="DDIM steps of the DiffAE decoder; 'Steps' are the prior's")
+                              info=f"{DECODER_SAMPLER} steps of the DiffAE decoder; 'Steps' and 'Sampler' are the "
+                                   "prior's")
     return base_model, decoder_steps
+
+
+def base_sampling(models: "Models", text: bool):
+    """The default sampling (a core.pipeline.StageSettings) of the base a tab starts with: the
+    pixel UNet's, or the semantic base's prior's."""
+    return base_defaults(models.default_base(text))
+
+
+def follow_base_defaults(base_model: gr.Radio, sampler: gr.Dropdown, steps: gr.Slider) -> None:
+    """When the base changes, the sampler and steps become that base's defaults (the pixel UNet
+    samples with 10 DPM-Solver++ steps, the semantic base's prior with 25 DDIM steps)."""
+    def defaults(choice: str):
+        d = base_defaults(choice)
+        return gr.update(value=d.sampler), gr.update(value=d.steps)
+    base_model.change(defaults, inputs=base_model, outputs=[sampler, steps], queue=False, api_visibility="private")
 
 
 # ---- errors ------------------------------------------------------------------------------------

@@ -190,8 +190,9 @@ def make_fns(models: Models):
                          steps: int, progress=gr.Progress()):
         """The class base under classifier-free guidance and under classifier guidance (the noise-aware
         classifier steering the unconditional model), each over a range of scales, on the same seeds:
-        recognisability (the subgroup classifier's share of samples classified as the label) against
-        diversity (mean pairwise distance of the samples' features in that classifier; also in pixels).
+        recognisability (the share of samples the judge, checkpoints/judge, accepts as an emoji of the
+        label) against diversity (mean pairwise distance of the samples' features in the subgroup
+        classifier of the quality evaluation; also in pixels).
 
         Args:
             label: the class.
@@ -200,7 +201,7 @@ def make_fns(models: Models):
             classifier_scales: comma-separated classifier-guidance scales, e.g. "0, 5, 10, 20" (0 = unconditional).
             seed: sample i uses seed + i.
             num_samples: samples per setting (2 or more: diversity compares them).
-            steps: DDIM steps.
+            steps: DDIM steps (25 by default: at 10 the class base's samples are blurrier under both guidances).
         Returns:
             the grid (a line per setting: CFG scales first, then the classifier scales), the plot, the
             table and the parameters.
@@ -451,10 +452,11 @@ def build(models: Models) -> None:
                     "**Classifier guidance** (Dhariwal & Nichol 2021) runs the model unconditionally and adds the "
                     "gradient of log p(label | x_t) from a separate small classifier trained on noisy images "
                     "(`noisy_classifier`). Both trade diversity for fidelity as the scale grows. Recognisability: "
-                    "the share of samples the quality evaluation's subgroup classifier (trained on real emoji, not the "
-                    "guiding one) assigns to the label; diversity: mean pairwise distance between the samples as that "
-                    "classifier sees them (its normalised features; the table also has the pixel distance). The first "
-                    "run may train that classifier (a few CPU minutes, once).")
+                    "the share of samples the quality evaluation's judge (`checkpoints/judge`, trained on real emoji, "
+                    "not the guiding classifier) accepts as an emoji and assigns to the label; diversity: mean "
+                    "pairwise distance between the samples as the evaluation's subgroup classifier sees them (its "
+                    "normalised features; the table also has the pixel distance). The first run may train that "
+                    "classifier (a few CPU minutes, once).")
         with gr.Row(equal_height=True):
             c_cfg = gr.Textbox(", ".join(f"{s:g}" for s in guidance_comparison.CFG_SCALES),
                                label="Classifier-free guidance scales",
@@ -463,7 +465,7 @@ def build(models: Models) -> None:
                                label="Classifier-guidance scales", info="0 = unconditional")
             c_seed, _ = common.seed_input()
             c_num = gr.Slider(2, 8, value=len(guidance_comparison.SEEDS), step=1, precision=0, label="Samples")
-            c_steps = gr.Slider(1, MAX_STEPS, value=mechanics.GUIDANCE_STEPS, step=1, precision=0, label="Steps")
+            c_steps = gr.Slider(1, MAX_STEPS, value=guidance_comparison.STEPS, step=1, precision=0, label="Steps")
         c_button = gr.Button("Compare", variant="primary")
         with gr.Row():
             c_plot = gr.ScatterPlot(x="diversity", y="recognisability", color="guidance", tooltip="all",

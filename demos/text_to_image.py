@@ -56,7 +56,7 @@ def make_fn(models: Models):
             base_model: None (the default: semantic when its models loaded, else pixel), "semantic" (a diffusion prior picks DiffAE's semantic code for the prompt,
                 the DiffAE decoder draws it; guidance, sampler and steps are the prior's) or "pixel"
                 (the text-conditioned UNet).
-            decoder_steps: DDIM steps of the DiffAE decoder (semantic base).
+            decoder_steps: steps of the DiffAE decoder (DPM-Solver++; semantic base).
         Returns:
             the first image at 32, 64 and 128 (None past `size`), the final PNGs (with their
             parameters) and the parameters.
@@ -97,6 +97,7 @@ def make_fn(models: Models):
 
 def build(models: Models) -> None:
     """The tab's layout and wiring (inside the caller's gr.Tab)."""
+    start = common.base_sampling(models, text=True)   # the sampler and steps of the base the tab starts with
     encoder = models.text_encoder_name()
     missing_base = (models.unavailable(["text_base", encoder])
                     and models.unavailable(models.base_needs("semantic", text=True)))
@@ -122,9 +123,9 @@ def build(models: Models) -> None:
             with gr.Row():
                 guidance = gr.Slider(0, 15, value=BASE_DEFAULTS.guidance, step=0.1, label="Guidance scale",
                                      info="1 = no guidance")
-                steps = gr.Slider(1, 100, value=BASE_DEFAULTS.steps, step=1, precision=0, label="Steps (base)")
+                steps = gr.Slider(1, 100, value=start.steps, step=1, precision=0, label="Steps (base)")
             with gr.Row():
-                sampler = gr.Dropdown(list(SAMPLERS), value=BASE_DEFAULTS.sampler, label="Sampler")
+                sampler = gr.Dropdown(list(SAMPLERS), value=start.sampler, label="Sampler")
                 size = gr.Radio(list(SIZES), value=128, label="Final size")
             with gr.Row(equal_height=True):
                 seed, _ = common.seed_input()
@@ -133,6 +134,7 @@ def build(models: Models) -> None:
                                        info="keeps high guidance from saturating the image; static clipping "
                                             "unless the cap below is raised (Imagen's dynamic thresholding)")
             base_model, decoder_steps = common.base_inputs(models, text=True)
+            common.follow_base_defaults(base_model, sampler, steps)
             with gr.Accordion("Advanced: per-stage settings", open=False):
                 gr.Markdown("Guidance applies to the base stage: the super-resolution stages are conditioned "
                             "on the low-resolution image only (as in Cascaded Diffusion Models), so they have "

@@ -27,7 +27,8 @@ print(json.dumps({"code": code, "modules": sorted(names)}))
 """
 HEAVY = ("gradio", "transformers", "diffusers", "open_clip", "torchvision", "timm", "scipy", "torch._dynamo",
          "core.deepfloyd", "core.evaluate", "core.translate", "core.diffae", "core.training",
-         "core.training.loop", "core.evaluation", "core.cli.train", "core.models.clip_model")
+         "core.training.loop", "core.evaluation", "core.cli.train", "core.models.clip_model",
+         "ftfy", "regex")   # the BPE tokenizer needs ftfy and regex only for text beyond plain ASCII
 
 
 def imported(*args) -> tuple[int, set[str]]:

@@ -6,12 +6,12 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from core.cascade import generate, variations
+from core.cascade import base_defaults, default_base, generate, variations
 from core.cli import finite, load_models
 from core.diffusion.samplers import SAMPLERS
 from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings, upscale
-from core.semantic import DECODER_STEPS
+from core.semantic import DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
 
 HELP = {"generate": "text-to-image or class-conditional generation through the cascade",
         "variations": "variations of an image: its semantic code decoded with fresh noise",
@@ -29,8 +29,12 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     g.add_argument("--classifier-scale", type=finite, default=None,
                    help="with --label: classifier guidance instead of classifier-free guidance, with the noise-aware "
                         "classifier (checkpoints/noisy_classifier) at this scale (0 = unconditional samples)")
-    g.add_argument("--steps", type=int, default=BASE_DEFAULTS.steps)
-    g.add_argument("--sampler", choices=list(SAMPLERS), default=BASE_DEFAULTS.sampler)
+    g.add_argument("--steps", type=int, default=None,
+                   help=f"steps of the base (default {BASE_DEFAULTS.steps} for the pixel base, "
+                        f"{PRIOR_DEFAULTS.steps} for the semantic base's prior)")
+    g.add_argument("--sampler", choices=list(SAMPLERS), default=None,
+                   help=f"sampler of the base (default {BASE_DEFAULTS.sampler} for the pixel base, "
+                        f"{PRIOR_DEFAULTS.sampler} for the semantic base's prior)")
     g.add_argument("--eta", type=finite, default=0.0)
     g.add_argument("--no-threshold", action="store_true", help="turn thresholding of x0 off")
     g.add_argument("--threshold-max", type=finite, default=BASE_DEFAULTS.threshold_max,
@@ -47,7 +51,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
                    help="the 32 px base: pixel (the text/class UNet) or semantic (a prior over the DiffAE's "
                         "semantic code, then its decoder); default: semantic when its models are there")
     g.add_argument("--decoder-steps", type=int, default=DECODER_STEPS,
-                   help="semantic base: DDIM steps of the DiffAE decoder")
+                   help=f"semantic base: {DECODER_SAMPLER} steps of the DiffAE decoder (default {DECODER_STEPS})")
     g.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
     g.set_defaults(handler=run_generate, out_kind="folder")
 
@@ -58,8 +62,9 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     v.add_argument("--size", type=int, choices=(32, 64, 128), default=128)
     v.add_argument("--prompt", default=None, help="move the image's semantics towards this prompt (with --mix)")
     v.add_argument("--mix", type=finite, default=0.0, help="0: the image's own code ... 1: the prompt's (default 0)")
-    v.add_argument("--guidance", type=finite, default=BASE_DEFAULTS.guidance, help="the prior's guidance for --prompt")
-    v.add_argument("--decoder-steps", type=int, default=DECODER_STEPS)
+    v.add_argument("--guidance", type=finite, default=PRIOR_DEFAULTS.guidance, help="the prior's guidance for --prompt")
+    v.add_argument("--decoder-steps", type=int, default=DECODER_STEPS,
+                   help=f"{DECODER_SAMPLER} steps of the DiffAE decoder (default {DECODER_STEPS})")
     v.add_argument("--sr-steps", type=int, help=f"steps of each SR stage (default {SR_STAGE_DEFAULTS[0].steps} at "
                                                 f"64 px, {SR_STAGE_DEFAULTS[1].steps} at 128 px)")
     v.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
@@ -83,8 +88,12 @@ def run_generate(args: argparse.Namespace) -> None:
         raise ValueError("--guidance (classifier-free) and --classifier-scale (classifier guidance) are "
                          "alternatives; give one")
     models = load_models(args)
-    guidance = BASE_DEFAULTS.guidance if args.guidance is None else args.guidance
-    base = StageSettings(sampler=args.sampler, steps=args.steps, guidance=guidance, eta=args.eta,
+    # the defaults of the base that will run: the pixel UNet's or the semantic base's prior's
+    base_model = args.base or ("pixel" if args.classifier_scale is not None else default_base(models))
+    defaults = base_defaults(base_model)
+    base = StageSettings(sampler=args.sampler or defaults.sampler,
+                         steps=defaults.steps if args.steps is None else args.steps,
+                         guidance=defaults.guidance if args.guidance is None else args.guidance, eta=args.eta,
                          threshold=None if args.no_threshold else BASE_DEFAULTS.threshold,
                          threshold_max=args.threshold_max)
     sr = tuple(replace(d, steps=d.steps if args.sr_steps is None else args.sr_steps, aug_level=args.sr_noise)

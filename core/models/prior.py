@@ -186,11 +186,12 @@ def check_guidance(guidance) -> float:
 @torch.no_grad()
 def sample_codes(prior: SemanticPrior, cond: dict[str, torch.Tensor], uncond: dict[str, torch.Tensor],
                  seeds: Sequence[int], guidance: float = DEFAULT_GUIDANCE, steps: int = DEFAULT_STEPS,
-                 sampler: str = DEFAULT_SAMPLER, callback=None) -> torch.Tensor:
+                 sampler: str = DEFAULT_SAMPLER, callback=None, spacing: str = "leading") -> torch.Tensor:
     """z_sem [B, dim] (denormalised, ready for the DiffAE decoder) drawn from the prior given
-    `cond`, with classifier-free guidance against `uncond` at scale `guidance` (1: none). The
-    starting noise of sample i comes from its own generator seeded with seeds[i] * 1009 + 7
-    (a stream of its own, apart from the decoder's and the SR stages')."""
+    `cond`, with classifier-free guidance against `uncond` at scale `guidance` (1: none), the
+    steps laid out by `spacing` (`core.samplers.SPACINGS`). The starting noise of sample i comes
+    from its own generator seeded with seeds[i] * 1009 + 7 (a stream of its own, apart from the
+    decoder's and the SR stages')."""
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must name at least one seed")
@@ -202,5 +203,5 @@ def sample_codes(prior: SemanticPrior, cond: dict[str, torch.Tensor], uncond: di
         denoiser = lambda x_t, t: prior.eps(x_t, t, cond)  # noqa: E731
     else:
         denoiser = cfg_denoiser(prior.eps, cond, uncond, guidance)
-    zn = sample(sampler, denoiser, x, prior.schedule, steps, generator=gen, callback=callback, spacing="leading")
+    zn = sample(sampler, denoiser, x, prior.schedule, steps, generator=gen, callback=callback, spacing=spacing)
     return prior.denormalise(zn)
