@@ -219,10 +219,10 @@ def diffusers_figures(args) -> dict:
     diffusers' scheduler loop around its UNet2DConditionModel with the same weights."""
     import torch
 
-    from core.cascade import ModelSet
-    from core.checkpoints import load_model
+    from core.models.modelset import ModelSet
+    from core.models.checkpoints import load_model
     from core.pipeline import BASE_DEFAULTS, sample_stage
-    from core.rng import BatchGenerator
+    from core.diffusion.rng import BatchGenerator
 
     models = ModelSet(args.checkpoints, "cpu")
     ours, encoder = models.get("text_base"), models.text_encoder()
@@ -393,7 +393,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from core.cascade import set_cpu_threads
+    from core.models.modelset import set_cpu_threads
     results = {"prompt": args.prompt, "runs": args.runs, "reps": args.reps, "load_average": os.getloadavg()[0],
                "threads": set_cpu_threads(), "columns": {}}
     settings = [(REPO, base) for base in bases]
