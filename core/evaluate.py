@@ -188,7 +188,7 @@ def _mean(values) -> float:
 
 
 def names_gender(record) -> str | None:
-    """The gender a caption names: man / woman (from the name's words, as core.data labels
+    """The gender a caption names: man / woman (from the name's words, as core.data.emoji labels
     them), person when the name says person / people / adult / child / baby / mx; else None."""
     if record.gender in ("man", "woman"):
         return record.gender
@@ -204,7 +204,7 @@ def names_skin_tone(record) -> str | None:
 
 def caption_of(record) -> str:
     """The caption used for a held-out emoji: the first of ``captions_for`` (fixed)."""
-    from core.data import captions_for
+    from core.data.emoji import captions_for
     return captions_for(record)[0]
 
 
@@ -393,7 +393,8 @@ def _timing_section(models) -> dict:
 
     warm_base = replace(BASE_DEFAULTS, steps=1)
     warm_sr = [replace(s, steps=1) for s in SR_STAGE_DEFAULTS]
-    generate(models, prompt=TIMING_PROMPT, size=128, base=warm_base, sr=warm_sr)  # warm-up
+    # the pixel text base's cascade, whatever the default base (its card reports this time)
+    generate(models, prompt=TIMING_PROMPT, size=128, base=warm_base, sr=warm_sr, base_model="pixel")  # warm-up
     marks: dict[int, float] = {}
 
     def callback(info):
@@ -402,7 +403,7 @@ def _timing_section(models) -> dict:
 
     _sync(models.device)
     t0 = time.perf_counter()
-    generate(models, prompt=TIMING_PROMPT, size=128, callback=callback)
+    generate(models, prompt=TIMING_PROMPT, size=128, callback=callback, base_model="pixel")
     _sync(models.device)
     total = time.perf_counter() - t0
     stages, prev = {}, t0
@@ -448,14 +449,18 @@ def _judge_section(models, judge, embedder, classifiers, data, args, names, log,
     beside, attribute retention of the text bases, and the fixed grids."""
     from core.pipeline import BASE_DEFAULTS
     from core.scorecard import base_sampler, fixed_grid, scorecard, semantic_sampler
+    from core.semantic import DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
 
     settings = _stage_settings(BASE_DEFAULTS, args["steps"])
+    prior_settings = _stage_settings(PRIOR_DEFAULTS, args["steps"])
     out: dict = {"n": args["judge_n"], "guidance": settings.guidance, "steps": settings.steps,
-                 "sampler": settings.sampler}
+                 "sampler": settings.sampler, "prior_steps": prior_settings.steps,
+                 "prior_sampler": prior_settings.sampler, "decoder_steps": DECODER_STEPS,
+                 "decoder_sampler": DECODER_SAMPLER}
     for name in names:
         kind = "text" if name in ("text_base", "semantic_text") else "label"
         if name.startswith("semantic_"):   # the prior over DiffAE's code, then the DiffAE decoder
-            sample = semantic_sampler(models, kind, settings, batch=args["batch"])
+            sample = semantic_sampler(models, kind, prior_settings, DECODER_STEPS, batch=args["batch"])
         else:
             sample = base_sampler(models, kind, settings, batch=args["batch"])
         log(f"  judge: {name}")
@@ -504,10 +509,10 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
     ``clip`` the CLIP folder used for the CLIP metrics (default ``<checkpoints>/clip``);
     ``n_sr`` the images per SR stage (at most ``n``; None: ``n``).
     """
-    from core.cascade import ModelSet
+    from core.models.modelset import ModelSet
     from core.classifiers import load_all
-    from core.clip_model import ClipEmbedder
-    from core.data import load_dataset
+    from core.models.clip_model import ClipEmbedder
+    from core.data.emoji import load_dataset
 
     log = log or (lambda s: None)
     unknown = [m for m in models if m not in MODELS]
@@ -765,9 +770,12 @@ def _judge_report(results: dict) -> list[str]:
     if "judge" not in results:
         return L + [results.get("skipped", {}).get("judge", "judge: not run (no base selected)"), ""]
     j = results["judge"]
-    L += [f"Judge `{j['folder']}`; samples at the bases' defaults ({j['sampler']}, {j['steps']} steps, guidance = "
-          f"{_f(j['guidance'], 1)}), N = {j['n']} per split, seeds from the run's seed. Recognisable = accepted "
-          "as an emoji and of the subgroup asked; vs real = that share over the real renders' share; "
+    semantic = (f"; semantic base: prior {j['prior_sampler']} {j['prior_steps']} steps, decoder "
+                f"{j['decoder_sampler']} {j['decoder_steps']} steps" if "prior_steps" in j else "")
+    L += [f"Judge `{j['folder']}`; samples at the bases' defaults (pixel bases: {j['sampler']}, {j['steps']} steps"
+          f"{semantic}; guidance = {_f(j['guidance'], 1)}), N = {j['n']} per split, seeds from the run's seed. "
+          "Recognisable = accepted as an emoji and of the subgroup asked; vs real = that share over the real "
+          "renders' share; "
           "retrieval@5 = the asked design is among the 5 real emoji nearest in the judge's features (a real "
           "render finds itself: the blurred row is the reference); FD(judge) to all real emoji of the "
           "split's population (compare at equal N). The (old) columns are the old measures on the same "
@@ -801,7 +809,7 @@ def _json_safe(obj):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from core.checkpoints import CheckpointError
+    from core.models.checkpoints import CheckpointError
     from core.classifiers import ClassifierSettings
 
     p = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__.split("\n")[0])

@@ -9,13 +9,14 @@ Salimans 2021, fig. 1: both trade diversity for fidelity).
   s = 0 is the unconditional model.
 
 The same labels and seeds at every setting. `score_samples` is the one place that says how
-samples are measured: recognisability is the fraction of samples that the subgroup classifier of
-`core.classifiers` (the one the quality evaluation `core.evaluate` uses; trained on real emoji,
-independent of the guiding classifier) assigns to the label asked for; diversity is the mean
-pairwise distance between the samples of one label, averaged over the labels: between their
-features in that classifier (its pooled last layer, L2-normalised: what it sees, so two samples
-of the same thing in other colours are close), and, as a second column, between their pixels
-(RMS on the [0, 1] scale, which rises when high scales saturate colours).
+samples are measured: recognisability is the fraction of samples that the judge of the quality
+evaluation (`core.judge`, checkpoints/judge; trained on real emoji, independent of the guiding
+classifier) accepts as an emoji AND names with the subgroup asked for (`core.judge.recognisability`,
+the "recognisable" of `core.scorecard`); diversity is the mean pairwise distance between the
+samples of one label, averaged over the labels: between their features in the subgroup
+classifier of `core.classifiers` (its pooled last layer, L2-normalised: what it sees, so two
+samples of the same thing in other colours are close), and, as a second column, between their
+pixels (RMS on the [0, 1] scale, which rises when high scales saturate colours).
 
 Command line: `python -m core.guidance_comparison [--labels a,b] [--cfg-scales 0,1,3]
 [--classifier-scales 0,5,10] [--seeds 0,1,2,3] --out plot.png [--grid grid.png]` prints the table
@@ -28,15 +29,18 @@ import functools
 import math
 import sys
 import time
+from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from core.mechanics import Comparison, check_seeds, mean_pairwise_distance
+from core.checks import check_seeds
+from core.evaluation.metrics import mean_pairwise_distance
+from core.mechanics import MAX_SEEDS, Comparison
 from core.pipeline import BASE_DEFAULTS, StageSettings, check_classifier_scale, generate_class
-from core.schedules import check_finite
+from core.checks import check_finite
 
 CFG_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
 CLASSIFIER_SCALES = (0.0, 3.0, 10.0, 30.0, 100.0)
@@ -44,35 +48,55 @@ CLASSIFIER_SCALES = (0.0, 3.0, 10.0, 30.0, 100.0)
 LABELS = ("person-role", "family", "country-flag", "person-activity", "person-gesture", "animal-mammal",
           "hand-fingers-open", "transport-ground")
 SEEDS = (0, 1, 2, 3)
+# DDIM steps of the comparison: at 10 leading DDIM steps the class base's samples are blurrier and both
+# guidances look worse than they are (judge recognisability at classifier scale 10: 0.22, against 0.44
+# at 25 steps; unconditional diversity 0.70 against 0.88)
+STEPS = 25
 METHODS = ("classifier-free", "classifier")
 MAX_SAMPLES = 512
 Scorer = Callable[[dict], dict]
 
 
 # ---- how samples are measured ---------------------------------------------------------------------
+@functools.lru_cache(maxsize=4)
+def _judge(folder: str):
+    """The judge in `folder` (core.judge), loaded once per folder; JudgeError (a ValueError) names
+    what is missing."""
+    from core.judge import Judge
+    return Judge.load(folder)
+
+
+def load_judge(models):
+    """The judge of the checkpoints root of `models` (<root>/judge)."""
+    return _judge(str(Path(models.root) / "judge"))
+
+
 @functools.lru_cache(maxsize=1)
-def _judge():
-    """The subgroup classifier of the quality evaluation (cached; trained once, ~3 CPU minutes)."""
+def _classifier():
+    """The subgroup classifier of core.classifiers, whose features diversity is measured in
+    (cached; trained once, ~3 CPU minutes)."""
     from core.classifiers import load_or_train
     return load_or_train("subgroup", log=lambda s: print(s, file=sys.stderr, flush=True))
 
 
-def score_samples(samples: dict[str, Tensor]) -> dict[str, float]:
+def score_samples(samples: dict[str, Tensor], judge) -> dict[str, float]:
     """Recognisability and diversity of samples {label: images [n, 3, r, r] in [-1, 1]}:
-    `recognisability` = the fraction of all samples the subgroup classifier (core.classifiers)
-    assigns to their label; `diversity` = the mean pairwise distance of the samples' L2-normalised
-    features in that classifier, within each label, averaged over the labels (labels with one
-    sample are left out); `diversity_pixels` the same for the RMS pixel distance (on [0, 1])."""
-    judge = _judge()
+    `recognisability` = the fraction of all samples the judge accepts as an emoji and assigns to
+    their label (`core.judge.recognisability`); `diversity` = the mean pairwise distance of the
+    samples' L2-normalised features in the subgroup classifier (core.classifiers), within each
+    label, averaged over the labels (labels with one sample are left out); `diversity_pixels` the
+    same for the RMS pixel distance (on [0, 1])."""
+    from core.judge import recognisability
+    for label in samples:
+        judge.subgroup_index(label)   # ValueError naming a label the judge does not know
+    classifier = _classifier()
     hits, total, spreads, pixel_spreads = 0, 0, [], []
     for label, images in samples.items():
-        if label not in judge.classes:
-            raise ValueError(f"the recognisability classifier does not know class {label!r}")
         images = images.cpu()
-        hits += int((judge.predict(images) == judge.index(label)).sum())
+        hits += int(recognisability(judge, images, [label] * len(images)).sum())
         total += len(images)
         if len(images) > 1:
-            spreads.append(mean_pairwise_distance(judge_features(judge, images)))
+            spreads.append(mean_pairwise_distance(classifier_features(classifier, images)))
             pixel_spreads.append(mean_pairwise_distance(images) / 2 / math.sqrt(images[0].numel()))
 
     def mean(values):
@@ -82,11 +106,11 @@ def score_samples(samples: dict[str, Tensor]) -> dict[str, float]:
 
 
 @torch.no_grad()
-def judge_features(judge, images: Tensor) -> Tensor:
+def classifier_features(classifier, images: Tensor) -> Tensor:
     """The subgroup classifier's pooled last-layer features of images, L2-normalised: [n, d]."""
     from core.classifiers import to_resolution
-    net = judge.model.eval()
-    x = to_resolution(images).to(judge.device)
+    net = classifier.model.eval()
+    x = to_resolution(images).to(classifier.device)
     features = net.head[:2](net.features(x)).float().cpu()   # pooling and flattening, before dropout and the head
     return torch.nn.functional.normalize(features, dim=1)
 
@@ -108,15 +132,16 @@ def _check_cfg(scale) -> float:
 
 def compare_guidance(models, labels: Sequence[str] = LABELS, cfg_scales: Sequence[float] = CFG_SCALES,
                      classifier_scales: Sequence[float] = CLASSIFIER_SCALES, seeds: Sequence[int] = SEEDS,
-                     sampler: str = "ddim", steps: int = BASE_DEFAULTS.steps, thresholding: bool = True,
-                     progress: Optional[Callable[[str], None]] = None, score: Scorer = score_samples) -> Comparison:
+                     sampler: str = "ddim", steps: int = STEPS, thresholding: bool = True,
+                     progress: Optional[Callable[[str], None]] = None, score: Optional[Scorer] = None) -> Comparison:
     """The class base at each CFG scale and each classifier-guidance scale, on the same labels and
     seeds; a row per setting {guidance, scale, recognisability, diversity, seconds_per_image}.
-    The images of a row are the samples of every label, label after label."""
+    The images of a row are the samples of every label, label after label. `score` measures the
+    samples of one setting; by default `score_samples` with the judge of the models' checkpoints."""
     labels = list(labels)
     if not labels:
         raise ValueError("choose at least one class label")
-    seeds = check_seeds(seeds, minimum=2)
+    seeds = check_seeds(seeds, 2, MAX_SEEDS)
     cfg_scales = check_scales(cfg_scales, "classifier-free guidance", _check_cfg)
     classifier_scales = check_scales(classifier_scales, "classifier guidance", check_classifier_scale)
     if len(labels) * len(seeds) * (len(cfg_scales) + len(classifier_scales)) > MAX_SAMPLES:
@@ -127,6 +152,11 @@ def compare_guidance(models, labels: Sequence[str] = LABELS, cfg_scales: Sequenc
     if unknown:
         raise ValueError(f"unknown class {unknown[0]!r}; `python -m core classes` lists them")
     classifier = models.get("noisy_classifier")
+    if score is None:   # the judge first: a missing one is named before minutes of sampling
+        judge = load_judge(models)
+        for label in labels:
+            judge.subgroup_index(label)
+        score = functools.partial(score_samples, judge=judge)
     settings = StageSettings(sampler=sampler, steps=int(steps),
                              threshold=BASE_DEFAULTS.threshold if thresholding else None)
     rows, images = [], []
@@ -152,9 +182,10 @@ def compare_guidance(models, labels: Sequence[str] = LABELS, cfg_scales: Sequenc
     parameters = {"panel": "guidance comparison", "labels": labels, "seeds": seeds, "cfg_scales": cfg_scales,
                   "classifier_scales": classifier_scales, "sampler": sampler, "steps": int(steps),
                   "thresholding": thresholding,
-                  "measures": "recognisability: the share of samples the subgroup classifier of core.classifiers "
-                              "assigns to the label; diversity: mean pairwise distance within a label of its "
-                              "L2-normalised features (diversity_pixels: of the pixels, RMS on [0, 1])"}
+                  "measures": "recognisability: the share of samples the judge (core.judge) accepts as an emoji "
+                              "and assigns to the label; diversity: mean pairwise distance within a label of the "
+                              "L2-normalised features of the subgroup classifier of core.classifiers "
+                              "(diversity_pixels: of the pixels, RMS on [0, 1])"}
     return Comparison(rows, images, parameters)
 
 
@@ -190,8 +221,8 @@ def tradeoff_plot(rows: Sequence[dict], width: int = 640, height: int = 440) -> 
         d.text((px, bottom + 6), f"{x:.3f}", fill=(0, 0, 0), font=font, anchor="mt")
     d.text(((left + right) / 2, height - 8), "diversity: mean pairwise distance of the classifier's features",
            fill=(0, 0, 0), font=font, anchor="md")
-    d.text((8, top - 14), "recognisability: share of samples classified as the label", fill=(0, 0, 0), font=font,
-           anchor="lm")
+    d.text((8, top - 14), "recognisability: share the judge accepts as an emoji of the label", fill=(0, 0, 0),
+           font=font, anchor="lm")
     for k, method in enumerate(METHODS):
         points = [(at(r["diversity"], r["recognisability"]), r["scale"]) for r in rows
                   if r["guidance"] == method and math.isfinite(r["diversity"])]
@@ -208,24 +239,24 @@ def tradeoff_plot(rows: Sequence[dict], width: int = 640, height: int = 440) -> 
 
 # ---- command line --------------------------------------------------------------------------------
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from core.checkpoints import CheckpointError
+    from core.models.checkpoints import CheckpointError
     from core.cli import number_list
     from core.images import save_png
-    from core.mechanics import format_table
+    from core.cli import format_table
     p = argparse.ArgumentParser(prog="python -m core.guidance_comparison", description=__doc__.split("\n\n")[0])
     p.add_argument("--labels", type=lambda v: [x.strip() for x in v.split(",") if x.strip()], default=list(LABELS))
     p.add_argument("--cfg-scales", type=number_list(float), default=list(CFG_SCALES))
     p.add_argument("--classifier-scales", type=number_list(float), default=list(CLASSIFIER_SCALES))
     p.add_argument("--seeds", type=number_list(int), default=list(SEEDS))
     p.add_argument("--sampler", default="ddim")
-    p.add_argument("--steps", type=int, default=BASE_DEFAULTS.steps)
+    p.add_argument("--steps", type=int, default=STEPS)
     p.add_argument("--no-threshold", action="store_true")
     p.add_argument("--out", required=True, help="the plot (PNG)")
     p.add_argument("--grid", help="also the samples: a row per setting (PNG)")
     p.add_argument("--checkpoints", default=None)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     a = p.parse_args(argv)
-    from core.cascade import ModelSet
+    from core.models.modelset import ModelSet
     try:
         result = compare_guidance(ModelSet(a.checkpoints, a.device), a.labels, a.cfg_scales, a.classifier_scales,
                                   a.seeds, a.sampler, a.steps, not a.no_threshold,

@@ -224,7 +224,7 @@ class Judge:
     def reference(self):
         """(data set, L2-normalised features [N, D], design per record) of the retrieval set."""
         if self._reference is None:
-            from core.data import load_dataset
+            from core.data.emoji import load_dataset
             self.set_reference(load_dataset())
         return self._reference
 
@@ -233,14 +233,14 @@ class Judge:
     def save(self, folder: str | Path, card: str) -> Path:
         """config.json + fp16 model.safetensors (without the training-only design head) + README.md,
         written atomically."""
-        from core.checkpoints import save_folder
+        from core.models.checkpoints import save_folder
         config = {**self.info, "kind": "judge", "subgroups": self.subgroups}
         state = {k: v for k, v in self.model.state_dict().items() if not k.startswith("design.")}
         return save_folder(folder, config, state, card)
 
     @classmethod
     def load(cls, folder: str | Path | None = None, device: str | torch.device = "cpu") -> "Judge":
-        from core.checkpoints import CheckpointError, load_state_checked, read_folder
+        from core.models.checkpoints import CheckpointError, load_state_checked, read_folder
         folder = Path(folder) if folder is not None else DEFAULT_FOLDER
         try:
             config, state = read_folder(folder)
@@ -483,7 +483,7 @@ def poor_samples(models, records: Sequence, n: int, seed: int, steps: Sequence[i
     per batch; guidance 3), from random captions of ``records``: what poor samplers (the
     committed text base with 2-3 steps) or early-training models (an early text base at 25
     steps) draw."""
-    from core.data import random_caption
+    from core.data.emoji import random_caption
     from core.pipeline import BASE_DEFAULTS, generate_text
 
     model, encoder = models.get("text_base"), models.text_encoder()
@@ -574,7 +574,7 @@ def train_judge(data=None, settings: JudgeSettings | None = None, bank: torch.Te
     """Train a judge on the real emoji (all, or the training split for the twin); ``bank`` is
     the poor samples and ``early`` the early-training samples among the negatives (None or
     empty: none of that kind)."""
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
 
     settings = settings or JudgeSettings()
     data = data if data is not None else load_dataset()
@@ -817,8 +817,8 @@ def model_card(judge: Judge, twin: dict | None, own: dict) -> str:
 
 
 def _train_cli(args) -> int:
-    from core.cascade import ModelSet
-    from core.data import load_dataset
+    from core.models.modelset import ModelSet
+    from core.data.emoji import load_dataset
 
     data = load_dataset()
     log = lambda s: print(s, flush=True)  # noqa: E731
@@ -903,7 +903,7 @@ def _score_cli(args) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from core.checkpoints import CheckpointError
+    from core.models.checkpoints import CheckpointError
     from core.images import ImageError
 
     p = argparse.ArgumentParser(prog="python -m core.judge", description=__doc__.split("\n")[0])

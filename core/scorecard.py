@@ -204,7 +204,7 @@ def scorecard(sample: Sampler, kind: Kind, judge: Judge, data=None, *, n: int = 
     same data set (it is, by default). ``classifiers`` ({task: Classifier} with "skin_tone" and
     "gender"): a text scorecard also measures attribute retention (``results["attributes"]``,
     pooled over the splits, and each split's ``"attributes"``)."""
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
 
     if kind not in ("text", "label"):
         raise ValueError(f"kind must be 'text' or 'label', got {kind!r}")
@@ -295,7 +295,7 @@ def semantic_sampler(models, kind: Kind, settings=None, decoder_steps: int | Non
     batches: the same images as ``core.cascade.generate(..., base_model="semantic", size=32)``,
     sample by sample (per-seed noise streams), with the prior sampling at ``settings``."""
     from core.pipeline import BASE_DEFAULTS
-    from core.prior import sample_codes
+    from core.models.prior import sample_codes
     from core.semantic import DECODER_STEPS, render
 
     settings = settings or BASE_DEFAULTS
@@ -394,7 +394,7 @@ def fixed_grid(sample: Sampler, kind: Kind, judge: Judge | None, path: str | Pat
     labels, cells = list(asked), []
     if judge is not None:
         if kind == "text":
-            from core.data import load_dataset
+            from core.data.emoji import load_dataset
             data = data if data is not None else load_dataset()
             subgroups = [data.records[data.index_of(GRID_EMOJI.get(a, a))].subgroup for a in asked]
         else:

@@ -1,9 +1,9 @@
 """Tab: how diffusion works, on the project's own models: the forward process, samplers at equal
 cost, a guidance sweep, classifier against classifier-free guidance, a sampling trajectory,
 likelihood in bits per dimension, and h-space editing beside the DiffAE edit. Layout and wiring
-only; the work is in core.mechanics, core.guidance_comparison, core.likelihood and core.hspace.
+only; the work is in core.mechanics, core.guidance_comparison, core.diffusion.likelihood and core.hspace.
 
-Run alone: `python -m demos.how_it_works [app.py flags]`.
+Run alone: `python app.py --tab how_it_works [app.py flags]`.
 """
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ import pandas as pd
 import torch
 
 from core import diffae, guidance_comparison, hspace, mechanics
-from core.images import pil_to_tensor, save_png, tensor_to_pil
-from core.likelihood import METHODS
+from core.diffusion.likelihood import METHODS
+from core.images import grid_image, pil_to_tensor, save_png, tensor_to_pil
 from core.mechanics import Condition
-from core.samplers import SAMPLERS
-from core.text_encoders import fit_prompts
+from core.diffusion.samplers import SAMPLERS
+from core.models.text_encoders import fit_prompts
 from demos.common import Job, Models, RequestFiles, as_int, follow, gpu, image_input, user_errors, wait_for
 
 TITLE = "How it works"
@@ -49,17 +49,12 @@ def _numbers(text: str, what: str, kind=float) -> list:
 
 
 def _seeds(seed, count) -> list[int]:
-    seed, count = as_int(seed, "seed"), as_int(count, "number of samples")
-    if not 1 <= count <= mechanics.MAX_SEEDS:
-        raise ValueError(f"number of samples must be from 1 to {mechanics.MAX_SEEDS}, got {count}")
+    seed, count = as_int(seed, "seed"), as_int(count, "number of samples", 1, mechanics.MAX_SEEDS)
     return [seed + i for i in range(count)]
 
 
 def _steps(steps) -> int:
-    steps = as_int(steps, "steps")
-    if not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"steps must be from 1 to {MAX_STEPS}, got {steps}")
-    return steps
+    return as_int(steps, "steps", 1, MAX_STEPS)
 
 
 def reference_images() -> dict[str, str]:
@@ -126,7 +121,7 @@ def make_fns(models: Models):
             table = pd.DataFrame([{"schedule": s, "t": t, "alpha_bar": round(curves[(s, round(t))]["alpha_bar"], 4),
                                    "log SNR": round(curves[(s, round(t))]["log_snr"], 3)}
                                   for s in ("linear", "cosine") for t in ts], columns=FORWARD_COLUMNS)
-            return files.image(mechanics.grid_image(list(rows))), table
+            return files.image(grid_image(list(rows))), table
 
     @gpu
     def samplers(model: str, prompt: str, label: str | None, sampler_names: list[str], budgets: str, seed: int,
@@ -195,8 +190,9 @@ def make_fns(models: Models):
                          steps: int, progress=gr.Progress()):
         """The class base under classifier-free guidance and under classifier guidance (the noise-aware
         classifier steering the unconditional model), each over a range of scales, on the same seeds:
-        recognisability (the subgroup classifier's share of samples classified as the label) against
-        diversity (mean pairwise distance of the samples' features in that classifier; also in pixels).
+        recognisability (the share of samples the judge, checkpoints/judge, accepts as an emoji of the
+        label) against diversity (mean pairwise distance of the samples' features in the subgroup
+        classifier of the quality evaluation; also in pixels).
 
         Args:
             label: the class.
@@ -205,7 +201,7 @@ def make_fns(models: Models):
             classifier_scales: comma-separated classifier-guidance scales, e.g. "0, 5, 10, 20" (0 = unconditional).
             seed: sample i uses seed + i.
             num_samples: samples per setting (2 or more: diversity compares them).
-            steps: DDIM steps.
+            steps: DDIM steps (25 by default: at 10 the class base's samples are blurrier under both guidances).
         Returns:
             the grid (a line per setting: CFG scales first, then the classifier scales), the plot, the
             table and the parameters.
@@ -326,7 +322,7 @@ def make_fns(models: Models):
             steps = _steps(steps)
             base = models.get(model)
             x = load(image, base.resolution)
-            diffae_strength = diffae._check_strength(diffae_strength)
+            diffae_strength = diffae.check_strength(diffae_strength)
             progress(None, desc="inverting and editing, then the DiffAE edit")
 
             def both():
@@ -456,10 +452,11 @@ def build(models: Models) -> None:
                     "**Classifier guidance** (Dhariwal & Nichol 2021) runs the model unconditionally and adds the "
                     "gradient of log p(label | x_t) from a separate small classifier trained on noisy images "
                     "(`noisy_classifier`). Both trade diversity for fidelity as the scale grows. Recognisability: "
-                    "the share of samples the quality evaluation's subgroup classifier (trained on real emoji, not the "
-                    "guiding one) assigns to the label; diversity: mean pairwise distance between the samples as that "
-                    "classifier sees them (its normalised features; the table also has the pixel distance). The first "
-                    "run may train that classifier (a few CPU minutes, once).")
+                    "the share of samples the quality evaluation's judge (`checkpoints/judge`, trained on real emoji, "
+                    "not the guiding classifier) accepts as an emoji and assigns to the label; diversity: mean "
+                    "pairwise distance between the samples as the evaluation's subgroup classifier sees them (its "
+                    "normalised features; the table also has the pixel distance). The first run may train that "
+                    "classifier (a few CPU minutes, once).")
         with gr.Row(equal_height=True):
             c_cfg = gr.Textbox(", ".join(f"{s:g}" for s in guidance_comparison.CFG_SCALES),
                                label="Classifier-free guidance scales",
@@ -468,7 +465,7 @@ def build(models: Models) -> None:
                                label="Classifier-guidance scales", info="0 = unconditional")
             c_seed, _ = common.seed_input()
             c_num = gr.Slider(2, 8, value=len(guidance_comparison.SEEDS), step=1, precision=0, label="Samples")
-            c_steps = gr.Slider(1, MAX_STEPS, value=mechanics.GUIDANCE_STEPS, step=1, precision=0, label="Steps")
+            c_steps = gr.Slider(1, MAX_STEPS, value=guidance_comparison.STEPS, step=1, precision=0, label="Steps")
         c_button = gr.Button("Compare", variant="primary")
         with gr.Row():
             c_plot = gr.ScatterPlot(x="diversity", y="recognisability", color="guidance", tooltip="all",
@@ -556,9 +553,3 @@ def build(models: Models) -> None:
                       inputs=[h_image, h_model, h_attribute, h_strength, h_steps, h_interval, h_diffae],
                       outputs=[h_input, h_recon, h_edit, h_diffae_out, h_note, h_params], api_name="hspace_edit")
 
-
-if __name__ == "__main__":
-    import sys
-
-    from app import main
-    sys.exit(main(tab_modules=[sys.modules[__name__]]))

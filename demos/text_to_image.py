@@ -1,7 +1,7 @@
 """Tab: text to image through the cascade (base 32 -> SR 64 -> SR 128); the 32 px base is the
 semantic one (prior over DiffAE's code -> DiffAE decoder) or the pixel UNet.
 
-Run alone: `python -m demos.text_to_image [app.py flags]`.
+Run alone: `python app.py --tab text_to_image [app.py flags]`.
 """
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ from demos import common  # first: imports `spaces` before torch on a ZeroGPU Sp
 
 import gradio as gr
 
-from core.cascade import SIZES, generate
+from core.cascade import SIZES, generate, sr_names
 from core.images import tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings
-from core.samplers import SAMPLERS
+from core.diffusion.samplers import SAMPLERS
 from core.semantic import DECODER_STEPS
 from demos import deepfloyd_if
-from demos.common import (Job, Models, RequestFiles, StageProgress, as_int, follow, gpu, preview, sr_stages,
-                          user_errors)
+from demos.common import Models, RequestFiles, as_int, gpu, preview, stream, user_errors
 
 TITLE = "Text to image"
 STAGE_LABELS = {32: "32×32 base", 64: "64×64 SR", 128: "128×128 SR"}
@@ -57,7 +56,7 @@ def make_fn(models: Models):
             base_model: None (the default: semantic when its models loaded, else pixel), "semantic" (a diffusion prior picks DiffAE's semantic code for the prompt,
                 the DiffAE decoder draws it; guidance, sampler and steps are the prior's) or "pixel"
                 (the text-conditioned UNet).
-            decoder_steps: DDIM steps of the DiffAE decoder (semantic base).
+            decoder_steps: steps of the DiffAE decoder (DPM-Solver++; semantic base).
         Returns:
             the first image at 32, 64 and 128 (None past `size`), the final PNGs (with their
             parameters) and the parameters.
@@ -66,7 +65,7 @@ def make_fn(models: Models):
             size, seed, num = as_int(size, "size"), as_int(seed, "seed"), as_int(num_images, "number of images")
             decoder_steps = as_int(decoder_steps, "decoder steps")
             base_model = base_model or models.default_base(text=True)
-            models.require([*models.base_needs(base_model, text=True), *sr_stages(size)])
+            models.require([*models.base_needs(base_model, text=True), *sr_names(size)])
             base = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=float(guidance),
                                  eta=float(eta) if sampler == "ddim" else 0.0,
                                  threshold=float(threshold) if dynamic_thresholding else None,
@@ -75,18 +74,15 @@ def make_fn(models: Models):
                                      threshold=d.threshold, aug_level=as_int(n, "SR noise level"))
                        for d, s, n in zip(SR_STAGE_DEFAULTS, (sr64_steps, sr128_steps), (sr64_noise, sr128_noise)))
             files = RequestFiles()
-            job = Job(lambda callback: generate(models.set, prompt=prompt or "", negative_prompt=negative_prompt or "",
-                                                num=num, seed=seed, size=size, base=base, sr=sr, callback=callback,
-                                                base_model=base_model, decoder_steps=decoder_steps))
             base_steps = decoder_steps if base_model == "semantic" else base.steps   # the decoder reports progress
             steps_per_stage = {32: base_steps, 64: sr[0].steps, 128: sr[1].steps}
-            bar = StageProgress(progress, {r: n for r, n in steps_per_stage.items() if r <= size}, STAGE_LABELS)
-
-            def on_step(info):  # the stage being sampled gets its x0 preview
-                if bar.update(info):
-                    return {list(STAGE_LABELS).index(info["stage"]): files.image(preview(info["x0"]))}
-
-            result = yield from follow(job, 5, on_step)
+            result = yield from stream(
+                lambda callback: generate(models.set, prompt=prompt or "", negative_prompt=negative_prompt or "",
+                                          num=num, seed=seed, size=size, base=base, sr=sr, callback=callback,
+                                          base_model=base_model, decoder_steps=decoder_steps),
+                5, progress, STAGE_LABELS,   # the stage being sampled gets its x0 preview
+                lambda info: {list(STAGE_LABELS).index(info["stage"]): files.image(preview(info["x0"]))},
+                {r: n for r, n in steps_per_stage.items() if r <= size})
             common.show_note(result.parameters.get("note"))
             images = tensor_to_pil(result.final)
             seeds = result.parameters["seeds"]
@@ -101,6 +97,7 @@ def make_fn(models: Models):
 
 def build(models: Models) -> None:
     """The tab's layout and wiring (inside the caller's gr.Tab)."""
+    start = common.base_sampling(models, text=True)   # the sampler and steps of the base the tab starts with
     encoder = models.text_encoder_name()
     missing_base = (models.unavailable(["text_base", encoder])
                     and models.unavailable(models.base_needs("semantic", text=True)))
@@ -126,9 +123,9 @@ def build(models: Models) -> None:
             with gr.Row():
                 guidance = gr.Slider(0, 15, value=BASE_DEFAULTS.guidance, step=0.1, label="Guidance scale",
                                      info="1 = no guidance")
-                steps = gr.Slider(1, 100, value=BASE_DEFAULTS.steps, step=1, precision=0, label="Steps (base)")
+                steps = gr.Slider(1, 100, value=start.steps, step=1, precision=0, label="Steps (base)")
             with gr.Row():
-                sampler = gr.Dropdown(list(SAMPLERS), value=BASE_DEFAULTS.sampler, label="Sampler")
+                sampler = gr.Dropdown(list(SAMPLERS), value=start.sampler, label="Sampler")
                 size = gr.Radio(list(SIZES), value=128, label="Final size")
             with gr.Row(equal_height=True):
                 seed, _ = common.seed_input()
@@ -137,6 +134,7 @@ def build(models: Models) -> None:
                                        info="keeps high guidance from saturating the image; static clipping "
                                             "unless the cap below is raised (Imagen's dynamic thresholding)")
             base_model, decoder_steps = common.base_inputs(models, text=True)
+            common.follow_base_defaults(base_model, sampler, steps)
             with gr.Accordion("Advanced: per-stage settings", open=False):
                 gr.Markdown("Guidance applies to the base stage: the super-resolution stages are conditioned "
                             "on the low-resolution image only (as in Cascaded Diffusion Models), so they have "
@@ -181,9 +179,3 @@ def build(models: Models) -> None:
     if models.deepfloyd is not None:
         deepfloyd_if.wire(models, if_button, [prompt, negative, seed, num], if_settings, if_images, gallery, parameters)
 
-
-if __name__ == "__main__":
-    import sys
-
-    from app import main
-    sys.exit(main(tab_modules=[sys.modules[__name__]]))

@@ -88,8 +88,8 @@ def make_sets(models, data, n: int, seed: int, log) -> dict[str, tuple[torch.Ten
 
 
 def check(judge_dir, checkpoints, n: int, out: Path, seed: int, blind_n: int = 24, log=print) -> dict:
-    from core.cascade import ModelSet
-    from core.data import load_dataset
+    from core.models.modelset import ModelSet
+    from core.data.emoji import load_dataset
 
     data = load_dataset()
     judge = Judge.load(judge_dir).set_reference(data)

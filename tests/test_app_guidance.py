@@ -1,13 +1,16 @@
 """Classifier guidance in the app, through gradio_client: the Class-conditional tab's choice of
 guidance and the How it works panel that compares both guidances. The app runs on the tiny
-checkpoints (with a tiny noise-aware classifier) and a stand-in recognisability classifier (an
-untrained one in the classifier cache: the real one trains for minutes)."""
+checkpoints (with a tiny noise-aware classifier), plus an untrained tiny judge for recognisability
+and a stand-in for the subgroup classifier that diversity is measured in (an untrained one in the
+classifier cache: the real one trains for minutes)."""
 from __future__ import annotations
 
+import shutil
 from dataclasses import asdict
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from core.images import read_parameters
@@ -18,15 +21,22 @@ from tests.test_app import AppServer, good_request, make_client, rgb_png
 def server(tiny_checkpoints, tmp_path_factory):
     from core.classifiers import (FORMAT_VERSION, Classifier, ClassifierSettings, SmallCNN, data_fingerprint,
                                   task_classes)
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
+    from core.judge import Judge, JudgeNet
+    from tests.tiny import CLASSES
     tmp = tmp_path_factory.mktemp("app-guidance")
+    checkpoints = tmp / "checkpoints"   # the tiny checkpoints and a judge that knows their classes
+    shutil.copytree(tiny_checkpoints, checkpoints)
+    torch.manual_seed(0)
+    Judge(JudgeNet(len(CLASSES), 0, width=8), CLASSES, {"width": 8, "threshold": 0.5}).save(
+        checkpoints / "judge", "# tiny untrained judge\n")
     data = load_dataset()
     classes = task_classes("subgroup", data)
     settings = ClassifierSettings()
     info = {"format_version": FORMAT_VERSION, "task": "subgroup", "settings": asdict(settings),
             "data_fingerprint": data_fingerprint(data)}
     Classifier(SmallCNN(len(classes), settings.width), classes, info).save(tmp / "classifiers" / "subgroup")
-    app = AppServer(["--checkpoints", tiny_checkpoints], tmp / "app.log",
+    app = AppServer(["--checkpoints", checkpoints], tmp / "app.log",
                     env={"GRADIO_TEMP_DIR": str(tmp / "gradio"), "DIFFUSION_HUB_CLASSIFIERS": str(tmp / "classifiers")})
     yield app
     app.stop()

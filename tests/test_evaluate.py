@@ -110,7 +110,7 @@ def test_ssim_needs_a_big_enough_image():
 
 @pytest.fixture(scope="module")
 def data():
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
     return load_dataset()
 
 
@@ -164,7 +164,7 @@ def cli_run(tiny_checkpoints, tmp_path_factory, data):
 @pytest.fixture
 def shared_data(data, monkeypatch):
     """The CLI loads the data set itself; hand it the module's copy (with its resized images)."""
-    monkeypatch.setattr("core.data.load_dataset", lambda *a, **k: data)
+    monkeypatch.setattr("core.data.emoji.load_dataset", lambda *a, **k: data)
     return data
 
 

@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-from core.checkpoints import DEFAULT_CHECKPOINTS
-from core.data import EmojiRecord
+from core.models.checkpoints import DEFAULT_CHECKPOINTS
+from core.data.emoji import EmojiRecord
 from core.judge import (NEGATIVE_KINDS, SAMPLED_KINDS, Judge, JudgeError, JudgeSettings, degrade, design_of,
                         feature_fd, gaussian_blur, geometric, main, recognisability, retrieval, round_trip,
                         train_judge)
@@ -44,7 +44,7 @@ def test_design_of(name, group, design):
 
 @pytest.fixture(scope="module")
 def data():
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
     return load_dataset()
 
 
@@ -296,7 +296,8 @@ def test_labelled_grid_and_fixed_grid(tmp_path, data, tiny_judge):
 
 
 def test_base_sampler_matches_the_cascade(tiny_checkpoints):
-    from core.cascade import ModelSet, generate
+    from core.cascade import generate
+    from core.models.modelset import ModelSet
     from core.pipeline import StageSettings
     models = ModelSet(tiny_checkpoints, "cpu")
     fast = StageSettings(steps=2)
