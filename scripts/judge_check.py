@@ -12,8 +12,10 @@ every generated set):
   emoji it may not have been trained on, when it is the held-out twin);
 - ``real_heldout_16px``: the same, blurred through 16 px;
 - ``decodes``: DiffAE decodes of ``n`` held-out emoji: their semantic code, fresh noise,
-  25 DDIM steps (what the semantic base draws when its prior picks an emoji's own code);
-- ``semantic``: the semantic base (prior, then the DiffAE decoder) on the asked emoji's names;
+  50 DDIM steps, ``core.diffae.decode``'s default (what the semantic base draws when its prior
+  picks an emoji's own code);
+- ``semantic``: the semantic base (prior, then the DiffAE decoder, at their defaults) on the asked
+  emoji's names;
 - ``text_10`` / ``text_25``: the pixel text base on the same names, 10 DPM-Solver++ steps
   (today's default) and 25 DDIM steps (the default before);
 - ``class_10`` / ``class_25``: the pixel class base on the asked emoji's subgroups, likewise.
@@ -55,6 +57,7 @@ def make_sets(models, data, n: int, seed: int, log) -> dict[str, tuple[torch.Ten
     from core import diffae
     from core.pipeline import BASE_DEFAULTS, generate_class, generate_text
     from core.scorecard import semantic_sampler
+    from core.semantic import DECODER_STEPS, PRIOR_DEFAULTS
 
     gen = torch.Generator().manual_seed(seed)
     heldout = data.indices("heldout")
@@ -78,7 +81,7 @@ def make_sets(models, data, n: int, seed: int, log) -> dict[str, tuple[torch.Ten
     labels = [data.records[i].subgroup for i in asked]
     seeds = [seed + j for j in range(len(asked))]
     log("semantic")
-    sets["semantic"] = (semantic_sampler(models, "text")(prompts, seeds), prompts)
+    sets["semantic"] = (semantic_sampler(models, "text", PRIOR_DEFAULTS, DECODER_STEPS)(prompts, seeds), prompts)
     text, enc, cls = models.get("text_base"), models.text_encoder(), models.get("class_base")
     for steps, settings in ((10, BASE_DEFAULTS), (25, replace(BASE_DEFAULTS, sampler="ddim", steps=25))):
         log(f"pixel bases, {steps} steps ({settings.sampler})")
