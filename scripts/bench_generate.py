@@ -65,7 +65,8 @@ def _env(checkout: Path) -> dict:
 
 def has_base_option(checkout: Path) -> bool:
     """Whether the checkout's command line knows --base (the code before the semantic base did not)."""
-    return '"--base"' in (checkout / "core" / "__main__.py").read_text()
+    sources = [checkout / "core" / "__main__.py", *sorted((checkout / "core" / "cli").glob("*.py"))]
+    return any('"--base"' in f.read_text() for f in sources if f.is_file())
 
 
 def generate_command(checkout: Path, args, base: str | None, seed: int, out: Path) -> list[str]:

@@ -24,7 +24,7 @@ TRICKY = ["&amp; &lt;3 &#x1F600;", "a\ttab\nnewline\r\nthing", "<start_of_text>h
 
 
 def test_tokenizer_is_open_clips():
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
     ours, theirs = bpe_tokenizer(), SimpleTokenizer()
     assert "open_clip" not in type(ours).__module__
     assert ours.encoder == theirs.encoder and ours.vocab_size == theirs.vocab_size
