@@ -78,6 +78,7 @@ import torch
 import torch.nn.functional as F
 
 from core.cli import finite, number_list
+from core.evaluation.metrics import _pair, psnr
 
 MODELS = ("text_base", "class_base", "sr64", "sr128", "prior")   # prior: the semantic base (judge only)
 DEFAULT_N = 64
@@ -121,13 +122,6 @@ def frechet_distance(x, y, eps: float = 1e-6) -> float:
     return max(fd, 0.0)
 
 
-def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """[B] PSNR in dB of images [B, C, H, W] (or [C, H, W]); inf where they are identical."""
-    x, y = _pair(x, y)
-    mse = (x - y).pow(2).flatten(1).mean(1)
-    return 10.0 * torch.log10(data_range ** 2 / mse)  # mse 0 -> inf
-
-
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """The normalised 1-D Gaussian of SSIM (float64)."""
     r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
@@ -162,16 +156,6 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window: int 
     num = (2 * mu_x * mu_y + c1) * (2 * s_xy + c2)
     den = (mu_x ** 2 + mu_y ** 2 + c1) * (s_xx + s_yy + c2)
     return (num / den).flatten(1).mean(1)
-
-
-def _pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = torch.as_tensor(x), torch.as_tensor(y)
-    if x.ndim == 3:
-        x, y = x[None], y[None]
-    if x.shape != y.shape or x.ndim != 4:
-        raise ValueError(f"need two image batches [B, C, H, W] of one shape, got {tuple(x.shape)} "
-                         f"and {tuple(y.shape)}")
-    return x.double(), y.double().to(x.device)
 
 
 def _unit(images: torch.Tensor) -> torch.Tensor:
