@@ -1,8 +1,11 @@
 """The diffusion demo hub: `python app.py [--checkpoints DIR_OR_REPO] [--device auto|cpu|cuda] ...`.
 
 Loads every model once at start-up (shared read-only by all requests), builds one tab per
-module of demos/, and serves them through a bounded queue with one job at a time per device
-(configurable). `python app.py --help` lists the flags.
+module of demos/ (`--tab NAME` for some of them only), and serves them through a bounded queue
+with one job at a time per device (configurable). `python app.py --help` lists the flags.
+
+gradio and torch take seconds to import: they are imported once the flags are read and the port
+is known to be free, so `--help` and a taken `--port` answer at once.
 """
 from __future__ import annotations
 
@@ -13,26 +16,26 @@ import socket
 import sys
 import time
 
+from core.models.checkpoints import CheckpointError   # no torch: `spaces` (ZeroGPU) must come before it
 
-def tabs():
-    """The tabs, in order: each is a module of demos/ with TITLE and build(models). One line per tab."""
-    from demos import (attribute_editing, class_conditional, how_it_works, image_to_image, super_resolution,
-                       text_to_image)
-    return [
-        text_to_image,
-        class_conditional,
-        super_resolution,
-        image_to_image,
-        attribute_editing,
-        how_it_works,
-    ]
+
+TABS = ("text_to_image", "class_conditional", "super_resolution", "image_to_image", "attribute_editing", "how_it_works")
+
+
+def tabs(names=TABS):
+    """The tabs `names` (default: all, in order): each is a module of demos/ with TITLE and build(models)."""
+    from demos import (attribute_editing, class_conditional, how_it_works,  # deferred: gradio, torch
+                       image_to_image, super_resolution, text_to_image)
+    modules = {m.__name__.rsplit(".", 1)[1]: m for m in (text_to_image, class_conditional, super_resolution,
+                                                         image_to_image, attribute_editing, how_it_works)}
+    return [modules[name] for name in names]
 
 
 def build_app(models, tab_modules=None):
     """The gr.Blocks of the hub (not launched) for a demos.common.Models."""
     import gradio as gr
 
-    from demos import common
+    from demos import common  # deferred: gradio, torch
     tab_modules = tab_modules if tab_modules is not None else tabs()
     with gr.Blocks(title="Diffusion demo hub", analytics_enabled=False, delete_cache=(1800, 3600)) as demo:
         gr.Markdown("# Diffusion demo hub\nDenoising diffusion on small models trained on the Noto Color Emoji "
@@ -55,6 +58,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--checkpoints", default=os.environ.get("DIFFUSION_HUB_CHECKPOINTS"),
                    help="checkpoints folder or Hub repo id (default: $DIFFUSION_HUB_CHECKPOINTS or ./checkpoints)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--tab", action="append", choices=TABS, metavar="NAME",
+                   help=f"serve this tab only (repeat for more; default: all): {', '.join(TABS)}")
     p.add_argument("--share", action="store_true", default=_env_flag("GRADIO_SHARE"),
                    help="also open a public gradio.live link (needs --auth, or --share-without-auth)")
     p.add_argument("--auth", default=os.environ.get("DIFFUSION_HUB_AUTH"), metavar="USER:PASS",
@@ -173,9 +178,9 @@ class LoginBackoff:
 def start(args: argparse.Namespace, tab_modules=None):
     """Load the models, build the app and start serving it (without blocking); returns the
     launched gr.Blocks. Raises CheckpointError / ValueError for unusable checkpoints or device."""
-    from demos import common  # imports `spaces` (ZeroGPU) before torch
-    from core.cascade import set_cpu_threads
-    from core.deepfloyd import IF_STAGE_I, IF_STAGE_II, DeepFloydSet
+    from demos import common  # deferred: gradio, torch (imports `spaces`, ZeroGPU, before torch)
+    from core.deepfloyd import IF_STAGE_I, IF_STAGE_II, DeepFloydSet  # deferred: torch
+    from core.models.modelset import set_cpu_threads  # deferred: torch
     set_cpu_threads()  # the cores left idle by other jobs (unless OMP_NUM_THREADS says)
     locations = args.deepfloyd or f"{IF_STAGE_I},{IF_STAGE_II}"
     deepfloyd = None if locations.strip().lower() == "none" else DeepFloydSet(
@@ -189,7 +194,7 @@ def start(args: argparse.Namespace, tab_modules=None):
         print(f"* {deepfloyd.label}: " + (f"available ({deepfloyd.reason})" if deepfloyd.available
                                           else f"unavailable: {deepfloyd.reason}"), flush=True)
     concurrency = args.concurrency or (1 if models.device.type == "cpu" else 2)
-    demo = build_app(models, tab_modules)
+    demo = build_app(models, tab_modules if tab_modules is not None else tabs(args.tab or TABS))
     demo.queue(default_concurrency_limit=concurrency, max_size=args.max_queue)
     from starlette.middleware import Middleware
     demo.launch(server_name=args.host, server_port=args.port, auth=args.auth, share=False,
@@ -206,8 +211,7 @@ def main(argv=None, tab_modules=None) -> int:
     except OSError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    from demos import common  # noqa: F401 - first: imports `spaces` (ZeroGPU) before torch
-    from core.checkpoints import CheckpointError
+    from demos import common  # deferred: gradio, torch; `spaces` (ZeroGPU) first  # noqa: F401
     try:
         demo = start(args, tab_modules)
     except (CheckpointError, ValueError, OSError) as e:  # OSError: e.g. the port is taken

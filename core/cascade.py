@@ -1,110 +1,24 @@
-"""The set of trained models (loaded once, read-only) and the cascade base -> SR 64 -> SR 128."""
+"""The cascade: a 32 px base (semantic or pixel) -> SR 64 -> SR 128 on the models of a ModelSet,
+the SR stages alone (`upscale_chain`, `super_resolve`), and image variations through them."""
 from __future__ import annotations
 
-import os
-import threading
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Literal, Sequence, get_args
 
 import torch
 
-from core.checkpoints import CheckpointError, load_model, resolve_checkpoints
-from core.pipeline import (BASE_DEFAULTS, SR_STAGE_DEFAULTS, Callback, StageSettings, check_classifier_scale,
-                           generate_class, generate_text, upscale)
+from core.checks import check_int
+from core.models.modelset import ModelSet
+from core.models.networks import DiffusionModel
+from core.models.text_encoders import fit_prompts
+from core.pipeline import (BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, Callback, StageSettings,
+                           check_classifier_scale, generate_class, generate_text, upscale)
 from core.semantic import DECODER_STEPS, PRIOR_DEFAULTS, generate_semantic
 from core.semantic import variations as semantic_variations
 
 Size = Literal[32, 64, 128]
 SIZES = (32, 64, 128)
 SR_STAGES = {64: "sr64", 128: "sr128"}
-
-
-def free_cores() -> int:
-    """How many CPU threads sampling should use: the cores this process may run on that the load
-    average says are idle, at least 1. On a machine shared with training jobs, threads beyond the
-    idle cores wait on each other: measured here with 2 cores and another job on each, one 64 px
-    SR forward took 0.12-0.14 s on 1 thread and 0.6-1.0 s on 2."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    try:
-        busy = os.getloadavg()[0]
-    except OSError:  # no load average on this platform
-        busy = 0.0
-    return max(1, min(cores, round(cores - busy)))
-
-
-def set_cpu_threads(threads: int | None = None) -> int:
-    """Set torch's CPU threads to `threads`, or to `free_cores()` unless OMP_NUM_THREADS names a
-    count already; returns the count in use."""
-    if threads is None and os.environ.get("OMP_NUM_THREADS"):
-        return torch.get_num_threads()
-    torch.set_num_threads(threads or free_cores())
-    return torch.get_num_threads()
-
-
-def pick_device(device: str = "auto") -> torch.device:
-    if device not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda; got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device cuda was asked for, but no CUDA GPU is available")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-class ModelSet:
-    """The models under one checkpoints root (a folder or Hub repo id), each loaded on first
-    use and then shared read-only: nothing is mutated per request."""
-
-    def __init__(self, checkpoints: str | os.PathLike | None = None, device: str = "auto"):
-        self.root = resolve_checkpoints(checkpoints)
-        self.device = pick_device(device)
-        self._models: dict[str, object] = {}
-        self._lock = threading.Lock()
-
-    def available(self) -> list[str]:
-        return sorted(p.name for p in Path(self.root).iterdir() if (p / "config.json").is_file())
-
-    def get(self, name: str):
-        with self._lock:
-            if name not in self._models:
-                folder = Path(self.root) / name
-                if not folder.is_dir():
-                    raise CheckpointError(f"model {name!r} is not available: {folder} is missing")
-                if name == "clip":
-                    from core.text_encoders import ClipTextEncoder
-                    self._models[name] = ClipTextEncoder.from_folder(folder).to(self.device)
-                elif name == "noisy_classifier":
-                    from core.noisy_classifier import load_noisy_classifier
-                    self._models[name] = load_noisy_classifier(folder, self.device)
-                else:
-                    model = load_model(folder, self.device)
-                    if self.device.type == "cpu":  # oneDNN's NHWC convolutions: 6-13% less CPU time per UNet call
-                        model.to(memory_format=torch.channels_last)
-                    self._models[name] = model
-            return self._models[name]
-
-    def load_all(self) -> None:
-        for name in self.available():
-            self.get(name)
-
-    def clip_embedder(self):
-        """The project's CLIP with its image tower (`core.clip_model.ClipEmbedder`, open_clip), for
-        CLIP scores and FD_CLIP; loaded once. The text encoder of `get("clip")` has no image tower."""
-        with self._lock:
-            if "clip embedder" not in self._models:
-                from core.clip_model import ClipEmbedder
-                self._models["clip embedder"] = ClipEmbedder.from_folder(Path(self.root) / "clip", self.device)
-            return self._models["clip embedder"]
-
-    def text_encoder(self):
-        name = self.get("text_base").config.text_encoder or "clip"
-        return self.get(name)
-
-    def classes(self) -> list[str]:
-        """The class base's labels, from its config alone (the model is not loaded for this)."""
-        from core.names import class_names
-        return class_names(self.root)
 
 
 @dataclass
@@ -143,24 +57,59 @@ def _staged(callback: Callback | None, resolution: int):
     return lambda info: callback({**info, "stage": resolution})
 
 
-def upscale_chain(models: ModelSet, x: torch.Tensor, seeds: Sequence[int], size: int,
-                  sr: Sequence[StageSettings] = SR_STAGE_DEFAULTS,
+def sr_names(size: int, start: int = 32) -> list[str]:
+    """The SR stages that take `start` px images up to `size` px, in order."""
+    return [name for resolution, name in SR_STAGES.items() if start < resolution <= size]
+
+
+def sr_models(models: ModelSet, size: int, start: int = 32) -> list[DiffusionModel]:
+    """The SR models that take `start` px images up to `size` px, in order."""
+    return [models.get(name) for name in sr_names(size, start)]
+
+
+def upscale_chain(sr_models: Sequence[DiffusionModel], x: torch.Tensor, seeds: Sequence[int],
+                  sr: Sequence[StageSettings] | None = None,
                   callback: Callback | None = None) -> dict[int, torch.Tensor]:
-    """32 px images through SR 64 and SR 128, stopping at `size`; {resolution: images}."""
-    stages = {32: x}
-    for i, (resolution, name) in enumerate(SR_STAGES.items()):
-        if resolution > size:
-            break
-        x = upscale(models.get(name), x, seeds, sr[i], callback=_staged(callback, resolution), stage=i + 1)
-        stages[resolution] = x
+    """Images x [B, 3, r, r] through each SR model in turn, each with its settings (default: the
+    cascade's, SR_STAGE_DEFAULTS, at its resolution) and as stage i + 1 of the chain (its own noise
+    streams); {resolution: images}, the input's included. `callback` gets every stage's progress
+    with its resolution as "stage"."""
+    if sr is None:
+        sr = [SR_STAGE_DEFAULTS[list(SR_STAGES).index(model.resolution)] for model in sr_models]
+    if len(sr) < len(sr_models):
+        raise ValueError(f"got {len(sr)} SR settings for {len(sr_models)} SR stages")
+    stages = {x.shape[-1]: x}
+    for i, (model, settings) in enumerate(zip(sr_models, sr)):
+        x = upscale(model, x, seeds, settings, callback=_staged(callback, model.resolution), stage=i + 1)
+        stages[model.resolution] = x
     return stages
+
+
+def upscale_stages(factor: int, size: int) -> list[str]:
+    """The SR stages of a `factor`x upscale to `size` px: 2x is the stage into `size`, 4x both
+    (32 -> 64 -> 128)."""
+    if factor not in (2, 4):
+        raise ValueError(f"factor must be 2 or 4, got {factor!r}")
+    if size not in SR_STAGES:
+        raise ValueError(f"output size must be 64 or 128, got {size!r}")
+    if factor == 4 and size != 128:
+        raise ValueError("4x needs output size 128: the cascade starts at 32, so 4x is 32 → 128")
+    return sr_names(size, size // factor)
+
+
+def super_resolve(models: ModelSet, low: torch.Tensor, factor: int, seeds: Sequence[int],
+                  settings: StageSettings = SR_DEFAULTS, callback: Callback | None = None) -> torch.Tensor:
+    """A `factor`x diffusion upscale of low-res images [B, 3, r, r] (r = 32 or 64), every stage
+    with `settings`."""
+    names = upscale_stages(factor, low.shape[-1] * factor)
+    models_ = [models.get(name) for name in names]
+    return upscale_chain(models_, low, seeds, [settings] * len(models_), callback)[low.shape[-1] * factor]
 
 
 def _check_common(num: int, size: int, sr: Sequence[StageSettings]) -> None:
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")
-    if isinstance(num, bool) or not isinstance(num, int) or not 1 <= num <= 16:
-        raise ValueError(f"num must be between 1 and 16, got {num!r}")
+    check_int("num", num, 1, 16)
     if len(sr) != 2:
         raise ValueError("sr needs the settings of both SR stages (64 and 128)")
 
@@ -199,7 +148,6 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
     seeds = [seed + i for i in range(num)]
     note = None
     if prompt is not None:   # the text encoder reads a bounded context: use (and store) what it reads
-        from core.text_encoders import fit_prompts
         encoder = (models.get(models.get("prior").config.text_encoder) if base_model == "semantic"
                    else models.text_encoder())
         prompt, negative_prompt, note = fit_prompts(encoder, prompt, negative_prompt)
@@ -216,7 +164,7 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         classifier = models.get("noisy_classifier") if classifier_scale is not None else None
         x = generate_class(models.get("class_base"), [label], seeds, base, callback=_staged(callback, 32),
                            classifier=classifier, classifier_scale=classifier_scale)
-    stages = upscale_chain(models, x, seeds, size, sr, callback)
+    stages = upscale_chain(sr_models(models, size), x, seeds, sr, callback)
     parameters = {"prompt": prompt, "negative_prompt": negative_prompt, "label": label, "seeds": seeds,
                   "size": size, "base_model": base_model, "base": vars(base), "sr": [vars(s) for s in sr[: len(stages) - 1]]}
     if base_model == "semantic":
@@ -250,11 +198,10 @@ def variations(models: ModelSet, image: torch.Tensor, *, num: int = 4, seed: int
     text_encoder = models.get(prior.config.text_encoder) if guided else None
     note = None
     if guided:   # the text encoder reads a bounded context: use (and store) what it reads
-        from core.text_encoders import fit_prompts
         prompt, _, note = fit_prompts(text_encoder, prompt)
     x = semantic_variations(decoder, image, seeds, prior=prior, text_encoder=text_encoder, prompt=prompt, mix=mix,
                             guidance=guidance, steps=steps, decoder_steps=decoder_steps, callback=_staged(callback, 32))
-    stages = upscale_chain(models, x, seeds, size, sr, callback)
+    stages = upscale_chain(sr_models(models, size), x, seeds, sr, callback)
     parameters = {"command": "variations", "prompt": prompt if guided else None, "mix": mix if guided else 0.0,
                   "seeds": seeds, "size": size, "decoder_steps": decoder_steps,
                   "sr": [vars(s) for s in sr[: len(stages) - 1]]}

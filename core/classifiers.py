@@ -298,7 +298,7 @@ def train_classifier(task: str, data=None, settings: ClassifierSettings | None =
                      device: str | torch.device = "cpu",
                      log: Callable[[str], None] | None = print) -> Classifier:
     """Train one classifier on the training split; its held-out accuracy goes into ``info``."""
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
 
     settings = settings or ClassifierSettings()
     data = data if data is not None else load_dataset()
@@ -364,7 +364,7 @@ def load_or_train(task: str, folder: str | os.PathLike | None = None, data=None,
                   settings: ClassifierSettings | None = None, device: str | torch.device = "cpu",
                   force: bool = False, log: Callable[[str], None] | None = print) -> Classifier:
     """The cached classifier in ``folder/task`` if its settings and data match, else train and cache it."""
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
 
     settings = settings or ClassifierSettings()
     data = data if data is not None else load_dataset()
@@ -391,7 +391,7 @@ def load_all(folder: str | os.PathLike | None = None, data=None, settings: Class
              tasks: Sequence[str] = TASKS, device: str | torch.device = "cpu", force: bool = False,
              log: Callable[[str], None] | None = print) -> dict[str, Classifier]:
     """``{task: Classifier}`` for each task, loaded from the cache or trained."""
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
 
     data = data if data is not None else load_dataset()
     return {t: load_or_train(t, folder, data, settings, device, force, log) for t in tasks}

@@ -33,7 +33,7 @@ import importlib.util
 import json
 import os
 import threading
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -41,14 +41,16 @@ import torch
 import torch.nn.functional as F
 
 from core import cancel
+from core.checks import check_seeds
 from core.cascade import CascadeResult
-from core.checkpoints import CheckpointError
-from core.guidance import cfg_denoiser, dynamic_threshold_denoiser
-from core.parameterization import LearnedVariance, eps_denoiser
-from core.pipeline import Callback, StageSettings, check_seeds
-from core.rng import BatchGenerator
-from core.samplers import sample
-from core.schedules import NoiseSchedule, linear_betas, make_schedule
+from core.models.checkpoints import CheckpointError
+from core.diffusion.guidance import cfg_denoiser, dynamic_threshold_denoiser
+from core.diffusion.parameterization import LearnedVariance, eps_denoiser
+from core.pipeline import Callback, StageSettings
+from core.diffusion.rng import BatchGenerator
+from core.diffusion.samplers import sample
+from core.diffusion.schedules import NoiseSchedule, linear_betas, make_schedule
+from core.models.text_encoders import T5TextEncoder, _env_true, _hub_cache_dir, fit_prompts, resolve_folder
 
 IF_STAGE_I = "DeepFloyd/IF-I-XL-v1.0"
 IF_STAGE_II = "DeepFloyd/IF-II-L-v1.0"
@@ -100,7 +102,6 @@ def resolve(location: str | os.PathLike, what: str, allow_patterns: list[str] | 
     local Hub cache (HF_HUB_OFFLINE=1); CheckpointError saying why not, gated repos included."""
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
-    from core.text_encoders import resolve_folder
     try:
         return Path(resolve_folder(location, what, allow_patterns))
     except FileNotFoundError as e:
@@ -279,7 +280,6 @@ class DeepFloydIF:
                         t5_8bit: bool = False, compile: bool = False) -> "DeepFloydIF":
         """Load from local folders or Hub repo ids (stage_2=None: stage I only). Only the files used
         are fetched: safetensors of the UNets, T5 and its tokenizer from stage I, the configs."""
-        from core.text_encoders import T5TextEncoder
         dev = if_device(device)
         dt = parse_dtype(dtype, dev)
         if t5_8bit:
@@ -404,7 +404,6 @@ class DeepFloydIF:
         def staged(resolution):
             return None if callback is None else lambda info: callback({**info, "stage": resolution})
 
-        from core.text_encoders import fit_prompts
         prompt, negative_prompt, note = fit_prompts(self.encoder, prompt, negative_prompt)  # what T5 reads
         with self._lock:
             states = self.encode([prompt, negative_prompt])            # T5 once, for both stages
@@ -435,7 +434,6 @@ def availability(locations: Sequence[str], device: str = "auto") -> tuple[bool, 
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
     from huggingface_hub.utils import validate_repo_id
 
-    from core.text_encoders import _env_true, _hub_cache_dir
     offline = _env_true("HF_HUB_OFFLINE") or constants.HF_HUB_OFFLINE
     where = []
     for location in locations:
@@ -508,44 +506,3 @@ class DeepFloydSet:
             return self._model
 
 
-# ---- command line: `python -m core deepfloyd ...` ----------------------------------------------------
-def add_cli(sub, common) -> None:
-    p = sub.add_parser("deepfloyd", help="text-to-image with DeepFloyd IF (stage I 64x64, stage II 256x256)")
-    p.add_argument("--prompt", required=True)
-    p.add_argument("--negative-prompt", default="")
-    p.add_argument("--stage-1", default=IF_STAGE_I, help=f"folder or Hub repo id (default {IF_STAGE_I})")
-    p.add_argument("--stage-2", default=IF_STAGE_II, help=f"folder or Hub repo id, or 'none' (default {IF_STAGE_II})")
-    p.add_argument("--size", type=int, help="stop at this stage's size (64 or 256 for IF; default: the last)")
-    p.add_argument("--sampler", default=IF_I_DEFAULTS.sampler, help="every stage (default ddpm)")
-    p.add_argument("--steps", type=int, default=IF_I_DEFAULTS.steps)
-    p.add_argument("--guidance", type=float, default=IF_I_DEFAULTS.guidance)
-    p.add_argument("--sr-steps", type=int, default=IF_II_DEFAULTS.steps)
-    p.add_argument("--sr-guidance", type=float, default=IF_II_DEFAULTS.guidance)
-    p.add_argument("--sr-noise", type=int, default=IF_II_DEFAULTS.aug_level, help="stage II noise level (0-999)")
-    p.add_argument("--no-threshold", action="store_true", help="turn dynamic thresholding off")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--num", type=int, default=1)
-    p.add_argument("--dtype", choices=list(DTYPES), help="default: float16 on a GPU, float32 on the CPU")
-    p.add_argument("--offload", action="store_true", help="move each model to the GPU only while it runs")
-    p.add_argument("--t5-8bit", action="store_true", help="T5 in 8-bit (bitsandbytes, GPU)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the UNets")
-    p.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
-    common(p)
-    p.set_defaults(handler=run_cli, out_kind="folder")
-
-
-def run_cli(args, models=None) -> None:
-    from core.images import save_png, tensor_to_pil
-    out = Path(args.out)
-    threshold = None if args.no_threshold else IF_I_DEFAULTS.threshold
-    s1 = replace(IF_I_DEFAULTS, sampler=args.sampler, steps=args.steps, guidance=args.guidance, threshold=threshold)
-    s2 = replace(IF_II_DEFAULTS, sampler=args.sampler, steps=args.sr_steps, guidance=args.sr_guidance,
-                 threshold=threshold, aug_level=args.sr_noise)
-    stage_2 = None if args.stage_2.lower() == "none" else args.stage_2
-    model = DeepFloydIF.from_pretrained(args.stage_1, stage_2, device=args.device, dtype=args.dtype,
-                                        offload=args.offload, t5_8bit=args.t5_8bit, compile=args.compile)
-    result = model.generate(args.prompt, args.negative_prompt, num=args.num, seed=args.seed, size=args.size,
-                            stage_1=s1, stage_2=s2)
-    for i, image in enumerate(tensor_to_pil(result.final)):
-        save_png(image, out / f"{i:03d}.png", {**result.parameters, "seed": args.seed + i, "command": "deepfloyd"})
-    print(f"wrote {len(result.final)} image(s) to {out}")

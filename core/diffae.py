@@ -1,7 +1,7 @@
 """Attribute editing with a diffusion autoencoder (DiffAE, Preechakul et al. CVPR 2022).
 
 An image x0 is encoded twice (sec. 3.1-3.2 of the paper):
-- the *semantic code* z_sem = Enc(x0) [B, semantic_dim] (`SemanticEncoder`, core/networks.py),
+- the *semantic code* z_sem = Enc(x0) [B, semantic_dim] (`SemanticEncoder`, core/models/networks.py),
   which conditions the decoder UNet through its time embedding (AdaGN);
 - the *stochastic code* x_T = DDIM inversion of x0 given z_sem (eq. 2 of DiffAE: the
   deterministic DDIM ODE run from t = 0 up to t = T), so that DDIM decoding (z_sem, x_T) -> x0
@@ -19,9 +19,9 @@ fitted too; it scores codes (`Directions.score`) but does not set the direction:
 labelled codes in 256 dimensions its weight vector picks low-variance discriminative dimensions
 (cosine 0.36 with mu+ - mu- for ``woman`` on the 7.9k-step model) that the decoder hardly
 renders: no held-out man was rated woman after 3 standard deviations along it, 72% after one
-class gap along u (`python -m core.diffae evaluate`; checkpoints/diffae/README.md).
+class gap along u (`python -m core evaluate-diffae`; checkpoints/diffae/README.md).
 
-Attributes (labels from core/data.py records, training split only):
+Attributes (labels from core/data/emoji.py records, training split only):
 - ``dark-skin``  binary, people emoji with a single skin tone: positive = medium-dark / dark,
   negative = light / medium-light (medium left out);
 - ``woman``      binary, gender woman (positive) vs man (negative);
@@ -33,32 +33,28 @@ model), ``directions.safetensors`` (``directions`` [K, D] unit vectors, ``gaps``
 ``weights`` [K, D] and ``bias`` [K] of the classifiers, ``mean`` / ``std`` [D]) and ``attributes.json`` (the K names
 in order, with their label rules).
 
-Command line: ``python -m core reconstruct|attributes|edit ...`` (DESIGN.md), and
-``python -m core.diffae directions`` (fit and save the directions of a trained checkpoint),
-``python -m core.diffae evaluate [--n N]`` (reconstruction PSNR and edit success).
+Command line: ``python -m core reconstruct|attributes|edit ...``, ``python -m core diffae-directions``
+(fit and save the directions of a trained checkpoint) and ``python -m core evaluate-diffae [--n N]``
+(reconstruction PSNR and edit success, `core.evaluation.diffae`).
 """
 from __future__ import annotations
 
-import argparse
 import json
-import math
 import os
-import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from core.checkpoints import CheckpointError, save_model
-from core.cli import finite
-from core.names import ATTRIBUTES_FILE, DIRECTIONS_FILE, attribute_names
-from core.networks import DiffusionModel, ModelConfig, diffae_unet_config
-from core.rng import BatchGenerator
-from core.samplers import ddim_invert, sample_ddim
-from core.train import DiffusionTask, save_grid
+from core.checks import check_int, check_range
+from core.data.emoji import TONES
+from core.diffusion.rng import BatchGenerator
+from core.diffusion.samplers import ddim_invert, sample_ddim
+from core.models.checkpoints import CheckpointError
+from core.models.names import ATTRIBUTES_FILE, DIRECTIONS_FILE, attribute_names
+from core.models.networks import DiffusionModel
 
 DEFAULT_STEPS = 50          # DDIM steps of encoding (inversion) and of decoding
 MAX_STRENGTH = 3.0          # in class gaps: 1 moves an average image without the attribute onto the average with it
@@ -88,10 +84,9 @@ def _check_images(model: DiffusionModel, images: torch.Tensor) -> torch.Tensor:
     return images.to(next(model.parameters()).device, torch.float32)
 
 
-def _check_steps(steps: int) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= 1000:
-        raise ValueError(f"steps must be an integer from 1 to 1000, got {steps!r}")
-    return steps
+def check_steps(steps) -> int:
+    """DDIM steps of encoding or decoding: an integer from 1 to 1000."""
+    return check_int("steps", steps, 1, 1000)
 
 
 def _denoiser(model: DiffusionModel, z_sem: torch.Tensor):
@@ -115,7 +110,7 @@ def encode(model: DiffusionModel, images: torch.Tensor,
     _check_model(model)
     images = _check_images(model, images)
     z = model.encoder(images).float()
-    x_T = ddim_invert(_denoiser(model, z), images, model.schedule, _check_steps(steps))
+    x_T = ddim_invert(_denoiser(model, z), images, model.schedule, check_steps(steps))
     return z, x_T
 
 
@@ -124,12 +119,12 @@ def decode(model: DiffusionModel, z_sem: torch.Tensor, x_T: torch.Tensor, steps:
            callback=None) -> torch.Tensor:
     """Deterministic DDIM (eta = 0) from x_T given z_sem; images in [-1, 1]. With the x_T of
     `encode` this reconstructs the image; with fresh N(0, I) noise it renders z_sem's semantics.
-    `callback` gets the sampler's progress dicts (core.samplers)."""
+    `callback` gets the sampler's progress dicts (core.diffusion.samplers)."""
     _check_model(model)
     if z_sem.ndim != 2 or x_T.ndim != 4 or z_sem.shape[0] != x_T.shape[0]:
         raise ValueError(f"z_sem [B, D] and x_T [B, 3, H, W] must share B; "
                          f"got {tuple(z_sem.shape)}, {tuple(x_T.shape)}")
-    return sample_ddim(_denoiser(model, z_sem), x_T, model.schedule, _check_steps(steps),
+    return sample_ddim(_denoiser(model, z_sem), x_T, model.schedule, check_steps(steps),
                        callback=callback).clamp(-1, 1)
 
 
@@ -244,7 +239,7 @@ class Directions:
             t = load_file(str(folder / DIRECTIONS_FILE))
             if "gaps" not in t:
                 raise CheckpointError(f"directions in {folder} predate the class-mean directions (no class gaps); "
-                                      f"refit them with `python -m core.diffae directions`")
+                                      f"refit them with `python -m core diffae-directions`")
             d = cls(names, t["directions"], t["gaps"], t["weights"], t["bias"], t["mean"], t["std"])
         except CheckpointError:
             raise
@@ -309,7 +304,7 @@ def attribute_labels(records: Sequence) -> dict[str, tuple[torch.Tensor, torch.T
         out[name][1].append(label)
 
     for i, r in enumerate(records):
-        if r.group == "People & Body" and r.skin_tone in ("light", "medium-light", "medium-dark", "dark"):
+        if r.group == "People & Body" and r.skin_tone in TONES and r.skin_tone != "medium":   # medium left out
             add("dark-skin", i, int(r.skin_tone in ("medium-dark", "dark")))
         if r.gender in ("woman", "man"):
             add("woman", i, int(r.gender == "woman"))
@@ -336,343 +331,28 @@ def edit(model: DiffusionModel, directions: Directions, images: torch.Tensor, at
     """Move z_sem along the attribute's direction and decode with the image's own x_T (or the
     x_T given, e.g. fresh noise). strength 0 is exactly `reconstruct`."""
     directions.index(attribute)
-    strength = _check_strength(strength)
+    strength = check_strength(strength)
     z, own_x_T = encode(model, images, steps)
     return decode(model, directions.shift(z, attribute, strength), own_x_T if x_T is None else x_T, steps)
 
 
-def _check_strength(strength) -> float:
-    try:
-        strength = float(strength)
-    except (TypeError, ValueError):
-        raise ValueError(f"strength must be a number, got {strength!r}") from None
-    if not math.isfinite(strength) or abs(strength) > MAX_STRENGTH:
-        raise ValueError(f"strength must be a finite number between -{MAX_STRENGTH:g} and {MAX_STRENGTH:g}, "
-                         f"got {strength!r}")
-    return strength
+def check_strength(strength) -> float:
+    """An edit strength in class gaps: a finite number from -MAX_STRENGTH to MAX_STRENGTH."""
+    return check_range("strength", strength, -MAX_STRENGTH, MAX_STRENGTH)
 
 
-# ---------------------------------------------------------------------------------- training
-class DiffAETask(DiffusionTask):
-    """Encoder and decoder trained jointly with the v-loss of DiffusionTask (min-SNR weighting
-    floored at `snr_floor`, 1 by default, so the noisiest steps teach the decoder to use z_sem):
-    z_sem = Enc(x0) is computed inside each loss, so the gradients reach the encoder.
-
-    DDP caveat: the encoder runs outside the wrapped module's forward (through
-    `accelerator.unwrap_model`). Its parameters still receive gradients, and DDP's reducer hooks
-    fire on them in backward, so multi-GPU training works with every parameter used each step;
-    but it relies on that, not on forward. Single-process training (CPU or one GPU) is exact."""
-    name, folder = "diffae", "diffae"
-
-    def build(self):
-        smoke = self.cfg.smoke
-        semantic_dim = 32 if smoke else SEMANTIC_DIM
-        enc = (8, 16) if smoke else ENCODER_CHANNELS
-        channels = tuple(self.cfg.channels)   # self-attention only at 16x16 or below (2 levels: none)
-        self.resolution = self.cfg.resolution or 64
-        unet = diffae_unet_config(self.resolution, channels, attention_levels=1 if len(channels) >= 3 else 0,
-                                  head_dim=8 if smoke else 32)
-        model = DiffusionModel(ModelConfig(kind="diffae", resolution=self.resolution, unet=unet,
-                                           semantic_dim=semantic_dim,
-                                           encoder_channels=enc))
-        self.schedule = model.schedule
-        self.images = self.data.images_at(self.resolution)
-        self._encoder = None
-        return model
-
-    def loss(self, model, gen, device):
-        self._encoder = getattr(model, "module", model).encoder   # DDP / accelerate wrapper -> the model
-        return super().loss(model, gen, device)
-
-    def x0_and_cond(self, gen, device):
-        x0 = self.images[self.draw(gen, self.cfg.batch)].to(device)
-        return x0, {"z_sem": self._encoder(x0)}    # no condition dropout: DiffAE has no guidance
-
-    def export(self, model, folder, card):
-        save_model(model, folder, card)
-        fit_directions(model, self.data).save(folder)
-
-    def sample_grid(self, model, path, device):
-        """Rows: held-out originals, reconstructions (z_sem, x_T), z_sem with fresh noise."""
-        idx = torch.as_tensor(self.data.indices("heldout"))[:8]
-        x = self.data.images_at(self.resolution, idx).to(device)
-        was_training = model.training
-        model.eval()
-        steps = 4 if self.cfg.smoke else 20
-        z, x_T = encode(model, x, steps)
-        rec = decode(model, z, x_T, steps)
-        fresh = decode(model, z, fresh_noise(model, range(len(idx))), steps)
-        model.train(was_training)
-        save_grid(torch.cat([x, rec, fresh]).cpu(), path, nrow=len(idx))
-
-
-# ---------------------------------------------------------------------------------- CLI
 def load_directions(models) -> Directions:
     """The directions stored next to the diffae model of a ModelSet."""
     return Directions.load(Path(models.root) / "diffae")
 
 
-def _load_input(path, model):
-    from core.images import open_image, pil_to_tensor
-    return pil_to_tensor(open_image(path), size=model.resolution).to(next(model.parameters()).device)
-
-
-def _cmd_reconstruct(args, models) -> None:
-    from core.images import save_png, tensor_to_pil
-    model = models.get("diffae")
-    steps = _check_steps(args.steps)
-    x = _load_input(args.image, model)
-    out = reconstruct(model, x, steps)
-    save_png(tensor_to_pil(out)[0], args.out, {"command": "reconstruct", "image": str(args.image), "steps": steps})
-    print(f"wrote {args.out}")
-
-
-def _cmd_edit(args, models) -> None:
-    from core.images import save_png, tensor_to_pil
-    model = models.get("diffae")
-    directions = load_directions(models)
-    directions.index(args.attribute)
-    strength = _check_strength(args.strength)
-    steps = _check_steps(args.steps)
-    x = _load_input(args.image, model)
-    x_T = fresh_noise(model, [args.seed]) if args.fresh_noise else None
-    out = edit(model, directions, x, args.attribute, strength, steps, x_T=x_T)
-    params = {"command": "edit", "image": str(args.image), "attribute": args.attribute, "strength": strength,
-              "steps": steps, "seed": args.seed, "fresh_noise": bool(args.fresh_noise)}
-    save_png(tensor_to_pil(out)[0], args.out, params)
-    print(f"wrote {args.out}")
-
-
-def add_cli(sub, common: Callable[[argparse.ArgumentParser], None]) -> None:
-    """`reconstruct` and `edit` for `python -m core` (DESIGN.md; `attributes` reads only a JSON file,
-    `core.names`, and lives in `core.__main__`)."""
-    r = sub.add_parser("reconstruct", help="DiffAE encode (z_sem + DDIM inversion) and decode an image")
-    r.add_argument("--image", required=True)
-    r.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    r.add_argument("--out", required=True, help="output PNG file")
-    common(r)
-    r.set_defaults(handler=_cmd_reconstruct, out_kind="file")
-
-    e = sub.add_parser("edit", help="move an image along an attribute direction of the DiffAE semantic code")
-    e.add_argument("--image", required=True)
-    e.add_argument("--attribute", required=True, help="a name from `python -m core attributes`")
-    e.add_argument("--strength", type=finite, required=True,
-                   help="in class gaps (-3..3): 1 moves an average image without the attribute onto the average "
-                        "one with it; + towards the attribute, - away")
-    e.add_argument("--seed", type=int, default=0,
-                   help="used with --fresh-noise only (encode/decode is deterministic DDIM)")
-    e.add_argument("--fresh-noise", action="store_true",
-                   help="decode with seeded fresh noise instead of the image's own x_T (keeps semantics only)")
-    e.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    e.add_argument("--out", required=True, help="output PNG file")
-    common(e)
-    e.set_defaults(handler=_cmd_edit, out_kind="file")
-
-
-# ---------------------------------------------------------------------------------- evaluation
-def psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-image PSNR in dB of images in [-1, 1] (peak-to-peak 2)."""
-    mse = (a.float() - b.float()).pow(2).flatten(1).mean(1).clamp_min(1e-12)
-    return 10 * torch.log10(4.0 / mse)
-
-
-def skin_masks(data, idx: Sequence[int], resolution: int, threshold: float = 0.1) -> torch.Tensor:
-    """[N, 1, r, r] masks of where the skin is in each emoji: the pixels that change between its
-    skin-tone variants (the same codepoints with another or no tone modifier). An emoji without
-    such a sibling gets an all-zero mask."""
-    from core.data import SKIN_TONE_BY_CODEPOINT
-
-    def base(record):
-        return tuple(c for c in record.codepoints if c not in SKIN_TONE_BY_CODEPOINT)
-
-    by_base: dict[tuple, list[int]] = {}
-    for j, record in enumerate(data.records):
-        by_base.setdefault(base(record), []).append(j)
-    masks = []
-    for i in idx:
-        siblings = [j for j in by_base[base(data.records[i])] if j != i]
-        if not siblings:
-            masks.append(torch.zeros(1, 1, resolution, resolution))
-            continue
-        own = data.images_at(resolution, torch.tensor([i]))
-        others = data.images_at(resolution, torch.tensor(siblings))
-        change = (others - own).abs().amax(dim=1, keepdim=True).amax(dim=0, keepdim=True)
-        masks.append((change > threshold).float())
-    return torch.cat(masks)
-
-
-def change_on_mask(before: torch.Tensor, after: torch.Tensor, masks: torch.Tensor) -> tuple[float, float]:
-    """(share of the total absolute pixel change that falls inside the masks, share of the image
-    area the masks cover), over the images whose mask is not empty: a change spread evenly would
-    give equal shares."""
-    keep = masks.flatten(1).sum(1) > 0
-    change = (after - before).abs().sum(1, keepdim=True)[keep]
-    m = masks[keep]
-    return float((change * m).sum() / change.sum().clamp_min(1e-12)), float(m.mean())
-
-
-def sweep_grid(model, directions: "Directions", images: torch.Tensor, attributes: Sequence[str],
-               strengths: Sequence[float], steps: int = DEFAULT_STEPS) -> torch.Tensor:
-    """Rows: each image under each attribute; columns: the original, then one edit per strength
-    (the image's own x_T). Returns [rows * (1 + len(strengths)), 3, r, r] for save_grid."""
+def sweep(model: DiffusionModel, directions: Directions, images: torch.Tensor, attribute: str,
+          strengths: Sequence[float], steps: int = DEFAULT_STEPS) -> torch.Tensor:
+    """The edit of each image at each strength, encoded once: [len(strengths), B, 3, r, r], each
+    decoded with the image's own x_T (strength 0 is the reconstruction)."""
+    directions.index(attribute)
+    strengths = [check_strength(s) for s in strengths]
     z, x_T = encode(model, images, steps)
-    rows = []
-    for attribute in attributes:
-        edits = [decode(model, directions.shift(z, attribute, s), x_T, steps).cpu() for s in strengths]
-        for k in range(len(images)):
-            rows.append(torch.stack([images[k].cpu(), *[e[k] for e in edits]]))
-    return torch.cat(rows)
-
-
-def evaluate(models, n: int = 32, strength: float | None = None, steps: int = DEFAULT_STEPS, batch: int = 16,
-             classifier_folder=None, grid: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
-    """Reconstruction PSNR on held-out emoji, and edit success on held-out people emoji at
-    +-`strength` class gaps (None: 1, one class gap); `grid`: also write a strength-sweep image
-    there (rows: people with skin tones under dark-skin, then men and women under woman)."""
-    from core.data import load_dataset
-    model = models.get("diffae")
-    directions = load_directions(models)
-    data = load_dataset()
-    held = data.indices("heldout")[:n]
-    x = data.images_at(model.resolution, held)
-    recs, fresh = [], []
-    t0 = time.time()
-    for s in range(0, len(x), batch):
-        z, x_T = encode(model, x[s:s + batch], steps)
-        recs.append(decode(model, z, x_T, steps).cpu())
-        fresh.append(decode(model, z, fresh_noise(model, range(s, s + len(z))), steps).cpu())
-    rec, fr = torch.cat(recs), torch.cat(fresh)
-    result = {"n": len(held), "steps": steps, "psnr_reconstruction": float(psnr(rec, x).mean()),
-              "psnr_z_sem_only": float(psnr(fr, x).mean()), "seconds_reconstruction": round(time.time() - t0, 1)}
-    log(f"reconstruction PSNR on {len(held)} held-out emoji at {model.resolution}x{model.resolution}, "
-        f"{steps} steps: {result['psnr_reconstruction']:.2f} dB (z_sem + x_T), "
-        f"{result['psnr_z_sem_only']:.2f} dB (z_sem + fresh noise)")
-    # Does z_sem hold each attribute at all? The attribute's logistic classifier on held-out codes
-    all_held = data.indices("heldout").tolist()
-    labels = attribute_labels([data.records[i] for i in all_held])
-    result["direction_accuracy_heldout"] = {}
-    for name, (pos, y) in labels.items():
-        if name in directions.names:
-            z = semantic_code(model, data.images_at(model.resolution, torch.as_tensor(all_held)[pos]))
-            result["direction_accuracy_heldout"][name] = {
-                "n": len(y), "accuracy": float(((directions.score(z, name) > 0).long().cpu() == y).float().mean())}
-    log(f"attribute classifiers on held-out z_sem: {json.dumps(result['direction_accuracy_heldout'])}")
-    try:
-        from core.classifiers import load_or_train
-    except ImportError:
-        log("edit success: skipped (core.classifiers is not available)")
-        return result
-    clfs = {t: load_or_train(t, classifier_folder, data, log=log) for t in ("skin_tone", "gender", "subgroup")}
-    tones = ["light", "medium-light", "medium", "medium-dark", "dark"]
-    tone_idx = torch.tensor([clfs["skin_tone"].index(t) for t in tones])
-
-    def tone_level(images):   # expected tone index 0..4 under the classifier, among the 5 tones
-        p = clfs["skin_tone"].logits(images)[:, tone_idx].softmax(1)
-        return p @ torch.arange(5.0)
-
-    def codes(idx):   # (z_sem, x_T) per batch, encoded once for all strengths
-        xs = data.images_at(model.resolution, idx)
-        return [encode(model, xs[b:b + batch], steps) for b in range(0, len(xs), batch)]
-
-    def edited(cs, attribute, s):   # = `edit`, sharing the encoding; s = 0 is the reconstruction
-        return torch.cat([decode(model, directions.shift(z, attribute, s), x_T, steps).cpu() for z, x_T in cs])
-
-    def sub_kept(base, other):
-        return float((clfs["subgroup"].predict(base) == clfs["subgroup"].predict(other)).float().mean())
-
-    people = [i for i in all_held if data.records[i].group == "People & Body"
-              and data.records[i].skin_tone in tones][:n]
-
-    def strength_of(attribute):
-        return 1.0 if strength is None else strength
-
-    if "dark-skin" in directions.names and people:
-        s = strength_of("dark-skin")
-        cs = codes(torch.tensor(people))
-        base = edited(cs, "dark-skin", 0.0)
-        up, down = edited(cs, "dark-skin", s), edited(cs, "dark-skin", -s)
-        lb, lu, ld = tone_level(base), tone_level(up), tone_level(down)
-        result["dark_skin"] = {"n": len(people), "strength": s, "darker_after_plus": float((lu > lb).float().mean()),
-                               "lighter_after_minus": float((ld < lb).float().mean()),
-                               "mean_tone_change_plus": float((lu - lb).mean()),
-                               "mean_tone_change_minus": float((ld - lb).mean()),
-                               "subgroup_kept": (sub_kept(base, up) + sub_kept(base, down)) / 2}
-        masks = skin_masks(data, people, model.resolution)
-        on_skin, area = change_on_mask(base, up, masks)
-        result["dark_skin"].update({"change_on_skin_plus": on_skin, "skin_area": area,
-                                    "change_on_skin_minus": change_on_mask(base, down, masks)[0]})
-        log(f"dark-skin ±{s:.2f}: {json.dumps(result['dark_skin'])}")
-    men = [i for i in all_held if data.records[i].gender == "man"][:n]
-    women = [i for i in all_held if data.records[i].gender == "woman"][:n]
-    if "woman" in directions.names:
-        g, s = clfs["gender"], strength_of("woman")
-        res = {"n_men": len(men), "n_women": len(women), "strength": s}
-        if men:
-            cs = codes(torch.tensor(men))
-            base, up = edited(cs, "woman", 0.0), edited(cs, "woman", s)
-            res["man_to_woman"] = g.predict_names(up).count("woman") / len(men)
-            res["man_rated_woman_before"] = g.predict_names(base).count("woman") / len(men)
-            res["subgroup_kept_plus"] = sub_kept(base, up)
-        if women:
-            cs = codes(torch.tensor(women))
-            base, dn = edited(cs, "woman", 0.0), edited(cs, "woman", -s)
-            res["woman_to_man"] = g.predict_names(dn).count("man") / len(women)
-            res["woman_rated_man_before"] = g.predict_names(base).count("man") / len(women)
-            res["subgroup_kept_minus"] = sub_kept(base, dn)
-        result["woman"] = res
-        log(f"woman ±{s:.2f}: {json.dumps(res)}")
-    # the grid: 4 toned people under dark-skin, then 2 men and 2 women under woman
-    rows_of = {"dark-skin": people[:4], "woman": men[:2] + women[:2]}
-    attributes = [a for a in ("dark-skin", "woman") if a in directions.names and rows_of[a]]
-    if grid is not None and attributes:
-        from core.train import save_grid
-        tiles, result["grid"] = [], {"path": str(grid), "strengths": {}, "rows": []}
-        for a in attributes:
-            s = strength_of(a)
-            strengths = [-s, -s / 2, 0.0, s / 2, s]
-            picks = torch.tensor(rows_of[a])
-            tiles.append(sweep_grid(model, directions, data.images_at(model.resolution, picks), [a], strengths, steps))
-            result["grid"]["strengths"][a] = [round(v, 2) for v in strengths]
-            result["grid"]["rows"] += [f"{a}: {data.records[i].name}" for i in picks.tolist()]
-        save_grid(torch.cat(tiles), Path(grid), nrow=1 + len(strengths))
-        log(f"wrote the strength sweep {grid}: rows {result['grid']['rows']}; columns the original, then "
-            f"the strengths {result['grid']['strengths']}")
-    return result
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    from core.cascade import ModelSet
-    p = argparse.ArgumentParser(prog="python -m core.diffae", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-    d = sub.add_parser("directions", help="fit and save the attribute directions of a trained checkpoint")
-    d.add_argument("--iterations", type=int, default=300)
-    ev = sub.add_parser("evaluate", help="reconstruction PSNR and edit success on held-out emoji")
-    ev.add_argument("--n", type=int, default=32)
-    ev.add_argument("--strength", type=finite, default=None,
-                    help="edit strength in class gaps for every attribute (default: 1)")
-    ev.add_argument("--steps", type=int, default=DEFAULT_STEPS)
-    ev.add_argument("--grid", help="also write a strength-sweep image grid (PNG) here")
-    for q in (d, ev):
-        q.add_argument("--checkpoints", default=None)
-        q.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    a = p.parse_args(argv)
-    try:
-        models = ModelSet(a.checkpoints, a.device)
-        if a.command == "directions":
-            from core.data import load_dataset
-            dirs = fit_directions(models.get("diffae"), load_dataset(), a.iterations)
-            dirs.save(Path(models.root) / "diffae")
-            print(f"wrote {len(dirs.names)} directions ({', '.join(dirs.names)}) to {Path(models.root) / 'diffae'}")
-        else:
-            if a.n < 1:
-                raise ValueError(f"--n must be at least 1, got {a.n}")
-            strength = None if a.strength is None else _check_strength(a.strength)
-            print(json.dumps(evaluate(models, a.n, strength, _check_steps(a.steps), grid=a.grid), indent=2))
-    except (ValueError, CheckpointError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    zs = torch.cat([directions.shift(z, attribute, s) for s in strengths])
+    out = decode(model, zs, x_T.repeat(len(strengths), 1, 1, 1), steps)
+    return out.view(len(strengths), *images.shape)

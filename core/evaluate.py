@@ -3,7 +3,7 @@
     python -m core.evaluate [--checkpoints DIR] [--models text_base,class_base,sr64,sr128]
                             [--n N] [--n-sr M] [--steps S] [--guidance 1,3,5] [--device auto|cpu|cuda]
                             [--json OUT] [--classifiers DIR] [--classifier-steps K] [--seed N]
-                            [--judge DIR] [--judge-n N] [--grid-dir DIR]
+                            [--judge DIR] [--judge-n N] [--grid-dir DIR] [--old-judge DIR]
 
 What it measures (every sample seeded: image i of a selection uses seed ``seed + i``, the same
 seeds at every guidance scale, so a sweep compares like with like):
@@ -34,8 +34,11 @@ seeds at every guidance scale, so a sweep compares like with like):
   split): recognisability (accepted as an emoji AND of the subgroup asked), retrieval@5 (the
   asked emoji's design among the 5 real emoji nearest in the judge's features) and FD(judge),
   beside real renders and real images blurred to 16 px; the old CLIP score and CAS of the
-  same images beside them. ``--grid-dir`` also writes labelled grids of fixed prompts and
-  classes, the judge's verdict under each cell;
+  same images beside them (and, with ``--old-judge DIR``, that judge's verdicts). For the text
+  bases also the attribute retention: of the samples whose prompt asks for a skin tone or a
+  gender, the share the skin-tone / gender classifiers rate as asked, over the same share of
+  the real renders (:func:`core.scorecard.attribute_retention`). ``--grid-dir`` also writes
+  labelled grids of fixed prompts and classes, the judge's verdict under each cell;
 - **SR stages** (sr64: 32->64, sr128: 64->128) on the first ``--n-sr`` (default 16) of the
   N held-out emoji (PSNR and SSIM are per-image averages, so few images suffice, and sr128 is
   slow on a CPU), from the real held-out low-res image
@@ -75,6 +78,7 @@ import torch
 import torch.nn.functional as F
 
 from core.cli import finite, number_list
+from core.evaluation.metrics import _pair, psnr
 
 MODELS = ("text_base", "class_base", "sr64", "sr128", "prior")   # prior: the semantic base (judge only)
 DEFAULT_N = 64
@@ -118,13 +122,6 @@ def frechet_distance(x, y, eps: float = 1e-6) -> float:
     return max(fd, 0.0)
 
 
-def psnr(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Tensor:
-    """[B] PSNR in dB of images [B, C, H, W] (or [C, H, W]); inf where they are identical."""
-    x, y = _pair(x, y)
-    mse = (x - y).pow(2).flatten(1).mean(1)
-    return 10.0 * torch.log10(data_range ** 2 / mse)  # mse 0 -> inf
-
-
 def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     """The normalised 1-D Gaussian of SSIM (float64)."""
     r = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
@@ -161,16 +158,6 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0, window: int 
     return (num / den).flatten(1).mean(1)
 
 
-def _pair(x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = torch.as_tensor(x), torch.as_tensor(y)
-    if x.ndim == 3:
-        x, y = x[None], y[None]
-    if x.shape != y.shape or x.ndim != 4:
-        raise ValueError(f"need two image batches [B, C, H, W] of one shape, got {tuple(x.shape)} "
-                         f"and {tuple(y.shape)}")
-    return x.double(), y.double().to(x.device)
-
-
 def _unit(images: torch.Tensor) -> torch.Tensor:
     """[-1, 1] -> [0, 1]."""
     return ((images.float().clamp(-1, 1) + 1) / 2).cpu()
@@ -185,7 +172,7 @@ def _mean(values) -> float:
 
 
 def names_gender(record) -> str | None:
-    """The gender a caption names: man / woman (from the name's words, as core.data labels
+    """The gender a caption names: man / woman (from the name's words, as core.data.emoji labels
     them), person when the name says person / people / adult / child / baby / mx; else None."""
     if record.gender in ("man", "woman"):
         return record.gender
@@ -201,7 +188,7 @@ def names_skin_tone(record) -> str | None:
 
 def caption_of(record) -> str:
     """The caption used for a held-out emoji: the first of ``captions_for`` (fixed)."""
-    from core.data import captions_for
+    from core.data.emoji import captions_for
     return captions_for(record)[0]
 
 
@@ -412,11 +399,16 @@ def _timing_section(models) -> dict:
             "device": str(models.device), "threads": torch.get_num_threads()}
 
 
-def _old_figures(card, kind, embedder, classifiers) -> dict:
-    """The old measures on the scorecard's own images: CLIP score (text) and the clean-emoji
-    subgroup classifier's accuracy against the asked subgroup (CAS), per split and image set."""
+def _old_figures(card, kind, embedder, classifiers, old_judge=None) -> dict:
+    """The old measures on the scorecard's own images: CLIP score (text), the clean-emoji
+    subgroup classifier's accuracy against the asked subgroup (CAS) and, given ``old_judge``
+    (another judge, e.g. the one a model card was first scored with), that judge's accepted /
+    recognisable / retrieval@k, per split and image set."""
+    from core.scorecard import score_images
+
     clf = classifiers.get("subgroup") if classifiers else None
     old: dict = {}
+    k = card.results.get("k", 5)
     for split, sets in card.images.items():
         for row, images in sets.items():
             if embedder is not None and kind == "text":
@@ -425,12 +417,20 @@ def _old_figures(card, kind, embedder, classifiers) -> dict:
             if clf is not None:
                 want = torch.tensor([clf.index(s) for s in card.subgroups[split]])
                 old.setdefault("CAS", {}).setdefault(split, {})[row] = clf.accuracy(images, want)
+            if old_judge is not None:
+                f = score_images(old_judge, images, card.subgroups[split],
+                                 card.records[split] if kind == "text" else None, k)
+                for key, name in (("accepted", "accepted"), ("recognisable", "recognisable"),
+                                  ("retrieval", f"retrieval@{k}")):
+                    if key in f:
+                        old.setdefault(f"{name}, old judge", {}).setdefault(split, {})[row] = _mean(f[key])
     return old
 
 
-def _judge_section(models, judge, embedder, classifiers, data, args, names, log) -> dict:
+def _judge_section(models, judge, embedder, classifiers, data, args, names, log, old_judge=None) -> dict:
     """Each selected base scored by the judge (:mod:`core.scorecard`) at its default sampling
-    settings (``--steps`` applies), the old measures on the same images beside, and the fixed grids."""
+    settings (``--steps`` applies), the old measures (and ``old_judge``'s) on the same images
+    beside, attribute retention of the text bases, and the fixed grids."""
     from core.pipeline import BASE_DEFAULTS
     from core.scorecard import base_sampler, fixed_grid, scorecard, semantic_sampler
     from core.semantic import DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
@@ -450,14 +450,15 @@ def _judge_section(models, judge, embedder, classifiers, data, args, names, log)
         log(f"  judge: {name}")
         try:
             card = scorecard(sample, kind, judge, data, n=args["judge_n"], seed=args["seed"],
-                             classes=models.classes() if kind == "label" else None, log=log)
+                             classes=models.classes() if kind == "label" else None, classifiers=classifiers,
+                             log=log)
         except Exception as e:  # a broken checkpoint must not hide the other sections
             if isinstance(e, (KeyboardInterrupt, MemoryError)):
                 raise
             out[name] = {"skipped": f"{name}: failed ({type(e).__name__}: {e})"}
             continue
         res = dict(card.results)
-        res["old"] = _old_figures(card, kind, embedder, classifiers)
+        res["old"] = _old_figures(card, kind, embedder, classifiers, old_judge)
         if args.get("grid_dir"):
             from core.scorecard import GRID_CLASSES, GRID_PROMPTS
             items = GRID_PROMPTS if kind == "text" else [c for c in GRID_CLASSES if c in models.classes()]
@@ -477,24 +478,25 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
              seed: int = 0, classifiers: str | os.PathLike | None = None, classifier_settings=None,
              clip: str | os.PathLike | None = None, timing: bool = True, batch: int = 32, data=None,
              judge: str | os.PathLike | None = None, judge_n: int | None = None,
-             grid_dir: str | os.PathLike | None = None,
+             grid_dir: str | os.PathLike | None = None, old_judge: str | os.PathLike | None = None,
              log: Callable[[str], None] | None = None) -> dict:
     """Run every section; returns a JSON-ready dict (see :func:`format_report`).
 
     ``judge`` is the judge folder (default ``<checkpoints>/judge``; :mod:`core.judge`), which
     scores the bases with :func:`core.scorecard.scorecard` on ``judge_n`` samples per split
     (default ``n``); ``grid_dir``: also write the labelled grids of the fixed prompts and classes
-    to ``grid_dir/<model>/grid.png``.
+    to ``grid_dir/<model>/grid.png``; ``old_judge``: another judge folder whose accepted /
+    recognisable / retrieval of the same images are reported beside the judge's.
 
     ``classifiers`` is the classifier cache folder (default ``~/.cache/diffusion-hub/classifiers``),
     ``classifier_settings`` a :class:`core.classifiers.ClassifierSettings` (tiny ones for tests);
     ``clip`` the CLIP folder used for the CLIP metrics (default ``<checkpoints>/clip``);
     ``n_sr`` the images per SR stage (at most ``n``; None: ``n``).
     """
-    from core.cascade import ModelSet
+    from core.models.modelset import ModelSet
     from core.classifiers import load_all
-    from core.clip_model import ClipEmbedder
-    from core.data import load_dataset
+    from core.models.clip_model import ClipEmbedder
+    from core.data.emoji import load_dataset
 
     log = log or (lambda s: None)
     unknown = [m for m in models if m not in MODELS]
@@ -502,6 +504,8 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
         raise ValueError(f"unknown model {unknown[0]!r}; choose from {', '.join(MODELS)}")
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive integer, got {n!r}")
+    if old_judge is not None and not (Path(old_judge) / "config.json").is_file():
+        raise ValueError(f"old judge {old_judge}: no judge there (config.json is missing)")
     if steps is not None and (not isinstance(steps, int) or steps < 1):
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     guidance = [float(g) for g in guidance]
@@ -541,7 +545,7 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
 
     # classifiers, for the attribute matches and the class-base accuracy
     clfs = None
-    if any(m in models and present(m) for m in ("text_base", "class_base")):
+    if any(m in models and present(m) for m in ("text_base", "class_base", "prior")):
         log("classifiers:")
         clfs = load_all(classifiers, data, classifier_settings, device=ms.device, log=log)
         results["classifiers"] = {
@@ -574,6 +578,11 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
     bases = [m for m in ("text_base", "class_base") if m in models and present(m) and m in results]
     if "prior" in models and present("prior") and present("diffae"):   # the semantic base, text and labels
         bases += ["semantic_text", "semantic_label"]
+    elif "prior" in models:
+        missing = [m for m in ("prior", "diffae") if not present(m)]
+        results["skipped"]["prior"] = (f"prior: skipped (the semantic base needs prior and diffae; no checkpoint at "
+                                       f"{', '.join(str(root / m) for m in missing)})")
+        log(results["skipped"]["prior"])
     if bases:
         from core.judge import Judge, JudgeError
         judge_folder = Path(judge) if judge else root / "judge"
@@ -584,8 +593,9 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
             log(results["skipped"]["judge"])
         else:
             log("judge:")
-            results["judge"] = {"folder": str(judge_folder),
-                                **_judge_section(ms, the_judge, embedder, clfs, data, args, bases, log)}
+            before = Judge.load(old_judge, ms.device).set_reference(data) if old_judge else None
+            results["judge"] = {"folder": str(judge_folder), **({"old_judge": str(old_judge)} if old_judge else {}),
+                                **_judge_section(ms, the_judge, embedder, clfs, data, args, bases, log, before)}
 
     if timing:
         need = ("text_base", "sr64", "sr128")
@@ -739,6 +749,8 @@ def _judge_report(results: dict) -> list[str]:
     from core.scorecard import format_scorecard
 
     L = ["## Judge: recognisability, retrieval, FD in the judge's features", ""]
+    if "prior" in results.get("skipped", {}):
+        L += [results["skipped"]["prior"], ""]
     if "judge" not in results:
         return L + [results.get("skipped", {}).get("judge", "judge: not run (no base selected)"), ""]
     j = results["judge"]
@@ -751,8 +763,9 @@ def _judge_report(results: dict) -> list[str]:
           "retrieval@5 = the asked design is among the 5 real emoji nearest in the judge's features (a real "
           "render finds itself: the blurred row is the reference); FD(judge) to all real emoji of the "
           "split's population (compare at equal N). The (old) columns are the old measures on the same "
-          "images: CLIP score with the CLIP that conditions the text base, and CAS, the subgroup "
-          "classifier trained on clean emoji only.", ""]
+          "images: CLIP score with the CLIP that conditions the text base, CAS, the subgroup "
+          "classifier trained on clean emoji only"
+          + (f", and the verdicts of the old judge `{j['old_judge']}`" if j.get("old_judge") else "") + ".", ""]
     for name in ("text_base", "class_base", "semantic_text", "semantic_label"):
         if name not in j:
             continue
@@ -780,7 +793,7 @@ def _json_safe(obj):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from core.checkpoints import CheckpointError
+    from core.models.checkpoints import CheckpointError
     from core.classifiers import ClassifierSettings
 
     p = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__.split("\n")[0])
@@ -804,6 +817,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--judge-n", type=int, help="samples per split for the judge's scorecard (default --n)")
     p.add_argument("--grid-dir", help="also write the labelled grids of the fixed prompts and classes to "
                    "GRID_DIR/<model>/grid.png")
+    p.add_argument("--old-judge", help="another judge folder (e.g. an earlier one) whose verdicts on the same "
+                   "samples are reported beside the judge's")
     p.add_argument("--threads", type=int, help="torch threads")
     args = p.parse_args(argv)
     if args.threads:
@@ -815,6 +830,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                            guidance=args.guidance, device=args.device, seed=args.seed, classifiers=args.classifiers,
                            classifier_settings=clf_settings, clip=args.clip, timing=not args.no_timing,
                            batch=args.batch, judge=args.judge, judge_n=args.judge_n, grid_dir=args.grid_dir,
+                           old_judge=args.old_judge,
                            log=lambda s: print(s, file=sys.stderr, flush=True))
     except (ValueError, CheckpointError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -36,9 +36,11 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from core.mechanics import Comparison, check_seeds, mean_pairwise_distance
+from core.checks import check_seeds
+from core.evaluation.metrics import mean_pairwise_distance
+from core.mechanics import MAX_SEEDS, Comparison
 from core.pipeline import BASE_DEFAULTS, StageSettings, check_classifier_scale, generate_class
-from core.schedules import check_finite
+from core.checks import check_finite
 
 CFG_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
 CLASSIFIER_SCALES = (0.0, 3.0, 10.0, 30.0, 100.0)
@@ -139,7 +141,7 @@ def compare_guidance(models, labels: Sequence[str] = LABELS, cfg_scales: Sequenc
     labels = list(labels)
     if not labels:
         raise ValueError("choose at least one class label")
-    seeds = check_seeds(seeds, minimum=2)
+    seeds = check_seeds(seeds, 2, MAX_SEEDS)
     cfg_scales = check_scales(cfg_scales, "classifier-free guidance", _check_cfg)
     classifier_scales = check_scales(classifier_scales, "classifier guidance", check_classifier_scale)
     if len(labels) * len(seeds) * (len(cfg_scales) + len(classifier_scales)) > MAX_SAMPLES:
@@ -237,10 +239,10 @@ def tradeoff_plot(rows: Sequence[dict], width: int = 640, height: int = 440) -> 
 
 # ---- command line --------------------------------------------------------------------------------
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    from core.checkpoints import CheckpointError
+    from core.models.checkpoints import CheckpointError
     from core.cli import number_list
     from core.images import save_png
-    from core.mechanics import format_table
+    from core.cli import format_table
     p = argparse.ArgumentParser(prog="python -m core.guidance_comparison", description=__doc__.split("\n\n")[0])
     p.add_argument("--labels", type=lambda v: [x.strip() for x in v.split(",") if x.strip()], default=list(LABELS))
     p.add_argument("--cfg-scales", type=number_list(float), default=list(CFG_SCALES))
@@ -254,7 +256,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p.add_argument("--checkpoints", default=None)
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     a = p.parse_args(argv)
-    from core.cascade import ModelSet
+    from core.models.modelset import ModelSet
     try:
         result = compare_guidance(ModelSet(a.checkpoints, a.device), a.labels, a.cfg_scales, a.classifier_scales,
                                   a.seeds, a.sampler, a.steps, not a.no_threshold,

@@ -44,10 +44,11 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from core.checkpoints import WEIGHTS_FILE, CheckpointError
-from core.networks import DiffusionModel
-from core.samplers import ddim_invert, sampler_timesteps
-from core.schedules import check_finite
+from core.models.checkpoints import WEIGHTS_FILE, CheckpointError
+from core.models.networks import DiffusionModel
+from core.diffusion.samplers import ddim_invert, sampler_timesteps
+from core.checks import check_finite, check_range
+from core.diffae import attribute_labels
 
 DIRECTIONS_FILE = "hspace.safetensors"
 ANCHORS = 10                 # anchor times for the directions, evenly spaced over 0..T-1
@@ -153,7 +154,7 @@ class HDirections:
         path = folder / DIRECTIONS_FILE
         if not path.is_file():
             raise CheckpointError(f"{folder} has no {DIRECTIONS_FILE} (fit the h-space directions with "
-                                  f"`python -m core.mechanics hspace-directions --model {folder.name}`)")
+                                  f"`python -m core mechanics hspace-directions --model {folder.name}`)")
         try:
             from safetensors import safe_open
             with safe_open(str(path), "pt") as f:
@@ -165,7 +166,7 @@ class HDirections:
             raise CheckpointError(f"{path} cannot be read: {e}") from e
         if meta.get("model_sha256") != _weights_hash(folder):
             raise CheckpointError(f"{path} was fitted for other weights than {folder / WEIGHTS_FILE}; refit it with "
-                                  f"`python -m core.mechanics hspace-directions --model {folder.name}`")
+                                  f"`python -m core mechanics hspace-directions --model {folder.name}`")
         if d.directions.ndim != 5 or d.directions.shape[:2] != (len(d.names), len(d.times)):
             raise CheckpointError(f"{path}: {len(d.names)} names and {len(d.times)} times but directions of shape "
                                   f"{tuple(d.directions.shape)}")
@@ -215,7 +216,6 @@ def fit_directions(model: DiffusionModel, cond: dict[str, Tensor], images: Tenso
 def fit_from_dataset(model: DiffusionModel, cond: dict[str, Tensor], dataset, anchors: int = ANCHORS,
                      log: Callable[[str], None] = lambda s: None) -> HDirections:
     """Directions for the DiffAE attributes (core.diffae.attribute_labels) on the training split."""
-    from core.diffae import attribute_labels
     idx = dataset.indices("train")
     labels = attribute_labels([dataset.records[i] for i in idx.tolist()])
     if not labels:
@@ -226,10 +226,8 @@ def fit_from_dataset(model: DiffusionModel, cond: dict[str, Tensor], dataset, an
 
 # ---- the edit ------------------------------------------------------------------------------------
 def check_strength(strength) -> float:
-    strength = check_finite("strength", strength)
-    if abs(strength) > MAX_STRENGTH:
-        raise ValueError(f"strength must be between -{MAX_STRENGTH:g} and {MAX_STRENGTH:g}, got {strength:g}")
-    return strength
+    """An h-space edit strength: a finite number from -MAX_STRENGTH to MAX_STRENGTH."""
+    return check_range("strength", strength, -MAX_STRENGTH, MAX_STRENGTH)
 
 
 def check_interval(interval) -> float:

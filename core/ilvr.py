@@ -13,7 +13,7 @@ low-pass equals the reference's. N sets how much of the reference is kept: N = 1
 reference itself; N = 4 keeps an 8x8 thumbnail of a 32x32 image (colours and layout) and lets
 the model draw the rest; N = 32 keeps only the mean colour. Diversity grows with N.
 
-- `low_pass` is phi_N; `ilvr_projection` the replacement step, a `core.samplers.Projection`, so
+- `low_pass` is phi_N; `ilvr_projection` the replacement step, a `core.diffusion.samplers.Projection`, so
   ILVR runs inside any core sampler over any denoiser and schedule (`sample_ilvr`).
 - `ilvr` runs it on a base model of the hub (the text base, with a prompt or unguided; the class
   base, with a label or unconditionally) at its resolution (32), then through the SR stages,
@@ -21,13 +21,13 @@ the model draw the rest; N = 32 keeps only the mean colour. Diversity grows with
 - `ilvr_strip` runs one seed (or several) at several N side by side, with the figures behind
   it (the low-pass error to the reference and the diversity of the samples).
 - `python -m core translate --task ilvr --image REF --factor N --out OUT` (core.translate)
-  writes one sample; `python -m core.ilvr --image REF --factors 2,4,8,16 --out strip.png` the
-  strip and its table.
+  writes one sample; `python -m core ilvr-strip --image REF --factors 2,4,8,16 --out strip.png`
+  the strip and its table.
 
 N is given at the base resolution (32x32): 1, 2, 4, 8, 16 or 32.
 
 Measured on the committed text base, unguided, with the cat face emoji as the reference
-(`python -m core.ilvr --image cat-face.png --factors 1,2,4,8,16,32 --seeds 0,1,2,3 --out strip.png`,
+(`python -m core ilvr-strip --image cat-face.png --factors 1,2,4,8,16,32 --seeds 0,1,2,3 --out strip.png`,
 DDPM 50 steps; RMS distances on the [0, 1] scale at 32x32): the samples' low-pass stays within
 0.007 of the reference's at every N, while their distance to the reference grows with N (0.07,
 0.13, 0.19, 0.29, 0.32 at N = 2 ... 32) and so does their diversity (mean pairwise distance 0.04,
@@ -36,8 +36,6 @@ only the colours remain.
 """
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
@@ -46,16 +44,20 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from core.networks import DiffusionModel
-from core.pipeline import BASE_DEFAULTS, StageSettings, check_seeds, class_conds, sample_stage
-from core.rng import BatchGenerator, Generator, randn_like
-from core.samplers import Projection, SamplerName, sample
-from core.schedules import NoiseSchedule
+from core.cascade import SIZES, sr_models, upscale_chain
+from core.checks import as_batch, check_seeds, seed_streams
+from core.conditions import BASES, base_conds
+from core.diffusion.rng import BatchGenerator, Generator, randn_like
+from core.diffusion.samplers import Projection, SamplerName, sample
+from core.diffusion.schedules import NoiseSchedule
+from core.evaluation.metrics import pixel_diversity
+from core.images import check_images, grid_image, pil_to_tensor, resize_image
+from core.models.networks import DiffusionModel
+from core.pipeline import BASE_DEFAULTS, StageSettings, sample_stage
 
 ILVR_DEFAULTS = replace(BASE_DEFAULTS, sampler="ddpm", steps=50)   # the paper's sampler: DDPM ancestral steps
 DEFAULT_FACTOR = 4
 STRIP_FACTORS = (2, 4, 8, 16)
-BASES = ("text_base", "class_base")
 REFERENCE_STREAM = 700   # the reference's noise q(y_t | y) has its own stream per seed
 
 
@@ -130,27 +132,6 @@ def sample_ilvr(sampler: SamplerName, denoiser, x: Tensor, schedule: NoiseSchedu
 
 
 # ---- on the hub's models -----------------------------------------------------------------------------
-def base_conds(base: DiffusionModel, n: int, settings: StageSettings, encoder=None, prompt: str | None = None,
-               label: str | None = None, negative_prompt: str = "") -> tuple[dict, dict | None, StageSettings]:
-    """(cond, uncond, settings) of a base model: the text base with a prompt (CFG against the
-    negative / empty prompt) or unguided on the empty prompt; the class base with a label (CFG
-    against the null label) or unconditional on the null label (guidance then 1)."""
-    if base.kind == "text_base":
-        if label:
-            raise ValueError("a label is for the class base; the text base takes a prompt")
-        if encoder is None:
-            raise ValueError("the text base needs its text encoder")
-        from core.translate import _text_conds
-        return _text_conds(encoder, prompt, negative_prompt, n, settings)
-    if base.kind == "class_base":
-        if prompt and prompt.strip():
-            raise ValueError("the class base takes a label, not a prompt")
-        if not label:
-            return base.null_cond(n, next(base.parameters()).device), None, replace(settings, guidance=1.0)
-        return *class_conds(base, [label] * n), settings
-    raise ValueError(f"ILVR needs a base model ({' or '.join(BASES)}), got kind {base.kind!r}")
-
-
 def ilvr(base: DiffusionModel, reference: Tensor, factor: int | Sequence[int] = DEFAULT_FACTOR, *,
          encoder=None, prompt: str | None = None, label: str | None = None, seeds: Sequence[int] = (0,),
          settings: StageSettings = ILVR_DEFAULTS, negative_prompt: str = "", sr_models: Sequence[DiffusionModel] = (),
@@ -159,19 +140,19 @@ def ilvr(base: DiffusionModel, reference: Tensor, factor: int | Sequence[int] = 
     in [-1, 1], resized to the base resolution; `factor` N at that resolution, one for all seeds
     or one per seed. The starting noise comes from the generation streams of each seed (those of
     `generate`), the reference's noise from a stream of its own. Returns [B, 3, 32 * 2^len(sr_models), ...]."""
-    from core.translate import _batched, _check_image, _super_resolve, resize_image
     seeds = check_seeds(seeds)
     size = base.resolution
     factors = _per_sample(factor, len(seeds), size)
     device = next(base.parameters()).device
-    y = resize_image(_batched(_check_image(reference), len(seeds), "reference"), size).to(device)
+    y = resize_image(as_batch(check_images(reference, "reference"), len(seeds), "reference"), size).to(device)
     cond, uncond, settings = base_conds(base, len(seeds), settings, encoder, prompt, label, negative_prompt)
-    gen = BatchGenerator([s * 1009 + REFERENCE_STREAM for s in seeds], device)
+    gen = BatchGenerator(seed_streams(seeds, REFERENCE_STREAM), device)
     project = ilvr_projection(y, factors, base.schedule, gen)
     staged = None if callback is None else (lambda info: callback({**info, "stage": size}))
     x = sample_stage(base, cond, uncond, seeds, settings, callback=staged, project=project)
     with torch.no_grad():
-        return _super_resolve(x, seeds, sr_models, sr_settings, callback)
+        stages = upscale_chain(sr_models, x, seeds, sr_settings, callback)
+    return stages[max(stages)]
 
 
 @dataclass
@@ -186,7 +167,6 @@ class Strip:
 
     def image(self) -> Image.Image:
         """Top row: phi_N of the reference; below it, a row of samples per seed; N grows to the right."""
-        from core.mechanics import grid_image
         return grid_image([self.low_passes, *self.samples])
 
 
@@ -195,8 +175,6 @@ def strip_figures(samples: Tensor, reference: Tensor, factors: Sequence[int], ba
     low-pass at the base size (phi_N: how well the reference's low frequencies are kept), the
     RMS distance of the samples to the reference, and the diversity (mean pairwise RMS distance
     between the seeds' samples; none for one seed)."""
-    from core.mechanics import mean_pairwise_distance
-    from core.translate import resize_image
     ref = resize_image(reference.float().cpu(), base_size)
     rows = []
     for j, n in enumerate(factors):
@@ -204,7 +182,7 @@ def strip_figures(samples: Tensor, reference: Tensor, factors: Sequence[int], ba
         small = resize_image(x, base_size)
         low_err = ((low_pass(small, n) - low_pass(ref, n)) / 2).pow(2).mean().sqrt()
         full_err = ((small - ref) / 2).pow(2).mean().sqrt()
-        diversity = (mean_pairwise_distance(x) / 2 / x[0].numel() ** 0.5) if len(x) > 1 else None
+        diversity = pixel_diversity(x) if len(x) > 1 else None
         rows.append({"factor": n, "low_pass_rmse": round(float(low_err), 4), "rmse_to_reference": round(float(full_err), 4),
                      "diversity": None if diversity is None else round(diversity, 4)})
     return rows
@@ -215,8 +193,6 @@ def ilvr_strip(models, image: Image.Image, factors: Sequence[int] = STRIP_FACTOR
                settings: StageSettings = ILVR_DEFAULTS, negative_prompt: str = "", callback=None) -> Strip:
     """ILVR of one reference at each N in `factors` for each seed (every N of a seed starts from
     the same noise), through the cascade up to `size`, in one batch."""
-    from core.images import pil_to_tensor
-    from core.translate import SIZES, resize_image
     if model not in BASES:
         raise ValueError(f"model must be one of {', '.join(BASES)}; got {model!r}")
     if size not in SIZES:
@@ -230,10 +206,9 @@ def ilvr_strip(models, image: Image.Image, factors: Sequence[int] = STRIP_FACTOR
     base = models.get(model)
     factors = [check_factor(n, base.resolution) for n in factors]
     reference = pil_to_tensor(image, size=size)
-    sr_names = [name for res, name in ((64, "sr64"), (128, "sr128")) if res <= size]
     out = ilvr(base, reference, factors * len(seeds), encoder=models.text_encoder() if model == "text_base" else None,
                prompt=prompt, label=label, seeds=[s for s in seeds for _ in factors], settings=settings,
-               negative_prompt=negative_prompt, sr_models=[models.get(n) for n in sr_names], callback=callback).cpu()
+               negative_prompt=negative_prompt, sr_models=sr_models(models, size), callback=callback).cpu()
     samples = out.view(len(seeds), len(factors), *out.shape[1:])
     small = resize_image(reference, base.resolution)
     low = torch.cat([resize_image(low_pass(small, n), size) for n in factors]).clamp(-1, 1)
@@ -243,42 +218,3 @@ def ilvr_strip(models, image: Image.Image, factors: Sequence[int] = STRIP_FACTOR
                   "guidance": settings.guidance if (prompt or label) else 1.0,
                   "rows": "phi_N(reference), then one row per seed; N grows to the right"}
     return Strip(factors, low, samples, rows, parameters)
-
-
-# ---- command line ------------------------------------------------------------------------------------
-def main(argv: Sequence[str] | None = None) -> int:
-    from core.checkpoints import CheckpointError
-    from core.cli import number_list
-    from core.images import ImageError, open_image, save_png
-    p = argparse.ArgumentParser(prog="python -m core.ilvr",
-                                description="ILVR at several factors N: a strip and its figures (markdown).")
-    p.add_argument("--image", required=True, help="the reference (any size or mode)")
-    p.add_argument("--factors", type=number_list(int), default=list(STRIP_FACTORS), help="comma-separated N at 32x32")
-    p.add_argument("--seeds", type=number_list(int), default=[0], help="comma-separated; 2 or more give the diversity")
-    p.add_argument("--model", choices=BASES, default="text_base")
-    p.add_argument("--prompt", help="text base: guide with this prompt (default: unguided)")
-    p.add_argument("--label", help="class base: guide with this class (default: unconditional)")
-    p.add_argument("--size", type=int, choices=(32, 64, 128), default=32)
-    p.add_argument("--steps", type=int, default=ILVR_DEFAULTS.steps)
-    p.add_argument("--sampler", default=ILVR_DEFAULTS.sampler)
-    p.add_argument("--out", required=True, help="output PNG: phi_N(reference) on top, a row per seed below")
-    p.add_argument("--checkpoints", default=None)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    a = p.parse_args(argv)
-    from core.cascade import ModelSet
-    from core.mechanics import format_table
-    try:
-        settings = replace(ILVR_DEFAULTS, sampler=a.sampler, steps=a.steps)
-        strip = ilvr_strip(ModelSet(a.checkpoints, a.device), open_image(a.image), a.factors, a.seeds, a.model,
-                           a.prompt, a.label, a.size, settings)
-        save_png(strip.image(), a.out, {**strip.parameters, "image": a.image, "figures": strip.rows})
-    except (ValueError, ImageError, CheckpointError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_table(strip.rows))
-    print(f"wrote {a.out}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,11 +1,13 @@
 """Images in and out: any PIL image (any size or mode) to a [-1, 1] tensor, tensors to PIL,
-and PNGs that carry their generation parameters in a text chunk."""
+grids of images, and PNGs that carry their generation parameters in a text chunk."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -84,9 +86,59 @@ def tensor_to_pil(x: torch.Tensor) -> list[Image.Image]:
     return [Image.fromarray(a.permute(1, 2, 0).cpu().numpy(), "RGB") for a in arr]
 
 
+def image_grid(images: Sequence[Image.Image] | torch.Tensor, columns: int | None = None,
+               padding: int = 0) -> Image.Image:
+    """Images (PIL, or a [B, 3, H, W] tensor in [-1, 1]) side by side in rows of `columns` (about
+    square by default), `padding` white pixels around and between them."""
+    if isinstance(images, torch.Tensor):
+        images = tensor_to_pil(images)
+    images = list(images)
+    if not images:
+        raise ValueError("a grid needs at least one image")
+    if len(images) == 1 and padding == 0:
+        return images[0]
+    columns = columns or (min(len(images), 4) if len(images) <= 8 else math.ceil(math.sqrt(len(images))))
+    rows = math.ceil(len(images) / columns)
+    w, h = images[0].size
+    canvas = Image.new("RGB", (columns * (w + padding) + padding, rows * (h + padding) + padding), (255, 255, 255))
+    for i, im in enumerate(images):
+        canvas.paste(im, (padding + (i % columns) * (w + padding), padding + (i // columns) * (h + padding)))
+    return canvas
+
+
+def grid_image(rows: Sequence[torch.Tensor]) -> Image.Image:
+    """Rows of images [n, 3, r, r] in [-1, 1] (equal n) as one picture, 2 px white between cells."""
+    return image_grid(torch.cat([r.detach().float().cpu() for r in rows]), rows[0].shape[0], padding=2)
+
+
+def save_grid(images: torch.Tensor, path: str | os.PathLike, columns: int) -> None:
+    """A training sample grid: [B, 3, H, W] in [-1, 1], `columns` a row, 2 px white between them."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image_grid(images.detach().float().cpu(), columns, padding=2).save(path)
+
+
 def resize_tensor(x: torch.Tensor, size: int, mode: str = "bicubic") -> torch.Tensor:
     kw = {} if mode in ("nearest", "area") else {"align_corners": False}
     return F.interpolate(x, size=(size, size), mode=mode, **kw).clamp(-1, 1)
+
+
+def resize_image(x: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, 3, H, W] at size x size: unchanged when already there, box (area) average when
+    shrinking (as the data set's lower resolutions), bicubic when enlarging."""
+    if x.shape[-1] == size and x.shape[-2] == size:
+        return x.clone()
+    return resize_tensor(x, size, "area" if x.shape[-1] > size else "bicubic")
+
+
+def check_images(images: torch.Tensor, name: str = "image") -> torch.Tensor:
+    """A float tensor [B, 3, H, W] (values in [-1, 1]) as float32, else ValueError naming it."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 3 or \
+            not images.is_floating_point():
+        raise ValueError(f"{name} must be a float tensor [B, 3, H, W] in [-1, 1]")
+    return images.float()
+
+
 
 
 def png_info(parameters: dict) -> PngImagePlugin.PngInfo:

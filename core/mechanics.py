@@ -10,34 +10,36 @@ as plain functions, and a command line for each.
   (CLIP score to the prompt) against diversity (mean pairwise distance between the samples,
   in CLIP image-embedding space and in pixels);
 - trajectory: x_t and the predicted x0 at chosen steps of one sampling run;
-- likelihood: bits per dimension of images under a base model (core.likelihood);
+- likelihood: bits per dimension of images under a base model (core.diffusion.likelihood);
 - h-space editing (core.hspace).
 
 The CLIP that scores the samples is the project's own (`checkpoints/clip`), the same one whose text
 tower conditions the text base, so its scores are optimistic; compare them with each other only.
 
-Command line: `python -m core.mechanics forward|curves|samplers|guidance|trajectory|likelihood|
-hspace-directions|hspace ...` (`--help` on each); every failure exits with status 2 and one line.
+Command line: `python -m core mechanics forward|curves|samplers|guidance|trajectory|likelihood|
+hspace-directions|hspace ...` (`--help` on each; `core.cli.mechanics`).
 """
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 import time
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable, Literal, Optional, Sequence
 
 import torch
 from PIL import Image
 from torch import Tensor
 
-from core.checkpoints import CheckpointError
-from core.cli import check_output, number_list
-from core.images import ImageError, tensor_to_pil
+from core import hspace
+from core.checks import check_finite, check_int, check_seeds
+from core.data.emoji import load_dataset
+from core.diffusion.likelihood import bits_per_dim
+from core.diffusion.samplers import SAMPLERS
+from core.diffusion.schedules import SCHEDULES, make_schedule
+from core.evaluation.metrics import mean_pairwise_distance
+from core.images import grid_image
 from core.pipeline import BASE_DEFAULTS, StageSettings, generate_class, generate_text
-from core.samplers import SAMPLERS
-from core.schedules import SCHEDULES, check_finite, make_schedule
 
 BaseModel = Literal["text_base", "class_base"]
 BASE_MODELS: tuple[str, ...] = ("text_base", "class_base")
@@ -86,7 +88,7 @@ class Condition:
 
 def fitted(models, condition: Condition) -> Condition:
     """The condition with the prompt the text encoder reads (a long prompt is cut, see
-    core.text_encoders.TextEncoder.fit): what the panels sample from and store."""
+    core.models.text_encoders.TextEncoder.fit): what the panels sample from and store."""
     if condition.model != "text_base" or condition.unconditional:
         return condition
     return replace(condition, prompt=models.text_encoder().fit(condition.prompt))
@@ -116,28 +118,6 @@ def generate(models, condition: Condition, seeds: Sequence[int], settings: Stage
     if condition.unconditional:
         raise ValueError("choose a class label")
     return generate_class(models.get("class_base"), [condition.label], seeds, settings, callback=callback)
-
-
-def check_seeds(seeds: Sequence[int], minimum: int = 1) -> list[int]:
-    seeds = list(seeds)
-    if not minimum <= len(seeds) <= MAX_SEEDS:
-        raise ValueError(f"give from {minimum} to {MAX_SEEDS} seeds, got {len(seeds)}")
-    for s in seeds:
-        if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-            raise ValueError(f"seeds must be non-negative integers, got {s!r}")
-    return seeds
-
-
-def clip_embedder(models):
-    """The project's CLIP (image and text towers) as a core.clip_model.ClipEmbedder."""
-    return models.clip_embedder()
-
-
-def grid_image(rows: Sequence[Tensor]) -> Image.Image:
-    """Rows of images [n, 3, r, r] in [-1, 1] (equal n) as one picture, 2 px white between cells."""
-    from torchvision.utils import make_grid
-    images = torch.cat([r.detach().float().cpu() for r in rows])
-    return tensor_to_pil(make_grid(images, nrow=rows[0].shape[0], padding=2, pad_value=1.0))[0]
 
 
 # ---- forward process -----------------------------------------------------------------------------
@@ -194,19 +174,8 @@ def nfe(sampler: str, steps: int) -> int:
 
 def steps_for_nfe(sampler: str, budget: int) -> int:
     """The most steps whose NFE fits the budget (at least 1)."""
-    if isinstance(budget, bool) or not isinstance(budget, int) or not 1 <= budget <= MAX_NFE:
-        raise ValueError(f"NFE budget must be an integer from 1 to {MAX_NFE}, got {budget!r}")
+    budget = check_int("NFE budget", budget, 1, MAX_NFE)
     return max(1, (budget + 1) // 2) if sampler == "heun" else budget
-
-
-def mean_pairwise_distance(vectors: Tensor) -> float:
-    """Mean Euclidean distance over all pairs of rows of [n, ...] (n >= 2)."""
-    v = vectors.flatten(1).double()
-    if len(v) < 2:
-        raise ValueError("a pairwise distance needs at least 2 samples")
-    d = torch.cdist(v, v)
-    n = len(v)
-    return float(d.sum() / (n * (n - 1)))
 
 
 @dataclass
@@ -232,7 +201,7 @@ def compare_samplers(models, condition: Condition, samplers: Sequence[str] = SAM
     line per sampler: its budgets left to right, the seeds within each."""
     condition.require_text()
     condition = fitted(models, condition)
-    seeds = check_seeds(seeds)
+    seeds = check_seeds(seeds, 1, MAX_SEEDS)
     samplers, budgets = list(samplers), list(budgets)
     if not samplers or not budgets:
         raise ValueError("choose at least one sampler and one NFE budget")
@@ -244,7 +213,7 @@ def compare_samplers(models, condition: Condition, samplers: Sequence[str] = SAM
         steps_for_nfe(samplers[0], b)     # every budget checked before any sampling
     for s in samplers:
         nfe(s, 1)
-    embedder = clip_embedder(models)
+    embedder = models.clip_embedder()
     base = StageSettings(guidance=float(guidance), threshold=BASE_DEFAULTS.threshold if thresholding else None)
     generate(models, condition, seeds[:1], replace(base, steps=1))        # warm-up: first calls are slow
     rows, images = [], []
@@ -273,11 +242,11 @@ def guidance_sweep(models, condition: Condition, scales: Sequence[float] = GUIDA
     CLIP image embeddings, and in pixels as RMS over [-1, 1] values)."""
     condition.require_text()
     condition = fitted(models, condition)
-    seeds = check_seeds(seeds, minimum=2)
+    seeds = check_seeds(seeds, 2, MAX_SEEDS)
     scales = [check_finite("guidance scale", s) for s in scales]
     if not 1 <= len(scales) <= 12:
         raise ValueError(f"give from 1 to 12 guidance scales, got {len(scales)}")
-    embedder = clip_embedder(models)
+    embedder = models.clip_embedder()
     rows, images = [], []
     for scale in scales:
         if progress:
@@ -321,8 +290,7 @@ def trajectory(models, condition: Condition, seed: int = 0, sampler: str = "ddim
     evenly spaced steps (the first and the last included)."""
     seed = check_seeds([seed])[0]
     condition = fitted(models, condition)
-    if isinstance(frames, bool) or not isinstance(frames, int) or not 2 <= frames <= 16:
-        raise ValueError(f"frames must be an integer from 2 to 16, got {frames!r}")
+    frames = check_int("frames", frames, 2, 16)
     settings = StageSettings(sampler=sampler, steps=int(steps), guidance=float(guidance),
                              threshold=BASE_DEFAULTS.threshold if thresholding else None)
     shown = sorted({round(i * (settings.steps - 1) / (frames - 1)) for i in range(frames)})
@@ -365,8 +333,7 @@ def likelihood(models, condition: Condition, images: Tensor, method: str = "ode"
                probes: int = 1, seed: int = 0):
     """Bits per dimension of images [B, 3, r, r] in [-1, 1] (snapped to 8 bits) under the base
     model, conditioned as asked (an empty prompt / no label: the unconditional model); see
-    core.likelihood."""
-    from core.likelihood import bits_per_dim
+    core.diffusion.likelihood."""
     model, cond = model_and_cond(models, fitted(models, condition))
     r = model.resolution
     if not isinstance(images, Tensor) or images.ndim != 4 or images.shape[1:] != (3, r, r):
@@ -385,9 +352,6 @@ def hspace_edit(models, model_name: str, image: Tensor, attribute: str, strength
                 steps: int = 20, interval: float = 0.5, callback: Optional[Callback] = None):
     """The h-space edit of one image [1, 3, r, r] under the base model's stored directions
     (core.hspace); returns a core.hspace.HEdit."""
-    from pathlib import Path
-
-    from core import hspace
     condition = Condition(model=model_name)                 # unconditional: empty prompt / null label
     model, cond = model_and_cond(models, condition)
     directions = hspace.HDirections.load(Path(models.root) / model_name)
@@ -398,183 +362,6 @@ def hspace_edit(models, model_name: str, image: Tensor, attribute: str, strength
 
 def fit_hspace_directions(models, model_name: str, log: Callable[[str], None] = print):
     """Fit the h-space directions of a base model on the emoji data set and store them next to it."""
-    from pathlib import Path
-
-    from core import hspace
-    from core.data import load_dataset
     model, cond = model_and_cond(models, Condition(model=model_name))
     directions = hspace.fit_from_dataset(model, cond, load_dataset(), log=log)
     return directions.save(Path(models.root) / model_name)
-
-
-# ---- command line --------------------------------------------------------------------------------
-def format_table(rows: Sequence[dict]) -> str:
-    """Rows of equal keys as a markdown table."""
-    if not rows:
-        return "(no rows)"
-    keys = list(rows[0])
-
-    def cell(v) -> str:
-        return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-    lines = ["| " + " | ".join(keys) + " |", "|" + "---|" * len(keys)]
-    lines += ["| " + " | ".join(cell(r[k]) for k in keys) + " |" for r in rows]
-    return "\n".join(lines)
-
-
-def _load(path: str, size: int) -> Tensor:
-    from core.images import open_image, pil_to_tensor
-    return pil_to_tensor(open_image(path), size=size)
-
-
-def _save(image: Image.Image, path: str, parameters: dict) -> None:
-    from core.images import save_png
-    save_png(image, path, parameters)
-    print(f"wrote {path}")
-
-
-def _condition(args) -> Condition:
-    return Condition(model=args.model, prompt=args.prompt or "", label=args.label)
-
-
-def run(args) -> None:
-    from core.cascade import ModelSet
-    command = args.command
-    models = ModelSet(args.checkpoints, args.device) if command not in ("curves", "forward") else None
-    if command == "curves":
-        print(format_table(schedule_curves(points=11)))
-    elif command == "forward":
-        image = _load(args.image, args.size)
-        rows = forward_process(image, args.t, args.seed)
-        _save(grid_image(list(rows)), args.out, {"panel": "forward", "image": args.image, "t": args.t,
-                                                  "rows": list(SCHEDULES), "seed": args.seed})
-    elif command == "samplers":
-        result = compare_samplers(models, _condition(args), args.samplers, args.nfe, args.seeds, args.guidance,
-                                  not args.no_threshold, progress=lambda s: print(s, file=sys.stderr))
-        print(format_table(result.rows))
-        _save(result.grid(), args.out, result.parameters)
-    elif command == "guidance":
-        result = guidance_sweep(models, _condition(args), args.scales, args.seeds, args.sampler, args.steps,
-                                not args.no_threshold, progress=lambda s: print(s, file=sys.stderr))
-        print(format_table(result.rows))
-        _save(result.grid(), args.out, result.parameters)
-    elif command == "trajectory":
-        result = trajectory(models, _condition(args), args.seed, args.sampler, args.steps, args.guidance,
-                            args.frames, not args.no_threshold)
-        print(format_table([{"step": s, "t": t} for s, t in zip(result.steps, result.times)]))
-        _save(result.strip(), args.out, result.parameters)
-    elif command == "likelihood":
-        resolution = models.get(args.model).resolution
-        named = {p: _load(p, resolution) for p in args.image}
-        if args.references:
-            named["uniform noise"] = uniform_noise(resolution, args.seed)
-            named["1/f noise (photo-like)"] = pink_noise(resolution, args.seed)
-        if not named:
-            raise ValueError("give --image (one or more) or --references")
-        result = likelihood(models, _condition(args), torch.cat(list(named.values())), args.method, args.steps,
-                            args.probes, args.seed)
-        rows = [{"image": name, **row} for name, row in zip(named, result.rows())]
-        print(f"{result.method}, {result.steps} steps, {result.probes} probe(s), {result.nfe} NFE per probe")
-        print(format_table(rows))
-    elif command == "hspace-directions":
-        print(f"wrote {fit_hspace_directions(models, args.model)}")
-    elif command == "hspace":
-        model = models.get(args.model)
-        result = hspace_edit(models, args.model, _load(args.image, model.resolution), args.attribute, args.strength,
-                             args.steps, args.interval)
-        print(f"h shifted on {result.edited_steps} of {args.steps} reverse steps")
-        _save(grid_image([torch.cat([_load(args.image, model.resolution), result.reconstruction.cpu(),
-                                     result.edited.cpu()])]), args.out,
-              {"panel": "hspace", "image": args.image, "model": args.model, "attribute": args.attribute,
-               "strength": args.strength, "steps": args.steps, "interval": args.interval,
-               "columns": ["input", "DDIM reconstruction", "h-space edit"]})
-
-
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m core.mechanics", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
-
-    def common(q: argparse.ArgumentParser, condition: bool = True) -> None:
-        if condition:
-            q.add_argument("--model", choices=BASE_MODELS, default="text_base")
-            q.add_argument("--prompt", default="", help="for text_base")
-            q.add_argument("--label", default=None, help="for class_base: a class from `python -m core classes`")
-        q.add_argument("--checkpoints", default=None, help="checkpoints folder or Hub repo id (default: ./checkpoints)")
-        q.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-
-    sub.add_parser("curves", help="print alpha_bar and log SNR of the linear and cosine schedules")
-
-    f = sub.add_parser("forward", help="x_t of an image at several t, linear and cosine schedules (rows)")
-    f.add_argument("--image", required=True)
-    f.add_argument("--t", type=number_list(float), default=list(FORWARD_TIMES), help="comma-separated, 0-999")
-    f.add_argument("--size", type=int, default=32)
-    f.add_argument("--seed", type=int, default=0)
-    f.add_argument("--out", required=True, help="output PNG")
-
-    s = sub.add_parser("samplers", help="every sampler at equal NFE: a grid and a table")
-    s.add_argument("--samplers", type=lambda v: [x.strip() for x in v.split(",") if x.strip()], default=list(SAMPLERS))
-    s.add_argument("--nfe", type=number_list(int), default=list(NFE_BUDGETS), help="comma-separated NFE budgets")
-    s.add_argument("--seeds", type=number_list(int), default=[0, 1])
-    s.add_argument("--guidance", type=float, default=BASE_DEFAULTS.guidance)
-    s.add_argument("--no-threshold", action="store_true")
-    s.add_argument("--out", required=True, help="output PNG (a line per sampler: budgets, seeds within each)")
-    common(s)
-
-    g = sub.add_parser("guidance", help="the same seeds at several guidance scales: fidelity vs diversity")
-    g.add_argument("--scales", type=number_list(float), default=list(GUIDANCE_SCALES))
-    g.add_argument("--seeds", type=number_list(int), default=list(GUIDANCE_SEEDS))
-    g.add_argument("--sampler", choices=SAMPLERS, default="ddim")
-    g.add_argument("--steps", type=int, default=GUIDANCE_STEPS)
-    g.add_argument("--no-threshold", action="store_true")
-    g.add_argument("--out", required=True, help="output PNG (rows: scales, columns: seeds)")
-    common(g)
-
-    t = sub.add_parser("trajectory", help="x_t (top) and predicted x0 (bottom) at chosen steps of one run")
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--sampler", choices=SAMPLERS, default="ddim")
-    t.add_argument("--steps", type=int, default=20)
-    t.add_argument("--guidance", type=float, default=BASE_DEFAULTS.guidance)
-    t.add_argument("--frames", type=int, default=6)
-    t.add_argument("--no-threshold", action="store_true")
-    t.add_argument("--out", required=True, help="output PNG")
-    common(t)
-
-    lk = sub.add_parser("likelihood", help="bits per dimension of images under a base model")
-    lk.add_argument("--image", action="append", default=[], help="an image file (repeat for more)")
-    lk.add_argument("--references", action="store_true", help="also score uniform noise and 1/f (photo-like) noise")
-    lk.add_argument("--method", choices=("ode", "vlb"), default="ode")
-    lk.add_argument("--steps", type=int, default=None, help="ODE steps (default 20) or bound terms (default 25)")
-    lk.add_argument("--probes", type=int, default=1, help="Hutchinson probes / bound draws per image")
-    lk.add_argument("--seed", type=int, default=0)
-    common(lk)
-
-    hd = sub.add_parser("hspace-directions", help="fit h-space directions on the emoji data set; stored with the model")
-    hd.add_argument("--model", choices=BASE_MODELS, default="text_base")
-    common(hd, condition=False)
-
-    he = sub.add_parser("hspace", help="edit an image along an h-space direction (Asyrp-style)")
-    he.add_argument("--model", choices=BASE_MODELS, default="text_base")
-    he.add_argument("--image", required=True)
-    he.add_argument("--attribute", required=True)
-    he.add_argument("--strength", type=float, required=True, help="in class-mean differences; - reverses it")
-    he.add_argument("--steps", type=int, default=20)
-    he.add_argument("--interval", type=float, default=0.5, help="edited fraction of the reverse process, from t=T")
-    he.add_argument("--out", required=True, help="output PNG: input, reconstruction, edit")
-    common(he, condition=False)
-    return p
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        if getattr(args, "out", None) is not None:
-            check_output(args.out, folder=False)      # before any work
-        run(args)
-    except (ValueError, ImageError, CheckpointError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

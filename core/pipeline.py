@@ -10,12 +10,13 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from core.guidance import cfg_denoiser, classifier_guided_denoiser, dynamic_threshold, x0_transform_denoiser
-from core.networks import DiffusionModel
-from core.parameterization import Denoiser
-from core.rng import BatchGenerator
-from core.samplers import SAMPLERS, SPACINGS, Projection, sample
-from core.schedules import NoiseSchedule, check_finite
+from core.diffusion.guidance import cfg_denoiser, classifier_guided_denoiser, dynamic_threshold, x0_transform_denoiser
+from core.models.networks import DiffusionModel
+from core.diffusion.parameterization import Denoiser
+from core.diffusion.rng import BatchGenerator
+from core.diffusion.samplers import SAMPLERS, SPACINGS, Projection, sample
+from core.checks import check_finite
+from core.diffusion.schedules import NoiseSchedule
 
 Callback = Callable[[dict], None]
 Guide = Callable[[Denoiser], Denoiser]   # a guidance wrapper: an eps-denoiser in, the guided one out
@@ -37,7 +38,7 @@ class StageSettings:
     `threshold_max` caps its scale s = clamp(quantile_p(|x0|), 1, threshold_max) (diffusers'
     sample_max_value): 1.0 is static clipping of x0 to [-1, 1], larger values allow Imagen's
     dynamic thresholding. `aug_level` is the SR stage's noise-augmentation timestep for its
-    low-res input (CDM). `spacing` lays the steps out over 0..T-1 (`core.samplers.SPACINGS`, Lin
+    low-res input (CDM). `spacing` lays the steps out over 0..T-1 (`core.diffusion.samplers.SPACINGS`, Lin
     et al. 2023, Table 2); None is the sampler's entry in STAGE_SPACING.
 
     Static clipping is the default. Emoji are drawn on pure white: about half of every image sits
@@ -178,7 +179,7 @@ def generate_class(model: DiffusionModel, class_names: Sequence[str], seeds: Seq
                    steps: int | None = None, callback: Callback | None = None, classifier=None,
                    classifier_scale: float | None = None) -> torch.Tensor:
     """The class-conditional base; classifier-free guidance on the label against the null label.
-    With `classifier_scale` (and a `classifier`, a core.noisy_classifier.NoisyClassifier) it is
+    With `classifier_scale` (and a `classifier`, a core.models.noisy_classifier.NoisyClassifier) it is
     classifier guidance instead (Dhariwal & Nichol 2021): the model runs unconditionally (the
     null label) and grad log p(label | x_t) of the noise-aware classifier, times the scale, steers
     it; `settings.guidance` is not used. Scale 0: unconditional samples."""
@@ -204,11 +205,11 @@ def check_classifier_scale(scale) -> float:
 
 def classifier_guide(model: DiffusionModel, classifier, names: Sequence[str], scale: float) -> Guide | None:
     """The classifier-guidance wrapper towards `names` (one per sample); None at scale 0."""
-    from core.noisy_classifier import check_compatible, class_log_prob, classifier_labels
+    from core.models.noisy_classifier import check_compatible, class_log_prob, classifier_labels
     scale = check_classifier_scale(scale)
     if classifier is None:
         raise ValueError("classifier guidance needs the noise-aware classifier (checkpoints/noisy_classifier; "
-                         "`python -m core.train noisy_classifier` trains it)")
+                         "`python -m core.training.loop noisy_classifier` trains it)")
     check_compatible(classifier, model)
     labels = classifier_labels(classifier, names)
     if scale == 0:

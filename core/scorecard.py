@@ -29,6 +29,13 @@ with the seed), and the same real images blurred by a round trip through 16x16. 
 - **FD(judge)**: Frechet distance in the judge's features to all real emoji of the split's
   population (e.g. every training emoji outside People & Body); the real row is what a
   perfect generator scores at this N (FD is biased upward at small N: compare at equal N).
+
+With ``classifiers`` (the skin-tone and gender classifiers of :mod:`core.classifiers`, trained
+on real training emoji), a text scorecard also measures **attribute retention**: of the samples
+whose prompt asks for a skin tone ("woman dancing, dark skin tone") or a gender (man / woman /
+person), the share the classifier rates as asked, beside the same share for the real renders of
+those emoji (what the classifier itself gets right) and their ratio, per split and pooled over
+the splits (:func:`attribute_retention`). Labels (subgroups) never ask for either.
 """
 from __future__ import annotations
 
@@ -105,6 +112,51 @@ def _real_for_labels(data, labels: Sequence[str], seeds: Sequence[int]) -> list[
             for s, seed in zip(labels, seeds)]
 
 
+ATTRIBUTE_TASKS = ("skin_tone", "gender")
+
+
+def asked_attributes(record) -> dict[str, str]:
+    """The skin tone and gender a prompt of this emoji asks for ({} when none): the tone its
+    name gives, and man / woman, or person when the name says person, people, child, ...
+    (``core.evaluate.names_skin_tone`` / ``names_gender``)."""
+    from core.evaluate import names_gender, names_skin_tone
+    out = {"skin_tone": names_skin_tone(record), "gender": names_gender(record)}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def attribute_matches(classifiers: dict, records: Sequence, images: torch.Tensor) -> dict[str, dict]:
+    """Per attribute task with a classifier: ``rows`` (positions of the images whose record asks
+    for that attribute), ``asked`` (the value asked) and ``match`` [len(rows)] bool (the
+    classifier's top-1 is the asked value)."""
+    if len(records) != len(images):
+        raise ValueError(f"got {len(records)} records for {len(images)} images")
+    out = {}
+    for task in ATTRIBUTE_TASKS:
+        clf = classifiers.get(task)
+        if clf is None:
+            continue
+        rows = [(j, a[task]) for j, a in enumerate(asked_attributes(r) for r in records) if task in a]
+        js = [j for j, _ in rows]
+        want = torch.tensor([clf.index(v) for _, v in rows], dtype=torch.long)
+        pred = clf.predict(images[js]) if js else torch.zeros(0, dtype=torch.long)
+        out[task] = {"rows": js, "asked": [v for _, v in rows], "match": pred.cpu() == want}
+    return out
+
+
+def _retention(samples: torch.Tensor, real: torch.Tensor) -> dict:
+    s, r = _mean(samples), _mean(real)
+    return {"n": int(samples.numel()), "samples": s, "real": r, "vs_real": s / r if r else float("nan")}
+
+
+def attribute_retention(classifiers: dict, records: Sequence, samples: torch.Tensor,
+                        real: torch.Tensor) -> dict[str, dict]:
+    """Per attribute task (skin tone, gender): ``n`` samples whose prompt asks for it, ``samples``
+    the share the classifier rates as asked, ``real`` the same share on the real renders of the
+    asked emoji (the classifier's own accuracy on them), ``vs_real`` their ratio."""
+    s, r = attribute_matches(classifiers, records, samples), attribute_matches(classifiers, records, real)
+    return {task: _retention(s[task]["match"], r[task]["match"]) for task in s}
+
+
 def _check_images(images, n: int) -> torch.Tensor:
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[0] != n or images.shape[1] != 3:
         shape = tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
@@ -115,11 +167,12 @@ def _check_images(images, n: int) -> torch.Tensor:
 @dataclass
 class Scorecard:
     """``results`` (JSON-ready figures), and per split the ``asked`` prompts or labels, the
-    ``subgroups`` they ask for, the ``images`` [n,3,32,32] of every row (samples, real,
-    real_16px) and the per-sample ``flags`` (accepted, subgroup_as_asked, recognisable,
-    retrieval) of every row."""
+    ``records`` (data set indices) of the real images, the ``subgroups`` they ask for, the
+    ``images`` [n,3,32,32] of every row (samples, real, real_16px) and the per-sample ``flags``
+    (accepted, subgroup_as_asked, recognisable, retrieval) of every row."""
     results: dict
     asked: dict[str, list[str]] = field(default_factory=dict)
+    records: dict[str, list[int]] = field(default_factory=dict)
     subgroups: dict[str, list[str]] = field(default_factory=dict)
     images: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)
     flags: dict[str, dict[str, dict[str, torch.Tensor]]] = field(default_factory=dict)
@@ -143,13 +196,15 @@ def score_images(judge: Judge, images: torch.Tensor, subgroups: Sequence[str],
 
 
 def scorecard(sample: Sampler, kind: Kind, judge: Judge, data=None, *, n: int = 64, seed: int = 0,
-              classes: Sequence[str] | None = None, k: int = 5,
+              classes: Sequence[str] | None = None, k: int = 5, classifiers: dict | None = None,
               log: Callable[[str], None] | None = None) -> Scorecard:
     """Score a generator: ``sample(asked, seeds)`` is called once per split with n prompts
     (``kind`` "text") or labels (``kind`` "label"; ``classes`` the labels it knows, default all
     subgroups) and seeds ``seed .. seed + n - 1``. The judge's retrieval reference must be the
-    same data set (it is, by default)."""
-    from core.data import load_dataset
+    same data set (it is, by default). ``classifiers`` ({task: Classifier} with "skin_tone" and
+    "gender"): a text scorecard also measures attribute retention (``results["attributes"]``,
+    pooled over the splits, and each split's ``"attributes"``)."""
+    from core.data.emoji import load_dataset
 
     if kind not in ("text", "label"):
         raise ValueError(f"kind must be 'text' or 'label', got {kind!r}")
@@ -169,6 +224,7 @@ def scorecard(sample: Sampler, kind: Kind, judge: Judge, data=None, *, n: int = 
         splits = label_splits(data, known, n, seed)
         records = {}
     card = Scorecard(results={"kind": kind, "n": n, "k": k, "seed": seed, "splits": {}})
+    pooled: dict[str, dict[str, list]] = {}
     for name, asked in splits.items():
         m = len(asked)
         seeds = [seed + j for j in range(m)]
@@ -192,10 +248,21 @@ def scorecard(sample: Sampler, kind: Kind, judge: Judge, data=None, *, n: int = 
             rows[row]["fd_judge"] = feature_fd(judge, x, pool)
         card.results["splits"][name] = {"n": m, "examples": list(asked[:4]), "population": len(pool),
                                         "sample_seconds": round(seconds, 2), "rows": rows}
-        card.asked[name], card.subgroups[name] = list(asked), subgroups
+        if classifiers and kind == "text":
+            recs = [data.records[i] for i in real_idx]
+            ms, mr = attribute_matches(classifiers, recs, samples), attribute_matches(classifiers, recs, real)
+            card.results["splits"][name]["attributes"] = {t: _retention(ms[t]["match"], mr[t]["match"]) for t in ms}
+            for t in ms:
+                pooled.setdefault(t, {"samples": [], "real": []})
+                pooled[t]["samples"].append(ms[t]["match"])
+                pooled[t]["real"].append(mr[t]["match"])
+        card.asked[name], card.subgroups[name], card.records[name] = list(asked), subgroups, list(real_idx)
         card.images[name], card.flags[name] = sets, flags
         log(f"  {kind} / {name}: " + "; ".join(f"{r} recognisable {rows[r]['recognisable']:.3f}" for r in rows)
             + f" ({seconds:.0f} s sampling)")
+    if pooled:
+        card.results["attributes"] = {t: _retention(torch.cat(v["samples"]), torch.cat(v["real"]))
+                                      for t, v in pooled.items()}
     card.results["seconds"] = round(time.perf_counter() - t0, 1)
     return card
 
@@ -228,7 +295,7 @@ def semantic_sampler(models, kind: Kind, settings=None, decoder_steps: int | Non
     batches: the same images as ``core.cascade.generate(..., base_model="semantic", size=32)``,
     sample by sample (per-seed noise streams), with the prior sampling at ``settings``."""
     from core.pipeline import BASE_DEFAULTS
-    from core.prior import sample_codes
+    from core.models.prior import sample_codes
     from core.semantic import DECODER_STEPS, render
 
     settings = settings or BASE_DEFAULTS
@@ -327,7 +394,7 @@ def fixed_grid(sample: Sampler, kind: Kind, judge: Judge | None, path: str | Pat
     labels, cells = list(asked), []
     if judge is not None:
         if kind == "text":
-            from core.data import load_dataset
+            from core.data.emoji import load_dataset
             data = data if data is not None else load_dataset()
             subgroups = [data.records[data.index_of(GRID_EMOJI.get(a, a))].subgroup for a in asked]
         else:
@@ -370,9 +437,32 @@ def format_scorecard(results: dict, old: dict | None = None) -> list[str]:
                      _f(r["fd_judge"], 1)]
             cells += [_f(old[name].get(split, {}).get(row), 2 if "CLIP" in name else 3) for name in old]
             lines.append("| " + " | ".join(cells) + " |")
+    return lines + format_attributes(results)
+
+
+def format_attributes(results: dict) -> list[str]:
+    """Markdown lines of a text scorecard's attribute retention (none without it)."""
+    if "attributes" not in results:
+        return []
+    names = {"skin_tone": "skin tone", "gender": "gender"}
+    tasks = list(results["attributes"])
+    head = ["split"] + [f"{names.get(t, t)} as asked: samples / real (vs real, N)" for t in tasks]
+    lines = ["", "Attribute retention (prompts that ask for a skin tone or a gender; the classifiers trained on "
+             "real training emoji rate samples and the real renders of the asked emoji alike):", "",
+             "| " + " | ".join(head) + " |", "| " + " | ".join("---" for _ in head) + " |"]
+    rows = [(f"{split}", s.get("attributes", {})) for split, s in results["splits"].items()]
+    rows.append(("**all splits**", results["attributes"]))
+    for split, a in rows:
+        cells = [split]
+        for t in tasks:
+            r = a.get(t)
+            cells.append("-" if not r or not r["n"] else
+                         f"{_f(r['samples'])} / {_f(r['real'])} ({_f(r['vs_real'], 2)}, {r['n']})")
+        lines.append("| " + " | ".join(cells) + " |")
     return lines
 
 
-__all__ = ["scorecard", "Scorecard", "score_images", "base_sampler", "cascade_sampler", "labelled_grid",
+__all__ = ["scorecard", "Scorecard", "score_images", "attribute_retention", "attribute_matches", "asked_attributes",
+           "format_attributes", "base_sampler", "cascade_sampler", "labelled_grid",
            "fixed_grid", "format_scorecard", "text_splits", "label_splits", "prompt_of", "GRID_PROMPTS",
            "GRID_CLASSES", "TEXT_SPLITS", "LABEL_SPLITS", "Sampler"]

@@ -1,7 +1,7 @@
 """The semantic base: text or a label -> z_sem (the prior) -> a 32 px image (the DiffAE decoder),
 and image variations through the same code (DALL-E 2, Ramesh et al. 2022, sec. 2 and 3.1).
 
-Generation (the "semantic" base of `core.cascade.generate`): the prior (`core.prior`) samples a
+Generation (the "semantic" base of `core.cascade.generate`): the prior (`core.models.prior`) samples a
 semantic code for the prompt or label with classifier-free guidance (`PRIOR_DEFAULTS`); the
 DiffAE decoder renders it with fresh noise x_T by a deterministic sampler (`DECODER_SAMPLER`,
 `DECODER_STEPS`). The SR stages then take the 32 px image as they take the pixel base's.
@@ -11,7 +11,7 @@ details (DALL-E 2 sec. 3.1). Text-guided variations move the normalised code tow
 sample for a prompt, zn' = (1 - mix) * zn_image + mix * zn_prompt, before decoding (a linear
 path in the normalised space the prior models, as DiffAE interpolates z_sem linearly).
 
-Random streams: the prior's starting noise is drawn from seed * 1009 + 7 (`core.prior`), the
+Random streams: the prior's starting noise is drawn from seed * 1009 + 7 (`core.models.prior`), the
 decoder's x_T from the seed itself (`core.diffae.fresh_noise`), so each seed is one image
 whatever the batch.
 """
@@ -21,10 +21,10 @@ from typing import Callable, Sequence
 
 import torch
 
+from core.diffusion.rng import BatchGenerator
+from core.diffusion.samplers import sample
+from core.models.prior import SemanticPrior, sample_codes
 from core.pipeline import STAGE_SPACING, StageSettings
-from core.prior import SemanticPrior, sample_codes
-from core.rng import BatchGenerator
-from core.samplers import sample
 
 SEMANTIC_MODELS = ("prior", "diffae")
 # Measured with the judge (`python scripts/sweep_semantic.py`, N = 64 per split, text and label

@@ -8,8 +8,8 @@
 - Palette (Saharia et al. 2022, "Palette: Image-to-Image Diffusion Models"): one 64x64 model
   conditioned on a source image and a mask concatenated to x_t and on a task label
   (`PALETTE_TASKS`): `colorize` (source = the grayscale image, mask = all ones) and `inpaint`
-  (source = the image with the region to fill set to 0, mask = that region). `PaletteTask`
-  trains it (`python -m core.train palette`). A model with `residual_scale` diffuses the scaled
+  (source = the image with the region to fill set to 0, mask = that region), trained by
+  `python -m core train palette` (`core.training.palette`). A model with `residual_scale` diffuses the scaled
   difference to the task's baseline (`palette_baseline`: the grayscale image, the mean-colour
   fill), as residual SR does over the upsampled input: an untrained model returns the baseline.
 - `repaint` (Lugmayr et al. 2022, "RePaint"): inpainting with the unconditional / text base,
@@ -23,38 +23,35 @@
 Inpainting keeps every pixel outside the mask exactly (it is copied from the input at the end).
 
 `translate` is the PIL-level API the CLI (`python -m core translate ...`) and the UI call;
-`python -m core.translate evaluate [--n N]` measures the models on held-out emoji.
+`python -m core evaluate-translate [--n N]` measures the models on held-out emoji
+(`core.evaluation.translate`).
 """
 from __future__ import annotations
 
-import argparse
 import math
-import sys
-from dataclasses import replace
-from pathlib import Path
 from typing import Callable, Literal, Sequence, get_args
 
 import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
-from core.masks import mask_from_image, random_mask, resize_mask
-from core.networks import PALETTE_TASKS, DiffusionModel, ModelConfig, palette_unet_config
-from core.pipeline import (BASE_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings, check_seeds, sample_stage, stage_denoiser,
-                           stage_spacing, upscale)
-from core.rng import BatchGenerator
-from core.samplers import sample, timesteps
-from core.schedules import check_finite
-from core.text_encoders import fit_prompts
-from core.train import DiffusionTask, save_grid
+from core.cascade import SIZES, sr_models, upscale_chain
+from core.checks import as_batch, check_int, check_range, check_seeds, seed_streams
+from core.conditions import base_conds
+from core.data.masks import mask_from_image, resize_mask
+from core.diffusion.rng import BatchGenerator
+from core.diffusion.samplers import sample, timesteps
+from core.ilvr import BASES as ILVR_BASES
+from core.ilvr import DEFAULT_FACTOR, ILVR_DEFAULTS, ilvr
+from core.images import check_images, pil_to_tensor, resize_image, tensor_to_pil
+from core.models.networks import PALETTE_TASKS, DiffusionModel
+from core.models.text_encoders import fit_prompts
+from core.pipeline import BASE_DEFAULTS, StageSettings, sample_stage, stage_denoiser, stage_spacing
 
 Callback = Callable[[dict], None]
 TranslateTask = Literal["sdedit", "colorize", "inpaint", "ilvr"]
 TASKS: tuple[str, ...] = get_args(TranslateTask)
 InpaintMethod = Literal["palette", "repaint"]
 METHODS: tuple[str, ...] = get_args(InpaintMethod)
-SIZES = (32, 64, 128)
 DEFAULT_STRENGTH = 0.6
 PALETTE_DEFAULTS = StageSettings(guidance=1.0, steps=25)
 # What `translate` samples with unless told: the settings its figures were measured with (25 DDIM
@@ -80,50 +77,11 @@ def mean_fill(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def check_strength(strength) -> float:
     """SDEdit strength: a finite number in [0, 1], else ValueError naming it."""
-    strength = check_finite("strength", strength)
-    if not 0.0 <= strength <= 1.0:
-        raise ValueError(f"strength must be between 0 and 1, got {strength!r}")
-    return strength
-
-
-def resize_image(x: torch.Tensor, size: int) -> torch.Tensor:
-    """[B, 3, H, W] at size x size: unchanged when already there, box (area) average when
-    shrinking (as the data set's lower resolutions), bicubic when enlarging."""
-    if x.shape[-1] == size and x.shape[-2] == size:
-        return x.clone()
-    if x.shape[-1] > size:
-        return F.interpolate(x, size=(size, size), mode="area").clamp(-1, 1)
-    return F.interpolate(x, size=(size, size), mode="bicubic", align_corners=False).clamp(-1, 1)
-
-
-def _batched(x: torch.Tensor, n: int, name: str) -> torch.Tensor:
-    if x.ndim != 4:
-        raise ValueError(f"{name} must be [B, C, H, W], got shape {tuple(x.shape)}")
-    if x.shape[0] == n:
-        return x
-    if x.shape[0] == 1:
-        return x.expand(n, *x.shape[1:])
-    raise ValueError(f"{name} has batch {x.shape[0]} for {n} seeds")
-
-
-def _check_image(image: torch.Tensor) -> torch.Tensor:
-    if not isinstance(image, torch.Tensor) or image.ndim != 4 or image.shape[1] != 3 or not image.is_floating_point():
-        raise ValueError("image must be a float tensor [B, 3, H, W] in [-1, 1]")
-    return image.float()
+    return check_range("strength", strength, 0.0, 1.0)
 
 
 def _device(model) -> torch.device:
     return next(model.parameters()).device
-
-
-def _text_conds(encoder, prompt: str | None, negative_prompt: str, n: int, settings: StageSettings):
-    """(cond, uncond, settings): the prompt against the negative / empty prompt, or, with no
-    prompt, the empty prompt alone at guidance 1 (unguided)."""
-    if not prompt or not prompt.strip():
-        emb = encoder.encode([""] * n)
-        return {"tokens": emb.tokens, "mask": emb.mask}, None, replace(settings, guidance=1.0)
-    emb, neg = encoder.encode([prompt] * n), encoder.encode([negative_prompt] * n)
-    return {"tokens": emb.tokens, "mask": emb.mask}, {"tokens": neg.tokens, "mask": neg.mask}, settings
 
 
 def _staged(callback: Callback | None, resolution: int) -> Callback | None:
@@ -132,12 +90,9 @@ def _staged(callback: Callback | None, resolution: int) -> Callback | None:
 
 def _super_resolve(x: torch.Tensor, seeds: list[int], sr_models: Sequence[DiffusionModel],
                    sr_settings: Sequence[StageSettings] | None, callback: Callback | None) -> torch.Tensor:
-    sr_settings = list(sr_settings) if sr_settings is not None else list(SR_STAGE_DEFAULTS[:len(sr_models)])
-    if len(sr_settings) < len(sr_models):
-        raise ValueError(f"got {len(sr_settings)} SR settings for {len(sr_models)} SR stages")
-    for i, (model, settings) in enumerate(zip(sr_models, sr_settings)):
-        x = upscale(model, x, seeds, settings, callback=_staged(callback, model.resolution), stage=i + 1)
-    return x
+    """The base's x through the SR stages (core.cascade.upscale_chain): the last stage's images."""
+    stages = upscale_chain(sr_models, x, seeds, sr_settings, callback)
+    return stages[max(stages)]
 
 
 # ---- SDEdit ----------------------------------------------------------------------------------------
@@ -154,15 +109,15 @@ def sdedit(base: DiffusionModel, encoder, image: torch.Tensor, strength: float, 
     with the same seeds. The noise comes from the generation streams of each seed."""
     strength = check_strength(strength)
     seeds = check_seeds(seeds)
-    image = _batched(_check_image(image), len(seeds), "image")
+    image = as_batch(check_images(image), len(seeds), "image")
     out_size = base.resolution * 2 ** len(sr_models)
     if strength == 0.0:
         return resize_image(image, out_size)
     device = _device(base)
     x0 = resize_image(image, base.resolution).to(device)
-    cond, uncond, settings = _text_conds(encoder, prompt, negative_prompt, len(seeds), settings)
+    cond, uncond, settings = base_conds(base, len(seeds), settings, encoder, prompt, None, negative_prompt)
     denoiser = stage_denoiser(base, cond, uncond, settings)
-    gen = BatchGenerator([s * 1009 for s in seeds], device)   # the streams of sample_stage, stage 0
+    gen = BatchGenerator(seed_streams(seeds), device)   # the streams of sample_stage, stage 0
     noise = gen.randn(x0.shape)
     if strength == 1.0:   # from pure noise: exactly the text-to-image run
         x, t_start = noise, None
@@ -200,7 +155,7 @@ def colorize(model: DiffusionModel, image: torch.Tensor, seeds: Sequence[int] = 
     _check_palette(model)
     seeds = check_seeds(seeds)
     device = _device(model)
-    x = resize_image(_batched(_check_image(image), len(seeds), "image"), model.resolution).to(device)
+    x = resize_image(as_batch(check_images(image), len(seeds), "image"), model.resolution).to(device)
     source, mask = grayscale(x), torch.ones_like(x[:, :1])
     cond = {"source": source, "mask": mask, "task": _task_labels("colorize", len(seeds), device)}
     residual_base = palette_baseline(source, mask, True) if model.config.residual_scale else None
@@ -215,72 +170,14 @@ def inpaint(model: DiffusionModel, image: torch.Tensor, mask: torch.Tensor, seed
     _check_palette(model)
     seeds = check_seeds(seeds)
     device = _device(model)
-    x = resize_image(_batched(_check_image(image), len(seeds), "image"), model.resolution).to(device)
-    m = _batched(resize_mask(mask.float(), model.resolution), len(seeds), "mask").to(device)
+    x = resize_image(as_batch(check_images(image), len(seeds), "image"), model.resolution).to(device)
+    m = as_batch(resize_mask(mask.float(), model.resolution), len(seeds), "mask").to(device)
     keep = m < 0.5
     source = torch.where(keep, x, torch.zeros_like(x))
     cond = {"source": source, "mask": m, "task": _task_labels("inpaint", len(seeds), device)}
     residual_base = palette_baseline(source, m, False) if model.config.residual_scale else None
     out = sample_stage(model, cond, None, seeds, settings, callback=callback, residual_base=residual_base)
     return torch.where(keep, x, out)
-
-
-class PaletteTask(DiffusionTask):
-    """Palette at 64x64 (kind "palette"): each example is colorization or inpainting at random;
-    inpainting masks are boxes, free-form strokes or halves (core.masks). No condition dropout:
-    the source is always given."""
-    name, folder = "palette", "palette"
-    resolution = 64
-
-    def build(self):
-        unet = palette_unet_config(self.resolution, self.cfg.channels, attention_levels=1)
-        model = DiffusionModel(ModelConfig(kind="palette", resolution=self.resolution, unet=unet,
-                                           residual_scale=self.cfg.residual_scale or None))
-        self.schedule = model.schedule
-        self.images = self.data.images_at(self.resolution, torch.arange(len(self.data.records)))
-        # A bank of masks drawn once (seeded), each used under one of the 8 flips / rotations:
-        # drawing free-form strokes costs ~1 ms a mask, too much per example for big GPU batches.
-        bank_gen = torch.Generator().manual_seed(self.cfg.seed + 4321)
-        n_bank = max(64, min(2048, 8 * self.cfg.batch))
-        self.mask_bank = torch.cat([random_mask(self.resolution, bank_gen) for _ in range(n_bank)])
-        return model
-
-    def random_masks(self, n: int, gen: torch.Generator) -> torch.Tensor:
-        """n training masks [n, 1, r, r]: bank masks under a random element of the dihedral group."""
-        pick = torch.randint(len(self.mask_bank), (n,), generator=gen)
-        op = torch.randint(8, (n,), generator=gen).tolist()
-        masks = self.mask_bank[pick]
-        return torch.stack([torch.rot90(m, k % 4, dims=(-2, -1)).flip(-1) if k >= 4 else
-                            torch.rot90(m, k, dims=(-2, -1)) for m, k in zip(masks, op)])
-
-    def x0_and_cond(self, gen, device):
-        idx = self.draw(gen, self.cfg.batch)
-        x0 = self.images[idx]
-        b = x0.shape[0]
-        task = torch.randint(len(PALETTE_TASKS), (b,), generator=gen)
-        inpainting = (task == PALETTE_TASKS.index("inpaint")).view(b, 1, 1, 1)
-        mask = torch.where(inpainting, self.random_masks(b, gen), torch.ones(()))
-        colorizing = (task == PALETTE_TASKS.index("colorize")).view(b, 1, 1, 1)
-        source = torch.where(colorizing, grayscale(x0), x0 * (1 - mask))
-        if self.cfg.residual_scale:   # the target is the scaled residual over the whole image's baseline
-            x0 = (x0 - palette_baseline(source, mask, colorizing)) * self.cfg.residual_scale
-        if self.cfg.crop:   # the same random window of target, source and mask (the UNet is convolutional)
-            c = self.cfg.crop
-            i, j = torch.randint(self.resolution - c + 1, (2,), generator=gen).tolist()
-            x0, source, mask = (v[..., i:i + c, j:j + c] for v in (x0, source, mask))
-        return x0.to(device), {"source": source.to(device), "mask": mask.to(device), "task": task.to(device)}
-
-    def sample_grid(self, model, path, device):
-        """Rows: source | result | real, three colorizations then three inpaintings (held out)."""
-        idx = torch.as_tensor(self.data.indices("heldout"))[:6]
-        x = self.images[idx].to(device)
-        settings = StageSettings(steps=5 if self.cfg.smoke else 25, guidance=1.0)
-        gen = torch.Generator().manual_seed(1)
-        masks = torch.cat([random_mask(self.resolution, gen) for _ in range(3)]).to(device)
-        col = colorize(model, x[:3], seeds=range(3), settings=settings)
-        inp = inpaint(model, x[3:], masks, seeds=range(3, 6), settings=settings)
-        sources = torch.cat([grayscale(x[:3]), x[3:] * (1 - masks)])
-        save_grid(torch.cat([sources, col, inp, x]).cpu(), path, nrow=6)
 
 
 # ---- RePaint ---------------------------------------------------------------------------------------
@@ -323,24 +220,24 @@ def repaint(base: DiffusionModel, encoder, image: torch.Tensor, mask: torch.Tens
     `repaint_path`. The prompt guides with CFG against the empty / negative prompt; without a
     prompt it is unguided. Outside the mask the output equals the (resized) input exactly."""
     seeds = check_seeds(seeds)
-    settings = StageSettings(sampler="ddpm", steps=_check_int("steps", steps, 1, base.schedule.T),
+    settings = StageSettings(sampler="ddpm", steps=check_int("steps", steps, 1, base.schedule.T),
                              guidance=guidance, threshold=threshold)
-    jump = _check_int("jump", jump, 1)
-    resample = _check_int("resample", resample, 1, 20)
+    jump = check_int("jump", jump, 1)
+    resample = check_int("resample", resample, 1, 20)
     device = _device(base)
     out_size = base.resolution * 2 ** len(sr_models)
-    image = _batched(_check_image(image), len(seeds), "image").to(device)
-    mask_out = _batched(resize_mask(mask.float(), out_size), len(seeds), "mask").to(device)
+    image = as_batch(check_images(image), len(seeds), "image").to(device)
+    mask_out = as_batch(resize_mask(mask.float(), out_size), len(seeds), "mask").to(device)
     image_out = resize_image(image, out_size)
     if not bool(mask_out.any()):
         return image_out
     known = resize_image(image_out, base.resolution)
     fill = resize_mask(mask_out, base.resolution) > 0.5
-    cond, uncond, settings = _text_conds(encoder, prompt, negative_prompt, len(seeds), settings)
+    cond, uncond, settings = base_conds(base, len(seeds), settings, encoder, prompt, None, negative_prompt)
     denoiser = stage_denoiser(base, cond, uncond, settings)
     schedule = base.schedule
     grid = [-1.0] + timesteps(schedule.T, settings.steps, "leading")[::-1]   # level -> t; level 0 = clean
-    gen = BatchGenerator([s * 1009 for s in seeds], device)
+    gen = BatchGenerator(seed_streams(seeds), device)   # the streams of sample_stage, stage 0
     x = gen.randn(known.shape)
     path = repaint_path(len(grid) - 1, jump, resample)
     total = sum(1 for a, b in zip(path, path[1:]) if b < a)
@@ -371,8 +268,9 @@ def repaint(base: DiffusionModel, encoder, image: torch.Tensor, mask: torch.Tens
 # ---- the PIL-level API -----------------------------------------------------------------------------
 def _palette_size(task: str, size: int | None) -> int:
     if size not in (None, 64):
-        raise ValueError(f"{task} with the Palette model gives 64x64 images (its resolution); "
-                         f"size {size} is not available")
+        what = "inpaints" if task == "inpaint" else "colorizes"
+        raise ValueError(f"Palette {what} at 64x64 (its resolution); size {size} is not available: choose 64"
+                         + (" or the repaint method" if task == "inpaint" else ""))
     return 64
 
 
@@ -407,7 +305,8 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
         raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
     palette = task == "colorize" or (task == "inpaint" and method == "palette")
     if palette and prompt:
-        raise ValueError(f"{task} with the Palette model takes no prompt (it is not text-conditioned)")
+        raise ValueError("Palette is not text-conditioned: clear the prompt"
+                         + (", or use the repaint method" if task == "inpaint" else ""))
     if palette:
         size = _palette_size(task, size)
     else:
@@ -416,9 +315,7 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
             raise ValueError(f"size must be one of {SIZES}, got {size!r}")
     if task == "sdedit":
         strength = check_strength(DEFAULT_STRENGTH if strength is None else strength)
-    defaults = TRANSLATE_DEFAULTS
-    if task == "ilvr":
-        from core.ilvr import ILVR_DEFAULTS as defaults
+    defaults = ILVR_DEFAULTS if task == "ilvr" else TRANSLATE_DEFAULTS
     default_guidance = 3.0 if ((prompt or label) and not palette) else 1.0
     settings = StageSettings(sampler=sampler or defaults.sampler,
                              steps=defaults.steps if steps is None else steps,
@@ -439,7 +336,7 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
             return tensor_to_pil(x)[0], params
         if bool(m.all()):
             raise ValueError("the mask covers the whole image: nothing is left to keep (use generate for a new image)")
-    sr_names = [name for res, name in ((64, "sr64"), (128, "sr128")) if res <= size]
+    sr = sr_models(models, size)   # the SR stages up to `size`
 
     if task == "colorize":
         params.update(sampler=settings.sampler)
@@ -448,23 +345,22 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
         params.update(sampler=settings.sampler)
         out = inpaint(models.get("palette"), x, m, [seed], settings, callback=callback)
     elif task == "ilvr":
-        from core.ilvr import BASES, DEFAULT_FACTOR, ilvr
         model = model or ("class_base" if label else "text_base")
-        if model not in BASES:
-            raise ValueError(f"model must be one of {', '.join(BASES)}; got {model!r}")
+        if model not in ILVR_BASES:
+            raise ValueError(f"model must be one of {', '.join(ILVR_BASES)}; got {model!r}")
         factor = DEFAULT_FACTOR if factor is None else factor
         guided = bool((prompt and prompt.strip()) or label)
         params.update(model=model, factor=factor, prompt=prompt, label=label, negative_prompt=negative_prompt,
                       sampler=settings.sampler, guidance=settings.guidance if guided else 1.0)
         out = ilvr(models.get(model), x, factor, encoder=models.text_encoder() if model == "text_base" else None,
                    prompt=prompt, label=label, seeds=[seed], settings=settings, negative_prompt=negative_prompt,
-                   sr_models=[models.get(n) for n in sr_names], callback=callback)
+                   sr_models=sr, callback=callback)
     elif task == "inpaint":
         params.update(prompt=prompt, negative_prompt=negative_prompt, guidance=settings.guidance, jump=jump,
                       resample=resample, sampler="repaint (ddpm)")
         out = repaint(models.get("text_base"), models.text_encoder(), x, m, prompt, [seed], settings.steps, jump,
                       resample, settings.guidance, negative_prompt=negative_prompt,
-                      sr_models=[models.get(n) for n in sr_names], callback=callback)
+                      sr_models=sr, callback=callback)
     else:
         params.update(prompt=prompt, negative_prompt=negative_prompt, strength=strength, sampler=settings.sampler,
                       guidance=settings.guidance if prompt else 1.0)
@@ -472,250 +368,5 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
             out = x
         else:
             out = sdedit(models.get("text_base"), models.text_encoder(), x, strength, prompt, [seed], settings,
-                         negative_prompt, sr_models=[models.get(n) for n in sr_names], callback=callback)
+                         negative_prompt, sr_models=sr, callback=callback)
     return tensor_to_pil(out)[0], params
-
-
-# ---- the command line ------------------------------------------------------------------------------
-def add_cli(sub, common) -> None:
-    """`python -m core translate ...` (DESIGN.md's contract plus extras)."""
-    p = sub.add_parser("translate", help="image-to-image: SDEdit, colorization, inpainting, ILVR")
-    p.add_argument("--task", required=True, metavar="|".join(TASKS))
-    p.add_argument("--image", required=True, help="input image (any size or mode)")
-    p.add_argument("--mask", help="inpaint: mask image, white (or opaque) = the region to fill")
-    p.add_argument("--prompt", help="sdedit / repaint / ilvr: text guidance (none = unguided)")
-    p.add_argument("--negative-prompt", default="")
-    p.add_argument("--strength", type=float,
-                   help=f"sdedit: 0 (keep) .. 1 (ignore the input); default {DEFAULT_STRENGTH}")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, help=f"sampling steps (default {TRANSLATE_DEFAULTS.steps})")
-    p.add_argument("--sampler", help="ddpm|ddim|euler|heun|euler-maruyama|dpmpp-2m (default ddim)")
-    p.add_argument("--guidance", type=float, help="sdedit / repaint with a prompt (default 3)")
-    p.add_argument("--method", default="palette", metavar="|".join(METHODS), help="inpaint: palette (64x64) or repaint")
-    p.add_argument("--size", type=int, help="sdedit / repaint: 32|64|128 (default 128); Palette tasks: 64")
-    p.add_argument("--jump", type=int, default=REPAINT_JUMP, help="repaint: jump length")
-    p.add_argument("--resample", type=int, default=REPAINT_RESAMPLE, help="repaint: resamplings per jump")
-    p.add_argument("--factor", type=int, help="ilvr: the low-pass factor N at 32x32 (1, 2, 4, 8, 16, 32; default 4): "
-                                              "the sample keeps the reference downsampled by N")
-    p.add_argument("--model", help="ilvr: the base, text_base (default) or class_base (the default with --label)")
-    p.add_argument("--label", help="ilvr with --model class_base: guide with this class (default: unconditional)")
-    p.add_argument("--out", required=True, help="output PNG file")
-    common(p)
-    p.set_defaults(handler=run_cli, out_kind="file")
-
-
-def run_cli(args, models) -> None:
-    out = Path(args.out)
-    if args.task == "inpaint" and not args.mask:
-        raise ValueError("--task inpaint needs --mask (white or opaque = the region to fill)")
-    image = open_image(args.image)
-    mask = open_image(args.mask) if args.mask else None
-    result, params = translate(models, args.task, image, mask=mask, prompt=args.prompt, strength=args.strength,
-                               seed=args.seed, method=args.method, size=args.size, steps=args.steps,
-                               sampler=args.sampler, guidance=args.guidance, negative_prompt=args.negative_prompt,
-                               jump=args.jump, resample=args.resample, factor=args.factor, label=args.label,
-                               model=args.model)
-    params = {**params, "image": str(args.image), **({"mask": str(args.mask)} if args.mask else {})}
-    save_png(result, out, params)
-    if "note" in params:
-        print(f"note: {params['note']}")
-    print(f"wrote {out}")
-
-
-# ---- evaluation ------------------------------------------------------------------------------------
-def srgb_to_lab(x: torch.Tensor) -> torch.Tensor:
-    """CIE L*a*b* (D65) of sRGB images [B, 3, H, W] in [-1, 1]: sRGB decoding (IEC 61966-2-1),
-    linear RGB -> XYZ, then CIE 1976 L*a*b* relative to the D65 white."""
-    c = ((x.double() + 1) / 2).clamp(0, 1)
-    linear = torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
-    m = torch.tensor([[0.4124564, 0.3575761, 0.1804375],
-                      [0.2126729, 0.7151522, 0.0721750],
-                      [0.0193339, 0.1191920, 0.9503041]], dtype=torch.float64, device=x.device)
-    xyz = torch.einsum("ij,bjhw->bihw", m, linear)
-    white = torch.tensor([0.95047, 1.0, 1.08883], dtype=torch.float64, device=x.device).view(1, 3, 1, 1)
-    t = xyz / white
-    delta = 6 / 29
-    f = torch.where(t > delta ** 3, t.clamp(min=0) ** (1 / 3), t / (3 * delta ** 2) + 4 / 29)
-    L = 116 * f[:, 1] - 16
-    a = 500 * (f[:, 0] - f[:, 1])
-    b = 200 * (f[:, 1] - f[:, 2])
-    return torch.stack([L, a, b], dim=1)
-
-
-def delta_e(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Mean CIE76 colour difference per image (Euclidean distance in Lab)."""
-    return (srgb_to_lab(x) - srgb_to_lab(y)).pow(2).sum(dim=1).sqrt().mean(dim=(1, 2))
-
-
-def psnr(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """PSNR in dB per image on the [0, 1] scale, over the pixels where mask = 1 (all by default)."""
-    err = ((x.double() - y.double()) / 2) ** 2
-    if mask is None:
-        mse = err.mean(dim=(1, 2, 3))
-    else:
-        m = mask.double().expand_as(err)
-        mse = (err * m).sum(dim=(1, 2, 3)) / m.sum(dim=(1, 2, 3)).clamp(min=1)
-    return 10 * torch.log10(1 / mse.clamp(min=1e-10))
-
-
-def evaluate(models, n: int = 32, steps: int = 25, seed: int = 0, batch: int = 16,
-             strengths: Sequence[float] = (0.0, 0.25, 0.5, 0.75, 1.0), repaint_steps: int = 25,
-             inpaint_samples: int = 1, log: Callable[[str], None] = print) -> dict:
-    """Measure the translation models on the first `n` held-out emoji; returns a dict of rows
-    (missing models are listed under "missing"). With `inpaint_samples` K > 1, Palette inpainting
-    is also scored as the mean of K samples per image: PSNR rewards the posterior mean, which a
-    single sharp sample is not and the mean-colour fill crudely is. With the CLIP model, Palette's
-    outputs and baselines are also scored for realism (FD_CLIP to the real emoji)."""
-    inpaint_samples = _check_int("inpaint_samples", inpaint_samples, 1)
-    from core.data import load_dataset
-    available = set(models.available())
-    results: dict = {"n": 0, "steps": steps, "missing": [m for m in ("palette", "text_base", "clip")
-                                                          if m not in available], "rows": [], "sdedit": []}
-    if "palette" not in available and not {"text_base", "clip"} <= available:
-        return results   # nothing to measure: no need for the data set
-    data = load_dataset()
-    idx = torch.as_tensor(data.indices("heldout"))[:n]
-    results["n"] = len(idx)
-    settings = StageSettings(steps=steps, guidance=1.0)
-    gen = torch.Generator().manual_seed(seed)
-
-    def batches(x):
-        for s in range(0, len(x), batch):
-            yield s, x[s:s + batch]
-
-    # realism is scored as the Frechet distance to real emoji in the project CLIP's image space
-    from core.evaluate import frechet_distance
-    from core.mechanics import clip_embedder
-    embedder = clip_embedder(models) if "clip" in available else None
-
-    def embed(images):
-        return torch.cat([embedder.image_embeddings(xb).cpu() for _, xb in batches(images)]).double().numpy()
-
-    if "palette" in available:
-        model = models.get("palette")
-        x64 = data.images_at(64, idx)
-        masks = torch.cat([random_mask(64, gen) for _ in range(len(idx))])
-        col, samples = [], [[] for _ in range(inpaint_samples)]
-        for s, xb in batches(x64):
-            seeds = list(range(seed + s, seed + s + len(xb)))
-            col.append(colorize(model, xb, seeds, settings).cpu())
-            for k, sample_k in enumerate(samples):   # sample k of each image: its seed shifted by k * n
-                sample_k.append(inpaint(model, xb, masks[s:s + len(xb)], [sd + k * len(idx) for sd in seeds],
-                                        settings).cpu())
-        samples = [torch.cat(sample_k) for sample_k in samples]
-        col, inp, gray, fill = torch.cat(col), samples[0], grayscale(x64), mean_fill(x64, masks)
-        results["rows"] += [
-            ("colorize (Palette, 64x64)", "PSNR, dB (higher is better)", psnr(col, x64).mean().item(),
-             psnr(gray, x64).mean().item(), "grayscale input"),
-            ("colorize (Palette, 64x64)", "mean Lab colour error dE76 (lower is better)",
-             delta_e(col, x64).mean().item(), delta_e(gray, x64).mean().item(), "grayscale input"),
-            ("inpaint (Palette, 64x64)", "PSNR inside the mask, dB", psnr(inp, x64, masks).mean().item(),
-             psnr(fill, x64, masks).mean().item(), "mean-colour fill"),
-            ("inpaint (Palette, 64x64)", "max abs change outside the mask (must be 0)",
-             ((inp - x64).abs() * (1 - masks)).max().item(), 0.0, "-"),
-        ]
-        if inpaint_samples > 1:
-            mean = torch.stack(samples).mean(dim=0)
-            results["rows"].append(
-                ("inpaint (Palette, 64x64)", f"PSNR inside the mask, mean of {inpaint_samples} samples, dB",
-                 psnr(mean, x64, masks).mean().item(), psnr(fill, x64, masks).mean().item(), "mean-colour fill"))
-        if embedder is not None and len(idx) >= 2:
-            # Realism, as Palette (Saharia et al. 2022) reports FID beside the per-pixel errors
-            # (lower is better).
-            real = embed(x64)
-            results["rows"] += [
-                ("colorize (Palette, 64x64)", "FD_CLIP to the real emoji (lower is better)",
-                 frechet_distance(embed(col), real), frechet_distance(embed(gray), real), "grayscale input"),
-                ("inpaint (Palette, 64x64)", "FD_CLIP to the real emoji (lower is better)",
-                 frechet_distance(embed(inp), real), frechet_distance(embed(fill), real), "mean-colour fill")]
-    if "text_base" in available and "clip" in available:
-        base, encoder = models.get("text_base"), models.text_encoder()
-        x32 = data.images_at(32, idx)
-        masks32 = torch.cat([random_mask(32, gen) for _ in range(len(idx))])
-        rep = []
-        for s, xb in batches(x32):
-            seeds = list(range(seed + s, seed + s + len(xb)))
-            rep.append(repaint(base, encoder, xb, masks32[s:s + len(xb)], None, seeds, repaint_steps).cpu())
-        rep = torch.cat(rep)
-        results["rows"] += [
-            ("inpaint (RePaint, text base unguided, 32x32)", "PSNR inside the mask, dB",
-             psnr(rep, x32, masks32).mean().item(), psnr(mean_fill(x32, masks32), x32, masks32).mean().item(),
-             "mean-colour fill"),
-            ("inpaint (RePaint, text base unguided, 32x32)", "max abs change outside the mask (must be 0)",
-             ((rep - x32).abs() * (1 - masks32)).max().item(), 0.0, "-"),
-        ]
-        # SDEdit's trade-off (Meng et al., fig. 4): colour sketches of the held-out emoji, edited at
-        # each strength; faithfulness = distance to the sketch, realism = FD to real emoji in CLIP space.
-        real = embedder.image_embeddings(x32).cpu().double().numpy()
-        train = torch.as_tensor(data.indices("train"))
-        pick = train[torch.randperm(len(train), generator=torch.Generator().manual_seed(seed + 2))[: len(idx)]]
-        results["fd_real_train"] = frechet_distance(
-            embedder.image_embeddings(data.images_at(32, pick)).cpu().double().numpy(), real)
-        sketches = colour_sketch(x32)
-        base_settings = StageSettings(steps=steps, guidance=1.0)
-        for strength in strengths:
-            outs = []
-            for s, xb in batches(sketches):
-                seeds = list(range(seed + s, seed + s + len(xb)))
-                outs.append(sdedit(base, encoder, xb, strength, None, seeds, base_settings).cpu())
-            out = torch.cat(outs)
-            rmse = (((out - sketches) / 2) ** 2).mean(dim=(1, 2, 3)).sqrt().mean().item()
-            fd = frechet_distance(embedder.image_embeddings(out).cpu().double().numpy(), real)
-            results["sdedit"].append((strength, rmse, psnr(out, x32).mean().item(), fd))
-    return results
-
-
-def colour_sketch(images: torch.Tensor, cells: int = 8, levels: int = 4) -> torch.Tensor:
-    """A rough colour sketch of each image (SDEdit's stroke-painting input, made synthetically):
-    the mean colour of each of cells x cells blocks, quantised to `levels` values per channel."""
-    size = images.shape[-1]
-    blocks = F.interpolate(images, size=cells, mode="area")
-    blocks = torch.round((blocks + 1) / 2 * (levels - 1)) / (levels - 1) * 2 - 1
-    return F.interpolate(blocks, size=size, mode="nearest")
-
-
-def markdown(results: dict) -> str:
-    lines = [f"Held-out emoji: {results['n']}, {results['steps']} sampling steps.", ""]
-    if results["missing"]:
-        lines += [f"Missing models (not evaluated): {', '.join(results['missing'])}.", ""]
-    if results["rows"]:
-        lines += ["| task | metric | model | baseline | baseline is |", "| --- | --- | --- | --- | --- |"]
-        lines += [f"| {t} | {m} | {v:.3f} | {b:.3f} | {what} |" for t, m, v, b, what in results["rows"]]
-        lines.append("")
-    if results["sdedit"]:
-        lines += ["SDEdit (text base, unguided, 32x32) on colour sketches of the held-out emoji (8x8 blocks, "
-                  "4 levels per channel): faithfulness (RMSE to the sketch) against realism (Frechet "
-                  f"distance to the real held-out emoji in CLIP image space; real training emoji score "
-                  f"{results.get('fd_real_train', math.nan):.3f})", "",
-                  "| strength | RMSE to the sketch ([0, 1] scale) | PSNR to the original emoji, dB | FD_CLIP to real |",
-                  "| --- | --- | --- | --- |"]
-        lines += [f"| {s:.2f} | {r:.4f} | {p:.2f} | {fd:.3f} |" for s, r, p, fd in results["sdedit"]]
-    return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.translate", description="Image-to-image translation tools.")
-    sub = p.add_subparsers(dest="command", required=True)
-    e = sub.add_parser("evaluate", help="measure Palette / RePaint / SDEdit on held-out emoji; prints markdown")
-    e.add_argument("--n", type=int, default=32, help="held-out images")
-    e.add_argument("--steps", type=int, default=25)
-    e.add_argument("--seed", type=int, default=0)
-    e.add_argument("--inpaint-samples", type=int, default=1,
-                   help="also score Palette inpainting as the mean of this many samples per image")
-    e.add_argument("--checkpoints", default=None)
-    e.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    a = p.parse_args(argv)
-    from core.cascade import ModelSet
-    from core.checkpoints import CheckpointError
-    try:
-        models = ModelSet(a.checkpoints, a.device)
-        results = evaluate(models, n=a.n, steps=a.steps, seed=a.seed, inpaint_samples=a.inpaint_samples)
-    except (ValueError, CheckpointError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print(markdown(results))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -2,7 +2,7 @@
 attribute direction of the semantic code, a strength sweep, interpolation between two images, and
 variations (the semantic code decoded with fresh noise, optionally moved towards a prompt).
 
-Run alone: `python -m demos.attribute_editing [app.py flags]`.
+Run alone: `python app.py --tab attribute_editing [app.py flags]`.
 """
 from __future__ import annotations
 
@@ -14,9 +14,10 @@ import gradio as gr
 import torch
 
 from core import cascade, diffae
-from core.images import pil_to_tensor, tensor_to_pil
+from core.evaluation.metrics import psnr
+from core.images import image_grid, pil_to_tensor, tensor_to_pil
 from core.semantic import DECODER_STEPS
-from demos.common import Models, RequestFiles, as_int, gpu, grid, image_input, user_errors, wait_for
+from demos.common import Models, RequestFiles, as_int, gpu, image_input, user_errors, wait_for
 
 TITLE = "Attribute editing"
 MODEL = "diffae"
@@ -60,10 +61,7 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
         return pil_to_tensor(common.open_upload(path, name), size=m.resolution).to(next(m.parameters()).device)
 
     def check_steps(steps) -> int:
-        steps = as_int(steps, "steps")
-        if not 1 <= steps <= MAX_STEPS:
-            raise ValueError(f"steps must be from 1 to {MAX_STEPS}, got {steps}")
-        return steps
+        return as_int(steps, "steps", 1, MAX_STEPS)
 
     def attribute_ok(attribute: str, dirs: diffae.Directions) -> str:
         dirs.index(attribute)  # ValueError naming the valid ones
@@ -74,13 +72,14 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
 
     def final_size(size) -> int:
         size = as_int(size, "size")
-        models.require([MODEL, *common.sr_stages(size)])
+        models.require([MODEL, *cascade.sr_names(size)])
         return size
 
     def at_size(images: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
         """The DiffAE's images through the SR stages up to `size`, every image with the same SR noise
         (so a sweep's frames differ by the edit alone)."""
-        return cascade.upscale_chain(models.set, images, [seed] * len(images), size)[size]
+        sr_models = cascade.sr_models(models.set, size, images.shape[-1])
+        return cascade.upscale_chain(sr_models, images, [seed] * len(images))[size]
 
     def attributes() -> list[str]:
         """The attribute names of the directions file (empty when it is unavailable)."""
@@ -106,7 +105,7 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
             out = yield from wait_for(lambda: at_size(rec, size), 3)
             files = RequestFiles()
             params = {"command": "reconstruct", "image": Path(image).name, "steps": steps, "size": size,
-                      "psnr": round(float(diffae.psnr(rec.cpu(), x.cpu())[0]), 2)}
+                      "psnr": round(float(psnr(rec.cpu(), x.cpu(), 2.0)[0]), 2)}
             path = files.results([one(out)], [params], [f"{Path(image).stem}-reconstruct"])[0]
             yield files.image(one(x)), path, params
 
@@ -132,7 +131,7 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
         with user_errors():
             dirs = need_directions()
             attribute = attribute_ok(attribute, dirs)
-            strength = diffae._check_strength(strength)
+            strength = diffae.check_strength(strength)
             steps, seed, size = check_steps(steps), as_int(seed, "seed"), final_size(size)
             x = load(image)
             progress(None, desc="encoding and decoding")
@@ -165,26 +164,20 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
         with user_errors():
             dirs = need_directions()
             attribute = attribute_ok(attribute, dirs)
-            top = diffae._check_strength(max_strength)
+            top = diffae.check_strength(max_strength)
             if top <= 0:
                 raise ValueError(f"the sweep's largest strength must be above 0, got {top:g}")
-            frames, steps, size = as_int(frames, "frames"), check_steps(steps), final_size(size)
-            if not 2 <= frames <= MAX_FRAMES:
-                raise ValueError(f"frames must be from 2 to {MAX_FRAMES}, got {frames}")
+            frames, steps, size = as_int(frames, "frames", 2, MAX_FRAMES), check_steps(steps), final_size(size)
             x = load(image)
             strengths = [round(-top + 2 * top * i / (frames - 1), 6) for i in range(frames)]
             progress(None, desc=f"encoding, then decoding {frames} edits")
-
-            def sweep():
-                z, x_T = diffae.encode(model(), x, steps)
-                zs = torch.cat([dirs.shift(z, attribute, s) for s in strengths])
-                return at_size(diffae.decode(model(), zs, x_T.expand(frames, *x_T.shape[1:]), steps), size)
-
-            images = tensor_to_pil((yield from wait_for(sweep, 3)).cpu())
+            edits = yield from wait_for(lambda: at_size(diffae.sweep(model(), dirs, x, attribute, strengths,
+                                                                     steps)[:, 0], size), 3)
+            images = tensor_to_pil(edits.cpu())
             files = RequestFiles()
             params = {"command": "edit_sweep", "image": Path(image).name, "attribute": attribute,
                       "strengths": strengths, "steps": steps, "size": size}
-            strip = files.results([grid(images, columns=frames)], [params],
+            strip = files.results([image_grid(images, columns=frames)], [params],
                                   [f"{Path(image).stem}-{attribute}-sweep"])[0]
             frames_out = [(files.image(im), f"{s:+g}") for im, s in zip(images, strengths)]
             yield strip, frames_out, params
@@ -204,9 +197,7 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
         """
         with user_errors():
             models.require([MODEL])
-            frames, steps, size = as_int(frames, "frames"), check_steps(steps), final_size(size)
-            if not 2 <= frames <= MAX_FRAMES:
-                raise ValueError(f"frames must be from 2 to {MAX_FRAMES}, got {frames}")
+            frames, steps, size = as_int(frames, "frames", 2, MAX_FRAMES), check_steps(steps), final_size(size)
             a, b = load(image_a, "image a"), load(image_b, "image b")
             progress(None, desc=f"encoding both, decoding {frames} frames")
             frames_out = yield from wait_for(lambda: at_size(diffae.interpolate(model(), a, b, frames, steps), size),
@@ -215,7 +206,7 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
             files = RequestFiles()
             params = {"command": "interpolate", "image_a": Path(image_a).name, "image_b": Path(image_b).name,
                       "frames": frames, "steps": steps, "size": size}
-            strip = files.results([grid(images, columns=frames)], [params],
+            strip = files.results([image_grid(images, columns=frames)], [params],
                                   [f"{Path(image_a).stem}-to-{Path(image_b).stem}"])[0]
             alphas = [i / (frames - 1) for i in range(frames)]
             yield strip, [(files.image(im), f"{al:.2f}") for im, al in zip(images, alphas)], params
@@ -245,15 +236,12 @@ def make_variations_fn(models: Models):
             the strip of variations (a PNG with its parameters), each variation with its seed, the parameters.
         """
         with user_errors():
-            num, seed, size = as_int(num_images, "number of images"), as_int(seed, "seed"), as_int(size, "size")
-            decoder_steps = as_int(decoder_steps, "decoder steps")
-            if not 1 <= num <= MAX_VARIATIONS:
-                raise ValueError(f"number of images must be from 1 to {MAX_VARIATIONS}, got {num}")
-            if not 1 <= decoder_steps <= MAX_STEPS:
-                raise ValueError(f"decoder steps must be from 1 to {MAX_STEPS}, got {decoder_steps}")
+            num, seed, size = (as_int(num_images, "number of images", 1, MAX_VARIATIONS), as_int(seed, "seed"),
+                               as_int(size, "size"))
+            decoder_steps = as_int(decoder_steps, "decoder steps", 1, MAX_STEPS)
             prompt = (prompt or "").strip()
             guided = bool(prompt) and float(mix) > 0
-            models.require([MODEL, *common.sr_stages(size), *(["prior", "clip"] if guided else [])])
+            models.require([MODEL, *cascade.sr_names(size), *(["prior", "clip"] if guided else [])])
             if not image:
                 raise ValueError("upload an image or pick an example first")
             x = pil_to_tensor(common.open_upload(image))
@@ -267,7 +255,7 @@ def make_variations_fn(models: Models):
             seeds = result.parameters["seeds"]
             paths = files.results(images, [{**params, "seed": s} for s in seeds],
                                   [f"{Path(image).stem}-variation-seed{s}" for s in seeds])
-            strip = files.image(grid(images, columns=num))
+            strip = files.image(image_grid(images, columns=num))
             yield strip, [(p, f"seed {s}") for p, s in zip(paths, seeds)], params
 
     return variations
@@ -383,9 +371,3 @@ def build(models: Models) -> None:
                       outputs=[var_strip, var_gallery, parameters], api_name="variations", show_progress_on=[var_strip])
     gr.api(attributes_fn, api_name="attributes", queue=False)
 
-
-if __name__ == "__main__":
-    import sys
-
-    from app import main
-    sys.exit(main(tab_modules=[sys.modules[__name__]]))

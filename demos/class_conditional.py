@@ -1,7 +1,7 @@
 """Tab: class-conditional generation (a label embedding; classifier-free guidance on the label,
 or classifier guidance of the unconditional model with the noise-aware classifier).
 
-Run alone: `python -m demos.class_conditional [app.py flags]`.
+Run alone: `python app.py --tab class_conditional [app.py flags]`.
 """
 from __future__ import annotations
 
@@ -9,13 +9,12 @@ from demos import common  # first: imports `spaces` before torch on a ZeroGPU Sp
 
 import gradio as gr
 
-from core.cascade import SIZES, generate
-from core.images import tensor_to_pil
+from core.cascade import SIZES, generate, sr_names
+from core.images import image_grid, tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, MAX_CLASSIFIER_SCALE, SR_STAGE_DEFAULTS, StageSettings
-from core.samplers import SAMPLERS
+from core.diffusion.samplers import SAMPLERS
 from core.semantic import DECODER_STEPS
-from demos.common import (Job, Models, RequestFiles, StageProgress, as_int, follow, gpu, preview, sr_stages,
-                          user_errors)
+from demos.common import Models, RequestFiles, as_int, gpu, preview, stream, user_errors
 
 TITLE = "Class-conditional"
 STAGE_LABELS = {32: "class base 32×32", 64: "super-resolution 64×64", 128: "super-resolution 128×128"}
@@ -73,31 +72,27 @@ def make_fns(models: Models):
             if by_classifier:   # classifier guidance steers the pixel class base
                 base_model = "pixel"
             models.require([*models.base_needs(base_model, text=False),
-                            *(["noisy_classifier"] if by_classifier else []), *sr_stages(size)])
+                            *(["noisy_classifier"] if by_classifier else []), *sr_names(size)])
             if not label:
                 raise ValueError("choose a class")
             base = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=float(guidance),
                                  threshold=BASE_DEFAULTS.threshold if dynamic_thresholding else None)
             sr = SR_STAGE_DEFAULTS  # DDIM: fewer steps than the base's sampler needs there
             scale = float(classifier_scale) if by_classifier else None
-            job = Job(lambda callback: generate(models.set, label=label, num=num, seed=seed, size=size,
-                                                base=base, sr=sr, callback=callback, base_model=base_model,
-                                                decoder_steps=decoder_steps, classifier_scale=scale))
             base_steps = decoder_steps if base_model == "semantic" else base.steps   # the decoder reports progress
             steps = {32: base_steps, 64: sr[0].steps, 128: sr[1].steps}
-            bar = StageProgress(progress, {r: steps[r] for r in SIZES if r <= size}, STAGE_LABELS)
             files = RequestFiles()
-
-            def on_step(info):
-                if bar.update(info):
-                    return {0: files.image(preview(info["x0"], limit=None))}
-
-            result = yield from follow(job, 3, on_step)
+            result = yield from stream(
+                lambda callback: generate(models.set, label=label, num=num, seed=seed, size=size, base=base, sr=sr,
+                                          callback=callback, base_model=base_model, decoder_steps=decoder_steps,
+                                          classifier_scale=scale),
+                3, progress, STAGE_LABELS, lambda info: {0: files.image(preview(info["x0"], limit=None))},
+                {r: steps[r] for r in SIZES if r <= size})
             images = tensor_to_pil(result.final)
             seeds = result.parameters["seeds"]
             parameters = [{**result.parameters, "seed": s, "command": "generate"} for s in seeds]
             paths = files.results(images, parameters, [f"{label}-{size}px-seed{s}" for s in seeds])
-            yield (files.image(common.grid(images)), [(p, f"seed {s}") for p, s in zip(paths, seeds)],
+            yield (files.image(image_grid(images)), [(p, f"seed {s}") for p, s in zip(paths, seeds)],
                    result.parameters)
 
     return class_conditional, classes
@@ -163,9 +158,3 @@ def build(models: Models) -> None:
                   show_progress_on=[gallery])  # the bar covers the gallery; the live grid stays visible
     gr.api(list_classes, api_name="classes", queue=False)
 
-
-if __name__ == "__main__":
-    import sys
-
-    from app import main
-    sys.exit(main(tab_modules=[sys.modules[__name__]]))

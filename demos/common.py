@@ -14,6 +14,7 @@ except ImportError:
 
 import contextlib
 import inspect
+import json
 import math
 import os
 import queue
@@ -27,17 +28,19 @@ from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import gradio as gr
+import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
 from core import cancel
-from core.cascade import ModelSet, base_defaults
-from core.checkpoints import CheckpointError
-from core.images import open_image, save_png, tensor_to_pil
+from core.cascade import base_defaults
+from core.data.emoji import IMAGES_FILE, RECORDS_FILE, default_cache_dir, load_font, parse_emoji_test, render_emoji
+from core.images import image_grid, open_image, save_png
+from core.models.checkpoints import CheckpointError
+from core.models.modelset import ModelSet
 from core.semantic import DECODER_SAMPLER, DECODER_STEPS
 
 MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "prior", "noisy_classifier")
-SR_MODELS = {64: "sr64", 128: "sr128"}
 BASE_CHOICES = {"semantic: prior over DiffAE's code → DiffAE decoder": "semantic",
                 "pixel: a 32×32 UNet on pixels": "pixel"}
 WORK_DIR = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "diffusion-hub"
@@ -173,11 +176,6 @@ def follow_base_defaults(base_model: gr.Radio, sampler: gr.Dropdown, steps: gr.S
         d = base_defaults(choice)
         return gr.update(value=d.sampler), gr.update(value=d.steps)
     base_model.change(defaults, inputs=base_model, outputs=[sampler, steps], queue=False, api_visibility="private")
-
-
-def sr_stages(size: int) -> list[str]:
-    """The SR models a cascade stopping at `size` needs."""
-    return [name for resolution, name in SR_MODELS.items() if resolution <= size]
 
 
 # ---- errors ------------------------------------------------------------------------------------
@@ -374,24 +372,30 @@ def no_change(outputs: int):
 
 
 class StageProgress:
-    """Maps per-stage callback steps onto one bar over all stages and says when to preview."""
+    """The progress bar of a job's sampler callbacks, and when to preview. With `stage_steps`
+    ({stage: steps}) one bar runs over all the stages; without, each stage has its own bar of the
+    total its callbacks give (SDEdit's, for one, depends on the strength)."""
 
-    def __init__(self, progress: gr.Progress, stage_steps: dict[int, int], labels: dict[int, str]):
-        self.progress = progress
-        self.offsets, total = {}, 0
-        for stage, steps in stage_steps.items():
-            self.offsets[stage] = total
-            total += steps
-        self.total = total
-        self.labels = labels
+    def __init__(self, progress: gr.Progress, labels: dict, stage_steps: dict[int, int] | None = None):
+        self.progress, self.labels = progress, labels
+        self.offsets, self.total = {}, None
+        if stage_steps is not None:
+            self.total = 0
+            for stage, steps in stage_steps.items():
+                self.offsets[stage] = self.total
+                self.total += steps
         self._last_preview = 0.0
 
     def update(self, info: dict) -> bool:
         """Advance the bar; True when a preview is due (throttled, and at each stage's end)."""
-        stage = info.get("stage", next(iter(self.offsets)))
-        done = min(self.offsets.get(stage, 0) + info["step"] + 1, self.total)
-        desc = f"{self.labels.get(stage, stage)}: step {info['step'] + 1}/{info['total']}"
-        self.progress((done, self.total), desc=desc, unit="steps")
+        stage = info.get("stage", next(iter(self.offsets), None))
+        step = f"step {info['step'] + 1}/{info['total']}"
+        if self.total is None:
+            self.progress((info["step"] + 1, info["total"]), desc=f"{self.labels.get(stage, 'sampling')}: {step}",
+                          unit="steps")
+        else:
+            done = min(self.offsets.get(stage, 0) + info["step"] + 1, self.total)
+            self.progress((done, self.total), desc=f"{self.labels.get(stage, stage)}: {step}", unit="steps")
         now = time.monotonic()
         if now - self._last_preview >= PREVIEW_EVERY_S or info["step"] + 1 >= info["total"]:
             self._last_preview = now
@@ -399,23 +403,18 @@ class StageProgress:
         return False
 
 
+def stream(work: Callable[[Callable[[dict], None]], object], outputs: int, progress: gr.Progress,
+           labels: dict, show: Callable[[dict], dict], stage_steps: dict[int, int] | None = None):
+    """`result = yield from stream(...)`: `work(callback)` on a Job, its progress on one bar
+    (`StageProgress` of `labels` and `stage_steps`) and, whenever a preview is due, the outputs
+    `show(info)` returns ({output index: value}); returns what `work` returned."""
+    bar = StageProgress(progress, labels, stage_steps)
+    return (yield from follow(Job(work), outputs, lambda info: show(info) if bar.update(info) else None))
+
+
 def preview(x0: torch.Tensor, limit: int | None = 1) -> Image.Image:
     """The predicted x0 of the first sample (or a grid of the first `limit`) as an image."""
-    x0 = x0.detach()[:limit].float().clamp(-1, 1)
-    return grid(tensor_to_pil(x0))
-
-
-def grid(images: Sequence[Image.Image], columns: int | None = None) -> Image.Image:
-    """Images side by side, in rows of `columns` (about square by default)."""
-    if len(images) == 1:
-        return images[0]
-    columns = columns or (min(len(images), 4) if len(images) <= 8 else math.ceil(math.sqrt(len(images))))
-    rows = math.ceil(len(images) / columns)
-    w, h = images[0].size
-    canvas = Image.new("RGB", (columns * w, rows * h), (255, 255, 255))
-    for i, im in enumerate(images):
-        canvas.paste(im, ((i % columns) * w, (i // columns) * h))
-    return canvas
+    return image_grid(x0.detach()[:limit].float().clamp(-1, 1))
 
 
 # ---- outputs -----------------------------------------------------------------------------------
@@ -455,11 +454,15 @@ class RequestFiles:
                 for im, params, name in zip(images, parameters, names)]
 
 
-def as_int(value, name: str) -> int:
-    """An integer input that may arrive as None (a cleared box) or a float."""
+def as_int(value, name: str, low: int | None = None, high: int | None = None) -> int:
+    """An integer input that may arrive as None (a cleared box) or a float; with `low` and `high`,
+    one of the bounds a tab sets on the work a request may ask for."""
     if value is None or (isinstance(value, float) and not value.is_integer()):
         raise error(f"{name} must be a whole number, got {value!r}", "Cannot do that")
-    return int(value)
+    value = int(value)
+    if low is not None and not low <= value <= high:
+        raise ValueError(f"{name} must be from {low} to {high}, got {value}")
+    return value
 
 
 def table_output(label: str, columns: Sequence[str]) -> gr.Dataframe:
@@ -484,7 +487,6 @@ EXAMPLE_EMOJI = {"cat-face": "🐱", "thumbs-up": "👍", "red-apple": "🍎", "
 
 
 def _from_font(emoji: str) -> Image.Image | None:
-    from core.data import load_font, render_emoji
     try:
         return render_emoji(load_font(), emoji)
     except (OSError, ValueError):
@@ -492,11 +494,6 @@ def _from_font(emoji: str) -> Image.Image | None:
 
 
 def _from_dataset(emoji: str) -> Image.Image | None:
-    import json
-
-    import numpy as np
-
-    from core.data import IMAGES_FILE, RECORDS_FILE, default_cache_dir
     cache = default_cache_dir()
     try:
         records = json.loads((cache / RECORDS_FILE).read_text(encoding="utf-8"))
@@ -542,7 +539,6 @@ def class_labels(classes: Sequence[str]) -> list[tuple[str, str]]:
     """Dropdown choices (label, value): each subgroup with its first emoji when emoji-test.txt
     is installed, the plain name otherwise."""
     try:
-        from core.data import parse_emoji_test
         first: dict[str, str] = {}
         for record in parse_emoji_test(keywords={}):
             first.setdefault(record.subgroup, record.emoji)

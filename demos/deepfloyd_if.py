@@ -11,8 +11,8 @@ import gradio as gr
 
 from core.deepfloyd import IF_I_DEFAULTS, IF_II_DEFAULTS, LICENCE_NOTE
 from core.images import tensor_to_pil
-from core.samplers import SAMPLERS
-from demos.common import Job, Models, RequestFiles, StageProgress, as_int, follow, gpu, preview, user_errors
+from core.diffusion.samplers import SAMPLERS
+from demos.common import Models, RequestFiles, as_int, gpu, preview, stream, user_errors
 
 LABEL = "DeepFloyd IF (Hub)"
 STAGE_LABELS = ("IF stage I (64×64)", "IF stage II (256×256)")
@@ -77,16 +77,13 @@ def make_fn(models: Models):
                 raise ValueError("this DeepFloyd IF has no stage II")
             sizes = model.sizes[:stop]
             files = RequestFiles()
-            job = Job(lambda callback: model.generate(prompt or "", negative_prompt or "", num=num, seed=seed,
-                                                      size=sizes[-1], stage_1=s1, stage_2=s2, callback=callback))
-            bar = StageProgress(progress, dict(zip(sizes, (s1.steps, s2.steps))), dict(zip(model.sizes, STAGE_LABELS)))
             slots = (model.sizes + [None])[:2]
-
-            def on_step(info):
-                if bar.update(info):
-                    return {slots.index(info["stage"]): files.image(preview(info["x0"]))}
-
-            result = yield from follow(job, 4, on_step)
+            result = yield from stream(
+                lambda callback: model.generate(prompt or "", negative_prompt or "", num=num, seed=seed,
+                                                size=sizes[-1], stage_1=s1, stage_2=s2, callback=callback),
+                4, progress, dict(zip(model.sizes, STAGE_LABELS)),
+                lambda info: {slots.index(info["stage"]): files.image(preview(info["x0"]))},
+                dict(zip(sizes, (s1.steps, s2.steps))))
             common.show_note(result.parameters.get("note"))
             seeds = result.parameters["seeds"]
             parameters = [{**result.parameters, "seed": s, "command": "deepfloyd"} for s in seeds]

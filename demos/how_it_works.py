@@ -1,9 +1,9 @@
 """Tab: how diffusion works, on the project's own models: the forward process, samplers at equal
 cost, a guidance sweep, classifier against classifier-free guidance, a sampling trajectory,
 likelihood in bits per dimension, and h-space editing beside the DiffAE edit. Layout and wiring
-only; the work is in core.mechanics, core.guidance_comparison, core.likelihood and core.hspace.
+only; the work is in core.mechanics, core.guidance_comparison, core.diffusion.likelihood and core.hspace.
 
-Run alone: `python -m demos.how_it_works [app.py flags]`.
+Run alone: `python app.py --tab how_it_works [app.py flags]`.
 """
 from __future__ import annotations
 
@@ -17,11 +17,11 @@ import pandas as pd
 import torch
 
 from core import diffae, guidance_comparison, hspace, mechanics
-from core.images import pil_to_tensor, save_png, tensor_to_pil
-from core.likelihood import METHODS
+from core.diffusion.likelihood import METHODS
+from core.images import grid_image, pil_to_tensor, save_png, tensor_to_pil
 from core.mechanics import Condition
-from core.samplers import SAMPLERS
-from core.text_encoders import fit_prompts
+from core.diffusion.samplers import SAMPLERS
+from core.models.text_encoders import fit_prompts
 from demos.common import Job, Models, RequestFiles, as_int, follow, gpu, image_input, user_errors, wait_for
 
 TITLE = "How it works"
@@ -49,17 +49,12 @@ def _numbers(text: str, what: str, kind=float) -> list:
 
 
 def _seeds(seed, count) -> list[int]:
-    seed, count = as_int(seed, "seed"), as_int(count, "number of samples")
-    if not 1 <= count <= mechanics.MAX_SEEDS:
-        raise ValueError(f"number of samples must be from 1 to {mechanics.MAX_SEEDS}, got {count}")
+    seed, count = as_int(seed, "seed"), as_int(count, "number of samples", 1, mechanics.MAX_SEEDS)
     return [seed + i for i in range(count)]
 
 
 def _steps(steps) -> int:
-    steps = as_int(steps, "steps")
-    if not 1 <= steps <= MAX_STEPS:
-        raise ValueError(f"steps must be from 1 to {MAX_STEPS}, got {steps}")
-    return steps
+    return as_int(steps, "steps", 1, MAX_STEPS)
 
 
 def reference_images() -> dict[str, str]:
@@ -126,7 +121,7 @@ def make_fns(models: Models):
             table = pd.DataFrame([{"schedule": s, "t": t, "alpha_bar": round(curves[(s, round(t))]["alpha_bar"], 4),
                                    "log SNR": round(curves[(s, round(t))]["log_snr"], 3)}
                                   for s in ("linear", "cosine") for t in ts], columns=FORWARD_COLUMNS)
-            return files.image(mechanics.grid_image(list(rows))), table
+            return files.image(grid_image(list(rows))), table
 
     @gpu
     def samplers(model: str, prompt: str, label: str | None, sampler_names: list[str], budgets: str, seed: int,
@@ -327,7 +322,7 @@ def make_fns(models: Models):
             steps = _steps(steps)
             base = models.get(model)
             x = load(image, base.resolution)
-            diffae_strength = diffae._check_strength(diffae_strength)
+            diffae_strength = diffae.check_strength(diffae_strength)
             progress(None, desc="inverting and editing, then the DiffAE edit")
 
             def both():
@@ -558,9 +553,3 @@ def build(models: Models) -> None:
                       inputs=[h_image, h_model, h_attribute, h_strength, h_steps, h_interval, h_diffae],
                       outputs=[h_input, h_recon, h_edit, h_diffae_out, h_note, h_params], api_name="hspace_edit")
 
-
-if __name__ == "__main__":
-    import sys
-
-    from app import main
-    sys.exit(main(tab_modules=[sys.modules[__name__]]))

@@ -1,7 +1,7 @@
 """Tab: image to image: SDEdit (text base + SR), colorization (Palette), inpainting (Palette
 or RePaint), through core.translate.translate, and ILVR (core.ilvr).
 
-Run alone: `python -m demos.image_to_image [app.py flags]`.
+Run alone: `python app.py --tab image_to_image [app.py flags]`.
 """
 from __future__ import annotations
 
@@ -12,17 +12,16 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 import torch
-from PIL import Image, ImageChops, ImageDraw
+from PIL import Image, ImageChops
 
-from core.ilvr import BASES as ILVR_BASES
+from core.cascade import SIZES, sr_names
+from core.data.masks import mask_from_image
+from core.diffusion.samplers import SAMPLERS
 from core.ilvr import DEFAULT_FACTOR, ILVR_DEFAULTS, STRIP_FACTORS, check_factor, ilvr_strip, low_pass
 from core.images import pil_to_tensor, tensor_to_pil
-from core.masks import mask_from_image
 from core.pipeline import StageSettings
-from core.samplers import SAMPLERS
-from core.translate import DEFAULT_STRENGTH, METHODS, PALETTE_DEFAULTS, SIZES, TRANSLATE_DEFAULTS, grayscale, translate
-from demos.common import (Job, Models, RequestFiles, as_int, follow, gpu, image_input, preview, sr_stages,
-                          user_errors)
+from core.translate import DEFAULT_STRENGTH, METHODS, PALETTE_DEFAULTS, TRANSLATE_DEFAULTS, grayscale, translate
+from demos.common import Models, RequestFiles, as_int, gpu, image_input, preview, stream, user_errors
 
 TITLE = "Image to image"
 STAGE_LABELS = {32: "32×32 base", 64: "64×64", 128: "128×128 SR"}
@@ -33,26 +32,6 @@ BRUSH_COLOURS = ["#ff00ff", "#00b4ff", "#000000", "#ffffff"]   # magenta first: 
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
-class StepProgress:
-    """One bar per stage (the sampler callback gives each stage's total, which for SDEdit depends
-    on the strength), and when a preview is due (throttled, and at each stage's end)."""
-
-    def __init__(self, progress: gr.Progress, labels: dict):
-        self.progress, self.labels, self._last = progress, labels, 0.0
-
-    def update(self, info: dict) -> bool:
-        import time
-        stage = info.get("stage")
-        label = self.labels.get(stage, "sampling") if stage is not None else "sampling"
-        self.progress((info["step"] + 1, info["total"]), desc=f"{label}: step {info['step'] + 1}/{info['total']}",
-                      unit="steps")
-        now = time.monotonic()
-        if now - self._last >= common.PREVIEW_EVERY_S or info["step"] + 1 >= info["total"]:
-            self._last = now
-            return True
-        return False
-
-
 def editor_input(**kwargs) -> gr.ImageEditor:
     """gr.ImageEditor (PIL, RGBA: drawn layers keep their alpha = the mask)."""
     return gr.ImageEditor(type="pil", image_mode="RGBA", format="png", **kwargs)
@@ -115,22 +94,17 @@ def _source_name(path) -> str:
 def make_fns(models: Models):
     """The tab's functions (sdedit, colorize, inpaint, ilvr), bound to the shared models."""
 
-    def stream(files: RequestFiles, view: str, progress, work, cleared: int = 1):
+    def streamed(files: RequestFiles, view: str, progress, work, cleared: int = 1):
         """work(callback) on a worker, yielding (view, preview, None * cleared) at first, then
-        (skip, preview, skip * cleared) now and then, and finally returning what work returned."""
-        job = Job(work)
-        bar = StepProgress(progress, STAGE_LABELS)
-
-        def on_step(info):
-            if bar.update(info):
-                return {0: view, 1: files.image(preview(info["x0"]))}
-
-        return (yield from follow(job, 2 + cleared, on_step))
+        (skip, preview, skip * cleared) now and then (a bar per stage), and finally returning what
+        work returned."""
+        return (yield from stream(work, 2 + cleared, progress, STAGE_LABELS,
+                                  lambda info: {0: view, 1: files.image(preview(info["x0"]))}))
 
     def run(files: RequestFiles, view: str, progress, **kwargs):
-        """translate(**kwargs) through `stream`, finally returning (image, parameters)."""
-        return (yield from stream(files, view, progress,
-                                  lambda callback: translate(models.set, callback=callback, **kwargs)))
+        """translate(**kwargs) through `streamed`, finally returning (image, parameters)."""
+        return (yield from streamed(files, view, progress,
+                                    lambda callback: translate(models.set, callback=callback, **kwargs)))
 
     def finish(files: RequestFiles, result, name: str, extra: dict):
         image, params = result
@@ -160,7 +134,7 @@ def make_fns(models: Models):
             if not image:
                 raise ValueError("upload an image or pick an example first")
             size, seed, steps = as_int(size, "size"), as_int(seed, "seed"), as_int(steps, "steps")
-            models.require(["text_base", models.text_encoder_name(), *sr_stages(size)])
+            models.require(["text_base", models.text_encoder_name(), *sr_names(size)])
             source = common.open_upload(image)
             files = RequestFiles()
             view = files.image(as_image(pil_to_tensor(source, size=size)))
@@ -220,24 +194,17 @@ def make_fns(models: Models):
             if background is None:
                 raise ValueError("upload an image (into the editor) or pick an example first")
             size, seed, steps = as_int(size, "size"), as_int(seed, "seed"), as_int(steps, "steps")
-            if method not in METHODS:
-                raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
             if method == "palette":
-                if size != PALETTE_SIZE:
-                    raise ValueError(f"Palette inpaints at {PALETTE_SIZE}×{PALETTE_SIZE} (its resolution); "
-                                     f"choose size {PALETTE_SIZE} or the repaint method")
-                if prompt and prompt.strip():
-                    raise ValueError("Palette is not text-conditioned: clear the prompt, or use the repaint method")
                 models.require(["palette"])
             else:
-                models.require(["text_base", models.text_encoder_name(), *sr_stages(size)])
+                models.require(["text_base", models.text_encoder_name(), *sr_names(size)])
             source = background if isinstance(background, Image.Image) else common.open_upload(background)
             m = working_mask(drawn_mask(editor.get("layers"), source.size), mask, size)
             files = RequestFiles()
             view = files.image(mask_overlay(as_image(pil_to_tensor(source, size=size)), m))
             result = yield from run(files, view, progress, task="inpaint", image=source, mask=mask_image(m),
-                                    method=method, prompt=(prompt or None) if method == "repaint" else None,
-                                    seed=seed, size=size, steps=steps,
+                                    method=method, prompt=(prompt or "").strip() or None, seed=seed, size=size,
+                                    steps=steps,
                                     sampler=sampler if method == "palette" else None)
             extra = {"mask": _source_name(mask)} if mask else {}
             path, params = finish(files, result, f"inpaint-{method}-{size}px-seed{seed}", extra)
@@ -268,9 +235,7 @@ def make_fns(models: Models):
                 raise ValueError("upload a reference image or pick an example first")
             size, seed, steps = as_int(size, "size"), as_int(seed, "seed"), as_int(steps, "steps")
             factor = check_factor(as_int(factor, "factor N"), 32)
-            if model not in ILVR_BASES:
-                raise ValueError(f"model must be one of {', '.join(ILVR_BASES)}; got {model!r}")
-            needs = [model, *([models.text_encoder_name()] if model == "text_base" else []), *sr_stages(size)]
+            needs = [model, *([models.text_encoder_name()] if model == "text_base" else []), *sr_names(size)]
             models.require(needs)
             prompt = (prompt or "").strip() if model == "text_base" else ""
             label = (label or None) if model == "class_base" else None
@@ -281,7 +246,7 @@ def make_fns(models: Models):
             factors = sorted({*STRIP_FACTORS, factor})
             settings = StageSettings(sampler=ILVR_DEFAULTS.sampler, steps=steps,
                                      guidance=ILVR_DEFAULTS.guidance if (prompt or label) else 1.0)
-            strip = yield from stream(files, view, progress, lambda callback: ilvr_strip(
+            strip = yield from streamed(files, view, progress, lambda callback: ilvr_strip(
                 models.set, source, factors, [seed], model, prompt or None, label, size, settings, callback=callback),
                 cleared=3)
             params = {"command": "translate", "task": "ilvr", "image": _source_name(image), "factor": factor,
@@ -446,9 +411,3 @@ def build(models: Models) -> None:
         common.run_on(button.click, ilvr_fn, inputs=[image, factor, seed, model, prompt, label, size, steps],
                       outputs=[view, result, strip, figures, parameters], api_name="ilvr", show_progress_on=[view])
 
-
-if __name__ == "__main__":
-    import sys
-
-    from app import main
-    sys.exit(main(tab_modules=[sys.modules[__name__]]))

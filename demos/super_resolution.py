@@ -1,6 +1,6 @@
 """Tab: diffusion super-resolution (SR3 with CDM noise augmentation) beside bicubic.
 
-Run alone: `python -m demos.super_resolution [app.py flags]`.
+Run alone: `python app.py --tab super_resolution [app.py flags]`.
 """
 from __future__ import annotations
 
@@ -10,26 +10,14 @@ from pathlib import Path
 
 import gradio as gr
 
+from core.cascade import super_resolve, upscale_stages
+from core.diffusion.samplers import SAMPLERS
 from core.images import pil_to_tensor, resize_tensor, tensor_to_pil
 from core.pipeline import SR_DEFAULTS, StageSettings
-from core.pipeline import upscale as sr_upscale
-from core.samplers import SAMPLERS
-from demos.common import (SR_MODELS, Job, Models, RequestFiles, StageProgress, as_int, follow, gpu,
-                          image_input, preview, user_errors)
+from demos.common import Models, RequestFiles, as_int, gpu, image_input, preview, stream, user_errors
 
 TITLE = "Super-resolution"
 STAGE_LABELS = {64: "super-resolution 32 → 64", 128: "super-resolution 64 → 128"}
-
-
-def stages_for(factor: int, size: int) -> list[str]:
-    """The SR models that take an image at size / factor up to `size`."""
-    if factor not in (2, 4):
-        raise ValueError(f"factor must be 2 or 4, got {factor!r}")
-    if size not in SR_MODELS:
-        raise ValueError(f"output size must be 64 or 128, got {size!r}")
-    if factor == 4 and size != 128:
-        raise ValueError("4x needs output size 128: the cascade starts at 32, so 4x is 32 → 128")
-    return list(SR_MODELS.values()) if factor == 4 else [SR_MODELS[size]]
 
 
 def make_fn(models: Models):
@@ -57,7 +45,7 @@ def make_fn(models: Models):
             if not image:
                 raise ValueError("upload an image or pick an example first")
             factor, size, seed = as_int(factor, "factor"), as_int(size, "size"), as_int(seed, "seed")
-            names = stages_for(factor, size)
+            names = upscale_stages(factor, size)
             models.require(names)
             settings = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=1.0,
                                      threshold=SR_DEFAULTS.threshold, aug_level=as_int(noise, "noise level"))
@@ -65,23 +53,10 @@ def make_fn(models: Models):
             files = RequestFiles()
             low_image = files.image(tensor_to_pil(low)[0])
             bicubic = files.image(tensor_to_pil(resize_tensor(low, size, "bicubic"))[0])
-            sr_models = [models.get(name) for name in names]
-
-            def work(callback):
-                x = low
-                for i, model in enumerate(sr_models):
-                    report = (lambda info, r=model.resolution: callback({**info, "stage": r}))
-                    x = sr_upscale(model, x, [seed], settings, stage=i + 1, callback=report)
-                return x
-
-            job = Job(work)
-            bar = StageProgress(progress, {m.resolution: settings.steps for m in sr_models}, STAGE_LABELS)
-
-            def on_step(info):
-                if bar.update(info):
-                    return {0: low_image, 1: bicubic, 2: files.image(preview(info["x0"]))}
-
-            result = yield from follow(job, 4, on_step)
+            result = yield from stream(
+                lambda callback: super_resolve(models.set, low, factor, [seed], settings, callback), 4, progress,
+                STAGE_LABELS, lambda info: {0: low_image, 1: bicubic, 2: files.image(preview(info["x0"]))},
+                {models.get(name).resolution: settings.steps for name in names})
             parameters = {"command": "upscale", "image": Path(image).name, "size": size, "factor": factor,
                           "steps": settings.steps, "sampler": sampler, "noise": settings.aug_level, "seed": seed}
             name = f"{Path(image).stem}-sr{factor}x-{size}px-seed{seed}"
@@ -135,9 +110,3 @@ def build(models: Models) -> None:
                   outputs=[low, bicubic, result, parameters], api_name="upscale",
                   show_progress_on=[low])  # the bar covers the (unchanging) input; the preview stays visible
 
-
-if __name__ == "__main__":
-    import sys
-
-    from app import main
-    sys.exit(main(tab_modules=[sys.modules[__name__]]))

@@ -1,7 +1,7 @@
 """Tab: text to image through the cascade (base 32 -> SR 64 -> SR 128); the 32 px base is the
 semantic one (prior over DiffAE's code -> DiffAE decoder) or the pixel UNet.
 
-Run alone: `python -m demos.text_to_image [app.py flags]`.
+Run alone: `python app.py --tab text_to_image [app.py flags]`.
 """
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ from demos import common  # first: imports `spaces` before torch on a ZeroGPU Sp
 
 import gradio as gr
 
-from core.cascade import SIZES, generate
+from core.cascade import SIZES, generate, sr_names
 from core.images import tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings
-from core.samplers import SAMPLERS
+from core.diffusion.samplers import SAMPLERS
 from core.semantic import DECODER_STEPS
 from demos import deepfloyd_if
-from demos.common import (Job, Models, RequestFiles, StageProgress, as_int, follow, gpu, preview, sr_stages,
-                          user_errors)
+from demos.common import Models, RequestFiles, as_int, gpu, preview, stream, user_errors
 
 TITLE = "Text to image"
 STAGE_LABELS = {32: "32×32 base", 64: "64×64 SR", 128: "128×128 SR"}
@@ -66,7 +65,7 @@ def make_fn(models: Models):
             size, seed, num = as_int(size, "size"), as_int(seed, "seed"), as_int(num_images, "number of images")
             decoder_steps = as_int(decoder_steps, "decoder steps")
             base_model = base_model or models.default_base(text=True)
-            models.require([*models.base_needs(base_model, text=True), *sr_stages(size)])
+            models.require([*models.base_needs(base_model, text=True), *sr_names(size)])
             base = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=float(guidance),
                                  eta=float(eta) if sampler == "ddim" else 0.0,
                                  threshold=float(threshold) if dynamic_thresholding else None,
@@ -75,18 +74,15 @@ def make_fn(models: Models):
                                      threshold=d.threshold, aug_level=as_int(n, "SR noise level"))
                        for d, s, n in zip(SR_STAGE_DEFAULTS, (sr64_steps, sr128_steps), (sr64_noise, sr128_noise)))
             files = RequestFiles()
-            job = Job(lambda callback: generate(models.set, prompt=prompt or "", negative_prompt=negative_prompt or "",
-                                                num=num, seed=seed, size=size, base=base, sr=sr, callback=callback,
-                                                base_model=base_model, decoder_steps=decoder_steps))
             base_steps = decoder_steps if base_model == "semantic" else base.steps   # the decoder reports progress
             steps_per_stage = {32: base_steps, 64: sr[0].steps, 128: sr[1].steps}
-            bar = StageProgress(progress, {r: n for r, n in steps_per_stage.items() if r <= size}, STAGE_LABELS)
-
-            def on_step(info):  # the stage being sampled gets its x0 preview
-                if bar.update(info):
-                    return {list(STAGE_LABELS).index(info["stage"]): files.image(preview(info["x0"]))}
-
-            result = yield from follow(job, 5, on_step)
+            result = yield from stream(
+                lambda callback: generate(models.set, prompt=prompt or "", negative_prompt=negative_prompt or "",
+                                          num=num, seed=seed, size=size, base=base, sr=sr, callback=callback,
+                                          base_model=base_model, decoder_steps=decoder_steps),
+                5, progress, STAGE_LABELS,   # the stage being sampled gets its x0 preview
+                lambda info: {list(STAGE_LABELS).index(info["stage"]): files.image(preview(info["x0"]))},
+                {r: n for r, n in steps_per_stage.items() if r <= size})
             common.show_note(result.parameters.get("note"))
             images = tensor_to_pil(result.final)
             seeds = result.parameters["seeds"]
@@ -183,9 +179,3 @@ def build(models: Models) -> None:
     if models.deepfloyd is not None:
         deepfloyd_if.wire(models, if_button, [prompt, negative, seed, num], if_settings, if_images, gallery, parameters)
 
-
-if __name__ == "__main__":
-    import sys
-
-    from app import main
-    sys.exit(main(tab_modules=[sys.modules[__name__]]))

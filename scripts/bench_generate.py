@@ -65,7 +65,8 @@ def _env(checkout: Path) -> dict:
 
 def has_base_option(checkout: Path) -> bool:
     """Whether the checkout's command line knows --base (the code before the semantic base did not)."""
-    return '"--base"' in (checkout / "core" / "__main__.py").read_text()
+    sources = [checkout / "core" / "__main__.py", *sorted((checkout / "core" / "cli").glob("*.py"))]
+    return any('"--base"' in f.read_text() for f in sources if f.is_file())
 
 
 def generate_command(checkout: Path, args, base: str | None, seed: int, out: Path) -> list[str]:
@@ -219,10 +220,10 @@ def diffusers_figures(args) -> dict:
     diffusers' scheduler loop around its UNet2DConditionModel with the same weights."""
     import torch
 
-    from core.cascade import ModelSet
-    from core.checkpoints import load_model
+    from core.models.modelset import ModelSet
+    from core.models.checkpoints import load_model
     from core.pipeline import BASE_DEFAULTS, sample_stage
-    from core.rng import BatchGenerator
+    from core.diffusion.rng import BatchGenerator
 
     models = ModelSet(args.checkpoints, "cpu")
     ours, encoder = models.get("text_base"), models.text_encoder()
@@ -404,8 +405,9 @@ def main(argv=None) -> int:
 
     import torch
 
-    from core.cascade import set_cpu_threads
-    results = {"prompt": args.prompt, "label": args.label, "runs": args.runs, "reps": args.reps, "load_average": os.getloadavg()[0],
+    from core.models.modelset import set_cpu_threads
+    results = {"prompt": args.prompt, "label": args.label, "runs": args.runs, "reps": args.reps,
+               "load_average": os.getloadavg()[0],
                "threads": set_cpu_threads(), "columns": {}}
     settings = [(REPO, base) for base in bases]
     checkouts = [REPO]

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,  # noqa: E402
                        EulerDiscreteScheduler, HeunDiscreteScheduler, UNet2DModel)
 
-from core import samplers  # noqa: E402
-from core.schedules import make_schedule  # noqa: E402
+from core.diffusion import samplers  # noqa: E402
+from core.diffusion.schedules import make_schedule  # noqa: E402
 
 # sampler -> (matching diffusers scheduler, its step kwargs)
 REFERENCE = {

@@ -1,6 +1,6 @@
 """Training throughput per model and option, measured side by side in one run (issue 10).
 
-For each kind: the training step of `python -m core.train` (loss, backward, clip, AdamW) in
+For each kind: the training step of `python -m core train` (loss, backward, clip, AdamW) in
 fp32 eager, with channels-last, with bf16 autocast and with torch.compile; prints seconds per
 step and the ratio to fp32 eager. CPU time of this process (one thread) is the figure on a CPU,
 so other processes on the machine change it little; on CUDA it is wall time.
@@ -19,7 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.train import default_config, make_task  # noqa: E402
+from core.training.config import default_config  # noqa: E402
+from core.training.registry import make_task  # noqa: E402
 
 VARIANTS = {"fp32 eager": {}, "channels-last": {"channels_last": True}, "bf16 autocast": {"precision": "bf16"},
             "torch.compile": {"compile": True}}

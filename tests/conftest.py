@@ -1,6 +1,15 @@
 import pytest
 import torch
 
+# Fixtures that start the app's Gradio server: a test that uses one is a `server` test.
+SERVER_FIXTURES = {"server", "client", "app_url"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if SERVER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.server)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _one_thread():

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import Tensor
 
-from core.schedules import NoiseSchedule
+from core.diffusion.schedules import NoiseSchedule
 
 
 class GaussianMixture:

@@ -210,15 +210,18 @@ def test_both_bases_from_the_text_and_class_tabs(client, tiny_checkpoints):
     pixel base, and draw what core draws with the same settings."""
     import torch
 
-    from core.cascade import ModelSet, generate
+    from core.cascade import generate
+    from core.models.modelset import ModelSet
     from core.images import open_image, pil_to_tensor
     from core.pipeline import StageSettings
+    from core.semantic import PRIOR_DEFAULTS
 
     s32, _, _, gallery, parameters = text_to_image(client, prompt="red apple", size=32, num_images=1, seed=2,
                                                    decoder_steps=3)
     assert parameters["base_model"] == "semantic" and parameters["decoder_steps"] == 3
+    assert parameters["base"]["sampler"] == PRIOR_DEFAULTS.sampler   # the tab starts at the prior's defaults
     ours = generate(ModelSet(tiny_checkpoints, "cpu"), prompt="red apple", size=32, seed=2, base_model="semantic",
-                    decoder_steps=3, base=StageSettings(steps=2))
+                    decoder_steps=3, base=StageSettings(sampler=PRIOR_DEFAULTS.sampler, steps=2))
     served = pil_to_tensor(open_image(gallery[0]["image"]))
     assert (served - ours.final).abs().max() <= 2 / 127.5   # the same image, up to 8-bit rounding
     *_, pixel_params = text_to_image(client, prompt="red apple", size=32, num_images=1, seed=2, base_model="pixel")
@@ -345,6 +348,7 @@ def checkpoints_without_sr128(tiny_checkpoints, tmp_path_factory):
     return root
 
 
+@pytest.mark.server
 def test_share_without_network_and_a_missing_model(checkpoints_without_sr128, tmp_path):
     """--share with no network: one line says there is no link, the app keeps serving locally;
     sr128 missing: the app starts, says so, and everything that does not need sr128 works."""

@@ -21,7 +21,7 @@ from tests.test_app import AppServer, good_request, make_client, rgb_png
 def server(tiny_checkpoints, tmp_path_factory):
     from core.classifiers import (FORMAT_VERSION, Classifier, ClassifierSettings, SmallCNN, data_fingerprint,
                                   task_classes)
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
     from core.judge import Judge, JudgeNet
     from tests.tiny import CLASSES
     tmp = tmp_path_factory.mktemp("app-guidance")

@@ -38,6 +38,7 @@ def login(url: str, user: str, password: str):
         return e.code, e.headers
 
 
+@pytest.mark.server
 def test_failed_logins_back_off(tiny_checkpoints, tmp_path):
     app = AppServer(["--checkpoints", tiny_checkpoints, "--auth", "ann:secret", "--deepfloyd", "none"],
                     tmp_path / "app.log", env={"GRADIO_TEMP_DIR": str(tmp_path / "gradio")})

@@ -1,4 +1,4 @@
-"""Classifier guidance of the class base with a noise-aware classifier (core.noisy_classifier,
+"""Classifier guidance of the class base with a noise-aware classifier (core.models.noisy_classifier,
 core.pipeline.generate_class): the network, its training kind and checkpoint, guidance from
 Python and the CLI."""
 from __future__ import annotations
@@ -10,9 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from core.checkpoints import save_model
+from core.models.checkpoints import save_model
 from core.images import read_parameters
-from core.noisy_classifier import (NoisyClassifier, NoisyClassifierConfig, class_log_prob,
+from core.models.noisy_classifier import (NoisyClassifier, NoisyClassifierConfig, class_log_prob,
                                    load_noisy_classifier)
 from core.pipeline import StageSettings, generate_class, sample_stage
 from tests.tiny import CLASSES, tiny_model, tiny_noisy_classifier
@@ -65,9 +65,9 @@ def test_guidance_raises_the_classifiers_probability_of_the_label(base, classifi
 
 def test_guidance_matches_the_wrapper_by_hand(base, classifier):
     """generate_class is classifier_guided_denoiser over the null-label model, nothing else."""
-    from core.guidance import classifier_guided_denoiser
-    from core.rng import BatchGenerator
-    from core.samplers import sample
+    from core.diffusion.guidance import classifier_guided_denoiser
+    from core.diffusion.rng import BatchGenerator
+    from core.diffusion.samplers import sample
     labels = torch.full((2,), CLASSES.index("cat-face"))
     null = base.null_cond(2)
     guided = classifier_guided_denoiser(lambda x, t: base.eps(x, t, null), base.schedule,
@@ -103,16 +103,18 @@ def test_a_classifier_for_other_classes_or_schedule_is_refused(base):
 
 
 # ---- training ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_training_kind_learns_and_writes_a_card(tmp_path):
-    """A tiny seeded run of `python -m core.train noisy_classifier` (150 steps): it learns (on clean
+    """A tiny seeded run of `python -m core train noisy_classifier` (150 steps): it learns (on clean
     images its cross-entropy is below that of the best constant guess, the class frequencies, and
     at t = T-1, pure noise, it is back near that), its export loads, is fp16 and small, and the
     card lists the accuracy against t."""
     import torch.nn.functional as F
     from safetensors.torch import load_file
 
-    from core.data import load_dataset
-    from core.train import default_config, train
+    from core.data.emoji import load_dataset
+    from core.training.config import default_config
+    from core.training.loop import train
     cfg = default_config("noisy_classifier", str(tmp_path / "run"), steps=150, batch=32, channels=(16, 32),
                          warmup=20, lr=5e-3, ema_decay=0.9, save_every=1000, sample_every=1000, threads=1)
     summary = train(cfg, export=tmp_path / "nc", log=lambda s: None)
@@ -144,7 +146,7 @@ def test_training_kind_learns_and_writes_a_card(tmp_path):
 # ---- the cascade and the CLI ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def models(tiny_checkpoints):
-    from core.cascade import ModelSet
+    from core.models.modelset import ModelSet
     return ModelSet(tiny_checkpoints, "cpu")
 
 
@@ -159,7 +161,7 @@ def test_cascade_records_classifier_guidance(models):
 
 
 def test_cli_generate_with_classifier_scale(tiny_checkpoints, tmp_path):
-    from core.__main__ import main
+    from core.cli.main import main
     out = tmp_path / "o"
     assert main(["generate", "--label", "cat-face", "--classifier-scale", "2.5", "--size", "32", "--steps", "2",
                  "--num", "2", "--checkpoints", str(tiny_checkpoints), "--out", str(out)]) == 0
@@ -174,7 +176,7 @@ def test_cli_generate_with_classifier_scale(tiny_checkpoints, tmp_path):
     (["--label", "cat-face", "--classifier-scale", "nan"], "nan is not a finite number"),
 ])
 def test_cli_bad_classifier_guidance_is_one_line(tiny_checkpoints, tmp_path, capsys, args, message):
-    from core.__main__ import main
+    from core.cli.main import main
     out = tmp_path / "o"
     with pytest.raises(SystemExit) if "nan" in args else contextlib.nullcontext():
         code = main(["generate", *args, "--size", "32", "--steps", "2", "--checkpoints", str(tiny_checkpoints),
@@ -189,7 +191,7 @@ def test_cli_bad_classifier_guidance_is_one_line(tiny_checkpoints, tmp_path, cap
 def test_cli_without_the_classifier_names_it(tiny_checkpoints, tmp_path, capsys):
     import shutil
 
-    from core.__main__ import main
+    from core.cli.main import main
     root = tmp_path / "ckpt"
     shutil.copytree(tiny_checkpoints, root)
     shutil.rmtree(root / "noisy_classifier")

@@ -1,4 +1,4 @@
-"""The command-line contract of DESIGN.md, run as a user runs it (a subprocess)."""
+"""The command line, `python -m core ...`, run as a user runs it (a subprocess)."""
 import os
 import subprocess
 import sys
@@ -34,7 +34,7 @@ def test_generate_writes_numbered_pngs_with_parameters(tmp_path, tiny_checkpoint
 
 
 def test_generate_label_and_size(tmp_path, tiny_checkpoints, capsys):
-    from core.__main__ import main
+    from core.cli.main import main
     assert main(["classes", "--checkpoints", str(tiny_checkpoints)]) == 0
     label = capsys.readouterr().out.split()[0]
     assert main(["generate", "--label", label, "--size", "32", "--steps", "2", "--checkpoints",
@@ -45,7 +45,7 @@ def test_generate_label_and_size(tmp_path, tiny_checkpoints, capsys):
 def test_upscale_any_input_mode(tmp_path, tiny_checkpoints):
     src = tmp_path / "in.png"
     Image.new("P", (40, 30), 3).save(src)
-    from core.__main__ import main
+    from core.cli.main import main
     common = ["--steps", "2", "--checkpoints", str(tiny_checkpoints)]
     assert main(["upscale", "--image", str(src), "--size", "64", "--out", str(tmp_path / "up.png"), *common]) == 0
     assert Image.open(tmp_path / "up.png").size == (64, 64)
@@ -63,7 +63,7 @@ def test_upscale_any_input_mode(tmp_path, tiny_checkpoints):
     (["upscale", "--image", "missing.png", "--size", "64", "--out", "u.png"], "does not exist"),
 ])
 def test_bad_input_one_line_error_nothing_written(tmp_path, tiny_checkpoints, monkeypatch, capsys, args, message):
-    from core.__main__ import main
+    from core.cli.main import main
     monkeypatch.chdir(tmp_path)
     assert main([*args, "--checkpoints", str(tiny_checkpoints)]) != 0
     lines = capsys.readouterr().err.strip().splitlines()
@@ -81,7 +81,7 @@ def test_bad_input_exit_status_from_a_real_process(tmp_path, tiny_checkpoints):
 def test_corrupt_image_and_missing_checkpoints(tmp_path, tiny_checkpoints):
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    from core.__main__ import main
+    from core.cli.main import main
     assert main(["upscale", "--image", str(bad), "--size", "64", "--checkpoints", str(tiny_checkpoints),
                  "--out", str(tmp_path / "u.png")]) == 2
     assert not (tmp_path / "u.png").exists()
@@ -108,7 +108,7 @@ COMMAND_ARGS = {"generate": ["--prompt", "x"], "upscale": ["--image", "IMAGE", "
 def test_bad_out_is_refused_before_any_work(tmp_path, capsys, case):
     """--checkpoints names a folder that does not exist: a command that did any work before
     checking --out would fail on the checkpoints instead."""
-    from core.__main__ import main
+    from core.cli.main import main
     (tmp_path / "existing-folder").mkdir()
     (tmp_path / "a-file.png").write_bytes(b"not touched")
     Image.new("RGB", (40, 40), (200, 40, 40)).save(tmp_path / "in.png")
@@ -129,14 +129,14 @@ def test_bad_out_from_a_real_process(tmp_path):
 
 
 def test_mechanics_checks_out_before_any_work(tmp_path, capsys):
-    from core.mechanics import main
-    assert main(["trajectory", "--prompt", "x", "--out", str(tmp_path), "--checkpoints", str(tmp_path / "none")]) == 2
+    from core.cli.main import main
+    assert main(["mechanics", "trajectory", "--prompt", "x", "--out", str(tmp_path), "--checkpoints", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: --out {tmp_path} is a folder; give a PNG file name"
 
 
 def test_a_huge_prompt_is_cut_to_the_context_and_stored_cut(tmp_path, tiny_checkpoints, capsys):
-    from core.__main__ import main
+    from core.cli.main import main
     prompt = "thumbs up, " * 100_000      # 1.1 MB
     assert main(["generate", "--prompt", prompt, "--size", "32", "--steps", "2", "--checkpoints",
                  str(tiny_checkpoints), "--out", str(tmp_path / "o")]) == 0

@@ -1,4 +1,4 @@
-"""core.clip_text against open_clip: the BPE tokenizer gives open_clip's ids, and
+"""core.models.clip_text against open_clip: the BPE tokenizer gives open_clip's ids, and
 the text tower loaded without open_clip gives the embeddings of open_clip's `CLIP` (tiny seeded
 model and the committed checkpoint)."""
 from pathlib import Path
@@ -8,9 +8,9 @@ import torch
 from open_clip.model import CLIPTextCfg
 from open_clip.tokenizer import SimpleTokenizer
 
-from core.clip_model import ClipConfig, build_clip, build_vocab, load_clip_folder, save_clip_folder
-from core.clip_text import CompactTokenizer, TextTower, bpe_tokenizer, encode_text_tokens, load_text_tower
-from core.text_encoders import ClipTextEncoder
+from core.models.clip_model import ClipConfig, build_clip, build_vocab, load_clip_folder, save_clip_folder
+from core.models.clip_text import CompactTokenizer, TextTower, bpe_tokenizer, encode_text_tokens, load_text_tower
+from core.models.text_encoders import ClipTextEncoder
 
 ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
 PROMPTS = ["red apple", "", "woman dancing: dark skin tone", "Thumbs UP &amp; café 👍", "ｆｕｌｌ-width ½",
@@ -24,7 +24,7 @@ TRICKY = ["&amp; &lt;3 &#x1F600;", "a\ttab\nnewline\r\nthing", "<start_of_text>h
 
 
 def test_tokenizer_is_open_clips():
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
     ours, theirs = bpe_tokenizer(), SimpleTokenizer()
     assert "open_clip" not in type(ours).__module__
     assert ours.encoder == theirs.encoder and ours.vocab_size == theirs.vocab_size
@@ -78,7 +78,7 @@ def test_encoder_uses_the_tower_and_falls_back_to_open_clip(tmp_path):
     torch.manual_seed(0)
     odd = ClipConfig(vocab=build_vocab(TINY_CAPTIONS), embed_dim=16,
                      text=CLIPTextCfg(context_length=16, width=16, heads=2, layers=1, ls_init_value=0.5))
-    save_clip_folder(tmp_path / "odd", build_clip(odd), odd)   # LayerScale: not in core.clip_text
+    save_clip_folder(tmp_path / "odd", build_clip(odd), odd)   # LayerScale: not in core.models.clip_text
     encoder = ClipTextEncoder.from_folder(tmp_path / "odd")
     assert type(encoder.model).__name__ == "CLIP"
     assert encoder.encode(["red apple"]).tokens.shape == (1, 16, 16)

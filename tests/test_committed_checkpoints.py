@@ -2,8 +2,9 @@
 import pytest
 import torch
 
-from core.cascade import ModelSet, generate
-from core.checkpoints import DEFAULT_CHECKPOINTS
+from core.cascade import generate
+from core.models.modelset import ModelSet
+from core.models.checkpoints import DEFAULT_CHECKPOINTS
 from core.pipeline import StageSettings, upscale
 
 FAST = StageSettings(steps=2)
@@ -95,7 +96,7 @@ def test_prior_fits_the_committed_diffae_and_clip(models):
 def test_noisy_classifier_guides_the_class_base(models):
     from safetensors.torch import load_file
 
-    from core.checkpoints import DEFAULT_CHECKPOINTS
+    from core.models.checkpoints import DEFAULT_CHECKPOINTS
     classifier = models.get("noisy_classifier")
     assert classifier.classes == models.classes()   # one label space for guidance
     folder = DEFAULT_CHECKPOINTS / "noisy_classifier"

@@ -1,4 +1,4 @@
-"""The emoji data set: parsing, labels, split, captions, rendering, cache (core/data.py).
+"""The emoji data set: parsing, labels, split, captions, rendering, cache (core/data/emoji.py).
 
 Parsing and rendering run on the real Debian source files. The full cache is built once per
 session into a temporary folder (about 10-20 s on 2 CPU cores).
@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from core import data
-from core.data import (
+from core.data import emoji as data
+from core.data.emoji import (
     DataSourceMissing, EmojiDataset, build_dataset, cache_is_valid, captions_for, is_heldout,
     load_dataset, load_font, load_keywords, parse_emoji_test, random_caption, render_emoji,
     write_cache,
@@ -227,6 +227,7 @@ def test_write_cache_is_atomic(tmp_path, monkeypatch, records):
 
 # ----------------------------------------------------------------------------- full build
 
+@pytest.mark.slow
 def test_full_build(built, records):
     cache, summary, ds = built
     assert isinstance(ds, EmojiDataset)

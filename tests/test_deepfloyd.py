@@ -8,7 +8,7 @@ negative prompt). Max |ours - diffusers| seen here, stage I / stage II:
   ddpm (IF's own: learned variance)   3.6e-5 / 1.1e-4; on diffusers' float32 alpha_bar 8.4e-6 / 2.4e-5
   dpmpp-2m (variance ignored)         1.7e-5 / 8.4e-5; on diffusers' float32 alpha_bar 1.7e-5 / 7.1e-5
 Where the differences come from:
-- diffusers computes its schedules in float32, ours are float64 (core.schedules). On the cosine
+- diffusers computes its schedules in float32, ours are float64 (core.diffusion.schedules). On the cosine
   schedule 1 - alpha_bar at t = 0 is 4.1e-5, and diffusers' float32 value is off by 5e-4
   relative; it enters the last step's x0 and the lower end (log beta~) of the learned variance.
   Putting diffusers' float32 alpha_bar into our stages removes this part.
@@ -28,12 +28,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.checkpoints import CheckpointError
+from core.models.checkpoints import CheckpointError
 from core.deepfloyd import (IF_I_DEFAULTS, IF_II_DEFAULTS, DeepFloydIF, DeepFloydSet, availability,
                             schedule_from_config)
-from core.rng import BatchGenerator
-from core.schedules import NoiseSchedule
-from core.text_encoders import load_t5_tokenizer
+from core.diffusion.rng import BatchGenerator
+from core.diffusion.schedules import NoiseSchedule
+from core.models.text_encoders import load_t5_tokenizer
 from tests.test_text_encoders import t5_dirs  # noqa: F401 - the tiny T5 + trained sentencepiece fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning",
@@ -214,6 +214,7 @@ def test_other_samplers_run(ours, sampler):
 
 
 # ---- options -----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_dtypes_offload_and_compile_on_cpu(if_folders, ours, monkeypatch):
     ref = ours.generate(PROMPT, stage_1=replace(IF_I_DEFAULTS, steps=2), stage_2=replace(IF_II_DEFAULTS, steps=2))
     bf16 = DeepFloydIF.from_pretrained(if_folders["I"], if_folders["II"], device="cpu", dtype="bfloat16",
@@ -337,7 +338,7 @@ def test_broken_folders_are_named(if_folders, tmp_path):
 
 # ---- command line and app -----------------------------------------------------------------------------
 def test_cli(if_folders, tmp_path, capsys):
-    from core.__main__ import main
+    from core.cli.main import main
     from core.images import read_parameters
     from PIL import Image
     argv = ["deepfloyd", "--prompt", "red apple", "--stage-1", str(if_folders["I"]), "--stage-2", str(if_folders["II"]),
@@ -410,6 +411,7 @@ def square_size(path) -> int:
         return im.size[0]
 
 
+@pytest.mark.server
 def test_server_with_a_missing_if_repo_keeps_serving(tiny_checkpoints, tmp_path):
     """`python app.py` with IF pointed at a repo that is not there (offline): the app starts, says
     why in one line, IF's endpoint answers with that reason, and the emoji models keep serving."""

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from core.checkpoints import CheckpointError, load_model, save_model
+from core.models.checkpoints import CheckpointError, load_model, save_model
 from core.diffae import (ATTRIBUTES_FILE, DIRECTIONS_FILE, Directions, attribute_labels, decode, edit, encode,
                          fit_directions, fit_from_codes, fresh_noise, interpolate, reconstruct, slerp)
 from core.images import ImageError, read_parameters
@@ -203,7 +203,7 @@ def test_directions_save_load_round_trip(tmp_path, directions):
     from safetensors.torch import load_file, save_file
     old = {k: v for k, v in load_file(str(tmp_path / DIRECTIONS_FILE)).items() if k != "gaps"}
     save_file(old, str(tmp_path / DIRECTIONS_FILE))
-    with pytest.raises(CheckpointError, match="python -m core.diffae directions"):
+    with pytest.raises(CheckpointError, match="python -m core diffae-directions"):
         Directions.load(tmp_path)
 
 
@@ -244,7 +244,7 @@ def tiny_sr():
 
 
 def test_cli_reconstruct_attributes_edit(tmp_path, root, model, capsys):
-    from core.__main__ import main
+    from core.cli.main import main
     src = tmp_path / "in.png"
     Image.new("RGBA", (50, 40), (200, 30, 30, 128)).save(src)
     common = ["--checkpoints", str(root), "--device", "cpu"]
@@ -279,7 +279,7 @@ def test_cli_reconstruct_attributes_edit(tmp_path, root, model, capsys):
 
 
 def test_cli_missing_directions_names_the_file(tmp_path, model, capsys):
-    from core.__main__ import main
+    from core.cli.main import main
     save_model(model, tmp_path / "diffae", "# no directions\n")
     assert main(["attributes", "--checkpoints", str(tmp_path)]) == 2
     assert DIRECTIONS_FILE in capsys.readouterr().err
@@ -291,8 +291,10 @@ def test_bad_image_error_type(model):
         open_image("/nonexistent.png")
 
 
+@pytest.mark.slow
 def test_task_trains_and_exports_with_directions(tmp_path):
-    from core.train import default_config, train
+    from core.training.config import default_config
+    from core.training.loop import train
     cfg = default_config("diffae", str(tmp_path / "run"), smoke=True)
     summary = train(cfg, export=tmp_path / "diffae", log=lambda s: None)
     assert summary["step"] == cfg.steps and summary["loss_avg"] == summary["loss_avg"]
@@ -305,8 +307,8 @@ def test_task_trains_and_exports_with_directions(tmp_path):
 
 
 def test_task_loss_reaches_the_encoder(tmp_path):
-    from core.diffae import DiffAETask
-    from core.train import default_config
+    from core.training.config import default_config
+    from core.training.diffae import DiffAETask
     task = DiffAETask(default_config("diffae", str(tmp_path), smoke=True))
     net = task.build()
     loss = task.loss(net, torch.Generator().manual_seed(0), torch.device("cpu"))
@@ -316,14 +318,15 @@ def test_task_loss_reaches_the_encoder(tmp_path):
     assert net.z_proj.weight.grad is not None
 
 
+@pytest.mark.slow
 def test_directions_and_evaluate_commands(tmp_path, monkeypatch, capsys):
-    """`python -m core.diffae directions` refits on the real training split; `evaluate` runs end to
-    end (with stub classifiers: the real ones train for minutes when not cached)."""
+    """`python -m core diffae-directions` refits on the real training split; `evaluate-diffae` runs end
+    to end (with stub classifiers: the real ones train for minutes when not cached)."""
     import core.classifiers
-    from core.diffae import main
+    from core.cli.main import main
     model = tiny_diffae(resolution=64)
     save_model(model, tmp_path / "diffae", "# tiny\n")
-    assert main(["directions", "--checkpoints", str(tmp_path), "--iterations", "50"]) == 0
+    assert main(["diffae-directions", "--checkpoints", str(tmp_path), "--iterations", "50"]) == 0
     assert Directions.load(tmp_path / "diffae").names == ["dark-skin", "woman", "smiling"]
 
     class Stub:
@@ -348,7 +351,7 @@ def test_directions_and_evaluate_commands(tmp_path, monkeypatch, capsys):
                         lambda task, folder, data, log=None: Stub(core.classifiers.task_classes(task, data)))
     capsys.readouterr()
     grid = tmp_path / "sweep.png"
-    assert main(["evaluate", "--checkpoints", str(tmp_path), "--n", "2", "--steps", "2", "--grid", str(grid)]) == 0
+    assert main(["evaluate-diffae", "--checkpoints", str(tmp_path), "--n", "2", "--steps", "2", "--grid", str(grid)]) == 0
     out = capsys.readouterr().out
     assert "reconstruction PSNR on 2 held-out emoji at 64x64" in out
     result = json.loads(out[out.index("{\n"):])
@@ -371,8 +374,8 @@ def test_directions_and_evaluate_commands(tmp_path, monkeypatch, capsys):
 
 
 def test_skin_masks_mark_what_changes_between_tone_variants():
-    from core.data import load_dataset
-    from core.diffae import change_on_mask, skin_masks
+    from core.data.emoji import load_dataset
+    from core.evaluation.diffae import change_on_mask, skin_masks
     data = load_dataset()
     toned = next(i for i, r in enumerate(data.records) if r.name == "waving hand: dark skin tone")
     plain = next(i for i, r in enumerate(data.records) if r.name == "grinning face")

@@ -110,7 +110,7 @@ def test_ssim_needs_a_big_enough_image():
 
 @pytest.fixture(scope="module")
 def data():
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
     return load_dataset()
 
 
@@ -157,14 +157,14 @@ def cli_run(tiny_checkpoints, tmp_path_factory, data):
     judge.save(out / "judge", "# tiny judge\n")
     argv = ["--checkpoints", str(tiny_checkpoints), "--n", "2", "--steps", "2", "--device", "cpu",
             "--classifiers", str(out / "classifiers"), "--classifier-steps", "2", "--json", str(out / "r.json"),
-            "--judge", str(out / "judge"), "--grid-dir", str(out / "grids")]
+            "--judge", str(out / "judge"), "--grid-dir", str(out / "grids"), "--old-judge", str(out / "judge")]
     return argv, out
 
 
 @pytest.fixture
 def shared_data(data, monkeypatch):
     """The CLI loads the data set itself; hand it the module's copy (with its resized images)."""
-    monkeypatch.setattr("core.data.load_dataset", lambda *a, **k: data)
+    monkeypatch.setattr("core.data.emoji.load_dataset", lambda *a, **k: data)
     return data
 
 
@@ -203,7 +203,20 @@ def test_cli_end_to_end_on_tiny_checkpoints(cli_run, shared_data, capsys):
     assert list(j["class_base"]["splits"]) == ["People & Body subgroups", "other subgroups"]
     row = j["text_base"]["splits"]["held-out"]["rows"]["samples"]
     assert 0 <= row["recognisable"] <= min(row["accepted"], row["subgroup_as_asked"]) and row["fd_judge"] >= 0
-    assert set(j["text_base"]["old"]) == {"CLIP score", "CAS"} and set(j["class_base"]["old"]) == {"CAS"}
+    old_judge = {"accepted, old judge", "recognisable, old judge"}
+    assert set(j["text_base"]["old"]) == {"CLIP score", "CAS", "retrieval@5, old judge"} | old_judge
+    assert set(j["class_base"]["old"]) == {"CAS"} | old_judge
+    # the old judge here is the judge itself: its verdicts on the same images are the judge's
+    for name in ("text_base", "class_base"):
+        for split, s in j[name]["splits"].items():
+            for row, r in s["rows"].items():
+                assert j[name]["old"]["recognisable, old judge"][split][row] == r["recognisable"]
+                assert j[name]["old"]["accepted, old judge"][split][row] == r["accepted"]
+    # attribute retention of the text base's samples, beside the real renders', in the report
+    a = j["text_base"]["attributes"]
+    assert set(a) == {"skin_tone", "gender"} and "attributes" not in j["class_base"]
+    assert all(0 <= r["samples"] <= 1 and 0 <= r["real"] <= 1 for r in a.values() if r["n"])
+    assert "Attribute retention" in report and "recognisable, old judge (old)" in report
     for name, cells in (("text_base", 24), ("class_base", 6)):  # the tiny class base knows 3 of the 12 classes
         assert (out / "grids" / name / "grid.png").is_file() and len(j[name]["grid"]["cells"]) == cells
 
@@ -232,8 +245,11 @@ def test_missing_models_are_skipped_with_a_line(tiny_checkpoints, shared_data, t
     assert f"text_base: skipped (no checkpoint at {root / 'text_base'})" in report
     assert f"sr128: skipped (no checkpoint at {root / 'sr128'})" in report
     assert "| sr64 (32->64" in report and "timing: skipped" in report
+    assert f"prior: skipped (the semantic base needs prior and diffae; no checkpoint at {root / 'prior'}" in report
 
 
-def test_bad_arguments_exit_nonzero(tiny_checkpoints, capsys):
+def test_bad_arguments_exit_nonzero(tiny_checkpoints, tmp_path, capsys):
     assert main(["--checkpoints", str(tiny_checkpoints), "--models", "nope"]) == 2
     assert "unknown model" in capsys.readouterr().err
+    assert main(["--checkpoints", str(tiny_checkpoints), "--old-judge", str(tmp_path / "none")]) == 2
+    assert f"old judge {tmp_path / 'none'}: no judge there" in capsys.readouterr().err

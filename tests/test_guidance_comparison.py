@@ -38,7 +38,7 @@ def stub_judge(monkeypatch):
 
 @pytest.fixture(scope="module")
 def models(tiny_checkpoints):
-    from core.cascade import ModelSet
+    from core.models.modelset import ModelSet
     return ModelSet(tiny_checkpoints, "cpu")
 
 

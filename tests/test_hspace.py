@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from core import hspace
-from core.checkpoints import CheckpointError, save_model
-from core.samplers import ddim_invert, sample_ddim
+from core.models.checkpoints import CheckpointError, save_model
+from core.diffusion.samplers import ddim_invert, sample_ddim
 from tests.tiny import tiny_model
 
 STEPS = 4
@@ -152,7 +152,7 @@ def test_file_round_trip_and_stale_weights(model, tmp_path):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(strength=6.0), "strength must be between -5 and 5"),
+    (dict(strength=6.0), "strength must be a finite number between -5 and 5"),
     (dict(strength=float("nan")), "strength must be a finite number"),
     (dict(interval=0.0), r"interval .* must be in \(0, 1\]"),
     (dict(interval=1.5), r"interval .* must be in \(0, 1\]"),
@@ -180,7 +180,7 @@ def test_wrong_model_kind_and_unknown_attribute(model):
 @pytest.mark.parametrize("name", ["text_base", "class_base"])
 def test_committed_directions_match_their_weights(name):
     """A retrained base model needs its h-space directions refitted: `load` refuses stale ones."""
-    from core.checkpoints import DEFAULT_CHECKPOINTS
+    from core.models.checkpoints import DEFAULT_CHECKPOINTS
     folder = DEFAULT_CHECKPOINTS / name
     if not (folder / hspace.DIRECTIONS_FILE).is_file():
         pytest.skip(f"no committed {name} h-space directions")

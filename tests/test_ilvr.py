@@ -11,9 +11,9 @@ from PIL import Image
 from core.images import read_parameters
 from core.ilvr import check_factor, ilvr, ilvr_projection, ilvr_strip, low_pass, sample_ilvr
 from core.pipeline import StageSettings
-from core.rng import BatchGenerator
-from core.samplers import sample
-from core.schedules import make_schedule
+from core.diffusion.rng import BatchGenerator
+from core.diffusion.samplers import sample
+from core.diffusion.schedules import make_schedule
 from tests.gaussian_denoiser import GaussianMixture
 
 S = 8                   # 1 x 8 x 8 "images": a 64-dimensional Gaussian
@@ -125,7 +125,7 @@ def test_bad_factors_are_named(factor, message):
 # ---- on the hub's models ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def models(tiny_checkpoints):
-    from core.cascade import ModelSet
+    from core.models.modelset import ModelSet
     return ModelSet(tiny_checkpoints, "cpu")
 
 
@@ -199,7 +199,7 @@ def test_strip_and_its_figures(models):
 
 
 def test_translate_api_and_cli(models, tiny_checkpoints, tmp_path):
-    from core.__main__ import main
+    from core.cli.main import main
     from core.translate import translate
     ref = tmp_path / "ref.png"
     _reference_image(32).convert("RGBA").save(ref)
@@ -222,7 +222,7 @@ def test_translate_api_and_cli(models, tiny_checkpoints, tmp_path):
     (["--label", "nope"], "unknown class"),
 ])
 def test_cli_bad_input_is_one_line(tiny_checkpoints, tmp_path, capsys, args, message):
-    from core.__main__ import main
+    from core.cli.main import main
     ref = tmp_path / "ref.png"
     _reference_image(32).save(ref)
     out = tmp_path / "o.png"
@@ -239,10 +239,10 @@ def test_factor_is_refused_by_other_tasks(models):
 
 
 def test_strip_cli(tiny_checkpoints, tmp_path, capsys):
-    from core.ilvr import main
+    from core.cli.main import main
     ref = tmp_path / "ref.png"
     _reference_image(32).save(ref)
-    assert main(["--image", str(ref), "--factors", "2,8", "--seeds", "0,1", "--steps", "2", "--checkpoints",
+    assert main(["ilvr-strip", "--image", str(ref), "--factors", "2,8", "--seeds", "0,1", "--steps", "2", "--checkpoints",
                  str(tiny_checkpoints), "--out", str(tmp_path / "s.png")]) == 0
     out = capsys.readouterr().out
     assert "| factor | low_pass_rmse | rmse_to_reference | diversity |" in out

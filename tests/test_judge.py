@@ -4,8 +4,8 @@ import json
 import pytest
 import torch
 
-from core.checkpoints import DEFAULT_CHECKPOINTS
-from core.data import EmojiRecord
+from core.models.checkpoints import DEFAULT_CHECKPOINTS
+from core.data.emoji import EmojiRecord
 from core.judge import (NEGATIVE_KINDS, SAMPLED_KINDS, Judge, JudgeError, JudgeSettings, degrade, design_of,
                         feature_fd, gaussian_blur, geometric, main, recognisability, retrieval, round_trip,
                         train_judge)
@@ -44,7 +44,7 @@ def test_design_of(name, group, design):
 
 @pytest.fixture(scope="module")
 def data():
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
     return load_dataset()
 
 
@@ -139,8 +139,23 @@ def test_accepted_needs_the_head_and_the_manifold(data, tiny_judge):
     assert 0.5 < tiny_judge.manifold < 1 and tiny_judge.info["manifold_threshold"] == tiny_judge.manifold
     assert torch.allclose(out["nearest"][:8], torch.ones(8), atol=1e-4)    # a real render is its own nearest
     assert out["nearest"][16:].max() < 0.999
-    assert torch.equal(out["accepted"], (out["realism"] > 0.5) & (out["nearest"] >= tiny_judge.manifold))
+    assert torch.equal(out["accepted"], (out["realism"] > tiny_judge.threshold) & (out["nearest"] >= tiny_judge.manifold))
     assert torch.equal(tiny_judge.accept(x), out["accepted"])
+
+
+def test_thresholds_are_a_quantile_of_real_emoji_through_16px(data, tiny_judge):
+    from core.judge import MANIFOLD_QUANTILE, calibrate, training_indices
+    idx = training_indices(data, TINY)
+    t = calibrate(tiny_judge, data, idx, quantile=0.25)
+    out = tiny_judge.outputs(round_trip(data.images_at(32, idx), 16))
+    near = tiny_judge.nearest(out["features"])
+    # each test passes three quarters of them
+    assert float((near >= t["manifold_threshold"]).float().mean()) == pytest.approx(0.75, abs=0.03)
+    assert float((out["realism"] >= t["threshold"]).float().mean()) == pytest.approx(0.75, abs=0.03)
+    wide = calibrate(tiny_judge, data, idx)                                   # the default 5th percentile
+    assert wide["manifold_threshold"] < t["manifold_threshold"] and wide["threshold"] < t["threshold"]
+    assert tiny_judge.info["manifold_quantile"] == MANIFOLD_QUANTILE == 0.05
+    assert tiny_judge.threshold == tiny_judge.info["threshold"] and 0 < tiny_judge.threshold < 1
 
 
 def test_feature_fd(data, tiny_judge):
@@ -192,6 +207,20 @@ def test_committed_judge_rejects_blurs_and_blobs_and_accepts_real(data):
     base = geometric(data.images_at(64, idx), g, shift=0.0, scale=(1.0, 1.0))
     for kind in ("blur", "pixelate", "mean_blob", "colour_blob", "shuffle"):
         assert judge.accept(degrade(base, kind, g)).float().mean() <= 0.25, kind
+
+
+@needs_committed
+def test_committed_judge_accepts_held_out_emoji_and_has_its_manifold(data):
+    judge = Judge.load(COMMITTED).set_reference(data)
+    assert judge.manifold is not None and 0.5 < judge.manifold < 1 and 0 < judge.threshold < 1
+    heldout = data.images_at(32, data.indices("heldout"))
+    assert judge.accept(heldout).float().mean() >= 0.9
+    assert judge.accept(round_trip(heldout, 16)).float().mean() >= 0.85
+    # an emoji's colours in its silhouette, and its drawing warped away, are no emoji
+    g = torch.Generator().manual_seed(4)
+    base = geometric(data.images_at(64, data.indices("heldout")[:64]), g, shift=1.0, scale=(0.95, 1.05))
+    for kind in ("colour_blob", "smear", "warp", "chimera"):
+        assert judge.accept(degrade(base, kind, g)).float().mean() <= 0.15, kind
 
 
 @needs_committed
@@ -267,7 +296,8 @@ def test_labelled_grid_and_fixed_grid(tmp_path, data, tiny_judge):
 
 
 def test_base_sampler_matches_the_cascade(tiny_checkpoints):
-    from core.cascade import ModelSet, generate
+    from core.cascade import generate
+    from core.models.modelset import ModelSet
     from core.pipeline import StageSettings
     models = ModelSet(tiny_checkpoints, "cpu")
     fast = StageSettings(steps=2)
@@ -277,3 +307,80 @@ def test_base_sampler_matches_the_cascade(tiny_checkpoints):
         want = torch.cat([generate(models, **{key: a}, seed=s, size=32, base=fast, base_model="pixel").final
                           for a, s in zip(asked, [4, 9])])
         assert torch.allclose(got, want, atol=1e-5), kind
+
+
+# --------------------------------------------------------------------------- attribute retention
+
+
+class NearestRealClassifier:
+    """A 1-nearest-neighbour classifier of a task over the real 32 px renders that have a label
+    for it: a real render is rated as its own label, exactly (the interface of core.classifiers'
+    Classifier that attribute retention uses: ``classes``, ``index``, ``predict``)."""
+
+    def __init__(self, data, task):
+        from core.classifiers import task_classes, task_label
+        self.classes = task_classes(task, data)
+        idx = [i for i, r in enumerate(data.records) if task_label(task, r) is not None]
+        self.reference = data.images_at(32, idx).flatten(1)
+        self.labels = torch.tensor([self.classes.index(task_label(task, data.records[i])) for i in idx])
+
+    def index(self, name):
+        return self.classes.index(name)
+
+    def predict(self, images):
+        return self.labels[torch.cdist(images.flatten(1), self.reference).argmin(1)]
+
+
+@pytest.fixture(scope="module")
+def nn_classifiers(data):
+    return {task: NearestRealClassifier(data, task) for task in ("skin_tone", "gender")}
+
+
+def toneless_sampler(data):
+    """Draws the emoji a prompt names without its skin tone ("woman dancing, dark skin tone" ->
+    the yellow "woman dancing"): the gender kept, the tone lost."""
+    import re
+    by_prompt = {prompt_of(r): i for i, r in enumerate(data.records)}
+    by_name = {r.name: i for i, r in enumerate(data.records)}
+
+    def toneless(i):
+        name = re.sub(r"(: |, )(light|medium-light|medium|medium-dark|dark) skin tone", "", data.records[i].name)
+        return by_name.get(name, i)
+    return lambda asked, seeds: data.images_at(32, [toneless(by_prompt[a]) for a in asked])
+
+
+def test_attribute_retention_of_real_and_toneless_samples(data, tiny_judge, nn_classifiers):
+    from core.scorecard import asked_attributes, attribute_retention
+    assert asked_attributes(data.records[data.index_of("woman dancing: dark skin tone")]) == {
+        "skin_tone": "dark", "gender": "woman"}
+    assert asked_attributes(data.records[data.index_of("person running")]) == {"gender": "person"}
+    assert asked_attributes(data.records[data.index_of("red apple")]) == {}
+    real = scorecard(real_sampler(data), "text", tiny_judge, data, n=12, seed=3, classifiers=nn_classifiers)
+    pooled = real.results["attributes"]
+    assert pooled["skin_tone"]["n"] > 0 and pooled["gender"]["n"] > 0
+    for task in ("skin_tone", "gender"):   # samples that are the real renders keep everything, as the real do
+        assert pooled[task]["samples"] == pooled[task]["real"] == 1.0 and pooled[task]["vs_real"] == 1.0
+    assert "attributes" not in scorecard(real_sampler(data), "text", tiny_judge, data, n=4, seed=3).results
+    lost = scorecard(toneless_sampler(data), "text", tiny_judge, data, n=12, seed=3, classifiers=nn_classifiers)
+    a = lost.results["attributes"]
+    assert a["skin_tone"]["n"] == pooled["skin_tone"]["n"] and a["skin_tone"]["samples"] == 0.0
+    assert a["skin_tone"]["vs_real"] == 0.0 and a["gender"]["samples"] == 1.0
+    # per split, and pooled = the splits' counts together
+    splits = lost.results["splits"]
+    assert sum(s["attributes"]["skin_tone"]["n"] for s in splits.values()) == a["skin_tone"]["n"]
+    # the function on its own: the same figures from the same images
+    split = TEXT_SPLITS[0]
+    recs = [data.records[i] for i in lost.records[split]]
+    direct = attribute_retention(nn_classifiers, recs, lost.images[split]["samples"], lost.images[split]["real"])
+    assert direct == splits[split]["attributes"]
+    with pytest.raises(ValueError, match="records for"):
+        attribute_retention(nn_classifiers, recs[:2], lost.images[split]["samples"], lost.images[split]["real"])
+
+
+def test_format_attributes_lists_every_split_and_the_pool(data, tiny_judge, nn_classifiers):
+    from core.scorecard import format_scorecard
+    card = scorecard(toneless_sampler(data), "text", tiny_judge, data, n=6, seed=3, classifiers=nn_classifiers)
+    text = "\n".join(format_scorecard(card.results))
+    assert "Attribute retention" in text and "skin tone as asked" in text and "**all splits**" in text
+    pooled = card.results["attributes"]["skin_tone"]
+    assert f"0.000 / 1.000 (0.00, {pooled['n']})" in text

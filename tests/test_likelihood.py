@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from core.likelihood import (BIN, BITS_OFFSET, bits_per_dim, discretized_gaussian_log_likelihood,
+from core.diffusion.likelihood import (BIN, BITS_OFFSET, bits_per_dim, discretized_gaussian_log_likelihood,
                              ode_log_likelihood, quantize, vlb_bits_per_dim)
-from core.schedules import make_schedule
+from core.diffusion.schedules import make_schedule
 from tests.gaussian_denoiser import GaussianMixture
 
 MU, S = 0.1, 0.25          # per-dimension data mean and std, in the model's [-1, 1] scale

@@ -9,12 +9,15 @@ import pytest
 import torch
 from PIL import Image
 
-from core import mechanics, samplers
-from core.cascade import ModelSet
+from core import mechanics
+from core.diffusion import samplers
+from core.models.modelset import ModelSet
 from core.images import read_parameters
+from core.cli.main import main as cli
+from core.evaluation.metrics import mean_pairwise_distance
 from core.mechanics import Condition
 from core.pipeline import StageSettings, generate_text
-from core.schedules import make_schedule
+from core.diffusion.schedules import make_schedule
 
 TEXT = Condition(model="text_base", prompt="grinning face")
 CLASS = Condition(model="class_base", label="cat-face")
@@ -113,7 +116,7 @@ def test_guidance_sweep(models):
     for r in result.rows:
         assert r["diversity_clip"] > 0 and r["diversity_pixels"] > 0 and 0 <= r["clip_score"] <= 100
     assert result.grid().size == (2 + 3 * 34, 2 + 2 * 34)
-    assert mechanics.mean_pairwise_distance(torch.tensor([[0.0, 0.0], [3.0, 4.0]])) == 5.0
+    assert mean_pairwise_distance(torch.tensor([[0.0, 0.0], [3.0, 4.0]])) == 5.0
 
 
 @pytest.mark.parametrize("call, message", [
@@ -195,19 +198,19 @@ def test_hspace_without_directions_names_the_command(models):
 def test_cli_every_panel(tiny_checkpoints, checkpoints_with_directions, tmp_path, capsys):
     image = picture(tmp_path)
     ck = ["--checkpoints", str(tiny_checkpoints), "--device", "cpu"]
-    assert mechanics.main(["curves"]) == 0
-    assert mechanics.main(["forward", "--image", image, "--t", "0,500,999", "--out", str(tmp_path / "f.png")]) == 0
+    assert cli(["mechanics", "curves"]) == 0
+    assert cli(["mechanics", "forward", "--image", image, "--t", "0,500,999", "--out", str(tmp_path / "f.png")]) == 0
     assert Image.open(tmp_path / "f.png").size == (2 + 3 * 34, 2 + 2 * 34)
-    assert mechanics.main(["samplers", "--prompt", "cat face", "--samplers", "ddim,heun", "--nfe", "3",
+    assert cli(["mechanics", "samplers", "--prompt", "cat face", "--samplers", "ddim,heun", "--nfe", "3",
                            "--seeds", "0", "--out", str(tmp_path / "s.png"), *ck]) == 0
     assert read_parameters(tmp_path / "s.png")["samplers"] == ["ddim", "heun"]
-    assert mechanics.main(["guidance", "--model", "class_base", "--label", "cat-face", "--scales", "1,3",
+    assert cli(["mechanics", "guidance", "--model", "class_base", "--label", "cat-face", "--scales", "1,3",
                            "--seeds", "0,1", "--steps", "2", "--out", str(tmp_path / "g.png"), *ck]) == 0
-    assert mechanics.main(["trajectory", "--prompt", "cat face", "--steps", "3", "--frames", "2",
+    assert cli(["mechanics", "trajectory", "--prompt", "cat face", "--steps", "3", "--frames", "2",
                            "--out", str(tmp_path / "t.png"), *ck]) == 0
-    assert mechanics.main(["likelihood", "--image", image, "--references", "--steps", "2", *ck]) == 0
+    assert cli(["mechanics", "likelihood", "--image", image, "--references", "--steps", "2", *ck]) == 0
     ck2 = ["--checkpoints", str(checkpoints_with_directions), "--device", "cpu"]
-    assert mechanics.main(["hspace", "--image", image, "--attribute", "smiling", "--strength", "1", "--steps", "2",
+    assert cli(["mechanics", "hspace", "--image", image, "--attribute", "smiling", "--strength", "1", "--steps", "2",
                            "--out", str(tmp_path / "h.png"), *ck2]) == 0
     out = capsys.readouterr().out
     assert "| schedule | t | alpha_bar |" in out and "| sampler | nfe_budget |" in out
@@ -228,7 +231,7 @@ def test_cli_every_panel(tiny_checkpoints, checkpoints_with_directions, tmp_path
 ])
 def test_cli_bad_input_is_one_line(tiny_checkpoints, tmp_path, capsys, args, message):
     args = [picture(tmp_path) if a == "IMAGE" else a for a in args]
-    assert mechanics.main([*args, "--checkpoints", str(tiny_checkpoints), "--device", "cpu"]) == 2
+    assert cli(["mechanics", *args, "--checkpoints", str(tiny_checkpoints), "--device", "cpu"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and len(err.splitlines()) == 1, err
 
@@ -277,7 +280,7 @@ def test_tab_panels(tab_fns, tmp_path):
     (4, (None, "text_base", "", None, "ode", 2, 1, False), "upload an image or tick the reference images"),
     (4, ("IMAGE", "text_base", "", None, "ode", 2, 100, False), "probes must be an integer from 1 to 64"),
     (5, ("IMAGE", "text_base", "wings", 1.0, 3, 0.5, 2.0), "unknown attribute 'wings'"),
-    (5, ("IMAGE", "text_base", "woman", 9.0, 3, 0.5, 2.0), "strength must be between -5 and 5"),
+    (5, ("IMAGE", "text_base", "woman", 9.0, 3, 0.5, 2.0), "strength must be a finite number between -5 and 5"),
     (6, ("cat-face", "1", "lots", 0, 2, 2), "classifier-guidance scales must be comma-separated numbers"),
     (6, (None, "1", "0", 0, 2, 2), "choose a class label"),
 ])

@@ -3,11 +3,12 @@ early stop, per-stage samplers, and the seed/batch contract."""
 import pytest
 import torch
 
-from core.cascade import ModelSet, generate
-from core.checkpoints import CheckpointError
+from core.cascade import generate
+from core.models.modelset import ModelSet
+from core.models.checkpoints import CheckpointError
 from core.pipeline import StageSettings, augment_low_res, generate_class, generate_text, upscale
-from core.samplers import SAMPLERS
-from core.text_encoders import ClipTextEncoder
+from core.diffusion.samplers import SAMPLERS
+from core.models.text_encoders import ClipTextEncoder
 
 FAST = StageSettings(steps=2)
 
@@ -44,7 +45,7 @@ def test_negative_prompt_is_the_unconditional_half(models):
     base, enc = models.get("text_base"), models.text_encoder()
     torch.manual_seed(0)
     x, t = torch.randn(1, 3, 32, 32), torch.tensor([500.0])
-    from core.guidance import cfg_denoiser
+    from core.diffusion.guidance import cfg_denoiser
     cond, neg = enc.encode(["cat face"]), enc.encode(["red apple"])
     c = {"tokens": cond.tokens, "mask": cond.mask}
     n = {"tokens": neg.tokens, "mask": neg.mask}
@@ -183,7 +184,7 @@ class _ConstantX0:
     0.5): enough to tell static clipping from dynamic thresholding."""
 
     def __init__(self):
-        from core.schedules import make_schedule
+        from core.diffusion.schedules import make_schedule
         self.schedule = make_schedule("cosine", 1000)
         self.x0 = torch.full((1, 3, 4, 4), 0.5)
         self.x0[..., :2, :] = 1.1

@@ -5,8 +5,8 @@ import json
 import pytest
 import torch
 
-from core.checkpoints import load_model, save_folder
-from core.prior import PriorConfig, SemanticPrior, sample_codes
+from core.models.checkpoints import load_model, save_folder
+from core.models.prior import PriorConfig, SemanticPrior, sample_codes
 from tests.gaussian_denoiser import GaussianMixture
 
 CLASSES = ["a", "b", "c"]
@@ -104,12 +104,15 @@ def test_save_load_round_trip(tmp_path):
         load_model(tmp_path / "prior")
 
 
+@pytest.mark.slow
 def test_training_learns_the_codes_and_exports(tmp_path, tiny_checkpoints):
-    """`python -m core.train prior` on the tiny DiffAE and CLIP: the codes are the DiffAE's
+    """`python -m core train prior` on the tiny DiffAE and CLIP: the codes are the DiffAE's
     normalised train-split codes, the loss falls, and the export loads as a prior."""
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
     from core.diffae import semantic_code
-    from core.train import default_config, main, make_task
+    from core.training.config import default_config
+    from core.cli.main import main
+    from core.training.registry import make_task
 
     cfg = default_config("prior", str(tmp_path / "run"), smoke=True, checkpoints=str(tiny_checkpoints), batch=64)
     task = make_task(cfg)
@@ -134,7 +137,7 @@ def test_training_learns_the_codes_and_exports(tmp_path, tiny_checkpoints):
     assert sum(losses[-10:]) < 0.8 * sum(losses[:10]), losses
 
     out = tmp_path / "export"
-    assert main(["prior", "--smoke", "--run", str(tmp_path / "run2"), "--export", str(out),
+    assert main(["train", "prior", "--smoke", "--run", str(tmp_path / "run2"), "--export", str(out),
                  "--checkpoints", str(tiny_checkpoints)]) == 0
     assert load_model(out).kind == "prior"
     assert "steps: 4" in (out / "README.md").read_text()

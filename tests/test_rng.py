@@ -3,7 +3,7 @@ import pytest
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
-from core.rng import BatchGenerator, randn_like
+from core.diffusion.rng import BatchGenerator, randn_like
 
 
 def test_each_row_comes_from_its_own_seed():

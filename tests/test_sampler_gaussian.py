@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from core import samplers
-from core.rng import BatchGenerator
-from core.schedules import make_schedule
+from core.diffusion import samplers
+from core.diffusion.rng import BatchGenerator
+from core.diffusion.schedules import make_schedule
 from tests.gaussian_denoiser import GaussianMixture
 
 N = 4000

@@ -21,11 +21,11 @@ import torch
 from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
                        HeunDiscreteScheduler)
 
-from core import samplers
-from core.guidance import static_threshold_denoiser
-from core.parameterization import LearnedVariance
-from core.rng import BatchGenerator
-from core.schedules import make_schedule
+from core.diffusion import samplers
+from core.diffusion.guidance import static_threshold_denoiser
+from core.diffusion.parameterization import LearnedVariance
+from core.diffusion.rng import BatchGenerator
+from core.diffusion.schedules import make_schedule
 from tests.gaussian_denoiser import GaussianMixture
 
 # diffusers' schedulers call np.array on tensors the numpy 2 way; not ours to fix

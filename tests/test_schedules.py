@@ -5,7 +5,7 @@ import pytest
 import torch
 from diffusers import DDPMScheduler, EulerDiscreteScheduler
 
-from core.schedules import NoiseSchedule, make_schedule
+from core.diffusion.schedules import NoiseSchedule, make_schedule
 
 # diffusers' schedulers call np.array on tensors the numpy 2 way; not ours to fix
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

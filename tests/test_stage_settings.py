@@ -3,7 +3,8 @@ outputs callers may still change in place."""
 import pytest
 import torch
 
-from core.cascade import ModelSet, generate
+from core.cascade import generate
+from core.models.modelset import ModelSet
 from core.pipeline import (BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, STAGE_SPACING, StageSettings, generate_text,
                            stage_spacing)
 
@@ -48,7 +49,7 @@ def test_networks_run_in_inference_mode_and_outputs_stay_editable(models):
 
 def test_cascade_defaults_give_each_sr_stage_its_own_steps(models):
     seen = []
-    generate(models, prompt="cat face", callback=seen.append)
+    generate(models, prompt="cat face", callback=seen.append, base_model="pixel")
     calls = {r: sum(1 for info in seen if info["stage"] == r) for r in (32, 64, 128)}
     assert calls == {32: BASE_DEFAULTS.steps, 64: SR_STAGE_DEFAULTS[0].steps, 128: SR_STAGE_DEFAULTS[1].steps}
     assert SR_STAGE_DEFAULTS[0] == SR_DEFAULTS   # `upscale`'s default is the 64 px stage's
@@ -56,7 +57,7 @@ def test_cascade_defaults_give_each_sr_stage_its_own_steps(models):
 
 @pytest.mark.parametrize("extra,expected", [([], None), (["--sr-steps", "3"], [3, 3])])
 def test_cli_sr_steps_default_per_stage_or_one_for_both(tiny_checkpoints, tmp_path, extra, expected):
-    from core.__main__ import main
+    from core.cli.main import main
     from core.images import read_parameters
     out = tmp_path / "o"
     assert main(["generate", "--prompt", "cat face", "--steps", "2", *extra, "--checkpoints", str(tiny_checkpoints),

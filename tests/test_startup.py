@@ -26,8 +26,9 @@ names = {m.split(".")[0] for m in sys.modules} | {m for m in sys.modules if m.st
 print(json.dumps({"code": code, "modules": sorted(names)}))
 """
 HEAVY = ("gradio", "transformers", "diffusers", "open_clip", "torchvision", "timm", "scipy", "torch._dynamo",
-         "core.deepfloyd", "core.evaluate", "core.translate", "core.diffae", "core.train", "core.clip_model",
-         "open_clip", "ftfy", "regex")   # the BPE tokenizer needs ftfy and regex only for text beyond plain ASCII
+         "core.deepfloyd", "core.evaluate", "core.translate", "core.diffae", "core.training",
+         "core.training.loop", "core.evaluation", "core.cli.train", "core.models.clip_model",
+         "ftfy", "regex")   # the BPE tokenizer needs ftfy and regex only for text beyond plain ASCII
 
 
 def imported(*args) -> tuple[int, set[str]]:
@@ -42,7 +43,7 @@ def test_generate_imports_no_ui_no_diffusers_no_other_commands(tmp_path, tiny_ch
     code, modules = imported("generate", "--prompt", "red apple", "--steps", 2, "--sr-steps", 2, "--size", 128,
                              "--checkpoints", tiny_checkpoints, "--out", tmp_path / "o")
     assert code == 0 and (tmp_path / "o" / "000.png").is_file()
-    assert "torch" in modules and "core.unet" in modules and "core.clip_text" in modules
+    assert "torch" in modules and "core.models.unet" in modules and "core.models.clip_text" in modules
     assert not modules & set(HEAVY), sorted(modules & set(HEAVY))
 
 
@@ -73,15 +74,16 @@ def test_classes_and_attributes_print_the_names_of_the_configs(tiny_checkpoints)
 
 
 def test_command_help_table_matches_the_full_parser():
-    """`--help` lists commands from COMMAND_HELP; every command the modules add must be there."""
-    from core.__main__ import COMMAND_HELP, build_parser
+    """`--help` lists the commands from COMMANDS; every command the modules add must be there, with
+    the same help."""
+    from core.cli.main import COMMANDS, build_parser
     sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
     helps = {c.dest: c.help for c in sub._choices_actions}
-    assert helps == COMMAND_HELP
+    assert helps == {name: text for name, (_, text) in COMMANDS.items()}
 
 
 def test_a_builtin_command_builds_no_other_commands():
-    from core.__main__ import build_parser
+    from core.cli.main import build_parser
     sub = next(a for a in build_parser("generate")._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == {"generate", "variations", "classes", "attributes", "upscale"}
 
@@ -89,7 +91,7 @@ def test_a_builtin_command_builds_no_other_commands():
 def test_set_cpu_threads_keeps_an_explicit_count(monkeypatch):
     import torch
 
-    from core.cascade import free_cores, set_cpu_threads
+    from core.models.modelset import free_cores, set_cpu_threads
     before = torch.get_num_threads()
     try:
         monkeypatch.setenv("OMP_NUM_THREADS", "1")

@@ -10,10 +10,10 @@ import shutil
 import pytest
 import torch
 
-from core.clip_model import (PAD_ID, UNK_ID, ClipConfig, ClipEmbedder, CompactTokenizer, bpe_tokenizer,
+from core.models.clip_model import (PAD_ID, UNK_ID, ClipConfig, ClipEmbedder, CompactTokenizer, bpe_tokenizer,
                              build_clip, build_vocab, clip_loss, load_clip_folder, normalize_images,
                              save_clip_folder)
-from core.text_encoders import (MAX_PROMPT_CHARS, ClipTextEncoder, T5TextEncoder, TextEmbeddings, fit_prompts,
+from core.models.text_encoders import (MAX_PROMPT_CHARS, ClipTextEncoder, T5TextEncoder, TextEmbeddings, fit_prompts,
                                 load_t5_tokenizer, load_text_encoder)
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 
@@ -62,7 +62,7 @@ def test_vocab_is_compact_and_ends_with_sot_eot():
     cfg = tiny_clip_config(vocab)
     assert cfg.vocab_size == len(vocab) + 2 and cfg.text.vocab_size == cfg.vocab_size
     assert cfg.text.eos_id == cfg.vocab_size - 1 and cfg.text.pool_type == "argmax"
-    # dataclasses.replace re-derives the text config from the new vocab (core.train does this)
+    # dataclasses.replace re-derives the text config from the new vocab (core.training.clip does this)
     from dataclasses import replace
     tiny = replace(ClipConfig.tiny(), vocab=vocab)
     assert tiny.text.vocab_size == len(vocab) + 2 and ClipConfig.tiny().text.vocab_size == 2

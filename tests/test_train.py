@@ -5,14 +5,17 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from core.checkpoints import load_model
-from core.train import default_config, main, train, train_all
+from core.models.checkpoints import load_model
+from core.training.config import default_config
+from core.cli.main import main as cli
+from core.training.loop import train, train_all
 
 
 def _weights(run):
     return torch.load(run / "state.pt", map_location="cpu", weights_only=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["class_base", "sr64"])
 def test_resume_matches_uninterrupted(tmp_path, kind):
     straight = default_config(kind, str(tmp_path / "a"), smoke=True, steps=6, save_every=100, sample_every=100)
@@ -34,6 +37,7 @@ def test_resume_matches_uninterrupted(tmp_path, kind):
     assert any(not torch.equal(a["model"][k], c["model"][k]) for k in a["model"])
 
 
+@pytest.mark.slow
 def test_budget_stops_and_resumes(tmp_path):
     cfg = default_config("class_base", str(tmp_path / "r"), smoke=True, steps=50, budget_minutes=0.0)
     summary = train(cfg, log=lambda s: None)
@@ -42,11 +46,12 @@ def test_budget_stops_and_resumes(tmp_path):
     assert train(cfg, log=lambda s: None)["step"] == 3
 
 
+@pytest.mark.slow
 def test_smoke_all_stages_write_checkpoints(tmp_path):
-    """`python -m core.train all --smoke --profile gpu`: every model, in order, exported and loadable
+    """`python -m core train all --smoke --profile gpu`: every model, in order, exported and loadable
     (the GPU profile's code path, on tiny models)."""
     out, runs = tmp_path / "ckpt", tmp_path / "runs"
-    assert main(["all", "--smoke", "--profile", "gpu", "--export", str(out), "--run", str(runs)]) == 0
+    assert cli(["train", "all", "--smoke", "--profile", "gpu", "--export", str(out), "--run", str(runs)]) == 0
     for kind in ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae"):
         folder = out / kind
         assert (folder / "config.json").is_file() and (folder / "README.md").is_file()
@@ -63,12 +68,13 @@ def test_unknown_kind_is_refused():
         default_config("teleporter", "x")
 
 
+@pytest.mark.slow
 def test_diffae_resolution_and_palette_crops(tmp_path):
     """`--resolution 32` gives a 32x32 DiffAE; `--crop` trains Palette on windows of its 64x64
     images (target, source and mask cut alike) and the exported model still works at 64."""
-    from core.train import make_task
+    from core.training.registry import make_task
     from core.translate import PALETTE_TASKS
-    assert main(["diffae", "--smoke", "--resolution", "32", "--run", str(tmp_path / "d"),
+    assert cli(["train", "diffae", "--smoke", "--resolution", "32", "--run", str(tmp_path / "d"),
                  "--export", str(tmp_path / "diffae")]) == 0
     assert load_model(tmp_path / "diffae").resolution == 32
     assert '"resolution": 32' in (tmp_path / "diffae" / "README.md").read_text()
@@ -83,11 +89,12 @@ def test_diffae_resolution_and_palette_crops(tmp_path):
     assert torch.equal(cond["source"][inpaint], (x0 * (1 - cond["mask"]))[inpaint])
 
 
+@pytest.mark.slow
 def test_sr_trains_on_the_scaled_residual(tmp_path):
     """sr64/sr128 diffuse residual_scale * (image - bilinear(low)) by default (the exported config
     says so, and `upscale` adds it back); `--residual-scale 0` diffuses the image itself."""
     import torch.nn.functional as F
-    from core.train import make_task
+    from core.training.registry import make_task
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     plain = make_task(default_config("sr64", str(tmp_path / "p"), smoke=True, crop=None, residual_scale=0))
     assert plain.build().config.residual_scale is None
@@ -102,7 +109,7 @@ def test_sr_trains_on_the_scaled_residual(tmp_path):
     assert torch.allclose(x0, 4.0 * (image - low_up), atol=1e-6)
     with pytest.raises(ValueError, match="sr64, sr128 and palette only"):
         default_config("class_base", "x", residual_scale=4.0)
-    assert main(["text_base", "--residual-scale", "2", "--run", str(tmp_path / "t")]) == 2
+    assert cli(["train", "text_base", "--residual-scale", "2", "--run", str(tmp_path / "t")]) == 2
     for bad in ("-1", "inf", "nan"):
         with pytest.raises(ValueError, match="finite number >= 0"):
             default_config("sr64", "x", residual_scale=float(bad))
@@ -111,8 +118,8 @@ def test_sr_trains_on_the_scaled_residual(tmp_path):
 def test_snr_floor_weights_the_noisiest_steps():
     """The loss is the v-error weighted by clamp(SNR, floor, gamma) / (SNR + 1) (min-SNR, floored):
     checked by hand against a network that predicts 0, for floor 0 (plain min-SNR) and 1."""
-    from core.train import DiffusionTask
-    from core.schedules import make_schedule
+    from core.training.task import DiffusionTask
+    from core.diffusion.schedules import make_schedule
 
     class Fixed(DiffusionTask):
         def __init__(self, cfg):   # no data set: a fixed batch
@@ -140,6 +147,7 @@ def test_snr_floor_weights_the_noisiest_steps():
             default_config("diffae", "x", snr_floor=bad)
 
 
+@pytest.mark.slow
 def test_speed_options(tmp_path):
     """channels-last trains and exports like the default; a bad precision is named. (bf16 autocast
     is the CUDA default; on this AVX2 CPU it is ~14x slower, see scripts/bench_training.py.)"""
@@ -153,3 +161,66 @@ def test_speed_options(tmp_path):
         default_config("class_base", "x", resolution=32)
     with pytest.raises(ValueError, match="palette only"):
         default_config("text_base", "x", crop=16)
+
+
+@pytest.mark.slow
+def test_init_from_starts_from_the_checkpoints_weights(tmp_path):
+    """--init-from: model and EMA start as the checkpoint's weights, with a fresh optimiser;
+    a state in the run folder still wins (resume), and a folder of another kind is refused."""
+    from core.models.checkpoints import CheckpointError
+    first = default_config("class_base", str(tmp_path / "a"), smoke=True, steps=3, save_every=100, sample_every=100)
+    train(first, export=tmp_path / "ckpt", log=lambda s: None)
+    exported = load_file(str(tmp_path / "ckpt" / "model.safetensors"))
+
+    cont = default_config("class_base", str(tmp_path / "b"), smoke=True, steps=0, init_from=str(tmp_path / "ckpt"))
+    train(cont, log=lambda s: None)
+    state = _weights(tmp_path / "b")
+    for k, v in exported.items():
+        assert torch.equal(state["model"][k], v.float()), k
+        assert torch.equal(state["ema"][k], v.float()), k
+    assert state["optimizer"]["state"] == {}     # fresh optimiser
+
+    fresh = default_config("class_base", str(tmp_path / "c"), smoke=True, steps=0)
+    train(fresh, log=lambda s: None)
+    assert any(not torch.equal(_weights(tmp_path / "c")["model"][k], exported[k].float()) for k in exported)
+
+    # the run folder's own state wins over --init-from
+    more = default_config("class_base", str(tmp_path / "b"), smoke=True, steps=2, init_from=str(tmp_path / "nowhere"))
+    assert train(more, log=lambda s: None)["step"] == 2
+
+    with pytest.raises(CheckpointError, match="holds a 'class_base' model.*, not sr64"):
+        train(default_config("sr64", str(tmp_path / "d"), smoke=True, steps=0, init_from=str(tmp_path / "ckpt")),
+              log=lambda s: None)
+    with pytest.raises(CheckpointError, match="shape|missing"):   # another architecture
+        train(default_config("class_base", str(tmp_path / "e"), smoke=True, steps=0, channels=(32, 64),
+                             init_from=str(tmp_path / "ckpt")), log=lambda s: None)
+    assert cli(["train", "class_base", "--run", str(tmp_path / "f"), "--smoke", "--steps", "0",
+                 "--init-from", str(tmp_path / "missing")]) == 2
+
+
+def test_balance_draws_each_design_alike():
+    """--balance B draws an emoji with weight (size of its design) ** -B: at 1 every design
+    (an emoji up to tone and gender) is drawn alike, so People & Body, mostly variants of few
+    designs, gets far fewer draws than its ~60% of the emoji."""
+    from collections import Counter
+
+    from core.data.emoji import design_of
+    from core.training.bases import ClassBaseTask
+    shares = {}
+    for balance in (0.0, 0.5, 1.0):
+        task = ClassBaseTask(default_config("class_base", "unused", balance=balance))
+        idx = task.draw(torch.Generator().manual_seed(0), 60_000).tolist()
+        records = [task.data.records[i] for i in idx]
+        shares[balance] = sum(r.group == "People & Body" for r in records) / len(records)
+        if balance == 1.0:
+            per_design = Counter(design_of(r) for r in records)
+            designs = {design_of(task.data.records[i]) for i in task.train_idx.tolist()}
+            expected = len(idx) / len(designs)
+            # a design with many variants is drawn as often as one with a single emoji
+            assert abs(per_design["dancing"] / expected - 1) < 0.3
+            assert abs(sum(per_design.values()) / len(designs) / expected - 1) < 1e-9
+    assert shares[0.0] > 0.5 and shares[1.0] < 0.35 and shares[0.0] > shares[0.5] > shares[1.0]
+    with pytest.raises(ValueError, match="--balance applies to text_base and class_base only"):
+        default_config("sr64", "x", balance=0.5)
+    with pytest.raises(ValueError, match="between 0"):
+        default_config("class_base", "x", balance=2.0)

@@ -1,4 +1,4 @@
-"""Image-to-image translation (core.translate, core.masks) with tiny seeded models, 2 steps."""
+"""Image-to-image translation (core.translate, core.data.masks) with tiny seeded models, 2 steps."""
 from __future__ import annotations
 
 import math
@@ -9,11 +9,11 @@ import torch
 from PIL import Image
 
 from core.images import ImageError, read_parameters
-from core.masks import SIDES, box_mask, half_mask, mask_from_image, random_mask, stroke_mask
+from core.data.masks import SIDES, box_mask, half_mask, mask_from_image, random_mask, stroke_mask
 from core.pipeline import StageSettings, generate_text
-from core.samplers import SAMPLERS
-from core.translate import (PALETTE_TASKS, colorize, delta_e, grayscale, inpaint, psnr, repaint,
-                            repaint_path, sdedit, srgb_to_lab, translate)
+from core.diffusion.samplers import SAMPLERS
+from core.evaluation.metrics import delta_e, psnr, srgb_to_lab
+from core.translate import PALETTE_TASKS, colorize, grayscale, inpaint, repaint, repaint_path, sdedit, translate
 from tests.tiny import tiny_model
 
 FAST = StageSettings(steps=2, guidance=1.0)
@@ -21,7 +21,7 @@ FAST = StageSettings(steps=2, guidance=1.0)
 
 @pytest.fixture(scope="module")
 def models(tiny_checkpoints):
-    from core.cascade import ModelSet
+    from core.models.modelset import ModelSet
     return ModelSet(tiny_checkpoints, "cpu")
 
 
@@ -261,7 +261,7 @@ def test_translate_api(models):
 
 
 def test_cli_translate_writes_pngs(tiny_checkpoints, tmp_path, capsys):
-    from core.__main__ import main
+    from core.cli.main import main
     src = tmp_path / "in.png"
     _pil(50, "RGBA").save(src)
     mask = tmp_path / "mask.png"
@@ -295,7 +295,7 @@ def test_cli_translate_writes_pngs(tiny_checkpoints, tmp_path, capsys):
     (["--task", "colorize", "--image", "MISSING"], "does not exist"),
 ])
 def test_cli_translate_errors_are_one_line_and_write_nothing(tiny_checkpoints, tmp_path, capsys, argv, match):
-    from core.__main__ import main
+    from core.cli.main import main
     src = tmp_path / "in.png"
     _pil(32).save(src)
     full = tmp_path / "full.png"
@@ -311,7 +311,7 @@ def test_cli_translate_errors_are_one_line_and_write_nothing(tiny_checkpoints, t
 
 
 def test_cli_empty_mask_says_so(tiny_checkpoints, tmp_path, capsys):
-    from core.__main__ import main
+    from core.cli.main import main
     src, empty, out = tmp_path / "in.png", tmp_path / "empty.png", tmp_path / "out.png"
     _pil(64).save(src)
     Image.new("L", (64, 64), 0).save(empty)
@@ -330,30 +330,32 @@ def test_srgb_to_lab_known_values():
                             dtype=torch.float64)
     assert torch.allclose(lab, expected, atol=0.05), lab
     assert delta_e(colours, colours).abs().max() == 0
-    assert psnr(colours, colours).min() >= 99
+    assert psnr(colours, colours, 2.0).min() >= 99
 
 
 # ---- training --------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_palette_task_trains_a_few_steps(tmp_path):
-    from core.data import default_cache_dir
-    from core.train import default_config, train
+    from core.data.emoji import default_cache_dir
+    from core.training.config import default_config
+    from core.training.loop import train
     if not (default_cache_dir() / "images.npy").is_file():
-        pytest.skip("the emoji data set is not built (python -m core.data)")
+        pytest.skip("the emoji data set is not built (python -m core data)")
     cfg = default_config("palette", str(tmp_path / "run"), smoke=True, steps=2, sample_every=2, threads=1)
     summary = train(cfg, export=tmp_path / "palette", log=lambda s: None)
     assert summary["step"] == 2 and math.isfinite(summary["loss_avg"])
     assert (tmp_path / "run" / "samples" / "step_000002.png").is_file()
-    from core.checkpoints import load_model
+    from core.models.checkpoints import load_model
     model = load_model(tmp_path / "palette")
     assert model.kind == "palette" and model.resolution == 64
 
 
 def test_palette_task_batches(tmp_path):
-    from core.data import default_cache_dir
-    from core.train import default_config
-    from core.translate import PaletteTask
+    from core.data.emoji import default_cache_dir
+    from core.training.config import default_config
+    from core.training.palette import PaletteTask
     if not (default_cache_dir() / "images.npy").is_file():
-        pytest.skip("the emoji data set is not built (python -m core.data)")
+        pytest.skip("the emoji data set is not built (python -m core data)")
     task = PaletteTask(default_config("palette", str(tmp_path), smoke=True, batch=16, residual_scale=0))
     task.build()
     x0, cond = task.x0_and_cond(torch.Generator().manual_seed(0), torch.device("cpu"))
@@ -367,14 +369,16 @@ def test_palette_task_batches(tmp_path):
     assert torch.equal(src[keep], x[keep]) and src[~keep].eq(0).all()
 
 
+@pytest.mark.slow
 def test_palette_trains_on_the_scaled_residual_over_its_baseline(tmp_path):
     """By default Palette diffuses 2 * (image - baseline): the grayscale source for colorization,
     the mean-colour fill of the mask for inpainting (zero outside the mask)."""
-    from core.data import default_cache_dir
-    from core.train import default_config
-    from core.translate import PaletteTask, mean_fill
+    from core.data.emoji import default_cache_dir
+    from core.training.config import default_config
+    from core.training.palette import PaletteTask
+    from core.translate import mean_fill
     if not (default_cache_dir() / "images.npy").is_file():
-        pytest.skip("the emoji data set is not built (python -m core.data)")
+        pytest.skip("the emoji data set is not built (python -m core data)")
     plain = PaletteTask(default_config("palette", str(tmp_path), smoke=True, batch=16, residual_scale=0))
     assert plain.build().config.residual_scale is None
     residual = PaletteTask(default_config("palette", str(tmp_path), smoke=True, batch=16))
@@ -414,26 +418,28 @@ def test_residual_palette_adds_its_sample_to_the_baseline():
                               atol=1e-2)
 
 
+@pytest.mark.slow
 def test_evaluate_runs_and_reports_missing_models(models, tiny_checkpoints, tmp_path, capsys):
     import shutil
 
-    from core.data import default_cache_dir
-    from core.translate import evaluate, main, markdown, mean_fill
+    from core.data.emoji import default_cache_dir
+    from core.cli.main import main
+    from core.evaluation.translate import evaluate, markdown
+    from core.translate import mean_fill
     if not (default_cache_dir() / "images.npy").is_file():
-        pytest.skip("the emoji data set is not built (python -m core.data)")
+        pytest.skip("the emoji data set is not built (python -m core data)")
     results = evaluate(models, n=2, steps=2, repaint_steps=2, strengths=(0.0, 1.0), log=lambda s: None)
     assert not results["missing"] and len(results["rows"]) == 8 and len(results["sdedit"]) == 2
     assert results["rows"][3][2] == 0 and results["rows"][7][2] == 0   # nothing changes outside the mask
     # realism: FD_CLIP to the real emoji, for the model and the baseline (here the mean fill, by hand)
-    from core.data import load_dataset
+    from core.data.emoji import load_dataset
     from core.evaluate import frechet_distance
-    from core.mechanics import clip_embedder
     assert [r[1] for r in results["rows"][4:6]] == ["FD_CLIP to the real emoji (lower is better)"] * 2
     data = load_dataset()
     x = data.images_at(64, torch.as_tensor(data.indices("heldout"))[:2])
     gen = torch.Generator().manual_seed(0)
     masks = torch.cat([random_mask(64, gen) for _ in range(2)])
-    embedder = clip_embedder(models)
+    embedder = models.clip_embedder()
     real = embedder.image_embeddings(x).double().numpy()
     fill = embedder.image_embeddings(mean_fill(x, masks)).double().numpy()
     assert results["rows"][5][3] == pytest.approx(frechet_distance(fill, real), rel=1e-6)
@@ -444,17 +450,17 @@ def test_evaluate_runs_and_reports_missing_models(models, tiny_checkpoints, tmp_
     assert "| task | metric |" in table and "| 1.00 |" in table
     only = tmp_path / "only"
     shutil.copytree(tiny_checkpoints / "palette", only / "palette")
-    assert main(["evaluate", "--n", "1", "--steps", "2", "--checkpoints", str(only), "--device", "cpu"]) == 0
+    assert main(["evaluate-translate", "--n", "1", "--steps", "2", "--checkpoints", str(only), "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "Missing models (not evaluated): text_base, clip" in out and "colorize" in out
     assert "mean of" not in out
     # K = 2 samples: the first is the single-sample row's (seeds 0, 1); the extra row scores the
     # mean of it and the second (seeds 2, 3), beside the same baseline
-    from core.cascade import ModelSet
+    from core.models.modelset import ModelSet
     palette_only = ModelSet(only, "cpu")
     two = evaluate(palette_only, n=2, steps=2, inpaint_samples=2, log=lambda s: None)
     assert two["rows"][2][2] == results["rows"][2][2] and "mean of 2 samples" in two["rows"][4][1]
     assert two["rows"][4][3] == two["rows"][2][3]
     a, b = (inpaint(palette_only.get("palette"), x, masks, seeds, FAST) for seeds in ([0, 1], [2, 3]))
-    assert abs(two["rows"][4][2] - psnr((a + b) / 2, x, masks).mean().item()) < 1e-3
-    assert main(["evaluate", "--n", "1", "--inpaint-samples", "0", "--checkpoints", str(only)]) == 2
+    assert abs(two["rows"][4][2] - psnr((a + b) / 2, x, 2.0, masks).mean().item()) < 1e-3
+    assert main(["evaluate-translate", "--n", "1", "--inpaint-samples", "0", "--checkpoints", str(only)]) == 2

@@ -1,4 +1,4 @@
-"""core.unet against diffusers: the same state-dict keys and the same outputs, on tiny seeded
+"""core.models.unet against diffusers: the same state-dict keys and the same outputs, on tiny seeded
 configs of every model kind and on the committed checkpoints; configs it lacks go to diffusers."""
 import inspect
 from pathlib import Path
@@ -7,9 +7,9 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel, UNet2DModel
 
-from core.checkpoints import load_model, read_folder, save_model
-from core.networks import DiffusionModel, ModelConfig, image_unet_config, text_unet_config
-from core.unet import IMAGE_DEFAULTS, TEXT_DEFAULTS, UNet, supports, unsupported
+from core.models.checkpoints import load_model, read_folder, save_model
+from core.models.networks import DiffusionModel, ModelConfig, image_unet_config, text_unet_config
+from core.models.unet import IMAGE_DEFAULTS, TEXT_DEFAULTS, UNet, supports, unsupported
 from tests.tiny import tiny_diffae, tiny_model
 
 ROOT = Path(__file__).resolve().parent.parent / "checkpoints"
@@ -116,7 +116,7 @@ def test_load_model_builds_core_unet_and_keeps_the_round_trip(tmp_path):
 
 def test_unsupported_configs_fall_back_to_diffusers(tmp_path):
     unet = image_unet_config(32, (8, 16), num_class_embeds=4, head_dim=8)
-    unet["resnet_time_scale_shift"] = "spatial"   # diffusers' other block type: not in core.unet
+    unet["resnet_time_scale_shift"] = "spatial"   # diffusers' other block type: not in core.models.unet
     with pytest.raises(ValueError, match="resnet_time_scale_shift"):
         UNet(unet, conditional=False)
     assert not supports("class_base", unet)
@@ -132,7 +132,7 @@ def test_unsupported_configs_fall_back_to_diffusers(tmp_path):
 
 @pytest.mark.parametrize("cls,table", [(UNet2DModel, IMAGE_DEFAULTS), (UNet2DConditionModel, TEXT_DEFAULTS)])
 def test_default_tables_are_diffusers_defaults(cls, table):
-    """A config key left out means diffusers' default; core.unet must assume the same one."""
+    """A config key left out means diffusers' default; core.models.unet must assume the same one."""
     params = inspect.signature(cls.__init__).parameters
     for key, value in table.items():
         assert key in params, key

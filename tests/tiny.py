@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from core.networks import DiffusionModel, ModelConfig, image_unet_config, text_unet_config
+from core.models.networks import DiffusionModel, ModelConfig, image_unet_config, text_unet_config
 
 CHANNELS = (8, 16)
 CLASSES = ["cat-face", "hand-fingers-open", "person-activity"]
@@ -21,7 +21,7 @@ def tiny_model(kind: str, seed: int = 0, resolution: int | None = None, low_reso
         unet = image_unet_config(res, CHANNELS, num_class_embeds=len(CLASSES) + 1, head_dim=8)
         cfg = ModelConfig(kind="class_base", resolution=res, unet=unet, classes=list(CLASSES))
     elif kind == "palette":
-        from core.networks import palette_unet_config
+        from core.models.networks import palette_unet_config
         res = resolution or 64
         cfg = ModelConfig(kind="palette", resolution=res, unet=palette_unet_config(res, CHANNELS, head_dim=8),
                           residual_scale=residual_scale)
@@ -45,7 +45,7 @@ TINY_CAPTIONS = ["woman dancing, dark skin tone", "man dancing, light skin tone"
 
 def tiny_clip(seed: int = 0):
     """A tiny untrained CLIP (config, model) with a vocabulary from a few captions."""
-    from core.clip_model import ClipConfig, build_clip, build_vocab
+    from core.models.clip_model import ClipConfig, build_clip, build_vocab
     torch.manual_seed(seed)
     config = ClipConfig.tiny(vocab=build_vocab(TINY_CAPTIONS))
     return config, build_clip(config).eval()
@@ -53,7 +53,7 @@ def tiny_clip(seed: int = 0):
 
 def tiny_diffae(seed: int = 0, resolution: int = 32, semantic_dim: int = 16) -> DiffusionModel:
     """A tiny untrained DiffAE (semantic encoder + z_sem-conditioned UNet), random output conv."""
-    from core.networks import diffae_unet_config
+    from core.models.networks import diffae_unet_config
     torch.manual_seed(seed)
     unet = diffae_unet_config(resolution, CHANNELS, head_dim=8)
     cfg = ModelConfig(kind="diffae", resolution=resolution, unet=unet, semantic_dim=semantic_dim,
@@ -79,7 +79,7 @@ def tiny_directions(model: DiffusionModel, seed: int = 0):
 
 def tiny_prior(seed: int = 0, dim: int = 16, text_dim: int = 16, classes=CLASSES):
     """A tiny untrained semantic prior over `tiny_diffae`'s codes, random output layer and gates."""
-    from core.prior import PriorConfig, SemanticPrior
+    from core.models.prior import PriorConfig, SemanticPrior
     torch.manual_seed(seed)
     model = SemanticPrior(PriorConfig(dim=dim, text_dim=text_dim, classes=list(classes), width=32, depth=2))
     with torch.no_grad():   # adaLN-Zero starts every block as the identity: perturb it
@@ -90,7 +90,7 @@ def tiny_prior(seed: int = 0, dim: int = 16, text_dim: int = 16, classes=CLASSES
 
 def tiny_noisy_classifier(seed: int = 0, classes=CLASSES):
     """A tiny untrained noise-aware classifier over `classes` (those of the tiny class base)."""
-    from core.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
+    from core.models.noisy_classifier import NoisyClassifier, NoisyClassifierConfig
     torch.manual_seed(seed)
     return NoisyClassifier(NoisyClassifierConfig(classes=list(classes), channels=(8, 16))).eval().requires_grad_(False)
 
@@ -103,8 +103,8 @@ def write_tiny_checkpoints(root) -> None:
     of the class base)."""
     from pathlib import Path
 
-    from core.checkpoints import save_model
-    from core.clip_model import save_clip_folder
+    from core.models.checkpoints import save_model
+    from core.models.clip_model import save_clip_folder
     root = Path(root)
     config, clip = tiny_clip()
     save_clip_folder(root / "clip", clip, config, extra_config={"kind": "clip"})
@@ -117,7 +117,7 @@ def write_tiny_checkpoints(root) -> None:
     diffae = tiny_diffae()
     save_model(diffae, root / "diffae", "# tiny diffae\n")
     tiny_directions(diffae).save(root / "diffae")
-    from core.checkpoints import save_folder
+    from core.models.checkpoints import save_folder
     prior = tiny_prior(dim=diffae.config.semantic_dim, text_dim=config.embed_dim)
     save_folder(root / "prior", prior.config.to_dict(), prior.state_dict(), "# tiny prior\n")
     save_model(tiny_noisy_classifier(), root / "noisy_classifier", "# tiny noisy classifier\n")

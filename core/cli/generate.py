@@ -1,0 +1,139 @@
+"""`generate`, `variations` and `upscale`: images through the cascade (`core.cascade`), written as
+PNGs that carry their parameters."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import replace
+from pathlib import Path
+
+from core.cascade import base_defaults, default_base, generate, variations
+from core.cli import finite, load_models
+from core.diffusion.samplers import SAMPLERS
+from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
+from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings, upscale
+from core.semantic import DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
+
+HELP = {"generate": "text-to-image or class-conditional generation through the cascade",
+        "variations": "variations of an image: its semantic code decoded with fresh noise",
+        "upscale": "diffusion super-resolution of an image"}
+
+
+def add_parsers(sub, models: argparse.ArgumentParser) -> None:
+    g = sub.add_parser("generate", help=HELP["generate"], parents=[models])
+    what = g.add_mutually_exclusive_group(required=True)
+    what.add_argument("--prompt")
+    what.add_argument("--label", help="a class from `python -m core classes`")
+    g.add_argument("--negative-prompt", default="")
+    g.add_argument("--guidance", type=finite, default=None,
+                   help=f"classifier-free guidance scale (default {BASE_DEFAULTS.guidance:g}; 1 = none)")
+    g.add_argument("--classifier-scale", type=finite, default=None,
+                   help="with --label: classifier guidance instead of classifier-free guidance, with the noise-aware "
+                        "classifier (checkpoints/noisy_classifier) at this scale (0 = unconditional samples)")
+    g.add_argument("--steps", type=int, default=None,
+                   help=f"steps of the base (default {BASE_DEFAULTS.steps} for the pixel base, "
+                        f"{PRIOR_DEFAULTS.steps} for the semantic base's prior)")
+    g.add_argument("--sampler", choices=list(SAMPLERS), default=None,
+                   help=f"sampler of the base (default {BASE_DEFAULTS.sampler} for the pixel base, "
+                        f"{PRIOR_DEFAULTS.sampler} for the semantic base's prior)")
+    g.add_argument("--eta", type=finite, default=0.0)
+    g.add_argument("--no-threshold", action="store_true", help="turn thresholding of x0 off")
+    g.add_argument("--threshold-max", type=finite, default=BASE_DEFAULTS.threshold_max,
+                   help="cap of the dynamic-thresholding scale: 1 = static clipping (default), "
+                        "larger = Imagen's dynamic thresholding at percentile 0.995")
+    g.add_argument("--sr-steps", type=int, default=None,
+                   help=f"steps of each SR stage (default {SR_STAGE_DEFAULTS[0].steps} at 64 px, "
+                        f"{SR_STAGE_DEFAULTS[1].steps} at 128 px)")
+    g.add_argument("--sr-noise", type=int, default=SR_DEFAULTS.aug_level, help="SR noise-augmentation level (0-999)")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--num", type=int, default=1)
+    g.add_argument("--size", type=int, choices=(32, 64, 128), default=128)
+    g.add_argument("--base", choices=("pixel", "semantic"), default=None,
+                   help="the 32 px base: pixel (the text/class UNet) or semantic (a prior over the DiffAE's "
+                        "semantic code, then its decoder); default: semantic when its models are there")
+    g.add_argument("--decoder-steps", type=int, default=DECODER_STEPS,
+                   help=f"semantic base: {DECODER_SAMPLER} steps of the DiffAE decoder (default {DECODER_STEPS})")
+    g.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
+    g.set_defaults(handler=run_generate, out_kind="folder")
+
+    v = sub.add_parser("variations", help=HELP["variations"], parents=[models])
+    v.add_argument("--image", required=True)
+    v.add_argument("--num", type=int, default=4)
+    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--size", type=int, choices=(32, 64, 128), default=128)
+    v.add_argument("--prompt", default=None, help="move the image's semantics towards this prompt (with --mix)")
+    v.add_argument("--mix", type=finite, default=0.0, help="0: the image's own code ... 1: the prompt's (default 0)")
+    v.add_argument("--guidance", type=finite, default=PRIOR_DEFAULTS.guidance, help="the prior's guidance for --prompt")
+    v.add_argument("--decoder-steps", type=int, default=DECODER_STEPS,
+                   help=f"{DECODER_SAMPLER} steps of the DiffAE decoder (default {DECODER_STEPS})")
+    v.add_argument("--sr-steps", type=int, help=f"steps of each SR stage (default {SR_STAGE_DEFAULTS[0].steps} at "
+                                                f"64 px, {SR_STAGE_DEFAULTS[1].steps} at 128 px)")
+    v.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
+    v.set_defaults(handler=run_variations, out_kind="folder")
+
+    u = sub.add_parser("upscale", help=HELP["upscale"], parents=[models])
+    u.add_argument("--image", required=True)
+    u.add_argument("--size", type=int, choices=(64, 128), required=True, help="output size")
+    u.add_argument("--factor", type=int, choices=(2, 4), default=2,
+                   help="2: the input is taken at SIZE/2 (one SR stage); 4: at 32 (both stages, SIZE 128 only)")
+    u.add_argument("--steps", type=int, default=SR_DEFAULTS.steps)
+    u.add_argument("--sampler", choices=list(SAMPLERS), default=SR_DEFAULTS.sampler)
+    u.add_argument("--noise", type=int, default=SR_DEFAULTS.aug_level, help="noise-augmentation level (0-999)")
+    u.add_argument("--seed", type=int, default=0)
+    u.add_argument("--out", required=True, help="output PNG file")
+    u.set_defaults(handler=run_upscale, out_kind="file")
+
+
+def run_generate(args: argparse.Namespace) -> None:
+    if args.classifier_scale is not None and args.guidance is not None:
+        raise ValueError("--guidance (classifier-free) and --classifier-scale (classifier guidance) are "
+                         "alternatives; give one")
+    models = load_models(args)
+    # the defaults of the base that will run: the pixel UNet's or the semantic base's prior's
+    base_model = args.base or ("pixel" if args.classifier_scale is not None else default_base(models))
+    defaults = base_defaults(base_model)
+    base = StageSettings(sampler=args.sampler or defaults.sampler,
+                         steps=defaults.steps if args.steps is None else args.steps,
+                         guidance=defaults.guidance if args.guidance is None else args.guidance, eta=args.eta,
+                         threshold=None if args.no_threshold else BASE_DEFAULTS.threshold,
+                         threshold_max=args.threshold_max)
+    sr = tuple(replace(d, steps=d.steps if args.sr_steps is None else args.sr_steps, aug_level=args.sr_noise)
+               for d in SR_STAGE_DEFAULTS)
+    result = generate(models, prompt=args.prompt, negative_prompt=args.negative_prompt, label=args.label,
+                      num=args.num, seed=args.seed, size=args.size, base=base, sr=sr,
+                      base_model=args.base, decoder_steps=args.decoder_steps,
+                      classifier_scale=args.classifier_scale)
+    write_all(result, Path(args.out), args.seed, "generate")
+
+
+def run_variations(args: argparse.Namespace) -> None:
+    models = load_models(args)
+    image = pil_to_tensor(open_image(args.image))
+    sr = tuple(d if args.sr_steps is None else replace(d, steps=args.sr_steps) for d in SR_STAGE_DEFAULTS)
+    result = variations(models, image, num=args.num, seed=args.seed, size=args.size, prompt=args.prompt,
+                        mix=args.mix, guidance=args.guidance, decoder_steps=args.decoder_steps, sr=sr)
+    result.parameters["image"] = Path(args.image).name
+    write_all(result, Path(args.out), args.seed, "variations")
+
+
+def run_upscale(args: argparse.Namespace) -> None:
+    if args.size == 64 and args.factor == 4:
+        raise ValueError("--factor 4 needs --size 128 (the cascade starts at 32)")
+    models = load_models(args)
+    stage_names = ["sr64", "sr128"] if args.factor == 4 else [f"sr{args.size}"]
+    x = pil_to_tensor(open_image(args.image), size=args.size // args.factor)
+    settings = StageSettings(sampler=args.sampler, steps=args.steps, guidance=1.0, aug_level=args.noise)
+    for i, name in enumerate(stage_names):
+        x = upscale(models.get(name), x, [args.seed], settings, stage=i + 1)
+    params = {"command": "upscale", "image": str(args.image), "size": args.size, "factor": args.factor,
+              "steps": args.steps, "sampler": args.sampler, "noise": args.noise, "seed": args.seed}
+    save_png(tensor_to_pil(x)[0], args.out, params)
+    print(f"wrote {args.out}")
+
+
+def write_all(result, out: Path, seed: int, command: str) -> None:
+    """Every final image of a CascadeResult as out/000.png, 001.png, ... with its parameters."""
+    for i, image in enumerate(tensor_to_pil(result.final)):
+        save_png(image, out / f"{i:03d}.png", {**result.parameters, "seed": seed + i, "command": command})
+    if "note" in result.parameters:
+        print(f"note: {result.parameters['note']}")
+    print(f"wrote {len(result.final)} image(s) to {out}")

@@ -1,0 +1,67 @@
+"""`train KIND` / `train all`: the training of `core.training` from the command line."""
+from __future__ import annotations
+
+import argparse
+
+from core.models.checkpoints import DEFAULT_CHECKPOINTS
+from core.training.config import default_config
+from core.training.loop import train, train_all
+from core.training.registry import TRAIN_KINDS
+
+
+def add_parsers(sub, models: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("train", help="train (or resume) a model, or all of them in order",
+                       description="Train (or resume) one kind of model, or every kind in dependency order (all).")
+    p.add_argument("kind", choices=TRAIN_KINDS + ("all",))
+    p.add_argument("--run", help="run folder (state, samples); default runs/KIND")
+    p.add_argument("--export", help="write the EMA weights as a checkpoint folder here (for all: the checkpoints root)")
+    p.add_argument("--steps", type=int)
+    p.add_argument("--batch", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--channels", type=lambda s: tuple(int(c) for c in s.split(",")))
+    p.add_argument("--crop", type=int, help="SR, palette: train on random crops of this size")
+    p.add_argument("--resolution", type=int, help="diffae: image size (default 64)")
+    p.add_argument("--residual-scale", type=float,
+                   help="sr64/sr128/palette: diffuse this scale times the residual over the upsampled input "
+                        "(SR, default 4) or the task's baseline (palette, default 2); 0: the image")
+    p.add_argument("--snr-floor", type=float,
+                   help="loss weight of the x0 error clamp(SNR, floor, 5) (default 1 for diffae, 0 otherwise)")
+    p.add_argument("--width", type=int, help="prior: width of its MLP (default 384)")
+    p.add_argument("--depth", type=int, help="prior: residual blocks (default 4)")
+    p.add_argument("--init-from", help="checkpoint folder of this kind: start from its weights with a fresh optimiser "
+                                       "(ignored when the run folder already has a state to resume)")
+    p.add_argument("--balance", type=float,
+                   help="text_base, class_base: draw emoji with weight (design size) ** -B; 0 uniform over emoji, "
+                        "1 uniform over designs (default 0.5)")
+    p.add_argument("--budget-minutes", type=float)
+    p.add_argument("--save-every", type=int)
+    p.add_argument("--sample-every", type=int)
+    p.add_argument("--checkpoints", help="checkpoints root a text base reads its CLIP from")
+    p.add_argument("--threads", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--profile", choices=("cpu", "gpu"), default="cpu",
+                   help="all: gpu = bigger batches and a minutes budget per model (about 9 minutes in all)")
+    p.add_argument("--smoke", action="store_true", help="tiny models, a few steps: checks every stage runs")
+    p.add_argument("--precision", choices=("auto", "bf16", "fp32"),
+                   help="auto (default): bf16 autocast on CUDA, fp32 on CPU")
+    p.add_argument("--compile", action="store_true", default=None, help="torch.compile the network")
+    p.add_argument("--channels-last", action="store_true", default=None, help="NHWC memory format")
+    p.set_defaults(handler=run)
+
+
+def run(a: argparse.Namespace) -> None:
+    given = dict(steps=a.steps, batch=a.batch, lr=a.lr, channels=a.channels, crop=a.crop, resolution=a.resolution,
+                 width=a.width, depth=a.depth, residual_scale=a.residual_scale, snr_floor=a.snr_floor,
+                 save_every=a.save_every, sample_every=a.sample_every, threads=a.threads, seed=a.seed,
+                 precision=a.precision, compile=a.compile, channels_last=a.channels_last, init_from=a.init_from,
+                 balance=a.balance)
+    overrides = {k: v for k, v in given.items() if v is not None}
+    if a.kind == "all":
+        train_all(a.export or str(DEFAULT_CHECKPOINTS), a.run or "runs", smoke=a.smoke,
+                  budget_minutes=a.budget_minutes, profile=a.profile, **overrides)
+        return
+    if a.checkpoints:
+        overrides["checkpoints"] = a.checkpoints
+    cfg = default_config(a.kind, a.run or f"runs/{a.kind}", smoke=a.smoke, budget_minutes=a.budget_minutes,
+                         **overrides)
+    train(cfg, export=a.export)

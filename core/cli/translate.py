@@ -1,0 +1,54 @@
+"""`translate`: one image through SDEdit, Palette (colorization, inpainting), RePaint or ILVR
+(`core.translate.translate`), written as a PNG with its parameters."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from core.cli import load_models
+from core.images import open_image, save_png
+from core.translate import DEFAULT_STRENGTH, METHODS, REPAINT_JUMP, REPAINT_RESAMPLE, TASKS, TRANSLATE_DEFAULTS, translate
+
+
+def add_parsers(sub, models: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("translate", help="image-to-image: SDEdit, colorization, inpainting, ILVR", parents=[models])
+    p.add_argument("--task", required=True, metavar="|".join(TASKS))
+    p.add_argument("--image", required=True, help="input image (any size or mode)")
+    p.add_argument("--mask", help="inpaint: mask image, white (or opaque) = the region to fill")
+    p.add_argument("--prompt", help="sdedit / repaint / ilvr: text guidance (none = unguided)")
+    p.add_argument("--negative-prompt", default="")
+    p.add_argument("--strength", type=float,
+                   help=f"sdedit: 0 (keep) .. 1 (ignore the input); default {DEFAULT_STRENGTH}")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, help=f"sampling steps (default {TRANSLATE_DEFAULTS.steps})")
+    p.add_argument("--sampler", help="ddpm|ddim|euler|heun|euler-maruyama|dpmpp-2m (default ddim)")
+    p.add_argument("--guidance", type=float, help="sdedit / repaint with a prompt (default 3)")
+    p.add_argument("--method", default="palette", metavar="|".join(METHODS), help="inpaint: palette (64x64) or repaint")
+    p.add_argument("--size", type=int, help="sdedit / repaint: 32|64|128 (default 128); Palette tasks: 64")
+    p.add_argument("--jump", type=int, default=REPAINT_JUMP, help="repaint: jump length")
+    p.add_argument("--resample", type=int, default=REPAINT_RESAMPLE, help="repaint: resamplings per jump")
+    p.add_argument("--factor", type=int, help="ilvr: the low-pass factor N at 32x32 (1, 2, 4, 8, 16, 32; default 4): "
+                                              "the sample keeps the reference downsampled by N")
+    p.add_argument("--model", help="ilvr: the base, text_base (default) or class_base (the default with --label)")
+    p.add_argument("--label", help="ilvr with --model class_base: guide with this class (default: unconditional)")
+    p.add_argument("--out", required=True, help="output PNG file")
+    p.set_defaults(handler=run, out_kind="file")
+
+
+def run(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    if args.task == "inpaint" and not args.mask:
+        raise ValueError("--task inpaint needs --mask (white or opaque = the region to fill)")
+    models = load_models(args)
+    image = open_image(args.image)
+    mask = open_image(args.mask) if args.mask else None
+    result, params = translate(models, args.task, image, mask=mask, prompt=args.prompt, strength=args.strength,
+                               seed=args.seed, method=args.method, size=args.size, steps=args.steps,
+                               sampler=args.sampler, guidance=args.guidance, negative_prompt=args.negative_prompt,
+                               jump=args.jump, resample=args.resample, factor=args.factor, label=args.label,
+                               model=args.model)
+    params = {**params, "image": str(args.image), **({"mask": str(args.mask)} if args.mask else {})}
+    save_png(result, out, params)
+    if "note" in params:
+        print(f"note: {params['note']}")
+    print(f"wrote {out}")

@@ -1,0 +1,213 @@
+"""Denoising networks: diffusers UNets built from small explicit configs, wrapped so every
+model answers one question, `eps(x_t, t, cond)`, whatever it predicts and however it is
+conditioned. The UNet is diffusers' own class (`network="diffusers"`, for training) or the
+same network from `core.models.unet` (`network="core"`: same weights and outputs, no diffusers import,
+what `core.models.checkpoints.load_model` uses for inference).
+
+Kinds and their conditioning (`cond` is a dict of tensors, batch first):
+- ``text_base``  UNet2DConditionModel; ``tokens`` [B,L,D] and ``mask`` [B,L] from a text
+  encoder, cross-attention; the unconditional input is the empty prompt's encoding.
+- ``class_base`` UNet2DModel with a label embedding; ``labels`` [B] long, the last index
+  (``num_classes``) is the null label used for guidance.
+- ``sr``         UNet2DModel with 6 input channels (SR3): ``low_res`` [B,3,H,W], the low-res
+  image upsampled to the output size and noise-augmented, concatenated to x_t; ``aug_t`` [B]
+  the augmentation level, fed through the class-embedding slot as a timestep (CDM / IF).
+  With ``residual_scale`` set, the diffused x0 is the scaled residual over the clean upsampled
+  low-res image instead of the image itself (see `core.pipeline.upscale`).
+- ``palette``    UNet2DModel with 7 input channels (Palette): ``source`` [B,3,H,W] (the
+  grayscale or masked image) and ``mask`` [B,1,H,W] (1 = to fill) concatenated to x_t; ``task``
+  [B] long picks the task (see `PALETTE_TASKS`) through the label embedding. With
+  ``residual_scale`` set, the diffused x0 is the scaled residual over the task's baseline (the
+  grayscale image; the mean-colour fill of the mask) (see `core.translate.palette_baseline`).
+- ``diffae``     a semantic encoder (image -> z_sem [B, semantic_dim], `SemanticEncoder`) and a
+  UNet2DModel decoder conditioned on z_sem (DiffAE): z_sem is projected to the time-embedding
+  width and added to the time embedding, which drives every ResNet block's adaptive group
+  normalisation (``resnet_time_scale_shift="scale_shift"``). cond: ``z_sem`` [B, semantic_dim].
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from core import cancel
+from core.diffusion.schedules import NoiseSchedule, make_schedule
+from core.models.unet import UNet
+
+ModelKind = Literal["text_base", "class_base", "sr", "palette", "diffae"]
+MODEL_KINDS: tuple[str, ...] = ("text_base", "class_base", "sr", "palette", "diffae")
+PALETTE_TASKS: tuple[str, ...] = ("colorize", "inpaint")
+Prediction = Literal["eps", "x0", "v"]
+Network = Literal["diffusers", "core"]
+NETWORKS: tuple[str, ...] = ("diffusers", "core")
+
+
+def build_unet(kind: str, unet: dict, network: Network = "diffusers") -> nn.Module:
+    """The UNet of a model of `kind`: UNet2DConditionModel for text_base, UNet2DModel otherwise,
+    diffusers' class or `core.models.unet`'s (same state-dict keys; ValueError if it lacks a block)."""
+    if network == "core":
+        return UNet(unet, conditional=kind == "text_base")
+    if network != "diffusers":
+        raise ValueError(f"network must be one of {', '.join(NETWORKS)}; got {network!r}")
+    from diffusers import UNet2DConditionModel, UNet2DModel
+    return (UNet2DConditionModel if kind == "text_base" else UNet2DModel)(**unet)
+
+
+def text_unet_config(resolution: int, channels: tuple[int, ...], cross_attention_dim: int,
+                     attention_levels: int = 1, layers_per_block: int = 1, head_dim: int = 32) -> dict:
+    """A UNet2DConditionModel config with cross-attention only at the lowest `attention_levels`."""
+    n = len(channels)
+    down = ["DownBlock2D"] * (n - attention_levels) + ["CrossAttnDownBlock2D"] * attention_levels
+    up = ["CrossAttnUpBlock2D"] * attention_levels + ["UpBlock2D"] * (n - attention_levels)
+    return dict(
+        sample_size=resolution, in_channels=3, out_channels=3,
+        down_block_types=down, up_block_types=up, mid_block_type="UNetMidBlock2DCrossAttn",
+        block_out_channels=list(channels), layers_per_block=layers_per_block,
+        cross_attention_dim=cross_attention_dim, attention_head_dim=head_dim,
+        norm_num_groups=min(32, channels[0]),
+    )
+
+
+def image_unet_config(resolution: int, channels: tuple[int, ...], in_channels: int = 3,
+                      attention_levels: int = 1, layers_per_block: int = 1,
+                      num_class_embeds: int | None = None, class_embed_type: str | None = None,
+                      head_dim: int = 32) -> dict:
+    """A UNet2DModel config with self-attention only at the lowest `attention_levels`."""
+    n = len(channels)
+    down = ["DownBlock2D"] * (n - attention_levels) + ["AttnDownBlock2D"] * attention_levels
+    up = ["AttnUpBlock2D"] * attention_levels + ["UpBlock2D"] * (n - attention_levels)
+    return dict(
+        sample_size=resolution, in_channels=in_channels, out_channels=3,
+        down_block_types=down, up_block_types=up, block_out_channels=list(channels),
+        layers_per_block=layers_per_block, attention_head_dim=head_dim,
+        norm_num_groups=min(32, channels[0]), add_attention=attention_levels > 0,
+        num_class_embeds=num_class_embeds, class_embed_type=class_embed_type,
+    )
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a diffusion model; stored as config.json."""
+    kind: str
+    resolution: int
+    unet: dict
+    prediction: str = "v"
+    schedule: dict = field(default_factory=lambda: {"name": "cosine", "T": 1000})
+    classes: list[str] | None = None          # class_base: label names, null label = len(classes)
+    low_resolution: int | None = None          # sr: size of the input image
+    residual_scale: float | None = None        # sr, palette: x0 is residual_scale * (image - baseline); None: x0 is the image
+    text_encoder: str | None = None            # text_base: folder name of its text encoder
+    semantic_dim: int | None = None            # diffae: width of z_sem
+    encoder_channels: tuple[int, ...] | None = None  # diffae: channels of the semantic encoder
+
+    def to_dict(self) -> dict:
+        return {k: copy.deepcopy(v) for k, v in self.__dict__.items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ModelConfig":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown config keys: {sorted(unknown)}")
+        if d.get("kind") not in MODEL_KINDS:
+            raise ValueError(f"unknown model kind {d.get('kind')!r}; expected one of {MODEL_KINDS}")
+        if d.get("prediction") not in ("eps", "x0", "v"):
+            raise ValueError(f"unknown prediction {d.get('prediction')!r}; expected eps, x0 or v")
+        return cls(**d)
+
+
+class DiffusionModel(nn.Module):
+    """A UNet plus its schedule and parameterisation; `eps(x_t, t, cond)` is the
+    ConditionalModel the samplers and guidance wrappers use."""
+
+    def __init__(self, config: ModelConfig, network: Network = "diffusers"):
+        super().__init__()
+        self.config = config
+        self.schedule: NoiseSchedule = make_schedule(config.schedule["name"], config.schedule["T"])
+        self.net = build_unet(config.kind, config.unet, network)
+        if config.kind == "diffae":
+            if not config.semantic_dim or not config.encoder_channels:
+                raise ValueError("a diffae config needs semantic_dim and encoder_channels")
+            self.encoder = SemanticEncoder(tuple(config.encoder_channels), config.semantic_dim)
+            time_dim = self.net.time_embedding.linear_2.out_features
+            self.z_proj = nn.Linear(config.semantic_dim, time_dim)
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    @property
+    def resolution(self) -> int:
+        return self.config.resolution
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.config.classes or [])
+
+    def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
+        """The raw UNet output (eps, x0 or v, per `config.prediction`)."""
+        t = t.to(x_t.device).expand(x_t.shape[0])
+        if self.kind == "text_base":
+            return self.net(x_t, t, encoder_hidden_states=cond["tokens"],
+                            encoder_attention_mask=cond["mask"]).sample
+        if self.kind == "class_base":
+            return self.net(x_t, t, class_labels=cond["labels"]).sample
+        if self.kind == "palette":  # Palette: the condition image and mask concatenated to x_t
+            x_in = torch.cat([x_t, cond["source"].to(x_t.dtype), cond["mask"].to(x_t.dtype)], dim=1)
+            return self.net(x_in, t, class_labels=cond["task"]).sample
+        if self.kind == "diffae":   # z_sem enters through the time embedding ("identity" class embedding)
+            return self.net(x_t, t, class_labels=self.z_proj(cond["z_sem"].to(x_t.dtype))).sample
+        # sr: SR3 concatenation of the upsampled low-res image; augmentation level as a label.
+        x_in = torch.cat([x_t, cond["low_res"].to(x_t.dtype)], dim=1)
+        return self.net(x_in, t, class_labels=cond["aug_t"]).sample
+
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
+        cancel.check()  # a cancelled job stops here, between network evaluations (core.cancel)
+        out = self(x_t, t, cond)
+        return self.schedule.eps_from_prediction(out, x_t, t, self.config.prediction)
+
+    def null_cond(self, batch: int, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
+        """The unconditional input of a class model (the null label)."""
+        if self.kind != "class_base":
+            raise ValueError(f"null_cond is defined by the text encoder for kind {self.kind!r}")
+        return {"labels": torch.full((batch,), self.num_classes, dtype=torch.long, device=device)}
+
+
+class SemanticEncoder(nn.Module):
+    """DiffAE's semantic encoder: a small strided conv net, image [-1, 1] -> z_sem."""
+
+    def __init__(self, channels: tuple[int, ...], semantic_dim: int, in_channels: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels[0], 3, padding=1)]
+        for c_in, c_out in zip(channels, channels[1:] + channels[-1:]):
+            layers += [nn.GroupNorm(min(32, c_in), c_in), nn.SiLU(), nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)]
+        layers += [nn.GroupNorm(min(32, channels[-1]), channels[-1]), nn.SiLU(), nn.AdaptiveAvgPool2d(1),
+                   nn.Flatten(), nn.Linear(channels[-1], semantic_dim)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image)
+
+
+def diffae_unet_config(resolution: int, channels: tuple[int, ...], attention_levels: int = 1,
+                       layers_per_block: int = 1, head_dim: int = 32) -> dict:
+    """The DiffAE decoder: a UNet2DModel whose class-embedding slot takes the projected z_sem
+    as is ("identity"), with scale-shift (AdaGN) time conditioning in every ResNet block."""
+    config = image_unet_config(resolution, channels, attention_levels=attention_levels,
+                               layers_per_block=layers_per_block, class_embed_type="identity", head_dim=head_dim)
+    config["resnet_time_scale_shift"] = "scale_shift"
+    return config
+
+
+def palette_unet_config(resolution: int, channels: tuple[int, ...], attention_levels: int = 1,
+                        layers_per_block: int = 1, head_dim: int = 32) -> dict:
+    """Palette: x_t + source image (3) + mask (1) in, one label per task."""
+    return image_unet_config(resolution, channels, in_channels=7, attention_levels=attention_levels,
+                             layers_per_block=layers_per_block, num_class_embeds=len(PALETTE_TASKS),
+                             head_dim=head_dim)
+
+
+def count_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())

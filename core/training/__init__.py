@@ -1,0 +1,1 @@
+"""Training every model the hub ships (`python -m core train KIND`)."""

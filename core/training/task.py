@@ -1,0 +1,101 @@
+"""What a training task is: for one kind of model, the network it builds, the batches and loss it
+trains on, how it is exported, the sample grid it draws now and then, and the options it reads.
+
+`DiffusionTask` is the loss every diffusion kind shares: draw x0 and a condition, noise it to a
+random t on the model's schedule, and regress v (or eps / x0) with the min-SNR weight (Hang et al.
+2023), floored at `snr_floor`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from core.data.emoji import design_weights, load_dataset
+from core.models.checkpoints import save_model
+
+if TYPE_CHECKING:
+    from core.training.config import TrainConfig
+
+
+class Task:
+    """One kind of model. Subclasses set `name` and `folder` (the checkpoint folder), `options`
+    (the fields of `config.TASK_OPTIONS` they read: others given for this kind are refused),
+    `defaults` (this kind's recipe: `TrainConfig` values that differ from the dataclass's) and
+    `gpu_profile` (what `python -m core train all --profile gpu` changes for it)."""
+    name: str
+    folder: str
+    options: frozenset[str] = frozenset()
+    defaults: dict = {}
+    gpu_profile: dict = {}
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.data = load_dataset()
+        self.train_idx = torch.as_tensor(self.data.indices("train"))
+
+    def autocast(self, device: torch.device):
+        """bf16 autocast for the forward pass, as `cfg.precision` says (auto: on CUDA only)."""
+        precision = self.cfg.precision
+        enabled = precision == "bf16" or (precision == "auto" and device.type == "cuda")
+        return torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def build(self) -> torch.nn.Module: ...
+    def loss(self, model, gen: torch.Generator, device) -> torch.Tensor: ...
+    def export(self, model, folder: Path, card: str) -> None: ...
+    def sample_grid(self, model, path: Path, device) -> None: ...
+
+    def quality(self, model) -> str:
+        """Measured quality for the model card ('' for the standard pointer to the evaluations)."""
+        return ""
+
+
+class DiffusionTask(Task):
+    """Shared by the diffusion kinds: draw x0 and cond, noise, weighted v-loss. With `balance`, emoji
+    are drawn with weight (design size) ** -balance (`core.data.emoji.design_weights`)."""
+    options = frozenset({"channels", "min_snr_gamma", "snr_floor", "cond_dropout"})
+    prediction = "v"
+
+    def __init__(self, cfg: TrainConfig):
+        super().__init__(cfg)
+        self.weights = None
+        if cfg.balance:
+            self.weights = design_weights([self.data.records[i] for i in self.train_idx.tolist()], cfg.balance)
+
+    def draw(self, gen: torch.Generator, n: int) -> torch.Tensor:
+        if self.weights is None:
+            return self.train_idx[torch.randint(len(self.train_idx), (n,), generator=gen)]
+        return self.train_idx[torch.multinomial(self.weights, n, replacement=True, generator=gen)]
+
+    def x0_and_cond(self, gen, device) -> tuple[torch.Tensor, dict]: ...
+
+    def loss(self, model, gen, device):
+        x0, cond = self.x0_and_cond(gen, device)
+        schedule = self.schedule
+        b = x0.shape[0]
+        t = torch.randint(schedule.T, (b,), generator=gen)
+        noise = torch.randn(x0.shape, generator=gen).to(device)
+        t = t.to(device)
+        x_t = schedule.q_sample(x0, t, noise)
+        if self.cfg.channels_last:
+            x_t = x_t.contiguous(memory_format=torch.channels_last)
+        with self.autocast(device):
+            out = model(x_t, t.float(), cond)
+        ab = schedule.alpha_bar(t).to(device, torch.float32).view(b, 1, 1, 1)
+        snr = ab / (1 - ab)
+        # min-SNR-gamma weighting (Hang et al. 2023), floored at snr_floor: the weight of the x0 error
+        # is clamp(SNR, floor, gamma), so the v-error weight is that / (SNR + 1) and the eps one / SNR
+        x0_weight = snr.clamp(min=self.cfg.snr_floor, max=self.cfg.min_snr_gamma)
+        pred = self.prediction
+        if pred == "v":     # v = sqrt(ab) eps - sqrt(1 - ab) x0 (Salimans & Ho 2022)
+            target, weight = ab.sqrt() * noise - (1 - ab).sqrt() * x0, x0_weight / (snr + 1)
+        elif pred == "eps":
+            target, weight = noise, x0_weight / snr
+        else:
+            target, weight = x0, x0_weight
+        per_sample = (out.float() - target).pow(2).mean(dim=(1, 2, 3))
+        return (weight.view(b) * per_sample).mean()
+
+    def export(self, model, folder, card):
+        save_model(model, folder, card)
