@@ -53,6 +53,7 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 from core.models.clip_text import (_FIRST_WORD_ID, CONFIG_NAME, PAD_ID, UNK_ID, WEIGHTS_NAME,  # noqa: F401
                             CompactTokenizer, bpe_tokenizer, check_prompts, encode_text_tokens)
 from core.models.clip_text import check_vocab as _check_vocab
+from core.models.clip_text import read_clip_config
 
 
 def _filter_fields(cls, d: dict) -> dict:
@@ -254,26 +255,13 @@ def load_clip_folder(folder: str | os.PathLike, device: str | torch.device = "cp
     from safetensors.torch import load_file
 
     folder = os.fspath(folder)
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"CLIP checkpoint folder {folder!r} does not exist")
-    cfg_path = os.path.join(folder, CONFIG_NAME)
-    w_path = os.path.join(folder, WEIGHTS_NAME)
-    for p, what in ((cfg_path, "config.json with a 'clip' entry"), (w_path, "model.safetensors")):
-        if not os.path.isfile(p):
-            raise FileNotFoundError(f"CLIP checkpoint {folder!r}: missing {os.path.basename(p)} ({what})")
-    try:
-        with open(cfg_path) as f:
-            raw = json.load(f)
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"CLIP checkpoint {folder!r}: cannot read config.json: {e}") from e
-    if not isinstance(raw, dict) or not isinstance(raw.get("clip"), dict):
-        raise ValueError(f"CLIP checkpoint {folder!r}: config.json has no 'clip' entry")
-    text_only = bool(raw["clip"].get("text_only", False))
+    clip, w_path = read_clip_config(folder)
+    text_only = bool(clip.get("text_only", False))
     if text_only and require_vision:
         raise ValueError(f"CLIP checkpoint {folder!r} holds only the text tower; image embeddings "
                          "need a checkpoint saved with text_only=False")
     try:
-        config = ClipConfig.from_dict(raw["clip"])
+        config = ClipConfig.from_dict(clip)
     except (TypeError, ValueError) as e:
         raise ValueError(f"CLIP checkpoint {folder!r}: bad 'clip' config: {e}") from e
     model = build_clip(config)

@@ -360,6 +360,27 @@ def encode_text_tokens(model, ids: Tensor) -> tuple[Tensor, Tensor]:
     return tokens, pooled
 
 
+def read_clip_config(folder: str | os.PathLike) -> tuple[dict, str]:
+    """(the 'clip' entry of a CLIP folder's config.json, the path of its weights), with errors
+    naming the folder and what is missing: FileNotFoundError for a missing folder or file,
+    ValueError for an unreadable config or one without a 'clip' entry."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"CLIP checkpoint folder {folder!r} does not exist")
+    cfg_path, w_path = os.path.join(folder, CONFIG_NAME), os.path.join(folder, WEIGHTS_NAME)
+    for p, what in ((cfg_path, "config.json with a 'clip' entry"), (w_path, "model.safetensors")):
+        if not os.path.isfile(p):
+            raise FileNotFoundError(f"CLIP checkpoint {folder!r}: missing {os.path.basename(p)} ({what})")
+    try:
+        with open(cfg_path) as f:
+            raw = json.load(f)
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"CLIP checkpoint {folder!r}: cannot read config.json: {e}") from e
+    if not isinstance(raw, dict) or not isinstance(raw.get("clip"), dict):
+        raise ValueError(f"CLIP checkpoint {folder!r}: config.json has no 'clip' entry")
+    return raw["clip"], w_path
+
+
 def load_text_tower(folder: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[TextTower, list[int], int]:
     """(text tower in eval mode, float32, on `device`; compact vocab; context length) from a CLIP
     folder written by `core.models.clip_model.save_clip_folder`; only the text tensors are read.
@@ -368,18 +389,12 @@ def load_text_tower(folder: str | os.PathLike, device: str | torch.device = "cpu
     from safetensors import safe_open
 
     folder = os.fspath(folder)
-    cfg_path, w_path = os.path.join(folder, CONFIG_NAME), os.path.join(folder, WEIGHTS_NAME)
-    for p, what in ((cfg_path, "config.json with a 'clip' entry"), (w_path, "model.safetensors")):
-        if not os.path.isfile(p):
-            raise FileNotFoundError(f"CLIP checkpoint {folder!r}: missing {os.path.basename(p)} ({what})")
+    clip, w_path = read_clip_config(folder)
     try:
-        with open(cfg_path) as f:
-            raw = json.load(f)
-        clip = raw["clip"]
         vocab = [int(i) for i in clip["vocab"]]
         text = clip["text"]
         embed_dim = int(clip.get("embed_dim", 192))
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as e:
+    except (KeyError, TypeError, ValueError) as e:
         raise ValueError(f"CLIP checkpoint {folder!r}: cannot read its config.json: {e}") from e
     # built on the CPU: initialising on the meta device would import torch._dynamo (seconds)
     tower = TextTower(text, len(vocab) + _FIRST_WORD_ID, embed_dim)
