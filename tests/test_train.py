@@ -224,3 +224,24 @@ def test_balance_draws_each_design_alike():
         default_config("sr64", "x", balance=0.5)
     with pytest.raises(ValueError, match="between 0"):
         default_config("class_base", "x", balance=2.0)
+
+
+def test_lognormal_t_sampling_follows_edm():
+    """--t-sampling lognormal draws the training noise levels of EDM: ln sigma ~ N(-1.2, 1.2^2), so
+    the median sigma is e^-1.2 and 68% of the draws lie within one standard deviation of it in
+    log; uniform keeps the DDPM draws t ~ U{0..T-1} (the same numbers as before the option)."""
+    from core.diffusion.schedules import make_schedule
+    from core.training.task import draw_timesteps
+    schedule = make_schedule("cosine", 1000)
+    t = draw_timesteps(schedule, 20_000, torch.Generator().manual_seed(0), "lognormal")
+    assert t.dtype == torch.long and 0 <= t.min() and t.max() <= 999
+    log_sigma = schedule.sigma(t).log()
+    assert abs(log_sigma.median().item() + 1.2) < 0.05
+    assert abs(((log_sigma + 1.2).abs() < 1.2).double().mean().item() - 0.683) < 0.02
+    uniform = draw_timesteps(schedule, 50, torch.Generator().manual_seed(1))
+    assert torch.equal(uniform, torch.randint(1000, (50,), generator=torch.Generator().manual_seed(1)))
+    assert default_config("text_base", "x", t_sampling="lognormal").t_sampling == "lognormal"
+    with pytest.raises(ValueError, match="--t-sampling must be one of uniform, lognormal"):
+        default_config("text_base", "x", t_sampling="beta")
+    with pytest.raises(ValueError, match="--t-sampling applies to"):
+        default_config("prior", "x", t_sampling="lognormal")

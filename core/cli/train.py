@@ -33,6 +33,9 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p.add_argument("--balance", type=float,
                    help="text_base, class_base: draw emoji with weight (design size) ** -B; 0 uniform over emoji, "
                         "1 uniform over designs (default 0.5)")
+    p.add_argument("--t-sampling", choices=("uniform", "lognormal"),
+                   help="diffusion kinds: training timesteps uniform over 0..T-1 (default) or EDM's log-normal "
+                        "noise levels (ln sigma ~ N(-1.2, 1.2^2))")
     p.add_argument("--budget-minutes", type=float)
     p.add_argument("--save-every", type=int)
     p.add_argument("--sample-every", type=int)
@@ -54,7 +57,7 @@ def run(a: argparse.Namespace) -> None:
                  width=a.width, depth=a.depth, residual_scale=a.residual_scale, snr_floor=a.snr_floor,
                  save_every=a.save_every, sample_every=a.sample_every, threads=a.threads, seed=a.seed,
                  precision=a.precision, compile=a.compile, channels_last=a.channels_last, init_from=a.init_from,
-                 balance=a.balance)
+                 balance=a.balance, t_sampling=a.t_sampling)
     overrides = {k: v for k, v in given.items() if v is not None}
     if a.kind == "all":
         train_all(a.export or str(DEFAULT_CHECKPOINTS), a.run or "runs", smoke=a.smoke,

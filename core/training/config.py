@@ -9,10 +9,11 @@ from dataclasses import dataclass, replace
 
 from core.models.checkpoints import DEFAULT_CHECKPOINTS
 from core.training.registry import TASKS, TRAIN_KINDS, accepting
+from core.training.task import T_SAMPLINGS
 
 # The settings that only some kinds read; each task lists those it reads in `Task.options`.
 TASK_OPTIONS = ("channels", "min_snr_gamma", "snr_floor", "cond_dropout", "sr_aug_max", "residual_scale", "crop",
-                "resolution", "width", "depth", "balance")
+                "resolution", "width", "depth", "balance", "t_sampling")
 
 
 @dataclass
@@ -48,6 +49,7 @@ class TrainConfig:
     channels_last: bool = False    # NHWC memory format for the convolutions
     init_from: str | None = None   # a checkpoint folder of this kind: start from its weights (model and EMA)
     balance: float = 0.0           # text_base, class_base: draw emoji with weight (design size) ** -balance
+    t_sampling: str = "uniform"    # diffusion kinds: training timesteps uniform, or EDM's log-normal
 
 
 def _names(kinds: list[str]) -> str:
@@ -75,6 +77,8 @@ def default_config(kind: str, run: str, smoke: bool = False, **overrides) -> Tra
         raise ValueError(f"--residual-scale must be a finite number >= 0, got {cfg.residual_scale!r}")
     if not 0 <= cfg.snr_floor <= cfg.min_snr_gamma:   # also NaN
         raise ValueError(f"--snr-floor must be between 0 and min_snr_gamma ({cfg.min_snr_gamma}), got {cfg.snr_floor!r}")
+    if cfg.t_sampling not in T_SAMPLINGS:
+        raise ValueError(f"--t-sampling must be one of {', '.join(T_SAMPLINGS)}, got {cfg.t_sampling!r}")
     if not 0 <= cfg.balance <= 1:   # also NaN
         raise ValueError(f"--balance must be between 0 (uniform over emoji) and 1 (uniform over designs), got {cfg.balance!r}")
     return cfg

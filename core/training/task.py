@@ -2,7 +2,7 @@
 trains on, how it is exported, the sample grid it draws now and then, and the options it reads.
 
 `DiffusionTask` is the loss every diffusion kind shares: draw x0 and a condition, noise it to a
-random t on the model's schedule, and regress v (or eps / x0) with the min-SNR weight (Hang et al.
+random t on the model's schedule (uniform, or EDM's log-normal: `t_sampling`), and regress v (or eps / x0) with the min-SNR weight (Hang et al.
 2023), floored at `snr_floor`.
 """
 from __future__ import annotations
@@ -17,6 +17,21 @@ from core.models.checkpoints import save_model
 
 if TYPE_CHECKING:
     from core.training.config import TrainConfig
+
+
+T_SAMPLINGS = ("uniform", "lognormal")
+
+
+def draw_timesteps(schedule, n: int, gen: torch.Generator, sampling: str = "uniform") -> torch.Tensor:
+    """n training timesteps. uniform: t ~ U{0..T-1} (DDPM). lognormal: EDM's noise distribution
+    (Karras et al. 2022, Sec. 5), ln sigma ~ N(-1.2, 1.2^2), taken to the step whose sigma is
+    nearest in log (sigma = sqrt((1 - ab) / ab)): most draws land at mid noise, few at the ends."""
+    if sampling == "uniform":
+        return torch.randint(schedule.T, (n,), generator=gen)
+    if sampling == "lognormal":
+        sigma = (-1.2 + 1.2 * torch.randn(n, generator=gen, dtype=torch.float64)).exp()
+        return schedule.sigma_to_t(sigma).round().long()
+    raise ValueError(f"t sampling must be one of {T_SAMPLINGS}, got {sampling!r}")
 
 
 class Task:
@@ -54,7 +69,7 @@ class Task:
 class DiffusionTask(Task):
     """Shared by the diffusion kinds: draw x0 and cond, noise, weighted v-loss. With `balance`, emoji
     are drawn with weight (design size) ** -balance (`core.data.emoji.design_weights`)."""
-    options = frozenset({"channels", "min_snr_gamma", "snr_floor", "cond_dropout"})
+    options = frozenset({"channels", "min_snr_gamma", "snr_floor", "cond_dropout", "t_sampling"})
     prediction = "v"
 
     def __init__(self, cfg: TrainConfig):
@@ -74,7 +89,7 @@ class DiffusionTask(Task):
         x0, cond = self.x0_and_cond(gen, device)
         schedule = self.schedule
         b = x0.shape[0]
-        t = torch.randint(schedule.T, (b,), generator=gen)
+        t = draw_timesteps(schedule, b, gen, self.cfg.t_sampling)
         noise = torch.randn(x0.shape, generator=gen).to(device)
         t = t.to(device)
         x_t = schedule.q_sample(x0, t, noise)

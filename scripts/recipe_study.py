@@ -1,0 +1,194 @@
+"""A recipe study for the pixel text base: from one start and the same number of training steps
+(the same CPU time, since every candidate has the same network), which recipe learns fastest?
+
+    python scripts/recipe_study.py train    --out runs/study [--start checkpoints/text_base] [--steps 240 --every 80]
+    python scripts/recipe_study.py evaluate --out runs/study [--judge checkpoints/judge --n 64]
+    python scripts/recipe_study.py report   --out runs/study [--plot docs/recipe_study.png]
+
+`train` runs each candidate of CANDIDATES with `python -m core train text_base --init-from START`
+and exports its EMA weights every `--every` steps (OUT/CANDIDATE/step_K); a stopped study resumes
+where it was. `evaluate` scores every export, and the start itself, with the judge's scorecard
+(the same prompts and seeds for all: recognisable and FD in the judge's features per split) and
+writes OUT/scores.json. `report` prints the table (steps, measured training minutes, figures) and
+draws the learning curves as a PNG.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+# name -> the `python -m core train text_base` options that differ from the committed recipe
+CANDIDATES = {
+    "baseline": [],                              # lr 5e-4, min-SNR-5, uniform t, balance 0.5
+    "lr-1e-3": ["--lr", "1e-3"],
+    "balance-1": ["--balance", "1.0"],           # every design (an emoji up to tone and gender) alike
+    "lognormal-t": ["--t-sampling", "lognormal"],  # EDM's noise levels, same min-SNR weight
+}
+SPLITS = ("seen People & Body", "seen other", "held-out")
+METRICS = ("recognisable", "fd_judge")
+
+
+def _milestones(steps: int, every: int) -> list[int]:
+    return list(range(every, steps + 1, every))
+
+
+def train(a) -> None:
+    out = Path(a.out)
+    for name, options in CANDIDATES.items():
+        for step in _milestones(a.steps, a.every):
+            export = out / name / f"step_{step:05d}"
+            if (export / "config.json").exists():
+                continue
+            cmd = [sys.executable, "-m", "core", "train", "text_base", "--run", str(out / "runs" / name),
+                   "--init-from", a.start, "--steps", str(step), "--save-every", str(a.every),
+                   "--sample-every", str(10 ** 9), "--threads", str(a.threads), "--checkpoints", a.checkpoints,
+                   "--export", str(export), *options]
+            print(" ".join(cmd), flush=True)
+            subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+            state = __import__("torch").load(out / "runs" / name / "state.pt", map_location="cpu", weights_only=True)
+            (export / "trained.json").write_text(json.dumps({"step": state["step"], "seconds": state["seconds"]}))
+
+
+def _root_with(text_base: Path, checkpoints: Path, scratch: Path) -> Path:
+    """A checkpoints root holding this text base and the committed CLIP it reads."""
+    root = scratch / text_base.parent.name / text_base.name
+    root.mkdir(parents=True, exist_ok=True)
+    for name, target in (("text_base", text_base), ("clip", checkpoints / "clip")):
+        link = root / name
+        if not link.exists():
+            os.symlink(target.resolve(), link)
+    return root
+
+
+def evaluate(a) -> None:
+    import torch
+
+    from core.judge import Judge
+    from core.models.modelset import ModelSet
+    from core.scorecard import base_sampler, scorecard
+
+    torch.set_num_threads(a.threads)
+    out = Path(a.out)
+    scores_path = out / "scores.json"
+    scores = json.loads(scores_path.read_text()) if scores_path.exists() else {}
+    judge = Judge.load(a.judge)
+    folders = [("start", 0, Path(a.start))]
+    for name in CANDIDATES:
+        for step in _milestones(a.steps, a.every):
+            folder = out / name / f"step_{step:05d}"
+            if (folder / "config.json").exists():
+                folders.append((name, step, folder))
+    for name, step, folder in folders:
+        key = f"{name}/{step}"
+        if key in scores:
+            continue
+        models = ModelSet(_root_with(folder, Path(a.checkpoints), out / "roots"), "cpu")
+        card = scorecard(base_sampler(models, "text"), "text", judge, n=a.n)
+        trained = folder / "trained.json"
+        scores[key] = {"candidate": name, "step": step,
+                       "seconds": json.loads(trained.read_text())["seconds"] if trained.exists() else 0.0,
+                       "splits": {split: {m: sp["rows"]["samples"][m] for m in METRICS}
+                                  for split, sp in card.results["splits"].items()},
+                       "real": {split: {m: sp["rows"]["real"][m] for m in METRICS}
+                                for split, sp in card.results["splits"].items()}}
+        print(key, json.dumps(scores[key]["splits"]), flush=True)
+        scores_path.write_text(json.dumps(scores, indent=1))
+
+
+def _curves(scores: dict) -> dict[str, list[dict]]:
+    start = [v for v in scores.values() if v["candidate"] == "start"]
+    curves = {}
+    for name in CANDIDATES:
+        points = sorted((v for v in scores.values() if v["candidate"] == name), key=lambda v: v["step"])
+        if points:
+            curves[name] = start + points
+    return curves
+
+
+def plot(curves: dict[str, list[dict]], path: Path, minutes_per_step: float) -> None:
+    """Recognisable (seen other) and FD(judge) (seen other) against CPU minutes, one line per
+    candidate, drawn with PIL."""
+    from PIL import Image, ImageDraw
+
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
+    panels = [("recognisable, seen other", lambda p: p["splits"]["seen other"]["recognisable"]),
+              ("FD(judge), seen other", lambda p: p["splits"]["seen other"]["fd_judge"])]
+    w, h, margin = 420, 300, 50
+    img = Image.new("RGB", (w * len(panels), h + 60), "white")
+    d = ImageDraw.Draw(img)
+    xmax = max(p["step"] for c in curves.values() for p in c) * minutes_per_step or 1
+    for k, (title, value) in enumerate(panels):
+        x0 = k * w + margin
+        values = [value(p) for c in curves.values() for p in c]
+        lo, hi = min(values), max(values)
+        lo, hi = lo - 0.05 * (hi - lo or 1), hi + 0.05 * (hi - lo or 1)
+        d.rectangle([x0, 20, x0 + w - margin - 20, h - 30], outline="black")
+        d.text((x0, 4), title, fill="black")
+        d.text((x0, h - 25), "0", fill="black")
+        d.text((x0 + w - margin - 60, h - 25), f"{xmax:.0f} CPU-min", fill="black")
+        d.text((x0 - 45, 20), f"{hi:.2f}", fill="black")
+        d.text((x0 - 45, h - 40), f"{lo:.2f}", fill="black")
+
+        def at(p, x0=x0, lo=lo, hi=hi, value=value):
+            x = x0 + (w - margin - 20) * p["step"] * minutes_per_step / xmax
+            y = (h - 30) - (h - 50) * (value(p) - lo) / (hi - lo)
+            return x, y
+        for i, (name, c) in enumerate(curves.items()):
+            pts = [at(p) for p in c]
+            d.line(pts, fill=colours[i % len(colours)], width=2)
+            for x, y in pts:
+                d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colours[i % len(colours)])
+    for i, name in enumerate(curves):
+        d.text((margin + i * 150, h + 30), f"- {name}", fill=colours[i % len(colours)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+
+
+def report(a) -> None:
+    scores = json.loads((Path(a.out) / "scores.json").read_text())
+    curves = _curves(scores)
+    timed = [p for c in curves.values() for p in c if p["step"]]
+    minutes_per_step = sum(p["seconds"] for p in timed) / sum(p["step"] for p in timed) / 60
+    print(f"measured training time: {minutes_per_step * 60:.2f} s per step (mean over the candidates)\n")
+    header = ["candidate", "step", "train min"] + [f"{m} ({s})" for s in SPLITS for m in METRICS]
+    print("| " + " | ".join(header) + " |")
+    print("|" + " --- |" * len(header))
+    for name, c in curves.items():
+        for p in c:
+            cells = [name, str(p["step"]), f"{p['seconds'] / 60:.1f}"]
+            cells += [f"{p['splits'][s][m]:.3f}" if m == "recognisable" else f"{p['splits'][s][m]:.2f}"
+                      for s in SPLITS for m in METRICS]
+            print("| " + " | ".join(cells) + " |")
+    real = next(iter(scores.values()))["real"]
+    print("| real renders | | | " + " | ".join(
+        f"{real[s][m]:.3f}" if m == "recognisable" else f"{real[s][m]:.2f}" for s in SPLITS for m in METRICS) + " |")
+    if a.plot:
+        plot(curves, Path(a.plot), minutes_per_step)
+        print(f"\nplot: {a.plot}")
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("command", choices=("train", "evaluate", "report"))
+    p.add_argument("--out", default="runs/study")
+    p.add_argument("--start", default="checkpoints/text_base")
+    p.add_argument("--checkpoints", default="checkpoints", help="the root with the clip and the judge")
+    p.add_argument("--judge", default="checkpoints/judge")
+    p.add_argument("--steps", type=int, default=240)
+    p.add_argument("--every", type=int, default=80)
+    p.add_argument("--n", type=int, default=64, help="prompts per split")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--plot", help="write the learning curves here (PNG)")
+    a = p.parse_args(argv)
+    {"train": train, "evaluate": evaluate, "report": report}[a.command](a)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
