@@ -23,6 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core.scorecard import TEXT_SPLITS  # noqa: E402
+
 # name -> the `python -m core train text_base` options that differ from the committed recipe
 CANDIDATES = {
     "baseline": [],                              # lr 5e-4, min-SNR-5, uniform t, balance 0.5
@@ -30,7 +32,7 @@ CANDIDATES = {
     "balance-1": ["--balance", "1.0"],           # every design (an emoji up to tone and gender) alike
     "lognormal-t": ["--t-sampling", "lognormal"],  # EDM's noise levels, same min-SNR weight
 }
-SPLITS = ("seen People & Body", "seen other", "held-out")
+SPLITS = TEXT_SPLITS
 METRICS = ("recognisable", "fd_judge")
 
 
@@ -117,8 +119,8 @@ def plot(curves: dict[str, list[dict]], path: Path, minutes_per_step: float) -> 
     from PIL import Image, ImageDraw
 
     colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
-    panels = [("recognisable, seen other", lambda p: p["splits"]["seen other"]["recognisable"]),
-              ("FD(judge), seen other", lambda p: p["splits"]["seen other"]["fd_judge"])]
+    panels = [("recognisable, seen other", lambda p: p["splits"]["seen, other"]["recognisable"]),
+              ("FD(judge), seen other", lambda p: p["splits"]["seen, other"]["fd_judge"])]
     w, h, margin = 420, 300, 50
     img = Image.new("RGB", (w * len(panels), h + 60), "white")
     d = ImageDraw.Draw(img)
