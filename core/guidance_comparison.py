@@ -12,7 +12,7 @@ The same labels and seeds at every setting. `score_samples` is the one place tha
 samples are measured: recognisability is the fraction of samples that the judge of the quality
 evaluation (`core.judge`, checkpoints/judge; trained on real emoji, independent of the guiding
 classifier) accepts as an emoji AND names with the subgroup asked for (`core.judge.recognisability`,
-the "recognisable" of `core.scorecard`); diversity is the mean pairwise distance between the
+the "recognisable" of `core.evaluation.scorecard`); diversity is the mean pairwise distance between the
 samples of one label, averaged over the labels: between their features in the subgroup
 classifier of `core.classifiers` (its pooled last layer, L2-normalised: what it sees, so two
 samples of the same thing in other colours are close), and, as a second column, between their

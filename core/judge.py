@@ -292,7 +292,7 @@ def retrieval(judge: Judge, images: torch.Tensor, asked_record_indices: Sequence
 
 def feature_fd(judge: Judge, a: torch.Tensor, b: torch.Tensor) -> float:
     """Frechet distance between two image sets in the judge's feature space."""
-    from core.evaluate import frechet_distance
+    from core.evaluation.metrics import frechet_distance
     return frechet_distance(judge.features(a).double().numpy(), judge.features(b).double().numpy())
 
 

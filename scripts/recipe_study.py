@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.scorecard import TEXT_SPLITS  # noqa: E402
+from core.evaluation.scorecard import TEXT_SPLITS  # noqa: E402
 
 # name -> the `python -m core train text_base` options that differ from the committed recipe
 CANDIDATES = {
@@ -73,7 +73,7 @@ def evaluate(a) -> None:
 
     from core.judge import Judge
     from core.models.modelset import ModelSet
-    from core.scorecard import base_sampler, scorecard
+    from core.evaluation.scorecard import base_sampler, scorecard
 
     torch.set_num_threads(a.threads)
     out = Path(a.out)

@@ -7,7 +7,7 @@ z_sem) and the DiffAE decoder need before the samples get measurably worse.
 A configuration is PRIOR/DECODER, each SAMPLER:STEPS[:SPACING] (spacing default: the prior
 samples on "leading", as `core.prior.sample_codes` always did; the decoder on the sampler's grid
 in `core.pipeline.STAGE_SPACING`). Each configuration is scored by the judge
-(`core.scorecard.scorecard`, the evaluation's "semantic" section) on text (names of seen People &
+(`core.evaluation.scorecard.scorecard`, the evaluation's "semantic" section) on text (names of seen People &
 Body / seen other / held-out emoji) and labels (People & Body subgroups / others), n per split,
 on seed set 0; the first configuration (the reference) and those named by --repeat also on the
 other seed sets, whose spread is the noise a difference must beat. Per configuration and split:
@@ -34,7 +34,7 @@ from core.pipeline import STAGE_SPACING  # noqa: E402
 from core.models.prior import sample_codes  # noqa: E402
 from core.diffusion.rng import BatchGenerator  # noqa: E402
 from core.diffusion.samplers import SAMPLERS, SPACINGS, sample  # noqa: E402
-from core.scorecard import GRID_CLASSES, GRID_PROMPTS, fixed_grid, scorecard  # noqa: E402
+from core.evaluation.scorecard import GRID_CLASSES, GRID_PROMPTS, fixed_grid, scorecard  # noqa: E402
 
 
 def parse_part(text: str, default_spacing) -> tuple[str, int, str]:
@@ -55,7 +55,7 @@ def parse_config(text: str) -> dict:
 
 
 def semantic_sampler(models, kind: str, config: dict, guidance: float, batch: int):
-    """`core.scorecard.semantic_sampler` with the prior's and the decoder's sampler, steps and
+    """`core.evaluation.scorecard.semantic_sampler` with the prior's and the decoder's sampler, steps and
     spacing of `config` (the decoder's x_T from the seed, as `core.semantic.render`)."""
     prior, decoder = models.get("prior"), models.get("diffae")
     encoder = models.get(prior.config.text_encoder) if kind == "text" else None

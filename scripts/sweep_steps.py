@@ -7,9 +7,9 @@ evaluations (NFE) each stage needs before its samples get measurably worse.
 A sampler is named with an optional spacing (`dpmpp-2m:trailing`; default "leading", as the
 pipeline's default).
 
-Each stage is measured on the first N held-out emoji (`core.evaluate.heldout_order`, seed 0):
+Each stage is measured on the first N held-out emoji (`core.evaluation.held_out.heldout_order`, seed 0):
 - base: the text base at guidance 3 on their captions, FD_CLIP of the 32 px samples to the real
-  held-out images (`core.evaluate.frechet_distance` on CLIP image embeddings, as the evaluation);
+  held-out images (`core.evaluation.metrics.frechet_distance` on CLIP image embeddings, as the evaluation);
 - class: the class base at guidance 3 on their subgroups (those it knows), the same FD_CLIP;
 - sr64 / sr128: the SR stage on the real images area-downsampled to its input size, FD_CLIP
   and PSNR / SSIM of its outputs against the real images at its size.
@@ -37,7 +37,8 @@ from core.cascade import ModelSet  # noqa: E402
 from core.cli import number_list  # noqa: E402
 from core.models.clip_model import ClipEmbedder  # noqa: E402
 from core.data.emoji import load_dataset  # noqa: E402
-from core.evaluate import caption_of, frechet_distance, heldout_order, psnr, ssim  # noqa: E402
+from core.evaluation.held_out import caption_of, heldout_order  # noqa: E402
+from core.evaluation.metrics import frechet_distance, psnr, ssim  # noqa: E402
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, generate_class, generate_text, upscale  # noqa: E402
 from core.diffusion.samplers import SAMPLERS, SPACINGS  # noqa: E402
 
@@ -107,7 +108,7 @@ def main(argv=None) -> int:
     rows = []
     for stage, ref_steps in zip(stages, reference):
         size = STAGES[stage][1]
-        if stage == "class":  # the held-out emoji of the subgroups the class base knows (core.evaluate's)
+        if stage == "class":  # the held-out emoji of the subgroups the class base knows (the evaluation's)
             known = set(ms.get("class_base").config.classes or [])
             idx = [i for i in order if data.records[i].subgroup in known][: a.n]
         else:

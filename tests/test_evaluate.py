@@ -9,7 +9,13 @@ import torch
 
 from core.classifiers import (Classifier, ClassifierSettings, cache_name, load_or_train, to_resolution,
                               train_classifier, training_examples)
-from core.evaluate import frechet_distance, gaussian_window, main, psnr, ssim
+from core.cli.main import main as cli
+from core.evaluation.metrics import frechet_distance, gaussian_window, psnr, ssim
+
+
+def main(argv):
+    """`python -m core evaluate ARGV`."""
+    return cli(["evaluate", *argv])
 
 
 # --------------------------------------------------------------------------- Frechet distance
@@ -164,8 +170,12 @@ def cli_run(tiny_checkpoints, tmp_path_factory, data):
 @pytest.fixture
 def shared_data(data, monkeypatch):
     """The CLI loads the data set itself; hand it the module's copy (with its resized images)."""
-    monkeypatch.setattr("core.data.emoji.load_dataset", lambda *a, **k: data)
+    monkeypatch.setattr("core.evaluation.evaluate.load_dataset", lambda *a, **k: data)
     return data
+
+
+def tiny_checkpoints_root(argv):
+    return argv[argv.index("--checkpoints") + 1]
 
 
 def test_cli_end_to_end_on_tiny_checkpoints(cli_run, shared_data, capsys):
@@ -193,6 +203,25 @@ def test_cli_end_to_end_on_tiny_checkpoints(cli_run, shared_data, capsys):
         r = results[name]
         assert r["resolution"] == res and r["steps"] == 2 and r["n"] == 2
         assert -1 <= r["model"]["ssim"] <= 1 and r["bicubic"]["psnr"] > 10
+    # the chain: both stages in turn from the real 32 px image, as the cascade runs them
+    chain = results["sr_chain"]
+    assert chain["resolution"] == 128 and chain["steps"] == [2, 2] and chain["n"] == 2
+    assert "| both stages, 32->64->128" in report
+    from core.cascade import upscale_chain
+    from core.evaluation.held_out import heldout_order
+    from core.evaluation.metrics import to_unit
+    from core.models.modelset import ModelSet
+    from core.pipeline import SR_STAGE_DEFAULTS
+    from dataclasses import replace
+    ms = ModelSet(tiny_checkpoints_root(argv), "cpu")
+    idx = heldout_order(shared_data, 0)[:2]
+    by_hand = upscale_chain([ms.get("sr64"), ms.get("sr128")], shared_data.images_at(32, idx), [0, 1],
+                            [replace(s, steps=2) for s in SR_STAGE_DEFAULTS])[128]
+    high = to_unit(shared_data.images_at(128, idx))
+    assert chain["model"]["psnr"] == pytest.approx(psnr(to_unit(by_hand), high).mean().item(), abs=1e-4)
+    bicubic = torch.nn.functional.interpolate(shared_data.images_at(32, idx), size=128, mode="bicubic",
+                                              align_corners=False).clamp(-1, 1)
+    assert chain["bicubic"]["psnr"] == pytest.approx(psnr(to_unit(bicubic), high).mean().item(), abs=1e-6)
     assert results["timing"]["seconds"] > 0 and set(results["timing"]["stages"]) == {"32", "64", "128"}
     assert set(results["classifiers"]) == {"subgroup", "skin_tone", "gender"}
     # the judge's scorecard of both bases, the old measures of the same images beside, the grids

@@ -9,7 +9,7 @@ from core.data.emoji import EmojiRecord
 from core.judge import (NEGATIVE_KINDS, SAMPLED_KINDS, Judge, JudgeError, JudgeSettings, degrade, design_of,
                         feature_fd, gaussian_blur, geometric, main, recognisability, retrieval, round_trip,
                         train_judge)
-from core.scorecard import (GRID_EMOJI, GRID_PROMPTS, LABEL_SPLITS, TEXT_SPLITS, base_sampler, fixed_grid,
+from core.evaluation.scorecard import (GRID_EMOJI, GRID_PROMPTS, LABEL_SPLITS, TEXT_SPLITS, base_sampler, fixed_grid,
                             labelled_grid, prompt_of, scorecard)
 
 COMMITTED = DEFAULT_CHECKPOINTS / "judge"
@@ -350,7 +350,7 @@ def toneless_sampler(data):
 
 
 def test_attribute_retention_of_real_and_toneless_samples(data, tiny_judge, nn_classifiers):
-    from core.scorecard import asked_attributes, attribute_retention
+    from core.evaluation.scorecard import asked_attributes, attribute_retention
     assert asked_attributes(data.records[data.index_of("woman dancing: dark skin tone")]) == {
         "skin_tone": "dark", "gender": "woman"}
     assert asked_attributes(data.records[data.index_of("person running")]) == {"gender": "person"}
@@ -378,7 +378,7 @@ def test_attribute_retention_of_real_and_toneless_samples(data, tiny_judge, nn_c
 
 
 def test_format_attributes_lists_every_split_and_the_pool(data, tiny_judge, nn_classifiers):
-    from core.scorecard import format_scorecard
+    from core.evaluation.scorecard import format_scorecard
     card = scorecard(toneless_sampler(data), "text", tiny_judge, data, n=6, seed=3, classifiers=nn_classifiers)
     text = "\n".join(format_scorecard(card.results))
     assert "Attribute retention" in text and "skin tone as asked" in text and "**all splits**" in text

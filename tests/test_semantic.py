@@ -108,9 +108,9 @@ def test_cli_generate_semantic_and_variations(tiny_checkpoints, tmp_path, capsys
 
 
 def test_the_judges_semantic_sampler_draws_what_the_cascade_draws(models):
-    """core.scorecard.semantic_sampler batches different prompts (or labels) and seeds; each image
+    """core.evaluation.scorecard.semantic_sampler batches different prompts (or labels) and seeds; each image
     is the one generate(base_model="semantic") gives for that prompt and seed."""
-    from core.scorecard import semantic_sampler
+    from core.evaluation.scorecard import semantic_sampler
     settings = StageSettings(steps=3)
     sample = semantic_sampler(models, "text", settings, decoder_steps=2, batch=2)
     got = sample(["red apple", "thumbs up", "heart"], [4, 9, 1])

@@ -433,7 +433,7 @@ def test_evaluate_runs_and_reports_missing_models(models, tiny_checkpoints, tmp_
     assert results["rows"][3][2] == 0 and results["rows"][7][2] == 0   # nothing changes outside the mask
     # realism: FD_CLIP to the real emoji, for the model and the baseline (here the mean fill, by hand)
     from core.data.emoji import load_dataset
-    from core.evaluate import frechet_distance
+    from core.evaluation.metrics import frechet_distance
     assert [r[1] for r in results["rows"][4:6]] == ["FD_CLIP to the real emoji (lower is better)"] * 2
     data = load_dataset()
     x = data.images_at(64, torch.as_tensor(data.indices("heldout"))[:2])

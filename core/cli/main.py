@@ -32,13 +32,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ilvr-strip": ("core.cli.ilvr", "ILVR at several factors N: a strip and its figures"),
     "mechanics": ("core.cli.mechanics", "the panels of the How it works tab: grids and tables"),
     "train": ("core.cli.train", "train (or resume) a model, or all of them in order"),
+    "evaluate": ("core.cli.evaluate", "evaluate the bases and SR stages on the held-out split (markdown report)"),
     "evaluate-translate": ("core.cli.evaluate", "measure Palette / RePaint / SDEdit on held-out emoji; prints markdown"),
     "evaluate-diffae": ("core.cli.evaluate", "DiffAE reconstruction PSNR and edit success on held-out emoji"),
     "data": ("core.cli.data", "build the emoji data set cache and print its counts"),
 }
 # Commands whose modules keep a command line of their own for now: the rest of the line is theirs.
 DELEGATED: dict[str, tuple[str, str]] = {
-    "evaluate": ("core.evaluate", "evaluate the bases and SR stages on the held-out split (markdown report)"),
     "judge": ("core.judge", "score images with the judge, or train it"),
     "guidance-comparison": ("core.guidance_comparison", "classifier against classifier-free guidance: plot and table"),
 }

@@ -46,7 +46,13 @@ from typing import Callable, Literal, Sequence
 
 import torch
 
+from core.cascade import generate
+from core.data.emoji import load_dataset
+from core.evaluation.held_out import mean_of, names_gender, names_skin_tone
 from core.judge import (RESOLUTION, Judge, feature_fd, is_people, recognisability, retrieval, round_trip)
+from core.models.prior import sample_codes
+from core.pipeline import BASE_DEFAULTS, generate_class, generate_text
+from core.semantic import DECODER_STEPS, render
 
 Sampler = Callable[[list, list], torch.Tensor]
 Kind = Literal["text", "label"]
@@ -118,8 +124,7 @@ ATTRIBUTE_TASKS = ("skin_tone", "gender")
 def asked_attributes(record) -> dict[str, str]:
     """The skin tone and gender a prompt of this emoji asks for ({} when none): the tone its
     name gives, and man / woman, or person when the name says person, people, child, ...
-    (``core.evaluate.names_skin_tone`` / ``names_gender``)."""
-    from core.evaluate import names_gender, names_skin_tone
+    (``core.evaluation.held_out.names_skin_tone`` / ``names_gender``)."""
     out = {"skin_tone": names_skin_tone(record), "gender": names_gender(record)}
     return {k: v for k, v in out.items() if v is not None}
 
@@ -144,7 +149,7 @@ def attribute_matches(classifiers: dict, records: Sequence, images: torch.Tensor
 
 
 def _retention(samples: torch.Tensor, real: torch.Tensor) -> dict:
-    s, r = _mean(samples), _mean(real)
+    s, r = mean_of(samples), mean_of(real)
     return {"n": int(samples.numel()), "samples": s, "real": r, "vs_real": s / r if r else float("nan")}
 
 
@@ -178,10 +183,6 @@ class Scorecard:
     flags: dict[str, dict[str, dict[str, torch.Tensor]]] = field(default_factory=dict)
 
 
-def _mean(t: torch.Tensor) -> float:
-    return float(t.float().mean()) if t.numel() else float("nan")
-
-
 def score_images(judge: Judge, images: torch.Tensor, subgroups: Sequence[str],
                  asked_records: Sequence[int] | None = None, k: int = 5) -> dict[str, torch.Tensor]:
     """Per-sample flags of one image set: accepted, subgroup_as_asked, recognisable and (given the
@@ -204,8 +205,6 @@ def scorecard(sample: Sampler, kind: Kind, judge: Judge, data=None, *, n: int = 
     same data set (it is, by default). ``classifiers`` ({task: Classifier} with "skin_tone" and
     "gender"): a text scorecard also measures attribute retention (``results["attributes"]``,
     pooled over the splits, and each split's ``"attributes"``)."""
-    from core.data.emoji import load_dataset
-
     if kind not in ("text", "label"):
         raise ValueError(f"kind must be 'text' or 'label', got {kind!r}")
     if not isinstance(n, int) or n < 2:
@@ -244,7 +243,7 @@ def scorecard(sample: Sampler, kind: Kind, judge: Judge, data=None, *, n: int = 
         for row, x in sets.items():
             f = score_images(judge, x, subgroups, real_idx if kind == "text" else None, k)
             flags[row] = f
-            rows[row] = {key: _mean(v) for key, v in f.items()}
+            rows[row] = {key: mean_of(v) for key, v in f.items()}
             rows[row]["fd_judge"] = feature_fd(judge, x, pool)
         card.results["splits"][name] = {"n": m, "examples": list(asked[:4]), "population": len(pool),
                                         "sample_seconds": round(seconds, 2), "rows": rows}
@@ -274,8 +273,6 @@ def base_sampler(models, kind: Kind, settings=None, batch: int = 32) -> Sampler:
     """The committed pixel base of ``kind`` (text_base or class_base) at 32 px in batches: the
     same images as ``core.cascade.generate(models, prompt=p or label=l, seed=s, size=32)``,
     sample by sample (one noise stream per seed)."""
-    from core.pipeline import BASE_DEFAULTS, generate_class, generate_text
-
     settings = settings or BASE_DEFAULTS
 
     def sample(asked: list, seeds: list) -> torch.Tensor:
@@ -294,10 +291,6 @@ def semantic_sampler(models, kind: Kind, settings=None, decoder_steps: int | Non
     """The semantic base (the prior over DiffAE's code, then the DiffAE decoder) at 32 px in
     batches: the same images as ``core.cascade.generate(..., base_model="semantic", size=32)``,
     sample by sample (per-seed noise streams), with the prior sampling at ``settings``."""
-    from core.pipeline import BASE_DEFAULTS
-    from core.models.prior import sample_codes
-    from core.semantic import DECODER_STEPS, render
-
     settings = settings or BASE_DEFAULTS
     decoder_steps = decoder_steps or DECODER_STEPS
     prior, decoder = models.get("prior"), models.get("diffae")
@@ -318,8 +311,6 @@ def semantic_sampler(models, kind: Kind, settings=None, decoder_steps: int | Non
 def cascade_sampler(models, kind: Kind, **generate_kwargs) -> Sampler:
     """Any base :func:`core.cascade.generate` offers, one call per sample at 32 px
     (``generate_kwargs`` such as the base's settings pass through)."""
-    from core.cascade import generate
-
     key = "prompt" if kind == "text" else "label"
 
     def sample(asked: list, seeds: list) -> torch.Tensor:
@@ -394,7 +385,6 @@ def fixed_grid(sample: Sampler, kind: Kind, judge: Judge | None, path: str | Pat
     labels, cells = list(asked), []
     if judge is not None:
         if kind == "text":
-            from core.data.emoji import load_dataset
             data = data if data is not None else load_dataset()
             subgroups = [data.records[data.index_of(GRID_EMOJI.get(a, a))].subgroup for a in asked]
         else:
