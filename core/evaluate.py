@@ -494,7 +494,7 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
     ``n_sr`` the images per SR stage (at most ``n``; None: ``n``).
     """
     from core.models.modelset import ModelSet
-    from core.classifiers import load_all
+    from core.evaluation.classifiers import load_all
     from core.models.clip_model import ClipEmbedder
     from core.data.emoji import load_dataset
 
@@ -794,7 +794,7 @@ def _json_safe(obj):
 
 def main(argv: Sequence[str] | None = None) -> int:
     from core.models.checkpoints import CheckpointError
-    from core.classifiers import ClassifierSettings
+    from core.evaluation.classifiers import ClassifierSettings
 
     p = argparse.ArgumentParser(prog="python -m core.evaluate", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoints", help="checkpoints root (folder or Hub repo id); default checkpoints/")

@@ -75,7 +75,7 @@ def load_judge(models):
 def _classifier():
     """The subgroup classifier of core.classifiers, whose features diversity is measured in
     (cached; trained once, ~3 CPU minutes)."""
-    from core.classifiers import load_or_train
+    from core.evaluation.classifiers import load_or_train
     return load_or_train("subgroup", log=lambda s: print(s, file=sys.stderr, flush=True))
 
 
@@ -108,7 +108,7 @@ def score_samples(samples: dict[str, Tensor], judge) -> dict[str, float]:
 @torch.no_grad()
 def classifier_features(classifier, images: Tensor) -> Tensor:
     """The subgroup classifier's pooled last-layer features of images, L2-normalised: [n, d]."""
-    from core.classifiers import to_resolution
+    from core.models.small_cnn import to_resolution
     net = classifier.model.eval()
     x = to_resolution(images).to(classifier.device)
     features = net.head[:2](net.features(x)).float().cpu()   # pooling and flattening, before dropout and the head

@@ -1,7 +1,7 @@
 """The judge: a small CNN that tells an emoji from what is not one, and says which it is.
 
 An evaluator of generated images (as Inception is for FID), trained on ALL real emoji of the
-data set (both splits) at 32x32, with three heads on one :class:`core.classifiers.SmallCNN`
+data set (both splits) at 32x32, with three heads on one :class:`core.models.small_cnn.SmallCNN`
 trunk (four 3x3 convs, widths w, 2w, 4w, 4w, global average pooling):
 
 - **realism**: one logit, "is an emoji" vs "not an emoji". Positives are real emoji under
@@ -49,7 +49,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from core.classifiers import SmallCNN, data_fingerprint, to_resolution
+from core.evaluation.classifiers import data_fingerprint
+from core.models.small_cnn import SmallCNN, to_resolution
 
 RESOLUTION = 32
 FORMAT_VERSION = 1

@@ -19,8 +19,9 @@ from tests.test_app import AppServer, good_request, make_client, rgb_png
 
 @pytest.fixture(scope="module")
 def server(tiny_checkpoints, tmp_path_factory):
-    from core.classifiers import (FORMAT_VERSION, Classifier, ClassifierSettings, SmallCNN, data_fingerprint,
-                                  task_classes)
+    from core.evaluation.classifiers import (FORMAT_VERSION, Classifier, ClassifierSettings, data_fingerprint,
+                                             task_classes)
+    from core.models.small_cnn import SmallCNN
     from core.data.emoji import load_dataset
     from core.judge import Judge, JudgeNet
     from tests.tiny import CLASSES

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from core.classifiers import (Classifier, ClassifierSettings, cache_name, load_or_train, to_resolution,
-                              train_classifier, training_examples)
 from core.evaluate import frechet_distance, gaussian_window, main, psnr, ssim
+from core.evaluation.classifiers import (Classifier, ClassifierSettings, cache_name, load_or_train, train_classifier,
+                                         training_examples)
+from core.models.small_cnn import to_resolution
 
 
 # --------------------------------------------------------------------------- Frechet distance

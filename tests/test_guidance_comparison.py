@@ -100,7 +100,8 @@ def test_cli_writes_the_plot_and_the_grid(tiny_checkpoints, tmp_path, stub_judge
 
 def test_classifier_features_are_the_pooled_normalised_features():
     """The features are what the classifier's head reads (at 32x32), normalised."""
-    from core.classifiers import Classifier, SmallCNN
+    from core.evaluation.classifiers import Classifier
+    from core.models.small_cnn import SmallCNN
     torch.manual_seed(0)
     classifier = Classifier(SmallCNN(3, width=8), ["a", "b", "c"], {})
     images = torch.rand(4, 3, 64, 64) * 2 - 1

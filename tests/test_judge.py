@@ -314,11 +314,11 @@ def test_base_sampler_matches_the_cascade(tiny_checkpoints):
 
 class NearestRealClassifier:
     """A 1-nearest-neighbour classifier of a task over the real 32 px renders that have a label
-    for it: a real render is rated as its own label, exactly (the interface of core.classifiers'
+    for it: a real render is rated as its own label, exactly (the interface of core.evaluation.classifiers'
     Classifier that attribute retention uses: ``classes``, ``index``, ``predict``)."""
 
     def __init__(self, data, task):
-        from core.classifiers import task_classes, task_label
+        from core.evaluation.classifiers import task_classes, task_label
         self.classes = task_classes(task, data)
         idx = [i for i, r in enumerate(data.records) if task_label(task, r) is not None]
         self.reference = data.images_at(32, idx).flatten(1)

@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("core.cli.train", "train (or resume) a model, or all of them in order"),
     "evaluate-translate": ("core.cli.evaluate", "measure Palette / RePaint / SDEdit on held-out emoji; prints markdown"),
     "evaluate-diffae": ("core.cli.evaluate", "DiffAE reconstruction PSNR and edit success on held-out emoji"),
+    "classifiers": ("core.cli.classifiers", "train (or load) the attribute classifiers and print their accuracies"),
     "data": ("core.cli.data", "build the emoji data set cache and print its counts"),
 }
 # Commands whose modules keep a command line of their own for now: the rest of the line is theirs.
