@@ -584,7 +584,7 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
                                        f"{', '.join(str(root / m) for m in missing)})")
         log(results["skipped"]["prior"])
     if bases:
-        from core.judge import Judge, JudgeError
+        from core.evaluation.judge import Judge, JudgeError
         judge_folder = Path(judge) if judge else root / "judge"
         try:
             the_judge = Judge.load(judge_folder, ms.device).set_reference(data)

@@ -10,8 +10,8 @@ Salimans 2021, fig. 1: both trade diversity for fidelity).
 
 The same labels and seeds at every setting. `score_samples` is the one place that says how
 samples are measured: recognisability is the fraction of samples that the judge of the quality
-evaluation (`core.judge`, checkpoints/judge; trained on real emoji, independent of the guiding
-classifier) accepts as an emoji AND names with the subgroup asked for (`core.judge.recognisability`,
+evaluation (`core.evaluation.judge`, checkpoints/judge; trained on real emoji, independent of the guiding
+classifier) accepts as an emoji AND names with the subgroup asked for (`core.evaluation.judge.recognisability`,
 the "recognisable" of `core.scorecard`); diversity is the mean pairwise distance between the
 samples of one label, averaged over the labels: between their features in the subgroup
 classifier of `core.classifiers` (its pooled last layer, L2-normalised: what it sees, so two
@@ -60,9 +60,9 @@ Scorer = Callable[[dict], dict]
 # ---- how samples are measured ---------------------------------------------------------------------
 @functools.lru_cache(maxsize=4)
 def _judge(folder: str):
-    """The judge in `folder` (core.judge), loaded once per folder; JudgeError (a ValueError) names
+    """The judge in `folder` (core.evaluation.judge), loaded once per folder; JudgeError (a ValueError) names
     what is missing."""
-    from core.judge import Judge
+    from core.evaluation.judge import Judge
     return Judge.load(folder)
 
 
@@ -82,11 +82,11 @@ def _classifier():
 def score_samples(samples: dict[str, Tensor], judge) -> dict[str, float]:
     """Recognisability and diversity of samples {label: images [n, 3, r, r] in [-1, 1]}:
     `recognisability` = the fraction of all samples the judge accepts as an emoji and assigns to
-    their label (`core.judge.recognisability`); `diversity` = the mean pairwise distance of the
+    their label (`core.evaluation.judge.recognisability`); `diversity` = the mean pairwise distance of the
     samples' L2-normalised features in the subgroup classifier (core.classifiers), within each
     label, averaged over the labels (labels with one sample are left out); `diversity_pixels` the
     same for the RMS pixel distance (on [0, 1])."""
-    from core.judge import recognisability
+    from core.evaluation.judge import recognisability
     for label in samples:
         judge.subgroup_index(label)   # ValueError naming a label the judge does not know
     classifier = _classifier()
@@ -182,8 +182,8 @@ def compare_guidance(models, labels: Sequence[str] = LABELS, cfg_scales: Sequenc
     parameters = {"panel": "guidance comparison", "labels": labels, "seeds": seeds, "cfg_scales": cfg_scales,
                   "classifier_scales": classifier_scales, "sampler": sampler, "steps": int(steps),
                   "thresholding": thresholding,
-                  "measures": "recognisability: the share of samples the judge (core.judge) accepts as an emoji "
-                              "and assigns to the label; diversity: mean pairwise distance within a label of the "
+                  "measures": "recognisability: the share of samples the judge (core.evaluation.judge) accepts as an "
+                              "emoji and assigns to the label; diversity: mean pairwise distance within a label of the "
                               "L2-normalised features of the subgroup classifier of core.classifiers "
                               "(diversity_pixels: of the pixels, RMS on [0, 1])"}
     return Comparison(rows, images, parameters)

@@ -46,7 +46,7 @@ from typing import Callable, Literal, Sequence
 
 import torch
 
-from core.judge import (RESOLUTION, Judge, feature_fd, is_people, recognisability, retrieval, round_trip)
+from core.evaluation.judge import (RESOLUTION, Judge, feature_fd, is_people, recognisability, retrieval, round_trip)
 
 Sampler = Callable[[list, list], torch.Tensor]
 Kind = Literal["text", "label"]

@@ -42,7 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.judge import Judge, round_trip  # noqa: E402
+from core.evaluation.judge import Judge, round_trip  # noqa: E402
 from core.scorecard import labelled_grid, prompt_of  # noqa: E402
 
 PIXEL_SETS = ("text_10", "text_25", "class_10", "class_25")

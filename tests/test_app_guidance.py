@@ -23,7 +23,7 @@ def server(tiny_checkpoints, tmp_path_factory):
                                              task_classes)
     from core.models.small_cnn import SmallCNN
     from core.data.emoji import load_dataset
-    from core.judge import Judge, JudgeNet
+    from core.evaluation.judge import Judge, JudgeNet
     from tests.tiny import CLASSES
     tmp = tmp_path_factory.mktemp("app-guidance")
     checkpoints = tmp / "checkpoints"   # the tiny checkpoints and a judge that knows their classes

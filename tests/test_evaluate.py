@@ -152,7 +152,7 @@ def test_classifier_any_resolution_and_cache(data, tmp_path):
 
 @pytest.fixture(scope="module")
 def cli_run(tiny_checkpoints, tmp_path_factory, data):
-    from core.judge import JudgeSettings, train_judge
+    from core.training.judge import JudgeSettings, train_judge
     out = tmp_path_factory.mktemp("eval")
     judge = train_judge(data, JudgeSettings(steps=2, batch=4, width=4, max_train=16, poor=0), log=None)
     judge.save(out / "judge", "# tiny judge\n")

@@ -11,13 +11,13 @@ from PIL import Image
 
 import core.guidance_comparison as gc
 from core.images import read_parameters
-from core.judge import Judge, JudgeNet
+from core.evaluation.judge import Judge, JudgeNet
 
 FAST = dict(seeds=[0, 1, 2], steps=2)
 
 
 class BrightnessJudge(Judge):
-    """core.judge.Judge whose heads read the mean brightness m of an image: accepted as an emoji
+    """core.evaluation.judge.Judge whose heads read the mean brightness m of an image: accepted as an emoji
     when m > -0.9 (not black), its subgroup 'cat-face' when m > 0, else 'heart'."""
 
     def __init__(self):
@@ -118,7 +118,7 @@ def test_without_a_judge_the_error_names_it_before_any_sampling(models, monkeypa
     def no_sampling(*args, **kwargs):
         raise AssertionError("sampled before the judge was checked")
     monkeypatch.setattr(gc, "generate_class", no_sampling)
-    with pytest.raises(ValueError, match=r"judge: .*judge.*python -m core.judge train"):
+    with pytest.raises(ValueError, match=r"judge: .*judge.*python -m core judge train"):
         gc.compare_guidance(models, ["cat-face"], cfg_scales=[1], classifier_scales=[0], **FAST)
 
 

@@ -10,7 +10,7 @@ from core.evaluation.classifiers import TASKS, ClassifierSettings, default_folde
 
 
 def add_parsers(sub, models: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("classifiers", help="train (or load) the attribute classifiers and print their accuracies",
+    p = sub.add_parser("classifiers", help="train (or load) the attribute classifiers, print their accuracies",
                        description="Small CNN classifiers of the emoji data set, used to evaluate generated images.")
     p.add_argument("--folder", help=f"cache folder (default {default_folder()})")
     p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated: " + ", ".join(TASKS))
