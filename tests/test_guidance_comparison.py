@@ -1,4 +1,4 @@
-"""Classifier against classifier-free guidance (core.guidance_comparison) on tiny models, with a
+"""Classifier against classifier-free guidance (core.evaluation.guidance_comparison) on tiny models, with a
 judge whose heads read the brightness (the tiny checkpoints have no judge) and a stand-in for the
 subgroup classifier whose features diversity is measured in (the real one trains for minutes)."""
 from __future__ import annotations
@@ -9,7 +9,8 @@ import pytest
 import torch
 from PIL import Image
 
-import core.guidance_comparison as gc
+import core.evaluation.guidance_comparison as gc
+from core.cli.main import main
 from core.images import read_parameters
 from core.evaluation.judge import Judge, JudgeNet
 
@@ -86,15 +87,16 @@ def test_bad_input_is_named(models, stub_judge, kwargs, message):
 
 
 def test_cli_writes_the_plot_and_the_grid(tiny_checkpoints, tmp_path, stub_judge, capsys):
-    assert gc.main(["--labels", "cat-face", "--cfg-scales", "1,3", "--classifier-scales", "0,5", "--seeds", "0,1",
-                    "--steps", "2", "--checkpoints", str(tiny_checkpoints), "--out", str(tmp_path / "p.png"),
-                    "--grid", str(tmp_path / "g.png")]) == 0
+    assert main(["guidance-comparison", "--labels", "cat-face", "--cfg-scales", "1,3", "--classifier-scales", "0,5",
+                 "--seeds", "0,1", "--steps", "2", "--checkpoints", str(tiny_checkpoints),
+                 "--out", str(tmp_path / "p.png"), "--grid", str(tmp_path / "g.png")]) == 0
     out = capsys.readouterr().out
     assert "| guidance | scale | recognisability | diversity | diversity_pixels | seconds_per_image |" in out
     assert Image.open(tmp_path / "p.png").size == (640, 440)
     rows = read_parameters(tmp_path / "g.png")["rows"]
     assert [r["guidance"] for r in rows] == ["classifier-free"] * 2 + ["classifier"] * 2
-    assert gc.main(["--labels", "nope", "--checkpoints", str(tiny_checkpoints), "--out", str(tmp_path / "q.png")]) == 2
+    assert main(["guidance-comparison", "--labels", "nope", "--checkpoints", str(tiny_checkpoints),
+                 "--out", str(tmp_path / "q.png")]) == 2
     assert "unknown class 'nope'" in capsys.readouterr().err and not (tmp_path / "q.png").exists()
 
 

@@ -35,13 +35,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate-translate": ("core.cli.evaluate", "measure Palette / RePaint / SDEdit on held-out emoji; prints markdown"),
     "evaluate-diffae": ("core.cli.evaluate", "DiffAE reconstruction PSNR and edit success on held-out emoji"),
     "judge": ("core.cli.judge", "score images with the judge, or train it"),
+    "guidance-comparison": ("core.cli.guidance_comparison",
+                            "classifier against classifier-free guidance: plot and table"),
     "classifiers": ("core.cli.classifiers", "train (or load) the attribute classifiers, print their accuracies"),
     "data": ("core.cli.data", "build the emoji data set cache and print its counts"),
 }
 # Commands whose modules keep a command line of their own for now: the rest of the line is theirs.
 DELEGATED: dict[str, tuple[str, str]] = {
     "evaluate": ("core.evaluate", "evaluate the bases and SR stages on the held-out split (markdown report)"),
-    "guidance-comparison": ("core.guidance_comparison", "classifier against classifier-free guidance: plot and table"),
 }
 DESCRIPTION = "The diffusion demo hub without a UI."
 
