@@ -197,6 +197,7 @@ def test_score_cli(tmp_path, data, tiny_judge, capsys):
 
 # --------------------------------------------------------------------------- the committed judge
 
+@pytest.mark.slow
 @needs_committed
 def test_committed_judge_rejects_blurs_and_blobs_and_accepts_real(data):
     judge = Judge.load(COMMITTED)
@@ -210,6 +211,7 @@ def test_committed_judge_rejects_blurs_and_blobs_and_accepts_real(data):
         assert judge.accept(degrade(base, kind, g)).float().mean() <= 0.25, kind
 
 
+@pytest.mark.slow
 @needs_committed
 def test_committed_judge_accepts_held_out_emoji_and_has_its_manifold(data):
     judge = Judge.load(COMMITTED).set_reference(data)
@@ -224,6 +226,7 @@ def test_committed_judge_accepts_held_out_emoji_and_has_its_manifold(data):
         assert judge.accept(degrade(base, kind, g)).float().mean() <= 0.15, kind
 
 
+@pytest.mark.slow
 @needs_committed
 def test_committed_judge_retrieves_blurred_real_emoji(data):
     judge = Judge.load(COMMITTED).set_reference(data)
