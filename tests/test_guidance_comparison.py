@@ -11,8 +11,8 @@ from PIL import Image
 
 import core.evaluation.guidance_comparison as gc
 from core.cli.main import main
-from core.images import read_parameters
 from core.evaluation.judge import Judge, JudgeNet
+from core.images import read_parameters
 
 FAST = dict(seeds=[0, 1, 2], steps=2)
 

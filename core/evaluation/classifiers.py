@@ -11,14 +11,15 @@ split), at 32x32:
 Images of any size are area-downsampled (or bilinearly upsampled) to 32x32 first, so the
 same classifier rates the 32x32 base samples and the 64 / 128 SR outputs.
 
-Network (:class:`core.models.small_cnn.SmallCNN`): four 3x3 conv layers (widths w, 2w, 4w, 4w;
-the last three with stride 2), each with BatchNorm and SiLU, global average pooling, dropout
-0.2 and a linear head; about 0.25 M parameters at w = 32. Training: AdamW with linear warm-up and cosine decay, label smoothing
+Network: four 3x3 conv layers (widths w, 2w, 4w, 4w; the last three with stride 2), each
+with BatchNorm and SiLU, global average pooling, dropout 0.2 and a linear head; about 0.25 M
+parameters at w = 32. Training: AdamW with linear warm-up and cosine decay, label smoothing
 0.1, batches drawn with probability proportional to count(class)^-``balance`` (square-root
 re-balancing by default, since subgroups range from 1 to ~440 training images), light
 augmentation (random translations by up to ``shift`` pixels, padding with white, the
 background of every emoji, and horizontal flips). Seeded: the same settings give the same
-weights (on the same machine and thread count).
+weights (on the same machine and thread count). The network is
+:class:`core.models.small_cnn.SmallCNN`, the judge's trunk too.
 
 Cache: one folder per task (``subgroup``; ``subgroup-<hash>`` for non-default settings) under
 ``$DIFFUSION_HUB_CLASSIFIERS`` or ``~/.cache/diffusion-hub/classifiers`` (``config.json`` with

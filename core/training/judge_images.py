@@ -194,5 +194,5 @@ def degrade(x: torch.Tensor, kind: str, gen: torch.Generator) -> torch.Tensor:
     return y.clamp(-1, 1)
 
 
-__all__ = ["NEGATIVE_KINDS", "SAMPLED_KINDS", "SHAPE_KINDS", "gaussian_blur", "geometric", "colour_jitter", "shift_exact",
-           "augment_real", "silhouette", "elastic_warp", "degrade"]
+__all__ = ["NEGATIVE_KINDS", "SAMPLED_KINDS", "SHAPE_KINDS", "gaussian_blur", "geometric", "colour_jitter",
+           "shift_exact", "augment_real", "silhouette", "elastic_warp", "degrade"]
