@@ -1,7 +1,7 @@
 """Tab: how diffusion works, on the project's own models: the forward process, samplers at equal
 cost, a guidance sweep, classifier against classifier-free guidance, a sampling trajectory,
 likelihood in bits per dimension, and h-space editing beside the DiffAE edit. Layout and wiring
-only; the work is in core.mechanics, core.guidance_comparison, core.diffusion.likelihood and core.hspace.
+only; the work is in core.mechanics, core.evaluation.guidance_comparison, core.diffusion.likelihood and core.hspace.
 
 Run alone: `python app.py --tab how_it_works [app.py flags]`.
 """
@@ -16,7 +16,8 @@ import gradio as gr
 import pandas as pd
 import torch
 
-from core import diffae, guidance_comparison, hspace, mechanics
+from core import diffae, hspace, mechanics
+from core.evaluation import guidance_comparison
 from core.diffusion.likelihood import METHODS
 from core.images import grid_image, pil_to_tensor, save_png, tensor_to_pil
 from core.mechanics import Condition

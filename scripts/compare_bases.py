@@ -20,7 +20,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.judge import Judge  # noqa: E402
+from core.evaluation.judge import Judge  # noqa: E402
 from core.models.modelset import ModelSet  # noqa: E402
 from core.evaluation.scorecard import base_sampler, fixed_grid, scorecard  # noqa: E402
 

@@ -42,7 +42,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.judge import Judge, round_trip  # noqa: E402
+from core.evaluation.judge import Judge, round_trip  # noqa: E402
 from core.evaluation.scorecard import labelled_grid, prompt_of  # noqa: E402
 
 PIXEL_SETS = ("text_10", "text_25", "class_10", "class_25")
@@ -55,8 +55,8 @@ def _cells(out: dict, asked: list[str]) -> list[str]:
 
 def make_sets(models, data, n: int, seed: int, log) -> dict[str, tuple[torch.Tensor, list[str]]]:
     from core import diffae
-    from core.pipeline import BASE_DEFAULTS, generate_class, generate_text
     from core.evaluation.scorecard import semantic_sampler
+    from core.pipeline import BASE_DEFAULTS, generate_class, generate_text
     from core.semantic import DECODER_STEPS, PRIOR_DEFAULTS
 
     gen = torch.Generator().manual_seed(seed)
@@ -91,8 +91,8 @@ def make_sets(models, data, n: int, seed: int, log) -> dict[str, tuple[torch.Ten
 
 
 def check(judge_dir, checkpoints, n: int, out: Path, seed: int, blind_n: int = 24, log=print) -> dict:
-    from core.models.modelset import ModelSet
     from core.data.emoji import load_dataset
+    from core.models.modelset import ModelSet
 
     data = load_dataset()
     judge = Judge.load(judge_dir).set_reference(data)

@@ -71,7 +71,7 @@ def _root_with(text_base: Path, checkpoints: Path, scratch: Path) -> Path:
 def evaluate(a) -> None:
     import torch
 
-    from core.judge import Judge
+    from core.evaluation.judge import Judge
     from core.models.modelset import ModelSet
     from core.evaluation.scorecard import base_sampler, scorecard
 

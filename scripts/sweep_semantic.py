@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.models.modelset import ModelSet  # noqa: E402
 from core.data.emoji import load_dataset  # noqa: E402
-from core.judge import Judge  # noqa: E402
+from core.evaluation.judge import Judge  # noqa: E402
 from core.pipeline import STAGE_SPACING  # noqa: E402
 from core.models.prior import sample_codes  # noqa: E402
 from core.diffusion.rng import BatchGenerator  # noqa: E402

@@ -322,7 +322,7 @@ def test_task_loss_reaches_the_encoder(tmp_path):
 def test_directions_and_evaluate_commands(tmp_path, monkeypatch, capsys):
     """`python -m core diffae-directions` refits on the real training split; `evaluate-diffae` runs end
     to end (with stub classifiers: the real ones train for minutes when not cached)."""
-    import core.classifiers
+    import core.evaluation.classifiers
     from core.cli.main import main
     model = tiny_diffae(resolution=64)
     save_model(model, tmp_path / "diffae", "# tiny\n")
@@ -347,8 +347,8 @@ def test_directions_and_evaluate_commands(tmp_path, monkeypatch, capsys):
         def predict_names(self, images):
             return [self.classes[i] for i in self.predict(images).tolist()]
 
-    monkeypatch.setattr(core.classifiers, "load_or_train",
-                        lambda task, folder, data, log=None: Stub(core.classifiers.task_classes(task, data)))
+    monkeypatch.setattr(core.evaluation.classifiers, "load_or_train",
+                        lambda task, folder, data, log=None: Stub(core.evaluation.classifiers.task_classes(task, data)))
     capsys.readouterr()
     grid = tmp_path / "sweep.png"
     assert main(["evaluate-diffae", "--checkpoints", str(tmp_path), "--n", "2", "--steps", "2", "--grid", str(grid)]) == 0

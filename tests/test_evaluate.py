@@ -7,10 +7,17 @@ import numpy as np
 import pytest
 import torch
 
-from core.classifiers import (Classifier, ClassifierSettings, cache_name, load_or_train, to_resolution,
-                              train_classifier, training_examples)
 from core.cli.main import main as cli
+from core.evaluation.classifiers import (
+    Classifier,
+    ClassifierSettings,
+    cache_name,
+    load_or_train,
+    train_classifier,
+    training_examples,
+)
 from core.evaluation.metrics import frechet_distance, gaussian_window, psnr, ssim
+from core.models.small_cnn import to_resolution
 
 
 def main(argv):
@@ -157,7 +164,7 @@ def test_classifier_any_resolution_and_cache(data, tmp_path):
 
 @pytest.fixture(scope="module")
 def cli_run(tiny_checkpoints, tmp_path_factory, data):
-    from core.judge import JudgeSettings, train_judge
+    from core.training.judge import JudgeSettings, train_judge
     out = tmp_path_factory.mktemp("eval")
     judge = train_judge(data, JudgeSettings(steps=2, batch=4, width=4, max_train=16, poor=0), log=None)
     judge.save(out / "judge", "# tiny judge\n")
@@ -207,12 +214,13 @@ def test_cli_end_to_end_on_tiny_checkpoints(cli_run, shared_data, capsys):
     chain = results["sr_chain"]
     assert chain["resolution"] == 128 and chain["steps"] == [2, 2] and chain["n"] == 2
     assert "| both stages, 32->64->128" in report
+    from dataclasses import replace
+
     from core.cascade import upscale_chain
     from core.evaluation.held_out import heldout_order
     from core.evaluation.metrics import to_unit
     from core.models.modelset import ModelSet
     from core.pipeline import SR_STAGE_DEFAULTS
-    from dataclasses import replace
     ms = ModelSet(tiny_checkpoints_root(argv), "cpu")
     idx = heldout_order(shared_data, 0)[:2]
     by_hand = upscale_chain([ms.get("sr64"), ms.get("sr128")], shared_data.images_at(32, idx), [0, 1],

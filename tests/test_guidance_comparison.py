@@ -1,4 +1,4 @@
-"""Classifier against classifier-free guidance (core.guidance_comparison) on tiny models, with a
+"""Classifier against classifier-free guidance (core.evaluation.guidance_comparison) on tiny models, with a
 judge whose heads read the brightness (the tiny checkpoints have no judge) and a stand-in for the
 subgroup classifier whose features diversity is measured in (the real one trains for minutes)."""
 from __future__ import annotations
@@ -9,15 +9,16 @@ import pytest
 import torch
 from PIL import Image
 
-import core.guidance_comparison as gc
+import core.evaluation.guidance_comparison as gc
+from core.cli.main import main
+from core.evaluation.judge import Judge, JudgeNet
 from core.images import read_parameters
-from core.judge import Judge, JudgeNet
 
 FAST = dict(seeds=[0, 1, 2], steps=2)
 
 
 class BrightnessJudge(Judge):
-    """core.judge.Judge whose heads read the mean brightness m of an image: accepted as an emoji
+    """core.evaluation.judge.Judge whose heads read the mean brightness m of an image: accepted as an emoji
     when m > -0.9 (not black), its subgroup 'cat-face' when m > 0, else 'heart'."""
 
     def __init__(self):
@@ -86,21 +87,23 @@ def test_bad_input_is_named(models, stub_judge, kwargs, message):
 
 
 def test_cli_writes_the_plot_and_the_grid(tiny_checkpoints, tmp_path, stub_judge, capsys):
-    assert gc.main(["--labels", "cat-face", "--cfg-scales", "1,3", "--classifier-scales", "0,5", "--seeds", "0,1",
-                    "--steps", "2", "--checkpoints", str(tiny_checkpoints), "--out", str(tmp_path / "p.png"),
-                    "--grid", str(tmp_path / "g.png")]) == 0
+    assert main(["guidance-comparison", "--labels", "cat-face", "--cfg-scales", "1,3", "--classifier-scales", "0,5",
+                 "--seeds", "0,1", "--steps", "2", "--checkpoints", str(tiny_checkpoints),
+                 "--out", str(tmp_path / "p.png"), "--grid", str(tmp_path / "g.png")]) == 0
     out = capsys.readouterr().out
     assert "| guidance | scale | recognisability | diversity | diversity_pixels | seconds_per_image |" in out
     assert Image.open(tmp_path / "p.png").size == (640, 440)
     rows = read_parameters(tmp_path / "g.png")["rows"]
     assert [r["guidance"] for r in rows] == ["classifier-free"] * 2 + ["classifier"] * 2
-    assert gc.main(["--labels", "nope", "--checkpoints", str(tiny_checkpoints), "--out", str(tmp_path / "q.png")]) == 2
+    assert main(["guidance-comparison", "--labels", "nope", "--checkpoints", str(tiny_checkpoints),
+                 "--out", str(tmp_path / "q.png")]) == 2
     assert "unknown class 'nope'" in capsys.readouterr().err and not (tmp_path / "q.png").exists()
 
 
 def test_classifier_features_are_the_pooled_normalised_features():
     """The features are what the classifier's head reads (at 32x32), normalised."""
-    from core.classifiers import Classifier, SmallCNN
+    from core.evaluation.classifiers import Classifier
+    from core.models.small_cnn import SmallCNN
     torch.manual_seed(0)
     classifier = Classifier(SmallCNN(3, width=8), ["a", "b", "c"], {})
     images = torch.rand(4, 3, 64, 64) * 2 - 1
@@ -117,7 +120,7 @@ def test_without_a_judge_the_error_names_it_before_any_sampling(models, monkeypa
     def no_sampling(*args, **kwargs):
         raise AssertionError("sampled before the judge was checked")
     monkeypatch.setattr(gc, "generate_class", no_sampling)
-    with pytest.raises(ValueError, match=r"judge: .*judge.*python -m core.judge train"):
+    with pytest.raises(ValueError, match=r"judge: .*judge.*python -m core judge train"):
         gc.compare_guidance(models, ["cat-face"], cfg_scales=[1], classifier_scales=[0], **FAST)
 
 

@@ -4,13 +4,23 @@ import json
 import pytest
 import torch
 
-from core.models.checkpoints import DEFAULT_CHECKPOINTS
+from core.cli.main import main
 from core.data.emoji import EmojiRecord
-from core.judge import (NEGATIVE_KINDS, SAMPLED_KINDS, Judge, JudgeError, JudgeSettings, degrade, design_of,
-                        feature_fd, gaussian_blur, geometric, main, recognisability, retrieval, round_trip,
-                        train_judge)
-from core.evaluation.scorecard import (GRID_EMOJI, GRID_PROMPTS, LABEL_SPLITS, TEXT_SPLITS, base_sampler, fixed_grid,
-                            labelled_grid, prompt_of, scorecard)
+from core.evaluation.judge import Judge, JudgeError, design_of, feature_fd, recognisability, retrieval, round_trip
+from core.evaluation.scorecard import (
+    GRID_EMOJI,
+    GRID_PROMPTS,
+    LABEL_SPLITS,
+    TEXT_SPLITS,
+    base_sampler,
+    fixed_grid,
+    labelled_grid,
+    prompt_of,
+    scorecard,
+)
+from core.models.checkpoints import DEFAULT_CHECKPOINTS
+from core.training.judge import JudgeSettings, train_judge
+from core.training.judge_images import NEGATIVE_KINDS, SAMPLED_KINDS, degrade, gaussian_blur, geometric
 
 COMMITTED = DEFAULT_CHECKPOINTS / "judge"
 needs_committed = pytest.mark.skipif(not (COMMITTED / "config.json").is_file(), reason="no committed judge")
@@ -90,12 +100,12 @@ def test_training_is_seeded_and_never_sees_held_out_for_the_twin(data):
     a, b = train_judge(data, settings, log=None), train_judge(data, settings, log=None)
     for k, v in a.model.state_dict().items():
         assert torch.equal(v, b.model.state_dict()[k]), k
-    from core.judge import training_indices
+    from core.training.judge import training_indices
     assert not data.heldout[training_indices(data, settings)].any()
 
 
 def test_tiny_judge_accepts_its_emoji_and_rejects_blobs_and_blur(data, tiny_judge):
-    from core.judge import training_indices
+    from core.training.judge import training_indices
     idx = training_indices(data, TINY)[:48]
     real = data.images_at(32, idx)
     g = torch.Generator().manual_seed(5)
@@ -144,7 +154,7 @@ def test_accepted_needs_the_head_and_the_manifold(data, tiny_judge):
 
 
 def test_thresholds_are_a_quantile_of_real_emoji_through_16px(data, tiny_judge):
-    from core.judge import MANIFOLD_QUANTILE, calibrate, training_indices
+    from core.training.judge import MANIFOLD_QUANTILE, calibrate, training_indices
     idx = training_indices(data, TINY)
     t = calibrate(tiny_judge, data, idx, quantile=0.25)
     out = tiny_judge.outputs(round_trip(data.images_at(32, idx), 16))
@@ -187,15 +197,16 @@ def test_score_cli(tmp_path, data, tiny_judge, capsys):
     from core.images import save_png, tensor_to_pil
     tiny_judge.save(tmp_path / "j", "")
     save_png(tensor_to_pil(data.images_at(32, _named(data, ["rocket"])))[0], tmp_path / "a.png", {})
-    assert main(["score", str(tmp_path / "a.png"), "--judge", str(tmp_path / "j")]) == 0
+    assert main(["judge", "score", str(tmp_path / "a.png"), "--judge", str(tmp_path / "j")]) == 0
     out = capsys.readouterr().out
     assert "a.png:" in out and "realism" in out and "nearest real emoji" in out
-    assert main(["score", str(tmp_path / "a.png"), "--judge", str(tmp_path / "none")]) == 2
+    assert main(["judge", "score", str(tmp_path / "a.png"), "--judge", str(tmp_path / "none")]) == 2
     assert "none does not exist" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- the committed judge
 
+@pytest.mark.slow
 @needs_committed
 def test_committed_judge_rejects_blurs_and_blobs_and_accepts_real(data):
     judge = Judge.load(COMMITTED)
@@ -209,6 +220,7 @@ def test_committed_judge_rejects_blurs_and_blobs_and_accepts_real(data):
         assert judge.accept(degrade(base, kind, g)).float().mean() <= 0.25, kind
 
 
+@pytest.mark.slow
 @needs_committed
 def test_committed_judge_accepts_held_out_emoji_and_has_its_manifold(data):
     judge = Judge.load(COMMITTED).set_reference(data)
@@ -223,6 +235,7 @@ def test_committed_judge_accepts_held_out_emoji_and_has_its_manifold(data):
         assert judge.accept(degrade(base, kind, g)).float().mean() <= 0.15, kind
 
 
+@pytest.mark.slow
 @needs_committed
 def test_committed_judge_retrieves_blurred_real_emoji(data):
     judge = Judge.load(COMMITTED).set_reference(data)
@@ -314,11 +327,11 @@ def test_base_sampler_matches_the_cascade(tiny_checkpoints):
 
 class NearestRealClassifier:
     """A 1-nearest-neighbour classifier of a task over the real 32 px renders that have a label
-    for it: a real render is rated as its own label, exactly (the interface of core.classifiers'
+    for it: a real render is rated as its own label, exactly (the interface of core.evaluation.classifiers'
     Classifier that attribute retention uses: ``classes``, ``index``, ``predict``)."""
 
     def __init__(self, data, task):
-        from core.classifiers import task_classes, task_label
+        from core.evaluation.classifiers import task_classes, task_label
         self.classes = task_classes(task, data)
         idx = [i for i, r in enumerate(data.records) if task_label(task, r) is not None]
         self.reference = data.images_at(32, idx).flatten(1)

@@ -7,8 +7,16 @@ from pathlib import Path
 
 from core.cli import finite, load_models
 from core.data.emoji import load_dataset
-from core.diffae import (DEFAULT_STEPS, check_steps, check_strength, edit, fit_directions, fresh_noise, load_directions,
-                         reconstruct)
+from core.diffae import (
+    DEFAULT_STEPS,
+    check_steps,
+    check_strength,
+    edit,
+    fit_directions,
+    fresh_noise,
+    load_directions,
+    reconstruct,
+)
 from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
 
 

@@ -13,8 +13,8 @@ import torch
 from core.checks import check_int
 from core.cli import finite, load_models, number_list
 from core.diffae import DEFAULT_STEPS, check_steps, check_strength
-from core.classifiers import ClassifierSettings
 from core.evaluation import diffae, translate
+from core.evaluation.classifiers import ClassifierSettings
 from core.evaluation.evaluate import DEFAULT_GUIDANCE, DEFAULT_N, DEFAULT_N_SR, MODELS, evaluate
 from core.evaluation.report import format_report, json_safe
 

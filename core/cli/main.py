@@ -35,12 +35,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("core.cli.evaluate", "evaluate the bases and SR stages on the held-out split (markdown report)"),
     "evaluate-translate": ("core.cli.evaluate", "measure Palette / RePaint / SDEdit on held-out emoji; prints markdown"),
     "evaluate-diffae": ("core.cli.evaluate", "DiffAE reconstruction PSNR and edit success on held-out emoji"),
+    "judge": ("core.cli.judge", "score images with the judge, or train it"),
+    "guidance-comparison": ("core.cli.guidance_comparison",
+                            "classifier against classifier-free guidance: plot and table"),
+    "classifiers": ("core.cli.classifiers", "train (or load) the attribute classifiers, print their accuracies"),
     "data": ("core.cli.data", "build the emoji data set cache and print its counts"),
-}
-# Commands whose modules keep a command line of their own for now: the rest of the line is theirs.
-DELEGATED: dict[str, tuple[str, str]] = {
-    "judge": ("core.judge", "score images with the judge, or train it"),
-    "guidance-comparison": ("core.guidance_comparison", "classifier against classifier-free guidance: plot and table"),
 }
 DESCRIPTION = "The diffusion demo hub without a UI."
 
@@ -50,7 +49,7 @@ def _light_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m core", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     light = importlib.import_module(LIGHT)
-    for name, (module, text) in {**COMMANDS, **DELEGATED}.items():
+    for name, (module, text) in COMMANDS.items():
         if module != LIGHT:
             sub.add_parser(name, help=text, add_help=False)
     light.add_parsers(sub, model_options())
@@ -81,8 +80,6 @@ def check_out(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = argv[0] if argv else None
-    if command in DELEGATED:
-        return importlib.import_module(DELEGATED[command][0]).main(argv[1:])
     if command in COMMANDS and COMMANDS[command][0] != LIGHT:
         args = build_parser(command).parse_args(argv)
     else:   # --help, no command, an unknown one or a light one: no torch

@@ -12,9 +12,25 @@ from core.cli import format_table, load_models, number_list, text_list
 from core.diffusion.samplers import SAMPLERS
 from core.diffusion.schedules import SCHEDULES
 from core.images import grid_image, open_image, pil_to_tensor, save_png
-from core.mechanics import (BASE_MODELS, FORWARD_TIMES, GUIDANCE_SCALES, GUIDANCE_SEEDS, GUIDANCE_STEPS, NFE_BUDGETS,
-                            Condition, compare_samplers, fit_hspace_directions, forward_process, guidance_sweep,
-                            hspace_edit, likelihood, pink_noise, schedule_curves, trajectory, uniform_noise)
+from core.mechanics import (
+    BASE_MODELS,
+    FORWARD_TIMES,
+    GUIDANCE_SCALES,
+    GUIDANCE_SEEDS,
+    GUIDANCE_STEPS,
+    NFE_BUDGETS,
+    Condition,
+    compare_samplers,
+    fit_hspace_directions,
+    forward_process,
+    guidance_sweep,
+    hspace_edit,
+    likelihood,
+    pink_noise,
+    schedule_curves,
+    trajectory,
+    uniform_noise,
+)
 from core.pipeline import BASE_DEFAULTS
 
 

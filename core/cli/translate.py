@@ -7,7 +7,15 @@ from pathlib import Path
 
 from core.cli import load_models
 from core.images import open_image, save_png
-from core.translate import DEFAULT_STRENGTH, METHODS, REPAINT_JUMP, REPAINT_RESAMPLE, TASKS, TRANSLATE_DEFAULTS, translate
+from core.translate import (
+    DEFAULT_STRENGTH,
+    METHODS,
+    REPAINT_JUMP,
+    REPAINT_RESAMPLE,
+    TASKS,
+    TRANSLATE_DEFAULTS,
+    translate,
+)
 
 
 def add_parsers(sub, models: argparse.ArgumentParser) -> None:

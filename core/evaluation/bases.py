@@ -11,8 +11,15 @@ import torch
 
 from core.evaluation.held_out import caption_of, chunks, mean_of, names_gender, names_skin_tone, stage_settings
 from core.evaluation.metrics import frechet_distance
-from core.evaluation.scorecard import (GRID_CLASSES, GRID_PROMPTS, base_sampler, fixed_grid, score_images, scorecard,
-                                       semantic_sampler)
+from core.evaluation.scorecard import (
+    GRID_CLASSES,
+    GRID_PROMPTS,
+    base_sampler,
+    fixed_grid,
+    score_images,
+    scorecard,
+    semantic_sampler,
+)
 from core.pipeline import BASE_DEFAULTS, generate_class, generate_text
 from core.semantic import DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
 
@@ -167,7 +174,7 @@ def _old_figures(card, kind, embedder, classifiers, old_judge=None) -> dict:
 
 
 def judge_section(models, judge, embedder, classifiers, data, args, names, log, old_judge=None) -> dict:
-    """Each selected base scored by the judge (:mod:`core.scorecard`) at its default sampling
+    """Each selected base scored by the judge (:mod:`core.evaluation.scorecard`) at its default sampling
     settings (``--steps`` applies), the old measures (and ``old_judge``'s) on the same images
     beside, attribute retention of the text bases, and the fixed grids."""
     settings = stage_settings(BASE_DEFAULTS, args["steps"])

@@ -12,10 +12,19 @@ from typing import Callable, Sequence
 
 import torch
 
-from core import classifiers
 from core.data.emoji import SKIN_TONE_BY_CODEPOINT, TONES, load_dataset
-from core.diffae import (DEFAULT_STEPS, Directions, attribute_labels, decode, encode, fresh_noise, load_directions,
-                         semantic_code, sweep)
+from core.diffae import (
+    DEFAULT_STEPS,
+    Directions,
+    attribute_labels,
+    decode,
+    encode,
+    fresh_noise,
+    load_directions,
+    semantic_code,
+    sweep,
+)
+from core.evaluation import classifiers
 from core.evaluation.metrics import psnr
 from core.images import save_grid
 

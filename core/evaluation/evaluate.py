@@ -68,9 +68,9 @@ import torch
 
 from core.data.emoji import load_dataset
 from core.evaluation.bases import class_section, clip_section, judge_section, text_section
-from core.classifiers import load_all
+from core.evaluation.classifiers import load_all
 from core.evaluation.held_out import heldout_order
-from core.judge import Judge, JudgeError
+from core.evaluation.judge import Judge, JudgeError
 from core.evaluation.super_resolution import sr_chain_section, sr_stage_section
 from core.evaluation.timing import timing_section
 from core.models.clip_model import ClipEmbedder

@@ -1,4 +1,4 @@
-"""Score any generator with the judge (:mod:`core.judge`): recognisability, retrieval and
+"""Score any generator with the judge (:mod:`core.evaluation.judge`): recognisability, retrieval and
 FD(judge), each beside the same figures for real images; and labelled grids of fixed prompts.
 
 A generator is a sampling callable ``sample(asked, seeds) -> Tensor[B, 3, 32, 32]`` in
@@ -22,15 +22,15 @@ with the seed), and the same real images blurred by a round trip through 16x16. 
 
 - **accepted**: share the judge accepts as an emoji;
 - **subgroup as asked**: share whose top-1 subgroup is the asked one (the record's, or the label);
-- **recognisable**: both at once (:func:`core.judge.recognisability`);
+- **recognisable**: both at once (:func:`core.evaluation.judge.recognisability`);
 - **retrieval@k** (text only): the asked design is among the designs of the k real emoji
-  nearest in the judge's features (:func:`core.judge.retrieval`); real renders find themselves,
+  nearest in the judge's features (:func:`core.evaluation.judge.retrieval`); real renders find themselves,
   so the blurred row is the informative reference;
 - **FD(judge)**: Frechet distance in the judge's features to all real emoji of the split's
   population (e.g. every training emoji outside People & Body); the real row is what a
   perfect generator scores at this N (FD is biased upward at small N: compare at equal N).
 
-With ``classifiers`` (the skin-tone and gender classifiers of :mod:`core.classifiers`, trained
+With ``classifiers`` (the skin-tone and gender classifiers of :mod:`core.evaluation.classifiers`, trained
 on real training emoji), a text scorecard also measures **attribute retention**: of the samples
 whose prompt asks for a skin tone ("woman dancing, dark skin tone") or a gender (man / woman /
 person), the share the classifier rates as asked, beside the same share for the real renders of
@@ -49,7 +49,7 @@ import torch
 from core.cascade import generate
 from core.data.emoji import load_dataset
 from core.evaluation.held_out import mean_of, names_gender, names_skin_tone
-from core.judge import (RESOLUTION, Judge, feature_fd, is_people, recognisability, retrieval, round_trip)
+from core.evaluation.judge import RESOLUTION, Judge, feature_fd, is_people, recognisability, retrieval, round_trip
 from core.models.prior import sample_codes
 from core.pipeline import BASE_DEFAULTS, generate_class, generate_text
 from core.semantic import DECODER_STEPS, render

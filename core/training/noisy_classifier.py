@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.classifiers import _augment
+from core.evaluation.classifiers import _augment
 from core.models.checkpoints import save_model
 from core.models.noisy_classifier import KIND, NoisyClassifier, NoisyClassifierConfig, accuracy_table, accuracy_vs_t
 from core.training.task import Task

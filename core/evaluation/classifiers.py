@@ -18,7 +18,8 @@ parameters at w = 32. Training: AdamW with linear warm-up and cosine decay, labe
 re-balancing by default, since subgroups range from 1 to ~440 training images), light
 augmentation (random translations by up to ``shift`` pixels, padding with white, the
 background of every emoji, and horizontal flips). Seeded: the same settings give the same
-weights (on the same machine and thread count).
+weights (on the same machine and thread count). The network is
+:class:`core.models.small_cnn.SmallCNN`, the judge's trunk too.
 
 Cache: one folder per task (``subgroup``; ``subgroup-<hash>`` for non-default settings) under
 ``$DIFFUSION_HUB_CLASSIFIERS`` or ``~/.cache/diffusion-hub/classifiers`` (``config.json`` with
@@ -28,17 +29,16 @@ match, else it is retrained. Not committed: it is rebuilt from the data in about
 minutes per task (one thread; measured: held-out accuracy subgroup 0.72, skin tone 0.97,
 gender 0.96).
 
-Command line: ``python -m core.classifiers [--folder DIR] [--tasks subgroup,skin_tone,gender]
-[--steps N] [--force] [--threads N]`` trains (or loads) them and prints their accuracies.
+Command line: ``python -m core classifiers [--folder DIR] [--tasks subgroup,skin_tone,gender]
+[--steps N] [--force] [--threads N]`` trains (or loads) them and prints their accuracies
+(:mod:`core.cli.classifiers`).
 """
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import math
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -46,12 +46,13 @@ from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
-from torch import nn
+
+from core.data.emoji import load_dataset
+from core.models.small_cnn import RESOLUTION, SmallCNN, to_resolution
 
 TASKS = ("subgroup", "skin_tone", "gender")
 SKIN_TONE_CLASSES = ("none", "light", "medium-light", "medium", "medium-dark", "dark")
 GENDER_CLASSES = ("man", "woman", "person")
-RESOLUTION = 32
 FORMAT_VERSION = 1
 CONFIG_FILE, WEIGHTS_FILE = "config.json", "model.safetensors"
 _PEOPLE_GROUP = "People & Body"
@@ -151,41 +152,7 @@ def data_fingerprint(data) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-# --------------------------------------------------------------------------- network
-
-
-class SmallCNN(nn.Module):
-    """conv(w) -> conv(2w, /2) -> conv(4w, /2) -> conv(4w, /2) -> mean pool -> linear."""
-
-    def __init__(self, num_classes: int, width: int = 32):
-        super().__init__()
-        w = width
-
-        def block(cin, cout, stride):
-            return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.SiLU())
-
-        self.features = nn.Sequential(block(3, w, 1), block(w, 2 * w, 2), block(2 * w, 4 * w, 2),
-                                      block(4 * w, 4 * w, 2))
-        self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(0.2),
-                                  nn.Linear(4 * w, num_classes))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
-
-
-def to_resolution(images: torch.Tensor, resolution: int = RESOLUTION) -> torch.Tensor:
-    """[-1,1] images [B,3,H,W] of any size -> [B,3,r,r]: area-downsampled, or bilinearly upsampled."""
-    if images.ndim == 3:
-        images = images[None]
-    if images.ndim != 4 or images.shape[1] != 3:
-        raise ValueError(f"images must be [B,3,H,W] in [-1,1], got {tuple(images.shape)}")
-    images = images.float()
-    h, w = images.shape[-2:]
-    if (h, w) == (resolution, resolution):
-        return images
-    if h >= resolution and w >= resolution:
-        return F.interpolate(images, size=(resolution, resolution), mode="area")
-    return F.interpolate(images, size=(resolution, resolution), mode="bilinear", align_corners=False)
+# --------------------------------------------------------------------------- the classifier
 
 
 class Classifier:
@@ -298,8 +265,6 @@ def train_classifier(task: str, data=None, settings: ClassifierSettings | None =
                      device: str | torch.device = "cpu",
                      log: Callable[[str], None] | None = print) -> Classifier:
     """Train one classifier on the training split; its held-out accuracy goes into ``info``."""
-    from core.data.emoji import load_dataset
-
     settings = settings or ClassifierSettings()
     data = data if data is not None else load_dataset()
     classes = task_classes(task, data)
@@ -364,8 +329,6 @@ def load_or_train(task: str, folder: str | os.PathLike | None = None, data=None,
                   settings: ClassifierSettings | None = None, device: str | torch.device = "cpu",
                   force: bool = False, log: Callable[[str], None] | None = print) -> Classifier:
     """The cached classifier in ``folder/task`` if its settings and data match, else train and cache it."""
-    from core.data.emoji import load_dataset
-
     settings = settings or ClassifierSettings()
     data = data if data is not None else load_dataset()
     sub = Path(folder or default_folder()) / cache_name(task, settings)
@@ -391,46 +354,11 @@ def load_all(folder: str | os.PathLike | None = None, data=None, settings: Class
              tasks: Sequence[str] = TASKS, device: str | torch.device = "cpu", force: bool = False,
              log: Callable[[str], None] | None = print) -> dict[str, Classifier]:
     """``{task: Classifier}`` for each task, loaded from the cache or trained."""
-    from core.data.emoji import load_dataset
-
     data = data if data is not None else load_dataset()
     return {t: load_or_train(t, folder, data, settings, device, force, log) for t in tasks}
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m core.classifiers", description=__doc__.split("\n")[0])
-    p.add_argument("--folder", help=f"cache folder (default {default_folder()})")
-    p.add_argument("--tasks", default=",".join(TASKS), help="comma-separated: " + ", ".join(TASKS))
-    p.add_argument("--steps", type=int, help=f"training steps (default {ClassifierSettings.steps})")
-    p.add_argument("--force", action="store_true", help="retrain even if a matching cache exists")
-    p.add_argument("--threads", type=int, help="torch threads")
-    args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
-    bad = [t for t in tasks if t not in TASKS]
-    if bad:
-        print(f"error: unknown task {bad[0]!r}; choose from {', '.join(TASKS)}", file=sys.stderr)
-        return 2
-    settings = ClassifierSettings(**({"steps": args.steps} if args.steps is not None else {}))
-    clfs = load_all(args.folder, settings=settings, tasks=tasks, force=args.force,
-                    log=lambda s: print(s, flush=True))
-    print("| classifier | classes | train images | held-out images | held-out accuracy | majority class "
-          "| train s (wall) | train s (CPU) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for t, c in clfs.items():
-        i = c.info
-        print(f"| {t} | {len(c.classes)} | {i['train_images']} | {i['heldout_images']} | "
-              f"{i['heldout_accuracy']:.3f} | {i['chance_accuracy']:.3f} | {i['train_seconds']} | "
-              f"{i.get('train_cpu_seconds', '-')} |")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
-__all__ = ["TASKS", "SKIN_TONE_CLASSES", "GENDER_CLASSES", "ClassifierSettings", "Classifier", "SmallCNN",
+__all__ = ["TASKS", "SKIN_TONE_CLASSES", "GENDER_CLASSES", "ClassifierSettings", "Classifier",
            "task_classes", "task_label", "task_examples", "training_examples", "train_classifier", "load_or_train",
            "load_all",
-           "default_folder", "to_resolution", "data_fingerprint", "cache_name"]
+           "default_folder", "data_fingerprint", "cache_name"]

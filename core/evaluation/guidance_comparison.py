@@ -10,21 +10,21 @@ Salimans 2021, fig. 1: both trade diversity for fidelity).
 
 The same labels and seeds at every setting. `score_samples` is the one place that says how
 samples are measured: recognisability is the fraction of samples that the judge of the quality
-evaluation (`core.judge`, checkpoints/judge; trained on real emoji, independent of the guiding
-classifier) accepts as an emoji AND names with the subgroup asked for (`core.judge.recognisability`,
-the "recognisable" of `core.evaluation.scorecard`); diversity is the mean pairwise distance between the
-samples of one label, averaged over the labels: between their features in the subgroup
-classifier of `core.classifiers` (its pooled last layer, L2-normalised: what it sees, so two
-samples of the same thing in other colours are close), and, as a second column, between their
-pixels (RMS on the [0, 1] scale, which rises when high scales saturate colours).
+evaluation (`core.evaluation.judge`, checkpoints/judge; trained on real emoji, independent of
+the guiding classifier) accepts as an emoji AND names with the subgroup asked for
+(`core.evaluation.judge.recognisability`, the "recognisable" of `core.evaluation.scorecard`); diversity is
+the mean pairwise distance between the samples of one label, averaged over the labels: between
+their features in the subgroup classifier of `core.evaluation.classifiers` (its pooled last
+layer, L2-normalised: what it sees, so two samples of the same thing in other colours are close),
+and, as a second column, between their pixels (RMS on the [0, 1] scale, which rises when high
+scales saturate colours).
 
-Command line: `python -m core.guidance_comparison [--labels a,b] [--cfg-scales 0,1,3]
-[--classifier-scales 0,5,10] [--seeds 0,1,2,3] --out plot.png [--grid grid.png]` prints the table
-and draws the plot.
+Command line (`core.cli.guidance_comparison`): `python -m core guidance-comparison [--labels a,b]
+[--cfg-scales 0,1,3] [--classifier-scales 0,5,10] [--seeds 0,1,2,3] --out plot.png [--grid grid.png]`
+prints the table and draws the plot.
 """
 from __future__ import annotations
 
-import argparse
 import functools
 import math
 import sys
@@ -36,11 +36,13 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
-from core.checks import check_seeds
+from core.checks import check_finite, check_seeds
+from core.evaluation.classifiers import load_or_train
+from core.evaluation.judge import Judge, recognisability
 from core.evaluation.metrics import mean_pairwise_distance
 from core.mechanics import MAX_SEEDS, Comparison
+from core.models.small_cnn import to_resolution
 from core.pipeline import BASE_DEFAULTS, StageSettings, check_classifier_scale, generate_class
-from core.checks import check_finite
 
 CFG_SCALES = (0.0, 1.0, 2.0, 3.0, 5.0)
 CLASSIFIER_SCALES = (0.0, 3.0, 10.0, 30.0, 100.0)
@@ -60,9 +62,8 @@ Scorer = Callable[[dict], dict]
 # ---- how samples are measured ---------------------------------------------------------------------
 @functools.lru_cache(maxsize=4)
 def _judge(folder: str):
-    """The judge in `folder` (core.judge), loaded once per folder; JudgeError (a ValueError) names
-    what is missing."""
-    from core.judge import Judge
+    """The judge in `folder` (core.evaluation.judge), loaded once per folder; JudgeError (a
+    ValueError) names what is missing."""
     return Judge.load(folder)
 
 
@@ -73,20 +74,18 @@ def load_judge(models):
 
 @functools.lru_cache(maxsize=1)
 def _classifier():
-    """The subgroup classifier of core.classifiers, whose features diversity is measured in
-    (cached; trained once, ~3 CPU minutes)."""
-    from core.classifiers import load_or_train
+    """The subgroup classifier of core.evaluation.classifiers, whose features diversity is measured
+    in (cached; trained once, ~3 CPU minutes)."""
     return load_or_train("subgroup", log=lambda s: print(s, file=sys.stderr, flush=True))
 
 
 def score_samples(samples: dict[str, Tensor], judge) -> dict[str, float]:
     """Recognisability and diversity of samples {label: images [n, 3, r, r] in [-1, 1]}:
     `recognisability` = the fraction of all samples the judge accepts as an emoji and assigns to
-    their label (`core.judge.recognisability`); `diversity` = the mean pairwise distance of the
-    samples' L2-normalised features in the subgroup classifier (core.classifiers), within each
-    label, averaged over the labels (labels with one sample are left out); `diversity_pixels` the
-    same for the RMS pixel distance (on [0, 1])."""
-    from core.judge import recognisability
+    their label (`core.evaluation.judge.recognisability`); `diversity` = the mean pairwise distance
+    of the samples' L2-normalised features in the subgroup classifier (core.evaluation.classifiers),
+    within each label, averaged over the labels (labels with one sample are left out);
+    `diversity_pixels` the same for the RMS pixel distance (on [0, 1])."""
     for label in samples:
         judge.subgroup_index(label)   # ValueError naming a label the judge does not know
     classifier = _classifier()
@@ -108,7 +107,6 @@ def score_samples(samples: dict[str, Tensor], judge) -> dict[str, float]:
 @torch.no_grad()
 def classifier_features(classifier, images: Tensor) -> Tensor:
     """The subgroup classifier's pooled last-layer features of images, L2-normalised: [n, d]."""
-    from core.classifiers import to_resolution
     net = classifier.model.eval()
     x = to_resolution(images).to(classifier.device)
     features = net.head[:2](net.features(x)).float().cpu()   # pooling and flattening, before dropout and the head
@@ -182,9 +180,9 @@ def compare_guidance(models, labels: Sequence[str] = LABELS, cfg_scales: Sequenc
     parameters = {"panel": "guidance comparison", "labels": labels, "seeds": seeds, "cfg_scales": cfg_scales,
                   "classifier_scales": classifier_scales, "sampler": sampler, "steps": int(steps),
                   "thresholding": thresholding,
-                  "measures": "recognisability: the share of samples the judge (core.judge) accepts as an emoji "
-                              "and assigns to the label; diversity: mean pairwise distance within a label of the "
-                              "L2-normalised features of the subgroup classifier of core.classifiers "
+                  "measures": "recognisability: the share of samples the judge (core.evaluation.judge) accepts as an "
+                              "emoji and assigns to the label; diversity: mean pairwise distance within a label of the "
+                              "L2-normalised features of the subgroup classifier of core.evaluation.classifiers "
                               "(diversity_pixels: of the pixels, RMS on [0, 1])"}
     return Comparison(rows, images, parameters)
 
@@ -237,40 +235,5 @@ def tradeoff_plot(rows: Sequence[dict], width: int = 640, height: int = 440) -> 
     return im
 
 
-# ---- command line --------------------------------------------------------------------------------
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    from core.models.checkpoints import CheckpointError
-    from core.cli import number_list
-    from core.images import save_png
-    from core.cli import format_table
-    p = argparse.ArgumentParser(prog="python -m core.guidance_comparison", description=__doc__.split("\n\n")[0])
-    p.add_argument("--labels", type=lambda v: [x.strip() for x in v.split(",") if x.strip()], default=list(LABELS))
-    p.add_argument("--cfg-scales", type=number_list(float), default=list(CFG_SCALES))
-    p.add_argument("--classifier-scales", type=number_list(float), default=list(CLASSIFIER_SCALES))
-    p.add_argument("--seeds", type=number_list(int), default=list(SEEDS))
-    p.add_argument("--sampler", default="ddim")
-    p.add_argument("--steps", type=int, default=STEPS)
-    p.add_argument("--no-threshold", action="store_true")
-    p.add_argument("--out", required=True, help="the plot (PNG)")
-    p.add_argument("--grid", help="also the samples: a row per setting (PNG)")
-    p.add_argument("--checkpoints", default=None)
-    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    a = p.parse_args(argv)
-    from core.models.modelset import ModelSet
-    try:
-        result = compare_guidance(ModelSet(a.checkpoints, a.device), a.labels, a.cfg_scales, a.classifier_scales,
-                                  a.seeds, a.sampler, a.steps, not a.no_threshold,
-                                  progress=lambda s: print(s, file=sys.stderr, flush=True))
-        save_png(tradeoff_plot(result.rows), a.out, {**result.parameters, "rows": result.rows})
-        if a.grid:
-            save_png(result.grid(), a.grid, {**result.parameters, "rows": result.rows})
-    except (ValueError, CheckpointError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(format_table(result.rows))
-    print(f"wrote {a.out}" + (f" and {a.grid}" if a.grid else ""))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+__all__ = ["compare_guidance", "score_samples", "classifier_features", "load_judge", "tradeoff_plot", "check_scales",
+           "CFG_SCALES", "CLASSIFIER_SCALES", "LABELS", "SEEDS", "STEPS", "METHODS", "MAX_SAMPLES"]
