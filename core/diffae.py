@@ -51,7 +51,7 @@ from safetensors.torch import load_file, save_file
 from core.checks import check_int, check_range
 from core.data.emoji import TONES
 from core.diffusion.rng import BatchGenerator
-from core.diffusion.samplers import ddim_invert, sample_ddim
+from core.diffusion.samplers import ddim_invert, sample, sampler_stage_spacing
 from core.models.checkpoints import CheckpointError
 from core.models.names import ATTRIBUTES_FILE, DIRECTIONS_FILE, attribute_names
 from core.models.networks import DiffusionModel
@@ -116,16 +116,18 @@ def encode(model: DiffusionModel, images: torch.Tensor,
 
 @torch.no_grad()
 def decode(model: DiffusionModel, z_sem: torch.Tensor, x_T: torch.Tensor, steps: int = DEFAULT_STEPS,
-           callback=None) -> torch.Tensor:
-    """Deterministic DDIM (eta = 0) from x_T given z_sem; images in [-1, 1]. With the x_T of
-    `encode` this reconstructs the image; with fresh N(0, I) noise it renders z_sem's semantics.
-    `callback` gets the sampler's progress dicts (core.diffusion.samplers)."""
+           callback=None, sampler: str = "ddim") -> torch.Tensor:
+    """Deterministic sampling from x_T given z_sem; images in [-1, 1]. With "ddim" (eta = 0) and the
+    x_T of `encode` this reconstructs the image; with fresh N(0, I) noise it renders z_sem's
+    semantics (another deterministic `sampler`, e.g. "dpmpp-2m", renders it in fewer steps; on
+    its stage grid, `core.diffusion.samplers.sampler_stage_spacing`). `callback` gets the sampler's
+    progress dicts (core.diffusion.samplers)."""
     _check_model(model)
     if z_sem.ndim != 2 or x_T.ndim != 4 or z_sem.shape[0] != x_T.shape[0]:
         raise ValueError(f"z_sem [B, D] and x_T [B, 3, H, W] must share B; "
                          f"got {tuple(z_sem.shape)}, {tuple(x_T.shape)}")
-    return sample_ddim(_denoiser(model, z_sem), x_T, model.schedule, check_steps(steps),
-                       callback=callback).clamp(-1, 1)
+    return sample(sampler, _denoiser(model, z_sem.to(x_T.device)), x_T, model.schedule, check_steps(steps),
+                  callback=callback, spacing=sampler_stage_spacing(sampler)).clamp(-1, 1)
 
 
 def fresh_noise(model: DiffusionModel, seeds: Sequence[int]) -> torch.Tensor:

@@ -10,25 +10,19 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from core.checks import check_finite, check_seeds, seed_streams
 from core.diffusion.guidance import cfg_denoiser, classifier_guided_denoiser, dynamic_threshold, x0_transform_denoiser
-from core.models.networks import DiffusionModel
 from core.diffusion.parameterization import Denoiser
 from core.diffusion.rng import BatchGenerator
-from core.diffusion.samplers import SAMPLERS, SPACINGS, Projection, sample
-from core.checks import check_finite
+from core.diffusion.samplers import SAMPLERS, SPACINGS, STAGE_SPACING, Projection, sample, sampler_stage_spacing
 from core.diffusion.schedules import NoiseSchedule
+from core.models.networks import DiffusionModel
 
 Callback = Callable[[dict], None]
 Guide = Callable[[Denoiser], Denoiser]   # a guidance wrapper: an eps-denoiser in, the guided one out
 MAX_CLASSIFIER_SCALE = 100.0
 
 
-# The grid a stage uses when its settings name none: "leading" (the first step below t = T - 1),
-# except for DPM-Solver++, whose leading grid starts from pure noise at t = 888-912 for 8-12 steps
-# and loses to "trailing" (first step at t = 999) at every step count measured: text base FD_CLIP
-# 0.182 vs 0.163 at 8 steps, sr64 0.0215 vs 0.0131 at 2 (`scripts/sweep_steps.py`, N = 32).
-# Euler and Heun keep leading: from t = 999 (sigma ~ 2e4) Heun's first step is far too long.
-STAGE_SPACING: dict[str, str] = {"dpmpp-2m": "trailing"}
 
 
 @dataclass(frozen=True)
@@ -77,7 +71,7 @@ class StageSettings:
 
 def stage_spacing(settings: StageSettings) -> str:
     """The step spacing a stage with these settings samples on."""
-    return settings.spacing or STAGE_SPACING.get(settings.sampler, "leading")
+    return settings.spacing or sampler_stage_spacing(settings.sampler)
 
 
 # The defaults: the fewest steps whose samples are as good as the 25 / 20 / 20 leading DDIM steps
@@ -93,13 +87,6 @@ def stage_spacing(settings: StageSettings) -> str:
 BASE_DEFAULTS = StageSettings(sampler="dpmpp-2m", steps=10)
 SR_DEFAULTS = StageSettings(sampler="ddim", guidance=1.0, steps=8, aug_level=50)
 SR_STAGE_DEFAULTS = (SR_DEFAULTS, replace(SR_DEFAULTS, steps=4))   # the cascade's 64 and 128 px stages
-
-
-def check_seeds(seeds: Sequence[int]) -> list[int]:
-    seeds = [int(s) for s in seeds]
-    if not seeds:
-        raise ValueError("seeds must name at least one seed")
-    return seeds
 
 
 def residual_maps(model: DiffusionModel, residual_base: torch.Tensor | None):
@@ -145,7 +132,7 @@ def sample_stage(model: DiffusionModel, cond: dict, uncond: dict | None, seeds: 
     seeds = check_seeds(seeds)
     device = next(model.parameters()).device
     size = size or model.resolution
-    gen = BatchGenerator([s * 1009 + stage for s in seeds], device)  # stage-specific streams
+    gen = BatchGenerator(seed_streams(seeds, stage), device)  # stage-specific streams
     x = gen.randn((len(seeds), 3, size, size))
     denoiser = stage_denoiser(model, cond, uncond, settings, residual_base, guide)
     to_image, _ = residual_maps(model, residual_base)
@@ -205,11 +192,12 @@ def check_classifier_scale(scale) -> float:
 
 def classifier_guide(model: DiffusionModel, classifier, names: Sequence[str], scale: float) -> Guide | None:
     """The classifier-guidance wrapper towards `names` (one per sample); None at scale 0."""
-    from core.models.noisy_classifier import check_compatible, class_log_prob, classifier_labels
+    from core.models.noisy_classifier import (  # deferred: diffusers (its network), for classifier guidance only
+        check_compatible, class_log_prob, classifier_labels)
     scale = check_classifier_scale(scale)
     if classifier is None:
         raise ValueError("classifier guidance needs the noise-aware classifier (checkpoints/noisy_classifier; "
-                         "`python -m core.training.loop noisy_classifier` trains it)")
+                         "`python -m core train noisy_classifier` trains it)")
     check_compatible(classifier, model)
     labels = classifier_labels(classifier, names)
     if scale == 0:
@@ -263,7 +251,7 @@ def upscale(model: DiffusionModel, low: torch.Tensor, seeds: Sequence[int] | Non
     if low.shape[-1] != model.config.low_resolution:
         low = F.interpolate(low, size=model.config.low_resolution, mode="area")
     low_up = F.interpolate(low, size=size, mode="bilinear", align_corners=False)
-    aug_gen = BatchGenerator([s * 1009 + 500 + stage for s in seeds], device)
+    aug_gen = BatchGenerator(seed_streams(seeds, 500 + stage), device)
     aug_t = torch.full((len(seeds),), settings.aug_level, device=device)
     cond = {"low_res": augment_low_res(model.schedule, low_up, aug_t, aug_gen.randn(low_up.shape)),
             "aug_t": aug_t.float()}

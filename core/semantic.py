@@ -21,10 +21,9 @@ from typing import Callable, Sequence
 
 import torch
 
-from core.diffusion.rng import BatchGenerator
-from core.diffusion.samplers import sample
+from core import diffae
 from core.models.prior import SemanticPrior, sample_codes
-from core.pipeline import STAGE_SPACING, StageSettings
+from core.pipeline import StageSettings
 
 SEMANTIC_MODELS = ("prior", "diffae")
 # Measured with the judge (`python scripts/sweep_semantic.py`, N = 64 per split, text and label
@@ -82,16 +81,9 @@ def sample_semantic_codes(prior: SemanticPrior, text_encoder, *, prompt: str | N
 def render(decoder, z_sem: torch.Tensor, seeds: Sequence[int], steps: int = DECODER_STEPS,
            callback: Callback | None = None, sampler: str = DECODER_SAMPLER) -> torch.Tensor:
     """The DiffAE decoder's image of each code with fresh noise x_T (one generator per seed),
-    sampled deterministically from x_T given z_sem by `sampler` on its grid of
-    `core.pipeline.STAGE_SPACING` (with sampler "ddim", what `core.diffae.decode` does with fresh
-    noise; this module does not import core.diffae, which brings its training task and command
-    line: `generate` stays light)."""
-    device = next(decoder.parameters()).device
-    z_sem, r = z_sem.to(device), decoder.resolution
-    x_T = BatchGenerator(list(seeds), device).randn((len(seeds), 3, r, r))
+    sampled deterministically from x_T given z_sem by `sampler` (`core.diffae.decode`)."""
     with torch.no_grad():
-        return sample(sampler, lambda x_t, t: decoder.eps(x_t, t, {"z_sem": z_sem}), x_T, decoder.schedule, steps,
-                      callback=callback, spacing=STAGE_SPACING.get(sampler, "leading")).clamp(-1, 1)
+        return diffae.decode(decoder, z_sem, diffae.fresh_noise(decoder, seeds), steps, callback, sampler)
 
 
 def generate_semantic(prior: SemanticPrior, decoder, text_encoder, *, prompt: str | None = None,
@@ -113,7 +105,6 @@ def variations(decoder, image: torch.Tensor, seeds: Sequence[int], *, prior: Sem
     """len(seeds) variations of one image [1, 3, r, r] (or [3, r, r]) in [-1, 1]: its z_sem
     decoded with fresh noise; with a prompt and mix > 0, z_sem moved towards the prior's code
     for the prompt first (the prompt's code drawn with the same seed)."""
-    from core import diffae   # deferred, as in `render`: variations are not a `generate` path
     mix = check_mix(mix)
     if image.ndim == 3:
         image = image.unsqueeze(0)
