@@ -16,16 +16,21 @@ import socket
 import sys
 import time
 
-from core.models.checkpoints import CheckpointError   # no torch: `spaces` (ZeroGPU) must come before it
-
+from core.models.checkpoints import CheckpointError  # no torch: `spaces` (ZeroGPU) must come before it
 
 TABS = ("text_to_image", "class_conditional", "super_resolution", "image_to_image", "attribute_editing", "how_it_works")
 
 
 def tabs(names=TABS):
     """The tabs `names` (default: all, in order): each is a module of demos/ with TITLE and build(models)."""
-    from demos import (attribute_editing, class_conditional, how_it_works,  # deferred: gradio, torch
-                       image_to_image, super_resolution, text_to_image)
+    from demos import (  # deferred: gradio, torch
+        attribute_editing,
+        class_conditional,
+        how_it_works,
+        image_to_image,
+        super_resolution,
+        text_to_image,
+    )
     modules = {m.__name__.rsplit(".", 1)[1]: m for m in (text_to_image, class_conditional, super_resolution,
                                                          image_to_image, attribute_editing, how_it_works)}
     return [modules[name] for name in names]
@@ -178,9 +183,9 @@ class LoginBackoff:
 def start(args: argparse.Namespace, tab_modules=None):
     """Load the models, build the app and start serving it (without blocking); returns the
     launched gr.Blocks. Raises CheckpointError / ValueError for unusable checkpoints or device."""
-    from demos import common  # deferred: gradio, torch (imports `spaces`, ZeroGPU, before torch)
     from core.deepfloyd import IF_STAGE_I, IF_STAGE_II, DeepFloydSet  # deferred: torch
     from core.models.modelset import set_cpu_threads  # deferred: torch
+    from demos import common  # deferred: gradio, torch (imports `spaces`, ZeroGPU, before torch)
     set_cpu_threads()  # the cores left idle by other jobs (unless OMP_NUM_THREADS says)
     locations = args.deepfloyd or f"{IF_STAGE_I},{IF_STAGE_II}"
     deepfloyd = None if locations.strip().lower() == "none" else DeepFloydSet(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-from typing import Callable, Iterator, Optional
+from collections.abc import Callable, Iterator
 
 
 class Cancelled(Exception):
@@ -21,7 +21,7 @@ class Cancelled(Exception):
         super().__init__(message)
 
 
-_should_stop: contextvars.ContextVar[Optional[Callable[[], bool]]] = contextvars.ContextVar("should_stop",
+_should_stop: contextvars.ContextVar[Callable[[], bool] | None] = contextvars.ContextVar("should_stop",
                                                                                             default=None)
 
 

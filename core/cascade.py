@@ -2,8 +2,9 @@
 the SR stages alone (`upscale_chain`, `super_resolve`), and image variations through them."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Literal, Sequence, get_args
+from typing import Literal, get_args
 
 import torch
 
@@ -11,8 +12,17 @@ from core.checks import check_int
 from core.models.modelset import ModelSet
 from core.models.networks import DiffusionModel
 from core.models.text_encoders import fit_prompts
-from core.pipeline import (BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, Callback, StageSettings,
-                           check_classifier_scale, generate_class, generate_text, upscale)
+from core.pipeline import (
+    BASE_DEFAULTS,
+    SR_DEFAULTS,
+    SR_STAGE_DEFAULTS,
+    Callback,
+    StageSettings,
+    check_classifier_scale,
+    generate_class,
+    generate_text,
+    upscale,
+)
 from core.semantic import DECODER_STEPS, PRIOR_DEFAULTS, generate_semantic
 from core.semantic import variations as semantic_variations
 

@@ -33,24 +33,24 @@ import importlib.util
 import json
 import os
 import threading
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from core import cancel
-from core.checks import check_seeds
 from core.cascade import CascadeResult
-from core.models.checkpoints import CheckpointError
+from core.checks import check_seeds
 from core.diffusion.guidance import cfg_denoiser, dynamic_threshold_denoiser
 from core.diffusion.parameterization import LearnedVariance, eps_denoiser
-from core.pipeline import Callback, StageSettings
 from core.diffusion.rng import BatchGenerator
 from core.diffusion.samplers import sample
 from core.diffusion.schedules import NoiseSchedule, linear_betas, make_schedule
+from core.models.checkpoints import CheckpointError
 from core.models.text_encoders import T5TextEncoder, _env_true, _hub_cache_dir, fit_prompts, resolve_folder
+from core.pipeline import Callback, StageSettings
 
 IF_STAGE_I = "DeepFloyd/IF-I-XL-v1.0"
 IF_STAGE_II = "DeepFloyd/IF-II-L-v1.0"
@@ -277,7 +277,7 @@ class DeepFloydIF:
     @classmethod
     def from_pretrained(cls, stage_1: str | os.PathLike = IF_STAGE_I, stage_2: str | os.PathLike | None = IF_STAGE_II,
                         *, device: str = "auto", dtype: str | torch.dtype | None = None, offload: bool = False,
-                        t5_8bit: bool = False, compile: bool = False) -> "DeepFloydIF":
+                        t5_8bit: bool = False, compile: bool = False) -> DeepFloydIF:
         """Load from local folders or Hub repo ids (stage_2=None: stage I only). Only the files used
         are fetched: safetensors of the UNets, T5 and its tokenizer from stage I, the configs."""
         dev = if_device(device)

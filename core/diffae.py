@@ -41,9 +41,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -234,7 +234,7 @@ class Directions:
         return folder
 
     @classmethod
-    def load(cls, folder: str | os.PathLike) -> "Directions":
+    def load(cls, folder: str | os.PathLike) -> Directions:
         folder = Path(folder)
         names = attribute_names(folder)
         try:

@@ -36,19 +36,19 @@ import json
 import math
 import os
 import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from core.models.checkpoints import WEIGHTS_FILE, CheckpointError
-from core.models.networks import DiffusionModel
-from core.diffusion.samplers import ddim_invert, sampler_timesteps
 from core.checks import check_finite, check_range
 from core.diffae import attribute_labels
+from core.diffusion.samplers import ddim_invert, sampler_timesteps
+from core.models.checkpoints import WEIGHTS_FILE, CheckpointError
+from core.models.networks import DiffusionModel
 
 DIRECTIONS_FILE = "hspace.safetensors"
 ANCHORS = 10                 # anchor times for the directions, evenly spaced over 0..T-1
@@ -68,7 +68,7 @@ def _mid_block(model: DiffusionModel) -> torch.nn.Module:
 
 
 @contextlib.contextmanager
-def mid_block_hook(model: DiffusionModel, fn: Callable[[Tensor], Optional[Tensor]]) -> Iterator[None]:
+def mid_block_hook(model: DiffusionModel, fn: Callable[[Tensor], Tensor | None]) -> Iterator[None]:
     """Within the context, the mid block's output h is replaced by fn(h) (None: unchanged) on
     calls from this thread; calls from other threads are untouched."""
     owner = threading.get_ident()
@@ -149,7 +149,7 @@ class HDirections:
         return folder / DIRECTIONS_FILE
 
     @classmethod
-    def load(cls, model_folder: str | os.PathLike) -> "HDirections":
+    def load(cls, model_folder: str | os.PathLike) -> HDirections:
         folder = Path(model_folder)
         path = folder / DIRECTIONS_FILE
         if not path.is_file():
@@ -249,7 +249,7 @@ class HEdit:
 @torch.no_grad()
 def edit(model: DiffusionModel, cond: dict[str, Tensor], images: Tensor, direction: Callable[[float], Tensor] | None,
          strength: float, steps: int = DEFAULT_STEPS, interval: float = DEFAULT_INTERVAL,
-         callback: Optional[Callable[[dict], None]] = None) -> HEdit:
+         callback: Callable[[dict], None] | None = None) -> HEdit:
     """Invert `images` [B, 3, r, r] with DDIM, then run the asymmetric reverse process with
     h + strength * direction(t) for t >= t_edit = (1 - interval) (T - 1). `direction(t)` gives
     [C, h, w] (e.g. `HDirections.at` bound to an attribute); strength 0 (or no direction) is the
@@ -272,9 +272,9 @@ def edit(model: DiffusionModel, cond: dict[str, Tensor], images: Tensor, directi
     x_T = ddim_invert(plain, x0, schedule, steps)
     ts = sampler_timesteps("ddim", schedule, steps) + [-1.0]
     t_edit = (1 - interval) * (schedule.T - 1)
-    shift: dict[str, Optional[Tensor]] = {"dh": None}
+    shift: dict[str, Tensor | None] = {"dh": None}
 
-    def shifted(h: Tensor) -> Optional[Tensor]:
+    def shifted(h: Tensor) -> Tensor | None:
         dh = shift["dh"]
         if dh is None:
             return None

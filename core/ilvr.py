@@ -36,8 +36,8 @@ only the colours remain.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F

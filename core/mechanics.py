@@ -23,9 +23,10 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Literal, Optional, Sequence
+from typing import Literal
 
 import torch
 from PIL import Image
@@ -61,7 +62,7 @@ class Condition:
     An empty prompt / no label is the unconditional model (allowed where no CLIP score is needed)."""
     model: BaseModel = "text_base"
     prompt: str = ""
-    label: Optional[str] = None
+    label: str | None = None
 
     def __post_init__(self):
         if self.model not in BASE_MODELS:
@@ -110,7 +111,7 @@ def model_and_cond(models, condition: Condition):
 
 
 def generate(models, condition: Condition, seeds: Sequence[int], settings: StageSettings,
-             callback: Optional[Callback] = None) -> Tensor:
+             callback: Callback | None = None) -> Tensor:
     """The base stage of the Text-to-image / Class-conditional tabs (same seeds, same images)."""
     if condition.model == "text_base":
         return generate_text(models.get("text_base"), models.text_encoder(), [condition.prompt.strip()], "",
@@ -195,7 +196,7 @@ class Comparison:
 def compare_samplers(models, condition: Condition, samplers: Sequence[str] = SAMPLERS,
                      budgets: Sequence[int] = NFE_BUDGETS, seeds: Sequence[int] = (0, 1),
                      guidance: float = BASE_DEFAULTS.guidance, thresholding: bool = True,
-                     progress: Optional[Callable[[str], None]] = None) -> Comparison:
+                     progress: Callable[[str], None] | None = None) -> Comparison:
     """Each sampler at each NFE budget on the same seeds; a row per (sampler, budget) with the
     steps, the NFE spent, seconds per image and the mean CLIP score to the prompt. The grid has a
     line per sampler: its budgets left to right, the seeds within each."""
@@ -236,7 +237,7 @@ def compare_samplers(models, condition: Condition, samplers: Sequence[str] = SAM
 
 def guidance_sweep(models, condition: Condition, scales: Sequence[float] = GUIDANCE_SCALES,
                    seeds: Sequence[int] = GUIDANCE_SEEDS, sampler: str = "ddim", steps: int = GUIDANCE_STEPS,
-                   thresholding: bool = True, progress: Optional[Callable[[str], None]] = None) -> Comparison:
+                   thresholding: bool = True, progress: Callable[[str], None] | None = None) -> Comparison:
     """The same seeds at each guidance scale; a row per scale with the fidelity (mean CLIP
     score to the prompt) and the diversity (mean pairwise distance of the samples: between their
     CLIP image embeddings, and in pixels as RMS over [-1, 1] values)."""
@@ -329,7 +330,7 @@ def uniform_noise(size: int = 32, seed: int = 0) -> Tensor:
     return k.float() / 127.5 - 1
 
 
-def likelihood(models, condition: Condition, images: Tensor, method: str = "ode", steps: Optional[int] = None,
+def likelihood(models, condition: Condition, images: Tensor, method: str = "ode", steps: int | None = None,
                probes: int = 1, seed: int = 0):
     """Bits per dimension of images [B, 3, r, r] in [-1, 1] (snapped to 8 bits) under the base
     model, conditioned as asked (an empty prompt / no label: the unconditional model); see
@@ -349,7 +350,7 @@ def likelihood(models, condition: Condition, images: Tensor, method: str = "ode"
 
 # ---- h-space -------------------------------------------------------------------------------------
 def hspace_edit(models, model_name: str, image: Tensor, attribute: str, strength: float,
-                steps: int = 20, interval: float = 0.5, callback: Optional[Callback] = None):
+                steps: int = 20, interval: float = 0.5, callback: Callback | None = None):
     """The h-space edit of one image [1, 3, r, r] under the base model's stored directions
     (core.hspace); returns a core.hspace.HEdit."""
     condition = Condition(model=model_name)                 # unconditional: empty prompt / null label

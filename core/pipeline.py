@@ -4,8 +4,8 @@ that composes them (Imagen / DeepFloyd IF / CDM in miniature). Stages hand tenso
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,7 @@ from core.checks import check_finite, check_seeds, seed_streams
 from core.diffusion.guidance import cfg_denoiser, classifier_guided_denoiser, dynamic_threshold, x0_transform_denoiser
 from core.diffusion.parameterization import Denoiser
 from core.diffusion.rng import BatchGenerator
-from core.diffusion.samplers import SAMPLERS, SPACINGS, STAGE_SPACING, Projection, sample, sampler_stage_spacing
+from core.diffusion.samplers import SAMPLERS, SPACINGS, Projection, sample, sampler_stage_spacing
 from core.diffusion.schedules import NoiseSchedule
 from core.models.networks import DiffusionModel
 
@@ -193,7 +193,10 @@ def check_classifier_scale(scale) -> float:
 def classifier_guide(model: DiffusionModel, classifier, names: Sequence[str], scale: float) -> Guide | None:
     """The classifier-guidance wrapper towards `names` (one per sample); None at scale 0."""
     from core.models.noisy_classifier import (  # deferred: diffusers (its network), for classifier guidance only
-        check_compatible, class_log_prob, classifier_labels)
+        check_compatible,
+        class_log_prob,
+        classifier_labels,
+    )
     scale = check_classifier_scale(scale)
     if classifier is None:
         raise ValueError("classifier guidance needs the noise-aware classifier (checkpoints/noisy_classifier; "

@@ -29,7 +29,8 @@ Inpainting keeps every pixel outside the mask exactly (it is copied from the inp
 from __future__ import annotations
 
 import math
-from typing import Callable, Literal, Sequence, get_args
+from collections.abc import Callable, Sequence
+from typing import Literal, get_args
 
 import torch
 from PIL import Image

@@ -6,8 +6,6 @@ Run alone: `python app.py --tab attribute_editing [app.py flags]`.
 """
 from __future__ import annotations
 
-from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
-
 from pathlib import Path
 
 import gradio as gr
@@ -17,6 +15,7 @@ from core import cascade, diffae
 from core.evaluation.metrics import psnr
 from core.images import image_grid, pil_to_tensor, tensor_to_pil
 from core.semantic import DECODER_STEPS
+from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
 from demos.common import Models, RequestFiles, as_int, gpu, image_input, user_errors, wait_for
 
 TITLE = "Attribute editing"

@@ -5,15 +5,14 @@ Run alone: `python app.py --tab class_conditional [app.py flags]`.
 """
 from __future__ import annotations
 
-from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
-
 import gradio as gr
 
 from core.cascade import SIZES, generate, sr_names
+from core.diffusion.samplers import SAMPLERS
 from core.images import image_grid, tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, MAX_CLASSIFIER_SCALE, SR_STAGE_DEFAULTS, StageSettings
-from core.diffusion.samplers import SAMPLERS
 from core.semantic import DECODER_STEPS
+from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
 from demos.common import Models, RequestFiles, as_int, gpu, preview, stream, user_errors
 
 TITLE = "Class-conditional"

@@ -24,8 +24,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
 
 import gradio as gr
 import numpy as np
@@ -74,7 +74,7 @@ class Models:
         self.location = location or Path(model_set.root).name  # what the page says: never the server's path
 
     @classmethod
-    def load(cls, checkpoints: str | os.PathLike | None = None, device: str = "auto", deepfloyd=None) -> "Models":
+    def load(cls, checkpoints: str | os.PathLike | None = None, device: str = "auto", deepfloyd=None) -> Models:
         """Load every model under `checkpoints` (a folder or Hub repo id; None: ./checkpoints).
         An unusable `checkpoints` or device raises CheckpointError / ValueError; an unusable
         model is recorded in `errors` and the others still load. `deepfloyd`: a DeepFloydSet
@@ -152,7 +152,7 @@ class Models:
         return text
 
 
-def base_inputs(models: "Models", text: bool):
+def base_inputs(models: Models, text: bool):
     """The base-model choice and the DiffAE decoder's steps (used by the semantic base)."""
     base_model = gr.Radio(list(BASE_CHOICES.items()), value=models.default_base(text), label="Base model (32×32)",
                           info="semantic: a diffusion prior picks DiffAE's semantic code, its decoder draws it "
@@ -163,7 +163,7 @@ def base_inputs(models: "Models", text: bool):
     return base_model, decoder_steps
 
 
-def base_sampling(models: "Models", text: bool):
+def base_sampling(models: Models, text: bool):
     """The default sampling (a core.pipeline.StageSettings) of the base a tab starts with: the
     pixel UNet's, or the semantic base's prior's."""
     return base_defaults(models.default_base(text))

@@ -3,15 +3,14 @@
 """
 from __future__ import annotations
 
-from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
-
 from dataclasses import replace
 
 import gradio as gr
 
 from core.deepfloyd import IF_I_DEFAULTS, IF_II_DEFAULTS, LICENCE_NOTE
-from core.images import tensor_to_pil
 from core.diffusion.samplers import SAMPLERS
+from core.images import tensor_to_pil
+from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
 from demos.common import Models, RequestFiles, as_int, gpu, preview, stream, user_errors
 
 LABEL = "DeepFloyd IF (Hub)"

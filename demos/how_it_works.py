@@ -7,8 +7,6 @@ Run alone: `python app.py --tab how_it_works [app.py flags]`.
 """
 from __future__ import annotations
 
-from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
-
 import dataclasses
 from pathlib import Path
 
@@ -17,12 +15,13 @@ import pandas as pd
 import torch
 
 from core import diffae, hspace, mechanics
-from core.evaluation import guidance_comparison
 from core.diffusion.likelihood import METHODS
+from core.diffusion.samplers import SAMPLERS
+from core.evaluation import guidance_comparison
 from core.images import grid_image, pil_to_tensor, save_png, tensor_to_pil
 from core.mechanics import Condition
-from core.diffusion.samplers import SAMPLERS
 from core.models.text_encoders import fit_prompts
+from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
 from demos.common import Job, Models, RequestFiles, as_int, follow, gpu, image_input, user_errors, wait_for
 
 TITLE = "How it works"

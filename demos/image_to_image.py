@@ -5,8 +5,6 @@ Run alone: `python app.py --tab image_to_image [app.py flags]`.
 """
 from __future__ import annotations
 
-from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
-
 from pathlib import Path
 
 import gradio as gr
@@ -21,6 +19,7 @@ from core.ilvr import DEFAULT_FACTOR, ILVR_DEFAULTS, STRIP_FACTORS, check_factor
 from core.images import pil_to_tensor, tensor_to_pil
 from core.pipeline import StageSettings
 from core.translate import DEFAULT_STRENGTH, METHODS, PALETTE_DEFAULTS, TRANSLATE_DEFAULTS, grayscale, translate
+from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
 from demos.common import Models, RequestFiles, as_int, gpu, image_input, preview, stream, user_errors
 
 TITLE = "Image to image"

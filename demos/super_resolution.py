@@ -4,8 +4,6 @@ Run alone: `python app.py --tab super_resolution [app.py flags]`.
 """
 from __future__ import annotations
 
-from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
-
 from pathlib import Path
 
 import gradio as gr
@@ -14,6 +12,7 @@ from core.cascade import super_resolve, upscale_stages
 from core.diffusion.samplers import SAMPLERS
 from core.images import pil_to_tensor, resize_tensor, tensor_to_pil
 from core.pipeline import SR_DEFAULTS, StageSettings
+from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
 from demos.common import Models, RequestFiles, as_int, gpu, image_input, preview, stream, user_errors
 
 TITLE = "Super-resolution"

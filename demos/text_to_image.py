@@ -5,16 +5,17 @@ Run alone: `python app.py --tab text_to_image [app.py flags]`.
 """
 from __future__ import annotations
 
-from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
-
 import gradio as gr
 
 from core.cascade import SIZES, generate, sr_names
+from core.diffusion.samplers import SAMPLERS
 from core.images import tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings
-from core.diffusion.samplers import SAMPLERS
 from core.semantic import DECODER_STEPS
-from demos import deepfloyd_if
+from demos import (
+    common,  # first: imports `spaces` before torch on a ZeroGPU Space
+    deepfloyd_if,
+)
 from demos.common import Models, RequestFiles, as_int, gpu, preview, stream, user_errors
 
 TITLE = "Text to image"

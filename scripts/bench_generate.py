@@ -220,10 +220,10 @@ def diffusers_figures(args) -> dict:
     diffusers' scheduler loop around its UNet2DConditionModel with the same weights."""
     import torch
 
-    from core.models.modelset import ModelSet
-    from core.models.checkpoints import load_model
-    from core.pipeline import BASE_DEFAULTS, sample_stage
     from core.diffusion.rng import BatchGenerator
+    from core.models.checkpoints import load_model
+    from core.models.modelset import ModelSet
+    from core.pipeline import BASE_DEFAULTS, sample_stage
 
     models = ModelSet(args.checkpoints, "cpu")
     ours, encoder = models.get("text_base"), models.text_encoder()

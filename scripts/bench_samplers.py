@@ -23,8 +23,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler,  # noqa: E402
-                       EulerDiscreteScheduler, HeunDiscreteScheduler, UNet2DModel)
+from diffusers import (  # noqa: E402
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+    UNet2DModel,
+)
 
 from core.diffusion import samplers  # noqa: E402
 from core.diffusion.schedules import make_schedule  # noqa: E402

@@ -21,8 +21,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.evaluation.judge import Judge  # noqa: E402
-from core.models.modelset import ModelSet  # noqa: E402
 from core.evaluation.scorecard import base_sampler, fixed_grid, scorecard  # noqa: E402
+from core.models.modelset import ModelSet  # noqa: E402
 
 METRICS = ("accepted", "subgroup_as_asked", "recognisable", "retrieval", "fd_judge")
 

@@ -22,11 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.deepfloyd import (DTYPES, IF_I_DEFAULTS, IF_II_DEFAULTS, IF_STAGE_I, IF_STAGE_II,  # noqa: E402
-                            DeepFloydIF)
-from core.models.checkpoints import CheckpointError  # noqa: E402
+from core.deepfloyd import DTYPES, IF_I_DEFAULTS, IF_II_DEFAULTS, IF_STAGE_I, IF_STAGE_II, DeepFloydIF  # noqa: E402
 from core.diffusion.rng import BatchGenerator  # noqa: E402
-
+from core.models.checkpoints import CheckpointError  # noqa: E402
 
 PEAKS: list[float] = []  # GiB, one per phase
 

@@ -28,7 +28,6 @@ from core.evaluation.scorecard import TEXT_SPLITS  # noqa: E402
 # name -> the `python -m core train text_base` options that differ from the committed recipe
 CANDIDATES = {
     "baseline": [],                              # lr 5e-4, min-SNR-5, uniform t, balance 0.5
-    "lr-1e-3": ["--lr", "1e-3"],
     "balance-1": ["--balance", "1.0"],           # every design (an emoji up to tone and gender) alike
     "lognormal-t": ["--t-sampling", "lognormal"],  # EDM's noise levels, same min-SNR weight
 }
@@ -72,8 +71,8 @@ def evaluate(a) -> None:
     import torch
 
     from core.evaluation.judge import Judge
-    from core.models.modelset import ModelSet
     from core.evaluation.scorecard import base_sampler, scorecard
+    from core.models.modelset import ModelSet
 
     torch.set_num_threads(a.threads)
     out = Path(a.out)

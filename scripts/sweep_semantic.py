@@ -27,14 +27,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.models.modelset import ModelSet  # noqa: E402
 from core.data.emoji import load_dataset  # noqa: E402
-from core.evaluation.judge import Judge  # noqa: E402
-from core.pipeline import STAGE_SPACING  # noqa: E402
-from core.models.prior import sample_codes  # noqa: E402
 from core.diffusion.rng import BatchGenerator  # noqa: E402
 from core.diffusion.samplers import SAMPLERS, SPACINGS, sample  # noqa: E402
+from core.evaluation.judge import Judge  # noqa: E402
 from core.evaluation.scorecard import GRID_CLASSES, GRID_PROMPTS, fixed_grid, scorecard  # noqa: E402
+from core.models.modelset import ModelSet  # noqa: E402
+from core.models.prior import sample_codes  # noqa: E402
+from core.pipeline import STAGE_SPACING  # noqa: E402
 
 
 def parse_part(text: str, default_spacing) -> tuple[str, int, str]:

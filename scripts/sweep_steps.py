@@ -35,12 +35,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.cascade import ModelSet  # noqa: E402
 from core.cli import number_list  # noqa: E402
-from core.models.clip_model import ClipEmbedder  # noqa: E402
 from core.data.emoji import load_dataset  # noqa: E402
+from core.diffusion.samplers import SAMPLERS, SPACINGS  # noqa: E402
 from core.evaluation.held_out import caption_of, heldout_order  # noqa: E402
 from core.evaluation.metrics import frechet_distance, psnr, ssim  # noqa: E402
+from core.models.clip_model import ClipEmbedder  # noqa: E402
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, generate_class, generate_text, upscale  # noqa: E402
-from core.diffusion.samplers import SAMPLERS, SPACINGS  # noqa: E402
 
 STAGES = {"base": ("text_base", 32), "class": ("class_base", 32), "sr64": ("sr64", 64), "sr128": ("sr128", 128)}
 

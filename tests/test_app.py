@@ -211,8 +211,8 @@ def test_both_bases_from_the_text_and_class_tabs(client, tiny_checkpoints):
     import torch
 
     from core.cascade import generate
-    from core.models.modelset import ModelSet
     from core.images import open_image, pil_to_tensor
+    from core.models.modelset import ModelSet
     from core.pipeline import StageSettings
     from core.semantic import PRIOR_DEFAULTS
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from core.images import open_image, pil_to_tensor, read_parameters, tensor_to_pil
 from core.data.masks import mask_from_image
+from core.images import open_image, pil_to_tensor, read_parameters, tensor_to_pil
 from tests.test_app import _bad_image, client, good_request, image_file, rgb_png, server  # noqa: F401 - fixtures
 
 STEPS = 2

@@ -19,11 +19,16 @@ from tests.test_app import AppServer, good_request, make_client, rgb_png
 
 @pytest.fixture(scope="module")
 def server(tiny_checkpoints, tmp_path_factory):
-    from core.evaluation.classifiers import (FORMAT_VERSION, Classifier, ClassifierSettings, data_fingerprint,
-                                             task_classes)
-    from core.models.small_cnn import SmallCNN
     from core.data.emoji import load_dataset
+    from core.evaluation.classifiers import (
+        FORMAT_VERSION,
+        Classifier,
+        ClassifierSettings,
+        data_fingerprint,
+        task_classes,
+    )
     from core.evaluation.judge import Judge, JudgeNet
+    from core.models.small_cnn import SmallCNN
     from tests.tiny import CLASSES
     tmp = tmp_path_factory.mktemp("app-guidance")
     checkpoints = tmp / "checkpoints"   # the tiny checkpoints and a judge that knows their classes

@@ -1,12 +1,18 @@
 """Checkpoint folders: exact round trip, clear errors, and the Hub path through a local cache."""
 import json
-import shutil
 
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.models.checkpoints import CheckpointError, load_model, model_folder, read_folder, resolve_checkpoints, save_model
+from core.models.checkpoints import (
+    CheckpointError,
+    load_model,
+    model_folder,
+    read_folder,
+    resolve_checkpoints,
+    save_model,
+)
 from tests.tiny import tiny_model
 
 

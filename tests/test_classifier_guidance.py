@@ -10,10 +10,9 @@ import pytest
 import torch
 from PIL import Image
 
-from core.models.checkpoints import save_model
 from core.images import read_parameters
-from core.models.noisy_classifier import (NoisyClassifier, NoisyClassifierConfig, class_log_prob,
-                                   load_noisy_classifier)
+from core.models.checkpoints import save_model
+from core.models.noisy_classifier import NoisyClassifier, NoisyClassifierConfig, class_log_prob, load_noisy_classifier
 from core.pipeline import StageSettings, generate_class, sample_stage
 from tests.tiny import CLASSES, tiny_model, tiny_noisy_classifier
 

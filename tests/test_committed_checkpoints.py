@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from core.cascade import generate
-from core.models.modelset import ModelSet
 from core.models.checkpoints import DEFAULT_CHECKPOINTS
+from core.models.modelset import ModelSet
 from core.pipeline import StageSettings, upscale
 
 FAST = StageSettings(steps=2)

@@ -13,8 +13,18 @@ import torch
 
 from core.data import emoji as data
 from core.data.emoji import (
-    DataSourceMissing, EmojiDataset, build_dataset, cache_is_valid, captions_for, is_heldout,
-    load_dataset, load_font, load_keywords, parse_emoji_test, random_caption, render_emoji,
+    DataSourceMissing,
+    EmojiDataset,
+    build_dataset,
+    cache_is_valid,
+    captions_for,
+    is_heldout,
+    load_dataset,
+    load_font,
+    load_keywords,
+    parse_emoji_test,
+    random_caption,
+    render_emoji,
     write_cache,
 )
 

@@ -28,11 +28,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.models.checkpoints import CheckpointError
-from core.deepfloyd import (IF_I_DEFAULTS, IF_II_DEFAULTS, DeepFloydIF, DeepFloydSet, availability,
-                            schedule_from_config)
+from core.deepfloyd import IF_I_DEFAULTS, IF_II_DEFAULTS, DeepFloydIF, DeepFloydSet, availability, schedule_from_config
 from core.diffusion.rng import BatchGenerator
 from core.diffusion.schedules import NoiseSchedule
+from core.models.checkpoints import CheckpointError
 from core.models.text_encoders import load_t5_tokenizer
 from tests.test_text_encoders import t5_dirs  # noqa: F401 - the tiny T5 + trained sentencepiece fixture
 
@@ -338,9 +337,10 @@ def test_broken_folders_are_named(if_folders, tmp_path):
 
 # ---- command line and app -----------------------------------------------------------------------------
 def test_cli(if_folders, tmp_path, capsys):
+    from PIL import Image
+
     from core.cli.main import main
     from core.images import read_parameters
-    from PIL import Image
     argv = ["deepfloyd", "--prompt", "red apple", "--stage-1", str(if_folders["I"]), "--stage-2", str(if_folders["II"]),
             "--steps", "2", "--sr-steps", "2", "--num", "2", "--seed", "5", "--device", "cpu", "--out", str(tmp_path / "o")]
     assert main(argv) == 0

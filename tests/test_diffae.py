@@ -7,10 +7,23 @@ import pytest
 import torch
 from PIL import Image
 
-from core.models.checkpoints import CheckpointError, load_model, save_model
-from core.diffae import (ATTRIBUTES_FILE, DIRECTIONS_FILE, Directions, attribute_labels, decode, edit, encode,
-                         fit_directions, fit_from_codes, fresh_noise, interpolate, reconstruct, slerp)
+from core.diffae import (
+    ATTRIBUTES_FILE,
+    DIRECTIONS_FILE,
+    Directions,
+    attribute_labels,
+    decode,
+    edit,
+    encode,
+    fit_directions,
+    fit_from_codes,
+    fresh_noise,
+    interpolate,
+    reconstruct,
+    slerp,
+)
 from core.images import ImageError, read_parameters
+from core.models.checkpoints import CheckpointError, load_model, save_model
 from tests.tiny import tiny_diffae, tiny_directions
 
 STEPS = 50

@@ -6,8 +6,12 @@ import torch
 from torch import nn
 
 from core.diffusion import samplers
-from core.diffusion.guidance import (cfg_denoiser, classifier_guided_denoiser, dynamic_threshold_denoiser,
-                           static_threshold_denoiser)
+from core.diffusion.guidance import (
+    cfg_denoiser,
+    classifier_guided_denoiser,
+    dynamic_threshold_denoiser,
+    static_threshold_denoiser,
+)
 from core.diffusion.schedules import make_schedule
 from tests.gaussian_denoiser import GaussianMixture
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from core import hspace
-from core.models.checkpoints import CheckpointError, save_model
 from core.diffusion.samplers import ddim_invert, sample_ddim
+from core.models.checkpoints import CheckpointError, save_model
 from tests.tiny import tiny_model
 
 STEPS = 4

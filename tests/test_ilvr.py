@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from core.images import read_parameters
-from core.ilvr import check_factor, ilvr, ilvr_projection, ilvr_strip, low_pass, sample_ilvr
-from core.pipeline import StageSettings
 from core.diffusion.rng import BatchGenerator
 from core.diffusion.samplers import sample
 from core.diffusion.schedules import make_schedule
+from core.ilvr import check_factor, ilvr, ilvr_projection, ilvr_strip, low_pass, sample_ilvr
+from core.images import read_parameters
+from core.pipeline import StageSettings
 from tests.gaussian_denoiser import GaussianMixture
 
 S = 8                   # 1 x 8 x 8 "images": a 64-dimensional Gaussian

@@ -7,8 +7,15 @@ import math
 import pytest
 import torch
 
-from core.diffusion.likelihood import (BIN, BITS_OFFSET, bits_per_dim, discretized_gaussian_log_likelihood,
-                             ode_log_likelihood, quantize, vlb_bits_per_dim)
+from core.diffusion.likelihood import (
+    BIN,
+    BITS_OFFSET,
+    bits_per_dim,
+    discretized_gaussian_log_likelihood,
+    ode_log_likelihood,
+    quantize,
+    vlb_bits_per_dim,
+)
 from core.diffusion.schedules import make_schedule
 from tests.gaussian_denoiser import GaussianMixture
 

@@ -10,14 +10,14 @@ import torch
 from PIL import Image
 
 from core import mechanics
-from core.diffusion import samplers
-from core.models.modelset import ModelSet
-from core.images import read_parameters
 from core.cli.main import main as cli
-from core.evaluation.metrics import mean_pairwise_distance
-from core.mechanics import Condition
-from core.pipeline import StageSettings, generate_text
+from core.diffusion import samplers
 from core.diffusion.schedules import make_schedule
+from core.evaluation.metrics import mean_pairwise_distance
+from core.images import read_parameters
+from core.mechanics import Condition
+from core.models.modelset import ModelSet
+from core.pipeline import StageSettings, generate_text
 
 TEXT = Condition(model="text_base", prompt="grinning face")
 CLASS = Condition(model="class_base", label="cat-face")

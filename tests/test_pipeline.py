@@ -4,11 +4,10 @@ import pytest
 import torch
 
 from core.cascade import generate
-from core.models.modelset import ModelSet
-from core.models.checkpoints import CheckpointError
-from core.pipeline import StageSettings, augment_low_res, generate_class, generate_text, upscale
 from core.diffusion.samplers import SAMPLERS
-from core.models.text_encoders import ClipTextEncoder
+from core.models.checkpoints import CheckpointError
+from core.models.modelset import ModelSet
+from core.pipeline import StageSettings, augment_low_res, upscale
 
 FAST = StageSettings(steps=2)
 

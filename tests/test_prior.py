@@ -108,10 +108,10 @@ def test_save_load_round_trip(tmp_path):
 def test_training_learns_the_codes_and_exports(tmp_path, tiny_checkpoints):
     """`python -m core train prior` on the tiny DiffAE and CLIP: the codes are the DiffAE's
     normalised train-split codes, the loss falls, and the export loads as a prior."""
+    from core.cli.main import main
     from core.data.emoji import load_dataset
     from core.diffae import semantic_code
     from core.training.config import default_config
-    from core.cli.main import main
     from core.training.registry import make_task
 
     cfg = default_config("prior", str(tmp_path / "run"), smoke=True, checkpoints=str(tiny_checkpoints), batch=64)

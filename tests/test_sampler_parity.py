@@ -18,8 +18,13 @@ Documented differences checked here:
 """
 import pytest
 import torch
-from diffusers import (DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler,
-                       HeunDiscreteScheduler)
+from diffusers import (
+    DDIMScheduler,
+    DDPMScheduler,
+    DPMSolverMultistepScheduler,
+    EulerDiscreteScheduler,
+    HeunDiscreteScheduler,
+)
 
 from core.diffusion import samplers
 from core.diffusion.guidance import static_threshold_denoiser

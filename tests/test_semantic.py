@@ -6,13 +6,20 @@ import pytest
 import torch
 from PIL import Image
 
-from core.cli.main import main as cli
 from core.cascade import default_base, generate, variations
-from core.models.modelset import ModelSet
-from core.images import read_parameters
-from core.pipeline import BASE_DEFAULTS, StageSettings
-from core.semantic import DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS, generate_semantic, render, sample_semantic_codes
+from core.cli.main import main as cli
 from core.diffae import semantic_code
+from core.images import read_parameters
+from core.models.modelset import ModelSet
+from core.pipeline import BASE_DEFAULTS, StageSettings
+from core.semantic import (
+    DECODER_SAMPLER,
+    DECODER_STEPS,
+    PRIOR_DEFAULTS,
+    generate_semantic,
+    render,
+    sample_semantic_codes,
+)
 
 
 @pytest.fixture(scope="module")

@@ -5,8 +5,15 @@ import torch
 
 from core.cascade import generate
 from core.models.modelset import ModelSet
-from core.pipeline import (BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, STAGE_SPACING, StageSettings, generate_text,
-                           stage_spacing)
+from core.pipeline import (
+    BASE_DEFAULTS,
+    SR_DEFAULTS,
+    SR_STAGE_DEFAULTS,
+    STAGE_SPACING,
+    StageSettings,
+    generate_text,
+    stage_spacing,
+)
 
 
 @pytest.fixture(scope="module")

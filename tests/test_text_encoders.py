@@ -9,13 +9,31 @@ import shutil
 
 import pytest
 import torch
-
-from core.models.clip_model import (PAD_ID, UNK_ID, ClipConfig, ClipEmbedder, CompactTokenizer, bpe_tokenizer,
-                             build_clip, build_vocab, clip_loss, load_clip_folder, normalize_images,
-                             save_clip_folder)
-from core.models.text_encoders import (MAX_PROMPT_CHARS, ClipTextEncoder, T5TextEncoder, TextEmbeddings, fit_prompts,
-                                load_t5_tokenizer, load_text_encoder)
 from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+
+from core.models.clip_model import (
+    PAD_ID,
+    UNK_ID,
+    ClipConfig,
+    ClipEmbedder,
+    CompactTokenizer,
+    bpe_tokenizer,
+    build_clip,
+    build_vocab,
+    clip_loss,
+    load_clip_folder,
+    normalize_images,
+    save_clip_folder,
+)
+from core.models.text_encoders import (
+    MAX_PROMPT_CHARS,
+    ClipTextEncoder,
+    T5TextEncoder,
+    TextEmbeddings,
+    fit_prompts,
+    load_t5_tokenizer,
+    load_text_encoder,
+)
 
 CAPTIONS = [
     "grinning face", "red apple", "woman dancing: dark skin tone", "cat face",

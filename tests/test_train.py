@@ -1,14 +1,13 @@
 """Training: a resumed run equals an uninterrupted one; the smoke run of every stage works."""
-import json
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
+from core.cli.main import main as cli
 from core.models.checkpoints import load_model
 from core.training.config import default_config
-from core.cli.main import main as cli
-from core.training.loop import train, train_all
+from core.training.loop import train
 
 
 def _weights(run):
@@ -94,6 +93,7 @@ def test_sr_trains_on_the_scaled_residual(tmp_path):
     """sr64/sr128 diffuse residual_scale * (image - bilinear(low)) by default (the exported config
     says so, and `upscale` adds it back); `--residual-scale 0` diffuses the image itself."""
     import torch.nn.functional as F
+
     from core.training.registry import make_task
     gen = lambda: torch.Generator().manual_seed(0)  # noqa: E731
     plain = make_task(default_config("sr64", str(tmp_path / "p"), smoke=True, crop=None, residual_scale=0))
@@ -118,8 +118,8 @@ def test_sr_trains_on_the_scaled_residual(tmp_path):
 def test_snr_floor_weights_the_noisiest_steps():
     """The loss is the v-error weighted by clamp(SNR, floor, gamma) / (SNR + 1) (min-SNR, floored):
     checked by hand against a network that predicts 0, for floor 0 (plain min-SNR) and 1."""
-    from core.training.task import DiffusionTask
     from core.diffusion.schedules import make_schedule
+    from core.training.task import DiffusionTask
 
     class Fixed(DiffusionTask):
         def __init__(self, cfg):   # no data set: a fixed batch

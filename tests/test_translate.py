@@ -8,11 +8,11 @@ import pytest
 import torch
 from PIL import Image
 
-from core.images import ImageError, read_parameters
 from core.data.masks import SIDES, box_mask, half_mask, mask_from_image, random_mask, stroke_mask
-from core.pipeline import StageSettings, generate_text
 from core.diffusion.samplers import SAMPLERS
 from core.evaluation.metrics import delta_e, psnr, srgb_to_lab
+from core.images import ImageError, read_parameters
+from core.pipeline import StageSettings, generate_text
 from core.translate import PALETTE_TASKS, colorize, grayscale, inpaint, repaint, repaint_path, sdedit, translate
 from tests.tiny import tiny_model
 
@@ -422,8 +422,8 @@ def test_residual_palette_adds_its_sample_to_the_baseline():
 def test_evaluate_runs_and_reports_missing_models(models, tiny_checkpoints, tmp_path, capsys):
     import shutil
 
-    from core.data.emoji import default_cache_dir
     from core.cli.main import main
+    from core.data.emoji import default_cache_dir
     from core.evaluation.translate import evaluate, markdown
     from core.translate import mean_fill
     if not (default_cache_dir() / "images.npy").is_file():

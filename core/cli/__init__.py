@@ -8,8 +8,8 @@ import argparse
 import math
 import os
 import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Sequence
 
 
 def finite(text: str) -> float:

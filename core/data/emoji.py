@@ -65,9 +65,10 @@ import tempfile
 import time
 import xml.etree.ElementTree as ET
 from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 import PIL
@@ -201,7 +202,7 @@ class EmojiRecord:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "EmojiRecord":
+    def from_dict(cls, d: dict) -> EmojiRecord:
         """Inverse of :meth:`to_dict` (``heldout`` is recomputed, not read)."""
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
@@ -245,7 +246,7 @@ def gender_of(name: str, group: str, subgroup: str) -> str:
     return "none"
 
 
-def design_of(record: "EmojiRecord") -> str:
+def design_of(record: EmojiRecord) -> str:
     """The emoji up to skin tone and gender: the name without skin-tone qualifiers and without
     gender words ("woman dancing: dark skin tone" and "man dancing" -> "dancing"). Emoji of one
     design share their artwork apart from tone and gender."""

@@ -9,13 +9,13 @@ a Denoiser, so every sampler works with every guidance unchanged.
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-from core.diffusion.parameterization import ConditionalModel, Denoiser
 from core.checks import as_batch, check_finite
+from core.diffusion.parameterization import ConditionalModel, Denoiser
 from core.diffusion.schedules import NoiseSchedule, expand_to
 
 

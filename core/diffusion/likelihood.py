@@ -37,13 +37,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Optional, get_args
+from typing import Literal, get_args
 
 import torch
 from torch import Tensor
 
-from core.diffusion.parameterization import Denoiser
 from core.checks import check_finite, check_int
+from core.diffusion.parameterization import Denoiser
 from core.diffusion.schedules import NoiseSchedule
 
 Method = Literal["ode", "vlb"]
@@ -107,7 +107,7 @@ def _normal(shape, generator: torch.Generator, like: Tensor) -> Tensor:
 
 
 # ---- the probability-flow ODE --------------------------------------------------------------------
-def ode_grid(schedule: NoiseSchedule, steps: int, t_min: float = 0.0, t_max: Optional[float] = None
+def ode_grid(schedule: NoiseSchedule, steps: int, t_min: float = 0.0, t_max: float | None = None
              ) -> tuple[list[float], list[float]]:
     """(t, sigma) at steps + 1 points, sigma geometric from sigma(t_min) to sigma(t_max), each t the
     model time of its sigma (so sigma = schedule.sigma(t) exactly at every node)."""
@@ -139,7 +139,7 @@ def _eps_and_divergence(denoiser: Denoiser, y: Tensor, t: float, sigma: float, z
 
 
 def ode_log_likelihood(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: int = 20, *,
-                       generator: torch.Generator, t_min: float = 0.0, t_max: Optional[float] = None) -> Tensor:
+                       generator: torch.Generator, t_min: float = 0.0, t_max: float | None = None) -> Tensor:
     """log p(x) in nats per row of x [B, ...] (continuous x, no dequantisation), from the
     probability-flow ODE with one Hutchinson probe per row; 2 * steps network evaluations."""
     x = _check_images(x)
@@ -240,7 +240,7 @@ def vlb_bits_per_dim(denoiser: Denoiser, images: Tensor, schedule: NoiseSchedule
 
 
 def bits_per_dim(denoiser: Denoiser, images: Tensor, schedule: NoiseSchedule, method: Method = "ode",
-                 steps: Optional[int] = None, probes: int = 1, seed: int = 0) -> Likelihood:
+                 steps: int | None = None, probes: int = 1, seed: int = 0) -> Likelihood:
     """Bits per dimension of 8-bit images [B, C, H, W] in [-1, 1] by `method` (ode or vlb), with
     all randomness from one generator seeded with `seed`."""
     if method not in METHODS:

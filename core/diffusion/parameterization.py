@@ -10,7 +10,7 @@ reads the variance from it.
 """
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 from torch import Tensor
 
@@ -56,7 +56,7 @@ class LearnedVariance:
         if isinstance(channels, bool) or not isinstance(channels, int) or channels < 1:
             raise ValueError(f"channels must be a positive integer, got {channels!r}")
         self.channels = channels
-        self._v: Optional[Tensor] = None
+        self._v: Tensor | None = None
 
     def wrap(self, model: ConditionalModel) -> ConditionalModel:
         def eps_only(x_t: Tensor, t: Tensor, cond: dict[str, Tensor]) -> Tensor:

@@ -7,7 +7,8 @@ Drawing with a list of per-sample generators is also what diffusers' `randn_tens
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 import torch
 from torch import Tensor

@@ -26,15 +26,16 @@ sampler adds noise on its final step into x_0.
 from __future__ import annotations
 
 import inspect
-from typing import Callable, Literal, Optional, get_args
+from collections.abc import Callable
+from typing import Literal, get_args
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from core.checks import check_finite, check_int
 from core.diffusion.parameterization import Denoiser, LearnedVariance
 from core.diffusion.rng import BatchGenerator, Generator, randn_like
-from core.checks import check_finite, check_int
 from core.diffusion.schedules import NoiseSchedule
 
 SamplerName = Literal["ddpm", "ddim", "euler", "heun", "euler-maruyama", "dpmpp-2m"]
@@ -125,8 +126,8 @@ def t_start_for_strength(schedule: NoiseSchedule, strength: float) -> float:
     return strength * (schedule.T - 1)
 
 
-def _plan(sampler: str, schedule: NoiseSchedule, steps: int, spacing: Optional[str],
-          t_start: Optional[float]) -> list[float]:
+def _plan(sampler: str, schedule: NoiseSchedule, steps: int, spacing: str | None,
+          t_start: float | None) -> list[float]:
     """The sampler's grid t_0 > t_1 > ... > t_{n-1} > -1 (the last entry, -1, is the clean data)."""
     default, integer, skip_zero = _LAYOUT[sampler]
     grid = timesteps(schedule.T, steps, spacing or default, integer=integer, skip_zero=skip_zero)
@@ -138,8 +139,8 @@ def _plan(sampler: str, schedule: NoiseSchedule, steps: int, spacing: Optional[s
     return grid + [-1.0]
 
 
-def sampler_timesteps(name: SamplerName, schedule: NoiseSchedule, steps: int, spacing: Optional[Spacing] = None,
-                      t_start: Optional[float] = None) -> list[float]:
+def sampler_timesteps(name: SamplerName, schedule: NoiseSchedule, steps: int, spacing: Spacing | None = None,
+                      t_start: float | None = None) -> list[float]:
     """The descending timesteps at which sampler `name` calls the model (Heun also calls it at
     each next one but the last)."""
     _check_choice("sampler", name, SAMPLERS)
@@ -159,8 +160,8 @@ def _denoise(denoiser: Denoiser, x: Tensor, t: float) -> Tensor:
 
 
 def _run(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, ts: list[float],
-         update: Callable[[int, Tensor, Tensor], Tensor], callback: Optional[Callback],
-         project: Optional[Projection] = None) -> Tensor:
+         update: Callable[[int, Tensor, Tensor], Tensor], callback: Callback | None,
+         project: Projection | None = None) -> Tensor:
     """For each step i: eps = denoiser(x, t_i), report, x = update(i, x, eps), then
     x = project(x, t_{i+1}) when a projection is given."""
     n = len(ts) - 1
@@ -179,7 +180,7 @@ def _x0_coefficients(ab: Tensor) -> tuple[list[float], list[float]]:
     return (1 / ab.sqrt()).tolist(), ((1 - ab) / ab).sqrt().tolist()
 
 
-def _ddim_update(schedule: NoiseSchedule, ts: list[float], eta: float, generator: Optional[Generator]):
+def _ddim_update(schedule: NoiseSchedule, ts: list[float], eta: float, generator: Generator | None):
     """The DDIM step between consecutive grid points (either direction when eta = 0)."""
     ab, _ = _values(schedule, ts)
     ab_t, ab_next = ab[:-1], ab[1:]
@@ -217,9 +218,9 @@ def _euler_step(x: Tensor, eps: Tensor, to_ve: float, d_sigma: float, to_vp: flo
 
 # ---- the samplers ---------------------------------------------------------------------------------
 def sample_ddpm(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: int, *,
-                variance: Variance | LearnedVariance = "fixed_small", spacing: Optional[Spacing] = None,
-                generator: Optional[Generator] = None, callback: Optional[Callback] = None,
-                t_start: Optional[float] = None, project: Optional[Projection] = None) -> Tensor:
+                variance: Variance | LearnedVariance = "fixed_small", spacing: Spacing | None = None,
+                generator: Generator | None = None, callback: Callback | None = None,
+                t_start: float | None = None, project: Projection | None = None) -> Tensor:
     """Ancestral sampling (Ho et al. 2020, Alg. 2) on the (respaced) grid: x_{t'} ~ N(mu~(x_t, x0), sigma^2)
     with sigma^2 = beta~ (`fixed_small`, the posterior variance) or beta (`fixed_large`), beta being
     1 - ab_t / ab_{t'}, the beta of the spaced step (Nichol & Dhariwal 2021, respacing). With a
@@ -256,9 +257,9 @@ def sample_ddpm(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: i
 
 
 def sample_ddim(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: int, *, eta: float = 0.0,
-                spacing: Optional[Spacing] = None, generator: Optional[Generator] = None,
-                callback: Optional[Callback] = None, t_start: Optional[float] = None,
-                project: Optional[Projection] = None) -> Tensor:
+                spacing: Spacing | None = None, generator: Generator | None = None,
+                callback: Callback | None = None, t_start: float | None = None,
+                project: Projection | None = None) -> Tensor:
     """DDIM (Song et al. 2021, eq. 12): deterministic at eta = 0, DDPM-like at eta = 1."""
     _check_x(x)
     eta = check_finite("eta", eta, minimum=0.0)
@@ -269,7 +270,7 @@ def sample_ddim(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: i
 
 
 def ddim_invert(denoiser: Denoiser, x0: Tensor, schedule: NoiseSchedule, steps: int,
-                callback: Optional[Callback] = None, *, spacing: Optional[Spacing] = None) -> Tensor:
+                callback: Callback | None = None, *, spacing: Spacing | None = None) -> Tensor:
     """DDIM inversion (eta = 0 run backwards, Song et al. 2021 sec. 4.3; Dhariwal & Nichol 2021 app. F):
     x_0 -> x_{t_0} on the grid of `sample_ddim` with the same steps and spacing, so that
     sample_ddim(ddim_invert(x0)) ~ x0. Each step uses eps at its starting point (at t = 0 for the
@@ -280,9 +281,9 @@ def ddim_invert(denoiser: Denoiser, x0: Tensor, schedule: NoiseSchedule, steps: 
 
 
 def sample_euler(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: int, *,
-                 spacing: Optional[Spacing] = None, generator: Optional[Generator] = None,
-                 callback: Optional[Callback] = None, t_start: Optional[float] = None,
-                 project: Optional[Projection] = None) -> Tensor:
+                 spacing: Spacing | None = None, generator: Generator | None = None,
+                 callback: Callback | None = None, t_start: float | None = None,
+                 project: Projection | None = None) -> Tensor:
     """Euler on the probability-flow ODE in the sigma parameterisation (Karras et al. 2022, Alg. 1
     without the correction; diffusers EulerDiscreteScheduler). Mathematically this is DDIM with
     eta = 0 on the same grid; the default grid differs (linspace, fractional t). Deterministic:
@@ -298,9 +299,9 @@ def sample_euler(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: 
 
 
 def sample_heun(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: int, *,
-                spacing: Optional[Spacing] = None, generator: Optional[Generator] = None,
-                callback: Optional[Callback] = None, t_start: Optional[float] = None,
-                project: Optional[Projection] = None) -> Tensor:
+                spacing: Spacing | None = None, generator: Generator | None = None,
+                callback: Callback | None = None, t_start: float | None = None,
+                project: Projection | None = None) -> Tensor:
     """Heun's 2nd-order method on the probability-flow ODE (Karras et al. 2022, Alg. 1; diffusers
     HeunDiscreteScheduler): 2 model calls per step except the last, an Euler step into sigma = 0
     (2 steps - 1 calls in all). Deterministic: `generator` is accepted and unused.
@@ -323,9 +324,9 @@ def sample_heun(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: i
 
 
 def sample_euler_maruyama(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: int, *,
-                          spacing: Optional[Spacing] = None, generator: Optional[Generator] = None,
-                          callback: Optional[Callback] = None, t_start: Optional[float] = None,
-                          project: Optional[Projection] = None) -> Tensor:
+                          spacing: Spacing | None = None, generator: Generator | None = None,
+                          callback: Callback | None = None, t_start: float | None = None,
+                          project: Projection | None = None) -> Tensor:
     """Euler-Maruyama on the reverse VP SDE (Song et al. 2021, eq. 6 with the VP SDE of eq. 11):
     dx = [-1/2 beta x - beta grad log p_t(x)] dt + sqrt(beta) dw, grad log p_t = -eps / sqrt(1 - ab).
     Over a step, beta dt is taken as its exact integral b = log(ab_{t'} / ab_t). First order: it
@@ -349,9 +350,9 @@ def sample_euler_maruyama(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule
 
 
 def sample_dpmpp_2m(denoiser: Denoiser, x: Tensor, schedule: NoiseSchedule, steps: int, *,
-                    spacing: Optional[Spacing] = None, generator: Optional[Generator] = None,
-                    callback: Optional[Callback] = None, t_start: Optional[float] = None,
-                    project: Optional[Projection] = None) -> Tensor:
+                    spacing: Spacing | None = None, generator: Generator | None = None,
+                    callback: Callback | None = None, t_start: float | None = None,
+                    project: Projection | None = None) -> Tensor:
     """DPM-Solver++(2M) (Lu et al. 2022, "DPM-Solver++", Alg. 2, data prediction, multistep, order 2),
     first order on the first step and on the final step into sigma = 0 (diffusers'
     lower_order_final). Deterministic: `generator` is accepted and unused."""

@@ -40,9 +40,9 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -90,7 +90,7 @@ class ClassifierSettings:
             raise ValueError("width must be >= 1 and shift >= 0")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "ClassifierSettings":
+    def from_dict(cls, d: dict) -> ClassifierSettings:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -134,7 +134,7 @@ def task_examples(data, task: str, split: str) -> tuple[torch.Tensor, torch.Tens
     return torch.tensor(idx, dtype=torch.long), torch.tensor(labels, dtype=torch.long)
 
 
-def training_examples(data, task: str, settings: "ClassifierSettings") -> tuple[torch.Tensor, torch.Tensor]:
+def training_examples(data, task: str, settings: ClassifierSettings) -> tuple[torch.Tensor, torch.Tensor]:
     """(indices, class indices) a classifier trains on: the task's training-split examples, or a
     seeded subset of ``settings.max_train`` of them."""
     idx, labels = task_examples(data, task, "train")
@@ -172,7 +172,7 @@ class Classifier:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    def to(self, device) -> "Classifier":
+    def to(self, device) -> Classifier:
         self.model.to(device)
         return self
 
@@ -222,7 +222,7 @@ class Classifier:
         return folder
 
     @classmethod
-    def load(cls, folder: str | os.PathLike, device: str | torch.device = "cpu") -> "Classifier":
+    def load(cls, folder: str | os.PathLike, device: str | torch.device = "cpu") -> Classifier:
         from safetensors.torch import load_file
 
         folder = Path(folder)

@@ -29,8 +29,8 @@ import functools
 import math
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Callable, Optional, Sequence
 
 import torch
 from PIL import Image, ImageDraw, ImageFont
@@ -131,7 +131,7 @@ def _check_cfg(scale) -> float:
 def compare_guidance(models, labels: Sequence[str] = LABELS, cfg_scales: Sequence[float] = CFG_SCALES,
                      classifier_scales: Sequence[float] = CLASSIFIER_SCALES, seeds: Sequence[int] = SEEDS,
                      sampler: str = "ddim", steps: int = STEPS, thresholding: bool = True,
-                     progress: Optional[Callable[[str], None]] = None, score: Optional[Scorer] = None) -> Comparison:
+                     progress: Callable[[str], None] | None = None, score: Scorer | None = None) -> Comparison:
     """The class base at each CFG scale and each classifier-guidance scale, on the same labels and
     seeds; a row per setting {guidance, scale, recognisability, diversity, seconds_per_image}.
     The images of a row are the samples of every label, label after label. `score` measures the

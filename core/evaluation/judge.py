@@ -33,8 +33,8 @@ Command line (:mod:`core.cli.judge`)::
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -214,7 +214,7 @@ class Judge:
 
     # ---- the real emoji retrieval searches
 
-    def set_reference(self, data) -> "Judge":
+    def set_reference(self, data) -> Judge:
         """Retrieve from the real 32 px renders of every record of ``data`` (features computed
         once here)."""
         feats = F.normalize(self.features(data.images_at(RESOLUTION)), dim=1)
@@ -237,7 +237,7 @@ class Judge:
         return save_folder(folder, config, state, card)
 
     @classmethod
-    def load(cls, folder: str | Path | None = None, device: str | torch.device = "cpu") -> "Judge":
+    def load(cls, folder: str | Path | None = None, device: str | torch.device = "cpu") -> Judge:
         folder = Path(folder) if folder is not None else DEFAULT_FOLDER
         try:
             config, state = read_folder(folder)

@@ -40,9 +40,10 @@ the splits (:func:`attribute_retention`). Labels (subgroups) never ask for eithe
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Literal, Sequence
+from typing import Literal
 
 import torch
 

@@ -5,7 +5,7 @@ and SDEdit's trade-off between faithfulness to a colour sketch and realism (Meng
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F

@@ -41,8 +41,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -50,10 +51,19 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
 
 # The tokenizers and the text encoding need no open_clip import: they live in core.models.clip_text.
-from core.models.clip_text import (_FIRST_WORD_ID, CONFIG_NAME, PAD_ID, UNK_ID, WEIGHTS_NAME,  # noqa: F401
-                            CompactTokenizer, bpe_tokenizer, check_prompts, encode_text_tokens)
+from core.models.clip_text import (  # noqa: F401
+    _FIRST_WORD_ID,
+    CONFIG_NAME,
+    PAD_ID,
+    UNK_ID,
+    WEIGHTS_NAME,
+    CompactTokenizer,
+    bpe_tokenizer,
+    check_prompts,
+    encode_text_tokens,
+    read_clip_config,
+)
 from core.models.clip_text import check_vocab as _check_vocab
-from core.models.clip_text import read_clip_config
 
 
 def _filter_fields(cls, d: dict) -> dict:
@@ -96,7 +106,7 @@ class ClipConfig:
                                         eos_id=self.eot_id, pool_type="argmax")
 
     @classmethod
-    def tiny(cls, vocab: Sequence[int] = ()) -> "ClipConfig":
+    def tiny(cls, vocab: Sequence[int] = ()) -> ClipConfig:
         """A very small model for smoke runs and tests (about 67 k parameters plus 32 per vocab entry)."""
         return cls(vocab=list(vocab), embed_dim=32, image_size=64,
                    vision=CLIPVisionCfg(layers=1, width=32, head_width=16, patch_size=16),
@@ -125,7 +135,7 @@ class ClipConfig:
         }
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ClipConfig":
+    def from_dict(cls, d: dict[str, Any]) -> ClipConfig:
         if not isinstance(d, dict):
             raise ValueError(f"ClipConfig.from_dict expects a dict, got {type(d).__name__}")
         missing = [k for k in ("vocab",) if k not in d]
@@ -297,7 +307,7 @@ class ClipEmbedder:
         self.image_size = int(model.visual.image_size[0])
 
     @classmethod
-    def from_folder(cls, folder: str | os.PathLike, device: str | torch.device = "cpu") -> "ClipEmbedder":
+    def from_folder(cls, folder: str | os.PathLike, device: str | torch.device = "cpu") -> ClipEmbedder:
         model, config = load_clip_folder(folder, device, require_vision=True)
         return cls(model, CompactTokenizer.from_config(config))
 
@@ -305,7 +315,7 @@ class ClipEmbedder:
     def device(self) -> torch.device:
         return self.model.logit_scale.device
 
-    def to(self, device: str | torch.device) -> "ClipEmbedder":
+    def to(self, device: str | torch.device) -> ClipEmbedder:
         self.model.to(device)
         return self
 

@@ -20,7 +20,7 @@ import json
 import os
 import re
 from collections import OrderedDict
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -232,7 +232,7 @@ class CompactTokenizer:
         self.unk_id = UNK_ID
 
     @classmethod
-    def from_config(cls, config) -> "CompactTokenizer":
+    def from_config(cls, config) -> CompactTokenizer:
         return cls(config.vocab, config.context_length)
 
     def __call__(self, prompts: str | Sequence[str]) -> tuple[Tensor, Tensor]:

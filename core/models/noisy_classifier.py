@@ -22,8 +22,8 @@ writes it, `load_noisy_classifier` reads it.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +61,7 @@ class NoisyClassifierConfig:
         return {**asdict(self), "channels": list(self.channels)}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "NoisyClassifierConfig":
+    def from_dict(cls, d: dict) -> NoisyClassifierConfig:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown config keys: {sorted(unknown)}")

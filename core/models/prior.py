@@ -21,8 +21,9 @@ cond (batch first): ``text`` [B, text_dim] pooled text embedding, ``has_text`` [
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -59,7 +60,7 @@ class PriorConfig:
                 for k, v in self.__dict__.items()}
 
     @classmethod
-    def from_dict(cls, d: dict) -> "PriorConfig":
+    def from_dict(cls, d: dict) -> PriorConfig:
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"unknown prior config keys: {sorted(unknown)}")

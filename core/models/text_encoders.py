@@ -24,8 +24,8 @@ import abc
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 
@@ -41,22 +41,22 @@ class TextEmbeddings:
     def __len__(self) -> int:
         return self.tokens.shape[0]
 
-    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> "TextEmbeddings":
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> TextEmbeddings:
         return TextEmbeddings(self.tokens.to(device=device, dtype=dtype), self.mask.to(device),
                               self.pooled.to(device=device, dtype=dtype))
 
-    def __getitem__(self, index) -> "TextEmbeddings":
+    def __getitem__(self, index) -> TextEmbeddings:
         if isinstance(index, int):
             index = slice(index, index + 1 if index != -1 else None)
         return TextEmbeddings(self.tokens[index], self.mask[index], self.pooled[index])
 
-    def repeat(self, n: int) -> "TextEmbeddings":
+    def repeat(self, n: int) -> TextEmbeddings:
         """Each row repeated n times in place (row order a,a,b,b for n=2), as for n samples per prompt."""
         return TextEmbeddings(self.tokens.repeat_interleave(n, 0), self.mask.repeat_interleave(n, 0),
                               self.pooled.repeat_interleave(n, 0))
 
     @staticmethod
-    def cat(items: Sequence["TextEmbeddings"]) -> "TextEmbeddings":
+    def cat(items: Sequence[TextEmbeddings]) -> TextEmbeddings:
         return TextEmbeddings(torch.cat([e.tokens for e in items]), torch.cat([e.mask for e in items]),
                               torch.cat([e.pooled for e in items]))
 
@@ -103,7 +103,7 @@ class TextEncoder(abc.ABC):
         ...
 
     @abc.abstractmethod
-    def to(self, device: str | torch.device) -> "TextEncoder":
+    def to(self, device: str | torch.device) -> TextEncoder:
         ...
 
 
@@ -151,7 +151,7 @@ class ClipTextEncoder(TextEncoder):
         self.max_length = int(tokenizer.context_length)
 
     @classmethod
-    def from_folder(cls, folder: str | os.PathLike, device: str | torch.device = "cpu") -> "ClipTextEncoder":
+    def from_folder(cls, folder: str | os.PathLike, device: str | torch.device = "cpu") -> ClipTextEncoder:
         """Load from a folder with config.json ({"clip": ClipConfig dict}) + model.safetensors
         (see core.models.clip_model); fp16 weights are cast to float32. The text tower is
         `core.models.clip_text`'s (no open_clip import), or open_clip's `CLIP` for a config it lacks."""
@@ -167,7 +167,7 @@ class ClipTextEncoder(TextEncoder):
     def device(self) -> torch.device:
         return self.model.token_embedding.weight.device
 
-    def to(self, device: str | torch.device) -> "ClipTextEncoder":
+    def to(self, device: str | torch.device) -> ClipTextEncoder:
         self.model.to(device)
         return self
 
@@ -341,7 +341,7 @@ class T5TextEncoder(TextEncoder):
     def from_pretrained(cls, path_or_hub_id: str | os.PathLike, dtype: torch.dtype = torch.float32,
                         device: str | torch.device = "cpu", max_length: int = 77,
                         revision: str | None = None, variant: str | None = None,
-                        load_in_8bit: bool = False) -> "T5TextEncoder":
+                        load_in_8bit: bool = False) -> T5TextEncoder:
         """Load a local folder or Hub repo (plain T5 layout, or diffusers layout with
         text_encoder/ + tokenizer/). Only safetensors weights are fetched from the Hub.
         On GPU prefer dtype=torch.bfloat16 (T5 v1.1 overflows in fp16). `load_in_8bit` quantizes
@@ -382,7 +382,7 @@ class T5TextEncoder(TextEncoder):
     def device(self) -> torch.device:
         return self.model.device
 
-    def to(self, device: str | torch.device) -> "T5TextEncoder":
+    def to(self, device: str | torch.device) -> T5TextEncoder:
         self.model.to(device)
         return self
 

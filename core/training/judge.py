@@ -16,19 +16,35 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
 from core.data.emoji import load_dataset, random_caption
 from core.evaluation.classifiers import data_fingerprint
-from core.evaluation.judge import (FORMAT_VERSION, RESOLUTION, Judge, JudgeNet, design_of, recognisability, retrieval,
-                                   round_trip)
+from core.evaluation.judge import (
+    FORMAT_VERSION,
+    RESOLUTION,
+    Judge,
+    JudgeNet,
+    design_of,
+    recognisability,
+    retrieval,
+    round_trip,
+)
 from core.pipeline import BASE_DEFAULTS, generate_text
-from core.training.judge_images import (NEGATIVE_KINDS, SAMPLED_KINDS, SHAPE_KINDS, augment_real, colour_jitter,
-                                        degrade, geometric, shift_exact)
+from core.training.judge_images import (
+    NEGATIVE_KINDS,
+    SAMPLED_KINDS,
+    SHAPE_KINDS,
+    augment_real,
+    colour_jitter,
+    degrade,
+    geometric,
+    shift_exact,
+)
 
 MANIFOLD_QUANTILE = 0.05   # of real emoji through 16 px that each test (realism head, manifold) may reject
 
@@ -100,7 +116,7 @@ class JudgeSettings:
             raise ValueError(f"poor and early must be >= 0, got {self.poor!r}, {self.early!r}")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "JudgeSettings":
+    def from_dict(cls, d: dict) -> JudgeSettings:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
