@@ -176,7 +176,8 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
                            classifier=classifier, classifier_scale=classifier_scale)
     stages = upscale_chain(sr_models(models, size), x, seeds, sr, callback)
     parameters = {"prompt": prompt, "negative_prompt": negative_prompt, "label": label, "seeds": seeds,
-                  "size": size, "base_model": base_model, "base": vars(base), "sr": [vars(s) for s in sr[: len(stages) - 1]]}
+                  "size": size, "base_model": base_model, "base": vars(base),
+                  "sr": [vars(s) for s in sr[: len(stages) - 1]]}
     if base_model == "semantic":
         parameters["decoder_steps"] = decoder_steps
     if classifier_scale is not None:

@@ -262,7 +262,8 @@ class DeepFloydIF:
                 continue
             width = stage.unet.config.encoder_hid_dim or stage.unet.config.cross_attention_dim
             if width != encoder.width:
-                raise CheckpointError(f"the T5 states have width {encoder.width} but the stage {name} UNet takes {width}")
+                raise CheckpointError(f"the T5 states have width {encoder.width} "
+                                      f"but the stage {name} UNet takes {width}")
         if stage_2 is not None and stage_2.resolution <= stage_1.resolution:
             raise CheckpointError(f"stage II samples {stage_2.resolution}x{stage_2.resolution}, not above stage I's "
                                   f"{stage_1.resolution}")
@@ -360,7 +361,8 @@ class DeepFloydIF:
         output_type="pt", not clamped). `states` / `negative_states`: T5 states [B, 77, D] (from
         `encode`) of the prompt and of the negative prompt."""
         s1 = self.stage_1
-        cond, uncond = {"tokens": states.to(self.device, s1.dtype)}, {"tokens": negative_states.to(self.device, s1.dtype)}
+        cond = {"tokens": states.to(self.device, s1.dtype)}
+        uncond = {"tokens": negative_states.to(self.device, s1.dtype)}
         x = gen.randn((len(states), s1.channels, s1.resolution, s1.resolution)).to(self.device)
         return self._sample(s1, x, cond, uncond, gen, settings, callback)
 
@@ -463,7 +465,8 @@ def availability(locations: Sequence[str], device: str = "auto") -> tuple[bool, 
         except HfHubHTTPError as e:
             return False, f"the Hub refused {location}: {str(e).splitlines()[0]}"
         except Exception as e:  # noqa: BLE001 - no network, a proxy, ...: say so
-            return False, f"the Hub cannot be reached to fetch {location} ({type(e).__name__}); no copy in the local cache"
+            return False, (f"the Hub cannot be reached to fetch {location} ({type(e).__name__}); "
+                           "no copy in the local cache")
         where.append(f"Hub {location}")
     return True, ", ".join(where)
 

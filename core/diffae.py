@@ -247,7 +247,8 @@ class Directions:
             raise
         except Exception as e:  # JSON, missing keys, and safetensors' own error types
             raise CheckpointError(f"directions in {folder} cannot be read: {e}") from e
-        if d.directions.shape[0] != len(names) or d.directions.shape != d.weights.shape or d.gaps.shape != (len(names),):
+        if (d.directions.shape[0] != len(names) or d.directions.shape != d.weights.shape
+                or d.gaps.shape != (len(names),)):
             raise CheckpointError(f"directions in {folder}: {len(names)} names but "
                                   f"{tuple(d.directions.shape)} directions")
         return d

@@ -183,7 +183,8 @@ def strip_figures(samples: Tensor, reference: Tensor, factors: Sequence[int], ba
         low_err = ((low_pass(small, n) - low_pass(ref, n)) / 2).pow(2).mean().sqrt()
         full_err = ((small - ref) / 2).pow(2).mean().sqrt()
         diversity = pixel_diversity(x) if len(x) > 1 else None
-        rows.append({"factor": n, "low_pass_rmse": round(float(low_err), 4), "rmse_to_reference": round(float(full_err), 4),
+        rows.append({"factor": n, "low_pass_rmse": round(float(low_err), 4),
+                     "rmse_to_reference": round(float(full_err), 4),
                      "diversity": None if diversity is None else round(diversity, 4)})
     return rows
 

@@ -53,8 +53,9 @@ def make_fns(models: Models):
             guidance_method: "cfg" (classifier-free guidance at `guidance`) or "classifier" (classifier
                 guidance of the unconditional model at `classifier_scale`; `guidance` is not used).
             classifier_scale: the scale of classifier guidance (0 = unconditional samples).
-            base_model: None (the default: semantic when its models loaded, else pixel), "semantic" (a diffusion prior picks DiffAE's semantic code for the label,
-                the DiffAE decoder draws it) or "pixel" (the class-conditional UNet).
+            base_model: "semantic", "pixel" or None (the default: semantic when its models loaded, else pixel).
+                With "semantic" a diffusion prior picks DiffAE's semantic code for the label and the
+                DiffAE decoder draws it; with "pixel" the class-conditional UNet draws the image.
             decoder_steps: steps of the DiffAE decoder (DPM-Solver++; semantic base).
         Returns:
             the grid of predicted x0 (live) then of the samples, the PNGs (with their parameters)

@@ -54,9 +54,10 @@ def make_fn(models: Models):
             sr128_noise: noise-augmentation level (0-999) of the 128 stage's low-res input.
             threshold_max: cap of the thresholding scale s: 1 = static clipping to [-1, 1],
                 larger = Imagen's dynamic thresholding.
-            base_model: None (the default: semantic when its models loaded, else pixel), "semantic" (a diffusion prior picks DiffAE's semantic code for the prompt,
-                the DiffAE decoder draws it; guidance, sampler and steps are the prior's) or "pixel"
-                (the text-conditioned UNet).
+            base_model: "semantic", "pixel" or None (the default: semantic when its models loaded, else pixel).
+                With "semantic" a diffusion prior picks DiffAE's semantic code for the prompt and the
+                DiffAE decoder draws it (guidance, sampler and steps are the prior's); with "pixel" the
+                text-conditioned UNet draws the image.
             decoder_steps: steps of the DiffAE decoder (DPM-Solver++; semantic base).
         Returns:
             the first image at 32, 64 and 128 (None past `size`), the final PNGs (with their

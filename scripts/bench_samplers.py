@@ -90,7 +90,7 @@ def main() -> None:
 
     def bare(n: int) -> None:
         for _ in range(n):
-            unet(x, t_batch).sample
+            unet(x, t_batch)  # only the forward pass is timed; its output is dropped
 
     fixed = unet(x, t_batch).sample.detach()
 
@@ -118,17 +118,19 @@ def main() -> None:
         bare(3)  # warm up
         for _ in range(args.reps):
             for name in names:
-                runs = {"bare": lambda: bare(nfe[name]), "ours": lambda: ours(name)}
+                # the closures run in this iteration (timed below); name is bound to make that explicit
+                runs = {"bare": lambda name=name: bare(nfe[name]), "ours": lambda name=name: ours(name)}
                 if REFERENCE[name][0] is not None:
-                    runs["diffusers"] = lambda: reference(name)
+                    runs["diffusers"] = lambda name=name: reference(name)
                 for kind, fn in runs.items():
                     t = timed(fn)
                     best[name, kind] = min(best.get((name, kind), float("inf")), t)
         for name in names:
             for _ in range(20):
-                best[name, "ours-loop"] = min(best.get((name, "ours-loop"), float("inf")), timed(lambda: ours(name, stub)))
+                t = timed(lambda name=name: ours(name, stub))
+                best[name, "ours-loop"] = min(best.get((name, "ours-loop"), float("inf")), t)
                 if REFERENCE[name][0] is not None:
-                    t = timed(lambda: reference(name, stub))
+                    t = timed(lambda name=name: reference(name, stub))
                     best[name, "diffusers-loop"] = min(best.get((name, "diffusers-loop"), float("inf")), t)
 
     print(f"UNet2DModel 32x32, channels (32, 64), batch {args.batch}, {args.steps} steps, CPU, 1 thread, "

@@ -33,7 +33,8 @@ def clock(device: torch.device) -> float:
     return time.process_time()
 
 
-def seconds_per_step(kind: str, options: dict, steps: int, batch: int, warmup: int, device: torch.device) -> tuple[float, float]:
+def seconds_per_step(kind: str, options: dict, steps: int, batch: int, warmup: int,
+                     device: torch.device) -> tuple[float, float]:
     """(seconds per step, seconds of the warm-up steps, which include compilation)."""
     with tempfile.TemporaryDirectory() as run:
         cfg = default_config(kind, run, batch=batch, **options)

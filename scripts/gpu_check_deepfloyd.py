@@ -16,6 +16,7 @@ import argparse
 import sys
 import time
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -85,8 +86,9 @@ def main(argv=None) -> int:
         print(f"run {run + 1}:")
         states, t_enc = phase("T5", device, lambda: model.encode([args.prompt, ""]))
         gen = BatchGenerator([args.seed])
-        low, t1 = phase("stage I", device, lambda: model.sample_stage_1(states[:1], states[1:], gen, s1))
-        high, t2 = phase("stage II", device, lambda: model.sample_stage_2(low, states[:1], states[1:], gen, s2))
+        # partial binds this run's states, gen and low (phase calls it at once)
+        low, t1 = phase("stage I", device, partial(model.sample_stage_1, states[:1], states[1:], gen, s1))
+        high, t2 = phase("stage II", device, partial(model.sample_stage_2, low, states[:1], states[1:], gen, s2))
         print(f"  total      {t_enc + t1 + t2:8.2f} s (load {load_s:.1f} s)")
     if PEAKS:
         print(f"peak GPU memory: {max(PEAKS):.2f} GiB allocated (torch.cuda.max_memory_allocated, "

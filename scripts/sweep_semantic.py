@@ -71,7 +71,8 @@ def semantic_sampler(models, kind: str, config: dict, guidance: float, batch: in
             r = decoder.resolution
             x_T = BatchGenerator(sd, "cpu").randn((len(sd), 3, r, r))
             with torch.inference_mode():
-                x = sample(d_sampler, lambda x_t, t: decoder.eps(x_t, t, {"z_sem": z}), x_T, decoder.schedule,
+                # the denoiser runs within this batch: z (this batch's codes) is bound to say so
+                x = sample(d_sampler, lambda x_t, t, z=z: decoder.eps(x_t, t, {"z_sem": z}), x_T, decoder.schedule,
                            d_steps, spacing=d_spacing)
             out.append(x.clamp(-1, 1))
         return torch.cat(out)

@@ -123,14 +123,16 @@ def test_bad_out_is_refused_before_any_work(tmp_path, capsys, case):
 
 
 def test_bad_out_from_a_real_process(tmp_path):
-    proc = cli("reconstruct", "--image", "whatever.png", "--out", tmp_path, "--checkpoints", tmp_path / "none", ok=False)
+    proc = cli("reconstruct", "--image", "whatever.png", "--out", tmp_path, "--checkpoints", tmp_path / "none",
+               ok=False)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == [
         f"error: --out {tmp_path} is a folder; give a PNG file name"]
 
 
 def test_mechanics_checks_out_before_any_work(tmp_path, capsys):
     from core.cli.main import main
-    assert main(["mechanics", "trajectory", "--prompt", "x", "--out", str(tmp_path), "--checkpoints", str(tmp_path / "none")]) == 2
+    assert main(["mechanics", "trajectory", "--prompt", "x", "--out", str(tmp_path),
+                 "--checkpoints", str(tmp_path / "none")]) == 2
     err = capsys.readouterr().err.strip()
     assert err == f"error: --out {tmp_path} is a folder; give a PNG file name"
 

@@ -48,7 +48,8 @@ SCHEDULER = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_v2", be
 def tiny_unet(stage: int, seed: int):
     """diffusers' IF test UNets (tests/pipelines/deepfloyd_if), at 16 (stage I) and 32 (stage II)."""
     from diffusers import UNet2DConditionModel
-    common = dict(block_out_channels=[32, 64], down_block_types=["ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"],
+    common = dict(block_out_channels=[32, 64],
+                  down_block_types=["ResnetDownsampleBlock2D", "SimpleCrossAttnDownBlock2D"],
                   mid_block_type="UNetMidBlock2DSimpleCrossAttn",
                   up_block_types=["SimpleCrossAttnUpBlock2D", "ResnetUpsampleBlock2D"], out_channels=6,
                   cross_attention_dim=32, encoder_hid_dim=32, attention_head_dim=8, addition_embed_type="text",
@@ -293,6 +294,13 @@ def _hub_error(cls, status: int):
     return cls(f"{status} Client Error", response=httpx2.Response(status, request=request))
 
 
+def _refusing(cls, status: int):
+    """A stand-in for a Hub call that always raises `_hub_error(cls, status)`."""
+    def refuse(*args, **kwargs):
+        raise _hub_error(cls, status)
+    return refuse
+
+
 def test_gated_and_unknown_repos_are_clear(monkeypatch, tmp_path):
     import huggingface_hub
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
@@ -302,8 +310,7 @@ def test_gated_and_unknown_repos_are_clear(monkeypatch, tmp_path):
     for error, message in ((GatedRepoError, "is gated.*accept its licence at https://huggingface.co/DeepFloyd/"
                                             "IF-I-XL-v1.0 and set HF_TOKEN"),
                            (RepositoryNotFoundError, "no Hub repo 'DeepFloyd/IF-I-XL-v1.0'")):
-        def refuse(*args, **kwargs):
-            raise _hub_error(error, 403 if error is GatedRepoError else 404)
+        refuse = _refusing(error, 403 if error is GatedRepoError else 404)
         monkeypatch.setattr(huggingface_hub, "snapshot_download", refuse)
         monkeypatch.setattr(huggingface_hub, "auth_check", refuse)
         with pytest.raises(CheckpointError, match=message):
@@ -342,7 +349,8 @@ def test_cli(if_folders, tmp_path, capsys):
     from core.cli.main import main
     from core.images import read_parameters
     argv = ["deepfloyd", "--prompt", "red apple", "--stage-1", str(if_folders["I"]), "--stage-2", str(if_folders["II"]),
-            "--steps", "2", "--sr-steps", "2", "--num", "2", "--seed", "5", "--device", "cpu", "--out", str(tmp_path / "o")]
+            "--steps", "2", "--sr-steps", "2", "--num", "2", "--seed", "5", "--device", "cpu",
+            "--out", str(tmp_path / "o")]
     assert main(argv) == 0
     for i in range(2):
         with Image.open(tmp_path / "o" / f"{i:03d}.png") as im:

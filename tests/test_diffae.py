@@ -364,7 +364,8 @@ def test_directions_and_evaluate_commands(tmp_path, monkeypatch, capsys):
                         lambda task, folder, data, log=None: Stub(core.evaluation.classifiers.task_classes(task, data)))
     capsys.readouterr()
     grid = tmp_path / "sweep.png"
-    assert main(["evaluate-diffae", "--checkpoints", str(tmp_path), "--n", "2", "--steps", "2", "--grid", str(grid)]) == 0
+    assert main(["evaluate-diffae", "--checkpoints", str(tmp_path), "--n", "2", "--steps", "2",
+                 "--grid", str(grid)]) == 0
     out = capsys.readouterr().out
     assert "reconstruction PSNR on 2 held-out emoji at 64x64" in out
     result = json.loads(out[out.index("{\n"):])

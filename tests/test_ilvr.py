@@ -242,8 +242,8 @@ def test_strip_cli(tiny_checkpoints, tmp_path, capsys):
     from core.cli.main import main
     ref = tmp_path / "ref.png"
     _reference_image(32).save(ref)
-    assert main(["ilvr-strip", "--image", str(ref), "--factors", "2,8", "--seeds", "0,1", "--steps", "2", "--checkpoints",
-                 str(tiny_checkpoints), "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["ilvr-strip", "--image", str(ref), "--factors", "2,8", "--seeds", "0,1", "--steps", "2",
+                 "--checkpoints", str(tiny_checkpoints), "--out", str(tmp_path / "s.png")]) == 0
     out = capsys.readouterr().out
     assert "| factor | low_pass_rmse | rmse_to_reference | diversity |" in out
     assert Image.open(tmp_path / "s.png").size == (2 + 2 * 34, 2 + 3 * 34)

@@ -149,7 +149,8 @@ def test_accepted_needs_the_head_and_the_manifold(data, tiny_judge):
     assert 0.5 < tiny_judge.manifold < 1 and tiny_judge.info["manifold_threshold"] == tiny_judge.manifold
     assert torch.allclose(out["nearest"][:8], torch.ones(8), atol=1e-4)    # a real render is its own nearest
     assert out["nearest"][16:].max() < 0.999
-    assert torch.equal(out["accepted"], (out["realism"] > tiny_judge.threshold) & (out["nearest"] >= tiny_judge.manifold))
+    assert torch.equal(out["accepted"],
+                       (out["realism"] > tiny_judge.threshold) & (out["nearest"] >= tiny_judge.manifold))
     assert torch.equal(tiny_judge.accept(x), out["accepted"])
 
 

@@ -50,7 +50,8 @@ def import_graph():
         lines = source.splitlines()
         graph[module] = set()
 
-        def visit(node, in_function: bool) -> None:
+        # visit runs within this iteration; module and lines are bound to say so
+        def visit(node, in_function: bool, module: str = module, lines: list[str] = lines) -> None:
             for child in ast.iter_child_nodes(node):
                 if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
                     continue   # for type checkers only: never runs

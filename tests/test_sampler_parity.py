@@ -107,7 +107,8 @@ def test_ddpm_learned_range(name, spacing):
     ours = samplers.sample("ddpm", lambda x, t: model(x, t, {}), noise, schedule, 10, variance=learned,
                            spacing=spacing, generator=torch.Generator().manual_seed(7))
     assert (ours - ref).abs().max().item() < ATOL
-    fixed = samplers.sample_ddpm(denoiser, noise, schedule, 10, spacing=spacing, generator=torch.Generator().manual_seed(7))
+    fixed = samplers.sample_ddpm(denoiser, noise, schedule, 10, spacing=spacing,
+                                 generator=torch.Generator().manual_seed(7))
     assert (ours - fixed).abs().max().item() > 1e-3  # v matters
     with pytest.raises(ValueError, match="must output 6 channels"):
         model(noise[:, :2], torch.zeros(2), {})

@@ -84,7 +84,8 @@ def test_vocab_is_compact_and_ends_with_sot_eot():
     from dataclasses import replace
     tiny = replace(ClipConfig.tiny(), vocab=vocab)
     assert tiny.text.vocab_size == len(vocab) + 2 and ClipConfig.tiny().text.vocab_size == 2
-    assert CompactTokenizer(tiny)("red apple")[0].tolist() == CompactTokenizer.from_config(tiny)("red apple")[0].tolist()
+    assert (CompactTokenizer(tiny)("red apple")[0].tolist()
+            == CompactTokenizer.from_config(tiny)("red apple")[0].tolist())
     assert ClipConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ValueError):
         ClipConfig(vocab=vocab[:-1])          # no eot at the end

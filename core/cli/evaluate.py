@@ -28,7 +28,8 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p.add_argument("--n-sr", type=int, default=DEFAULT_N_SR,
                    help=f"held-out images per SR stage, at most --n (default {DEFAULT_N_SR})")
     p.add_argument("--steps", type=int, help="sampling steps of every stage (default: each stage's default)")
-    p.add_argument("--guidance", type=number_list(finite), default=list(DEFAULT_GUIDANCE), help="guidance sweep, e.g. 1,3,5")
+    p.add_argument("--guidance", type=number_list(finite), default=list(DEFAULT_GUIDANCE),
+                   help="guidance sweep, e.g. 1,3,5")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch", type=int, default=32, help="images per sampling batch")
     p.add_argument("--json", help="also write the results as JSON here")

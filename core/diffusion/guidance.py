@@ -36,7 +36,8 @@ def cfg_denoiser(model: ConditionalModel, cond: dict[str, Tensor], uncond: dict[
     def denoise(x: Tensor, t: Tensor) -> Tensor:
         b = x.shape[0]
         if b not in cache:  # the conds are fixed for a run: concatenate them once per batch size
-            cache[b] = {k: torch.cat([as_batch(uncond[k], b, f"cond[{k!r}]"), as_batch(cond[k], b, f"cond[{k!r}]")]) for k in cond}
+            cache[b] = {k: torch.cat([as_batch(uncond[k], b, f"cond[{k!r}]"), as_batch(cond[k], b, f"cond[{k!r}]")])
+                        for k in cond}
         eps_u, eps_c = model(torch.cat([x, x]), torch.cat([t, t]), cache[b]).chunk(2)
         return eps_u + scale * (eps_c - eps_u)
 

@@ -8,7 +8,6 @@ Drawing with a list of per-sample generators is also what diffusers' `randn_tens
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Union
 
 import torch
 from torch import Tensor
@@ -44,7 +43,7 @@ class BatchGenerator:
         return self.randn(x.shape, dtype=x.dtype).to(x.device)
 
 
-Generator = Union[BatchGenerator, torch.Generator]
+Generator = BatchGenerator | torch.Generator
 
 
 def randn_like(x: Tensor, generator: Generator) -> Tensor:

@@ -106,7 +106,8 @@ def evaluate(models, n: int = 32, strength: float | None = None, steps: int = DE
             result["direction_accuracy_heldout"][name] = {
                 "n": len(y), "accuracy": float(((directions.score(z, name) > 0).long().cpu() == y).float().mean())}
     log(f"attribute classifiers on held-out z_sem: {json.dumps(result['direction_accuracy_heldout'])}")
-    clfs = {t: classifiers.load_or_train(t, classifier_folder, data, log=log) for t in ("skin_tone", "gender", "subgroup")}
+    clfs = {t: classifiers.load_or_train(t, classifier_folder, data, log=log)
+            for t in ("skin_tone", "gender", "subgroup")}
     tones = list(TONES)
     tone_idx = torch.tensor([clfs["skin_tone"].index(t) for t in tones])
 

@@ -101,7 +101,8 @@ def score_samples(samples: dict[str, Tensor], judge) -> dict[str, float]:
     def mean(values):
         return sum(values) / len(values) if values else math.nan
 
-    return {"recognisability": hits / max(total, 1), "diversity": mean(spreads), "diversity_pixels": mean(pixel_spreads)}
+    return {"recognisability": hits / max(total, 1), "diversity": mean(spreads),
+            "diversity_pixels": mean(pixel_spreads)}
 
 
 @torch.no_grad()

@@ -75,7 +75,8 @@ def evaluate(models, n: int = 32, steps: int = 25, seed: int = 0, batch: int = 1
             mean = torch.stack(samples).mean(dim=0)
             results["rows"].append(
                 ("inpaint (Palette, 64x64)", f"PSNR inside the mask, mean of {inpaint_samples} samples, dB",
-                 psnr(mean, x64, 2.0, masks).mean().item(), psnr(fill, x64, 2.0, masks).mean().item(), "mean-colour fill"))
+                 psnr(mean, x64, 2.0, masks).mean().item(), psnr(fill, x64, 2.0, masks).mean().item(),
+                 "mean-colour fill"))
         if embedder is not None and len(idx) >= 2:
             # Realism, as Palette (Saharia et al. 2022) reports FID beside the per-pixel errors
             # (lower is better).

@@ -50,7 +50,8 @@ def resolve_checkpoints(location: str | os.PathLike | None = None) -> Path:
                               f"reached (HF_HUB_OFFLINE={os.environ.get('HF_HUB_OFFLINE', '0')})") from e
     except HfHubHTTPError as e:
         raise CheckpointError(f"checkpoints {text!r}: the Hub refused it ({e.__class__.__name__}: "
-                              f"{str(e).splitlines()[0]}); is the id right, and is HF_TOKEN set for a gated repo?") from e
+                              f"{str(e).splitlines()[0]}); "
+                              "is the id right, and is HF_TOKEN set for a gated repo?") from e
     except OSError as e:
         raise CheckpointError(f"checkpoints {text!r}: could not be fetched: {e}") from e
 

@@ -312,7 +312,8 @@ class TextTower(nn.Module):
         super().__init__()
         for key, value in _TEXT_DEFAULTS.items():
             if text.get(key, value) != value and not (key == "block_type" and text.get(key) == "default"):
-                raise NotImplementedError(f"core.models.clip_text does not implement the text option {key}={text[key]!r}")
+                raise NotImplementedError(
+                    f"core.models.clip_text does not implement the text option {key}={text[key]!r}")
         width, self.context_length, self.vocab_size = int(text["width"]), int(text["context_length"]), vocab_size
         self.transformer = Transformer(width, int(text["layers"]), int(text["heads"]),
                                        float(text.get("mlp_ratio", 4.0)))

@@ -98,7 +98,8 @@ class ModelConfig:
     schedule: dict = field(default_factory=lambda: {"name": "cosine", "T": 1000})
     classes: list[str] | None = None          # class_base: label names, null label = len(classes)
     low_resolution: int | None = None          # sr: size of the input image
-    residual_scale: float | None = None        # sr, palette: x0 is residual_scale * (image - baseline); None: x0 is the image
+    # sr, palette: x0 is residual_scale * (image - baseline); None: x0 is the image
+    residual_scale: float | None = None
     text_encoder: str | None = None            # text_base: folder name of its text encoder
     semantic_dim: int | None = None            # diffae: width of z_sem
     encoder_channels: tuple[int, ...] | None = None  # diffae: channels of the semantic encoder

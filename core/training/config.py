@@ -76,11 +76,13 @@ def default_config(kind: str, run: str, smoke: bool = False, **overrides) -> Tra
     if cfg.residual_scale is not None and not 0 <= cfg.residual_scale < math.inf:   # also NaN
         raise ValueError(f"--residual-scale must be a finite number >= 0, got {cfg.residual_scale!r}")
     if not 0 <= cfg.snr_floor <= cfg.min_snr_gamma:   # also NaN
-        raise ValueError(f"--snr-floor must be between 0 and min_snr_gamma ({cfg.min_snr_gamma}), got {cfg.snr_floor!r}")
+        raise ValueError(f"--snr-floor must be between 0 and min_snr_gamma ({cfg.min_snr_gamma}), "
+                         f"got {cfg.snr_floor!r}")
     if cfg.t_sampling not in T_SAMPLINGS:
         raise ValueError(f"--t-sampling must be one of {', '.join(T_SAMPLINGS)}, got {cfg.t_sampling!r}")
     if not 0 <= cfg.balance <= 1:   # also NaN
-        raise ValueError(f"--balance must be between 0 (uniform over emoji) and 1 (uniform over designs), got {cfg.balance!r}")
+        raise ValueError("--balance must be between 0 (uniform over emoji) and 1 (uniform over designs), "
+                         f"got {cfg.balance!r}")
     return cfg
 
 

@@ -220,7 +220,8 @@ def train_judge(data=None, settings: JudgeSettings | None = None, bank: torch.Te
     thresholds = calibrate(judge, data, idx, settings.seed + 11)
     info = {
         "format_version": FORMAT_VERSION, "resolution": RESOLUTION, "width": settings.width,
-        "threshold": round(thresholds["threshold"], 4), "manifold_threshold": round(thresholds["manifold_threshold"], 4),
+        "threshold": round(thresholds["threshold"], 4),
+        "manifold_threshold": round(thresholds["manifold_threshold"], 4),
         "manifold_quantile": MANIFOLD_QUANTILE,
         "settings": asdict(settings), "data_fingerprint": data_fingerprint(data),
         "parameters": sum(p.numel() for n, p in model.named_parameters() if not n.startswith("design.")),

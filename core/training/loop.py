@@ -57,9 +57,11 @@ def model_card(task: Task, cfg: TrainConfig, model, step: int, seconds: float, d
             f"(train split; see core/data/emoji.py).\n\n"
             f"- parameters: {count_parameters(model) / 1e6:.2f} M (weights stored in fp16)\n"
             f"- steps: {step}, wall time: {seconds / 60:.1f} min on {device}\n"
-            f"- final training loss (EMA of the batch loss): {final_loss if final_loss is None else round(final_loss, 4)}\n\n"
+            "- final training loss (EMA of the batch loss): "
+            f"{final_loss if final_loss is None else round(final_loss, 4)}\n\n"
             f"## Recipe\n\n```json\n{json.dumps(recipe, indent=2)}\n```\n\n"
-            f"## Measured quality\n\n{quality or 'See the evaluation script `python -m core evaluate` and the closing notes.'}\n")
+            "## Measured quality\n\n"
+            f"{quality or 'See the evaluation script `python -m core evaluate` and the closing notes.'}\n")
 
 
 def init_from_checkpoint(model: torch.nn.Module, ema: EMA, cfg: TrainConfig) -> None:

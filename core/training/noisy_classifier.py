@@ -49,7 +49,8 @@ class NoisyClassifierTask(Task):
         counts = torch.bincount(self.labels[self.train_idx], minlength=len(self.data.classes))
         majority = float((labels == counts.argmax()).float().mean())
         return (f"Held-out split ({len(images)} emoji, {len(self.data.classes)} subgroups), each noised to "
-                f"x_t ~ q(x_t | x_0) with the same seeded noise at every t (`core.models.noisy_classifier.accuracy_vs_t`):\n\n"
+                "x_t ~ q(x_t | x_0) with the same seeded noise at every t "
+                "(`core.models.noisy_classifier.accuracy_vs_t`):\n\n"
                 + accuracy_table(rows, majority))
 
     def export(self, model, folder, card):

@@ -2,8 +2,8 @@
 trains on, how it is exported, the sample grid it draws now and then, and the options it reads.
 
 `DiffusionTask` is the loss every diffusion kind shares: draw x0 and a condition, noise it to a
-random t on the model's schedule (uniform, or EDM's log-normal: `t_sampling`), and regress v (or eps / x0) with the min-SNR weight (Hang et al.
-2023), floored at `snr_floor`.
+random t on the model's schedule (uniform, or EDM's log-normal: `t_sampling`), and regress v (or
+eps / x0) with the min-SNR weight (Hang et al. 2023), floored at `snr_floor`.
 """
 from __future__ import annotations
 
