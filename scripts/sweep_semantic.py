@@ -6,7 +6,7 @@ z_sem) and the DiffAE decoder need before the samples get measurably worse.
 
 A configuration is PRIOR/DECODER, each SAMPLER:STEPS[:SPACING] (spacing default: the prior
 samples on "leading", as `core.prior.sample_codes` always did; the decoder on the sampler's grid
-in `core.pipeline.STAGE_SPACING`). Each configuration is scored by the judge
+in `core.diffusion.samplers.STAGE_SPACING`). Each configuration is scored by the judge
 (`core.evaluation.scorecard.scorecard`, the evaluation's "semantic" section) on text (names of seen People &
 Body / seen other / held-out emoji) and labels (People & Body subgroups / others), n per split,
 on seed set 0; the first configuration (the reference) and those named by --repeat also on the
@@ -29,12 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.data.emoji import load_dataset  # noqa: E402
 from core.diffusion.rng import BatchGenerator  # noqa: E402
-from core.diffusion.samplers import SAMPLERS, SPACINGS, sample  # noqa: E402
+from core.diffusion.samplers import SAMPLERS, SPACINGS, STAGE_SPACING, sample  # noqa: E402
 from core.evaluation.judge import Judge  # noqa: E402
 from core.evaluation.scorecard import GRID_CLASSES, GRID_PROMPTS, fixed_grid, scorecard  # noqa: E402
 from core.models.modelset import ModelSet  # noqa: E402
 from core.models.prior import sample_codes  # noqa: E402
-from core.pipeline import STAGE_SPACING  # noqa: E402
 
 
 def parse_part(text: str, default_spacing) -> tuple[str, int, str]:
