@@ -33,7 +33,7 @@ class StageSettings:
     sample_max_value): 1.0 is static clipping of x0 to [-1, 1], larger values allow Imagen's
     dynamic thresholding. `aug_level` is the SR stage's noise-augmentation timestep for its
     low-res input (CDM). `spacing` lays the steps out over 0..T-1 (`core.diffusion.samplers.SPACINGS`, Lin
-    et al. 2023, Table 2); None is the sampler's entry in STAGE_SPACING.
+    et al. 2023, Table 2); None is the sampler's entry in `core.diffusion.samplers.STAGE_SPACING`.
 
     Static clipping is the default. Emoji are drawn on pure white: about half of every image sits
     at +1, where the predicted x0 overshoots a little, so quantile_p(|x0|) > 1 on every image and

@@ -140,7 +140,7 @@ def plot(curves: dict[str, list[dict]], path: Path, minutes_per_step: float) -> 
             x = x0 + (w - margin - 20) * p["step"] * minutes_per_step / xmax
             y = (h - 30) - (h - 50) * (value(p) - lo) / (hi - lo)
             return x, y
-        for i, (name, c) in enumerate(curves.items()):
+        for i, c in enumerate(curves.values()):
             pts = [at(p) for p in c]
             d.line(pts, fill=colours[i % len(colours)], width=2)
             for x, y in pts:

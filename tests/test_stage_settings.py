@@ -4,12 +4,12 @@ import pytest
 import torch
 
 from core.cascade import generate
+from core.diffusion.samplers import STAGE_SPACING
 from core.models.modelset import ModelSet
 from core.pipeline import (
     BASE_DEFAULTS,
     SR_DEFAULTS,
     SR_STAGE_DEFAULTS,
-    STAGE_SPACING,
     StageSettings,
     generate_text,
     stage_spacing,
