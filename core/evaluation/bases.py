@@ -51,6 +51,17 @@ def _fd_real_train(embedder, data, resolution: int, real_emb: torch.Tensor, seed
     return frechet_distance(embedder.image_embeddings(train_real).cpu().numpy(), real_emb.numpy())
 
 
+def _guidance_sweep(n: int, args: dict, sample):
+    """For each guidance scale of the sweep, the n images `sample(batch slice, settings)` makes
+    in batches at the base's default settings (`--steps` applies) and the row that describes them."""
+    for g in args["guidance"]:
+        settings = stage_settings(BASE_DEFAULTS, args["steps"], g)
+        t0 = time.perf_counter()
+        images = torch.cat([sample(s, settings).cpu() for s in chunks(n, args["batch"])])
+        yield images, {"guidance": g, "steps": settings.steps, "sampler": settings.sampler,
+                       "seconds": round(time.perf_counter() - t0, 2)}
+
+
 def text_section(models, embedder, classifiers, data, order, args, log) -> dict:
     model = models.get("text_base")
     encoder = models.text_encoder()
@@ -88,15 +99,11 @@ def text_section(models, embedder, classifiers, data, order, args, log) -> dict:
     out["reference"] = reference
 
     sweep = []
-    for g in args["guidance"]:
-        settings = stage_settings(BASE_DEFAULTS, args["steps"], g)
-        t0 = time.perf_counter()
-        images = torch.cat([generate_text(model, encoder, prompts[s], "", seeds[s], settings).cpu()
-                            for s in chunks(len(idx), args["batch"])])
-        row = {"guidance": g, "steps": settings.steps, "sampler": settings.sampler,
-               "seconds": round(time.perf_counter() - t0, 2),
-               "skin_tone_match": attribute_match(images, "skin_tone", tone_rows),
-               "gender_match": attribute_match(images, "gender", gender_rows)}
+    for images, row in _guidance_sweep(len(idx), args, lambda s, settings: generate_text(
+            model, encoder, prompts[s], "", seeds[s], settings)):
+        g = row["guidance"]
+        row |= {"skin_tone_match": attribute_match(images, "skin_tone", tone_rows),
+                "gender_match": attribute_match(images, "gender", gender_rows)}
         if embedder is not None:
             row["clip_score"] = mean_of(embedder.clip_score(images, prompts).cpu())
             if len(idx) >= 2:
@@ -129,13 +136,9 @@ def class_section(models, embedder, classifiers, data, order, args, log) -> dict
             reference["fd_clip_real_train"] = _fd_real_train(embedder, data, model.resolution, real_emb, args["seed"])
     out["reference"] = reference
     sweep = []
-    for g in args["guidance"]:
-        settings = stage_settings(BASE_DEFAULTS, args["steps"], g)
-        t0 = time.perf_counter()
-        images = torch.cat([generate_class(model, names[s], seeds[s], settings).cpu()
-                            for s in chunks(len(idx), args["batch"])])
-        row = {"guidance": g, "steps": settings.steps, "sampler": settings.sampler,
-               "seconds": round(time.perf_counter() - t0, 2)}
+    for images, row in _guidance_sweep(len(idx), args, lambda s, settings: generate_class(
+            model, names[s], seeds[s], settings)):
+        g = row["guidance"]
         if clf is not None:
             row["accuracy_top1"] = clf.accuracy(images, labels, 1)
             row["accuracy_top5"] = clf.accuracy(images, labels, 5)
