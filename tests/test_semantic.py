@@ -129,6 +129,10 @@ def test_the_judges_semantic_sampler_draws_what_the_cascade_draws(models):
         assert torch.allclose(got[i:i + 1], one, atol=2e-3), prompt
     labels = semantic_sampler(models, "label", settings, decoder_steps=2)(["cat-face", "person-activity"], [0, 0])
     assert labels.shape == (2, 3, 32, 32) and not torch.allclose(labels[0], labels[1])
+    # without settings, its prior samples as the app's does (PRIOR_DEFAULTS, not the pixel base's)
+    default = semantic_sampler(models, "text", decoder_steps=2)(["red apple"], [4])
+    one = generate(models, prompt="red apple", seed=4, size=32, base_model="semantic", decoder_steps=2).final
+    assert torch.allclose(default, one, atol=2e-3)
 
 
 def test_each_base_samples_with_its_own_defaults(models, tiny_checkpoints, tmp_path):

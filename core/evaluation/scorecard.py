@@ -53,7 +53,7 @@ from core.evaluation.held_out import mean_of, names_gender, names_skin_tone
 from core.evaluation.judge import RESOLUTION, Judge, feature_fd, is_people, recognisability, retrieval, round_trip
 from core.models.prior import sample_codes
 from core.pipeline import BASE_DEFAULTS, generate_class, generate_text
-from core.semantic import DECODER_STEPS, render
+from core.semantic import DECODER_STEPS, PRIOR_DEFAULTS, render
 
 Sampler = Callable[[list, list], torch.Tensor]
 Kind = Literal["text", "label"]
@@ -291,8 +291,9 @@ def base_sampler(models, kind: Kind, settings=None, batch: int = 32) -> Sampler:
 def semantic_sampler(models, kind: Kind, settings=None, decoder_steps: int | None = None, batch: int = 32) -> Sampler:
     """The semantic base (the prior over DiffAE's code, then the DiffAE decoder) at 32 px in
     batches: the same images as ``core.cascade.generate(..., base_model="semantic", size=32)``,
-    sample by sample (per-seed noise streams), with the prior sampling at ``settings``."""
-    settings = settings or BASE_DEFAULTS
+    sample by sample (per-seed noise streams), with the prior sampling at ``settings`` (default
+    the app's, ``core.semantic.PRIOR_DEFAULTS``)."""
+    settings = settings or PRIOR_DEFAULTS
     decoder_steps = decoder_steps or DECODER_STEPS
     prior, decoder = models.get("prior"), models.get("diffae")
     encoder = models.get(prior.config.text_encoder) if kind == "text" else None
