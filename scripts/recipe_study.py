@@ -91,6 +91,9 @@ def evaluate(a) -> None:
     focus = text_splits(data, a.focus_n, 0)[TEXT_SPLITS[1]]
     focus_prompts = [prompt_of(data.records[i]) for i in focus]
     focus_subgroups = [data.records[i].subgroup for i in focus]
+    if "real_focus" not in scores:   # the real renders of the same names, for reference
+        flags = score_images(judge, data.images_at(32, torch.as_tensor(focus)), focus_subgroups, focus)
+        scores["real_focus"] = {"n": len(focus), **{k: float(v.float().mean()) for k, v in flags.items()}}
     for name, step, folder in folders:
         key = f"{name}/{step}"
         if "focus" in scores.get(key, {}):
@@ -123,40 +126,54 @@ def _curves(scores: dict) -> dict[str, list[dict]]:
     return curves
 
 
-def plot(curves: dict[str, list[dict]], path: Path, minutes_per_step: float) -> None:
-    """Recognisable (seen other) and FD(judge) (seen other) against CPU minutes, one line per
-    candidate, drawn with PIL."""
+def plot(curves: dict[str, list[dict]], path: Path, minutes_per_step: float, real: dict) -> None:
+    """Recognisable (seen other, the larger sample, with +-1 standard error) and FD(judge) (seen
+    other) against CPU minutes, one line per candidate, each beside the real renders' figure
+    (dashed), drawn with PIL. The recognisable axis starts at 0, so a move within the noise looks
+    like one."""
     from PIL import Image, ImageDraw
 
     colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
-    panels = [(f"recognisable, seen other (n = {next(iter(curves.values()))[0]['focus']['n']})",
-               lambda p: p["focus"]["recognisable"]),
-              ("FD(judge), seen other", lambda p: p["splits"]["seen, other"]["fd_judge"])]
-    w, h, margin = 420, 300, 50
+    n = next(iter(curves.values()))[0]["focus"]["n"]
+    panels = [(f"recognisable, names outside People & Body (n = {n})", lambda p: p["focus"]["recognisable"],
+               real["focus"]["recognisable"], True),
+              ("FD(judge), seen other (n = 64; lower is better)", lambda p: p["splits"]["seen, other"]["fd_judge"],
+               real["seen, other"]["fd_judge"], False)]
+    w, h, margin = 440, 320, 50
     img = Image.new("RGB", (w * len(panels), h + 60), "white")
     d = ImageDraw.Draw(img)
     xmax = max(p["step"] for c in curves.values() for p in c) * minutes_per_step or 1
-    for k, (title, value) in enumerate(panels):
+    for k, (title, value, reference, from_zero) in enumerate(panels):
         x0 = k * w + margin
-        values = [value(p) for c in curves.values() for p in c]
-        lo, hi = min(values), max(values)
-        lo, hi = lo - 0.05 * (hi - lo or 1), hi + 0.05 * (hi - lo or 1)
+        values = [value(p) for c in curves.values() for p in c] + [reference]
+        lo, hi = (0.0 if from_zero else min(values)), max(values)
+        lo, hi = lo - (0 if from_zero else 0.05 * (hi - lo or 1)), hi + 0.05 * (hi - lo or 1)
         d.rectangle([x0, 20, x0 + w - margin - 20, h - 30], outline="black")
         d.text((x0, 4), title, fill="black")
         d.text((x0, h - 25), "0", fill="black")
-        d.text((x0 + w - margin - 60, h - 25), f"{xmax:.0f} CPU-min", fill="black")
+        d.text((x0 + w - margin - 70, h - 25), f"{xmax:.0f} CPU-min", fill="black")
         d.text((x0 - 45, 20), f"{hi:.2f}", fill="black")
         d.text((x0 - 45, h - 40), f"{lo:.2f}", fill="black")
 
-        def at(p, x0=x0, lo=lo, hi=hi, value=value):
-            x = x0 + (w - margin - 20) * p["step"] * minutes_per_step / xmax
-            y = (h - 30) - (h - 50) * (value(p) - lo) / (hi - lo)
-            return x, y
+        def y_of(v, lo=lo, hi=hi):
+            return (h - 30) - (h - 50) * (v - lo) / (hi - lo)
+
+        def at(p, x0=x0, value=value, y_of=y_of):
+            return x0 + (w - margin - 20) * p["step"] * minutes_per_step / xmax, y_of(value(p))
+        y = y_of(reference)
+        for x in range(x0, x0 + w - margin - 20, 8):   # the real renders, dashed
+            d.line([(x, y), (x + 4, y)], fill="black")
+        d.text((x0 + 4, y - 12), "real renders", fill="black")
         for i, c in enumerate(curves.values()):
+            colour = colours[i % len(colours)]
             pts = [at(p) for p in c]
-            d.line(pts, fill=colours[i % len(colours)], width=2)
-            for x, y in pts:
-                d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colours[i % len(colours)])
+            d.line(pts, fill=colour, width=2)
+            for p, (x, y) in zip(c, pts):
+                d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
+                if from_zero:   # +-1 standard error of a proportion
+                    r = value(p)
+                    se = (r * (1 - r) / p["focus"]["n"]) ** 0.5
+                    d.line([(x, y_of(r - se)), (x, y_of(r + se))], fill=colour)
     for i, name in enumerate(curves):
         d.text((margin + i * 150, h + 30), f"- {name}", fill=colours[i % len(colours)])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,6 +182,7 @@ def plot(curves: dict[str, list[dict]], path: Path, minutes_per_step: float) -> 
 
 def report(a) -> None:
     scores = json.loads((Path(a.out) / "scores.json").read_text())
+    real_focus = scores.pop("real_focus", None)
     curves = _curves(scores)
     timed = [p for c in curves.values() for p in c if p["step"]]
     minutes_per_step = sum(p["seconds"] for p in timed) / sum(p["step"] for p in timed) / 60
@@ -182,10 +200,11 @@ def report(a) -> None:
                       for s in SPLITS for m in METRICS]
             print("| " + " | ".join(cells) + " |")
     real = next(iter(scores.values()))["real"]
-    print("| real renders | | | | | " + " | ".join(
+    focus_cells = (f"{real_focus['recognisable']:.3f} | {real_focus['retrieval']:.3f}" if real_focus else " | ")
+    print(f"| real renders | | | {focus_cells} | " + " | ".join(
         f"{real[s][m]:.3f}" if m == "recognisable" else f"{real[s][m]:.2f}" for s in SPLITS for m in METRICS) + " |")
     if a.plot:
-        plot(curves, Path(a.plot), minutes_per_step)
+        plot(curves, Path(a.plot), minutes_per_step, {**real, "focus": real_focus or real["seen, other"]})
         print(f"\nplot: {a.plot}")
 
 
