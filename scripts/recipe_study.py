@@ -31,6 +31,7 @@ from core.evaluation.scorecard import TEXT_SPLITS  # noqa: E402
 CANDIDATES = {
     "baseline": [],                              # lr 5e-4, min-SNR-5, uniform t, balance 0.5
     "balance-1": ["--balance", "1.0"],           # every design (an emoji up to tone and gender) alike
+    "lr-1e-3": ["--lr", "1e-3"],
     "lognormal-t": ["--t-sampling", "lognormal"],  # EDM's noise levels, same min-SNR weight
 }
 SPLITS = TEXT_SPLITS
