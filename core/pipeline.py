@@ -153,7 +153,7 @@ def generate_text(model: DiffusionModel, encoder, prompts: Sequence[str], negati
     prompts = list(prompts) * len(seeds) if len(prompts) == 1 else list(prompts)
     if len(prompts) != len(seeds):
         raise ValueError(f"got {len(prompts)} prompts for {len(seeds)} seeds")
-    settings = _override(settings or BASE_DEFAULTS, guidance, steps)
+    settings = with_overrides(settings or BASE_DEFAULTS, guidance, steps)
     emb = encoder.encode(prompts)
     neg = encoder.encode([negative_prompt] * len(prompts))
     cond = {"tokens": emb.tokens, "mask": emb.mask}
@@ -174,7 +174,7 @@ def generate_class(model: DiffusionModel, class_names: Sequence[str], seeds: Seq
     names = list(class_names) * len(seeds) if len(class_names) == 1 else list(class_names)
     if len(names) != len(seeds):
         raise ValueError(f"got {len(names)} classes for {len(seeds)} seeds")
-    settings = _override(settings or BASE_DEFAULTS, guidance, steps)
+    settings = with_overrides(settings or BASE_DEFAULTS, guidance, steps)
     cond, uncond = class_conds(model, names)
     if classifier_scale is None:
         return sample_stage(model, cond, uncond, seeds, settings, callback=callback)
@@ -247,7 +247,7 @@ def upscale(model: DiffusionModel, low: torch.Tensor, seeds: Sequence[int] | Non
     settings = settings or SR_DEFAULTS
     if aug_level is not None:
         settings = StageSettings(**{**asdict(settings), "aug_level": aug_level})
-    settings = _override(settings, None, steps)
+    settings = with_overrides(settings, None, steps)
     device = next(model.parameters()).device
     size = model.resolution
     low = low.to(device).float()
@@ -264,6 +264,7 @@ def upscale(model: DiffusionModel, low: torch.Tensor, seeds: Sequence[int] | Non
                         residual_base=residual_base)
 
 
-def _override(settings: StageSettings, guidance: float | None, steps: int | None) -> StageSettings:
+def with_overrides(settings: StageSettings, guidance: float | None = None, steps: int | None = None) -> StageSettings:
+    """`settings` with the guidance and steps that are given (not None) in place of its own."""
     changes = {k: v for k, v in (("guidance", guidance), ("steps", steps)) if v is not None}
-    return StageSettings(**{**asdict(settings), **changes}) if changes else settings
+    return replace(settings, **changes) if changes else settings

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from core.evaluation.held_out import caption_of, chunks, mean_of, names_gender, names_skin_tone, stage_settings
+from core.evaluation.held_out import caption_of, chunks, mean_of, names_gender, names_skin_tone
 from core.evaluation.metrics import frechet_distance
 from core.evaluation.scorecard import (
     GRID_CLASSES,
@@ -20,7 +20,7 @@ from core.evaluation.scorecard import (
     scorecard,
     semantic_sampler,
 )
-from core.pipeline import BASE_DEFAULTS, generate_class, generate_text
+from core.pipeline import BASE_DEFAULTS, generate_class, generate_text, with_overrides
 from core.semantic import DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
 
 
@@ -55,7 +55,7 @@ def _guidance_sweep(n: int, args: dict, sample):
     """For each guidance scale of the sweep, the n images `sample(batch slice, settings)` makes
     in batches at the base's default settings (`--steps` applies) and the row that describes them."""
     for g in args["guidance"]:
-        settings = stage_settings(BASE_DEFAULTS, args["steps"], g)
+        settings = with_overrides(BASE_DEFAULTS, g, args["steps"])
         t0 = time.perf_counter()
         images = torch.cat([sample(s, settings).cpu() for s in chunks(n, args["batch"])])
         yield images, {"guidance": g, "steps": settings.steps, "sampler": settings.sampler,
@@ -180,8 +180,8 @@ def judge_section(models, judge, embedder, classifiers, data, args, names, log, 
     """Each selected base scored by the judge (:mod:`core.evaluation.scorecard`) at its default sampling
     settings (``--steps`` applies), the old measures (and ``old_judge``'s) on the same images
     beside, attribute retention of the text bases, and the fixed grids."""
-    settings = stage_settings(BASE_DEFAULTS, args["steps"])
-    prior_settings = stage_settings(PRIOR_DEFAULTS, args["steps"])
+    settings = with_overrides(BASE_DEFAULTS, steps=args["steps"])
+    prior_settings = with_overrides(PRIOR_DEFAULTS, steps=args["steps"])
     out: dict = {"n": args["judge_n"], "guidance": settings.guidance, "steps": settings.steps,
                  "sampler": settings.sampler, "prior_steps": prior_settings.steps,
                  "prior_sampler": prior_settings.sampler, "decoder_steps": DECODER_STEPS,

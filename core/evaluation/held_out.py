@@ -3,7 +3,6 @@ every section of `core.evaluation.evaluate` shares (seeded selections, batches, 
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 import torch
 
@@ -42,15 +41,6 @@ def heldout_order(data, seed: int) -> list[int]:
     idx = data.indices("heldout")
     perm = torch.randperm(len(idx), generator=torch.Generator().manual_seed(seed))
     return idx[perm].tolist()
-
-
-def stage_settings(base, steps: int | None, guidance: float | None = None):
-    changes = {}
-    if steps is not None:
-        changes["steps"] = int(steps)
-    if guidance is not None:
-        changes["guidance"] = float(guidance)
-    return replace(base, **changes) if changes else base
 
 
 def chunks(n: int, size: int):

@@ -10,9 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from core.cascade import upscale_chain
-from core.evaluation.held_out import chunks, mean_of, stage_settings
+from core.evaluation.held_out import chunks, mean_of
 from core.evaluation.metrics import psnr, ssim, to_unit
-from core.pipeline import SR_STAGE_DEFAULTS, upscale
+from core.pipeline import SR_STAGE_DEFAULTS, upscale, with_overrides
 
 
 def _compare(images: torch.Tensor, low: torch.Tensor, high: torch.Tensor) -> dict:
@@ -32,7 +32,7 @@ def sr_stage_section(models, name: str, data, order: list[int], args: dict, log)
     idx = order[: args["n_sr"]]
     seeds = [args["seed"] + i for i in range(len(idx))]
     low = data.images_at(low_res, idx)
-    settings = stage_settings(SR_STAGE_DEFAULTS[0 if name == "sr64" else 1], args["steps"])
+    settings = with_overrides(SR_STAGE_DEFAULTS[0 if name == "sr64" else 1], steps=args["steps"])
     t0 = time.perf_counter()
     sr = torch.cat([upscale(model, low[s], seeds[s], settings).cpu() for s in chunks(len(idx), args["batch"])])
     out = {"n": len(idx), "low_resolution": low_res, "resolution": res, "steps": settings.steps,
@@ -50,7 +50,7 @@ def sr_chain_section(models, data, order: list[int], args: dict, log) -> dict:
     idx = order[: args["n_sr"]]
     seeds = [args["seed"] + i for i in range(len(idx))]
     low = data.images_at(32, idx)
-    settings = [stage_settings(s, args["steps"]) for s in SR_STAGE_DEFAULTS]
+    settings = [with_overrides(s, steps=args["steps"]) for s in SR_STAGE_DEFAULTS]
     t0 = time.perf_counter()
     sr = torch.cat([upscale_chain(chain, low[s], seeds[s], settings)[128].cpu()
                     for s in chunks(len(idx), args["batch"])])

@@ -23,10 +23,14 @@ GRID_PROMPTS = ["woman dancing, dark skin tone", "man dancing, light skin tone",
 BASE_DEFAULTS = dict(channels=(32, 64, 128), balance=0.5)
 
 
-class ClassBaseTask(DiffusionTask):
-    name, folder = "class_base", "class_base"
+class PixelBaseTask(DiffusionTask):
+    """What the two 32 px bases share: their recipe and the design balance of their draws."""
     options = DiffusionTask.options | {"balance"}
     defaults = BASE_DEFAULTS
+
+
+class ClassBaseTask(PixelBaseTask):
+    name, folder = "class_base", "class_base"
     gpu_profile = dict(batch=512, lr=1e-3, warmup=500, budget_minutes=1.25)
 
     def build(self):
@@ -52,10 +56,8 @@ class ClassBaseTask(DiffusionTask):
         save_grid(images, path, columns=8)
 
 
-class TextBaseTask(DiffusionTask):
+class TextBaseTask(PixelBaseTask):
     name, folder = "text_base", "text_base"
-    options = DiffusionTask.options | {"balance"}
-    defaults = BASE_DEFAULTS
     gpu_profile = dict(batch=512, lr=1e-3, warmup=500, budget_minutes=2.25)
 
     def build(self):
