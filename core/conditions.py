@@ -16,9 +16,9 @@ def text_conds(encoder, prompt: str | None, negative_prompt: str, n: int, settin
     prompt, the empty prompt alone at guidance 1 (unguided)."""
     if not prompt or not prompt.strip():
         emb = encoder.encode([""] * n)
-        return {"tokens": emb.tokens, "mask": emb.mask}, None, replace(settings, guidance=1.0)
+        return emb.as_cond(), None, replace(settings, guidance=1.0)
     emb, neg = encoder.encode([prompt] * n), encoder.encode([negative_prompt] * n)
-    return {"tokens": emb.tokens, "mask": emb.mask}, {"tokens": neg.tokens, "mask": neg.mask}, settings
+    return emb.as_cond(), neg.as_cond(), settings
 
 
 def base_conds(base: DiffusionModel, n: int, settings: StageSettings, encoder=None, prompt: str | None = None,

@@ -101,7 +101,7 @@ def model_and_cond(models, condition: Condition):
     device = next(model.parameters()).device
     if condition.model == "text_base":
         emb = models.text_encoder().encode([condition.prompt.strip()])
-        return model, {"tokens": emb.tokens.to(device), "mask": emb.mask.to(device)}
+        return model, emb.to(device).as_cond()
     if condition.unconditional:
         return model, model.null_cond(1, device)
     classes = list(model.config.classes or [])

@@ -156,8 +156,7 @@ def generate_text(model: DiffusionModel, encoder, prompts: Sequence[str], negati
     settings = with_overrides(settings or BASE_DEFAULTS, guidance, steps)
     emb = encoder.encode(prompts)
     neg = encoder.encode([negative_prompt] * len(prompts))
-    cond = {"tokens": emb.tokens, "mask": emb.mask}
-    uncond = {"tokens": neg.tokens, "mask": neg.mask}
+    cond, uncond = emb.as_cond(), neg.as_cond()
     return sample_stage(model, cond, uncond, seeds, settings, callback=callback)
 
 

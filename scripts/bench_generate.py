@@ -230,7 +230,7 @@ def diffusers_figures(args) -> dict:
     theirs = load_model(Path(models.root) / "text_base", "cpu", network="diffusers")
     settings = BASE_DEFAULTS
     emb, neg = encoder.encode([args.prompt]), encoder.encode([""])
-    cond, uncond = {"tokens": emb.tokens, "mask": emb.mask}, {"tokens": neg.tokens, "mask": neg.mask}
+    cond, uncond = emb.as_cond(), neg.as_cond()
     seeds = [args.seed]
 
     def run_ours():

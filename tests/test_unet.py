@@ -119,7 +119,7 @@ def test_unsupported_configs_fall_back_to_diffusers(tmp_path):
     unet["resnet_time_scale_shift"] = "spatial"   # diffusers' other block type: not in core.models.unet
     with pytest.raises(ValueError, match="resnet_time_scale_shift"):
         UNet(unet, conditional=False)
-    assert not supports("class_base", unet)
+    assert not supports(False, unet)
     unet["resnet_time_scale_shift"] = "default"
     unet["downsample_type"] = "resnet"
     model = DiffusionModel(ModelConfig(kind="class_base", resolution=32, unet=unet, classes=["a", "b", "c"]))

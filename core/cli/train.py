@@ -36,6 +36,10 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p.add_argument("--t-sampling", choices=("uniform", "lognormal"),
                    help="diffusion kinds: training timesteps uniform over 0..T-1 (default) or EDM's log-normal "
                         "noise levels (ln sigma ~ N(-1.2, 1.2^2))")
+    p.add_argument("--text-conditioning", choices=("tokens", "pooled"),
+                   help="text_base: tokens = cross-attention over CLIP's token states, trained from scratch; "
+                        "pooled = start from the committed DiffAE decoder, conditioned on a semantic code "
+                        "predicted from CLIP's pooled embedding")
     p.add_argument("--budget-minutes", type=float)
     p.add_argument("--save-every", type=int)
     p.add_argument("--sample-every", type=int)
@@ -57,7 +61,8 @@ def run(a: argparse.Namespace) -> None:
                  width=a.width, depth=a.depth, residual_scale=a.residual_scale, snr_floor=a.snr_floor,
                  save_every=a.save_every, sample_every=a.sample_every, threads=a.threads, seed=a.seed,
                  precision=a.precision, compile=a.compile, channels_last=a.channels_last, init_from=a.init_from,
-                 balance=a.balance, t_sampling=a.t_sampling)
+                 balance=a.balance, t_sampling=a.t_sampling,
+                 text_conditioning=a.text_conditioning)
     overrides = {k: v for k, v in given.items() if v is not None}
     if a.kind == "all":
         train_all(a.export or str(DEFAULT_CHECKPOINTS), a.run or "runs", smoke=a.smoke,

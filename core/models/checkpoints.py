@@ -171,9 +171,10 @@ def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu", ne
     if config_dict.get("kind") == "prior":   # the semantic prior: an MLP, no UNet
         from core.models.prior import PriorConfig, SemanticPrior  # deferred: torch (`classes` reads JSON only)
         return load_configured(folder, PriorConfig, SemanticPrior, device)
-    from core.models.networks import DiffusionModel, ModelConfig  # deferred: torch
+    from core.models.networks import DiffusionModel, ModelConfig, cross_attends  # deferred: torch
     if network == "auto":
         from core.models.unet import supports  # deferred: torch
         unet = config_dict.get("unet") if isinstance(config_dict.get("unet"), dict) else {}
-        network = "core" if supports(config_dict.get("kind"), unet) else "diffusers"
+        conditional = cross_attends(config_dict.get("kind"), config_dict.get("text_conditioning"))
+        network = "core" if supports(conditional, unet) else "diffusers"
     return load_configured(folder, ModelConfig, DiffusionModel, device, network=network)

@@ -5,8 +5,14 @@ same network from `core.models.unet` (`network="core"`: same weights and outputs
 what `core.models.checkpoints.load_model` uses for inference).
 
 Kinds and their conditioning (`cond` is a dict of tensors, batch first):
-- ``text_base``  UNet2DConditionModel; ``tokens`` [B,L,D] and ``mask`` [B,L] from a text
-  encoder, cross-attention; the unconditional input is the empty prompt's encoding.
+- ``text_base``  conditioned on a text encoder's output (`TextEmbeddings.as_cond`: ``tokens``
+  [B,L,D], ``mask`` [B,L], ``pooled`` [B,P]); the unconditional input is the empty prompt's
+  encoding. ``text_conditioning`` says how:
+  "tokens" (default): a UNet2DConditionModel, cross-attention over ``tokens``;
+  "pooled": the DiffAE decoder's UNet2DModel, whose time embedding receives z_proj(code) with
+  code = code_mean + code_std * text_mlp(pooled), a semantic code predicted from the text (see
+  `core.training.bases`: it starts as the committed DiffAE decoder and a regression text ->
+  z_sem, then is fine-tuned end to end with the diffusion loss).
 - ``class_base`` UNet2DModel with a label embedding; ``labels`` [B] long, the last index
   (``num_classes``) is the null label used for guidance.
 - ``sr``         UNet2DModel with 6 input channels (SR3): ``low_res`` [B,3,H,W], the low-res
@@ -45,15 +51,23 @@ Network = Literal["diffusers", "core"]
 NETWORKS: tuple[str, ...] = ("diffusers", "core")
 
 
-def build_unet(kind: str, unet: dict, network: Network = "diffusers") -> nn.Module:
-    """The UNet of a model of `kind`: UNet2DConditionModel for text_base, UNet2DModel otherwise,
-    diffusers' class or `core.models.unet`'s (same state-dict keys; ValueError if it lacks a block)."""
+TEXT_CONDITIONINGS: tuple[str, ...] = ("tokens", "pooled")
+
+
+def cross_attends(kind: str | None, text_conditioning: str | None = None) -> bool:
+    """Whether a model of `kind` is a UNet2DConditionModel (cross-attention over text tokens)."""
+    return kind == "text_base" and (text_conditioning or "tokens") == "tokens"
+
+
+def build_unet(unet: dict, conditional: bool, network: Network = "diffusers") -> nn.Module:
+    """A UNet2DConditionModel if `conditional` (cross-attention), else a UNet2DModel: diffusers'
+    class or `core.models.unet`'s (same state-dict keys; ValueError if it lacks a block)."""
     if network == "core":
-        return UNet(unet, conditional=kind == "text_base")
+        return UNet(unet, conditional=conditional)
     if network != "diffusers":
         raise ValueError(f"network must be one of {', '.join(NETWORKS)}; got {network!r}")
     from diffusers import UNet2DConditionModel, UNet2DModel
-    return (UNet2DConditionModel if kind == "text_base" else UNet2DModel)(**unet)
+    return (UNet2DConditionModel if conditional else UNet2DModel)(**unet)
 
 
 def text_unet_config(resolution: int, channels: tuple[int, ...], cross_attention_dim: int,
@@ -101,7 +115,10 @@ class ModelConfig:
     # sr, palette: x0 is residual_scale * (image - baseline); None: x0 is the image
     residual_scale: float | None = None
     text_encoder: str | None = None            # text_base: folder name of its text encoder
-    semantic_dim: int | None = None            # diffae: width of z_sem
+    text_conditioning: str | None = None       # text_base: "tokens" (None) or "pooled" (see above)
+    pooled_dim: int | None = None              # text_base, pooled: width of the text encoder's pooled output
+    text_hidden: int | None = None             # text_base, pooled: hidden width of text_mlp
+    semantic_dim: int | None = None            # diffae, pooled text_base: width of z_sem
     encoder_channels: tuple[int, ...] | None = None  # diffae: channels of the semantic encoder
 
     def to_dict(self) -> dict:
@@ -116,7 +133,14 @@ class ModelConfig:
             raise ValueError(f"unknown model kind {d.get('kind')!r}; expected one of {MODEL_KINDS}")
         if d.get("prediction") not in ("eps", "x0", "v"):
             raise ValueError(f"unknown prediction {d.get('prediction')!r}; expected eps, x0 or v")
+        if d.get("text_conditioning") not in (None, *TEXT_CONDITIONINGS):
+            raise ValueError(f"unknown text_conditioning {d.get('text_conditioning')!r}; "
+                             f"expected one of {TEXT_CONDITIONINGS}")
         return cls(**d)
+
+    @property
+    def pooled_text(self) -> bool:
+        return self.kind == "text_base" and self.text_conditioning == "pooled"
 
 
 class DiffusionModel(nn.Module):
@@ -127,11 +151,18 @@ class DiffusionModel(nn.Module):
         super().__init__()
         self.config = config
         self.schedule: NoiseSchedule = make_schedule(config.schedule["name"], config.schedule["T"])
-        self.net = build_unet(config.kind, config.unet, network)
+        self.net = build_unet(config.unet, cross_attends(config.kind, config.text_conditioning), network)
         if config.kind == "diffae":
             if not config.semantic_dim or not config.encoder_channels:
                 raise ValueError("a diffae config needs semantic_dim and encoder_channels")
             self.encoder = SemanticEncoder(tuple(config.encoder_channels), config.semantic_dim)
+        if config.pooled_text:
+            if not config.semantic_dim or not config.pooled_dim or not config.text_hidden:
+                raise ValueError("a pooled text_base config needs semantic_dim, pooled_dim and text_hidden")
+            self.text_mlp = text_code_mlp(config.pooled_dim, config.text_hidden, config.semantic_dim)
+            self.register_buffer("code_mean", torch.zeros(config.semantic_dim))
+            self.register_buffer("code_std", torch.ones(config.semantic_dim))
+        if config.kind == "diffae" or config.pooled_text:
             time_dim = self.net.time_embedding.linear_2.out_features
             self.z_proj = nn.Linear(config.semantic_dim, time_dim)
 
@@ -150,6 +181,8 @@ class DiffusionModel(nn.Module):
     def forward(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
         """The raw UNet output (eps, x0 or v, per `config.prediction`)."""
         t = t.to(x_t.device).expand(x_t.shape[0])
+        if self.config.pooled_text:   # the predicted code enters where DiffAE's z_sem does
+            return self.net(x_t, t, class_labels=self.z_proj(self.text_code(cond["pooled"].to(x_t.dtype)))).sample
         if self.kind == "text_base":
             return self.net(x_t, t, encoder_hidden_states=cond["tokens"],
                             encoder_attention_mask=cond["mask"]).sample
@@ -163,6 +196,10 @@ class DiffusionModel(nn.Module):
         # sr: SR3 concatenation of the upsampled low-res image; augmentation level as a label.
         x_in = torch.cat([x_t, cond["low_res"].to(x_t.dtype)], dim=1)
         return self.net(x_in, t, class_labels=cond["aug_t"]).sample
+
+    def text_code(self, pooled: torch.Tensor) -> torch.Tensor:
+        """A pooled text_base: the semantic code [B, semantic_dim] it predicts from pooled text."""
+        return self.code_mean.to(pooled) + self.code_std.to(pooled) * self.text_mlp(pooled)
 
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
         cancel.check()  # a cancelled job stops here, between network evaluations (core.cancel)
@@ -190,6 +227,12 @@ class SemanticEncoder(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.net(image)
+
+
+def text_code_mlp(pooled_dim: int, hidden: int, semantic_dim: int) -> nn.Sequential:
+    """Pooled text -> a normalised semantic code: two hidden SiLU layers."""
+    return nn.Sequential(nn.Linear(pooled_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                         nn.Linear(hidden, semantic_dim))
 
 
 def diffae_unet_config(resolution: int, channels: tuple[int, ...], attention_levels: int = 1,

@@ -41,6 +41,10 @@ class TextEmbeddings:
     def __len__(self) -> int:
         return self.tokens.shape[0]
 
+    def as_cond(self) -> dict[str, torch.Tensor]:
+        """The cond dict of a text_base (`core.models.networks`): it reads what its conditioning needs."""
+        return {"tokens": self.tokens, "mask": self.mask, "pooled": self.pooled}
+
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None) -> TextEmbeddings:
         return TextEmbeddings(self.tokens.to(device=device, dtype=dtype), self.mask.to(device),
                               self.pooled.to(device=device, dtype=dtype))

@@ -119,9 +119,9 @@ def unsupported(conditional: bool, config: dict) -> str | None:
     return None
 
 
-def supports(kind: str, config: dict) -> bool:
-    """Whether a `core.models.networks.ModelConfig` of `kind` with UNet config `config` is covered."""
-    return unsupported(kind == "text_base", config) is None
+def supports(conditional: bool, config: dict) -> bool:
+    """Whether the UNet config `config` is covered (a UNet2DConditionModel's if `conditional`)."""
+    return unsupported(conditional, config) is None
 
 
 # ---- layers --------------------------------------------------------------------------------------

@@ -1,15 +1,27 @@
 """The 32 px pixel bases: the class-conditional UNet (`class_base`) and the text-conditioned one
-(`text_base`, cross-attention over the project CLIP's token embeddings). Both drop their
-condition 10% of the time (the null label, the empty prompt), so one network gives both halves
-of classifier-free guidance."""
+(`text_base`). Both drop their condition 10% of the time (the null label, the empty prompt), so
+one network gives both halves of classifier-free guidance.
+
+The text base comes in two conditionings (`--text-conditioning`, `core.models.networks`):
+- ``tokens``: a UNet trained from scratch, cross-attention over the project CLIP's token states.
+- ``pooled``: transfer from the committed DiffAE. Its decoder already draws almost every training
+  emoji from the emoji's semantic code z_sem; what a text base lacks is the code. So the network
+  is the decoder (its UNet and z_proj copied), fed code = text_mlp(pooled CLIP embedding),
+  de-normalised with the training codes' mean and std. A fresh run first fits text_mlp by
+  regression, caption -> the normalised code of its emoji (`warm_start`, about a minute on one
+  CPU thread), then the whole network is fine-tuned with the usual diffusion loss, so it learns
+  p(image | text) itself, the empty prompt included (classifier-free guidance).
+"""
 from __future__ import annotations
 
 from pathlib import Path
 
 import torch
 
-from core.data.emoji import random_caption
+from core.data.emoji import captions_for, random_caption
+from core.diffae import semantic_code
 from core.images import save_grid
+from core.models.checkpoints import CheckpointError, load_model
 from core.models.networks import DiffusionModel, ModelConfig, image_unet_config, text_unet_config
 from core.models.text_encoders import ClipTextEncoder
 from core.pipeline import generate_class, generate_text
@@ -21,6 +33,9 @@ GRID_PROMPTS = ["woman dancing, dark skin tone", "man dancing, light skin tone",
 # balance 0.5: People & Body is ~60% of the emoji but mostly tone and gender variants of a few
 # hundred designs; weight (design size) ** -0.5 gives the other ~1,200 designs ~2x the draws
 BASE_DEFAULTS = dict(channels=(32, 64, 128), balance=0.5)
+TEXT_HIDDEN = 768            # pooled: hidden width of text_mlp
+REGRESSION_STEPS = 3000      # pooled warm start: AdamW steps of the caption -> code regression
+REGRESSION_BATCH, REGRESSION_LR = 256, 1e-3
 
 
 class PixelBaseTask(DiffusionTask):
@@ -58,16 +73,66 @@ class ClassBaseTask(PixelBaseTask):
 
 class TextBaseTask(PixelBaseTask):
     name, folder = "text_base", "text_base"
+    options = PixelBaseTask.options | {"text_conditioning"}
     gpu_profile = dict(batch=512, lr=1e-3, warmup=500, budget_minutes=2.25)
 
     def build(self):
         clip_folder = Path(self.cfg.checkpoints) / "clip"
         self.encoder = ClipTextEncoder.from_folder(clip_folder)
-        unet = text_unet_config(32, self.cfg.channels, cross_attention_dim=self.encoder.width, attention_levels=1)
-        model = DiffusionModel(ModelConfig(kind="text_base", resolution=32, unet=unet, text_encoder="clip"))
-        self.schedule = model.schedule
         self.images = self.data.images_at(32, torch.arange(len(self.data.records)))
+        if self.cfg.text_conditioning == "pooled":
+            model = self._build_from_decoder()
+        else:
+            unet = text_unet_config(32, self.cfg.channels, cross_attention_dim=self.encoder.width, attention_levels=1)
+            model = DiffusionModel(ModelConfig(kind="text_base", resolution=32, unet=unet, text_encoder="clip"))
+        self.schedule = model.schedule
         return model
+
+    def _build_from_decoder(self) -> DiffusionModel:
+        """The pooled text base: the committed DiffAE decoder's UNet and z_proj, a fresh text_mlp,
+        and the mean / std of the training emoji's codes (`self.codes`, kept for `warm_start`)."""
+        folder = Path(self.cfg.checkpoints) / "diffae"
+        decoder = load_model(folder)
+        if decoder.kind != "diffae" or decoder.resolution != 32:
+            raise CheckpointError(f"{folder} holds a {decoder.kind!r} model at {decoder.resolution} px; "
+                                  "the pooled text base starts from a 32 px DiffAE")
+        d = decoder.config
+        config = ModelConfig(kind="text_base", resolution=32, unet=d.unet, prediction=d.prediction,
+                             schedule=d.schedule, text_encoder="clip", text_conditioning="pooled",
+                             pooled_dim=self.encoder.pooled_width, text_hidden=TEXT_HIDDEN,
+                             semantic_dim=d.semantic_dim)
+        model = DiffusionModel(config)
+        model.net.load_state_dict(decoder.net.state_dict())
+        model.z_proj.load_state_dict(decoder.z_proj.state_dict())
+        self.codes = semantic_code(decoder, self.images[self.train_idx])
+        model.code_mean.copy_(self.codes.mean(0))
+        model.code_std.copy_(self.codes.std(0))
+        return model
+
+    def warm_start(self, model, log):
+        """Pooled: fit text_mlp so that every caption of a training emoji predicts the emoji's
+        normalised code (MSE, AdamW), before the fine-tuning starts."""
+        if self.cfg.text_conditioning != "pooled":
+            return
+        captions, rows = [], []
+        for j, i in enumerate(self.train_idx.tolist()):
+            for caption in captions_for(self.data.records[i]):
+                captions.append(caption)
+                rows.append(j)
+        pooled = torch.cat([self.encoder.encode(captions[s:s + 512]).pooled for s in range(0, len(captions), 512)])
+        target = ((self.codes - model.code_mean) / model.code_std)[torch.as_tensor(rows)]
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        mlp = model.text_mlp
+        optimizer = torch.optim.AdamW(mlp.parameters(), lr=REGRESSION_LR)
+        steps = 20 if self.cfg.smoke else REGRESSION_STEPS
+        for _ in range(steps):
+            b = torch.randint(len(pooled), (REGRESSION_BATCH,), generator=gen)
+            loss = (mlp(pooled[b]) - target[b]).pow(2).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        log(f"text_base: text_mlp fitted to {len(captions)} captions of {len(set(rows))} emoji "
+            f"by regression ({steps} steps; last batch MSE {loss.item():.3f})")
 
     def x0_and_cond(self, gen, device):
         idx = self.draw(gen, self.cfg.batch)
@@ -75,7 +140,7 @@ class TextBaseTask(PixelBaseTask):
         prompts = ["" if d else random_caption(self.data.records[i], gen) for i, d in zip(idx.tolist(), drop.tolist())]
         self.encoder.to(device)
         emb = self.encoder.encode(prompts)
-        return self.images[idx].to(device), {"tokens": emb.tokens, "mask": emb.mask}
+        return self.images[idx].to(device), emb.as_cond()
 
     def sample_grid(self, model, path, device):
         prompts = GRID_PROMPTS

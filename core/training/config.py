@@ -8,12 +8,13 @@ import math
 from dataclasses import dataclass, replace
 
 from core.models.checkpoints import DEFAULT_CHECKPOINTS
+from core.models.networks import TEXT_CONDITIONINGS
 from core.training.registry import TASKS, TRAIN_KINDS, accepting
 from core.training.task import T_SAMPLINGS
 
 # The settings that only some kinds read; each task lists those it reads in `Task.options`.
 TASK_OPTIONS = ("channels", "min_snr_gamma", "snr_floor", "cond_dropout", "sr_aug_max", "residual_scale", "crop",
-                "resolution", "width", "depth", "balance", "t_sampling")
+                "resolution", "width", "depth", "balance", "t_sampling", "text_conditioning")
 
 
 @dataclass
@@ -50,6 +51,7 @@ class TrainConfig:
     init_from: str | None = None   # a checkpoint folder of this kind: start from its weights (model and EMA)
     balance: float = 0.0           # text_base, class_base: draw emoji with weight (design size) ** -balance
     t_sampling: str = "uniform"    # diffusion kinds: training timesteps uniform, or EDM's log-normal
+    text_conditioning: str = "tokens"  # text_base: cross-attention from scratch, or "pooled" (from the DiffAE)
 
 
 def _names(kinds: list[str]) -> str:
@@ -80,6 +82,9 @@ def default_config(kind: str, run: str, smoke: bool = False, **overrides) -> Tra
                          f"got {cfg.snr_floor!r}")
     if cfg.t_sampling not in T_SAMPLINGS:
         raise ValueError(f"--t-sampling must be one of {', '.join(T_SAMPLINGS)}, got {cfg.t_sampling!r}")
+    if cfg.text_conditioning not in TEXT_CONDITIONINGS:
+        raise ValueError(f"--text-conditioning must be one of {', '.join(TEXT_CONDITIONINGS)}, "
+                         f"got {cfg.text_conditioning!r}")
     if not 0 <= cfg.balance <= 1:   # also NaN
         raise ValueError("--balance must be between 0 (uniform over emoji) and 1 (uniform over designs), "
                          f"got {cfg.balance!r}")

@@ -112,6 +112,9 @@ def train(cfg: TrainConfig, export: str | os.PathLike | None = None,
     elif cfg.init_from:
         init_from_checkpoint(model, ema, cfg)
         log(f"{cfg.kind}: starting from the weights of {cfg.init_from} (fresh optimiser, {cfg.warmup} warm-up steps)")
+    else:
+        task.warm_start(model, log)
+        ema.model.load_state_dict(model.state_dict())
     ema.model.to(device)
     if cfg.compile:
         model.compile()  # in place: the state dict keeps its keys, so states resume either way
