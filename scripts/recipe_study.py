@@ -6,8 +6,8 @@
     python scripts/recipe_study.py report   --out runs/study [--plot docs/recipe_study.png]
 
 `train` runs each candidate of CANDIDATES with `python -m core train text_base --init-from START`
-and exports its EMA weights every `--every` steps (OUT/CANDIDATE/step_K); a stopped study resumes
-where it was. `evaluate` scores every export, and the start itself, with the judge's scorecard
+(a candidate of FRESH from its own initialisation instead, exported at step 0 too) and exports its
+EMA weights every `--every` steps (OUT/CANDIDATE/step_K); a stopped study resumes where it was. `evaluate` scores every export, and the start itself, with the judge's scorecard
 (the same prompts and seeds for all: recognisable and FD in the judge's features per split), and
 again on `--focus-n` names of training emoji outside People & Body (the split the pixel base
 fails most; 64 prompts give a standard error of about 0.05 there, 256 about 0.02), and writes
@@ -33,24 +33,28 @@ CANDIDATES = {
     "balance-1": ["--balance", "1.0"],           # every design (an emoji up to tone and gender) alike
     "lr-1e-3": ["--lr", "1e-3"],
     "lognormal-t": ["--t-sampling", "lognormal"],  # EDM's noise levels, same min-SNR weight
+    # transfer: the DiffAE decoder fed a code predicted from pooled text (core.training.bases)
+    "decoder-init": ["--text-conditioning", "pooled", "--lr", "2e-4"],
 }
+FRESH = {"decoder-init"}   # candidates that start from their own initialisation, not from START
 SPLITS = TEXT_SPLITS
 METRICS = ("recognisable", "fd_judge")
 
 
-def _milestones(steps: int, every: int) -> list[int]:
-    return list(range(every, steps + 1, every))
+def _milestones(steps: int, every: int, fresh: bool = False) -> list[int]:
+    return ([0] if fresh else []) + list(range(every, steps + 1, every))
 
 
 def train(a) -> None:
     out = Path(a.out)
     for name, options in CANDIDATES.items():
-        for step in _milestones(a.steps, a.every):
+        for step in _milestones(a.steps, a.every, name in FRESH):
             export = out / name / f"step_{step:05d}"
             if (export / "config.json").exists():
                 continue
+            start = [] if name in FRESH else ["--init-from", a.start]
             cmd = [sys.executable, "-m", "core", "train", "text_base", "--run", str(out / "runs" / name),
-                   "--init-from", a.start, "--steps", str(step), "--save-every", str(a.every),
+                   *start, "--steps", str(step), "--save-every", str(a.every),
                    "--sample-every", str(10 ** 9), "--threads", str(a.threads), "--checkpoints", a.checkpoints,
                    "--export", str(export), *options]
             print(" ".join(cmd), flush=True)
@@ -83,11 +87,10 @@ def evaluate(a) -> None:
     scores = json.loads(scores_path.read_text()) if scores_path.exists() else {}
     judge = Judge.load(a.judge)
     folders = [("start", 0, Path(a.start))]
-    for name in CANDIDATES:
-        for step in _milestones(a.steps, a.every):
-            folder = out / name / f"step_{step:05d}"
+    for name in CANDIDATES:   # every export there is, whatever milestones it was trained to
+        for folder in sorted((out / name).glob("step_*")):
             if (folder / "config.json").exists():
-                folders.append((name, step, folder))
+                folders.append((name, int(folder.name.removeprefix("step_")), folder))
     data = judge.reference()[0]
     focus = text_splits(data, a.focus_n, 0)[TEXT_SPLITS[1]]
     focus_prompts = [prompt_of(data.records[i]) for i in focus]
@@ -123,11 +126,11 @@ def _curves(scores: dict) -> dict[str, list[dict]]:
     for name in CANDIDATES:
         points = sorted((v for v in scores.values() if v["candidate"] == name), key=lambda v: v["step"])
         if points:
-            curves[name] = start + points
+            curves[name] = points if name in FRESH else start + points
     return curves
 
 
-def plot(curves: dict[str, list[dict]], path: Path, minutes_per_step: float, real: dict) -> None:
+def plot(curves: dict[str, list[dict]], path: Path, minutes_per_step: dict[str, float], real: dict) -> None:
     """Recognisable (seen other, the larger sample, with +-1 standard error) and FD(judge) (seen
     other) against CPU minutes, one line per candidate, each beside the real renders' figure
     (dashed), drawn with PIL. The recognisable axis starts at 0, so a move within the noise looks
@@ -143,7 +146,7 @@ def plot(curves: dict[str, list[dict]], path: Path, minutes_per_step: float, rea
     w, h, margin = 440, 320, 50
     img = Image.new("RGB", (w * len(panels), h + 60), "white")
     d = ImageDraw.Draw(img)
-    xmax = max(p["step"] for c in curves.values() for p in c) * minutes_per_step or 1
+    xmax = max(p["step"] * minutes_per_step[name] for name, c in curves.items() for p in c) or 1
     for k, (title, value, reference, from_zero) in enumerate(panels):
         x0 = k * w + margin
         values = [value(p) for c in curves.values() for p in c] + [reference]
@@ -159,15 +162,15 @@ def plot(curves: dict[str, list[dict]], path: Path, minutes_per_step: float, rea
         def y_of(v, lo=lo, hi=hi):
             return (h - 30) - (h - 50) * (v - lo) / (hi - lo)
 
-        def at(p, x0=x0, value=value, y_of=y_of):
-            return x0 + (w - margin - 20) * p["step"] * minutes_per_step / xmax, y_of(value(p))
+        def at(p, per_step, x0=x0, value=value, y_of=y_of):
+            return x0 + (w - margin - 20) * p["step"] * per_step / xmax, y_of(value(p))
         y = y_of(reference)
         for x in range(x0, x0 + w - margin - 20, 8):   # the real renders, dashed
             d.line([(x, y), (x + 4, y)], fill="black")
         d.text((x0 + 4, y - 12), "real renders", fill="black")
-        for i, c in enumerate(curves.values()):
+        for i, (name, c) in enumerate(curves.items()):
             colour = colours[i % len(colours)]
-            pts = [at(p) for p in c]
+            pts = [at(p, minutes_per_step[name]) for p in c]
             d.line(pts, fill=colour, width=2)
             for p, (x, y) in zip(c, pts):
                 d.ellipse([x - 3, y - 3, x + 3, y + 3], fill=colour)
@@ -176,7 +179,7 @@ def plot(curves: dict[str, list[dict]], path: Path, minutes_per_step: float, rea
                     se = (r * (1 - r) / p["focus"]["n"]) ** 0.5
                     d.line([(x, y_of(r - se)), (x, y_of(r + se))], fill=colour)
     for i, name in enumerate(curves):
-        d.text((margin + i * 150, h + 30), f"- {name}", fill=colours[i % len(colours)])
+        d.text((margin + i * 130, h + 30), f"- {name}", fill=colours[i % len(colours)])
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)
 
@@ -188,8 +191,12 @@ def report(a) -> None:
     timed = [p for c in curves.values() for p in c if p["step"]]
     measured = sum(p["seconds"] for p in timed) / sum(p["step"] for p in timed)
     print(f"measured training time: {measured:.2f} s per step (mean over the candidates, on the shared core)")
-    minutes_per_step = (a.seconds_per_step or measured) / 60
-    print(f"CPU minutes in the plot: {minutes_per_step * 60:.2f} s per step\n")
+    seconds = {name: a.seconds_per_step or measured for name in curves}
+    for item in a.cost or []:
+        name, _, value = item.partition("=")
+        seconds[name] = float(value)
+    minutes_per_step = {name: v / 60 for name, v in seconds.items()}
+    print("CPU minutes in the plot: " + ", ".join(f"{n} {v:.2f} s per step" for n, v in seconds.items()) + "\n")
     focus_n = next(iter(scores.values()))["focus"]["n"]
     header = (["candidate", "step", "train min", f"recognisable (seen, other; n = {focus_n})", "retrieval@5 (same)"]
               + [f"{m} ({s})" for s in SPLITS for m in METRICS])
@@ -225,6 +232,9 @@ def main(argv=None) -> int:
                    help="prompts of the split outside People & Body scored again, for a tighter figure")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--plot", help="write the learning curves here (PNG)")
+    p.add_argument("--cost", action="append", metavar="CANDIDATE=SECONDS",
+                   help="report: a candidate whose step costs another number of CPU seconds (its network differs; "
+                        "scripts/bench_training.py measures the ratio)")
     p.add_argument("--seconds-per-step", type=float,
                    help="report: CPU seconds of one step for the plot's axis (default: the mean measured, which "
                         "includes whatever else shared the core)")

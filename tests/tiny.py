@@ -65,6 +65,24 @@ def tiny_diffae(seed: int = 0, resolution: int = 32, semantic_dim: int = 16) -> 
     return model
 
 
+def tiny_pooled_text_base(decoder: DiffusionModel, pooled_dim: int = 16, seed: int = 0) -> DiffusionModel:
+    """A tiny pooled text base (`text_conditioning="pooled"`) made from `decoder` as training makes
+    it: the decoder's UNet and z_proj copied, a random text_mlp, random code statistics."""
+    from core.models.networks import ModelConfig
+    torch.manual_seed(seed)
+    d = decoder.config
+    cfg = ModelConfig(kind="text_base", resolution=d.resolution, unet=d.unet, text_encoder="clip",
+                      text_conditioning="pooled", pooled_dim=pooled_dim, text_hidden=24,
+                      semantic_dim=d.semantic_dim)
+    model = DiffusionModel(cfg)
+    model.net.load_state_dict(decoder.net.state_dict())
+    model.z_proj.load_state_dict(decoder.z_proj.state_dict())
+    with torch.no_grad():
+        model.code_mean.normal_(0, 0.5)
+        model.code_std.uniform_(0.5, 1.5)
+    return model.eval().requires_grad_(False)
+
+
 def tiny_directions(model: DiffusionModel, seed: int = 0):
     """Directions for `tiny_diffae` fitted on random codes with planted labels: dark-skin,
     woman, smiling (no data needed)."""

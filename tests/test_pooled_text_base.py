@@ -1,0 +1,114 @@
+"""The pooled text base: the DiffAE decoder fed a semantic code predicted from pooled text
+(`core.models.networks`, `text_conditioning="pooled"`), and its training (`core.training.bases`)."""
+import pytest
+import torch
+
+from core.models.checkpoints import load_model, save_model
+from core.models.networks import DiffusionModel, ModelConfig
+from core.training.config import default_config
+from tests.tiny import tiny_clip, tiny_diffae, tiny_pooled_text_base, write_tiny_checkpoints
+
+
+def _inputs(seed=0, b=3):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 3, 32, 32, generator=g), torch.tensor([50.0, 400.0, 900.0][:b])
+
+
+def test_it_is_the_decoder_fed_the_predicted_code():
+    decoder = tiny_diffae()
+    model = tiny_pooled_text_base(decoder)
+    pooled = torch.randn(3, 16, generator=torch.Generator().manual_seed(1))
+    x, t = _inputs()
+    code = model.text_code(pooled)
+    # code = mean + std * mlp(pooled): the de-normalised code
+    assert torch.allclose(code, model.code_mean + model.code_std * model.text_mlp(pooled))
+    got = model.eps(x, t, {"pooled": pooled, "tokens": torch.zeros(3, 2, 4), "mask": torch.ones(3, 2, dtype=bool)})
+    want = decoder.eps(x, t, {"z_sem": code})
+    assert torch.allclose(got, want, atol=1e-5)
+    # the text matters: another pooled embedding, another output
+    other = model.eps(x, t, {"pooled": pooled.flip(0)})
+    assert (other - got).abs().max() > 1e-3
+
+
+def test_checkpoint_round_trip_on_both_networks(tmp_path):
+    model = tiny_pooled_text_base(tiny_diffae())
+    save_model(model, tmp_path / "tb", "# tiny pooled text base\n")
+    core_net = load_model(tmp_path / "tb")                       # auto: core.models.unet covers it
+    diffusers_net = load_model(tmp_path / "tb", network="diffusers")
+    assert type(core_net.net).__module__ == "core.models.unet"
+    pooled = torch.randn(3, 16)
+    x, t = _inputs()
+    a, b = core_net.eps(x, t, {"pooled": pooled}), diffusers_net.eps(x, t, {"pooled": pooled})
+    assert torch.allclose(a, b, atol=1e-4)
+    assert torch.allclose(a, model.eps(x, t, {"pooled": pooled}), atol=1e-2)   # fp16 weights
+
+
+def test_the_cascade_runs_it_with_guidance(tmp_path):
+    from core.cascade import generate
+    from core.models.modelset import ModelSet
+    write_tiny_checkpoints(tmp_path)
+    config, _ = tiny_clip()
+    model = tiny_pooled_text_base(load_model(tmp_path / "diffae"), pooled_dim=config.embed_dim)
+    save_model(model, tmp_path / "text_base", "# tiny pooled text base\n")
+    models = ModelSet(tmp_path, "cpu")
+    out = generate(models, prompt="red apple", num=2, seed=3, size=32, base_model="pixel")
+    again = generate(models, prompt="red apple", num=2, seed=3, size=32, base_model="pixel")
+    other = generate(models, prompt="thumbs up", num=2, seed=3, size=32, base_model="pixel")
+    x = out.stages[32]
+    assert x.shape == (2, 3, 32, 32) and torch.isfinite(x).all() and x.abs().max() <= 1
+    assert torch.equal(x, again.stages[32])                     # seeded
+    assert not torch.allclose(x, other.stages[32])              # the prompt reaches the network
+
+
+def test_bad_configs_are_refused():
+    unet = tiny_diffae().config.unet
+    with pytest.raises(ValueError, match="text_conditioning"):
+        ModelConfig.from_dict(dict(kind="text_base", resolution=32, unet=unet, prediction="v",
+                                     text_conditioning="sideways"))
+    with pytest.raises(ValueError, match="needs semantic_dim, pooled_dim and text_hidden"):
+        DiffusionModel(ModelConfig(kind="text_base", resolution=32, unet=unet, text_conditioning="pooled"))
+    with pytest.raises(ValueError, match="text-conditioning must be one of"):
+        default_config("text_base", "x", text_conditioning="sideways")
+    with pytest.raises(ValueError, match="text_base only, not class_base"):
+        default_config("class_base", "x", text_conditioning="pooled")
+
+
+@pytest.mark.slow
+def test_training_starts_from_the_decoder_and_regresses_the_codes(tmp_path):
+    """A fresh pooled run: the network is the committed DiffAE decoder, the code statistics are
+    the training codes', and the warm start fits text_mlp towards each caption's code; then the
+    usual training runs and exports a checkpoint the pipeline samples from."""
+    from core.data.emoji import captions_for
+    from core.models.checkpoints import DEFAULT_CHECKPOINTS
+    from core.models.modelset import ModelSet
+    from core.pipeline import generate_text
+    from core.training.bases import TextBaseTask
+    from core.training.loop import train
+
+    cfg = default_config("text_base", str(tmp_path / "run"), smoke=True, text_conditioning="pooled", steps=2)
+    task = TextBaseTask(cfg)
+    model = task.build()
+    decoder = load_model(DEFAULT_CHECKPOINTS / "diffae")
+    for k, v in decoder.net.state_dict().items():
+        assert torch.equal(model.net.state_dict()[k], v), k
+    assert torch.allclose(model.code_mean, task.codes.mean(0)) and torch.allclose(model.code_std, task.codes.std(0))
+
+    idx = task.train_idx[:200].tolist()
+    captions = [captions_for(task.data.records[i])[0] for i in idx]
+    pooled = task.encoder.encode(captions).pooled
+    target = (task.codes[:200] - model.code_mean) / model.code_std
+
+    def error():
+        with torch.no_grad():
+            return (model.text_mlp(pooled) - target).pow(2).mean().item()
+    before = error()
+    task.warm_start(model, log=lambda s: None)
+    assert error() < 0.8 * before
+
+    summary = train(cfg, export=tmp_path / "text_base", log=lambda s: None)
+    assert summary["step"] == 2
+    exported = load_model(tmp_path / "text_base")
+    assert exported.config.text_conditioning == "pooled"
+    images = generate_text(exported, ModelSet(DEFAULT_CHECKPOINTS, "cpu").get("clip"), ["red apple", "fire"],
+                           seeds=[0, 1], steps=2)
+    assert images.shape == (2, 3, 32, 32) and torch.isfinite(images).all()
