@@ -1,18 +1,20 @@
-"""A recipe study for the pixel text base: from one start and the same number of training steps
-(the same CPU time, since every candidate has the same network), which recipe learns fastest?
+"""A recipe study for the pixel text base: from one start and the same number of training steps,
+which recipe learns fastest per CPU-minute?
 
     python scripts/recipe_study.py train    --out runs/study [--start checkpoints/text_base] [--steps 640 --every 160]
     python scripts/recipe_study.py evaluate --out runs/study [--judge checkpoints/judge --n 64 --focus-n 256]
-    python scripts/recipe_study.py report   --out runs/study [--plot docs/recipe_study.png]
+    python scripts/recipe_study.py report   --out runs/study [--plot docs/recipe_study.png] [--cost NAME=SECONDS]
 
 `train` runs each candidate of CANDIDATES with `python -m core train text_base --init-from START`
 (a candidate of FRESH from its own initialisation instead, exported at step 0 too) and exports its
-EMA weights every `--every` steps (OUT/CANDIDATE/step_K); a stopped study resumes where it was. `evaluate` scores every export, and the start itself, with the judge's scorecard
-(the same prompts and seeds for all: recognisable and FD in the judge's features per split), and
+EMA weights every `--every` steps (OUT/CANDIDATE/step_K); a stopped study resumes where it was.
+`evaluate` scores every export there is, and the start itself, with the judge's scorecard (the
+same prompts and seeds for all: recognisable and FD in the judge's features per split), and
 again on `--focus-n` names of training emoji outside People & Body (the split the pixel base
 fails most; 64 prompts give a standard error of about 0.05 there, 256 about 0.02), and writes
 OUT/scores.json. `report` prints the table (steps, measured training minutes, figures) and
-draws the learning curves as a PNG.
+draws the learning curves as a PNG against CPU-minutes: steps times the seconds of one step
+(`--seconds-per-step`, and `--cost` for a candidate whose network costs another amount per step).
 """
 from __future__ import annotations
 
