@@ -21,6 +21,7 @@ from core.pipeline import (
     check_classifier_scale,
     generate_class,
     generate_text,
+    model_defaults,
     upscale,
 )
 from core.semantic import DECODER_STEPS, PRIOR_DEFAULTS, generate_semantic
@@ -53,12 +54,20 @@ def default_base(models: ModelSet) -> str:
     return "semantic" if {"prior", "diffae"} <= have else "pixel"
 
 
-def base_defaults(base_model: str) -> StageSettings:
-    """The default sampling of a 32 px base: the pixel UNet's (`core.pipeline.BASE_DEFAULTS`) or the
+def base_defaults(base_model: str, pixel_model: DiffusionModel | None = None) -> StageSettings:
+    """The default sampling of a 32 px base: the pixel UNet's (`core.pipeline.BASE_DEFAULTS`, with
+    the guidance `pixel_model`'s config names, if given: `core.pipeline.model_defaults`) or the
     semantic base's prior (`core.semantic.PRIOR_DEFAULTS`)."""
     if base_model not in BASES:
         raise ValueError(f"base must be one of {', '.join(BASES)}; got {base_model!r}")
-    return PRIOR_DEFAULTS if base_model == "semantic" else BASE_DEFAULTS
+    if base_model == "semantic":
+        return PRIOR_DEFAULTS
+    return BASE_DEFAULTS if pixel_model is None else model_defaults(pixel_model)
+
+
+def pixel_base(models: ModelSet, text: bool) -> DiffusionModel:
+    """The pixel base of a prompt (text_base) or a label (class_base)."""
+    return models.get("text_base" if text else "class_base")
 
 
 def _staged(callback: Callback | None, resolution: int):
@@ -152,7 +161,8 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         raise ValueError("prompt is empty; describe the emoji to generate")
     _check_common(num, size, sr)
     base_model = base_model or default_base(models)
-    base = base if base is not None else base_defaults(base_model)   # also checks base_model
+    if base is None:
+        base = base_defaults(base_model, pixel_base(models, prompt is not None) if base_model == "pixel" else None)
     if classifier_scale is not None:
         base = replace(base, guidance=1.0)
     seeds = [seed + i for i in range(num)]

@@ -153,7 +153,7 @@ def generate_text(model: DiffusionModel, encoder, prompts: Sequence[str], negati
     prompts = list(prompts) * len(seeds) if len(prompts) == 1 else list(prompts)
     if len(prompts) != len(seeds):
         raise ValueError(f"got {len(prompts)} prompts for {len(seeds)} seeds")
-    settings = with_overrides(settings or BASE_DEFAULTS, guidance, steps)
+    settings = with_overrides(settings or model_defaults(model), guidance, steps)
     emb = encoder.encode(prompts)
     neg = encoder.encode([negative_prompt] * len(prompts))
     cond, uncond = emb.as_cond(), neg.as_cond()
@@ -173,7 +173,7 @@ def generate_class(model: DiffusionModel, class_names: Sequence[str], seeds: Seq
     names = list(class_names) * len(seeds) if len(class_names) == 1 else list(class_names)
     if len(names) != len(seeds):
         raise ValueError(f"got {len(names)} classes for {len(seeds)} seeds")
-    settings = with_overrides(settings or BASE_DEFAULTS, guidance, steps)
+    settings = with_overrides(settings or model_defaults(model), guidance, steps)
     cond, uncond = class_conds(model, names)
     if classifier_scale is None:
         return sample_stage(model, cond, uncond, seeds, settings, callback=callback)
@@ -261,6 +261,13 @@ def upscale(model: DiffusionModel, low: torch.Tensor, seeds: Sequence[int] | Non
     residual_base = low_up if model.config.residual_scale else None
     return sample_stage(model, cond, uncond, seeds, settings, size=size, stage=stage, callback=callback,
                         residual_base=residual_base)
+
+
+def model_defaults(model: DiffusionModel) -> StageSettings:
+    """The default sampling of a pixel base: `BASE_DEFAULTS` with the guidance its config names,
+    if it names one (the scale it was measured best at; see its model card)."""
+    guidance = getattr(model.config, "guidance", None)
+    return BASE_DEFAULTS if guidance is None else replace(BASE_DEFAULTS, guidance=float(guidance))
 
 
 def with_overrides(settings: StageSettings, guidance: float | None = None, steps: int | None = None) -> StageSettings:

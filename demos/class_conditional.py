@@ -125,7 +125,7 @@ def build(models: Models) -> None:
                                 filterable=True, allow_custom_value=not names)
             method = gr.Radio([(v, k) for k, v in GUIDANCE_METHODS.items()], value="cfg", label="Guidance")
             with gr.Row():
-                guidance = gr.Slider(0, 15, value=BASE_DEFAULTS.guidance, step=0.1, label="Guidance scale (CFG)",
+                guidance = gr.Slider(0, 15, value=start.guidance, step=0.1, label="Guidance scale (CFG)",
                                      info="1 = no guidance")
                 scale = gr.Slider(0, MAX_CLASSIFIER_SCALE, value=CLASSIFIER_SCALE, step=0.5,
                                   label="Classifier scale", info="0 = unconditional", visible=False)
@@ -138,7 +138,7 @@ def build(models: Models) -> None:
                 num = gr.Slider(1, 16, value=8, step=1, precision=0, label="Number of samples", scale=3)
             thresholding = gr.Checkbox(value=True, label="Clip x0 to [-1, 1] (thresholding, pixel base)")
             base_model, decoder_steps = common.base_inputs(models, text=False)
-            common.follow_base_defaults(base_model, sampler, steps)
+            common.follow_base_defaults(models, False, base_model, sampler, steps, guidance)
             button = gr.Button("Generate", variant="primary")
             examples = [c for c in PREFERRED_EXAMPLES if c in names] or names[:3]
             if examples:

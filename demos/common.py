@@ -163,19 +163,30 @@ def base_inputs(models: Models, text: bool):
     return base_model, decoder_steps
 
 
+def sampling_of(models: Models, base_model: str, text: bool):
+    """The default sampling (a core.pipeline.StageSettings) of a base: the semantic base's prior's,
+    or the pixel UNet's with the guidance its checkpoint names (when the model is loaded)."""
+    pixel = None
+    if base_model == "pixel" and not models.unavailable(["text_base" if text else "class_base"]):
+        pixel = models.get("text_base" if text else "class_base")
+    return base_defaults(base_model, pixel)
+
+
 def base_sampling(models: Models, text: bool):
-    """The default sampling (a core.pipeline.StageSettings) of the base a tab starts with: the
-    pixel UNet's, or the semantic base's prior's."""
-    return base_defaults(models.default_base(text))
+    """The default sampling of the base a tab starts with."""
+    return sampling_of(models, models.default_base(text), text)
 
 
-def follow_base_defaults(base_model: gr.Radio, sampler: gr.Dropdown, steps: gr.Slider) -> None:
-    """When the base changes, the sampler and steps become that base's defaults (the pixel UNet
-    samples with 10 DPM-Solver++ steps, the semantic base's prior with 25 DDIM steps)."""
+def follow_base_defaults(models: Models, text: bool, base_model: gr.Radio, sampler: gr.Dropdown, steps: gr.Slider,
+                         guidance: gr.Slider) -> None:
+    """When the base changes, the sampler, steps and guidance become that base's defaults (the pixel
+    UNet samples with 10 DPM-Solver++ steps at the guidance its card measured best, the semantic
+    base's prior with 25 DDIM steps at guidance 3)."""
     def defaults(choice: str):
-        d = base_defaults(choice)
-        return gr.update(value=d.sampler), gr.update(value=d.steps)
-    base_model.change(defaults, inputs=base_model, outputs=[sampler, steps], queue=False, api_visibility="private")
+        d = sampling_of(models, choice, text)
+        return gr.update(value=d.sampler), gr.update(value=d.steps), gr.update(value=d.guidance)
+    base_model.change(defaults, inputs=base_model, outputs=[sampler, steps, guidance], queue=False,
+                      api_visibility="private")
 
 
 # ---- errors ------------------------------------------------------------------------------------

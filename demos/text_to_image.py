@@ -123,7 +123,7 @@ def build(models: Models) -> None:
             prompt = gr.Textbox("", label="Prompt", placeholder="e.g. woman dancing, dark skin tone", lines=2)
             negative = gr.Textbox("", label="Negative prompt", placeholder="optional: what to avoid")
             with gr.Row():
-                guidance = gr.Slider(0, 15, value=BASE_DEFAULTS.guidance, step=0.1, label="Guidance scale",
+                guidance = gr.Slider(0, 15, value=start.guidance, step=0.1, label="Guidance scale",
                                      info="1 = no guidance")
                 steps = gr.Slider(1, 100, value=start.steps, step=1, precision=0, label="Steps (base)")
             with gr.Row():
@@ -136,7 +136,7 @@ def build(models: Models) -> None:
                                        info="keeps high guidance from saturating the image; static clipping "
                                             "unless the cap below is raised (Imagen's dynamic thresholding)")
             base_model, decoder_steps = common.base_inputs(models, text=True)
-            common.follow_base_defaults(base_model, sampler, steps)
+            common.follow_base_defaults(models, True, base_model, sampler, steps, guidance)
             with gr.Accordion("Advanced: per-stage settings", open=False):
                 gr.Markdown("Guidance applies to the base stage: the super-resolution stages are conditioned "
                             "on the low-resolution image only (as in Cascaded Diffusion Models), so they have "

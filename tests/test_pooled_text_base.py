@@ -112,3 +112,49 @@ def test_training_starts_from_the_decoder_and_regresses_the_codes(tmp_path):
     images = generate_text(exported, ModelSet(DEFAULT_CHECKPOINTS, "cpu").get("clip"), ["red apple", "fire"],
                            seeds=[0, 1], steps=2)
     assert images.shape == (2, 3, 32, 32) and torch.isfinite(images).all()
+
+
+def test_a_checkpoint_names_its_default_guidance(tmp_path):
+    """`guidance` in a base's config is the default of the pipeline, the cascade and the CLI; the
+    caller's own guidance still wins."""
+    from core.cascade import base_defaults, generate
+    from core.cli.main import main as cli
+    from core.models.modelset import ModelSet
+    from core.pipeline import BASE_DEFAULTS, model_defaults
+    write_tiny_checkpoints(tmp_path)
+    config, _ = tiny_clip()
+    model = tiny_pooled_text_base(load_model(tmp_path / "diffae"), pooled_dim=config.embed_dim)
+    model.config.guidance = 1.0
+    save_model(model, tmp_path / "text_base", "# tiny pooled text base\n")
+    models = ModelSet(tmp_path, "cpu")
+    text_base = models.get("text_base")
+    assert model_defaults(text_base).guidance == 1.0 and BASE_DEFAULTS.guidance != 1.0
+    assert model_defaults(models.get("class_base")) == BASE_DEFAULTS          # names none
+    assert base_defaults("pixel", text_base).guidance == 1.0
+    assert base_defaults("semantic", text_base).guidance == 3.0                 # the prior's own
+    out = generate(models, prompt="red apple", num=1, seed=0, size=32, base_model="pixel")
+    assert out.parameters["base"]["guidance"] == 1.0
+    assert cli(["generate", "--checkpoints", str(tmp_path), "--prompt", "red apple", "--base", "pixel",
+                "--size", "32", "--steps", "2", "--out", str(tmp_path / "out")]) == 0
+    assert cli(["generate", "--checkpoints", str(tmp_path), "--prompt", "red apple", "--base", "pixel",
+                "--size", "32", "--steps", "2", "--guidance", "4", "--out", str(tmp_path / "out4")]) == 0
+    from core.images import read_parameters
+    assert read_parameters(tmp_path / "out" / "000.png")["base"]["guidance"] == 1.0
+    assert read_parameters(tmp_path / "out4" / "000.png")["base"]["guidance"] == 4.0
+
+
+def test_the_tabs_start_from_the_checkpoints_guidance(tmp_path):
+    """The app's default sampling of the pixel base follows its checkpoint; the semantic base's
+    is the prior's; a missing pixel base falls back to the pipeline's defaults."""
+    from demos.common import Models, sampling_of
+    write_tiny_checkpoints(tmp_path)
+    config, _ = tiny_clip()
+    model = tiny_pooled_text_base(load_model(tmp_path / "diffae"), pooled_dim=config.embed_dim)
+    model.config.guidance = 1.5
+    save_model(model, tmp_path / "text_base", "# tiny pooled text base\n")
+    models = Models.load(tmp_path, "cpu")
+    assert sampling_of(models, "pixel", text=True).guidance == 1.5
+    assert sampling_of(models, "pixel", text=False).guidance == 3.0
+    assert sampling_of(models, "semantic", text=True).guidance == 3.0
+    (tmp_path / "text_base" / "model.safetensors").unlink()
+    assert sampling_of(Models.load(tmp_path, "cpu"), "pixel", text=True).guidance == 3.0

@@ -6,7 +6,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from core.cascade import base_defaults, default_base, generate, variations
+from core.cascade import base_defaults, default_base, generate, pixel_base, variations
 from core.cli import finite, load_models
 from core.diffusion.samplers import SAMPLERS
 from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
@@ -25,7 +25,8 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     what.add_argument("--label", help="a class from `python -m core classes`")
     g.add_argument("--negative-prompt", default="")
     g.add_argument("--guidance", type=finite, default=None,
-                   help=f"classifier-free guidance scale (default {BASE_DEFAULTS.guidance:g}; 1 = none)")
+                   help=f"classifier-free guidance scale (default {BASE_DEFAULTS.guidance:g}, or the guidance the "
+                        "pixel base's checkpoint names; 1 = none)")
     g.add_argument("--classifier-scale", type=finite, default=None,
                    help="with --label: classifier guidance instead of classifier-free guidance, with the noise-aware "
                         "classifier (checkpoints/noisy_classifier) at this scale (0 = unconditional samples)")
@@ -90,7 +91,8 @@ def run_generate(args: argparse.Namespace) -> None:
     models = load_models(args)
     # the defaults of the base that will run: the pixel UNet's or the semantic base's prior's
     base_model = args.base or ("pixel" if args.classifier_scale is not None else default_base(models))
-    defaults = base_defaults(base_model)
+    pixel = pixel_base(models, args.prompt is not None) if base_model == "pixel" else None
+    defaults = base_defaults(base_model, pixel)
     base = StageSettings(sampler=args.sampler or defaults.sampler,
                          steps=defaults.steps if args.steps is None else args.steps,
                          guidance=defaults.guidance if args.guidance is None else args.guidance, eta=args.eta,

@@ -52,7 +52,7 @@ from core.data.emoji import load_dataset
 from core.evaluation.held_out import mean_of, names_gender, names_skin_tone
 from core.evaluation.judge import RESOLUTION, Judge, feature_fd, is_people, recognisability, retrieval, round_trip
 from core.models.prior import sample_codes
-from core.pipeline import BASE_DEFAULTS, generate_class, generate_text
+from core.pipeline import generate_class, generate_text
 from core.semantic import DECODER_STEPS, PRIOR_DEFAULTS, render
 
 Sampler = Callable[[list, list], torch.Tensor]
@@ -273,8 +273,8 @@ def scorecard(sample: Sampler, kind: Kind, judge: Judge, data=None, *, n: int = 
 def base_sampler(models, kind: Kind, settings=None, batch: int = 32) -> Sampler:
     """The committed pixel base of ``kind`` (text_base or class_base) at 32 px in batches: the
     same images as ``core.cascade.generate(models, prompt=p or label=l, seed=s, size=32)``,
-    sample by sample (one noise stream per seed)."""
-    settings = settings or BASE_DEFAULTS
+    sample by sample (one noise stream per seed), at ``settings`` (default: the model's own,
+    ``core.pipeline.model_defaults``)."""
 
     def sample(asked: list, seeds: list) -> torch.Tensor:
         out = []

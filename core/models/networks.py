@@ -119,6 +119,7 @@ class ModelConfig:
     pooled_dim: int | None = None              # text_base, pooled: width of the text encoder's pooled output
     text_hidden: int | None = None             # text_base, pooled: hidden width of text_mlp
     semantic_dim: int | None = None            # diffae, pooled text_base: width of z_sem
+    guidance: float | None = None              # a base's default guidance, measured (None: the pipeline's)
     encoder_channels: tuple[int, ...] | None = None  # diffae: channels of the semantic encoder
 
     def to_dict(self) -> dict:
