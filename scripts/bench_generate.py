@@ -216,8 +216,9 @@ def diffusers_scheduler(model, settings):
 
 
 def diffusers_figures(args) -> dict:
-    """The text base's 32 px sampling at its defaults: ours (`sample_stage`, core.unet) against
-    diffusers' scheduler loop around its UNet2DConditionModel with the same weights."""
+    """The text base's 32 px sampling at the pipeline's defaults (guidance 3, so both run the
+    conditional and unconditional halves): ours (`sample_stage`, core.unet) against diffusers'
+    scheduler loop around diffusers' UNet with the same weights."""
     import torch
 
     from core.diffusion.rng import BatchGenerator
@@ -236,8 +237,7 @@ def diffusers_figures(args) -> dict:
     def run_ours():
         return sample_stage(ours, cond, uncond, seeds, settings)
 
-    net = theirs.net
-    tokens, mask = torch.cat([neg.tokens, emb.tokens]), torch.cat([neg.mask, emb.mask])
+    both_cond = {k: torch.cat([uncond[k], cond[k]]) for k in cond}   # whatever the base's conditioning reads
     calls = [0]
 
     def run_diffusers():
@@ -248,7 +248,7 @@ def diffusers_figures(args) -> dict:
         with torch.inference_mode():
             for t in scheduler.timesteps:
                 both = scheduler.scale_model_input(torch.cat([x, x]), t)
-                out = net(both, t, encoder_hidden_states=tokens, encoder_attention_mask=mask).sample
+                out = theirs(both, t, both_cond)   # diffusers' UNet inside the same DiffusionModel
                 calls[0] += 1
                 u, c = out.chunk(2)
                 x = scheduler.step(u + settings.guidance * (c - u), t, x).prev_sample
