@@ -46,7 +46,7 @@ from core.ilvr import DEFAULT_FACTOR, ILVR_DEFAULTS, ilvr
 from core.images import check_images, pil_to_tensor, resize_image, tensor_to_pil
 from core.models.networks import PALETTE_TASKS, DiffusionModel
 from core.models.text_encoders import fit_prompts
-from core.pipeline import BASE_DEFAULTS, StageSettings, sample_stage, stage_denoiser, stage_spacing
+from core.pipeline import BASE_DEFAULTS, StageSettings, model_defaults, sample_stage, stage_denoiser, stage_spacing
 
 Callback = Callable[[dict], None]
 TranslateTask = Literal["sdedit", "colorize", "inpaint", "ilvr"]
@@ -317,7 +317,10 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
     if task == "sdedit":
         strength = check_strength(DEFAULT_STRENGTH if strength is None else strength)
     defaults = ILVR_DEFAULTS if task == "ilvr" else TRANSLATE_DEFAULTS
-    default_guidance = 3.0 if ((prompt or label) and not palette) else 1.0
+    default_guidance = 1.0
+    if (prompt or label) and not palette:   # the guided base's own default (core.pipeline.model_defaults)
+        guided = (model or ("class_base" if label else "text_base")) if task == "ilvr" else "text_base"
+        default_guidance = model_defaults(models.get(guided)).guidance
     settings = StageSettings(sampler=sampler or defaults.sampler,
                              steps=defaults.steps if steps is None else steps,
                              guidance=default_guidance if guidance is None else guidance)

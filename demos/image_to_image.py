@@ -299,7 +299,8 @@ def build(models: Models) -> None:
                 with gr.Row():
                     strength = gr.Slider(0, 1, value=DEFAULT_STRENGTH, step=0.05, label="Strength",
                                          info="0 = the input, 1 = ignore it")
-                    guidance = gr.Slider(0, 15, value=3.0, step=0.1, label="Guidance scale",
+                    guidance = gr.Slider(0, 15, value=common.sampling_of(models, "pixel", text=True).guidance,
+                                         step=0.1, label="Guidance scale",
                                          info="with a prompt; 1 = none")
                 with gr.Row():
                     sampler = gr.Dropdown(samplers, value=TRANSLATE_DEFAULTS.sampler, label="Sampler")

@@ -158,3 +158,23 @@ def test_the_tabs_start_from_the_checkpoints_guidance(tmp_path):
     assert sampling_of(models, "semantic", text=True).guidance == 3.0
     (tmp_path / "text_base" / "model.safetensors").unlink()
     assert sampling_of(Models.load(tmp_path, "cpu"), "pixel", text=True).guidance == 3.0
+
+
+def test_translation_with_a_prompt_starts_from_the_text_bases_guidance(tmp_path):
+    from PIL import Image
+
+    from core.models.modelset import ModelSet
+    from core.translate import translate
+    write_tiny_checkpoints(tmp_path)
+    config, _ = tiny_clip()
+    model = tiny_pooled_text_base(load_model(tmp_path / "diffae"), pooled_dim=config.embed_dim)
+    model.config.guidance = 1.5
+    save_model(model, tmp_path / "text_base", "# tiny pooled text base\n")
+    models = ModelSet(tmp_path, "cpu")
+    image = Image.new("RGB", (32, 32), (200, 40, 40))
+    _, params = translate(models, "sdedit", image, prompt="red apple", size=32, steps=2)
+    assert params["guidance"] == 1.5
+    _, params = translate(models, "sdedit", image, prompt="red apple", size=32, steps=2, guidance=4.0)
+    assert params["guidance"] == 4.0
+    _, params = translate(models, "ilvr", image, label="cat-face", model="class_base", size=32, steps=2)
+    assert params["guidance"] == 3.0                  # the class base names none: the pipeline's
