@@ -36,13 +36,17 @@ def main(argv=None) -> int:
     p.add_argument("--grids", help="folder for the labelled grids")
     p.add_argument("--json", help="also write the figures here")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--kinds", default="text,label", help="text, label or both (the bases that changed)")
     a = p.parse_args(argv)
+    kinds = [k for k in a.kinds.split(",") if k]
+    if not kinds or set(kinds) - {"text", "label"}:
+        p.error(f"--kinds must name text and/or label, got {a.kinds!r}")
     torch.set_num_threads(a.threads)
     judge = Judge.load(a.judge)
     out = {}
     for name, root in (("old", a.old), ("new", a.new)):
         models = ModelSet(root, "cpu")
-        for kind in ("text", "label"):
+        for kind in kinds:
             card = scorecard(base_sampler(models, kind), kind, judge, n=a.n)
             out[f"{name}_{kind}"] = {split: sp["rows"] for split, sp in card.results["splits"].items()}
             if a.grids:
@@ -52,7 +56,7 @@ def main(argv=None) -> int:
                                   seeds=(0, 1, 2))
                 print(f"{name} {kind} grid: recognised {grid['recognised']:.3f} -> {grid['path']}")
     print("| kind | split | images | " + " | ".join(METRICS) + " |")
-    for kind in ("text", "label"):
+    for kind in kinds:
         for split in out[f"old_{kind}"]:
             for label, key, row in (("real", "old", "real"), ("old", "old", "samples"), ("new", "new", "samples")):
                 v = out[f"{key}_{kind}"][split][row]
