@@ -20,7 +20,7 @@ from core.evaluation.scorecard import (
     scorecard,
     semantic_sampler,
 )
-from core.pipeline import BASE_DEFAULTS, generate_class, generate_text, with_overrides
+from core.pipeline import BASE_DEFAULTS, generate_class, generate_text, model_defaults, with_overrides
 from core.semantic import DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
 
 
@@ -178,8 +178,9 @@ def _old_figures(card, kind, embedder, classifiers, old_judge=None) -> dict:
 
 def judge_section(models, judge, embedder, classifiers, data, args, names, log, old_judge=None) -> dict:
     """Each selected base scored by the judge (:mod:`core.evaluation.scorecard`) at its default sampling
-    settings (``--steps`` applies), the old measures (and ``old_judge``'s) on the same images
-    beside, attribute retention of the text bases, and the fixed grids."""
+    settings (a pixel base's guidance is its own, ``core.pipeline.model_defaults``; ``--steps``
+    applies), the old measures (and ``old_judge``'s) on the same images beside, attribute retention
+    of the text bases, and the fixed grids."""
     settings = with_overrides(BASE_DEFAULTS, steps=args["steps"])
     prior_settings = with_overrides(PRIOR_DEFAULTS, steps=args["steps"])
     out: dict = {"n": args["judge_n"], "guidance": settings.guidance, "steps": settings.steps,
@@ -190,8 +191,9 @@ def judge_section(models, judge, embedder, classifiers, data, args, names, log, 
         kind = "text" if name in ("text_base", "semantic_text") else "label"
         if name.startswith("semantic_"):   # the prior over DiffAE's code, then the DiffAE decoder
             sample = semantic_sampler(models, kind, prior_settings, DECODER_STEPS, batch=args["batch"])
-        else:
-            sample = base_sampler(models, kind, settings, batch=args["batch"])
+        else:   # a pixel base at its own default guidance (core.pipeline.model_defaults)
+            own = with_overrides(model_defaults(models.get(name)), steps=args["steps"])
+            sample = base_sampler(models, kind, own, batch=args["batch"])
         log(f"  judge: {name}")
         try:
             card = scorecard(sample, kind, judge, data, n=args["judge_n"], seed=args["seed"],
@@ -203,6 +205,7 @@ def judge_section(models, judge, embedder, classifiers, data, args, names, log, 
             out[name] = {"skipped": f"{name}: failed ({type(e).__name__}: {e})"}
             continue
         res = dict(card.results)
+        res["guidance"] = prior_settings.guidance if name.startswith("semantic_") else own.guidance
         res["old"] = _old_figures(card, kind, embedder, classifiers, old_judge)
         if args.get("grid_dir"):
             items = GRID_PROMPTS if kind == "text" else [c for c in GRID_CLASSES if c in models.classes()]

@@ -152,7 +152,8 @@ def _judge_report(results: dict) -> list[str]:
     semantic = (f"; semantic base: prior {j['prior_sampler']} {j['prior_steps']} steps, decoder "
                 f"{j['decoder_sampler']} {j['decoder_steps']} steps" if "prior_steps" in j else "")
     L += [f"Judge `{j['folder']}`; samples at the bases' defaults (pixel bases: {j['sampler']}, {j['steps']} steps"
-          f"{semantic}; guidance = {_f(j['guidance'], 1)}), N = {j['n']} per split, seeds from the run's seed. "
+          f"{semantic}; guidance = {_f(j['guidance'], 1)}, or the base's own default where its heading names one), "
+          f"N = {j['n']} per split, seeds from the run's seed. "
           "Recognisable = accepted as an emoji and of the subgroup asked; vs real = that share over the real "
           "renders' share; "
           "retrieval@5 = the asked design is among the 5 real emoji nearest in the judge's features (a real "
@@ -165,7 +166,8 @@ def _judge_report(results: dict) -> list[str]:
         if name not in j:
             continue
         r = j[name]
-        L += [f"### {name}", ""]
+        own = f" (guidance = {_f(r['guidance'], 1)})" if r.get("guidance", j["guidance"]) != j["guidance"] else ""
+        L += [f"### {name}{own}", ""]
         if "skipped" in r:
             L += [r["skipped"], ""]
             continue
