@@ -144,7 +144,8 @@ def plot(curves: dict[str, list[dict]], path: Path, minutes_per_step: dict[str, 
     like one."""
     from PIL import Image, ImageDraw
 
-    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189)]
+    colours = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75),
+               (23, 190, 207)]
     n = next(iter(curves.values()))[0]["focus"]["n"]
     panels = [(f"recognisable, names outside People & Body (n = {n})", lambda p: p["focus"]["recognisable"],
                real["focus"]["recognisable"], True),
