@@ -9,6 +9,16 @@ from core.training.config import default_config
 from tests.tiny import tiny_clip, tiny_diffae, tiny_pooled_text_base, write_tiny_checkpoints
 
 
+def _root_with_pooled_text_base(root, guidance=None):
+    """Tiny checkpoints under `root` whose text base is a pooled one made from their DiffAE."""
+    write_tiny_checkpoints(root)
+    config, _ = tiny_clip()
+    model = tiny_pooled_text_base(load_model(root / "diffae"), pooled_dim=config.embed_dim)
+    model.config.guidance = guidance
+    save_model(model, root / "text_base", "# tiny pooled text base\n")
+    return root
+
+
 def _inputs(seed=0, b=3):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(b, 3, 32, 32, generator=g), torch.tensor([50.0, 400.0, 900.0][:b])
@@ -46,10 +56,7 @@ def test_checkpoint_round_trip_on_both_networks(tmp_path):
 def test_the_cascade_runs_it_with_guidance(tmp_path):
     from core.cascade import generate
     from core.models.modelset import ModelSet
-    write_tiny_checkpoints(tmp_path)
-    config, _ = tiny_clip()
-    model = tiny_pooled_text_base(load_model(tmp_path / "diffae"), pooled_dim=config.embed_dim)
-    save_model(model, tmp_path / "text_base", "# tiny pooled text base\n")
+    _root_with_pooled_text_base(tmp_path)
     models = ModelSet(tmp_path, "cpu")
     out = generate(models, prompt="red apple", num=2, seed=3, size=32, base_model="pixel")
     again = generate(models, prompt="red apple", num=2, seed=3, size=32, base_model="pixel")
@@ -121,11 +128,7 @@ def test_a_checkpoint_names_its_default_guidance(tmp_path):
     from core.cli.main import main as cli
     from core.models.modelset import ModelSet
     from core.pipeline import BASE_DEFAULTS, model_defaults
-    write_tiny_checkpoints(tmp_path)
-    config, _ = tiny_clip()
-    model = tiny_pooled_text_base(load_model(tmp_path / "diffae"), pooled_dim=config.embed_dim)
-    model.config.guidance = 1.0
-    save_model(model, tmp_path / "text_base", "# tiny pooled text base\n")
+    _root_with_pooled_text_base(tmp_path, guidance=1.0)
     models = ModelSet(tmp_path, "cpu")
     text_base = models.get("text_base")
     assert model_defaults(text_base).guidance == 1.0 and BASE_DEFAULTS.guidance != 1.0
@@ -147,11 +150,7 @@ def test_the_tabs_start_from_the_checkpoints_guidance(tmp_path):
     """The app's default sampling of the pixel base follows its checkpoint; the semantic base's
     is the prior's; a missing pixel base falls back to the pipeline's defaults."""
     from demos.common import Models, sampling_of
-    write_tiny_checkpoints(tmp_path)
-    config, _ = tiny_clip()
-    model = tiny_pooled_text_base(load_model(tmp_path / "diffae"), pooled_dim=config.embed_dim)
-    model.config.guidance = 1.5
-    save_model(model, tmp_path / "text_base", "# tiny pooled text base\n")
+    _root_with_pooled_text_base(tmp_path, guidance=1.5)
     models = Models.load(tmp_path, "cpu")
     assert sampling_of(models, "pixel", text=True).guidance == 1.5
     assert sampling_of(models, "pixel", text=False).guidance == 3.0
@@ -165,11 +164,7 @@ def test_translation_with_a_prompt_starts_from_the_text_bases_guidance(tmp_path)
 
     from core.models.modelset import ModelSet
     from core.translate import translate
-    write_tiny_checkpoints(tmp_path)
-    config, _ = tiny_clip()
-    model = tiny_pooled_text_base(load_model(tmp_path / "diffae"), pooled_dim=config.embed_dim)
-    model.config.guidance = 1.5
-    save_model(model, tmp_path / "text_base", "# tiny pooled text base\n")
+    _root_with_pooled_text_base(tmp_path, guidance=1.5)
     models = ModelSet(tmp_path, "cpu")
     image = Image.new("RGB", (32, 32), (200, 40, 40))
     _, params = translate(models, "sdedit", image, prompt="red apple", size=32, steps=2)

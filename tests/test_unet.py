@@ -8,7 +8,7 @@ import torch
 from diffusers import UNet2DConditionModel, UNet2DModel
 
 from core.models.checkpoints import load_model, read_folder, save_model
-from core.models.networks import DiffusionModel, ModelConfig, image_unet_config, text_unet_config
+from core.models.networks import DiffusionModel, ModelConfig, cross_attends, image_unet_config, text_unet_config
 from core.models.unet import IMAGE_DEFAULTS, TEXT_DEFAULTS, UNet, supports, unsupported
 from tests.tiny import tiny_diffae, tiny_model
 
@@ -102,7 +102,10 @@ def test_committed_checkpoints_match_diffusers(name):
         pytest.skip(f"no committed {name}")
     config, state = read_folder(ROOT / name)
     net_state = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
-    assert_same_network(config["kind"], config["unet"], net_state, config["resolution"])
+    kind = config["kind"]
+    if not cross_attends(kind, config.get("text_conditioning")) and kind == "text_base":
+        kind = "diffae"   # a pooled text base is the DiffAE decoder's UNet: the same inputs
+    assert_same_network(kind, config["unet"], net_state, config["resolution"])
 
 
 def test_load_model_builds_core_unet_and_keeps_the_round_trip(tmp_path):
