@@ -8,7 +8,7 @@ The text base comes in two conditionings (`--text-conditioning`, `core.models.ne
   emoji from the emoji's semantic code z_sem; what a text base lacks is the code. So the network
   is the decoder (its UNet and z_proj copied), fed code = text_mlp(pooled CLIP embedding),
   de-normalised with the training codes' mean and std. A fresh run first fits text_mlp by
-  regression, caption -> the normalised code of its emoji (`warm_start`, about a minute on one
+  regression, caption -> the normalised code of its emoji (`warm_start`, a few minutes on one
   CPU thread), then the whole network is fine-tuned with the usual diffusion loss, so it learns
   p(image | text) itself, the empty prompt included (classifier-free guidance).
 """
