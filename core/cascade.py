@@ -54,20 +54,15 @@ def default_base(models: ModelSet) -> str:
     return "semantic" if {"prior", "diffae"} <= have else "pixel"
 
 
-def base_defaults(base_model: str, pixel_model: DiffusionModel | None = None) -> StageSettings:
-    """The default sampling of a 32 px base: the pixel UNet's (`core.pipeline.BASE_DEFAULTS`, with
-    the guidance `pixel_model`'s config names, if given: `core.pipeline.model_defaults`) or the
-    semantic base's prior (`core.semantic.PRIOR_DEFAULTS`)."""
+def base_defaults(base_model: str, models: ModelSet | None = None, text: bool = True) -> StageSettings:
+    """The default sampling of a 32 px base: the semantic base's prior's (`core.semantic.PRIOR_DEFAULTS`)
+    or the pixel UNet's (`core.pipeline.BASE_DEFAULTS`); given `models`, with the guidance the pixel
+    base of a prompt (`text`: text_base) or a label (class_base) names (`core.pipeline.model_defaults`)."""
     if base_model not in BASES:
         raise ValueError(f"base must be one of {', '.join(BASES)}; got {base_model!r}")
     if base_model == "semantic":
         return PRIOR_DEFAULTS
-    return BASE_DEFAULTS if pixel_model is None else model_defaults(pixel_model)
-
-
-def pixel_base(models: ModelSet, text: bool) -> DiffusionModel:
-    """The pixel base of a prompt (text_base) or a label (class_base)."""
-    return models.get("text_base" if text else "class_base")
+    return BASE_DEFAULTS if models is None else model_defaults(models.get("text_base" if text else "class_base"))
 
 
 def _staged(callback: Callback | None, resolution: int):
@@ -161,8 +156,7 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         raise ValueError("prompt is empty; describe the emoji to generate")
     _check_common(num, size, sr)
     base_model = base_model or default_base(models)
-    if base is None:
-        base = base_defaults(base_model, pixel_base(models, prompt is not None) if base_model == "pixel" else None)
+    base = base if base is not None else base_defaults(base_model, models, prompt is not None)   # checks base_model
     if classifier_scale is not None:
         base = replace(base, guidance=1.0)
     seeds = [seed + i for i in range(num)]

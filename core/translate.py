@@ -317,10 +317,13 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
     if task == "sdedit":
         strength = check_strength(DEFAULT_STRENGTH if strength is None else strength)
     defaults = ILVR_DEFAULTS if task == "ilvr" else TRANSLATE_DEFAULTS
+    if task == "ilvr":
+        model = model or ("class_base" if label else "text_base")
+        if model not in ILVR_BASES:
+            raise ValueError(f"model must be one of {', '.join(ILVR_BASES)}; got {model!r}")
     default_guidance = 1.0
     if (prompt or label) and not palette:   # the guided base's own default (core.pipeline.model_defaults)
-        guided = (model or ("class_base" if label else "text_base")) if task == "ilvr" else "text_base"
-        default_guidance = model_defaults(models.get(guided)).guidance
+        default_guidance = model_defaults(models.get(model if task == "ilvr" else "text_base")).guidance
     settings = StageSettings(sampler=sampler or defaults.sampler,
                              steps=defaults.steps if steps is None else steps,
                              guidance=default_guidance if guidance is None else guidance)
@@ -349,9 +352,6 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
         params.update(sampler=settings.sampler)
         out = inpaint(models.get("palette"), x, m, [seed], settings, callback=callback)
     elif task == "ilvr":
-        model = model or ("class_base" if label else "text_base")
-        if model not in ILVR_BASES:
-            raise ValueError(f"model must be one of {', '.join(ILVR_BASES)}; got {model!r}")
         factor = DEFAULT_FACTOR if factor is None else factor
         guided = bool((prompt and prompt.strip()) or label)
         params.update(model=model, factor=factor, prompt=prompt, label=label, negative_prompt=negative_prompt,

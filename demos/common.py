@@ -166,10 +166,8 @@ def base_inputs(models: Models, text: bool):
 def sampling_of(models: Models, base_model: str, text: bool):
     """The default sampling (a core.pipeline.StageSettings) of a base: the semantic base's prior's,
     or the pixel UNet's with the guidance its checkpoint names (when the model is loaded)."""
-    pixel = None
-    if base_model == "pixel" and not models.unavailable(["text_base" if text else "class_base"]):
-        pixel = models.get("text_base" if text else "class_base")
-    return base_defaults(base_model, pixel)
+    loaded = not models.unavailable(models.base_needs(base_model, text))
+    return base_defaults(base_model, models.set if loaded else None, text)
 
 
 def base_sampling(models: Models, text: bool):

@@ -133,8 +133,9 @@ def test_a_checkpoint_names_its_default_guidance(tmp_path):
     text_base = models.get("text_base")
     assert model_defaults(text_base).guidance == 1.0 and BASE_DEFAULTS.guidance != 1.0
     assert model_defaults(models.get("class_base")) == BASE_DEFAULTS          # names none
-    assert base_defaults("pixel", text_base).guidance == 1.0
-    assert base_defaults("semantic", text_base).guidance == 3.0                 # the prior's own
+    assert base_defaults("pixel", models).guidance == 1.0
+    assert base_defaults("pixel", models, text=False) == BASE_DEFAULTS         # the class base names none
+    assert base_defaults("semantic", models).guidance == 3.0                 # the prior's own
     out = generate(models, prompt="red apple", num=1, seed=0, size=32, base_model="pixel")
     assert out.parameters["base"]["guidance"] == 1.0
     assert cli(["generate", "--checkpoints", str(tmp_path), "--prompt", "red apple", "--base", "pixel",

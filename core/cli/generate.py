@@ -6,7 +6,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from core.cascade import base_defaults, default_base, generate, pixel_base, variations
+from core.cascade import base_defaults, default_base, generate, variations
 from core.cli import finite, load_models
 from core.diffusion.samplers import SAMPLERS
 from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
@@ -91,8 +91,7 @@ def run_generate(args: argparse.Namespace) -> None:
     models = load_models(args)
     # the defaults of the base that will run: the pixel UNet's or the semantic base's prior's
     base_model = args.base or ("pixel" if args.classifier_scale is not None else default_base(models))
-    pixel = pixel_base(models, args.prompt is not None) if base_model == "pixel" else None
-    defaults = base_defaults(base_model, pixel)
+    defaults = base_defaults(base_model, models, args.prompt is not None)
     base = StageSettings(sampler=args.sampler or defaults.sampler,
                          steps=defaults.steps if args.steps is None else args.steps,
                          guidance=defaults.guidance if args.guidance is None else args.guidance, eta=args.eta,
