@@ -128,15 +128,17 @@ class TextBaseTask(PixelBaseTask):
             for caption in captions_for(self.data.records[i]):
                 captions.append(caption)
                 rows.append(j)
+        device = model.code_mean.device   # the network is on the training device already (a GPU too)
+        self.encoder.to(device)
         pooled = torch.cat([self.encoder.encode(captions[s:s + 512]).pooled for s in range(0, len(captions), 512)])
-        target = ((self.codes - model.code_mean) / model.code_std)[torch.as_tensor(rows)]
+        target = ((self.codes.to(device) - model.code_mean) / model.code_std)[torch.as_tensor(rows, device=device)]
         gen = torch.Generator().manual_seed(self.cfg.seed)
         mlp = model.text_mlp
         optimizer = torch.optim.AdamW(mlp.parameters(), lr=REGRESSION_LR)
         steps = 20 if self.cfg.smoke else REGRESSION_STEPS
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
         for _ in range(steps):
-            b = torch.randint(len(pooled), (REGRESSION_BATCH,), generator=gen)
+            b = torch.randint(len(pooled), (REGRESSION_BATCH,), generator=gen).to(device)
             loss = (mlp(pooled[b]) - target[b]).pow(2).mean()
             optimizer.zero_grad()
             loss.backward()
