@@ -37,11 +37,11 @@ CANDIDATES = {
     "lognormal-t": ["--t-sampling", "lognormal"],  # EDM's noise levels, same min-SNR weight
     # transfer: the DiffAE decoder fed a code predicted from pooled text (core.training.bases)
     "decoder-init": ["--text-conditioning", "pooled", "--lr", "2e-4"],
-    "decoder-init-3k": ["--text-conditioning", "pooled", "--lr", "2e-4"],   # see RECORDED
 }
 FRESH = {"decoder-init", "decoder-init-3k"}   # candidates that start from their own initialisation, not START
 # candidates scored and reported but not trained by this script: the code that trained them has changed
 RECORDED = {"decoder-init-3k": "decoder-init at commit 6ad2928: 3,000 regression steps at a constant learning rate"}
+SCORED = [*CANDIDATES, *RECORDED]
 SPLITS = TEXT_SPLITS
 METRICS = ("recognisable", "fd_judge")
 
@@ -53,8 +53,6 @@ def _milestones(steps: int, every: int, fresh: bool = False) -> list[int]:
 def train(a) -> None:
     out = Path(a.out)
     for name, options in CANDIDATES.items():
-        if name in RECORDED:
-            continue
         for step in _milestones(a.steps, a.every, name in FRESH):
             export = out / name / f"step_{step:05d}"
             if (export / "config.json").exists():
@@ -94,7 +92,7 @@ def evaluate(a) -> None:
     scores = json.loads(scores_path.read_text()) if scores_path.exists() else {}
     judge = Judge.load(a.judge)
     folders = [("start", 0, Path(a.start))]
-    for name in CANDIDATES:   # every export there is, whatever milestones it was trained to
+    for name in SCORED:   # every export there is, whatever milestones it was trained to
         for folder in sorted((out / name).glob("step_*")):
             if (folder / "config.json").exists():
                 folders.append((name, int(folder.name.removeprefix("step_")), folder))
@@ -130,7 +128,7 @@ def evaluate(a) -> None:
 def _curves(scores: dict) -> dict[str, list[dict]]:
     start = [v for v in scores.values() if v["candidate"] == "start"]
     curves = {}
-    for name in CANDIDATES:
+    for name in SCORED:
         points = sorted((v for v in scores.values() if v["candidate"] == name), key=lambda v: v["step"])
         if points:
             curves[name] = points if name in FRESH else start + points
