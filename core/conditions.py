@@ -3,6 +3,7 @@ prompt, the class base on a label against the null label; with no prompt or labe
 alone, unguided (guidance 1)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 from core.models.networks import DiffusionModel
@@ -21,11 +22,14 @@ def text_conds(encoder, prompt: str | None, negative_prompt: str, n: int, settin
     return emb.as_cond(), neg.as_cond(), settings
 
 
-def base_conds(base: DiffusionModel, n: int, settings: StageSettings, encoder=None, prompt: str | None = None,
-               label: str | None = None, negative_prompt: str = "") -> tuple[dict, dict | None, StageSettings]:
-    """(cond, uncond, settings) of a base model for n samples: the text base with a prompt (CFG
-    against the negative / empty prompt) or unguided on the empty prompt; the class base with a
-    label (CFG against the null label) or unconditional on the null label (guidance then 1)."""
+def base_conds(base: DiffusionModel, seeds: Sequence[int], settings: StageSettings, encoder=None,
+               prompt: str | None = None, label: str | None = None,
+               negative_prompt: str = "") -> tuple[dict, dict | None, StageSettings]:
+    """(cond, uncond, settings) of a base model for one sample per seed: the text base with a
+    prompt (CFG against the negative / empty prompt) or unguided on the empty prompt; the class
+    base with a label (CFG against the null label) or unconditional on the null label (guidance
+    then 1). A code class base draws each seed's code noise (`core.pipeline.class_conds`)."""
+    n = len(seeds)
     if base.kind == "text_base":
         if label:
             raise ValueError("a label is for the class base; the text base takes a prompt")
@@ -35,7 +39,7 @@ def base_conds(base: DiffusionModel, n: int, settings: StageSettings, encoder=No
     if base.kind == "class_base":
         if prompt and prompt.strip():
             raise ValueError("the class base takes a label, not a prompt")
-        if not label:
-            return base.null_cond(n, next(base.parameters()).device), None, replace(settings, guidance=1.0)
-        return *class_conds(base, [label] * n), settings
+        if not label:   # the null label's own conds (class_conds needs a class name)
+            return class_conds(base, [base.config.classes[0]] * n, seeds)[1], None, replace(settings, guidance=1.0)
+        return *class_conds(base, [label] * n, seeds), settings
     raise ValueError(f"this needs a base model ({' or '.join(BASES)}), got kind {base.kind!r}")

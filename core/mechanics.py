@@ -40,7 +40,7 @@ from core.diffusion.samplers import SAMPLERS
 from core.diffusion.schedules import SCHEDULES, make_schedule
 from core.evaluation.metrics import mean_pairwise_distance
 from core.images import grid_image
-from core.pipeline import BASE_DEFAULTS, StageSettings, generate_class, generate_text
+from core.pipeline import BASE_DEFAULTS, StageSettings, class_conds, generate_class, generate_text
 
 BaseModel = Literal["text_base", "class_base"]
 BASE_MODELS: tuple[str, ...] = ("text_base", "class_base")
@@ -104,10 +104,7 @@ def model_and_cond(models, condition: Condition):
         return model, emb.to(device).as_cond()
     if condition.unconditional:
         return model, model.null_cond(1, device)
-    classes = list(model.config.classes or [])
-    if condition.label not in classes:
-        raise ValueError(f"unknown class {condition.label!r}; `python -m core classes` lists them")
-    return model, {"labels": torch.tensor([classes.index(condition.label)], device=device)}
+    return model, class_conds(model, [condition.label])[0]   # a code class base: its central code (zero noise)
 
 
 def generate(models, condition: Condition, seeds: Sequence[int], settings: StageSettings,

@@ -21,6 +21,11 @@ from core.models.networks import DiffusionModel
 Callback = Callable[[dict], None]
 Guide = Callable[[Denoiser], Denoiser]   # a guidance wrapper: an eps-denoiser in, the guided one out
 MAX_CLASSIFIER_SCALE = 100.0
+# A code class base draws its code's noise from this stream of each seed, the one the semantic
+# prior draws its starting noise from (`core.models.prior.sample_codes`): its label code
+# generator learned the prior's map from that noise, so seed s draws the emoji the semantic
+# base draws for seed s.
+CODE_NOISE_STREAM = 7
 
 
 
@@ -174,7 +179,7 @@ def generate_class(model: DiffusionModel, class_names: Sequence[str], seeds: Seq
     if len(names) != len(seeds):
         raise ValueError(f"got {len(names)} classes for {len(seeds)} seeds")
     settings = with_overrides(settings or model_defaults(model), guidance, steps)
-    cond, uncond = class_conds(model, names)
+    cond, uncond = class_conds(model, names, seeds)
     if classifier_scale is None:
         return sample_stage(model, cond, uncond, seeds, settings, callback=callback)
     guide = classifier_guide(model, classifier, names, classifier_scale)
@@ -217,10 +222,21 @@ def class_labels(model: DiffusionModel, names: Sequence[str]) -> torch.Tensor:
     return torch.tensor([classes.index(n) for n in names], device=next(model.parameters()).device)
 
 
-def class_conds(model: DiffusionModel, names: Sequence[str]) -> tuple[dict, dict]:
-    """(cond, uncond) of a class model: the labels of `names` and the null label."""
+def class_conds(model: DiffusionModel, names: Sequence[str], seeds: Sequence[int] | None = None) -> tuple[dict, dict]:
+    """(cond, uncond) of a class model: the labels of `names` and the null label. A code class
+    base (`ModelConfig.sampled_code`) also gets the noise its codes are drawn from, the same in
+    both: sample i's from seeds[i]'s stream `CODE_NOISE_STREAM`, or zeros without seeds."""
     labels = class_labels(model, names)
-    return {"labels": labels}, model.null_cond(len(names), labels.device)
+    noise = None
+    if model.config.sampled_code and seeds is not None:
+        seeds = check_seeds(seeds)
+        if len(seeds) != len(names):
+            raise ValueError(f"got {len(seeds)} seeds for {len(names)} classes")
+        gen = BatchGenerator(seed_streams(seeds, CODE_NOISE_STREAM), labels.device)
+        noise = gen.randn((len(seeds), model.config.semantic_dim))
+    uncond = model.null_cond(len(names), labels.device, noise)
+    cond = {"labels": labels, **{k: v for k, v in uncond.items() if k != "labels"}}
+    return cond, uncond
 
 
 def augment_low_res(schedule: NoiseSchedule, low_up: torch.Tensor, aug_t: torch.Tensor,

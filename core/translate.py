@@ -116,7 +116,7 @@ def sdedit(base: DiffusionModel, encoder, image: torch.Tensor, strength: float, 
         return resize_image(image, out_size)
     device = _device(base)
     x0 = resize_image(image, base.resolution).to(device)
-    cond, uncond, settings = base_conds(base, len(seeds), settings, encoder, prompt, None, negative_prompt)
+    cond, uncond, settings = base_conds(base, seeds, settings, encoder, prompt, None, negative_prompt)
     denoiser = stage_denoiser(base, cond, uncond, settings)
     gen = BatchGenerator(seed_streams(seeds), device)   # the streams of sample_stage, stage 0
     noise = gen.randn(x0.shape)
@@ -234,7 +234,7 @@ def repaint(base: DiffusionModel, encoder, image: torch.Tensor, mask: torch.Tens
         return image_out
     known = resize_image(image_out, base.resolution)
     fill = resize_mask(mask_out, base.resolution) > 0.5
-    cond, uncond, settings = base_conds(base, len(seeds), settings, encoder, prompt, None, negative_prompt)
+    cond, uncond, settings = base_conds(base, seeds, settings, encoder, prompt, None, negative_prompt)
     denoiser = stage_denoiser(base, cond, uncond, settings)
     schedule = base.schedule
     grid = [-1.0] + timesteps(schedule.T, settings.steps, "leading")[::-1]   # level -> t; level 0 = clean

@@ -83,6 +83,23 @@ def tiny_pooled_text_base(decoder: DiffusionModel, pooled_dim: int = 16, seed: i
     return model.eval().requires_grad_(False)
 
 
+def tiny_code_class_base(decoder: DiffusionModel, seed: int = 0, classes=CLASSES) -> DiffusionModel:
+    """A tiny code class base (`label_conditioning="code"`) made from `decoder` as training makes
+    it: the decoder's UNet and z_proj copied, a random label_code, random code statistics."""
+    from core.models.networks import ModelConfig
+    torch.manual_seed(seed)
+    d = decoder.config
+    cfg = ModelConfig(kind="class_base", resolution=d.resolution, unet=d.unet, classes=list(classes),
+                      label_conditioning="code", code_hidden=24, semantic_dim=d.semantic_dim)
+    model = DiffusionModel(cfg)
+    model.net.load_state_dict(decoder.net.state_dict())
+    model.z_proj.load_state_dict(decoder.z_proj.state_dict())
+    with torch.no_grad():
+        model.code_mean.normal_(0, 0.5)
+        model.code_std.uniform_(0.5, 1.5)
+    return model.eval().requires_grad_(False)
+
+
 def tiny_directions(model: DiffusionModel, seed: int = 0):
     """Directions for `tiny_diffae` fitted on random codes with planted labels: dark-skin,
     woman, smiling (no data needed)."""

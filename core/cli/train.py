@@ -40,6 +40,10 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
                    help="text_base: tokens = cross-attention over CLIP's token states, trained from scratch; "
                         "pooled = start from the committed DiffAE decoder, conditioned on a semantic code "
                         "predicted from CLIP's pooled embedding")
+    p.add_argument("--label-conditioning", choices=("embedding", "code"),
+                   help="class_base: embedding = a label embedding, trained from scratch; code = start from "
+                        "the committed DiffAE decoder, conditioned on a semantic code drawn for the label by a "
+                        "one-step generator distilled from the committed semantic prior")
     p.add_argument("--budget-minutes", type=float)
     p.add_argument("--save-every", type=int)
     p.add_argument("--sample-every", type=int)
@@ -62,7 +66,7 @@ def run(a: argparse.Namespace) -> None:
                  save_every=a.save_every, sample_every=a.sample_every, threads=a.threads, seed=a.seed,
                  precision=a.precision, compile=a.compile, channels_last=a.channels_last, init_from=a.init_from,
                  balance=a.balance, t_sampling=a.t_sampling,
-                 text_conditioning=a.text_conditioning)
+                 text_conditioning=a.text_conditioning, label_conditioning=a.label_conditioning)
     overrides = {k: v for k, v in given.items() if v is not None}
     if a.kind == "all":
         train_all(a.export or str(DEFAULT_CHECKPOINTS), a.run or "runs", smoke=a.smoke,

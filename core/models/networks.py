@@ -13,8 +13,14 @@ Kinds and their conditioning (`cond` is a dict of tensors, batch first):
   code = code_mean + code_std * text_mlp(pooled), a semantic code predicted from the text (see
   `core.training.bases`: it starts as the committed DiffAE decoder and a regression text ->
   z_sem, then is fine-tuned end to end with the diffusion loss).
-- ``class_base`` UNet2DModel with a label embedding; ``labels`` [B] long, the last index
-  (``num_classes``) is the null label used for guidance.
+- ``class_base`` conditioned on ``labels`` [B] long, the last index (``num_classes``) is the null
+  label used for guidance. ``label_conditioning`` says how:
+  "embedding" (default): a UNet2DModel with a label embedding, trained from scratch;
+  "code": the DiffAE decoder's UNet2DModel fed z_proj(code) as the pooled text base is, with
+  code = code_mean + code_std * label_code(label, noise): a one-step generator of semantic codes
+  (`LabelCodeNet`) distilled from the semantic prior's sampler (see `core.training.bases`). One
+  label stands for many emoji, so the code is drawn: ``code_noise`` [B, semantic_dim] is its
+  N(0, I) input, one draw per seed (`core.pipeline.class_conds`).
 - ``sr``         UNet2DModel with 6 input channels (SR3): ``low_res`` [B,3,H,W], the low-res
   image upsampled to the output size and noise-augmented, concatenated to x_t; ``aug_t`` [B]
   the augmentation level, fed through the class-embedding slot as a timestep (CDM / IF).
@@ -52,6 +58,7 @@ NETWORKS: tuple[str, ...] = ("diffusers", "core")
 
 
 TEXT_CONDITIONINGS: tuple[str, ...] = ("tokens", "pooled")
+LABEL_CONDITIONINGS: tuple[str, ...] = ("embedding", "code")
 
 
 def cross_attends(kind: str | None, text_conditioning: str | None = None) -> bool:
@@ -118,7 +125,9 @@ class ModelConfig:
     text_conditioning: str | None = None       # text_base: "tokens" (None) or "pooled" (see above)
     pooled_dim: int | None = None              # text_base, pooled: width of the text encoder's pooled output
     text_hidden: int | None = None             # text_base, pooled: hidden width of text_mlp
-    semantic_dim: int | None = None            # diffae, pooled text_base: width of z_sem
+    label_conditioning: str | None = None      # class_base: "embedding" (None) or "code" (see above)
+    code_hidden: int | None = None             # class_base, code: hidden width of label_code
+    semantic_dim: int | None = None            # diffae, pooled text_base, code class_base: width of z_sem
     guidance: float | None = None              # a base's default guidance, measured (None: the pipeline's)
     encoder_channels: tuple[int, ...] | None = None  # diffae: channels of the semantic encoder
 
@@ -137,11 +146,24 @@ class ModelConfig:
         if d.get("text_conditioning") not in (None, *TEXT_CONDITIONINGS):
             raise ValueError(f"unknown text_conditioning {d.get('text_conditioning')!r}; "
                              f"expected one of {TEXT_CONDITIONINGS}")
+        if d.get("label_conditioning") not in (None, *LABEL_CONDITIONINGS):
+            raise ValueError(f"unknown label_conditioning {d.get('label_conditioning')!r}; "
+                             f"expected one of {LABEL_CONDITIONINGS}")
         return cls(**d)
 
     @property
     def pooled_text(self) -> bool:
         return self.kind == "text_base" and self.text_conditioning == "pooled"
+
+    @property
+    def sampled_code(self) -> bool:
+        """A class base whose label draws a semantic code for the DiffAE decoder (``code``)."""
+        return self.kind == "class_base" and self.label_conditioning == "code"
+
+    @property
+    def code_conditioned(self) -> bool:
+        """Whether the UNet is a DiffAE decoder's, fed z_proj(a semantic code)."""
+        return self.kind == "diffae" or self.pooled_text or self.sampled_code
 
 
 class DiffusionModel(nn.Module):
@@ -161,9 +183,14 @@ class DiffusionModel(nn.Module):
             if not config.semantic_dim or not config.pooled_dim or not config.text_hidden:
                 raise ValueError("a pooled text_base config needs semantic_dim, pooled_dim and text_hidden")
             self.text_mlp = text_code_mlp(config.pooled_dim, config.text_hidden, config.semantic_dim)
+        if config.sampled_code:
+            if not config.semantic_dim or not config.code_hidden or not config.classes:
+                raise ValueError("a code class_base config needs semantic_dim, code_hidden and classes")
+            self.label_code = LabelCodeNet(len(config.classes) + 1, config.semantic_dim, config.code_hidden)
+        if config.pooled_text or config.sampled_code:
             self.register_buffer("code_mean", torch.zeros(config.semantic_dim))
             self.register_buffer("code_std", torch.ones(config.semantic_dim))
-        if config.kind == "diffae" or config.pooled_text:
+        if config.code_conditioned:
             time_dim = self.net.time_embedding.linear_2.out_features
             self.z_proj = nn.Linear(config.semantic_dim, time_dim)
 
@@ -187,6 +214,9 @@ class DiffusionModel(nn.Module):
         if self.kind == "text_base":
             return self.net(x_t, t, encoder_hidden_states=cond["tokens"],
                             encoder_attention_mask=cond["mask"]).sample
+        if self.config.sampled_code:   # the drawn code enters where DiffAE's z_sem does
+            code = self.class_code(cond["labels"], cond["code_noise"].to(x_t.dtype))
+            return self.net(x_t, t, class_labels=self.z_proj(code)).sample
         if self.kind == "class_base":
             return self.net(x_t, t, class_labels=cond["labels"]).sample
         if self.kind == "palette":  # Palette: the condition image and mask concatenated to x_t
@@ -202,16 +232,35 @@ class DiffusionModel(nn.Module):
         """A pooled text_base: the semantic code [B, semantic_dim] it predicts from pooled text."""
         return self.code_mean.to(pooled) + self.code_std.to(pooled) * self.text_mlp(pooled)
 
+    def class_code(self, labels: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """A code class_base: the semantic code [B, semantic_dim] it draws for `labels` from `noise`."""
+        return self.code_mean.to(noise) + self.code_std.to(noise) * self.label_code(labels, noise)
+
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: dict[str, Any]) -> torch.Tensor:
         cancel.check()  # a cancelled job stops here, between network evaluations (core.cancel)
         out = self(x_t, t, cond)
         return self.schedule.eps_from_prediction(out, x_t, t, self.config.prediction)
 
-    def null_cond(self, batch: int, device: torch.device | str | None = None) -> dict[str, torch.Tensor]:
-        """The unconditional input of a class model (the null label)."""
+    def null_cond(self, batch: int, device: torch.device | str | None = None,
+                  code_noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The unconditional input of a class model (the null label). A code class base also
+        takes the noise of its codes (`code_noise`, [batch, semantic_dim]; None: zeros, the
+        centre of the code generator's input)."""
         if self.kind != "class_base":
             raise ValueError(f"null_cond is defined by the text encoder for kind {self.kind!r}")
-        return {"labels": torch.full((batch,), self.num_classes, dtype=torch.long, device=device)}
+        cond = {"labels": torch.full((batch,), self.num_classes, dtype=torch.long, device=device)}
+        if self.config.sampled_code:
+            cond["code_noise"] = self.check_code_noise(code_noise, batch, device)
+        return cond
+
+    def check_code_noise(self, noise: torch.Tensor | None, batch: int, device=None) -> torch.Tensor:
+        """`noise` as a code class base's ``code_noise`` of `batch` rows (None: zeros)."""
+        dim = self.config.semantic_dim
+        if noise is None:
+            return torch.zeros(batch, dim, device=device)
+        if noise.shape != (batch, dim):
+            raise ValueError(f"code_noise must be [{batch}, {dim}], got {tuple(noise.shape)}")
+        return noise.to(device)
 
 
 class SemanticEncoder(nn.Module):
@@ -234,6 +283,24 @@ def text_code_mlp(pooled_dim: int, hidden: int, semantic_dim: int) -> nn.Sequent
     """Pooled text -> a normalised semantic code: two hidden SiLU layers."""
     return nn.Sequential(nn.Linear(pooled_dim, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
                          nn.Linear(hidden, semantic_dim))
+
+
+class LabelCodeNet(nn.Module):
+    """(label, noise) -> a normalised semantic code: a one-step generator of the codes of a label.
+    The label's embedding is added to the projected N(0, I) noise, then three SiLU layers; the null
+    label (the last) draws codes of any emoji. It learns the map the semantic prior's
+    deterministic sampler computes from the same noise (`core.training.bases`), one network
+    evaluation instead of the prior's 25 steps (distillation, Luhman & Luhman 2021)."""
+
+    def __init__(self, num_labels: int, dim: int, hidden: int):
+        super().__init__()
+        self.label_emb = nn.Embedding(num_labels, hidden)
+        self.noise_in = nn.Linear(dim, hidden)
+        self.net = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
+                                 nn.SiLU(), nn.Linear(hidden, dim))
+
+    def forward(self, labels: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.net(self.noise_in(noise) + self.label_emb(labels).to(noise.dtype))
 
 
 def diffae_unet_config(resolution: int, channels: tuple[int, ...], attention_levels: int = 1,

@@ -200,9 +200,22 @@ def sample_codes(prior: SemanticPrior, cond: dict[str, torch.Tensor], uncond: di
     device = prior.code_mean.device
     gen = BatchGenerator(seed_streams(seeds, 7), device)
     x = gen.randn((len(seeds), prior.config.dim))
+    zn = denoise_codes(prior, cond, uncond, x, guidance, steps, sampler, gen, callback, spacing)
+    return prior.denormalise(zn)
+
+
+@torch.no_grad()
+def denoise_codes(prior: SemanticPrior, cond: dict[str, torch.Tensor], uncond: dict[str, torch.Tensor],
+                  noise: torch.Tensor, guidance: float = DEFAULT_GUIDANCE, steps: int = DEFAULT_STEPS,
+                  sampler: str = DEFAULT_SAMPLER, generator=None, callback=None,
+                  spacing: str = "leading") -> torch.Tensor:
+    """The normalised codes [B, dim] the prior's sampler reaches from the starting noise [B, dim]
+    (`generator`: the stochastic samplers' noise). With a deterministic sampler (DDIM) this is a
+    function of the noise: what a code class base learns (`core.training.bases`)."""
+    guidance = check_guidance(guidance)
     if guidance == 1.0:
         denoiser = lambda x_t, t: prior.eps(x_t, t, cond)  # noqa: E731
     else:
         denoiser = cfg_denoiser(prior.eps, cond, uncond, guidance)
-    zn = sample(sampler, denoiser, x, prior.schedule, steps, generator=gen, callback=callback, spacing=spacing)
-    return prior.denormalise(zn)
+    return sample(sampler, denoiser, noise, prior.schedule, steps, generator=generator, callback=callback,
+                  spacing=spacing)

@@ -11,6 +11,18 @@ The text base comes in two conditionings (`--text-conditioning`, `core.models.ne
   regression, caption -> the normalised code of its emoji (`warm_start`, a few minutes on one
   CPU thread), then the whole network is fine-tuned with the usual diffusion loss, so it learns
   p(image | text) itself, the empty prompt included (classifier-free guidance).
+
+The class base likewise (`--label-conditioning`):
+- ``embedding``: a UNet with a label embedding, trained from scratch.
+- ``code``: transfer from the committed DiffAE and the committed semantic prior. A label stands
+  for many emoji, so no single code draws it (decoding the mean code of a subgroup gives a blob);
+  the code is drawn: code = label_code(label, noise), a one-step generator. A fresh run fits it to
+  the prior's own sampler (`warm_start`): for every label and the null label, DISTILL_NOISES
+  starting noises are taken to codes by the prior's deterministic DDIM sampler at its default
+  guidance, and label_code regresses (label, noise) -> that code (knowledge distillation of a
+  sampler into one step, Luhman & Luhman 2021). The fine-tuning then gives each training emoji
+  the noise whose distilled code lies nearest its own code, and trains the whole network with
+  the diffusion loss on (label, that noise) -> the emoji.
 """
 from __future__ import annotations
 
@@ -23,8 +35,10 @@ from core.diffae import semantic_code
 from core.images import save_grid
 from core.models.checkpoints import CheckpointError, load_model
 from core.models.networks import DiffusionModel, ModelConfig, image_unet_config, text_unet_config
+from core.models.prior import denoise_codes
 from core.models.text_encoders import ClipTextEncoder
 from core.pipeline import generate_class, generate_text
+from core.semantic import PRIOR_DEFAULTS
 from core.training.task import DiffusionTask
 
 GRID_PROMPTS = ["woman dancing, dark skin tone", "man dancing, light skin tone", "thumbs up", "red apple",
@@ -45,6 +59,48 @@ REGRESSION_BATCH, REGRESSION_LR = 256, 1e-3
 # training emoji outside People & Body, recognisable 0.59 / 0.53 / 0.38 at guidance 1 / 1.5 / 2
 # after 500 fine-tuning steps (/ 0.13 at 3 after 250); see checkpoints/text_base/README.md.
 POOLED_GUIDANCE = 1.0
+# code class base: starting noises per label (and for the null label) taken through the prior's
+# sampler, and the regression that distills that sampler into label_code (AdamW, cosine to 0)
+CODE_HIDDEN = 768
+DISTILL_NOISES = 512
+DISTILL_STEPS = 10_000
+CODE_GUIDANCE = 1.0   # the code class base's default guidance: the prior's guidance is distilled into its codes
+
+
+def decoder_transfer(task, **config_fields) -> tuple[DiffusionModel, torch.Tensor]:
+    """A base that starts as the committed 32 px DiffAE decoder: a DiffusionModel of `config_fields`
+    with the decoder's UNet, z_proj, schedule and parameterisation, and its code_mean / code_std set
+    from the training emoji's codes; returns it and those codes [N_train, semantic_dim]."""
+    folder = Path(task.cfg.checkpoints) / "diffae"
+    decoder = load_model(folder)
+    if decoder.kind != "diffae" or decoder.resolution != 32:
+        raise CheckpointError(f"{folder} holds a {decoder.kind!r} model at {decoder.resolution} px; "
+                              f"the {task.name} starts from a 32 px DiffAE")
+    d = decoder.config
+    model = DiffusionModel(ModelConfig(resolution=32, unet=d.unet, prediction=d.prediction, schedule=d.schedule,
+                                       semantic_dim=d.semantic_dim, **config_fields))
+    model.net.load_state_dict(decoder.net.state_dict())
+    model.z_proj.load_state_dict(decoder.z_proj.state_dict())
+    codes = semantic_code(decoder, task.images[task.train_idx])
+    model.code_mean.copy_(codes.mean(0))
+    model.code_std.copy_(codes.std(0))
+    return model, codes
+
+
+def fit_regression(net, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, steps: int, seed: int) -> float:
+    """Fit net(*inputs[b]) to target[b] by MSE on random batches (AdamW, lr on a cosine to 0); the
+    last batch's loss."""
+    gen = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=REGRESSION_LR)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    for _ in range(steps):
+        b = torch.randint(len(target), (REGRESSION_BATCH,), generator=gen).to(target.device)
+        loss = (net(*(x[b] for x in inputs)) - target[b]).pow(2).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+    return loss.item()
 
 
 class PixelBaseTask(DiffusionTask):
@@ -55,28 +111,99 @@ class PixelBaseTask(DiffusionTask):
 
 class ClassBaseTask(PixelBaseTask):
     name, folder = "class_base", "class_base"
+    options = PixelBaseTask.options | {"label_conditioning"}
     gpu_profile = dict(batch=512, lr=1e-3, warmup=500, budget_minutes=1.25)
 
     def build(self):
         classes = self.data.classes
-        unet = image_unet_config(32, self.cfg.channels, num_class_embeds=len(classes) + 1,
-                                 attention_levels=1)
-        model = DiffusionModel(ModelConfig(kind="class_base", resolution=32, unet=unet, classes=list(classes)))
-        self.schedule = model.schedule
         self.images = self.data.images_at(32, torch.arange(len(self.data.records)))
         self.labels = torch.as_tensor(self.data.labels)
+        self.code_noise = None   # code: each training emoji's noise for the fine-tuning (`warm_start`)
+        if self.cfg.label_conditioning == "code":
+            model, self.codes = decoder_transfer(self, kind="class_base", classes=list(classes),
+                                                 label_conditioning="code", code_hidden=CODE_HIDDEN,
+                                                 guidance=CODE_GUIDANCE)
+        else:
+            unet = image_unet_config(32, self.cfg.channels, num_class_embeds=len(classes) + 1, attention_levels=1)
+            model = DiffusionModel(ModelConfig(kind="class_base", resolution=32, unet=unet, classes=list(classes)))
+        self.schedule = model.schedule
         return model
+
+    def warm_start(self, model, log):
+        """Code: distill the committed prior's sampler into label_code, then pair each training
+        emoji with a noise (`pair_noises`)."""
+        if self.cfg.label_conditioning != "code":
+            return
+        labels, noise, target = self.distillation_set(model)
+        steps = 20 if self.cfg.smoke else DISTILL_STEPS
+        last = fit_regression(model.label_code, (labels, noise), target, steps, self.cfg.seed)
+        log(f"class_base: label_code distilled from the prior's sampler on {len(target)} codes of "
+            f"{len(model.config.classes) + 1} labels ({steps} steps; last batch MSE {last:.3f})")
+        self.pair_noises(model, labels, noise)
+
+    @torch.no_grad()
+    def distillation_set(self, model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(labels, noise, target): DISTILL_NOISES starting noises per label, the null label
+        included, and the normalised codes (in the class base's normalisation) that the committed
+        prior's DDIM sampler reaches from them at its default guidance (the null label: no guidance)."""
+        folder = Path(self.cfg.checkpoints) / "prior"
+        prior = load_model(folder, device=model.code_mean.device)
+        classes = model.config.classes
+        missing = sorted(set(classes) - set(prior.config.classes))
+        if prior.kind != "prior" or missing:
+            raise CheckpointError(f"{folder} must hold the semantic prior over this data set's labels"
+                                  + (f"; it lacks {missing[:3]}" if missing else ""))
+        n = 4 if self.cfg.smoke else DISTILL_NOISES
+        steps = 2 if self.cfg.smoke else PRIOR_DEFAULTS.steps
+        gen = torch.Generator().manual_seed(self.cfg.seed + 1)
+        device = model.code_mean.device
+        labels, noises, targets = [], [], []
+        for index, name in enumerate([*classes, None]):
+            noise = torch.randn(n, prior.config.dim, generator=gen).to(device)
+            cond = prior.null_cond(n) if name is None else prior.label_cond([name] * n)
+            guidance = 1.0 if name is None else PRIOR_DEFAULTS.guidance
+            zn = denoise_codes(prior, cond, prior.null_cond(n), noise, guidance, steps, PRIOR_DEFAULTS.sampler)
+            labels.append(torch.full((n,), index, dtype=torch.long, device=device))
+            noises.append(noise)
+            targets.append((prior.denormalise(zn) - model.code_mean) / model.code_std)
+        return torch.cat(labels), torch.cat(noises), torch.cat(targets)
+
+    @torch.no_grad()
+    def pair_noises(self, model, labels: torch.Tensor, noise: torch.Tensor) -> None:
+        """Give each training emoji (and, for the dropped labels, the null label) the noise whose
+        drawn code lies nearest its own normalised code among its label's noises: the fine-tuning's
+        condition for that emoji (after the warm start, and afresh on a resumed run)."""
+        device = model.code_mean.device
+        codes = (self.codes.to(device) - model.code_mean) / model.code_std
+        drawn = model.label_code(labels, noise)
+        null = model.num_classes
+        self.code_noise = torch.zeros(len(self.data.records), 2, noise.shape[1])  # [emoji, (label, null)]
+        for j, i in enumerate(self.train_idx.tolist()):
+            for slot, label in enumerate((int(self.labels[i]), null)):
+                rows = (labels == label).nonzero().squeeze(1)
+                nearest = rows[(drawn[rows] - codes[j]).pow(2).sum(1).argmin()]
+                self.code_noise[i, slot] = noise[nearest].cpu()
+
+    def loss(self, model, gen, device):
+        if self.cfg.label_conditioning == "code" and self.code_noise is None:   # resumed: pair afresh
+            network = getattr(model, "module", model)
+            labels, noise, _ = self.distillation_set(network)
+            self.pair_noises(network, labels, noise)
+        return super().loss(model, gen, device)
 
     def x0_and_cond(self, gen, device):
         idx = self.draw(gen, self.cfg.batch)
         labels = self.labels[idx].clone()
         drop = torch.rand(len(idx), generator=gen) < self.cfg.cond_dropout
         labels[drop] = len(self.data.classes)  # the null label
-        return self.images[idx].to(device), {"labels": labels.to(device)}
+        cond = {"labels": labels.to(device)}
+        if self.cfg.label_conditioning == "code":
+            cond["code_noise"] = self.code_noise[idx, drop.long()].to(device)
+        return self.images[idx].to(device), cond
 
     def sample_grid(self, model, path, device):
         names = [self.data.records[i].subgroup for i in self.draw(torch.Generator().manual_seed(1), 8)]
-        images = generate_class(model, names, guidance=3.0, steps=25, seeds=list(range(len(names))))
+        images = generate_class(model, names, seeds=list(range(len(names))))
         save_grid(images, path, columns=8)
 
 
@@ -90,32 +217,13 @@ class TextBaseTask(PixelBaseTask):
         self.encoder = ClipTextEncoder.from_folder(clip_folder)
         self.images = self.data.images_at(32, torch.arange(len(self.data.records)))
         if self.cfg.text_conditioning == "pooled":
-            model = self._build_from_decoder()
+            model, self.codes = decoder_transfer(self, kind="text_base", text_encoder="clip",
+                                                 text_conditioning="pooled", pooled_dim=self.encoder.pooled_width,
+                                                 text_hidden=TEXT_HIDDEN, guidance=POOLED_GUIDANCE)
         else:
             unet = text_unet_config(32, self.cfg.channels, cross_attention_dim=self.encoder.width, attention_levels=1)
             model = DiffusionModel(ModelConfig(kind="text_base", resolution=32, unet=unet, text_encoder="clip"))
         self.schedule = model.schedule
-        return model
-
-    def _build_from_decoder(self) -> DiffusionModel:
-        """The pooled text base: the committed DiffAE decoder's UNet and z_proj, a fresh text_mlp,
-        and the mean / std of the training emoji's codes (`self.codes`, kept for `warm_start`)."""
-        folder = Path(self.cfg.checkpoints) / "diffae"
-        decoder = load_model(folder)
-        if decoder.kind != "diffae" or decoder.resolution != 32:
-            raise CheckpointError(f"{folder} holds a {decoder.kind!r} model at {decoder.resolution} px; "
-                                  "the pooled text base starts from a 32 px DiffAE")
-        d = decoder.config
-        config = ModelConfig(kind="text_base", resolution=32, unet=d.unet, prediction=d.prediction,
-                             schedule=d.schedule, text_encoder="clip", text_conditioning="pooled",
-                             pooled_dim=self.encoder.pooled_width, text_hidden=TEXT_HIDDEN,
-                             semantic_dim=d.semantic_dim, guidance=POOLED_GUIDANCE)
-        model = DiffusionModel(config)
-        model.net.load_state_dict(decoder.net.state_dict())
-        model.z_proj.load_state_dict(decoder.z_proj.state_dict())
-        self.codes = semantic_code(decoder, self.images[self.train_idx])
-        model.code_mean.copy_(self.codes.mean(0))
-        model.code_std.copy_(self.codes.std(0))
         return model
 
     def warm_start(self, model, log):
@@ -132,20 +240,10 @@ class TextBaseTask(PixelBaseTask):
         self.encoder.to(device)
         pooled = torch.cat([self.encoder.encode(captions[s:s + 512]).pooled for s in range(0, len(captions), 512)])
         target = ((self.codes.to(device) - model.code_mean) / model.code_std)[torch.as_tensor(rows, device=device)]
-        gen = torch.Generator().manual_seed(self.cfg.seed)
-        mlp = model.text_mlp
-        optimizer = torch.optim.AdamW(mlp.parameters(), lr=REGRESSION_LR)
         steps = 20 if self.cfg.smoke else REGRESSION_STEPS
-        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-        for _ in range(steps):
-            b = torch.randint(len(pooled), (REGRESSION_BATCH,), generator=gen).to(device)
-            loss = (mlp(pooled[b]) - target[b]).pow(2).mean()
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+        loss = fit_regression(model.text_mlp, (pooled,), target, steps, self.cfg.seed)
         log(f"text_base: text_mlp fitted to {len(captions)} captions of {len(set(rows))} emoji "
-            f"by regression ({steps} steps; last batch MSE {loss.item():.3f})")
+            f"by regression ({steps} steps; last batch MSE {loss:.3f})")
 
     def x0_and_cond(self, gen, device):
         idx = self.draw(gen, self.cfg.batch)

@@ -8,13 +8,14 @@ import math
 from dataclasses import dataclass, replace
 
 from core.models.checkpoints import DEFAULT_CHECKPOINTS
-from core.models.networks import TEXT_CONDITIONINGS
+from core.models.networks import LABEL_CONDITIONINGS, TEXT_CONDITIONINGS
 from core.training.registry import TASKS, TRAIN_KINDS, accepting
 from core.training.task import T_SAMPLINGS
 
 # The settings that only some kinds read; each task lists those it reads in `Task.options`.
 TASK_OPTIONS = ("channels", "min_snr_gamma", "snr_floor", "cond_dropout", "sr_aug_max", "residual_scale", "crop",
-                "resolution", "width", "depth", "balance", "t_sampling", "text_conditioning")
+                "resolution", "width", "depth", "balance", "t_sampling", "text_conditioning",
+                "label_conditioning")
 
 
 @dataclass
@@ -52,6 +53,7 @@ class TrainConfig:
     balance: float = 0.0           # text_base, class_base: draw emoji with weight (design size) ** -balance
     t_sampling: str = "uniform"    # diffusion kinds: training timesteps uniform, or EDM's log-normal
     text_conditioning: str = "tokens"  # text_base: cross-attention from scratch, or "pooled" (from the DiffAE)
+    label_conditioning: str = "embedding"  # class_base: a label embedding from scratch, or "code" (from the DiffAE)
 
 
 def _names(kinds: list[str]) -> str:
@@ -85,6 +87,9 @@ def default_config(kind: str, run: str, smoke: bool = False, **overrides) -> Tra
     if cfg.text_conditioning not in TEXT_CONDITIONINGS:
         raise ValueError(f"--text-conditioning must be one of {', '.join(TEXT_CONDITIONINGS)}, "
                          f"got {cfg.text_conditioning!r}")
+    if cfg.label_conditioning not in LABEL_CONDITIONINGS:
+        raise ValueError(f"--label-conditioning must be one of {', '.join(LABEL_CONDITIONINGS)}, "
+                         f"got {cfg.label_conditioning!r}")
     if not 0 <= cfg.balance <= 1:   # also NaN
         raise ValueError("--balance must be between 0 (uniform over emoji) and 1 (uniform over designs), "
                          f"got {cfg.balance!r}")

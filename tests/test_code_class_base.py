@@ -1,0 +1,176 @@
+"""The code class base (`label_conditioning="code"`): the DiffAE decoder fed a semantic code that
+a one-step generator draws for the label from noise, the noise each seed's own (the semantic
+prior's starting noise), distilled from the prior's sampler by training."""
+import pytest
+import torch
+
+from core.models.checkpoints import load_model, save_model
+from core.models.networks import DiffusionModel, ModelConfig
+from core.pipeline import class_conds
+from core.training.config import default_config
+from tests.tiny import tiny_code_class_base, tiny_diffae, tiny_prior, write_tiny_checkpoints
+
+
+def _root_with_code_class_base(root):
+    """Tiny checkpoints under `root` whose class base is a code one made from their DiffAE."""
+    write_tiny_checkpoints(root)
+    model = tiny_code_class_base(load_model(root / "diffae"))
+    save_model(model, root / "class_base", "# tiny code class base\n")
+    return root
+
+
+def _inputs(seed=0, b=3):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 3, 32, 32, generator=g), torch.tensor([50.0, 400.0, 900.0][:b])
+
+
+def test_it_is_the_decoder_fed_the_drawn_code():
+    decoder = tiny_diffae()
+    model = tiny_code_class_base(decoder)
+    labels = torch.tensor([0, 2, 3])          # 3 = the null label
+    noise = torch.randn(3, 16, generator=torch.Generator().manual_seed(1))
+    x, t = _inputs()
+    code = model.class_code(labels, noise)
+    # code = mean + std * label_code(label, noise): the de-normalised code
+    assert torch.allclose(code, model.code_mean + model.code_std * model.label_code(labels, noise))
+    got = model.eps(x, t, {"labels": labels, "code_noise": noise})
+    assert torch.allclose(got, decoder.eps(x, t, {"z_sem": code}), atol=1e-5)
+    # both the label and the noise reach the network
+    assert (model.eps(x, t, {"labels": labels.flip(0), "code_noise": noise}) - got).abs().max() > 1e-3
+    assert (model.eps(x, t, {"labels": labels, "code_noise": noise.flip(0)}) - got).abs().max() > 1e-3
+
+
+def test_each_seed_draws_the_noise_the_prior_starts_from():
+    """Seed s gives the code generator the noise the semantic prior's sampler starts from for seed
+    s, so the distilled generator draws for seed s the emoji the semantic base draws."""
+    from core.models.prior import denoise_codes, sample_codes
+    model = tiny_code_class_base(tiny_diffae())
+    cond, uncond = class_conds(model, ["cat-face", "hand-fingers-open"], seeds=[3, 4])
+    assert torch.equal(cond["code_noise"], uncond["code_noise"])        # one noise for both halves of CFG
+    assert cond["labels"].tolist() == [0, 1] and uncond["labels"].tolist() == [3, 3]
+    prior = tiny_prior()
+    p_cond, p_uncond = prior.label_cond(["cat-face", "hand-fingers-open"]), prior.null_cond(2)
+    want = sample_codes(prior, p_cond, p_uncond, [3, 4], guidance=2.0, steps=4)
+    got = prior.denormalise(denoise_codes(prior, p_cond, p_uncond, cond["code_noise"], 2.0, 4))
+    assert torch.allclose(got, want, atol=1e-5)
+    # a seed's noise does not depend on the batch; another seed, another noise; no seeds: zeros
+    alone, _ = class_conds(model, ["cat-face"], seeds=[4])
+    assert torch.equal(alone["code_noise"][0], cond["code_noise"][1])
+    assert not torch.allclose(cond["code_noise"][0], cond["code_noise"][1])
+    assert torch.equal(class_conds(model, ["cat-face"])[0]["code_noise"], torch.zeros(1, 16))
+    with pytest.raises(ValueError, match="2 seeds for 1 classes"):
+        class_conds(model, ["cat-face"], seeds=[1, 2])
+
+
+def test_checkpoint_round_trip_on_both_networks(tmp_path):
+    model = tiny_code_class_base(tiny_diffae())
+    save_model(model, tmp_path / "cb", "# tiny code class base\n")
+    core_net, diffusers_net = load_model(tmp_path / "cb"), load_model(tmp_path / "cb", network="diffusers")
+    assert type(core_net.net).__module__ == "core.models.unet" and core_net.config.sampled_code
+    cond = {"labels": torch.tensor([0, 1, 3]), "code_noise": torch.randn(3, 16)}
+    x, t = _inputs()
+    a, b = core_net.eps(x, t, cond), diffusers_net.eps(x, t, cond)
+    assert torch.allclose(a, b, atol=1e-4)
+    assert torch.allclose(a, model.eps(x, t, cond), atol=1e-2)   # fp16 weights
+
+
+def test_the_cascade_the_cli_and_the_image_tasks_draw_labels_with_it(tmp_path):
+    from PIL import Image
+
+    from core.cascade import generate
+    from core.cli.main import main as cli
+    from core.images import read_parameters
+    from core.models.modelset import ModelSet
+    from core.translate import translate
+    _root_with_code_class_base(tmp_path)
+    models = ModelSet(tmp_path, "cpu")
+    x = generate(models, label="cat-face", num=2, seed=3, size=32, base_model="pixel").stages[32]
+    assert x.shape == (2, 3, 32, 32) and torch.isfinite(x).all() and x.abs().max() <= 1
+    assert torch.equal(x, generate(models, label="cat-face", num=2, seed=3, size=32, base_model="pixel").stages[32])
+    other = generate(models, label="person-activity", num=2, seed=3, size=32, base_model="pixel").stages[32]
+    assert not torch.allclose(x, other)                                  # the label reaches the network
+    # seed 4 is the second image of seed 3's batch and the first of its own
+    assert torch.allclose(generate(models, label="cat-face", num=1, seed=4, size=32,
+                                   base_model="pixel").stages[32][0], x[1], atol=1e-3)
+    out = generate(models, label="cat-face", num=1, seed=0, size=64, base_model="pixel", classifier_scale=2.0)
+    assert out.final.shape == (1, 3, 64, 64)                             # classifier guidance of its null label
+    assert cli(["generate", "--checkpoints", str(tmp_path), "--label", "cat-face", "--base", "pixel",
+                "--size", "32", "--steps", "2", "--out", str(tmp_path / "out")]) == 0
+    assert read_parameters(tmp_path / "out" / "000.png")["label"] == "cat-face"
+    image = Image.new("RGB", (32, 32), (200, 40, 40))
+    _, params = translate(models, "ilvr", image, label="cat-face", model="class_base", size=32, steps=2)
+    assert params["label"] == "cat-face" and params["guidance"] == 3.0   # the tiny class base names no guidance
+
+
+def test_the_tab_draws_with_it(tmp_path):
+    from demos import class_conditional
+    from demos.common import Models
+    _root_with_code_class_base(tmp_path)
+    run, classes = class_conditional.make_fns(Models.load(tmp_path, "cpu"))
+    assert "cat-face" in classes()
+    *_, last = run("cat-face", 1.0, "dpmpp-2m", 2, 1, 2, 32, True, base_model="pixel")
+    grid, gallery, parameters = last
+    assert parameters["base_model"] == "pixel" and parameters["label"] == "cat-face" and len(gallery) == 2
+
+
+def test_bad_configs_are_refused():
+    unet = tiny_diffae().config.unet
+    with pytest.raises(ValueError, match="label_conditioning"):
+        ModelConfig.from_dict(dict(kind="class_base", resolution=32, unet=unet, prediction="v",
+                                   label_conditioning="sideways"))
+    with pytest.raises(ValueError, match="needs semantic_dim, code_hidden and classes"):
+        DiffusionModel(ModelConfig(kind="class_base", resolution=32, unet=unet, label_conditioning="code"))
+    with pytest.raises(ValueError, match="label-conditioning must be one of"):
+        default_config("class_base", "x", label_conditioning="sideways")
+    with pytest.raises(ValueError, match="class_base only, not text_base"):
+        default_config("text_base", "x", label_conditioning="code")
+    model = tiny_code_class_base(tiny_diffae())
+    with pytest.raises(ValueError, match=r"code_noise must be \[2, 16\]"):
+        model.null_cond(2, code_noise=torch.zeros(3, 16))
+
+
+@pytest.mark.slow
+def test_training_distills_the_priors_sampler_and_pairs_each_emoji(tmp_path, monkeypatch):
+    """A fresh code run: the network is the committed DiffAE decoder; the warm start takes noises
+    of every label through the committed prior's sampler and fits label_code to the codes reached;
+    each training emoji gets the noise of its label whose drawn code is nearest its own; then the
+    usual training runs and exports a checkpoint the pipeline samples from."""
+    from core.models.checkpoints import DEFAULT_CHECKPOINTS
+    from core.pipeline import generate_class
+    from core.training import bases
+    from core.training.loop import train
+
+    monkeypatch.setattr(bases, "DISTILL_NOISES", 8)
+    monkeypatch.setattr(bases, "DISTILL_STEPS", 300)
+    cfg = default_config("class_base", str(tmp_path / "run"), label_conditioning="code", steps=2, batch=4)
+    task = bases.ClassBaseTask(cfg)
+    model = task.build()
+    decoder = load_model(DEFAULT_CHECKPOINTS / "diffae")
+    for k, v in decoder.net.state_dict().items():
+        assert torch.equal(model.net.state_dict()[k], v), k
+    labels, noise, target = task.distillation_set(model)
+    assert len(target) == 8 * (len(task.data.classes) + 1) and torch.equal(labels[-8:], torch.full((8,), 99))
+
+    def error():
+        with torch.no_grad():
+            return (model.label_code(labels, noise) - target).pow(2).mean().item()
+    before = error()
+    task.warm_start(model, log=lambda s: None)
+    assert error() < 0.5 * before
+
+    with torch.no_grad():
+        drawn = model.label_code(labels, noise)
+    codes = (task.codes - model.code_mean) / model.code_std
+    for j in (0, 500, 2000):
+        i = int(task.train_idx[j])
+        rows = (labels == int(task.labels[i])).nonzero().squeeze(1)
+        nearest = rows[(drawn[rows] - codes[j]).pow(2).sum(1).argmin()]
+        assert torch.equal(task.code_noise[i, 0], noise[nearest])
+    assert not torch.equal(task.code_noise[task.train_idx[0], 0], task.code_noise[task.train_idx[0], 1])
+
+    summary = train(cfg, export=tmp_path / "class_base", log=lambda s: None)
+    assert summary["step"] == 2
+    exported = load_model(tmp_path / "class_base")
+    assert exported.config.sampled_code and exported.config.guidance == bases.CODE_GUIDANCE
+    images = generate_class(exported, ["cat-face", "heart"], seeds=[0, 1], steps=2)
+    assert images.shape == (2, 3, 32, 32) and torch.isfinite(images).all()
