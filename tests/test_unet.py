@@ -103,8 +103,9 @@ def test_committed_checkpoints_match_diffusers(name):
     config, state = read_folder(ROOT / name)
     net_state = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
     kind = config["kind"]
-    if not cross_attends(kind, config.get("text_conditioning")) and kind == "text_base":
-        kind = "diffae"   # a pooled text base is the DiffAE decoder's UNet: the same inputs
+    if (kind == "text_base" and not cross_attends(kind, config.get("text_conditioning"))
+            or kind == "class_base" and config.get("label_conditioning") == "code"):
+        kind = "diffae"   # a pooled text base or a code class base is the DiffAE decoder's UNet: the same inputs
     assert_same_network(kind, config["unet"], net_state, config["resolution"])
 
 

@@ -145,7 +145,20 @@ class ClassBaseTask(PixelBaseTask):
     def distillation_set(self, model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(labels, noise, target): DISTILL_NOISES starting noises per label, the null label
         included, and the normalised codes (in the class base's normalisation) that the committed
-        prior's DDIM sampler reaches from them at its default guidance (the null label: no guidance)."""
+        prior's DDIM sampler reaches from them at its default guidance (the null label: no guidance).
+        Kept in the run folder (`distillation_set.pt`), so a resumed run pairs without the prior."""
+        device = model.code_mean.device
+        cache = Path(self.cfg.run) / "distillation_set.pt"
+        if cache.is_file():
+            saved = torch.load(cache, map_location="cpu", weights_only=True)
+            return saved["labels"].to(device), saved["noise"].to(device), saved["target"].to(device)
+        labels, noise, target = self._distill_targets(model)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"labels": labels.cpu(), "noise": noise.cpu(), "target": target.cpu()}, cache.with_suffix(".tmp"))
+        cache.with_suffix(".tmp").replace(cache)
+        return labels, noise, target
+
+    def _distill_targets(self, model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         folder = Path(self.cfg.checkpoints) / "prior"
         prior = load_model(folder, device=model.code_mean.device)
         classes = model.config.classes
