@@ -141,6 +141,7 @@ def test_training_distills_the_priors_sampler_and_pairs_each_emoji(tmp_path, mon
     from core.training.loop import train
 
     monkeypatch.setattr(bases, "DISTILL_NOISES", 8)
+    monkeypatch.setattr(bases, "DISTILL_CHUNK", 4)
     monkeypatch.setattr(bases, "DISTILL_STEPS", 300)
     cfg = default_config("class_base", str(tmp_path / "run"), label_conditioning="code", steps=2, batch=4)
     task = bases.ClassBaseTask(cfg)
@@ -149,7 +150,11 @@ def test_training_distills_the_priors_sampler_and_pairs_each_emoji(tmp_path, mon
     for k, v in decoder.net.state_dict().items():
         assert torch.equal(model.net.state_dict()[k], v), k
     labels, noise, target = task.distillation_set(model)
-    assert len(target) == 8 * (len(task.data.classes) + 1) and torch.equal(labels[-8:], torch.full((8,), 99))
+    assert len(target) == 8 * (len(task.data.classes) + 1) and torch.equal(labels[-4:], torch.full((4,), 99))
+    # made in parts (labels, chunks of noises), the set is the same: two cores can share the work
+    part = task._distill_targets(model, [5], [1])
+    rows = (labels == 5).nonzero().squeeze(1)[4:]
+    assert torch.equal(part[1], noise[rows]) and torch.allclose(part[2], target[rows], atol=1e-5)
 
     def error():
         with torch.no_grad():
