@@ -55,7 +55,8 @@ def make_fns(models: Models):
             classifier_scale: the scale of classifier guidance (0 = unconditional samples).
             base_model: "semantic", "pixel" or None (the default: semantic when its models loaded, else pixel).
                 With "semantic" a diffusion prior picks DiffAE's semantic code for the label and the
-                DiffAE decoder draws it; with "pixel" the class-conditional UNet draws the image.
+                DiffAE decoder draws it; with "pixel" the class-conditional UNet draws the image (the
+                committed one: the DiffAE decoder fed a code drawn for the label in one step).
             decoder_steps: steps of the DiffAE decoder (DPM-Solver++; semantic base).
         Returns:
             the grid of predicted x0 (live) then of the samples, the PNGs (with their parameters)
@@ -111,7 +112,9 @@ def build(models: Models) -> None:
         gr.Markdown(status)
     gr.Markdown("Generation conditioned on a class label (an emoji subgroup) instead of text. The **semantic** "
                 "base samples DiffAE's semantic code for the label with a diffusion prior and decodes it; the "
-                "**pixel** base is one label-conditioned UNet. **Classifier-free guidance** compares the "
+                "**pixel** base is one label-conditioned UNet (the committed one is the DiffAE decoder, fed a "
+                "semantic code that a generator distilled from the prior draws for the label in one step; its "
+                "default guidance is 1). **Classifier-free guidance** compares the "
                 "prediction for the label with the one for the null label (Ho & Salimans 2021). **Classifier "
                 "guidance** (Dhariwal & Nichol 2021) runs the pixel base unconditionally and steers it with the "
                 "gradient of a separate classifier trained on noisy images, log p(label | x_t). The *How it "
