@@ -8,20 +8,14 @@ from core.models.checkpoints import load_model, save_model
 from core.models.networks import DiffusionModel, ModelConfig
 from core.pipeline import class_conds
 from core.training.config import default_config
-from tests.tiny import tiny_code_class_base, tiny_diffae, tiny_prior, write_tiny_checkpoints
+from tests.tiny import decoder_inputs as _inputs
+from tests.tiny import tiny_code_class_base, tiny_diffae, tiny_prior, write_tiny_checkpoints_with
 
 
 def _root_with_code_class_base(root):
     """Tiny checkpoints under `root` whose class base is a code one made from their DiffAE."""
-    write_tiny_checkpoints(root)
-    model = tiny_code_class_base(load_model(root / "diffae"))
-    save_model(model, root / "class_base", "# tiny code class base\n")
+    write_tiny_checkpoints_with(root, "class_base", tiny_code_class_base)
     return root
-
-
-def _inputs(seed=0, b=3):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(b, 3, 32, 32, generator=g), torch.tensor([50.0, 400.0, 900.0][:b])
 
 
 def test_it_is_the_decoder_fed_the_drawn_code():
@@ -113,20 +107,20 @@ def test_the_tab_draws_with_it(tmp_path):
     assert parameters["base_model"] == "pixel" and parameters["label"] == "cat-face" and len(gallery) == 2
 
 
-def test_bad_configs_are_refused():
-    unet = tiny_diffae().config.unet
-    with pytest.raises(ValueError, match="label_conditioning"):
-        ModelConfig.from_dict(dict(kind="class_base", resolution=32, unet=unet, prediction="v",
-                                   label_conditioning="sideways"))
-    with pytest.raises(ValueError, match="needs semantic_dim, code_hidden and classes"):
-        DiffusionModel(ModelConfig(kind="class_base", resolution=32, unet=unet, label_conditioning="code"))
-    with pytest.raises(ValueError, match="label-conditioning must be one of"):
-        default_config("class_base", "x", label_conditioning="sideways")
-    with pytest.raises(ValueError, match="class_base only, not text_base"):
-        default_config("text_base", "x", label_conditioning="code")
-    model = tiny_code_class_base(tiny_diffae())
-    with pytest.raises(ValueError, match=r"code_noise must be \[2, 16\]"):
-        model.null_cond(2, code_noise=torch.zeros(3, 16))
+@pytest.mark.parametrize("make,error", [
+    (lambda unet: ModelConfig.from_dict(dict(kind="class_base", resolution=32, unet=unet, prediction="v",
+                                             label_conditioning="sideways")), "label_conditioning"),
+    (lambda unet: DiffusionModel(ModelConfig(kind="class_base", resolution=32, unet=unet, label_conditioning="code")),
+     "needs semantic_dim, code_hidden and classes"),
+    (lambda unet: default_config("class_base", "x", label_conditioning="sideways"),
+     "label-conditioning must be one of"),
+    (lambda unet: default_config("text_base", "x", label_conditioning="code"), "class_base only, not text_base"),
+    (lambda unet: tiny_code_class_base(tiny_diffae()).null_cond(2, code_noise=torch.zeros(3, 16)),
+     r"code_noise must be \[2, 16\]"),
+])
+def test_bad_configs_and_inputs_are_refused(make, error):
+    with pytest.raises(ValueError, match=error):
+        make(tiny_diffae().config.unet)
 
 
 @pytest.mark.slow

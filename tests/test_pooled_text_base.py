@@ -6,22 +6,20 @@ import torch
 from core.models.checkpoints import load_model, save_model
 from core.models.networks import DiffusionModel, ModelConfig
 from core.training.config import default_config
-from tests.tiny import tiny_clip, tiny_diffae, tiny_pooled_text_base, write_tiny_checkpoints
+from tests.tiny import decoder_inputs as _inputs
+from tests.tiny import tiny_clip, tiny_diffae, tiny_pooled_text_base, write_tiny_checkpoints_with
 
 
 def _root_with_pooled_text_base(root, guidance=None):
     """Tiny checkpoints under `root` whose text base is a pooled one made from their DiffAE."""
-    write_tiny_checkpoints(root)
     config, _ = tiny_clip()
-    model = tiny_pooled_text_base(load_model(root / "diffae"), pooled_dim=config.embed_dim)
-    model.config.guidance = guidance
-    save_model(model, root / "text_base", "# tiny pooled text base\n")
+
+    def make(decoder):
+        model = tiny_pooled_text_base(decoder, pooled_dim=config.embed_dim)
+        model.config.guidance = guidance
+        return model
+    write_tiny_checkpoints_with(root, "text_base", make)
     return root
-
-
-def _inputs(seed=0, b=3):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(b, 3, 32, 32, generator=g), torch.tensor([50.0, 400.0, 900.0][:b])
 
 
 def test_it_is_the_decoder_fed_the_predicted_code():

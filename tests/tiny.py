@@ -65,39 +65,50 @@ def tiny_diffae(seed: int = 0, resolution: int = 32, semantic_dim: int = 16) -> 
     return model
 
 
-def tiny_pooled_text_base(decoder: DiffusionModel, pooled_dim: int = 16, seed: int = 0) -> DiffusionModel:
-    """A tiny pooled text base (`text_conditioning="pooled"`) made from `decoder` as training makes
-    it: the decoder's UNet and z_proj copied, a random text_mlp, random code statistics."""
-    from core.models.networks import ModelConfig
+def _from_decoder(decoder: DiffusionModel, config: ModelConfig, seed: int) -> DiffusionModel:
+    """A base of `config` made from `decoder` as training makes it: the decoder's UNet and z_proj
+    copied, its own layers random, random code statistics."""
     torch.manual_seed(seed)
-    d = decoder.config
-    cfg = ModelConfig(kind="text_base", resolution=d.resolution, unet=d.unet, text_encoder="clip",
-                      text_conditioning="pooled", pooled_dim=pooled_dim, text_hidden=24,
-                      semantic_dim=d.semantic_dim)
-    model = DiffusionModel(cfg)
+    model = DiffusionModel(config)
     model.net.load_state_dict(decoder.net.state_dict())
     model.z_proj.load_state_dict(decoder.z_proj.state_dict())
     with torch.no_grad():
         model.code_mean.normal_(0, 0.5)
         model.code_std.uniform_(0.5, 1.5)
     return model.eval().requires_grad_(False)
+
+
+def tiny_pooled_text_base(decoder: DiffusionModel, pooled_dim: int = 16, seed: int = 0) -> DiffusionModel:
+    """A tiny pooled text base (`text_conditioning="pooled"`) made from `decoder`, a random text_mlp."""
+    d = decoder.config
+    return _from_decoder(decoder, ModelConfig(kind="text_base", resolution=d.resolution, unet=d.unet,
+                                              text_encoder="clip", text_conditioning="pooled",
+                                              pooled_dim=pooled_dim, text_hidden=24, semantic_dim=d.semantic_dim),
+                         seed)
 
 
 def tiny_code_class_base(decoder: DiffusionModel, seed: int = 0, classes=CLASSES) -> DiffusionModel:
-    """A tiny code class base (`label_conditioning="code"`) made from `decoder` as training makes
-    it: the decoder's UNet and z_proj copied, a random label_code, random code statistics."""
-    from core.models.networks import ModelConfig
-    torch.manual_seed(seed)
+    """A tiny code class base (`label_conditioning="code"`) made from `decoder`, a random label_code."""
     d = decoder.config
-    cfg = ModelConfig(kind="class_base", resolution=d.resolution, unet=d.unet, classes=list(classes),
-                      label_conditioning="code", code_hidden=24, semantic_dim=d.semantic_dim)
-    model = DiffusionModel(cfg)
-    model.net.load_state_dict(decoder.net.state_dict())
-    model.z_proj.load_state_dict(decoder.z_proj.state_dict())
-    with torch.no_grad():
-        model.code_mean.normal_(0, 0.5)
-        model.code_std.uniform_(0.5, 1.5)
-    return model.eval().requires_grad_(False)
+    return _from_decoder(decoder, ModelConfig(kind="class_base", resolution=d.resolution, unet=d.unet,
+                                              classes=list(classes), label_conditioning="code", code_hidden=24,
+                                              semantic_dim=d.semantic_dim), seed)
+
+
+def decoder_inputs(seed: int = 0, b: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x_t [b, 3, 32, 32], t [b]) for comparing a decoder-made base with its decoder."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(b, 3, 32, 32, generator=g), torch.tensor([50.0, 400.0, 900.0][:b])
+
+
+def write_tiny_checkpoints_with(root, name: str, make) -> None:
+    """`write_tiny_checkpoints(root)` with the model `name` replaced by make(their DiffAE)."""
+    from pathlib import Path
+
+    from core.models.checkpoints import load_model, save_model
+    root = Path(root)
+    write_tiny_checkpoints(root)
+    save_model(make(load_model(root / "diffae")), root / name, f"# tiny {name} made from the DiffAE\n")
 
 
 def tiny_directions(model: DiffusionModel, seed: int = 0):
