@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from core.models.networks import DiffusionModel
-from core.pipeline import StageSettings, class_conds
+from core.pipeline import StageSettings, class_conds, null_conds
 
 BASES = ("text_base", "class_base")
 
@@ -39,7 +39,7 @@ def base_conds(base: DiffusionModel, seeds: Sequence[int], settings: StageSettin
     if base.kind == "class_base":
         if prompt and prompt.strip():
             raise ValueError("the class base takes a label, not a prompt")
-        if not label:   # the null label's own conds (class_conds needs a class name)
-            return class_conds(base, [base.config.classes[0]] * n, seeds)[1], None, replace(settings, guidance=1.0)
+        if not label:
+            return null_conds(base, n, seeds), None, replace(settings, guidance=1.0)
         return *class_conds(base, [label] * n, seeds), settings
     raise ValueError(f"this needs a base model ({' or '.join(BASES)}), got kind {base.kind!r}")

@@ -17,6 +17,7 @@ from core.diffusion.rng import BatchGenerator
 from core.diffusion.samplers import SAMPLERS, SPACINGS, Projection, sample, sampler_stage_spacing
 from core.diffusion.schedules import NoiseSchedule
 from core.models.networks import DiffusionModel
+from core.models.prior import NOISE_STREAM as PRIOR_NOISE_STREAM
 
 Callback = Callable[[dict], None]
 Guide = Callable[[Denoiser], Denoiser]   # a guidance wrapper: an eps-denoiser in, the guided one out
@@ -25,7 +26,7 @@ MAX_CLASSIFIER_SCALE = 100.0
 # prior draws its starting noise from (`core.models.prior.sample_codes`): its label code
 # generator learned the prior's map from that noise, so seed s draws the emoji the semantic
 # base draws for seed s.
-CODE_NOISE_STREAM = 7
+CODE_NOISE_STREAM = PRIOR_NOISE_STREAM
 
 
 
@@ -227,16 +228,22 @@ def class_conds(model: DiffusionModel, names: Sequence[str], seeds: Sequence[int
     base (`ModelConfig.sampled_code`) also gets the noise its codes are drawn from, the same in
     both: sample i's from seeds[i]'s stream `CODE_NOISE_STREAM`, or zeros without seeds."""
     labels = class_labels(model, names)
-    noise = None
-    if model.config.sampled_code and seeds is not None:
-        seeds = check_seeds(seeds)
-        if len(seeds) != len(names):
-            raise ValueError(f"got {len(seeds)} seeds for {len(names)} classes")
-        gen = BatchGenerator(seed_streams(seeds, CODE_NOISE_STREAM), labels.device)
-        noise = gen.randn((len(seeds), model.config.semantic_dim))
-    uncond = model.null_cond(len(names), labels.device, noise)
+    if seeds is not None and len(seeds) != len(names):
+        raise ValueError(f"got {len(seeds)} seeds for {len(names)} classes")
+    uncond = null_conds(model, len(names), seeds)
     cond = {"labels": labels, **{k: v for k, v in uncond.items() if k != "labels"}}
     return cond, uncond
+
+
+def null_conds(model: DiffusionModel, n: int, seeds: Sequence[int] | None = None) -> dict:
+    """The null label's cond of a class model for n samples; a code class base's code noise is
+    drawn from each seed's stream `CODE_NOISE_STREAM` (zeros without seeds)."""
+    device = next(model.parameters()).device
+    noise = None
+    if model.config.sampled_code and seeds is not None:
+        gen = BatchGenerator(seed_streams(check_seeds(seeds), CODE_NOISE_STREAM), device)
+        noise = gen.randn((len(seeds), model.config.semantic_dim))
+    return model.null_cond(n, device, noise)
 
 
 def augment_low_res(schedule: NoiseSchedule, low_up: torch.Tensor, aug_t: torch.Tensor,

@@ -54,6 +54,12 @@ def test_each_seed_draws_the_noise_the_prior_starts_from():
     assert torch.equal(class_conds(model, ["cat-face"])[0]["code_noise"], torch.zeros(1, 16))
     with pytest.raises(ValueError, match="2 seeds for 1 classes"):
         class_conds(model, ["cat-face"], seeds=[1, 2])
+    # with no label (unconditional, e.g. ILVR without a label), the same seeds draw the same noise
+    from core.conditions import base_conds
+    from core.pipeline import BASE_DEFAULTS
+    alone_null, no_uncond, settings = base_conds(model, [3, 4], BASE_DEFAULTS)
+    assert no_uncond is None and settings.guidance == 1.0 and alone_null["labels"].tolist() == [3, 3]
+    assert torch.equal(alone_null["code_noise"], cond["code_noise"])
 
 
 def test_checkpoint_round_trip_on_both_networks(tmp_path):

@@ -36,6 +36,7 @@ from core.diffusion.samplers import sample
 from core.diffusion.schedules import NoiseSchedule, make_schedule
 
 DEFAULT_GUIDANCE = 3.0
+NOISE_STREAM = 7   # the stream of each seed the starting noise is drawn from (`core.checks.seed_streams`)
 DEFAULT_STEPS = 50
 DEFAULT_SAMPLER = "ddim"
 
@@ -198,7 +199,7 @@ def sample_codes(prior: SemanticPrior, cond: dict[str, torch.Tensor], uncond: di
         raise ValueError("seeds must name at least one seed")
     guidance = check_guidance(guidance)
     device = prior.code_mean.device
-    gen = BatchGenerator(seed_streams(seeds, 7), device)
+    gen = BatchGenerator(seed_streams(seeds, NOISE_STREAM), device)
     x = gen.randn((len(seeds), prior.config.dim))
     zn = denoise_codes(prior, cond, uncond, x, guidance, steps, sampler, gen, callback, spacing)
     return prior.denormalise(zn)
