@@ -250,10 +250,10 @@ class DiffusionModel(nn.Module):
             raise ValueError(f"null_cond is defined by the text encoder for kind {self.kind!r}")
         cond = {"labels": torch.full((batch,), self.num_classes, dtype=torch.long, device=device)}
         if self.config.sampled_code:
-            cond["code_noise"] = self.check_code_noise(code_noise, batch, device)
+            cond["code_noise"] = self._code_noise(code_noise, batch, device)
         return cond
 
-    def check_code_noise(self, noise: torch.Tensor | None, batch: int, device=None) -> torch.Tensor:
+    def _code_noise(self, noise: torch.Tensor | None, batch: int, device=None) -> torch.Tensor:
         """`noise` as a code class base's ``code_noise`` of `batch` rows (None: zeros)."""
         dim = self.config.semantic_dim
         if noise is None:

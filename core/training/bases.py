@@ -172,15 +172,16 @@ class ClassBaseTask(PixelBaseTask):
         `num_classes` last) and the chunks of noises at `chunks` (default all); each chunk of each
         label's noises comes from a generator of its own, so the set can be made in parts."""
         folder = Path(self.cfg.checkpoints) / "prior"
-        prior = load_model(folder, device=model.code_mean.device)
+        device = model.code_mean.device
+        prior = load_model(folder, device=device)
         classes = model.config.classes
+        if prior.kind != "prior":
+            raise CheckpointError(f"{folder} holds a {prior.kind!r} model, not the semantic prior")
         missing = sorted(set(classes) - set(prior.config.classes))
-        if prior.kind != "prior" or missing:
-            raise CheckpointError(f"{folder} must hold the semantic prior over this data set's labels"
-                                  + (f"; it lacks {missing[:3]}" if missing else ""))
+        if missing:
+            raise CheckpointError(f"the semantic prior in {folder} lacks labels of this data set: {missing[:3]}")
         n = 4 if self.cfg.smoke else min(DISTILL_NOISES, DISTILL_CHUNK)
         steps = 2 if self.cfg.smoke else PRIOR_DEFAULTS.steps
-        device = model.code_mean.device
         names = [*classes, None]
         labels, noises, targets = [], [], []
         every_chunk = range(1 if self.cfg.smoke else max(1, DISTILL_NOISES // DISTILL_CHUNK))
