@@ -18,9 +18,10 @@ def _root_with_code_class_base(root):
     return root
 
 
-def test_it_is_the_decoder_fed_the_drawn_code():
+@pytest.mark.parametrize("modes", [0, 6])
+def test_it_is_the_decoder_fed_the_drawn_code(modes):
     decoder = tiny_diffae()
-    model = tiny_code_class_base(decoder)
+    model = tiny_code_class_base(decoder, modes=modes)
     labels = torch.tensor([0, 2, 3])          # 3 = the null label
     noise = torch.randn(3, 16, generator=torch.Generator().manual_seed(1))
     x, t = _inputs()
@@ -62,8 +63,9 @@ def test_each_seed_draws_the_noise_the_prior_starts_from():
     assert torch.equal(alone_null["code_noise"], cond["code_noise"])
 
 
-def test_checkpoint_round_trip_on_both_networks(tmp_path):
-    model = tiny_code_class_base(tiny_diffae())
+@pytest.mark.parametrize("modes", [0, 6])
+def test_checkpoint_round_trip_on_both_networks(tmp_path, modes):
+    model = tiny_code_class_base(tiny_diffae(), modes=modes)
     save_model(model, tmp_path / "cb", "# tiny code class base\n")
     core_net, diffusers_net = load_model(tmp_path / "cb"), load_model(tmp_path / "cb", network="diffusers")
     assert type(core_net.net).__module__ == "core.models.unet" and core_net.config.sampled_code
@@ -72,6 +74,77 @@ def test_checkpoint_round_trip_on_both_networks(tmp_path):
     a, b = core_net.eps(x, t, cond), diffusers_net.eps(x, t, cond)
     assert torch.allclose(a, b, atol=1e-4)
     assert torch.allclose(a, model.eps(x, t, cond), atol=1e-2)   # fp16 weights
+
+
+def test_a_mixture_draws_a_centre_of_its_own_label_plus_a_residual():
+    """A mixture label_code: the code is the best-scoring centre among its label's (any, for the
+    null label) plus the residual; the other labels' centres are out of reach."""
+    from core.models.networks import LabelCodeNet
+    torch.manual_seed(0)
+    net = LabelCodeNet(num_labels=4, dim=8, hidden=16, modes=6)
+    net.mode_codes.normal_()
+    net.mode_labels.copy_(torch.tensor([0, 0, 1, 1, 2, 2]))
+    labels = torch.tensor([0, 1, 2, 3] * 50)
+    noise = torch.randn(200, 8)
+    residual, logits = net.mixture(labels, noise)
+    picked = logits.argmax(1)
+    assert torch.equal(net.mode_labels[picked][labels < 3], labels[labels < 3])
+    assert torch.isinf(logits[labels == 0][:, 2:]).all()
+    assert torch.isfinite(logits[labels == 3]).all()   # the null label: any centre
+    assert torch.allclose(net(labels, noise), net.mode_codes[picked] + residual)
+
+
+def test_a_mixture_learns_a_jump_a_regression_blurs():
+    """Codes that jump from one centre to another as the noise crosses a line: the mixture learns
+    the jump as a choice, a regression of the same width and steps averages across it."""
+    from core.models.networks import LabelCodeNet
+    from core.training.bases import fit_mixture, fit_regression
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(4, 8, generator=g) * 2
+
+    def codes(labels, noise):            # label l draws centre 2l or 2l + 1 by the sign of noise[0]
+        return 2 * labels + (noise[:, 0] > 0).long()
+    labels, noise = torch.randint(2, (4096,), generator=g), torch.randn(4096, 8, generator=g)
+    choice = codes(labels, noise)
+    torch.manual_seed(0)
+    mixture, regression = LabelCodeNet(3, 8, 32, modes=4), LabelCodeNet(3, 8, 32)
+    mixture.mode_codes.copy_(centres)
+    mixture.mode_labels.copy_(torch.tensor([0, 0, 1, 1]))
+    fit_mixture(mixture, labels, noise, choice, torch.zeros(4096, 8), steps=300, seed=0, batch=256)
+    fit_regression(regression, (labels, noise), centres[choice], steps=300, seed=0, batch=256)
+    test_labels, test_noise = torch.randint(2, (1000,), generator=g), torch.randn(1000, 8, generator=g)
+    want = centres[codes(test_labels, test_noise)]
+    with torch.no_grad():
+        mixture_error = (mixture(test_labels, test_noise) - want).pow(2).mean()
+        regression_error = (regression(test_labels, test_noise) - want).pow(2).mean()
+    assert mixture_error < 0.5 * regression_error
+
+
+def test_the_centres_are_the_means_of_the_codes_nearest_each_emoji():
+    """`fit_modes`: one centre per training emoji, owned by its label, at the mean of the distilled
+    codes of that label nearest the emoji's code; a code is assigned among its own label's centres
+    only (the null label's among all, without moving them); a centre no code reaches stays at
+    its emoji's code."""
+    from types import SimpleNamespace
+
+    from core.training.bases import ClassBaseTask
+    model = tiny_code_class_base(tiny_diffae(), modes=4)
+    model.code_mean.zero_()
+    model.code_std.fill_(1.0)
+    g = torch.Generator().manual_seed(0)
+    codes = torch.randn(4, 16, generator=g) * 3
+    # records 1-4 are the training emoji: two of label 0, one of label 1, one of label 2
+    task = SimpleNamespace(codes=codes, labels=torch.tensor([2, 0, 0, 1, 2]), train_idx=torch.tensor([1, 2, 3, 4]))
+    labels = torch.tensor([0, 0, 0, 1, 1, 3, 3])     # 3 = the null label
+    near = torch.tensor([0, 0, 1, 2, 0, 3, 0])       # the emoji each code is drawn near
+    target = codes[near] + 0.1 * torch.randn(7, 16, generator=g)
+    choice = ClassBaseTask.fit_modes(task, model, labels, target)
+    assert choice.tolist() == [0, 0, 1, 2, 2, 3, 0]  # label 1's code near emoji 0 takes label 1's centre
+    net = model.label_code
+    assert net.mode_labels.tolist() == [0, 0, 1, 2]
+    assert torch.allclose(net.mode_codes[0], target[:2].mean(0)) and torch.allclose(net.mode_codes[1], target[2])
+    assert torch.allclose(net.mode_codes[2], target[3:5].mean(0))
+    assert torch.equal(net.mode_codes[3], codes[3])  # only the null label's code came near it
 
 
 def test_the_cascade_the_cli_and_the_image_tasks_draw_labels_with_it(tmp_path):
@@ -162,6 +235,9 @@ def test_training_distills_the_priors_sampler_and_pairs_each_emoji(tmp_path, mon
     before = error()
     task.warm_start(model, log=lambda s: None)
     assert error() < 0.5 * before
+    # a mixture: one centre per training emoji, owned by the emoji's label
+    assert model.label_code.modes == len(task.train_idx)
+    assert torch.equal(model.label_code.mode_labels, task.labels[task.train_idx])
 
     with torch.no_grad():
         drawn = model.label_code(labels, noise)

@@ -87,12 +87,17 @@ def tiny_pooled_text_base(decoder: DiffusionModel, pooled_dim: int = 16, seed: i
                          seed)
 
 
-def tiny_code_class_base(decoder: DiffusionModel, seed: int = 0, classes=CLASSES) -> DiffusionModel:
-    """A tiny code class base (`label_conditioning="code"`) made from `decoder`, a random label_code."""
+def tiny_code_class_base(decoder: DiffusionModel, seed: int = 0, classes=CLASSES, modes: int = 0) -> DiffusionModel:
+    """A tiny code class base (`label_conditioning="code"`) made from `decoder`, a random label_code;
+    with `modes` > 0 a mixture whose centres are random codes, owned by the labels in turn."""
     d = decoder.config
-    return _from_decoder(decoder, ModelConfig(kind="class_base", resolution=d.resolution, unet=d.unet,
-                                              classes=list(classes), label_conditioning="code", code_hidden=24,
-                                              semantic_dim=d.semantic_dim), seed)
+    model = _from_decoder(decoder, ModelConfig(kind="class_base", resolution=d.resolution, unet=d.unet,
+                                               classes=list(classes), label_conditioning="code", code_hidden=24,
+                                               code_modes=modes or None, semantic_dim=d.semantic_dim), seed)
+    if modes:
+        model.label_code.mode_codes.normal_()
+        model.label_code.mode_labels.copy_(torch.arange(modes) % len(classes))
+    return model
 
 
 def decoder_inputs(seed: int = 0, b: int = 3) -> tuple[torch.Tensor, torch.Tensor]:

@@ -18,7 +18,8 @@ Kinds and their conditioning (`cond` is a dict of tensors, batch first):
   "embedding" (default): a UNet2DModel with a label embedding, trained from scratch;
   "code": the DiffAE decoder's UNet2DModel fed z_proj(code) as the pooled text base is, with
   code = code_mean + code_std * label_code(label, noise): a one-step generator of semantic codes
-  (`LabelCodeNet`) distilled from the semantic prior's sampler (see `core.training.bases`). One
+  (`LabelCodeNet`, a regression or a mixture of centres, ``code_modes``) distilled from the
+  semantic prior's sampler (see `core.training.bases`). One
   label stands for many emoji, so the code is drawn: ``code_noise`` [B, semantic_dim] is its
   N(0, I) input, one draw per seed (`core.pipeline.class_conds`).
 - ``sr``         UNet2DModel with 6 input channels (SR3): ``low_res`` [B,3,H,W], the low-res
@@ -127,6 +128,7 @@ class ModelConfig:
     text_hidden: int | None = None             # text_base, pooled: hidden width of text_mlp
     label_conditioning: str | None = None      # class_base: "embedding" (None) or "code" (see above)
     code_hidden: int | None = None             # class_base, code: hidden width of label_code
+    code_modes: int | None = None              # class_base, code: centres of label_code's mixture (None: regression)
     semantic_dim: int | None = None            # diffae, pooled text_base, code class_base: width of z_sem
     guidance: float | None = None              # a base's default guidance, measured (None: the pipeline's)
     encoder_channels: tuple[int, ...] | None = None  # diffae: channels of the semantic encoder
@@ -186,7 +188,8 @@ class DiffusionModel(nn.Module):
         if config.sampled_code:
             if not config.semantic_dim or not config.code_hidden or not config.classes:
                 raise ValueError("a code class_base config needs semantic_dim, code_hidden and classes")
-            self.label_code = LabelCodeNet(len(config.classes) + 1, config.semantic_dim, config.code_hidden)
+            self.label_code = LabelCodeNet(len(config.classes) + 1, config.semantic_dim, config.code_hidden,
+                                          config.code_modes or 0)
         if config.pooled_text or config.sampled_code:
             self.register_buffer("code_mean", torch.zeros(config.semantic_dim))
             self.register_buffer("code_std", torch.ones(config.semantic_dim))
@@ -290,17 +293,42 @@ class LabelCodeNet(nn.Module):
     The label's embedding is added to the projected N(0, I) noise, then three SiLU layers; the null
     label (the last) draws codes of any emoji. It learns the map the semantic prior's
     deterministic sampler computes from the same noise (`core.training.bases`), one network
-    evaluation instead of the prior's 25 steps (distillation, Luhman & Luhman 2021)."""
+    evaluation instead of the prior's 25 steps (distillation, Luhman & Luhman 2021).
 
-    def __init__(self, num_labels: int, dim: int, hidden: int):
+    With ``modes`` = 0 the last layer is the code (a regression). A label's codes are not one blob
+    but clusters, one per emoji; a regression across the jump from one cluster to the next
+    averages them, and the decoder draws a blend. With ``modes`` > 0 the code is a mixture: the
+    network scores ``modes`` fixed centres (`mode_codes`, each owned by a label in `mode_labels`;
+    the null label may pick any) against learned keys, takes the best-scoring centre of its label
+    and adds a residual: code = mode_codes[argmax_k <query, key_k>] + residual. The choice is a
+    classification, so the network can draw a sharp line between two emoji (mixture density
+    networks, Bishop 1994; the choice as in multiple-choice learning, Guzman-Rivera et al. 2012)."""
+
+    def __init__(self, num_labels: int, dim: int, hidden: int, modes: int = 0):
         super().__init__()
+        self.dim, self.modes, self.null = dim, modes, num_labels - 1
         self.label_emb = nn.Embedding(num_labels, hidden)
         self.noise_in = nn.Linear(dim, hidden)
         self.net = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden),
-                                 nn.SiLU(), nn.Linear(hidden, dim))
+                                 nn.SiLU(), nn.Linear(hidden, 2 * dim if modes else dim))
+        if modes:
+            self.mode_keys = nn.Parameter(torch.randn(modes, dim) / dim ** 0.5)
+            self.register_buffer("mode_codes", torch.zeros(modes, dim))
+            self.register_buffer("mode_labels", torch.zeros(modes, dtype=torch.long))
 
     def forward(self, labels: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return self.net(self.noise_in(noise) + self.label_emb(labels).to(noise.dtype))
+        if not self.modes:
+            return self.net(self.noise_in(noise) + self.label_emb(labels).to(noise.dtype))
+        residual, logits = self.mixture(labels, noise)
+        return self.mode_codes[logits.argmax(1)].to(residual) + residual
+
+    def mixture(self, labels: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(residual [B, dim], logits [B, modes]) with the modes of other labels at -inf."""
+        out = self.net(self.noise_in(noise) + self.label_emb(labels).to(noise.dtype))
+        residual, query = out[:, :self.dim], out[:, self.dim:]
+        logits = query @ self.mode_keys.to(query).T
+        own = (self.mode_labels[None] == labels[:, None]) | (labels[:, None] == self.null)
+        return residual, logits.masked_fill(~own, float("-inf"))
 
 
 def diffae_unet_config(resolution: int, channels: tuple[int, ...], attention_levels: int = 1,

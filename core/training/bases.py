@@ -19,8 +19,13 @@ The class base likewise (`--label-conditioning`):
   the code is drawn: code = label_code(label, noise), a one-step generator. A fresh run fits it to
   the prior's own sampler (`warm_start`): for every label and the null label, DISTILL_NOISES
   starting noises are taken to codes by the prior's deterministic DDIM sampler at its default
-  guidance, and label_code regresses (label, noise) -> that code (knowledge distillation of a
-  sampler into one step, Luhman & Luhman 2021). The fine-tuning (any steps after the warm start)
+  guidance, and label_code learns (label, noise) -> that code (knowledge distillation of a
+  sampler into one step, Luhman & Luhman 2021). The prior's codes of a label lie close to its
+  training emoji's codes, and the map jumps from one emoji to the next; a regression averages
+  across the jumps and the decoder draws blends. So label_code is a mixture (CODE_MIXTURE): one
+  centre per training emoji, owned by its label and placed at the mean of the prior's codes
+  nearest it (`fit_modes`); it learns which centre the prior reaches from each noise (a
+  classification) and the rest as a residual (`fit_mixture`). The fine-tuning (any steps after the warm start)
   then gives each training emoji the noise whose distilled code lies nearest its own code, and
   trains the whole network with the diffusion loss on (label, that noise) -> the emoji.
 """
@@ -71,6 +76,7 @@ POOLED_GUIDANCE = 1.0
 CODE_HIDDEN = 1024
 DISTILL_NOISES, DISTILL_CHUNK = 8192, 4096   # noises per label, drawn in chunks of a generator each
 DISTILL_STEPS, DISTILL_BATCH = 8_000, 1024
+CODE_MIXTURE = True   # label_code as a mixture of one centre per training emoji (`LabelCodeNet`)
 CODE_GUIDANCE = 1.0   # the code class base's default guidance: the prior's guidance is distilled into its codes
 
 
@@ -111,6 +117,26 @@ def fit_regression(net, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, 
     return loss.item()
 
 
+def fit_mixture(net, labels: torch.Tensor, noise: torch.Tensor, choice: torch.Tensor, residual: torch.Tensor,
+                steps: int, seed: int, batch: int) -> tuple[float, float]:
+    """Fit a mixture `LabelCodeNet`: cross-entropy of its choice against `choice` (the centre each
+    code lies nearest) plus the MSE of its residual against `residual` (the code minus that
+    centre), on random batches (AdamW, lr on a cosine to 0); the last batch's two losses."""
+    gen = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=REGRESSION_LR)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    for _ in range(steps):
+        b = torch.randint(len(choice), (batch,), generator=gen).to(choice.device)
+        predicted, logits = net.mixture(labels[b], noise[b])
+        ce = torch.nn.functional.cross_entropy(logits, choice[b])
+        mse = (predicted - residual[b]).pow(2).mean()
+        optimizer.zero_grad()
+        (ce + mse).backward()
+        optimizer.step()
+        schedule.step()
+    return ce.item(), mse.item()
+
+
 class PixelBaseTask(DiffusionTask):
     """What the two 32 px bases share: their recipe and the design balance of their draws."""
     options = DiffusionTask.options | {"balance"}
@@ -130,6 +156,7 @@ class ClassBaseTask(PixelBaseTask):
         if self.cfg.label_conditioning == "code":
             model, self.codes = decoder_transfer(self, kind="class_base", classes=list(classes),
                                                  label_conditioning="code", code_hidden=CODE_HIDDEN,
+                                                 code_modes=len(self.train_idx) if CODE_MIXTURE else None,
                                                  guidance=CODE_GUIDANCE)
         else:
             unet = image_unet_config(32, self.cfg.channels, num_class_embeds=len(classes) + 1, attention_levels=1)
@@ -144,10 +171,45 @@ class ClassBaseTask(PixelBaseTask):
             return
         labels, noise, target = self.distillation_set(model)
         steps = 20 if self.cfg.smoke else DISTILL_STEPS
-        last = fit_regression(model.label_code, (labels, noise), target, steps, self.cfg.seed, DISTILL_BATCH)
+        if model.config.code_modes:
+            choice = self.fit_modes(model, labels, target)
+            residual = target - model.label_code.mode_codes[choice]
+            ce, mse = fit_mixture(model.label_code, labels, noise, choice, residual, steps, self.cfg.seed,
+                                  DISTILL_BATCH)
+            last = f"cross-entropy {ce:.3f}, residual MSE {mse:.3f}"
+        else:
+            mse = fit_regression(model.label_code, (labels, noise), target, steps, self.cfg.seed, DISTILL_BATCH)
+            last = f"MSE {mse:.3f}"
         log(f"class_base: label_code distilled from the prior's sampler on {len(target)} codes of "
-            f"{len(model.config.classes) + 1} labels ({steps} steps; last batch MSE {last:.3f})")
+            f"{len(model.config.classes) + 1} labels ({steps} steps; last batch {last})")
         self.pair_noises(model, labels, noise)
+
+    @torch.no_grad()
+    def fit_modes(self, model, labels: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Set the mixture's centres, one per training emoji and owned by its label: the mean of
+        the distilled codes of that label that lie nearest the emoji's own normalised code (the
+        code itself where none does; one step of Lloyd's k-means started at the emoji's codes).
+        Returns the centre each distilled code lies nearest, among its label's (the null label's:
+        among all)."""
+        net, device = model.label_code, target.device
+        codes = ((self.codes.to(device) - model.code_mean) / model.code_std).to(target.dtype)
+        owners = self.labels[self.train_idx].to(device)
+        choice = torch.empty(len(target), dtype=torch.long, device=device)
+        for label in range(model.num_classes + 1):
+            rows = (labels == label).nonzero().squeeze(1)
+            mine = torch.ones_like(owners, dtype=torch.bool) if label == net.null else owners == label
+            modes = mine.nonzero().squeeze(1)
+            if len(rows) and not len(modes):
+                raise ValueError(f"label {model.config.classes[label]!r} has no training emoji to centre its codes on")
+            for part in rows.split(4096):
+                choice[part] = modes[torch.cdist(target[part], codes[modes]).argmin(1)]
+        drawn = labels != net.null
+        counts = torch.bincount(choice[drawn], minlength=len(codes))
+        sums = torch.zeros_like(codes).index_add_(0, choice[drawn], target[drawn])
+        centres = torch.where(counts[:, None] > 0, sums / counts.clamp(min=1)[:, None], codes)
+        net.mode_codes.copy_(centres)
+        net.mode_labels.copy_(owners)
+        return choice
 
     @torch.no_grad()
     def distillation_set(self, model) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -205,7 +267,8 @@ class ClassBaseTask(PixelBaseTask):
         condition for that emoji (after the warm start, and afresh on a resumed run)."""
         device = model.code_mean.device
         codes = (self.codes.to(device) - model.code_mean) / model.code_std
-        drawn = model.label_code(labels, noise)
+        drawn = torch.cat([model.label_code(labels[part], noise[part])   # in parts: a mixture scores every centre
+                           for part in torch.arange(len(labels), device=device).split(16384)])
         null = model.num_classes
         rows_of = {label: (labels == label).nonzero().squeeze(1) for label in range(null + 1)}
         self.code_noise = torch.zeros(len(self.data.records), 2, noise.shape[1])  # [emoji, (label, null)]
