@@ -118,7 +118,9 @@ def build(models: Models) -> None:
                 "default guidance is 1). **Classifier-free guidance** compares the "
                 "prediction for the label with the one for the null label (Ho & Salimans 2021). **Classifier "
                 "guidance** (Dhariwal & Nichol 2021) runs the pixel base unconditionally and steers it with the "
-                "gradient of a separate classifier trained on noisy images, log p(label | x_t). The *How it "
+                "gradient of a separate classifier trained on noisy images, log p(label | x_t); on the committed "
+                "pixel base it cannot change the emoji, which the code drawn before the first step decides. "
+                "The *How it "
                 "works* tab compares the two over a range of scales. Sizes above 32 add the super-resolution "
                 "stages.")
     names = list_classes()

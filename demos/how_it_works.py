@@ -455,8 +455,10 @@ def build(models: Models) -> None:
                     "the share of samples the quality evaluation's judge (`checkpoints/judge`, trained on real emoji, "
                     "not the guiding classifier) accepts as an emoji and assigns to the label; diversity: mean "
                     "pairwise distance between the samples as the evaluation's subgroup classifier sees them (its "
-                    "normalised features; the table also has the pixel distance). The first run may train that "
-                    "classifier (a few CPU minutes, once).")
+                    "normalised features; the table also has the pixel distance). With the committed class base the "
+                    "classifier cannot steer: that base's emoji is decided by a code drawn from the seed's noise "
+                    "before the first step, which the gradient on x_t does not reach, so classifier guidance keeps "
+                    "the unconditional emoji. The first run may train that classifier (a few CPU minutes, once).")
         with gr.Row(equal_height=True):
             c_cfg = gr.Textbox(", ".join(f"{s:g}" for s in guidance_comparison.CFG_SCALES),
                                label="Classifier-free guidance scales",

@@ -25,9 +25,10 @@ The class base likewise (`--label-conditioning`):
   across the jumps and the decoder draws blends. So label_code is a mixture (CODE_MIXTURE): one
   centre per training emoji, owned by its label and placed at the mean of the prior's codes
   nearest it (`fit_modes`); it learns which centre the prior reaches from each noise (a
-  classification) and the rest as a residual (`fit_mixture`). The fine-tuning (any steps after the warm start)
-  then gives each training emoji the noise whose distilled code lies nearest its own code, and
-  trains the whole network with the diffusion loss on (label, that noise) -> the emoji.
+  classification) and the rest as a residual (`fit_mixture`). The fine-tuning (any steps after
+  the warm start) then gives each training emoji the noise whose distilled code lies nearest its
+  own code, and trains the whole network with the diffusion loss on (label, that noise) -> the
+  emoji.
 """
 from __future__ import annotations
 
