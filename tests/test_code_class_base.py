@@ -255,3 +255,34 @@ def test_training_distills_the_priors_sampler_and_pairs_each_emoji(tmp_path, mon
     assert exported.config.sampled_code and exported.config.guidance == bases.CODE_GUIDANCE
     images = generate_class(exported, ["cat-face", "heart"], seeds=[0, 1], steps=2)
     assert images.shape == (2, 3, 32, 32) and torch.isfinite(images).all()
+
+
+@pytest.mark.parametrize("modes", [0, 3])
+def test_the_label_code_check_compares_the_generator_with_the_prior(tmp_path, modes):
+    """scripts/label_code_check.py: the error against the prior's codes for any code class base;
+    for a mixture, the share of picks of the centre nearest the prior's code and the centres used,
+    here one centre per label, so every pick is the prior's centre."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    write_tiny_checkpoints_with(tmp_path, "class_base", lambda d: tiny_code_class_base(d, modes=modes))
+    script = Path(__file__).resolve().parent.parent / "scripts" / "label_code_check.py"
+    proc = subprocess.run([sys.executable, str(script), "--checkpoints", str(tmp_path), "--n", "4"],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "squared error against the prior's code: mean" in proc.stdout and "3 labels x 4 noises" in proc.stdout
+    if modes:
+        assert "picks the centre nearest the prior's code: 1.000" in proc.stdout
+        assert "distinct centres per label over 4 noises: 1.00 (the prior's codes: 1.00)" in proc.stdout
+    else:
+        assert "picks" not in proc.stdout
+
+
+def test_the_label_code_check_refuses_a_class_base_that_draws_no_code(tiny_checkpoints):
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parent.parent / "scripts" / "label_code_check.py"
+    proc = subprocess.run([sys.executable, str(script), "--checkpoints", str(tiny_checkpoints)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode != 0 and "does not draw codes" in proc.stderr
