@@ -101,41 +101,39 @@ def decoder_transfer(task, **config_fields) -> tuple[DiffusionModel, torch.Tenso
     return model, codes
 
 
-def fit_regression(net, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, steps: int, seed: int,
-                   batch: int = REGRESSION_BATCH) -> float:
-    """Fit net(*inputs[b]) to target[b] by MSE on random batches (AdamW, lr on a cosine to 0); the
-    last batch's loss."""
+def minimise(net, losses, n: int, device, steps: int, seed: int, batch: int) -> tuple[float, ...]:
+    """Minimise the sum of losses(b), a tuple of scalar losses on the examples at indices b, over
+    random batches of `batch` of the n examples (AdamW, lr on a cosine to 0); the last batch's
+    losses."""
     gen = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(net.parameters(), lr=REGRESSION_LR)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
     for _ in range(steps):
-        b = torch.randint(len(target), (batch,), generator=gen).to(target.device)
-        loss = (net(*(x[b] for x in inputs)) - target[b]).pow(2).mean()
+        terms = losses(torch.randint(n, (batch,), generator=gen).to(device))
         optimizer.zero_grad()
-        loss.backward()
+        sum(terms).backward()
         optimizer.step()
         schedule.step()
-    return loss.item()
+    return tuple(t.item() for t in terms)
+
+
+def fit_regression(net, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, steps: int, seed: int,
+                   batch: int = REGRESSION_BATCH) -> float:
+    """Fit net(*inputs[b]) to target[b] by MSE on random batches (`minimise`); the last batch's loss."""
+    def losses(b):
+        return ((net(*(x[b] for x in inputs)) - target[b]).pow(2).mean(),)
+    return minimise(net, losses, len(target), target.device, steps, seed, batch)[0]
 
 
 def fit_mixture(net, labels: torch.Tensor, noise: torch.Tensor, choice: torch.Tensor, residual: torch.Tensor,
                 steps: int, seed: int, batch: int) -> tuple[float, float]:
     """Fit a mixture `LabelCodeNet`: cross-entropy of its choice against `choice` (the centre each
     code lies nearest) plus the MSE of its residual against `residual` (the code minus that
-    centre), on random batches (AdamW, lr on a cosine to 0); the last batch's two losses."""
-    gen = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=REGRESSION_LR)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    for _ in range(steps):
-        b = torch.randint(len(choice), (batch,), generator=gen).to(choice.device)
+    centre), on random batches (`minimise`); the last batch's two losses."""
+    def losses(b):
         predicted, logits = net.mixture(labels[b], noise[b])
-        ce = torch.nn.functional.cross_entropy(logits, choice[b])
-        mse = (predicted - residual[b]).pow(2).mean()
-        optimizer.zero_grad()
-        (ce + mse).backward()
-        optimizer.step()
-        schedule.step()
-    return ce.item(), mse.item()
+        return torch.nn.functional.cross_entropy(logits, choice[b]), (predicted - residual[b]).pow(2).mean()
+    return minimise(net, losses, len(choice), choice.device, steps, seed, batch)
 
 
 class PixelBaseTask(DiffusionTask):
