@@ -3,7 +3,9 @@ decoder UNet trained jointly with the v-loss of `DiffusionTask`, z_sem = Enc(x0)
 each loss so the gradients reach the encoder. The min-SNR weight is floored at `snr_floor` (1 by
 default, "truncated SNR", Salimans & Ho 2022): the noisiest steps, where only z_sem can tell the
 decoder what the image is, would otherwise count for almost nothing and the decoder learns to
-ignore z_sem. The export also fits and stores the attribute directions (`core.diffae`)."""
+ignore z_sem. With `cond_dropout` > 0 (0 by default) the code is replaced by the null code (zeros)
+that often, so the decoder can be sampled with classifier-free guidance on z_sem, as DALL-E 2's
+decoder is (`core.diffae.decode(..., guidance=s)`). The export also fits and stores the attribute directions (`core.diffae`)."""
 from __future__ import annotations
 
 import torch
@@ -21,8 +23,8 @@ class DiffAETask(DiffusionTask):
     fire on them in backward, so multi-GPU training works with every parameter used each step;
     but it relies on that, not on forward. Single-process training (CPU or one GPU) is exact."""
     name, folder = "diffae", "diffae"
-    options = DiffusionTask.options - {"cond_dropout"} | {"resolution"}   # no guidance: no condition dropout
-    defaults = dict(channels=(32, 64, 128), snr_floor=1.0)
+    options = DiffusionTask.options | {"resolution"}
+    defaults = dict(channels=(32, 64, 128), snr_floor=1.0, cond_dropout=0.0)
     gpu_profile = dict(batch=256, lr=1e-3, warmup=500, budget_minutes=1.25)
 
     def build(self):
@@ -47,7 +49,11 @@ class DiffAETask(DiffusionTask):
 
     def x0_and_cond(self, gen, device):
         x0 = self.images[self.draw(gen, self.cfg.batch)].to(device)
-        return x0, {"z_sem": self._encoder(x0)}    # no condition dropout: DiffAE has no guidance
+        z_sem = self._encoder(x0)
+        if self.cfg.cond_dropout:   # DALL-E 2's decoder: the code dropped (the null code, zeros) for guidance
+            keep = torch.rand(len(x0), generator=gen) >= self.cfg.cond_dropout
+            z_sem = z_sem * keep.to(device, z_sem.dtype)[:, None]
+        return x0, {"z_sem": z_sem}
 
     def export(self, model, folder, card):
         save_model(model, folder, card)
