@@ -50,6 +50,7 @@ from safetensors.torch import load_file, save_file
 
 from core.checks import check_int, check_range
 from core.data.emoji import TONES
+from core.diffusion.guidance import cfg_denoiser
 from core.diffusion.rng import BatchGenerator
 from core.diffusion.samplers import ddim_invert, sample, sampler_stage_spacing
 from core.models.checkpoints import CheckpointError
@@ -57,6 +58,7 @@ from core.models.names import ATTRIBUTES_FILE, DIRECTIONS_FILE, attribute_names
 from core.models.networks import DiffusionModel
 
 DEFAULT_STEPS = 50          # DDIM steps of encoding (inversion) and of decoding
+MAX_DECODER_GUIDANCE = 10.0   # classifier-free guidance on z_sem (decode)
 MAX_STRENGTH = 3.0          # in class gaps: 1 moves an average image without the attribute onto the average with it
 SEMANTIC_DIM = 256
 ENCODER_CHANNELS = (32, 64, 128, 256)
@@ -89,9 +91,19 @@ def check_steps(steps) -> int:
     return check_int("steps", steps, 1, 1000)
 
 
-def _denoiser(model: DiffusionModel, z_sem: torch.Tensor):
+def _denoiser(model: DiffusionModel, z_sem: torch.Tensor, guidance: float = 1.0):
+    """The decoder's eps given z_sem; with guidance s != 1, classifier-free guidance on the code
+    against the null code (zeros, what a decoder trained with condition dropout saw when its code was
+    dropped; DALL-E 2's decoder, Ramesh et al. 2022, sec. 2.1). s = 1 is the plain decoder."""
     cond = {"z_sem": z_sem}
-    return lambda x_t, t: model.eps(x_t, t, cond)  # noqa: E731
+    if guidance == 1.0:
+        return lambda x_t, t: model.eps(x_t, t, cond)  # noqa: E731
+    return cfg_denoiser(model.eps, cond, {"z_sem": torch.zeros_like(z_sem)}, guidance)
+
+
+def check_guidance(guidance) -> float:
+    """The decoder's guidance scale on z_sem: a number from 0 to MAX_DECODER_GUIDANCE."""
+    return check_range("decoder guidance", guidance, 0.0, MAX_DECODER_GUIDANCE)
 
 
 @torch.no_grad()
@@ -116,17 +128,19 @@ def encode(model: DiffusionModel, images: torch.Tensor,
 
 @torch.no_grad()
 def decode(model: DiffusionModel, z_sem: torch.Tensor, x_T: torch.Tensor, steps: int = DEFAULT_STEPS,
-           callback=None, sampler: str = "ddim") -> torch.Tensor:
+           callback=None, sampler: str = "ddim", guidance: float = 1.0) -> torch.Tensor:
     """Deterministic sampling from x_T given z_sem; images in [-1, 1]. With "ddim" (eta = 0) and the
     x_T of `encode` this reconstructs the image; with fresh N(0, I) noise it renders z_sem's
     semantics (another deterministic `sampler`, e.g. "dpmpp-2m", renders it in fewer steps; on
     its stage grid, `core.diffusion.samplers.sampler_stage_spacing`). `callback` gets the sampler's
-    progress dicts (core.diffusion.samplers)."""
+    progress dicts (core.diffusion.samplers). `guidance` s != 1: classifier-free guidance on z_sem
+    (`_denoiser`); only a decoder trained with condition dropout knows the null code."""
     _check_model(model)
+    guidance = check_guidance(guidance)
     if z_sem.ndim != 2 or x_T.ndim != 4 or z_sem.shape[0] != x_T.shape[0]:
         raise ValueError(f"z_sem [B, D] and x_T [B, 3, H, W] must share B; "
                          f"got {tuple(z_sem.shape)}, {tuple(x_T.shape)}")
-    return sample(sampler, _denoiser(model, z_sem.to(x_T.device)), x_T, model.schedule, check_steps(steps),
+    return sample(sampler, _denoiser(model, z_sem.to(x_T.device), guidance), x_T, model.schedule, check_steps(steps),
                   callback=callback, spacing=sampler_stage_spacing(sampler)).clamp(-1, 1)
 
 

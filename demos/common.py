@@ -247,7 +247,8 @@ def user_errors() -> Iterator[None]:
 def named_errors(demo: gr.Blocks) -> gr.Blocks:
     """Make every endpoint answer a malformed call with a gr.Error that names what is wrong, where
     Gradio would answer {"error": null} (it shows only its own gr.Error messages): too few
-    arguments name the endpoint's arguments; a value an input cannot take (NaN, no number, an
+    arguments name the endpoint's arguments; a file argument that is not one of this server's
+    uploads or examples is refused before anything opens it (`check_uploaded`); a value an input cannot take (NaN, no number, an
     unreadable upload) names the input. Wrapped on the instances (subclassing a component makes
     Gradio write a .pyi stub next to this module); call it once the layout is built."""
     for block in demo.blocks.values():
@@ -261,10 +262,54 @@ def named_errors(demo: gr.Blocks) -> gr.Blocks:
                      if not isinstance(p.default, gr.Progress)][:len(block_fn.inputs)]
             raise error(f"/{block_fn.api_name or block_fn.name} takes {len(block_fn.inputs)} arguments "
                         f"({', '.join(names)}); got {len(inputs)}", "Missing arguments")
+        for block, value in zip(block_fn.inputs, inputs):   # before Gradio reads or moves any file
+            if isinstance(block, FILE_COMPONENTS) and value is not None:
+                check_uploaded(value)
         validate(block_fn, inputs)
 
     demo.validate_inputs = validate_inputs
     return demo
+
+
+FILE_COMPONENTS = (gr.Image, gr.ImageEditor, gr.File, gr.Gallery, gr.Audio, gr.Video)
+NOT_UPLOADED = "only uploaded files are accepted: upload the image (or pick an example) and run again"
+
+
+def _file_paths(payload) -> list:
+    """Every `path` in a file component's payload (a FileData, an ImageEditor's EditorData with its
+    background, layers and composite, a list of them, or their dict form)."""
+    if hasattr(payload, "model_dump"):
+        payload = payload.model_dump()
+    if isinstance(payload, dict):
+        own = [payload["path"]] if "path" in payload else []
+        return own + [p for k, v in payload.items() if k != "path" for p in _file_paths(v)]
+    if isinstance(payload, (list, tuple)):
+        return [p for v in payload for p in _file_paths(v)]
+    return []
+
+
+def upload_roots() -> list[Path]:
+    """The folders a file argument may come from: Gradio's upload folder (uploads, and the
+    examples Gradio copied there) and this app's example folder."""
+    from gradio.utils import get_upload_folder
+    return [Path(get_upload_folder()).resolve(), EXAMPLE_DIR.resolve()]
+
+
+def check_uploaded(payload) -> None:
+    """Refuse a file argument that is not a file of this server's uploads or examples, whatever the
+    payload's shape: Gradio checks only payloads that carry its "meta" marker, and without it a caller
+    could name any file on the server. The refusal is the same whether the path exists or not, and
+    never names it."""
+    roots = upload_roots()
+    for path in _file_paths(payload):
+        try:
+            real = Path(os.path.realpath(str(path)))   # symlinks and ".." resolved before the check
+            ok = isinstance(path, (str, os.PathLike)) and any(real.is_relative_to(r) for r in roots) \
+                and real.is_file()
+        except (OSError, ValueError):
+            ok = False
+        if not ok:
+            raise error(NOT_UPLOADED, "Invalid input")
 
 
 def _readable_preprocess(component) -> None:
