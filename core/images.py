@@ -6,6 +6,7 @@ import json
 import math
 import os
 import tempfile
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -23,14 +24,51 @@ class ImageError(ValueError):
     """An input image that cannot be used; the message says why."""
 
 
+class ImageSizeError(ImageError):
+    """An input image too small or too large (read from its header)."""
+
+
+# Pillow refuses to open an image of more than twice this many pixels (DecompressionBombError),
+# a bound far above what MAX_SIDE lets through, so a bomb costs nothing before open_image refuses it.
+Image.MAX_IMAGE_PIXELS = 4 * MAX_SIDE * MAX_SIDE
+
+
+def check_side(name: str, size: tuple[int, int]) -> None:
+    """ImageError unless each side of `size` (w, h) is from MIN_SIDE to MAX_SIDE pixels."""
+    w, h = size
+    if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
+        raise ImageSizeError(f"{name} is {w}x{h}; each side must be between {MIN_SIDE} and {MAX_SIDE} pixels")
+
+
+def image_size(path: str | os.PathLike, name: str | None = None) -> tuple[int, int]:
+    """(w, h) of an image file read from its header, without decoding the pixels; an ImageError
+    names it as `name` when it is no image Pillow knows or a decompression bomb."""
+    name = name or f"image {path}"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)   # check_side says it in one line
+            with Image.open(path) as im:
+                return im.size
+    except Image.DecompressionBombError as e:
+        raise ImageSizeError(f"{name} is too large to open (more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels); "
+                         f"each side must be between {MIN_SIDE} and {MAX_SIDE} pixels") from e
+    except UnidentifiedImageError as e:
+        raise ImageError(f"{name} cannot be read: not an image format Pillow knows") from e
+    except (OSError, SyntaxError, ValueError) as e:
+        raise ImageError(f"{name} cannot be read: {getattr(e, 'strerror', None) or e}") from e
+
+
 def open_image(path: str | os.PathLike, name: str | None = None) -> Image.Image:
-    """Open and fully decode an image file, with an ImageError for missing or corrupt files that
-    names it as `name` (default: "image PATH"; a server says "the uploaded image" instead of the
-    path of its upload folder)."""
+    """Open and fully decode an image file, with an ImageError for missing, corrupt or oversized
+    files that names it as `name` (default: "image PATH"; a server says "the uploaded image"
+    instead of the path of its upload folder). The size is checked from the header first."""
     path = Path(path)
     name = name or f"image {path}"
+    if path.is_dir():
+        raise ImageError(f"{name} is a folder, not an image file")
     if not path.is_file():
         raise ImageError(f"{name} does not exist")
+    check_side(name, image_size(path, name))   # from the header: a huge image is refused before decoding
     try:
         with Image.open(path) as im:
             im.load()
@@ -46,9 +84,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
     over white like the emoji renders; L, P, CMYK, I;16 ... are converted."""
     if not isinstance(image, Image.Image):
         raise ImageError(f"expected a PIL image, got {type(image).__name__}")
-    w, h = image.size
-    if min(w, h) < MIN_SIDE or max(w, h) > MAX_SIDE:
-        raise ImageError(f"image is {w}x{h}; each side must be between {MIN_SIDE} and {MAX_SIDE} pixels")
+    check_side("image", image.size)
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
         arr = np.asarray(image, dtype=np.float64)
         arr = 255 * (arr - arr.min()) / max(arr.max() - arr.min(), 1)

@@ -35,7 +35,7 @@ from PIL import Image, ImageDraw
 from core import cancel
 from core.cascade import base_defaults
 from core.data.emoji import IMAGES_FILE, RECORDS_FILE, default_cache_dir, load_font, parse_emoji_test, render_emoji
-from core.images import image_grid, open_image, save_png
+from core.images import ImageError, ImageSizeError, check_side, image_grid, image_size, open_image, save_png
 from core.models.checkpoints import CheckpointError
 from core.models.modelset import ModelSet
 from core.semantic import DECODER_SAMPLER, DECODER_STEPS
@@ -264,7 +264,7 @@ def named_errors(demo: gr.Blocks) -> gr.Blocks:
                         f"({', '.join(names)}); got {len(inputs)}", "Missing arguments")
         for block, value in zip(block_fn.inputs, inputs):   # before Gradio reads or moves any file
             if isinstance(block, FILE_COMPONENTS) and value is not None:
-                check_uploaded(value)
+                check_uploaded(value, image=isinstance(block, (gr.Image, gr.ImageEditor)))
         validate(block_fn, inputs)
 
     demo.validate_inputs = validate_inputs
@@ -280,8 +280,8 @@ def _file_paths(payload) -> list:
     background, layers and composite, a list of them, or their dict form)."""
     if hasattr(payload, "model_dump"):
         payload = payload.model_dump()
-    if isinstance(payload, dict):
-        own = [payload["path"]] if "path" in payload else []
+    if isinstance(payload, dict):   # a file names a path (a url alone, such as a data: URL, is refused)
+        own = [payload.get("path")] if "path" in payload or "url" in payload else []
         return own + [p for k, v in payload.items() if k != "path" for p in _file_paths(v)]
     if isinstance(payload, (list, tuple)):
         return [p for v in payload for p in _file_paths(v)]
@@ -295,11 +295,11 @@ def upload_roots() -> list[Path]:
     return [Path(get_upload_folder()).resolve(), EXAMPLE_DIR.resolve()]
 
 
-def check_uploaded(payload) -> None:
+def check_uploaded(payload, image: bool = True) -> None:
     """Refuse a file argument that is not a file of this server's uploads or examples, whatever the
     payload's shape: Gradio checks only payloads that carry its "meta" marker, and without it a caller
     could name any file on the server. The refusal is the same whether the path exists or not, and
-    never names it."""
+    never names it. An `image` too large is refused from its header, before anything decodes it."""
     roots = upload_roots()
     for path in _file_paths(payload):
         try:
@@ -310,6 +310,13 @@ def check_uploaded(payload) -> None:
             ok = False
         if not ok:
             raise error(NOT_UPLOADED, "Invalid input")
+        if image:
+            try:   # the size from the header, before Gradio or core decode the pixels
+                check_side("the uploaded image", image_size(real, "the uploaded image"))
+            except ImageSizeError as e:
+                raise error(str(e), "Cannot do that") from e
+            except ImageError:
+                pass   # unreadable: the component's preprocess names it (named_errors)
 
 
 def _readable_preprocess(component) -> None:

@@ -93,3 +93,26 @@ def test_uploads_and_examples_still_work(client, server, tmp_path):
                                                 api_name="/upscale")
     assert Image.open(result).size == (64, 64)
     assert json.dumps(parameters)
+
+
+def rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS")) / 1024
+
+
+def test_huge_images_are_refused_from_their_header(client, server, tmp_path):
+    """Five 9000x9000 PNGs (a few hundred KB each, 81 MB once decoded) are refused in one line before
+    anything decodes them, so the server's memory stays where it was."""
+    from gradio_client import handle_file
+    from gradio_client.exceptions import AppError
+
+    from tests.test_cli import bomb_png
+    bomb = bomb_png(tmp_path / "huge.png", 9000)
+    good_request(client, server)
+    before = rss_mb(server.proc.pid)
+    for _ in range(5):
+        with pytest.raises(AppError) as raised:
+            client.predict(image=handle_file(str(bomb)), factor=2, size=64, steps=2, api_name="/upscale")
+        assert "the uploaded image is 9000x9000; each side must be between" in raised.value.message
+    assert rss_mb(server.proc.pid) - before < 50
+    good_request(client, server)

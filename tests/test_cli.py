@@ -148,3 +148,58 @@ def test_a_huge_prompt_is_cut_to_the_context_and_stored_cut(tmp_path, tiny_check
     stored = read_parameters(png)["prompt"]
     assert prompt.startswith(stored) and 0 < len(stored) < 200
     assert png.stat().st_size < 20_000
+
+
+# ---- bad invocations: exit status 2 and one line -------------------------------------------------
+def bomb_png(path: Path, side: int) -> Path:
+    """A valid grey PNG of side x side pixels, all white, a few hundred KB on disk (a
+    decompression bomb: its pixels take side**2 bytes once decoded)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    packer, row = zlib.compressobj(9), b"\x00" + b"\xff" * side
+    body = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", side, side, 8, 0, 0, 0, 0))
+                     + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    return path
+
+
+@pytest.mark.parametrize("args, message", [
+    (["generate", "--prompt", "x", "--seed", "-1", "--out", "o"], "-1 is not from 0 to 4294967295"),
+    (["generate", "--prompt", "x", "--seed", str(2**70), "--out", "o"], "is not from 0 to 4294967295"),
+    (["generate", "--prompt", "x", "--size", "256", "--out", "o"], "invalid choice: 256"),
+    (["generate", "--prompt", "x", "--guidance", "nan", "--out", "o"], "nan is not a finite number"),
+    (["translate", "--task", "sdedit", "--image", "x.png", "--seed", "1.5", "--out", "o.png"], "not a whole number"),
+])
+def test_argument_errors_are_one_line(args, message):
+    proc = cli(*args, ok=False)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.count("\n") == 1 and message in proc.stderr and proc.stderr.startswith("error: "), proc.stderr
+
+
+def test_images_too_large_or_folders_are_refused_in_one_line(tmp_path, tiny_checkpoints):
+    """A 20000x20000 PNG (decompression bomb) and a 9000x9000 one are refused from their headers,
+    before any pixel is decoded; a folder is named as a folder."""
+    for side in (20000, 9000):
+        bomb = bomb_png(tmp_path / f"bomb{side}.png", side)
+        assert bomb.stat().st_size < 1_000_000
+        proc = cli("upscale", "--image", bomb, "--size", "64", "--checkpoints", tiny_checkpoints,
+                   "--out", tmp_path / "up.png", ok=False)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+        assert "each side must be between" in proc.stderr and not (tmp_path / "up.png").exists()
+    proc = cli("upscale", "--image", tmp_path, "--size", "64", "--checkpoints", tiny_checkpoints,
+               "--out", tmp_path / "up.png", ok=False)
+    assert proc.returncode == 2 and "is a folder, not an image file" in proc.stderr
+
+
+def test_ctrl_c_is_one_line(monkeypatch, capsys):
+    from core.cli import main as cli_main
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli_main, "check_out", interrupted)
+    assert cli_main.main(["generate", "--prompt", "x", "--out", "o"]) == 130
+    assert capsys.readouterr().err == "stopped\n"

@@ -12,6 +12,28 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
+MAX_SEED = 2**32 - 1   # seeds from 0 to 2^32 - 1, the same range as the app's
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line ("error: ...", exit status 2) instead of the
+    usage block before it; `--help` still prints the usage. Subparsers inherit the class."""
+
+    def error(self, message: str):
+        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+
+
+def seed(text: str) -> int:
+    """A seed: a whole number from 0 to 2^32 - 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} is not from 0 to {MAX_SEED}")
+    return value
+
+
 def finite(text: str) -> float:
     """A float that is neither inf nor NaN."""
     value = float(text)
@@ -40,7 +62,7 @@ def text_list(text: str) -> list[str]:
 
 def model_options() -> argparse.ArgumentParser:
     """A parent parser with the options of every command that loads models: --checkpoints, --device."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = OneLineParser(add_help=False)
     p.add_argument("--checkpoints", default=None, help="checkpoints folder or Hub repo id (default: ./checkpoints)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     return p

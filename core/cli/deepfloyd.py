@@ -6,6 +6,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
+from core.cli import seed
 from core.deepfloyd import DTYPES, IF_I_DEFAULTS, IF_II_DEFAULTS, IF_STAGE_I, IF_STAGE_II, DeepFloydIF
 from core.images import save_png, tensor_to_pil
 
@@ -25,7 +26,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p.add_argument("--sr-guidance", type=float, default=IF_II_DEFAULTS.guidance)
     p.add_argument("--sr-noise", type=int, default=IF_II_DEFAULTS.aug_level, help="stage II noise level (0-999)")
     p.add_argument("--no-threshold", action="store_true", help="turn dynamic thresholding off")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--num", type=int, default=1)
     p.add_argument("--dtype", choices=list(DTYPES), help="default: float16 on a GPU, float32 on the CPU")
     p.add_argument("--offload", action="store_true", help="move each model to the GPU only while it runs")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.cli import finite, load_models
+from core.cli import finite, load_models, seed
 from core.data.emoji import load_dataset
 from core.diffae import (
     DEFAULT_STEPS,
@@ -64,7 +64,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     e.add_argument("--strength", type=finite, required=True,
                    help="in class gaps (-3..3): 1 moves an average image without the attribute onto the average "
                         "one with it; + towards the attribute, - away")
-    e.add_argument("--seed", type=int, default=0,
+    e.add_argument("--seed", type=seed, default=0,
                    help="used with --fresh-noise only (encode/decode is deterministic DDIM)")
     e.add_argument("--fresh-noise", action="store_true",
                    help="decode with seeded fresh noise instead of the image's own x_T (keeps semantics only)")

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from core.checks import check_int
-from core.cli import finite, load_models, number_list
+from core.cli import finite, load_models, number_list, seed
 from core.diffae import DEFAULT_STEPS, check_steps, check_strength
 from core.evaluation import diffae, translate
 from core.evaluation.classifiers import ClassifierSettings
@@ -30,7 +30,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=int, help="sampling steps of every stage (default: each stage's default)")
     p.add_argument("--guidance", type=number_list(finite), default=list(DEFAULT_GUIDANCE),
                    help="guidance sweep, e.g. 1,3,5")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--batch", type=int, default=32, help="images per sampling batch")
     p.add_argument("--json", help="also write the results as JSON here")
     p.add_argument("--clip", help="CLIP folder for the CLIP metrics (default <checkpoints>/clip)")
@@ -51,7 +51,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
                        help="measure Palette / RePaint / SDEdit on held-out emoji; prints markdown")
     t.add_argument("--n", type=int, default=32, help="held-out images")
     t.add_argument("--steps", type=int, default=25)
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=seed, default=0)
     t.add_argument("--inpaint-samples", type=int, default=1,
                    help="also score Palette inpainting as the mean of this many samples per image")
     t.set_defaults(handler=run_translate)

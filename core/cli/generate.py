@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from core.cascade import base_defaults, default_base, generate, variations
-from core.cli import finite, load_models
+from core.cli import finite, load_models, seed
 from core.diffusion.samplers import SAMPLERS
 from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings, upscale
@@ -45,7 +45,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
                    help=f"steps of each SR stage (default {SR_STAGE_DEFAULTS[0].steps} at 64 px, "
                         f"{SR_STAGE_DEFAULTS[1].steps} at 128 px)")
     g.add_argument("--sr-noise", type=int, default=SR_DEFAULTS.aug_level, help="SR noise-augmentation level (0-999)")
-    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--seed", type=seed, default=0)
     g.add_argument("--num", type=int, default=1)
     g.add_argument("--size", type=int, choices=(32, 64, 128), default=128)
     g.add_argument("--base", choices=("pixel", "semantic"), default=None,
@@ -59,7 +59,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     v = sub.add_parser("variations", help=HELP["variations"], parents=[models])
     v.add_argument("--image", required=True)
     v.add_argument("--num", type=int, default=4)
-    v.add_argument("--seed", type=int, default=0)
+    v.add_argument("--seed", type=seed, default=0)
     v.add_argument("--size", type=int, choices=(32, 64, 128), default=128)
     v.add_argument("--prompt", default=None, help="move the image's semantics towards this prompt (with --mix)")
     v.add_argument("--mix", type=finite, default=0.0, help="0: the image's own code ... 1: the prompt's (default 0)")
@@ -79,7 +79,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     u.add_argument("--steps", type=int, default=SR_DEFAULTS.steps)
     u.add_argument("--sampler", choices=list(SAMPLERS), default=SR_DEFAULTS.sampler)
     u.add_argument("--noise", type=int, default=SR_DEFAULTS.aug_level, help="noise-augmentation level (0-999)")
-    u.add_argument("--seed", type=int, default=0)
+    u.add_argument("--seed", type=seed, default=0)
     u.add_argument("--out", required=True, help="output PNG file")
     u.set_defaults(handler=run_upscale, out_kind="file")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from core.cli import format_table, number_list, text_list
+from core.cli import format_table, number_list, seed, text_list
 from core.evaluation.guidance_comparison import (
     CFG_SCALES,
     CLASSIFIER_SCALES,
@@ -30,7 +30,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p.add_argument("--labels", type=text_list, default=list(LABELS))
     p.add_argument("--cfg-scales", type=number_list(float), default=list(CFG_SCALES))
     p.add_argument("--classifier-scales", type=number_list(float), default=list(CLASSIFIER_SCALES))
-    p.add_argument("--seeds", type=number_list(int), default=list(SEEDS))
+    p.add_argument("--seeds", type=number_list(seed), default=list(SEEDS))
     p.add_argument("--sampler", default="ddim")
     p.add_argument("--steps", type=int, default=STEPS)
     p.add_argument("--no-threshold", action="store_true")

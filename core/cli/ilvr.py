@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
-from core.cli import format_table, load_models, number_list
+from core.cli import format_table, load_models, number_list, seed
 from core.conditions import BASES
 from core.ilvr import ILVR_DEFAULTS, STRIP_FACTORS, ilvr_strip
 from core.images import open_image, save_png
@@ -14,7 +14,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p = sub.add_parser("ilvr-strip", help="ILVR at several factors N: a strip and its figures", parents=[models])
     p.add_argument("--image", required=True, help="the reference (any size or mode)")
     p.add_argument("--factors", type=number_list(int), default=list(STRIP_FACTORS), help="comma-separated N at 32x32")
-    p.add_argument("--seeds", type=number_list(int), default=[0], help="comma-separated; 2 or more give the diversity")
+    p.add_argument("--seeds", type=number_list(seed), default=[0], help="comma-separated; 2 or more give the diversity")
     p.add_argument("--model", choices=BASES, default="text_base")
     p.add_argument("--prompt", help="text base: guide with this prompt (default: unguided)")
     p.add_argument("--label", help="class base: guide with this class (default: unconditional)")

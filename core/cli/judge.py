@@ -11,6 +11,7 @@ from dataclasses import replace
 import torch
 import torch.nn.functional as F
 
+from core.cli import seed
 from core.data.emoji import load_dataset
 from core.evaluation.judge import DEFAULT_FOLDER, RESOLUTION, Judge, JudgeError
 from core.images import open_image, pil_to_tensor
@@ -33,7 +34,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     t.add_argument("--early", help="checkpoints root of an early-training text base (and its clip): its 25-step "
                    "samples join the negatives, e.g. the project's first text base (git show d29b43f:checkpoints/...)")
     t.add_argument("--early-n", type=int, help="how many early samples (default 384 with --early)")
-    t.add_argument("--seed", type=int)
+    t.add_argument("--seed", type=seed)
     t.add_argument("--twin", action="store_true", help="also train a twin on the training split and report "
                    "its figures on the held-out split in the card")
     t.add_argument("--exclude-heldout", action="store_true", help="only train (and write) the twin")

@@ -13,7 +13,7 @@ import argparse
 import importlib
 import sys
 
-from core.cli import check_output, model_options
+from core.cli import OneLineParser, check_output, model_options
 from core.models.checkpoints import CheckpointError
 
 LIGHT = "core.cli.names"   # the commands answered without torch
@@ -47,7 +47,7 @@ DESCRIPTION = "The diffusion demo hub without a UI."
 
 def _light_parser() -> argparse.ArgumentParser:
     """Every command with its help; only the light ones with their options (no torch import)."""
-    parser = argparse.ArgumentParser(prog="python -m core", description=DESCRIPTION)
+    parser = OneLineParser(prog="python -m core", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     light = importlib.import_module(LIGHT)
     for name, (module, text) in COMMANDS.items():
@@ -59,7 +59,7 @@ def _light_parser() -> argparse.ArgumentParser:
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser of every command, or, for `command`, of its module's commands and the light ones."""
-    parser = argparse.ArgumentParser(prog="python -m core", description=DESCRIPTION)
+    parser = OneLineParser(prog="python -m core", description=DESCRIPTION)
     sub = parser.add_subparsers(dest="command", required=True)
     if command in COMMANDS:
         modules = dict.fromkeys((COMMANDS[command][0], LIGHT))
@@ -91,4 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, CheckpointError, OSError) as e:  # ImageError is a ValueError; OSError: e.g. a full disk
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # Ctrl-C: nothing was written (outputs are written whole, at the end)
+        print("stopped", file=sys.stderr)
+        return 130
     return 0

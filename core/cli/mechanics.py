@@ -8,7 +8,7 @@ import sys
 import torch
 from PIL import Image
 
-from core.cli import format_table, load_models, number_list, text_list
+from core.cli import format_table, load_models, number_list, seed, text_list
 from core.diffusion.samplers import SAMPLERS
 from core.diffusion.schedules import SCHEDULES
 from core.images import grid_image, open_image, pil_to_tensor, save_png
@@ -51,13 +51,13 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     f.add_argument("--image", required=True)
     f.add_argument("--t", type=number_list(float), default=list(FORWARD_TIMES), help="comma-separated, 0-999")
     f.add_argument("--size", type=int, default=32)
-    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--seed", type=seed, default=0)
     f.add_argument("--out", required=True, help="output PNG")
 
     s = sub.add_parser("samplers", help="every sampler at equal NFE: a grid and a table", parents=[condition, models])
     s.add_argument("--samplers", type=text_list, default=list(SAMPLERS))
     s.add_argument("--nfe", type=number_list(int), default=list(NFE_BUDGETS), help="comma-separated NFE budgets")
-    s.add_argument("--seeds", type=number_list(int), default=[0, 1])
+    s.add_argument("--seeds", type=number_list(seed), default=[0, 1])
     s.add_argument("--guidance", type=float, default=BASE_DEFAULTS.guidance)
     s.add_argument("--no-threshold", action="store_true")
     s.add_argument("--out", required=True, help="output PNG (a line per sampler: budgets, seeds within each)")
@@ -65,7 +65,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     g = sub.add_parser("guidance", help="the same seeds at several guidance scales: fidelity vs diversity",
                        parents=[condition, models])
     g.add_argument("--scales", type=number_list(float), default=list(GUIDANCE_SCALES))
-    g.add_argument("--seeds", type=number_list(int), default=list(GUIDANCE_SEEDS))
+    g.add_argument("--seeds", type=number_list(seed), default=list(GUIDANCE_SEEDS))
     g.add_argument("--sampler", choices=SAMPLERS, default="ddim")
     g.add_argument("--steps", type=int, default=GUIDANCE_STEPS)
     g.add_argument("--no-threshold", action="store_true")
@@ -73,7 +73,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
 
     t = sub.add_parser("trajectory", help="x_t (top) and predicted x0 (bottom) at chosen steps of one run",
                        parents=[condition, models])
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--seed", type=seed, default=0)
     t.add_argument("--sampler", choices=SAMPLERS, default="ddim")
     t.add_argument("--steps", type=int, default=20)
     t.add_argument("--guidance", type=float, default=BASE_DEFAULTS.guidance)
@@ -88,7 +88,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     lk.add_argument("--method", choices=("ode", "vlb"), default="ode")
     lk.add_argument("--steps", type=int, default=None, help="ODE steps (default 20) or bound terms (default 25)")
     lk.add_argument("--probes", type=int, default=1, help="Hutchinson probes / bound draws per image")
-    lk.add_argument("--seed", type=int, default=0)
+    lk.add_argument("--seed", type=seed, default=0)
 
     sub.add_parser("hspace-directions", help="fit h-space directions on the emoji data set; stored with the model",
                    parents=[base, models])

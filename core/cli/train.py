@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from core.cli import seed
 from core.models.checkpoints import DEFAULT_CHECKPOINTS
 from core.training.config import default_config
 from core.training.loop import train, train_all
@@ -52,7 +53,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-every", type=int)
     p.add_argument("--checkpoints", help="checkpoints root a text base reads its CLIP from")
     p.add_argument("--threads", type=int)
-    p.add_argument("--seed", type=int)
+    p.add_argument("--seed", type=seed)
     p.add_argument("--profile", choices=("cpu", "gpu"), default="cpu",
                    help="all: gpu = bigger batches and a minutes budget per model (about 9 minutes in all)")
     p.add_argument("--smoke", action="store_true", help="tiny models, a few steps: checks every stage runs")

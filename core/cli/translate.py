@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from core.cli import load_models
+from core.cli import load_models, seed
 from core.images import open_image, save_png
 from core.translate import (
     DEFAULT_STRENGTH,
@@ -27,7 +27,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--strength", type=float,
                    help=f"sdedit: 0 (keep) .. 1 (ignore the input); default {DEFAULT_STRENGTH}")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--steps", type=int, help=f"sampling steps (default {TRANSLATE_DEFAULTS.steps})")
     p.add_argument("--sampler", help="ddpm|ddim|euler|heun|euler-maruyama|dpmpp-2m (default ddim)")
     p.add_argument("--guidance", type=float, help="sdedit / repaint with a prompt (default 3)")
