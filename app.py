@@ -10,11 +10,9 @@ is known to be free, so `--help` and a taken `--port` answer at once.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import socket
 import sys
-import time
 
 from core.models.checkpoints import CheckpointError  # no torch: `spaces` (ZeroGPU) must come before it
 
@@ -80,11 +78,17 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="also open a public gradio.live link (needs --auth, or --share-without-auth)")
     p.add_argument("--auth", default=os.environ.get("DIFFUSION_HUB_AUTH"), metavar="USER:PASS",
                    help="require this login (default: $DIFFUSION_HUB_AUTH, which keeps it out of `ps`)")
+    p.add_argument("--forwarded-allow-ips", default="", metavar="IPS",
+                   help="proxies (comma-separated addresses) whose X-Forwarded-For header names the client; "
+                        "default none: the login back-off keys on the connecting address")
     p.add_argument("--share-without-auth", action="store_true",
                    help="allow --share with no login: anyone with the link can use this machine")
     p.add_argument("--concurrency", type=int, default=None,
                    help="jobs run at once on the device (default: 1 on CPU, 2 on a GPU)")
     p.add_argument("--max-queue", type=int, default=32, help="requests waiting at most; more are refused")
+    p.add_argument("--max-sessions", type=int, default=128,
+                   help="sessions whose state the server keeps (the oldest is dropped; Gradio's default, "
+                        "10,000, holds about 0.8 MB each)")
     p.add_argument("--deepfloyd", default=os.environ.get("DIFFUSION_HUB_DEEPFLOYD"), metavar="STAGE_I[,STAGE_II]|none",
                    help="DeepFloyd IF folders or Hub repo ids (default: $DIFFUSION_HUB_DEEPFLOYD, else "
                         "DeepFloyd/IF-I-XL-v1.0,DeepFloyd/IF-II-L-v1.0); none leaves IF out")
@@ -103,7 +107,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.share and args.auth is None and not args.share_without_auth:
         p.error("--share makes this machine reachable by anyone who has the link; give --auth USER:PASS "
                 "(or --share-without-auth to share it anyway)")
-    for name in ("concurrency", "max_queue"):
+    for name in ("concurrency", "max_queue", "max_sessions"):
         value = getattr(args, name)
         if value is not None and value < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
@@ -146,51 +150,6 @@ def check_port(host: str | None, port: int | None) -> None:
                       "Choose another --port") from None
 
 
-class LoginBackoff:
-    """ASGI middleware: Gradio's /login allows unlimited guesses, which matters behind --share. After
-    FREE_FAILURES failed logins from one address, that address's next login attempts are refused
-    (HTTP 429, saying how long to wait) for a time that doubles with each further failure, up to
-    MAX_WAIT_S; a successful login clears its count. Behind a tunnel every visitor may share one
-    address: then the wait is everyone's, which still bounds the guessing."""
-    FREE_FAILURES = 5
-    MAX_WAIT_S = 300.0
-
-    def __init__(self, app, clock=time.monotonic):
-        self.app, self.clock = app, clock
-        self.failures: dict[str, tuple[int, float]] = {}   # address -> (failed logins, refused until)
-
-    def wait_s(self, address: str) -> float:
-        return max(0.0, self.failures.get(address, (0, 0.0))[1] - self.clock())
-
-    def record(self, address: str, succeeded: bool) -> None:
-        if succeeded:
-            self.failures.pop(address, None)
-            return
-        count = self.failures.get(address, (0, 0.0))[0] + 1
-        wait = 0.0 if count < self.FREE_FAILURES else min(2.0 ** (count - self.FREE_FAILURES), self.MAX_WAIT_S)
-        self.failures[address] = (count, self.clock() + wait)
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].rstrip("/").endswith("/login"):
-            return await self.app(scope, receive, send)
-        address = (scope.get("client") or ("unknown",))[0]
-        wait = self.wait_s(address)
-        if wait > 0:
-            from starlette.responses import JSONResponse
-            refusal = JSONResponse({"detail": f"Too many failed logins: try again in {math.ceil(wait)} s"},
-                                   status_code=429, headers={"Retry-After": str(math.ceil(wait))})
-            return await refusal(scope, receive, send)
-        status = {}
-
-        async def watched(message):
-            if message["type"] == "http.response.start":
-                status["code"] = message["status"]
-            await send(message)
-
-        await self.app(scope, receive, watched)
-        self.record(address, succeeded=status.get("code") == 200)
-
-
 def start(args: argparse.Namespace, tab_modules=None):
     """Load the models, build the app and start serving it (without blocking); returns the
     launched gr.Blocks. Raises CheckpointError / ValueError for unusable checkpoints or device."""
@@ -213,9 +172,13 @@ def start(args: argparse.Namespace, tab_modules=None):
     demo = build_app(models, tab_modules if tab_modules is not None else tabs(args.tab or TABS))
     demo.queue(default_concurrency_limit=concurrency, max_size=args.max_queue)
     from starlette.middleware import Middleware
+
+    from demos.access import AuthGate, LoginBackoff
+    os.environ["FORWARDED_ALLOW_IPS"] = args.forwarded_allow_ips   # uvicorn: whose X-Forwarded-For to believe
     demo.launch(server_name=args.host, server_port=args.port, auth=args.auth, share=False,
+                state_session_capacity=args.max_sessions,
                 prevent_thread_lock=True, css=common.CSS, max_file_size="20mb", quiet=True,
-                app_kwargs={"middleware": [Middleware(LoginBackoff)]} if args.auth else None)
+                app_kwargs={"middleware": [Middleware(AuthGate), Middleware(LoginBackoff)]} if args.auth else None)
     print(f"* Running on local URL: {demo.local_url}", flush=True)
     return demo
 

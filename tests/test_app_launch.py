@@ -3,6 +3,7 @@ back off per address (Gradio alone allows unlimited guesses, which matters behin
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import subprocess
 import sys
@@ -44,7 +45,7 @@ def test_failed_logins_back_off(tiny_checkpoints, tmp_path):
                     tmp_path / "app.log", env={"GRADIO_TEMP_DIR": str(tmp_path / "gradio")})
     try:
         assert login(app.url, "ann", "secret")[0] == 200
-        from app import LoginBackoff
+        from demos.access import LoginBackoff
         for _ in range(LoginBackoff.FREE_FAILURES):
             assert login(app.url, "ann", "guess")[0] == 400
         status, headers = login(app.url, "ann", "guess")
@@ -53,6 +54,57 @@ def test_failed_logins_back_off(tiny_checkpoints, tmp_path):
         assert app.alive()
     finally:
         app.stop()
+
+
+def _request(url: str, data: bytes | None = None, headers: dict | None = None, timeout: float = 10):
+    """(status, body) of a GET (or a POST of `data`), whatever the status."""
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json", **(headers or {})})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as r:
+            return r.status, r.read(2000)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+@pytest.mark.server
+def test_under_auth_every_api_route_needs_the_login(tiny_checkpoints, tmp_path):
+    """cancel, reset, heartbeat and the API description (also as embedded in the login page) need
+    the login; the back-off holds when X-Forwarded-For changes on every guess."""
+    app = AppServer(["--checkpoints", tiny_checkpoints, "--auth", "ann:secret", "--deepfloyd", "none"],
+                    tmp_path / "app.log", env={"GRADIO_TEMP_DIR": str(tmp_path / "gradio")})
+    try:
+        body = json.dumps({"session_hash": "abc", "fn_index": 0, "event_id": "x"}).encode()
+        for path, data in (("gradio_api/cancel", body), ("gradio_api/reset", body), ("gradio_api/info", None),
+                           ("gradio_api/heartbeat/abc", None), ("gradio_api/call/classes", b'{"data": []}'),
+                           ("gradio_api/queue/join", body), ("gradio_api/upload", b"")):
+            status, _ = _request(app.url + path, data)
+            assert status == 401, (path, status)
+        page = urllib.request.urlopen(app.url, timeout=30).read().decode()
+        assert "window.gradio_api_info" in page and "/text_to_image" not in page and "upscale" not in page
+        status, headers = login(app.url, "ann", "secret")   # logged in, the same routes answer
+        cookie = "; ".join(c.split(";", 1)[0] for c in headers.get_all("Set-Cookie"))
+        status, info = _request(app.url + "gradio_api/info", headers={"Cookie": cookie})
+        assert status == 200 and b"named_endpoints" in info
+        assert b"/text_to_image" in urllib.request.urlopen(urllib.request.Request(
+            app.url, headers={"Cookie": cookie}), timeout=30).read()
+        from demos.access import LoginBackoff
+        for i in range(LoginBackoff.FREE_FAILURES + 1):
+            status, _ = _login_from(app.url, "ann", "guess", f"10.1.2.{i}")
+        assert status == 429
+        assert _login_from(app.url, "ann", "secret", "10.9.9.9")[0] == 429   # a new header does not help
+        assert app.alive()
+    finally:
+        app.stop()
+
+
+def _login_from(url: str, user: str, password: str, forwarded_for: str):
+    data = urllib.parse.urlencode({"username": user, "password": password}).encode()
+    request = urllib.request.Request(url + "login", data, {"X-Forwarded-For": forwarded_for})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as r:
+            return r.status, r.headers
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers
 
 
 class _Clock:
@@ -85,7 +137,7 @@ def _attempt(backoff, password: str, seen: list) -> int:
 
 
 def test_the_back_off_doubles_expires_and_a_login_clears_it():
-    from app import LoginBackoff
+    from demos.access import LoginBackoff
     clock, seen = _Clock(), []
     backoff = LoginBackoff(None, clock=clock)
     for _ in range(LoginBackoff.FREE_FAILURES):
@@ -101,7 +153,7 @@ def test_the_back_off_doubles_expires_and_a_login_clears_it():
 
 @pytest.mark.parametrize("path, method", [("/config", "GET"), ("/gradio_api/info", "GET"), ("/login", "GET")])
 def test_other_requests_pass_untouched(path, method):
-    from app import LoginBackoff
+    from demos.access import LoginBackoff
     backoff = LoginBackoff(None)
     backoff.failures["10.0.0.7"] = (99, float("inf"))
     called = []

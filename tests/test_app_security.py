@@ -116,3 +116,18 @@ def test_huge_images_are_refused_from_their_header(client, server, tmp_path):
         assert "the uploaded image is 9000x9000; each side must be between" in raised.value.message
     assert rss_mb(server.proc.pid) - before < 50
     good_request(client, server)
+
+
+def test_memory_stays_flat_over_many_new_sessions(client, server):
+    """Each /call request is a new session; Gradio keeps per-session state for 10,000 sessions by
+    default (about 0.8 MB each); the app keeps 128. After a warm-up of 150, 300 more sessions grow the
+    server by less than 100 MB (Gradio's default: about 240 MB)."""
+    for _ in range(150):
+        call_raw(server, "/classes", [])
+    before = rss_mb(server.proc.pid)
+    for _ in range(300):
+        event, _ = call_raw(server, "/classes", [])
+        assert event == "complete"
+    grown = rss_mb(server.proc.pid) - before
+    print(f"300 new sessions: RSS {before:.0f} MB -> +{grown:.1f} MB")
+    assert grown < 100
