@@ -30,6 +30,8 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p.add_argument("--cond-dropout", type=float,
                    help="share of training steps with the condition replaced by the null one, for classifier-free "
                         "guidance (default 0.1; diffae: 0, its null code is zeros)")
+    p.add_argument("--freeze-encoder", action="store_true", default=None,
+                   help="diffae: train the decoder only (the semantic codes, and all fitted on them, stay valid)")
     p.add_argument("--width", type=int, help="prior: width of its MLP (default 384)")
     p.add_argument("--depth", type=int, help="prior: residual blocks (default 4)")
     p.add_argument("--init-from", help="checkpoint folder of this kind: start from its weights with a fresh optimiser "
@@ -66,7 +68,8 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
 
 def run(a: argparse.Namespace) -> None:
     given = dict(steps=a.steps, batch=a.batch, lr=a.lr, channels=a.channels, crop=a.crop, resolution=a.resolution,
-                 width=a.width, depth=a.depth, residual_scale=a.residual_scale, snr_floor=a.snr_floor, cond_dropout=a.cond_dropout,
+                 width=a.width, depth=a.depth, residual_scale=a.residual_scale, snr_floor=a.snr_floor,
+                 cond_dropout=a.cond_dropout, freeze_encoder=a.freeze_encoder,
                  save_every=a.save_every, sample_every=a.sample_every, threads=a.threads, seed=a.seed,
                  precision=a.precision, compile=a.compile, channels_last=a.channels_last, init_from=a.init_from,
                  balance=a.balance, t_sampling=a.t_sampling,
