@@ -9,6 +9,7 @@ from typing import Literal, get_args
 import torch
 
 from core.checks import check_int
+from core.diffae import fresh_noise_guidance
 from core.models.modelset import ModelSet
 from core.models.networks import DiffusionModel
 from core.models.text_encoders import fit_prompts
@@ -132,11 +133,13 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
              label: str | None = None, num: int = 1, seed: int = 0, size: int = 128,
              base: StageSettings | None = None, sr: Sequence[StageSettings] = SR_STAGE_DEFAULTS,
              callback: Callback | None = None, base_model: Base | None = None,
-             decoder_steps: int = DECODER_STEPS, classifier_scale: float | None = None) -> CascadeResult:
+             decoder_steps: int = DECODER_STEPS, classifier_scale: float | None = None,
+             decoder_guidance: float | None = None) -> CascadeResult:
     """Text (`prompt`) or class (`label`) generation through the cascade, stopping at `size`.
 
     `base_model` picks the 32 px base: "pixel" (the text or class UNet) or "semantic" (the prior over
-    DiffAE's z_sem, then the DiffAE decoder with `decoder_steps` DDIM steps); None: `default_base`.
+    DiffAE's z_sem, then the DiffAE decoder with `decoder_steps` steps and classifier-free guidance
+    `decoder_guidance` on z_sem, None: the decoder checkpoint's); None: `default_base`.
     `base` sets the pixel base's sampling, or the prior's (sampler, steps, guidance) for the
     semantic one; None: that base's defaults (`base_defaults`).
 
@@ -156,6 +159,8 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         raise ValueError("prompt is empty; describe the emoji to generate")
     _check_common(num, size, sr)
     base_model = base_model or default_base(models)
+    if decoder_guidance is not None and base_model != "semantic":
+        raise ValueError("decoder guidance is the semantic base's (the DiffAE decoder's); the pixel base has none")
     base = base if base is not None else base_defaults(base_model, models, prompt is not None)   # checks base_model
     if classifier_scale is not None:
         base = replace(base, guidance=1.0)
@@ -170,7 +175,8 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         text_encoder = models.get(models.get("prior").config.text_encoder) if prompt is not None else None
         x = generate_semantic(models.get("prior"), models.get("diffae"), text_encoder, prompt=prompt, label=label,
                               negative_prompt=negative_prompt, seeds=seeds, guidance=base.guidance, steps=base.steps,
-                              sampler=base.sampler, decoder_steps=decoder_steps, callback=_staged(callback, 32))
+                              sampler=base.sampler, decoder_steps=decoder_steps, callback=_staged(callback, 32),
+                              decoder_guidance=decoder_guidance)
     elif prompt is not None:
         x = generate_text(models.get("text_base"), models.text_encoder(), [prompt], negative_prompt, seeds, base,
                           callback=_staged(callback, 32))
@@ -184,6 +190,7 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
                   "sr": [vars(s) for s in sr[: len(stages) - 1]]}
     if base_model == "semantic":
         parameters["decoder_steps"] = decoder_steps
+        parameters["decoder_guidance"] = fresh_noise_guidance(models.get("diffae"), decoder_guidance)
     if classifier_scale is not None:
         parameters["classifier_scale"] = classifier_scale
     if note:
@@ -195,11 +202,11 @@ def variations(models: ModelSet, image: torch.Tensor, *, num: int = 4, seed: int
                prompt: str | None = None, mix: float = 0.0, guidance: float = PRIOR_DEFAULTS.guidance,
                steps: int = PRIOR_DEFAULTS.steps, decoder_steps: int = DECODER_STEPS,
                sr: Sequence[StageSettings] = SR_STAGE_DEFAULTS,
-               callback: Callback | None = None) -> CascadeResult:
+               callback: Callback | None = None, decoder_guidance: float | None = None) -> CascadeResult:
     """Variations of one image [1, 3, H, W] in [-1, 1] (any size: taken at the DiffAE's
     resolution): its semantic code decoded with fresh noise, optionally moved towards a prompt
     (`mix`; the prompt's code drawn by the prior with `guidance` and `steps`), then through the
-    SR stages up to `size`."""
+    SR stages up to `size`. `decoder_guidance`: the decoder's guidance on z_sem (None: its checkpoint's)."""
     _check_common(num, size, sr)
     decoder = models.get("diffae")
     r = decoder.resolution
@@ -215,10 +222,12 @@ def variations(models: ModelSet, image: torch.Tensor, *, num: int = 4, seed: int
     if guided:   # the text encoder reads a bounded context: use (and store) what it reads
         prompt, _, note = fit_prompts(text_encoder, prompt)
     x = semantic_variations(decoder, image, seeds, prior=prior, text_encoder=text_encoder, prompt=prompt, mix=mix,
-                            guidance=guidance, steps=steps, decoder_steps=decoder_steps, callback=_staged(callback, 32))
+                            guidance=guidance, steps=steps, decoder_steps=decoder_steps, callback=_staged(callback, 32),
+                            decoder_guidance=decoder_guidance)
     stages = upscale_chain(sr_models(models, size), x, seeds, sr, callback)
     parameters = {"command": "variations", "prompt": prompt if guided else None, "mix": mix if guided else 0.0,
                   "seeds": seeds, "size": size, "decoder_steps": decoder_steps,
+                  "decoder_guidance": fresh_noise_guidance(decoder, decoder_guidance),
                   "sr": [vars(s) for s in sr[: len(stages) - 1]]}
     if note:
         parameters["note"] = note

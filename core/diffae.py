@@ -144,6 +144,17 @@ def decode(model: DiffusionModel, z_sem: torch.Tensor, x_T: torch.Tensor, steps:
                   callback=callback, spacing=sampler_stage_spacing(sampler)).clamp(-1, 1)
 
 
+def fresh_noise_guidance(model: DiffusionModel, guidance: float | None = None) -> float:
+    """The classifier-free guidance on z_sem the decoder draws fresh noise with: `guidance` when
+    given, else the scale its checkpoint names (config `guidance`, measured best: see its card),
+    else 1 (a decoder trained without condition dropout knows no null code). An inverted x_T is
+    always decoded unguided, as it was inverted."""
+    if guidance is not None:
+        return check_guidance(guidance)
+    named = getattr(model.config, "guidance", None)
+    return 1.0 if named is None else float(named)
+
+
 def fresh_noise(model: DiffusionModel, seeds: Sequence[int]) -> torch.Tensor:
     """N(0, I) stochastic codes, one generator per seed."""
     device = next(model.parameters()).device
@@ -346,11 +357,15 @@ def fit_directions(model: DiffusionModel, dataset, iterations: int = 300) -> Dir
 def edit(model: DiffusionModel, directions: Directions, images: torch.Tensor, attribute: str,
          strength: float, steps: int = DEFAULT_STEPS, x_T: torch.Tensor | None = None) -> torch.Tensor:
     """Move z_sem along the attribute's direction and decode with the image's own x_T (or the
-    x_T given, e.g. fresh noise). strength 0 is exactly `reconstruct`."""
+    x_T given, e.g. fresh noise, drawn with the decoder's `fresh_noise_guidance`). strength 0 is
+    exactly `reconstruct`."""
     directions.index(attribute)
     strength = check_strength(strength)
     z, own_x_T = encode(model, images, steps)
-    return decode(model, directions.shift(z, attribute, strength), own_x_T if x_T is None else x_T, steps)
+    if x_T is None:
+        return decode(model, directions.shift(z, attribute, strength), own_x_T, steps)
+    return decode(model, directions.shift(z, attribute, strength), x_T, steps,
+                  guidance=fresh_noise_guidance(model))
 
 
 def check_strength(strength) -> float:

@@ -79,29 +79,33 @@ def sample_semantic_codes(prior: SemanticPrior, text_encoder, *, prompt: str | N
 
 
 def render(decoder, z_sem: torch.Tensor, seeds: Sequence[int], steps: int = DECODER_STEPS,
-           callback: Callback | None = None, sampler: str = DECODER_SAMPLER) -> torch.Tensor:
+           callback: Callback | None = None, sampler: str = DECODER_SAMPLER,
+           guidance: float | None = None) -> torch.Tensor:
     """The DiffAE decoder's image of each code with fresh noise x_T (one generator per seed),
-    sampled deterministically from x_T given z_sem by `sampler` (`core.diffae.decode`)."""
+    sampled deterministically from x_T given z_sem by `sampler` (`core.diffae.decode`), with the
+    decoder's guidance on z_sem (`decoder_guidance`: None is the checkpoint's default)."""
     with torch.no_grad():
-        return diffae.decode(decoder, z_sem, diffae.fresh_noise(decoder, seeds), steps, callback, sampler)
+        return diffae.decode(decoder, z_sem, diffae.fresh_noise(decoder, seeds), steps, callback, sampler,
+                             guidance=diffae.fresh_noise_guidance(decoder, guidance))
 
 
 def generate_semantic(prior: SemanticPrior, decoder, text_encoder, *, prompt: str | None = None,
                       label: str | None = None, negative_prompt: str = "", seeds: Sequence[int] = (0,),
                       guidance: float = PRIOR_DEFAULTS.guidance, steps: int = PRIOR_DEFAULTS.steps,
                       sampler: str = PRIOR_DEFAULTS.sampler, decoder_steps: int = DECODER_STEPS,
-                      callback: Callback | None = None) -> torch.Tensor:
-    """Text or label -> z_sem -> [B, 3, r, r] images in [-1, 1] at the decoder's resolution."""
+                      callback: Callback | None = None, decoder_guidance: float | None = None) -> torch.Tensor:
+    """Text or label -> z_sem -> [B, 3, r, r] images in [-1, 1] at the decoder's resolution
+    (`decoder_guidance`: None is the decoder checkpoint's)."""
     z = sample_semantic_codes(prior, text_encoder, prompt=prompt, label=label, negative_prompt=negative_prompt,
                               seeds=seeds, guidance=guidance, steps=steps, sampler=sampler)
-    return render(decoder, z, seeds, decoder_steps, callback)
+    return render(decoder, z, seeds, decoder_steps, callback, guidance=decoder_guidance)
 
 
 def variations(decoder, image: torch.Tensor, seeds: Sequence[int], *, prior: SemanticPrior | None = None,
                text_encoder=None, prompt: str | None = None, mix: float = 0.0,
                guidance: float = PRIOR_DEFAULTS.guidance, steps: int = PRIOR_DEFAULTS.steps,
                decoder_steps: int = DECODER_STEPS,
-               callback: Callback | None = None) -> torch.Tensor:
+               callback: Callback | None = None, decoder_guidance: float | None = None) -> torch.Tensor:
     """len(seeds) variations of one image [1, 3, r, r] (or [3, r, r]) in [-1, 1]: its z_sem
     decoded with fresh noise; with a prompt and mix > 0, z_sem moved towards the prior's code
     for the prompt first (the prompt's code drawn with the same seed)."""
@@ -122,4 +126,4 @@ def variations(decoder, image: torch.Tensor, seeds: Sequence[int], *, prior: Sem
                                          steps=steps).to(z.device)
         zn = torch.lerp(prior.normalise(z), prior.normalise(z_prompt), mix)
         z = prior.denormalise(zn)
-    return render(decoder, z, seeds, decoder_steps, callback)
+    return render(decoder, z, seeds, decoder_steps, callback, guidance=decoder_guidance)

@@ -218,7 +218,8 @@ def make_variations_fn(models: Models):
 
     @gpu
     def variations(image: str, num_images: int, seed: int, size: int, prompt: str = "", mix: float = 0.0,
-                   decoder_steps: int = DECODER_STEPS, progress=gr.Progress()):
+                   decoder_steps: int = DECODER_STEPS, decoder_guidance: float | None = None,
+                   progress=gr.Progress()):
         """New images with the semantics of one image: its semantic code decoded with fresh noise,
         through the super-resolution stages; optionally moved towards a prompt first.
 
@@ -231,6 +232,8 @@ def make_variations_fn(models: Models):
                 for it (text-guided variation).
             mix: 0 = the image's own code ... 1 = the prompt's code.
             decoder_steps: steps of the DiffAE decoder (DPM-Solver++).
+            decoder_guidance: the decoder's classifier-free guidance on the semantic code (None: the
+                scale its checkpoint names).
         Returns:
             the strip of variations (a PNG with its parameters), each variation with its seed, the parameters.
         """
@@ -247,7 +250,8 @@ def make_variations_fn(models: Models):
             progress(None, desc=f"decoding {num} variations")
             result = yield from wait_for(lambda: cascade.variations(
                 models.set, x, num=num, seed=seed, size=size, prompt=prompt or None, mix=float(mix),
-                decoder_steps=decoder_steps), 3)
+                decoder_steps=decoder_steps,
+                decoder_guidance=None if decoder_guidance is None else float(decoder_guidance)), 3)
             images = tensor_to_pil(result.final.cpu())
             files = RequestFiles()
             params = {**result.parameters, "image": Path(image).name}
@@ -360,13 +364,14 @@ def build(models: Models) -> None:
             var_prompt = gr.Textbox("", label="Prompt (optional)", placeholder="e.g. red apple")
             var_mix = gr.Slider(0, 1, value=0.0, step=0.05, label="Mix towards the prompt",
                                 info="0 = the image's own code, 1 = the prompt's")
+            var_guidance = common.decoder_guidance_input(models)
         var_button = gr.Button("Make variations", variant="primary")
         var_strip = gr.Image(label="Variations (strip)", format="png", interactive=False,
                              elem_classes=[common.PIXELATED])
         var_gallery = gr.Gallery(label="Variations (PNG with parameters)", columns=MAX_VARIATIONS, height="auto",
                                  format="png", object_fit="contain", elem_classes=[common.PIXELATED])
         common.run_on(var_button.click, make_variations_fn(models),
-                      inputs=[image, var_num, var_seed, size, var_prompt, var_mix, steps],
+                      inputs=[image, var_num, var_seed, size, var_prompt, var_mix, steps, var_guidance],
                       outputs=[var_strip, var_gallery, parameters], api_name="variations", show_progress_on=[var_strip])
     gr.api(attributes_fn, api_name="attributes", queue=False)
 

@@ -36,7 +36,8 @@ def make_fns(models: Models):
     def class_conditional(label: str, guidance: float, sampler: str, steps: int, seed: int, num_images: int,
                           size: int, dynamic_thresholding: bool, guidance_method: str = "cfg",
                           classifier_scale: float = CLASSIFIER_SCALE, base_model: str | None = None,
-                          decoder_steps: int = DECODER_STEPS, progress=gr.Progress()):
+                          decoder_steps: int = DECODER_STEPS, decoder_guidance: float | None = None,
+                          progress=gr.Progress()):
         """Sample a grid of emoji of one class (an emoji subgroup, see /classes).
 
         Args:
@@ -58,6 +59,8 @@ def make_fns(models: Models):
                 DiffAE decoder draws it; with "pixel" the class-conditional UNet draws the image (the
                 committed one: the DiffAE decoder fed a code drawn for the label in one step).
             decoder_steps: steps of the DiffAE decoder (DPM-Solver++; semantic base).
+            decoder_guidance: the DiffAE decoder's classifier-free guidance on the semantic code (semantic
+                base; None: the scale its checkpoint names).
         Returns:
             the grid of predicted x0 (live) then of the samples, the PNGs (with their parameters)
             and the parameters.
@@ -72,6 +75,7 @@ def make_fns(models: Models):
             base_model = base_model or models.default_base(text=False)
             if by_classifier:   # classifier guidance steers the pixel class base
                 base_model = "pixel"
+            decoder_guidance = None if decoder_guidance is None or base_model != "semantic" else float(decoder_guidance)
             models.require([*models.base_needs(base_model, text=False),
                             *(["noisy_classifier"] if by_classifier else []), *sr_names(size)])
             if not label:
@@ -86,6 +90,7 @@ def make_fns(models: Models):
             result = yield from stream(
                 lambda callback: generate(models.set, label=label, num=num, seed=seed, size=size, base=base, sr=sr,
                                           callback=callback, base_model=base_model, decoder_steps=decoder_steps,
+                                          decoder_guidance=decoder_guidance,
                                           classifier_scale=scale),
                 3, progress, STAGE_LABELS, lambda info: {0: files.image(preview(info["x0"], limit=None))},
                 {r: steps[r] for r in SIZES if r <= size})
@@ -143,7 +148,7 @@ def build(models: Models) -> None:
                 seed, _ = common.seed_input()
                 num = gr.Slider(1, 16, value=8, step=1, precision=0, label="Number of samples", scale=3)
             thresholding = gr.Checkbox(value=True, label="Clip x0 to [-1, 1] (thresholding, pixel base)")
-            base_model, decoder_steps = common.base_inputs(models, text=False)
+            base_model, decoder_steps, decoder_guidance = common.base_inputs(models, text=False)
             common.follow_base_defaults(models, False, base_model, sampler, steps, guidance)
             button = gr.Button("Generate", variant="primary")
             examples = [c for c in PREFERRED_EXAMPLES if c in names] or names[:3]
@@ -159,7 +164,7 @@ def build(models: Models) -> None:
     method.change(lambda m: (gr.update(visible=m == "cfg"), gr.update(visible=m == "classifier")), inputs=method,
                   outputs=[guidance, scale], queue=False, api_visibility="private")
     common.run_on(button.click, run, inputs=[label, guidance, sampler, steps, seed, num, size, thresholding, method,
-                                             scale, base_model, decoder_steps],
+                                             scale, base_model, decoder_steps, decoder_guidance],
                   outputs=[grid, gallery, parameters], api_name="class_conditional",
                   show_progress_on=[gallery])  # the bar covers the gallery; the live grid stays visible
     gr.api(list_classes, api_name="classes", queue=False)

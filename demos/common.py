@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw
 
 from core import cancel
 from core.cascade import base_defaults
+from core.diffae import MAX_DECODER_GUIDANCE, fresh_noise_guidance
 from core.data.emoji import IMAGES_FILE, RECORDS_FILE, default_cache_dir, load_font, parse_emoji_test, render_emoji
 from core.images import ImageError, ImageSizeError, check_side, image_grid, image_size, open_image, save_png
 from core.models.checkpoints import CheckpointError
@@ -152,15 +153,24 @@ class Models:
         return text
 
 
+def decoder_guidance_input(models: Models) -> gr.Slider:
+    """The DiffAE decoder's classifier-free guidance on the semantic code, starting at the scale its
+    checkpoint names (1 for a decoder that knows no null code)."""
+    start = 1.0 if models.unavailable(["diffae"]) else fresh_noise_guidance(models.set.get("diffae"))
+    return gr.Slider(0, MAX_DECODER_GUIDANCE, value=start, step=0.1, label="Decoder guidance (semantic)",
+                     info="classifier-free guidance of the DiffAE decoder on the semantic code (DALL-E 2's "
+                          "decoder): above 1 draws the code's own details more firmly; 1 = none")
+
+
 def base_inputs(models: Models, text: bool):
-    """The base-model choice and the DiffAE decoder's steps (used by the semantic base)."""
+    """The base-model choice, the DiffAE decoder's steps and its guidance (used by the semantic base)."""
     base_model = gr.Radio(list(BASE_CHOICES.items()), value=models.default_base(text), label="Base model (32×32)",
                           info="semantic: a diffusion prior picks DiffAE's semantic code, its decoder draws it "
                                "(DALL-E 2's two stages); pixel: one UNet draws the pixels")
     decoder_steps = gr.Slider(1, 100, value=DECODER_STEPS, step=1, precision=0, label="Decoder steps (semantic)",
                               info=f"{DECODER_SAMPLER} steps of the DiffAE decoder; 'Steps' and 'Sampler' are the "
                                    "prior's")
-    return base_model, decoder_steps
+    return base_model, decoder_steps, decoder_guidance_input(models)
 
 
 def sampling_of(models: Models, base_model: str, text: bool):

@@ -32,7 +32,8 @@ def make_fn(models: Models):
                       num_images: int, size: int, dynamic_thresholding: bool, threshold: float, eta: float,
                       sr64_steps: int, sr64_noise: int, sr128_steps: int, sr128_noise: int,
                       threshold_max: float = BASE_DEFAULTS.threshold_max, base_model: str | None = None,
-                      decoder_steps: int = DECODER_STEPS, progress=gr.Progress()):
+                      decoder_steps: int = DECODER_STEPS, decoder_guidance: float | None = None,
+                      progress=gr.Progress()):
         """Generate emoji from a text prompt through the cascade, streaming the predicted x0.
 
         Args:
@@ -59,6 +60,8 @@ def make_fn(models: Models):
                 DiffAE decoder draws it (guidance, sampler and steps are the prior's); with "pixel" the
                 text-conditioned UNet draws the image.
             decoder_steps: steps of the DiffAE decoder (DPM-Solver++; semantic base).
+            decoder_guidance: the DiffAE decoder's classifier-free guidance on the semantic code (semantic
+                base; None: the scale its checkpoint names).
         Returns:
             the first image at 32, 64 and 128 (None past `size`), the final PNGs (with their
             parameters) and the parameters.
@@ -67,6 +70,7 @@ def make_fn(models: Models):
             size, seed, num = as_int(size, "size"), as_int(seed, "seed"), as_int(num_images, "number of images")
             decoder_steps = as_int(decoder_steps, "decoder steps")
             base_model = base_model or models.default_base(text=True)
+            decoder_guidance = None if decoder_guidance is None or base_model != "semantic" else float(decoder_guidance)
             models.require([*models.base_needs(base_model, text=True), *sr_names(size)])
             base = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=float(guidance),
                                  eta=float(eta) if sampler == "ddim" else 0.0,
@@ -81,7 +85,8 @@ def make_fn(models: Models):
             result = yield from stream(
                 lambda callback: generate(models.set, prompt=prompt or "", negative_prompt=negative_prompt or "",
                                           num=num, seed=seed, size=size, base=base, sr=sr, callback=callback,
-                                          base_model=base_model, decoder_steps=decoder_steps),
+                                          base_model=base_model, decoder_steps=decoder_steps,
+                                          decoder_guidance=decoder_guidance),
                 5, progress, STAGE_LABELS,   # the stage being sampled gets its x0 preview
                 lambda info: {list(STAGE_LABELS).index(info["stage"]): files.image(preview(info["x0"]))},
                 {r: n for r, n in steps_per_stage.items() if r <= size})
@@ -135,7 +140,7 @@ def build(models: Models) -> None:
             thresholding = gr.Checkbox(value=True, label="Thresholding of x0",
                                        info="keeps high guidance from saturating the image; static clipping "
                                             "unless the cap below is raised (Imagen's dynamic thresholding)")
-            base_model, decoder_steps = common.base_inputs(models, text=True)
+            base_model, decoder_steps, decoder_guidance = common.base_inputs(models, text=True)
             common.follow_base_defaults(models, True, base_model, sampler, steps, guidance)
             with gr.Accordion("Advanced: per-stage settings", open=False):
                 gr.Markdown("Guidance applies to the base stage: the super-resolution stages are conditioned "
@@ -175,7 +180,7 @@ def build(models: Models) -> None:
                 parameters = gr.JSON(label="Parameters")
     common.run_on([button.click, prompt.submit], make_fn(models),
                   inputs=[prompt, negative, guidance, sampler, steps, seed, num, size, thresholding, threshold, eta,
-                          sr64_steps, sr64_noise, sr128_steps, sr128_noise, threshold_max, base_model, decoder_steps],
+                          sr64_steps, sr64_noise, sr128_steps, sr128_noise, threshold_max, base_model, decoder_steps, decoder_guidance],
                   outputs=[*stage_images, gallery, parameters], api_name="text_to_image",
                   show_progress_on=[gallery])  # the bar covers the gallery; the stages' previews stay visible
     if models.deepfloyd is not None:

@@ -425,3 +425,17 @@ def test_missing_models_are_named_in_the_tabs(tmp_path):
         list(run("cat-face", 3.0, "ddim", 2, 0, 1, 32, True))
     with pytest.raises(gr.Error, match="'sr64' is unavailable"):
         list(super_resolution.make_fn(models)(str(common.example_images()[0]), 2, 64, "ddim", 2, 50, 0))
+
+
+def test_decoder_guidance_reaches_the_semantic_base(client):
+    """The text and class tabs' "Decoder guidance" is the semantic base's (the DiffAE decoder's
+    classifier-free guidance on the code), stored with the result; the pixel base ignores it."""
+    *_, gallery, parameters = text_to_image(client, size=32, num_images=1, base_model="semantic",
+                                            decoder_guidance=2.0)
+    assert parameters["decoder_guidance"] == 2.0
+    assert read_parameters(rgb_png(gallery[0]["image"], 32))["decoder_guidance"] == 2.0
+    *_, parameters = text_to_image(client, size=32, num_images=1, base_model="pixel", decoder_guidance=2.0)
+    assert "decoder_guidance" not in parameters
+    _, _, parameters = client.predict(label="cat-face", steps=2, num_images=1, size=32, base_model="semantic",
+                                      decoder_guidance=3.0, api_name="/class_conditional")
+    assert parameters["decoder_guidance"] == 3.0

@@ -53,6 +53,9 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
                         "semantic code, then its decoder); default: semantic when its models are there")
     g.add_argument("--decoder-steps", type=int, default=DECODER_STEPS,
                    help=f"semantic base: {DECODER_SAMPLER} steps of the DiffAE decoder (default {DECODER_STEPS})")
+    g.add_argument("--decoder-guidance", type=finite, default=None,
+                   help="semantic base: classifier-free guidance of the DiffAE decoder on the semantic code "
+                        "(default: the scale its checkpoint names; 1 = none)")
     g.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
     g.set_defaults(handler=run_generate, out_kind="folder")
 
@@ -66,6 +69,9 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     v.add_argument("--guidance", type=finite, default=PRIOR_DEFAULTS.guidance, help="the prior's guidance for --prompt")
     v.add_argument("--decoder-steps", type=int, default=DECODER_STEPS,
                    help=f"{DECODER_SAMPLER} steps of the DiffAE decoder (default {DECODER_STEPS})")
+    v.add_argument("--decoder-guidance", type=finite, default=None,
+                   help="classifier-free guidance of the DiffAE decoder on the semantic code "
+                        "(default: the scale its checkpoint names; 1 = none)")
     v.add_argument("--sr-steps", type=int, help=f"steps of each SR stage (default {SR_STAGE_DEFAULTS[0].steps} at "
                                                 f"64 px, {SR_STAGE_DEFAULTS[1].steps} at 128 px)")
     v.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
@@ -101,7 +107,7 @@ def run_generate(args: argparse.Namespace) -> None:
                for d in SR_STAGE_DEFAULTS)
     result = generate(models, prompt=args.prompt, negative_prompt=args.negative_prompt, label=args.label,
                       num=args.num, seed=args.seed, size=args.size, base=base, sr=sr,
-                      base_model=args.base, decoder_steps=args.decoder_steps,
+                      base_model=args.base, decoder_steps=args.decoder_steps, decoder_guidance=args.decoder_guidance,
                       classifier_scale=args.classifier_scale)
     write_all(result, Path(args.out), args.seed, "generate")
 
@@ -111,7 +117,8 @@ def run_variations(args: argparse.Namespace) -> None:
     image = pil_to_tensor(open_image(args.image))
     sr = tuple(d if args.sr_steps is None else replace(d, steps=args.sr_steps) for d in SR_STAGE_DEFAULTS)
     result = variations(models, image, num=args.num, seed=args.seed, size=args.size, prompt=args.prompt,
-                        mix=args.mix, guidance=args.guidance, decoder_steps=args.decoder_steps, sr=sr)
+                        mix=args.mix, guidance=args.guidance, decoder_steps=args.decoder_steps, sr=sr,
+                        decoder_guidance=args.decoder_guidance)
     result.parameters["image"] = Path(args.image).name
     write_all(result, Path(args.out), args.seed, "variations")
 
