@@ -13,6 +13,7 @@ except ImportError:
     spaces = None
 
 import contextlib
+import functools
 import inspect
 import json
 import math
@@ -23,6 +24,7 @@ import shutil
 import tempfile
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -202,10 +204,16 @@ CLOSE_ERROR_TOASTS = ("() => document.querySelectorAll('.toast-body.error [data-
                       ".forEach(button => button.click())")
 
 
+MAX_ERROR_CHARS = 300
+
+
 def error(message: str, title: str) -> gr.Error:
     """A gr.Error whose message starts with its title. Gradio 6.31's page heads every error toast
     "Error", whatever the title (its frontend reads a field the server does not send), so the
-    title goes into the text, where the page and API clients both see it."""
+    title goes into the text, where the page and API clients both see it. A message that quotes a
+    large value is cut to MAX_ERROR_CHARS characters."""
+    if len(message) > MAX_ERROR_CHARS:
+        message = f"{message[:MAX_ERROR_CHARS - 40]}... (cut: {len(message):,} characters)"
     return gr.Error(f"{title}: {message}", title=title)
 
 
@@ -259,11 +267,16 @@ def named_errors(demo: gr.Blocks) -> gr.Blocks:
     Gradio would answer {"error": null} (it shows only its own gr.Error messages): too few
     arguments name the endpoint's arguments; a file argument that is not one of this server's
     uploads or examples is refused before anything opens it (`check_uploaded`); a value an input cannot take (NaN, no number, an
-    unreadable upload) names the input. Wrapped on the instances (subclassing a component makes
+    unreadable upload, a number out of range, a choice not offered, text that is no valid Unicode)
+    names the input and shows at most a short excerpt of the value; and an unexpected failure
+    (a bug) is answered "Internal error" with its type, its traceback printed to the server's log,
+    never {"error": null}. Wrapped on the instances (subclassing a component makes
     Gradio write a .pyi stub next to this module); call it once the layout is built."""
     for block in demo.blocks.values():
         if isinstance(block, gr.components.Component):
             _readable_preprocess(block)
+    for block_fn in demo.fns.values():
+        block_fn.fn = _never_unnamed(block_fn.fn)
     validate = demo.validate_inputs
 
     def validate_inputs(block_fn, inputs):
@@ -274,11 +287,51 @@ def named_errors(demo: gr.Blocks) -> gr.Blocks:
                         f"({', '.join(names)}); got {len(inputs)}", "Missing arguments")
         for block, value in zip(block_fn.inputs, inputs):   # before Gradio reads or moves any file
             if isinstance(block, FILE_COMPONENTS) and value is not None:
-                check_uploaded(value, image=isinstance(block, (gr.Image, gr.ImageEditor)))
+                check_uploaded(value, block)
         validate(block_fn, inputs)
 
     demo.validate_inputs = validate_inputs
     return demo
+
+
+def excerpt(value, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters: an error never echoes a large value back."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text):,} characters)"
+
+
+def _internal(e: Exception) -> gr.Error:
+    traceback.print_exception(e)   # a bug: the whole story goes to the server's log, its type to the caller
+    return error(f"the server could not finish this request ({type(e).__name__}); it has been logged",
+                 "Internal error")
+
+
+def _never_unnamed(fn: Callable) -> Callable:
+    """`fn` (a function or generator function) with every exception that is not a gr.Error turned
+    into one that says "Internal error" and the exception's type (Gradio answers other exceptions
+    with {"error": null})."""
+    if getattr(fn, "_never_unnamed", False):
+        return fn
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            try:
+                return (yield from fn(*args, **kwargs))
+            except gr.Error:
+                raise
+            except Exception as e:  # noqa: BLE001 - anything else is a bug, named, not null
+                raise _internal(e) from e
+    else:
+        @functools.wraps(fn)
+        def wrapped(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as e:  # noqa: BLE001 - anything else is a bug, named, not null
+                raise _internal(e) from e
+    wrapped._never_unnamed = True
+    return wrapped
 
 
 FILE_COMPONENTS = (gr.Image, gr.ImageEditor, gr.File, gr.Gallery, gr.Audio, gr.Video)
@@ -305,12 +358,25 @@ def upload_roots() -> list[Path]:
     return [Path(get_upload_folder()).resolve(), EXAMPLE_DIR.resolve()]
 
 
-def check_uploaded(payload, image: bool = True) -> None:
+def _well_formed(payload, component) -> bool:
+    """Whether a file argument has the shape its component takes: a file (a dict naming a path),
+    an ImageEditor's image (a dict of background, layers and composite), a Gallery's list."""
+    if isinstance(component, gr.Gallery):
+        return isinstance(payload, list)
+    if isinstance(component, gr.ImageEditor):
+        return isinstance(payload, dict) and bool(payload) and set(payload) <= {"background", "layers", "composite", "id"}
+    return isinstance(payload, dict) and ("path" in payload or "url" in payload)
+
+
+def check_uploaded(payload, component) -> None:
     """Refuse a file argument that is not a file of this server's uploads or examples, whatever the
     payload's shape: Gradio checks only payloads that carry its "meta" marker, and without it a caller
     could name any file on the server. The refusal is the same whether the path exists or not, and
-    never names it. An `image` too large is refused from its header, before anything decodes it."""
+    never names it. An image too large is refused from its header, before anything decodes it."""
+    if not _well_formed(payload, component):
+        raise error(NOT_UPLOADED, "Invalid input")   # a bare string, a number, a dict of something else
     roots = upload_roots()
+    image = isinstance(component, (gr.Image, gr.ImageEditor))
     for path in _file_paths(payload):
         try:
             real = Path(os.path.realpath(str(path)))   # symlinks and ".." resolved before the check
@@ -334,11 +400,27 @@ def _readable_preprocess(component) -> None:
     label = component.label or type(component).__name__
     numeric = isinstance(component, (gr.Number, gr.Slider))
     upload = isinstance(component, (gr.Image, gr.ImageEditor))
+    low, high = getattr(component, "minimum", None), getattr(component, "maximum", None)
+    choices = None
+    if isinstance(component, (gr.Radio, gr.Dropdown)) and not getattr(component, "multiselect", False) \
+            and not getattr(component, "allow_custom_value", False):
+        choices = [c[1] if isinstance(c, (tuple, list)) else c for c in component.choices]
 
     def readable_preprocess(payload):
-        if numeric and not (isinstance(payload, (int, float)) and not isinstance(payload, bool)
-                            and math.isfinite(payload)):
-            raise error(f"{label} must be a finite number, got {payload!r}", "Cannot do that")
+        if numeric:
+            if not (isinstance(payload, (int, float)) and not isinstance(payload, bool) and math.isfinite(payload)):
+                raise error(f"{label} must be a finite number, got {excerpt(payload)}", "Cannot do that")
+            if (low is not None and payload < low) or (high is not None and payload > high):
+                raise error(f"{label} must be from {low:g} to {high:g}, got {excerpt(payload)}", "Cannot do that")
+        if isinstance(payload, str):
+            try:
+                payload.encode("utf-8")
+            except UnicodeEncodeError:
+                raise error(f"{label} is not valid text (it holds a lone surrogate): "
+                            f"{excerpt(payload)}", "Cannot do that") from None
+        if choices is not None and payload not in choices:
+            shown = ", ".join(map(str, choices[:8])) + (", ..." if len(choices) > 8 else "")
+            raise error(f"{label} must be one of {shown}; got {excerpt(payload)}", "Cannot do that")
         try:
             return preprocess(payload)
         except gr.Error:
@@ -346,10 +428,10 @@ def _readable_preprocess(component) -> None:
         except Exception as e:  # noqa: BLE001 - PIL raises many types for a bad file
             if upload:
                 file = getattr(payload, "background", payload)  # an ImageEditor's image is its background
-                name = getattr(file, "orig_name", None) or "the upload"
+                name = excerpt(getattr(file, "orig_name", None)) if getattr(file, "orig_name", None) else "the upload"
                 raise error(f"{name} cannot be read as an image ({type(e).__name__}); upload a PNG, JPEG, "
                             "WebP, GIF or BMP file", "Unreadable image") from e
-            raise error(f"{label} cannot take {str(payload)[:80]!r} ({type(e).__name__})", "Cannot do that") from e
+            raise error(f"{label} cannot take {excerpt(payload)} ({type(e).__name__})", "Cannot do that") from e
 
     component.preprocess = readable_preprocess
 

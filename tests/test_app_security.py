@@ -131,3 +131,34 @@ def test_memory_stays_flat_over_many_new_sessions(client, server):
     grown = rss_mb(server.proc.pid) - before
     print(f"300 new sessions: RSS {before:.0f} MB -> +{grown:.1f} MB")
     assert grown < 100
+
+
+BAD_VALUES = [None, "\ud800", "x" * 100_000]   # and 10**9 for numbers
+
+
+def test_a_bad_input_sweep_over_every_endpoint_gets_named_short_errors(client, server):
+    """Every argument of every endpoint given values it cannot take: each answer is a result or an
+    error with a message (never null) of a few hundred characters at most (no echo of a large value)."""
+    import time
+    start, answers, errors = time.monotonic(), 0, 0
+    for name, parameters in endpoints(client).items():
+        for i, p in enumerate(parameters):
+            numeric = p["python_type"]["type"] in ("float", "int")
+            for bad in BAD_VALUES + ([10**9] if numeric else [{"x": 1}]):
+                data = default_arguments(parameters)
+                data[i] = bad
+                event, answer = call_raw(server, name, data)
+                answers += 1
+                if event == "error":
+                    errors += 1
+                    message = answer.get("error")
+                    assert message, (name, p["parameter_name"], excerpt_of(bad), answer)
+                    assert len(message) < 400, (name, p["parameter_name"], message[:500])
+    print(f"{answers} calls, {errors} errors, {time.monotonic() - start:.0f} s")
+    assert errors > answers // 2
+    good_request(client, server)
+
+
+def excerpt_of(value) -> str:
+    text = repr(value)
+    return text[:60]
