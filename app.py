@@ -86,6 +86,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=None,
                    help="jobs run at once on the device (default: 1 on CPU, 2 on a GPU)")
     p.add_argument("--max-queue", type=int, default=32, help="requests waiting at most; more are refused")
+    p.add_argument("--request-budget", type=float, default=300.0, metavar="SECONDS",
+                   help="the longest one request may compute; a longer run stops with an error (default 300)")
     p.add_argument("--max-sessions", type=int, default=128,
                    help="sessions whose state the server keeps (the oldest is dropped; Gradio's default, "
                         "10,000, holds about 0.8 MB each)")
@@ -107,6 +109,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.share and args.auth is None and not args.share_without_auth:
         p.error("--share makes this machine reachable by anyone who has the link; give --auth USER:PASS "
                 "(or --share-without-auth to share it anyway)")
+    if not args.request_budget > 0:   # also NaN
+        p.error("--request-budget must be a positive number of seconds")
     for name in ("concurrency", "max_queue", "max_sessions"):
         value = getattr(args, name)
         if value is not None and value < 1:
@@ -168,17 +172,19 @@ def start(args: argparse.Namespace, tab_modules=None):
     if deepfloyd is not None:
         print(f"* {deepfloyd.label}: " + (f"available ({deepfloyd.reason})" if deepfloyd.available
                                           else f"unavailable: {deepfloyd.reason}"), flush=True)
+    common.REQUEST_BUDGET_S = args.request_budget
     concurrency = args.concurrency or (1 if models.device.type == "cpu" else 2)
     demo = build_app(models, tab_modules if tab_modules is not None else tabs(args.tab or TABS))
     demo.queue(default_concurrency_limit=concurrency, max_size=args.max_queue)
     from starlette.middleware import Middleware
 
-    from demos.access import AuthGate, LoginBackoff
+    from demos.access import AuthGate, EventCancel, LoginBackoff
     os.environ["FORWARDED_ALLOW_IPS"] = args.forwarded_allow_ips   # uvicorn: whose X-Forwarded-For to believe
     demo.launch(server_name=args.host, server_port=args.port, auth=args.auth, share=False,
                 state_session_capacity=args.max_sessions,
                 prevent_thread_lock=True, css=common.CSS, max_file_size="20mb", quiet=True,
-                app_kwargs={"middleware": [Middleware(AuthGate), Middleware(LoginBackoff)]} if args.auth else None)
+                app_kwargs={"middleware": (   # the first is the outermost: the login gate before all
+                    [Middleware(AuthGate), Middleware(LoginBackoff)] if args.auth else []) + [Middleware(EventCancel)]})
     print(f"* Running on local URL: {demo.local_url}", flush=True)
     return demo
 

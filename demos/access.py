@@ -1,5 +1,10 @@
-"""Who may reach the server under `--auth`: ASGI middleware that `app.py` installs.
+"""What callers may do to the server: ASGI middleware that `app.py` installs.
 
+- `EventCancel` (always): Gradio 6.31's /cancel stops every job of the caller's session on that
+  endpoint, so a client that cancels its queued job B also kills its running job A. It answers
+  /cancel itself, for the one event named.
+
+Under `--auth`:
 - `AuthGate`: Gradio 6.31 leaves some routes open without the login (`/gradio_api/cancel`, `/reset`,
   `/heartbeat/...`) and embeds the whole API description in the login page. Without a valid login
   cookie, every `/gradio_api/` route but the theme and start-up ones is refused (HTTP 401), and the
@@ -11,6 +16,7 @@
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -41,6 +47,64 @@ def logged_in(scope) -> bool:
 async def _refuse(scope, receive, send, status: int, detail: str, headers: dict | None = None) -> None:
     from starlette.responses import JSONResponse
     await JSONResponse({"detail": detail}, status_code=status, headers=headers)(scope, receive, send)
+
+
+async def _json_body(receive) -> dict | None:
+    chunks, more = [], True
+    while more:
+        message = await receive()
+        chunks.append(message.get("body", b""))
+        more = message.get("more_body", False)
+        if sum(map(len, chunks)) > 10_000:
+            return None
+    try:
+        body = json.loads(b"".join(chunks) or b"{}")
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+class EventCancel:
+    """POST /gradio_api/cancel for one event: Gradio's own handler, but cancelling only the task of
+    the event named (Gradio cancels every task of the session and function)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or \
+                not scope["path"].rstrip("/").endswith("/gradio_api/cancel"):
+            return await self.app(scope, receive, send)
+        body = await _json_body(receive)
+        fields = ("session_hash", "fn_index", "event_id")
+        if body is None or not all(isinstance(body.get(k), (str, int)) for k in fields):
+            return await _refuse(scope, receive, send, 422, "a cancel names session_hash, fn_index and event_id")
+        from gradio.server_messages import ProcessCompletedMessage
+        from gradio.utils import safe_aclose_iterator
+        session, event = str(body["session_hash"]), str(body["event_id"])
+        name = f"{session}_{body['fn_index']}<gradio-sep>{event}"   # gradio.utils.set_task_name
+        tasks = [t for t in asyncio.all_tasks() if t.get_name() == name]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        app = scope["app"]
+        queue = app.get_blocks()._queue
+        session_open = session in queue.pending_messages_per_session
+        running = event in queue.pending_event_ids_session.get(session, {})
+        await queue.remove_from_queue(event)
+        if session_open and running:   # complete the event, so that its client stops waiting
+            queue.pending_messages_per_session[session].put_nowait(
+                ProcessCompletedMessage(output={}, success=True, event_id=event))
+        if event in app.iterators:
+            async with app.lock:
+                try:
+                    await safe_aclose_iterator(app.iterators[event])
+                except Exception:  # noqa: BLE001, S110 - as Gradio's own handler: the iterator is gone either way
+                    pass
+                del app.iterators[event]
+                app.iterators_to_reset.add(event)
+        from starlette.responses import JSONResponse
+        await JSONResponse({"success": True})(scope, receive, send)
 
 
 class AuthGate:

@@ -255,6 +255,8 @@ def user_errors() -> Iterator[None]:
         yield
     except gr.Error:
         raise
+    except OverBudget as e:
+        raise error(str(e), "Too long") from e
     except cancel.Cancelled as e:
         raise error("the run was stopped before it finished", "Cancelled") from e
     except (ValueError, FileNotFoundError) as e:
@@ -405,6 +407,7 @@ def _readable_preprocess(component) -> None:
     if isinstance(component, (gr.Radio, gr.Dropdown)) and not getattr(component, "multiselect", False) \
             and not getattr(component, "allow_custom_value", False):
         choices = [c[1] if isinstance(c, (tuple, list)) else c for c in component.choices]
+    optional = isinstance(component, gr.Dropdown)   # a dropdown may have nothing chosen; a radio always has
 
     def readable_preprocess(payload):
         if numeric:
@@ -418,7 +421,7 @@ def _readable_preprocess(component) -> None:
             except UnicodeEncodeError:
                 raise error(f"{label} is not valid text (it holds a lone surrogate): "
                             f"{excerpt(payload)}", "Cannot do that") from None
-        if choices is not None and payload not in choices:
+        if choices is not None and payload not in choices and not (payload is None and optional):
             shown = ", ".join(map(str, choices[:8])) + (", ..." if len(choices) > 8 else "")
             raise error(f"{label} must be one of {shown}; got {excerpt(payload)}", "Cannot do that")
         try:
@@ -444,6 +447,11 @@ def image_input(**kwargs) -> gr.Image:
 
 # ---- running a job with progress ---------------------------------------------------------------
 JOB_THREAD = "diffusion-job"  # the name of every job's worker thread
+REQUEST_BUDGET_S = 300.0   # the longest one request may compute (app.py --request-budget)
+
+
+class OverBudget(cancel.Cancelled):
+    """A job stopped because it ran past the time one request may use."""
 
 
 class Job:
@@ -451,10 +459,14 @@ class Job:
     total, t, x, x0, stage) as they come, and None whenever none came for PREVIEW_EVERY_S; then
     `result` holds what `work` returned. An exception in `work` is raised by the iteration.
     Leaving the iteration early (Gradio closes a generator when its request is cancelled or its
-    client goes away) stops the worker at its next network evaluation (core.cancel)."""
+    client goes away) stops the worker at its next network evaluation (core.cancel), and so does
+    running past `budget_s` (REQUEST_BUDGET_S): then the iteration raises OverBudget. The budget
+    also bounds a job whose client never reads its results (a /call POST without its stream)."""
 
-    def __init__(self, work: Callable[[Callable[[dict], None]], object]):
+    def __init__(self, work: Callable[[Callable[[dict], None]], object], budget_s: float | None = None):
         self.result = None
+        self.budget_s = REQUEST_BUDGET_S if budget_s is None else budget_s
+        self._deadline = time.monotonic() + self.budget_s
         self._events: queue.Queue = queue.Queue()
         self._cancel = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(work,), name=JOB_THREAD, daemon=True)
@@ -464,11 +476,19 @@ class Job:
         cancel.check()
         self._events.put(("step", info))
 
+    def _over_budget(self) -> bool:
+        return time.monotonic() > self._deadline
+
     def _run(self, work) -> None:
         try:
-            with cancel.stop_when(self._cancel.is_set):
+            with cancel.stop_when(lambda: self._cancel.is_set() or self._over_budget()):
                 result = work(self._callback)
             self._events.put(("done", result))
+        except cancel.Cancelled as e:
+            over = not self._cancel.is_set() and self._over_budget()
+            self._events.put(("error", OverBudget(f"the run took longer than the {self.budget_s:g} s one request "
+                                                  "may use; ask for less (fewer images, steps or budgets)")
+                              if over else e))
         except BaseException as e:  # noqa: BLE001 - handed to the consuming thread
             self._events.put(("error", e))
 

@@ -111,3 +111,35 @@ def test_every_long_job_is_bounded(app_url, tmp_path, kwargs, message):
     with pytest.raises(AppError, match=message):
         client.predict(**{**LARGE, **kwargs}, api_name="/compare_samplers")
     assert not job_threads()
+
+
+def test_cancelling_a_queued_job_leaves_the_running_one_of_the_same_client(app_url, tmp_path):
+    """One client submits A (running) then B (queued behind it) to one endpoint and cancels B:
+    A still finishes with its result (Gradio's own /cancel stops every job of the client's session
+    on that endpoint)."""
+    client = make_client(app_url, tmp_path)
+    a = client.submit(**{**LARGE, "sampler_names": ["ddim", "euler"], "budgets": "20, 40", "num_samples": 2},
+                      api_name="/compare_samplers")
+    wait_until(lambda: job_threads(), "job A to start")
+    b = client.submit(**LARGE, api_name="/compare_samplers")
+    time.sleep(0.5)
+    b.cancel()
+    path, table, params = a.result(timeout=300)
+    assert params["samplers"] == ["ddim", "euler"]
+    wait_until(lambda: not job_threads(), "no job left running (B never ran)")
+
+
+def test_a_request_stops_at_its_time_budget(app_url, tmp_path, monkeypatch):
+    """A job past the time one request may use (app.py --request-budget) stops with an error that
+    says so, and no job is left running."""
+    from gradio_client.exceptions import AppError
+
+    from demos import common
+    monkeypatch.setattr(common, "REQUEST_BUDGET_S", 1.0)
+    client = make_client(app_url, tmp_path)
+    start = time.monotonic()
+    with pytest.raises(AppError) as raised:
+        client.predict(**LARGE, api_name="/compare_samplers")
+    assert raised.value.message.startswith("Too long: the run took longer than the 1 s one request may use")
+    assert time.monotonic() - start < 60
+    wait_until(lambda: not job_threads(), "the job to stop")

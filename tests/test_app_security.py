@@ -144,7 +144,7 @@ def test_a_bad_input_sweep_over_every_endpoint_gets_named_short_errors(client, s
     for name, parameters in endpoints(client).items():
         for i, p in enumerate(parameters):
             numeric = p["python_type"]["type"] in ("float", "int")
-            for bad in BAD_VALUES + ([10**9] if numeric else [{"x": 1}]):
+            for bad in BAD_VALUES + ([10**9] if numeric else []):
                 data = default_arguments(parameters)
                 data[i] = bad
                 event, answer = call_raw(server, name, data)
