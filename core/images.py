@@ -190,13 +190,21 @@ def read_parameters(path_or_image) -> dict | None:
     return json.loads(text) if text else None
 
 
+def _umask() -> int:
+    mask = os.umask(0)   # reading the umask means setting it: set it straight back
+    os.umask(mask)
+    return mask
+
+
 def save_png(image: Image.Image, path: str | os.PathLike, parameters: dict) -> Path:
-    """Write a PNG with its parameters, atomically (temporary file, then rename)."""
+    """Write a PNG with its parameters, atomically (temporary file, then rename), with the mode an
+    ordinary new file gets (0666 less the umask; mkstemp's own is 0600)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         image.save(tmp, format="PNG", pnginfo=png_info(parameters))
         os.replace(tmp, path)
     except BaseException:

@@ -203,3 +203,25 @@ def test_ctrl_c_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli_main, "check_out", interrupted)
     assert cli_main.main(["generate", "--prompt", "x", "--out", "o"]) == 130
     assert capsys.readouterr().err == "stopped\n"
+
+
+def test_upscale_takes_the_factor_from_its_input_and_pngs_are_readable_by_others(tmp_path, tiny_checkpoints):
+    """A 32 px input asked at 128 gets both SR stages (factor 4); a 64 px one the 128 stage alone; the
+    PNG has the mode of an ordinary new file (0644 under umask 022)."""
+    import stat
+    from core.cli.generate import upscale_factor
+    assert upscale_factor(128, 32, None) == 4 and upscale_factor(128, 64, None) == 2
+    assert upscale_factor(64, 32, None) == 2 and upscale_factor(128, 20, 2) == 2
+    with pytest.raises(ValueError, match="needs --size 128"):
+        upscale_factor(64, 32, 4)
+    src = tmp_path / "in32.png"
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(src)
+    old = os.umask(0o022)
+    try:
+        cli("upscale", "--image", src, "--size", 128, "--steps", 2, "--checkpoints", tiny_checkpoints,
+            "--out", tmp_path / "up.png")
+    finally:
+        os.umask(old)
+    params = read_parameters(Image.open(tmp_path / "up.png"))
+    assert params["factor"] == 4
+    assert stat.S_IMODE((tmp_path / "up.png").stat().st_mode) == 0o644

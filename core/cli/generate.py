@@ -80,8 +80,9 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     u = sub.add_parser("upscale", help=HELP["upscale"], parents=[models])
     u.add_argument("--image", required=True)
     u.add_argument("--size", type=int, choices=(64, 128), required=True, help="output size")
-    u.add_argument("--factor", type=int, choices=(2, 4), default=2,
-                   help="2: the input is taken at SIZE/2 (one SR stage); 4: at 32 (both stages, SIZE 128 only)")
+    u.add_argument("--factor", type=int, choices=(2, 4), default=None,
+                   help="2: the input is taken at SIZE/2 (one SR stage); 4: at 32 (both stages, SIZE 128 only); "
+                        "default: from the input, 4 for an input of at most 32 px at SIZE 128, else 2")
     u.add_argument("--steps", type=int, default=SR_DEFAULTS.steps)
     u.add_argument("--sampler", choices=list(SAMPLERS), default=SR_DEFAULTS.sampler)
     u.add_argument("--noise", type=int, default=SR_DEFAULTS.aug_level, help="noise-augmentation level (0-999)")
@@ -123,12 +124,22 @@ def run_variations(args: argparse.Namespace) -> None:
     write_all(result, Path(args.out), args.seed, "variations")
 
 
-def run_upscale(args: argparse.Namespace) -> None:
-    if args.size == 64 and args.factor == 4:
+def upscale_factor(size: int, input_side: int, factor: int | None) -> int:
+    """The factor of an upscale to `size`: the one given, else from the input's longer side (an
+    input of at most 32 px taken to 128 gets both SR stages, as the cascade runs them)."""
+    if factor is None:
+        factor = 4 if size == 128 and input_side <= 32 else 2
+    if size == 64 and factor == 4:
         raise ValueError("--factor 4 needs --size 128 (the cascade starts at 32)")
+    return factor
+
+
+def run_upscale(args: argparse.Namespace) -> None:
+    image = open_image(args.image)
+    args.factor = upscale_factor(args.size, max(image.size), args.factor)
     models = load_models(args)
     stage_names = ["sr64", "sr128"] if args.factor == 4 else [f"sr{args.size}"]
-    x = pil_to_tensor(open_image(args.image), size=args.size // args.factor)
+    x = pil_to_tensor(image, size=args.size // args.factor)
     settings = StageSettings(sampler=args.sampler, steps=args.steps, guidance=1.0, aug_level=args.noise)
     for i, name in enumerate(stage_names):
         x = upscale(models.get(name), x, [args.seed], settings, stage=i + 1)
