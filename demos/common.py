@@ -413,8 +413,11 @@ def _readable_preprocess(component) -> None:
         if numeric:
             if not (isinstance(payload, (int, float)) and not isinstance(payload, bool) and math.isfinite(payload)):
                 raise error(f"{label} must be a finite number, got {excerpt(payload)}", "Cannot do that")
-            if (low is not None and payload < low) or (high is not None and payload > high):
-                raise error(f"{label} must be from {low:g} to {high:g}, got {excerpt(payload)}", "Cannot do that")
+            if low is not None and payload < low:
+                raise error(f"{label}: value {excerpt(payload)} is less than minimum value {low:g}", "Cannot do that")
+            if high is not None and payload > high:
+                raise error(f"{label}: value {excerpt(payload)} is greater than maximum value {high:g}",
+                            "Cannot do that")
         if isinstance(payload, str):
             try:
                 payload.encode("utf-8")
@@ -423,7 +426,7 @@ def _readable_preprocess(component) -> None:
                             f"{excerpt(payload)}", "Cannot do that") from None
         if choices is not None and payload not in choices and not (payload is None and optional):
             shown = ", ".join(map(str, choices[:8])) + (", ..." if len(choices) > 8 else "")
-            raise error(f"{label} must be one of {shown}; got {excerpt(payload)}", "Cannot do that")
+            raise error(f"{label}: value {excerpt(payload)} is not in the list of choices ({shown})", "Cannot do that")
         try:
             return preprocess(payload)
         except gr.Error:
@@ -431,7 +434,8 @@ def _readable_preprocess(component) -> None:
         except Exception as e:  # noqa: BLE001 - PIL raises many types for a bad file
             if upload:
                 file = getattr(payload, "background", payload)  # an ImageEditor's image is its background
-                name = excerpt(getattr(file, "orig_name", None)) if getattr(file, "orig_name", None) else "the upload"
+                name = getattr(file, "orig_name", None) or "the upload"
+                name = name if len(name) <= 60 else f"{name[:60]}..."
                 raise error(f"{name} cannot be read as an image ({type(e).__name__}); upload a PNG, JPEG, "
                             "WebP, GIF or BMP file", "Unreadable image") from e
             raise error(f"{label} cannot take {excerpt(payload)} ({type(e).__name__})", "Cannot do that") from e

@@ -69,7 +69,7 @@ def test_new_endpoints_are_named(client):
         "/edit_sweep": ["image", "attribute", "max_strength", "frames", "steps", "size"],
         "/interpolate": ["image_a", "image_b", "frames", "steps", "size"],
         "/attributes": [],
-        "/variations": ["image", "num_images", "seed", "size", "prompt", "mix", "decoder_steps"],
+        "/variations": ["image", "num_images", "seed", "size", "prompt", "mix", "decoder_steps", "decoder_guidance"],
     }
     for name, params in expected.items():
         assert name in named, sorted(named)

@@ -61,7 +61,7 @@ def test_endpoints_are_named(client):
     named = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     params = [p["parameter_name"] for p in named["/class_conditional"]["parameters"]]
     assert params == ["label", "guidance", "sampler", "steps", "seed", "num_images", "size", "dynamic_thresholding",
-                      "guidance_method", "classifier_scale", "base_model", "decoder_steps"]
+                      "guidance_method", "classifier_scale", "base_model", "decoder_steps", "decoder_guidance"]
     assert [p["parameter_name"] for p in named["/guidance_comparison"]["parameters"]] == [
         "label", "cfg_scales", "classifier_scales", "seed", "num_samples", "steps"]
 

@@ -158,7 +158,7 @@ def test_nan_or_nothing_in_a_number_is_a_named_error(client, server):
 # ---- errors carry their titles -------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs, title, text", [
     (dict(prompt="", steps=2), "Cannot do that", "prompt is empty"),
-    (dict(prompt="cat", size=128, seed=-1), "Error", "less than minimum value 0"),   # Gradio's own check
+    (dict(prompt="cat", size=128, seed=-1), "Cannot do that", "Seed: value -1 is less than minimum value 0"),
 ])
 def test_an_error_says_its_title(client, kwargs, title, text):
     """Gradio 6.31's page heads every error toast "Error", so the app's title leads the message."""
