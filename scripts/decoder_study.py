@@ -12,7 +12,9 @@ Rows, all with the same seeds:
   stochastic sampler); guidance against the training codes' mean code at 2 and 3 (no training: the
   committed decoder never saw a null code, the mean code is the nearest thing to "any emoji");
 - each --candidate (a diffae checkpoint folder trained with condition dropout): guidance 1 (the
-  extra training alone) and classifier-free guidance on z_sem at --scales against the null code.
+  extra training alone) and classifier-free guidance on z_sem at --scales against the null code,
+  with each of --candidate-steps decoder steps. A candidate is scored on its own codes (with a
+  frozen encoder they are the committed ones).
 The split's emoji are a seeded draw (`core.evaluation.scorecard.text_splits`, seed 0): names of
 training emoji outside People & Body by default. With --grid, a PNG of the first 8 emoji at 128 px:
 one row per row of the table, the real emoji last.
@@ -64,6 +66,8 @@ def main(argv=None) -> int:
     p.add_argument("--checkpoints", default="checkpoints")
     p.add_argument("--candidate", action="append", default=[], help="a diffae checkpoint folder (repeatable)")
     p.add_argument("--scales", default="1.5,2,3", help="decoder guidance scales of each candidate")
+    p.add_argument("--candidate-steps", default=str(DECODER_STEPS),
+                   help="comma-separated decoder steps each candidate scale is drawn with")
     p.add_argument("--split", choices=tuple(SPLITS), default="other")
     p.add_argument("--n", type=int, default=24)
     p.add_argument("--grid", help="write the 128 px grid here")
@@ -81,8 +85,8 @@ def main(argv=None) -> int:
     z = semantic_code(decoder, real32)
     mean = semantic_code(decoder, data.images_at(32, data.indices("train"))).mean(0, keepdim=True)
 
-    def fresh(model, code, guidance=1.0):
-        return decode(model, code, fresh_noise(model, seeds), DECODER_STEPS, sampler=DECODER_SAMPLER, guidance=guidance)
+    def fresh(model, code, guidance=1.0, steps=DECODER_STEPS):
+        return decode(model, code, fresh_noise(model, seeds), steps, sampler=DECODER_SAMPLER, guidance=guidance)
 
     rows = {}
     if not a.quick:
@@ -98,8 +102,10 @@ def main(argv=None) -> int:
     for folder in a.candidate:
         cand = load_model(folder, "cpu")
         cz = semantic_code(cand, real32)
-        for s in [1.0] + [float(v) for v in a.scales.split(",")]:
-            rows[f"{Path(folder).name}, decoder guidance {s:g}"] = lambda cand=cand, cz=cz, s=s: fresh(cand, cz, s)
+        for n in [int(v) for v in a.candidate_steps.split(",")]:
+            for s in [1.0] + [float(v) for v in a.scales.split(",")]:
+                rows[f"{Path(folder).name}, decoder guidance {s:g}, {n} steps"] = (
+                    lambda cand=cand, cz=cz, s=s, n=n: fresh(cand, cz, s, n))
 
     print(f"{len(idx)} emoji ({SPLITS[a.split]}), SSIM (grey, sigma 1.5) of the 128 px picture to the real "
           f"128 px emoji; SR stages at the cascade's settings ({SR_STAGE_DEFAULTS[0].steps} / "
