@@ -36,8 +36,8 @@ from PIL import Image, ImageDraw
 
 from core import cancel
 from core.cascade import base_defaults
-from core.diffae import MAX_DECODER_GUIDANCE, fresh_noise_guidance
 from core.data.emoji import IMAGES_FILE, RECORDS_FILE, default_cache_dir, load_font, parse_emoji_test, render_emoji
+from core.diffae import MAX_DECODER_GUIDANCE, fresh_noise_guidance
 from core.images import ImageError, ImageSizeError, check_side, image_grid, image_size, open_image, save_png
 from core.models.checkpoints import CheckpointError
 from core.models.modelset import ModelSet
@@ -268,12 +268,12 @@ def named_errors(demo: gr.Blocks) -> gr.Blocks:
     """Make every endpoint answer a malformed call with a gr.Error that names what is wrong, where
     Gradio would answer {"error": null} (it shows only its own gr.Error messages): too few
     arguments name the endpoint's arguments; a file argument that is not one of this server's
-    uploads or examples is refused before anything opens it (`check_uploaded`); a value an input cannot take (NaN, no number, an
-    unreadable upload, a number out of range, a choice not offered, text that is no valid Unicode)
-    names the input and shows at most a short excerpt of the value; and an unexpected failure
-    (a bug) is answered "Internal error" with its type, its traceback printed to the server's log,
-    never {"error": null}. Wrapped on the instances (subclassing a component makes
-    Gradio write a .pyi stub next to this module); call it once the layout is built."""
+    uploads or examples is refused before anything opens it (`check_uploaded`); a value an input
+    cannot take (NaN, no number, an unreadable upload, a number out of range, a choice not offered,
+    text that is no valid Unicode) names the input and shows at most a short excerpt of the value;
+    and an unexpected failure (a bug) is answered "Internal error" with its type, its traceback
+    printed to the server's log, never {"error": null}. Wrapped on the instances (subclassing a
+    component makes Gradio write a .pyi stub next to this module); call it once the layout is built."""
     for block in demo.blocks.values():
         if isinstance(block, gr.components.Component):
             _readable_preprocess(block)
@@ -312,8 +312,9 @@ def _never_unnamed(fn: Callable) -> Callable:
     """`fn` (a function or generator function) with every exception that is not a gr.Error turned
     into one that says "Internal error" and the exception's type (Gradio answers other exceptions
     with {"error": null})."""
-    if getattr(fn, "_never_unnamed", False):
-        return fn
+    if fn is None or getattr(fn, "_never_unnamed", False) or inspect.iscoroutinefunction(fn) \
+            or inspect.isasyncgenfunction(fn):
+        return fn   # no server function (a js-only event), already wrapped, or async (none in this app)
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def wrapped(*args, **kwargs):
@@ -360,13 +361,16 @@ def upload_roots() -> list[Path]:
     return [Path(get_upload_folder()).resolve(), EXAMPLE_DIR.resolve()]
 
 
+EDITOR_KEYS = {"background", "layers", "composite", "id"}
+
+
 def _well_formed(payload, component) -> bool:
     """Whether a file argument has the shape its component takes: a file (a dict naming a path),
     an ImageEditor's image (a dict of background, layers and composite), a Gallery's list."""
     if isinstance(component, gr.Gallery):
         return isinstance(payload, list)
     if isinstance(component, gr.ImageEditor):
-        return isinstance(payload, dict) and bool(payload) and set(payload) <= {"background", "layers", "composite", "id"}
+        return isinstance(payload, dict) and bool(payload) and set(payload) <= EDITOR_KEYS
     return isinstance(payload, dict) and ("path" in payload or "url" in payload)
 
 

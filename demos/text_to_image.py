@@ -180,7 +180,8 @@ def build(models: Models) -> None:
                 parameters = gr.JSON(label="Parameters")
     common.run_on([button.click, prompt.submit], make_fn(models),
                   inputs=[prompt, negative, guidance, sampler, steps, seed, num, size, thresholding, threshold, eta,
-                          sr64_steps, sr64_noise, sr128_steps, sr128_noise, threshold_max, base_model, decoder_steps, decoder_guidance],
+                          sr64_steps, sr64_noise, sr128_steps, sr128_noise, threshold_max, base_model, decoder_steps,
+                          decoder_guidance],
                   outputs=[*stage_images, gallery, parameters], api_name="text_to_image",
                   show_progress_on=[gallery])  # the bar covers the gallery; the stages' previews stay visible
     if models.deepfloyd is not None:

@@ -209,6 +209,7 @@ def test_upscale_takes_the_factor_from_its_input_and_pngs_are_readable_by_others
     """A 32 px input asked at 128 gets both SR stages (factor 4); a 64 px one the 128 stage alone; the
     PNG has the mode of an ordinary new file (0644 under umask 022)."""
     import stat
+
     from core.cli.generate import upscale_factor
     assert upscale_factor(128, 32, None) == 4 and upscale_factor(128, 64, None) == 2
     assert upscale_factor(64, 32, None) == 2 and upscale_factor(128, 20, 2) == 2

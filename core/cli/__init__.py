@@ -11,7 +11,6 @@ import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-
 MAX_SEED = 2**32 - 1   # seeds from 0 to 2^32 - 1, the same range as the app's
 
 

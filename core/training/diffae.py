@@ -1,13 +1,14 @@
-"""The diffusion autoencoder (DiffAE, Preechakul et al. 2022): the semantic encoder and the
-decoder UNet trained jointly with the v-loss of `DiffusionTask`, z_sem = Enc(x0) computed inside
-each loss so the gradients reach the encoder. The min-SNR weight is floored at `snr_floor` (1 by
-default, "truncated SNR", Salimans & Ho 2022): the noisiest steps, where only z_sem can tell the
-decoder what the image is, would otherwise count for almost nothing and the decoder learns to
-ignore z_sem. With `cond_dropout` > 0 (0 by default) the code is replaced by the null code (zeros)
-that often, so the decoder can be sampled with classifier-free guidance on z_sem, as DALL-E 2's
-decoder is (`core.diffae.decode(..., guidance=s)`). With `freeze_encoder` only the decoder learns:
-z_sem stays what the prior, the attribute directions and the code-fed bases were fitted on (a
-fine-tune of both moves the codes by a third of their length in 1,250 steps). The export also fits and stores the attribute directions (`core.diffae`)."""
+"""The diffusion autoencoder (DiffAE, Preechakul et al. 2022): the semantic encoder and the decoder
+UNet trained jointly with the v-loss of `DiffusionTask`, z_sem = Enc(x0) computed inside each loss
+so the gradients reach the encoder. The min-SNR weight is floored at `snr_floor` (1 by default,
+"truncated SNR", Salimans & Ho 2022): the noisiest steps, where only z_sem can tell the decoder what
+the image is, would otherwise count for almost nothing and the decoder learns to ignore z_sem. With
+`cond_dropout` > 0 (0 by default) the code is replaced by the null code (zeros) that often, so the
+decoder can be sampled with classifier-free guidance on z_sem, as DALL-E 2's decoder is
+(`core.diffae.decode(..., guidance=s)`). With `freeze_encoder` only the decoder learns: z_sem stays
+what the prior, the attribute directions and the code-fed bases were fitted on (a fine-tune of both
+moves the codes by a third of their length in 1,250 steps). The export also fits and stores the
+attribute directions (`core.diffae`)."""
 from __future__ import annotations
 
 import torch
