@@ -178,7 +178,7 @@ def start(args: argparse.Namespace, tab_modules=None):
     demo.queue(default_concurrency_limit=concurrency, max_size=args.max_queue)
     from starlette.middleware import Middleware
 
-    from demos.access import AuthGate, EventCancel, LoginBackoff
+    from demos.access import AuthGate, EventCancel, LoginBackoff  # deferred: starlette, gradio
     os.environ["FORWARDED_ALLOW_IPS"] = args.forwarded_allow_ips   # uvicorn: whose X-Forwarded-For to believe
     demo.launch(server_name=args.host, server_port=args.port, auth=args.auth, share=False,
                 state_session_capacity=args.max_sessions,
