@@ -14,6 +14,7 @@ import os
 import socket
 import sys
 
+from core.cli import whole_number  # no torch
 from core.models.checkpoints import CheckpointError  # no torch: `spaces` (ZeroGPU) must come before it
 
 TABS = ("text_to_image", "class_conditional", "super_resolution", "image_to_image", "attribute_editing", "how_it_works")
@@ -53,22 +54,12 @@ def _env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in ("1", "true", "yes")
 
 
-def port_number(text: str) -> int:
-    """A TCP port: a whole number from 1 to 65535."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if not 1 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{value} is not a port: use 1 to 65535")
-    return value
-
-
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python app.py", description=__doc__.split("\n")[0])
     p.add_argument("--host", default=None,
                    help="address to serve on (default: $GRADIO_SERVER_NAME or 127.0.0.1; 0.0.0.0 for the network)")
-    p.add_argument("--port", type=port_number, default=None, help="port (default: $GRADIO_SERVER_PORT or 7860)")
+    p.add_argument("--port", type=whole_number(1, 65535), default=None,
+                   help="port (default: $GRADIO_SERVER_PORT or 7860)")
     p.add_argument("--checkpoints", default=os.environ.get("DIFFUSION_HUB_CHECKPOINTS"),
                    help="checkpoints folder or Hub repo id (default: $DIFFUSION_HUB_CHECKPOINTS or ./checkpoints)")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))

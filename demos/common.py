@@ -342,10 +342,8 @@ NOT_UPLOADED = "only uploaded files are accepted: upload the image (or pick an e
 
 
 def _file_paths(payload) -> list:
-    """Every `path` in a file component's payload (a FileData, an ImageEditor's EditorData with its
-    background, layers and composite, a list of them, or their dict form)."""
-    if hasattr(payload, "model_dump"):
-        payload = payload.model_dump()
+    """Every `path` in a file argument as it arrives (a file dict, an ImageEditor's dict of
+    background, layers and composite, a Gallery's list)."""
     if isinstance(payload, dict):   # a file names a path (a url alone, such as a data: URL, is refused)
         own = [payload.get("path")] if "path" in payload or "url" in payload else []
         return own + [p for k, v in payload.items() if k != "path" for p in _file_paths(v)]
