@@ -50,8 +50,8 @@ from core.conditions import BASES, base_conds
 from core.diffusion.rng import BatchGenerator, Generator, randn_like
 from core.diffusion.samplers import Projection, SamplerName, sample
 from core.diffusion.schedules import NoiseSchedule
-from core.evaluation.metrics import pixel_diversity
 from core.images import check_images, grid_image, pil_to_tensor, resize_image
+from core.metrics import pixel_diversity
 from core.models.networks import DiffusionModel
 from core.pipeline import BASE_DEFAULTS, StageSettings, sample_stage
 

@@ -38,8 +38,8 @@ from core.data.emoji import load_dataset
 from core.diffusion.likelihood import bits_per_dim
 from core.diffusion.samplers import SAMPLERS
 from core.diffusion.schedules import SCHEDULES, make_schedule
-from core.evaluation.metrics import mean_pairwise_distance
 from core.images import grid_image
+from core.metrics import mean_pairwise_distance
 from core.pipeline import BASE_DEFAULTS, StageSettings, class_conds, generate_class, generate_text
 
 BaseModel = Literal["text_base", "class_base"]

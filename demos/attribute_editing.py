@@ -12,8 +12,8 @@ import gradio as gr
 import torch
 
 from core import cascade, diffae
-from core.evaluation.metrics import psnr
 from core.images import image_grid, pil_to_tensor, tensor_to_pil
+from core.metrics import psnr
 from core.semantic import DECODER_STEPS
 from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
 from demos.common import Models, RequestFiles, as_int, gpu, image_input, user_errors, wait_for

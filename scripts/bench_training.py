@@ -19,8 +19,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.training.config import default_config  # noqa: E402
-from core.training.registry import make_task  # noqa: E402
+from core.training.registry import (
+    default_config,  # noqa: E402
+    make_task,  # noqa: E402
+)
 
 VARIANTS = {"fp32 eager": {}, "channels-last": {"channels_last": True}, "bf16 autocast": {"precision": "bf16"},
             "torch.compile": {"compile": True},

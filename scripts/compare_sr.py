@@ -23,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.cascade import upscale_chain  # noqa: E402
 from core.data.emoji import load_dataset  # noqa: E402
 from core.evaluation.held_out import heldout_order  # noqa: E402
-from core.evaluation.metrics import psnr, ssim, to_unit  # noqa: E402
 from core.images import save_grid  # noqa: E402
+from core.metrics import psnr, ssim, to_unit  # noqa: E402
 from core.models.modelset import ModelSet  # noqa: E402
 from core.pipeline import SR_STAGE_DEFAULTS  # noqa: E402
 

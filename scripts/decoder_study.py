@@ -37,9 +37,9 @@ from core.diffae import decode, fresh_noise, semantic_code  # noqa: E402
 from core.diffusion.guidance import cfg_denoiser  # noqa: E402
 from core.diffusion.rng import BatchGenerator  # noqa: E402
 from core.diffusion.samplers import sample, sampler_stage_spacing  # noqa: E402
-from core.evaluation.metrics import ssim, to_unit  # noqa: E402
 from core.evaluation.scorecard import TEXT_SPLITS, text_splits  # noqa: E402
 from core.images import save_grid  # noqa: E402
+from core.metrics import ssim, to_unit  # noqa: E402
 from core.models.checkpoints import load_model  # noqa: E402
 from core.models.modelset import ModelSet  # noqa: E402
 from core.pipeline import SR_STAGE_DEFAULTS  # noqa: E402

@@ -9,7 +9,7 @@ pipeline's default).
 
 Each stage is measured on the first N held-out emoji (`core.evaluation.held_out.heldout_order`, seed 0):
 - base: the text base at guidance 3 on their captions, FD_CLIP of the 32 px samples to the real
-  held-out images (`core.evaluation.metrics.frechet_distance` on CLIP image embeddings, as the evaluation);
+  held-out images (`core.metrics.frechet_distance` on CLIP image embeddings, as the evaluation);
 - class: the class base at guidance 3 on their subgroups (those it knows), the same FD_CLIP;
 - sr64 / sr128: the SR stage on the real images area-downsampled to its input size, FD_CLIP
   and PSNR / SSIM of its outputs against the real images at its size.
@@ -38,7 +38,7 @@ from core.cli import number_list  # noqa: E402
 from core.data.emoji import load_dataset  # noqa: E402
 from core.diffusion.samplers import SAMPLERS, SPACINGS  # noqa: E402
 from core.evaluation.held_out import caption_of, heldout_order  # noqa: E402
-from core.evaluation.metrics import frechet_distance, psnr, ssim  # noqa: E402
+from core.metrics import frechet_distance, psnr, ssim  # noqa: E402
 from core.models.clip_model import ClipEmbedder  # noqa: E402
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, generate_class, generate_text, upscale  # noqa: E402
 

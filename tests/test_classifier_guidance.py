@@ -112,8 +112,8 @@ def test_training_kind_learns_and_writes_a_card(tmp_path):
     from safetensors.torch import load_file
 
     from core.data.emoji import load_dataset
-    from core.training.config import default_config
     from core.training.loop import train
+    from core.training.registry import default_config
     cfg = default_config("noisy_classifier", str(tmp_path / "run"), steps=150, batch=32, channels=(16, 32),
                          warmup=20, lr=5e-3, ema_decay=0.9, save_every=1000, sample_every=1000, threads=1)
     summary = train(cfg, export=tmp_path / "nc", log=lambda s: None)

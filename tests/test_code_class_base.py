@@ -7,7 +7,7 @@ import torch
 from core.models.checkpoints import load_model, save_model
 from core.models.networks import DiffusionModel, ModelConfig
 from core.pipeline import class_conds
-from core.training.config import default_config
+from core.training.registry import default_config
 from tests.tiny import decoder_inputs as _inputs
 from tests.tiny import tiny_code_class_base, tiny_diffae, tiny_prior, write_tiny_checkpoints_with
 

@@ -69,8 +69,8 @@ def test_bad_guidance_is_refused(model, bad):
 def test_training_drops_the_code_and_can_freeze_the_encoder(tmp_path, monkeypatch):
     """The task's batch has every code either the encoder's or the null code (zeros), about
     cond_dropout of them null; with freeze_encoder no gradient reaches the encoder."""
-    from core.training.config import default_config
     from core.training.diffae import DiffAETask
+    from core.training.registry import default_config
     cfg = default_config("diffae", str(tmp_path), smoke=True, resolution=32, cond_dropout=0.5, freeze_encoder=True,
                          batch=64)
     task = DiffAETask(cfg)

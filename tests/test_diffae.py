@@ -306,8 +306,8 @@ def test_bad_image_error_type(model):
 
 @pytest.mark.slow
 def test_task_trains_and_exports_with_directions(tmp_path):
-    from core.training.config import default_config
     from core.training.loop import train
+    from core.training.registry import default_config
     cfg = default_config("diffae", str(tmp_path / "run"), smoke=True)
     summary = train(cfg, export=tmp_path / "diffae", log=lambda s: None)
     assert summary["step"] == cfg.steps and summary["loss_avg"] == summary["loss_avg"]
@@ -320,8 +320,8 @@ def test_task_trains_and_exports_with_directions(tmp_path):
 
 
 def test_task_loss_reaches_the_encoder(tmp_path):
-    from core.training.config import default_config
     from core.training.diffae import DiffAETask
+    from core.training.registry import default_config
     task = DiffAETask(default_config("diffae", str(tmp_path), smoke=True))
     net = task.build()
     loss = task.loss(net, torch.Generator().manual_seed(0), torch.device("cpu"))

@@ -16,7 +16,7 @@ from core.evaluation.classifiers import (
     train_classifier,
     training_examples,
 )
-from core.evaluation.metrics import frechet_distance, gaussian_window, psnr, ssim
+from core.metrics import frechet_distance, gaussian_window, psnr, ssim
 from core.models.small_cnn import to_resolution
 
 
@@ -218,7 +218,7 @@ def test_cli_end_to_end_on_tiny_checkpoints(cli_run, shared_data, capsys):
 
     from core.cascade import upscale_chain
     from core.evaluation.held_out import heldout_order
-    from core.evaluation.metrics import to_unit
+    from core.metrics import to_unit
     from core.models.modelset import ModelSet
     from core.pipeline import SR_STAGE_DEFAULTS
     ms = ModelSet(tiny_checkpoints_root(argv), "cpu")

@@ -1,8 +1,11 @@
-"""The layers of the code stay visible: no import cycle among the modules of core/, demos/ and
-app.py, and no function-local import of a project module except where it defers a heavy
+"""The layers of the code stay visible: every import of a project module (at module level, inside
+a function or for type checkers alike) goes to the importer's own layer or one listed before it in
+the README's "The code" section, with no import cycle among the modules of core/, demos/ and
+app.py; and no function-local import of a project module except where it defers a heavy
 dependency (torch for the commands that read JSON only, open_clip, diffusers, gradio), which its
 line says with a `# deferred: WHAT` comment. Read from the source (ast), nothing is imported."""
 import ast
+import re
 import sys
 from pathlib import Path
 
@@ -40,9 +43,10 @@ def imported(node: ast.Import | ast.ImportFrom, module: str, modules: dict[str, 
     return found
 
 
-def import_graph():
-    """({module: modules imported at module level}, [(module, line, imported) of function-local
-    imports without the marker])."""
+def import_graph(every_import: bool = False):
+    """({module: modules it imports}, [(module, line, imported) of function-local imports without
+    the marker]). The graph holds the imports run at module level, or with `every_import` also
+    those inside functions and under `if TYPE_CHECKING:`."""
     modules = project_modules()
     graph, unmarked = {}, []
     for module, path in modules.items():
@@ -53,18 +57,61 @@ def import_graph():
         # visit runs within this iteration; module and lines are bound to say so
         def visit(node, in_function: bool, module: str = module, lines: list[str] = lines) -> None:
             for child in ast.iter_child_nodes(node):
-                if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test) and not every_import:
                     continue   # for type checkers only: never runs
                 if isinstance(child, (ast.Import, ast.ImportFrom)):
                     targets = imported(child, module, modules)
-                    if not in_function:
+                    if not in_function or every_import:
                         graph[module].update(targets)
-                    elif targets and not any(MARKER in line for line in lines[child.lineno - 1:child.end_lineno]):
+                    if in_function and targets and \
+                            not any(MARKER in line for line in lines[child.lineno - 1:child.end_lineno]):
                         unmarked.extend((module, child.lineno, t) for t in targets)
                 visit(child, in_function or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)))
 
         visit(ast.parse(source), False)
     return graph, unmarked
+
+
+def readme_layers() -> list[list[str]]:
+    """The layers of the README's "The code" block, lowest first: per line, the paths before the
+    description ("core/checks.py, images.py": a bare file name is in the previous path's folder)."""
+    text = (REPO / "README.md").read_text()
+    block = text[text.index("## The code"):].split("```")[1]
+    layers = []
+    for line in block.splitlines():
+        if not line or line[0].isspace():
+            continue   # a description's continuation
+        paths, folder = [], ""
+        for item in re.split(r"\s{2,}", line.strip())[0].split(", "):
+            if "/" not in item.rstrip("/"):
+                item = folder + item
+            folder = item if item.endswith("/") else item.rpartition("/")[0] + "/"
+            paths.append(item)
+        layers.append(paths)
+    return layers
+
+
+def layer_of(module: str, layers: list[list[str]]) -> int | None:
+    """The index of the README layer holding `module`: its own file, else its package's folder,
+    else `core/*.py` for a module directly in core (core/__init__ counts as core's lowest layer)."""
+    if module == "core":
+        return 0
+    path = module.replace(".", "/") + ".py"
+    if (REPO / module.replace(".", "/") / "__init__.py").is_file():
+        path = module.replace(".", "/") + "/__init__.py"   # a package: its folder holds it
+    for i, paths in enumerate(layers):   # a file named for itself wins
+        if path in paths:
+            return i
+    best = None
+    for i, paths in enumerate(layers):   # else the deepest folder that holds it
+        for folder in (p for p in paths if p.endswith("/")):
+            if path.startswith(folder) and (best is None or len(folder) > best[1]):
+                best = (i, len(folder))
+    if best:
+        return best[0]
+    if module.count(".") == 1 and module.startswith("core."):
+        return next((i for i, paths in enumerate(layers) if "core/*.py" in paths), None)
+    return None
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -99,9 +146,20 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 def test_no_import_cycle():
-    graph, _ = import_graph()
+    graph, _ = import_graph(every_import=True)
     assert "core.cascade" in graph and "demos.common" in graph and "app" in graph   # the walk found the code
     assert cycles(graph) == []
+
+
+def test_imports_follow_the_readme_layers():
+    layers = readme_layers()
+    assert len(layers) >= 8 and "core/diffusion/" in layers[1]   # the README block was read
+    graph, _ = import_graph(every_import=True)
+    unplaced = [m for m in graph if layer_of(m, layers) is None]
+    assert unplaced == [], f"modules the README's layer list does not place: {unplaced}"
+    upward = [f"{m} (layer {layer_of(m, layers)}) imports {t} (layer {layer_of(t, layers)})"
+              for m, targets in graph.items() for t in sorted(targets) if layer_of(t, layers) > layer_of(m, layers)]
+    assert upward == [], "imports against the README's layer order:\n" + "\n".join(upward)
 
 
 def test_function_local_project_imports_say_what_they_defer():
@@ -125,3 +183,7 @@ def test_the_check_sees_a_cycle_and_an_unmarked_import(tmp_path, monkeypatch):
     monkeypatch.setattr(sys.modules[__name__], "REPO", tmp_path)
     graph, unmarked = import_graph()
     assert graph["app"] == {"core.one"} and unmarked == [("core.one", 2, "core.two")]
+    every, _ = import_graph(every_import=True)
+    assert cycles(every) == [["core.one", "core.two"]]   # counted with the imports inside functions
+    layers = [["core/one.py"], ["core/two.py"]]
+    assert layer_of("core.one", layers) == 0 and layer_of("core.two", layers) == 1   # one imports two: upward

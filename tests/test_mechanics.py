@@ -13,9 +13,9 @@ from core import mechanics
 from core.cli.main import main as cli
 from core.diffusion import samplers
 from core.diffusion.schedules import make_schedule
-from core.evaluation.metrics import mean_pairwise_distance
 from core.images import read_parameters
 from core.mechanics import Condition
+from core.metrics import mean_pairwise_distance
 from core.models.modelset import ModelSet
 from core.pipeline import StageSettings, generate_text
 

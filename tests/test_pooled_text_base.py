@@ -5,7 +5,7 @@ import torch
 
 from core.models.checkpoints import load_model, save_model
 from core.models.networks import DiffusionModel, ModelConfig
-from core.training.config import default_config
+from core.training.registry import default_config
 from tests.tiny import decoder_inputs as _inputs
 from tests.tiny import tiny_clip, tiny_diffae, tiny_pooled_text_base, write_tiny_checkpoints_with
 

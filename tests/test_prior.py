@@ -111,8 +111,7 @@ def test_training_learns_the_codes_and_exports(tmp_path, tiny_checkpoints):
     from core.cli.main import main
     from core.data.emoji import load_dataset
     from core.diffae import semantic_code
-    from core.training.config import default_config
-    from core.training.registry import make_task
+    from core.training.registry import default_config, make_task
 
     cfg = default_config("prior", str(tmp_path / "run"), smoke=True, checkpoints=str(tiny_checkpoints), batch=64)
     task = make_task(cfg)

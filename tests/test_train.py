@@ -6,8 +6,8 @@ from safetensors.torch import load_file
 
 from core.cli.main import main as cli
 from core.models.checkpoints import load_model
-from core.training.config import default_config
 from core.training.loop import train
+from core.training.registry import default_config
 
 
 def _weights(run):

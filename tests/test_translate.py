@@ -10,8 +10,8 @@ from PIL import Image
 
 from core.data.masks import SIDES, box_mask, half_mask, mask_from_image, random_mask, stroke_mask
 from core.diffusion.samplers import SAMPLERS
-from core.evaluation.metrics import delta_e, psnr, srgb_to_lab
 from core.images import ImageError, read_parameters
+from core.metrics import delta_e, psnr, srgb_to_lab
 from core.pipeline import StageSettings, generate_text
 from core.translate import PALETTE_TASKS, colorize, grayscale, inpaint, repaint, repaint_path, sdedit, translate
 from tests.tiny import tiny_model
@@ -337,8 +337,8 @@ def test_srgb_to_lab_known_values():
 @pytest.mark.slow
 def test_palette_task_trains_a_few_steps(tmp_path):
     from core.data.emoji import default_cache_dir
-    from core.training.config import default_config
     from core.training.loop import train
+    from core.training.registry import default_config
     if not (default_cache_dir() / "images.npy").is_file():
         pytest.skip("the emoji data set is not built (python -m core data)")
     cfg = default_config("palette", str(tmp_path / "run"), smoke=True, steps=2, sample_every=2, threads=1)
@@ -352,8 +352,8 @@ def test_palette_task_trains_a_few_steps(tmp_path):
 
 def test_palette_task_batches(tmp_path):
     from core.data.emoji import default_cache_dir
-    from core.training.config import default_config
     from core.training.palette import PaletteTask
+    from core.training.registry import default_config
     if not (default_cache_dir() / "images.npy").is_file():
         pytest.skip("the emoji data set is not built (python -m core data)")
     task = PaletteTask(default_config("palette", str(tmp_path), smoke=True, batch=16, residual_scale=0))
@@ -374,8 +374,8 @@ def test_palette_trains_on_the_scaled_residual_over_its_baseline(tmp_path):
     """By default Palette diffuses 2 * (image - baseline): the grayscale source for colorization,
     the mean-colour fill of the mask for inpainting (zero outside the mask)."""
     from core.data.emoji import default_cache_dir
-    from core.training.config import default_config
     from core.training.palette import PaletteTask
+    from core.training.registry import default_config
     from core.translate import mean_fill
     if not (default_cache_dir() / "images.npy").is_file():
         pytest.skip("the emoji data set is not built (python -m core data)")
@@ -433,7 +433,7 @@ def test_evaluate_runs_and_reports_missing_models(models, tiny_checkpoints, tmp_
     assert results["rows"][3][2] == 0 and results["rows"][7][2] == 0   # nothing changes outside the mask
     # realism: FD_CLIP to the real emoji, for the model and the baseline (here the mean fill, by hand)
     from core.data.emoji import load_dataset
-    from core.evaluation.metrics import frechet_distance
+    from core.metrics import frechet_distance
     assert [r[1] for r in results["rows"][4:6]] == ["FD_CLIP to the real emoji (lower is better)"] * 2
     data = load_dataset()
     x = data.images_at(64, torch.as_tensor(data.indices("heldout"))[:2])

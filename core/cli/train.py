@@ -5,9 +5,8 @@ import argparse
 
 from core.cli import seed
 from core.models.checkpoints import DEFAULT_CHECKPOINTS
-from core.training.config import default_config
 from core.training.loop import train, train_all
-from core.training.registry import TRAIN_KINDS
+from core.training.registry import TRAIN_KINDS, default_config
 
 
 def add_parsers(sub, models: argparse.ArgumentParser) -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 import torch
 
 from core.evaluation.held_out import caption_of, chunks, mean_of, names_gender, names_skin_tone
-from core.evaluation.metrics import frechet_distance
 from core.evaluation.scorecard import (
     GRID_CLASSES,
     GRID_PROMPTS,
@@ -20,6 +19,7 @@ from core.evaluation.scorecard import (
     scorecard,
     semantic_sampler,
 )
+from core.metrics import frechet_distance
 from core.pipeline import BASE_DEFAULTS, generate_class, generate_text, model_defaults, with_overrides
 from core.semantic import DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
 

@@ -25,8 +25,8 @@ from core.diffae import (
     sweep,
 )
 from core.evaluation import classifiers
-from core.evaluation.metrics import psnr
 from core.images import save_grid
+from core.metrics import psnr
 
 
 def skin_masks(data, idx: Sequence[int], resolution: int, threshold: float = 0.1) -> torch.Tensor:

@@ -49,7 +49,7 @@ seeds at every guidance scale, so a sweep compares like with like):
 - **timing**: seconds for one 128x128 text-to-image cascade with default settings (after a
   one-step warm-up), per stage and in total.
 
-FD, SSIM and PSNR are those of :mod:`core.evaluation.metrics` (FD numbers compare only at equal N);
+FD, SSIM and PSNR are those of :mod:`core.metrics` (FD numbers compare only at equal N);
 PSNR and SSIM are averaged over images. The sections live in :mod:`core.evaluation.bases`,
 :mod:`core.evaluation.super_resolution` and :mod:`core.evaluation.timing`; the report in
 :mod:`core.evaluation.report`.

@@ -39,8 +39,8 @@ from torch import Tensor
 from core.checks import check_finite, check_seeds
 from core.evaluation.classifiers import load_or_train
 from core.evaluation.judge import Judge, recognisability
-from core.evaluation.metrics import mean_pairwise_distance
 from core.mechanics import MAX_SEEDS, Comparison
+from core.metrics import mean_pairwise_distance
 from core.models.small_cnn import to_resolution
 from core.pipeline import BASE_DEFAULTS, StageSettings, check_classifier_scale, generate_class
 

@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from core.data.emoji import load_dataset
-from core.evaluation.metrics import frechet_distance
+from core.metrics import frechet_distance
 from core.models.checkpoints import DEFAULT_CHECKPOINTS, CheckpointError, load_state_checked, read_folder, save_folder
 from core.models.small_cnn import SmallCNN, to_resolution
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from core.cascade import upscale_chain
 from core.evaluation.held_out import chunks, mean_of
-from core.evaluation.metrics import psnr, ssim, to_unit
+from core.metrics import psnr, ssim, to_unit
 from core.pipeline import SR_STAGE_DEFAULTS, upscale, with_overrides
 
 

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from core.checks import check_int
 from core.data.emoji import load_dataset
 from core.data.masks import random_mask
-from core.evaluation.metrics import delta_e, frechet_distance, psnr
+from core.metrics import delta_e, frechet_distance, psnr
 from core.pipeline import StageSettings
 from core.translate import colorize, grayscale, inpaint, mean_fill, repaint, sdedit
 

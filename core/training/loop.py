@@ -32,8 +32,8 @@ from tqdm import tqdm
 from core.models.checkpoints import CheckpointError, load_state_checked, read_folder
 from core.models.ema import EMA
 from core.models.networks import count_parameters
-from core.training.config import TASK_OPTIONS, TrainConfig, default_config, task_overrides
-from core.training.registry import TASKS, TRAIN_KINDS, make_task
+from core.training.config import TASK_OPTIONS, TrainConfig
+from core.training.registry import TASKS, TRAIN_KINDS, default_config, make_task, task_overrides
 from core.training.task import Task
 
 # Settings of a run rather than of the model: left out of the model card's recipe.

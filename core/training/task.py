@@ -8,18 +8,12 @@ eps / x0) with the min-SNR weight (Hang et al. 2023), floored at `snr_floor`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import torch
 
 from core.data.emoji import design_weights, load_dataset
 from core.models.checkpoints import save_model
-
-if TYPE_CHECKING:
-    from core.training.config import TrainConfig
-
-
-T_SAMPLINGS = ("uniform", "lognormal")
+from core.training.config import T_SAMPLINGS, TrainConfig
 
 
 def draw_timesteps(schedule, n: int, gen: torch.Generator, sampling: str = "uniform") -> torch.Tensor:
