@@ -111,7 +111,7 @@ def semantic_code(model: DiffusionModel, images: torch.Tensor, batch: int = 256)
     """z_sem = Enc(x0) for [B, 3, r, r] images in [-1, 1] (batched; float32)."""
     _check_model(model)
     images = _check_images(model, images)
-    return torch.cat([model.encoder(images[s:s + batch]).float() for s in range(0, len(images), batch)])
+    return torch.cat([model.conditioner.encoder(images[s:s + batch]).float() for s in range(0, len(images), batch)])
 
 
 @torch.no_grad()
@@ -121,7 +121,7 @@ def encode(model: DiffusionModel, images: torch.Tensor,
     of the image conditioned on its own z_sem (DiffAE eq. 2)."""
     _check_model(model)
     images = _check_images(model, images)
-    z = model.encoder(images).float()
+    z = model.conditioner.encoder(images).float()
     x_T = ddim_invert(_denoiser(model, z), images, model.schedule, check_steps(steps))
     return z, x_T
 

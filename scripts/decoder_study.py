@@ -16,8 +16,10 @@ Rows, all with the same seeds:
   with each of --candidate-steps decoder steps. A candidate is scored on its own codes (with a
   frozen encoder they are the committed ones).
 The split's emoji are a seeded draw (`core.evaluation.scorecard.text_splits`, seed 0): names of
-training emoji outside People & Body by default. With --grid, a PNG of the first 8 emoji at 128 px:
-one row per row of the table, the real emoji last.
+training emoji outside People & Body by default; `heldout-tones` draws held-out emoji with one skin
+tone (people never seen in that tone). With --from-name every row draws the emoji from its *name*
+(the prior's code for it, as the app does) instead of from its own code. With --grid, a PNG of
+the first 8 emoji at 128 px: one row per row of the table, the real emoji last.
 """
 from __future__ import annotations
 
@@ -32,20 +34,20 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.cascade import upscale_chain  # noqa: E402
-from core.data.emoji import load_dataset  # noqa: E402
+from core.data.emoji import TONES, load_dataset  # noqa: E402
 from core.diffae import decode, fresh_noise, semantic_code  # noqa: E402
 from core.diffusion.guidance import cfg_denoiser  # noqa: E402
 from core.diffusion.rng import BatchGenerator  # noqa: E402
 from core.diffusion.samplers import sample, sampler_stage_spacing  # noqa: E402
-from core.evaluation.scorecard import TEXT_SPLITS, text_splits  # noqa: E402
+from core.evaluation.scorecard import TEXT_SPLITS, _seeded_prefix, text_splits  # noqa: E402
 from core.images import save_grid  # noqa: E402
 from core.metrics import ssim, to_unit  # noqa: E402
 from core.models.checkpoints import load_model  # noqa: E402
 from core.models.modelset import ModelSet  # noqa: E402
 from core.pipeline import SR_STAGE_DEFAULTS  # noqa: E402
-from core.semantic import DECODER_SAMPLER, DECODER_STEPS  # noqa: E402
+from core.semantic import DECODER_SAMPLER, DECODER_STEPS, sample_semantic_codes  # noqa: E402
 
-SPLITS = {"people": TEXT_SPLITS[0], "other": TEXT_SPLITS[1], "heldout": TEXT_SPLITS[2]}
+SPLITS = {"people": TEXT_SPLITS[0], "other": TEXT_SPLITS[1], "heldout": TEXT_SPLITS[2], "heldout-tones": None}
 LUMA = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
 
 
@@ -72,17 +74,29 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=24)
     p.add_argument("--grid", help="write the 128 px grid here")
     p.add_argument("--quick", action="store_true", help="only the committed decoder's default row and the candidates")
+    p.add_argument("--from-name", action="store_true",
+                   help="draw each emoji from its name (the prior's code, default settings), not its own code")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     data = load_dataset()
-    idx = text_splits(data, a.n, 0)[SPLITS[a.split]]
+    if a.split == "heldout-tones":
+        pool = [i for i in data.indices("heldout").tolist() if data.records[i].skin_tone in TONES]
+        idx = _seeded_prefix(pool, a.n, 0)
+        split_name = "held-out emoji with one skin tone"
+    else:
+        idx, split_name = text_splits(data, a.n, 0)[SPLITS[a.split]], SPLITS[a.split]
     seeds = list(range(len(idx)))
     real32, real128 = data.images_at(32, idx), data.images_at(128, idx)
     models = ModelSet(a.checkpoints, "cpu")
     chain = [models.get("sr64"), models.get("sr128")]
     decoder = models.get("diffae")
-    z = semantic_code(decoder, real32)
+    if a.from_name:   # the prior's code for each name, one seed each: what the text tab draws
+        prior, text_encoder = models.get("prior"), models.get("clip")
+        z = torch.cat([sample_semantic_codes(prior, text_encoder, prompt=data.records[i].name, seeds=[seed])
+                       for i, seed in zip(idx, seeds)])
+    else:
+        z = semantic_code(decoder, real32)
     mean = semantic_code(decoder, data.images_at(32, data.indices("train"))).mean(0, keepdim=True)
 
     def fresh(model, code, guidance=1.0, steps=DECODER_STEPS):
@@ -101,13 +115,14 @@ def main(argv=None) -> int:
                 lambda s=s: mean_code_guided(decoder, z, mean, s, seeds))
     for folder in a.candidate:
         cand = load_model(folder, "cpu")
-        cz = semantic_code(cand, real32)
+        cz = z if a.from_name else semantic_code(cand, real32)
         for n in [int(v) for v in a.candidate_steps.split(",")]:
             for s in [1.0] + [float(v) for v in a.scales.split(",")]:
                 rows[f"{Path(folder).name}, decoder guidance {s:g}, {n} steps"] = (
                     lambda cand=cand, cz=cz, s=s, n=n: fresh(cand, cz, s, n))
 
-    print(f"{len(idx)} emoji ({SPLITS[a.split]}), SSIM (grey, sigma 1.5) of the 128 px picture to the real "
+    source = "drawn from their names" if a.from_name else "their own codes"
+    print(f"{len(idx)} emoji ({split_name}; {source}), SSIM (grey, sigma 1.5) of the 128 px picture to the real "
           f"128 px emoji; SR stages at the cascade's settings ({SR_STAGE_DEFAULTS[0].steps} / "
           f"{SR_STAGE_DEFAULTS[1].steps} {SR_STAGE_DEFAULTS[0].sampler} steps, aug {SR_STAGE_DEFAULTS[0].aug_level})")
     print("| 32 px draft | SSIM at 128 | SSIM at 32 | seconds |\n| --- | --- | --- | --- |")

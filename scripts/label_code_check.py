@@ -35,8 +35,8 @@ def main(argv=None) -> int:
     base = load_model(Path(a.checkpoints) / "class_base")
     prior = load_model(Path(a.checkpoints) / "prior")
     if not base.config.sampled_code:
-        raise SystemExit("the class base does not draw codes (label_conditioning is not 'code')")
-    net, n = base.label_code, a.n
+        raise SystemExit("the class base does not draw codes (its conditioner is not label_code)")
+    net, n = base.conditioner.label_code, a.n
     gen = torch.Generator().manual_seed(a.seed)
     errors, agree, used, prior_used = [], [], [], []
     with torch.no_grad():
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
             noise = torch.randn(n, prior.config.dim, generator=gen)
             zn = denoise_codes(prior, prior.label_cond([name] * n), prior.null_cond(n), noise,
                                PRIOR_DEFAULTS.guidance, PRIOR_DEFAULTS.steps, PRIOR_DEFAULTS.sampler)
-            target = (prior.denormalise(zn) - base.code_mean) / base.code_std
+            target = base.conditioner.normalise(prior.denormalise(zn))
             labels = torch.full((n,), i)
             errors.append((net(labels, noise) - target).pow(2).mean(1))
             if net.modes:

@@ -11,8 +11,8 @@ import torch
 from PIL import Image
 
 from core.images import read_parameters
-from core.models.checkpoints import save_model
-from core.models.noisy_classifier import NoisyClassifier, NoisyClassifierConfig, class_log_prob, load_noisy_classifier
+from core.models.checkpoints import load_model, save_model
+from core.models.noisy_classifier import NoisyClassifier, NoisyClassifierConfig, class_log_prob
 from core.pipeline import StageSettings, generate_class, sample_stage
 from tests.tiny import CLASSES, tiny_model, tiny_noisy_classifier
 
@@ -40,7 +40,7 @@ def test_the_network_depends_on_t_and_round_trips(classifier, tmp_path):
     a, b = classifier(x, torch.tensor([10.0, 10.0])), classifier(x, torch.tensor([900.0, 900.0]))
     assert a.shape == (2, len(CLASSES)) and not torch.allclose(a, b)
     save_model(classifier, tmp_path / "nc", "# card\n")
-    loaded = load_noisy_classifier(tmp_path / "nc")
+    loaded = load_model(tmp_path / "nc")
     assert loaded.classes == CLASSES and not any(p.requires_grad for p in loaded.parameters())
     assert torch.allclose(loaded(x, torch.tensor([10.0, 10.0])), a, atol=2e-2)   # fp16 weights
 
@@ -118,7 +118,7 @@ def test_training_kind_learns_and_writes_a_card(tmp_path):
                          warmup=20, lr=5e-3, ema_decay=0.9, save_every=1000, sample_every=1000, threads=1)
     summary = train(cfg, export=tmp_path / "nc", log=lambda s: None)
     assert summary["step"] == 150
-    model = load_noisy_classifier(tmp_path / "nc")
+    model = load_model(tmp_path / "nc")
     data = load_dataset()
     train_idx = torch.as_tensor(data.indices("train"))
     idx = train_idx[torch.randperm(len(train_idx), generator=torch.Generator().manual_seed(0))[:512]]

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from core.models.checkpoints import load_model, save_model
-from core.models.networks import DiffusionModel, ModelConfig
+from core.models.networks import DiffusionModel, ModelConfig, unet_backbone
 from core.pipeline import class_conds
 from core.training.registry import default_config
 from tests.tiny import decoder_inputs as _inputs
@@ -25,9 +25,10 @@ def test_it_is_the_decoder_fed_the_drawn_code(modes):
     labels = torch.tensor([0, 2, 3])          # 3 = the null label
     noise = torch.randn(3, 16, generator=torch.Generator().manual_seed(1))
     x, t = _inputs()
-    code = model.class_code(labels, noise)
+    code = model.conditioner.code(labels, noise)
     # code = mean + std * label_code(label, noise): the de-normalised code
-    assert torch.allclose(code, model.code_mean + model.code_std * model.label_code(labels, noise))
+    c = model.conditioner
+    assert torch.allclose(code, c.code_mean + c.code_std * c.label_code(labels, noise))
     got = model.eps(x, t, {"labels": labels, "code_noise": noise})
     assert torch.allclose(got, decoder.eps(x, t, {"z_sem": code}), atol=1e-5)
     # both the label and the noise reach the network
@@ -79,7 +80,7 @@ def test_checkpoint_round_trip_on_both_networks(tmp_path, modes):
 def test_a_mixture_draws_a_centre_of_its_own_label_plus_a_residual():
     """A mixture label_code: the code is the best-scoring centre among its label's (any, for the
     null label) plus the residual; the other labels' centres are out of reach."""
-    from core.models.networks import LabelCodeNet
+    from core.models.conditioners import LabelCodeNet
     torch.manual_seed(0)
     net = LabelCodeNet(num_labels=4, dim=8, hidden=16, modes=6)
     net.mode_codes.normal_()
@@ -97,7 +98,7 @@ def test_a_mixture_draws_a_centre_of_its_own_label_plus_a_residual():
 def test_a_mixture_learns_a_jump_a_regression_blurs():
     """Codes that jump from one centre to another as the noise crosses a line: the mixture learns
     the jump as a choice, a regression of the same width and steps averages across it."""
-    from core.models.networks import LabelCodeNet
+    from core.models.conditioners import LabelCodeNet
     from core.training.bases import fit_mixture, fit_regression
     g = torch.Generator().manual_seed(0)
     centres = torch.randn(4, 8, generator=g) * 2
@@ -129,8 +130,8 @@ def test_the_centres_are_the_means_of_the_codes_nearest_each_emoji():
 
     from core.training.bases import ClassBaseTask
     model = tiny_code_class_base(tiny_diffae(), modes=4)
-    model.code_mean.zero_()
-    model.code_std.fill_(1.0)
+    model.conditioner.code_mean.zero_()
+    model.conditioner.code_std.fill_(1.0)
     g = torch.Generator().manual_seed(0)
     codes = torch.randn(4, 16, generator=g) * 3
     # records 1-4 are the training emoji: two of label 0, one of label 1, one of label 2
@@ -140,7 +141,7 @@ def test_the_centres_are_the_means_of_the_codes_nearest_each_emoji():
     target = codes[near] + 0.1 * torch.randn(7, 16, generator=g)
     choice = ClassBaseTask.fit_modes(task, model, labels, target)
     assert choice.tolist() == [0, 0, 1, 2, 2, 3, 0]  # label 1's code near emoji 0 takes label 1's centre
-    net = model.label_code
+    net = model.conditioner.label_code
     assert net.mode_labels.tolist() == [0, 0, 1, 2]
     assert torch.allclose(net.mode_codes[0], target[:2].mean(0)) and torch.allclose(net.mode_codes[1], target[2])
     assert torch.allclose(net.mode_codes[2], target[3:5].mean(0))
@@ -189,8 +190,9 @@ def test_the_tab_draws_with_it(tmp_path):
 @pytest.mark.parametrize("make,error", [
     (lambda unet: ModelConfig.from_dict(dict(kind="class_base", resolution=32, unet=unet, prediction="v",
                                              label_conditioning="sideways")), "label_conditioning"),
-    (lambda unet: DiffusionModel(ModelConfig(kind="class_base", resolution=32, unet=unet, label_conditioning="code")),
-     "needs semantic_dim, code_hidden and classes"),
+    (lambda unet: DiffusionModel(ModelConfig(kind="class_base", resolution=32, backbone=unet_backbone(unet),
+                                             conditioner={"type": "label_code"})),
+     "needs classes, semantic_dim, code_hidden"),
     (lambda unet: default_config("class_base", "x", label_conditioning="sideways"),
      "label-conditioning must be one of"),
     (lambda unet: default_config("text_base", "x", label_conditioning="code"), "class_base only, not text_base"),
@@ -231,17 +233,17 @@ def test_training_distills_the_priors_sampler_and_pairs_each_emoji(tmp_path, mon
 
     def error():
         with torch.no_grad():
-            return (model.label_code(labels, noise) - target).pow(2).mean().item()
+            return (model.conditioner.label_code(labels, noise) - target).pow(2).mean().item()
     before = error()
     task.warm_start(model, log=lambda s: None)
     assert error() < 0.5 * before
     # a mixture: one centre per training emoji, owned by the emoji's label
-    assert model.label_code.modes == len(task.train_idx)
-    assert torch.equal(model.label_code.mode_labels, task.labels[task.train_idx])
+    assert model.conditioner.label_code.modes == len(task.train_idx)
+    assert torch.equal(model.conditioner.label_code.mode_labels, task.labels[task.train_idx])
 
     with torch.no_grad():
-        drawn = model.label_code(labels, noise)
-    codes = (task.codes - model.code_mean) / model.code_std
+        drawn = model.conditioner.label_code(labels, noise)
+    codes = (task.codes - model.conditioner.code_mean) / model.conditioner.code_std
     for j in (0, 500, 2000):
         i = int(task.train_idx[j])
         rows = (labels == int(task.labels[i])).nonzero().squeeze(1)

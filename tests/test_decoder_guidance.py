@@ -50,7 +50,7 @@ def test_guidance_is_eps_u_plus_s_times_the_difference_against_the_null_code(mod
 def test_the_checkpoint_names_the_scale_fresh_noise_is_drawn_with(model):
     z = _code(model)
     assert fresh_noise_guidance(model) == 1.0   # a decoder without a named scale: unguided
-    guided = type(model)(replace(model.config, guidance=2.0))
+    guided = type(model)(replace(model.config, sampling={"guidance": 2.0}))
     guided.load_state_dict(model.state_dict())
     guided.eval()
     assert fresh_noise_guidance(guided) == 2.0 and fresh_noise_guidance(guided, 1.0) == 1.0
@@ -76,20 +76,20 @@ def test_training_drops_the_code_and_can_freeze_the_encoder(tmp_path, monkeypatc
     task = DiffAETask(cfg)
     model = task.build()
     gen = torch.Generator().manual_seed(0)
-    task._encoder = model.encoder
+    task._encoder = model.conditioner.encoder
     x0, cond = task.x0_and_cond(gen, torch.device("cpu"))
-    own = model.encoder(x0)
+    own = model.conditioner.encoder(x0)
     null = (cond["z_sem"] == 0).all(1)
     assert 0.3 < null.float().mean() < 0.7
     assert torch.allclose(cond["z_sem"][~null], own[~null].detach(), atol=1e-6)
     loss = task.loss(model, gen, torch.device("cpu"))
     loss.backward()
-    assert all(p.grad is None for p in model.encoder.parameters())
+    assert all(p.grad is None for p in model.conditioner.encoder.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.net.parameters())
     unfrozen = DiffAETask(replace(cfg, freeze_encoder=False, cond_dropout=0.0))
     model = unfrozen.build()
     unfrozen.loss(model, torch.Generator().manual_seed(0), torch.device("cpu")).backward()
-    assert all(p.grad is not None for p in model.encoder.parameters())
+    assert all(p.grad is not None for p in model.conditioner.encoder.parameters())
 
 
 # ---- every surface: Python, the command line, the app --------------------------------------------

@@ -313,7 +313,7 @@ def test_task_trains_and_exports_with_directions(tmp_path):
     assert summary["step"] == cfg.steps and summary["loss_avg"] == summary["loss_avg"]
     model = load_model(tmp_path / "diffae")
     assert model.kind == "diffae" and model.config.semantic_dim == 32
-    assert sum(p.numel() for p in model.encoder.parameters()) < 50_000     # smoke: a tiny encoder too
+    assert sum(p.numel() for p in model.conditioner.encoder.parameters()) < 50_000     # smoke: a tiny encoder too
     dirs = Directions.load(tmp_path / "diffae")
     assert {"dark-skin", "woman", "smiling"} <= set(dirs.names)
     assert (tmp_path / "run" / "samples" / f"step_{cfg.steps:06d}.png").is_file()
@@ -327,8 +327,8 @@ def test_task_loss_reaches_the_encoder(tmp_path):
     loss = task.loss(net, torch.Generator().manual_seed(0), torch.device("cpu"))
     loss.backward()
     assert torch.isfinite(loss)
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.encoder.parameters())
-    assert net.z_proj.weight.grad is not None
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.conditioner.encoder.parameters())
+    assert net.conditioner.z_proj.weight.grad is not None
 
 
 @pytest.mark.slow

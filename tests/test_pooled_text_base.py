@@ -1,10 +1,10 @@
 """The pooled text base: the DiffAE decoder fed a semantic code predicted from pooled text
-(`core.models.networks`, `text_conditioning="pooled"`), and its training (`core.training.bases`)."""
+(`core.models.conditioners.PooledTextCode`), and its training (`core.training.bases`)."""
 import pytest
 import torch
 
 from core.models.checkpoints import load_model, save_model
-from core.models.networks import DiffusionModel, ModelConfig
+from core.models.networks import DiffusionModel, ModelConfig, unet_backbone
 from core.training.registry import default_config
 from tests.tiny import decoder_inputs as _inputs
 from tests.tiny import tiny_clip, tiny_diffae, tiny_pooled_text_base, write_tiny_checkpoints_with
@@ -16,7 +16,8 @@ def _root_with_pooled_text_base(root, guidance=None):
 
     def make(decoder):
         model = tiny_pooled_text_base(decoder, pooled_dim=config.embed_dim)
-        model.config.guidance = guidance
+        if guidance is not None:
+            model.config.sampling["guidance"] = guidance
         return model
     write_tiny_checkpoints_with(root, "text_base", make)
     return root
@@ -27,9 +28,10 @@ def test_it_is_the_decoder_fed_the_predicted_code():
     model = tiny_pooled_text_base(decoder)
     pooled = torch.randn(3, 16, generator=torch.Generator().manual_seed(1))
     x, t = _inputs()
-    code = model.text_code(pooled)
+    code = model.conditioner.code(pooled)
     # code = mean + std * mlp(pooled): the de-normalised code
-    assert torch.allclose(code, model.code_mean + model.code_std * model.text_mlp(pooled))
+    c = model.conditioner
+    assert torch.allclose(code, c.code_mean + c.code_std * c.text_mlp(pooled))
     got = model.eps(x, t, {"pooled": pooled, "tokens": torch.zeros(3, 2, 4), "mask": torch.ones(3, 2, dtype=bool)})
     want = decoder.eps(x, t, {"z_sem": code})
     assert torch.allclose(got, want, atol=1e-5)
@@ -70,8 +72,9 @@ def test_bad_configs_are_refused():
     with pytest.raises(ValueError, match="text_conditioning"):
         ModelConfig.from_dict(dict(kind="text_base", resolution=32, unet=unet, prediction="v",
                                      text_conditioning="sideways"))
-    with pytest.raises(ValueError, match="needs semantic_dim, pooled_dim and text_hidden"):
-        DiffusionModel(ModelConfig(kind="text_base", resolution=32, unet=unet, text_conditioning="pooled"))
+    with pytest.raises(ValueError, match="needs pooled_dim, text_hidden, semantic_dim"):
+        DiffusionModel(ModelConfig(kind="text_base", resolution=32, backbone=unet_backbone(unet),
+                                   conditioner={"type": "pooled_text_code", "text_encoder": "clip"}))
     with pytest.raises(ValueError, match="text-conditioning must be one of"):
         default_config("text_base", "x", text_conditioning="sideways")
     with pytest.raises(ValueError, match="text_base only, not class_base"):
@@ -96,16 +99,17 @@ def test_training_starts_from_the_decoder_and_regresses_the_codes(tmp_path):
     decoder = load_model(DEFAULT_CHECKPOINTS / "diffae")
     for k, v in decoder.net.state_dict().items():
         assert torch.equal(model.net.state_dict()[k], v), k
-    assert torch.allclose(model.code_mean, task.codes.mean(0)) and torch.allclose(model.code_std, task.codes.std(0))
+    c = model.conditioner
+    assert torch.allclose(c.code_mean, task.codes.mean(0)) and torch.allclose(c.code_std, task.codes.std(0))
 
     idx = task.train_idx[:200].tolist()
     captions = [captions_for(task.data.records[i])[0] for i in idx]
     pooled = task.encoder.encode(captions).pooled
-    target = (task.codes[:200] - model.code_mean) / model.code_std
+    target = (task.codes[:200] - model.conditioner.code_mean) / model.conditioner.code_std
 
     def error():
         with torch.no_grad():
-            return (model.text_mlp(pooled) - target).pow(2).mean().item()
+            return (model.conditioner.text_mlp(pooled) - target).pow(2).mean().item()
     before = error()
     task.warm_start(model, log=lambda s: None)
     assert error() < 0.8 * before
@@ -113,7 +117,7 @@ def test_training_starts_from_the_decoder_and_regresses_the_codes(tmp_path):
     summary = train(cfg, export=tmp_path / "text_base", log=lambda s: None)
     assert summary["step"] == 2
     exported = load_model(tmp_path / "text_base")
-    assert exported.config.text_conditioning == "pooled"
+    assert exported.config.pooled_text
     images = generate_text(exported, ModelSet(DEFAULT_CHECKPOINTS, "cpu").get("clip"), ["red apple", "fire"],
                            seeds=[0, 1], steps=2)
     assert images.shape == (2, 3, 32, 32) and torch.isfinite(images).all()

@@ -8,7 +8,14 @@ import torch
 from diffusers import UNet2DConditionModel, UNet2DModel
 
 from core.models.checkpoints import load_model, read_folder, save_model
-from core.models.networks import DiffusionModel, ModelConfig, cross_attends, image_unet_config, text_unet_config
+from core.models.networks import (
+    DiffusionModel,
+    ModelConfig,
+    image_unet_config,
+    text_unet_config,
+    unet_backbone,
+    upgrade_config,
+)
 from core.models.unet import IMAGE_DEFAULTS, TEXT_DEFAULTS, UNet, supports, unsupported
 from tests.tiny import tiny_diffae, tiny_model
 
@@ -101,12 +108,12 @@ def test_committed_checkpoints_match_diffusers(name):
     if not (ROOT / name / "config.json").is_file():
         pytest.skip(f"no committed {name}")
     config, state = read_folder(ROOT / name)
+    config = upgrade_config(config)
     net_state = {k[len("net."):]: v for k, v in state.items() if k.startswith("net.")}
     kind = config["kind"]
-    if (kind == "text_base" and not cross_attends(kind, config.get("text_conditioning"))
-            or kind == "class_base" and config.get("label_conditioning") == "code"):
+    if config["conditioner"]["type"] in ("pooled_text_code", "label_code"):
         kind = "diffae"   # a pooled text base or a code class base is the DiffAE decoder's UNet: the same inputs
-    assert_same_network(kind, config["unet"], net_state, config["resolution"])
+    assert_same_network(kind, config["backbone"]["config"], net_state, config["resolution"])
 
 
 def test_load_model_builds_core_unet_and_keeps_the_round_trip(tmp_path):
@@ -126,7 +133,8 @@ def test_unsupported_configs_fall_back_to_diffusers(tmp_path):
     assert not supports(False, unet)
     unet["resnet_time_scale_shift"] = "default"
     unet["downsample_type"] = "resnet"
-    model = DiffusionModel(ModelConfig(kind="class_base", resolution=32, unet=unet, classes=["a", "b", "c"]))
+    model = DiffusionModel(ModelConfig(kind="class_base", resolution=32, backbone=unet_backbone(unet),
+                                       conditioner={"type": "label_embedding", "classes": ["a", "b", "c"]}))
     save_model(model, tmp_path / "m", "# card\n")
     assert isinstance(load_model(tmp_path / "m").net, UNet2DModel)
     assert unsupported(True, {"addition_embed_type": "text"}) is not None

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from core.models.networks import DiffusionModel, ModelConfig, image_unet_config, text_unet_config
+from core.models.networks import DiffusionModel, ModelConfig, image_unet_config, text_unet_config, unet_backbone
 
 CHANNELS = (8, 16)
 CLASSES = ["cat-face", "hand-fingers-open", "person-activity"]
@@ -15,20 +15,25 @@ def tiny_model(kind: str, seed: int = 0, resolution: int | None = None, low_reso
     if kind == "text_base":
         res = resolution or 32
         unet = text_unet_config(res, CHANNELS, cross_attention_dim=width, head_dim=8)
-        cfg = ModelConfig(kind="text_base", resolution=res, unet=unet, text_encoder="clip")
+        cfg = ModelConfig(kind="text_base", resolution=res, backbone=unet_backbone(unet, cross_attention=True),
+                          conditioner={"type": "text_tokens", "text_encoder": "clip"})
     elif kind == "class_base":
         res = resolution or 32
         unet = image_unet_config(res, CHANNELS, num_class_embeds=len(CLASSES) + 1, head_dim=8)
-        cfg = ModelConfig(kind="class_base", resolution=res, unet=unet, classes=list(CLASSES))
+        cfg = ModelConfig(kind="class_base", resolution=res, backbone=unet_backbone(unet),
+                          conditioner={"type": "label_embedding", "classes": list(CLASSES)})
     elif kind == "palette":
         from core.models.networks import palette_unet_config
         res = resolution or 64
-        cfg = ModelConfig(kind="palette", resolution=res, unet=palette_unet_config(res, CHANNELS, head_dim=8),
+        unet = palette_unet_config(res, CHANNELS, head_dim=8)
+        cfg = ModelConfig(kind="palette", resolution=res, backbone=unet_backbone(unet),
+                          conditioner={"type": "source_mask_concat", "tasks": ["colorize", "inpaint"]},
                           residual_scale=residual_scale)
     else:
         res = resolution or 64
         unet = image_unet_config(res, CHANNELS, in_channels=6, attention_levels=0, class_embed_type="timestep")
-        cfg = ModelConfig(kind="sr", resolution=res, unet=unet, low_resolution=low_resolution or res // 2,
+        cfg = ModelConfig(kind="sr", resolution=res, backbone=unet_backbone(unet),
+                          conditioner={"type": "low_res_concat", "low_resolution": low_resolution or res // 2},
                           residual_scale=residual_scale)
     model = DiffusionModel(cfg).eval().requires_grad_(False)
     # A freshly initialised diffusers UNet zeroes its output conv, so every output would be
@@ -56,8 +61,9 @@ def tiny_diffae(seed: int = 0, resolution: int = 32, semantic_dim: int = 16) -> 
     from core.models.networks import diffae_unet_config
     torch.manual_seed(seed)
     unet = diffae_unet_config(resolution, CHANNELS, head_dim=8)
-    cfg = ModelConfig(kind="diffae", resolution=resolution, unet=unet, semantic_dim=semantic_dim,
-                      encoder_channels=CHANNELS)
+    cfg = ModelConfig(kind="diffae", resolution=resolution, backbone=unet_backbone(unet),
+                      conditioner={"type": "semantic_code", "semantic_dim": semantic_dim,
+                                   "encoder_channels": list(CHANNELS)})
     model = DiffusionModel(cfg).eval().requires_grad_(False)
     with torch.no_grad():
         for p in model.net.conv_out.parameters():
@@ -71,32 +77,33 @@ def _from_decoder(decoder: DiffusionModel, config: ModelConfig, seed: int) -> Di
     torch.manual_seed(seed)
     model = DiffusionModel(config)
     model.net.load_state_dict(decoder.net.state_dict())
-    model.z_proj.load_state_dict(decoder.z_proj.state_dict())
+    model.conditioner.z_proj.load_state_dict(decoder.conditioner.z_proj.state_dict())
     with torch.no_grad():
-        model.code_mean.normal_(0, 0.5)
-        model.code_std.uniform_(0.5, 1.5)
+        model.conditioner.code_mean.normal_(0, 0.5)
+        model.conditioner.code_std.uniform_(0.5, 1.5)
     return model.eval().requires_grad_(False)
 
 
 def tiny_pooled_text_base(decoder: DiffusionModel, pooled_dim: int = 16, seed: int = 0) -> DiffusionModel:
-    """A tiny pooled text base (`text_conditioning="pooled"`) made from `decoder`, a random text_mlp."""
+    """A tiny pooled text base (a ``pooled_text_code`` conditioner) made from `decoder`, a random text_mlp."""
     d = decoder.config
-    return _from_decoder(decoder, ModelConfig(kind="text_base", resolution=d.resolution, unet=d.unet,
-                                              text_encoder="clip", text_conditioning="pooled",
-                                              pooled_dim=pooled_dim, text_hidden=24, semantic_dim=d.semantic_dim),
-                         seed)
+    conditioner = {"type": "pooled_text_code", "text_encoder": "clip", "pooled_dim": pooled_dim, "text_hidden": 24,
+                   "semantic_dim": d.semantic_dim}
+    return _from_decoder(decoder, ModelConfig(kind="text_base", resolution=d.resolution, backbone=d.backbone,
+                                              conditioner=conditioner), seed)
 
 
 def tiny_code_class_base(decoder: DiffusionModel, seed: int = 0, classes=CLASSES, modes: int = 0) -> DiffusionModel:
-    """A tiny code class base (`label_conditioning="code"`) made from `decoder`, a random label_code;
+    """A tiny code class base (a ``label_code`` conditioner) made from `decoder`, a random label_code;
     with `modes` > 0 a mixture whose centres are random codes, owned by the labels in turn."""
     d = decoder.config
-    model = _from_decoder(decoder, ModelConfig(kind="class_base", resolution=d.resolution, unet=d.unet,
-                                               classes=list(classes), label_conditioning="code", code_hidden=24,
-                                               code_modes=modes or None, semantic_dim=d.semantic_dim), seed)
+    conditioner = {"type": "label_code", "classes": list(classes), "code_hidden": 24, "code_modes": modes or None,
+                   "semantic_dim": d.semantic_dim}
+    model = _from_decoder(decoder, ModelConfig(kind="class_base", resolution=d.resolution, backbone=d.backbone,
+                                               conditioner=conditioner), seed)
     if modes:
-        model.label_code.mode_codes.normal_()
-        model.label_code.mode_labels.copy_(torch.arange(modes) % len(classes))
+        model.conditioner.label_code.mode_codes.normal_()
+        model.conditioner.label_code.mode_labels.copy_(torch.arange(modes) % len(classes))
     return model
 
 

@@ -117,7 +117,9 @@ def read_folder(folder: str | os.PathLike) -> tuple[dict, dict[str, torch.Tensor
 
 
 def load_state_checked(module: torch.nn.Module, state_dict: dict[str, torch.Tensor], folder: Path) -> None:
-    """load_state_dict, with a message naming the folder and the first mismatching tensors."""
+    """load_state_dict, with a message naming the folder and the first mismatching tensors (names
+    written by an older layout are first upgraded by the module's `upgrade_state_dict`, if any)."""
+    state_dict = getattr(module, "upgrade_state_dict", lambda state: state)(state_dict)
     own = module.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
@@ -157,10 +159,11 @@ def load_configured(folder: str | os.PathLike, config_class, model_class, device
 
 
 def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu", network: str = "auto"):
-    """Load a DiffusionModel folder (or the semantic prior's); float32 weights, eval mode.
-    `network`: "auto" builds the UNet with `core.models.unet` when it covers the config (the same
-    outputs, without importing diffusers), with diffusers otherwise; "core" or "diffusers"
-    forces one."""
+    """Load any model folder of a checkpoints root, the class chosen by its config's ``kind`` alone:
+    the semantic prior, the CLIP text encoder, the noise-aware classifier, or a `DiffusionModel`
+    (every other kind); float32 weights, eval mode. `network` (diffusion models): "auto" builds the
+    UNet with `core.models.unet` when it covers the config (the same outputs, without importing
+    diffusers), with diffusers otherwise; "core" or "diffusers" forces one."""
     folder = Path(folder)
     try:
         config_dict = json.loads((folder / CONFIG_FILE).read_text())
@@ -168,13 +171,23 @@ def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu", ne
         config_dict = {}   # load_configured names what is wrong
     if not isinstance(config_dict, dict):
         config_dict = {}
-    if config_dict.get("kind") == "prior":   # the semantic prior: an MLP, no UNet
+    kind = config_dict.get("kind")
+    if kind == "prior":   # the semantic prior: an MLP, no UNet
         from core.models.prior import PriorConfig, SemanticPrior  # deferred: torch (`classes` reads JSON only)
         return load_configured(folder, PriorConfig, SemanticPrior, device)
-    from core.models.networks import DiffusionModel, ModelConfig, cross_attends  # deferred: torch
+    if kind == "clip":
+        from core.models.text_encoders import ClipTextEncoder  # deferred: torch
+        return ClipTextEncoder.from_folder(folder).to(device)
+    if kind == "noisy_classifier":
+        from core.models.noisy_classifier import NoisyClassifier, NoisyClassifierConfig  # deferred: diffusers
+        return load_configured(folder, NoisyClassifierConfig, NoisyClassifier, device)
+    from core.models.networks import DiffusionModel, ModelConfig, upgrade_config  # deferred: torch
     if network == "auto":
         from core.models.unet import supports  # deferred: torch
-        unet = config_dict.get("unet") if isinstance(config_dict.get("unet"), dict) else {}
-        conditional = cross_attends(config_dict.get("kind"), config_dict.get("text_conditioning"))
-        network = "core" if supports(conditional, unet) else "diffusers"
+        try:
+            backbone = upgrade_config(config_dict).get("backbone", {})
+        except ValueError:
+            backbone = {}   # load_configured names what is wrong
+        network = "core" if supports(backbone.get("type") == "cross_attention_unet", backbone.get("config", {})) \
+            else "diffusers"
     return load_configured(folder, ModelConfig, DiffusionModel, device, network=network)

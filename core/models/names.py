@@ -31,7 +31,8 @@ def class_names(root: str | os.PathLike) -> list[str]:
     path = Path(root) / "class_base" / CONFIG_FILE
     if not path.is_file():
         raise CheckpointError(f"model 'class_base' is not available: {path} is missing")
-    classes = _read_json(path).get("classes")
+    config = _read_json(path)
+    classes = config.get("classes") or (config.get("conditioner") or {}).get("classes")   # before / since version 2
     if not isinstance(classes, list) or not all(isinstance(c, str) for c in classes):
         raise CheckpointError(f"{path} has no list of class names ('classes')")
     return classes

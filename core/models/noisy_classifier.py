@@ -16,12 +16,11 @@ lists its held-out accuracy against t (`accuracy_vs_t`).
 
 Checkpoint: `checkpoints/noisy_classifier/` with config.json (kind "noisy_classifier", classes,
 channels, the schedule), fp16 model.safetensors and README.md; `core.models.checkpoints.save_model`
-writes it, `load_noisy_classifier` reads it.
+writes it, `core.models.checkpoints.load_model` reads it.
 `class_log_prob` is the `log_prob_fn` of `core.diffusion.guidance.classifier_guided_denoiser`.
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 
@@ -31,7 +30,6 @@ from diffusers.models.embeddings import get_timestep_embedding
 from torch import Tensor, nn
 
 from core.diffusion.schedules import NoiseSchedule, make_schedule
-from core.models.checkpoints import load_configured
 
 KIND = "noisy_classifier"
 EVAL_TIMES = (0, 100, 250, 500, 750, 900, 999)
@@ -150,12 +148,6 @@ def accuracy_table(rows: Sequence[dict], majority: float | None = None) -> str:
 
 
 # ---- checkpoints -------------------------------------------------------------------------------------
-def load_noisy_classifier(folder: str | os.PathLike, device: str | torch.device = "cpu") -> NoisyClassifier:
-    """Load a checkpoint folder (written by core.models.checkpoints.save_model): float32 weights, eval
-    mode, no parameter gradients."""
-    return load_configured(folder, NoisyClassifierConfig, NoisyClassifier, device)
-
-
 def check_compatible(classifier: NoisyClassifier, model) -> None:
     """ValueError unless the classifier was trained on the diffusion model's schedule and size."""
     if classifier.config.schedule != model.config.schedule:

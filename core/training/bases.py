@@ -41,7 +41,7 @@ from core.data.emoji import captions_for, random_caption
 from core.diffae import semantic_code
 from core.images import save_grid
 from core.models.checkpoints import CheckpointError, load_model
-from core.models.networks import DiffusionModel, ModelConfig, image_unet_config, text_unet_config
+from core.models.networks import DiffusionModel, ModelConfig, image_unet_config, text_unet_config, unet_backbone
 from core.models.prior import denoise_codes
 from core.models.text_encoders import ClipTextEncoder
 from core.pipeline import generate_class, generate_text
@@ -81,9 +81,10 @@ CODE_MIXTURE = True   # label_code as a mixture of one centre per training emoji
 CODE_GUIDANCE = 1.0   # the code class base's default guidance: the prior's guidance is distilled into its codes
 
 
-def decoder_transfer(task, **config_fields) -> tuple[DiffusionModel, torch.Tensor]:
-    """A base that starts as the committed 32 px DiffAE decoder: a DiffusionModel of `config_fields`
-    with the decoder's UNet, z_proj, schedule and parameterisation, and its code_mean / code_std set
+def decoder_transfer(task, kind: str, conditioner: dict, guidance: float) -> tuple[DiffusionModel, torch.Tensor]:
+    """A base that starts as the committed 32 px DiffAE decoder: a DiffusionModel of `kind` with
+    `conditioner` (one that ends in a semantic code: its semantic_dim is the decoder's), sampled at
+    `guidance`, with the decoder's UNet, z_proj, schedule and parameterisation, and its code_mean / code_std set
     from the training emoji's codes; returns it and those codes [N_train, semantic_dim]."""
     folder = Path(task.cfg.checkpoints) / "diffae"
     decoder = load_model(folder)
@@ -91,13 +92,14 @@ def decoder_transfer(task, **config_fields) -> tuple[DiffusionModel, torch.Tenso
         raise CheckpointError(f"{folder} holds a {decoder.kind!r} model at {decoder.resolution} px; "
                               f"the {task.name} starts from a 32 px DiffAE")
     d = decoder.config
-    model = DiffusionModel(ModelConfig(resolution=32, unet=d.unet, prediction=d.prediction, schedule=d.schedule,
-                                       semantic_dim=d.semantic_dim, **config_fields))
+    model = DiffusionModel(ModelConfig(kind=kind, resolution=32, backbone=d.backbone, prediction=d.prediction,
+                                       schedule=d.schedule, conditioner={**conditioner, "semantic_dim": d.semantic_dim},
+                                       sampling={"guidance": guidance}))
     model.net.load_state_dict(decoder.net.state_dict())
-    model.z_proj.load_state_dict(decoder.z_proj.state_dict())
+    model.conditioner.z_proj.load_state_dict(decoder.conditioner.z_proj.state_dict())
     codes = semantic_code(decoder, task.images[task.train_idx])
-    model.code_mean.copy_(codes.mean(0))
-    model.code_std.copy_(codes.std(0))
+    model.conditioner.code_mean.copy_(codes.mean(0))
+    model.conditioner.code_std.copy_(codes.std(0))
     return model, codes
 
 
@@ -153,13 +155,13 @@ class ClassBaseTask(PixelBaseTask):
         self.labels = torch.as_tensor(self.data.labels)
         self.code_noise = None   # code: each training emoji's noise for the fine-tuning (`warm_start`)
         if self.cfg.label_conditioning == "code":
-            model, self.codes = decoder_transfer(self, kind="class_base", classes=list(classes),
-                                                 label_conditioning="code", code_hidden=CODE_HIDDEN,
-                                                 code_modes=len(self.train_idx) if CODE_MIXTURE else None,
-                                                 guidance=CODE_GUIDANCE)
+            conditioner = {"type": "label_code", "classes": list(classes), "code_hidden": CODE_HIDDEN,
+                           "code_modes": len(self.train_idx) if CODE_MIXTURE else None}
+            model, self.codes = decoder_transfer(self, "class_base", conditioner, CODE_GUIDANCE)
         else:
             unet = image_unet_config(32, self.cfg.channels, num_class_embeds=len(classes) + 1, attention_levels=1)
-            model = DiffusionModel(ModelConfig(kind="class_base", resolution=32, unet=unet, classes=list(classes)))
+            model = DiffusionModel(ModelConfig(kind="class_base", resolution=32, backbone=unet_backbone(unet),
+                                               conditioner={"type": "label_embedding", "classes": list(classes)}))
         self.schedule = model.schedule
         return model
 
@@ -170,14 +172,16 @@ class ClassBaseTask(PixelBaseTask):
             return
         labels, noise, target = self.distillation_set(model)
         steps = 20 if self.cfg.smoke else DISTILL_STEPS
-        if model.config.code_modes:
+        if model.config.conditioner.get("code_modes"):
             choice = self.fit_modes(model, labels, target)
-            residual = target - model.label_code.mode_codes[choice]
-            ce, mse = fit_mixture(model.label_code, labels, noise, choice, residual, steps, self.cfg.seed,
+            residual = target - model.conditioner.label_code.mode_codes[choice]
+            ce, mse = fit_mixture(model.conditioner.label_code, labels, noise, choice, residual, steps,
+                                  self.cfg.seed,
                                   DISTILL_BATCH)
             last = f"cross-entropy {ce:.3f}, residual MSE {mse:.3f}"
         else:
-            mse = fit_regression(model.label_code, (labels, noise), target, steps, self.cfg.seed, DISTILL_BATCH)
+            mse = fit_regression(model.conditioner.label_code, (labels, noise), target, steps, self.cfg.seed,
+                                 DISTILL_BATCH)
             last = f"MSE {mse:.3f}"
         log(f"class_base: label_code distilled from the prior's sampler on {len(target)} codes of "
             f"{len(model.config.classes) + 1} labels ({steps} steps; last batch {last})")
@@ -190,8 +194,8 @@ class ClassBaseTask(PixelBaseTask):
         code itself where none does; one step of Lloyd's k-means started at the emoji's codes).
         Returns the centre each distilled code lies nearest, among its label's (the null label's:
         among all)."""
-        net, device = model.label_code, target.device
-        codes = ((self.codes.to(device) - model.code_mean) / model.code_std).to(target.dtype)
+        net, device = model.conditioner.label_code, target.device
+        codes = model.conditioner.normalise(self.codes.to(device)).to(target.dtype)
         owners = self.labels[self.train_idx].to(device)
         choice = torch.empty(len(target), dtype=torch.long, device=device)
         for label in range(model.num_classes + 1):
@@ -216,7 +220,7 @@ class ClassBaseTask(PixelBaseTask):
         included, and the normalised codes (in the class base's normalisation) that the committed
         prior's DDIM sampler reaches from them at its default guidance (the null label: no guidance).
         Kept in the run folder (`distillation_set.pt`), so a resumed run pairs without the prior."""
-        device = model.code_mean.device
+        device = model.conditioner.code_mean.device
         cache = Path(self.cfg.run) / "distillation_set.pt"
         if cache.is_file():
             saved = torch.load(cache, map_location="cpu", weights_only=True)
@@ -233,7 +237,7 @@ class ClassBaseTask(PixelBaseTask):
         `num_classes` last) and the chunks of noises at `chunks` (default all); each chunk of each
         label's noises comes from a generator of its own, so the set can be made in parts."""
         folder = Path(self.cfg.checkpoints) / "prior"
-        device = model.code_mean.device
+        device = model.conditioner.code_mean.device
         prior = load_model(folder, device=device)
         classes = model.config.classes
         if prior.kind != "prior":
@@ -256,7 +260,7 @@ class ClassBaseTask(PixelBaseTask):
             zn = denoise_codes(prior, cond, prior.null_cond(n), noise, guidance, steps, PRIOR_DEFAULTS.sampler)
             labels.append(torch.full((n,), index, dtype=torch.long, device=device))
             noises.append(noise)
-            targets.append((prior.denormalise(zn) - model.code_mean) / model.code_std)
+            targets.append(model.conditioner.normalise(prior.denormalise(zn)))
         return torch.cat(labels), torch.cat(noises), torch.cat(targets)
 
     @torch.no_grad()
@@ -264,9 +268,10 @@ class ClassBaseTask(PixelBaseTask):
         """Give each training emoji (and, for the dropped labels, the null label) the noise whose
         drawn code lies nearest its own normalised code among its label's noises: the fine-tuning's
         condition for that emoji (after the warm start, and afresh on a resumed run)."""
-        device = model.code_mean.device
-        codes = (self.codes.to(device) - model.code_mean) / model.code_std
-        drawn = torch.cat([model.label_code(labels[part], noise[part])   # in parts: a mixture scores every centre
+        device = model.conditioner.code_mean.device
+        codes = model.conditioner.normalise(self.codes.to(device))
+        # in parts: a mixture scores every centre
+        drawn = torch.cat([model.conditioner.label_code(labels[part], noise[part])
                            for part in torch.arange(len(labels), device=device).split(16384)])
         null = model.num_classes
         rows_of = {label: (labels == label).nonzero().squeeze(1) for label in range(null + 1)}
@@ -310,12 +315,13 @@ class TextBaseTask(PixelBaseTask):
         self.encoder = ClipTextEncoder.from_folder(clip_folder)
         self.images = self.data.images_at(32, torch.arange(len(self.data.records)))
         if self.cfg.text_conditioning == "pooled":
-            model, self.codes = decoder_transfer(self, kind="text_base", text_encoder="clip",
-                                                 text_conditioning="pooled", pooled_dim=self.encoder.pooled_width,
-                                                 text_hidden=TEXT_HIDDEN, guidance=POOLED_GUIDANCE)
+            conditioner = {"type": "pooled_text_code", "text_encoder": "clip", "pooled_dim": self.encoder.pooled_width,
+                           "text_hidden": TEXT_HIDDEN}
+            model, self.codes = decoder_transfer(self, "text_base", conditioner, POOLED_GUIDANCE)
         else:
             unet = text_unet_config(32, self.cfg.channels, cross_attention_dim=self.encoder.width, attention_levels=1)
-            model = DiffusionModel(ModelConfig(kind="text_base", resolution=32, unet=unet, text_encoder="clip"))
+            model = DiffusionModel(ModelConfig(kind="text_base", resolution=32, backbone=unet_backbone(unet, True),
+                                               conditioner={"type": "text_tokens", "text_encoder": "clip"}))
         self.schedule = model.schedule
         return model
 
@@ -329,12 +335,12 @@ class TextBaseTask(PixelBaseTask):
             for caption in captions_for(self.data.records[i]):
                 captions.append(caption)
                 rows.append(j)
-        device = model.code_mean.device   # the network is on the training device already (a GPU too)
+        device = model.conditioner.code_mean.device   # the network is on the training device already (a GPU too)
         self.encoder.to(device)
         pooled = torch.cat([self.encoder.encode(captions[s:s + 512]).pooled for s in range(0, len(captions), 512)])
-        target = ((self.codes.to(device) - model.code_mean) / model.code_std)[torch.as_tensor(rows, device=device)]
+        target = model.conditioner.normalise(self.codes.to(device))[torch.as_tensor(rows, device=device)]
         steps = 20 if self.cfg.smoke else REGRESSION_STEPS
-        loss = fit_regression(model.text_mlp, (pooled,), target, steps, self.cfg.seed)
+        loss = fit_regression(model.conditioner.text_mlp, (pooled,), target, steps, self.cfg.seed)
         log(f"text_base: text_mlp fitted to {len(captions)} captions of {len(set(rows))} emoji "
             f"by regression ({steps} steps; last batch MSE {loss:.3f})")
 

@@ -16,7 +16,7 @@ import torch
 from core.diffae import ENCODER_CHANNELS, SEMANTIC_DIM, decode, encode, fit_directions, fresh_noise
 from core.images import save_grid
 from core.models.checkpoints import save_model
-from core.models.networks import DiffusionModel, ModelConfig, diffae_unet_config
+from core.models.networks import DiffusionModel, ModelConfig, diffae_unet_config, unet_backbone
 from core.training.task import DiffusionTask
 
 
@@ -38,16 +38,16 @@ class DiffAETask(DiffusionTask):
         self.resolution = self.cfg.resolution or 64
         unet = diffae_unet_config(self.resolution, channels, attention_levels=1 if len(channels) >= 3 else 0,
                                   head_dim=8 if smoke else 32)
-        model = DiffusionModel(ModelConfig(kind="diffae", resolution=self.resolution, unet=unet,
-                                           semantic_dim=semantic_dim,
-                                           encoder_channels=enc))
+        model = DiffusionModel(ModelConfig(kind="diffae", resolution=self.resolution, backbone=unet_backbone(unet),
+                                           conditioner={"type": "semantic_code", "semantic_dim": semantic_dim,
+                                                        "encoder_channels": list(enc)}))
         self.schedule = model.schedule
         self.images = self.data.images_at(self.resolution)
         self._encoder = None
         return model
 
     def loss(self, model, gen, device):
-        self._encoder = getattr(model, "module", model).encoder   # DDP / accelerate wrapper -> the model
+        self._encoder = getattr(model, "module", model).conditioner.encoder   # DDP / accelerate wrapper -> the model
         return super().loss(model, gen, device)
 
     def x0_and_cond(self, gen, device):

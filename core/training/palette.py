@@ -10,7 +10,7 @@ import torch
 
 from core.data.masks import random_mask
 from core.images import save_grid
-from core.models.networks import PALETTE_TASKS, DiffusionModel, ModelConfig, palette_unet_config
+from core.models.networks import PALETTE_TASKS, DiffusionModel, ModelConfig, palette_unet_config, unet_backbone
 from core.pipeline import StageSettings
 from core.training.task import DiffusionTask
 from core.translate import colorize, grayscale, inpaint, palette_baseline
@@ -27,7 +27,8 @@ class PaletteTask(DiffusionTask):
 
     def build(self):
         unet = palette_unet_config(self.resolution, self.cfg.channels, attention_levels=1)
-        model = DiffusionModel(ModelConfig(kind="palette", resolution=self.resolution, unet=unet,
+        model = DiffusionModel(ModelConfig(kind="palette", resolution=self.resolution, backbone=unet_backbone(unet),
+                                           conditioner={"type": "source_mask_concat", "tasks": list(PALETTE_TASKS)},
                                            residual_scale=self.cfg.residual_scale or None))
         self.schedule = model.schedule
         self.images = self.data.images_at(self.resolution, torch.arange(len(self.data.records)))

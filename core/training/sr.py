@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from core.images import save_grid
-from core.models.networks import DiffusionModel, ModelConfig, image_unet_config
+from core.models.networks import DiffusionModel, ModelConfig, image_unet_config, unet_backbone
 from core.pipeline import augment_low_res, upscale
 from core.training.task import DiffusionTask
 
@@ -26,7 +26,8 @@ class SRTask(DiffusionTask):
     def build(self):
         unet = image_unet_config(self.high, self.cfg.channels, in_channels=6, attention_levels=0,
                                  class_embed_type="timestep")
-        model = DiffusionModel(ModelConfig(kind="sr", resolution=self.high, unet=unet, low_resolution=self.low,
+        model = DiffusionModel(ModelConfig(kind="sr", resolution=self.high, backbone=unet_backbone(unet),
+                                           conditioner={"type": "low_res_concat", "low_resolution": self.low},
                                            residual_scale=self.cfg.residual_scale or None))
         self.schedule = model.schedule
         all_idx = torch.arange(len(self.data.records))
