@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from core.cascade import sr_models, upscale_chain
 from core.data.emoji import SKIN_TONE_BY_CODEPOINT, TONES, load_dataset
 from core.diffae import (
     DEFAULT_STEPS,
@@ -96,6 +97,11 @@ def evaluate(models, n: int = 32, strength: float | None = None, steps: int = DE
     log(f"reconstruction PSNR on {len(held)} held-out emoji at {model.resolution}x{model.resolution}, "
         f"{steps} steps: {result['psnr_reconstruction']:.2f} dB (z_sem + x_T), "
         f"{result['psnr_z_sem_only']:.2f} dB (z_sem + fresh noise)")
+    up = 2 * model.resolution   # the Reconstruct tab at its next size: the reconstruction through the SR stage
+    if f"sr{up}" in models.available():
+        rec_up = upscale_chain(sr_models(models, up, model.resolution), rec, list(range(len(rec))))[up]
+        result[f"psnr_reconstruction_{up}"] = float(psnr(rec_up, data.images_at(up, held), 2.0).mean())
+        log(f"  through SR {up}: {result[f'psnr_reconstruction_{up}']:.2f} dB at {up}x{up} against the real emoji")
     # Does z_sem hold each attribute at all? The attribute's logistic classifier on held-out codes
     all_held = data.indices("heldout").tolist()
     labels = attribute_labels([data.records[i] for i in all_held])
