@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -49,6 +48,7 @@ import torch.nn.functional as F
 
 from core.data.emoji import load_dataset
 from core.models.small_cnn import RESOLUTION, SmallCNN, to_resolution
+from core.optim import fit
 
 TASKS = ("subgroup", "skin_tone", "gender")
 SKIN_TONE_CLASSES = ("none", "light", "medium-light", "medium", "medium-dark", "dark")
@@ -254,13 +254,6 @@ def _augment(x: torch.Tensor, shift: int, flip: bool, gen: torch.Generator) -> t
     return x
 
 
-def _lr_factor(step: int, settings: ClassifierSettings) -> float:
-    if step < settings.warmup:
-        return (step + 1) / settings.warmup
-    rest = max(1, settings.steps - settings.warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - settings.warmup) / rest)))
-
-
 def train_classifier(task: str, data=None, settings: ClassifierSettings | None = None,
                      device: str | torch.device = "cpu",
                      log: Callable[[str], None] | None = print) -> Classifier:
@@ -278,23 +271,18 @@ def train_classifier(task: str, data=None, settings: ClassifierSettings | None =
 
     torch.manual_seed(settings.seed)
     model = SmallCNN(len(classes), settings.width).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, settings))
     model.train()
-    running = None
-    for step in range(settings.steps):
+
+    def step_loss(step: int) -> torch.Tensor:   # one augmented, class-balanced batch
         pick = torch.multinomial(weights, settings.batch, replacement=True, generator=gen)
         x = _augment(images[pick], settings.shift, settings.flip, gen).to(device)
-        y = labels[pick].to(device)
-        loss = F.cross_entropy(model(x), y, label_smoothing=settings.label_smoothing)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        running = loss.item() if running is None else 0.98 * running + 0.02 * loss.item()
-        if (step + 1) % max(1, settings.steps // 5) == 0:
-            log(f"  {task}: step {step + 1}/{settings.steps} loss {running:.3f} "
-                f"({time.perf_counter() - t0:.0f} s)")
+        return F.cross_entropy(model(x), labels[pick].to(device), label_smoothing=settings.label_smoothing)
+
+    def report(step: int, running: dict[str, float]) -> None:
+        log(f"  {task}: step {step}/{settings.steps} loss {running['loss']:.3f} ({time.perf_counter() - t0:.0f} s)")
+
+    fit(model.parameters(), step_loss, settings.steps, settings.lr, weight_decay=settings.weight_decay,
+        warmup=settings.warmup, report=report, reports=5)
     model.eval()
     clf = Classifier(model, classes, {})
     h_idx, h_labels = task_examples(data, task, "heldout")

@@ -44,6 +44,7 @@ from core.models.checkpoints import CheckpointError, load_model
 from core.models.networks import DiffusionModel, ModelConfig, image_unet_config, text_unet_config, unet_backbone
 from core.models.prior import denoise_codes
 from core.models.text_encoders import ClipTextEncoder
+from core.optim import fit
 from core.pipeline import generate_class, generate_text
 from core.semantic import PRIOR_DEFAULTS
 from core.training.task import DiffusionTask
@@ -108,15 +109,13 @@ def minimise(net, losses, n: int, device, steps: int, seed: int, batch: int) -> 
     random batches of `batch` of the n examples (AdamW, lr on a cosine to 0); the last batch's
     losses."""
     gen = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=REGRESSION_LR)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
-    for _ in range(steps):
+
+    def step_loss(step: int):
         terms = losses(torch.randint(n, (batch,), generator=gen).to(device))
-        optimizer.zero_grad()
-        sum(terms).backward()
-        optimizer.step()
-        schedule.step()
-    return tuple(t.item() for t in terms)
+        return sum(terms), {str(i): t for i, t in enumerate(terms)}
+
+    last = fit(net.parameters(), step_loss, steps, REGRESSION_LR, weight_decay=0.01)   # AdamW's default decay
+    return tuple(last.values())
 
 
 def fit_regression(net, inputs: tuple[torch.Tensor, ...], target: torch.Tensor, steps: int, seed: int,

@@ -14,7 +14,6 @@ Command line: ``python -m core judge train`` (:mod:`core.cli.judge`).
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
@@ -34,6 +33,7 @@ from core.evaluation.judge import (
     retrieval,
     round_trip,
 )
+from core.optim import fit
 from core.pipeline import BASE_DEFAULTS, generate_text
 from core.training.judge_images import (
     NEGATIVE_KINDS,
@@ -121,13 +121,6 @@ class JudgeSettings:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-def _lr_factor(step: int, settings: JudgeSettings) -> float:
-    if step < settings.warmup:
-        return (step + 1) / settings.warmup
-    rest = max(1, settings.steps - settings.warmup)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - settings.warmup) / rest)))
-
-
 def _unit_float(x: torch.Tensor) -> torch.Tensor:
     """uint8 images -> float in [-1, 1], exactly as ``EmojiDataset.images_at`` converts them."""
     return x.float().div_(127.5).sub_(1.0)
@@ -169,12 +162,10 @@ def train_judge(data=None, settings: JudgeSettings | None = None, bank: torch.Te
     gen = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
     model = JudgeNet(len(subgroups), len(designs), settings.width)
-    opt = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _lr_factor(s, settings))
     model.train()
-    running: dict[str, float] = {}
     b = settings.batch
-    for step in range(settings.steps):
+
+    def step_loss(step: int):   # one batch of positives and negatives
         pick = torch.multinomial(weights, b, replacement=True, generator=gen)
         neg_pick = torch.multinomial(weights, b, replacement=True, generator=gen)
         # a third of the positives are the 32 px renders themselves (whole-pixel shifts), so that crisp
@@ -204,16 +195,14 @@ def train_judge(data=None, settings: JudgeSettings | None = None, bank: torch.Te
         l_sub = F.cross_entropy(out["subgroup"][:b], sub_y[pick], label_smoothing=settings.label_smoothing)
         l_des = F.cross_entropy(out["design"][:b], des_y[pick], label_smoothing=settings.label_smoothing)
         loss = l_real + l_sub + settings.design_weight * l_des
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        for k, v in (("realism", l_real), ("subgroup", l_sub), ("design", l_des)):
-            running[k] = v.item() if k not in running else 0.98 * running[k] + 0.02 * v.item()
-        if (step + 1) % max(1, settings.steps // 10) == 0:
-            log(f"  judge: step {step + 1}/{settings.steps} losses "
-                + ", ".join(f"{k} {v:.3f}" for k, v in running.items())
-                + f" ({time.perf_counter() - t0:.0f} s)")
+        return loss, {"realism": l_real, "subgroup": l_sub, "design": l_des}
+
+    def report(step: int, running: dict[str, float]) -> None:
+        losses = ", ".join(f"{k} {v:.3f}" for k, v in running.items())
+        log(f"  judge: step {step}/{settings.steps} losses {losses} ({time.perf_counter() - t0:.0f} s)")
+
+    fit(model.parameters(), step_loss, settings.steps, settings.lr, weight_decay=settings.weight_decay,
+        warmup=settings.warmup, report=report)
     model.eval()
     judge = Judge(model, subgroups, {})
     judge.set_reference(data if settings.include_heldout and settings.max_train is None else DataSubset(data, idx))
