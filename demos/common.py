@@ -21,6 +21,7 @@ import os
 import queue
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -217,6 +218,14 @@ def error(message: str, title: str) -> gr.Error:
     return gr.Error(f"{title}: {message}", title=title)
 
 
+def log_refusal(e: gr.Error, where: str) -> None:
+    """A named error (bad input, a missing model, a run stopped) as one line on the server's
+    console, instead of the traceback Gradio would print: it is the caller's mistake, not a bug.
+    Unexpected errors (`_internal`) keep their traceback."""
+    e.print_exception = False
+    print(f"* refused {where}: {e.message}", file=sys.stderr, flush=True)
+
+
 def run_on(triggers, fn: Callable, **kwargs):
     """Wire a run: gr.on(triggers, fn, ...) in the queue all runs share (one device), and once it
     succeeds, close the error toasts of earlier failed runs, which Gradio would leave up beside
@@ -278,10 +287,17 @@ def named_errors(demo: gr.Blocks) -> gr.Blocks:
         if isinstance(block, gr.components.Component):
             _readable_preprocess(block)
     for block_fn in demo.fns.values():
-        block_fn.fn = _never_unnamed(block_fn.fn)
+        block_fn.fn = _never_unnamed(block_fn.fn, f"/{block_fn.api_name or block_fn.name}")
     validate = demo.validate_inputs
 
     def validate_inputs(block_fn, inputs):
+        try:
+            check_inputs(block_fn, inputs)
+        except gr.Error as e:
+            log_refusal(e, f"/{block_fn.api_name or block_fn.name}")
+            raise
+
+    def check_inputs(block_fn, inputs):
         if len(inputs) < len(block_fn.inputs):
             names = [p.name for p in inspect.signature(block_fn.fn).parameters.values()
                      if not isinstance(p.default, gr.Progress)][:len(block_fn.inputs)]
@@ -304,14 +320,16 @@ def excerpt(value, limit: int = 60) -> str:
 
 def _internal(e: Exception) -> gr.Error:
     traceback.print_exception(e)   # a bug: the whole story goes to the server's log, its type to the caller
-    return error(f"the server could not finish this request ({type(e).__name__}); it has been logged",
-                 "Internal error")
+    internal = error(f"the server could not finish this request ({type(e).__name__}); it has been logged",
+                     "Internal error")
+    internal.print_exception = False   # its traceback is printed above, once
+    return internal
 
 
-def _never_unnamed(fn: Callable) -> Callable:
+def _never_unnamed(fn: Callable, where: str = "") -> Callable:
     """`fn` (a function or generator function) with every exception that is not a gr.Error turned
     into one that says "Internal error" and the exception's type (Gradio answers other exceptions
-    with {"error": null})."""
+    with {"error": null}); a gr.Error (a named refusal) is logged as one line (`log_refusal`)."""
     if fn is None or getattr(fn, "_never_unnamed", False) or inspect.iscoroutinefunction(fn) \
             or inspect.isasyncgenfunction(fn):
         return fn   # no server function (a js-only event), already wrapped, or async (none in this app)
@@ -320,7 +338,8 @@ def _never_unnamed(fn: Callable) -> Callable:
         def wrapped(*args, **kwargs):
             try:
                 return (yield from fn(*args, **kwargs))
-            except gr.Error:
+            except gr.Error as e:
+                log_refusal(e, where)
                 raise
             except Exception as e:  # noqa: BLE001 - anything else is a bug, named, not null
                 raise _internal(e) from e
@@ -329,7 +348,8 @@ def _never_unnamed(fn: Callable) -> Callable:
         def wrapped(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except gr.Error:
+            except gr.Error as e:
+                log_refusal(e, where)
                 raise
             except Exception as e:  # noqa: BLE001 - anything else is a bug, named, not null
                 raise _internal(e) from e
@@ -412,6 +432,13 @@ def _readable_preprocess(component) -> None:
     optional = isinstance(component, gr.Dropdown)   # a dropdown may have nothing chosen; a radio always has
 
     def readable_preprocess(payload):
+        try:
+            return checked_preprocess(payload)
+        except gr.Error as e:
+            log_refusal(e, f"input {label!r}")
+            raise
+
+    def checked_preprocess(payload):
         if numeric:
             if not (isinstance(payload, (int, float)) and not isinstance(payload, bool) and math.isfinite(payload)):
                 raise error(f"{label} must be a finite number, got {excerpt(payload)}", "Cannot do that")

@@ -179,6 +179,45 @@ def test_an_unreadable_upload_says_its_title(client, tmp_path):
     assert raised.value.message.startswith("Unreadable image: notes.png cannot be read as an image")
 
 
+# ---- the server's console -------------------------------------------------------------------------
+def test_a_refusal_is_one_line_on_the_console_not_a_traceback(client, server):
+    """Bad input (an empty prompt; a seed out of range, refused by the input's own check) is the
+    caller's mistake: the console gets one line naming the endpoint or input and the message."""
+    from gradio_client.exceptions import AppError
+    before = len(server.log())
+    for kwargs in (dict(prompt="", steps=2), dict(prompt="cat", seed=-1)):
+        with pytest.raises(AppError):
+            client.predict(**kwargs, api_name="/text_to_image")
+    good_request(client, server)
+    log = server.log()[before:]
+    assert "* refused /text_to_image: Cannot do that: prompt is empty; describe the emoji to generate\n" in log, log
+    assert "* refused input 'Seed': Cannot do that: Seed: value -1 is less than minimum value 0\n" in log, log
+    assert "Traceback" not in log, log
+
+
+def test_a_bug_keeps_its_traceback_on_the_console(capsys):
+    """An unexpected exception is answered "Internal error (its type)" and its whole traceback is
+    printed once; a named error raised by the same wrapper prints one line."""
+    import gradio as gr
+
+    from demos import common
+
+    def buggy():
+        return {}["missing"]
+
+    def refusing():
+        raise common.error("no mask: draw over the region to fill", "Cannot do that")
+
+    with pytest.raises(gr.Error, match="Internal error: .*KeyError"):
+        common._never_unnamed(buggy, "/buggy")()
+    err = capsys.readouterr().err
+    assert err.count("Traceback (most recent call last)") == 1 and "KeyError: 'missing'" in err
+    with pytest.raises(gr.Error) as raised:
+        common._never_unnamed(refusing, "/inpaint")()
+    assert capsys.readouterr().err == "* refused /inpaint: Cannot do that: no mask: draw over the region to fill\n"
+    assert raised.value.print_exception is False
+
+
 # ---- the layout, as the page receives it ---------------------------------------------------------
 class Page:
     """The page's /config: its components by id and the layout tree."""
