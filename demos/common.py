@@ -54,8 +54,15 @@ OUTPUT_MAX_AGE_S = 3600
 PREVIEW_EVERY_S = 0.4  # the live x0 preview is sent at most this often
 PIXELATED = "pixelated"  # CSS class: small images scaled up without blur
 STAGE = "stage"  # CSS class: an output image that fills its box, whatever its resolution
+RESULTS = "results"  # CSS class: a gallery of results, each shown at most 256 px (2x of 128), one or many
+TRUE_SIZE = "true-size"  # CSS class: an image shown at its own size (a labelled grid), shrunk only to fit
 CSS = (f".{PIXELATED} img {{ image-rendering: pixelated; }}\n"
-       f".{STAGE} img {{ width: 100%; height: 100%; object-fit: contain; }}")
+       f".{STAGE} img {{ width: 100%; height: 100%; object-fit: contain; }}\n"
+       # Gradio gives a lone image the gallery's whole width (700 px for a 128 px emoji): fixed-size cells instead
+       f".{RESULTS} .grid-container {{ grid-template-columns: repeat(auto-fill, minmax(96px, 256px)) !important; "
+       "grid-template-rows: none !important; grid-auto-rows: auto !important; }\n"
+       f".{RESULTS} .thumbnail-item {{ aspect-ratio: 1 / 1; }}\n"
+       f".{TRUE_SIZE} img {{ width: auto !important; height: auto !important; max-width: 100%; }}")
 MAX_SEED = 2**32 - 1
 
 
@@ -690,6 +697,8 @@ def seed_input(value: int = 0) -> tuple[gr.Number, gr.Button]:
 
 # ---- example inputs, made offline --------------------------------------------------------------
 EXAMPLE_EMOJI = {"cat-face": "🐱", "thumbs-up": "👍", "red-apple": "🍎", "woman-dancing-dark": "💃🏿"}
+# people with a skin tone, for the skin and gender edits (a cat has neither)
+PEOPLE_EMOJI = {"woman-dancing-light": "💃🏻", "man-light": "👨🏻"}
 
 
 def _from_font(emoji: str) -> Image.Image | None:
@@ -720,18 +729,31 @@ def _drawn_face() -> Image.Image:
     return im
 
 
+def example_image(name: str, emoji: str) -> str:
+    """The PNG of one emoji, written once (from the Noto font, else the data set cache, else a
+    drawn face)."""
+    EXAMPLE_DIR.mkdir(parents=True, exist_ok=True)
+    path = EXAMPLE_DIR / f"{name}.png"
+    if not path.is_file():
+        image = _from_font(emoji) or _from_dataset(emoji) or _drawn_face()
+        save_png(image, path, {"example": name, "emoji": emoji})
+    return str(path)
+
+
+def people_first_examples() -> list[str]:
+    """Example images for the attribute edits: people first (the skin and gender edits show on
+    them), then the usual examples, the dark-skinned dancer among the people."""
+    people = [example_image(name, emoji) for name, emoji in PEOPLE_EMOJI.items()]
+    others = example_images(transparent=False)
+    dancer = [p for p in others if Path(p).stem == "woman-dancing-dark"]
+    return people[:1] + dancer + people[1:] + [p for p in others if p not in dancer]
+
+
 def example_images(transparent: bool = True) -> list[str]:
     """PNGs of a few emoji, written once (from the Noto font, else the data set cache, else a
     drawn face), plus (with `transparent`) the first on a transparent background, to show that RGBA
     input works: it looks the same as the first, so tabs that take RGBA like any image leave it out."""
-    EXAMPLE_DIR.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, emoji in EXAMPLE_EMOJI.items():
-        path = EXAMPLE_DIR / f"{name}.png"
-        if not path.is_file():
-            image = _from_font(emoji) or _from_dataset(emoji) or _drawn_face()
-            save_png(image, path, {"example": name, "emoji": emoji})
-        paths.append(str(path))
+    paths = [example_image(name, emoji) for name, emoji in EXAMPLE_EMOJI.items()]
     rgba = EXAMPLE_DIR / "cat-face-transparent.png"
     if not rgba.is_file():
         im = Image.open(paths[0]).convert("RGBA")
