@@ -62,7 +62,9 @@ CSS = (f".{PIXELATED} img {{ image-rendering: pixelated; }}\n"
        f".{RESULTS} .grid-container {{ grid-template-columns: repeat(auto-fill, minmax(96px, 256px)) !important; "
        "grid-template-rows: none !important; grid-auto-rows: auto !important; }\n"
        f".{RESULTS} .thumbnail-item {{ aspect-ratio: 1 / 1; }}\n"
-       f".{TRUE_SIZE} img {{ width: auto !important; height: auto !important; max-width: 100%; }}")
+       # below the box's label, which Gradio draws over the image's top-left corner (the grid's column names)
+       f".{TRUE_SIZE} img {{ width: auto !important; height: auto !important; max-width: 100%; "
+       "margin-top: 30px; }")
 MAX_SEED = 2**32 - 1
 
 
