@@ -343,7 +343,7 @@ def build(models: Models) -> None:
         strip = gr.Image(label="Sweep (PNG with parameters)", format="png", interactive=False,
                          elem_classes=[common.PIXELATED])
         gallery = gr.Gallery(label="Each strength", columns=MAX_FRAMES // 2, height="auto", format="png",
-                             object_fit="contain", elem_classes=[common.PIXELATED])
+                             object_fit="contain", elem_classes=[common.PIXELATED, common.RESULTS])
         with gr.Accordion("Parameters", open=False):
             sweep_parameters = gr.JSON(label="Parameters")
         common.run_on(sweep_button.click, sweep_fn,
@@ -362,7 +362,7 @@ def build(models: Models) -> None:
         interp_strip = gr.Image(label="Interpolation (PNG with parameters)", format="png", interactive=False,
                                 elem_classes=[common.PIXELATED])
         interp_gallery = gr.Gallery(label="Frames", columns=MAX_FRAMES // 2, height="auto", format="png",
-                                    object_fit="contain", elem_classes=[common.PIXELATED])
+                                    object_fit="contain", elem_classes=[common.PIXELATED, common.RESULTS])
         with gr.Accordion("Parameters", open=False):
             interp_parameters = gr.JSON(label="Parameters")
         common.run_on(interpolate_button.click, interpolate_fn, inputs=[image, image_b, n_frames, steps, size],
@@ -385,7 +385,7 @@ def build(models: Models) -> None:
         var_strip = gr.Image(label="Variations (strip)", format="png", interactive=False,
                              elem_classes=[common.PIXELATED])
         var_gallery = gr.Gallery(label="Variations (PNG with parameters)", columns=MAX_VARIATIONS, height="auto",
-                                 format="png", object_fit="contain", elem_classes=[common.PIXELATED])
+                                 format="png", object_fit="contain", elem_classes=[common.PIXELATED, common.RESULTS])
         with gr.Accordion("Parameters", open=False):
             var_parameters = gr.JSON(label="Parameters")
         common.run_on(var_button.click, make_variations_fn(models),
