@@ -147,6 +147,45 @@ def grid_image(rows: Sequence[torch.Tensor]) -> Image.Image:
     return image_grid(torch.cat([r.detach().float().cpu() for r in rows]), rows[0].shape[0], padding=2)
 
 
+def _label_font(size: int):
+    from PIL import ImageFont
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:  # Pillow < 10.1: the fixed bitmap font
+        return ImageFont.load_default()
+
+
+def labelled_rows(rows: Sequence[torch.Tensor], labels: Sequence[str], column_labels: Sequence[str] = (),
+                  scale: int = 2) -> Image.Image:
+    """Rows of images [n, 3, r, r] in [-1, 1] as one picture a person can read: each row named on
+    its left, `column_labels` (if any) spread evenly over the columns on top (one per cell, or one
+    per block of cells), every cell enlarged `scale` times (nearest neighbour, so pixels stay
+    sharp) with 2 px white between cells."""
+    from PIL import ImageDraw
+    if len(rows) != len(labels) or not rows:
+        raise ValueError(f"got {len(labels)} labels for {len(rows)} rows")
+    cells = [tensor_to_pil(r.detach().float().cpu().clamp(-1, 1)) for r in rows]
+    n = max(len(c) for c in cells)
+    side = cells[0][0].width * scale
+    font = _label_font(13)
+    draw = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    left = int(max(draw.textlength(str(label), font=font) for label in labels)) + 10
+    top = 18 if column_labels else 0
+    pad = 2
+    canvas = Image.new("RGB", (left + n * (side + pad) + pad, top + len(rows) * (side + pad) + pad), "white")
+    draw = ImageDraw.Draw(canvas)
+    for i, (row, label) in enumerate(zip(cells, labels)):
+        y = top + pad + i * (side + pad)
+        draw.text((4, y + side / 2), str(label), fill="black", font=font, anchor="lm")
+        for j, im in enumerate(row):
+            canvas.paste(im.resize((side, side), Image.Resampling.NEAREST), (left + pad + j * (side + pad), y))
+    if column_labels:
+        width = n * (side + pad) / len(column_labels)   # a label per cell or per block of cells
+        for k, text in enumerate(column_labels):
+            draw.text((left + pad + (k + 0.5) * width, top / 2), str(text), fill="black", font=font, anchor="mm")
+    return canvas
+
+
 def save_grid(images: torch.Tensor, path: str | os.PathLike, columns: int) -> None:
     """A training sample grid: [B, 3, H, W] in [-1, 1], `columns` a row, 2 px white between them."""
     path = Path(path)

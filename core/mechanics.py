@@ -38,7 +38,7 @@ from core.data.emoji import load_dataset
 from core.diffusion.likelihood import bits_per_dim
 from core.diffusion.samplers import SAMPLERS
 from core.diffusion.schedules import SCHEDULES, make_schedule
-from core.images import grid_image
+from core.images import grid_image, labelled_rows
 from core.metrics import mean_pairwise_distance
 from core.pipeline import BASE_DEFAULTS, StageSettings, class_conds, generate_class, generate_text
 
@@ -184,10 +184,15 @@ class Comparison:
     images: list[Tensor]
     parameters: dict = field(default_factory=dict)
     per_line: int = 1
+    line_labels: list[str] | None = None     # a name per line (e.g. the sampler): a labelled grid
+    column_labels: list[str] | None = None   # over the columns: a label per cell or per block of cells
 
     def grid(self) -> Image.Image:
         k = self.per_line
-        return grid_image([torch.cat(self.images[i:i + k]) for i in range(0, len(self.images), k)])
+        lines = [torch.cat(self.images[i:i + k]) for i in range(0, len(self.images), k)]
+        if self.line_labels:
+            return labelled_rows(lines, self.line_labels, self.column_labels or ())
+        return grid_image(lines)
 
 
 def compare_samplers(models, condition: Condition, samplers: Sequence[str] = SAMPLERS,
@@ -229,7 +234,8 @@ def compare_samplers(models, condition: Condition, samplers: Sequence[str] = SAM
             images.append(x.cpu())
     parameters = {"panel": "samplers", "condition": condition.describe(), "seeds": seeds, "guidance": float(guidance),
                   "thresholding": thresholding, "budgets": budgets, "samplers": samplers}
-    return Comparison(rows, images, parameters, per_line=len(budgets))
+    return Comparison(rows, images, parameters, per_line=len(budgets), line_labels=samplers,
+                      column_labels=[f"{b} NFE" for b in budgets])
 
 
 def guidance_sweep(models, condition: Condition, scales: Sequence[float] = GUIDANCE_SCALES,
@@ -262,7 +268,8 @@ def guidance_sweep(models, condition: Condition, scales: Sequence[float] = GUIDA
         images.append(x.cpu())
     parameters = {"panel": "guidance", "condition": condition.describe(), "seeds": seeds, "scales": scales,
                   "sampler": sampler, "steps": int(steps), "thresholding": thresholding}
-    return Comparison(rows, images, parameters)
+    return Comparison(rows, images, parameters, line_labels=[f"guidance {s:g}" for s in scales],
+                      column_labels=[f"seed {s}" for s in seeds])
 
 
 # ---- trajectory ----------------------------------------------------------------------------------
@@ -278,8 +285,10 @@ class Trajectory:
     parameters: dict = field(default_factory=dict)
 
     def strip(self) -> Image.Image:
-        """Top row x_t, bottom row the predicted x0; the final sample ends both rows."""
-        return grid_image([torch.cat([self.x_t, self.final]), torch.cat([self.x0, self.final])])
+        """Top row x_t, bottom row the predicted x0, each column headed by its t; the final sample
+        ends both rows."""
+        return labelled_rows([torch.cat([self.x_t, self.final]), torch.cat([self.x0, self.final])],
+                             ["x_t", "predicted x0"], [f"t={t:g}" for t in self.times] + ["final"])
 
 
 def trajectory(models, condition: Condition, seed: int = 0, sampler: str = "ddim", steps: int = 20,

@@ -27,6 +27,14 @@ MAX_FRAMES = 16
 MAX_VARIATIONS = 8
 
 
+def edit_examples(examples: list[str]) -> list[tuple[str, str, float]]:
+    """(image, attribute, strength) where the edit shows (looked at through the cascade at 128 px):
+    skin tone on the dancers, both ways, and gender on a man."""
+    by_name = {Path(p).stem: p for p in examples}
+    return [(by_name["woman-dancing-light"], "dark-skin", 1.0), (by_name["woman-dancing-dark"], "dark-skin", -1.0),
+            (by_name["man-light"], "woman", 1.5)]
+
+
 def load_directions(models: Models) -> tuple[diffae.Directions | None, str | None]:
     """The attribute directions stored next to the diffae model, or why there are none."""
     if MODEL in models.errors:
@@ -279,27 +287,23 @@ def build(models: Models) -> None:
                 "along a direction fitted on labelled emoji (from the mean code of the emoji without the "
                 "attribute to the mean code of those with it) edits that attribute.")
     names = attributes_fn()
-    examples = common.example_images(transparent=False)
+    examples = common.people_first_examples()   # a person first: the default attribute is dark-skin
     resolution = models.set.get(MODEL).resolution if MODEL not in models.errors else 64
     steps_default = 20
     pixel = dict(format="png", interactive=False, height=220, elem_classes=[common.PIXELATED, common.STAGE])
 
+    # shared by every sub-tab: the image and how it is encoded and drawn; each sub-tab has its own outputs
     with gr.Row():
         with gr.Column(scale=2):
             image = image_input(label=f"Image (taken at {resolution}×{resolution})", sources=["upload", "clipboard"],
                                 height=220)
+        with gr.Column(scale=3):
             steps = gr.Slider(1, MAX_STEPS, value=steps_default, step=1, precision=0, label="DDIM steps",
                               info=f"encoding and decoding each; the paper uses {diffae.DEFAULT_STEPS}+")
             size = gr.Radio([32, 64, 128], value=128, label="Final size",
                             info=f"the DiffAE draws {resolution}×{resolution}; 64 and 128 add the super-resolution "
                                  "stages (as the text tab)")
             gr.Examples([[p] for p in examples], inputs=[image], label="Example images", cache_examples=False)
-        with gr.Column(scale=3):
-            with gr.Row():
-                view = gr.Image(label="Input as the model sees it", **pixel)
-                result = gr.Image(label="Result (PNG with parameters)", **pixel)
-            with gr.Accordion("Parameters", open=False):
-                parameters = gr.JSON(label="Parameters")
 
     with gr.Tab("Edit"):
         with gr.Row():
@@ -316,6 +320,14 @@ def build(models: Models) -> None:
         with gr.Row():
             reconstruct_button = gr.Button("Reconstruct")
             edit_button = gr.Button("Edit", variant="primary")
+        if names:
+            gr.Examples([[p, a, s] for p, a, s in edit_examples(examples) if a in names],
+                        inputs=[image, attribute, strength], label="Example edits", cache_examples=False)
+        with gr.Row():
+            view = gr.Image(label="Input as the model sees it", **pixel)
+            result = gr.Image(label="Result (PNG with parameters)", **pixel)
+        with gr.Accordion("Parameters", open=False):
+            parameters = gr.JSON(label="Parameters")
         common.run_on(reconstruct_button.click, reconstruct_fn, inputs=[image, steps, size],
                       outputs=[view, result, parameters], api_name="reconstruct", show_progress_on=[result])
         common.run_on(edit_button.click, edit_fn, inputs=[image, attribute, strength, steps, fresh, seed, size],
@@ -331,10 +343,12 @@ def build(models: Models) -> None:
         strip = gr.Image(label="Sweep (PNG with parameters)", format="png", interactive=False,
                          elem_classes=[common.PIXELATED])
         gallery = gr.Gallery(label="Each strength", columns=MAX_FRAMES // 2, height="auto", format="png",
-                             object_fit="contain", elem_classes=[common.PIXELATED])
+                             object_fit="contain", elem_classes=[common.PIXELATED, common.RESULTS])
+        with gr.Accordion("Parameters", open=False):
+            sweep_parameters = gr.JSON(label="Parameters")
         common.run_on(sweep_button.click, sweep_fn,
                       inputs=[image, sweep_attribute, max_strength, frames, steps, size],
-                      outputs=[strip, gallery, parameters], api_name="edit_sweep", show_progress_on=[strip])
+                      outputs=[strip, gallery, sweep_parameters], api_name="edit_sweep", show_progress_on=[strip])
 
     with gr.Tab("Interpolate"):
         gr.Markdown("From the image above (a) to a second image (b): the semantic codes are interpolated "
@@ -348,9 +362,11 @@ def build(models: Models) -> None:
         interp_strip = gr.Image(label="Interpolation (PNG with parameters)", format="png", interactive=False,
                                 elem_classes=[common.PIXELATED])
         interp_gallery = gr.Gallery(label="Frames", columns=MAX_FRAMES // 2, height="auto", format="png",
-                                    object_fit="contain", elem_classes=[common.PIXELATED])
+                                    object_fit="contain", elem_classes=[common.PIXELATED, common.RESULTS])
+        with gr.Accordion("Parameters", open=False):
+            interp_parameters = gr.JSON(label="Parameters")
         common.run_on(interpolate_button.click, interpolate_fn, inputs=[image, image_b, n_frames, steps, size],
-                      outputs=[interp_strip, interp_gallery, parameters], api_name="interpolate",
+                      outputs=[interp_strip, interp_gallery, interp_parameters], api_name="interpolate",
                       show_progress_on=[interp_strip])
 
     with gr.Tab("Variations"):
@@ -369,9 +385,12 @@ def build(models: Models) -> None:
         var_strip = gr.Image(label="Variations (strip)", format="png", interactive=False,
                              elem_classes=[common.PIXELATED])
         var_gallery = gr.Gallery(label="Variations (PNG with parameters)", columns=MAX_VARIATIONS, height="auto",
-                                 format="png", object_fit="contain", elem_classes=[common.PIXELATED])
+                                 format="png", object_fit="contain", elem_classes=[common.PIXELATED, common.RESULTS])
+        with gr.Accordion("Parameters", open=False):
+            var_parameters = gr.JSON(label="Parameters")
         common.run_on(var_button.click, make_variations_fn(models),
                       inputs=[image, var_num, var_seed, size, var_prompt, var_mix, steps, var_guidance],
-                      outputs=[var_strip, var_gallery, parameters], api_name="variations", show_progress_on=[var_strip])
+                      outputs=[var_strip, var_gallery, var_parameters], api_name="variations",
+                      show_progress_on=[var_strip])
     gr.api(attributes_fn, api_name="attributes", queue=False)
 

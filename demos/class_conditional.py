@@ -130,9 +130,10 @@ def build(models: Models) -> None:
                 "stages.")
     names = list_classes()
     choices = common.class_labels(names)
+    examples = [c for c in PREFERRED_EXAMPLES if c in names] or names[:3]
     with gr.Row():
         with gr.Column(scale=2):
-            label = gr.Dropdown(choices, value=names[0] if names else None, label="Class (emoji subgroup)",
+            label = gr.Dropdown(choices, value=examples[0] if examples else None, label="Class (emoji subgroup)",
                                 filterable=True, allow_custom_value=not names)
             method = gr.Radio([(v, k) for k, v in GUIDANCE_METHODS.items()], value="cfg", label="Guidance")
             with gr.Row():
@@ -143,22 +144,21 @@ def build(models: Models) -> None:
                 steps = gr.Slider(1, 100, value=start.steps, step=1, precision=0, label="Steps")
             with gr.Row():
                 sampler = gr.Dropdown(list(SAMPLERS), value=start.sampler, label="Sampler")
-                size = gr.Radio(list(SIZES), value=32, label="Final size")
+                size = gr.Radio(list(SIZES), value=128, label="Final size")   # as every tab that draws
             with gr.Row(equal_height=True):
                 seed, _ = common.seed_input()
-                num = gr.Slider(1, 16, value=8, step=1, precision=0, label="Number of samples", scale=3)
+                num = gr.Slider(1, 16, value=4, step=1, precision=0, label="Number of samples", scale=3)
             thresholding = gr.Checkbox(value=True, label="Clip x0 to [-1, 1] (thresholding, pixel base)")
             base_model, decoder_steps, decoder_guidance = common.base_inputs(models, text=False)
             common.follow_base_defaults(models, False, base_model, sampler, steps, guidance)
             button = gr.Button("Generate", variant="primary")
-            examples = [c for c in PREFERRED_EXAMPLES if c in names] or names[:3]
             if examples:
                 gr.Examples([[c] for c in examples], inputs=[label], label="Example classes", cache_examples=False)
         with gr.Column(scale=3):
             grid = gr.Image(label="Samples", format="png", interactive=False, height=320,
                             elem_classes=[common.PIXELATED, common.STAGE])
             gallery = gr.Gallery(label="Samples (PNG with parameters)", columns=4, height="auto", format="png",
-                                 object_fit="contain", elem_classes=[common.PIXELATED])
+                                 object_fit="contain", elem_classes=[common.PIXELATED, common.RESULTS])
             with gr.Accordion("Parameters", open=False):
                 parameters = gr.JSON(label="Parameters")
     method.change(lambda m: (gr.update(visible=m == "cfg"), gr.update(visible=m == "classifier")), inputs=method,

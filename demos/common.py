@@ -21,6 +21,7 @@ import os
 import queue
 import re
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -53,8 +54,17 @@ OUTPUT_MAX_AGE_S = 3600
 PREVIEW_EVERY_S = 0.4  # the live x0 preview is sent at most this often
 PIXELATED = "pixelated"  # CSS class: small images scaled up without blur
 STAGE = "stage"  # CSS class: an output image that fills its box, whatever its resolution
+RESULTS = "results"  # CSS class: a gallery of results, each shown at most 256 px (2x of 128), one or many
+TRUE_SIZE = "true-size"  # CSS class: an image shown at its own size (a labelled grid), shrunk only to fit
 CSS = (f".{PIXELATED} img {{ image-rendering: pixelated; }}\n"
-       f".{STAGE} img {{ width: 100%; height: 100%; object-fit: contain; }}")
+       f".{STAGE} img {{ width: 100%; height: 100%; object-fit: contain; }}\n"
+       # Gradio gives a lone image the gallery's whole width (700 px for a 128 px emoji): fixed-size cells instead
+       f".{RESULTS} .grid-container {{ grid-template-columns: repeat(auto-fill, minmax(96px, 256px)) !important; "
+       "grid-template-rows: none !important; grid-auto-rows: auto !important; }\n"
+       f".{RESULTS} .thumbnail-item {{ aspect-ratio: 1 / 1; }}\n"
+       # below the box's label, which Gradio draws over the image's top-left corner (the grid's column names)
+       f".{TRUE_SIZE} img {{ width: auto !important; height: auto !important; max-width: 100%; "
+       "margin-top: 30px; }")
 MAX_SEED = 2**32 - 1
 
 
@@ -217,6 +227,14 @@ def error(message: str, title: str) -> gr.Error:
     return gr.Error(f"{title}: {message}", title=title)
 
 
+def log_refusal(e: gr.Error, where: str) -> None:
+    """A named error (bad input, a missing model, a run stopped) as one line on the server's
+    console, instead of the traceback Gradio would print: it is the caller's mistake, not a bug.
+    Unexpected errors (`_internal`) keep their traceback."""
+    e.print_exception = False
+    print(f"* refused {where}: {e.message}", file=sys.stderr, flush=True)
+
+
 def run_on(triggers, fn: Callable, **kwargs):
     """Wire a run: gr.on(triggers, fn, ...) in the queue all runs share (one device), and once it
     succeeds, close the error toasts of earlier failed runs, which Gradio would leave up beside
@@ -278,10 +296,17 @@ def named_errors(demo: gr.Blocks) -> gr.Blocks:
         if isinstance(block, gr.components.Component):
             _readable_preprocess(block)
     for block_fn in demo.fns.values():
-        block_fn.fn = _never_unnamed(block_fn.fn)
+        block_fn.fn = _never_unnamed(block_fn.fn, f"/{block_fn.api_name or block_fn.name}")
     validate = demo.validate_inputs
 
     def validate_inputs(block_fn, inputs):
+        try:
+            check_inputs(block_fn, inputs)
+        except gr.Error as e:
+            log_refusal(e, f"/{block_fn.api_name or block_fn.name}")
+            raise
+
+    def check_inputs(block_fn, inputs):
         if len(inputs) < len(block_fn.inputs):
             names = [p.name for p in inspect.signature(block_fn.fn).parameters.values()
                      if not isinstance(p.default, gr.Progress)][:len(block_fn.inputs)]
@@ -304,14 +329,16 @@ def excerpt(value, limit: int = 60) -> str:
 
 def _internal(e: Exception) -> gr.Error:
     traceback.print_exception(e)   # a bug: the whole story goes to the server's log, its type to the caller
-    return error(f"the server could not finish this request ({type(e).__name__}); it has been logged",
-                 "Internal error")
+    internal = error(f"the server could not finish this request ({type(e).__name__}); it has been logged",
+                     "Internal error")
+    internal.print_exception = False   # its traceback is printed above, once
+    return internal
 
 
-def _never_unnamed(fn: Callable) -> Callable:
+def _never_unnamed(fn: Callable, where: str = "") -> Callable:
     """`fn` (a function or generator function) with every exception that is not a gr.Error turned
     into one that says "Internal error" and the exception's type (Gradio answers other exceptions
-    with {"error": null})."""
+    with {"error": null}); a gr.Error (a named refusal) is logged as one line (`log_refusal`)."""
     if fn is None or getattr(fn, "_never_unnamed", False) or inspect.iscoroutinefunction(fn) \
             or inspect.isasyncgenfunction(fn):
         return fn   # no server function (a js-only event), already wrapped, or async (none in this app)
@@ -320,7 +347,8 @@ def _never_unnamed(fn: Callable) -> Callable:
         def wrapped(*args, **kwargs):
             try:
                 return (yield from fn(*args, **kwargs))
-            except gr.Error:
+            except gr.Error as e:
+                log_refusal(e, where)
                 raise
             except Exception as e:  # noqa: BLE001 - anything else is a bug, named, not null
                 raise _internal(e) from e
@@ -329,7 +357,8 @@ def _never_unnamed(fn: Callable) -> Callable:
         def wrapped(*args, **kwargs):
             try:
                 return fn(*args, **kwargs)
-            except gr.Error:
+            except gr.Error as e:
+                log_refusal(e, where)
                 raise
             except Exception as e:  # noqa: BLE001 - anything else is a bug, named, not null
                 raise _internal(e) from e
@@ -412,6 +441,13 @@ def _readable_preprocess(component) -> None:
     optional = isinstance(component, gr.Dropdown)   # a dropdown may have nothing chosen; a radio always has
 
     def readable_preprocess(payload):
+        try:
+            return checked_preprocess(payload)
+        except gr.Error as e:
+            log_refusal(e, f"input {label!r}")
+            raise
+
+    def checked_preprocess(payload):
         if numeric:
             if not (isinstance(payload, (int, float)) and not isinstance(payload, bool) and math.isfinite(payload)):
                 raise error(f"{label} must be a finite number, got {excerpt(payload)}", "Cannot do that")
@@ -663,6 +699,8 @@ def seed_input(value: int = 0) -> tuple[gr.Number, gr.Button]:
 
 # ---- example inputs, made offline --------------------------------------------------------------
 EXAMPLE_EMOJI = {"cat-face": "🐱", "thumbs-up": "👍", "red-apple": "🍎", "woman-dancing-dark": "💃🏿"}
+# people with a skin tone, for the skin and gender edits (a cat has neither)
+PEOPLE_EMOJI = {"woman-dancing-light": "💃🏻", "man-light": "👨🏻"}
 
 
 def _from_font(emoji: str) -> Image.Image | None:
@@ -693,18 +731,31 @@ def _drawn_face() -> Image.Image:
     return im
 
 
+def example_image(name: str, emoji: str) -> str:
+    """The PNG of one emoji, written once (from the Noto font, else the data set cache, else a
+    drawn face)."""
+    EXAMPLE_DIR.mkdir(parents=True, exist_ok=True)
+    path = EXAMPLE_DIR / f"{name}.png"
+    if not path.is_file():
+        image = _from_font(emoji) or _from_dataset(emoji) or _drawn_face()
+        save_png(image, path, {"example": name, "emoji": emoji})
+    return str(path)
+
+
+def people_first_examples() -> list[str]:
+    """Example images for the attribute edits: people first (the skin and gender edits show on
+    them), then the usual examples, the dark-skinned dancer among the people."""
+    people = [example_image(name, emoji) for name, emoji in PEOPLE_EMOJI.items()]
+    others = example_images(transparent=False)
+    dancer = [p for p in others if Path(p).stem == "woman-dancing-dark"]
+    return people[:1] + dancer + people[1:] + [p for p in others if p not in dancer]
+
+
 def example_images(transparent: bool = True) -> list[str]:
     """PNGs of a few emoji, written once (from the Noto font, else the data set cache, else a
     drawn face), plus (with `transparent`) the first on a transparent background, to show that RGBA
     input works: it looks the same as the first, so tabs that take RGBA like any image leave it out."""
-    EXAMPLE_DIR.mkdir(parents=True, exist_ok=True)
-    paths = []
-    for name, emoji in EXAMPLE_EMOJI.items():
-        path = EXAMPLE_DIR / f"{name}.png"
-        if not path.is_file():
-            image = _from_font(emoji) or _from_dataset(emoji) or _drawn_face()
-            save_png(image, path, {"example": name, "emoji": emoji})
-        paths.append(str(path))
+    paths = [example_image(name, emoji) for name, emoji in EXAMPLE_EMOJI.items()]
     rgba = EXAMPLE_DIR / "cat-face-transparent.png"
     if not rgba.is_file():
         im = Image.open(paths[0]).convert("RGBA")

@@ -34,7 +34,7 @@ FORWARD_COLUMNS = ["schedule", "t", "alpha_bar", "log SNR"]
 SAMPLER_COLUMNS = ["sampler", "nfe_budget", "steps", "nfe", "seconds_per_image", "clip_score"]
 GUIDANCE_COLUMNS = ["guidance", "clip_score", "diversity_clip", "diversity_pixels", "seconds_per_image"]
 TRAJECTORY_COLUMNS = ["step", "t"]
-LIKELIHOOD_COLUMNS = ["image", "bits/dim", "± std. error"]
+LIKELIHOOD_COLUMNS = ["image", "bits/dim", "± std. error"]   # the error with 2 probes or more
 COMPARISON_COLUMNS = ["guidance", "scale", "recognisability", "diversity", "diversity_pixels", "seconds_per_image"]
 
 
@@ -246,7 +246,8 @@ def make_fns(models: Models):
                                                                       float(guidance), frames), 3)
             files = RequestFiles()
             path = files.results([result.strip()], [result.parameters], ["trajectory"])[0]
-            table = pd.DataFrame({"step": result.steps + ["final"], "t": [round(t, 1) for t in result.times] + [-1]},
+            table = pd.DataFrame({"step": result.steps + ["final"],
+                                  "t": [f"{t:g}" for t in result.times] + ["the sample (no noise left)"]},
                                  columns=TRAJECTORY_COLUMNS)
             yield path, table, result.parameters
 
@@ -280,12 +281,12 @@ def make_fns(models: Models):
             progress(None, desc=f"{method}: {len(named)} image(s)")
             x = torch.cat([load(p, resolution) for p in named.values()])
             result = yield from wait_for(lambda: mechanics.likelihood(models.set, cond, x, method, steps, probes), 2)
-            rows = [{"image": name, "bits/dim": round(r["bits_per_dim"], 3),
-                     "± std. error": None if probes == 1 else round(r["stderr"], 3)}
+            rows = [{"image": name, "bits/dim": round(r["bits_per_dim"], 3), "± std. error": round(r["stderr"], 3)}
                     for name, r in zip(named, result.rows())]
             parameters = {"panel": "likelihood", "condition": cond.describe(), "method": result.method,
                           "steps": result.steps, "probes": result.probes, "nfe_per_probe": result.nfe}
-            yield pd.DataFrame(rows, columns=LIKELIHOOD_COLUMNS), parameters
+            columns = LIKELIHOOD_COLUMNS if probes > 1 else LIKELIHOOD_COLUMNS[:2]   # one probe: no error to show
+            yield pd.DataFrame(rows, columns=columns), parameters
 
     def diffae_edit(image: str, attribute: str, strength: float, steps: int):
         """The DiffAE edit of the same image and attribute, or why there is none."""
@@ -372,7 +373,9 @@ def build(models: Models) -> None:
     examples = common.example_images(transparent=False)
     classes = [] if "class_base" in models.errors else models.set.classes()
     pixel = dict(format="png", interactive=False, height=260, elem_classes=[common.PIXELATED, common.STAGE])
-    with gr.Accordion("Model and condition (for the sampling panels and the likelihood)", open=True):
+    labelled = dict(format="png", interactive=False, elem_classes=[common.PIXELATED, common.TRUE_SIZE])  # own size
+    with gr.Accordion("Model and condition (the condition is for the sampling panels and the likelihood; h-space "
+                      "editing runs the model unconditionally)", open=True):
         with gr.Row():
             model = gr.Radio([(v, k) for k, v in BASES.items()], value="text_base", label="Base model")
             prompt = gr.Textbox("grinning face", label="Prompt (text base)")
@@ -415,7 +418,7 @@ def build(models: Models) -> None:
             s_threshold = gr.Checkbox(True, label="Dynamic thresholding")
         s_button = gr.Button("Compare", variant="primary")
         with gr.Row():
-            s_grid = gr.Image(label="A line per sampler (budgets left to right)", **pixel)
+            s_grid = gr.Image(label="A line per sampler (budgets left to right)", **labelled)
             s_table = common.table_output("Cost and quality", SAMPLER_COLUMNS)
         s_params = gr.JSON(label="Parameters", visible=False)
         common.run_on(s_button.click, samplers_fn,
@@ -435,7 +438,7 @@ def build(models: Models) -> None:
             g_threshold = gr.Checkbox(True, label="Dynamic thresholding")
         g_button = gr.Button("Sweep", variant="primary")
         with gr.Row():
-            g_grid = gr.Image(label="A line per guidance scale", **pixel)
+            g_grid = gr.Image(label="A line per guidance scale", **labelled)
             g_table = common.table_output("Fidelity and diversity", GUIDANCE_COLUMNS)
         with gr.Row():
             g_fidelity = gr.LinePlot(x="guidance", y="clip_score", title="Fidelity: CLIP score", height=240)
@@ -489,7 +492,7 @@ def build(models: Models) -> None:
             t_frames = gr.Slider(2, 16, value=6, step=1, precision=0, label="Frames")
         t_button = gr.Button("Sample", variant="primary")
         with gr.Row():
-            t_strip = gr.Image(label="x_t (top) and predicted x0 (bottom)", **pixel)
+            t_strip = gr.Image(label="x_t (top) and predicted x0 (bottom)", **labelled)
             t_table = common.table_output("Steps shown", TRAJECTORY_COLUMNS)
         t_params = gr.JSON(label="Parameters", visible=False)
         common.run_on(t_button.click, trajectory_fn,
@@ -530,8 +533,7 @@ def build(models: Models) -> None:
         with gr.Row():
             with gr.Column(scale=2):
                 h_image = image_input(label="Image", sources=["upload", "clipboard"], height=200)
-                gr.Examples([[p] for p in examples], inputs=[h_image], cache_examples=False)
-                h_model = gr.Radio([(v, k) for k, v in BASES.items()], value="text_base", label="Model (unconditional)")
+                gr.Examples([[p] for p in common.people_first_examples()], inputs=[h_image], cache_examples=False)
                 h_attribute = gr.Dropdown(list(HSPACE_ATTRIBUTES), value=HSPACE_ATTRIBUTES[0], label="Attribute")
                 h_strength = gr.Slider(-hspace.MAX_STRENGTH, hspace.MAX_STRENGTH, value=1.0, step=0.25,
                                        label="h-space strength", info="class-mean differences; 0 = reconstruction")
@@ -547,11 +549,12 @@ def build(models: Models) -> None:
                 with gr.Row():
                     h_input = gr.Image(label="Input", **pixel)
                     h_recon = gr.Image(label="DDIM reconstruction", **pixel)
+                with gr.Row():
                     h_edit = gr.Image(label="h-space edit", **pixel)
                     h_diffae_out = gr.Image(label="DiffAE edit", **pixel)
                 h_note = gr.Markdown()
         h_params = gr.JSON(label="Parameters", visible=False)
         common.run_on(h_button.click, hspace_fn,
-                      inputs=[h_image, h_model, h_attribute, h_strength, h_steps, h_interval, h_diffae],
+                      inputs=[h_image, model, h_attribute, h_strength, h_steps, h_interval, h_diffae],
                       outputs=[h_input, h_recon, h_edit, h_diffae_out, h_note, h_params], api_name="hspace_edit")
 

@@ -175,7 +175,7 @@ def build(models: Models) -> None:
             if models.deepfloyd is not None:
                 if_images = deepfloyd_if.build_outputs(models)
             gallery = gr.Gallery(label="Results (PNG with parameters)", columns=4, height="auto", format="png",
-                                 object_fit="contain", elem_classes=[common.PIXELATED])
+                                 object_fit="contain", elem_classes=[common.PIXELATED, common.RESULTS])
             with gr.Accordion("Parameters", open=False):
                 parameters = gr.JSON(label="Parameters")
     common.run_on([button.click, prompt.submit], make_fn(models),

@@ -317,7 +317,7 @@ def test_eight_clients_at_once(server, tmp_path):
         try:
             c = make_client(server.url, tmp_path / f"client{i}")
             if i % 3 == 0:
-                out = c.predict(label="cat-face", steps=2, num_images=1, seed=i, api_name="/class_conditional")
+                out = c.predict(label="cat-face", steps=2, num_images=1, seed=i, size=32, api_name="/class_conditional")
                 results[i] = (out[1][0]["image"], 32)
             elif i % 3 == 1:
                 out = text_to_image(c, prompt=f"prompt {i}", size=64, num_images=1, seed=i)

@@ -45,9 +45,10 @@ def test_panels_through_the_client(client, tmp_path):
     assert len(table["data"]) == 2
     strip, table, params = client.predict(model="text_base", prompt="thumbs up", steps=3, frames=2,
                                           api_name="/trajectory")
-    assert params["steps"] == 3 and Image.open(strip).size == (2 + 3 * 34, 2 + 2 * 34)
+    assert params["steps"] == 3 and Image.open(strip).height == 18 + 2 + 2 * 66   # rows x_t, x0 at 2x, t on top
+    assert [row[1] for row in table["data"]][-1] == "the sample (no noise left)"
     table, params = client.predict(image=image, model="class_base", steps=2, references=True, api_name="/likelihood")
-    assert params["method"] == "ode" and len(table["data"]) >= 4
+    assert params["method"] == "ode" and len(table["data"]) >= 4 and table["headers"] == ["image", "bits/dim"]
 
 
 def test_bad_inputs_are_clear_errors(client, server, tmp_path):

@@ -179,6 +179,45 @@ def test_an_unreadable_upload_says_its_title(client, tmp_path):
     assert raised.value.message.startswith("Unreadable image: notes.png cannot be read as an image")
 
 
+# ---- the server's console -------------------------------------------------------------------------
+def test_a_refusal_is_one_line_on_the_console_not_a_traceback(client, server):
+    """Bad input (an empty prompt; a seed out of range, refused by the input's own check) is the
+    caller's mistake: the console gets one line naming the endpoint or input and the message."""
+    from gradio_client.exceptions import AppError
+    before = len(server.log())
+    for kwargs in (dict(prompt="", steps=2), dict(prompt="cat", seed=-1)):
+        with pytest.raises(AppError):
+            client.predict(**kwargs, api_name="/text_to_image")
+    good_request(client, server)
+    log = server.log()[before:]
+    assert "* refused /text_to_image: Cannot do that: prompt is empty; describe the emoji to generate\n" in log, log
+    assert "* refused input 'Seed': Cannot do that: Seed: value -1 is less than minimum value 0\n" in log, log
+    assert "Traceback" not in log, log
+
+
+def test_a_bug_keeps_its_traceback_on_the_console(capsys):
+    """An unexpected exception is answered "Internal error (its type)" and its whole traceback is
+    printed once; a named error raised by the same wrapper prints one line."""
+    import gradio as gr
+
+    from demos import common
+
+    def buggy():
+        return {}["missing"]
+
+    def refusing():
+        raise common.error("no mask: draw over the region to fill", "Cannot do that")
+
+    with pytest.raises(gr.Error, match="Internal error: .*KeyError"):
+        common._never_unnamed(buggy, "/buggy")()
+    err = capsys.readouterr().err
+    assert err.count("Traceback (most recent call last)") == 1 and "KeyError: 'missing'" in err
+    with pytest.raises(gr.Error) as raised:
+        common._never_unnamed(refusing, "/inpaint")()
+    assert capsys.readouterr().err == "* refused /inpaint: Cannot do that: no mask: draw over the region to fill\n"
+    assert raised.value.print_exception is False
+
+
 # ---- the layout, as the page receives it ---------------------------------------------------------
 class Page:
     """The page's /config: its components by id and the layout tree."""
@@ -294,3 +333,71 @@ def test_no_tab_shows_the_same_example_twice(server):
         above = {a.get("props", {}).get("label") for a in page.ancestors(dataset["id"])}
         if above & {"Attribute editing", "How it works"}:
             assert len(set(shown)) == len(shown), (above, names)
+
+
+def tab_of(page: Page, component_id: int) -> list[str]:
+    """The labels of the tabs a component sits in, innermost first."""
+    return [a["props"]["label"] for a in page.ancestors(component_id) if a.get("type") == "tabitem"]
+
+
+def test_attribute_editing_outputs_sit_in_their_own_sub_tab(server):
+    """The shared "Input as the model sees it" and "Result" boxes stayed empty under Strength sweep,
+    Interpolate and Variations: they belong to Edit, and each sub-tab has its own parameters."""
+    page = Page(page_config(server))
+    for label in ("Input as the model sees it", "Result (PNG with parameters)"):
+        (image,) = [i for i in page.find("image", label=label) if "Attribute editing" in tab_of(page, i["id"])]
+        assert tab_of(page, image["id"]) == ["Edit", "Attribute editing"]
+    parameters = [tab_of(page, j["id"])[0] for j in page.find("json", label="Parameters")
+                  if "Attribute editing" in tab_of(page, j["id"])]
+    assert sorted(parameters) == ["Edit", "Interpolate", "Strength sweep", "Variations"]
+
+
+def test_the_attribute_edits_start_from_a_person(server):
+    """The default attribute is dark-skin: the first example is a person with a skin tone, not a cat,
+    and the example edits pair each attribute with someone it shows on."""
+    page = Page(page_config(server))
+    labels = {c["id"]: c["props"].get("label") for c in page.components.values()}
+    for dataset in page.find("dataset"):
+        if tab_of(page, dataset["id"])[-1:] != ["Attribute editing"]:
+            continue
+        first = Path(dataset["props"]["samples"][0][0]["path"]).stem
+        assert first == "woman-dancing-light", first
+        if [labels[i] for i in dataset["props"]["component_ids"]][1:] == ["Attribute", "Strength (class gaps)"]:
+            pairs = [(Path(s[0]["path"]).stem, s[1], s[2]) for s in dataset["props"]["samples"]]
+            assert ("woman-dancing-light", "dark-skin", 1.0) in pairs and all("cat" not in p for p, *_ in pairs)
+    (attribute,) = [a for a in page.find("dropdown", label="Attribute") if tab_of(page, a["id"])[0] == "Edit"]
+    assert attribute["props"]["value"] == "dark-skin"
+
+
+def test_every_tab_that_draws_defaults_to_128_px(server):
+    page = Page(page_config(server))
+    sizes = {tab_of(page, r["id"])[-1]: r["props"]["value"] for r in page.find("radio", label="Final size")}
+    assert sizes == {"Text to image": 128, "Class-conditional": 128, "Attribute editing": 128}, sizes
+    (label,) = page.find("dropdown", label="Class (emoji subgroup)")
+    assert label["props"]["value"] == "cat-face"   # an example, not the alphabetically first subgroup
+
+
+def test_result_galleries_show_one_image_at_a_sensible_size(server):
+    """One 128 px result filled the gallery's width (700 px): the results galleries have fixed-size cells."""
+    from demos import common
+    page = Page(page_config(server))
+    for label in ("Results (PNG with parameters)", "Samples (PNG with parameters)"):
+        (gallery,) = page.find("gallery", label=label)
+        assert common.RESULTS in gallery["props"]["elem_classes"]
+    assert "minmax(96px, 256px)" in page_config(server)["css"]
+
+
+def test_h_space_uses_the_one_model_selector(server):
+    """The h-space panel had its own "Base model" radio beside the shared one; its four images sit two
+    to a row, so no label is cut."""
+    config = page_config(server)
+    page = Page(config)
+    radios = [r for r in page.find("radio") if "How it works" in tab_of(page, r["id"])]
+    assert [r["props"]["label"] for r in radios if r["props"]["choices"][0][1] == "text_base"] == ["Base model"]
+    (dependency,) = [d for d in config["dependencies"] if d.get("api_name") == "hspace_edit"]
+    (shared,) = [r for r in radios if r["props"]["label"] == "Base model"]
+    assert dependency["inputs"][1] == shared["id"]
+    for label in ("Input", "DDIM reconstruction", "h-space edit", "DiffAE edit"):
+        (image,) = page.find("image", label=label)
+        row = page.components[page.parent[image["id"]]]
+        assert row["type"] == "row" and len(page.children(row["id"])) == 2, label

@@ -208,6 +208,19 @@ def test_interrupted_build_leaves_nothing(tmp_path, monkeypatch):
     assert _leftovers(tmp_path) == []
 
 
+def test_a_build_says_where_the_cache_goes_and_how_to_move_it(tmp_path, monkeypatch, records, capsys):
+    """The first use writes about 180 MB: the build says so on stderr (place, size, EMOJI_CACHE_DIR);
+    a cache already built says nothing."""
+    monkeypatch.setattr(data, "parse_emoji_test", lambda *a, **k: records[:4])
+    build_dataset(tmp_path / "cache")
+    err = capsys.readouterr().err
+    assert f"Building the emoji data set cache in {tmp_path / 'cache'}" in err and "EMOJI_CACHE_DIR" in err
+    size = sum(f.stat().st_size for f in (tmp_path / "cache").iterdir())
+    assert f"cache written: {tmp_path / 'cache'} ({size / 1e6:.0f} MB, 4 emoji" in err
+    build_dataset(tmp_path / "cache")
+    assert capsys.readouterr().err == ""
+
+
 def test_write_cache_is_atomic(tmp_path, monkeypatch, records):
     recs = records[:3]
     images = np.full((3, 128, 128, 3), 255, np.uint8)

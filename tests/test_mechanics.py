@@ -5,6 +5,7 @@ import inspect
 import shutil
 
 import gradio as gr
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -13,7 +14,7 @@ from core import mechanics
 from core.cli.main import main as cli
 from core.diffusion import samplers
 from core.diffusion.schedules import make_schedule
-from core.images import read_parameters
+from core.images import read_parameters, tensor_to_pil
 from core.mechanics import Condition
 from core.metrics import mean_pairwise_distance
 from core.models.modelset import ModelSet
@@ -102,8 +103,15 @@ def test_compare_samplers(models):
     for r in result.rows:
         assert r["nfe"] <= r["nfe_budget"] and r["seconds_per_image"] >= 0 and 0 <= r["clip_score"] <= 100
     assert all(x.shape == (2, 3, 32, 32) for x in result.images)
-    # a line per sampler: 2 budgets x 2 seeds across, 3 samplers down (32 px cells, 2 px padding)
-    assert result.grid().size == (2 + 4 * 34, 2 + 3 * 34)
+    # a line per sampler, named on its left: 2 budgets x 2 seeds across, 3 samplers down (32 px cells
+    # shown at 64, 2 px padding), the budgets on top; each cell is its own image
+    grid = result.grid()
+    left = grid.width - 2 - 4 * 66
+    assert grid.height == 18 + 2 + 3 * 66 and left > 20
+    heun_budget3_seed1 = grid.crop((left + 2 + 3 * 66, 18 + 2 + 66, left + 2 + 3 * 66 + 64, 18 + 2 + 66 + 64))
+    expected = tensor_to_pil(result.images[3][1:2])[0].resize((64, 64), Image.Resampling.NEAREST)
+    assert np.array_equal(np.asarray(heun_budget3_seed1), np.asarray(expected))
+    assert np.asarray(grid.crop((0, 18, left, grid.height))).min() < 128   # the names are written
     # the same images as the text-to-image base stage with the same settings and seeds
     same = generate_text(models.get("text_base"), models.text_encoder(), ["grinning face"], "", [0, 1],
                          StageSettings(sampler="ddim", steps=2, guidance=3.0))
@@ -115,7 +123,8 @@ def test_guidance_sweep(models):
     assert [r["guidance"] for r in result.rows] == [1.0, 4.0]
     for r in result.rows:
         assert r["diversity_clip"] > 0 and r["diversity_pixels"] > 0 and 0 <= r["clip_score"] <= 100
-    assert result.grid().size == (2 + 3 * 34, 2 + 2 * 34)
+    grid = result.grid()   # a line per scale, named on its left, a column per seed
+    assert grid.height == 18 + 2 + 2 * 66 and grid.width > 2 + 3 * 66
     assert mean_pairwise_distance(torch.tensor([[0.0, 0.0], [3.0, 4.0]])) == 5.0
 
 
@@ -142,7 +151,8 @@ def test_trajectory(models):
     result = mechanics.trajectory(models, TEXT, seed=4, sampler="dpmpp-2m", steps=5, frames=3)
     assert result.steps == [0, 2, 4] and result.x_t.shape == result.x0.shape == (3, 3, 32, 32)
     assert result.times[0] > result.times[1] > result.times[2]
-    assert result.strip().size == (2 + 4 * 34, 2 + 2 * 34)      # 3 frames + the final sample, 2 rows
+    strip = result.strip()   # 3 frames + the final sample, 2 rows (x_t, predicted x0), cells at 2x, t on top
+    assert strip.height == 18 + 2 + 2 * (64 + 2) and strip.width > 2 + 4 * (64 + 2)
     same = generate_text(models.get("text_base"), models.text_encoder(), ["grinning face"], "", [4],
                          StageSettings(sampler="dpmpp-2m", steps=5, guidance=3.0))
     assert torch.allclose(result.final, same)
@@ -260,10 +270,13 @@ def test_tab_panels(tab_fns, tmp_path):
                                                           False))
     assert len(table) == 2 and len(fidelity) == 2 and len(diversity) == 4
     path, table, params = final(traj("text_base", "cat face", None, 0, "euler", 3, 2.0, 2))
-    assert list(table["step"]) == [0, 2, "final"]
+    assert list(table["step"]) == [0, 2, "final"] and list(table["t"])[-1] == "the sample (no noise left)"
+    assert "-1" not in list(table["t"])
     table, params = final(likelihood(image, "class_base", "", None, "ode", 2, 1, True))
     assert table["image"][0] == "in.png" and "uniform noise" in list(table["image"]) and len(table) >= 4
-    assert params["nfe_per_probe"] == 4
+    assert params["nfe_per_probe"] == 4 and list(table.columns) == ["image", "bits/dim"]   # one probe: no error
+    table, params = final(likelihood(image, "class_base", "", None, "ode", 2, 2, False))
+    assert list(table.columns) == ["image", "bits/dim", "± std. error"] and table["± std. error"][0] >= 0
     *images, note, params = final(hspace_edit(image, "text_base", "dark-skin", 1.0, 3, 0.5, 2.0))
     assert all(Image.open(p).size == (32, 32) for p in images[:3])
     assert images[3] is not None and Image.open(images[3]).size == (32, 32) and note == ""   # the tiny DiffAE edit

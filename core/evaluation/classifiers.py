@@ -332,7 +332,8 @@ def load_or_train(task: str, folder: str | os.PathLike | None = None, data=None,
             log(f"  {task}: cached classifier in {sub} is for other settings or data; retraining")
         except (OSError, ValueError, KeyError, RuntimeError) as e:
             log(f"  {task}: cached classifier in {sub} unreadable ({e}); retraining")
-    log(f"  {task}: training a classifier ({settings.steps} steps), cached in {sub}")
+    log(f"  {task}: training a classifier ({settings.steps} steps), cached in {sub} "
+        "(a few MB; set DIFFUSION_HUB_CLASSIFIERS to keep them elsewhere)")
     clf = train_classifier(task, data, settings, device=device, log=log)
     clf.save(sub)
     return clf.to(device)
