@@ -69,6 +69,9 @@ class ModelSet:
                 elif name == "noisy_classifier":
                     from core.models.noisy_classifier import load_noisy_classifier  # deferred: diffusers
                     self._models[name] = load_noisy_classifier(folder, self.device)
+                elif name in ("code_classifier", "code_matcher"):
+                    from core.models.code_guidance import load_code_guide
+                    self._models[name] = load_code_guide(folder, self.device)
                 else:
                     model = load_model(folder, self.device)
                     if self.device.type == "cpu":  # oneDNN's NHWC convolutions: 6-13% less CPU time per UNet call

@@ -1,9 +1,11 @@
 """Every kind `python -m core train` knows, in dependency order (CLIP before the text base and the
-prior that read it; the DiffAE before the prior that learns its codes): kind -> its task."""
+prior that read it; the DiffAE before the prior that learns its codes, the prior before the
+models of its codes that guide it): kind -> its task."""
 from __future__ import annotations
 
 from core.training.bases import ClassBaseTask, TextBaseTask
 from core.training.clip import ClipTask
+from core.training.code_guidance import CodeClassifierTask, CodeMatcherTask
 from core.training.diffae import DiffAETask
 from core.training.noisy_classifier import NoisyClassifierTask
 from core.training.palette import PaletteTask
@@ -21,6 +23,8 @@ TASKS: dict[str, type[Task]] = {
     "diffae": DiffAETask,
     "noisy_classifier": NoisyClassifierTask,
     "prior": PriorTask,
+    "code_classifier": CodeClassifierTask,
+    "code_matcher": CodeMatcherTask,
 }
 TRAIN_KINDS: tuple[str, ...] = tuple(TASKS)
 
