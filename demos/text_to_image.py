@@ -117,7 +117,7 @@ def build(models: Models) -> None:
     missing_base = (models.unavailable(["text_base", encoder])
                     and models.unavailable(models.base_needs("semantic", text=True)))
     status = models.status_markdown(
-        sorted({"text_base", encoder, "prior", "diffae", "sr64", "sr128"}),
+        sorted({"text_base", encoder, "prior", "diffae", "sr64", "sr128", "code_matcher"}),
         "This tab cannot generate until they are present." if missing_base
         else "Final sizes that need them show an error; smaller sizes work.")
     if status:

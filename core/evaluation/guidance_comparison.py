@@ -279,10 +279,11 @@ def tradeoff_plot(rows: Sequence[dict], width: int = 720, height: int = 480) -> 
         colour = COLOURS[method]
         if len(points) > 1:
             d.line([p for p, _ in points], fill=colour, width=2)
-        for (px, py), scale in points:
+        for i, ((px, py), scale) in enumerate(points):
             d.ellipse((px - 4, py - 4, px + 4, py + 4), fill=colour)
-            if method != UNGUIDED:
-                d.text((px + 6, py - 6), f"{scale:g}", fill=colour, font=font, anchor="ld")
+            if method != UNGUIDED:   # scale labels alternate above and below, so near points stay readable
+                d.text((px + 6, py - 6 if i % 2 == 0 else py + 6), f"{scale:g}", fill=colour, font=font,
+                       anchor="ld" if i % 2 == 0 else "lt")
         name = UNGUIDED if method == UNGUIDED else f"{method} guidance"
         d.line((right - 230, top + 14 + 18 * k, right - 210, top + 14 + 18 * k), fill=colour, width=3)
         d.text((right - 205, top + 14 + 18 * k), name, fill=colour, font=font, anchor="lm")
