@@ -1,12 +1,10 @@
-"""Classifier guidance in the app, through gradio_client: the Class-conditional tab's choice of
-guidance and the How it works panel that compares both guidances. The app runs on the tiny
-checkpoints (with a tiny noise-aware classifier), plus an untrained tiny judge for recognisability
-and a stand-in for the subgroup classifier that diversity is measured in (an untrained one in the
-classifier cache: the real one trains for minutes)."""
+"""Classifier and CLIP guidance in the app, through gradio_client: the Class-conditional tab's choice of
+guidance, the Text to image tab's CLIP guidance and the How it works panel that compares classifier-free,
+classifier and CLIP guidance of the prior. The app runs on the tiny checkpoints (with tiny noise-aware
+classifiers and code-text matcher), plus an untrained tiny judge for recognisability and diversity."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -19,16 +17,7 @@ from tests.test_app import AppServer, good_request, make_client, rgb_png
 
 @pytest.fixture(scope="module")
 def server(tiny_checkpoints, tmp_path_factory):
-    from core.data.emoji import load_dataset
-    from core.evaluation.classifiers import (
-        FORMAT_VERSION,
-        Classifier,
-        ClassifierSettings,
-        data_fingerprint,
-        task_classes,
-    )
     from core.evaluation.judge import Judge, JudgeNet
-    from core.models.small_cnn import SmallCNN
     from tests.tiny import CLASSES
     tmp = tmp_path_factory.mktemp("app-guidance")
     checkpoints = tmp / "checkpoints"   # the tiny checkpoints and a judge that knows their classes
@@ -36,14 +25,7 @@ def server(tiny_checkpoints, tmp_path_factory):
     torch.manual_seed(0)
     Judge(JudgeNet(len(CLASSES), 0, width=8), CLASSES, {"width": 8, "threshold": 0.5}).save(
         checkpoints / "judge", "# tiny untrained judge\n")
-    data = load_dataset()
-    classes = task_classes("subgroup", data)
-    settings = ClassifierSettings()
-    info = {"format_version": FORMAT_VERSION, "task": "subgroup", "settings": asdict(settings),
-            "data_fingerprint": data_fingerprint(data)}
-    Classifier(SmallCNN(len(classes), settings.width), classes, info).save(tmp / "classifiers" / "subgroup")
-    app = AppServer(["--checkpoints", checkpoints], tmp / "app.log",
-                    env={"GRADIO_TEMP_DIR": str(tmp / "gradio"), "DIFFUSION_HUB_CLASSIFIERS": str(tmp / "classifiers")})
+    app = AppServer(["--checkpoints", checkpoints], tmp / "app.log", env={"GRADIO_TEMP_DIR": str(tmp / "gradio")})
     yield app
     app.stop()
 
@@ -105,7 +87,7 @@ def test_guidance_comparison_panel(client):
     assert all(0 <= r["recognisability"] <= 1 for r in rows)
     for i in (1, 3, 5, 7):   # every guidance at scale 0 is the unguided prior
         assert rows[i]["diversity"] == pytest.approx(rows[0]["diversity"], abs=2e-3)
-    assert Image.open(grid).size[1] == 22 + 9 * (128 + 2)   # a row per setting, samples at 4x
+    assert Image.open(grid).size[1] == 22 + 9 * (128 + 4 + 2)   # a row per setting, samples at 4x, verdict bars
     assert Image.open(plot).size == (720, 480)
     assert read_parameters(grid)["rows"][4]["scale"] == 6
     assert params["cfg_scales"] == [0, 3] and params["clip_scales"] == [0, 6]

@@ -50,6 +50,7 @@ def test_score_samples():
     # recognised: the 2 bright cats and the grey heart; not the dark "cat" (named heart), nor the black
     # heart (named heart, but not accepted as an emoji)
     assert scores["recognisability"] == pytest.approx(3 / 5)
+    assert scores["recognised"] == [True, True, False, True, False]
     # pixels: cat-face pairs at RMS 0.5, 0.5, 0 ([0, 1] scale); heart pair at 0.25 -> mean of 1/3 and 0.25
     assert scores["diversity_pixels"] == pytest.approx((1 / 3 + 0.25) / 2)
     # normalised features: cat-face pairs at 0, 2, 2 (opposite directions); the two hearts point the same way
@@ -72,7 +73,8 @@ def test_rows_and_every_guidance_at_scale_0_is_the_unguided_prior(models, stub_j
         assert not torch.allclose(result.images[0], result.images[i], atol=1e-3)
     assert len(result.parameters["prompts"]) == 6 and result.parameters["clip_scales"] == [0, 30]
     grid = gc.labelled_grid(result)
-    assert grid.size[1] == 22 + 9 * (96 + 2)
+    assert grid.size[1] == 22 + 9 * (96 + 4 + 2)
+    assert len(result.parameters["recognised"]) == 9 and len(result.parameters["recognised"][0]) == 6
     assert "GLIDE's finding" in gc.summary(result.rows)
 
 

@@ -81,13 +81,16 @@ def score_samples(samples: dict[str, Tensor], judge) -> dict[str, float]:
     `recognisability` = the fraction of all samples the judge accepts as an emoji and assigns to
     their label (`core.evaluation.judge.recognisability`); `diversity` = the mean pairwise distance
     of the samples' L2-normalised judge features within each label, averaged over the labels (labels
-    with one sample are left out); `diversity_pixels` the same for the RMS pixel distance (on [0, 1])."""
+    with one sample are left out); `diversity_pixels` the same for the RMS pixel distance (on [0, 1]);
+    `recognised` the judge's verdict on each sample, label after label."""
     for label in samples:
         judge.subgroup_index(label)   # ValueError naming a label the judge does not know
-    hits, total, spreads, pixel_spreads = 0, 0, [], []
+    hits, total, spreads, pixel_spreads, flags = 0, 0, [], [], []
     for label, images in samples.items():
         images = images.cpu()
-        hits += int(recognisability(judge, images, [label] * len(images)).sum())
+        recognised = recognisability(judge, images, [label] * len(images))
+        flags += [bool(f) for f in recognised.tolist()]
+        hits += int(recognised.sum())
         total += len(images)
         if len(images) > 1:
             spreads.append(mean_pairwise_distance(torch.nn.functional.normalize(judge.features(images), dim=1)))
@@ -97,7 +100,7 @@ def score_samples(samples: dict[str, Tensor], judge) -> dict[str, float]:
         return sum(values) / len(values) if values else math.nan
 
     return {"recognisability": hits / max(total, 1), "diversity": mean(spreads),
-            "diversity_pixels": mean(pixel_spreads)}
+            "diversity_pixels": mean(pixel_spreads), "recognised": flags}
 
 
 # ---- the comparison ------------------------------------------------------------------------------
@@ -179,7 +182,7 @@ def compare_guidance(models, labels: Sequence[str] = LABELS, cfg_scales: Sequenc
     plan += [(METHODS[3], s, text_cond, 0.0, code_guide(prior, matcher=matcher, pooled=pooled, clip_scale=s,
                                                         batch=len(batch_labels)))
              for s in clip_scales]
-    rows, images = [], []
+    rows, images, verdicts = [], [], []
     for method, scale, cond, guidance, guide in plan:
         if progress:
             progress(f"{method} guidance, scale {scale:g}")
@@ -194,10 +197,11 @@ def compare_guidance(models, labels: Sequence[str] = LABELS, cfg_scales: Sequenc
                      "diversity_pixels": round(scores.get("diversity_pixels", math.nan), 4),
                      "seconds_per_image": round(seconds, 3)})
         images.append(x)
+        verdicts.append(scores.get("recognised"))
     parameters = {"panel": "guidance comparison", "model": "the semantic prior, drawn by the DiffAE decoder",
                   "labels": labels, "prompts": prompts, "seeds": seeds, "cfg_scales": cfg_scales,
                   "classifier_scales": classifier_scales, "clip_scales": clip_scales, "sampler": "ddim",
-                  "steps": int(steps),
+                  "steps": int(steps), "recognised": verdicts,
                   "measures": "recognisability: the share of samples the judge (core.evaluation.judge) accepts as an "
                               "emoji and assigns to the label; diversity: mean pairwise distance within a label of the "
                               "judge's L2-normalised features (diversity_pixels: of the pixels, RMS on [0, 1])"}
@@ -293,15 +297,17 @@ def tradeoff_plot(rows: Sequence[dict], width: int = 720, height: int = 480) -> 
 def labelled_grid(comparison: Comparison, zoom: int = 3) -> Image.Image:
     """The samples, a row per setting with its guidance and scale written at its left (and its
     recognisability), the columns headed by their label; each 32 px sample enlarged `zoom` times
-    (nearest neighbour, so every pixel is the model's)."""
+    (nearest neighbour, so every pixel is the model's), with the judge's verdict on it as a bar under it
+    (green: recognised, red: not)."""
     from core.images import tensor_to_pil
     font = ImageFont.load_default(size=14)
     labels, n = comparison.parameters["labels"], len(comparison.parameters["seeds"])
     cell = comparison.images[0].shape[-1] * zoom
-    gap, text_w, head = 2, 250, 22
+    gap, text_w, head, bar = 2, 250, 22, 4
+    verdicts = comparison.parameters.get("recognised") or [None] * len(comparison.rows)
     columns = len(labels) * n
     width = text_w + columns * (cell + gap) + (len(labels) - 1) * 6
-    height = head + len(comparison.rows) * (cell + gap)
+    height = head + len(comparison.rows) * (cell + bar + gap)
     im = Image.new("RGB", (width, height), "white")
     d = ImageDraw.Draw(im)
 
@@ -310,14 +316,17 @@ def labelled_grid(comparison: Comparison, zoom: int = 3) -> Image.Image:
 
     for i, label in enumerate(labels):
         d.text((x_of(i * n), head // 2), label, fill=(0, 0, 0), font=font, anchor="lm")
-    for r, (row, images) in enumerate(zip(comparison.rows, comparison.images)):
-        y = head + r * (cell + gap)
+    for r, (row, images, verdict) in enumerate(zip(comparison.rows, comparison.images, verdicts)):
+        y = head + r * (cell + bar + gap)
         name = row["guidance"] if row["guidance"] == UNGUIDED else f"{row['guidance']}, scale {row['scale']:g}"
         d.text((6, y + cell // 2 - 9), name, fill=COLOURS.get(row["guidance"], (0, 0, 0)), font=font, anchor="lm")
         d.text((6, y + cell // 2 + 9), f"recognised {row['recognisability']:.0%}", fill=(60, 60, 60), font=font,
                anchor="lm")
         for j, pil in enumerate(tensor_to_pil(images)):
             im.paste(pil.resize((cell, cell), Image.NEAREST), (x_of(j), y))
+            if verdict is not None:
+                d.rectangle((x_of(j), y + cell, x_of(j) + cell - 1, y + cell + bar - 1),
+                            fill=(44, 160, 44) if verdict[j] else (214, 39, 40))
     return im
 
 
