@@ -45,6 +45,7 @@ from core.data.emoji import load_dataset
 from core.evaluation.judge import Judge, recognisability
 from core.evaluation.metrics import mean_pairwise_distance
 from core.evaluation.scorecard import prompt_of
+from core.images import tensor_to_pil
 from core.mechanics import MAX_SEEDS, Comparison
 from core.models.prior import check_guidance, sample_codes
 from core.semantic import CLIP_SCALE, CODE_CLASSIFIER_SCALE, check_code_guide_scale, code_guide, render
@@ -299,7 +300,6 @@ def labelled_grid(comparison: Comparison, zoom: int = 3) -> Image.Image:
     recognisability), the columns headed by their label; each 32 px sample enlarged `zoom` times
     (nearest neighbour, so every pixel is the model's), with the judge's verdict on it as a bar under it
     (green: recognised, red: not)."""
-    from core.images import tensor_to_pil
     font = ImageFont.load_default(size=14)
     labels, n = comparison.parameters["labels"], len(comparison.parameters["seeds"])
     cell = comparison.images[0].shape[-1] * zoom

@@ -70,7 +70,7 @@ class ModelSet:
                     from core.models.noisy_classifier import load_noisy_classifier  # deferred: diffusers
                     self._models[name] = load_noisy_classifier(folder, self.device)
                 elif name in ("code_classifier", "code_matcher"):
-                    from core.models.code_guidance import load_code_guide
+                    from core.models.code_guidance import load_code_guide  # deferred: for code guidance only
                     self._models[name] = load_code_guide(folder, self.device)
                 else:
                     model = load_model(folder, self.device)
