@@ -128,7 +128,8 @@ Recognisable: the judge (`checkpoints/judge`) accepts the sample as an emoji and
 ## The comparison: {len(labels)} labels x {len(seeds)} seeds per row
 
 Texts: names of training emoji of each label (sample j asks the label's j-th name). Diversity: mean pairwise
-distance of the judge's normalised features within a label (pixels: RMS on [0, 1]).
+distance of the judge's normalised features within a label (pixels: RMS on [0, 1]). seconds_per_image: wall
+time of the prior and the decoder on a shared CPU, which varies with its load.
 
 {format_table(result.rows)}
 
