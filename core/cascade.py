@@ -25,7 +25,7 @@ from core.pipeline import (
     model_defaults,
     upscale,
 )
-from core.semantic import DECODER_STEPS, PRIOR_DEFAULTS, generate_semantic
+from core.semantic import DECODER_STEPS, PRIOR_DEFAULTS, check_code_guide_scale, generate_semantic
 from core.semantic import variations as semantic_variations
 
 Size = Literal[32, 64, 128]
@@ -134,7 +134,7 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
              base: StageSettings | None = None, sr: Sequence[StageSettings] = SR_STAGE_DEFAULTS,
              callback: Callback | None = None, base_model: Base | None = None,
              decoder_steps: int = DECODER_STEPS, classifier_scale: float | None = None,
-             decoder_guidance: float | None = None) -> CascadeResult:
+             decoder_guidance: float | None = None, clip_scale: float | None = None) -> CascadeResult:
     """Text (`prompt`) or class (`label`) generation through the cascade, stopping at `size`.
 
     `base_model` picks the 32 px base: "pixel" (the text or class UNet) or "semantic" (the prior over
@@ -143,26 +143,42 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
     `base` sets the pixel base's sampling, or the prior's (sampler, steps, guidance) for the
     semantic one; None: that base's defaults (`base_defaults`).
 
-    With `classifier_scale`, the pixel class base is steered by classifier guidance (the
-    noise-aware classifier `noisy_classifier`, Dhariwal & Nichol 2021) instead of classifier-free
-    guidance: it runs unconditionally and `base.guidance` is not used (recorded as 1)."""
+    Classifier guidance (Dhariwal & Nichol 2021), `classifier_scale` with a label: on the semantic base,
+    the prior's sampling is steered by the noise-aware classifier of its codes (`code_classifier`,
+    `core.semantic.code_guide`); on the pixel base, the class UNet by the noise-aware classifier of
+    images (`noisy_classifier`), run unconditionally (`base.guidance` not used, recorded as 1).
+    CLIP guidance (GLIDE), `clip_scale` with a prompt, semantic base only: the prior steered by the
+    code-text matcher (`code_matcher`). On the semantic base, when `base` is None, the prior then runs
+    unconditionally (its guidance 0) so the gradient alone steers; a `base` with guidance 1 or more
+    guides the conditional prior as well."""
     if (prompt is None) == (label is None):
         raise ValueError("give exactly one of prompt or label")
-    if classifier_scale is not None:
-        if label is None:
-            raise ValueError("classifier guidance steers the class base: give a label, not a prompt")
-        if base_model == "semantic":
-            raise ValueError("classifier guidance steers the pixel class base: use base pixel (or no base)")
-        classifier_scale = check_classifier_scale(classifier_scale)
-        base_model = "pixel"
+    if classifier_scale is not None and clip_scale is not None:
+        raise ValueError("classifier guidance (a label) and CLIP guidance (a prompt) are alternatives; give one")
+    if classifier_scale is not None and label is None:
+        raise ValueError("classifier guidance steers towards a class: give a label, not a prompt")
+    if clip_scale is not None:
+        if prompt is None:
+            raise ValueError("CLIP guidance steers towards a text: give a prompt, not a label")
+        if base_model == "pixel":
+            raise ValueError("CLIP guidance steers the semantic base's prior: use base semantic (or no base)")
+        clip_scale = check_code_guide_scale(clip_scale, "CLIP scale")
     if prompt is not None and not prompt.strip():
         raise ValueError("prompt is empty; describe the emoji to generate")
     _check_common(num, size, sr)
     base_model = base_model or default_base(models)
+    if clip_scale is not None and base_model != "semantic":
+        raise ValueError("CLIP guidance steers the semantic base's prior, and its models are missing")
+    if classifier_scale is not None:
+        classifier_scale = (check_code_guide_scale(classifier_scale) if base_model == "semantic"
+                            else check_classifier_scale(classifier_scale))
     if decoder_guidance is not None and base_model != "semantic":
         raise ValueError("decoder guidance is the semantic base's (the DiffAE decoder's); the pixel base has none")
+    guided_prior = base_model == "semantic" and (classifier_scale is not None or clip_scale is not None)
+    if base is None and guided_prior:   # the unconditional prior, steered by the gradient alone
+        base = replace(PRIOR_DEFAULTS, guidance=0.0)
     base = base if base is not None else base_defaults(base_model, models, prompt is not None)   # checks base_model
-    if classifier_scale is not None:
+    if classifier_scale is not None and base_model == "pixel":
         base = replace(base, guidance=1.0)
     seeds = [seed + i for i in range(num)]
     note = None
@@ -176,7 +192,11 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         x = generate_semantic(models.get("prior"), models.get("diffae"), text_encoder, prompt=prompt, label=label,
                               negative_prompt=negative_prompt, seeds=seeds, guidance=base.guidance, steps=base.steps,
                               sampler=base.sampler, decoder_steps=decoder_steps, callback=_staged(callback, 32),
-                              decoder_guidance=decoder_guidance)
+                              decoder_guidance=decoder_guidance,
+                              classifier=models.get("code_classifier") if classifier_scale is not None else None,
+                              classifier_scale=classifier_scale or 0.0,
+                              matcher=models.get("code_matcher") if clip_scale is not None else None,
+                              clip_scale=clip_scale or 0.0)
     elif prompt is not None:
         x = generate_text(models.get("text_base"), models.text_encoder(), [prompt], negative_prompt, seeds, base,
                           callback=_staged(callback, 32))
@@ -193,6 +213,8 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         parameters["decoder_guidance"] = fresh_noise_guidance(models.get("diffae"), decoder_guidance)
     if classifier_scale is not None:
         parameters["classifier_scale"] = classifier_scale
+    if clip_scale is not None:
+        parameters["clip_scale"] = clip_scale
     if note:
         parameters["note"] = note
     return CascadeResult(stages, parameters)

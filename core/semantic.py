@@ -11,6 +11,14 @@ details (DALL-E 2 sec. 3.1). Text-guided variations move the normalised code tow
 sample for a prompt, zn' = (1 - mix) * zn_image + mix * zn_prompt, before decoding (a linear
 path in the normalised space the prior models, as DiffAE interpolates z_sem linearly).
 
+Classifier and CLIP guidance in code space (`code_guide`): the noise-aware code classifier
+(`checkpoints/code_classifier`) or code-text matcher (`checkpoints/code_matcher`) of
+`core.models.code_guidance` adds its gradient to the prior's prediction at every step,
+eps' = eps - s sqrt(1 - ab_t) grad_z log p(y | z_t) (Dhariwal & Nichol 2021) or the same with
+the matcher's similarity to the prompt (GLIDE's CLIP guidance). With prior guidance 0 (the
+default of `generate` when either is asked) the prior runs unconditionally and the gradient alone
+steers it; with guidance 1 or more it steers the conditional (classifier-free guided) prior.
+
 Random streams: the prior's starting noise is drawn from seed * 1009 + 7 (`core.models.prior`), the
 decoder's x_T from the seed itself (`core.diffae.fresh_noise`), so each seed is one image
 whatever the batch.
@@ -22,8 +30,10 @@ from collections.abc import Callable, Sequence
 import torch
 
 from core import diffae
+from core.checks import check_finite
+from core.diffusion.guidance import classifier_guided_denoiser, clip_guided_denoiser
 from core.models.prior import SemanticPrior, sample_codes
-from core.pipeline import StageSettings
+from core.pipeline import Guide, StageSettings
 
 SEMANTIC_MODELS = ("prior", "diffae")
 # Measured with the judge (`python scripts/sweep_semantic.py`, N = 64 per split, text and label
@@ -40,6 +50,11 @@ PRIOR_DEFAULTS = StageSettings(sampler="ddim", steps=25, guidance=3.0)
 DECODER_SAMPLER = "dpmpp-2m"
 DECODER_STEPS = 10      # steps of the DiffAE decoder when it renders a sampled code
 MAX_MIX = 1.0
+# Classifier and CLIP guidance of the prior (`code_guide`): the scales of `generate` when only the method is
+# asked, measured with the judge by `python scripts/guidance_prior.py` (docs/guidance_prior.md)
+CODE_CLASSIFIER_SCALE = 10.0
+CLIP_SCALE = 10.0
+MAX_CODE_GUIDE_SCALE = 100.0
 
 Callback = Callable[[dict], None]
 
@@ -48,6 +63,59 @@ def check_mix(mix) -> float:
     if isinstance(mix, bool) or not isinstance(mix, (int, float)) or not 0.0 <= mix <= MAX_MIX:
         raise ValueError(f"mix must be a number from 0 (the image) to 1 (the prompt), got {mix!r}")
     return float(mix)
+
+
+def check_code_guide_scale(scale, what: str = "classifier scale") -> float:
+    """A classifier- or CLIP-guidance scale of the prior: a finite number from 0 to MAX_CODE_GUIDE_SCALE."""
+    scale = check_finite(what, scale)
+    if not 0 <= scale <= MAX_CODE_GUIDE_SCALE:
+        raise ValueError(f"{what} must be between 0 and {MAX_CODE_GUIDE_SCALE:g}, got {scale!r}")
+    return scale
+
+
+def code_guide(prior: SemanticPrior, *, classifier=None, label: str | Sequence[str] | None = None,
+               classifier_scale: float = 0.0,
+               matcher=None, pooled: torch.Tensor | None = None, clip_scale: float = 0.0,
+               batch: int = 1) -> Guide | None:
+    """The wrapper of the prior's denoiser that adds classifier guidance towards `label` (one for the
+    batch, or one per sample; the code classifier, `classifier_scale`) and CLIP guidance towards the
+    text `pooled` [1 or B, text_dim]
+    (the code matcher, `clip_scale`); None when both scales are 0. A missing model is named."""
+    from core.models.code_guidance import check_compatible, class_log_prob, text_similarity  # deferred: its own module
+    classifier_scale = check_code_guide_scale(classifier_scale, "classifier scale")
+    clip_scale = check_code_guide_scale(clip_scale, "CLIP scale")
+    wrappers = []
+    if classifier_scale > 0 or classifier is not None:
+        if classifier is None:
+            raise ValueError("classifier guidance of the prior needs its code classifier (checkpoints/code_classifier; "
+                             "`python -m core train code_classifier` trains it)")
+        if label is None:
+            raise ValueError("classifier guidance steers towards a class: give a label")
+        check_compatible(classifier, prior)
+        names = [label] * batch if isinstance(label, str) else list(label)
+        labels = classifier.label_indices(names)   # ValueError naming an unknown class
+        if classifier_scale > 0:
+            wrappers.append(lambda d: classifier_guided_denoiser(d, prior.schedule, class_log_prob(classifier, labels),
+                                                                 classifier_scale))
+    if clip_scale > 0 or matcher is not None:
+        if matcher is None:
+            raise ValueError("CLIP guidance of the prior needs its code-text matcher (checkpoints/code_matcher; "
+                             "`python -m core train code_matcher` trains it)")
+        if pooled is None:
+            raise ValueError("CLIP guidance steers towards a text: give a prompt")
+        check_compatible(matcher, prior)
+        if clip_scale > 0:
+            similarity = text_similarity(matcher, pooled.to(prior.code_mean.device))
+            wrappers.append(lambda d: clip_guided_denoiser(d, prior.schedule, similarity, clip_scale))
+    if not wrappers:
+        return None
+
+    def guide(denoiser):
+        for wrap in wrappers:
+            denoiser = wrap(denoiser)
+        return denoiser
+
+    return guide
 
 
 def prior_cond(prior: SemanticPrior, text_encoder, prompt: str | None, label: str | None,
@@ -72,10 +140,16 @@ def prior_cond(prior: SemanticPrior, text_encoder, prompt: str | None, label: st
 def sample_semantic_codes(prior: SemanticPrior, text_encoder, *, prompt: str | None = None, label: str | None = None,
                           negative_prompt: str = "", seeds: Sequence[int] = (0,),
                           guidance: float = PRIOR_DEFAULTS.guidance, steps: int = PRIOR_DEFAULTS.steps,
-                          sampler: str = PRIOR_DEFAULTS.sampler) -> torch.Tensor:
-    """z_sem [len(seeds), D] for one prompt or label."""
+                          sampler: str = PRIOR_DEFAULTS.sampler, classifier=None, classifier_scale: float = 0.0,
+                          matcher=None, clip_scale: float = 0.0) -> torch.Tensor:
+    """z_sem [len(seeds), D] for one prompt or label, with classifier-free guidance `guidance` (0: the
+    unconditional prior) and, given their models, classifier guidance towards the label
+    (`classifier_scale`) or CLIP guidance towards the prompt (`clip_scale`) on top (`code_guide`)."""
     cond, uncond = prior_cond(prior, text_encoder, prompt, label, negative_prompt, len(seeds))
-    return sample_codes(prior, cond, uncond, seeds, guidance, steps, sampler)
+    pooled = cond["text"][:1] if prompt is not None else None
+    guide = code_guide(prior, classifier=classifier, label=label, classifier_scale=classifier_scale, matcher=matcher,
+                       pooled=pooled, clip_scale=clip_scale, batch=len(seeds))
+    return sample_codes(prior, cond, uncond, seeds, guidance, steps, sampler, guide=guide)
 
 
 def render(decoder, z_sem: torch.Tensor, seeds: Sequence[int], steps: int = DECODER_STEPS,
@@ -93,11 +167,15 @@ def generate_semantic(prior: SemanticPrior, decoder, text_encoder, *, prompt: st
                       label: str | None = None, negative_prompt: str = "", seeds: Sequence[int] = (0,),
                       guidance: float = PRIOR_DEFAULTS.guidance, steps: int = PRIOR_DEFAULTS.steps,
                       sampler: str = PRIOR_DEFAULTS.sampler, decoder_steps: int = DECODER_STEPS,
-                      callback: Callback | None = None, decoder_guidance: float | None = None) -> torch.Tensor:
+                      callback: Callback | None = None, decoder_guidance: float | None = None,
+                      classifier=None, classifier_scale: float = 0.0, matcher=None,
+                      clip_scale: float = 0.0) -> torch.Tensor:
     """Text or label -> z_sem -> [B, 3, r, r] images in [-1, 1] at the decoder's resolution
-    (`decoder_guidance`: None is the decoder checkpoint's)."""
+    (`decoder_guidance`: None is the decoder checkpoint's); classifier / CLIP guidance of the prior as
+    in `sample_semantic_codes`."""
     z = sample_semantic_codes(prior, text_encoder, prompt=prompt, label=label, negative_prompt=negative_prompt,
-                              seeds=seeds, guidance=guidance, steps=steps, sampler=sampler)
+                              seeds=seeds, guidance=guidance, steps=steps, sampler=sampler, classifier=classifier,
+                              classifier_scale=classifier_scale, matcher=matcher, clip_scale=clip_scale)
     return render(decoder, z, seeds, decoder_steps, callback, guidance=decoder_guidance)
 
 

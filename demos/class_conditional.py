@@ -11,7 +11,7 @@ from core.cascade import SIZES, generate, sr_names
 from core.diffusion.samplers import SAMPLERS
 from core.images import image_grid, tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, MAX_CLASSIFIER_SCALE, SR_STAGE_DEFAULTS, StageSettings
-from core.semantic import DECODER_STEPS
+from core.semantic import CODE_CLASSIFIER_SCALE, DECODER_STEPS
 from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
 from demos.common import Models, RequestFiles, as_int, gpu, preview, stream, user_errors
 
@@ -19,7 +19,7 @@ TITLE = "Class-conditional"
 STAGE_LABELS = {32: "class base 32×32", 64: "super-resolution 64×64", 128: "super-resolution 128×128"}
 PREFERRED_EXAMPLES = ["cat-face", "hand-fingers-open", "face-smiling", "person-activity", "food-fruit", "heart"]
 GUIDANCE_METHODS = {"cfg": "Classifier-free (CFG)", "classifier": "Classifier (noise-aware classifier)"}
-CLASSIFIER_SCALE = 10.0   # the default scale of classifier guidance
+CLASSIFIER_SCALE = CODE_CLASSIFIER_SCALE   # the default scale of classifier guidance (the semantic base's)
 
 
 def make_fns(models: Models):
@@ -52,7 +52,9 @@ def make_fns(models: Models):
             dynamic_thresholding: static clipping of the base stage's x0 to [-1, 1] (the default
                 thresholding; see core.pipeline.StageSettings).
             guidance_method: "cfg" (classifier-free guidance at `guidance`) or "classifier" (classifier
-                guidance of the unconditional model at `classifier_scale`; `guidance` is not used).
+                guidance of the unconditional model at `classifier_scale`; `guidance` is not used): on the
+                semantic base the prior steered by the noise-aware classifier of its codes (code_classifier),
+                on the pixel base the class UNet by the noise-aware image classifier (noisy_classifier).
             classifier_scale: the scale of classifier guidance (0 = unconditional samples).
             base_model: "semantic", "pixel" or None (the default: semantic when its models loaded, else pixel).
                 With "semantic" a diffusion prior picks DiffAE's semantic code for the label and the
@@ -73,14 +75,15 @@ def make_fns(models: Models):
             by_classifier = guidance_method == "classifier"
             decoder_steps = as_int(decoder_steps, "decoder steps")
             base_model = base_model or models.default_base(text=False)
-            if by_classifier:   # classifier guidance steers the pixel class base
-                base_model = "pixel"
             decoder_guidance = None if decoder_guidance is None or base_model != "semantic" else float(decoder_guidance)
+            guide_model = "code_classifier" if base_model == "semantic" else "noisy_classifier"
             models.require([*models.base_needs(base_model, text=False),
-                            *(["noisy_classifier"] if by_classifier else []), *sr_names(size)])
+                            *([guide_model] if by_classifier else []), *sr_names(size)])
             if not label:
                 raise ValueError("choose a class")
-            base = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=float(guidance),
+            # classifier guidance alone steers the unconditional prior (generate runs the pixel base unconditionally)
+            guidance = 0.0 if by_classifier and base_model == "semantic" else float(guidance)
+            base = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=guidance,
                                  threshold=BASE_DEFAULTS.threshold if dynamic_thresholding else None)
             sr = SR_STAGE_DEFAULTS  # DDIM: fewer steps than the base's sampler needs there
             scale = float(classifier_scale) if by_classifier else None
@@ -109,9 +112,10 @@ def build(models: Models) -> None:
     start = common.base_sampling(models, text=False)   # the sampler and steps of the base the tab starts with
     run, list_classes = make_fns(models)
     status = models.status_markdown(
-        ["class_base", "prior", "diffae", "sr64", "sr128", "noisy_classifier"],
+        ["class_base", "prior", "diffae", "sr64", "sr128", "noisy_classifier", "code_classifier"],
         "This tab cannot generate until one base is present." if not list_classes()
-        else "What needs a missing model (classifier guidance: `noisy_classifier`; final sizes above 32: the SR "
+        else "What needs a missing model (classifier guidance: `code_classifier` on the semantic base, "
+             "`noisy_classifier` on the pixel one; final sizes above 32: the SR "
              "models) shows an error.")
     if status:
         gr.Markdown(status)
@@ -122,11 +126,13 @@ def build(models: Models) -> None:
                 "one of the label's emoji; its "
                 "default guidance is 1). **Classifier-free guidance** compares the "
                 "prediction for the label with the one for the null label (Ho & Salimans 2021). **Classifier "
-                "guidance** (Dhariwal & Nichol 2021) runs the pixel base unconditionally and steers it with the "
-                "gradient of a separate classifier trained on noisy images, log p(label | x_t); on the committed "
-                "pixel base it cannot change the emoji, which the code drawn before the first step decides. "
-                "The *How it "
-                "works* tab compares the two over a range of scales. Sizes above 32 add the super-resolution "
+                "guidance** (Dhariwal & Nichol 2021) runs the base unconditionally and steers it with the gradient "
+                "of a separate classifier trained on noisy inputs, log p(label | noisy input): on the semantic base "
+                "a small classifier of the prior's noisy codes steers the prior, where the emoji is decided; on the "
+                "pixel base a classifier of noisy images steers the UNet, which cannot change the committed pixel "
+                "base's emoji (the code drawn before the first step decides it). The *How it works* tab compares "
+                "classifier-free, classifier and CLIP guidance of the prior over a range of scales. Sizes above 32 "
+                "add the super-resolution "
                 "stages.")
     names = list_classes()
     choices = common.class_labels(names)

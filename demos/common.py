@@ -44,7 +44,8 @@ from core.models.checkpoints import CheckpointError
 from core.models.modelset import ModelSet
 from core.semantic import DECODER_SAMPLER, DECODER_STEPS
 
-MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "prior", "noisy_classifier")
+MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "prior", "noisy_classifier",
+               "code_classifier", "code_matcher")
 BASE_CHOICES = {"semantic: prior over DiffAE's code → DiffAE decoder": "semantic",
                 "pixel: a 32×32 UNet on pixels": "pixel"}
 WORK_DIR = Path(os.environ.get("GRADIO_TEMP_DIR") or tempfile.gettempdir()) / "diffusion-hub"

@@ -187,39 +187,48 @@ def make_fns(models: Models):
 
     @gpu
     def compare_guidance(label: str | None, cfg_scales: str, classifier_scales: str, seed: int, num_samples: int,
-                         steps: int, progress=gr.Progress()):
-        """The class base under classifier-free guidance and under classifier guidance (the noise-aware
-        classifier steering the unconditional model), each over a range of scales, on the same seeds:
-        recognisability (the share of samples the judge, checkpoints/judge, accepts as an emoji of the
-        label) against diversity (mean pairwise distance of the samples' features in the subgroup
-        classifier of the quality evaluation; also in pixels).
+                         steps: int, clip_scales: str = ", ".join(f"{s:g}" for s in guidance_comparison.CLIP_SCALES),
+                         progress=gr.Progress()):
+        """The semantic prior unguided and under three guidances, each over a range of scales, on the same
+        seeds: classifier-free guidance (on the label, and on names of the label's emoji), classifier
+        guidance (the noise-aware classifier of the prior's codes, on the unconditional prior) and CLIP
+        guidance (the noise-aware code-text matcher, towards the same names). Recognisability: the share of
+        samples the judge (checkpoints/judge) accepts as an emoji of the label; diversity: mean pairwise
+        distance of the samples' judge features (also in pixels).
 
         Args:
             label: the class.
-            cfg_scales: comma-separated classifier-free guidance scales, e.g. "0, 1, 3, 5" (1 = the
-                conditional model, 0 = unconditional).
-            classifier_scales: comma-separated classifier-guidance scales, e.g. "0, 5, 10, 20" (0 = unconditional).
+            cfg_scales: comma-separated classifier-free guidance scales, e.g. "1, 3" (1 = the conditional
+                prior, 0 = unconditional); used on the label and on the text.
+            classifier_scales: comma-separated classifier-guidance scales, e.g. "3, 10" (0 = unconditional).
             seed: sample i uses seed + i.
             num_samples: samples per setting (2 or more: diversity compares them).
-            steps: DDIM steps (25 by default: at 10 the class base's samples are blurrier under both guidances).
+            steps: the prior's DDIM steps.
+            clip_scales: comma-separated CLIP-guidance scales, e.g. "3, 10" (0 = unconditional).
         Returns:
-            the grid (a line per setting: CFG scales first, then the classifier scales), the plot, the
-            table and the parameters.
+            the labelled grid (a line per setting), the plot, the table, the parameters and a caption
+            saying what the figures show.
         """
         with user_errors():
-            models.require(["class_base", "noisy_classifier"])
+            models.require(["prior", "diffae", "clip", "code_classifier", "code_matcher"])
             if not label:
                 raise ValueError("choose a class label")
-            cfg, classifier = (_numbers(cfg_scales, "classifier-free guidance scales"),
-                               _numbers(classifier_scales, "classifier-guidance scales"))
+            cfg, classifier, clip = (_numbers(cfg_scales, "classifier-free guidance scales"),
+                                     _numbers(classifier_scales, "classifier-guidance scales"),
+                                     _numbers(clip_scales, "CLIP-guidance scales"))
             seeds, steps = _seeds(seed, num_samples), _steps(steps)
             result = yield from run(lambda report: guidance_comparison.compare_guidance(
-                models.set, [label], cfg, classifier, seeds, steps=steps, progress=report), 4, progress)
+                models.set, [label], cfg, classifier, clip, seeds, steps=steps, progress=report), 5, progress)
             files = RequestFiles()
-            path = files.results([result.grid()], [{**result.parameters, "rows": result.rows}],
-                                 ["guidance-comparison"])[0]
+            stored = {**result.parameters, "rows": result.rows}
+            grid, plot = files.results([guidance_comparison.labelled_grid(result, zoom=4),
+                                        guidance_comparison.tradeoff_plot(result.rows)], [stored, stored],
+                                       ["guidance-comparison", "guidance-comparison-plot"])
             table = pd.DataFrame(result.rows, columns=COMPARISON_COLUMNS)
-            yield path, table, table, result.parameters
+            caption = (f"{guidance_comparison.summary(result.rows)} ({len(seeds)} samples per setting of "
+                       f"{label!r}: a few samples, so each share moves in steps of {1 / len(seeds):.0%}; "
+                       "`docs/guidance_prior.md` has the same comparison over 8 labels.)")
+            yield grid, plot, table, result.parameters, caption
 
     @gpu
     def trajectory(model: str, prompt: str, label: str | None, seed: int, sampler: str, steps: int,
@@ -426,9 +435,14 @@ def build(models: Models) -> None:
                       outputs=[s_grid, s_table, s_params], api_name="compare_samplers")
 
     with gr.Tab("Guidance sweep"):
-        gr.Markdown("The same seeds at several guidance scales. Guidance trades diversity for fidelity (Ho & Salimans "
-                    "2021): the CLIP score to the prompt tends to rise and the samples draw together in CLIP space, "
-                    "while high scales saturate colours, which can push the pixel distance up.")
+        gr.Markdown("The same seeds at several guidance scales. The table gives, per scale, the mean CLIP score of "
+                    "the samples to the prompt (the project's small CLIP) and their diversity: the mean pairwise "
+                    "distance in CLIP space and in pixels. Guidance draws the samples together (the CLIP-space "
+                    "distance falls from scale 1 to 3), but on these models the CLIP score does not rise with it: "
+                    "for \"cat face\" on the pixel base it falls from 73.5 at scale 1 to 70.8 at 3 and 70.0 at 7.5 "
+                    "(`python -m core mechanics guidance --prompt \"cat face\"`), so it does not measure the gain in "
+                    "fidelity a person sees; the How it works panel *Classifier vs classifier-free guidance* measures "
+                    "that with the judge. High scales saturate colours, which can push the pixel distance back up.")
         with gr.Row(equal_height=True):
             g_scales = gr.Textbox(", ".join(f"{s:g}" for s in mechanics.GUIDANCE_SCALES), label="Guidance scales")
             g_seed, _ = common.seed_input()
@@ -450,36 +464,44 @@ def build(models: Models) -> None:
                       outputs=[g_grid, g_table, g_fidelity, g_diversity, g_params], api_name="guidance_sweep")
 
     with gr.Tab("Classifier vs classifier-free guidance"):
-        gr.Markdown("The class base (the class chosen above), steered two ways. **Classifier-free guidance** (Ho & "
-                    "Salimans 2021) mixes the model's prediction for the label with its prediction for the null label. "
-                    "**Classifier guidance** (Dhariwal & Nichol 2021) runs the model unconditionally and adds the "
-                    "gradient of log p(label | x_t) from a separate small classifier trained on noisy images "
-                    "(`noisy_classifier`). Both trade diversity for fidelity as the scale grows. Recognisability: "
-                    "the share of samples the quality evaluation's judge (`checkpoints/judge`, trained on real emoji, "
-                    "not the guiding classifier) accepts as an emoji and assigns to the label; diversity: mean "
-                    "pairwise distance between the samples as the evaluation's subgroup classifier sees them (its "
-                    "normalised features; the table also has the pixel distance). With the committed class base the "
-                    "classifier cannot steer: that base's emoji is decided by a code drawn from the seed's noise "
-                    "before the first step, which the gradient on x_t does not reach, so classifier guidance keeps "
-                    "the unconditional emoji. The first run may train that classifier (a few CPU minutes, once).")
+        gr.Markdown("One model, the semantic prior (it picks the emoji as a semantic code; the DiffAE decoder draws "
+                    "it), steered four ways towards the class chosen above. **Classifier-free guidance** (Ho & "
+                    "Salimans 2021) mixes the prior's prediction for the label (or for names of the label's emoji) "
+                    "with its unconditional one. **Classifier guidance** (Dhariwal & Nichol 2021) runs the prior "
+                    "unconditionally and adds the gradient of log p(label | z_t) from a small classifier trained on "
+                    "noisy codes (`code_classifier`). **CLIP guidance** (GLIDE) does the same with the similarity of "
+                    "the noisy code to the name's text embedding (`code_matcher`, trained contrastively on noisy "
+                    "codes). The grid's rows are labelled with method and scale (32 px samples shown 4x); the first "
+                    "row is the unguided prior; the bar under each sample is the judge's verdict (green: "
+                    "recognised, red: not; like every judge it misses some emoji a person would name). "
+                    "Recognisability: the share of samples the quality evaluation's judge "
+                    "(`checkpoints/judge`, trained on real emoji, neither guiding model) accepts as an emoji of the "
+                    "label; diversity: mean pairwise distance between the samples in the judge's features. GLIDE "
+                    "found classifier-free guidance better than CLIP guidance; the caption under the plot says "
+                    "whether that holds here.")
         with gr.Row(equal_height=True):
             c_cfg = gr.Textbox(", ".join(f"{s:g}" for s in guidance_comparison.CFG_SCALES),
                                label="Classifier-free guidance scales",
-                               info="1 = the conditional model, 0 = unconditional")
+                               info="1 = the conditional prior, 0 = unconditional")
             c_clf = gr.Textbox(", ".join(f"{s:g}" for s in guidance_comparison.CLASSIFIER_SCALES),
                                label="Classifier-guidance scales", info="0 = unconditional")
+            c_clip = gr.Textbox(", ".join(f"{s:g}" for s in guidance_comparison.CLIP_SCALES),
+                                label="CLIP-guidance scales", info="0 = unconditional")
             c_seed, _ = common.seed_input()
-            c_num = gr.Slider(2, 8, value=len(guidance_comparison.SEEDS), step=1, precision=0, label="Samples")
-            c_steps = gr.Slider(1, MAX_STEPS, value=guidance_comparison.STEPS, step=1, precision=0, label="Steps")
+            c_num = gr.Slider(2, 8, value=3, step=1, precision=0, label="Samples")
+            c_steps = gr.Slider(1, MAX_STEPS, value=guidance_comparison.STEPS, step=1, precision=0,
+                                label="Prior steps")
         c_button = gr.Button("Compare", variant="primary")
+        c_grid = gr.Image(label="A line per setting (method and scale at its left)", format="png", interactive=False,
+                          elem_classes=[common.PIXELATED])
         with gr.Row():
-            c_plot = gr.ScatterPlot(x="diversity", y="recognisability", color="guidance", tooltip="all",
-                                    title="Recognisability against diversity (each point: one scale)", height=300)
+            c_plot = gr.Image(label="Recognisability against diversity (each point: one scale)", format="png",
+                              interactive=False)
             c_table = common.table_output("Per setting", COMPARISON_COLUMNS)
-        c_grid = gr.Image(label="A line per setting: CFG scales, then classifier scales", **pixel)
+        c_caption = gr.Markdown()
         c_params = gr.JSON(label="Parameters", visible=False)
-        common.run_on(c_button.click, compare_fn, inputs=[label, c_cfg, c_clf, c_seed, c_num, c_steps],
-                      outputs=[c_grid, c_plot, c_table, c_params], api_name="guidance_comparison")
+        common.run_on(c_button.click, compare_fn, inputs=[label, c_cfg, c_clf, c_seed, c_num, c_steps, c_clip],
+                      outputs=[c_grid, c_plot, c_table, c_params, c_caption], api_name="guidance_comparison")
 
     with gr.Tab("Trajectory"):
         gr.Markdown("One sampling run: the noisy x_t each step starts from (top) and the clean image the model "

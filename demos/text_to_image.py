@@ -11,7 +11,7 @@ from core.cascade import SIZES, generate, sr_names
 from core.diffusion.samplers import SAMPLERS
 from core.images import tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings
-from core.semantic import DECODER_STEPS
+from core.semantic import CLIP_SCALE, DECODER_STEPS, MAX_CODE_GUIDE_SCALE
 from demos import (
     common,  # first: imports `spaces` before torch on a ZeroGPU Space
     deepfloyd_if,
@@ -33,7 +33,7 @@ def make_fn(models: Models):
                       sr64_steps: int, sr64_noise: int, sr128_steps: int, sr128_noise: int,
                       threshold_max: float = BASE_DEFAULTS.threshold_max, base_model: str | None = None,
                       decoder_steps: int = DECODER_STEPS, decoder_guidance: float | None = None,
-                      progress=gr.Progress()):
+                      clip_scale: float = 0.0, progress=gr.Progress()):
         """Generate emoji from a text prompt through the cascade, streaming the predicted x0.
 
         Args:
@@ -62,6 +62,9 @@ def make_fn(models: Models):
             decoder_steps: steps of the DiffAE decoder (DPM-Solver++; semantic base).
             decoder_guidance: the DiffAE decoder's classifier-free guidance on the semantic code (semantic
                 base; None: the scale its checkpoint names).
+            clip_scale: CLIP guidance of the semantic base's prior (GLIDE): above 0, the prior runs
+                unconditionally (`guidance` is not used) and the gradient of the noise-aware code-text
+                matcher's similarity to the prompt steers it (checkpoints/code_matcher); 0 = none.
         Returns:
             the first image at 32, 64 and 128 (None past `size`), the final PNGs (with their
             parameters) and the parameters.
@@ -70,9 +73,14 @@ def make_fn(models: Models):
             size, seed, num = as_int(size, "size"), as_int(seed, "seed"), as_int(num_images, "number of images")
             decoder_steps = as_int(decoder_steps, "decoder steps")
             base_model = base_model or models.default_base(text=True)
+            clip_scale = None if clip_scale is None or float(clip_scale) == 0 else float(clip_scale)
+            if clip_scale is not None and base_model != "semantic":
+                raise ValueError("CLIP guidance steers the semantic base's prior: choose the semantic base")
             decoder_guidance = None if decoder_guidance is None or base_model != "semantic" else float(decoder_guidance)
-            models.require([*models.base_needs(base_model, text=True), *sr_names(size)])
-            base = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=float(guidance),
+            models.require([*models.base_needs(base_model, text=True), *sr_names(size),
+                            *(["code_matcher"] if clip_scale is not None else [])])
+            guidance = 0.0 if clip_scale is not None else float(guidance)   # CLIP guidance alone steers the prior
+            base = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=guidance,
                                  eta=float(eta) if sampler == "ddim" else 0.0,
                                  threshold=float(threshold) if dynamic_thresholding else None,
                                  threshold_max=float(threshold_max))
@@ -86,7 +94,7 @@ def make_fn(models: Models):
                 lambda callback: generate(models.set, prompt=prompt or "", negative_prompt=negative_prompt or "",
                                           num=num, seed=seed, size=size, base=base, sr=sr, callback=callback,
                                           base_model=base_model, decoder_steps=decoder_steps,
-                                          decoder_guidance=decoder_guidance),
+                                          decoder_guidance=decoder_guidance, clip_scale=clip_scale),
                 5, progress, STAGE_LABELS,   # the stage being sampled gets its x0 preview
                 lambda info: {list(STAGE_LABELS).index(info["stage"]): files.image(preview(info["x0"]))},
                 {r: n for r, n in steps_per_stage.items() if r <= size})
@@ -109,7 +117,7 @@ def build(models: Models) -> None:
     missing_base = (models.unavailable(["text_base", encoder])
                     and models.unavailable(models.base_needs("semantic", text=True)))
     status = models.status_markdown(
-        sorted({"text_base", encoder, "prior", "diffae", "sr64", "sr128"}),
+        sorted({"text_base", encoder, "prior", "diffae", "sr64", "sr128", "code_matcher"}),
         "This tab cannot generate until they are present." if missing_base
         else "Final sizes that need them show an error; smaller sizes work.")
     if status:
@@ -142,6 +150,10 @@ def build(models: Models) -> None:
                                             "unless the cap below is raised (Imagen's dynamic thresholding)")
             base_model, decoder_steps, decoder_guidance = common.base_inputs(models, text=True)
             common.follow_base_defaults(models, True, base_model, sampler, steps, guidance)
+            clip_scale = gr.Slider(0, MAX_CODE_GUIDE_SCALE, value=0, step=0.5, label="CLIP guidance (semantic base)",
+                                   info=f"0 = none; above 0 the unconditional prior is steered by a noise-aware "
+                                        f"code-text matcher instead of classifier-free guidance ({CLIP_SCALE:g} "
+                                        "is the default of `--clip-scale`)")
             with gr.Accordion("Advanced: per-stage settings", open=False):
                 gr.Markdown("Guidance applies to the base stage: the super-resolution stages are conditioned "
                             "on the low-resolution image only (as in Cascaded Diffusion Models), so they have "
@@ -181,7 +193,7 @@ def build(models: Models) -> None:
     common.run_on([button.click, prompt.submit], make_fn(models),
                   inputs=[prompt, negative, guidance, sampler, steps, seed, num, size, thresholding, threshold, eta,
                           sr64_steps, sr64_noise, sr128_steps, sr128_noise, threshold_max, base_model, decoder_steps,
-                          decoder_guidance],
+                          decoder_guidance, clip_scale],
                   outputs=[*stage_images, gallery, parameters], api_name="text_to_image",
                   show_progress_on=[gallery])  # the bar covers the gallery; the stages' previews stay visible
     if models.deepfloyd is not None:

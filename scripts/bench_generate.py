@@ -222,7 +222,7 @@ def diffusers_figures(args) -> dict:
     import torch
 
     from core.diffusion.rng import BatchGenerator
-    from core.models.checkpoints import load_model
+    from core.models.loading import load_model
     from core.models.modelset import ModelSet
     from core.pipeline import BASE_DEFAULTS, sample_stage
 

@@ -42,7 +42,7 @@ from core.diffusion.samplers import sample, sampler_stage_spacing  # noqa: E402
 from core.evaluation.scorecard import TEXT_SPLITS, _seeded_prefix, text_splits  # noqa: E402
 from core.images import save_grid  # noqa: E402
 from core.metrics import ssim, to_unit  # noqa: E402
-from core.models.checkpoints import load_model  # noqa: E402
+from core.models.loading import load_model  # noqa: E402
 from core.models.modelset import ModelSet  # noqa: E402
 from core.pipeline import SR_STAGE_DEFAULTS  # noqa: E402
 from core.semantic import DECODER_SAMPLER, DECODER_STEPS, sample_semantic_codes  # noqa: E402

@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.models.checkpoints import load_model  # noqa: E402
+from core.models.loading import load_model  # noqa: E402
 from core.models.prior import denoise_codes  # noqa: E402
 from core.semantic import PRIOR_DEFAULTS  # noqa: E402
 

@@ -1,12 +1,10 @@
-"""Classifier guidance in the app, through gradio_client: the Class-conditional tab's choice of
-guidance and the How it works panel that compares both guidances. The app runs on the tiny
-checkpoints (with a tiny noise-aware classifier), plus an untrained tiny judge for recognisability
-and a stand-in for the subgroup classifier that diversity is measured in (an untrained one in the
-classifier cache: the real one trains for minutes)."""
+"""Classifier and CLIP guidance in the app, through gradio_client: the Class-conditional tab's choice of
+guidance, the Text to image tab's CLIP guidance and the How it works panel that compares classifier-free,
+classifier and CLIP guidance of the prior. The app runs on the tiny checkpoints (with tiny noise-aware
+classifiers and code-text matcher), plus an untrained tiny judge for recognisability and diversity."""
 from __future__ import annotations
 
 import shutil
-from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -19,16 +17,7 @@ from tests.test_app import AppServer, good_request, make_client, rgb_png
 
 @pytest.fixture(scope="module")
 def server(tiny_checkpoints, tmp_path_factory):
-    from core.data.emoji import load_dataset
-    from core.evaluation.classifiers import (
-        FORMAT_VERSION,
-        Classifier,
-        ClassifierSettings,
-        data_fingerprint,
-        task_classes,
-    )
     from core.evaluation.judge import Judge, JudgeNet
-    from core.models.small_cnn import SmallCNN
     from tests.tiny import CLASSES
     tmp = tmp_path_factory.mktemp("app-guidance")
     checkpoints = tmp / "checkpoints"   # the tiny checkpoints and a judge that knows their classes
@@ -36,14 +25,7 @@ def server(tiny_checkpoints, tmp_path_factory):
     torch.manual_seed(0)
     Judge(JudgeNet(len(CLASSES), 0, width=8), CLASSES, {"width": 8, "threshold": 0.5}).save(
         checkpoints / "judge", "# tiny untrained judge\n")
-    data = load_dataset()
-    classes = task_classes("subgroup", data)
-    settings = ClassifierSettings()
-    info = {"format_version": FORMAT_VERSION, "task": "subgroup", "settings": asdict(settings),
-            "data_fingerprint": data_fingerprint(data)}
-    Classifier(SmallCNN(len(classes), settings.width), classes, info).save(tmp / "classifiers" / "subgroup")
-    app = AppServer(["--checkpoints", checkpoints], tmp / "app.log",
-                    env={"GRADIO_TEMP_DIR": str(tmp / "gradio"), "DIFFUSION_HUB_CLASSIFIERS": str(tmp / "classifiers")})
+    app = AppServer(["--checkpoints", checkpoints], tmp / "app.log", env={"GRADIO_TEMP_DIR": str(tmp / "gradio")})
     yield app
     app.stop()
 
@@ -63,23 +45,31 @@ def test_endpoints_are_named(client):
     assert params == ["label", "guidance", "sampler", "steps", "seed", "num_images", "size", "dynamic_thresholding",
                       "guidance_method", "classifier_scale", "base_model", "decoder_steps", "decoder_guidance"]
     assert [p["parameter_name"] for p in named["/guidance_comparison"]["parameters"]] == [
-        "label", "cfg_scales", "classifier_scales", "seed", "num_samples", "steps"]
+        "label", "cfg_scales", "classifier_scales", "seed", "num_samples", "steps", "clip_scales"]
+    assert [p["parameter_name"] for p in named["/text_to_image"]["parameters"]][-1] == "clip_scale"
 
 
 def test_class_tab_with_classifier_guidance(client):
     grid, gallery, parameters = client.predict(label="cat-face", steps=2, num_images=2, seed=4, size=64,
-                                               guidance_method="classifier", classifier_scale=8,
+                                               guidance_method="classifier", classifier_scale=8, base_model="pixel",
                                                api_name="/class_conditional")
     assert parameters["classifier_scale"] == 8 and parameters["base"]["guidance"] == 1.0
-    assert parameters["base_model"] == "pixel"   # classifier guidance steers the pixel base, whatever the default
+    assert parameters["base_model"] == "pixel"
+    # the default (semantic) base: the unconditional prior steered by the code classifier
+    semantic = client.predict(label="cat-face", steps=2, num_images=1, size=32, guidance_method="classifier",
+                              classifier_scale=8, decoder_steps=2, api_name="/class_conditional")[2]
+    assert semantic["base_model"] == "semantic" and semantic["classifier_scale"] == 8
+    assert semantic["base"]["guidance"] == 0.0
     stored = read_parameters(rgb_png(gallery[1]["image"], 64))
     assert stored["classifier_scale"] == 8 and stored["seed"] == 5 and stored["label"] == "cat-face"
     # classifier guidance at 0 and CFG at 0 (on the pixel base) are the same unconditional model; at 100 the
     # classifier steers
     common = dict(label="cat-face", steps=4, num_images=1, seed=4, size=32, api_name="/class_conditional")
-    by_classifier = client.predict(guidance_method="classifier", classifier_scale=0, **common)[1][0]["image"]
+    by_classifier = client.predict(guidance_method="classifier", classifier_scale=0, base_model="pixel",
+                                   **common)[1][0]["image"]
     unconditional = client.predict(guidance_method="cfg", guidance=0, base_model="pixel", **common)[1][0]["image"]
-    steered = client.predict(guidance_method="classifier", classifier_scale=100, **common)[1][0]["image"]
+    steered = client.predict(guidance_method="classifier", classifier_scale=100, base_model="pixel",
+                             **common)[1][0]["image"]
     assert np.abs(pixels(by_classifier) - pixels(unconditional)).max() <= 1
     assert np.abs(pixels(by_classifier) - pixels(steered)).max() > 4
     cfg = client.predict(label="cat-face", steps=2, num_images=1, size=32, api_name="/class_conditional")[2]
@@ -87,16 +77,30 @@ def test_class_tab_with_classifier_guidance(client):
 
 
 def test_guidance_comparison_panel(client):
-    grid, plot, table, params = client.predict(label="cat-face", cfg_scales="0, 3", classifier_scales="0, 6",
-                                               num_samples=2, steps=2, api_name="/guidance_comparison")
+    grid, plot, table, params, caption = client.predict(
+        label="cat-face", cfg_scales="0, 3", classifier_scales="0, 6", clip_scales="0, 6", num_samples=2, steps=2,
+        api_name="/guidance_comparison")
     rows = [dict(zip(table["headers"], row)) for row in table["data"]]
-    assert [(r["guidance"], r["scale"]) for r in rows] == [("classifier-free", 0), ("classifier-free", 3),
-                                                           ("classifier", 0), ("classifier", 6)]
+    assert [(r["guidance"], r["scale"]) for r in rows] == [
+        ("unguided", 0), ("classifier-free (label)", 0), ("classifier-free (label)", 3), ("classifier", 0),
+        ("classifier", 6), ("classifier-free (text)", 0), ("classifier-free (text)", 3), ("CLIP", 0), ("CLIP", 6)]
     assert all(0 <= r["recognisability"] <= 1 for r in rows)
-    assert rows[0]["diversity"] == pytest.approx(rows[2]["diversity"], abs=2e-3)   # both unconditional at 0
-    assert Image.open(grid).size == (2 + 2 * 34, 2 + 4 * 34)
-    assert read_parameters(grid)["rows"][3]["scale"] == 6
-    assert params["cfg_scales"] == [0, 3] and params["classifier_scales"] == [0, 6]
+    for i in (1, 3, 5, 7):   # every guidance at scale 0 is the unguided prior
+        assert rows[i]["diversity"] == pytest.approx(rows[0]["diversity"], abs=2e-3)
+    assert Image.open(grid).size[1] == 22 + 9 * (128 + 4 + 2)   # a row per setting, samples at 4x, verdict bars
+    assert Image.open(plot).size == (720, 480)
+    assert read_parameters(grid)["rows"][4]["scale"] == 6
+    assert params["cfg_scales"] == [0, 3] and params["clip_scales"] == [0, 6]
+    assert "GLIDE's finding" in caption and "2 samples per setting" in caption
+
+
+def test_text_tab_with_clip_guidance(client):
+    parameters = client.predict(prompt="cat", size=32, num_images=1, steps=2, decoder_steps=2, clip_scale=5,
+                                api_name="/text_to_image")[-1]
+    assert parameters["clip_scale"] == 5 and parameters["base_model"] == "semantic"
+    assert parameters["base"]["guidance"] == 0.0
+    plain = client.predict(prompt="cat", size=32, num_images=1, steps=2, decoder_steps=2, api_name="/text_to_image")
+    assert "clip_scale" not in plain[-1]   # old callers: no CLIP guidance
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -106,7 +110,9 @@ def test_guidance_comparison_panel(client):
     (dict(label="cat-face", classifier_scales="lots", api_name="/guidance_comparison"),
      "classifier-guidance scales must be comma-separated numbers"),
     (dict(label="cat-face", cfg_scales="-2", api_name="/guidance_comparison"),
-     "guidance scale must be between 0 and 30"),
+     "guidance must be a number from 0 to 30"),
+    (dict(label="cat-face", clip_scales="lots", api_name="/guidance_comparison"),
+     "CLIP-guidance scales must be comma-separated numbers"),
 ])
 def test_bad_input_is_a_clear_error(client, server, kwargs, message):
     from gradio_client.exceptions import AppError

@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from core.models.checkpoints import DEFAULT_CHECKPOINTS, load_model, read_folder, save_folder
+from core.models.checkpoints import DEFAULT_CHECKPOINTS, read_folder, save_folder
+from core.models.loading import load_model
 from core.models.networks import CONFIG_VERSION, DiffusionModel, ModelConfig, upgrade_config
 from tests.checkpoint_fingerprints import FILE, all_fingerprints
 

@@ -5,14 +5,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from core.models.checkpoints import (
-    CheckpointError,
-    load_model,
-    model_folder,
-    read_folder,
-    resolve_checkpoints,
-    save_model,
-)
+from core.models.checkpoints import CheckpointError, model_folder, read_folder, resolve_checkpoints, save_model
+from core.models.loading import load_model
 from tests.tiny import tiny_model
 
 

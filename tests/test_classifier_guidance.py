@@ -11,7 +11,8 @@ import torch
 from PIL import Image
 
 from core.images import read_parameters
-from core.models.checkpoints import load_model, save_model
+from core.models.checkpoints import save_model
+from core.models.loading import load_model
 from core.models.noisy_classifier import NoisyClassifier, NoisyClassifierConfig, class_log_prob
 from core.pipeline import StageSettings, generate_class, sample_stage
 from tests.tiny import CLASSES, tiny_model, tiny_noisy_classifier
@@ -152,7 +153,7 @@ def models(tiny_checkpoints):
 def test_cascade_records_classifier_guidance(models):
     from core.cascade import generate
     result = generate(models, label="cat-face", num=2, size=64, base=StageSettings(steps=2),
-                      sr=(StageSettings(steps=2),) * 2, classifier_scale=4.0)
+                      sr=(StageSettings(steps=2),) * 2, classifier_scale=4.0, base_model="pixel")
     assert result.final.shape == (2, 3, 64, 64)
     assert result.parameters["classifier_scale"] == 4.0 and result.parameters["base"]["guidance"] == 1.0
     with pytest.raises(ValueError, match="give a label, not a prompt"):
@@ -163,13 +164,14 @@ def test_cli_generate_with_classifier_scale(tiny_checkpoints, tmp_path):
     from core.cli.main import main
     out = tmp_path / "o"
     assert main(["generate", "--label", "cat-face", "--classifier-scale", "2.5", "--size", "32", "--steps", "2",
-                 "--num", "2", "--checkpoints", str(tiny_checkpoints), "--out", str(out)]) == 0
+                 "--num", "2", "--base", "pixel", "--checkpoints", str(tiny_checkpoints), "--out", str(out)]) == 0
     params = read_parameters(Image.open(out / "001.png"))
     assert params["classifier_scale"] == 2.5 and params["base"]["guidance"] == 1.0 and params["seed"] == 1
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--label", "cat-face", "--classifier-scale", "2", "--guidance", "3"], "are alternatives; give one"),
+    (["--label", "cat-face", "--classifier-scale", "2", "--guidance", "3", "--base", "pixel"],
+     "are alternatives on the pixel base; give one"),
     (["--prompt", "cat", "--classifier-scale", "2"], "give a label, not a prompt"),
     (["--label", "cat-face", "--classifier-scale", "-1"], "classifier scale must be between 0 and 100"),
     (["--label", "cat-face", "--classifier-scale", "nan"], "nan is not a finite number"),
@@ -195,14 +197,22 @@ def test_cli_without_the_classifier_names_it(tiny_checkpoints, tmp_path, capsys)
     shutil.copytree(tiny_checkpoints, root)
     shutil.rmtree(root / "noisy_classifier")
     assert main(["generate", "--label", "cat-face", "--classifier-scale", "1", "--size", "32", "--steps", "2",
-                 "--checkpoints", str(root), "--out", str(tmp_path / "o")]) == 2
+                 "--base", "pixel", "--checkpoints", str(root), "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "noisy_classifier" in err and "missing" in err
+    shutil.rmtree(root / "code_classifier")   # the semantic base's classifier guidance reads the code classifier
+    assert main(["generate", "--label", "cat-face", "--classifier-scale", "1", "--size", "32", "--steps", "2",
+                 "--checkpoints", str(root), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "code_classifier" in err and "missing" in err
 
 
-def test_classifier_guidance_is_for_the_pixel_base(models):
+def test_classifier_guidance_follows_the_base(models):
+    """The default (semantic) base steers its prior with the code classifier; the pixel base its UNet with
+    the image classifier, unconditionally."""
     from core.cascade import generate
-    with pytest.raises(ValueError, match="steers the pixel class base"):
-        generate(models, label="cat-face", base_model="semantic", classifier_scale=1.0)
-    result = generate(models, label="cat-face", size=32, base=StageSettings(steps=2), classifier_scale=1.0)
-    assert result.parameters["base_model"] == "pixel"   # the default base would be the semantic one here
+    result = generate(models, label="cat-face", size=32, classifier_scale=1.0, decoder_steps=2)
+    assert result.parameters["base_model"] == "semantic" and result.parameters["base"]["guidance"] == 0.0
+    result = generate(models, label="cat-face", size=32, base=StageSettings(steps=2), classifier_scale=1.0,
+                      base_model="pixel")
+    assert result.parameters["base_model"] == "pixel" and result.parameters["base"]["guidance"] == 1.0

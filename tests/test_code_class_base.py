@@ -4,7 +4,8 @@ prior's starting noise), distilled from the prior's sampler by training."""
 import pytest
 import torch
 
-from core.models.checkpoints import load_model, save_model
+from core.models.checkpoints import save_model
+from core.models.loading import load_model
 from core.models.networks import DiffusionModel, ModelConfig, unet_backbone
 from core.pipeline import class_conds
 from core.training.registry import default_config

@@ -103,5 +103,41 @@ def test_noisy_classifier_guides_the_class_base(models):
     assert (folder / "model.safetensors").stat().st_size < 1_000_000
     assert all(t.dtype == torch.float16 for t in load_file(str(folder / "model.safetensors")).values())
     assert "| t | alpha_bar_t | top-1 | top-5 |" in (folder / "README.md").read_text()
-    out = generate(models, label="person-role", num=2, size=32, base=FAST, classifier_scale=10.0).final
+    out = generate(models, label="person-role", num=2, size=32, base=FAST, classifier_scale=10.0,
+                   base_model="pixel").final
     assert out.shape == (2, 3, 32, 32) and torch.isfinite(out).all()
+
+
+@pytest.mark.skipif(not all(committed(n) for n in ("prior", "code_classifier", "code_matcher")),
+                    reason="no committed prior / code_classifier / code_matcher")
+def test_code_guides_steer_the_committed_prior(models):
+    """The code classifier and matcher read the committed prior's space, and their gradients move the
+    prior's samples towards the asked label / text: the classifier's p(label | z_0) and the matcher's
+    similarity of the final codes rise against the unguided prior (same seeds)."""
+    from safetensors.torch import load_file
+
+    from core.models.code_guidance import check_compatible, class_log_prob, text_similarity
+    from core.models.prior import denoise_codes
+    from core.semantic import code_guide
+    prior, classifier, matcher = models.get("prior"), models.get("code_classifier"), models.get("code_matcher")
+    for model, name in ((classifier, "code_classifier"), (matcher, "code_matcher")):
+        check_compatible(model, prior)
+        folder = DEFAULT_CHECKPOINTS / name
+        assert (folder / "model.safetensors").stat().st_size < 2_000_000 and (folder / "guided.png").is_file()
+        assert all(t.dtype == torch.float16 for t in load_file(str(folder / "model.safetensors")).values())
+    assert classifier.classes == prior.config.classes
+    n, t0 = 16, torch.zeros(16)
+    noise = torch.randn(n, prior.config.dim, generator=torch.Generator().manual_seed(0))
+    uncond = prior.null_cond(n)
+    plain = denoise_codes(prior, uncond, uncond, noise, 1.0, 25)
+    labels = classifier.label_indices(["cat-face"] * n)
+    guided = denoise_codes(prior, uncond, uncond, noise, 1.0, 25,
+                           guide=code_guide(prior, classifier=classifier, label="cat-face", classifier_scale=10.0,
+                                            batch=n))
+    log_p = class_log_prob(classifier, labels)
+    assert log_p(guided, t0).exp().mean() > log_p(plain, t0).exp().mean() + 0.3
+    pooled = models.get(prior.config.text_encoder).encode(["cat face"]).pooled
+    steered = denoise_codes(prior, uncond, uncond, noise, 1.0, 25,
+                            guide=code_guide(prior, matcher=matcher, pooled=pooled, clip_scale=10.0, batch=n))
+    similarity = text_similarity(matcher, pooled)
+    assert similarity(steered, t0).mean() > similarity(plain, t0).mean() + 1.0

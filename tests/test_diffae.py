@@ -23,7 +23,8 @@ from core.diffae import (
     slerp,
 )
 from core.images import ImageError, read_parameters
-from core.models.checkpoints import CheckpointError, load_model, save_model
+from core.models.checkpoints import CheckpointError, save_model
+from core.models.loading import load_model
 from tests.tiny import tiny_diffae, tiny_directions
 
 STEPS = 50

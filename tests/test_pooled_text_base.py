@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from core.models.checkpoints import load_model, save_model
+from core.models.checkpoints import save_model
+from core.models.loading import load_model
 from core.models.networks import DiffusionModel, ModelConfig, unet_backbone
 from core.training.registry import default_config
 from tests.tiny import decoder_inputs as _inputs

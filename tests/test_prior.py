@@ -5,7 +5,8 @@ import json
 import pytest
 import torch
 
-from core.models.checkpoints import load_model, save_folder
+from core.models.checkpoints import save_folder
+from core.models.loading import load_model
 from core.models.prior import PriorConfig, SemanticPrior, sample_codes
 from tests.gaussian_denoiser import GaussianMixture
 

@@ -141,8 +141,11 @@ def test_each_base_samples_with_its_own_defaults(models, tiny_checkpoints, tmp_p
     assert generate(models, prompt="heart", size=32, base_model="pixel").parameters["base"] == vars(BASE_DEFAULTS)
     semantic = generate(models, label="cat-face", size=32, decoder_steps=2)   # the default base
     assert semantic.parameters["base_model"] == "semantic" and semantic.parameters["base"] == vars(PRIOR_DEFAULTS)
-    guided = generate(models, label="cat-face", size=32, classifier_scale=2.0)
+    guided = generate(models, label="cat-face", size=32, classifier_scale=2.0, base_model="pixel")
     assert guided.parameters["base"] == {**vars(BASE_DEFAULTS), "guidance": 1.0}
+    # on the semantic base, classifier guidance steers the unconditional prior (its guidance 0)
+    guided = generate(models, label="cat-face", size=32, classifier_scale=2.0, decoder_steps=2)
+    assert guided.parameters["base"] == {**vars(PRIOR_DEFAULTS), "guidance": 0.0}
     for base, expected in (("semantic", PRIOR_DEFAULTS), ("pixel", BASE_DEFAULTS)):
         out = tmp_path / base
         assert cli(["generate", "--prompt", "heart", "--size", "32", "--decoder-steps", "2", "--base", base,

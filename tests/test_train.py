@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file
 
 from core.cli.main import main as cli
-from core.models.checkpoints import load_model
+from core.models.loading import load_model
 from core.training.loop import train
 from core.training.registry import default_config
 

@@ -345,7 +345,7 @@ def test_palette_task_trains_a_few_steps(tmp_path):
     summary = train(cfg, export=tmp_path / "palette", log=lambda s: None)
     assert summary["step"] == 2 and math.isfinite(summary["loss_avg"])
     assert (tmp_path / "run" / "samples" / "step_000002.png").is_file()
-    from core.models.checkpoints import load_model
+    from core.models.loading import load_model
     model = load_model(tmp_path / "palette")
     assert model.kind == "palette" and model.resolution == 64
 

@@ -7,7 +7,8 @@ import pytest
 import torch
 from diffusers import UNet2DConditionModel, UNet2DModel
 
-from core.models.checkpoints import load_model, read_folder, save_model
+from core.models.checkpoints import read_folder, save_model
+from core.models.loading import load_model
 from core.models.networks import (
     DiffusionModel,
     ModelConfig,

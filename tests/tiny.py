@@ -117,7 +117,8 @@ def write_tiny_checkpoints_with(root, name: str, make) -> None:
     """`write_tiny_checkpoints(root)` with the model `name` replaced by make(their DiffAE)."""
     from pathlib import Path
 
-    from core.models.checkpoints import load_model, save_model
+    from core.models.checkpoints import save_model
+    from core.models.loading import load_model
     root = Path(root)
     write_tiny_checkpoints(root)
     save_model(make(load_model(root / "diffae")), root / name, f"# tiny {name} made from the DiffAE\n")
@@ -153,12 +154,26 @@ def tiny_noisy_classifier(seed: int = 0, classes=CLASSES):
     return NoisyClassifier(NoisyClassifierConfig(classes=list(classes), channels=(8, 16))).eval().requires_grad_(False)
 
 
+def tiny_code_guide(kind: str, seed: int = 0, dim: int = 16, text_dim: int = 16, classes=CLASSES):
+    """A tiny untrained code classifier or code-text matcher (core.models.code_guidance) over the
+    tiny prior's codes, its blocks perturbed from the identity."""
+    from core.models.code_guidance import CodeClassifier, CodeGuideConfig, CodeMatcher
+    torch.manual_seed(seed)
+    config = CodeGuideConfig(kind=kind, dim=dim, classes=list(classes) if kind == "code_classifier" else [],
+                             text_dim=text_dim, embed_dim=8, width=16, depth=1)
+    model = (CodeClassifier if kind == "code_classifier" else CodeMatcher)(config)
+    with torch.no_grad():
+        for block in model.trunk.blocks:
+            block.modulation[1].weight.normal_(0, 0.05)
+    return model.eval().requires_grad_(False)
+
+
 def write_tiny_checkpoints(root) -> None:
     """A complete checkpoints folder of tiny random models, as the app and CLI expect it:
     clip, text_base, class_base, sr64 (32->64, diffusing the image), sr128 (64->128, diffusing the
     residual over the upsampled input), palette (diffusing the residual over its task's baseline),
     diffae (+ directions), prior (over the diffae's codes), noisy_classifier (for classifier guidance
-    of the class base)."""
+    of the class base), code_classifier and code_matcher (classifier and CLIP guidance of the prior)."""
     from pathlib import Path
 
     from core.models.checkpoints import save_model
@@ -179,3 +194,6 @@ def write_tiny_checkpoints(root) -> None:
     prior = tiny_prior(dim=diffae.config.semantic_dim, text_dim=config.embed_dim)
     save_folder(root / "prior", prior.config.to_dict(), prior.state_dict(), "# tiny prior\n")
     save_model(tiny_noisy_classifier(), root / "noisy_classifier", "# tiny noisy classifier\n")
+    for kind in ("code_classifier", "code_matcher"):
+        save_model(tiny_code_guide(kind, dim=diffae.config.semantic_dim, text_dim=config.embed_dim), root / kind,
+                   f"# tiny {kind}\n")

@@ -11,7 +11,7 @@ from core.cli import finite, load_models, seed
 from core.diffusion.samplers import SAMPLERS
 from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings, upscale
-from core.semantic import DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
+from core.semantic import CLIP_SCALE, CODE_CLASSIFIER_SCALE, DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
 
 HELP = {"generate": "text-to-image or class-conditional generation through the cascade",
         "variations": "variations of an image: its semantic code decoded with fresh noise",
@@ -28,8 +28,15 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
                    help=f"classifier-free guidance scale (default {BASE_DEFAULTS.guidance:g}, or the guidance the "
                         "pixel base's checkpoint names; 1 = none)")
     g.add_argument("--classifier-scale", type=finite, default=None,
-                   help="with --label: classifier guidance instead of classifier-free guidance, with the noise-aware "
-                        "classifier (checkpoints/noisy_classifier) at this scale (0 = unconditional samples)")
+                   help="with --label: classifier guidance at this scale; the semantic base's prior steered by the "
+                        "noise-aware classifier of its codes (checkpoints/code_classifier; default scale "
+                        f"{CODE_CLASSIFIER_SCALE:g}), the pixel class base by the noise-aware image classifier "
+                        "(checkpoints/noisy_classifier). The prior runs unconditionally unless --guidance is given "
+                        "(then the gradient steers the classifier-free guided prior); 0 = no classifier guidance")
+    g.add_argument("--clip-scale", type=finite, default=None,
+                   help="with --prompt, semantic base: CLIP guidance at this scale, the prior steered by the "
+                        "noise-aware code-text matcher (checkpoints/code_matcher; default scale "
+                        f"{CLIP_SCALE:g}); unconditional prior unless --guidance is given")
     g.add_argument("--steps", type=int, default=None,
                    help=f"steps of the base (default {BASE_DEFAULTS.steps} for the pixel base, "
                         f"{PRIOR_DEFAULTS.steps} for the semantic base's prior)")
@@ -92,13 +99,21 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> None:
-    if args.classifier_scale is not None and args.guidance is not None:
+    if args.classifier_scale is not None and args.label is None:
+        raise ValueError("classifier guidance steers towards a class: give a label, not a prompt")
+    if args.clip_scale is not None and args.prompt is None:
+        raise ValueError("CLIP guidance steers towards a text: give a prompt, not a label")
+    if args.clip_scale is not None and args.base == "pixel":
+        raise ValueError("--clip-scale steers the semantic base's prior: use --base semantic (or no --base)")
+    if args.classifier_scale is not None and args.guidance is not None and args.base == "pixel":
         raise ValueError("--guidance (classifier-free) and --classifier-scale (classifier guidance) are "
-                         "alternatives; give one")
+                         "alternatives on the pixel base; give one")
     models = load_models(args)
     # the defaults of the base that will run: the pixel UNet's or the semantic base's prior's
-    base_model = args.base or ("pixel" if args.classifier_scale is not None else default_base(models))
+    base_model = args.base or default_base(models)
     defaults = base_defaults(base_model, models, args.prompt is not None)
+    if base_model == "semantic" and (args.classifier_scale is not None or args.clip_scale is not None):
+        defaults = replace(defaults, guidance=0.0)   # the unconditional prior, steered by the gradient alone
     base = StageSettings(sampler=args.sampler or defaults.sampler,
                          steps=defaults.steps if args.steps is None else args.steps,
                          guidance=defaults.guidance if args.guidance is None else args.guidance, eta=args.eta,
@@ -109,7 +124,7 @@ def run_generate(args: argparse.Namespace) -> None:
     result = generate(models, prompt=args.prompt, negative_prompt=args.negative_prompt, label=args.label,
                       num=args.num, seed=args.seed, size=args.size, base=base, sr=sr,
                       base_model=args.base, decoder_steps=args.decoder_steps, decoder_guidance=args.decoder_guidance,
-                      classifier_scale=args.classifier_scale)
+                      classifier_scale=args.classifier_scale, clip_scale=args.clip_scale)
     write_all(result, Path(args.out), args.seed, "generate")
 
 

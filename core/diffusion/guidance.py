@@ -5,6 +5,7 @@ a Denoiser, so every sampler works with every guidance unchanged.
 - `dynamic_threshold_denoiser` / `static_threshold_denoiser`: Imagen's thresholding of the
   predicted x0 (Saharia et al. 2022, sec. 2.3), returned as the matching eps.
 - `classifier_guided_denoiser`: classifier guidance (Dhariwal & Nichol 2021, sec. 4).
+- `clip_guided_denoiser`: CLIP guidance (GLIDE, Nichol et al. 2022, sec. 3.2).
 """
 from __future__ import annotations
 
@@ -100,3 +101,12 @@ def classifier_guided_denoiser(denoiser: Denoiser, schedule: NoiseSchedule,
         return eps - scale * s * grad.to(x.dtype)
 
     return denoise
+
+
+def clip_guided_denoiser(denoiser: Denoiser, schedule: NoiseSchedule,
+                         similarity_fn: Callable[[Tensor, Tensor], Tensor], scale: float) -> Denoiser:
+    """CLIP guidance (GLIDE, Nichol et al. 2022, sec. 3.2): classifier guidance with the classifier's
+    log p(y | x_t) replaced by a noise-aware CLIP's similarity of x_t with the caption,
+    eps' = eps - scale * sqrt(1 - ab_t) * grad_x (f(x_t, t) . g(c)). `similarity_fn(x_t, t)` gives it
+    per sample, shape [B]."""
+    return classifier_guided_denoiser(denoiser, schedule, similarity_fn, scale)

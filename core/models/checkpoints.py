@@ -156,38 +156,3 @@ def load_configured(folder: str | os.PathLike, config_class, model_class, device
     model = model_class(config, **model_kwargs)
     load_state_checked(model, state, folder)
     return model.to(device).eval().requires_grad_(False)
-
-
-def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu", network: str = "auto"):
-    """Load any model folder of a checkpoints root, the class chosen by its config's ``kind`` alone:
-    the semantic prior, the CLIP text encoder, the noise-aware classifier, or a `DiffusionModel`
-    (every other kind); float32 weights, eval mode. `network` (diffusion models): "auto" builds the
-    UNet with `core.models.unet` when it covers the config (the same outputs, without importing
-    diffusers), with diffusers otherwise; "core" or "diffusers" forces one."""
-    folder = Path(folder)
-    try:
-        config_dict = json.loads((folder / CONFIG_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
-        config_dict = {}   # load_configured names what is wrong
-    if not isinstance(config_dict, dict):
-        config_dict = {}
-    kind = config_dict.get("kind")
-    if kind == "prior":   # the semantic prior: an MLP, no UNet
-        from core.models.prior import PriorConfig, SemanticPrior  # deferred: torch (`classes` reads JSON only)
-        return load_configured(folder, PriorConfig, SemanticPrior, device)
-    if kind == "clip":
-        from core.models.text_encoders import ClipTextEncoder  # deferred: torch
-        return ClipTextEncoder.from_folder(folder).to(device)
-    if kind == "noisy_classifier":
-        from core.models.noisy_classifier import NoisyClassifier, NoisyClassifierConfig  # deferred: diffusers
-        return load_configured(folder, NoisyClassifierConfig, NoisyClassifier, device)
-    from core.models.networks import DiffusionModel, ModelConfig, upgrade_config  # deferred: torch
-    if network == "auto":
-        from core.models.unet import supports  # deferred: torch
-        try:
-            backbone = upgrade_config(config_dict).get("backbone", {})
-        except ValueError:
-            backbone = {}   # load_configured names what is wrong
-        network = "core" if supports(backbone.get("type") == "cross_attention_unet", backbone.get("config", {})) \
-            else "diffusers"
-    return load_configured(folder, ModelConfig, DiffusionModel, device, network=network)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import torch
 
-from core.models.checkpoints import CheckpointError, load_model, resolve_checkpoints
+from core.models.checkpoints import CheckpointError, resolve_checkpoints
+from core.models.loading import load_model
 from core.models.names import class_names
 from core.models.networks import DiffusionModel
 

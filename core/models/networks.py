@@ -1,6 +1,6 @@
 """Denoising networks: a `DiffusionModel` is a backbone (a UNet: diffusers' own class,
 `network="diffusers"`, for training, or the same network from `core.models.unet`, `network="core"`:
-same weights and outputs, no diffusers import, what `core.models.checkpoints.load_model` uses for
+same weights and outputs, no diffusers import, what `core.models.loading.load_model` uses for
 inference) + a conditioner (how `cond` reaches the backbone: `core.models.conditioners`) + a
 parameterisation (what the backbone predicts, eps / x0 / v, of what x0, on which noise
 schedule). Every model answers one question, `eps(x_t, t, cond)`, whatever it predicts and however

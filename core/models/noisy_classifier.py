@@ -16,7 +16,7 @@ lists its held-out accuracy against t (`accuracy_vs_t`).
 
 Checkpoint: `checkpoints/noisy_classifier/` with config.json (kind "noisy_classifier", classes,
 channels, the schedule), fp16 model.safetensors and README.md; `core.models.checkpoints.save_model`
-writes it, `core.models.checkpoints.load_model` reads it.
+writes it, `core.models.loading.load_model` reads it.
 `class_log_prob` is the `log_prob_fn` of `core.diffusion.guidance.classifier_guided_denoiser`.
 """
 from __future__ import annotations

@@ -188,10 +188,13 @@ def check_guidance(guidance) -> float:
 @torch.no_grad()
 def sample_codes(prior: SemanticPrior, cond: dict[str, torch.Tensor], uncond: dict[str, torch.Tensor],
                  seeds: Sequence[int], guidance: float = DEFAULT_GUIDANCE, steps: int = DEFAULT_STEPS,
-                 sampler: str = DEFAULT_SAMPLER, callback=None, spacing: str = "leading") -> torch.Tensor:
+                 sampler: str = DEFAULT_SAMPLER, callback=None, spacing: str = "leading",
+                 guide=None) -> torch.Tensor:
     """z_sem [B, dim] (denormalised, ready for the DiffAE decoder) drawn from the prior given
-    `cond`, with classifier-free guidance against `uncond` at scale `guidance` (1: none), the
-    steps laid out by `spacing` (`core.samplers.SPACINGS`). The starting noise of sample i comes
+    `cond`, with classifier-free guidance against `uncond` at scale `guidance` (1: none; 0: the
+    unconditional prior alone), the steps laid out by `spacing` (`core.samplers.SPACINGS`), and
+    `guide` (a wrapper of the denoiser: classifier or CLIP guidance in code space,
+    `core.semantic.code_guide`) around that, if given. The starting noise of sample i comes
     from its own generator seeded with seeds[i] * 1009 + 7 (a stream of its own, apart from the
     decoder's and the SR stages')."""
     seeds = [int(s) for s in seeds]
@@ -201,7 +204,7 @@ def sample_codes(prior: SemanticPrior, cond: dict[str, torch.Tensor], uncond: di
     device = prior.code_mean.device
     gen = BatchGenerator(seed_streams(seeds, NOISE_STREAM), device)
     x = gen.randn((len(seeds), prior.config.dim))
-    zn = denoise_codes(prior, cond, uncond, x, guidance, steps, sampler, gen, callback, spacing)
+    zn = denoise_codes(prior, cond, uncond, x, guidance, steps, sampler, gen, callback, spacing, guide)
     return prior.denormalise(zn)
 
 
@@ -209,14 +212,19 @@ def sample_codes(prior: SemanticPrior, cond: dict[str, torch.Tensor], uncond: di
 def denoise_codes(prior: SemanticPrior, cond: dict[str, torch.Tensor], uncond: dict[str, torch.Tensor],
                   noise: torch.Tensor, guidance: float = DEFAULT_GUIDANCE, steps: int = DEFAULT_STEPS,
                   sampler: str = DEFAULT_SAMPLER, generator=None, callback=None,
-                  spacing: str = "leading") -> torch.Tensor:
+                  spacing: str = "leading", guide=None) -> torch.Tensor:
     """The normalised codes [B, dim] the prior's sampler reaches from the starting noise [B, dim]
     (`generator`: the stochastic samplers' noise). With a deterministic sampler (DDIM) this is a
-    function of the noise: what a code class base learns (`core.training.bases`)."""
+    function of the noise: what a code class base learns (`core.training.bases`). `guide` wraps
+    the (classifier-free guided) denoiser: classifier or CLIP guidance of the codes."""
     guidance = check_guidance(guidance)
     if guidance == 1.0:
         denoiser = lambda x_t, t: prior.eps(x_t, t, cond)  # noqa: E731
+    elif guidance == 0.0:   # eps_u + 0 (eps_c - eps_u): the unconditional prior, one forward
+        denoiser = lambda x_t, t: prior.eps(x_t, t, uncond)  # noqa: E731
     else:
         denoiser = cfg_denoiser(prior.eps, cond, uncond, guidance)
+    if guide is not None:
+        denoiser = guide(denoiser)
     return sample(sampler, denoiser, noise, prior.schedule, steps, generator=generator, callback=callback,
                   spacing=spacing)

@@ -8,7 +8,7 @@ seeded configs and on the committed checkpoints).
 Why: importing diffusers' UNets costs several seconds on a CPU (its package pulls in
 torch._dynamo, every transformer model class and the transformers library), more than a whole
 128 px cascade; this module needs only torch. Training, parity tests and DeepFloyd IF keep
-using diffusers (`core.models.networks.DiffusionModel(config)`); `core.models.checkpoints.load_model` builds
+using diffusers (`core.models.networks.DiffusionModel(config)`); `core.models.loading.load_model` builds
 these networks when `supports(kind, config)` says a config is covered, and diffusers' otherwise.
 
 Covered: down blocks DownBlock2D / AttnDownBlock2D / CrossAttnDownBlock2D, the matching up

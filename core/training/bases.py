@@ -40,7 +40,8 @@ import torch
 from core.data.emoji import captions_for, random_caption
 from core.diffae import semantic_code
 from core.images import save_grid
-from core.models.checkpoints import CheckpointError, load_model
+from core.models.checkpoints import CheckpointError
+from core.models.loading import load_model
 from core.models.networks import DiffusionModel, ModelConfig, image_unet_config, text_unet_config, unet_backbone
 from core.models.prior import denoise_codes
 from core.models.text_encoders import ClipTextEncoder

@@ -21,7 +21,8 @@ import torch
 from core.data.emoji import captions_for, design_weights
 from core.diffae import decode, fresh_noise, semantic_code
 from core.images import save_grid
-from core.models.checkpoints import load_model, save_folder
+from core.models.checkpoints import save_folder
+from core.models.loading import load_model
 from core.models.prior import PriorConfig, SemanticPrior, sample_codes
 from core.models.text_encoders import ClipTextEncoder
 from core.training.bases import GRID_PROMPTS

@@ -1,7 +1,8 @@
 """Every kind `python -m core train` knows, in dependency order (CLIP before the text base and the
-prior that read it; the DiffAE before the prior that learns its codes): kind -> its task; and
-`default_config`, which starts from a kind's recipe (its task's `defaults`), applies the
-smoke-test sizes and the caller's overrides, and refuses an option the kind's task does not read."""
+prior that read it; the DiffAE before the prior that learns its codes, the prior before the
+models of its codes that guide it): kind -> its task; and `default_config`, which starts from a
+kind's recipe (its task's `defaults`), applies the smoke-test sizes and the caller's overrides, and
+refuses an option the kind's task does not read."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,6 +12,7 @@ from dataclasses import replace
 from core.models.networks import LABEL_CONDITIONINGS, TEXT_CONDITIONINGS
 from core.training.bases import ClassBaseTask, TextBaseTask
 from core.training.clip import ClipTask
+from core.training.code_guidance import CodeClassifierTask, CodeMatcherTask
 from core.training.config import T_SAMPLINGS, TASK_OPTIONS, TrainConfig
 from core.training.diffae import DiffAETask
 from core.training.noisy_classifier import NoisyClassifierTask
@@ -29,6 +31,8 @@ TASKS: dict[str, type[Task]] = {
     "diffae": DiffAETask,
     "noisy_classifier": NoisyClassifierTask,
     "prior": PriorTask,
+    "code_classifier": CodeClassifierTask,
+    "code_matcher": CodeMatcherTask,
 }
 TRAIN_KINDS: tuple[str, ...] = tuple(TASKS)
 
