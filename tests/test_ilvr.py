@@ -185,7 +185,7 @@ def test_strip_and_its_figures(models):
     strip = ilvr_strip(models, _reference_image(), factors=[1, 4, 16], seeds=[0, 1], model="class_base", size=64,
                        settings=FAST)
     assert strip.samples.shape == (2, 3, 3, 64, 64) and strip.low_passes.shape == (3, 3, 64, 64)
-    assert strip.image().size == (2 + 3 * 66, 2 + 3 * 66)
+    assert strip.image().size == (4 + 3 * (128 + 4), 4 + 3 * (128 + 18 + 4))   # 64 px frames at 2x, N under each
     rows = {r["factor"]: r["diversity"] for r in strip.rows}
     assert rows[1] < rows[4] < rows[16]   # the random SR stages add detail of their own
     strip = ilvr_strip(models, _reference_image(), factors=[1, 4, 16], seeds=[0, 1], model="class_base", size=32,
