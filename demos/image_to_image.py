@@ -475,9 +475,10 @@ def build(models: Models) -> None:
                                     height=256, elem_classes=[common.PIXELATED, common.STAGE])
                     result = gr.Image(label="ILVR sample at N (PNG with parameters)", format="png",
                                       interactive=False, height=256, elem_classes=[common.PIXELATED, common.STAGE])
-                strip = gr.Image(label="Strip: top φ_N(reference), bottom the samples; N = "
-                                       + ", ".join(map(str, STRIP_FACTORS)) + " (and yours) left to right",
-                                 format="png", interactive=False, height=200, elem_classes=[common.PIXELATED])
+                strip = gr.Image(label="Strip: top φ_N(reference), below it the sample, at N = "
+                                       + ", ".join(map(str, STRIP_FACTORS)) + " (and yours; N under every frame)",
+                                 format="png", interactive=False, height=300,
+                                 elem_classes=[common.PIXELATED, common.STAGE])
                 figures = common.table_output("How close to the reference, per N (RMS on [0, 1]; low_pass_rmse "
                                               "compares φ_N of both at 32×32)", ILVR_COLUMNS)
                 with gr.Accordion("Parameters", open=False):
