@@ -246,5 +246,5 @@ def test_strip_cli(tiny_checkpoints, tmp_path, capsys):
                  "--checkpoints", str(tiny_checkpoints), "--out", str(tmp_path / "s.png")]) == 0
     out = capsys.readouterr().out
     assert "| factor | low_pass_rmse | rmse_to_reference | diversity |" in out
-    assert Image.open(tmp_path / "s.png").size == (2 + 2 * 34, 2 + 3 * 34)
+    assert Image.open(tmp_path / "s.png").size == (4 + 2 * (96 + 4), 4 + 3 * (96 + 18 + 4))   # 3x frames, N under each
     assert read_parameters(tmp_path / "s.png")["figures"][0]["factor"] == 2
