@@ -68,7 +68,10 @@ TASKS: tuple[str, ...] = get_args(TranslateTask)
 InpaintMethod = Literal["palette", "repaint", "diffae"]
 METHODS: tuple[str, ...] = get_args(InpaintMethod)
 COLORIZE_METHODS: tuple[str, ...] = ("palette", "diffae")
-DEFAULT_STRENGTH = 0.6
+# SDEdit's defaults, by a sweep on 32 held-out emoji (docs/image_to_image.md): at 0.55 the input is still
+# the nearest design without a prompt in 91%, and a prompt naming another emoji reaches it in 66% at guidance 3
+DEFAULT_STRENGTH = 0.55
+SDEDIT_GUIDANCE = 3.0
 PALETTE_DEFAULTS = StageSettings(guidance=1.0, steps=25)
 # What `translate` samples with unless told: the settings its figures were measured with (25 DDIM
 # steps), kept when the generation defaults moved to fewer DPM-Solver++ steps.
@@ -303,7 +306,9 @@ def _decoder_setup(decoder: DiffusionModel, image: torch.Tensor, seeds: Sequence
 
 CODE_BOOK_FILE = "colour_codes.safetensors"   # in the palette checkpoint folder
 BOOK_THUMBNAIL = 8     # the grey thumbnails of the code book: 8x8
-BOOK_K, BOOK_TEMPERATURE, BOOK_PIXEL_WEIGHT = 10, 0.01, 1.0
+# measured on 32 held-out emoji (docs/image_to_image.md): k 10, temperature 0.01; thumbnails weighted 0.5
+BOOK_K, BOOK_TEMPERATURE, BOOK_PIXEL_WEIGHT = 10, 0.01, 0.5
+COLORIZE_GUIDANCE = 1.0   # the decoder unguided on the code: truer colours than its 1.5 (docs/image_to_image.md)
 
 
 @dataclass
@@ -360,7 +365,7 @@ def load_code_book(models) -> CodeBook:
 
 
 def colorize_semantic(decoder: DiffusionModel, image: torch.Tensor, book: CodeBook | None = None,
-                      seeds: Sequence[int] = (0,), steps: int = SEMANTIC_STEPS, guidance: float | None = None,
+                      seeds: Sequence[int] = (0,), steps: int = SEMANTIC_STEPS, guidance: float = COLORIZE_GUIDANCE,
                       sr_models: Sequence[DiffusionModel] = (), sr_settings: Sequence[StageSettings] | None = None,
                       callback: Callback | None = None) -> torch.Tensor:
     """Colorization through the DiffAE decoder, no training: the encoder reads the grey image
@@ -372,7 +377,7 @@ def colorize_semantic(decoder: DiffusionModel, image: torch.Tensor, book: CodeBo
     follow; the output's luma is finally set to the grey input's at the output size, the colour
     shrunk where it would leave [-1, 1] (`keep_luminance`). `image` [B or 1, 3, H, W] in
     [-1, 1] (its grayscale is the input); output 32 * 2^len(sr_models) wide. `guidance`: the
-    decoder's classifier-free guidance on z_sem (None: its checkpoint's)."""
+    decoder's classifier-free guidance on z_sem (None: its checkpoint's; default 1, none)."""
     seeds, out_size, image_out, guidance = _decoder_setup(decoder, image, seeds, sr_models, guidance)
     steps = check_int("steps", steps, 1, decoder.schedule.T)
     device = _device(decoder)
@@ -447,7 +452,7 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
               callback: Callback | None = None) -> tuple[Image.Image, dict]:
     """One translated image and its parameters (for the PNG text chunk).
 
-    task "sdedit": `strength` (default 0.6), optional `prompt`, output `size` 32/64/128 (default
+    task "sdedit": `strength` (default 0.55), optional `prompt` (guidance default 3), output `size` 32/64/128 (default
     128). task "colorize": `method` "diffae" (the DiffAE decoder drawing the code book's colour
     code under the grey image's luma, `colorize_semantic`, + SR, `size`) or "palette" (the
     Palette model, 64x64). task "inpaint": `mask` (white or opaque = fill) with `method`
@@ -500,7 +505,9 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
         if model not in ILVR_BASES:
             raise ValueError(f"model must be one of {', '.join(ILVR_BASES)}; got {model!r}")
     default_guidance = 1.0
-    if (prompt or label) and not palette:   # the guided base's own default (core.pipeline.model_defaults)
+    if task == "sdedit" and prompt:
+        default_guidance = SDEDIT_GUIDANCE
+    elif (prompt or label) and not palette:   # the guided base's own default (core.pipeline.model_defaults)
         default_guidance = model_defaults(models.get(model if task == "ilvr" else "text_base")).guidance
     settings = StageSettings(sampler=sampler or defaults.sampler,
                              steps=defaults.steps if steps is None else steps,
@@ -526,6 +533,8 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
 
     if method == "diffae":
         decoder = models.get("diffae")
+        if guidance is None and task == "colorize":
+            guidance = COLORIZE_GUIDANCE
         guidance = diffae.fresh_noise_guidance(decoder, guidance)
         params.update(method=method, sampler="ddpm" if task == "colorize" else "repaint (ddpm)", guidance=guidance)
         if task == "colorize":

@@ -23,6 +23,7 @@ from core.translate import (
     DEFAULT_STRENGTH,
     METHODS,
     PALETTE_DEFAULTS,
+    SDEDIT_GUIDANCE,
     SEMANTIC_STEPS,
     TRANSLATE_DEFAULTS,
     default_method,
@@ -343,8 +344,11 @@ def build(models: Models) -> None:
                 prompt = gr.Textbox("", label="Prompt (optional)", placeholder="e.g. an emoji of a red apple")
                 with gr.Row():
                     strength = gr.Slider(0, 1, value=DEFAULT_STRENGTH, step=0.05, label="Strength",
-                                         info="0 = the input, 1 = ignore it")
-                    guidance = gr.Slider(0, 15, value=common.sampling_of(models, "pixel", text=True).guidance,
+                                         info="how much is redrawn: up to 0.5 the emoji stays itself with new "
+                                              "details; 0.55 (default) keeps it without a prompt and lets a prompt "
+                                              "turn it into another emoji about 2 times in 3; from 0.6 the model "
+                                              "redraws more and more of it; 1 ignores the input")
+                    guidance = gr.Slider(0, 15, value=SDEDIT_GUIDANCE,
                                          step=0.1, label="Guidance scale",
                                          info="with a prompt; 1 = none")
                 with gr.Row():
@@ -357,7 +361,7 @@ def build(models: Models) -> None:
             with gr.Column(scale=3):
                 view, result, parameters = _outputs("Input at the output size")
         # the full width: a table of image, prompt and strength does not fit in the settings' column
-        gr.Examples([[p, "", 0.5] for p in examples[:4]] + [[examples[1], "an emoji of a red apple", 0.8]],
+        gr.Examples([[p, "", DEFAULT_STRENGTH] for p in examples[:4]] + [[examples[1], "an emoji of a red apple", 0.8]],
                     inputs=[image, prompt, strength], label="Examples", cache_examples=False)
         common.run_on([button.click, prompt.submit], sdedit_fn,
                       inputs=[image, prompt, strength, guidance, sampler, steps, seed, size],

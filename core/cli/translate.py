@@ -33,7 +33,8 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
                    help=f"sampling steps (default {TRANSLATE_DEFAULTS.steps}; diffae {SEMANTIC_STEPS})")
     p.add_argument("--sampler", help="ddpm|ddim|euler|heun|euler-maruyama|dpmpp-2m (default ddim; diffae: ddpm only)")
     p.add_argument("--guidance", type=float, help="sdedit / repaint with a prompt (default 3); diffae: the decoder's "
-                                                  "guidance on the semantic code (default its checkpoint's)")
+                                                  "guidance on the semantic code (colorize: default 1; "
+                                                  "inpaint: default its checkpoint's)")
     p.add_argument("--method", metavar="|".join(METHODS),
                    help="colorize: diffae (the default: the DiffAE decoder draws the emoji under the grey image's "
                         "luma, + SR) or palette (64x64); inpaint: diffae (the default: RePaint with the DiffAE "
