@@ -90,7 +90,7 @@ def study_colorize(models, x64, seeds, out_dir: Path) -> None:
     grid_image([*(o[:GRID_N].cpu() for o in rows.values()), x64[:GRID_N]]).save(out_dir / "image_to_image_colorize.png")
 
 
-def study_inpaint(models, x64, record_idx, seeds, out_dir: Path) -> None:
+def study_inpaint(models, x64, record_idx, seeds, out_dir: Path, repaint_text: bool = True) -> None:
     mask = torch.zeros(1, 1, 64, 64)
     mask[..., 16:48, 16:48] = 1
     judge = Judge.load(Path(models.root) / "judge")
@@ -98,8 +98,9 @@ def study_inpaint(models, x64, record_idx, seeds, out_dir: Path) -> None:
     if "palette" in models.available():
         rows["Palette"] = timed("palette", lambda: inpaint(models.get("palette"), x64, mask, seeds, PALETTE_DEFAULTS))
     sr = sr_models(models, 64)
-    rows["RePaint, text base"] = timed("repaint", lambda: repaint(models.get("text_base"), models.text_encoder(), x64,
-                                                                  mask, None, seeds, sr_models=sr))
+    if repaint_text:
+        rows["RePaint, text base"] = timed("repaint", lambda: repaint(
+            models.get("text_base"), models.text_encoder(), x64, mask, None, seeds, sr_models=sr))
     rows["RePaint, DiffAE decoder + code of the visible pixels"] = timed(
         "diffae", lambda: inpaint_semantic(models.get("diffae"), x64, mask, seeds, sr_models=sr))
     print("| inpaint a 32x32 hole, 64 px | the emoji among the 5 nearest real ones | max change outside the hole |")
@@ -146,6 +147,7 @@ def main() -> None:
     p.add_argument("--out", default="docs")
     p.add_argument("--checkpoints", default="checkpoints")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-repaint-text", action="store_true", help="inpaint: leave out RePaint with the text base")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     models = ModelSet(args.checkpoints, device="cpu")
@@ -161,7 +163,7 @@ def main() -> None:
         study_colorize(models, x64, seeds, out_dir)
         print()
     if "inpaint" in tasks:
-        study_inpaint(models, x64, record_idx, seeds, out_dir)
+        study_inpaint(models, x64, record_idx, seeds, out_dir, not args.no_repaint_text)
         print()
     if "sdedit" in tasks:
         study_sdedit(models, data, record_idx, seeds, [float(s) for s in args.strengths.split(",")], out_dir)
