@@ -390,7 +390,8 @@ def test_ilvr_with_each_base(client, tmp_path, model, condition, size):
     stored = read_parameters(rgb_png(result, size))
     assert stored["model"] == model and stored["factor"] == 8 and stored["guidance"] == 3.0
     assert stored.get("label") == condition.get("label") and stored.get("prompt") == condition.get("prompt")
-    assert Image.open(strip).size == (2 + 4 * (size + 2), 2 + 2 * (size + 2))   # N = 2, 4, 8, 16
+    frame = size * -(-96 // size)   # enlarged to at least 96 px, "N = n" under each
+    assert Image.open(strip).size == (4 + 4 * (frame + 4), 4 + 2 * (frame + 18 + 4))   # N = 2, 4, 8, 16
     rows = {row[0]: row for row in table["data"]}
     assert rows[2][2] < rows[16][2]   # the sample drifts from the reference as N grows
 
