@@ -101,6 +101,13 @@ def _denoiser(model: DiffusionModel, z_sem: torch.Tensor, guidance: float = 1.0)
     return cfg_denoiser(model.eps, cond, {"z_sem": torch.zeros_like(z_sem)}, guidance)
 
 
+def code_denoiser(model: DiffusionModel, z_sem: torch.Tensor, guidance: float = 1.0):
+    """The decoder as an eps-denoiser (x_t, t) -> eps drawing z_sem, with classifier-free guidance
+    `guidance` on the code (1 = none); for samplers and projections of other modules."""
+    _check_model(model)
+    return _denoiser(model, z_sem, check_guidance(guidance))
+
+
 def check_guidance(guidance) -> float:
     """The decoder's guidance scale on z_sem: a number from 0 to MAX_DECODER_GUIDANCE."""
     return check_range("decoder guidance", guidance, 0.0, MAX_DECODER_GUIDANCE)

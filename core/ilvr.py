@@ -41,7 +41,7 @@ from dataclasses import dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
 from core.cascade import SIZES, sr_models, upscale_chain
@@ -50,7 +50,7 @@ from core.conditions import BASES, base_conds
 from core.diffusion.rng import BatchGenerator, Generator, randn_like
 from core.diffusion.samplers import Projection, SamplerName, sample
 from core.diffusion.schedules import NoiseSchedule
-from core.images import check_images, grid_image, pil_to_tensor, resize_image
+from core.images import check_images, pil_to_tensor, resize_image, tensor_to_pil
 from core.metrics import pixel_diversity
 from core.models.networks import DiffusionModel
 from core.pipeline import BASE_DEFAULTS, StageSettings, sample_stage
@@ -58,6 +58,7 @@ from core.pipeline import BASE_DEFAULTS, StageSettings, sample_stage
 ILVR_DEFAULTS = replace(BASE_DEFAULTS, sampler="ddpm", steps=50)   # the paper's sampler: DDPM ancestral steps
 DEFAULT_FACTOR = 4
 STRIP_FACTORS = (2, 4, 8, 16)
+STRIP_FRAME = 96   # px: the strip's frames are enlarged to at least this
 REFERENCE_STREAM = 700   # the reference's noise q(y_t | y) has its own stream per seed
 
 
@@ -121,6 +122,49 @@ def ilvr_projection(reference: Tensor, factors: int | Sequence[int], schedule: N
     return project
 
 
+# ---- luminance: ILVR's projection with phi = the luma operator (colorization) -----------------------------------
+LUMA_WEIGHTS = (0.299, 0.587, 0.114)   # ITU-R BT.601
+
+
+def grayscale(x: Tensor) -> Tensor:
+    """Luma (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B) of [B, 3, H, W] in [-1, 1], replicated
+    to 3 channels. A linear projection (the weights sum to 1): grayscale(grayscale(x)) = grayscale(x)."""
+    w = torch.tensor(LUMA_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
+
+
+def keep_luminance(x: Tensor, grey: Tensor) -> Tensor:
+    """x with its luma replaced by that of `grey` and its colour (x - luma(x)) shrunk per pixel
+    just enough to stay in [-1, 1]: x' = g + s (x - luma(x)), s = the largest value in [0, 1] with
+    every channel in range. grayscale(x') = grayscale(grey) exactly (up to float rounding)."""
+    g = grayscale(grey.to(x))
+    chroma = x - grayscale(x)
+    # per channel, the largest s with -1 <= g + s c <= 1
+    room = torch.where(chroma > 0, (1 - g) / chroma.clamp_min(1e-12), (-1 - g) / chroma.clamp_max(-1e-12))
+    s = room.clamp(0, 1).amin(dim=1, keepdim=True)
+    return g + s * chroma
+
+
+def luminance_projection(grey: Tensor, schedule: NoiseSchedule, generator: Generator) -> Projection:
+    """ILVR's refinement (Choi et al. 2021, Alg. 1 line 6) with the luma operator L in place of the
+    low-pass phi_N: x <- x - L(x) + L(y_t), y_t = sqrt(ab_t) y + sqrt(1 - ab_t) z (Ho et al. 2020,
+    eq. 4); at t = -1, y itself, so the sample's luma is the grey image's."""
+    if not isinstance(grey, Tensor) or grey.ndim != 4 or grey.shape[1] != 3:
+        raise ValueError("grey must be a tensor [B, 3, H, W]")
+    grey_luma = grayscale(grey)
+
+    def project(x: Tensor, t: float) -> Tensor:
+        if x.shape != grey.shape:
+            raise ValueError(f"x has shape {tuple(x.shape)}, the grey image {tuple(grey.shape)}")
+        if t < 0:
+            target = grey_luma.to(x)
+        else:   # L(y_t), y_t ~ q(y_t | y)
+            target = grayscale(schedule.q_sample(grey_luma.to(x), t, randn_like(x, generator)))
+        return x - grayscale(x) + target
+
+    return project
+
+
 def sample_ilvr(sampler: SamplerName, denoiser, x: Tensor, schedule: NoiseSchedule, steps: int,
                 reference: Tensor, factor: int | Sequence[int], *, generator: Generator,
                 reference_generator: Generator | None = None, **kwargs) -> Tensor:
@@ -165,9 +209,27 @@ class Strip:
     rows: list[dict]
     parameters: dict = field(default_factory=dict)
 
-    def image(self) -> Image.Image:
-        """Top row: phi_N of the reference; below it, a row of samples per seed; N grows to the right."""
-        return grid_image([self.low_passes, *self.samples])
+    def image(self, min_frame: int = STRIP_FRAME) -> Image.Image:
+        """Top row: phi_N of the reference; below it, a row of samples per seed; N grows to the
+        right, and "N = n" is written under every frame. Frames smaller than `min_frame` px are
+        enlarged by a whole factor (nearest neighbour: every pixel stays a sharp block)."""
+        size = self.low_passes.shape[-1]
+        scale = max(1, -(-min_frame // size))
+        frame = size * scale
+        rows = [self.low_passes, *self.samples]
+        band, pad = 18, 4
+        out = Image.new("RGB", (pad + len(self.factors) * (frame + pad), pad + len(rows) * (frame + band + pad)),
+                        "white")
+        draw = ImageDraw.Draw(out)
+        font = ImageFont.load_default(size=13)
+        for i, row in enumerate(rows):
+            top = pad + i * (frame + band + pad)
+            for j, (n, image) in enumerate(zip(self.factors, tensor_to_pil(row.float().cpu()))):
+                left = pad + j * (frame + pad)
+                out.paste(image.resize((frame, frame), Image.Resampling.NEAREST), (left, top))
+                draw.text((left + frame // 2, top + frame + band // 2), f"N = {n}", fill="black", font=font,
+                          anchor="mm")
+        return out
 
 
 def strip_figures(samples: Tensor, reference: Tensor, factors: Sequence[int], base_size: int) -> list[dict]:

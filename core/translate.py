@@ -30,11 +30,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, get_args
 
 import torch
+import torch.nn.functional as F
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
+from core import diffae
 from core.cascade import SIZES, sr_models, upscale_chain
 from core.checks import as_batch, check_int, check_range, check_seeds, seed_streams
 from core.conditions import base_conds
@@ -42,8 +47,17 @@ from core.data.masks import mask_from_image, resize_mask
 from core.diffusion.rng import BatchGenerator
 from core.diffusion.samplers import sample, timesteps
 from core.ilvr import BASES as ILVR_BASES
-from core.ilvr import DEFAULT_FACTOR, ILVR_DEFAULTS, ilvr
+from core.ilvr import (
+    DEFAULT_FACTOR,
+    ILVR_DEFAULTS,
+    REFERENCE_STREAM,
+    grayscale,
+    ilvr,
+    keep_luminance,
+    luminance_projection,
+)
 from core.images import check_images, pil_to_tensor, resize_image, tensor_to_pil
+from core.models.checkpoints import CheckpointError
 from core.models.networks import PALETTE_TASKS, DiffusionModel
 from core.models.text_encoders import fit_prompts
 from core.pipeline import BASE_DEFAULTS, StageSettings, model_defaults, sample_stage, stage_denoiser, stage_spacing
@@ -51,9 +65,13 @@ from core.pipeline import BASE_DEFAULTS, StageSettings, model_defaults, sample_s
 Callback = Callable[[dict], None]
 TranslateTask = Literal["sdedit", "colorize", "inpaint", "ilvr"]
 TASKS: tuple[str, ...] = get_args(TranslateTask)
-InpaintMethod = Literal["palette", "repaint"]
+InpaintMethod = Literal["palette", "repaint", "diffae"]
 METHODS: tuple[str, ...] = get_args(InpaintMethod)
-DEFAULT_STRENGTH = 0.6
+COLORIZE_METHODS: tuple[str, ...] = ("palette", "diffae")
+# SDEdit's defaults, by a sweep on 32 held-out emoji (docs/image_to_image.md): at 0.55 the input is still
+# the nearest design without a prompt in 91%, and a prompt naming another emoji reaches it in 66% at guidance 3
+DEFAULT_STRENGTH = 0.55
+SDEDIT_GUIDANCE = 3.0
 PALETTE_DEFAULTS = StageSettings(guidance=1.0, steps=25)
 # What `translate` samples with unless told: the settings its figures were measured with (25 DDIM
 # steps), kept when the generation defaults moved to fewer DPM-Solver++ steps.
@@ -62,13 +80,6 @@ REPAINT_JUMP, REPAINT_RESAMPLE = 5, 3
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
-def grayscale(x: torch.Tensor) -> torch.Tensor:
-    """Luma (ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B) of [B, 3, H, W] in [-1, 1], replicated
-    to 3 channels: the colorization source."""
-    w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x * w).sum(dim=1, keepdim=True).expand(-1, 3, -1, -1).contiguous()
-
-
 def mean_fill(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """The baseline inpainting: the mask region filled with the mean colour of the known pixels."""
     keep = 1 - mask
@@ -200,6 +211,41 @@ def repaint_path(n: int, jump: int, resample: int) -> list[int]:
     return path
 
 
+def repaint_sample(denoiser, schedule, known: torch.Tensor, fill: torch.Tensor, steps: int, jump: int,
+                   resample: int, gen: BatchGenerator, callback: Callback | None = None) -> torch.Tensor:
+    """RePaint over any eps-denoiser (Lugmayr et al. 2022, Alg. 1): `known` [B, 3, h, w] is the
+    image, `fill` [B, 1, h, w] (bool) the region to draw. Reverse steps are DDPM ancestral steps
+    on the `steps`-point leading grid (posterior q(x_{t'} | x_t, x0_pred), Ho et al. 2020 eqs.
+    6-7); after each, the known region is replaced by q(x_{t'} | x0) of the input (RePaint eq. 8);
+    `jump` / `resample` as in `repaint_path`. The noise comes from `gen`. Returns the clean sample
+    (the known region is the input's)."""
+    device = known.device
+    grid = [-1.0] + timesteps(schedule.T, steps, "leading")[::-1]   # level -> t; level 0 = clean
+    x = gen.randn(known.shape)
+    path = repaint_path(len(grid) - 1, jump, resample)
+    total = sum(1 for a, b in zip(path, path[1:]) if b < a)
+    done = 0
+    for a, b in zip(path, path[1:]):
+        t_a, t_b = grid[a], grid[b]
+        if b < a:   # reverse step: unknown region from p(x_{t_b} | x_{t_a}), known from q(x_{t_b} | x0)
+            eps = denoiser(x, torch.full((x.shape[0],), t_a, dtype=torch.float32, device=device))
+            x0 = schedule.x0_from_eps(x, t_a, eps)
+            if callback is not None:
+                callback({"step": done, "total": total, "t": t_a, "x": x, "x0": x0})
+            mean, var = schedule.posterior(x0, x, t_a, t_b)
+            if b > 0:
+                unknown = mean + var.sqrt() * gen.randn_like(x)
+                x_known = schedule.q_sample(known, t_b, gen.randn_like(x))
+            else:
+                unknown, x_known = mean.clamp(-1, 1), known
+            x = torch.where(fill, unknown, x_known)
+            done += 1
+        else:       # jump back: x_{t_b} ~ q(x_{t_b} | x_{t_a}) = N(sqrt(ab_b / ab_a) x, (1 - ab_b / ab_a) I)
+            ratio = float(schedule.alpha_bar(t_b) / schedule.alpha_bar(t_a))
+            x = math.sqrt(ratio) * x + math.sqrt(1 - ratio) * gen.randn_like(x)
+    return x
+
+
 def _check_int(name: str, value, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
         bound = f"from {low} to {high}" if high is not None else f">= {low}"
@@ -236,32 +282,146 @@ def repaint(base: DiffusionModel, encoder, image: torch.Tensor, mask: torch.Tens
     fill = resize_mask(mask_out, base.resolution) > 0.5
     cond, uncond, settings = base_conds(base, seeds, settings, encoder, prompt, None, negative_prompt)
     denoiser = stage_denoiser(base, cond, uncond, settings)
-    schedule = base.schedule
-    grid = [-1.0] + timesteps(schedule.T, settings.steps, "leading")[::-1]   # level -> t; level 0 = clean
     gen = BatchGenerator(seed_streams(seeds), device)   # the streams of sample_stage, stage 0
-    x = gen.randn(known.shape)
-    path = repaint_path(len(grid) - 1, jump, resample)
-    total = sum(1 for a, b in zip(path, path[1:]) if b < a)
-    done = 0
     with torch.no_grad():
-        for a, b in zip(path, path[1:]):
-            t_a, t_b = grid[a], grid[b]
-            if b < a:   # reverse step: unknown region from p(x_{t_b} | x_{t_a}), known from q(x_{t_b} | x0)
-                eps = denoiser(x, torch.full((x.shape[0],), t_a, dtype=torch.float32, device=device))
-                x0 = schedule.x0_from_eps(x, t_a, eps)
-                if callback is not None:
-                    callback({"step": done, "total": total, "t": t_a, "x": x, "x0": x0, "stage": base.resolution})
-                mean, var = schedule.posterior(x0, x, t_a, t_b)
-                if b > 0:
-                    unknown = mean + var.sqrt() * gen.randn_like(x)
-                    x_known = schedule.q_sample(known, t_b, gen.randn_like(x))
-                else:
-                    unknown, x_known = mean.clamp(-1, 1), known
-                x = torch.where(fill, unknown, x_known)
-                done += 1
-            else:       # jump back: x_{t_b} ~ q(x_{t_b} | x_{t_a}) = N(sqrt(ab_b / ab_a) x, (1 - ab_b / ab_a) I)
-                ratio = float(schedule.alpha_bar(t_b) / schedule.alpha_bar(t_a))
-                x = math.sqrt(ratio) * x + math.sqrt(1 - ratio) * gen.randn_like(x)
+        x = repaint_sample(denoiser, base.schedule, known, fill, settings.steps, jump, resample, gen,
+                           _staged(callback, base.resolution))
+        x = _super_resolve(x, seeds, sr_models, sr_settings, callback)
+    return torch.where(mask_out > 0.5, x.clamp(-1, 1), image_out)
+
+
+# ---- through the DiffAE decoder: the semantic code names the emoji ------------------------------------
+SEMANTIC_STEPS = 50   # the decoder's DDPM steps for colorization (ILVR's sampler) and RePaint's grid
+SEMANTIC_DEFAULTS = StageSettings(sampler="ddpm", steps=SEMANTIC_STEPS)
+
+
+def _decoder_setup(decoder: DiffusionModel, image: torch.Tensor, seeds: Sequence[int], sr_models, guidance):
+    if getattr(decoder, "kind", None) != "diffae":
+        raise ValueError(f"expected a diffae model, got kind {getattr(decoder, 'kind', type(decoder).__name__)!r}")
+    seeds = check_seeds(seeds)
+    out_size = decoder.resolution * 2 ** len(sr_models)
+    image_out = resize_image(as_batch(check_images(image), len(seeds), "image"), out_size).to(_device(decoder))
+    return seeds, out_size, image_out, diffae.fresh_noise_guidance(decoder, guidance)
+
+
+CODE_BOOK_FILE = "colour_codes.safetensors"   # in the palette checkpoint folder
+BOOK_THUMBNAIL = 8     # the grey thumbnails of the code book: 8x8
+# measured on 32 held-out emoji (docs/image_to_image.md): k 10, temperature 0.01; thumbnails weighted 0.5
+BOOK_K, BOOK_TEMPERATURE, BOOK_PIXEL_WEIGHT = 10, 0.01, 0.5
+COLORIZE_GUIDANCE = 1.0   # the decoder unguided on the code: truer colours than its 1.5 (docs/image_to_image.md)
+
+
+@dataclass
+class CodeBook:
+    """The colour emoji's semantic codes, looked up by their grey images: per training emoji, the
+    DiffAE code of its grey image (`grey`), of its colour image (`colour`) and its grey 8x8
+    thumbnail (`thumbnails`, L2-normalised). The encoder reading a grey image gives a code of a
+    grey emoji; the book turns it into the colour emoji's code (`colour_code`)."""
+    grey: torch.Tensor         # [N, D]
+    colour: torch.Tensor       # [N, D]
+    thumbnails: torch.Tensor   # [N, BOOK_THUMBNAIL^2]
+
+    @staticmethod
+    def thumbnail(grey: torch.Tensor) -> torch.Tensor:
+        """[B, BOOK_THUMBNAIL^2] L2-normalised luma thumbnails of [B, 3, H, W] grey images."""
+        small = F.interpolate(grey[:, :1].float(), size=BOOK_THUMBNAIL, mode="area").flatten(1)
+        return F.normalize(small, dim=1)
+
+    @classmethod
+    def build(cls, decoder: DiffusionModel, images: torch.Tensor) -> CodeBook:
+        """The book of colour images [N, 3, r, r] at the decoder's resolution."""
+        grey = grayscale(images)
+        return cls(diffae.semantic_code(decoder, grey).cpu(), diffae.semantic_code(decoder, images).cpu(),
+                   cls.thumbnail(grey).cpu())
+
+    def colour_code(self, grey_code: torch.Tensor, grey: torch.Tensor, k: int = BOOK_K) -> torch.Tensor:
+        """The colour code of grey images: a softmax-weighted mean (temperature BOOK_TEMPERATURE)
+        of the colour codes of the k book entries most similar to them, similarity = cosine of
+        the grey codes + BOOK_PIXEL_WEIGHT x cosine of the grey thumbnails (the thumbnails tell
+        skin tones and shades apart, which the codes of grey images blur)."""
+        g = grey_code.float().cpu()
+        sim = F.normalize(g, dim=1) @ F.normalize(self.grey.float(), dim=1).T \
+            + BOOK_PIXEL_WEIGHT * (self.thumbnail(grey.cpu()) @ self.thumbnails.float().T)
+        top, index = sim.topk(min(k, len(self.grey)), dim=1)
+        weights = torch.softmax(top / BOOK_TEMPERATURE, dim=1)
+        return (weights[..., None] * self.colour.float()[index]).sum(1).to(grey_code.device)
+
+    def save(self, path: str | Path) -> None:
+        save_file({"grey": self.grey.half().contiguous(), "colour": self.colour.half().contiguous(),
+                   "thumbnails": self.thumbnails.half().contiguous()}, str(path))
+
+    @classmethod
+    def load(cls, path: str | Path) -> CodeBook:
+        try:
+            t = load_file(str(path))
+            return cls(t["grey"].float(), t["colour"].float(), t["thumbnails"].float())
+        except Exception as e:   # a missing file, a missing key, safetensors' own errors
+            raise CheckpointError(f"the colorization code book {Path(path).name} cannot be read: {e}") from e
+
+
+def load_code_book(models) -> CodeBook:
+    """The colorization code book stored in the palette checkpoint folder of a ModelSet."""
+    return CodeBook.load(Path(models.root) / "palette" / CODE_BOOK_FILE)
+
+
+def colorize_semantic(decoder: DiffusionModel, image: torch.Tensor, book: CodeBook | None = None,
+                      seeds: Sequence[int] = (0,), steps: int = SEMANTIC_STEPS, guidance: float = COLORIZE_GUIDANCE,
+                      sr_models: Sequence[DiffusionModel] = (), sr_settings: Sequence[StageSettings] | None = None,
+                      callback: Callback | None = None) -> torch.Tensor:
+    """Colorization through the DiffAE decoder, no training: the encoder reads the grey image
+    (z_sem = Enc(grey), which names the emoji), the code `book` turns it into a colour emoji's
+    code (`CodeBook.colour_code`; without a book, Enc(grey) itself, which draws pale colours), and
+    the decoder draws that code with DDPM steps
+    (`steps`) whose luma is replaced after every step by that of the grey image noised to the
+    same step (ILVR with the luma operator, `core.ilvr.luminance_projection`). The SR stages
+    follow; the output's luma is finally set to the grey input's at the output size, the colour
+    shrunk where it would leave [-1, 1] (`keep_luminance`). `image` [B or 1, 3, H, W] in
+    [-1, 1] (its grayscale is the input); output 32 * 2^len(sr_models) wide. `guidance`: the
+    decoder's classifier-free guidance on z_sem (None: its checkpoint's; default 1, none)."""
+    seeds, out_size, image_out, guidance = _decoder_setup(decoder, image, seeds, sr_models, guidance)
+    steps = check_int("steps", steps, 1, decoder.schedule.T)
+    device = _device(decoder)
+    grey_out = grayscale(image_out)
+    grey = resize_image(grey_out, decoder.resolution)   # box average: still grey
+    z = diffae.semantic_code(decoder, grey)
+    if book is not None:
+        z = book.colour_code(z, grey)
+    gen = BatchGenerator(seed_streams(seeds), device)
+    reference_gen = BatchGenerator(seed_streams(seeds, REFERENCE_STREAM), device)
+    project = luminance_projection(grey, decoder.schedule, reference_gen)
+    with torch.no_grad():
+        x = sample("ddpm", diffae.code_denoiser(decoder, z, guidance), gen.randn(grey.shape), decoder.schedule,
+                   steps, generator=gen, callback=_staged(callback, decoder.resolution), project=project)
+        x = _super_resolve(keep_luminance(x.clamp(-1, 1), grey), seeds, sr_models, sr_settings, callback)
+    return keep_luminance(x.clamp(-1, 1), grey_out)
+
+
+def inpaint_semantic(decoder: DiffusionModel, image: torch.Tensor, mask: torch.Tensor, seeds: Sequence[int] = (0,),
+                     steps: int = SEMANTIC_STEPS, jump: int = REPAINT_JUMP, resample: int = REPAINT_RESAMPLE,
+                     guidance: float | None = None, sr_models: Sequence[DiffusionModel] = (),
+                     sr_settings: Sequence[StageSettings] | None = None,
+                     callback: Callback | None = None) -> torch.Tensor:
+    """Inpainting through the DiffAE decoder: the code is read from the visible pixels (the
+    encoder of the image with the hole filled by their mean colour, `mean_fill`), and RePaint
+    (`repaint_sample`) draws it with the decoder at its resolution (32); the SR stages follow.
+    `image` [B or 1, 3, H, W] and `mask` [B or 1, 1, h, w] (1 = fill) are taken at the output
+    size 32 * 2^len(sr_models); outside the mask the output is the (resized) input exactly.
+    `guidance`: the decoder's classifier-free guidance on z_sem (None: its checkpoint's)."""
+    seeds, out_size, image_out, guidance = _decoder_setup(decoder, image, seeds, sr_models, guidance)
+    steps = check_int("steps", steps, 1, decoder.schedule.T)
+    jump = check_int("jump", jump, 1)
+    resample = check_int("resample", resample, 1, 20)
+    device = _device(decoder)
+    mask_out = as_batch(resize_mask(mask.float(), out_size), len(seeds), "mask").to(device)
+    if not bool(mask_out.any()):
+        return image_out
+    known = resize_image(image_out, decoder.resolution)
+    m = resize_mask(mask_out, decoder.resolution)
+    z = diffae.semantic_code(decoder, mean_fill(known, m))
+    gen = BatchGenerator(seed_streams(seeds), device)
+    with torch.no_grad():
+        x = repaint_sample(diffae.code_denoiser(decoder, z, guidance), decoder.schedule, known, m > 0.5, steps, jump,
+                           resample, gen, _staged(callback, decoder.resolution))
         x = _super_resolve(x, seeds, sr_models, sr_settings, callback)
     return torch.where(mask_out > 0.5, x.clamp(-1, 1), image_out)
 
@@ -275,17 +435,30 @@ def _palette_size(task: str, size: int | None) -> int:
     return 64
 
 
+def default_method(models, task: str) -> str:
+    """The colorization / inpainting method `translate` uses unless told: "diffae" where the DiffAE
+    model and the code book (colorization) are there (it draws the emoji the input shows:
+    docs/image_to_image.md), else "palette"."""
+    root = Path(models.root)
+    have = (root / "diffae").is_dir() and (task != "colorize" or (root / "palette" / CODE_BOOK_FILE).is_file())
+    return "diffae" if have else "palette"
+
+
 def translate(models, task: str, image: Image.Image, mask: Image.Image | None = None, prompt: str | None = None,
-              strength: float | None = None, seed: int = 0, method: str = "palette", size: int | None = None,
+              strength: float | None = None, seed: int = 0, method: str | None = None, size: int | None = None,
               steps: int | None = None, sampler: str | None = None, guidance: float | None = None,
               negative_prompt: str = "", jump: int = REPAINT_JUMP, resample: int = REPAINT_RESAMPLE,
               factor: int | None = None, label: str | None = None, model: str | None = None,
               callback: Callback | None = None) -> tuple[Image.Image, dict]:
     """One translated image and its parameters (for the PNG text chunk).
 
-    task "sdedit": `strength` (default 0.6), optional `prompt`, output `size` 32/64/128 (default
-    128). task "colorize": the Palette model, 64x64. task "inpaint": `mask` (white or opaque =
-    fill) with `method` "palette" (64x64) or "repaint" (text base + SR, `size`, optional prompt).
+    task "sdedit": `strength` (default 0.55), optional `prompt` (guidance default 3), output `size` 32/64/128 (default
+    128). task "colorize": `method` "diffae" (the DiffAE decoder drawing the code book's colour
+    code under the grey image's luma, `colorize_semantic`, + SR, `size`) or "palette" (the
+    Palette model, 64x64). task "inpaint": `mask` (white or opaque = fill) with `method`
+    "diffae" (RePaint with the DiffAE decoder and the code of the visible pixels,
+    `inpaint_semantic`, + SR, `size`), "palette" (64x64) or "repaint" (text base + SR, `size`,
+    optional prompt). `method` None: `default_method` (diffae where its models are there).
     An empty mask returns the input unchanged (parameters["note"] says so); a full mask is an
     error. task "ilvr": the reference `image`, `factor` N (default 4, at 32x32), the base `model`
     "text_base" (default; optional `prompt`) or "class_base" (optional `label`), output `size`
@@ -302,9 +475,19 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
         raise ValueError(f"strength is a setting of task sdedit only, not {task}")
     if task != "inpaint" and mask is not None:
         raise ValueError(f"a mask is used by task inpaint only, not {task}")
-    if task == "inpaint" and method not in METHODS:
-        raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-    palette = task == "colorize" or (task == "inpaint" and method == "palette")
+    if task in ("colorize", "inpaint"):
+        method = default_method(models, task) if method is None else method
+        allowed = COLORIZE_METHODS if task == "colorize" else METHODS
+        if method not in allowed:
+            raise ValueError(f"method must be one of {', '.join(allowed)} for {task}; got {method!r}")
+    elif method not in (None, "palette"):   # "palette" was the signature's default: still accepted
+        raise ValueError(f"method is a setting of tasks colorize and inpaint only, not {task}")
+    palette = task in ("colorize", "inpaint") and method == "palette"
+    if method == "diffae" and prompt:
+        raise ValueError("the DiffAE method is not text-conditioned: clear the prompt (or use the repaint method)")
+    if method == "diffae" and sampler not in (None, "ddpm"):
+        raise ValueError(f"the DiffAE method samples with DDPM steps (its luma / known-region projection), not "
+                         f"{sampler!r}: leave the sampler out")
     if palette and prompt:
         raise ValueError("Palette is not text-conditioned: clear the prompt"
                          + (", or use the repaint method" if task == "inpaint" else ""))
@@ -316,13 +499,15 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
             raise ValueError(f"size must be one of {SIZES}, got {size!r}")
     if task == "sdedit":
         strength = check_strength(DEFAULT_STRENGTH if strength is None else strength)
-    defaults = ILVR_DEFAULTS if task == "ilvr" else TRANSLATE_DEFAULTS
+    defaults = ILVR_DEFAULTS if task == "ilvr" else SEMANTIC_DEFAULTS if method == "diffae" else TRANSLATE_DEFAULTS
     if task == "ilvr":
         model = model or ("class_base" if label else "text_base")
         if model not in ILVR_BASES:
             raise ValueError(f"model must be one of {', '.join(ILVR_BASES)}; got {model!r}")
     default_guidance = 1.0
-    if (prompt or label) and not palette:   # the guided base's own default (core.pipeline.model_defaults)
+    if task == "sdedit" and prompt:
+        default_guidance = SDEDIT_GUIDANCE
+    elif (prompt or label) and not palette:   # the guided base's own default (core.pipeline.model_defaults)
         default_guidance = model_defaults(models.get(model if task == "ilvr" else "text_base")).guidance
     settings = StageSettings(sampler=sampler or defaults.sampler,
                              steps=defaults.steps if steps is None else steps,
@@ -337,7 +522,8 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
         if mask is None:
             raise ValueError("inpaint needs a mask (white or opaque = the region to fill)")
         m = mask_from_image(mask, size)
-        params.update(method=method, mask_coverage=round(float(m.mean()), 4))
+        params["method"] = method
+        params["mask_coverage"] = round(float(m.mean()), 4)
         if not bool(m.any()):
             params["note"] = "the mask is empty: nothing to inpaint, the input is returned unchanged"
             return tensor_to_pil(x)[0], params
@@ -345,8 +531,21 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
             raise ValueError("the mask covers the whole image: nothing is left to keep (use generate for a new image)")
     sr = sr_models(models, size)   # the SR stages up to `size`
 
-    if task == "colorize":
-        params.update(sampler=settings.sampler)
+    if method == "diffae":
+        decoder = models.get("diffae")
+        if guidance is None and task == "colorize":
+            guidance = COLORIZE_GUIDANCE
+        guidance = diffae.fresh_noise_guidance(decoder, guidance)
+        params.update(method=method, sampler="ddpm" if task == "colorize" else "repaint (ddpm)", guidance=guidance)
+        if task == "colorize":
+            out = colorize_semantic(decoder, x, load_code_book(models), [seed], settings.steps, guidance, sr,
+                                    callback=callback)
+        else:
+            params.update(jump=jump, resample=resample)
+            out = inpaint_semantic(decoder, x, m, [seed], settings.steps, jump, resample, guidance, sr,
+                                   callback=callback)
+    elif task == "colorize":
+        params.update(method=method, sampler=settings.sampler)
         out = colorize(models.get("palette"), x, [seed], settings, callback=callback)
     elif task == "inpaint" and method == "palette":
         params.update(sampler=settings.sampler)

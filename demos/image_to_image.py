@@ -13,12 +13,23 @@ import torch
 from PIL import Image, ImageChops
 
 from core.cascade import SIZES, sr_names
-from core.data.masks import mask_from_image
+from core.data.masks import half_mask, mask_from_image
 from core.diffusion.samplers import SAMPLERS
 from core.ilvr import DEFAULT_FACTOR, ILVR_DEFAULTS, STRIP_FACTORS, check_factor, ilvr_strip, low_pass
-from core.images import pil_to_tensor, tensor_to_pil
+from core.images import pil_to_tensor, save_png, tensor_to_pil
 from core.pipeline import StageSettings
-from core.translate import DEFAULT_STRENGTH, METHODS, PALETTE_DEFAULTS, TRANSLATE_DEFAULTS, grayscale, translate
+from core.translate import (
+    COLORIZE_METHODS,
+    DEFAULT_STRENGTH,
+    METHODS,
+    PALETTE_DEFAULTS,
+    SDEDIT_GUIDANCE,
+    SEMANTIC_STEPS,
+    TRANSLATE_DEFAULTS,
+    default_method,
+    grayscale,
+    translate,
+)
 from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
 from demos.common import Models, RequestFiles, as_int, gpu, image_input, preview, stream, user_errors
 
@@ -28,6 +39,26 @@ PALETTE_SIZE = 64
 MASK_TINT = (255, 0, 255)  # the region to fill, shown over the input
 ILVR_COLUMNS = ["factor", "low_pass_rmse", "rmse_to_reference"]   # the strip's figures shown (not its diversity)
 BRUSH_COLOURS = ["#ff00ff", "#00b4ff", "#000000", "#ffffff"]   # magenta first: it shows on almost every emoji
+BRUSH_SIZE = 16   # px of the 128 px examples: an 8x8 block of the 64 px image the models fill
+METHOD_INFO = {"diffae": "DiffAE: draws the emoji its encoder reads in the input",
+               "palette": "Palette: a 64×64 model trained for the task",
+               "repaint": "RePaint with the text model (optionally prompted)"}
+
+
+def example_masks() -> dict[str, str]:
+    """Mask PNGs for the examples and the mask buttons (white = fill), written once beside the
+    example images: the middle (a 32×32 hole of a 64×64 image) and the left half."""
+    folder = common.EXAMPLE_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    middle = torch.zeros(1, 1, 64, 64)
+    middle[..., 16:48, 16:48] = 1
+    paths = {}
+    for name, mask in (("middle", middle), ("left half", half_mask(64, "left"))):
+        path = folder / f"mask-{name.replace(' ', '-')}.png"
+        if not path.is_file():
+            save_png(mask_image(mask), path, {"example": f"mask: {name}"})
+        paths[name] = str(path)
+    return paths
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
@@ -145,28 +176,37 @@ def make_fns(models: Models):
             yield view, path, params
 
     @gpu
-    def colorize(image: str, sampler: str, steps: int, seed: int, progress=gr.Progress()):
-        """Colorize the grayscale of an image with the Palette model (64×64).
+    def colorize(image: str, sampler: str, steps: int, seed: int, method: str = "palette", size: int = PALETTE_SIZE,
+                 progress=gr.Progress()):
+        """Colorize the grayscale of an image: with the DiffAE decoder (the emoji its encoder reads
+        in the grey image, drawn under the grey image's luma, then the SR stages) or with Palette (64×64).
 
         Args:
-            image: any image; its luma (BT.601) is the model's input.
-            sampler: one of ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m.
+            image: any image; its luma (BT.601) is the input.
+            sampler: Palette only: one of ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m (DiffAE: DDPM).
             steps: sampling steps.
             seed: the seed of the noise.
+            method: "diffae" or "palette" (the default for callers that do not say).
+            size: DiffAE: 32, 64 or 128; Palette: 64.
         Returns:
-            the grayscale input at 64×64, the colorized image (a PNG with its parameters), the parameters.
+            the grayscale input at the output size, the colorized image (a PNG with its parameters), the parameters.
         """
         with user_errors():
             if not image:
                 raise ValueError("upload an image or pick an example first")
-            seed, steps = as_int(seed, "seed"), as_int(steps, "steps")
-            models.require(["palette"])
+            seed, steps, size = as_int(seed, "seed"), as_int(steps, "steps"), as_int(size, "size")
+            if method not in COLORIZE_METHODS:
+                raise ValueError(f"method must be one of {', '.join(COLORIZE_METHODS)}; got {method!r}")
+            if method == "palette":
+                models.require(["palette"])
+            else:
+                models.require(["diffae", "palette", *sr_names(size)])   # palette/ holds the code book
             source = common.open_upload(image)
             files = RequestFiles()
-            view = files.image(as_image(grayscale(pil_to_tensor(source, size=PALETTE_SIZE))))
+            view = files.image(as_image(grayscale(pil_to_tensor(source, size=size))))
             result = yield from run(files, view, progress, task="colorize", image=source, seed=seed, steps=steps,
-                                    sampler=sampler)
-            path, params = finish(files, result, f"{Path(image).stem}-colorize-seed{seed}",
+                                    method=method, size=size, sampler=sampler if method == "palette" else None)
+            path, params = finish(files, result, f"{Path(image).stem}-colorize-{method}-{size}px-seed{seed}",
                                   {"image": _source_name(image)})
             yield view, path, params
 
@@ -179,12 +219,13 @@ def make_fns(models: Models):
             editor: {"background": image, "layers": [drawn layers], "composite": ...}: the image, and
                 the brush strokes (anything painted = fill). Through the API, layers may be [].
             mask: optional mask image (white or opaque = fill), combined with the strokes.
-            method: "palette" (the Palette model, 64×64) or "repaint" (RePaint with the text base + SR).
+            method: "diffae" (RePaint with the DiffAE decoder and the code of the visible pixels, + SR),
+                "palette" (the Palette model, 64×64) or "repaint" (RePaint with the text base + SR).
             prompt: RePaint only: optional text guidance ("" = unguided).
-            sampler: Palette only: one of ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m (RePaint is DDPM).
+            sampler: Palette only: one of ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m (the others are DDPM).
             steps: sampling steps.
             seed: the seed of the noise.
-            size: output size: 64 for Palette; 32, 64 or 128 for RePaint.
+            size: output size: 64 for Palette; 32, 64 or 128 for RePaint and DiffAE.
         Returns:
             the input with the region to fill tinted, the result (a PNG with its parameters), the parameters.
         """
@@ -193,8 +234,12 @@ def make_fns(models: Models):
             if background is None:
                 raise ValueError("upload an image (into the editor) or pick an example first")
             size, seed, steps = as_int(size, "size"), as_int(seed, "seed"), as_int(steps, "steps")
+            if method not in METHODS:
+                raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
             if method == "palette":
                 models.require(["palette"])
+            elif method == "diffae":
+                models.require(["diffae", *sr_names(size)])
             else:
                 models.require(["text_base", models.text_encoder_name(), *sr_names(size)])
             source = background if isinstance(background, Image.Image) else common.open_upload(background)
@@ -202,7 +247,8 @@ def make_fns(models: Models):
             files = RequestFiles()
             view = files.image(mask_overlay(as_image(pil_to_tensor(source, size=size)), m))
             result = yield from run(files, view, progress, task="inpaint", image=source, mask=mask_image(m),
-                                    method=method, prompt=(prompt or "").strip() or None, seed=seed, size=size,
+                                    method=method, seed=seed, size=size,
+                                    prompt=((prompt or "").strip() or None) if method == "repaint" else None,
                                     steps=steps,
                                     sampler=sampler if method == "palette" else None)
             extra = {"mask": _source_name(mask)} if mask else {}
@@ -298,8 +344,11 @@ def build(models: Models) -> None:
                 prompt = gr.Textbox("", label="Prompt (optional)", placeholder="e.g. an emoji of a red apple")
                 with gr.Row():
                     strength = gr.Slider(0, 1, value=DEFAULT_STRENGTH, step=0.05, label="Strength",
-                                         info="0 = the input, 1 = ignore it")
-                    guidance = gr.Slider(0, 15, value=common.sampling_of(models, "pixel", text=True).guidance,
+                                         info="how much is redrawn: up to 0.5 the emoji stays itself with new "
+                                              "details; 0.55 (default) keeps it without a prompt and lets a prompt "
+                                              "turn it into another emoji about 2 times in 3; from 0.6 the model "
+                                              "redraws more and more of it; 1 ignores the input")
+                    guidance = gr.Slider(0, 15, value=SDEDIT_GUIDANCE,
                                          step=0.1, label="Guidance scale",
                                          info="with a prompt; 1 = none")
                 with gr.Row():
@@ -312,60 +361,89 @@ def build(models: Models) -> None:
             with gr.Column(scale=3):
                 view, result, parameters = _outputs("Input at the output size")
         # the full width: a table of image, prompt and strength does not fit in the settings' column
-        gr.Examples([[p, "", 0.5] for p in examples[:4]] + [[examples[1], "an emoji of a red apple", 0.8]],
+        gr.Examples([[p, "", DEFAULT_STRENGTH] for p in examples[:4]] + [[examples[1], "an emoji of a red apple", 0.8]],
                     inputs=[image, prompt, strength], label="Examples", cache_examples=False)
         common.run_on([button.click, prompt.submit], sdedit_fn,
                       inputs=[image, prompt, strength, guidance, sampler, steps, seed, size],
                       outputs=[view, result, parameters], api_name="sdedit", show_progress_on=[view])
 
     with gr.Tab("Colorize"):
-        gr.Markdown("**Colorization** with Palette (Saharia et al. 2022): one 64×64 model conditioned on the "
-                    "grayscale image.")
+        gr.Markdown("**Colorization**. *diffae*: the DiffAE encoder reads which emoji the grey image shows, a "
+                    "book of the training emoji's codes turns that into a colour emoji's code, and the DiffAE "
+                    "decoder draws it while its luminance is held to the grey image's at every step (ILVR with "
+                    "the luma in place of the low-pass), then the SR models; *palette*: Palette (Saharia et al. "
+                    "2022), one 64×64 model conditioned on the grayscale image. Measured on held-out emoji in "
+                    "docs/image_to_image.md.")
+        colorize_default = default_method(models.set, "colorize")
         with gr.Row():
             with gr.Column(scale=2):
                 image = image_input(label="Image (its grayscale is used)", sources=["upload", "clipboard"],
                                     height=220)
                 with gr.Row():
-                    sampler = gr.Dropdown(samplers, value=PALETTE_DEFAULTS.sampler, label="Sampler")
-                    steps = gr.Slider(1, 100, value=PALETTE_DEFAULTS.steps, step=1, precision=0, label="Steps")
+                    method = gr.Radio([(METHOD_INFO[m].split(":")[0], m) for m in COLORIZE_METHODS],
+                                      value=colorize_default, label="Method",
+                                      info=METHOD_INFO["diffae"] + "; " + METHOD_INFO["palette"])
+                    size = gr.Radio(list(SIZES), value=128 if colorize_default == "diffae" else PALETTE_SIZE,
+                                    label="Output size (diffae)", visible=colorize_default == "diffae")
+                with gr.Row():
+                    sampler = gr.Dropdown(samplers, value=PALETTE_DEFAULTS.sampler, label="Sampler (palette)",
+                                          info="DiffAE always uses DDPM steps")
+                    steps = gr.Slider(1, 100, value=SEMANTIC_STEPS if colorize_default == "diffae"
+                                      else PALETTE_DEFAULTS.steps, step=1, precision=0, label="Steps")
                 seed, _ = common.seed_input()
                 button = gr.Button("Colorize", variant="primary")
                 gr.Examples([[p] for p in examples], inputs=[image], label="Examples", cache_examples=False)
             with gr.Column(scale=3):
-                view, result, parameters = _outputs("Grayscale input (64×64)")
-        common.run_on(button.click, colorize_fn, inputs=[image, sampler, steps, seed],
+                view, result, parameters = _outputs("Grayscale input")
+        method.change(lambda m: (gr.Radio(visible=m == "diffae", value=128 if m == "diffae" else PALETTE_SIZE),
+                                 gr.Slider(value=SEMANTIC_STEPS if m == "diffae" else PALETTE_DEFAULTS.steps)),
+                      inputs=method, outputs=[size, steps], queue=False, api_visibility="private")
+        common.run_on(button.click, colorize_fn, inputs=[image, sampler, steps, seed, method, size],
                       outputs=[view, result, parameters], api_name="colorize", show_progress_on=[view])
 
     with gr.Tab("Inpaint"):
         gr.Markdown("**Inpainting**: paint over the region to fill (in any colour: pick one that shows on your "
-                    "image), or upload a mask (white or opaque = fill). *palette*: the Palette model (64×64), "
-                    "trained with masks; *repaint*: RePaint "
-                    "(Lugmayr et al. 2022) with the text model, which never saw a mask, optionally guided by a "
-                    "prompt, at any size. The pixels outside the mask are kept exactly.")
+                    "image), upload a mask (white or opaque = fill) or take one of the mask buttons. *diffae*: "
+                    "RePaint (Lugmayr et al. 2022) with the DiffAE decoder drawing the emoji its encoder reads "
+                    "in the visible pixels, then the SR models; *palette*: the Palette model (64×64), trained "
+                    "with masks; *repaint*: RePaint with the text model, which never saw a mask, optionally "
+                    "guided by a prompt. The pixels outside the mask are kept exactly.")
+        inpaint_default = default_method(models.set, "inpaint")
+        masks = example_masks()
         with gr.Row():
             with gr.Column(scale=2):
                 editor = editor_input(label="Image: draw over the region to fill", sources=["upload", "clipboard"],
-                                      brush=gr.Brush(colors=BRUSH_COLOURS, default_color=BRUSH_COLOURS[0],
-                                                     color_mode="defaults"),
+                                      brush=gr.Brush(default_size=BRUSH_SIZE, colors=BRUSH_COLOURS,
+                                                     default_color=BRUSH_COLOURS[0], color_mode="defaults"),
                                       layers=False, transforms=(), height=320)
                 mask = image_input(label="Mask image (optional; white or opaque = fill)",
                                    sources=["upload", "clipboard"], height=140)
                 with gr.Row():
-                    method = gr.Radio(list(METHODS), value="palette", label="Method")
-                    # Palette draws 64×64 only: the sizes are offered with repaint alone
-                    size = gr.Radio(list(SIZES), value=PALETTE_SIZE, label="Output size (repaint)", visible=False)
+                    mask_buttons = {name: gr.Button(f"Mask the {name}", size="sm") for name in masks}
+                with gr.Row():
+                    method = gr.Radio(list(METHODS), value=inpaint_default, label="Method",
+                                      info="; ".join(METHOD_INFO[m] for m in METHODS))
+                    # Palette draws 64×64 only: the sizes are offered with the others alone
+                    size = gr.Radio(list(SIZES), value=128 if inpaint_default == "diffae" else PALETTE_SIZE,
+                                    label="Output size (repaint, diffae)", visible=inpaint_default != "palette")
                 prompt = gr.Textbox("", label="Prompt (repaint only, optional)")
                 with gr.Row():
                     sampler = gr.Dropdown(samplers, value=PALETTE_DEFAULTS.sampler, label="Sampler (palette)",
                                           info="RePaint always uses DDPM steps")
-                    steps = gr.Slider(1, 100, value=PALETTE_DEFAULTS.steps, step=1, precision=0, label="Steps")
+                    steps = gr.Slider(1, 100, value=SEMANTIC_STEPS if inpaint_default == "diffae"
+                                      else PALETTE_DEFAULTS.steps, step=1, precision=0, label="Steps")
                 seed, _ = common.seed_input()
                 button = gr.Button("Inpaint", variant="primary")
-                gr.Examples([[p] for p in examples], inputs=[editor], label="Example images", cache_examples=False)
+                gr.Examples([[examples[0], masks["middle"]], [examples[1], masks["middle"]],
+                             [examples[2], masks["left half"]], [examples[3], masks["middle"]]],
+                            inputs=[editor, mask], label="Examples (image and mask)", cache_examples=False)
             with gr.Column(scale=3):
                 view, result, parameters = _outputs("Input with the region to fill")
-        method.change(lambda m: gr.Radio(visible=m == "repaint", value=PALETTE_SIZE), inputs=method, outputs=size,
-                      queue=False, api_visibility="private")
+        method.change(lambda m: (gr.Radio(visible=m != "palette", value=PALETTE_SIZE if m == "palette" else 128),
+                                 gr.Slider(value=PALETTE_DEFAULTS.steps if m == "palette" else SEMANTIC_STEPS)),
+                      inputs=method, outputs=[size, steps], queue=False, api_visibility="private")
+        for name, mask_button in mask_buttons.items():
+            mask_button.click(lambda path=masks[name]: path, outputs=mask, queue=False, api_visibility="private")
         common.run_on(button.click, inpaint_fn, inputs=[editor, mask, method, prompt, sampler, steps, seed, size],
                       outputs=[view, result, parameters], api_name="inpaint", show_progress_on=[view])
 
@@ -401,9 +479,10 @@ def build(models: Models) -> None:
                                     height=256, elem_classes=[common.PIXELATED, common.STAGE])
                     result = gr.Image(label="ILVR sample at N (PNG with parameters)", format="png",
                                       interactive=False, height=256, elem_classes=[common.PIXELATED, common.STAGE])
-                strip = gr.Image(label="Strip: top φ_N(reference), bottom the samples; N = "
-                                       + ", ".join(map(str, STRIP_FACTORS)) + " (and yours) left to right",
-                                 format="png", interactive=False, height=200, elem_classes=[common.PIXELATED])
+                strip = gr.Image(label="Strip: top φ_N(reference), below it the sample, at N = "
+                                       + ", ".join(map(str, STRIP_FACTORS)) + " (and yours; N under every frame)",
+                                 format="png", interactive=False, height=300,
+                                 elem_classes=[common.PIXELATED, common.STAGE])
                 figures = common.table_output("How close to the reference, per N (RMS on [0, 1]; low_pass_rmse "
                                               "compares φ_N of both at 32×32)", ILVR_COLUMNS)
                 with gr.Accordion("Parameters", open=False):

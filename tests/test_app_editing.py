@@ -62,7 +62,7 @@ def test_new_endpoints_are_named(client):
     named = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     expected = {
         "/sdedit": ["image", "prompt", "strength", "guidance", "sampler", "steps", "seed", "size"],
-        "/colorize": ["image", "sampler", "steps", "seed"],
+        "/colorize": ["image", "sampler", "steps", "seed", "method", "size"],
         "/inpaint": ["editor", "mask", "method", "prompt", "sampler", "steps", "seed", "size"],
         "/reconstruct": ["image", "steps", "size"],
         "/edit": ["image", "attribute", "strength", "steps", "fresh_noise", "seed", "size"],
@@ -95,15 +95,21 @@ def test_sdedit_strength_0_is_the_input(client, tmp_path):
     assert np.array_equal(pixels(view), pixels(result))
 
 
-def test_colorize(client, tmp_path):
-    view, result, params = client.predict(image=handle(photo(tmp_path)), steps=STEPS, seed=2, api_name="/colorize")
-    gray = rgb_png(view, 64)
+@pytest.mark.parametrize("method, size", [("palette", 64), ("diffae", 32), ("diffae", 64)])
+def test_colorize(client, tmp_path, method, size):
+    image = photo(tmp_path)
+    view, result, params = client.predict(image=handle(image), steps=STEPS, seed=2, method=method, size=size,
+                                          api_name="/colorize")
+    gray = rgb_png(view, size)
     assert np.ptp(np.asarray(gray, dtype=np.int16), axis=-1).max() == 0  # the input shown is grayscale
-    stored = read_parameters(rgb_png(result, 64))
-    assert stored == params and stored["task"] == "colorize" and stored["seed"] == 2
+    stored = read_parameters(rgb_png(result, size))
+    assert stored == params and stored["task"] == "colorize" and stored["seed"] == 2 and stored["method"] == method
+    if method == "diffae":   # the luminance constraint: the result's grey is the grey input, up to rounding
+        luma = np.array([0.299, 0.587, 0.114])
+        assert np.abs(pixels(result) @ luma - pixels(view)[..., 0]).max() <= 1.0
 
 
-@pytest.mark.parametrize("method, size", [("palette", 64), ("repaint", 32), ("repaint", 128)])
+@pytest.mark.parametrize("method, size", [("palette", 64), ("repaint", 32), ("repaint", 128), ("diffae", 64)])
 def test_inpaint_with_uploaded_mask_keeps_the_rest(client, tmp_path, method, size):
     image, mask = photo(tmp_path, size=(120, 90)), box_mask(tmp_path, size=(120, 90))
     view, result, params = client.predict(editor=editor(image), mask=handle(mask), method=method, steps=STEPS,
@@ -204,6 +210,22 @@ def test_interpolate(client, tmp_path):
     assert np.array_equal(pixels(frames[0]["image"]), pixels(rec_a))  # the first frame is a's reconstruction
 
 
+def test_every_inpainting_example_runs_end_to_end(client, server):
+    """Each example of the Inpaint tab (an image and its mask, as the page offers them) inpaints
+    with the tab's default method and keeps the pixels outside the mask."""
+    from tests.test_app_ux import Page, page_config
+    page = Page(page_config(server))
+    (examples,) = page.find("dataset", label="Examples (image and mask)")
+    samples = examples["props"]["samples"]
+    assert len(samples) >= 4
+    for image_cell, mask_cell in samples:
+        image, mask = image_cell.get("background", image_cell)["path"], mask_cell["path"]   # the editor's image
+        view, result, params = client.predict(editor=editor(image), mask=handle(mask), steps=STEPS, size=64,
+                                              api_name="/inpaint")
+        assert params["method"] == "diffae" and 0 < params["mask_coverage"] < 1
+        assert_kept_outside(result, image, mask, 64)
+
+
 # ---- bad input: a clear error, and the server keeps serving ---------------------------------------
 def _call(client, tmp_path, case):
     image = image_file(tmp_path, "RGB")
@@ -215,8 +237,8 @@ def _call(client, tmp_path, case):
     if case == "no image":
         return client.predict(editor=None, mask=handle(box_mask(tmp_path)), steps=STEPS, api_name="/inpaint")
     if case == "palette at 128":
-        return client.predict(editor=editor(image), mask=handle(box_mask(tmp_path)), size=128, steps=STEPS,
-                              api_name="/inpaint")
+        return client.predict(editor=editor(image), mask=handle(box_mask(tmp_path)), method="palette", size=128,
+                              steps=STEPS, api_name="/inpaint")
     if case == "full mask":
         return client.predict(editor=editor(image), mask=handle(box_mask(tmp_path, box=(0, 0, 100, 100))),
                               method="repaint", size=32, steps=STEPS, api_name="/inpaint")
@@ -352,7 +374,8 @@ def test_ilvr_factor_1_is_the_reference(client, tmp_path):
     assert np.abs(pixels(result) - expected).max() <= 1          # nothing is left to the model
     stored = read_parameters(rgb_png(result, 32))
     assert stored == params and stored["task"] == "ilvr" and stored["factor"] == 1 and stored["seed"] == 3
-    assert Image.open(strip).size == (2 + 5 * 34, 2 + 2 * 34)     # N = 1, 2, 4, 8, 16; reference low-pass, sample
+    # N = 1, 2, 4, 8, 16; reference low-pass, sample: 32 px frames at 3x (96 px), "N = n" under each
+    assert Image.open(strip).size == (4 + 5 * (96 + 4), 4 + 2 * (96 + 18 + 4))
     assert [row[0] for row in table["data"]] == [1, 2, 4, 8, 16]
     # the low-pass of every sample is the reference's (up to clamping), while the samples themselves are not
     assert all(row[1] < 0.06 and row[1] < row[2] / 4 for row in table["data"][1:])
@@ -367,7 +390,8 @@ def test_ilvr_with_each_base(client, tmp_path, model, condition, size):
     stored = read_parameters(rgb_png(result, size))
     assert stored["model"] == model and stored["factor"] == 8 and stored["guidance"] == 3.0
     assert stored.get("label") == condition.get("label") and stored.get("prompt") == condition.get("prompt")
-    assert Image.open(strip).size == (2 + 4 * (size + 2), 2 + 2 * (size + 2))   # N = 2, 4, 8, 16
+    frame = size * -(-96 // size)   # enlarged to at least 96 px, "N = n" under each
+    assert Image.open(strip).size == (4 + 4 * (frame + 4), 4 + 2 * (frame + 18 + 4))   # N = 2, 4, 8, 16
     rows = {row[0]: row for row in table["data"]}
     assert rows[2][2] < rows[16][2]   # the sample drifts from the reference as N grows
 

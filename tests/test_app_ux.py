@@ -284,12 +284,27 @@ def test_the_inpainting_brush_shows_on_white_and_offers_any_colour(server):
 
 
 def test_palette_is_not_offered_sizes_it_refuses(server):
-    """Palette (the default method) draws 64×64 only: the sizes are shown with repaint alone, and
-    the API still takes them for repaint (tests/test_app_editing.py inpaints at 32 and 128)."""
+    """Palette draws 64×64 only: the sizes are shown with the other methods alone (the default,
+    diffae, draws through the SR stages at 128), and the API takes them (tests/test_app_editing.py
+    inpaints at 32 and 128)."""
     page = Page(page_config(server))
-    (size,) = page.find("radio", label="Output size (repaint)")
-    assert not page.shown(size["id"]) and size["props"]["value"] == 64
+    (method,) = page.find("radio", label="Method", value="diffae", choices=[["palette", "palette"],
+                                                                             ["repaint", "repaint"],
+                                                                             ["diffae", "diffae"]])
+    (size,) = page.find("radio", label="Output size (repaint, diffae)")
+    assert page.shown(size["id"]) and size["props"]["value"] == 128
     assert [c[1] for c in size["props"]["choices"]] == [32, 64, 128]
+    (size,) = page.find("radio", label="Output size (diffae)")   # colorization
+    assert page.shown(size["id"]) and size["props"]["value"] == 128
+
+
+def test_the_inpainting_examples_carry_masks_and_the_brush_suits_64_px(server):
+    page = Page(page_config(server))
+    (examples,) = page.find("dataset", label="Examples (image and mask)")
+    assert all(len(sample) == 2 and sample[1] for sample in examples["props"]["samples"])
+    assert {b["props"]["value"] for b in page.find("button")} >= {"Mask the middle", "Mask the left half"}
+    (editor,) = page.find("imageeditor")
+    assert editor["props"]["brush"]["default_size"] == 16   # 8 px of the 64 px image the models fill
 
 
 def test_tables_show_their_columns_before_a_run(server, client, tmp_path):

@@ -154,8 +154,7 @@ PANELS = [
     ("Super-resolution", None),
     ("Image to image", "SDEdit"),
     ("Image to image", "Colorize"),
-    pytest.param("Image to image", "Inpaint", marks=pytest.mark.xfail(
-        strict=True, reason="its first example carries no mask (the tab's examples are being given masks)")),
+    ("Image to image", "Inpaint"),
     ("Image to image", "ILVR"),
     ("Attribute editing", "Edit"),
     ("Attribute editing", "Strength sweep"),

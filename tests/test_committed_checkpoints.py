@@ -48,17 +48,19 @@ def test_clip_encodes(models):
     assert emb.tokens.shape[0] == 2 and torch.isfinite(emb.tokens).all()
 
 
-@pytest.mark.skipif(not committed("palette"), reason="no committed palette")
+@pytest.mark.skipif(not (committed("palette") and committed("diffae")), reason="no committed palette and diffae")
 @pytest.mark.parametrize("task", ["colorize", "inpaint"])
-def test_palette(models, task):
+@pytest.mark.parametrize("method", ["palette", "diffae"])
+def test_palette(models, task, method):
     from PIL import Image
 
     from core.translate import translate
     image = Image.new("RGB", (64, 64), (200, 120, 40))
     mask = Image.new("L", (64, 64), 0)
     mask.paste(255, (16, 16, 48, 48))
-    out, params = translate(models, task, image, mask=mask if task == "inpaint" else None, steps=2)
-    assert out.size == (64, 64) and params["task"] == task
+    out, params = translate(models, task, image, mask=mask if task == "inpaint" else None, steps=2, method=method,
+                            size=64)
+    assert out.size == (64, 64) and params["task"] == task and params["method"] == method
     if task == "inpaint":   # outside the mask the input comes back exactly
         assert out.getpixel((2, 2)) == image.getpixel((2, 2))
 

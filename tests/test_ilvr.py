@@ -185,7 +185,7 @@ def test_strip_and_its_figures(models):
     strip = ilvr_strip(models, _reference_image(), factors=[1, 4, 16], seeds=[0, 1], model="class_base", size=64,
                        settings=FAST)
     assert strip.samples.shape == (2, 3, 3, 64, 64) and strip.low_passes.shape == (3, 3, 64, 64)
-    assert strip.image().size == (2 + 3 * 66, 2 + 3 * 66)
+    assert strip.image().size == (4 + 3 * (128 + 4), 4 + 3 * (128 + 18 + 4))   # 64 px frames at 2x, N under each
     rows = {r["factor"]: r["diversity"] for r in strip.rows}
     assert rows[1] < rows[4] < rows[16]   # the random SR stages add detail of their own
     strip = ilvr_strip(models, _reference_image(), factors=[1, 4, 16], seeds=[0, 1], model="class_base", size=32,
@@ -246,5 +246,5 @@ def test_strip_cli(tiny_checkpoints, tmp_path, capsys):
                  "--checkpoints", str(tiny_checkpoints), "--out", str(tmp_path / "s.png")]) == 0
     out = capsys.readouterr().out
     assert "| factor | low_pass_rmse | rmse_to_reference | diversity |" in out
-    assert Image.open(tmp_path / "s.png").size == (2 + 2 * 34, 2 + 3 * 34)
+    assert Image.open(tmp_path / "s.png").size == (4 + 2 * (96 + 4), 4 + 3 * (96 + 18 + 4))   # 3x frames, N under each
     assert read_parameters(tmp_path / "s.png")["figures"][0]["factor"] == 2

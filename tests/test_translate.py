@@ -10,10 +10,25 @@ from PIL import Image
 
 from core.data.masks import SIDES, box_mask, half_mask, mask_from_image, random_mask, stroke_mask
 from core.diffusion.samplers import SAMPLERS
+from core.ilvr import keep_luminance, luminance_projection
 from core.images import ImageError, read_parameters
 from core.metrics import delta_e, psnr, srgb_to_lab
 from core.pipeline import StageSettings, generate_text
-from core.translate import PALETTE_TASKS, colorize, grayscale, inpaint, repaint, repaint_path, sdedit, translate
+from core.translate import (
+    PALETTE_TASKS,
+    CodeBook,
+    colorize,
+    colorize_semantic,
+    default_method,
+    grayscale,
+    inpaint,
+    inpaint_semantic,
+    load_code_book,
+    repaint,
+    repaint_path,
+    sdedit,
+    translate,
+)
 from tests.tiny import tiny_model
 
 FAST = StageSettings(steps=2, guidance=1.0)
@@ -239,22 +254,25 @@ def test_repaint_keeps_outside_exactly(models, base, prompt, sr):
 def test_translate_api(models):
     image = _pil(64, "RGBA")
     mask = Image.fromarray(_mask_picture(64), "L")
-    out, params = translate(models, "inpaint", image, mask, steps=2)
+    out, params = translate(models, "inpaint", image, mask, steps=2, method="palette")
     assert out.size == (64, 64) and params["task"] == "inpaint" and params["method"] == "palette"
     src, res, m = np.asarray(image.convert("RGB")), np.asarray(out), _mask_picture(64) < 128
     assert (res[m] == src[m]).all()
     out, params = translate(models, "sdedit", _pil(40, "P"), strength=0.0, size=64)
     assert np.array_equal(np.asarray(out), np.asarray(_pil(40, "P").convert("RGB").resize((64, 64), Image.BICUBIC)))
-    out, _ = translate(models, "colorize", _pil(128, "L"), steps=2)
+    out, _ = translate(models, "colorize", _pil(128, "L"), steps=2, method="palette")
     assert out.size == (64, 64)
-    out, params = translate(models, "inpaint", image, Image.new("L", (64, 64), 0))
+    out, params = translate(models, "inpaint", image, Image.new("L", (64, 64), 0), method="palette")
     assert "empty" in params["note"] and np.array_equal(np.asarray(out), np.asarray(image.convert("RGB")))
     for kwargs, match in [(dict(task="inpaint", image=image), "mask"),
                           (dict(task="inpaint", image=image, mask=Image.new("L", (64, 64), 255)), "whole image"),
                           (dict(task="paint", image=image), "task"),
                           (dict(task="sdedit", image=image, strength=2.0), "strength"),
                           (dict(task="colorize", image=image, prompt="red"), "prompt"),
-                          (dict(task="colorize", image=image, size=128), "64x64"),
+                          (dict(task="colorize", image=image, size=128, method="palette"), "64x64"),
+                          (dict(task="colorize", image=image, method="repaint"), "method"),
+                          (dict(task="colorize", image=image, sampler="ddim"), "DDPM"),
+                          (dict(task="inpaint", image=image, mask=mask, prompt="red"), "prompt"),
                           (dict(task="inpaint", image=image, mask=mask, method="magic"), "method")]:
         with pytest.raises(ValueError, match=match):
             translate(models, **kwargs)
@@ -269,12 +287,14 @@ def test_cli_translate_writes_pngs(tiny_checkpoints, tmp_path, capsys):
     common = ["--checkpoints", str(tiny_checkpoints), "--device", "cpu", "--steps", "2"]
     runs = {
         "sdedit.png": ["--task", "sdedit", "--strength", "0.5", "--prompt", "cat face", "--size", "64"],
-        "col.png": ["--task", "colorize"],
-        "inp.png": ["--task", "inpaint", "--mask", str(mask)],
+        "col.png": ["--task", "colorize", "--method", "palette"],
+        "inp.png": ["--task", "inpaint", "--mask", str(mask), "--method", "palette"],
+        "sem-col.png": ["--task", "colorize", "--size", "64"],
+        "sem-inp.png": ["--task", "inpaint", "--mask", str(mask), "--size", "32", "--resample", "1"],
         "rep.png": ["--task", "inpaint", "--method", "repaint", "--mask", str(mask), "--size", "32",
                     "--sampler", "ddpm", "--resample", "1"],
     }
-    sizes = {"sdedit.png": 64, "col.png": 64, "inp.png": 64, "rep.png": 32}
+    sizes = {"sdedit.png": 64, "col.png": 64, "inp.png": 64, "rep.png": 32, "sem-col.png": 64, "sem-inp.png": 32}
     for name, argv in runs.items():
         out = tmp_path / name
         assert main(["translate", "--image", str(src), *argv, "--out", str(out), *common]) == 0, name
@@ -316,7 +336,7 @@ def test_cli_empty_mask_says_so(tiny_checkpoints, tmp_path, capsys):
     _pil(64).save(src)
     Image.new("L", (64, 64), 0).save(empty)
     assert main(["translate", "--task", "inpaint", "--image", str(src), "--mask", str(empty), "--out", str(out),
-                 "--checkpoints", str(tiny_checkpoints)]) == 0
+                 "--size", "64", "--checkpoints", str(tiny_checkpoints)]) == 0
     assert "unchanged" in capsys.readouterr().out
     with Image.open(out) as im:
         assert np.array_equal(np.asarray(im.convert("RGB")), np.asarray(_pil(64)))
@@ -464,3 +484,91 @@ def test_evaluate_runs_and_reports_missing_models(models, tiny_checkpoints, tmp_
     a, b = (inpaint(palette_only.get("palette"), x, masks, seeds, FAST) for seeds in ([0, 1], [2, 3]))
     assert abs(two["rows"][4][2] - psnr((a + b) / 2, x, 2.0, masks).mean().item()) < 1e-3
     assert main(["evaluate-translate", "--n", "1", "--inpaint-samples", "0", "--checkpoints", str(only)]) == 2
+
+
+# ---- through the DiffAE decoder ---------------------------------------------------------------------
+def test_keep_luminance_sets_the_luma_exactly_and_stays_in_range():
+    x, grey = _image(1, batch=4) * 1.5, grayscale(_image(2, batch=4))
+    out = keep_luminance(x, grey)
+    assert torch.allclose(grayscale(out), grey, atol=1e-5)
+    assert out.min() >= -1 - 1e-6 and out.max() <= 1 + 1e-6
+    inside = _image(3, batch=2) * 0.2   # colours that fit keep their chroma
+    assert torch.allclose(keep_luminance(inside, inside), inside, atol=1e-6)
+
+
+def test_luminance_projection_is_the_grey_image_at_the_end(models):
+    schedule = models.get("diffae").schedule
+    grey = grayscale(_image(4, batch=2))
+    from core.diffusion.rng import BatchGenerator
+    project = luminance_projection(grey, schedule, BatchGenerator([0, 1], torch.device("cpu")))
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.allclose(grayscale(project(x, -1.0)), grey, atol=1e-5)
+    assert torch.allclose(project(x, -1.0) - grayscale(project(x, -1.0)), x - grayscale(x), atol=1e-5)  # chroma kept
+    noisy = project(x, 500.0)
+    assert not torch.allclose(grayscale(noisy), grey, atol=0.1)   # at t, the noised grey image
+
+
+@pytest.mark.parametrize("sr", [0, 1])
+def test_colorize_semantic_keeps_the_grey_image(models, sr):
+    """The luminance constraint: the grey of the result is the grey input (to float rounding), also
+    through an SR stage, with and without the code book; and the result has colour."""
+    decoder = models.get("diffae")
+    srs = [models.get("sr64")][:sr]
+    x = _image(5, size=32 * 2 ** sr, batch=2)
+    for book in (None, load_code_book(models)):
+        out = colorize_semantic(decoder, x, book, [0, 1], steps=3, sr_models=srs,
+                                sr_settings=[StageSettings(steps=2, guidance=1.0)])
+        assert out.shape == x.shape
+        assert (grayscale(out) - grayscale(x)).abs().max() < 1e-5
+        assert (out - grayscale(out)).abs().max() > 0.01
+
+
+def test_colorize_through_translate_keeps_the_grey_up_to_rounding(models):
+    image = _pil(64)
+    out, params = translate(models, "colorize", image, steps=3, size=64)
+    assert params["method"] == "diffae" and params["sampler"] == "ddpm" and out.size == (64, 64)
+    want = grayscale(torch.as_tensor(np.asarray(image), dtype=torch.float64).permute(2, 0, 1)[None])
+    got = grayscale(torch.as_tensor(np.asarray(out), dtype=torch.float64).permute(2, 0, 1)[None])
+    assert (got - want).abs().max() <= 1.0   # 8-bit rounding of each channel: at most one level of luma
+
+
+def test_code_book_returns_the_colour_code_of_its_nearest_entry():
+    g = torch.Generator().manual_seed(0)
+    grey_codes, colour_codes = torch.randn(5, 8, generator=g), torch.randn(5, 8, generator=g)
+    greys = grayscale(torch.rand(5, 3, 32, 32, generator=g) * 2 - 1)
+    book = CodeBook(grey_codes, colour_codes, CodeBook.thumbnail(greys))
+    out = book.colour_code(grey_codes[[3, 1]], greys[[3, 1]], k=1)
+    assert torch.allclose(out, colour_codes[[3, 1]])
+    soft = book.colour_code(grey_codes[[3]], greys[[3]], k=5)   # temperature 0.01: the nearest dominates
+    assert torch.allclose(soft, colour_codes[[3]], atol=1e-3)
+
+
+def test_inpaint_semantic_keeps_the_outside_exactly(models):
+    decoder = models.get("diffae")
+    x = _image(6, size=64)
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 16:48, 16:48] = 1
+    out = inpaint_semantic(decoder, x, mask, [0], steps=3, resample=2, sr_models=[models.get("sr64")],
+                           sr_settings=[StageSettings(steps=2, guidance=1.0)])
+    keep = (mask < 0.5).expand_as(x)
+    assert out.shape == x.shape and torch.equal(out[keep], x[keep]) and not torch.equal(out[~keep], x[~keep])
+    assert torch.equal(inpaint_semantic(decoder, x, torch.zeros_like(mask), [0], steps=2,
+                                        sr_models=[models.get("sr64")]), x)
+
+
+def test_default_method_is_diffae_where_its_models_are(models, tiny_checkpoints, tmp_path):
+    import shutil
+    assert default_method(models, "colorize") == default_method(models, "inpaint") == "diffae"
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints, root, ignore=lambda d, names: [n for n in names if n.startswith("colour_codes")])
+    from core.models.modelset import ModelSet
+    bare = ModelSet(root, "cpu")
+    assert default_method(bare, "colorize") == "palette" and default_method(bare, "inpaint") == "diffae"
+
+
+def test_sdedit_defaults_are_the_measured_ones(models):
+    from core.translate import DEFAULT_STRENGTH, SDEDIT_GUIDANCE
+    _, params = translate(models, "sdedit", _pil(32), prompt="red apple", size=32, steps=2)
+    assert params["strength"] == DEFAULT_STRENGTH == 0.55 and params["guidance"] == SDEDIT_GUIDANCE == 3.0
+    _, params = translate(models, "sdedit", _pil(32), size=32, steps=2)
+    assert params["guidance"] == 1.0   # no prompt: unguided

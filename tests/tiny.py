@@ -190,6 +190,9 @@ def write_tiny_checkpoints(root) -> None:
     diffae = tiny_diffae()
     save_model(diffae, root / "diffae", "# tiny diffae\n")
     tiny_directions(diffae).save(root / "diffae")
+    from core.translate import CODE_BOOK_FILE, CodeBook
+    images = torch.rand(12, 3, diffae.resolution, diffae.resolution, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    CodeBook.build(diffae, images).save(root / "palette" / CODE_BOOK_FILE)   # the colorization code book
     from core.models.checkpoints import save_folder
     prior = tiny_prior(dim=diffae.config.semantic_dim, text_dim=config.embed_dim)
     save_folder(root / "prior", prior.config.to_dict(), prior.state_dict(), "# tiny prior\n")

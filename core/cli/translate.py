@@ -12,6 +12,7 @@ from core.translate import (
     METHODS,
     REPAINT_JUMP,
     REPAINT_RESAMPLE,
+    SEMANTIC_STEPS,
     TASKS,
     TRANSLATE_DEFAULTS,
     translate,
@@ -28,13 +29,20 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p.add_argument("--strength", type=float,
                    help=f"sdedit: 0 (keep) .. 1 (ignore the input); default {DEFAULT_STRENGTH}")
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--steps", type=int, help=f"sampling steps (default {TRANSLATE_DEFAULTS.steps})")
-    p.add_argument("--sampler", help="ddpm|ddim|euler|heun|euler-maruyama|dpmpp-2m (default ddim)")
-    p.add_argument("--guidance", type=float, help="sdedit / repaint with a prompt (default 3)")
-    p.add_argument("--method", default="palette", metavar="|".join(METHODS), help="inpaint: palette (64x64) or repaint")
-    p.add_argument("--size", type=int, help="sdedit / repaint: 32|64|128 (default 128); Palette tasks: 64")
-    p.add_argument("--jump", type=int, default=REPAINT_JUMP, help="repaint: jump length")
-    p.add_argument("--resample", type=int, default=REPAINT_RESAMPLE, help="repaint: resamplings per jump")
+    p.add_argument("--steps", type=int,
+                   help=f"sampling steps (default {TRANSLATE_DEFAULTS.steps}; diffae {SEMANTIC_STEPS})")
+    p.add_argument("--sampler", help="ddpm|ddim|euler|heun|euler-maruyama|dpmpp-2m (default ddim; diffae: ddpm only)")
+    p.add_argument("--guidance", type=float, help="sdedit / repaint with a prompt (default 3); diffae: the decoder's "
+                                                  "guidance on the semantic code (colorize: default 1; "
+                                                  "inpaint: default its checkpoint's)")
+    p.add_argument("--method", metavar="|".join(METHODS),
+                   help="colorize: diffae (the default: the DiffAE decoder draws the emoji under the grey image's "
+                        "luma, + SR) or palette (64x64); inpaint: diffae (the default: RePaint with the DiffAE "
+                        "decoder and the code of the visible pixels, + SR), palette (64x64) or repaint (text base)")
+    p.add_argument("--size", type=int, help="sdedit / repaint / diffae: 32|64|128 (default 128); Palette tasks: 64")
+    p.add_argument("--jump", type=int, default=REPAINT_JUMP, help="repaint / diffae inpainting: jump length")
+    p.add_argument("--resample", type=int, default=REPAINT_RESAMPLE,
+                   help="repaint / diffae inpainting: resamplings per jump")
     p.add_argument("--factor", type=int, help="ilvr: the low-pass factor N at 32x32 (1, 2, 4, 8, 16, 32; default 4): "
                                               "the sample keeps the reference downsampled by N")
     p.add_argument("--model", help="ilvr: the base, text_base (default) or class_base (the default with --label)")

@@ -1,0 +1,174 @@
+"""Image to image that knows the emoji: the figures and grids of docs/image_to_image.md.
+
+    python scripts/translate_study.py [--tasks colorize,inpaint,sdedit] [--n 32] [--out docs]
+                                      [--checkpoints checkpoints] [--threads 2]
+
+Held-out emoji (`core.evaluation.held_out.heldout_order`, seed 0, the first --n), seed 0 for
+every image, 64 px:
+- colorize: Palette, the DiffAE decoder with the encoder's code of the grey image, and with the
+  code book's colour code (`core.translate.colorize_semantic`), against the grey input. Mean CIE76
+  delta E (Lab) on the emoji's coloured pixels (the real emoji's Lab chroma >= 10) and the
+  chroma there relative to the real emoji's.
+- inpaint: a 32x32 hole in the middle; Palette, RePaint with the text base (unguided), the DiffAE
+  decoder's RePaint with the code of the visible pixels (`core.translate.inpaint_semantic`), and
+  the mean-colour fill. Kept: the emoji's design is among those of the 5 real emoji nearest to
+  the result in the judge's features (`core.evaluation.judge.retrieval`, k = 5), and is that of
+  the nearest one (k = 1); and the largest change outside the hole, in 0..255 steps.
+- sdedit: the text base with the default sampler and steps, at 32 px (the judge reads 32 px),
+  per strength: kept = with no prompt, the nearest real emoji's design is the input's (k = 1);
+  reached = with the first caption of another held-out emoji as the prompt (the next in the
+  order), the nearest design is that emoji's (k = 1).
+Prints markdown tables and writes one grid per task (input, results, real) to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.cascade import sr_models  # noqa: E402
+from core.data.emoji import load_dataset  # noqa: E402
+from core.evaluation.held_out import caption_of, heldout_order  # noqa: E402
+from core.evaluation.judge import Judge, retrieval  # noqa: E402
+from core.images import grid_image  # noqa: E402
+from core.metrics import srgb_to_lab  # noqa: E402
+from core.models.modelset import ModelSet  # noqa: E402
+from core.pipeline import StageSettings  # noqa: E402
+from core.translate import (  # noqa: E402
+    PALETTE_DEFAULTS,
+    TRANSLATE_DEFAULTS,
+    colorize,
+    colorize_semantic,
+    grayscale,
+    inpaint,
+    inpaint_semantic,
+    load_code_book,
+    mean_fill,
+    repaint,
+    sdedit,
+)
+
+GRID_N = 8   # emoji shown per grid
+
+
+def colour_figures(out: torch.Tensor, real: torch.Tensor) -> tuple[float, float]:
+    """(mean CIE76 delta E, chroma relative to the real) on the real emoji's coloured pixels (Lab chroma >= 10)."""
+    lo, lr = srgb_to_lab(out), srgb_to_lab(real)
+    chroma_out, chroma_real = lo[:, 1:].norm(dim=1), lr[:, 1:].norm(dim=1)
+    coloured = (chroma_real >= 10).double()
+    delta = (lo - lr).norm(dim=1)
+    return (float((delta * coloured).sum() / coloured.sum()),
+            float((chroma_out * coloured).sum() / (chroma_real * coloured).sum()))
+
+
+def timed(label: str, fn):
+    start = time.time()
+    out = fn()
+    print(f"  {label}: {time.time() - start:.0f} s", file=sys.stderr, flush=True)
+    return out
+
+
+def study_colorize(models, x64, seeds, out_dir: Path) -> None:
+    rows = {"grey input": grayscale(x64)}
+    if "palette" in models.available():
+        rows["Palette"] = timed("palette", lambda: colorize(models.get("palette"), x64, seeds, PALETTE_DEFAULTS))
+    decoder, sr = models.get("diffae"), sr_models(models, 64)
+    rows["DiffAE, code of the grey image"] = timed("diffae", lambda: colorize_semantic(decoder, x64, None, seeds,
+                                                                                       sr_models=sr))
+    rows["DiffAE, colour code from the book"] = timed("diffae+book", lambda: colorize_semantic(
+        decoder, x64, load_code_book(models), seeds, sr_models=sr))
+    print("| colorize, 64 px | delta E on coloured pixels (lower is better) | chroma / real's |")
+    print("| --- | --- | --- |")
+    for name, out in rows.items():
+        de, chroma = colour_figures(out.cpu(), x64)
+        print(f"| {name} | {de:.1f} | {chroma:.2f} |")
+    grid_image([*(o[:GRID_N].cpu() for o in rows.values()), x64[:GRID_N]]).save(out_dir / "image_to_image_colorize.png")
+
+
+def study_inpaint(models, x64, record_idx, seeds, out_dir: Path, repaint_text: bool = True) -> None:
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 16:48, 16:48] = 1
+    judge = Judge.load(Path(models.root) / "judge")
+    rows = {"mean-colour fill": mean_fill(x64, mask.expand(len(x64), -1, -1, -1))}
+    if "palette" in models.available():
+        rows["Palette"] = timed("palette", lambda: inpaint(models.get("palette"), x64, mask, seeds, PALETTE_DEFAULTS))
+    sr = sr_models(models, 64)
+    if repaint_text:
+        rows["RePaint, text base"] = timed("repaint", lambda: repaint(
+            models.get("text_base"), models.text_encoder(), x64, mask, None, seeds, sr_models=sr))
+    rows["RePaint, DiffAE decoder + code of the visible pixels"] = timed(
+        "diffae", lambda: inpaint_semantic(models.get("diffae"), x64, mask, seeds, sr_models=sr))
+    print("| inpaint a 32x32 hole, 64 px | the emoji among the 5 nearest real ones | the nearest real one "
+          "| max change outside the hole |")
+    print("| --- | --- | --- | --- |")
+    for name, out in rows.items():
+        out = out.cpu()
+        kept5, kept1 = (retrieval(judge, out, record_idx, k=k).float().mean() for k in (5, 1))
+        outside = ((out - x64).abs() * (1 - mask)).max() * 127.5
+        print(f"| {name} | {kept5:.2f} | {kept1:.2f} | {outside:.1f} |")
+    shown = x64[:GRID_N] * (1 - mask) + mask * torch.tensor([1.0, -1.0, 1.0]).view(1, 3, 1, 1)
+    grid_image([shown, *(o[:GRID_N].cpu() for o in rows.values()), x64[:GRID_N]]).save(
+        out_dir / "image_to_image_inpaint.png")
+
+
+def study_sdedit(models, data, record_idx, seeds, strengths, out_dir: Path) -> None:
+    judge = Judge.load(Path(models.root) / "judge")
+    x32 = data.images_at(32, torch.tensor(record_idx))
+    other = record_idx[1:] + record_idx[:1]
+    prompts = [caption_of(data.records[j]) for j in other]
+    base, encoder = models.get("text_base"), models.text_encoder()
+    guided = StageSettings(sampler=TRANSLATE_DEFAULTS.sampler, steps=TRANSLATE_DEFAULTS.steps, guidance=3.0)
+    unguided = StageSettings(sampler=TRANSLATE_DEFAULTS.sampler, steps=TRANSLATE_DEFAULTS.steps, guidance=1.0)
+    print("| SDEdit strength, text base, 32 px | kept (no prompt: still the input) "
+          "| reached (prompt: the other emoji) |")
+    print("| --- | --- | --- |")
+    shown = [x32[:GRID_N]]
+    for strength in strengths:
+        kept = torch.cat([sdedit(base, encoder, x32[i:i + 1], strength, None, [seeds[i]], unguided)
+                          for i in range(len(x32))]).cpu()
+        moved = torch.cat([sdedit(base, encoder, x32[i:i + 1], strength, prompts[i], [seeds[i]], guided)
+                           for i in range(len(x32))]).cpu()
+        k_rate = retrieval(judge, kept, record_idx, k=1).float().mean()
+        m_rate = retrieval(judge, moved, other, k=1).float().mean()
+        print(f"| {strength:.2f} | {k_rate:.2f} | {m_rate:.2f} |", flush=True)
+        shown += [kept[:GRID_N], moved[:GRID_N]]
+    grid_image(shown + [data.images_at(32, torch.tensor(other[:GRID_N]))]).save(out_dir / "image_to_image_sdedit.png")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--tasks", default="colorize,inpaint,sdedit")
+    p.add_argument("--n", type=int, default=32)
+    p.add_argument("--strengths", default="0.3,0.4,0.5,0.6")
+    p.add_argument("--out", default="docs")
+    p.add_argument("--checkpoints", default="checkpoints")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--no-repaint-text", action="store_true", help="inpaint: leave out RePaint with the text base")
+    args = p.parse_args()
+    torch.set_num_threads(args.threads)
+    models = ModelSet(args.checkpoints, device="cpu")
+    data = load_dataset()
+    record_idx = heldout_order(data, 0)[:args.n]
+    x64 = data.images_at(64, torch.tensor(record_idx))
+    seeds = [0] * len(record_idx)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tasks = args.tasks.split(",")
+    print(f"{len(record_idx)} held-out emoji, seed 0\n")
+    if "colorize" in tasks:
+        study_colorize(models, x64, seeds, out_dir)
+        print()
+    if "inpaint" in tasks:
+        study_inpaint(models, x64, record_idx, seeds, out_dir, not args.no_repaint_text)
+        print()
+    if "sdedit" in tasks:
+        study_sdedit(models, data, record_idx, seeds, [float(s) for s in args.strengths.split(",")], out_dir)
+
+
+if __name__ == "__main__":
+    main()
