@@ -1,8 +1,9 @@
 """Fingerprints of every committed checkpoint: each model's output on fixed seeded inputs, reduced
 to a few numbers (sums and a strided sample). `tests/test_checkpoint_parity.py` compares them with
 `tests/data/checkpoint_fingerprints.json`, so a change to how checkpoints are read or run that
-changes any output shows. After replacing a checkpoint on purpose, rewrite the file:
-`python -m tests.checkpoint_fingerprints --write`."""
+changes any output shows. After replacing a checkpoint on purpose, rewrite its entries (the diffae
+decoder's were rewritten when its fine-tuned version was committed; the rest were written by the code
+before models became parts): `python -m tests.checkpoint_fingerprints --write`."""
 from __future__ import annotations
 
 import argparse
