@@ -145,7 +145,7 @@ def test_the_python_examples_name_shipped_files():
 
 @pytest.mark.parametrize("example", [
     "upscale --image examples/cat.png --size 128",
-    "translate --task inpaint --image examples/in.png --mask examples/mask.png --method repaint",
+    "translate --task inpaint --image examples/in.png --mask examples/mask.png",
     "translate --task colorize --image examples/gray.png",
     'translate --task sdedit --image examples/sketch.png --prompt "red apple" --strength 0.6',
 ])

@@ -38,7 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate-diffae": ("core.cli.evaluate", "DiffAE reconstruction PSNR and edit success on held-out emoji"),
     "judge": ("core.cli.judge", "score images with the judge, or train it"),
     "guidance-comparison": ("core.cli.guidance_comparison",
-                            "classifier against classifier-free guidance: plot and table"),
+                            "classifier-free, classifier and CLIP guidance: plot and table"),
     "classifiers": ("core.cli.classifiers", "train (or load) the attribute classifiers, print their accuracies"),
     "data": ("core.cli.data", "build the emoji data set cache and print its counts"),
 }
