@@ -22,7 +22,7 @@ from core.diffae import (
     reconstruct,
     slerp,
 )
-from core.images import ImageError, read_parameters
+from core.images import ImageError, pil_to_tensor, read_parameters, tensor_to_pil
 from core.models.checkpoints import CheckpointError, save_model
 from core.models.loading import load_model
 from tests.tiny import tiny_diffae, tiny_directions
@@ -402,3 +402,37 @@ def test_skin_masks_mark_what_changes_between_tone_variants():
     everywhere = before + 0.5                    # ... and one spread evenly over the image
     on_skin, area = change_on_mask(before, everywhere, masks)
     assert on_skin == pytest.approx(area, abs=1e-6)
+
+
+def test_cli_reconstruct_at_64_is_the_32_px_reconstruction_through_unaugmented_sr(tmp_path, model, directions, capsys):
+    from core.cascade import SR_STAGE_DEFAULTS, stage_settings, upscale_chain
+    from core.cli.main import main
+    root = tmp_path / "ckpt"
+    save_model(model, root / "diffae", "# tiny diffae\n")
+    directions.save(root / "diffae")
+    sr = tiny_sr_64()
+    save_model(sr, root / "sr64", "# tiny sr64\n")
+    faithful = stage_settings([sr], faithful=True)
+    assert faithful[0].aug_level == 0 and faithful[0].steps == SR_STAGE_DEFAULTS[0].steps
+    assert stage_settings([sr]) == [SR_STAGE_DEFAULTS[0]]
+
+    src = tmp_path / "in.png"
+    Image.new("RGB", (32, 32), (200, 30, 30)).save(src)
+    common = ["--image", str(src), "--steps", "4", "--checkpoints", str(root), "--device", "cpu"]
+    assert main(["reconstruct", *common, "--size", "64", "--out", str(tmp_path / "r64.png")]) == 0
+    assert "64 px" in capsys.readouterr().out
+    r64 = Image.open(tmp_path / "r64.png")
+    assert r64.size == (64, 64) and read_parameters(r64)["size"] == 64
+    # the same 32 px reconstruction through the stage by hand: equal with augmentation 0, not with the default 50
+    stored, stored_sr = load_model(root / "diffae"), load_model(root / "sr64")   # as the CLI has them (fp16 weights)
+    rec = reconstruct(stored, pil_to_tensor(Image.open(src), size=32), 4)
+    by_hand = upscale_chain([stored_sr], rec, [0], faithful)[64]
+    augmented = upscale_chain([stored_sr], rec, [0])[64]
+    got = np.asarray(r64).astype(int)
+    assert np.abs(got - np.asarray(tensor_to_pil(by_hand)[0]).astype(int)).max() <= 1
+    assert np.abs(got - np.asarray(tensor_to_pil(augmented)[0]).astype(int)).max() > 1
+
+
+def tiny_sr_64():
+    from tests.tiny import tiny_model
+    return tiny_model("sr", resolution=64, low_resolution=32)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from core.cascade import sr_models, stage_settings, upscale_chain
 from core.cli import finite, load_models, seed
 from core.data.emoji import load_dataset
 from core.diffae import (
@@ -18,6 +19,7 @@ from core.diffae import (
     reconstruct,
 )
 from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
+from core.metrics import psnr
 
 
 def _load_input(path, model):
@@ -26,11 +28,18 @@ def _load_input(path, model):
 
 def run_reconstruct(args: argparse.Namespace) -> None:
     steps = check_steps(args.steps)
-    model = load_models(args).get("diffae")
+    models = load_models(args)
+    model = models.get("diffae")
     x = _load_input(args.image, model)
     out = reconstruct(model, x, steps)
-    save_png(tensor_to_pil(out)[0], args.out, {"command": "reconstruct", "image": str(args.image), "steps": steps})
-    print(f"wrote {args.out}")
+    error = float(psnr(out.cpu(), x.cpu(), 2.0)[0])
+    if args.size > model.resolution:   # through the SR stages, unaugmented: the input is a faithful copy
+        stages = sr_models(models, args.size, model.resolution)
+        out = upscale_chain(stages, out, [0], stage_settings(stages, faithful=True))[args.size]
+    params = {"command": "reconstruct", "image": str(args.image), "steps": steps, "size": args.size,
+              "psnr": round(error, 2)}
+    save_png(tensor_to_pil(out)[0], args.out, params)
+    print(f"wrote {args.out} ({args.size} px; PSNR of the {model.resolution} px reconstruction {error:.2f} dB)")
 
 
 def run_edit(args: argparse.Namespace) -> None:
@@ -54,6 +63,8 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
                        parents=[models])
     r.add_argument("--image", required=True)
     r.add_argument("--steps", type=int, default=DEFAULT_STEPS)
+    r.add_argument("--size", type=int, choices=(32, 64, 128), default=32,
+                   help="output size: the model's (32), or 64 / 128 through the super-resolution stages")
     r.add_argument("--out", required=True, help="output PNG file")
     r.set_defaults(handler=run_reconstruct, out_kind="file")
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from core.cascade import sr_models, upscale_chain
+from core.cascade import sr_models, stage_settings, upscale_chain
 from core.data.emoji import SKIN_TONE_BY_CODEPOINT, TONES, load_dataset
 from core.diffae import (
     DEFAULT_STEPS,
@@ -99,7 +99,8 @@ def evaluate(models, n: int = 32, strength: float | None = None, steps: int = DE
         f"{result['psnr_z_sem_only']:.2f} dB (z_sem + fresh noise)")
     up = 2 * model.resolution   # the Reconstruct tab at its next size: the reconstruction through the SR stage
     if f"sr{up}" in models.available():
-        rec_up = upscale_chain(sr_models(models, up, model.resolution), rec, list(range(len(rec))))[up]
+        stages = sr_models(models, up, model.resolution)
+        rec_up = upscale_chain(stages, rec, list(range(len(rec))), stage_settings(stages, faithful=True))[up]
         result[f"psnr_reconstruction_{up}"] = float(psnr(rec_up, data.images_at(up, held), 2.0).mean())
         log(f"  through SR {up}: {result[f'psnr_reconstruction_{up}']:.2f} dB at {up}x{up} against the real emoji")
     # Does z_sem hold each attribute at all? The attribute's logistic classifier on held-out codes
