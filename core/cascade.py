@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal, get_args
 
 import torch
@@ -27,6 +28,7 @@ from core.pipeline import (
 )
 from core.semantic import DECODER_STEPS, PRIOR_DEFAULTS, check_code_guide_scale, generate_semantic
 from core.semantic import variations as semantic_variations
+from core.tone_words import load_tone_offsets
 
 Size = Literal[32, 64, 128]
 SIZES = (32, 64, 128)
@@ -199,8 +201,11 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
                    else models.text_encoder())
         prompt, negative_prompt, note = fit_prompts(encoder, prompt, negative_prompt)
 
+    tone = None
     if base_model == "semantic":
         text_encoder = models.get(models.get("prior").config.text_encoder) if prompt is not None else None
+        offsets = load_tone_offsets(Path(models.root) / "diffae") if prompt is not None else None
+        code_shift, tone = offsets.shift_for(prompt) if offsets is not None else (None, None)
         x = generate_semantic(models.get("prior"), models.get("diffae"), text_encoder, prompt=prompt, label=label,
                               negative_prompt=negative_prompt, seeds=seeds, guidance=base.guidance, steps=base.steps,
                               sampler=base.sampler, decoder_steps=decoder_steps, callback=_staged(callback, 32),
@@ -208,7 +213,7 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
                               classifier=models.get("code_classifier") if classifier_scale is not None else None,
                               classifier_scale=classifier_scale or 0.0,
                               matcher=models.get("code_matcher") if clip_scale is not None else None,
-                              clip_scale=clip_scale or 0.0)
+                              clip_scale=clip_scale or 0.0, code_shift=code_shift)
     elif prompt is not None:
         x = generate_text(models.get("text_base"), models.text_encoder(), [prompt], negative_prompt, seeds, base,
                           callback=_staged(callback, 32))
@@ -223,6 +228,8 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
     if base_model == "semantic":
         parameters["decoder_steps"] = decoder_steps
         parameters["decoder_guidance"] = fresh_noise_guidance(models.get("diffae"), decoder_guidance)
+    if tone is not None:   # a tone asked on a design never drawn with one: the code moved by its offset
+        parameters["tone_offset"] = tone
     if classifier_scale is not None:
         parameters["classifier_scale"] = classifier_scale
     if clip_scale is not None:

@@ -169,13 +169,16 @@ def generate_semantic(prior: SemanticPrior, decoder, text_encoder, *, prompt: st
                       sampler: str = PRIOR_DEFAULTS.sampler, decoder_steps: int = DECODER_STEPS,
                       callback: Callback | None = None, decoder_guidance: float | None = None,
                       classifier=None, classifier_scale: float = 0.0, matcher=None,
-                      clip_scale: float = 0.0) -> torch.Tensor:
+                      clip_scale: float = 0.0, code_shift: torch.Tensor | None = None) -> torch.Tensor:
     """Text or label -> z_sem -> [B, 3, r, r] images in [-1, 1] at the decoder's resolution
     (`decoder_guidance`: None is the decoder checkpoint's); classifier / CLIP guidance of the prior as
-    in `sample_semantic_codes`."""
+    in `sample_semantic_codes`. `code_shift` [D] is added to every code before decoding (a skin
+    tone's offset: `core.tone_words`)."""
     z = sample_semantic_codes(prior, text_encoder, prompt=prompt, label=label, negative_prompt=negative_prompt,
                               seeds=seeds, guidance=guidance, steps=steps, sampler=sampler, classifier=classifier,
                               classifier_scale=classifier_scale, matcher=matcher, clip_scale=clip_scale)
+    if code_shift is not None:
+        z = z + code_shift.to(z)
     return render(decoder, z, seeds, decoder_steps, callback, guidance=decoder_guidance)
 
 

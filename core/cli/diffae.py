@@ -20,6 +20,7 @@ from core.diffae import (
 )
 from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
 from core.metrics import psnr
+from core.tone_words import fit_tone_offsets
 
 
 def _load_input(path, model):
@@ -83,8 +84,8 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     e.add_argument("--out", required=True, help="output PNG file")
     e.set_defaults(handler=run_edit, out_kind="file")
 
-    d = sub.add_parser("diffae-directions", help="fit and save the attribute directions of a trained DiffAE",
-                       parents=[models])
+    d = sub.add_parser("diffae-directions", parents=[models],
+                       help="fit and save the attribute directions and skin-tone offsets of a trained DiffAE")
     d.add_argument("--iterations", type=int, default=300)
     d.set_defaults(handler=run_directions)
 
@@ -95,3 +96,6 @@ def run_directions(args: argparse.Namespace) -> None:
     directions = fit_directions(models.get("diffae"), load_dataset(), args.iterations)
     directions.save(folder)
     print(f"wrote {len(directions.names)} directions ({', '.join(directions.names)}) to {folder}")
+    offsets = fit_tone_offsets(models.get("diffae"), load_dataset())
+    print(f"wrote the skin-tone offsets ({', '.join(map(str, offsets.counts.tolist()))} designs per tone) to "
+          f"{offsets.save(folder)}")

@@ -250,7 +250,12 @@ def design_of(record: EmojiRecord) -> str:
     """The emoji up to skin tone and gender: the name without skin-tone qualifiers and without
     gender words ("woman dancing: dark skin tone" and "man dancing" -> "dancing"). Emoji of one
     design share their artwork apart from tone and gender."""
-    base, _, qual = record.name.lower().partition(": ")
+    return design_of_name(record.name)
+
+
+def design_of_name(name: str) -> str:
+    """`design_of` for a name (or a prompt written like one)."""
+    base, _, qual = name.lower().partition(": ")
     gendered = _MAN_WORDS | _WOMAN_WORDS | _PERSON_WORDS
     parts = [p for p in qual.split(", ")
              if p and not p.endswith("skin tone") and not set(_name_words(p)) <= gendered]

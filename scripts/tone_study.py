@@ -1,0 +1,120 @@
+"""Skin tone asked on designs never drawn with one: does the semantic base draw the asked tone?
+
+Two sets of prompts, one sample each (seed = the prompt's index), 32 px, the semantic base at its
+defaults; the skin-tone classifier of `core.evaluation.classifiers` (trained on real emoji) reads
+the tone of every sample:
+
+- untoned: every People & Body design the data never draws with a tone (genie, troll, skier, ...;
+  body parts, silhouettes and families left out), asked in each of the five tones as Unicode writes
+  it ("troll: dark skin tone");
+- held-out: `--heldout N` held-out emoji with one tone (a seeded draw), asked by their own names.
+
+Rows: the prompt alone; the prompt, then the code moved by the tone's offset (`core.tone_words`);
+the prompt without its tone words, then 1.5 / 2 / 2.5 offsets; and what the app does (the offset only
+on designs never drawn with a tone). "exact": the tone read is the one asked; "within one": at most
+one step away on the light-to-dark scale. `--grid PATH`: a few untoned designs in every tone, the
+prompt alone above the app's, at 128 px.
+
+    python scripts/tone_study.py [--heldout 40] [--checkpoints checkpoints] [--grid docs/tone_words.png]
+"""
+from __future__ import annotations
+
+import argparse
+import random
+import sys
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from core.cascade import sr_models, upscale_chain  # noqa: E402
+from core.data.emoji import TONES, design_of, load_dataset  # noqa: E402
+from core.evaluation.classifiers import load_or_train  # noqa: E402
+from core.images import labelled_rows  # noqa: E402
+from core.models.modelset import ModelSet  # noqa: E402
+from core.semantic import render, sample_semantic_codes  # noqa: E402
+from core.tone_words import fit_tone_offsets, load_tone_offsets  # noqa: E402
+
+METHODS = ("prompt alone", "prompt + offset", "name + 1.5 offsets", "name + 2 offsets", "name + 2.5 offsets",
+           "the app (offset on untoned designs only)")
+GRID_DESIGNS = ("troll", "man genie", "skier", "woman zombie", "person fencing")
+
+
+def untoned_prompts(data) -> list[tuple[str, str]]:
+    toned = {design_of(r) for r in data.records if r.skin_tone != "none"}
+    names = sorted({r.name for r in data.records if r.group == "People & Body" and r.skin_tone == "none"
+                    and design_of(r) not in toned and r.subgroup not in ("body-parts", "person-symbol", "family")})
+    return [(name, tone) for name in names for tone in TONES]
+
+
+def heldout_prompts(data, n: int) -> list[tuple[str, str]]:
+    records = [data.records[i] for i in data.indices("heldout").tolist() if data.records[i].skin_tone in TONES]
+    random.Random(0).shuffle(records)
+    return [(r.name.split(":")[0], r.skin_tone) for r in records[:n]]
+
+
+def score(models, offsets, tone_clf, prompts) -> tuple[Counter, Counter]:
+    prior, decoder = models.get("prior"), models.get("diffae")
+    encoder = models.get(prior.config.text_encoder)
+    exact, near = Counter(), Counter()
+    for k, (name, tone) in enumerate(prompts):
+        prompt, seeds = f"{name}: {tone} skin tone", [k]
+        full = sample_semantic_codes(prior, encoder, prompt=prompt, seeds=seeds)
+        bare = sample_semantic_codes(prior, encoder, prompt=name, seeds=seeds)
+        offset = offsets.shift(tone)
+        app_shift, _ = offsets.shift_for(prompt)
+        codes = torch.cat([full, full + offset, bare + 1.5 * offset, bare + 2 * offset, bare + 2.5 * offset,
+                           full if app_shift is None else full + app_shift])
+        read = tone_clf.predict_names(render(decoder, codes, seeds * len(codes)))
+        for method, got in zip(METHODS, read):
+            exact[method] += got == tone
+            near[method] += got in TONES and abs(TONES.index(got) - TONES.index(tone)) <= 1
+        print(f"  {k}: {prompt!r} -> {dict(zip(METHODS, read))}", flush=True)
+    return exact, near
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--checkpoints", default="checkpoints")
+    parser.add_argument("--heldout", type=int, default=40)
+    parser.add_argument("--grid", help="write a 128 px grid of untoned designs in every tone here")
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data = load_dataset()
+    models = ModelSet(args.checkpoints, "cpu")
+    offsets = load_tone_offsets(Path(models.root) / "diffae") or fit_tone_offsets(models.get("diffae"), data)
+    tone_clf = load_or_train("skin_tone", data=data)
+    table = []
+    for split, prompts in (("untoned designs", untoned_prompts(data)), ("held-out toned names",
+                                                                          heldout_prompts(data, args.heldout))):
+        print(f"{split}: {len(prompts)} prompts", flush=True)
+        exact, near = score(models, offsets, tone_clf, prompts)
+        table.append((split, len(prompts), exact, near))
+    print("\n| asked tone drawn: exact / within one | " + " | ".join(f"{s} ({n})" for s, n, _, _ in table) + " |")
+    print("| --- |" + " --- |" * len(table))
+    for method in METHODS:
+        cells = [f"{exact[method] / n:.2f} / {near[method] / n:.2f}" for _, n, exact, near in table]
+        print(f"| {method} | " + " | ".join(cells) + " |")
+    if args.grid:
+        prior, decoder = models.get("prior"), models.get("diffae")
+        encoder = models.get(prior.config.text_encoder)
+        stages = sr_models(models, 128)
+        rows, labels = [], []
+        for design in GRID_DESIGNS:
+            plain, moved = [], []
+            for tone in TONES:
+                full = sample_semantic_codes(prior, encoder, prompt=f"{design}: {tone} skin tone", seeds=[0])
+                plain.append(full)
+                moved.append(full + offsets.shift(tone))
+            for codes, label in ((plain, "prompt alone"), (moved, "+ its offset (the app)")):
+                drafts = render(decoder, torch.cat(codes), [0] * len(TONES))
+                rows.append(upscale_chain(stages, drafts, [0] * len(TONES))[128])
+                labels.append(f"{design}, {label}")
+        labelled_rows(rows, labels, column_labels=TONES, scale=1).save(args.grid)
+        print(f"wrote {args.grid}")
+
+if __name__ == "__main__":
+    main()
