@@ -42,7 +42,7 @@ from core.diffae import MAX_DECODER_GUIDANCE, fresh_noise_guidance
 from core.images import ImageError, ImageSizeError, check_side, image_grid, image_size, open_image, save_png
 from core.models.checkpoints import CheckpointError
 from core.models.modelset import ModelSet
-from core.semantic import DECODER_SAMPLER, DECODER_STEPS
+from core.semantic import DECODER_SAMPLER, DECODER_STEPS, decoder_sampling
 
 MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "prior", "noisy_classifier",
                "code_classifier", "code_matcher")
@@ -180,7 +180,8 @@ def base_inputs(models: Models, text: bool):
     base_model = gr.Radio(list(BASE_CHOICES.items()), value=models.default_base(text), label="Base model (32×32)",
                           info="semantic: a diffusion prior picks DiffAE's semantic code, its decoder draws it "
                                "(DALL-E 2's two stages); pixel: one UNet draws the pixels")
-    decoder_steps = gr.Slider(1, 100, value=DECODER_STEPS, step=1, precision=0, label="Decoder steps (semantic)",
+    start = DECODER_STEPS if models.unavailable(["diffae"]) else decoder_sampling(models.set.get("diffae"), "steps")
+    decoder_steps = gr.Slider(1, 100, value=start, step=1, precision=0, label="Decoder steps (semantic)",
                               info=f"{DECODER_SAMPLER} steps of the DiffAE decoder; 'Steps' and 'Sampler' are the "
                                    "prior's")
     return base_model, decoder_steps, decoder_guidance_input(models)
