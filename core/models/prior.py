@@ -34,6 +34,7 @@ from core.diffusion.guidance import cfg_denoiser
 from core.diffusion.rng import BatchGenerator
 from core.diffusion.samplers import sample
 from core.diffusion.schedules import NoiseSchedule, make_schedule
+from core.models.checkpoints import JsonConfig
 from core.models.sampling import sampling_default
 
 NOISE_STREAM = 7   # the stream of each seed the starting noise is drawn from (`core.checks.seed_streams`)
@@ -43,7 +44,7 @@ FALLBACK_SAMPLING = {"sampler": "ddim", "steps": 25, "guidance": 3.0}
 
 
 @dataclass
-class PriorConfig:
+class PriorConfig(JsonConfig):
     """Everything needed to rebuild a prior; stored as config.json."""
     kind: str = "prior"
     dim: int = 256                    # width of z_sem (the DiffAE's semantic_dim)
@@ -58,20 +59,14 @@ class PriorConfig:
     decoder: str = "diffae"           # folder name of the DiffAE whose codes it models
     sampling: dict = field(default_factory=dict)   # measured defaults: sampler, steps, guidance
 
-    def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, (list, tuple)) else dict(v) if isinstance(v, dict) else v)
-                for k, v in self.__dict__.items()}
+    CONFIG_NAME = "prior "
 
     @classmethod
-    def from_dict(cls, d: dict) -> PriorConfig:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown prior config keys: {sorted(unknown)}")
+    def check_dict(cls, d: dict) -> None:
         if d.get("kind") != "prior":
             raise ValueError(f"expected kind 'prior', got {d.get('kind')!r}")
         if d.get("prediction", "x0") not in ("eps", "x0", "v"):
             raise ValueError(f"unknown prediction {d.get('prediction')!r}; expected eps, x0 or v")
-        return cls(**d)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
