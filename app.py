@@ -142,7 +142,7 @@ def start(args: argparse.Namespace, tab_modules=None):
     launched gr.Blocks. Raises CheckpointError / ValueError for unusable checkpoints or device."""
     from core.deepfloyd import IF_STAGE_I, IF_STAGE_II, DeepFloydSet  # deferred: torch
     from core.models.modelset import set_cpu_threads  # deferred: torch
-    from demos import common  # deferred: gradio, torch (imports `spaces`, ZeroGPU, before torch)
+    from demos import common, jobs  # deferred: gradio, torch (common imports `spaces`, ZeroGPU, first)
     set_cpu_threads()  # the cores left idle by other jobs (unless OMP_NUM_THREADS says)
     locations = args.deepfloyd or f"{IF_STAGE_I},{IF_STAGE_II}"
     deepfloyd = None if locations.strip().lower() == "none" else DeepFloydSet(
@@ -155,7 +155,7 @@ def start(args: argparse.Namespace, tab_modules=None):
     if deepfloyd is not None:
         print(f"* {deepfloyd.label}: " + (f"available ({deepfloyd.reason})" if deepfloyd.available
                                           else f"unavailable: {deepfloyd.reason}"), flush=True)
-    common.REQUEST_BUDGET_S = args.request_budget
+    jobs.REQUEST_BUDGET_S = args.request_budget   # what every job started from now on may use
     concurrency = args.concurrency or (1 if models.device.type == "cpu" else 2)
     demo = build_app(models, tab_modules if tab_modules is not None else tabs(args.tab or TABS))
     demo.queue(default_concurrency_limit=concurrency, max_size=args.max_queue)

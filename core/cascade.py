@@ -26,7 +26,7 @@ from core.pipeline import (
     model_defaults,
     upscale,
 )
-from core.semantic import DECODER_STEPS, PRIOR_DEFAULTS, check_code_guide_scale, generate_semantic
+from core.semantic import PRIOR_DEFAULTS, check_code_guide_scale, decoder_sampling, generate_semantic
 from core.semantic import variations as semantic_variations
 from core.tone_words import load_tone_offsets
 
@@ -64,7 +64,7 @@ def base_defaults(base_model: str, models: ModelSet | None = None, text: bool = 
     if base_model not in BASES:
         raise ValueError(f"base must be one of {', '.join(BASES)}; got {base_model!r}")
     if base_model == "semantic":
-        return PRIOR_DEFAULTS
+        return PRIOR_DEFAULTS if models is None else model_defaults(models.get("prior"), PRIOR_DEFAULTS)
     return BASE_DEFAULTS if models is None else model_defaults(models.get("text_base" if text else "class_base"))
 
 
@@ -84,15 +84,25 @@ def sr_models(models: ModelSet, size: int, start: int = 32) -> list[DiffusionMod
     return [models.get(name) for name in sr_names(size, start)]
 
 
+def sr_defaults(models: ModelSet | None = None, size: int = 128) -> tuple[StageSettings, ...]:
+    """The default settings of the 64 and 128 px SR stages: what the config of each stage up to
+    `size` names (`core.pipeline.model_defaults`); SR_STAGE_DEFAULTS for the others or without `models`."""
+    names = sr_names(size) if models is not None else []
+    return tuple(model_defaults(models.get(name), fallback) if name in names else fallback
+                 for name, fallback in zip(SR_STAGES.values(), SR_STAGE_DEFAULTS))
+
+
 def stage_settings(sr_models: Sequence[DiffusionModel], faithful: bool = False) -> list[StageSettings]:
-    """Each SR model's settings in the cascade (SR_STAGE_DEFAULTS, by its resolution). `faithful`:
+    """Each SR model's settings in the cascade (what its config names, `core.pipeline.model_defaults`;
+    SR_STAGE_DEFAULTS by its resolution where it names none). `faithful`:
     for an input that reproduces a real image (a DiffAE reconstruction from the image's own x_T),
     without noise augmentation. CDM augments the low-res input so that a stage forgives what a base
     got wrong; a reconstruction has nothing to forgive (43 dB at 32 px), and the augmentation only
     hides detail from the stage. Measured on 32 held-out emoji (`python -m core evaluate-diffae`):
     the reconstruction at 64 px 29.82 dB against the real emoji with augmentation 50, 30.27 dB
     without (the real 32 px emoji through SR 64: 30.24 and 30.71 dB)."""
-    settings = [SR_STAGE_DEFAULTS[list(SR_STAGES).index(model.resolution)] for model in sr_models]
+    settings = [model_defaults(model, SR_STAGE_DEFAULTS[list(SR_STAGES).index(model.resolution)])
+                for model in sr_models]
     return [replace(s, aug_level=0) for s in settings] if faithful else settings
 
 
@@ -145,9 +155,9 @@ def _check_common(num: int, size: int, sr: Sequence[StageSettings]) -> None:
 
 def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: str = "",
              label: str | None = None, num: int = 1, seed: int = 0, size: int = 128,
-             base: StageSettings | None = None, sr: Sequence[StageSettings] = SR_STAGE_DEFAULTS,
+             base: StageSettings | None = None, sr: Sequence[StageSettings] | None = None,
              callback: Callback | None = None, base_model: Base | None = None,
-             decoder_steps: int = DECODER_STEPS, classifier_scale: float | None = None,
+             decoder_steps: int | None = None, classifier_scale: float | None = None,
              decoder_guidance: float | None = None, clip_scale: float | None = None) -> CascadeResult:
     """Text (`prompt`) or class (`label`) generation through the cascade, stopping at `size`.
 
@@ -155,7 +165,8 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
     DiffAE's z_sem, then the DiffAE decoder with `decoder_steps` steps and classifier-free guidance
     `decoder_guidance` on z_sem, None: the decoder checkpoint's); None: `default_base`.
     `base` sets the pixel base's sampling, or the prior's (sampler, steps, guidance) for the
-    semantic one; None: that base's defaults (`base_defaults`).
+    semantic one; None: that base's defaults (`base_defaults`). `sr`: the settings of the 64 and
+    128 px stages (None: their checkpoints', `sr_defaults`); `decoder_steps` None: the decoder's.
 
     Classifier guidance (Dhariwal & Nichol 2021), `classifier_scale` with a label: on the semantic base,
     the prior's sampling is steered by the noise-aware classifier of its codes (`code_classifier`,
@@ -179,7 +190,7 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         clip_scale = check_code_guide_scale(clip_scale, "CLIP scale")
     if prompt is not None and not prompt.strip():
         raise ValueError("prompt is empty; describe the emoji to generate")
-    _check_common(num, size, sr)
+    _check_common(num, size, sr if sr is not None else SR_STAGE_DEFAULTS)
     base_model = base_model or default_base(models)
     if clip_scale is not None and base_model != "semantic":
         raise ValueError("CLIP guidance steers the semantic base's prior, and its models are missing")
@@ -190,7 +201,7 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         raise ValueError("decoder guidance is the semantic base's (the DiffAE decoder's); the pixel base has none")
     guided_prior = base_model == "semantic" and (classifier_scale is not None or clip_scale is not None)
     if base is None and guided_prior:   # the unconditional prior, steered by the gradient alone
-        base = replace(PRIOR_DEFAULTS, guidance=0.0)
+        base = replace(base_defaults("semantic", models), guidance=0.0)
     base = base if base is not None else base_defaults(base_model, models, prompt is not None)   # checks base_model
     if classifier_scale is not None and base_model == "pixel":
         base = replace(base, guidance=1.0)
@@ -221,12 +232,14 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         classifier = models.get("noisy_classifier") if classifier_scale is not None else None
         x = generate_class(models.get("class_base"), [label], seeds, base, callback=_staged(callback, 32),
                            classifier=classifier, classifier_scale=classifier_scale)
+    sr = sr if sr is not None else sr_defaults(models, size)
     stages = upscale_chain(sr_models(models, size), x, seeds, sr, callback)
     parameters = {"prompt": prompt, "negative_prompt": negative_prompt, "label": label, "seeds": seeds,
                   "size": size, "base_model": base_model, "base": vars(base),
                   "sr": [vars(s) for s in sr[: len(stages) - 1]]}
     if base_model == "semantic":
-        parameters["decoder_steps"] = decoder_steps
+        parameters["decoder_steps"] = decoder_sampling(models.get("diffae"), "steps") if decoder_steps is None \
+            else decoder_steps
         parameters["decoder_guidance"] = fresh_noise_guidance(models.get("diffae"), decoder_guidance)
     if tone is not None:   # a tone asked on a design never drawn with one: the code moved by its offset
         parameters["tone_offset"] = tone
@@ -240,16 +253,19 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
 
 
 def variations(models: ModelSet, image: torch.Tensor, *, num: int = 4, seed: int = 0, size: int = 128,
-               prompt: str | None = None, mix: float = 0.0, guidance: float = PRIOR_DEFAULTS.guidance,
-               steps: int = PRIOR_DEFAULTS.steps, decoder_steps: int = DECODER_STEPS,
-               sr: Sequence[StageSettings] = SR_STAGE_DEFAULTS,
+               prompt: str | None = None, mix: float = 0.0, guidance: float | None = None,
+               steps: int | None = None, decoder_steps: int | None = None,
+               sr: Sequence[StageSettings] | None = None,
                callback: Callback | None = None, decoder_guidance: float | None = None) -> CascadeResult:
     """Variations of one image [1, 3, H, W] in [-1, 1] (any size: taken at the DiffAE's
     resolution): its semantic code decoded with fresh noise, optionally moved towards a prompt
     (`mix`; the prompt's code drawn by the prior with `guidance` and `steps`), then through the
-    SR stages up to `size`. `decoder_guidance`: the decoder's guidance on z_sem (None: its checkpoint's)."""
-    _check_common(num, size, sr)
+    SR stages up to `size`. `decoder_guidance`: the decoder's guidance on z_sem (None: its checkpoint's);
+    guidance, steps, decoder_steps and sr left out are the checkpoints' (the prior's, the decoder's, `sr_defaults`)."""
+    _check_common(num, size, sr if sr is not None else SR_STAGE_DEFAULTS)
     decoder = models.get("diffae")
+    decoder_steps = decoder_sampling(decoder, "steps") if decoder_steps is None else decoder_steps
+    sr = sr if sr is not None else sr_defaults(models, size)
     r = decoder.resolution
     if image.ndim == 3:
         image = image.unsqueeze(0)

@@ -18,6 +18,7 @@ from core.diffusion.samplers import SAMPLERS, SPACINGS, Projection, sample, samp
 from core.diffusion.schedules import NoiseSchedule
 from core.models.networks import DiffusionModel
 from core.models.prior import NOISE_STREAM as PRIOR_NOISE_STREAM
+from core.models.sampling import sampling_defaults
 
 Callback = Callable[[dict], None]
 Guide = Callable[[Denoiser], Denoiser]   # a guidance wrapper: an eps-denoiser in, the guided one out
@@ -75,6 +76,9 @@ class StageSettings:
             raise ValueError(f"spacing must be one of {', '.join(SPACINGS)}; got {self.spacing!r}")
 
 
+STAGE_KEYS = tuple(StageSettings.__dataclass_fields__)   # what a config's `sampling` may set of a stage
+
+
 def stage_spacing(settings: StageSettings) -> str:
     """The step spacing a stage with these settings samples on."""
     return settings.spacing or sampler_stage_spacing(settings.sampler)
@@ -90,6 +94,8 @@ def stage_spacing(settings: StageSettings) -> str:
 # and 4 at 128 px (SSIM 0.932, PSNR 28.9 dB; 20 steps 0.931, 28.6 dB). At 128 px FD_CLIP (CLIP
 # sees 64 px) cannot tell the grain that fewer steps or the trailing grid leave, SSIM can (3 DDIM
 # steps 0.916, 4 trailing DPM-Solver++ steps 0.905).
+# These are the values the committed checkpoints' config.json `sampling` names; the code reads the
+# loaded model's (`model_defaults`) and uses these only without one (or for a model trained just now).
 BASE_DEFAULTS = StageSettings(sampler="dpmpp-2m", steps=10)
 SR_DEFAULTS = StageSettings(sampler="ddim", guidance=1.0, steps=8, aug_level=50)
 SR_STAGE_DEFAULTS = (SR_DEFAULTS, replace(SR_DEFAULTS, steps=4))   # the cascade's 64 and 128 px stages
@@ -286,11 +292,12 @@ def upscale(model: DiffusionModel, low: torch.Tensor, seeds: Sequence[int] | Non
                         residual_base=residual_base)
 
 
-def model_defaults(model: DiffusionModel) -> StageSettings:
-    """The default sampling of a pixel base: `BASE_DEFAULTS` with the guidance its config names,
-    if it names one (the scale it was measured best at; see its model card)."""
-    guidance = getattr(model.config, "guidance", None)
-    return BASE_DEFAULTS if guidance is None else replace(BASE_DEFAULTS, guidance=float(guidance))
+def model_defaults(model, fallback: StageSettings = BASE_DEFAULTS) -> StageSettings:
+    """The default sampling of a model (a pixel base by default; an SR stage, Palette or the
+    semantic prior with their `fallback`): `fallback` with what its config's ``sampling`` names
+    (sampler, steps, guidance, ... as measured for it; see its model card) in place of its own."""
+    measured = {key: value for key, value in sampling_defaults(model).items() if key in STAGE_KEYS}
+    return replace(fallback, **measured) if measured else fallback
 
 
 def with_overrides(settings: StageSettings, guidance: float | None = None, steps: int | None = None) -> StageSettings:

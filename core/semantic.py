@@ -32,7 +32,8 @@ import torch
 from core import diffae
 from core.checks import check_finite
 from core.diffusion.guidance import classifier_guided_denoiser, clip_guided_denoiser
-from core.models.prior import SemanticPrior, sample_codes
+from core.models.prior import FALLBACK_SAMPLING, SemanticPrior, sample_codes
+from core.models.sampling import sampling_default
 from core.pipeline import Guide, StageSettings
 
 SEMANTIC_MODELS = ("prior", "diffae")
@@ -46,7 +47,9 @@ SEMANTIC_MODELS = ("prior", "diffae")
 # - the decoder: 10 DPM-Solver++(2M) steps on the trailing grid, 0.688 / 0.691 / 0.681 and 13.3 /
 #   13.8 / 14.4, as good as 25 DDIM steps (the default before) on every seed set and by eye;
 #   10 DDIM steps are not (FD(judge) 15.5 / 15.9 / 16.5).
-PRIOR_DEFAULTS = StageSettings(sampler="ddim", steps=25, guidance=3.0)
+# The checkpoints' config.json `sampling` names these (the prior's: sampler, steps, guidance; the
+# decoder's: sampler, steps); the code reads the loaded model's and uses these only without one.
+PRIOR_DEFAULTS = StageSettings(**FALLBACK_SAMPLING)
 DECODER_SAMPLER = "dpmpp-2m"
 DECODER_STEPS = 10      # steps of the DiffAE decoder when it renders a sampled code
 MAX_MIX = 1.0
@@ -139,12 +142,13 @@ def prior_cond(prior: SemanticPrior, text_encoder, prompt: str | None, label: st
 
 def sample_semantic_codes(prior: SemanticPrior, text_encoder, *, prompt: str | None = None, label: str | None = None,
                           negative_prompt: str = "", seeds: Sequence[int] = (0,),
-                          guidance: float = PRIOR_DEFAULTS.guidance, steps: int = PRIOR_DEFAULTS.steps,
-                          sampler: str = PRIOR_DEFAULTS.sampler, classifier=None, classifier_scale: float = 0.0,
+                          guidance: float | None = None, steps: int | None = None,
+                          sampler: str | None = None, classifier=None, classifier_scale: float = 0.0,
                           matcher=None, clip_scale: float = 0.0) -> torch.Tensor:
     """z_sem [len(seeds), D] for one prompt or label, with classifier-free guidance `guidance` (0: the
     unconditional prior) and, given their models, classifier guidance towards the label
-    (`classifier_scale`) or CLIP guidance towards the prompt (`clip_scale`) on top (`code_guide`)."""
+    (`classifier_scale`) or CLIP guidance towards the prompt (`clip_scale`) on top (`code_guide`).
+    Guidance, steps and sampler left out are the prior's (its config's `sampling`)."""
     cond, uncond = prior_cond(prior, text_encoder, prompt, label, negative_prompt, len(seeds))
     pooled = cond["text"][:1] if prompt is not None else None
     guide = code_guide(prior, classifier=classifier, label=label, classifier_scale=classifier_scale, matcher=matcher,
@@ -152,12 +156,21 @@ def sample_semantic_codes(prior: SemanticPrior, text_encoder, *, prompt: str | N
     return sample_codes(prior, cond, uncond, seeds, guidance, steps, sampler, guide=guide)
 
 
-def render(decoder, z_sem: torch.Tensor, seeds: Sequence[int], steps: int = DECODER_STEPS,
-           callback: Callback | None = None, sampler: str = DECODER_SAMPLER,
+def decoder_sampling(decoder, key: str):
+    """The DiffAE decoder's default sampler or steps when it draws a sampled code: its config's
+    `sampling`, else DECODER_SAMPLER / DECODER_STEPS."""
+    return sampling_default(decoder, key, {"sampler": DECODER_SAMPLER, "steps": DECODER_STEPS}[key])
+
+
+def render(decoder, z_sem: torch.Tensor, seeds: Sequence[int], steps: int | None = None,
+           callback: Callback | None = None, sampler: str | None = None,
            guidance: float | None = None) -> torch.Tensor:
     """The DiffAE decoder's image of each code with fresh noise x_T (one generator per seed),
     sampled deterministically from x_T given z_sem by `sampler` (`core.diffae.decode`), with the
-    decoder's guidance on z_sem (`decoder_guidance`: None is the checkpoint's default)."""
+    decoder's guidance on z_sem (`decoder_guidance`: None is the checkpoint's default); steps and
+    sampler left out are the decoder's (`decoder_sampling`)."""
+    steps = decoder_sampling(decoder, "steps") if steps is None else steps
+    sampler = decoder_sampling(decoder, "sampler") if sampler is None else sampler
     with torch.no_grad():
         return diffae.decode(decoder, z_sem, diffae.fresh_noise(decoder, seeds), steps, callback, sampler,
                              guidance=diffae.fresh_noise_guidance(decoder, guidance))
@@ -165,8 +178,8 @@ def render(decoder, z_sem: torch.Tensor, seeds: Sequence[int], steps: int = DECO
 
 def generate_semantic(prior: SemanticPrior, decoder, text_encoder, *, prompt: str | None = None,
                       label: str | None = None, negative_prompt: str = "", seeds: Sequence[int] = (0,),
-                      guidance: float = PRIOR_DEFAULTS.guidance, steps: int = PRIOR_DEFAULTS.steps,
-                      sampler: str = PRIOR_DEFAULTS.sampler, decoder_steps: int = DECODER_STEPS,
+                      guidance: float | None = None, steps: int | None = None,
+                      sampler: str | None = None, decoder_steps: int | None = None,
                       callback: Callback | None = None, decoder_guidance: float | None = None,
                       classifier=None, classifier_scale: float = 0.0, matcher=None,
                       clip_scale: float = 0.0, code_shift: torch.Tensor | None = None) -> torch.Tensor:
@@ -184,8 +197,8 @@ def generate_semantic(prior: SemanticPrior, decoder, text_encoder, *, prompt: st
 
 def variations(decoder, image: torch.Tensor, seeds: Sequence[int], *, prior: SemanticPrior | None = None,
                text_encoder=None, prompt: str | None = None, mix: float = 0.0,
-               guidance: float = PRIOR_DEFAULTS.guidance, steps: int = PRIOR_DEFAULTS.steps,
-               decoder_steps: int = DECODER_STEPS,
+               guidance: float | None = None, steps: int | None = None,
+               decoder_steps: int | None = None,
                callback: Callback | None = None, decoder_guidance: float | None = None) -> torch.Tensor:
     """len(seeds) variations of one image [1, 3, r, r] (or [3, r, r]) in [-1, 1]: its z_sem
     decoded with fresh noise; with a prompt and mix > 0, z_sem moved towards the prior's code

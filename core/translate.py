@@ -72,7 +72,7 @@ COLORIZE_METHODS: tuple[str, ...] = ("palette", "diffae")
 # the nearest design without a prompt in 91%, and a prompt naming another emoji reaches it in 66% at guidance 3
 DEFAULT_STRENGTH = 0.55
 SDEDIT_GUIDANCE = 3.0
-PALETTE_DEFAULTS = StageSettings(guidance=1.0, steps=25)
+PALETTE_DEFAULTS = StageSettings(guidance=1.0, steps=25)   # as checkpoints/palette/config.json `sampling` names
 # What `translate` samples with unless told: the settings its figures were measured with (25 DDIM
 # steps), kept when the generation defaults moved to fewer DPM-Solver++ steps.
 TRANSLATE_DEFAULTS = StageSettings(sampler="ddim", steps=25)
@@ -161,10 +161,11 @@ def palette_baseline(source: torch.Tensor, mask: torch.Tensor, colorizing: torch
 
 
 def colorize(model: DiffusionModel, image: torch.Tensor, seeds: Sequence[int] = (0,),
-             settings: StageSettings = PALETTE_DEFAULTS, callback: Callback | None = None) -> torch.Tensor:
+             settings: StageSettings | None = None, callback: Callback | None = None) -> torch.Tensor:
     """Palette colorization: the grayscale of `image` (resized to the model's 64x64) is the
-    source, the mask is all ones. Returns [B, 3, 64, 64] in [-1, 1]."""
+    source, the mask is all ones (`settings` None: the checkpoint's). Returns [B, 3, 64, 64] in [-1, 1]."""
     _check_palette(model)
+    settings = settings or model_defaults(model, PALETTE_DEFAULTS)
     seeds = check_seeds(seeds)
     device = _device(model)
     x = resize_image(as_batch(check_images(image), len(seeds), "image"), model.resolution).to(device)
@@ -175,11 +176,12 @@ def colorize(model: DiffusionModel, image: torch.Tensor, seeds: Sequence[int] = 
 
 
 def inpaint(model: DiffusionModel, image: torch.Tensor, mask: torch.Tensor, seeds: Sequence[int] = (0,),
-            settings: StageSettings = PALETTE_DEFAULTS, callback: Callback | None = None) -> torch.Tensor:
+            settings: StageSettings | None = None, callback: Callback | None = None) -> torch.Tensor:
     """Palette inpainting at the model's resolution (64): source = image with the mask region set
     to 0, mask = 1 where to fill ([B or 1, 1, h, w], resized covering). Outside the mask the
-    result is the (resized) input, copied exactly."""
+    result is the (resized) input, copied exactly. `settings` None: the checkpoint's."""
     _check_palette(model)
+    settings = settings or model_defaults(model, PALETTE_DEFAULTS)
     seeds = check_seeds(seeds)
     device = _device(model)
     x = resize_image(as_batch(check_images(image), len(seeds), "image"), model.resolution).to(device)
@@ -499,7 +501,8 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
             raise ValueError(f"size must be one of {SIZES}, got {size!r}")
     if task == "sdedit":
         strength = check_strength(DEFAULT_STRENGTH if strength is None else strength)
-    defaults = ILVR_DEFAULTS if task == "ilvr" else SEMANTIC_DEFAULTS if method == "diffae" else TRANSLATE_DEFAULTS
+    defaults = ILVR_DEFAULTS if task == "ilvr" else SEMANTIC_DEFAULTS if method == "diffae" else \
+        model_defaults(models.get("palette"), PALETTE_DEFAULTS) if palette else TRANSLATE_DEFAULTS
     if task == "ilvr":
         model = model or ("class_base" if label else "text_base")
         if model not in ILVR_BASES:

@@ -45,52 +45,67 @@ def load_directions(models: Models) -> tuple[diffae.Directions | None, str | Non
         return None, common.public(str(e))
 
 
-def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None] | None = None):
-    """The tab's functions (reconstruct, attributes, edit, edit_sweep, interpolate), bound to the
-    shared models and the directions (`loaded`: what `load_directions` returned, else loaded here)."""
-    directions, directions_error = loaded or load_directions(models)
+class _Editing:
+    """What the tab's handlers share: the models, the attribute directions (or why there are none),
+    and the steps each handler takes (its image in, its size checked, its images through the SR stages)."""
 
-    def model():
-        return models.get(MODEL)
+    def __init__(self, models: Models, loaded: tuple[diffae.Directions | None, str | None]):
+        self.models = models
+        self.directions, self.directions_error = loaded
 
-    def need_directions() -> diffae.Directions:
-        models.require([MODEL])
-        if directions is None:
-            raise common.error(f"the attribute directions are unavailable, so this cannot run: {directions_error}",
-                               "Model unavailable")
-        return directions
+    def model(self):
+        return self.models.get(MODEL)
 
-    def load(path: str | None, what: str = "an image") -> torch.Tensor:
+    def need_directions(self) -> diffae.Directions:
+        self.models.require([MODEL])
+        if self.directions is None:
+            raise common.error(f"the attribute directions are unavailable, so this cannot run: "
+                               f"{self.directions_error}", "Model unavailable")
+        return self.directions
+
+    def load(self, path: str | None, what: str = "an image") -> torch.Tensor:
         if not path:
             raise ValueError(f"upload {what} or pick an example first")
-        m = model()
+        m = self.model()
         name = "the uploaded image" if what == "an image" else f"the uploaded {what}"
         return pil_to_tensor(common.open_upload(path, name), size=m.resolution).to(next(m.parameters()).device)
 
-    def check_steps(steps) -> int:
-        return as_int(steps, "steps", 1, MAX_STEPS)
-
-    def attribute_ok(attribute: str, dirs: diffae.Directions) -> str:
-        dirs.index(attribute)  # ValueError naming the valid ones
-        return attribute
-
-    def one(t: torch.Tensor):
-        return tensor_to_pil(t.detach().cpu())[0]
-
-    def final_size(size) -> int:
+    def final_size(self, size) -> int:
         size = as_int(size, "size")
-        models.require([MODEL, *cascade.sr_names(size)])
+        self.models.require([MODEL, *cascade.sr_names(size)])
         return size
 
-    def at_size(images: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
+    def at_size(self, images: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
         """The DiffAE's images through the SR stages up to `size`, every image with the same SR noise
         (so a sweep's frames differ by the edit alone)."""
-        sr_models = cascade.sr_models(models.set, size, images.shape[-1])
+        sr_models = cascade.sr_models(self.models.set, size, images.shape[-1])
         return cascade.upscale_chain(sr_models, images, [seed] * len(images))[size]
+
+
+def _check_steps(steps) -> int:
+    return as_int(steps, "steps", 1, MAX_STEPS)
+
+
+def _attribute_ok(attribute: str, dirs: diffae.Directions) -> str:
+    dirs.index(attribute)  # ValueError naming the valid ones
+    return attribute
+
+
+def _one(t: torch.Tensor):
+    return tensor_to_pil(t.detach().cpu())[0]
+
+
+def _make_attributes(ed: _Editing):
+    """The attributes handler, bound to what the handlers share."""
 
     def attributes() -> list[str]:
         """The attribute names of the directions file (empty when it is unavailable)."""
-        return list(directions.names) if directions is not None else []
+        return list(ed.directions.names) if ed.directions is not None else []
+    return attributes
+
+
+def _make_reconstruct(ed: _Editing):
+    """The reconstruct handler, bound to what the handlers share."""
 
     @gpu
     def reconstruct(image: str, steps: int, size: int = 128, progress=gr.Progress()):
@@ -104,17 +119,22 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
             the input as the model sees it, the reconstruction (a PNG with its parameters), the parameters.
         """
         with user_errors():
-            models.require([MODEL])
-            steps, size = check_steps(steps), final_size(size)
-            x = load(image)
+            ed.models.require([MODEL])
+            steps, size = _check_steps(steps), ed.final_size(size)
+            x = ed.load(image)
             progress(None, desc="encoding and decoding")
-            rec = yield from wait_for(lambda: diffae.reconstruct(model(), x, steps), 3)
-            out = yield from wait_for(lambda: at_size(rec, size), 3)
+            rec = yield from wait_for(lambda: diffae.reconstruct(ed.model(), x, steps), 3)
+            out = yield from wait_for(lambda: ed.at_size(rec, size), 3)
             files = RequestFiles()
             params = {"command": "reconstruct", "image": Path(image).name, "steps": steps, "size": size,
                       "psnr": round(float(psnr(rec.cpu(), x.cpu(), 2.0)[0]), 2)}
-            path = files.results([one(out)], [params], [f"{Path(image).stem}-reconstruct"])[0]
-            yield files.image(one(x)), path, params
+            path = files.results([_one(out)], [params], [f"{Path(image).stem}-reconstruct"])[0]
+            yield files.image(_one(x)), path, params
+    return reconstruct
+
+
+def _make_edit(ed: _Editing):
+    """The edit handler, bound to what the handlers share."""
 
     @gpu
     def edit(image: str, attribute: str, strength: float, steps: int, fresh_noise: bool = False, seed: int = 0,
@@ -136,21 +156,26 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
             the input as the model sees it, the edited image (a PNG with its parameters), the parameters.
         """
         with user_errors():
-            dirs = need_directions()
-            attribute = attribute_ok(attribute, dirs)
+            dirs = ed.need_directions()
+            attribute = _attribute_ok(attribute, dirs)
             strength = diffae.check_strength(strength)
-            steps, seed, size = check_steps(steps), as_int(seed, "seed"), final_size(size)
-            x = load(image)
+            steps, seed, size = _check_steps(steps), as_int(seed, "seed"), ed.final_size(size)
+            x = ed.load(image)
             progress(None, desc="encoding and decoding")
-            x_T = diffae.fresh_noise(model(), [seed]) if fresh_noise else None
-            out = yield from wait_for(lambda: at_size(diffae.edit(model(), dirs, x, attribute, strength, steps,
-                                                                  x_T=x_T), size, seed), 3)
+            x_T = diffae.fresh_noise(ed.model(), [seed]) if fresh_noise else None
+            out = yield from wait_for(lambda: ed.at_size(diffae.edit(ed.model(), dirs, x, attribute, strength, steps,
+                                                                     x_T=x_T), size, seed), 3)
             files = RequestFiles()
             params = {"command": "edit", "image": Path(image).name, "attribute": attribute, "strength": strength,
                       "steps": steps, "seed": seed, "fresh_noise": bool(fresh_noise), "size": size}
             name = f"{Path(image).stem}-{attribute}{strength:+g}"
-            path = files.results([one(out)], [params], [name])[0]
-            yield files.image(one(x)), path, params
+            path = files.results([_one(out)], [params], [name])[0]
+            yield files.image(_one(x)), path, params
+    return edit
+
+
+def _make_edit_sweep(ed: _Editing):
+    """The edit sweep handler, bound to what the handlers share."""
 
     @gpu
     def edit_sweep(image: str, attribute: str, max_strength: float, frames: int, steps: int, size: int = 128,
@@ -169,17 +194,17 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
             strength as caption, the parameters.
         """
         with user_errors():
-            dirs = need_directions()
-            attribute = attribute_ok(attribute, dirs)
+            dirs = ed.need_directions()
+            attribute = _attribute_ok(attribute, dirs)
             top = diffae.check_strength(max_strength)
             if top <= 0:
                 raise ValueError(f"the sweep's largest strength must be above 0, got {top:g}")
-            frames, steps, size = as_int(frames, "frames", 2, MAX_FRAMES), check_steps(steps), final_size(size)
-            x = load(image)
+            frames, steps, size = as_int(frames, "frames", 2, MAX_FRAMES), _check_steps(steps), ed.final_size(size)
+            x = ed.load(image)
             strengths = [round(-top + 2 * top * i / (frames - 1), 6) for i in range(frames)]
             progress(None, desc=f"encoding, then decoding {frames} edits")
-            edits = yield from wait_for(lambda: at_size(diffae.sweep(model(), dirs, x, attribute, strengths,
-                                                                     steps)[:, 0], size), 3)
+            edits = yield from wait_for(lambda: ed.at_size(diffae.sweep(ed.model(), dirs, x, attribute, strengths,
+                                                                        steps)[:, 0], size), 3)
             images = tensor_to_pil(edits.cpu())
             files = RequestFiles()
             params = {"command": "edit_sweep", "image": Path(image).name, "attribute": attribute,
@@ -188,6 +213,11 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
                                   [f"{Path(image).stem}-{attribute}-sweep"])[0]
             frames_out = [(files.image(im), f"{s:+g}") for im, s in zip(images, strengths)]
             yield strip, frames_out, params
+    return edit_sweep
+
+
+def _make_interpolate(ed: _Editing):
+    """The interpolate handler, bound to what the handlers share."""
 
     @gpu
     def interpolate(image_a: str, image_b: str, frames: int, steps: int, size: int = 128, progress=gr.Progress()):
@@ -203,12 +233,12 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
             the strip of frames (a PNG with its parameters), the frames, the parameters.
         """
         with user_errors():
-            models.require([MODEL])
-            frames, steps, size = as_int(frames, "frames", 2, MAX_FRAMES), check_steps(steps), final_size(size)
-            a, b = load(image_a, "image a"), load(image_b, "image b")
+            ed.models.require([MODEL])
+            frames, steps, size = as_int(frames, "frames", 2, MAX_FRAMES), _check_steps(steps), ed.final_size(size)
+            a, b = ed.load(image_a, "image a"), ed.load(image_b, "image b")
             progress(None, desc=f"encoding both, decoding {frames} frames")
-            frames_out = yield from wait_for(lambda: at_size(diffae.interpolate(model(), a, b, frames, steps), size),
-                                             3)
+            frames_out = yield from wait_for(
+                lambda: ed.at_size(diffae.interpolate(ed.model(), a, b, frames, steps), size), 3)
             images = tensor_to_pil(frames_out.cpu())
             files = RequestFiles()
             params = {"command": "interpolate", "image_a": Path(image_a).name, "image_b": Path(image_b).name,
@@ -217,8 +247,16 @@ def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None]
                                   [f"{Path(image_a).stem}-to-{Path(image_b).stem}"])[0]
             alphas = [i / (frames - 1) for i in range(frames)]
             yield strip, [(files.image(im), f"{al:.2f}") for im, al in zip(images, alphas)], params
+    return interpolate
 
-    return reconstruct, attributes, edit, edit_sweep, interpolate, directions_error
+
+def make_fns(models: Models, loaded: tuple[diffae.Directions | None, str | None] | None = None):
+    """The tab's functions (reconstruct, attributes, edit, edit_sweep, interpolate), bound to the
+    shared models and the directions (`loaded`: what `load_directions` returned, else loaded here),
+    and why the directions are unavailable (None when they are there)."""
+    ed = _Editing(models, loaded or load_directions(models))
+    return (_make_reconstruct(ed), _make_attributes(ed), _make_edit(ed), _make_edit_sweep(ed), _make_interpolate(ed),
+            ed.directions_error)
 
 
 def make_variations_fn(models: Models):
@@ -272,6 +310,110 @@ def make_variations_fn(models: Models):
     return variations
 
 
+def _edit_panel(reconstruct_fn, edit_fn, shared: tuple, names: list[str], examples: list[str], pixel: dict) -> None:
+    """Reconstruct, and edit along one attribute direction."""
+    image, steps, size = shared
+    with gr.Tab("Edit"):
+        with gr.Row():
+            attribute = gr.Dropdown(names, value=names[0] if names else None, label="Attribute",
+                                    info=" / ".join(diffae.ATTRIBUTE_RULES.get(n, n).split(":")[0] for n in names)
+                                    or "no directions file")
+            strength = gr.Slider(-diffae.MAX_STRENGTH, diffae.MAX_STRENGTH, value=EDIT_STRENGTH, step=0.05,
+                                 label="Strength (class gaps)",
+                                 info="1 moves an average image without the attribute onto the average one with "
+                                      "it, for every attribute; - away; 0 = reconstruction")
+        with gr.Row(equal_height=True):
+            fresh = gr.Checkbox(False, label="Fresh noise", info="decode with new noise: keeps the semantics only")
+            seed, _ = common.seed_input()
+        with gr.Row():
+            reconstruct_button = gr.Button("Reconstruct")
+            edit_button = gr.Button("Edit", variant="primary")
+        if names:
+            gr.Examples([[p, a, s] for p, a, s in edit_examples(examples) if a in names],
+                        inputs=[image, attribute, strength], label="Example edits", cache_examples=False)
+        with gr.Row():
+            view = gr.Image(label="Input as the model sees it", **pixel)
+            result = gr.Image(label="Result (PNG with parameters)", **pixel)
+        with gr.Accordion("Parameters", open=False):
+            parameters = gr.JSON(label="Parameters")
+        common.run_on(reconstruct_button.click, reconstruct_fn, inputs=[image, steps, size],
+                      outputs=[view, result, parameters], api_name="reconstruct", show_progress_on=[result])
+        common.run_on(edit_button.click, edit_fn, inputs=[image, attribute, strength, steps, fresh, seed, size],
+                      outputs=[view, result, parameters], api_name="edit", show_progress_on=[result])
+
+
+def _sweep_panel(sweep_fn, shared: tuple, names: list[str]) -> None:
+    """The edit at evenly spaced strengths."""
+    image, steps, size = shared
+    with gr.Tab("Strength sweep"):
+        with gr.Row():
+            sweep_attribute = gr.Dropdown(names, value=names[0] if names else None, label="Attribute")
+            max_strength = gr.Slider(0.1, diffae.MAX_STRENGTH, value=SWEEP_STRENGTH, step=0.05,
+                                     label="Largest strength (class gaps)", info="the sweep runs from - to + this")
+            frames = gr.Slider(2, MAX_FRAMES, value=SWEEP_FRAMES, step=1, precision=0, label="Frames")
+        sweep_button = gr.Button("Sweep", variant="primary")
+        strip = gr.Image(label="Sweep (PNG with parameters)", format="png", interactive=False,
+                         elem_classes=[common.PIXELATED])
+        gallery = gr.Gallery(label="Each strength", columns=MAX_FRAMES // 2, height="auto", format="png",
+                             object_fit="contain", elem_classes=[common.PIXELATED, common.RESULTS])
+        with gr.Accordion("Parameters", open=False):
+            sweep_parameters = gr.JSON(label="Parameters")
+        common.run_on(sweep_button.click, sweep_fn,
+                      inputs=[image, sweep_attribute, max_strength, frames, steps, size],
+                      outputs=[strip, gallery, sweep_parameters], api_name="edit_sweep", show_progress_on=[strip])
+
+
+def _interpolate_panel(interpolate_fn, shared: tuple, examples: list[str]) -> None:
+    """From the image above to a second image."""
+    image, steps, size = shared
+    with gr.Tab("Interpolate"):
+        gr.Markdown("From the image above (a) to a second image (b): the semantic codes are interpolated "
+                    "linearly, the stochastic codes spherically.")
+        with gr.Row():
+            image_b = image_input(label="Image b", sources=["upload", "clipboard"], height=160)
+            n_frames = gr.Slider(2, MAX_FRAMES, value=SWEEP_FRAMES, step=1, precision=0, label="Frames")
+        gr.Examples([[examples[0], examples[2]], [examples[1], examples[3]]], inputs=[image, image_b],
+                    label="Example pairs", cache_examples=False)
+        interpolate_button = gr.Button("Interpolate", variant="primary")
+        interp_strip = gr.Image(label="Interpolation (PNG with parameters)", format="png", interactive=False,
+                                elem_classes=[common.PIXELATED])
+        interp_gallery = gr.Gallery(label="Frames", columns=MAX_FRAMES // 2, height="auto", format="png",
+                                    object_fit="contain", elem_classes=[common.PIXELATED, common.RESULTS])
+        with gr.Accordion("Parameters", open=False):
+            interp_parameters = gr.JSON(label="Parameters")
+        common.run_on(interpolate_button.click, interpolate_fn, inputs=[image, image_b, n_frames, steps, size],
+                      outputs=[interp_strip, interp_gallery, interp_parameters], api_name="interpolate",
+                      show_progress_on=[interp_strip])
+
+
+def _variations_panel(models: Models, shared: tuple) -> None:
+    """The image's semantic code decoded with fresh noise."""
+    image, steps, size = shared
+    with gr.Tab("Variations"):
+        gr.Markdown("The image's semantic code decoded with fresh noise: the same emoji, new details "
+                    "(DALL-E 2's image variations). With a prompt and a mix above 0 the code first moves "
+                    "towards the semantic prior's code for the prompt.")
+        with gr.Row():
+            var_num = gr.Slider(1, MAX_VARIATIONS, value=4, step=1, precision=0, label="Number of variations")
+            var_seed, _ = common.seed_input()
+        with gr.Row():
+            var_prompt = gr.Textbox("", label="Prompt (optional)", placeholder="e.g. red apple")
+            var_mix = gr.Slider(0, 1, value=0.0, step=0.05, label="Mix towards the prompt",
+                                info="0 = the image's own code, 1 = the prompt's")
+            var_guidance = common.decoder_guidance_input(models)
+        var_button = gr.Button("Make variations", variant="primary")
+        var_strip = gr.Image(label="Variations (strip)", format="png", interactive=False,
+                             elem_classes=[common.PIXELATED])
+        var_gallery = gr.Gallery(label="Variations (PNG with parameters)", columns=MAX_VARIATIONS, height="auto",
+                                 format="png", object_fit="contain", elem_classes=[common.PIXELATED, common.RESULTS])
+        with gr.Accordion("Parameters", open=False):
+            var_parameters = gr.JSON(label="Parameters")
+        common.run_on(var_button.click, make_variations_fn(models),
+                      inputs=[image, var_num, var_seed, size, var_prompt, var_mix, steps, var_guidance],
+                      outputs=[var_strip, var_gallery, var_parameters], api_name="variations",
+                      show_progress_on=[var_strip])
+
+
 def build(models: Models) -> None:
     """The tab's layout and wiring (inside the caller's gr.Tab)."""
     loaded = load_directions(models)
@@ -305,92 +447,9 @@ def build(models: Models) -> None:
                                  "stages (as the text tab)")
             gr.Examples([[p] for p in examples], inputs=[image], label="Example images", cache_examples=False)
 
-    with gr.Tab("Edit"):
-        with gr.Row():
-            attribute = gr.Dropdown(names, value=names[0] if names else None, label="Attribute",
-                                    info=" / ".join(diffae.ATTRIBUTE_RULES.get(n, n).split(":")[0] for n in names)
-                                    or "no directions file")
-            strength = gr.Slider(-diffae.MAX_STRENGTH, diffae.MAX_STRENGTH, value=EDIT_STRENGTH, step=0.05,
-                                 label="Strength (class gaps)",
-                                 info="1 moves an average image without the attribute onto the average one with "
-                                      "it, for every attribute; - away; 0 = reconstruction")
-        with gr.Row(equal_height=True):
-            fresh = gr.Checkbox(False, label="Fresh noise", info="decode with new noise: keeps the semantics only")
-            seed, _ = common.seed_input()
-        with gr.Row():
-            reconstruct_button = gr.Button("Reconstruct")
-            edit_button = gr.Button("Edit", variant="primary")
-        if names:
-            gr.Examples([[p, a, s] for p, a, s in edit_examples(examples) if a in names],
-                        inputs=[image, attribute, strength], label="Example edits", cache_examples=False)
-        with gr.Row():
-            view = gr.Image(label="Input as the model sees it", **pixel)
-            result = gr.Image(label="Result (PNG with parameters)", **pixel)
-        with gr.Accordion("Parameters", open=False):
-            parameters = gr.JSON(label="Parameters")
-        common.run_on(reconstruct_button.click, reconstruct_fn, inputs=[image, steps, size],
-                      outputs=[view, result, parameters], api_name="reconstruct", show_progress_on=[result])
-        common.run_on(edit_button.click, edit_fn, inputs=[image, attribute, strength, steps, fresh, seed, size],
-                      outputs=[view, result, parameters], api_name="edit", show_progress_on=[result])
-
-    with gr.Tab("Strength sweep"):
-        with gr.Row():
-            sweep_attribute = gr.Dropdown(names, value=names[0] if names else None, label="Attribute")
-            max_strength = gr.Slider(0.1, diffae.MAX_STRENGTH, value=SWEEP_STRENGTH, step=0.05,
-                                     label="Largest strength (class gaps)", info="the sweep runs from - to + this")
-            frames = gr.Slider(2, MAX_FRAMES, value=SWEEP_FRAMES, step=1, precision=0, label="Frames")
-        sweep_button = gr.Button("Sweep", variant="primary")
-        strip = gr.Image(label="Sweep (PNG with parameters)", format="png", interactive=False,
-                         elem_classes=[common.PIXELATED])
-        gallery = gr.Gallery(label="Each strength", columns=MAX_FRAMES // 2, height="auto", format="png",
-                             object_fit="contain", elem_classes=[common.PIXELATED, common.RESULTS])
-        with gr.Accordion("Parameters", open=False):
-            sweep_parameters = gr.JSON(label="Parameters")
-        common.run_on(sweep_button.click, sweep_fn,
-                      inputs=[image, sweep_attribute, max_strength, frames, steps, size],
-                      outputs=[strip, gallery, sweep_parameters], api_name="edit_sweep", show_progress_on=[strip])
-
-    with gr.Tab("Interpolate"):
-        gr.Markdown("From the image above (a) to a second image (b): the semantic codes are interpolated "
-                    "linearly, the stochastic codes spherically.")
-        with gr.Row():
-            image_b = image_input(label="Image b", sources=["upload", "clipboard"], height=160)
-            n_frames = gr.Slider(2, MAX_FRAMES, value=SWEEP_FRAMES, step=1, precision=0, label="Frames")
-        gr.Examples([[examples[0], examples[2]], [examples[1], examples[3]]], inputs=[image, image_b],
-                    label="Example pairs", cache_examples=False)
-        interpolate_button = gr.Button("Interpolate", variant="primary")
-        interp_strip = gr.Image(label="Interpolation (PNG with parameters)", format="png", interactive=False,
-                                elem_classes=[common.PIXELATED])
-        interp_gallery = gr.Gallery(label="Frames", columns=MAX_FRAMES // 2, height="auto", format="png",
-                                    object_fit="contain", elem_classes=[common.PIXELATED, common.RESULTS])
-        with gr.Accordion("Parameters", open=False):
-            interp_parameters = gr.JSON(label="Parameters")
-        common.run_on(interpolate_button.click, interpolate_fn, inputs=[image, image_b, n_frames, steps, size],
-                      outputs=[interp_strip, interp_gallery, interp_parameters], api_name="interpolate",
-                      show_progress_on=[interp_strip])
-
-    with gr.Tab("Variations"):
-        gr.Markdown("The image's semantic code decoded with fresh noise: the same emoji, new details "
-                    "(DALL-E 2's image variations). With a prompt and a mix above 0 the code first moves "
-                    "towards the semantic prior's code for the prompt.")
-        with gr.Row():
-            var_num = gr.Slider(1, MAX_VARIATIONS, value=4, step=1, precision=0, label="Number of variations")
-            var_seed, _ = common.seed_input()
-        with gr.Row():
-            var_prompt = gr.Textbox("", label="Prompt (optional)", placeholder="e.g. red apple")
-            var_mix = gr.Slider(0, 1, value=0.0, step=0.05, label="Mix towards the prompt",
-                                info="0 = the image's own code, 1 = the prompt's")
-            var_guidance = common.decoder_guidance_input(models)
-        var_button = gr.Button("Make variations", variant="primary")
-        var_strip = gr.Image(label="Variations (strip)", format="png", interactive=False,
-                             elem_classes=[common.PIXELATED])
-        var_gallery = gr.Gallery(label="Variations (PNG with parameters)", columns=MAX_VARIATIONS, height="auto",
-                                 format="png", object_fit="contain", elem_classes=[common.PIXELATED, common.RESULTS])
-        with gr.Accordion("Parameters", open=False):
-            var_parameters = gr.JSON(label="Parameters")
-        common.run_on(var_button.click, make_variations_fn(models),
-                      inputs=[image, var_num, var_seed, size, var_prompt, var_mix, steps, var_guidance],
-                      outputs=[var_strip, var_gallery, var_parameters], api_name="variations",
-                      show_progress_on=[var_strip])
+    _edit_panel(reconstruct_fn, edit_fn, (image, steps, size), names, examples, pixel)
+    _sweep_panel(sweep_fn, (image, steps, size), names)
+    _interpolate_panel(interpolate_fn, (image, steps, size), examples)
+    _variations_panel(models, (image, steps, size))
     gr.api(attributes_fn, api_name="attributes", queue=False)
 

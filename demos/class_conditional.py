@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import gradio as gr
 
-from core.cascade import SIZES, generate, sr_names
+from core.cascade import SIZES, generate, sr_defaults, sr_names
 from core.diffusion.samplers import SAMPLERS
 from core.images import image_grid, tensor_to_pil
-from core.pipeline import BASE_DEFAULTS, MAX_CLASSIFIER_SCALE, SR_STAGE_DEFAULTS, StageSettings
+from core.pipeline import BASE_DEFAULTS, MAX_CLASSIFIER_SCALE, StageSettings
 from core.semantic import CODE_CLASSIFIER_SCALE, DECODER_STEPS
 from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
 from demos.common import Models, RequestFiles, as_int, gpu, preview, stream, user_errors
@@ -44,7 +44,7 @@ def make_fns(models: Models):
             label: the class, e.g. "cat-face".
             guidance: classifier-free guidance scale on the label (1 = none).
             sampler: one of ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m (the base stage; the
-                SR stages sample with DDIM, core.pipeline.SR_STAGE_DEFAULTS).
+                SR stages sample with their checkpoints' defaults, core.cascade.sr_defaults).
             steps: sampling steps of the class-conditional base stage.
             seed: sample i uses seed + i.
             num_images: how many samples (1-16).
@@ -85,7 +85,7 @@ def make_fns(models: Models):
             guidance = 0.0 if by_classifier and base_model == "semantic" else float(guidance)
             base = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=guidance,
                                  threshold=BASE_DEFAULTS.threshold if dynamic_thresholding else None)
-            sr = SR_STAGE_DEFAULTS  # DDIM: fewer steps than the base's sampler needs there
+            sr = sr_defaults(models.set, size)  # the SR checkpoints' (DDIM: fewer steps than the base's sampler)
             scale = float(classifier_scale) if by_classifier else None
             base_steps = decoder_steps if base_model == "semantic" else base.steps   # the decoder reports progress
             steps = {32: base_steps, 64: sr[0].steps, 128: sr[1].steps}

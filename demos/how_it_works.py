@@ -76,31 +76,48 @@ def reference_images() -> dict[str, str]:
     return refs
 
 
-def make_fns(models: Models):
-    """The tab's functions, bound to the shared models."""
+def _condition(models: Models, model: str, prompt: str, label: str | None) -> Condition:
+    """The condition of a sampling panel (the prompt as the text encoder reads it, with a note
+    when it was cut)."""
+    models.require([model])
+    cond = Condition(model=model, prompt=prompt or "", label=label or None)
+    if model == "text_base" and not cond.unconditional:   # the prompt the text encoder reads
+        prompt, _, note = fit_prompts(models.set.text_encoder(), cond.prompt)
+        common.show_note(note)
+        cond = dataclasses.replace(cond, prompt=prompt)
+    return cond
 
-    def condition(model: str, prompt: str, label: str | None) -> Condition:
-        models.require([model])
-        cond = Condition(model=model, prompt=prompt or "", label=label or None)
-        if model == "text_base" and not cond.unconditional:   # the prompt the text encoder reads
-            prompt, _, note = fit_prompts(models.set.text_encoder(), cond.prompt)
-            common.show_note(note)
-            cond = dataclasses.replace(cond, prompt=prompt)
-        return cond
 
-    def need_clip() -> None:
-        models.require(["clip"])
+def _load(path: str | None, size: int) -> torch.Tensor:
+    """An uploaded image as a tensor at `size`."""
+    if not path:
+        raise ValueError("upload an image or pick an example first")
+    return pil_to_tensor(common.open_upload(path), size=size)
 
-    def load(path: str | None, size: int) -> torch.Tensor:
-        if not path:
-            raise ValueError("upload an image or pick an example first")
-        return pil_to_tensor(common.open_upload(path), size=size)
 
-    def run(work, outputs: int, progress):
-        """`result = yield from run(work, outputs, progress)`: work(report) on a Job, where
-        report(text) shows `text` on the progress bar; cancelling the request stops it."""
-        job = Job(lambda callback: work(lambda text: callback({"desc": text})))
-        return (yield from follow(job, outputs, lambda info: progress(None, desc=info["desc"])))
+def _run(work, outputs: int, progress):
+    """`result = yield from _run(work, outputs, progress)`: work(report) on a Job, where
+    report(text) shows `text` on the progress bar; cancelling the request stops it."""
+    job = Job(lambda callback: work(lambda text: callback({"desc": text})))
+    return (yield from follow(job, outputs, lambda info: progress(None, desc=info["desc"])))
+
+
+def _diffae_edit(models: Models, image: str, attribute: str, strength: float, steps: int):
+    """The DiffAE edit of the same image and attribute, or why there is none."""
+    if "diffae" in models.errors:
+        return None, f"No DiffAE edit: the diffae model is unavailable ({models.errors['diffae']})."
+    try:
+        directions = diffae.Directions.load(models.root / "diffae")
+        directions.index(attribute)
+    except ValueError as e:
+        return None, f"No DiffAE edit: {common.public(str(e))}"
+    model = models.get("diffae")
+    x = _load(image, model.resolution).to(next(model.parameters()).device)
+    return diffae.edit(model, directions, x, attribute, strength, steps), ""
+
+
+def _make_forward_process(models: Models):
+    """The forward process handler, bound to the shared models."""
 
     @gpu
     def forward_process(image: str, times: str, seed: int):
@@ -115,13 +132,18 @@ def make_fns(models: Models):
         """
         with user_errors():
             ts = mechanics.check_times(_numbers(times, "times"))
-            rows = mechanics.forward_process(load(image, 32), ts, as_int(seed, "seed"))
+            rows = mechanics.forward_process(_load(image, 32), ts, as_int(seed, "seed"))
             files = RequestFiles()
             curves = {(r["schedule"], r["t"]): r for r in mechanics.schedule_curves(points=1000)}
             table = pd.DataFrame([{"schedule": s, "t": t, "alpha_bar": round(curves[(s, round(t))]["alpha_bar"], 4),
                                    "log SNR": round(curves[(s, round(t))]["log_snr"], 3)}
                                   for s in ("linear", "cosine") for t in ts], columns=FORWARD_COLUMNS)
             return files.image(grid_image(list(rows))), table
+    return forward_process
+
+
+def _make_samplers(models: Models):
+    """The samplers handler, bound to the shared models."""
 
     @gpu
     def samplers(model: str, prompt: str, label: str | None, sampler_names: list[str], budgets: str, seed: int,
@@ -143,15 +165,20 @@ def make_fns(models: Models):
             (steps, NFE, seconds per image, CLIP score) and the parameters.
         """
         with user_errors():
-            need_clip()
-            cond, budgets = condition(model, prompt, label), _numbers(budgets, "NFE budgets", int)
+            models.require(["clip"])
+            cond, budgets = _condition(models, model, prompt, label), _numbers(budgets, "NFE budgets", int)
             seeds = _seeds(seed, num_samples)
-            result = yield from run(lambda report: mechanics.compare_samplers(
+            result = yield from _run(lambda report: mechanics.compare_samplers(
                 models.set, cond, list(sampler_names or []), budgets, seeds, float(guidance), bool(thresholding),
                 progress=report), 3, progress)
             files = RequestFiles()
             path = files.results([result.grid()], [result.parameters], ["samplers"])[0]
             yield path, pd.DataFrame(result.rows, columns=SAMPLER_COLUMNS), result.parameters
+    return samplers
+
+
+def _make_guidance_sweep(models: Models):
+    """The guidance sweep handler, bound to the shared models."""
 
     @gpu
     def guidance_sweep(model: str, prompt: str, label: str | None, scales: str, seed: int, num_samples: int,
@@ -172,10 +199,10 @@ def make_fns(models: Models):
             the grid (a line per scale), the table, the fidelity curve, the diversity curve and the parameters.
         """
         with user_errors():
-            need_clip()
-            cond, scales, seeds, steps = (condition(model, prompt, label), _numbers(scales, "guidance scales"),
+            models.require(["clip"])
+            cond, scales, seeds, steps = (_condition(models, model, prompt, label), _numbers(scales, "guidance scales"),
                                           _seeds(seed, num_samples), _steps(steps))
-            result = yield from run(lambda report: mechanics.guidance_sweep(
+            result = yield from _run(lambda report: mechanics.guidance_sweep(
                 models.set, cond, scales, seeds, sampler, steps, bool(thresholding), progress=report), 5, progress)
             files = RequestFiles()
             path = files.results([result.grid()], [result.parameters], ["guidance-sweep"])[0]
@@ -184,6 +211,11 @@ def make_fns(models: Models):
                                    for c, name in (("diversity_clip", "CLIP embedding"),
                                                    ("diversity_pixels", "pixels (RMS)"))])
             yield path, table, table[["guidance", "clip_score"]], diversity, result.parameters
+    return guidance_sweep
+
+
+def _make_compare_guidance(models: Models):
+    """The compare guidance handler, bound to the shared models."""
 
     @gpu
     def compare_guidance(label: str | None, cfg_scales: str, classifier_scales: str, seed: int, num_samples: int,
@@ -217,7 +249,7 @@ def make_fns(models: Models):
                                      _numbers(classifier_scales, "classifier-guidance scales"),
                                      _numbers(clip_scales, "CLIP-guidance scales"))
             seeds, steps = _seeds(seed, num_samples), _steps(steps)
-            result = yield from run(lambda report: guidance_comparison.compare_guidance(
+            result = yield from _run(lambda report: guidance_comparison.compare_guidance(
                 models.set, [label], cfg, classifier, clip, seeds, steps=steps, progress=report), 5, progress)
             files = RequestFiles()
             stored = {**result.parameters, "rows": result.rows}
@@ -229,6 +261,11 @@ def make_fns(models: Models):
                        f"{label!r}: a few samples, so each share moves in steps of {1 / len(seeds):.0%}; "
                        "`docs/guidance_prior.md` has the same comparison over 8 labels.)")
             yield grid, plot, table, result.parameters, caption
+    return compare_guidance
+
+
+def _make_trajectory(models: Models):
+    """The trajectory handler, bound to the shared models."""
 
     @gpu
     def trajectory(model: str, prompt: str, label: str | None, seed: int, sampler: str, steps: int,
@@ -248,7 +285,7 @@ def make_fns(models: Models):
             the strip (top: x_t, bottom: predicted x0; the final sample last), the table of steps and t, the parameters.
         """
         with user_errors():
-            cond, seed, steps, frames = (condition(model, prompt, label), as_int(seed, "seed"), _steps(steps),
+            cond, seed, steps, frames = (_condition(models, model, prompt, label), as_int(seed, "seed"), _steps(steps),
                                          as_int(frames, "frames"))
             progress(None, desc=f"sampling {steps} steps")
             result = yield from wait_for(lambda: mechanics.trajectory(models.set, cond, seed, sampler, steps,
@@ -259,6 +296,11 @@ def make_fns(models: Models):
                                   "t": [f"{t:g}" for t in result.times] + ["the sample (no noise left)"]},
                                  columns=TRAJECTORY_COLUMNS)
             yield path, table, result.parameters
+    return trajectory
+
+
+def _make_likelihood(models: Models):
+    """The likelihood handler, bound to the shared models."""
 
     @gpu
     def likelihood(image: str | None, model: str, prompt: str, label: str | None, method: str, steps: int,
@@ -279,7 +321,7 @@ def make_fns(models: Models):
             the table (image, bits/dim, standard error) and the parameters.
         """
         with user_errors():
-            cond = condition(model, prompt, label)
+            cond = _condition(models, model, prompt, label)
             resolution = models.get(model).resolution
             named = {Path(image).name: image} if image else {}
             if references:
@@ -288,7 +330,7 @@ def make_fns(models: Models):
                 raise ValueError("upload an image or tick the reference images")
             probes, steps = as_int(probes, "probes"), _steps(steps)
             progress(None, desc=f"{method}: {len(named)} image(s)")
-            x = torch.cat([load(p, resolution) for p in named.values()])
+            x = torch.cat([_load(p, resolution) for p in named.values()])
             result = yield from wait_for(lambda: mechanics.likelihood(models.set, cond, x, method, steps, probes), 2)
             rows = [{"image": name, "bits/dim": round(r["bits_per_dim"], 3), "± std. error": round(r["stderr"], 3)}
                     for name, r in zip(named, result.rows())]
@@ -296,19 +338,11 @@ def make_fns(models: Models):
                           "steps": result.steps, "probes": result.probes, "nfe_per_probe": result.nfe}
             columns = LIKELIHOOD_COLUMNS if probes > 1 else LIKELIHOOD_COLUMNS[:2]   # one probe: no error to show
             yield pd.DataFrame(rows, columns=columns), parameters
+    return likelihood
 
-    def diffae_edit(image: str, attribute: str, strength: float, steps: int):
-        """The DiffAE edit of the same image and attribute, or why there is none."""
-        if "diffae" in models.errors:
-            return None, f"No DiffAE edit: the diffae model is unavailable ({models.errors['diffae']})."
-        try:
-            directions = diffae.Directions.load(models.root / "diffae")
-            directions.index(attribute)
-        except ValueError as e:
-            return None, f"No DiffAE edit: {common.public(str(e))}"
-        model = models.get("diffae")
-        x = load(image, model.resolution).to(next(model.parameters()).device)
-        return diffae.edit(model, directions, x, attribute, strength, steps), ""
+
+def _make_hspace_edit(models: Models):
+    """The hspace edit handler, bound to the shared models."""
 
     @gpu
     def hspace_edit(image: str, model: str, attribute: str, strength: float, steps: int, interval: float,
@@ -331,13 +365,13 @@ def make_fns(models: Models):
             models.require([model])
             steps = _steps(steps)
             base = models.get(model)
-            x = load(image, base.resolution)
+            x = _load(image, base.resolution)
             diffae_strength = diffae.check_strength(diffae_strength)
             progress(None, desc="inverting and editing, then the DiffAE edit")
 
             def both():
                 edited = mechanics.hspace_edit(models.set, model, x, attribute, strength, steps, float(interval))
-                return edited, diffae_edit(image, attribute, diffae_strength, steps)
+                return edited, _diffae_edit(models, image, attribute, diffae_strength, steps)
 
             result, (d_image, note) = yield from wait_for(both, 6)
             files = RequestFiles()
@@ -349,8 +383,14 @@ def make_fns(models: Models):
             outputs = [files.image(tensor_to_pil(x)[0]), files.image(tensor_to_pil(result.reconstruction.cpu())[0]),
                        edited, files.image(tensor_to_pil(d_image.cpu())[0]) if d_image is not None else None]
             yield (*outputs, note, params)
+    return hspace_edit
 
-    return forward_process, samplers, guidance_sweep, trajectory, likelihood, hspace_edit, compare_guidance
+
+def make_fns(models: Models):
+    """The tab's functions, bound to the shared models."""
+    makers = (_make_forward_process, _make_samplers, _make_guidance_sweep, _make_trajectory, _make_likelihood,
+              _make_hspace_edit, _make_compare_guidance)
+    return tuple(make(models) for make in makers)
 
 
 def _hspace_status(models: Models) -> str:
@@ -369,28 +409,8 @@ def _hspace_status(models: Models) -> str:
     return ("ℹ️ **Not available here:**\n" + "\n".join(notes)) if notes else ""
 
 
-def build(models: Models) -> None:
-    """The tab's layout and wiring (inside the caller's gr.Tab)."""
-    fwd_fn, samplers_fn, guidance_fn, trajectory_fn, likelihood_fn, hspace_fn, compare_fn = make_fns(models)
-    status = models.status_markdown(["text_base", "class_base", "clip", "noisy_classifier"],
-                                    "Panels that need a missing model show an error; the forward process works.")
-    if status:
-        gr.Markdown(status)
-    gr.Markdown("The mechanics of diffusion, side by side on the same small models: how images are noised, how the "
-                "samplers and guidance trade cost and quality, what the model predicts along the way, how likely "
-                "it finds an image, and a semantic direction inside the UNet.")
-    examples = common.example_images(transparent=False)
-    classes = [] if "class_base" in models.errors else models.set.classes()
-    pixel = dict(format="png", interactive=False, height=260, elem_classes=[common.PIXELATED, common.STAGE])
-    labelled = dict(format="png", interactive=False, elem_classes=[common.PIXELATED, common.TRUE_SIZE])  # own size
-    with gr.Accordion("Model and condition (the condition is for the sampling panels and the likelihood; h-space "
-                      "editing runs the model unconditionally)", open=True):
-        with gr.Row():
-            model = gr.Radio([(v, k) for k, v in BASES.items()], value="text_base", label="Base model")
-            prompt = gr.Textbox("grinning face", label="Prompt (text base)")
-            label = gr.Dropdown(common.class_labels(classes), value="face-smiling" if "face-smiling" in classes
-                                else (classes[0] if classes else None), label="Class (class base)", filterable=True)
-
+def _forward_panel(fn, examples: list[str], pixel: dict) -> None:
+    """The forward process: an image noised at several t on both schedules, and the curves."""
     with gr.Tab("Forward process"):
         gr.Markdown("q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I): the image fades into noise. The cosine schedule "
                     "(bottom row) keeps more of the image at mid t than the linear one (top row).")
@@ -409,9 +429,13 @@ def build(models: Models) -> None:
             gr.LinePlot(curves, x="t", y="alpha_bar", color="schedule", title="ᾱ_t (signal power)", height=260)
             gr.LinePlot(curves, x="t", y="log_snr", color="schedule", title="log SNR_t = log(ᾱ_t / (1 − ᾱ_t))",
                         height=260)
-        common.run_on(f_button.click, fwd_fn, inputs=[f_image, f_times, f_seed], outputs=[f_grid, f_table],
+        common.run_on(f_button.click, fn, inputs=[f_image, f_times, f_seed], outputs=[f_grid, f_table],
                       api_name="forward_process")
 
+
+def _samplers_panel(fn, condition: tuple, labelled: dict) -> None:
+    """Samplers at equal cost: each sampler at the same NFE budgets."""
+    model, prompt, label = condition
     with gr.Tab("Samplers at equal cost"):
         gr.Markdown("The same seeds through each sampler at the same number of network evaluations (NFE). Heun "
                     "spends two per step, so it gets about half the steps; a guided evaluation runs both halves "
@@ -430,10 +454,14 @@ def build(models: Models) -> None:
             s_grid = gr.Image(label="A line per sampler (budgets left to right)", **labelled)
             s_table = common.table_output("Cost and quality", SAMPLER_COLUMNS)
         s_params = gr.JSON(label="Parameters", visible=False)
-        common.run_on(s_button.click, samplers_fn,
+        common.run_on(s_button.click, fn,
                       inputs=[model, prompt, label, s_samplers, s_budgets, s_seed, s_num, s_guidance, s_threshold],
                       outputs=[s_grid, s_table, s_params], api_name="compare_samplers")
 
+
+def _guidance_panel(fn, condition: tuple, labelled: dict) -> None:
+    """The guidance sweep: fidelity against diversity over guidance scales."""
+    model, prompt, label = condition
     with gr.Tab("Guidance sweep"):
         gr.Markdown("The same seeds at several guidance scales. The table gives, per scale, the mean CLIP score of "
                     "the samples to the prompt (the project's small CLIP) and their diversity: the mean pairwise "
@@ -459,10 +487,13 @@ def build(models: Models) -> None:
             g_diversity = gr.LinePlot(x="guidance", y="distance", color="space",
                                       title="Diversity: mean pairwise distance", height=240)
         g_params = gr.JSON(label="Parameters", visible=False)
-        common.run_on(g_button.click, guidance_fn,
+        common.run_on(g_button.click, fn,
                       inputs=[model, prompt, label, g_scales, g_seed, g_num, g_sampler, g_steps, g_threshold],
                       outputs=[g_grid, g_table, g_fidelity, g_diversity, g_params], api_name="guidance_sweep")
 
+
+def _comparison_panel(fn, label: gr.Dropdown) -> None:
+    """Classifier, classifier-free and CLIP guidance of the prior."""
     with gr.Tab("Classifier vs classifier-free guidance"):
         gr.Markdown("One model, the semantic prior (it picks the emoji as a semantic code; the DiffAE decoder draws "
                     "it), steered four ways towards the class chosen above. **Classifier-free guidance** (Ho & "
@@ -500,9 +531,13 @@ def build(models: Models) -> None:
             c_table = common.table_output("Per setting", COMPARISON_COLUMNS)
         c_caption = gr.Markdown()
         c_params = gr.JSON(label="Parameters", visible=False)
-        common.run_on(c_button.click, compare_fn, inputs=[label, c_cfg, c_clf, c_seed, c_num, c_steps, c_clip],
+        common.run_on(c_button.click, fn, inputs=[label, c_cfg, c_clf, c_seed, c_num, c_steps, c_clip],
                       outputs=[c_grid, c_plot, c_table, c_params, c_caption], api_name="guidance_comparison")
 
+
+def _trajectory_panel(fn, condition: tuple, labelled: dict) -> None:
+    """One sampling run's x_t and predicted x0."""
+    model, prompt, label = condition
     with gr.Tab("Trajectory"):
         gr.Markdown("One sampling run: the noisy x_t each step starts from (top) and the clean image the model "
                     "predicts from it (bottom). The prediction settles long before the noise is gone.")
@@ -517,10 +552,14 @@ def build(models: Models) -> None:
             t_strip = gr.Image(label="x_t (top) and predicted x0 (bottom)", **labelled)
             t_table = common.table_output("Steps shown", TRAJECTORY_COLUMNS)
         t_params = gr.JSON(label="Parameters", visible=False)
-        common.run_on(t_button.click, trajectory_fn,
+        common.run_on(t_button.click, fn,
                       inputs=[model, prompt, label, t_seed, t_sampler, t_steps, t_guidance, t_frames],
                       outputs=[t_strip, t_table, t_params], api_name="trajectory")
 
+
+def _likelihood_panel(fn, condition: tuple, examples: list[str]) -> None:
+    """Bits per dimension of an image and of the references."""
+    model, prompt, label = condition
     with gr.Tab("Likelihood"):
         gr.Markdown("How many bits per colour value the model needs to encode an 8-bit image (lower = more likely), "
                     "from the probability-flow ODE (Hutchinson trace estimator) or the variational bound (an upper "
@@ -540,10 +579,13 @@ def build(models: Models) -> None:
                 l_button = gr.Button("Score", variant="primary")
                 l_table = common.table_output("Bits per dimension", LIKELIHOOD_COLUMNS)
         l_params = gr.JSON(label="Parameters", visible=False)
-        common.run_on(l_button.click, likelihood_fn,
+        common.run_on(l_button.click, fn,
                       inputs=[l_image, model, prompt, label, l_method, l_steps, l_probes, l_refs],
                       outputs=[l_table, l_params], api_name="likelihood")
 
+
+def _hspace_panel(fn, models: Models, model: gr.Radio, pixel: dict) -> None:
+    """h-space editing beside the DiffAE edit."""
     with gr.Tab("h-space editing"):
         note = _hspace_status(models)
         if note:
@@ -576,7 +618,38 @@ def build(models: Models) -> None:
                     h_diffae_out = gr.Image(label="DiffAE edit", **pixel)
                 h_note = gr.Markdown()
         h_params = gr.JSON(label="Parameters", visible=False)
-        common.run_on(h_button.click, hspace_fn,
+        common.run_on(h_button.click, fn,
                       inputs=[h_image, model, h_attribute, h_strength, h_steps, h_interval, h_diffae],
                       outputs=[h_input, h_recon, h_edit, h_diffae_out, h_note, h_params], api_name="hspace_edit")
+
+
+def build(models: Models) -> None:
+    """The tab's layout and wiring (inside the caller's gr.Tab)."""
+    fwd_fn, samplers_fn, guidance_fn, trajectory_fn, likelihood_fn, hspace_fn, compare_fn = make_fns(models)
+    status = models.status_markdown(["text_base", "class_base", "clip", "noisy_classifier"],
+                                    "Panels that need a missing model show an error; the forward process works.")
+    if status:
+        gr.Markdown(status)
+    gr.Markdown("The mechanics of diffusion, side by side on the same small models: how images are noised, how the "
+                "samplers and guidance trade cost and quality, what the model predicts along the way, how likely "
+                "it finds an image, and a semantic direction inside the UNet.")
+    examples = common.example_images(transparent=False)
+    classes = [] if "class_base" in models.errors else models.set.classes()
+    pixel = dict(format="png", interactive=False, height=260, elem_classes=[common.PIXELATED, common.STAGE])
+    labelled = dict(format="png", interactive=False, elem_classes=[common.PIXELATED, common.TRUE_SIZE])  # own size
+    with gr.Accordion("Model and condition (the condition is for the sampling panels and the likelihood; h-space "
+                      "editing runs the model unconditionally)", open=True):
+        with gr.Row():
+            model = gr.Radio([(v, k) for k, v in BASES.items()], value="text_base", label="Base model")
+            prompt = gr.Textbox("grinning face", label="Prompt (text base)")
+            label = gr.Dropdown(common.class_labels(classes), value="face-smiling" if "face-smiling" in classes
+                                else (classes[0] if classes else None), label="Class (class base)", filterable=True)
+
+    _forward_panel(fwd_fn, examples, pixel)
+    _samplers_panel(samplers_fn, (model, prompt, label), labelled)
+    _guidance_panel(guidance_fn, (model, prompt, label), labelled)
+    _comparison_panel(compare_fn, label)
+    _trajectory_panel(trajectory_fn, (model, prompt, label), labelled)
+    _likelihood_panel(likelihood_fn, (model, prompt, label), examples)
+    _hspace_panel(hspace_fn, models, model, pixel)
 

@@ -134,8 +134,8 @@ def test_a_request_stops_at_its_time_budget(app_url, tmp_path, monkeypatch):
     says so, and no job is left running."""
     from gradio_client.exceptions import AppError
 
-    from demos import common
-    monkeypatch.setattr(common, "REQUEST_BUDGET_S", 1.0)
+    from demos import jobs
+    monkeypatch.setattr(jobs, "REQUEST_BUDGET_S", 1.0)
     client = make_client(app_url, tmp_path)
     start = time.monotonic()
     with pytest.raises(AppError) as raised:

@@ -109,3 +109,24 @@ def test_hub_repo_id_from_local_cache(tmp_path, monkeypatch):
 def test_not_a_folder_nor_repo_id(tmp_path):
     with pytest.raises(CheckpointError, match="no such folder"):
         resolve_checkpoints(str(tmp_path / "a" / "b" / "c"))
+
+
+def test_the_small_models_configs_share_one_json_form():
+    """PriorConfig, NoisyClassifierConfig and CodeGuideConfig read and write config.json through
+    one base (JsonConfig): plain JSON out (tuples as lists, containers copied), the same config
+    back, and a key the config has no field for named."""
+    from core.models.code_guidance import CodeGuideConfig
+    from core.models.noisy_classifier import NoisyClassifierConfig
+    from core.models.prior import PriorConfig
+    configs = [PriorConfig(classes=["a", "b"], sampling={"steps": 5}), NoisyClassifierConfig(classes=["a", "b"]),
+               CodeGuideConfig(kind="code_matcher")]
+    for config in configs:
+        d = config.to_dict()
+        assert json.loads(json.dumps(d)) == d and type(config).from_dict(d) == config
+        d["schedule"]["T"] = 7   # a copy: the config keeps its own
+        assert config.schedule["T"] == 1000
+    assert configs[1].to_dict()["channels"] == list(configs[1].channels)
+    with pytest.raises(ValueError, match=r"unknown prior config keys: \['colour'\]"):
+        PriorConfig.from_dict({"kind": "prior", "colour": 1})
+    with pytest.raises(ValueError, match=r"unknown config keys: \['colour'\]"):
+        NoisyClassifierConfig.from_dict({"classes": ["a"], "colour": 1})

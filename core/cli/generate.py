@@ -6,7 +6,7 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from core.cascade import base_defaults, default_base, generate, variations
+from core.cascade import base_defaults, default_base, generate, sr_defaults, variations
 from core.cli import finite, load_models, seed
 from core.diffusion.samplers import SAMPLERS
 from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
@@ -51,15 +51,17 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     g.add_argument("--sr-steps", type=int, default=None,
                    help=f"steps of each SR stage (default {SR_STAGE_DEFAULTS[0].steps} at 64 px, "
                         f"{SR_STAGE_DEFAULTS[1].steps} at 128 px)")
-    g.add_argument("--sr-noise", type=int, default=SR_DEFAULTS.aug_level, help="SR noise-augmentation level (0-999)")
+    g.add_argument("--sr-noise", type=int, default=None,
+                   help=f"SR noise level (0-999; default: each stage checkpoint's, {SR_DEFAULTS.aug_level})")
     g.add_argument("--seed", type=seed, default=0)
     g.add_argument("--num", type=int, default=1)
     g.add_argument("--size", type=int, choices=(32, 64, 128), default=128)
     g.add_argument("--base", choices=("pixel", "semantic"), default=None,
                    help="the 32 px base: pixel (the text/class UNet) or semantic (a prior over the DiffAE's "
                         "semantic code, then its decoder); default: semantic when its models are there")
-    g.add_argument("--decoder-steps", type=int, default=DECODER_STEPS,
-                   help=f"semantic base: {DECODER_SAMPLER} steps of the DiffAE decoder (default {DECODER_STEPS})")
+    g.add_argument("--decoder-steps", type=int, default=None,
+                   help=f"semantic base: {DECODER_SAMPLER} steps of the DiffAE decoder (default: its checkpoint's, "
+                        f"{DECODER_STEPS})")
     g.add_argument("--decoder-guidance", type=finite, default=None,
                    help="semantic base: classifier-free guidance of the DiffAE decoder on the semantic code "
                         "(default: the scale its checkpoint names; 1 = none)")
@@ -73,9 +75,10 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     v.add_argument("--size", type=int, choices=(32, 64, 128), default=128)
     v.add_argument("--prompt", default=None, help="move the image's semantics towards this prompt (with --mix)")
     v.add_argument("--mix", type=finite, default=0.0, help="0: the image's own code ... 1: the prompt's (default 0)")
-    v.add_argument("--guidance", type=finite, default=PRIOR_DEFAULTS.guidance, help="the prior's guidance for --prompt")
-    v.add_argument("--decoder-steps", type=int, default=DECODER_STEPS,
-                   help=f"{DECODER_SAMPLER} steps of the DiffAE decoder (default {DECODER_STEPS})")
+    v.add_argument("--guidance", type=finite, default=None,
+                   help=f"the prior's guidance for --prompt (default: its checkpoint's, {PRIOR_DEFAULTS.guidance:g})")
+    v.add_argument("--decoder-steps", type=int, default=None,
+                   help=f"{DECODER_SAMPLER} steps of the DiffAE decoder (default: its checkpoint's, {DECODER_STEPS})")
     v.add_argument("--decoder-guidance", type=finite, default=None,
                    help="classifier-free guidance of the DiffAE decoder on the semantic code "
                         "(default: the scale its checkpoint names; 1 = none)")
@@ -119,8 +122,9 @@ def run_generate(args: argparse.Namespace) -> None:
                          guidance=defaults.guidance if args.guidance is None else args.guidance, eta=args.eta,
                          threshold=None if args.no_threshold else BASE_DEFAULTS.threshold,
                          threshold_max=args.threshold_max)
-    sr = tuple(replace(d, steps=d.steps if args.sr_steps is None else args.sr_steps, aug_level=args.sr_noise)
-               for d in SR_STAGE_DEFAULTS)
+    sr = tuple(replace(d, steps=d.steps if args.sr_steps is None else args.sr_steps,
+                       aug_level=d.aug_level if args.sr_noise is None else args.sr_noise)
+               for d in sr_defaults(models, args.size))
     result = generate(models, prompt=args.prompt, negative_prompt=args.negative_prompt, label=args.label,
                       num=args.num, seed=args.seed, size=args.size, base=base, sr=sr,
                       base_model=args.base, decoder_steps=args.decoder_steps, decoder_guidance=args.decoder_guidance,
@@ -131,7 +135,7 @@ def run_generate(args: argparse.Namespace) -> None:
 def run_variations(args: argparse.Namespace) -> None:
     models = load_models(args)
     image = pil_to_tensor(open_image(args.image))
-    sr = tuple(d if args.sr_steps is None else replace(d, steps=args.sr_steps) for d in SR_STAGE_DEFAULTS)
+    sr = tuple(d if args.sr_steps is None else replace(d, steps=args.sr_steps) for d in sr_defaults(models, args.size))
     result = variations(models, image, num=args.num, seed=args.seed, size=args.size, prompt=args.prompt,
                         mix=args.mix, guidance=args.guidance, decoder_steps=args.decoder_steps, sr=sr,
                         decoder_guidance=args.decoder_guidance)

@@ -52,8 +52,8 @@ from core.data.emoji import load_dataset
 from core.evaluation.held_out import mean_of, names_gender, names_skin_tone
 from core.evaluation.judge import RESOLUTION, Judge, feature_fd, is_people, recognisability, retrieval, round_trip
 from core.models.prior import sample_codes
-from core.pipeline import generate_class, generate_text
-from core.semantic import DECODER_STEPS, PRIOR_DEFAULTS, render
+from core.pipeline import generate_class, generate_text, model_defaults
+from core.semantic import PRIOR_DEFAULTS, decoder_sampling, render
 
 Sampler = Callable[[list, list], torch.Tensor]
 Kind = Literal["text", "label"]
@@ -292,10 +292,11 @@ def semantic_sampler(models, kind: Kind, settings=None, decoder_steps: int | Non
     """The semantic base (the prior over DiffAE's code, then the DiffAE decoder) at 32 px in
     batches: the same images as ``core.cascade.generate(..., base_model="semantic", size=32)``,
     sample by sample (per-seed noise streams), with the prior sampling at ``settings`` (default
-    the app's, ``core.semantic.PRIOR_DEFAULTS``)."""
-    settings = settings or PRIOR_DEFAULTS
-    decoder_steps = decoder_steps or DECODER_STEPS
+    the app's: the prior checkpoint's, ``core.cascade.base_defaults``) and the decoder's steps
+    (default its checkpoint's)."""
     prior, decoder = models.get("prior"), models.get("diffae")
+    settings = settings or model_defaults(prior, PRIOR_DEFAULTS)
+    decoder_steps = decoder_steps or decoder_sampling(decoder, "steps")
     encoder = models.get(prior.config.text_encoder) if kind == "text" else None
 
     def sample(asked: list, seeds: list) -> torch.Tensor:

@@ -31,6 +31,37 @@ class CheckpointError(ValueError):
     """A checkpoint folder or repo that cannot be used; the message names it and why."""
 
 
+class JsonConfig:
+    """The config.json of a dataclass config: `to_dict` (every field, tuples as lists, containers
+    copied) and `from_dict` (a key the dataclass has no field for is named, with `CONFIG_NAME` in
+    the message; `check_dict` is where a subclass checks the dict before the dataclass is built)."""
+    CONFIG_NAME = ""   # e.g. "prior " in "unknown prior config keys: [...]"
+
+    def to_dict(self) -> dict:
+        return {name: _plain(getattr(self, name)) for name in self.__dataclass_fields__}
+
+    @classmethod
+    def from_dict(cls, d: dict):
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown {cls.CONFIG_NAME}config keys: {sorted(unknown)}")
+        cls.check_dict(d)
+        return cls(**d)
+
+    @classmethod
+    def check_dict(cls, d: dict) -> None:
+        """ValueError naming what a config dict holds that this config cannot take (none here)."""
+
+
+def _plain(value):
+    """A config value as JSON holds it: lists for tuples, containers copied all the way down."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
 def resolve_checkpoints(location: str | os.PathLike | None = None) -> Path:
     """A local folder as is; a Hub repo id downloaded (or found in the local Hub cache)."""
     if location is None:

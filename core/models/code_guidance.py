@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from core.diffusion.schedules import NoiseSchedule, make_schedule
-from core.models.checkpoints import CheckpointError
+from core.models.checkpoints import CheckpointError, JsonConfig
 from core.models.prior import PriorBlock, timestep_embedding
 
 CLASSIFIER_KIND, MATCHER_KIND = "code_classifier", "code_matcher"
@@ -42,7 +42,7 @@ EVAL_TIMES = (0, 250, 500, 750, 900, 999)
 
 
 @dataclass
-class CodeGuideConfig:
+class CodeGuideConfig(JsonConfig):
     """Everything needed to rebuild a code classifier or code matcher; stored as config.json."""
     kind: str
     dim: int = 256                    # width of the prior's code
@@ -61,15 +61,6 @@ class CodeGuideConfig:
         if self.kind == CLASSIFIER_KIND and not self.classes:
             raise ValueError("a code classifier needs at least one class")
 
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CodeGuideConfig:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown config keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 class CodeTrunk(nn.Module):

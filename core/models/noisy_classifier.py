@@ -22,7 +22,7 @@ writes it, `core.models.loading.load_model` reads it.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -30,13 +30,14 @@ from diffusers.models.embeddings import get_timestep_embedding
 from torch import Tensor, nn
 
 from core.diffusion.schedules import NoiseSchedule, make_schedule
+from core.models.checkpoints import JsonConfig
 
 KIND = "noisy_classifier"
 EVAL_TIMES = (0, 100, 250, 500, 750, 900, 999)
 
 
 @dataclass
-class NoisyClassifierConfig:
+class NoisyClassifierConfig(JsonConfig):
     """Everything needed to rebuild the classifier; stored as config.json."""
     classes: list[str]
     resolution: int = 32
@@ -55,15 +56,6 @@ class NoisyClassifierConfig:
         if not self.channels or any(c % self.groups for c in self.channels):
             raise ValueError(f"channels must be multiples of groups ({self.groups}), got {self.channels}")
 
-    def to_dict(self) -> dict:
-        return {**asdict(self), "channels": list(self.channels)}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> NoisyClassifierConfig:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown config keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 class NoisyClassifier(nn.Module):

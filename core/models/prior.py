@@ -34,15 +34,17 @@ from core.diffusion.guidance import cfg_denoiser
 from core.diffusion.rng import BatchGenerator
 from core.diffusion.samplers import sample
 from core.diffusion.schedules import NoiseSchedule, make_schedule
+from core.models.checkpoints import JsonConfig
+from core.models.sampling import sampling_default
 
-DEFAULT_GUIDANCE = 3.0
 NOISE_STREAM = 7   # the stream of each seed the starting noise is drawn from (`core.checks.seed_streams`)
-DEFAULT_STEPS = 50
-DEFAULT_SAMPLER = "ddim"
+# The sampling of a prior whose config names none (one trained just now); the committed prior's
+# measured defaults are in its config.json `sampling` (checkpoints/prior/README.md).
+FALLBACK_SAMPLING = {"sampler": "ddim", "steps": 25, "guidance": 3.0}
 
 
 @dataclass
-class PriorConfig:
+class PriorConfig(JsonConfig):
     """Everything needed to rebuild a prior; stored as config.json."""
     kind: str = "prior"
     dim: int = 256                    # width of z_sem (the DiffAE's semantic_dim)
@@ -55,21 +57,16 @@ class PriorConfig:
     schedule: dict = field(default_factory=lambda: {"name": "cosine", "T": 1000})
     text_encoder: str = "clip"        # folder name of the text encoder it was trained with
     decoder: str = "diffae"           # folder name of the DiffAE whose codes it models
+    sampling: dict = field(default_factory=dict)   # measured defaults: sampler, steps, guidance
 
-    def to_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, (list, tuple)) else dict(v) if isinstance(v, dict) else v)
-                for k, v in self.__dict__.items()}
+    CONFIG_NAME = "prior "
 
     @classmethod
-    def from_dict(cls, d: dict) -> PriorConfig:
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown prior config keys: {sorted(unknown)}")
+    def check_dict(cls, d: dict) -> None:
         if d.get("kind") != "prior":
             raise ValueError(f"expected kind 'prior', got {d.get('kind')!r}")
         if d.get("prediction", "x0") not in ("eps", "x0", "v"):
             raise ValueError(f"unknown prediction {d.get('prediction')!r}; expected eps, x0 or v")
-        return cls(**d)
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10_000.0) -> torch.Tensor:
@@ -185,10 +182,15 @@ def check_guidance(guidance) -> float:
     return float(guidance)
 
 
+def prior_sampling(prior, key: str):
+    """The prior's default `key` (sampler, steps, guidance): its config's, else FALLBACK_SAMPLING."""
+    return sampling_default(prior, key, FALLBACK_SAMPLING[key])
+
+
 @torch.no_grad()
 def sample_codes(prior: SemanticPrior, cond: dict[str, torch.Tensor], uncond: dict[str, torch.Tensor],
-                 seeds: Sequence[int], guidance: float = DEFAULT_GUIDANCE, steps: int = DEFAULT_STEPS,
-                 sampler: str = DEFAULT_SAMPLER, callback=None, spacing: str = "leading",
+                 seeds: Sequence[int], guidance: float | None = None, steps: int | None = None,
+                 sampler: str | None = None, callback=None, spacing: str = "leading",
                  guide=None) -> torch.Tensor:
     """z_sem [B, dim] (denormalised, ready for the DiffAE decoder) drawn from the prior given
     `cond`, with classifier-free guidance against `uncond` at scale `guidance` (1: none; 0: the
@@ -196,11 +198,11 @@ def sample_codes(prior: SemanticPrior, cond: dict[str, torch.Tensor], uncond: di
     `guide` (a wrapper of the denoiser: classifier or CLIP guidance in code space,
     `core.semantic.code_guide`) around that, if given. The starting noise of sample i comes
     from its own generator seeded with seeds[i] * 1009 + 7 (a stream of its own, apart from the
-    decoder's and the SR stages')."""
+    decoder's and the SR stages'). Guidance, steps and sampler left out are the prior's own
+    (`prior_sampling`)."""
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must name at least one seed")
-    guidance = check_guidance(guidance)
     device = prior.code_mean.device
     gen = BatchGenerator(seed_streams(seeds, NOISE_STREAM), device)
     x = gen.randn((len(seeds), prior.config.dim))
@@ -210,14 +212,17 @@ def sample_codes(prior: SemanticPrior, cond: dict[str, torch.Tensor], uncond: di
 
 @torch.no_grad()
 def denoise_codes(prior: SemanticPrior, cond: dict[str, torch.Tensor], uncond: dict[str, torch.Tensor],
-                  noise: torch.Tensor, guidance: float = DEFAULT_GUIDANCE, steps: int = DEFAULT_STEPS,
-                  sampler: str = DEFAULT_SAMPLER, generator=None, callback=None,
+                  noise: torch.Tensor, guidance: float | None = None, steps: int | None = None,
+                  sampler: str | None = None, generator=None, callback=None,
                   spacing: str = "leading", guide=None) -> torch.Tensor:
     """The normalised codes [B, dim] the prior's sampler reaches from the starting noise [B, dim]
     (`generator`: the stochastic samplers' noise). With a deterministic sampler (DDIM) this is a
     function of the noise: what a code class base learns (`core.training.bases`). `guide` wraps
-    the (classifier-free guided) denoiser: classifier or CLIP guidance of the codes."""
-    guidance = check_guidance(guidance)
+    the (classifier-free guided) denoiser: classifier or CLIP guidance of the codes. Guidance,
+    steps and sampler left out are the prior's own (`prior_sampling`)."""
+    guidance = check_guidance(prior_sampling(prior, "guidance") if guidance is None else guidance)
+    steps = prior_sampling(prior, "steps") if steps is None else steps
+    sampler = prior_sampling(prior, "sampler") if sampler is None else sampler
     if guidance == 1.0:
         denoiser = lambda x_t, t: prior.eps(x_t, t, cond)  # noqa: E731
     elif guidance == 0.0:   # eps_u + 0 (eps_c - eps_u): the unconditional prior, one forward

@@ -43,11 +43,10 @@ from core.images import save_grid
 from core.models.checkpoints import CheckpointError
 from core.models.loading import load_model
 from core.models.networks import DiffusionModel, ModelConfig, image_unet_config, text_unet_config, unet_backbone
-from core.models.prior import denoise_codes
+from core.models.prior import denoise_codes, prior_sampling
 from core.models.text_encoders import ClipTextEncoder
 from core.optim import fit
 from core.pipeline import generate_class, generate_text
-from core.semantic import PRIOR_DEFAULTS
 from core.training.task import DiffusionTask
 
 GRID_PROMPTS = ["woman dancing, dark skin tone", "man dancing, light skin tone", "thumbs up", "red apple",
@@ -246,7 +245,7 @@ class ClassBaseTask(PixelBaseTask):
         if missing:
             raise CheckpointError(f"the semantic prior in {folder} lacks labels of this data set: {missing[:3]}")
         n = 4 if self.cfg.smoke else min(DISTILL_NOISES, DISTILL_CHUNK)
-        steps = 2 if self.cfg.smoke else PRIOR_DEFAULTS.steps
+        steps = 2 if self.cfg.smoke else prior_sampling(prior, "steps")
         names = [*classes, None]
         labels, noises, targets = [], [], []
         every_chunk = range(1 if self.cfg.smoke else max(1, DISTILL_NOISES // DISTILL_CHUNK))
@@ -256,8 +255,8 @@ class ClassBaseTask(PixelBaseTask):
             gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + index + 1 + 100_000 * chunk)
             noise = torch.randn(n, prior.config.dim, generator=gen).to(device)
             cond = prior.null_cond(n) if name is None else prior.label_cond([name] * n)
-            guidance = 1.0 if name is None else PRIOR_DEFAULTS.guidance
-            zn = denoise_codes(prior, cond, prior.null_cond(n), noise, guidance, steps, PRIOR_DEFAULTS.sampler)
+            guidance = 1.0 if name is None else prior_sampling(prior, "guidance")
+            zn = denoise_codes(prior, cond, prior.null_cond(n), noise, guidance, steps)   # the prior's sampler
             labels.append(torch.full((n,), index, dtype=torch.long, device=device))
             noises.append(noise)
             targets.append(model.conditioner.normalise(prior.denormalise(zn)))
