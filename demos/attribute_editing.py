@@ -75,11 +75,14 @@ class _Editing:
         self.models.require([MODEL, *cascade.sr_names(size)])
         return size
 
-    def at_size(self, images: torch.Tensor, size: int, seed: int = 0) -> torch.Tensor:
+    def at_size(self, images: torch.Tensor, size: int, seed: int = 0, faithful: bool = True) -> torch.Tensor:
         """The DiffAE's images through the SR stages up to `size`, every image with the same SR noise
-        (so a sweep's frames differ by the edit alone)."""
+        (so a sweep's frames differ by the edit alone). `faithful`: decoded from the image's own x_T,
+        so as crisp as a reconstruction: the stages take them without noise augmentation
+        (`core.cascade.stage_settings`); a fresh-noise decoding is a draft and gets the cascade's."""
         sr_models = cascade.sr_models(self.models.set, size, images.shape[-1])
-        return cascade.upscale_chain(sr_models, images, [seed] * len(images))[size]
+        settings = cascade.stage_settings(sr_models, faithful=faithful)
+        return cascade.upscale_chain(sr_models, images, [seed] * len(images), settings)[size]
 
 
 def _check_steps(steps) -> int:
@@ -164,7 +167,7 @@ def _make_edit(ed: _Editing):
             progress(None, desc="encoding and decoding")
             x_T = diffae.fresh_noise(ed.model(), [seed]) if fresh_noise else None
             out = yield from wait_for(lambda: ed.at_size(diffae.edit(ed.model(), dirs, x, attribute, strength, steps,
-                                                                     x_T=x_T), size, seed), 3)
+                                                                     x_T=x_T), size, seed, not fresh_noise), 3)
             files = RequestFiles()
             params = {"command": "edit", "image": Path(image).name, "attribute": attribute, "strength": strength,
                       "steps": steps, "seed": seed, "fresh_noise": bool(fresh_noise), "size": size}
