@@ -28,7 +28,7 @@ from core.pipeline import (
 )
 from core.semantic import PRIOR_DEFAULTS, check_code_guide_scale, decoder_sampling, generate_semantic
 from core.semantic import variations as semantic_variations
-from core.tone_words import load_tone_offsets
+from core.tone_words import app_reading, load_tone_offsets
 
 Size = Literal[32, 64, 128]
 SIZES = (32, 64, 128)
@@ -216,8 +216,8 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
     if base_model == "semantic":
         text_encoder = models.get(models.get("prior").config.text_encoder) if prompt is not None else None
         offsets = load_tone_offsets(Path(models.root) / "diffae") if prompt is not None else None
-        code_shift, tone = offsets.shift_for(prompt) if offsets is not None else (None, None)
-        x = generate_semantic(models.get("prior"), models.get("diffae"), text_encoder, prompt=prompt, label=label,
+        prior_prompt, code_shift, tone = app_reading(offsets, prompt) if prompt is not None else (None, None, None)
+        x = generate_semantic(models.get("prior"), models.get("diffae"), text_encoder, prompt=prior_prompt, label=label,
                               negative_prompt=negative_prompt, seeds=seeds, guidance=base.guidance, steps=base.steps,
                               sampler=base.sampler, decoder_steps=decoder_steps, callback=_staged(callback, 32),
                               decoder_guidance=decoder_guidance,
@@ -241,8 +241,9 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         parameters["decoder_steps"] = decoder_sampling(models.get("diffae"), "steps") if decoder_steps is None \
             else decoder_steps
         parameters["decoder_guidance"] = fresh_noise_guidance(models.get("diffae"), decoder_guidance)
-    if tone is not None:   # a tone asked on a design never drawn with one: the code moved by its offset
+    if tone is not None:   # a tone asked on a design never drawn with one: the design, moved by the tone's offset
         parameters["tone_offset"] = tone
+        parameters["prior_prompt"] = prior_prompt
     if classifier_scale is not None:
         parameters["classifier_scale"] = classifier_scale
     if clip_scale is not None:

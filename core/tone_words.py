@@ -36,6 +36,7 @@ from core.diffae import semantic_code
 from core.models.checkpoints import CheckpointError
 
 TONE_OFFSETS_FILE = "tone_offsets.safetensors"
+OFFSET_SCALE = 0.5   # how far along its tone's offset the code of an untoned design moves (module doc)
 
 # "dark skin tone", "medium-dark skin", "medium light skin tone", "dark-skinned", with the
 # punctuation or "with" that joins it to the rest of the prompt
@@ -102,13 +103,15 @@ class ToneOffsets:
             raise ValueError(f"skin tone must be one of {', '.join(TONES)}; got {tone!r}")
         return float(scale) * self.offsets[TONES.index(tone)]
 
-    def shift_for(self, prompt: str) -> tuple[torch.Tensor | None, str | None]:
-        """(the shift a prompt's codes take, the tone it stands for): the tone's offset when the prompt
-        asks one tone on a design never drawn with one; (None, None) otherwise."""
+    def apply_to(self, prompt: str) -> tuple[str, torch.Tensor | None, str | None]:
+        """(what the prior reads, the shift its codes take, the tone that stands for). A prompt asking
+        one tone on a design never drawn with one: the prompt without its tone words (the design
+        alone draws cleanly; with the tone words the prior lands between emoji) and `OFFSET_SCALE`
+        times the tone's offset. Any other prompt: itself, None, None."""
         rest, tone = split_tone(prompt)
         if tone is None or prompt_design(rest) in self.toned_designs:
-            return None, None
-        return self.shift(tone), tone
+            return prompt, None, None
+        return rest, self.shift(tone, OFFSET_SCALE), tone
 
     def save(self, folder: str | os.PathLike) -> Path:
         folder = Path(folder)
@@ -133,6 +136,11 @@ class ToneOffsets:
         if offsets.ndim != 2 or offsets.shape[0] != len(TONES) or counts.shape != (len(TONES),):
             raise CheckpointError(f"tone offsets {path}: expected [{len(TONES)}, D], got {tuple(offsets.shape)}")
         return cls(offsets, counts, toned)
+
+
+def app_reading(offsets: ToneOffsets | None, prompt: str) -> tuple[str, torch.Tensor | None, str | None]:
+    """`offsets.apply_to(prompt)`, or the prompt as it is where there are no offsets."""
+    return (prompt, None, None) if offsets is None else offsets.apply_to(prompt)
 
 
 def fit_tone_offsets(model, dataset) -> ToneOffsets:

@@ -32,13 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.cascade import sr_models, upscale_chain  # noqa: E402
 from core.data.emoji import TONES, design_of, load_dataset  # noqa: E402
 from core.evaluation.classifiers import load_or_train  # noqa: E402
+from core.evaluation.judge import Judge, retrieval  # noqa: E402
 from core.images import labelled_rows  # noqa: E402
 from core.models.modelset import ModelSet  # noqa: E402
 from core.semantic import render, sample_semantic_codes  # noqa: E402
-from core.tone_words import fit_tone_offsets, load_tone_offsets  # noqa: E402
+from core.tone_words import app_reading, fit_tone_offsets, load_tone_offsets  # noqa: E402
 
-METHODS = ("prompt alone", "prompt + offset", "name + 1.5 offsets", "name + 2 offsets", "name + 2.5 offsets",
-           "the app (offset on untoned designs only)")
+METHODS = ("prompt alone", "prompt + offset", "name alone", "name + 0.5 offset", "name + 1 offset",
+           "name + 1.5 offsets", "the app")
 GRID_DESIGNS = ("troll", "man genie", "skier", "woman zombie", "person fencing")
 
 
@@ -55,30 +56,43 @@ def heldout_prompts(data, n: int) -> list[tuple[str, str]]:
     return [(r.name.split(":")[0], r.skin_tone) for r in records[:n]]
 
 
-def score(models, offsets, tone_clf, prompts) -> tuple[Counter, Counter]:
+def score(models, offsets, tone_clf, judge, prompts) -> dict[str, Counter]:
+    """Per method: the tone read is the one asked (exact) or a step away (near); the design is among
+    the 5 real emoji nearest to the sample in the judge's features (design; untoned prompts only, whose
+    design is one emoji); the judge accepts the sample as an emoji (emoji)."""
     prior, decoder = models.get("prior"), models.get("diffae")
     encoder = models.get(prior.config.text_encoder)
-    exact, near = Counter(), Counter()
+    data = load_dataset()
+    index = {r.name: i for i, r in enumerate(data.records)}
+    counts = {what: Counter() for what in ("exact", "near", "design", "emoji")}
     for k, (name, tone) in enumerate(prompts):
         prompt, seeds = f"{name}: {tone} skin tone", [k]
         full = sample_semantic_codes(prior, encoder, prompt=prompt, seeds=seeds)
         bare = sample_semantic_codes(prior, encoder, prompt=name, seeds=seeds)
         offset = offsets.shift(tone)
-        app_shift, _ = offsets.shift_for(prompt)
-        codes = torch.cat([full, full + offset, bare + 1.5 * offset, bare + 2 * offset, bare + 2.5 * offset,
-                           full if app_shift is None else full + app_shift])
-        read = tone_clf.predict_names(render(decoder, codes, seeds * len(codes)))
-        for method, got in zip(METHODS, read):
-            exact[method] += got == tone
-            near[method] += got in TONES and abs(TONES.index(got) - TONES.index(tone)) <= 1
+        app_prompt, app_shift, _ = app_reading(offsets, prompt)
+        app = sample_semantic_codes(prior, encoder, prompt=app_prompt, seeds=seeds)
+        codes = torch.cat([full, full + offset, bare, bare + 0.5 * offset, bare + offset, bare + 1.5 * offset,
+                           app if app_shift is None else app + app_shift])
+        images = render(decoder, codes, seeds * len(codes))
+        read = tone_clf.predict_names(images)
+        accepted = judge.accept(images)
+        design = (retrieval(judge, images, [index[name]] * len(codes)) if name in index
+                  else torch.zeros(len(codes)))
+        for m, method in enumerate(METHODS):
+            counts["exact"][method] += read[m] == tone
+            counts["near"][method] += read[m] in TONES and abs(TONES.index(read[m]) - TONES.index(tone)) <= 1
+            counts["design"][method] += float(design[m])
+            counts["emoji"][method] += float(accepted[m])
         print(f"  {k}: {prompt!r} -> {dict(zip(METHODS, read))}", flush=True)
-    return exact, near
+    return counts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoints", default="checkpoints")
     parser.add_argument("--heldout", type=int, default=40)
+    parser.add_argument("--sets", default="untoned,held-out", help="which prompt sets to score")
     parser.add_argument("--grid", help="write a 128 px grid of untoned designs in every tone here")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
@@ -87,17 +101,21 @@ def main() -> None:
     models = ModelSet(args.checkpoints, "cpu")
     offsets = load_tone_offsets(Path(models.root) / "diffae") or fit_tone_offsets(models.get("diffae"), data)
     tone_clf = load_or_train("skin_tone", data=data)
+    judge = Judge.load().set_reference(data)
     table = []
-    for split, prompts in (("untoned designs", untoned_prompts(data)), ("held-out toned names",
-                                                                          heldout_prompts(data, args.heldout))):
+    sets = {"untoned designs": untoned_prompts(data), "held-out toned names": heldout_prompts(data, args.heldout)}
+    for split, prompts in sets.items():
+        if split.split()[0] not in args.sets:
+            continue
         print(f"{split}: {len(prompts)} prompts", flush=True)
-        exact, near = score(models, offsets, tone_clf, prompts)
-        table.append((split, len(prompts), exact, near))
-    print("\n| asked tone drawn: exact / within one | " + " | ".join(f"{s} ({n})" for s, n, _, _ in table) + " |")
-    print("| --- |" + " --- |" * len(table))
-    for method in METHODS:
-        cells = [f"{exact[method] / n:.2f} / {near[method] / n:.2f}" for _, n, exact, near in table]
-        print(f"| {method} | " + " | ".join(cells) + " |")
+        table.append((split, len(prompts), score(models, offsets, tone_clf, judge, prompts)))
+    for split, n, counts in table:
+        print(f"\n{split} ({n} prompts) | tone asked: exact | within one | the design kept (retrieval@5) | "
+              "accepted as an emoji |")
+        print("| --- | --- | --- | --- | --- |")
+        for method in METHODS:
+            print(f"| {method} | " + " | ".join(f"{counts[w][method] / n:.2f}" for w in ("exact", "near", "design",
+                                                                                       "emoji")) + " |")
     if args.grid:
         prior, decoder = models.get("prior"), models.get("diffae")
         encoder = models.get(prior.config.text_encoder)

@@ -10,7 +10,15 @@ import torch
 
 from core.data.emoji import TONES
 from core.models.checkpoints import CheckpointError
-from core.tone_words import TONE_OFFSETS_FILE, ToneOffsets, load_tone_offsets, prompt_design, split_tone
+from core.tone_words import (
+    OFFSET_SCALE,
+    TONE_OFFSETS_FILE,
+    ToneOffsets,
+    app_reading,
+    load_tone_offsets,
+    prompt_design,
+    split_tone,
+)
 
 
 @pytest.mark.parametrize("prompt, rest, tone", [
@@ -64,10 +72,12 @@ def test_offsets_are_the_mean_tone_difference_within_a_design():
 
 def test_the_offset_goes_only_to_designs_never_drawn_with_a_tone():
     offsets, tone_vec = _offsets()
-    shift, tone = offsets.shift_for("troll, dark skin tone")
-    assert tone == "dark" and torch.equal(shift, offsets.shift("dark"))
-    assert offsets.shift_for("man running: dark skin tone") == (None, None)   # the prior draws this one itself
-    assert offsets.shift_for("a troll") == (None, None)
+    prompt, shift, tone = offsets.apply_to("troll, dark skin tone")
+    assert (prompt, tone) == ("troll", "dark") and torch.equal(shift, offsets.shift("dark", OFFSET_SCALE))
+    # the prior draws these itself
+    assert offsets.apply_to("man running: dark skin tone") == ("man running: dark skin tone", None, None)
+    assert offsets.apply_to("a troll") == ("a troll", None, None)
+    assert app_reading(None, "troll, dark skin tone") == ("troll, dark skin tone", None, None)
 
 
 def test_offsets_round_trip_and_a_bad_file_is_named(tmp_path):
@@ -97,11 +107,11 @@ def test_the_cascade_moves_the_code_of_a_tone_asked_on_an_untoned_design(tiny_ch
     moved = generate(ModelSet(root, "cpu"), prompt=prompt, num=1, size=32, decoder_steps=2)
     assert moved.parameters["tone_offset"] == "dark"
     assert not torch.allclose(moved.final, plain.final)
-    # a design drawn with tones, or another tone whose offset is zero, keeps the prompt's own code
+    assert moved.parameters["prior_prompt"] == "troll"
+    # a design drawn with tones keeps the whole prompt; a tone whose offset is zero draws the design alone
     kept = generate(ModelSet(root, "cpu"), prompt="man running: dark skin tone", num=1, size=32,
                     decoder_steps=2)
     assert "tone_offset" not in kept.parameters
     zero = generate(ModelSet(root, "cpu"), prompt="troll, light skin tone", num=1, size=32, decoder_steps=2)
-    same = generate(ModelSet(tiny_checkpoints, "cpu"), prompt="troll, light skin tone", num=1, size=32,
-                    decoder_steps=2)
-    assert zero.parameters["tone_offset"] == "light" and torch.equal(zero.final, same.final)
+    design = generate(ModelSet(tiny_checkpoints, "cpu"), prompt="troll", num=1, size=32, decoder_steps=2)
+    assert zero.parameters["tone_offset"] == "light" and torch.equal(zero.final, design.final)
