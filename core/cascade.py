@@ -25,6 +25,7 @@ from core.pipeline import (
     model_defaults,
     upscale,
 )
+from core.reading import readable_prompt
 from core.semantic import DECODER_STEPS, PRIOR_DEFAULTS, check_code_guide_scale, generate_semantic
 from core.semantic import variations as semantic_variations
 
@@ -189,7 +190,11 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
 
     if base_model == "semantic":
         text_encoder = models.get(models.get("prior").config.text_encoder) if prompt is not None else None
-        x = generate_semantic(models.get("prior"), models.get("diffae"), text_encoder, prompt=prompt, label=label,
+        read = prompt
+        if prompt is not None:   # words the encoder cannot read would pull the prompt elsewhere (core.reading)
+            read, read_note = readable_prompt(text_encoder, prompt)
+            note = "; ".join(n for n in (note, read_note) if n) or None
+        x = generate_semantic(models.get("prior"), models.get("diffae"), text_encoder, prompt=read, label=label,
                               negative_prompt=negative_prompt, seeds=seeds, guidance=base.guidance, steps=base.steps,
                               sampler=base.sampler, decoder_steps=decoder_steps, callback=_staged(callback, 32),
                               decoder_guidance=decoder_guidance,

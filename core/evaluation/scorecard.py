@@ -53,6 +53,7 @@ from core.evaluation.held_out import mean_of, names_gender, names_skin_tone
 from core.evaluation.judge import RESOLUTION, Judge, feature_fd, is_people, recognisability, retrieval, round_trip
 from core.models.prior import sample_codes
 from core.pipeline import generate_class, generate_text
+from core.reading import readable_prompt
 from core.semantic import DECODER_STEPS, PRIOR_DEFAULTS, render
 
 Sampler = Callable[[list, list], torch.Tensor]
@@ -302,7 +303,10 @@ def semantic_sampler(models, kind: Kind, settings=None, decoder_steps: int | Non
         out = []
         for s in range(0, len(asked), batch):
             a, sd = list(asked[s:s + batch]), [int(x) for x in seeds[s:s + batch]]
-            cond = prior.text_cond(encoder.encode(a).pooled) if kind == "text" else prior.label_cond(a)
+            if kind == "text":   # as core.cascade.generate reads a prompt (core.reading.readable_prompt)
+                cond = prior.text_cond(encoder.encode([readable_prompt(encoder, p)[0] for p in a]).pooled)
+            else:
+                cond = prior.label_cond(a)
             z = sample_codes(prior, cond, prior.null_cond(len(a)), sd, settings.guidance, settings.steps,
                              settings.sampler)
             out.append(render(decoder, z, sd, decoder_steps).cpu())
@@ -310,13 +314,14 @@ def semantic_sampler(models, kind: Kind, settings=None, decoder_steps: int | Non
     return sample
 
 
-def cascade_sampler(models, kind: Kind, **generate_kwargs) -> Sampler:
-    """Any base :func:`core.cascade.generate` offers, one call per sample at 32 px
-    (``generate_kwargs`` such as the base's settings pass through)."""
+def cascade_sampler(models, kind: Kind, size: int = 32, **generate_kwargs) -> Sampler:
+    """Any base :func:`core.cascade.generate` offers, one call per sample, the cascade's final image
+    at ``size`` (32: the base alone; 64 and 128 through the SR stages; ``generate_kwargs`` such as
+    the base's settings pass through)."""
     key = "prompt" if kind == "text" else "label"
 
     def sample(asked: list, seeds: list) -> torch.Tensor:
-        return torch.cat([generate(models, **{key: a}, num=1, seed=int(s), size=32, **generate_kwargs).stages[32].cpu()
+        return torch.cat([generate(models, **{key: a}, num=1, seed=int(s), size=size, **generate_kwargs).final.cpu()
                           for a, s in zip(asked, seeds)])
     return sample
 
