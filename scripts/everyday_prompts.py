@@ -27,6 +27,7 @@ from core.evaluation.everyday import everyday_grid, format_everyday, load_everyd
 from core.evaluation.judge import Judge  # noqa: E402
 from core.evaluation.scorecard import cascade_sampler, semantic_sampler  # noqa: E402
 from core.models.modelset import ModelSet  # noqa: E402
+from core.reading import name_text, read_prompt  # noqa: E402
 
 
 def main() -> None:
@@ -38,6 +39,9 @@ def main() -> None:
     p.add_argument("--prompts", default=None, help="a prompts JSON file (default: the committed everyday prompts)")
     p.add_argument("--grid", default=None, help="write a labelled grid of the samples here (PNG)")
     p.add_argument("--json", default=None, help="write the figures here")
+    p.add_argument("--nearest-name", action="store_true",
+                   help="a retrieval remedy, for comparison: draw the name of the emoji the prompt is read as "
+                        "(core.reading, the nearest name in the text encoder's space) instead of the prompt")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -51,6 +55,12 @@ def main() -> None:
         sample = semantic_sampler(models, "text")
     else:
         sample = cascade_sampler(models, "text", size=128, base_model="semantic")
+    if a.nearest_name:
+        encoder, draw = models.get("clip"), sample
+
+        def sample(asked, seeds):
+            return draw([name_text(read_prompt(encoder, p, data).nearest[0]) for p in asked], seeds)
+
     result = score_everyday(sample, judge, data, load_everyday(a.prompts), seeds)
     print("\n".join(format_everyday(result)))
     print(f"({time.perf_counter() - t0:.0f} s)")

@@ -13,7 +13,7 @@ from core.reading import PromptReader, read_prompt, readable_prompt, unknown_wor
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINTS = ROOT / "checkpoints"
-RECORDS = [SimpleNamespace(name=n, emoji=e) for n, e in
+RECORDS = [SimpleNamespace(name=n, emoji=e, keywords=()) for n, e in
            [("thumbs up", "👍"), ("red apple", "🍎"), ("grinning face", "😀"), ("cat face", "🐱"),
             ("woman dancing: dark skin tone", "💃🏿"), ("man dancing: light skin tone", "🕺🏻")]]
 
@@ -115,3 +115,23 @@ def test_generate_prints_how_the_prompt_was_read(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert "read as: 🚀 rocket" in proc.stdout and "not understood: zyzzyva (read 'a rocket')" in proc.stdout
     assert "zyzzyva' left out" in proc.stdout   # the note of core.cascade.generate
+
+
+def test_everyday_captions_condition_half_the_priors_text_samples():
+    """`train prior --captions everyday`: a text sample takes an everyday caption half the time, an
+    emoji without any keeps its name captions; unconditional and label samples carry no text."""
+    import torch
+
+    from core.training.prior import PriorTask
+    task = PriorTask.__new__(PriorTask)
+    task.caption_rows, task.caption_emb = [(0, 2), (2, 1)], torch.zeros(3, 4)      # name captions: zeros
+    task.everyday_rows, task.everyday_emb = [(0, 3), (3, 0)], torch.ones(3, 4)     # everyday: ones
+    task.labels = torch.tensor([0, 1])
+    model = SimpleNamespace(num_classes=2)
+    rows = torch.tensor([0] * 2000 + [1] * 2000)
+    cond = task.cond_batch(rows, torch.Generator().manual_seed(0), model)
+    text, has = cond["text"][:, 0], cond["has_text"].bool()
+    share = text[:2000][has[:2000]].mean()
+    assert 0.4 < share < 0.6                          # emoji 0: half its text samples are everyday captions
+    assert (text[2000:] == 0).all()                   # emoji 1 has none: its names only
+    assert (text[~has] == 0).all()

@@ -101,7 +101,8 @@ def score_everyday(sample: Sampler, judge: Judge, data, prompts: Sequence[Everyd
 def everyday_grid(result: dict, path: str | Path, columns: int = 8) -> Path:
     """A labelled PNG of the scored samples: prompt above each picture, then "hit" / "miss"."""
     labels = [f"{r['prompt']}\n{'hit' if h else 'miss'}" for r in result["per_prompt"] for h in r["hits"]]
-    return labelled_grid(result["images"], labels, path, columns=columns, scale=1 if result["resolution"] > 32 else 3)
+    return labelled_grid(result["images"], labels, path, columns=columns, scale=1 if result["resolution"] > 32 else 3,
+                         above=True)
 
 
 def format_everyday(result: dict) -> list[str]:

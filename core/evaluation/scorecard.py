@@ -338,9 +338,10 @@ def _font(size: int):
 
 
 def labelled_grid(images: torch.Tensor, labels: Sequence[str], path: str | Path, columns: int = 6,
-                  scale: int = 3) -> Path:
+                  scale: int = 3, above: bool = False) -> Path:
     """A PNG of ``images`` ([-1, 1], [B,3,H,W]) in ``columns`` columns, each cell enlarged
-    ``scale`` times (nearest neighbour) with its label (lines split at "\\n") written under it."""
+    ``scale`` times (nearest neighbour) with its label (lines split at "\\n") written under it
+    (``above``: over it)."""
     from PIL import Image, ImageDraw
 
     if len(images) != len(labels):
@@ -361,12 +362,14 @@ def labelled_grid(images: torch.Tensor, labels: Sequence[str], path: str | Path,
     for i, (a, label) in enumerate(zip(arr, labels)):
         r, c = divmod(i, columns)
         x0, y0 = c * cell_w, r * cell_h
-        canvas.paste(Image.fromarray(a).resize((cw, ch), Image.NEAREST), (x0 + pad, y0 + pad))
+        text_y = y0 + pad + (0 if above else ch + 2)
+        canvas.paste(Image.fromarray(a).resize((cw, ch), Image.NEAREST),
+                     (x0 + pad, y0 + pad + (lines * line_h + 2 if above else 0)))
         for j, text in enumerate(str(label).split("\n")):
             while text and draw.textlength(text, font=font) > cell_w - 2:
                 text = text[:-1]
             tw = draw.textlength(text, font=font)
-            draw.text((x0 + (cell_w - tw) / 2, y0 + pad + ch + 2 + j * line_h), text, fill="black", font=font)
+            draw.text((x0 + (cell_w - tw) / 2, text_y + j * line_h), text, fill="black", font=font)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.png")
