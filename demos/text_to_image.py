@@ -24,8 +24,8 @@ TITLE = "Text to image"
 STAGE_LABELS = {32: "32×32 base", 64: "64×64 SR", 128: "128×128 SR"}
 EXAMPLES = ["woman dancing, dark skin tone", "an emoji of a red apple", "thumbs up", "grinning face with big eyes",
             "an emoji of a cat face", "man with a beard", "heart",
-            # everyday phrasings the semantic base draws right (scripts/everyday_prompts.py: both seeds hit)
-            "a cat", "rocket", "bananas", "a happy face", "a panda", "an angry face", "an umbrella in the rain"]
+            # everyday phrasings the semantic base draws right (scripts/everyday_prompts.py: both seeds hit, and by eye)
+            "a cat", "rocket", "bananas", "a penguin", "a panda", "an angry face", "an umbrella in the rain"]
 
 
 def reading_markdown(reading) -> str:
