@@ -9,6 +9,7 @@ import gradio as gr
 from PIL import Image
 
 from core.cascade import SIZES, generate, sr_names
+from core.data.emoji import load_dataset
 from core.diffusion.samplers import SAMPLERS
 from core.images import tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings
@@ -55,7 +56,6 @@ def make_read_fn(models: Models):
         with user_errors():
             if not isinstance(prompt, str) or not prompt.strip() or models.unavailable(["clip"]):
                 return [], ""
-            from core.data.emoji import load_dataset  # the pictures of the emoji read
             data = load_dataset()
             reading = read_prompt(models.get("clip"), prompt, data)
             files = RequestFiles()
@@ -236,14 +236,14 @@ def build(models: Models) -> None:
             read_words = gr.Markdown()
             with gr.Accordion("Parameters", open=False):
                 parameters = gr.JSON(label="Parameters")
-    common.run_on([button.click, prompt.submit], make_fn(models),
-                  inputs=[prompt, negative, guidance, sampler, steps, seed, num, size, thresholding, threshold, eta,
-                          sr64_steps, sr64_noise, sr128_steps, sr128_noise, threshold_max, base_model, decoder_steps,
-                          decoder_guidance, clip_scale],
-                  outputs=[*stage_images, gallery, parameters], api_name="text_to_image",
-                  show_progress_on=[gallery])  # the bar covers the gallery; the stages' previews stay visible
-    gr.on([button.click, prompt.submit], make_read_fn(models), inputs=[prompt], outputs=[read_pictures, read_words],
-          api_name="read_prompt")
+    inputs = [prompt, negative, guidance, sampler, steps, seed, num, size, thresholding, threshold, eta, sr64_steps,
+              sr64_noise, sr128_steps, sr128_noise, threshold_max, base_model, decoder_steps, decoder_guidance,
+              clip_scale]
+    run = common.run_on([button.click, prompt.submit], make_fn(models), inputs=inputs,
+                        outputs=[*stage_images, gallery, parameters], api_name="text_to_image",
+                        show_progress_on=[gallery])  # the bar covers the gallery; the stages' previews stay visible
+    # after the images: the reading is quick, and the first pictures the page shows are the results
+    run.success(make_read_fn(models), inputs=[prompt], outputs=[read_pictures, read_words], api_name="read_prompt")
     if models.deepfloyd is not None:
         deepfloyd_if.wire(models, if_button, [prompt, negative, seed, num], if_settings, if_images, gallery, parameters)
 

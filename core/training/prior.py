@@ -25,11 +25,13 @@ import torch
 from core.data.captions import colour_of, everyday_captions
 from core.data.emoji import captions_for, design_weights
 from core.diffae import decode, fresh_noise, semantic_code
+from core.evaluation.everyday import load_everyday
 from core.images import save_grid
 from core.models.checkpoints import save_folder
 from core.models.loading import load_model
 from core.models.prior import PriorConfig, SemanticPrior, sample_codes
 from core.models.text_encoders import ClipTextEncoder
+from core.reading import unknown_words
 from core.training.bases import GRID_PROMPTS
 from core.training.task import Task
 
@@ -82,8 +84,6 @@ class PriorTask(Task):
     def _everyday(self) -> tuple[torch.Tensor, list[tuple[int, int]]]:
         """The everyday captions of every training emoji, encoded once, and (first, count) per emoji
         (an emoji left with none keeps its name captions: count 0)."""
-        from core.evaluation.everyday import load_everyday  # the prompts kept out of training
-        from core.reading import unknown_words
         held = {p.prompt for p in load_everyday()}
         captions, rows = [], []
         for i in self.train_idx.tolist():
