@@ -26,6 +26,7 @@ from core.pipeline import (
     model_defaults,
     upscale,
 )
+from core.reading import readable_prompt
 from core.semantic import PRIOR_DEFAULTS, check_code_guide_scale, decoder_sampling, generate_semantic
 from core.semantic import variations as semantic_variations
 from core.tone_words import app_reading, load_tone_offsets
@@ -215,8 +216,14 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
     tone = None
     if base_model == "semantic":
         text_encoder = models.get(models.get("prior").config.text_encoder) if prompt is not None else None
-        offsets = load_tone_offsets(Path(models.root) / "diffae") if prompt is not None else None
-        prior_prompt, code_shift, tone = app_reading(offsets, prompt) if prompt is not None else (None, None, None)
+        prior_prompt, code_shift = prompt, None
+        if prompt is not None:
+            # a tone on a design never drawn with one: the design, then the tone's offset (core.tone_words)
+            offsets = load_tone_offsets(Path(models.root) / "diffae")
+            prior_prompt, code_shift, tone = app_reading(offsets, prompt)
+            # words the encoder cannot read would pull the prompt elsewhere (core.reading)
+            prior_prompt, read_note = readable_prompt(text_encoder, prior_prompt)
+            note = "; ".join(n for n in (note, read_note) if n) or None
         x = generate_semantic(models.get("prior"), models.get("diffae"), text_encoder, prompt=prior_prompt, label=label,
                               negative_prompt=negative_prompt, seeds=seeds, guidance=base.guidance, steps=base.steps,
                               sampler=base.sampler, decoder_steps=decoder_steps, callback=_staged(callback, 32),

@@ -6,11 +6,14 @@ Run alone: `python app.py --tab text_to_image [app.py flags]`.
 from __future__ import annotations
 
 import gradio as gr
+from PIL import Image
 
 from core.cascade import SIZES, generate, sr_names
+from core.data.emoji import load_dataset
 from core.diffusion.samplers import SAMPLERS
 from core.images import tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings
+from core.reading import read_prompt
 from core.semantic import CLIP_SCALE, DECODER_STEPS, MAX_CODE_GUIDE_SCALE
 from demos import (
     common,  # first: imports `spaces` before torch on a ZeroGPU Space
@@ -21,7 +24,46 @@ from demos.common import Models, RequestFiles, as_int, gpu, preview, stream, use
 TITLE = "Text to image"
 STAGE_LABELS = {32: "32×32 base", 64: "64×64 SR", 128: "128×128 SR"}
 EXAMPLES = ["woman dancing, dark skin tone", "an emoji of a red apple", "thumbs up", "grinning face with big eyes",
-            "an emoji of a cat face", "man with a beard", "heart"]
+            "an emoji of a cat face", "man with a beard", "heart",
+            # everyday phrasings the semantic base draws right (scripts/everyday_prompts.py: both seeds hit, and by eye)
+            "a cat", "rocket", "bananas", "a penguin", "a panda", "an angry face", "an umbrella in the rain"]
+
+
+def reading_markdown(reading) -> str:
+    """The prompt's reading in words: the nearest names with their similarity, and the words the
+    text encoder does not know."""
+    names = ", ".join(f"{n.emoji} {n.name} ({n.similarity:.2f})" for n in reading.nearest)
+    text = f"**Read as** (the emoji whose names the text encoder finds closest, cosine similarity): {names}"
+    if reading.unknown:
+        text += ("\n\n⚠️ **Not understood**: " + ", ".join(f"`{w}`" for w in reading.unknown)
+                 + f" (outside the text encoder's vocabulary; the prompt was read as `{reading.read}`: "
+                   "a plural as its singular, other unknown words left out)")
+    return text
+
+
+def make_read_fn(models: Models):
+    """The reading of a prompt, shown next to the result."""
+
+    def read(prompt: str):
+        """How the text encoder reads a prompt: the training emoji whose names lie nearest to it in
+        the pooled text space, and the words outside its vocabulary.
+
+        Args:
+            prompt: the prompt, as typed.
+        Returns:
+            the nearest emoji (pictures with their names and similarity) and the same in words.
+        """
+        with user_errors():
+            if not isinstance(prompt, str) or not prompt.strip() or models.unavailable(["clip"]):
+                return [], ""
+            data = load_dataset()
+            reading = read_prompt(models.get("clip"), prompt, data)
+            files = RequestFiles()
+            pictures = [(files.image(Image.fromarray(data.images[n.index])), f"{n.emoji} {n.name} ({n.similarity:.2f})")
+                        for n in reading.nearest]
+            return pictures, reading_markdown(reading)
+
+    return read
 
 
 def make_fn(models: Models):
@@ -188,14 +230,20 @@ def build(models: Models) -> None:
                 if_images = deepfloyd_if.build_outputs(models)
             gallery = gr.Gallery(label="Results (PNG with parameters)", columns=4, height="auto", format="png",
                                  object_fit="contain", elem_classes=[common.PIXELATED, common.RESULTS])
+            read_pictures = gr.Gallery(label="How the prompt was read: the nearest emoji the models know",
+                                       columns=5, height=150, format="png", object_fit="contain",
+                                       allow_preview=False)
+            read_words = gr.Markdown()
             with gr.Accordion("Parameters", open=False):
                 parameters = gr.JSON(label="Parameters")
-    common.run_on([button.click, prompt.submit], make_fn(models),
-                  inputs=[prompt, negative, guidance, sampler, steps, seed, num, size, thresholding, threshold, eta,
-                          sr64_steps, sr64_noise, sr128_steps, sr128_noise, threshold_max, base_model, decoder_steps,
-                          decoder_guidance, clip_scale],
-                  outputs=[*stage_images, gallery, parameters], api_name="text_to_image",
-                  show_progress_on=[gallery])  # the bar covers the gallery; the stages' previews stay visible
+    inputs = [prompt, negative, guidance, sampler, steps, seed, num, size, thresholding, threshold, eta, sr64_steps,
+              sr64_noise, sr128_steps, sr128_noise, threshold_max, base_model, decoder_steps, decoder_guidance,
+              clip_scale]
+    run = common.run_on([button.click, prompt.submit], make_fn(models), inputs=inputs,
+                        outputs=[*stage_images, gallery, parameters], api_name="text_to_image",
+                        show_progress_on=[gallery])  # the bar covers the gallery; the stages' previews stay visible
+    # after the images: the reading is quick, and the first pictures the page shows are the results
+    run.success(make_read_fn(models), inputs=[prompt], outputs=[read_pictures, read_words], api_name="read_prompt")
     if models.deepfloyd is not None:
         deepfloyd_if.wire(models, if_button, [prompt, negative, seed, num], if_settings, if_images, gallery, parameters)
 

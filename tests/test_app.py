@@ -136,6 +136,16 @@ def test_every_tab_has_a_named_endpoint(client):
     assert params[:8] == ["prompt", "negative_prompt", "guidance", "sampler", "steps", "seed", "num_images", "size"]
 
 
+def test_text_to_image_shows_how_the_prompt_was_read(client):
+    pictures, words = client.predict(prompt="thumbs up", api_name="/read_prompt")
+    assert len(pictures) == 5 and pictures[0]["caption"].startswith("👍 thumbs up (1.00)")
+    rgb_png(pictures[0]["image"], 128)
+    assert "**Read as**" in words and "Not understood" not in words
+    _, words = client.predict(prompt="a zyzzyva giving a thumbs up", api_name="/read_prompt")
+    assert "**Not understood**: `zyzzyva`, `giving`" in words and "read as `a a thumbs up`" in words
+    assert client.predict(prompt="", api_name="/read_prompt") == ([], "")
+
+
 def test_text_to_image_full_cascade(client):
     s32, s64, s128, gallery, parameters = text_to_image(client, prompt="woman dancing, dark skin tone", seed=3,
                                                         num_images=2, size=128)

@@ -123,6 +123,10 @@ def test_retrieval_of_real_images_finds_their_design(data, tiny_judge):
     assert not retrieval(tiny_judge, real, wrong, k=1).any()
     with pytest.raises(ValueError):
         retrieval(tiny_judge, real, idx[:3])
+    # several acceptable emoji per image (the everyday prompts): a hit when any of them is found
+    either = [[w, i] for w, i in zip(wrong, idx)]
+    assert retrieval(tiny_judge, real, either, k=1).all()
+    assert not retrieval(tiny_judge, real, [[w] for w in wrong], k=1).any()
 
 
 def test_recognisability_needs_both_emoji_and_subgroup(data, tiny_judge):

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from core.cascade import base_defaults, default_base, generate, sr_defaults, variations
 from core.cli import finite, load_models, seed
+from core.data.emoji import DataSourceMissing, load_dataset
 from core.diffusion.samplers import SAMPLERS
 from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings, upscale
+from core.reading import read_prompt
 from core.semantic import CLIP_SCALE, CODE_CLASSIFIER_SCALE, DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
 
 HELP = {"generate": "text-to-image or class-conditional generation through the cascade",
@@ -130,6 +132,18 @@ def run_generate(args: argparse.Namespace) -> None:
                       base_model=args.base, decoder_steps=args.decoder_steps, decoder_guidance=args.decoder_guidance,
                       classifier_scale=args.classifier_scale, clip_scale=args.clip_scale)
     write_all(result, Path(args.out), args.seed, "generate")
+    if args.prompt is not None and base_model == "semantic":
+        print_reading(models.get(models.get("prior").config.text_encoder), args.prompt)
+
+
+def print_reading(encoder, prompt: str) -> None:
+    """How the text encoder read the prompt: the nearest emoji names, and the words it does not know."""
+    try:
+        data = load_dataset()
+    except DataSourceMissing as e:   # no emoji data set here: the images are written, the reading is not shown
+        print(f"note: how the prompt was read is not shown ({e})")
+        return
+    print(read_prompt(encoder, prompt, data).summary())
 
 
 def run_variations(args: argparse.Namespace) -> None:

@@ -33,6 +33,9 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
                    help="diffae: train the decoder only (the semantic codes, and all fitted on them, stay valid)")
     p.add_argument("--width", type=int, help="prior: width of its MLP (default 384)")
     p.add_argument("--depth", type=int, help="prior: residual blocks (default 4)")
+    p.add_argument("--captions", choices=("names", "everyday"),
+                   help="prior: the captions it learns from: names (the Unicode name phrased a few ways and the "
+                        "CLDR keywords; default) or everyday (also as people type them: core.data.captions)")
     p.add_argument("--init-from", help="checkpoint folder of this kind: start from its weights with a fresh optimiser "
                                        "(ignored when the run folder already has a state to resume)")
     p.add_argument("--balance", type=float,
@@ -72,7 +75,7 @@ def run(a: argparse.Namespace) -> None:
                  save_every=a.save_every, sample_every=a.sample_every, threads=a.threads, seed=a.seed,
                  precision=a.precision, compile=a.compile, channels_last=a.channels_last, init_from=a.init_from,
                  balance=a.balance, t_sampling=a.t_sampling,
-                 text_conditioning=a.text_conditioning, label_conditioning=a.label_conditioning)
+                 text_conditioning=a.text_conditioning, label_conditioning=a.label_conditioning, captions=a.captions)
     overrides = {k: v for k, v in given.items() if v is not None}
     if a.kind == "all":
         train_all(a.export or str(DEFAULT_CHECKPOINTS), a.run or "runs", smoke=a.smoke,

@@ -269,11 +269,12 @@ def recognisability(judge: Judge, images: torch.Tensor, subgroups: Sequence[str]
     return out["accepted"] & (out["subgroup"].argmax(1) == want)
 
 
-def retrieval(judge: Judge, images: torch.Tensor, asked_record_indices: Sequence[int], k: int = 5) -> torch.Tensor:
+def retrieval(judge: Judge, images: torch.Tensor, asked_record_indices: Sequence, k: int = 5) -> torch.Tensor:
     """[B] bool: the design of the asked record (an index into the judge's reference data set)
     is among the designs of the k real emoji nearest to the image (cosine similarity of the
-    judge's features). A real render finds itself; the informative reference is a real emoji
-    blurred to 16 px."""
+    judge's features). An entry may also be a collection of indices (the emoji a person would
+    accept for an everyday prompt): a hit when any of their designs is among those k. A real
+    render finds itself; the informative reference is a real emoji blurred to 16 px."""
     if len(asked_record_indices) != len(images):
         raise ValueError(f"got {len(asked_record_indices)} asked records for {len(images)} images")
     if not isinstance(k, int) or k < 1:
@@ -281,10 +282,14 @@ def retrieval(judge: Judge, images: torch.Tensor, asked_record_indices: Sequence
     _, ref, designs = judge.reference()
     if len(images) == 0:
         return torch.zeros(0, dtype=torch.bool)
+    asked = []
+    for a in asked_record_indices:
+        a = a.tolist() if isinstance(a, torch.Tensor) else a
+        several = isinstance(a, (list, tuple, set, frozenset))
+        asked.append({designs[int(i)] for i in a} if several else {designs[int(a)]})
     sims = F.normalize(judge.features(images), dim=1) @ ref.T
     near = sims.topk(min(k, ref.shape[0]), dim=1).indices.tolist()
-    return torch.tensor([designs[int(a)] in {designs[j] for j in row}
-                         for a, row in zip(asked_record_indices, near)], dtype=torch.bool)
+    return torch.tensor([bool(want & {designs[j] for j in row}) for want, row in zip(asked, near)], dtype=torch.bool)
 
 
 def feature_fd(judge: Judge, a: torch.Tensor, b: torch.Tensor) -> float:

@@ -53,6 +53,7 @@ from core.evaluation.held_out import mean_of, names_gender, names_skin_tone
 from core.evaluation.judge import RESOLUTION, Judge, feature_fd, is_people, recognisability, retrieval, round_trip
 from core.models.prior import sample_codes
 from core.pipeline import generate_class, generate_text, model_defaults
+from core.reading import readable_prompt
 from core.semantic import PRIOR_DEFAULTS, decoder_sampling, render
 
 Sampler = Callable[[list, list], torch.Tensor]
@@ -303,7 +304,10 @@ def semantic_sampler(models, kind: Kind, settings=None, decoder_steps: int | Non
         out = []
         for s in range(0, len(asked), batch):
             a, sd = list(asked[s:s + batch]), [int(x) for x in seeds[s:s + batch]]
-            cond = prior.text_cond(encoder.encode(a).pooled) if kind == "text" else prior.label_cond(a)
+            if kind == "text":   # as core.cascade.generate reads a prompt (core.reading.readable_prompt)
+                cond = prior.text_cond(encoder.encode([readable_prompt(encoder, p)[0] for p in a]).pooled)
+            else:
+                cond = prior.label_cond(a)
             z = sample_codes(prior, cond, prior.null_cond(len(a)), sd, settings.guidance, settings.steps,
                              settings.sampler)
             out.append(render(decoder, z, sd, decoder_steps).cpu())
@@ -311,13 +315,14 @@ def semantic_sampler(models, kind: Kind, settings=None, decoder_steps: int | Non
     return sample
 
 
-def cascade_sampler(models, kind: Kind, **generate_kwargs) -> Sampler:
-    """Any base :func:`core.cascade.generate` offers, one call per sample at 32 px
-    (``generate_kwargs`` such as the base's settings pass through)."""
+def cascade_sampler(models, kind: Kind, size: int = 32, **generate_kwargs) -> Sampler:
+    """Any base :func:`core.cascade.generate` offers, one call per sample, the cascade's final image
+    at ``size`` (32: the base alone; 64 and 128 through the SR stages; ``generate_kwargs`` such as
+    the base's settings pass through)."""
     key = "prompt" if kind == "text" else "label"
 
     def sample(asked: list, seeds: list) -> torch.Tensor:
-        return torch.cat([generate(models, **{key: a}, num=1, seed=int(s), size=32, **generate_kwargs).stages[32].cpu()
+        return torch.cat([generate(models, **{key: a}, num=1, seed=int(s), size=size, **generate_kwargs).final.cpu()
                           for a, s in zip(asked, seeds)])
     return sample
 
@@ -334,9 +339,10 @@ def _font(size: int):
 
 
 def labelled_grid(images: torch.Tensor, labels: Sequence[str], path: str | Path, columns: int = 6,
-                  scale: int = 3) -> Path:
+                  scale: int = 3, above: bool = False) -> Path:
     """A PNG of ``images`` ([-1, 1], [B,3,H,W]) in ``columns`` columns, each cell enlarged
-    ``scale`` times (nearest neighbour) with its label (lines split at "\\n") written under it."""
+    ``scale`` times (nearest neighbour) with its label (lines split at "\\n") written under it
+    (``above``: over it)."""
     from PIL import Image, ImageDraw
 
     if len(images) != len(labels):
@@ -357,12 +363,14 @@ def labelled_grid(images: torch.Tensor, labels: Sequence[str], path: str | Path,
     for i, (a, label) in enumerate(zip(arr, labels)):
         r, c = divmod(i, columns)
         x0, y0 = c * cell_w, r * cell_h
-        canvas.paste(Image.fromarray(a).resize((cw, ch), Image.NEAREST), (x0 + pad, y0 + pad))
+        text_y = y0 + pad + (0 if above else ch + 2)
+        canvas.paste(Image.fromarray(a).resize((cw, ch), Image.NEAREST),
+                     (x0 + pad, y0 + pad + (lines * line_h + 2 if above else 0)))
         for j, text in enumerate(str(label).split("\n")):
             while text and draw.textlength(text, font=font) > cell_w - 2:
                 text = text[:-1]
             tw = draw.textlength(text, font=font)
-            draw.text((x0 + (cell_w - tw) / 2, y0 + pad + ch + 2 + j * line_h), text, fill="black", font=font)
+            draw.text((x0 + (cell_w - tw) / 2, text_y + j * line_h), text, fill="black", font=font)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.png")

@@ -12,7 +12,7 @@ T_SAMPLINGS = ("uniform", "lognormal")   # how training draws its timesteps (`co
 # The settings that only some kinds read; each task lists those it reads in `Task.options`.
 TASK_OPTIONS = ("channels", "min_snr_gamma", "snr_floor", "cond_dropout", "sr_aug_max", "residual_scale", "crop",
                 "resolution", "width", "depth", "balance", "t_sampling", "text_conditioning",
-                "label_conditioning", "freeze_encoder")
+                "label_conditioning", "freeze_encoder", "captions")
 
 
 @dataclass
@@ -51,4 +51,5 @@ class TrainConfig:
     t_sampling: str = "uniform"    # diffusion kinds: training timesteps uniform, or EDM's log-normal
     text_conditioning: str = "tokens"  # text_base: cross-attention from scratch, or "pooled" (from the DiffAE)
     label_conditioning: str = "embedding"  # class_base: a label embedding from scratch, or "code" (from the DiffAE)
+    captions: str = "names"        # prior: "names" (captions_for) or "everyday" (also core.data.captions)
     freeze_encoder: bool = False   # diffae: train the decoder only, so z_sem (and all fitted on it) stays valid

@@ -9,7 +9,11 @@ Each batch draws emoji with weight 1 / sqrt(number of emoji of the same design) 
 emoji up to skin tone and gender, `design_of`): People & Body is ~60% of the emoji but mostly
 tone and gender variants of a few hundred designs, so uniform draws would spend most steps on
 them. Each sample is conditioned on one random caption (55%), on its label (35%) or on nothing
-(10%, the unconditional half of classifier-free guidance). Loss: plain MSE of the predicted x0
+(10%, the unconditional half of classifier-free guidance). With ``--captions everyday`` a text
+sample takes, half the time, one of the emoji's captions as people type them instead
+(`core.data.captions.everyday_captions`, with the colour of its own pixels), leaving out those
+with a word outside the CLIP's vocabulary (it would read them as an unknown token) and the
+everyday prompts the evaluation keeps to itself (`core.evaluation.everyday`). Loss: plain MSE of the predicted x0
 (DALL-E 2's prior objective), noise levels uniform on the cosine schedule.
 """
 from __future__ import annotations
@@ -18,22 +22,26 @@ from pathlib import Path
 
 import torch
 
+from core.data.captions import colour_of, everyday_captions
 from core.data.emoji import captions_for, design_weights
 from core.diffae import decode, fresh_noise, semantic_code
+from core.evaluation.everyday import load_everyday
 from core.images import save_grid
 from core.models.checkpoints import save_folder
 from core.models.loading import load_model
 from core.models.prior import PriorConfig, SemanticPrior, sample_codes
 from core.models.text_encoders import ClipTextEncoder
+from core.reading import unknown_words
 from core.training.bases import GRID_PROMPTS
 from core.training.task import Task
 
 TEXT_SHARE, LABEL_SHARE = 0.55, 0.35   # the rest (10%) is unconditional
+EVERYDAY_SHARE = 0.5   # --captions everyday: the share of text samples with an everyday caption
 
 
 class PriorTask(Task):
     name, folder = "semantic prior", "prior"
-    options = frozenset({"width", "depth"})
+    options = frozenset({"width", "depth", "captions"})
     # a vector model over the DiffAE's z_sem: big batches are cheap (~0.05 s/step on one core)
     defaults = dict(batch=256, lr=1e-3, steps=20_000, save_every=1000, sample_every=5000)
     gpu_profile = dict(batch=1024, lr=1e-3, warmup=200, budget_minutes=0.5)
@@ -63,9 +71,28 @@ class PriorTask(Task):
             own = captions_for(self.data.records[i])
             self.caption_rows.append((len(captions), len(own)))
             captions.extend(own)
-        self.caption_emb = torch.cat([self.encoder.encode(captions[s:s + 512]).pooled.float()
-                                      for s in range(0, len(captions), 512)])
+        self.caption_emb = self._encode(captions)
+        self.everyday_rows = None
+        if self.cfg.captions == "everyday":
+            self.everyday_emb, self.everyday_rows = self._everyday()
         return model
+
+    def _encode(self, captions: list[str]) -> torch.Tensor:
+        return torch.cat([self.encoder.encode(captions[s:s + 512]).pooled.float()
+                          for s in range(0, len(captions), 512)])
+
+    def _everyday(self) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """The everyday captions of every training emoji, encoded once, and (first, count) per emoji
+        (an emoji left with none keeps its name captions: count 0)."""
+        held = {p.prompt for p in load_everyday()}
+        captions, rows = [], []
+        for i in self.train_idx.tolist():
+            record = self.data.records[i]
+            own = [c for c in everyday_captions(record, colour_of(self.data.images[i]))
+                   if c not in held and not unknown_words(self.encoder, c)]
+            rows.append((len(captions), len(own)))
+            captions.extend(own)
+        return self._encode(captions), rows
 
     def cond_batch(self, rows: torch.Tensor, gen: torch.Generator, model: SemanticPrior) -> dict:
         b = len(rows)
@@ -75,6 +102,13 @@ class PriorTask(Task):
         first = torch.tensor([self.caption_rows[r][0] for r in rows.tolist()])
         count = torch.tensor([self.caption_rows[r][1] for r in rows.tolist()])
         text = self.caption_emb[first + (pick * count).long().clamp(max=count - 1)]
+        if self.everyday_rows is not None:
+            e_first = torch.tensor([self.everyday_rows[r][0] for r in rows.tolist()])
+            e_count = torch.tensor([self.everyday_rows[r][1] for r in rows.tolist()])
+            use = (torch.rand(b, generator=gen) < EVERYDAY_SHARE) & (e_count > 0)
+            j = (e_first + (pick * e_count).long().clamp(max=(e_count - 1).clamp_min(0))).clamp(
+                max=len(self.everyday_emb) - 1)
+            text = torch.where(use[:, None], self.everyday_emb[j], text)
         labels = torch.where(use_label, self.labels[rows], torch.full((b,), model.num_classes))
         return {"text": text * use_text[:, None], "has_text": use_text.float(), "labels": labels}
 

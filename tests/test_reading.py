@@ -1,0 +1,137 @@
+"""How a prompt was read (core.reading), everyday captions (core.data.captions) and the everyday-prompt
+score (core.evaluation.everyday): on a tiny CLIP, on the committed CLIP and judge, from the CLI."""
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from core.data.captions import colour_of, everyday_captions
+from core.models.text_encoders import ClipTextEncoder
+from core.reading import PromptReader, read_prompt, readable_prompt, unknown_words
+
+ROOT = Path(__file__).resolve().parent.parent
+CHECKPOINTS = ROOT / "checkpoints"
+RECORDS = [SimpleNamespace(name=n, emoji=e, keywords=()) for n, e in
+           [("thumbs up", "👍"), ("red apple", "🍎"), ("grinning face", "😀"), ("cat face", "🐱"),
+            ("woman dancing: dark skin tone", "💃🏿"), ("man dancing: light skin tone", "🕺🏻")]]
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tiny_checkpoints):
+    return ClipTextEncoder.from_folder(Path(tiny_checkpoints) / "clip")
+
+
+@pytest.fixture(scope="module")
+def data():
+    from core.data.emoji import load_dataset
+    return load_dataset()
+
+
+@pytest.fixture(scope="module")
+def clip():
+    return ClipTextEncoder.from_folder(CHECKPOINTS / "clip")
+
+
+@pytest.mark.parametrize("record", RECORDS, ids=lambda r: r.name)
+def test_an_exact_name_is_read_as_that_emoji_first(tiny_encoder, record):
+    reader = PromptReader(tiny_encoder, RECORDS)
+    prompt = record.name.lower().replace(": ", ", ")
+    reading = reader.read(prompt, k=3)
+    assert reading.nearest[0].name == record.name
+    assert reading.nearest[0].similarity == pytest.approx(1.0, abs=1e-4)
+    assert len(reading.nearest) == 3 and reading.unknown == []
+
+
+def test_unknown_words_are_reported_and_known_ones_not(tiny_encoder):
+    assert unknown_words(tiny_encoder, "a zyzzyva giving a thumbs up!") == ["zyzzyva", "giving"]
+    reading = PromptReader(tiny_encoder, RECORDS).read("zyzzyva, red apple")
+    assert reading.unknown == ["zyzzyva"] and "not understood: zyzzyva" in reading.summary()
+    with pytest.raises(ValueError, match="prompt"):
+        PromptReader(tiny_encoder, RECORDS).read("  ")
+
+
+def test_unknown_words_become_their_singular_or_are_left_out(tiny_encoder):
+    assert readable_prompt(tiny_encoder, "woman dancing, dark skin tone") == ("woman dancing, dark skin tone", None)
+    text, note = readable_prompt(tiny_encoder, "zyzzyva, red apples")
+    assert text == "red apple" and "'apples' read as 'apple'" in note and "'zyzzyva' left out" in note
+    text, note = readable_prompt(tiny_encoder, "zyzzyva")   # nothing known: kept, and said
+    assert text == "zyzzyva" and "no word" in note
+    # the reading embeds what is read: an unknown word does not move it
+    reader = PromptReader(tiny_encoder, RECORDS)
+    assert reader.read("a zyzzyva grinning face").nearest == reader.read("a grinning face").nearest
+
+
+def test_the_committed_clip_reads_everyday_prompts(clip, data):
+    rocket = read_prompt(clip, "rocket", data)
+    assert rocket.nearest[0].name == "rocket" and data.records[rocket.nearest[0].index].name == "rocket"
+    assert "cat" in [n.name for n in read_prompt(clip, "a cat", data).nearest]
+    corgi = read_prompt(clip, "a corgi in the snow", data)
+    assert corgi.unknown == ["corgi"]
+    assert all(not data.records[n.index].heldout for n in corgi.nearest)   # what the models were trained on
+
+
+def test_everyday_captions_templates_keywords_and_colours(data):
+    car, suv, banana = (data.index_of(n) for n in ("automobile", "sport utility vehicle", "banana"))
+    assert colour_of(data.images[car]) == "red"
+    assert colour_of(data.images[suv]) == "blue"
+    assert colour_of(data.images[banana]) == "yellow"
+    caps = everyday_captions(data.records[car], "red")
+    assert {"an automobile", "a picture of an automobile", "automobile emoji", "car", "a car", "a red car",
+            "a red automobile"} <= set(caps)
+    assert "a blue sport utility vehicle" in everyday_captions(data.records[suv], "blue")
+    dancer = everyday_captions(data.records[data.index_of("woman dancing: dark skin tone")], None)
+    assert "a woman dancing, dark skin tone" in dancer and all("blue" not in c for c in dancer)
+    shades = everyday_captions(data.records[data.index_of("smiling face with sunglasses")], None)
+    assert "face with sunglasses" in shades and "smiling face sunglasses" not in shades[:3]
+
+
+def test_everyday_score_counts_acceptable_emoji_among_the_nearest(data):
+    from core.evaluation.everyday import acceptable_indices, load_everyday, score_everyday
+    from core.evaluation.judge import Judge
+    prompts = load_everyday()
+    assert len(prompts) >= 40
+    judge = Judge.load(CHECKPOINTS / "judge").set_reference(data)
+    few = prompts[:12]
+
+    def right(asked, seeds):   # the real render of each prompt's first acceptable emoji: always a hit
+        by_prompt = {p.prompt: acceptable_indices(data, p)[0] for p in few}
+        return data.images_at(32, [by_prompt[a] for a in asked])
+
+    def poo(asked, seeds):     # the same emoji for every prompt: a hit only where it is acceptable
+        return data.images_at(32, [data.index_of("pile of poo")] * len(asked))
+
+    good = score_everyday(right, judge, data, few, seeds=(0,))
+    assert good["hit_rate"] == 1.0 and good["n"] == 12
+    bad = score_everyday(poo, judge, data, few + [p for p in prompts if p.prompt == "poop"], seeds=(0,))
+    assert bad["per_prompt"][-1]["hits"] == [True] and bad["hit_rate"] <= 2 / 13
+
+
+def test_generate_prints_how_the_prompt_was_read(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "core", "generate", "--prompt", "a zyzzyva rocket", "--size", "32",
+                           "--steps", "2", "--decoder-steps", "2", "--checkpoints", str(CHECKPOINTS),
+                           "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "read as: 🚀 rocket" in proc.stdout and "not understood: zyzzyva (read 'a rocket')" in proc.stdout
+    assert "zyzzyva' left out" in proc.stdout   # the note of core.cascade.generate
+
+
+def test_everyday_captions_condition_half_the_priors_text_samples():
+    """`train prior --captions everyday`: a text sample takes an everyday caption half the time, an
+    emoji without any keeps its name captions; unconditional and label samples carry no text."""
+    import torch
+
+    from core.training.prior import PriorTask
+    task = PriorTask.__new__(PriorTask)
+    task.caption_rows, task.caption_emb = [(0, 2), (2, 1)], torch.zeros(3, 4)      # name captions: zeros
+    task.everyday_rows, task.everyday_emb = [(0, 3), (3, 0)], torch.ones(3, 4)     # everyday: ones
+    task.labels = torch.tensor([0, 1])
+    model = SimpleNamespace(num_classes=2)
+    rows = torch.tensor([0] * 2000 + [1] * 2000)
+    cond = task.cond_batch(rows, torch.Generator().manual_seed(0), model)
+    text, has = cond["text"][:, 0], cond["has_text"].bool()
+    share = text[:2000][has[:2000]].mean()
+    assert 0.4 < share < 0.6                          # emoji 0: half its text samples are everyday captions
+    assert (text[2000:] == 0).all()                   # emoji 1 has none: its names only
+    assert (text[~has] == 0).all()
