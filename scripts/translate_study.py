@@ -41,6 +41,7 @@ from core.models.modelset import ModelSet  # noqa: E402
 from core.pipeline import StageSettings  # noqa: E402
 from core.translate import (  # noqa: E402
     PALETTE_DEFAULTS,
+    SDEDIT_GUIDANCE,
     TRANSLATE_DEFAULTS,
     colorize,
     colorize_semantic,
@@ -51,6 +52,8 @@ from core.translate import (  # noqa: E402
     mean_fill,
     repaint,
     sdedit,
+    sdedit_prompt_code,
+    sdedit_semantic,
 )
 
 GRID_N = 8   # emoji shown per grid
@@ -140,9 +143,34 @@ def study_sdedit(models, data, record_idx, seeds, strengths, out_dir: Path) -> N
     grid_image(shown + [data.images_at(32, torch.tensor(other[:GRID_N]))]).save(out_dir / "image_to_image_sdedit.png")
 
 
+def study_sdedit_diffae(models, data, record_idx, seeds, strengths, out_dir: Path) -> None:
+    """SDEdit through the DiffAE decoder (`core.translate.sdedit_semantic`), 32 px: kept = with the
+    input's own code, the nearest design is the input's; reached = with the prior's code for the other
+    emoji's caption (guidance 3), the nearest design is that emoji's."""
+    judge = Judge.load(Path(models.root) / "judge")
+    x32 = data.images_at(32, torch.tensor(record_idx))
+    other = record_idx[1:] + record_idx[:1]
+    prompts = [caption_of(data.records[j]) for j in other]
+    decoder = models.get("diffae")
+    codes = torch.cat([sdedit_prompt_code(models, p, [s], SDEDIT_GUIDANCE) for p, s in zip(prompts, seeds)])
+    print("| SDEdit strength, DiffAE decoder, 32 px | kept (own code: still the input) "
+          "| reached (the prompt's code: the other emoji) |")
+    print("| --- | --- | --- |")
+    shown = [x32[:GRID_N]]
+    for strength in strengths:
+        kept = timed(f"own code {strength}", lambda s=strength: sdedit_semantic(decoder, x32, s, None, seeds)).cpu()
+        moved = timed(f"prompt {strength}", lambda s=strength: sdedit_semantic(decoder, x32, s, codes, seeds)).cpu()
+        k_rate = retrieval(judge, kept, record_idx, k=1).float().mean()
+        m_rate = retrieval(judge, moved, other, k=1).float().mean()
+        print(f"| {strength:.2f} | {k_rate:.2f} | {m_rate:.2f} |", flush=True)
+        shown += [kept[:GRID_N], moved[:GRID_N]]
+    grid_image(shown + [data.images_at(32, torch.tensor(other[:GRID_N]))]).save(
+        out_dir / "image_to_image_sdedit_diffae.png")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tasks", default="colorize,inpaint,sdedit")
+    p.add_argument("--tasks", default="colorize,inpaint,sdedit,sdedit-diffae")
     p.add_argument("--n", type=int, default=32)
     p.add_argument("--strengths", default="0.3,0.4,0.5,0.6")
     p.add_argument("--out", default="docs")
@@ -168,6 +196,9 @@ def main() -> None:
         print()
     if "sdedit" in tasks:
         study_sdedit(models, data, record_idx, seeds, [float(s) for s in args.strengths.split(",")], out_dir)
+        print()
+    if "sdedit-diffae" in tasks:
+        study_sdedit_diffae(models, data, record_idx, seeds, [float(s) for s in args.strengths.split(",")], out_dir)
 
 
 if __name__ == "__main__":
