@@ -323,6 +323,7 @@ class CodeBook:
     grey: torch.Tensor         # [N, D]
     colour: torch.Tensor       # [N, D]
     thumbnails: torch.Tensor   # [N, BOOK_THUMBNAIL^2]
+    temperature: float = BOOK_TEMPERATURE   # of the softmax over the k nearest entries
 
     @staticmethod
     def thumbnail(grey: torch.Tensor) -> torch.Tensor:
@@ -338,7 +339,7 @@ class CodeBook:
                    cls.thumbnail(grey).cpu())
 
     def colour_code(self, grey_code: torch.Tensor, grey: torch.Tensor, k: int = BOOK_K) -> torch.Tensor:
-        """The colour code of grey images: a softmax-weighted mean (temperature BOOK_TEMPERATURE)
+        """The colour code of grey images: a softmax-weighted mean (temperature `self.temperature`)
         of the colour codes of the k book entries most similar to them, similarity = cosine of
         the grey codes + BOOK_PIXEL_WEIGHT x cosine of the grey thumbnails (the thumbnails tell
         skin tones and shades apart, which the codes of grey images blur)."""
@@ -346,15 +347,15 @@ class CodeBook:
         sim = F.normalize(g, dim=1) @ F.normalize(self.grey.float(), dim=1).T \
             + BOOK_PIXEL_WEIGHT * (self.thumbnail(grey.cpu()) @ self.thumbnails.float().T)
         top, index = sim.topk(min(k, len(self.grey)), dim=1)
-        weights = torch.softmax(top / BOOK_TEMPERATURE, dim=1)
+        weights = torch.softmax(top / self.temperature, dim=1)
         return (weights[..., None] * self.colour.float()[index]).sum(1).to(grey_code.device)
 
     def snap(self, code: torch.Tensor, k: int = BOOK_K) -> torch.Tensor:
         """Codes [B, D] moved onto the book's colour codes: the softmax-weighted mean (temperature
-        BOOK_TEMPERATURE) of the k colour codes of highest cosine similarity to each."""
+        `self.temperature`) of the k colour codes of highest cosine similarity to each."""
         sim = F.normalize(code.float().cpu(), dim=1) @ F.normalize(self.colour.float(), dim=1).T
         top, index = sim.topk(min(k, len(self.colour)), dim=1)
-        weights = torch.softmax(top / BOOK_TEMPERATURE, dim=1)
+        weights = torch.softmax(top / self.temperature, dim=1)
         return (weights[..., None] * self.colour.float()[index]).sum(1).to(code.device)
 
     def save(self, path: str | Path) -> None:
