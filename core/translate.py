@@ -70,9 +70,11 @@ InpaintMethod = Literal["palette", "repaint", "diffae"]
 METHODS: tuple[str, ...] = get_args(InpaintMethod)
 COLORIZE_METHODS: tuple[str, ...] = ("palette", "diffae")
 SDEDIT_METHODS: tuple[str, ...] = ("diffae", "text")   # the DiffAE decoder with a semantic code; the text base
-# SDEdit's defaults, by a sweep on 32 held-out emoji (docs/image_to_image.md): at 0.55 the input is still
-# the nearest design without a prompt in 91%, and a prompt naming another emoji reaches it in 66% at guidance 3
-DEFAULT_STRENGTH = 0.55
+# SDEdit's default strength per method, by a sweep on 32 held-out emoji (docs/image_to_image.md; the judge's
+# nearest design at 32 px): through the DiffAE decoder at 0.7 the input is still the nearest design with its own
+# code in 91% and a prompt's code reaches the other emoji in 69%; the text base at 0.55: 91% and 66% (guidance 3)
+SDEDIT_STRENGTHS = {"diffae": 0.7, "text": 0.55}
+DEFAULT_STRENGTH = SDEDIT_STRENGTHS["diffae"]
 SDEDIT_GUIDANCE = 3.0
 PALETTE_DEFAULTS = StageSettings(guidance=1.0, steps=25)
 # What `translate` samples with unless told: the settings its figures were measured with (25 DDIM
@@ -324,6 +326,7 @@ class CodeBook:
     colour: torch.Tensor       # [N, D]
     thumbnails: torch.Tensor   # [N, BOOK_THUMBNAIL^2]
     temperature: float = BOOK_TEMPERATURE   # of the softmax over the k nearest entries
+    pixel_weight: float = BOOK_PIXEL_WEIGHT   # of the thumbnails' cosine against the codes'
 
     @staticmethod
     def thumbnail(grey: torch.Tensor) -> torch.Tensor:
@@ -341,11 +344,11 @@ class CodeBook:
     def colour_code(self, grey_code: torch.Tensor, grey: torch.Tensor, k: int = BOOK_K) -> torch.Tensor:
         """The colour code of grey images: a softmax-weighted mean (temperature `self.temperature`)
         of the colour codes of the k book entries most similar to them, similarity = cosine of
-        the grey codes + BOOK_PIXEL_WEIGHT x cosine of the grey thumbnails (the thumbnails tell
+        the grey codes + `self.pixel_weight` x cosine of the grey thumbnails (the thumbnails tell
         skin tones and shades apart, which the codes of grey images blur)."""
         g = grey_code.float().cpu()
         sim = F.normalize(g, dim=1) @ F.normalize(self.grey.float(), dim=1).T \
-            + BOOK_PIXEL_WEIGHT * (self.thumbnail(grey.cpu()) @ self.thumbnails.float().T)
+            + self.pixel_weight * (self.thumbnail(grey.cpu()) @ self.thumbnails.float().T)
         top, index = sim.topk(min(k, len(self.grey)), dim=1)
         weights = torch.softmax(top / self.temperature, dim=1)
         return (weights[..., None] * self.colour.float()[index]).sum(1).to(grey_code.device)
@@ -536,8 +539,11 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
               callback: Callback | None = None) -> tuple[Image.Image, dict]:
     """One translated image and its parameters (for the PNG text chunk).
 
-    task "sdedit": `strength` (default 0.55), optional `prompt` (guidance default 3), output `size` 32/64/128 (default
-    128). task "colorize": `method` "diffae" (the DiffAE decoder drawing the code book's colour
+    task "sdedit": `method` "diffae" (the DiffAE decoder drawing the input's own code, or the prior's
+    code for `prompt`, `sdedit_semantic`; the default where diffae and prior are there) or "text" (the
+    text base, optionally prompted), `strength` (default 0.7 diffae, 0.55 text), `guidance` with a
+    prompt (default 3: the prior's or the text base's), output `size` 32/64/128 (default 128).
+    task "colorize": `method` "diffae" (the DiffAE decoder drawing the code book's colour
     code under the grey image's luma, `colorize_semantic`, + SR, `size`) or "palette" (the
     Palette model, 64x64). task "inpaint": `mask` (white or opaque = fill) with `method`
     "diffae" (RePaint with the DiffAE decoder and the code of the visible pixels,
@@ -586,7 +592,7 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
         if size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {size!r}")
     if task == "sdedit":
-        strength = check_strength(DEFAULT_STRENGTH if strength is None else strength)
+        strength = check_strength(SDEDIT_STRENGTHS[method] if strength is None else strength)
     semantic = method == "diffae" and task != "sdedit"   # colorization / inpainting through the decoder
     defaults = ILVR_DEFAULTS if task == "ilvr" else SEMANTIC_DEFAULTS if semantic else TRANSLATE_DEFAULTS
     if task == "ilvr":

@@ -21,11 +21,11 @@ from core.images import pil_to_tensor, save_png, tensor_to_pil
 from core.pipeline import StageSettings
 from core.translate import (
     COLORIZE_METHODS,
-    DEFAULT_STRENGTH,
     METHODS,
     PALETTE_DEFAULTS,
     SDEDIT_GUIDANCE,
     SDEDIT_METHODS,
+    SDEDIT_STRENGTHS,
     SEMANTIC_STEPS,
     TRANSLATE_DEFAULTS,
     default_method,
@@ -46,8 +46,10 @@ SDEDIT_METHOD_INFO = {"diffae": "DiffAE: the decoder redraws the image's own sem
                                 "from the prior replaces it)",
                       "text": "Text model: the pixel text base, optionally prompted"}
 # Strength by what it does, from the sweep of docs/image_to_image.md (32 held-out emoji)
-STRENGTH_INFO = ("how much is redrawn. DiffAE: STRENGTH_DIFFAE. Text model: up to 0.5 the emoji keeps its design "
-                 "but its face may smear. 0 returns the input, 1 ignores it")
+STRENGTH_INFO = ("how much is redrawn, 0 (the input) to 1 (ignores it). DiffAE (default 0.7): the emoji keeps "
+                 "its design at every strength while its details are redrawn; a prompt turns it into the prompted "
+                 "emoji about 7 times in 10 from 0.7. Text model (default 0.55): from 0.6 it redraws more and "
+                 "more of the emoji; faces smear even below")
 SDEDIT_ABOUT = ("**SDEdit** (Meng et al. 2022): the image is noised part of the way (the strength) and denoised "
                 "again. *diffae*: by the DiffAE decoder drawing the image's own semantic code (its encoder "
                 "reads which emoji it is), so the design is kept while the details are redrawn; with a prompt, "
@@ -411,12 +413,13 @@ def _steps_and_sampler(sampler_label: str, sampler_info: str, diffae_default: bo
 def _sdedit_tab(models: Models, fn, examples: list[str]) -> None:
     gr.Markdown(SDEDIT_ABOUT)
     sdedit_default = default_method(models.set, "sdedit")
+    default_strength = SDEDIT_STRENGTHS[sdedit_default]
     with gr.Row():
         with gr.Column(scale=2):
             image = image_input(label="Image (any size, mode and format)", sources=["upload", "clipboard"], height=220)
             prompt = gr.Textbox("", label="Prompt (optional)", placeholder="e.g. an emoji of a red apple")
             with gr.Row():
-                strength = gr.Slider(0, 1, value=DEFAULT_STRENGTH, step=0.05, label="Strength", info=STRENGTH_INFO)
+                strength = gr.Slider(0, 1, value=default_strength, step=0.05, label="Strength", info=STRENGTH_INFO)
                 guidance = gr.Slider(0, 15, value=SDEDIT_GUIDANCE, step=0.1, label="Guidance scale",
                                      info="with a prompt; 1 = none")
             method = gr.Radio([(SDEDIT_METHOD_INFO[m].split(":")[0], m) for m in SDEDIT_METHODS],
@@ -431,9 +434,10 @@ def _sdedit_tab(models: Models, fn, examples: list[str]) -> None:
         with gr.Column(scale=3):
             view, result, parameters = _outputs("Input at the output size")
     # the full width: a table of image, prompt and strength does not fit in the settings' column
-    gr.Examples([[p, "", DEFAULT_STRENGTH] for p in examples[:4]]
-                + [[examples[1], "an emoji of a red apple", DEFAULT_STRENGTH]],
+    gr.Examples([[p, "", default_strength] for p in examples[:4]] + [[examples[1], "an emoji of a red apple", 0.8]],
                 inputs=[image, prompt, strength], label="Examples", cache_examples=False)
+    method.change(lambda m: gr.Slider(value=SDEDIT_STRENGTHS[m]), inputs=method, outputs=strength, queue=False,
+                  api_visibility="private")
     common.run_on([button.click, prompt.submit], fn,
                   inputs=[image, prompt, strength, guidance, sampler, steps, seed, size, method],
                   outputs=[view, result, parameters], api_name="sdedit", show_progress_on=[view])

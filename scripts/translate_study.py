@@ -83,9 +83,11 @@ def timed(label: str, fn):
     return out
 
 
-def study_colorize(models, x64, seeds, out_dir: Path, temperatures=(), short: bool = False) -> None:
-    """The rows above; with `temperatures`, the book's code at each softmax temperature too (the
-    lever of the colour guess); `short`: only the grey input and the book's rows."""
+def study_colorize(models, x64, seeds, out_dir: Path, temperatures=(), short: bool = False, weights=(),
+                   steps=()) -> None:
+    """The rows above; with `temperatures` / `weights` / `steps`, the book's code at each softmax
+    temperature / thumbnail weight (the levers of the colour guess) / number of decoder steps too;
+    `short`: only the grey input and the book's rows."""
     rows = {"grey input": grayscale(x64)}
     if "palette" in models.available() and not short:
         rows["Palette"] = timed("palette", lambda: colorize(models.get("palette"), x64, seeds, PALETTE_DEFAULTS))
@@ -99,6 +101,13 @@ def study_colorize(models, x64, seeds, out_dir: Path, temperatures=(), short: bo
         rows[f"DiffAE, colour code from the book, temperature {t:g}"] = timed(
             f"book {t:g}", lambda t=t: colorize_semantic(decoder, x64, replace(book, temperature=t), seeds,
                                                          sr_models=sr))
+    for w in weights:
+        rows[f"DiffAE, colour code from the book, thumbnail weight {w:g}"] = timed(
+            f"weight {w:g}", lambda w=w: colorize_semantic(decoder, x64, replace(book, pixel_weight=w), seeds,
+                                                           sr_models=sr))
+    for n in steps:
+        rows[f"DiffAE, colour code from the book, {n} steps"] = timed(
+            f"steps {n}", lambda n=n: colorize_semantic(decoder, x64, book, seeds, n, sr_models=sr))
     print("| colorize, 64 px | delta E on coloured pixels (lower is better) | chroma / real's |")
     print("| --- | --- | --- |")
     for name, out in rows.items():
@@ -222,6 +231,8 @@ def main() -> None:
     p.add_argument("--strengths", default="0.3,0.4,0.5,0.6")
     p.add_argument("--book-temperatures", default="", help="colorize: also the code book at these temperatures")
     p.add_argument("--strength", type=float, help="examples: SDEdit's strength (default: translate's)")
+    p.add_argument("--book-weights", default="", help="colorize: also the code book at these thumbnail weights")
+    p.add_argument("--colorize-steps", default="", help="colorize: also the decoder at these numbers of steps")
     p.add_argument("--short", action="store_true", help="colorize: only the grey input and the book's rows")
     p.add_argument("--out", default="docs")
     p.add_argument("--checkpoints", default="checkpoints")
@@ -240,7 +251,9 @@ def main() -> None:
     print(f"{len(record_idx)} held-out emoji, seed 0\n")
     if "colorize" in tasks:
         temperatures = [float(t) for t in args.book_temperatures.split(",") if t]
-        study_colorize(models, x64, seeds, out_dir, temperatures, args.short)
+        weights = [float(w) for w in args.book_weights.split(",") if w]
+        steps = [int(n) for n in args.colorize_steps.split(",") if n]
+        study_colorize(models, x64, seeds, out_dir, temperatures, args.short, weights, steps)
         print()
     if "inpaint" in tasks:
         study_inpaint(models, x64, record_idx, seeds, out_dir, not args.no_repaint_text)

@@ -574,7 +574,9 @@ def test_default_method_is_diffae_where_its_models_are(models, tiny_checkpoints,
 def test_sdedit_defaults_are_the_measured_ones(models):
     from core.translate import DEFAULT_STRENGTH, SDEDIT_GUIDANCE
     _, params = translate(models, "sdedit", _pil(32), prompt="red apple", size=32, steps=2)
-    assert params["strength"] == DEFAULT_STRENGTH == 0.55 and params["guidance"] == SDEDIT_GUIDANCE == 3.0
+    assert params["strength"] == DEFAULT_STRENGTH == 0.7 and params["guidance"] == SDEDIT_GUIDANCE == 3.0
+    _, params = translate(models, "sdedit", _pil(32), prompt="red apple", size=32, steps=2, method="text")
+    assert params["strength"] == 0.55 and params["guidance"] == SDEDIT_GUIDANCE
     _, params = translate(models, "sdedit", _pil(32), size=32, steps=2)
     assert params["guidance"] == 1.0   # no prompt: unguided
 
