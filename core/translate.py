@@ -439,14 +439,16 @@ def inpaint_semantic(decoder: DiffusionModel, image: torch.Tensor, mask: torch.T
                      steps: int = SEMANTIC_STEPS, jump: int = REPAINT_JUMP, resample: int = REPAINT_RESAMPLE,
                      guidance: float | None = None, sr_models: Sequence[DiffusionModel] = (),
                      sr_settings: Sequence[StageSettings] | None = None,
-                     callback: Callback | None = None, book: CodeBook | None = None) -> torch.Tensor:
+                     callback: Callback | None = None, book: CodeBook | None = None,
+                     code: torch.Tensor | None = None) -> torch.Tensor:
     """Inpainting through the DiffAE decoder: the code is predicted from the visible pixels
     (`visible_code`: the encoder of the image with the hole filled smoothly, snapped to the code
     `book`'s training emoji when given), and RePaint (`repaint_sample`) draws it with the decoder
     at its resolution (32); the SR stages follow.
     `image` [B or 1, 3, H, W] and `mask` [B or 1, 1, h, w] (1 = fill) are taken at the output
     size 32 * 2^len(sr_models); outside the mask the output is the (resized) input exactly.
-    `guidance`: the decoder's classifier-free guidance on z_sem (None: its checkpoint's)."""
+    `guidance`: the decoder's classifier-free guidance on z_sem (None: its checkpoint's); `code`
+    [B or 1, D]: draw this code instead of the predicted one."""
     seeds, out_size, image_out, guidance = _decoder_setup(decoder, image, seeds, sr_models, guidance)
     steps = check_int("steps", steps, 1, decoder.schedule.T)
     jump = check_int("jump", jump, 1)
@@ -457,7 +459,7 @@ def inpaint_semantic(decoder: DiffusionModel, image: torch.Tensor, mask: torch.T
         return image_out
     known = resize_image(image_out, decoder.resolution)
     m = resize_mask(mask_out, decoder.resolution)
-    z = visible_code(decoder, known, m, book)
+    z = visible_code(decoder, known, m, book) if code is None else as_batch(code.float(), len(seeds), "code").to(device)
     gen = BatchGenerator(seed_streams(seeds), device)
     with torch.no_grad():
         x = repaint_sample(diffae.code_denoiser(decoder, z, guidance), decoder.schedule, known, m > 0.5, steps, jump,

@@ -36,12 +36,13 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core import diffae  # noqa: E402
 from core.cascade import sr_models  # noqa: E402
 from core.data.emoji import load_dataset  # noqa: E402
-from core.data.masks import mask_from_image  # noqa: E402
+from core.data.masks import mask_from_image, resize_mask  # noqa: E402
 from core.evaluation.held_out import caption_of, heldout_order  # noqa: E402
 from core.evaluation.judge import Judge, retrieval  # noqa: E402
-from core.images import grid_image, pil_to_tensor  # noqa: E402
+from core.images import grid_image, pil_to_tensor, resize_image  # noqa: E402
 from core.metrics import srgb_to_lab  # noqa: E402
 from core.models.modelset import ModelSet  # noqa: E402
 from core.pipeline import StageSettings  # noqa: E402
@@ -127,8 +128,14 @@ def study_inpaint(models, x64, record_idx, seeds, out_dir: Path, repaint_text: b
     if repaint_text:
         rows["RePaint, text base"] = timed("repaint", lambda: repaint(
             models.get("text_base"), models.text_encoder(), x64, mask, None, seeds, sr_models=sr))
-    rows["RePaint, DiffAE decoder + code of the visible pixels"] = timed(
-        "diffae", lambda: inpaint_semantic(models.get("diffae"), x64, mask, seeds, sr_models=sr))
+    decoder, book = models.get("diffae"), load_code_book(models)
+    x32, m32 = resize_image(x64, 32), resize_mask(mask, 32).expand(len(x64), -1, -1, -1)
+    rows["DiffAE, code of the mean-colour fill (before)"] = timed("diffae mean fill", lambda: inpaint_semantic(
+        decoder, x64, mask, seeds, sr_models=sr, code=diffae.semantic_code(decoder, mean_fill(x32, m32))))
+    rows["DiffAE, code of the smooth fill"] = timed(
+        "diffae smooth", lambda: inpaint_semantic(decoder, x64, mask, seeds, sr_models=sr))
+    rows["DiffAE, smooth fill's code snapped to the book (the default)"] = timed(
+        "diffae snapped", lambda: inpaint_semantic(decoder, x64, mask, seeds, sr_models=sr, book=book))
     print("| inpaint a 32x32 hole, 64 px | the emoji among the 5 nearest real ones | the nearest real one "
           "| max change outside the hole |")
     print("| --- | --- | --- | --- |")
