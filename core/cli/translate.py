@@ -11,6 +11,7 @@ from core.translate import (
     METHODS,
     REPAINT_JUMP,
     REPAINT_RESAMPLE,
+    SDEDIT_METHODS,
     SDEDIT_STRENGTHS,
     SEMANTIC_STEPS,
     TASKS,
@@ -38,7 +39,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
                                                   "prior's); diffae colorize / inpaint: the decoder's "
                                                   "guidance on the semantic code (colorize: default 1; "
                                                   "inpaint: default its checkpoint's)")
-    p.add_argument("--method", metavar="|".join(METHODS),
+    p.add_argument("--method", metavar="|".join(dict.fromkeys([*METHODS, *SDEDIT_METHODS])),
                    help="colorize: diffae (the default: the DiffAE decoder draws the emoji under the grey image's "
                         "luma, + SR) or palette (64x64); inpaint: diffae (the default: RePaint with the DiffAE "
                         "decoder and the code of the visible pixels, + SR), palette (64x64) or repaint (text base); "
