@@ -61,6 +61,7 @@ from core.models.checkpoints import CheckpointError
 from core.models.networks import PALETTE_TASKS, DiffusionModel
 from core.models.text_encoders import fit_prompts
 from core.pipeline import BASE_DEFAULTS, StageSettings, model_defaults, sample_stage, stage_denoiser, stage_spacing
+from core.semantic import sample_semantic_codes
 
 Callback = Callable[[dict], None]
 TranslateTask = Literal["sdedit", "colorize", "inpaint", "ilvr"]
@@ -68,9 +69,12 @@ TASKS: tuple[str, ...] = get_args(TranslateTask)
 InpaintMethod = Literal["palette", "repaint", "diffae"]
 METHODS: tuple[str, ...] = get_args(InpaintMethod)
 COLORIZE_METHODS: tuple[str, ...] = ("palette", "diffae")
-# SDEdit's defaults, by a sweep on 32 held-out emoji (docs/image_to_image.md): at 0.55 the input is still
-# the nearest design without a prompt in 91%, and a prompt naming another emoji reaches it in 66% at guidance 3
-DEFAULT_STRENGTH = 0.55
+SDEDIT_METHODS: tuple[str, ...] = ("diffae", "text")   # the DiffAE decoder with a semantic code; the text base
+# SDEdit's default strength per method, by a sweep on 32 held-out emoji (docs/image_to_image.md; the judge's
+# nearest design at 32 px): through the DiffAE decoder at 0.7 the input is still the nearest design with its own
+# code in 91% and a prompt's code reaches the other emoji in 69%; the text base at 0.55: 91% and 66% (guidance 3)
+SDEDIT_STRENGTHS = {"diffae": 0.7, "text": 0.55}
+DEFAULT_STRENGTH = SDEDIT_STRENGTHS["diffae"]
 SDEDIT_GUIDANCE = 3.0
 PALETTE_DEFAULTS = StageSettings(guidance=1.0, steps=25)   # as checkpoints/palette/config.json `sampling` names
 # What `translate` samples with unless told: the settings its figures were measured with (25 DDIM
@@ -310,6 +314,7 @@ CODE_BOOK_FILE = "colour_codes.safetensors"   # in the palette checkpoint folder
 BOOK_THUMBNAIL = 8     # the grey thumbnails of the code book: 8x8
 # measured on 32 held-out emoji (docs/image_to_image.md): k 10, temperature 0.01; thumbnails weighted 0.5
 BOOK_K, BOOK_TEMPERATURE, BOOK_PIXEL_WEIGHT = 10, 0.01, 0.5
+FILL_ITERATIONS = 200   # Jacobi iterations of `smooth_fill` (a 16 px hole at 32 px converges)
 COLORIZE_GUIDANCE = 1.0   # the decoder unguided on the code: truer colours than its 1.5 (docs/image_to_image.md)
 
 
@@ -322,6 +327,8 @@ class CodeBook:
     grey: torch.Tensor         # [N, D]
     colour: torch.Tensor       # [N, D]
     thumbnails: torch.Tensor   # [N, BOOK_THUMBNAIL^2]
+    temperature: float = BOOK_TEMPERATURE   # of the softmax over the k nearest entries
+    pixel_weight: float = BOOK_PIXEL_WEIGHT   # of the thumbnails' cosine against the codes'
 
     @staticmethod
     def thumbnail(grey: torch.Tensor) -> torch.Tensor:
@@ -337,16 +344,24 @@ class CodeBook:
                    cls.thumbnail(grey).cpu())
 
     def colour_code(self, grey_code: torch.Tensor, grey: torch.Tensor, k: int = BOOK_K) -> torch.Tensor:
-        """The colour code of grey images: a softmax-weighted mean (temperature BOOK_TEMPERATURE)
+        """The colour code of grey images: a softmax-weighted mean (temperature `self.temperature`)
         of the colour codes of the k book entries most similar to them, similarity = cosine of
-        the grey codes + BOOK_PIXEL_WEIGHT x cosine of the grey thumbnails (the thumbnails tell
+        the grey codes + `self.pixel_weight` x cosine of the grey thumbnails (the thumbnails tell
         skin tones and shades apart, which the codes of grey images blur)."""
         g = grey_code.float().cpu()
         sim = F.normalize(g, dim=1) @ F.normalize(self.grey.float(), dim=1).T \
-            + BOOK_PIXEL_WEIGHT * (self.thumbnail(grey.cpu()) @ self.thumbnails.float().T)
+            + self.pixel_weight * (self.thumbnail(grey.cpu()) @ self.thumbnails.float().T)
         top, index = sim.topk(min(k, len(self.grey)), dim=1)
-        weights = torch.softmax(top / BOOK_TEMPERATURE, dim=1)
+        weights = torch.softmax(top / self.temperature, dim=1)
         return (weights[..., None] * self.colour.float()[index]).sum(1).to(grey_code.device)
+
+    def snap(self, code: torch.Tensor, k: int = BOOK_K) -> torch.Tensor:
+        """Codes [B, D] moved onto the book's colour codes: the softmax-weighted mean (temperature
+        `self.temperature`) of the k colour codes of highest cosine similarity to each."""
+        sim = F.normalize(code.float().cpu(), dim=1) @ F.normalize(self.colour.float(), dim=1).T
+        top, index = sim.topk(min(k, len(self.colour)), dim=1)
+        weights = torch.softmax(top / self.temperature, dim=1)
+        return (weights[..., None] * self.colour.float()[index]).sum(1).to(code.device)
 
     def save(self, path: str | Path) -> None:
         save_file({"grey": self.grey.half().contiguous(), "colour": self.colour.half().contiguous(),
@@ -398,17 +413,44 @@ def colorize_semantic(decoder: DiffusionModel, image: torch.Tensor, book: CodeBo
     return keep_luminance(x.clamp(-1, 1), grey_out)
 
 
+def smooth_fill(x: torch.Tensor, mask: torch.Tensor, iterations: int = FILL_ITERATIONS) -> torch.Tensor:
+    """The mask region ([B, 1, h, w], 1 = fill) filled smoothly from its border: Jacobi iterations
+    of Laplace's equation (each filled pixel the mean of its 3x3 neighbourhood, the known pixels
+    fixed), started from the mean colour of the known pixels (`mean_fill`). Unlike the mean colour,
+    which a white background pulls towards white, the fill continues the colours around the hole."""
+    y = mean_fill(x, mask)
+    fill = mask > 0.5
+    kernel = torch.full((x.shape[1], 1, 3, 3), 1 / 9, dtype=x.dtype, device=x.device)
+    for _ in range(iterations):   # Jacobi step of the discrete Laplace equation: y = mean of the 3x3 neighbourhood
+        y = torch.where(fill, F.conv2d(F.pad(y, (1, 1, 1, 1), mode="replicate"), kernel, groups=x.shape[1]), x)
+    return y
+
+
+def visible_code(decoder: DiffusionModel, known: torch.Tensor, mask: torch.Tensor,
+                 book: CodeBook | None = None) -> torch.Tensor:
+    """The semantic code predicted from the visible pixels of `known` [B, 3, r, r] (mask 1 = hidden):
+    the encoder of the image with the hole filled smoothly from its border (`smooth_fill`); with a
+    code `book`, moved onto the codes of the training emoji it is nearest to (`CodeBook.snap`),
+    so that a hole over a face still gets a face (the encoder of a featureless fill reads a
+    featureless emoji)."""
+    z = diffae.semantic_code(decoder, smooth_fill(known, mask))
+    return z if book is None else book.snap(z)
+
+
 def inpaint_semantic(decoder: DiffusionModel, image: torch.Tensor, mask: torch.Tensor, seeds: Sequence[int] = (0,),
                      steps: int = SEMANTIC_STEPS, jump: int = REPAINT_JUMP, resample: int = REPAINT_RESAMPLE,
                      guidance: float | None = None, sr_models: Sequence[DiffusionModel] = (),
                      sr_settings: Sequence[StageSettings] | None = None,
-                     callback: Callback | None = None) -> torch.Tensor:
-    """Inpainting through the DiffAE decoder: the code is read from the visible pixels (the
-    encoder of the image with the hole filled by their mean colour, `mean_fill`), and RePaint
-    (`repaint_sample`) draws it with the decoder at its resolution (32); the SR stages follow.
+                     callback: Callback | None = None, book: CodeBook | None = None,
+                     code: torch.Tensor | None = None) -> torch.Tensor:
+    """Inpainting through the DiffAE decoder: the code is predicted from the visible pixels
+    (`visible_code`: the encoder of the image with the hole filled smoothly, snapped to the code
+    `book`'s training emoji when given), and RePaint (`repaint_sample`) draws it with the decoder
+    at its resolution (32); the SR stages follow.
     `image` [B or 1, 3, H, W] and `mask` [B or 1, 1, h, w] (1 = fill) are taken at the output
     size 32 * 2^len(sr_models); outside the mask the output is the (resized) input exactly.
-    `guidance`: the decoder's classifier-free guidance on z_sem (None: its checkpoint's)."""
+    `guidance`: the decoder's classifier-free guidance on z_sem (None: its checkpoint's); `code`
+    [B or 1, D]: draw this code instead of the predicted one."""
     seeds, out_size, image_out, guidance = _decoder_setup(decoder, image, seeds, sr_models, guidance)
     steps = check_int("steps", steps, 1, decoder.schedule.T)
     jump = check_int("jump", jump, 1)
@@ -419,13 +461,53 @@ def inpaint_semantic(decoder: DiffusionModel, image: torch.Tensor, mask: torch.T
         return image_out
     known = resize_image(image_out, decoder.resolution)
     m = resize_mask(mask_out, decoder.resolution)
-    z = diffae.semantic_code(decoder, mean_fill(known, m))
+    z = visible_code(decoder, known, m, book) if code is None else as_batch(code.float(), len(seeds), "code").to(device)
     gen = BatchGenerator(seed_streams(seeds), device)
     with torch.no_grad():
         x = repaint_sample(diffae.code_denoiser(decoder, z, guidance), decoder.schedule, known, m > 0.5, steps, jump,
                            resample, gen, _staged(callback, decoder.resolution))
         x = _super_resolve(x, seeds, sr_models, sr_settings, callback)
     return torch.where(mask_out > 0.5, x.clamp(-1, 1), image_out)
+
+
+def sdedit_semantic(decoder: DiffusionModel, image: torch.Tensor, strength: float, code: torch.Tensor | None = None,
+                    seeds: Sequence[int] = (0,), settings: StageSettings = TRANSLATE_DEFAULTS,
+                    guidance: float | None = None, sr_models: Sequence[DiffusionModel] = (),
+                    sr_settings: Sequence[StageSettings] | None = None,
+                    callback: Callback | None = None) -> torch.Tensor:
+    """SDEdit through the DiffAE decoder: the input (resized to the decoder's 32 px) is diffused to
+    t0 = strength (T - 1), x_t0 = sqrt(ab_t0) x + sqrt(1 - ab_t0) z (Ho et al. 2020 eq. 4), and the
+    decoder denoises it from t0 with `settings.sampler` drawing the semantic code `code` [B or 1, D]:
+    by default the input's own, z_sem = Enc(x) (the design is kept, the details redrawn); a prompted
+    code (the prior's code for a text, `sdedit_prompt_code`) replaces it to turn the input into
+    that emoji. `settings`: the sampler, its steps (over the whole chain: those below t0 run)
+    and eta; `guidance`: the decoder's classifier-free guidance on the code (None: its
+    checkpoint's). The SR stages follow. strength 0 returns the input at the output size, untouched."""
+    strength = check_strength(strength)
+    seeds, out_size, image_out, guidance = _decoder_setup(decoder, image, seeds, sr_models, guidance)
+    if strength == 0.0:
+        return image_out
+    device = _device(decoder)
+    x0 = resize_image(image_out, decoder.resolution)
+    z = diffae.semantic_code(decoder, x0) if code is None else as_batch(code.float(), len(seeds), "code").to(device)
+    gen = BatchGenerator(seed_streams(seeds), device)
+    noise = gen.randn(x0.shape)
+    t_start = strength * (decoder.schedule.T - 1)
+    x = noise if strength == 1.0 else decoder.schedule.q_sample(x0, t_start, noise)   # Ho et al. 2020 eq. 4
+    with torch.no_grad():
+        x = sample(settings.sampler, diffae.code_denoiser(decoder, z, guidance), x, decoder.schedule, settings.steps,
+                   generator=gen, callback=_staged(callback, decoder.resolution), eta=settings.eta,
+                   spacing=stage_spacing(settings), t_start=None if strength == 1.0 else t_start).clamp(-1, 1)
+        return _super_resolve(x, seeds, sr_models, sr_settings, callback)
+
+
+def sdedit_prompt_code(models, prompt: str, seeds: Sequence[int], guidance: float = SDEDIT_GUIDANCE,
+                       negative_prompt: str = "") -> torch.Tensor:
+    """The semantic code SDEdit through the decoder draws for a prompt: the prior's sample for the
+    text (`core.semantic.sample_semantic_codes`, classifier-free guidance `guidance`), one per seed."""
+    prior = models.get("prior")
+    return sample_semantic_codes(prior, models.get(prior.config.text_encoder), prompt=prompt,
+                                 negative_prompt=negative_prompt, seeds=seeds, guidance=guidance)
 
 
 # ---- the PIL-level API -----------------------------------------------------------------------------
@@ -438,12 +520,19 @@ def _palette_size(task: str, size: int | None) -> int:
 
 
 def default_method(models, task: str) -> str:
-    """The colorization / inpainting method `translate` uses unless told: "diffae" where the DiffAE
-    model and the code book (colorization) are there (it draws the emoji the input shows:
-    docs/image_to_image.md), else "palette"."""
+    """The method `translate` uses unless told: for colorization / inpainting "diffae" where the
+    DiffAE model and the code book (colorization) are there (it draws the emoji the input shows:
+    docs/image_to_image.md), else "palette"; for SDEdit "diffae" where the DiffAE model and the
+    prior (a prompt's code) are there, else "text" (the text base)."""
     root = Path(models.root)
+    if task == "sdedit":
+        return "diffae" if (root / "diffae").is_dir() and (root / "prior").is_dir() else "text"
     have = (root / "diffae").is_dir() and (task != "colorize" or (root / "palette" / CODE_BOOK_FILE).is_file())
     return "diffae" if have else "palette"
+
+
+def _code_book_if_there(models) -> CodeBook | None:
+    return load_code_book(models) if (Path(models.root) / "palette" / CODE_BOOK_FILE).is_file() else None
 
 
 def translate(models, task: str, image: Image.Image, mask: Image.Image | None = None, prompt: str | None = None,
@@ -454,8 +543,11 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
               callback: Callback | None = None) -> tuple[Image.Image, dict]:
     """One translated image and its parameters (for the PNG text chunk).
 
-    task "sdedit": `strength` (default 0.55), optional `prompt` (guidance default 3), output `size` 32/64/128 (default
-    128). task "colorize": `method` "diffae" (the DiffAE decoder drawing the code book's colour
+    task "sdedit": `method` "diffae" (the DiffAE decoder drawing the input's own code, or the prior's
+    code for `prompt`, `sdedit_semantic`; the default where diffae and prior are there) or "text" (the
+    text base, optionally prompted), `strength` (default 0.7 diffae, 0.55 text), `guidance` with a
+    prompt (default 3: the prior's or the text base's), output `size` 32/64/128 (default 128).
+    task "colorize": `method` "diffae" (the DiffAE decoder drawing the code book's colour
     code under the grey image's luma, `colorize_semantic`, + SR, `size`) or "palette" (the
     Palette model, 64x64). task "inpaint": `mask` (white or opaque = fill) with `method`
     "diffae" (RePaint with the DiffAE decoder and the code of the visible pixels,
@@ -482,12 +574,16 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
         allowed = COLORIZE_METHODS if task == "colorize" else METHODS
         if method not in allowed:
             raise ValueError(f"method must be one of {', '.join(allowed)} for {task}; got {method!r}")
+    elif task == "sdedit":
+        method = default_method(models, task) if method in (None, "palette") else method   # "palette": the old default
+        if method not in SDEDIT_METHODS:
+            raise ValueError(f"method must be one of {', '.join(SDEDIT_METHODS)} for sdedit; got {method!r}")
     elif method not in (None, "palette"):   # "palette" was the signature's default: still accepted
-        raise ValueError(f"method is a setting of tasks colorize and inpaint only, not {task}")
+        raise ValueError(f"method is a setting of tasks colorize, inpaint and sdedit only, not {task}")
     palette = task in ("colorize", "inpaint") and method == "palette"
-    if method == "diffae" and prompt:
+    if method == "diffae" and prompt and task != "sdedit":
         raise ValueError("the DiffAE method is not text-conditioned: clear the prompt (or use the repaint method)")
-    if method == "diffae" and sampler not in (None, "ddpm"):
+    if method == "diffae" and task != "sdedit" and sampler not in (None, "ddpm"):
         raise ValueError(f"the DiffAE method samples with DDPM steps (its luma / known-region projection), not "
                          f"{sampler!r}: leave the sampler out")
     if palette and prompt:
@@ -500,8 +596,9 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
         if size not in SIZES:
             raise ValueError(f"size must be one of {SIZES}, got {size!r}")
     if task == "sdedit":
-        strength = check_strength(DEFAULT_STRENGTH if strength is None else strength)
-    defaults = ILVR_DEFAULTS if task == "ilvr" else SEMANTIC_DEFAULTS if method == "diffae" else \
+        strength = check_strength(SDEDIT_STRENGTHS[method] if strength is None else strength)
+    semantic = method == "diffae" and task != "sdedit"   # colorization / inpainting through the decoder
+    defaults = ILVR_DEFAULTS if task == "ilvr" else SEMANTIC_DEFAULTS if semantic else \
         model_defaults(models.get("palette"), PALETTE_DEFAULTS) if palette else TRANSLATE_DEFAULTS
     if task == "ilvr":
         model = model or ("class_base" if label else "text_base")
@@ -534,7 +631,7 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
             raise ValueError("the mask covers the whole image: nothing is left to keep (use generate for a new image)")
     sr = sr_models(models, size)   # the SR stages up to `size`
 
-    if method == "diffae":
+    if semantic:
         decoder = models.get("diffae")
         if guidance is None and task == "colorize":
             guidance = COLORIZE_GUIDANCE
@@ -546,7 +643,7 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
         else:
             params.update(jump=jump, resample=resample)
             out = inpaint_semantic(decoder, x, m, [seed], settings.steps, jump, resample, guidance, sr,
-                                   callback=callback)
+                                   callback=callback, book=_code_book_if_there(models))
     elif task == "colorize":
         params.update(method=method, sampler=settings.sampler)
         out = colorize(models.get("palette"), x, [seed], settings, callback=callback)
@@ -568,10 +665,15 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
                       resample, settings.guidance, negative_prompt=negative_prompt,
                       sr_models=sr, callback=callback)
     else:
-        params.update(prompt=prompt, negative_prompt=negative_prompt, strength=strength, sampler=settings.sampler,
-                      guidance=settings.guidance if prompt else 1.0)
+        params.update(method=method, prompt=prompt, negative_prompt=negative_prompt, strength=strength,
+                      sampler=settings.sampler, guidance=settings.guidance if prompt else 1.0)
         if strength == 0.0:   # nothing is noised: the input at the output size, no model needed
             out = x
+        elif method == "diffae":   # the decoder draws the input's own code, or the prompt's (the prior's)
+            decoder = models.get("diffae")
+            code = sdedit_prompt_code(models, prompt, [seed], settings.guidance, negative_prompt) if prompt else None
+            params["decoder_guidance"] = diffae.fresh_noise_guidance(decoder)
+            out = sdedit_semantic(decoder, x, strength, code, [seed], settings, sr_models=sr, callback=callback)
         else:
             out = sdedit(models.get("text_base"), models.text_encoder(), x, strength, prompt, [seed], settings,
                          negative_prompt, sr_models=sr, callback=callback)

@@ -1,5 +1,6 @@
-"""Tab: image to image: SDEdit (text base + SR), colorization (Palette), inpainting (Palette
-or RePaint), through core.translate.translate, and ILVR (core.ilvr).
+"""Tab: image to image: SDEdit (the DiffAE decoder or the text base, + SR), colorization and
+inpainting (the DiffAE decoder, Palette or RePaint), through core.translate.translate, and ILVR
+(core.ilvr). One small handler per task (`sdedit_fn` ...) and one layout helper per sub-tab.
 
 Run alone: `python app.py --tab image_to_image [app.py flags]`.
 """
@@ -20,10 +21,11 @@ from core.images import pil_to_tensor, save_png, tensor_to_pil
 from core.pipeline import StageSettings
 from core.translate import (
     COLORIZE_METHODS,
-    DEFAULT_STRENGTH,
     METHODS,
     PALETTE_DEFAULTS,
     SDEDIT_GUIDANCE,
+    SDEDIT_METHODS,
+    SDEDIT_STRENGTHS,
     SEMANTIC_STEPS,
     TRANSLATE_DEFAULTS,
     default_method,
@@ -40,6 +42,37 @@ MASK_TINT = (255, 0, 255)  # the region to fill, shown over the input
 ILVR_COLUMNS = ["factor", "low_pass_rmse", "rmse_to_reference"]   # the strip's figures shown (not its diversity)
 BRUSH_COLOURS = ["#ff00ff", "#00b4ff", "#000000", "#ffffff"]   # magenta first: it shows on almost every emoji
 BRUSH_SIZE = 16   # px of the 128 px examples: an 8x8 block of the 64 px image the models fill
+SDEDIT_METHOD_INFO = {"diffae": "DiffAE: the decoder redraws the image's own semantic code (a prompt's code "
+                                "from the prior replaces it)",
+                      "text": "Text model: the pixel text base, optionally prompted"}
+# Strength by what it does, from the sweep of docs/image_to_image.md (32 held-out emoji)
+STRENGTH_INFO = ("how much is redrawn, 0 (the input) to 1 (ignores it). DiffAE (default 0.7): the emoji keeps "
+                 "its design at every strength while its details are redrawn; a prompt turns it into the prompted "
+                 "emoji about 7 times in 10 from 0.7. Text model (default 0.55): from 0.6 it redraws more and "
+                 "more of the emoji; faces smear even below")
+SDEDIT_ABOUT = ("**SDEdit** (Meng et al. 2022): the image is noised part of the way (the strength) and denoised "
+                "again. *diffae*: by the DiffAE decoder drawing the image's own semantic code (its encoder "
+                "reads which emoji it is), so the design is kept while the details are redrawn; with a prompt, "
+                "the prior's code for the prompt replaces it and the image turns into that emoji. *text*: by the "
+                "pixel text model, optionally guided by a prompt. Sizes above 32 go through the SR models.")
+COLORIZE_ABOUT = ("**Colorization**. *diffae*: the DiffAE encoder reads which emoji the grey image shows, a "
+                  "book of the training emoji's codes turns that into a colour emoji's code, and the DiffAE "
+                  "decoder draws it while its luminance is held to the grey image's at every step (ILVR with "
+                  "the luma in place of the low-pass), then the SR models; *palette*: Palette (Saharia et al. "
+                  "2022), one 64×64 model conditioned on the grayscale image. Measured on held-out emoji in "
+                  "docs/image_to_image.md.")
+INPAINT_ABOUT = ("**Inpainting**: paint over the region to fill (in any colour: pick one that shows on your "
+                 "image), upload a mask (white or opaque = fill) or take one of the mask buttons. *diffae*: "
+                 "RePaint (Lugmayr et al. 2022) with the DiffAE decoder drawing the emoji its encoder reads "
+                 "in the visible pixels (the hole filled smoothly from its border, the code moved onto the "
+                 "nearest training emoji's), then the SR models; *palette*: the Palette model (64×64), trained "
+                 "with masks; *repaint*: RePaint with the text model, which never saw a mask, optionally "
+                 "guided by a prompt. The pixels outside the mask are kept exactly.")
+ILVR_ABOUT = ("**ILVR** (Choi et al. 2021): after every denoising step, the low frequencies of the sample are "
+              "replaced by those of the reference, noised to the same step: the result keeps the reference "
+              "downsampled by N (its colours and layout) and the model draws the rest. No training; any base "
+              "model. Small N keeps more of the reference, large N leaves more to the model. N is counted at "
+              "32×32 (the base); larger sizes add the SR stages.")
 METHOD_INFO = {"diffae": "DiffAE: draws the emoji its encoder reads in the input",
                "palette": "Palette: a 64×64 model trained for the task",
                "repaint": "RePaint with the text model (optionally prompted)"}
@@ -121,59 +154,99 @@ def _source_name(path) -> str:
 
 
 # ---- the functions -----------------------------------------------------------------------------
-def make_fns(models: Models):
-    """The tab's functions (sdedit, colorize, inpaint, ilvr), bound to the shared models."""
+def _streamed(files: RequestFiles, view: str, progress, work, cleared: int = 1):
+    """work(callback) on a worker, yielding (view, preview, None * cleared) at first, then
+    (skip, preview, skip * cleared) now and then (a bar per stage), and finally returning what
+    work returned."""
+    return (yield from stream(work, 2 + cleared, progress, STAGE_LABELS,
+                              lambda info: {0: view, 1: files.image(preview(info["x0"]))}))
 
-    def streamed(files: RequestFiles, view: str, progress, work, cleared: int = 1):
-        """work(callback) on a worker, yielding (view, preview, None * cleared) at first, then
-        (skip, preview, skip * cleared) now and then (a bar per stage), and finally returning what
-        work returned."""
-        return (yield from stream(work, 2 + cleared, progress, STAGE_LABELS,
-                                  lambda info: {0: view, 1: files.image(preview(info["x0"]))}))
 
-    def run(files: RequestFiles, view: str, progress, **kwargs):
-        """translate(**kwargs) through `streamed`, finally returning (image, parameters)."""
-        return (yield from streamed(files, view, progress,
-                                    lambda callback: translate(models.set, callback=callback, **kwargs)))
+def _run(models: Models, files: RequestFiles, view: str, progress, **kwargs):
+    """translate(**kwargs) through `_streamed`, finally returning (image, parameters)."""
+    return (yield from _streamed(files, view, progress,
+                                 lambda callback: translate(models.set, callback=callback, **kwargs)))
 
-    def finish(files: RequestFiles, result, name: str, extra: dict):
-        image, params = result
-        common.show_note(params.get("note"))
-        params = {**params, **extra}
-        return files.results([image], [params], [name])[0], params
+
+def _finish(files: RequestFiles, result, name: str, extra: dict):
+    """The result saved as a PNG with its parameters (and `extra`), its note shown: (path, parameters)."""
+    image, params = result
+    common.show_note(params.get("note"))
+    params = {**params, **extra}
+    return files.results([image], [params], [name])[0], params
+
+
+def _open_input(image: str | None, what: str = "an image") -> Image.Image:
+    if not image:
+        raise ValueError(f"upload {what} or pick an example first")
+    return common.open_upload(image)
+
+
+def _check_method(method: str, allowed) -> str:
+    if method not in allowed:
+        raise ValueError(f"method must be one of {', '.join(allowed)}; got {method!r}")
+    return method
+
+
+def _sdedit_needs(models: Models, method: str, prompt: str, size: int) -> list[str]:
+    """The models SDEdit with `method` needs: the decoder (and for a prompt, the prior and its
+    text encoder) or the text base and its text encoder; the SR stages up to `size`."""
+    if method == "diffae":
+        return ["diffae", *(["prior", models.text_encoder_name()] if prompt else []), *sr_names(size)]
+    return ["text_base", models.text_encoder_name(), *sr_names(size)]
+
+
+def _inpaint_needs(models: Models, method: str, size: int) -> list[str]:
+    if method == "palette":
+        return ["palette"]
+    if method == "diffae":
+        return ["diffae", *sr_names(size)]   # palette/ holds the code book, used when it is there
+    return ["text_base", models.text_encoder_name(), *sr_names(size)]
+
+
+def sdedit_fn(models: Models):
+    """The SDEdit handler, bound to the shared models."""
 
     @gpu
     def sdedit(image: str, prompt: str, strength: float, guidance: float, sampler: str, steps: int, seed: int,
-               size: int, progress=gr.Progress()):
-        """SDEdit: noise the image to `strength`, then denoise it with the text base (guided by the
-        prompt, if any) and the SR stages up to `size`.
+               size: int, method: str | None = None, progress=gr.Progress()):
+        """SDEdit: noise the image to `strength`, then denoise it: with the DiffAE decoder drawing the
+        image's own semantic code (or, with a prompt, the prior's code for the prompt), or with the
+        text base (guided by the prompt, if any); then the SR stages up to `size`.
 
         Args:
             image: any image (any mode; non-square is padded with white).
-            prompt: optional text guidance ("" = unguided).
-            strength: 0 (returns the input) .. 1 (ignores the input: text to image).
-            guidance: classifier-free guidance scale with a prompt (1 = none).
+            prompt: optional: the emoji to turn the image into ("" = keep the image's own design).
+            strength: 0 (returns the input) .. 1 (ignores the input: a new image of the code or prompt).
+            guidance: classifier-free guidance scale with a prompt (1 = none): the prior's (diffae) or
+                the text base's (text).
             sampler: one of ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m.
             steps: sampling steps of the full chain (fewer are run at lower strength).
             seed: the seed of the noise.
             size: output size, 32, 64 or 128.
+            method: "diffae" or "text" (None: diffae where its models are there).
         Returns:
             the input at the output size, the result (a PNG with its parameters), the parameters.
         """
         with user_errors():
-            if not image:
-                raise ValueError("upload an image or pick an example first")
+            source = _open_input(image)
             size, seed, steps = as_int(size, "size"), as_int(seed, "seed"), as_int(steps, "steps")
-            models.require(["text_base", models.text_encoder_name(), *sr_names(size)])
-            source = common.open_upload(image)
+            method = _check_method(method or default_method(models.set, "sdedit"), SDEDIT_METHODS)
+            models.require(_sdedit_needs(models, method, prompt, size))
             files = RequestFiles()
             view = files.image(as_image(pil_to_tensor(source, size=size)))
-            result = yield from run(files, view, progress, task="sdedit", image=source, prompt=prompt or None,
-                                    strength=float(strength), seed=seed, size=size, steps=steps, sampler=sampler,
-                                    guidance=float(guidance))
-            path, params = finish(files, result, f"{Path(image).stem}-sdedit-{size}px-seed{seed}",
-                                  {"image": _source_name(image)})
+            result = yield from _run(models, files, view, progress, task="sdedit", image=source,
+                                     prompt=prompt or None, strength=float(strength), seed=seed, size=size,
+                                     steps=steps, sampler=sampler, guidance=float(guidance), method=method)
+            path, params = _finish(files, result, f"{Path(image).stem}-sdedit-{method}-{size}px-seed{seed}",
+                                   {"image": _source_name(image)})
             yield view, path, params
+
+    return sdedit
+
+
+def colorize_fn(models: Models):
+    """The colorization handler, bound to the shared models."""
 
     @gpu
     def colorize(image: str, sampler: str, steps: int, seed: int, method: str = "palette", size: int = PALETTE_SIZE,
@@ -192,23 +265,25 @@ def make_fns(models: Models):
             the grayscale input at the output size, the colorized image (a PNG with its parameters), the parameters.
         """
         with user_errors():
-            if not image:
-                raise ValueError("upload an image or pick an example first")
+            source = _open_input(image)
             seed, steps, size = as_int(seed, "seed"), as_int(steps, "steps"), as_int(size, "size")
-            if method not in COLORIZE_METHODS:
-                raise ValueError(f"method must be one of {', '.join(COLORIZE_METHODS)}; got {method!r}")
-            if method == "palette":
-                models.require(["palette"])
-            else:
-                models.require(["diffae", "palette", *sr_names(size)])   # palette/ holds the code book
-            source = common.open_upload(image)
+            method = _check_method(method, COLORIZE_METHODS)
+            # palette/ holds the code book the diffae method needs
+            models.require(["palette"] if method == "palette" else ["diffae", "palette", *sr_names(size)])
             files = RequestFiles()
             view = files.image(as_image(grayscale(pil_to_tensor(source, size=size))))
-            result = yield from run(files, view, progress, task="colorize", image=source, seed=seed, steps=steps,
-                                    method=method, size=size, sampler=sampler if method == "palette" else None)
-            path, params = finish(files, result, f"{Path(image).stem}-colorize-{method}-{size}px-seed{seed}",
-                                  {"image": _source_name(image)})
+            result = yield from _run(models, files, view, progress, task="colorize", image=source, seed=seed,
+                                     steps=steps, method=method, size=size,
+                                     sampler=sampler if method == "palette" else None)
+            path, params = _finish(files, result, f"{Path(image).stem}-colorize-{method}-{size}px-seed{seed}",
+                                   {"image": _source_name(image)})
             yield view, path, params
+
+    return colorize
+
+
+def inpaint_fn(models: Models):
+    """The inpainting handler, bound to the shared models."""
 
     @gpu
     def inpaint(editor: dict | None, mask: str | None, method: str, prompt: str, sampler: str, steps: int,
@@ -234,26 +309,35 @@ def make_fns(models: Models):
             if background is None:
                 raise ValueError("upload an image (into the editor) or pick an example first")
             size, seed, steps = as_int(size, "size"), as_int(seed, "seed"), as_int(steps, "steps")
-            if method not in METHODS:
-                raise ValueError(f"method must be one of {', '.join(METHODS)}; got {method!r}")
-            if method == "palette":
-                models.require(["palette"])
-            elif method == "diffae":
-                models.require(["diffae", *sr_names(size)])
-            else:
-                models.require(["text_base", models.text_encoder_name(), *sr_names(size)])
+            models.require(_inpaint_needs(models, _check_method(method, METHODS), size))
             source = background if isinstance(background, Image.Image) else common.open_upload(background)
             m = working_mask(drawn_mask(editor.get("layers"), source.size), mask, size)
             files = RequestFiles()
             view = files.image(mask_overlay(as_image(pil_to_tensor(source, size=size)), m))
-            result = yield from run(files, view, progress, task="inpaint", image=source, mask=mask_image(m),
-                                    method=method, seed=seed, size=size,
-                                    prompt=((prompt or "").strip() or None) if method == "repaint" else None,
-                                    steps=steps,
-                                    sampler=sampler if method == "palette" else None)
+            result = yield from _run(models, files, view, progress, task="inpaint", image=source, mask=mask_image(m),
+                                     method=method, seed=seed, size=size, steps=steps,
+                                     prompt=((prompt or "").strip() or None) if method == "repaint" else None,
+                                     sampler=sampler if method == "palette" else None)
             extra = {"mask": _source_name(mask)} if mask else {}
-            path, params = finish(files, result, f"inpaint-{method}-{size}px-seed{seed}", extra)
+            path, params = _finish(files, result, f"inpaint-{method}-{size}px-seed{seed}", extra)
             yield view, path, params
+
+    return inpaint
+
+
+def _ilvr_outputs(files: RequestFiles, strip, image: str, factor: int, factors: list[int], params: dict,
+                  size: int, seed: int):
+    """The ILVR sample at N and the strip as PNGs with their parameters, and the strip's figures."""
+    stem = Path(image).stem
+    sample = tensor_to_pil(strip.samples[0, factors.index(factor)][None])[0]
+    path = files.results([sample], [params], [f"{stem}-ilvr-N{factor}-{size}px-seed{seed}"])[0]
+    strip_path = files.results([strip.image()], [{**strip.parameters, "figures": strip.rows}],
+                               [f"{stem}-ilvr-strip-{size}px-seed{seed}"])[0]
+    return path, strip_path, pd.DataFrame(strip.rows, columns=ILVR_COLUMNS)
+
+
+def ilvr_fn(models: Models):
+    """The ILVR handler, bound to the shared models."""
 
     @gpu
     def ilvr(image: str, factor: int, seed: int, model: str, prompt: str, label: str | None, size: int, steps: int,
@@ -276,35 +360,33 @@ def make_fns(models: Models):
             right), its figures, and the parameters.
         """
         with user_errors():
-            if not image:
-                raise ValueError("upload a reference image or pick an example first")
+            source = _open_input(image, "a reference image")
             size, seed, steps = as_int(size, "size"), as_int(seed, "seed"), as_int(steps, "steps")
             factor = check_factor(as_int(factor, "factor N"), 32)
-            needs = [model, *([models.text_encoder_name()] if model == "text_base" else []), *sr_names(size)]
-            models.require(needs)
+            models.require([model, *([models.text_encoder_name()] if model == "text_base" else []), *sr_names(size)])
             prompt = (prompt or "").strip() if model == "text_base" else ""
             label = (label or None) if model == "class_base" else None
-            source = common.open_upload(image)
             files = RequestFiles()
             reference = pil_to_tensor(source, size=32)
             view = files.image(as_image(low_pass(reference, factor)).resize((size, size), Image.Resampling.BICUBIC))
             factors = sorted({*STRIP_FACTORS, factor})
             settings = StageSettings(sampler=ILVR_DEFAULTS.sampler, steps=steps,
                                      guidance=ILVR_DEFAULTS.guidance if (prompt or label) else 1.0)
-            strip = yield from streamed(files, view, progress, lambda callback: ilvr_strip(
+            strip = yield from _streamed(files, view, progress, lambda callback: ilvr_strip(
                 models.set, source, factors, [seed], model, prompt or None, label, size, settings, callback=callback),
                 cleared=3)
             params = {"command": "translate", "task": "ilvr", "image": _source_name(image), "factor": factor,
                       "seed": seed, "model": model, "prompt": prompt or None, "label": label, "size": size,
                       "sampler": settings.sampler, "steps": steps, "guidance": settings.guidance}
-            sample = tensor_to_pil(strip.samples[0, factors.index(factor)][None])[0]
-            path = files.results([sample], [params], [f"{Path(image).stem}-ilvr-N{factor}-{size}px-seed{seed}"])[0]
-            strip_path = files.results([strip.image()], [{**strip.parameters, "figures": strip.rows}],
-                                       [f"{Path(image).stem}-ilvr-strip-{size}px-seed{seed}"])[0]
-            table = pd.DataFrame(strip.rows, columns=ILVR_COLUMNS)
+            path, strip_path, table = _ilvr_outputs(files, strip, image, factor, factors, params, size, seed)
             yield view, path, strip_path, table, params
 
-    return sdedit, colorize, inpaint, ilvr
+    return ilvr
+
+
+def make_fns(models: Models):
+    """The tab's functions (sdedit, colorize, inpaint, ilvr), bound to the shared models."""
+    return sdedit_fn(models), colorize_fn(models), inpaint_fn(models), ilvr_fn(models)
 
 
 # ---- the layout ------------------------------------------------------------------------------------
@@ -319,174 +401,169 @@ def _outputs(input_label: str):
     return view, result, parameters
 
 
+def _steps_and_sampler(sampler_label: str, sampler_info: str, diffae_default: bool):
+    """The sampler (Palette's) and the steps, which start at the default method's."""
+    steps_value = SEMANTIC_STEPS if diffae_default else PALETTE_DEFAULTS.steps
+    with gr.Row():
+        sampler = gr.Dropdown(list(SAMPLERS), value=PALETTE_DEFAULTS.sampler, label=sampler_label, info=sampler_info)
+        steps = gr.Slider(1, 100, value=steps_value, step=1, precision=0, label="Steps")
+    return sampler, steps
+
+
+def _sdedit_tab(models: Models, fn, examples: list[str]) -> None:
+    gr.Markdown(SDEDIT_ABOUT)
+    sdedit_default = default_method(models.set, "sdedit")
+    default_strength = SDEDIT_STRENGTHS[sdedit_default]
+    with gr.Row():
+        with gr.Column(scale=2):
+            image = image_input(label="Image (any size, mode and format)", sources=["upload", "clipboard"], height=220)
+            prompt = gr.Textbox("", label="Prompt (optional)", placeholder="e.g. an emoji of a red apple")
+            with gr.Row():
+                strength = gr.Slider(0, 1, value=default_strength, step=0.05, label="Strength", info=STRENGTH_INFO)
+                guidance = gr.Slider(0, 15, value=SDEDIT_GUIDANCE, step=0.1, label="Guidance scale",
+                                     info="with a prompt; 1 = none")
+            method = gr.Radio([(SDEDIT_METHOD_INFO[m].split(":")[0], m) for m in SDEDIT_METHODS],
+                              value=sdedit_default, label="Method", info="; ".join(SDEDIT_METHOD_INFO.values()))
+            with gr.Row():
+                sampler = gr.Dropdown(list(SAMPLERS), value=TRANSLATE_DEFAULTS.sampler, label="Sampler")
+                steps = gr.Slider(1, 100, value=TRANSLATE_DEFAULTS.steps, step=1, precision=0, label="Steps")
+            with gr.Row(equal_height=True):
+                seed, _ = common.seed_input()
+                size = gr.Radio(list(SIZES), value=128, label="Output size", scale=3)
+            button = gr.Button("Edit", variant="primary")
+        with gr.Column(scale=3):
+            view, result, parameters = _outputs("Input at the output size")
+    # the full width: a table of image, prompt and strength does not fit in the settings' column
+    gr.Examples([[p, "", default_strength] for p in examples[:4]] + [[examples[1], "an emoji of a red apple", 0.8]],
+                inputs=[image, prompt, strength], label="Examples", cache_examples=False)
+    method.change(lambda m: gr.Slider(value=SDEDIT_STRENGTHS[m]), inputs=method, outputs=strength, queue=False,
+                  api_visibility="private")
+    common.run_on([button.click, prompt.submit], fn,
+                  inputs=[image, prompt, strength, guidance, sampler, steps, seed, size, method],
+                  outputs=[view, result, parameters], api_name="sdedit", show_progress_on=[view])
+
+
+def _colorize_tab(models: Models, fn, examples: list[str]) -> None:
+    gr.Markdown(COLORIZE_ABOUT)
+    colorize_default = default_method(models.set, "colorize")
+    with gr.Row():
+        with gr.Column(scale=2):
+            image = image_input(label="Image (its grayscale is used)", sources=["upload", "clipboard"], height=220)
+            with gr.Row():
+                method = gr.Radio([(METHOD_INFO[m].split(":")[0], m) for m in COLORIZE_METHODS],
+                                  value=colorize_default, label="Method",
+                                  info=METHOD_INFO["diffae"] + "; " + METHOD_INFO["palette"])
+                size = gr.Radio(list(SIZES), value=128 if colorize_default == "diffae" else PALETTE_SIZE,
+                                label="Output size (diffae)", visible=colorize_default == "diffae")
+            sampler, steps = _steps_and_sampler("Sampler (palette)", "DiffAE always uses DDPM steps",
+                                                colorize_default == "diffae")
+            seed, _ = common.seed_input()
+            button = gr.Button("Colorize", variant="primary")
+            gr.Examples([[p] for p in examples], inputs=[image], label="Examples", cache_examples=False)
+        with gr.Column(scale=3):
+            view, result, parameters = _outputs("Grayscale input")
+    method.change(lambda m: (gr.Radio(visible=m == "diffae", value=128 if m == "diffae" else PALETTE_SIZE),
+                             gr.Slider(value=SEMANTIC_STEPS if m == "diffae" else PALETTE_DEFAULTS.steps)),
+                  inputs=method, outputs=[size, steps], queue=False, api_visibility="private")
+    common.run_on(button.click, fn, inputs=[image, sampler, steps, seed, method, size],
+                  outputs=[view, result, parameters], api_name="colorize", show_progress_on=[view])
+
+
+def _inpaint_tab(models: Models, fn, examples: list[str]) -> None:
+    gr.Markdown(INPAINT_ABOUT)
+    inpaint_default = default_method(models.set, "inpaint")
+    masks = example_masks()
+    with gr.Row():
+        with gr.Column(scale=2):
+            editor = editor_input(label="Image: draw over the region to fill", sources=["upload", "clipboard"],
+                                  brush=gr.Brush(default_size=BRUSH_SIZE, colors=BRUSH_COLOURS,
+                                                 default_color=BRUSH_COLOURS[0], color_mode="defaults"),
+                                  layers=False, transforms=(), height=320)
+            mask = image_input(label="Mask image (optional; white or opaque = fill)",
+                               sources=["upload", "clipboard"], height=140)
+            with gr.Row():
+                mask_buttons = {name: gr.Button(f"Mask the {name}", size="sm") for name in masks}
+            with gr.Row():
+                method = gr.Radio(list(METHODS), value=inpaint_default, label="Method",
+                                  info="; ".join(METHOD_INFO[m] for m in METHODS))
+                # Palette draws 64×64 only: the sizes are offered with the others alone
+                size = gr.Radio(list(SIZES), value=128 if inpaint_default == "diffae" else PALETTE_SIZE,
+                                label="Output size (repaint, diffae)", visible=inpaint_default != "palette")
+            prompt = gr.Textbox("", label="Prompt (repaint only, optional)")
+            sampler, steps = _steps_and_sampler("Sampler (palette)", "RePaint always uses DDPM steps",
+                                                inpaint_default == "diffae")
+            seed, _ = common.seed_input()
+            button = gr.Button("Inpaint", variant="primary")
+            gr.Examples([[examples[0], masks["middle"]], [examples[1], masks["middle"]],
+                         [examples[2], masks["left half"]], [examples[3], masks["middle"]]],
+                        inputs=[editor, mask], label="Examples (image and mask)", cache_examples=False)
+        with gr.Column(scale=3):
+            view, result, parameters = _outputs("Input with the region to fill")
+    method.change(lambda m: (gr.Radio(visible=m != "palette", value=PALETTE_SIZE if m == "palette" else 128),
+                             gr.Slider(value=PALETTE_DEFAULTS.steps if m == "palette" else SEMANTIC_STEPS)),
+                  inputs=method, outputs=[size, steps], queue=False, api_visibility="private")
+    for name, mask_button in mask_buttons.items():
+        mask_button.click(lambda path=masks[name]: path, outputs=mask, queue=False, api_visibility="private")
+    common.run_on(button.click, fn, inputs=[editor, mask, method, prompt, sampler, steps, seed, size],
+                  outputs=[view, result, parameters], api_name="inpaint", show_progress_on=[view])
+
+
+def _ilvr_outputs_layout():
+    with gr.Row():
+        view = gr.Image(label="Reference low-pass φ_N (what is kept)", format="png", interactive=False,
+                        height=256, elem_classes=[common.PIXELATED, common.STAGE])
+        result = gr.Image(label="ILVR sample at N (PNG with parameters)", format="png",
+                          interactive=False, height=256, elem_classes=[common.PIXELATED, common.STAGE])
+    strip = gr.Image(label="Strip: top φ_N(reference), below it the sample, at N = "
+                           + ", ".join(map(str, STRIP_FACTORS)) + " (and yours; N under every frame)",
+                     format="png", interactive=False, height=300, elem_classes=[common.PIXELATED, common.STAGE])
+    figures = common.table_output("How close to the reference, per N (RMS on [0, 1]; low_pass_rmse "
+                                  "compares φ_N of both at 32×32)", ILVR_COLUMNS)
+    with gr.Accordion("Parameters", open=False):
+        parameters = gr.JSON(label="Parameters")
+    return view, result, strip, figures, parameters
+
+
+def _ilvr_tab(models: Models, fn, examples: list[str]) -> None:
+    gr.Markdown(ILVR_ABOUT)
+    classes = [] if models.unavailable(["class_base"]) else models.set.classes()
+    with gr.Row():
+        with gr.Column(scale=2):
+            image = image_input(label="Reference (any size, mode and format)", sources=["upload", "clipboard"],
+                                height=220)
+            with gr.Row():
+                factor = gr.Radio([1, 2, 4, 8, 16, 32], value=DEFAULT_FACTOR, label="Factor N",
+                                  info="the reference is kept at 32/N × 32/N")
+                size = gr.Radio(list(SIZES), value=32, label="Output size")
+            with gr.Row():
+                model = gr.Radio([("Text base", "text_base"), ("Class base", "class_base")], value="text_base",
+                                 label="Base model")
+                steps = gr.Slider(1, 100, value=ILVR_DEFAULTS.steps, step=1, precision=0, label="Steps (DDPM)")
+            prompt = gr.Textbox("", label="Prompt (text base, optional)")
+            label = gr.Dropdown([("(none: unconditional)", ""), *common.class_labels(classes)], value="",
+                                label="Class (class base, optional)", filterable=True)
+            seed, _ = common.seed_input()
+            button = gr.Button("Generate", variant="primary")
+            gr.Examples([[p] for p in examples], inputs=[image], label="Examples", cache_examples=False)
+        with gr.Column(scale=3):
+            outputs = _ilvr_outputs_layout()
+    common.run_on(button.click, fn, inputs=[image, factor, seed, model, prompt, label, size, steps],
+                  outputs=list(outputs), api_name="ilvr", show_progress_on=[outputs[0]])
+
+
 def build(models: Models) -> None:
     """The tab's layout and wiring (inside the caller's gr.Tab)."""
-    encoder = models.text_encoder_name()
     status = models.status_markdown(
-        ["text_base", encoder, "class_base", "sr64", "sr128", "palette"],
-        "SDEdit, RePaint and ILVR need the text base (ILVR: or the class base), and the SR models for sizes "
-        "above 32; colorization and Palette inpainting need `palette`. What needs a missing model shows an "
-        "error; the rest works.")
+        ["text_base", models.text_encoder_name(), "class_base", "sr64", "sr128", "palette", "diffae", "prior"],
+        "SDEdit through the DiffAE decoder needs `diffae` (and `prior` for a prompt), the text-base SDEdit, "
+        "RePaint and ILVR need the text base (ILVR: or the class base), and sizes above 32 need the SR models; "
+        "colorization and Palette inpainting need `palette`. What needs a missing model shows an error; the rest "
+        "works.")
     if status:
         gr.Markdown(status)
-    sdedit_fn, colorize_fn, inpaint_fn, ilvr_fn = make_fns(models)
+    sdedit, colorize, inpaint, ilvr = make_fns(models)
     examples = common.example_images()
-    samplers = list(SAMPLERS)
-
-    with gr.Tab("SDEdit"):
-        gr.Markdown("**SDEdit** (Meng et al. 2022): the image is noised part of the way (the strength) and "
-                    "denoised again by the text model, optionally guided by a prompt: low strength keeps the "
-                    "layout and colours, high strength keeps less. Sizes above 32 go through the SR models.")
-        with gr.Row():
-            with gr.Column(scale=2):
-                image = image_input(label="Image (any size, mode and format)", sources=["upload", "clipboard"],
-                                    height=220)
-                prompt = gr.Textbox("", label="Prompt (optional)", placeholder="e.g. an emoji of a red apple")
-                with gr.Row():
-                    strength = gr.Slider(0, 1, value=DEFAULT_STRENGTH, step=0.05, label="Strength",
-                                         info="how much is redrawn: up to 0.5 the emoji stays itself with new "
-                                              "details; 0.55 (default) keeps it without a prompt and lets a prompt "
-                                              "turn it into another emoji about 2 times in 3; from 0.6 the model "
-                                              "redraws more and more of it; 1 ignores the input")
-                    guidance = gr.Slider(0, 15, value=SDEDIT_GUIDANCE,
-                                         step=0.1, label="Guidance scale",
-                                         info="with a prompt; 1 = none")
-                with gr.Row():
-                    sampler = gr.Dropdown(samplers, value=TRANSLATE_DEFAULTS.sampler, label="Sampler")
-                    steps = gr.Slider(1, 100, value=TRANSLATE_DEFAULTS.steps, step=1, precision=0, label="Steps")
-                with gr.Row(equal_height=True):
-                    seed, _ = common.seed_input()
-                    size = gr.Radio(list(SIZES), value=128, label="Output size", scale=3)
-                button = gr.Button("Edit", variant="primary")
-            with gr.Column(scale=3):
-                view, result, parameters = _outputs("Input at the output size")
-        # the full width: a table of image, prompt and strength does not fit in the settings' column
-        gr.Examples([[p, "", DEFAULT_STRENGTH] for p in examples[:4]] + [[examples[1], "an emoji of a red apple", 0.8]],
-                    inputs=[image, prompt, strength], label="Examples", cache_examples=False)
-        common.run_on([button.click, prompt.submit], sdedit_fn,
-                      inputs=[image, prompt, strength, guidance, sampler, steps, seed, size],
-                      outputs=[view, result, parameters], api_name="sdedit", show_progress_on=[view])
-
-    with gr.Tab("Colorize"):
-        gr.Markdown("**Colorization**. *diffae*: the DiffAE encoder reads which emoji the grey image shows, a "
-                    "book of the training emoji's codes turns that into a colour emoji's code, and the DiffAE "
-                    "decoder draws it while its luminance is held to the grey image's at every step (ILVR with "
-                    "the luma in place of the low-pass), then the SR models; *palette*: Palette (Saharia et al. "
-                    "2022), one 64×64 model conditioned on the grayscale image. Measured on held-out emoji in "
-                    "docs/image_to_image.md.")
-        colorize_default = default_method(models.set, "colorize")
-        with gr.Row():
-            with gr.Column(scale=2):
-                image = image_input(label="Image (its grayscale is used)", sources=["upload", "clipboard"],
-                                    height=220)
-                with gr.Row():
-                    method = gr.Radio([(METHOD_INFO[m].split(":")[0], m) for m in COLORIZE_METHODS],
-                                      value=colorize_default, label="Method",
-                                      info=METHOD_INFO["diffae"] + "; " + METHOD_INFO["palette"])
-                    size = gr.Radio(list(SIZES), value=128 if colorize_default == "diffae" else PALETTE_SIZE,
-                                    label="Output size (diffae)", visible=colorize_default == "diffae")
-                with gr.Row():
-                    sampler = gr.Dropdown(samplers, value=PALETTE_DEFAULTS.sampler, label="Sampler (palette)",
-                                          info="DiffAE always uses DDPM steps")
-                    steps = gr.Slider(1, 100, value=SEMANTIC_STEPS if colorize_default == "diffae"
-                                      else PALETTE_DEFAULTS.steps, step=1, precision=0, label="Steps")
-                seed, _ = common.seed_input()
-                button = gr.Button("Colorize", variant="primary")
-                gr.Examples([[p] for p in examples], inputs=[image], label="Examples", cache_examples=False)
-            with gr.Column(scale=3):
-                view, result, parameters = _outputs("Grayscale input")
-        method.change(lambda m: (gr.Radio(visible=m == "diffae", value=128 if m == "diffae" else PALETTE_SIZE),
-                                 gr.Slider(value=SEMANTIC_STEPS if m == "diffae" else PALETTE_DEFAULTS.steps)),
-                      inputs=method, outputs=[size, steps], queue=False, api_visibility="private")
-        common.run_on(button.click, colorize_fn, inputs=[image, sampler, steps, seed, method, size],
-                      outputs=[view, result, parameters], api_name="colorize", show_progress_on=[view])
-
-    with gr.Tab("Inpaint"):
-        gr.Markdown("**Inpainting**: paint over the region to fill (in any colour: pick one that shows on your "
-                    "image), upload a mask (white or opaque = fill) or take one of the mask buttons. *diffae*: "
-                    "RePaint (Lugmayr et al. 2022) with the DiffAE decoder drawing the emoji its encoder reads "
-                    "in the visible pixels, then the SR models; *palette*: the Palette model (64×64), trained "
-                    "with masks; *repaint*: RePaint with the text model, which never saw a mask, optionally "
-                    "guided by a prompt. The pixels outside the mask are kept exactly.")
-        inpaint_default = default_method(models.set, "inpaint")
-        masks = example_masks()
-        with gr.Row():
-            with gr.Column(scale=2):
-                editor = editor_input(label="Image: draw over the region to fill", sources=["upload", "clipboard"],
-                                      brush=gr.Brush(default_size=BRUSH_SIZE, colors=BRUSH_COLOURS,
-                                                     default_color=BRUSH_COLOURS[0], color_mode="defaults"),
-                                      layers=False, transforms=(), height=320)
-                mask = image_input(label="Mask image (optional; white or opaque = fill)",
-                                   sources=["upload", "clipboard"], height=140)
-                with gr.Row():
-                    mask_buttons = {name: gr.Button(f"Mask the {name}", size="sm") for name in masks}
-                with gr.Row():
-                    method = gr.Radio(list(METHODS), value=inpaint_default, label="Method",
-                                      info="; ".join(METHOD_INFO[m] for m in METHODS))
-                    # Palette draws 64×64 only: the sizes are offered with the others alone
-                    size = gr.Radio(list(SIZES), value=128 if inpaint_default == "diffae" else PALETTE_SIZE,
-                                    label="Output size (repaint, diffae)", visible=inpaint_default != "palette")
-                prompt = gr.Textbox("", label="Prompt (repaint only, optional)")
-                with gr.Row():
-                    sampler = gr.Dropdown(samplers, value=PALETTE_DEFAULTS.sampler, label="Sampler (palette)",
-                                          info="RePaint always uses DDPM steps")
-                    steps = gr.Slider(1, 100, value=SEMANTIC_STEPS if inpaint_default == "diffae"
-                                      else PALETTE_DEFAULTS.steps, step=1, precision=0, label="Steps")
-                seed, _ = common.seed_input()
-                button = gr.Button("Inpaint", variant="primary")
-                gr.Examples([[examples[0], masks["middle"]], [examples[1], masks["middle"]],
-                             [examples[2], masks["left half"]], [examples[3], masks["middle"]]],
-                            inputs=[editor, mask], label="Examples (image and mask)", cache_examples=False)
-            with gr.Column(scale=3):
-                view, result, parameters = _outputs("Input with the region to fill")
-        method.change(lambda m: (gr.Radio(visible=m != "palette", value=PALETTE_SIZE if m == "palette" else 128),
-                                 gr.Slider(value=PALETTE_DEFAULTS.steps if m == "palette" else SEMANTIC_STEPS)),
-                      inputs=method, outputs=[size, steps], queue=False, api_visibility="private")
-        for name, mask_button in mask_buttons.items():
-            mask_button.click(lambda path=masks[name]: path, outputs=mask, queue=False, api_visibility="private")
-        common.run_on(button.click, inpaint_fn, inputs=[editor, mask, method, prompt, sampler, steps, seed, size],
-                      outputs=[view, result, parameters], api_name="inpaint", show_progress_on=[view])
-
-
-    with gr.Tab("ILVR"):
-        gr.Markdown("**ILVR** (Choi et al. 2021): after every denoising step, the low frequencies of the sample are "
-                    "replaced by those of the reference, noised to the same step: the result keeps the reference "
-                    "downsampled by N (its colours and layout) and the model draws the rest. No training; any base "
-                    "model. Small N keeps more of the reference, large N leaves more to the model. N is counted at "
-                    "32×32 (the base); larger sizes add the SR stages.")
-        classes = [] if models.unavailable(["class_base"]) else models.set.classes()
-        with gr.Row():
-            with gr.Column(scale=2):
-                image = image_input(label="Reference (any size, mode and format)", sources=["upload", "clipboard"],
-                                    height=220)
-                with gr.Row():
-                    factor = gr.Radio([1, 2, 4, 8, 16, 32], value=DEFAULT_FACTOR, label="Factor N",
-                                      info="the reference is kept at 32/N × 32/N")
-                    size = gr.Radio(list(SIZES), value=32, label="Output size")
-                with gr.Row():
-                    model = gr.Radio([("Text base", "text_base"), ("Class base", "class_base")], value="text_base",
-                                     label="Base model")
-                    steps = gr.Slider(1, 100, value=ILVR_DEFAULTS.steps, step=1, precision=0, label="Steps (DDPM)")
-                prompt = gr.Textbox("", label="Prompt (text base, optional)")
-                label = gr.Dropdown([("(none: unconditional)", ""), *common.class_labels(classes)], value="",
-                                    label="Class (class base, optional)", filterable=True)
-                seed, _ = common.seed_input()
-                button = gr.Button("Generate", variant="primary")
-                gr.Examples([[p] for p in examples], inputs=[image], label="Examples", cache_examples=False)
-            with gr.Column(scale=3):
-                with gr.Row():
-                    view = gr.Image(label="Reference low-pass φ_N (what is kept)", format="png", interactive=False,
-                                    height=256, elem_classes=[common.PIXELATED, common.STAGE])
-                    result = gr.Image(label="ILVR sample at N (PNG with parameters)", format="png",
-                                      interactive=False, height=256, elem_classes=[common.PIXELATED, common.STAGE])
-                strip = gr.Image(label="Strip: top φ_N(reference), below it the sample, at N = "
-                                       + ", ".join(map(str, STRIP_FACTORS)) + " (and yours; N under every frame)",
-                                 format="png", interactive=False, height=300,
-                                 elem_classes=[common.PIXELATED, common.STAGE])
-                figures = common.table_output("How close to the reference, per N (RMS on [0, 1]; low_pass_rmse "
-                                              "compares φ_N of both at 32×32)", ILVR_COLUMNS)
-                with gr.Accordion("Parameters", open=False):
-                    parameters = gr.JSON(label="Parameters")
-        common.run_on(button.click, ilvr_fn, inputs=[image, factor, seed, model, prompt, label, size, steps],
-                      outputs=[view, result, strip, figures, parameters], api_name="ilvr", show_progress_on=[view])
-
+    for title, tab, fn in (("SDEdit", _sdedit_tab, sdedit), ("Colorize", _colorize_tab, colorize),
+                           ("Inpaint", _inpaint_tab, inpaint), ("ILVR", _ilvr_tab, ilvr)):
+        with gr.Tab(title):
+            tab(models, fn, examples)

@@ -1,7 +1,7 @@
 """Image to image that knows the emoji: the figures and grids of docs/image_to_image.md.
 
-    python scripts/translate_study.py [--tasks colorize,inpaint,sdedit] [--n 32] [--out docs]
-                                      [--checkpoints checkpoints] [--threads 2]
+    python scripts/translate_study.py [--tasks colorize,inpaint,sdedit,sdedit-diffae,examples] [--n 32]
+                                      [--out docs] [--checkpoints checkpoints] [--threads 2]
 
 Held-out emoji (`core.evaluation.held_out.heldout_order`, seed 0, the first --n), seed 0 for
 every image, 64 px:
@@ -18,6 +18,9 @@ every image, 64 px:
   per strength: kept = with no prompt, the nearest real emoji's design is the input's (k = 1);
   reached = with the first caption of another held-out emoji as the prompt (the next in the
   order), the nearest design is that emoji's (k = 1).
+- sdedit-diffae: the same through the DiffAE decoder (`core.translate.sdedit_semantic`): kept =
+  with the input's own code; reached = with the prior's code for the other emoji's caption.
+- examples: the tab's examples through `core.translate.translate` with its defaults, 128 px.
 Prints markdown tables and writes one grid per task (input, results, real) to --out.
 """
 from __future__ import annotations
@@ -25,22 +28,27 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
+from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from core import diffae  # noqa: E402
 from core.cascade import sr_models  # noqa: E402
 from core.data.emoji import load_dataset  # noqa: E402
+from core.data.masks import mask_from_image, resize_mask  # noqa: E402
 from core.evaluation.held_out import caption_of, heldout_order  # noqa: E402
 from core.evaluation.judge import Judge, retrieval  # noqa: E402
-from core.images import grid_image  # noqa: E402
+from core.images import grid_image, pil_to_tensor, resize_image  # noqa: E402
 from core.metrics import srgb_to_lab  # noqa: E402
 from core.models.modelset import ModelSet  # noqa: E402
 from core.pipeline import StageSettings  # noqa: E402
 from core.translate import (  # noqa: E402
     PALETTE_DEFAULTS,
+    SDEDIT_GUIDANCE,
     TRANSLATE_DEFAULTS,
     colorize,
     colorize_semantic,
@@ -51,6 +59,9 @@ from core.translate import (  # noqa: E402
     mean_fill,
     repaint,
     sdedit,
+    sdedit_prompt_code,
+    sdedit_semantic,
+    translate,
 )
 
 GRID_N = 8   # emoji shown per grid
@@ -73,15 +84,31 @@ def timed(label: str, fn):
     return out
 
 
-def study_colorize(models, x64, seeds, out_dir: Path) -> None:
+def study_colorize(models, x64, seeds, out_dir: Path, temperatures=(), short: bool = False, weights=(),
+                   steps=()) -> None:
+    """The rows above; with `temperatures` / `weights` / `steps`, the book's code at each softmax
+    temperature / thumbnail weight (the levers of the colour guess) / number of decoder steps too;
+    `short`: only the grey input and the book's rows."""
     rows = {"grey input": grayscale(x64)}
-    if "palette" in models.available():
+    if "palette" in models.available() and not short:
         rows["Palette"] = timed("palette", lambda: colorize(models.get("palette"), x64, seeds, PALETTE_DEFAULTS))
-    decoder, sr = models.get("diffae"), sr_models(models, 64)
-    rows["DiffAE, code of the grey image"] = timed("diffae", lambda: colorize_semantic(decoder, x64, None, seeds,
-                                                                                       sr_models=sr))
-    rows["DiffAE, colour code from the book"] = timed("diffae+book", lambda: colorize_semantic(
-        decoder, x64, load_code_book(models), seeds, sr_models=sr))
+    decoder, sr, book = models.get("diffae"), sr_models(models, 64), load_code_book(models)
+    if not short:
+        rows["DiffAE, code of the grey image"] = timed("diffae", lambda: colorize_semantic(decoder, x64, None, seeds,
+                                                                                           sr_models=sr))
+    rows[f"DiffAE, colour code from the book (temperature {book.temperature:g})"] = timed(
+        "diffae+book", lambda: colorize_semantic(decoder, x64, book, seeds, sr_models=sr))
+    for t in temperatures:
+        rows[f"DiffAE, colour code from the book, temperature {t:g}"] = timed(
+            f"book {t:g}", lambda t=t: colorize_semantic(decoder, x64, replace(book, temperature=t), seeds,
+                                                         sr_models=sr))
+    for w in weights:
+        rows[f"DiffAE, colour code from the book, thumbnail weight {w:g}"] = timed(
+            f"weight {w:g}", lambda w=w: colorize_semantic(decoder, x64, replace(book, pixel_weight=w), seeds,
+                                                           sr_models=sr))
+    for n in steps:
+        rows[f"DiffAE, colour code from the book, {n} steps"] = timed(
+            f"steps {n}", lambda n=n: colorize_semantic(decoder, x64, book, seeds, n, sr_models=sr))
     print("| colorize, 64 px | delta E on coloured pixels (lower is better) | chroma / real's |")
     print("| --- | --- | --- |")
     for name, out in rows.items():
@@ -101,8 +128,14 @@ def study_inpaint(models, x64, record_idx, seeds, out_dir: Path, repaint_text: b
     if repaint_text:
         rows["RePaint, text base"] = timed("repaint", lambda: repaint(
             models.get("text_base"), models.text_encoder(), x64, mask, None, seeds, sr_models=sr))
-    rows["RePaint, DiffAE decoder + code of the visible pixels"] = timed(
-        "diffae", lambda: inpaint_semantic(models.get("diffae"), x64, mask, seeds, sr_models=sr))
+    decoder, book = models.get("diffae"), load_code_book(models)
+    x32, m32 = resize_image(x64, 32), resize_mask(mask, 32).expand(len(x64), -1, -1, -1)
+    rows["DiffAE, code of the mean-colour fill (before)"] = timed("diffae mean fill", lambda: inpaint_semantic(
+        decoder, x64, mask, seeds, sr_models=sr, code=diffae.semantic_code(decoder, mean_fill(x32, m32))))
+    rows["DiffAE, code of the smooth fill"] = timed(
+        "diffae smooth", lambda: inpaint_semantic(decoder, x64, mask, seeds, sr_models=sr))
+    rows["DiffAE, smooth fill's code snapped to the book (the default)"] = timed(
+        "diffae snapped", lambda: inpaint_semantic(decoder, x64, mask, seeds, sr_models=sr, book=book))
     print("| inpaint a 32x32 hole, 64 px | the emoji among the 5 nearest real ones | the nearest real one "
           "| max change outside the hole |")
     print("| --- | --- | --- | --- |")
@@ -140,11 +173,74 @@ def study_sdedit(models, data, record_idx, seeds, strengths, out_dir: Path) -> N
     grid_image(shown + [data.images_at(32, torch.tensor(other[:GRID_N]))]).save(out_dir / "image_to_image_sdedit.png")
 
 
+def study_sdedit_diffae(models, data, record_idx, seeds, strengths, out_dir: Path) -> None:
+    """SDEdit through the DiffAE decoder (`core.translate.sdedit_semantic`), 32 px: kept = with the
+    input's own code, the nearest design is the input's; reached = with the prior's code for the other
+    emoji's caption (guidance 3), the nearest design is that emoji's."""
+    judge = Judge.load(Path(models.root) / "judge")
+    x32 = data.images_at(32, torch.tensor(record_idx))
+    other = record_idx[1:] + record_idx[:1]
+    prompts = [caption_of(data.records[j]) for j in other]
+    decoder = models.get("diffae")
+    codes = torch.cat([sdedit_prompt_code(models, p, [s], SDEDIT_GUIDANCE) for p, s in zip(prompts, seeds)])
+    print("| SDEdit strength, DiffAE decoder, 32 px | kept (own code: still the input) "
+          "| reached (the prompt's code: the other emoji) |")
+    print("| --- | --- | --- |")
+    shown = [x32[:GRID_N]]
+    for strength in strengths:
+        kept = timed(f"own code {strength}", lambda s=strength: sdedit_semantic(decoder, x32, s, None, seeds)).cpu()
+        moved = timed(f"prompt {strength}", lambda s=strength: sdedit_semantic(decoder, x32, s, codes, seeds)).cpu()
+        k_rate = retrieval(judge, kept, record_idx, k=1).float().mean()
+        m_rate = retrieval(judge, moved, other, k=1).float().mean()
+        print(f"| {strength:.2f} | {k_rate:.2f} | {m_rate:.2f} |", flush=True)
+        shown += [kept[:GRID_N], moved[:GRID_N]]
+    grid_image(shown + [data.images_at(32, torch.tensor(other[:GRID_N]))]).save(
+        out_dir / "image_to_image_sdedit_diffae.png")
+
+
+def study_examples(models, out_dir: Path, strength: float | None = None) -> None:
+    """The tab's examples through `translate` with its defaults at 128 px, seed 0: every inpainting
+    example (image and mask) -> image_to_image_examples_inpaint.png (rows: the input with the hole,
+    the result, the input); SDEdit of the first four with no prompt and of each with the prompt
+    "an emoji of a red apple" -> image_to_image_examples_sdedit.png (rows: input, no prompt, prompt)."""
+    from demos.common import example_images  # the tab's example images
+    from demos.image_to_image import example_masks
+    examples, masks = example_images()[:4], example_masks()
+    pairs = [(examples[0], "middle"), (examples[1], "middle"), (examples[2], "left half"), (examples[3], "middle")]
+    shown, filled, real = [], [], []
+    for path, name in pairs:
+        image, mask = Image.open(path), Image.open(masks[name])
+        x = pil_to_tensor(image, size=128)
+        m = mask_from_image(mask, 128)
+        shown.append(x * (1 - m) + m * torch.tensor([1.0, -1.0, 1.0]).view(1, 3, 1, 1))
+        out, params = timed(f"inpaint {Path(path).stem}", lambda i=image, k=mask: translate(models, "inpaint", i, k))
+        filled.append(pil_to_tensor(out))
+        real.append(x)
+        print(f"inpaint {Path(path).name} ({name}): {params}")
+    grid = grid_image([torch.cat(shown), torch.cat(filled), torch.cat(real)])
+    grid.save(out_dir / "image_to_image_examples_inpaint.png")
+    rows = {"input": [], "no prompt": [], "prompt": []}
+    for path in examples:
+        image = Image.open(path)
+        rows["input"].append(pil_to_tensor(image, size=128))
+        for key, prompt in (("no prompt", None), ("prompt", "an emoji of a red apple")):
+            out, params = timed(f"sdedit {Path(path).stem} {key}", lambda p=prompt, i=image: translate(
+                models, "sdedit", i, prompt=p, strength=strength))
+            rows[key].append(pil_to_tensor(out))
+            print(f"sdedit {Path(path).name} ({key}): {params}")
+    grid_image([torch.cat(r) for r in rows.values()]).save(out_dir / "image_to_image_examples_sdedit.png")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--tasks", default="colorize,inpaint,sdedit")
+    p.add_argument("--tasks", default="colorize,inpaint,sdedit,sdedit-diffae")
     p.add_argument("--n", type=int, default=32)
     p.add_argument("--strengths", default="0.3,0.4,0.5,0.6")
+    p.add_argument("--book-temperatures", default="", help="colorize: also the code book at these temperatures")
+    p.add_argument("--strength", type=float, help="examples: SDEdit's strength (default: translate's)")
+    p.add_argument("--book-weights", default="", help="colorize: also the code book at these thumbnail weights")
+    p.add_argument("--colorize-steps", default="", help="colorize: also the decoder at these numbers of steps")
+    p.add_argument("--short", action="store_true", help="colorize: only the grey input and the book's rows")
     p.add_argument("--out", default="docs")
     p.add_argument("--checkpoints", default="checkpoints")
     p.add_argument("--threads", type=int, default=2)
@@ -161,13 +257,21 @@ def main() -> None:
     tasks = args.tasks.split(",")
     print(f"{len(record_idx)} held-out emoji, seed 0\n")
     if "colorize" in tasks:
-        study_colorize(models, x64, seeds, out_dir)
+        temperatures = [float(t) for t in args.book_temperatures.split(",") if t]
+        weights = [float(w) for w in args.book_weights.split(",") if w]
+        steps = [int(n) for n in args.colorize_steps.split(",") if n]
+        study_colorize(models, x64, seeds, out_dir, temperatures, args.short, weights, steps)
         print()
     if "inpaint" in tasks:
         study_inpaint(models, x64, record_idx, seeds, out_dir, not args.no_repaint_text)
         print()
     if "sdedit" in tasks:
         study_sdedit(models, data, record_idx, seeds, [float(s) for s in args.strengths.split(",")], out_dir)
+        print()
+    if "examples" in tasks:
+        study_examples(models, out_dir, args.strength)
+    if "sdedit-diffae" in tasks:
+        study_sdedit_diffae(models, data, record_idx, seeds, [float(s) for s in args.strengths.split(",")], out_dir)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def assert_kept_outside(result, image_path, mask_path, size):
 def test_new_endpoints_are_named(client):
     named = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
     expected = {
-        "/sdedit": ["image", "prompt", "strength", "guidance", "sampler", "steps", "seed", "size"],
+        "/sdedit": ["image", "prompt", "strength", "guidance", "sampler", "steps", "seed", "size", "method"],
         "/colorize": ["image", "sampler", "steps", "seed", "method", "size"],
         "/inpaint": ["editor", "mask", "method", "prompt", "sampler", "steps", "seed", "size"],
         "/reconstruct": ["image", "steps", "size"],
@@ -76,17 +76,18 @@ def test_new_endpoints_are_named(client):
         assert [p["parameter_name"] for p in named[name]["parameters"]] == params, name
 
 
-@pytest.mark.parametrize("size, prompt", [(32, ""), (128, "an emoji of a red apple")])
-def test_sdedit(client, tmp_path, size, prompt):
+@pytest.mark.parametrize("size, prompt, method", [(32, "", "diffae"), (128, "an emoji of a red apple", "diffae"),
+                                                 (32, "", "text"), (64, "an emoji of a red apple", "text")])
+def test_sdedit(client, tmp_path, size, prompt, method):
     path = image_file(tmp_path, "RGBA", size=(90, 60))
     view, result, params = client.predict(image=handle(path), prompt=prompt, strength=0.5, steps=STEPS, seed=4,
-                                          size=size, api_name="/sdedit")
+                                          size=size, method=method, api_name="/sdedit")
     rgb_png(view, size)
     stored = read_parameters(rgb_png(result, size))
     assert stored == params
     assert stored["task"] == "sdedit" and stored["strength"] == 0.5 and stored["seed"] == 4
     assert stored["size"] == size and stored["steps"] == STEPS and stored["image"] == path.name
-    assert stored["prompt"] == (prompt or None)
+    assert stored["prompt"] == (prompt or None) and stored["method"] == method
 
 
 def test_sdedit_strength_0_is_the_input(client, tmp_path):
@@ -222,8 +223,11 @@ def test_every_inpainting_example_runs_end_to_end(client, server):
         image, mask = image_cell.get("background", image_cell)["path"], mask_cell["path"]   # the editor's image
         view, result, params = client.predict(editor=editor(image), mask=handle(mask), steps=STEPS, size=64,
                                               api_name="/inpaint")
-        assert params["method"] == "diffae" and 0 < params["mask_coverage"] < 1
+        assert params["method"] == "diffae" and params["mask_coverage"] in (0.25, 0.5)   # the middle, a half
         assert_kept_outside(result, image, mask, 64)
+        fill = mask_from_image(open_image(mask), 64)[0, 0].numpy() > 0.5
+        before = np.asarray(tensor_to_pil(pil_to_tensor(open_image(image), size=64))[0], dtype=np.int16)
+        assert np.abs(pixels(result)[fill] - before[fill]).max() > 0   # the hole is drawn anew
 
 
 # ---- bad input: a clear error, and the server keeps serving ---------------------------------------

@@ -8,6 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
+from core import diffae
 from core.data.masks import SIDES, box_mask, half_mask, mask_from_image, random_mask, stroke_mask
 from core.diffusion.samplers import SAMPLERS
 from core.ilvr import keep_luminance, luminance_projection
@@ -24,10 +25,14 @@ from core.translate import (
     inpaint,
     inpaint_semantic,
     load_code_book,
+    mean_fill,
     repaint,
     repaint_path,
     sdedit,
+    sdedit_semantic,
+    smooth_fill,
     translate,
+    visible_code,
 )
 from tests.tiny import tiny_model
 
@@ -569,6 +574,63 @@ def test_default_method_is_diffae_where_its_models_are(models, tiny_checkpoints,
 def test_sdedit_defaults_are_the_measured_ones(models):
     from core.translate import DEFAULT_STRENGTH, SDEDIT_GUIDANCE
     _, params = translate(models, "sdedit", _pil(32), prompt="red apple", size=32, steps=2)
-    assert params["strength"] == DEFAULT_STRENGTH == 0.55 and params["guidance"] == SDEDIT_GUIDANCE == 3.0
+    assert params["strength"] == DEFAULT_STRENGTH == 0.7 and params["guidance"] == SDEDIT_GUIDANCE == 3.0
+    _, params = translate(models, "sdedit", _pil(32), prompt="red apple", size=32, steps=2, method="text")
+    assert params["strength"] == 0.55 and params["guidance"] == SDEDIT_GUIDANCE
     _, params = translate(models, "sdedit", _pil(32), size=32, steps=2)
     assert params["guidance"] == 1.0   # no prompt: unguided
+
+
+def test_sdedit_semantic_keeps_the_input_at_strength_zero_and_draws_its_code(models):
+    """SDEdit through the decoder: strength 0 is the input exactly; above 0 the decoder draws the
+    input's own code (given explicitly, the same image), and another code (zeros) changes it."""
+    decoder = models.get("diffae")
+    x = _image(7, size=32)
+    assert torch.equal(sdedit_semantic(decoder, x, 0.0, None, [0], FAST), x)
+    own = sdedit_semantic(decoder, x, 0.6, None, [0], FAST)
+    code = diffae.semantic_code(decoder, x)
+    assert torch.equal(sdedit_semantic(decoder, x, 0.6, code, [0], FAST), own)
+    assert not torch.allclose(sdedit_semantic(decoder, x, 0.6, torch.zeros_like(code), [0], FAST), own, atol=1e-4)
+    assert not torch.allclose(own, x, atol=1e-3)
+    x64 = _image(8, size=64)
+    out = sdedit_semantic(decoder, x64, 0.4, None, [0, 1], FAST, sr_models=[models.get("sr64")],
+                          sr_settings=[StageSettings(steps=2, guidance=1.0)])
+    assert out.shape == (2, 3, 64, 64)
+    assert torch.equal(sdedit_semantic(decoder, x64, 0.0, None, [0], FAST, sr_models=[models.get("sr64")]), x64)
+
+
+def test_sdedit_through_translate_uses_the_decoder_and_the_prompts_code(models):
+    _, params = translate(models, "sdedit", _pil(32), size=32, steps=2)
+    assert params["method"] == "diffae" and params["guidance"] == 1.0
+    prompted, params = translate(models, "sdedit", _pil(32), prompt="red apple", size=32, steps=2, strength=0.8)
+    plain, _ = translate(models, "sdedit", _pil(32), size=32, steps=2, strength=0.8)
+    assert params["method"] == "diffae" and params["guidance"] == 3.0
+    assert not np.array_equal(np.asarray(prompted), np.asarray(plain))   # the prompt's code replaced the input's
+    text, params = translate(models, "sdedit", _pil(32), size=32, steps=2, strength=0.8, method="text")
+    assert params["method"] == "text" and not np.array_equal(np.asarray(text), np.asarray(plain))
+    with pytest.raises(ValueError, match="method must be one of diffae, text"):
+        translate(models, "sdedit", _pil(32), method="repaint")
+
+
+def test_smooth_fill_continues_the_border_and_keeps_the_rest():
+    x = torch.full((1, 3, 16, 16), -1.0)
+    x[..., :, :8] = 0.5                      # left half one colour, right half another
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 4:12, 4:12] = 1
+    out = smooth_fill(x, mask)
+    keep = (mask < 0.5).expand_as(x)
+    assert torch.equal(out[keep], x[keep])
+    assert out[0, 0, 8, 4] > out[0, 0, 8, 11]   # the fill goes from the left colour to the right one
+    assert out[0, 0, 8, 4] > mean_fill(x, mask)[0, 0, 8, 4]
+
+
+def test_visible_code_snaps_to_the_code_book(models):
+    decoder, book = models.get("diffae"), load_code_book(models)
+    x = _image(9, size=32, batch=2)
+    mask = torch.zeros(1, 1, 32, 32)
+    mask[..., 8:24, 8:24] = 1
+    free = visible_code(decoder, x, mask.expand(2, -1, -1, -1))
+    snapped = visible_code(decoder, x, mask.expand(2, -1, -1, -1), book)
+    assert torch.allclose(book.snap(free), snapped)
+    nearest = (torch.nn.functional.normalize(free, dim=1) @ torch.nn.functional.normalize(book.colour, dim=1).T)
+    assert torch.allclose(book.snap(free, k=1), book.colour[nearest.argmax(1)])

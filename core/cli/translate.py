@@ -8,10 +8,11 @@ from pathlib import Path
 from core.cli import load_models, seed
 from core.images import open_image, save_png
 from core.translate import (
-    DEFAULT_STRENGTH,
     METHODS,
     REPAINT_JUMP,
     REPAINT_RESAMPLE,
+    SDEDIT_METHODS,
+    SDEDIT_STRENGTHS,
     SEMANTIC_STEPS,
     TASKS,
     TRANSLATE_DEFAULTS,
@@ -27,18 +28,23 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p.add_argument("--prompt", help="sdedit / repaint / ilvr: text guidance (none = unguided)")
     p.add_argument("--negative-prompt", default="")
     p.add_argument("--strength", type=float,
-                   help=f"sdedit: 0 (keep) .. 1 (ignore the input); default {DEFAULT_STRENGTH}")
+                   help="sdedit: how much is redrawn, 0 (the input) .. 1 (ignores the input); default "
+                        f"{SDEDIT_STRENGTHS['diffae']} with the diffae method (the design kept, details redrawn; "
+                        f"a prompt turns it into that emoji), {SDEDIT_STRENGTHS['text']} with the text method")
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--steps", type=int,
                    help=f"sampling steps (default {TRANSLATE_DEFAULTS.steps}; diffae {SEMANTIC_STEPS})")
     p.add_argument("--sampler", help="ddpm|ddim|euler|heun|euler-maruyama|dpmpp-2m (default ddim; diffae: ddpm only)")
-    p.add_argument("--guidance", type=float, help="sdedit / repaint with a prompt (default 3); diffae: the decoder's "
+    p.add_argument("--guidance", type=float, help="sdedit / repaint with a prompt (default 3; sdedit diffae: the "
+                                                  "prior's); diffae colorize / inpaint: the decoder's "
                                                   "guidance on the semantic code (colorize: default 1; "
                                                   "inpaint: default its checkpoint's)")
-    p.add_argument("--method", metavar="|".join(METHODS),
+    p.add_argument("--method", metavar="|".join(dict.fromkeys([*METHODS, *SDEDIT_METHODS])),
                    help="colorize: diffae (the default: the DiffAE decoder draws the emoji under the grey image's "
                         "luma, + SR) or palette (64x64); inpaint: diffae (the default: RePaint with the DiffAE "
-                        "decoder and the code of the visible pixels, + SR), palette (64x64) or repaint (text base)")
+                        "decoder and the code of the visible pixels, + SR), palette (64x64) or repaint (text base); "
+                        "sdedit: diffae (the default: the DiffAE decoder redraws the input's own code, or the "
+                        "prompt's code from the prior) or text (the text base)")
     p.add_argument("--size", type=int, help="sdedit / repaint / diffae: 32|64|128 (default 128); Palette tasks: 64")
     p.add_argument("--jump", type=int, default=REPAINT_JUMP, help="repaint / diffae inpainting: jump length")
     p.add_argument("--resample", type=int, default=REPAINT_RESAMPLE,
