@@ -221,6 +221,9 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
             # a tone on a design never drawn with one: the design, then the tone's offset (core.tone_words)
             offsets = load_tone_offsets(Path(models.root) / "diffae")
             prior_prompt, code_shift, tone = app_reading(offsets, prompt)
+            if tone is not None:
+                note = "; ".join(n for n in (note, f"{prior_prompt!r} is never drawn with a skin tone: drawn, then "
+                                                 f"moved to the {tone} tone (its offset in the code)") if n)
             # words the encoder cannot read would pull the prompt elsewhere (core.reading)
             prior_prompt, read_note = readable_prompt(text_encoder, prior_prompt)
             note = "; ".join(n for n in (note, read_note) if n) or None

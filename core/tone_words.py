@@ -8,14 +8,28 @@ mean over the designs, the tone's offset, moves any code to that tone (DiffAE's 
 manipulation, Preechakul et al. 2022, sec. 4.2, with the offset measured per tone instead of a
 fitted direction).
 
-Measured (one sample per prompt, 32 px, the skin-tone classifier of `core.evaluation.classifiers`;
-`python scripts/tone_study.py`): on the 15 People & Body designs never drawn with a tone, each
-asked in all five tones (75 prompts), the tone asked is drawn on 0.21 of the samples from the prompt
-alone, 0.41 when the code then moves by the tone's offset (within one step of it: 0.27 -> 0.57);
-the design drawn from the prompt without its tone words and moved by 1.5 / 2 / 2.5 offsets: 0.39 /
-0.29 / 0.28. On 40 held-out names of toned emoji the prompt alone already draws the tone (0.78),
-and an offset on top overshoots (0.38). So the offset is added only when the prompt's design was
-never drawn with a tone (`ToneOffsets.shift_for`).
+Measured (`python scripts/tone_study.py`: one sample per prompt, 32 px, the semantic base at its
+defaults; the skin-tone classifier of `core.evaluation.classifiers` reads the tone, the judge says
+whether the design is among the 5 real emoji nearest to the sample and whether it is an emoji at
+all), on the 15 People & Body designs never drawn with a tone (genie, troll, skier, ...), each
+asked in all five tones (75 prompts):
+
+| drawn from | tone asked: exact / within one | design kept | accepted as an emoji |
+| --- | --- | --- | --- |
+| the whole prompt (before) | 0.21 / 0.27 | 0.64 | 0.27 |
+| the whole prompt + the offset | 0.41 / 0.57 | 0.48 | 0.09 |
+| the design alone | 0.03 / 0.03 | 1.00 | 0.67 |
+| the design + 0.5 offset | 0.04 / 0.07 | 1.00 | 0.72 |
+| **the design + 1 offset (the app)** | **0.27 / 0.41** | **0.91** | **0.45** |
+| the design + 1.5 offsets | 0.39 / 0.53 | 0.72 | 0.07 |
+
+With the tone words the prior lands between emoji (a smear, a third of the time the wrong design);
+the design alone draws cleanly and the offset then trades the design for the tone. One offset
+(`OFFSET_SCALE`) is better than the whole prompt on all four figures. By eye (`docs/tone_words.png`)
+the tone shows as a darker or lighter figure and fine parts break up; these designs (a green troll,
+a blue genie, a masked fencer) have little skin to tone. On 40 held-out names of toned emoji the
+whole prompt already draws the asked tone (0.78 exact, 0.97 within one) and an offset on top
+overshoots (0.38 / 0.65), so designs drawn with tones keep the whole prompt.
 """
 from __future__ import annotations
 
@@ -36,7 +50,7 @@ from core.diffae import semantic_code
 from core.models.checkpoints import CheckpointError
 
 TONE_OFFSETS_FILE = "tone_offsets.safetensors"
-OFFSET_SCALE = 0.5   # how far along its tone's offset the code of an untoned design moves (module doc)
+OFFSET_SCALE = 1.0   # how far along its tone's offset the code of an untoned design moves (module doc)
 
 # "dark skin tone", "medium-dark skin", "medium light skin tone", "dark-skinned", with the
 # punctuation or "with" that joins it to the rest of the prompt

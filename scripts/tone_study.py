@@ -9,13 +9,16 @@ the tone of every sample:
   it ("troll: dark skin tone");
 - held-out: `--heldout N` held-out emoji with one tone (a seeded draw), asked by their own names.
 
-Rows: the prompt alone; the prompt, then the code moved by the tone's offset (`core.tone_words`);
-the prompt without its tone words, then 1.5 / 2 / 2.5 offsets; and what the app does (the offset only
-on designs never drawn with a tone). "exact": the tone read is the one asked; "within one": at most
-one step away on the light-to-dark scale. `--grid PATH`: a few untoned designs in every tone, the
-prompt alone above the app's, at 128 px.
+Rows: the whole prompt; the whole prompt, then the code moved by the tone's offset; the prompt
+without its tone words (the design alone), then 0.5 / 1 / 1.5 offsets; and what the app does
+(`core.tone_words`). Columns: "exact", the tone read is the one asked; "within one", at most one
+step away on the light-to-dark scale; "design kept", the asked design is among the 5 real emoji
+nearest to the sample in the judge's features (untoned prompts, whose design is one emoji); and
+"accepted", the judge takes the sample for an emoji. `--grid PATH`: a few untoned designs in every
+tone at 128 px, the whole prompt above the app's. `--sets untoned` (or held-out) scores one set only.
 
-    python scripts/tone_study.py [--heldout 40] [--checkpoints checkpoints] [--grid docs/tone_words.png]
+    python scripts/tone_study.py [--sets untoned,held-out] [--heldout 40] [--checkpoints checkpoints]
+                                 [--grid docs/tone_words.png]
 """
 from __future__ import annotations
 
@@ -124,10 +127,12 @@ def main() -> None:
         for design in GRID_DESIGNS:
             plain, moved = [], []
             for tone in TONES:
-                full = sample_semantic_codes(prior, encoder, prompt=f"{design}: {tone} skin tone", seeds=[0])
-                plain.append(full)
-                moved.append(full + offsets.shift(tone))
-            for codes, label in ((plain, "prompt alone"), (moved, "+ its offset (the app)")):
+                prompt = f"{design}: {tone} skin tone"
+                plain.append(sample_semantic_codes(prior, encoder, prompt=prompt, seeds=[0]))
+                read, shift, _ = offsets.apply_to(prompt)
+                app = sample_semantic_codes(prior, encoder, prompt=read, seeds=[0])
+                moved.append(app if shift is None else app + shift)
+            for codes, label in ((plain, "whole prompt (before)"), (moved, "the app")):
                 drafts = render(decoder, torch.cat(codes), [0] * len(TONES))
                 rows.append(upscale_chain(stages, drafts, [0] * len(TONES))[128])
                 labels.append(f"{design}, {label}")

@@ -107,7 +107,7 @@ def test_the_cascade_moves_the_code_of_a_tone_asked_on_an_untoned_design(tiny_ch
     moved = generate(ModelSet(root, "cpu"), prompt=prompt, num=1, size=32, decoder_steps=2)
     assert moved.parameters["tone_offset"] == "dark"
     assert not torch.allclose(moved.final, plain.final)
-    assert moved.parameters["prior_prompt"] == "troll"
+    assert moved.parameters["prior_prompt"] == "troll" and "never drawn with a skin tone" in moved.parameters["note"]
     # a design drawn with tones keeps the whole prompt; a tone whose offset is zero draws the design alone
     kept = generate(ModelSet(root, "cpu"), prompt="man running: dark skin tone", num=1, size=32,
                     decoder_steps=2)
