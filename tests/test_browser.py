@@ -94,7 +94,7 @@ def test_type_a_prompt_click_generate_see_an_image(app_url, tmp_path):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(app_url)
+            page.goto(app_url, timeout=120_000)   # a first load on a busy 2-core machine
             expect(page.get_by_role("tab", name="Text to image")).to_be_visible(timeout=60_000)
             for tab in ("Class-conditional", "Super-resolution"):
                 expect(page.get_by_role("tab", name=tab)).to_be_visible()
@@ -133,7 +133,7 @@ def test_pick_an_example_image_and_upscale(app_url):
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(app_url)
+            page.goto(app_url, timeout=120_000)   # a first load on a busy 2-core machine
             page.get_by_role("tab", name="Super-resolution").click()
             page.locator("img[src*='woman-dancing-dark.png']").first.click()
             # the example fills the input asynchronously: wait for it before asking for the upscale
@@ -200,7 +200,7 @@ def test_every_tab_runs_its_first_example(app_url, browser, tab, sub_tab):
     from playwright.sync_api import expect
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     try:
-        page.goto(app_url)
+        page.goto(app_url, timeout=120_000)   # a first load on a busy 2-core machine
         page.get_by_role("tab", name=tab, exact=True).click()
         if sub_tab:
             page.get_by_role("tab", name=sub_tab, exact=True).click()
