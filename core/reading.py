@@ -17,9 +17,12 @@ Python::
 """
 from __future__ import annotations
 
+import hashlib
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -119,14 +122,34 @@ class PromptReader:
     """The pooled text embeddings of the names of ``records`` under ``encoder``, computed once;
     :meth:`read` ranks them by cosine similarity to a prompt's."""
 
-    def __init__(self, encoder, records: Sequence, batch: int = 512):
+    def __init__(self, encoder, records: Sequence, batch: int = 512, cache: str | os.PathLike | None = None):
+        """`cache`: a folder where the embeddings are kept between processes, under a key of the
+        encoder's weights and the names (encoding the 3,293 names takes seconds on a CPU, reading
+        them back milliseconds; a cold `python -m core generate` prints a reading)."""
         if not records:
             raise ValueError("a prompt reader needs at least one emoji to compare with")
         self.encoder = encoder
         self.records = list(records)
         texts = [name_text(r) for r in self.records]
+        key = None if cache is None else _key(encoder, texts)
+        path = None if key is None else Path(cache) / f"names-{key}.pt"
+        if path is not None and path.is_file():
+            try:
+                self.embeddings = torch.load(path, map_location="cpu", weights_only=True)
+                if self.embeddings.shape[0] == len(texts):
+                    return
+            except Exception:   # a torn or foreign file: compute again and overwrite it
+                pass
         self.embeddings = F.normalize(torch.cat([encoder.encode(texts[s:s + batch]).pooled.float().cpu()
                                                  for s in range(0, len(texts), batch)]), dim=1)
+        if path is not None:
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(f".{os.getpid()}.tmp")
+                torch.save(self.embeddings, tmp)
+                os.replace(tmp, path)
+            except OSError:   # a read-only cache only costs the time
+                pass
 
     def read(self, prompt: str, k: int = READ_K) -> Reading:
         if not isinstance(prompt, str) or not prompt.strip():
@@ -142,6 +165,26 @@ class PromptReader:
         return Reading(prompt, read, nearest, unknown_words(self.encoder, prompt))
 
 
+def _key(encoder, texts: Sequence[str]) -> str | None:
+    """sha1 of the encoder's weights and the texts: a cached embedding is its own encoder's."""
+    h = hashlib.sha1(type(encoder).__name__.encode())
+    module = encoder if isinstance(encoder, torch.nn.Module) else getattr(encoder, "model", None)
+    weights = module.state_dict().items() if isinstance(module, torch.nn.Module) else ()
+    if not weights:   # nothing to tell two such encoders apart by: not cached
+        return None
+    for name, tensor in sorted(weights):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    h.update("\n".join(texts).encode())
+    return h.hexdigest()[:16]
+
+
+def reader_cache_dir() -> Path:
+    """Next to the emoji data set's cache (``$EMOJI_CACHE_DIR``/../prompt_reader)."""
+    from core.data.emoji import default_cache_dir  # deferred, as the data set is
+    return default_cache_dir().parent / "prompt_reader"
+
+
 def prompt_reader(encoder, data=None) -> PromptReader:
     """The reader of ``encoder`` over the training emoji of ``data`` (default: the emoji data set),
     made once per encoder and kept on it. Its ``index`` of each emoji is the data set's."""
@@ -151,7 +194,7 @@ def prompt_reader(encoder, data=None) -> PromptReader:
             from core.data.emoji import load_dataset  # deferred: reads the data set cache
             data = load_dataset()
         train = data.indices("train").tolist()
-        reader = PromptReader(encoder, [data.records[i] for i in train])
+        reader = PromptReader(encoder, [data.records[i] for i in train], cache=reader_cache_dir())
         reader.data, reader.data_index = data, train
         encoder._prompt_reader = reader
     return reader

@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from core.data.captions import colour_of, everyday_captions
 from core.models.text_encoders import ClipTextEncoder
@@ -135,3 +136,24 @@ def test_everyday_captions_condition_half_the_priors_text_samples():
     assert 0.4 < share < 0.6                          # emoji 0: half its text samples are everyday captions
     assert (text[2000:] == 0).all()                   # emoji 1 has none: its names only
     assert (text[~has] == 0).all()
+
+
+def test_the_name_embeddings_are_kept_between_processes_per_encoder(tiny_encoder, tiny_checkpoints, tmp_path):
+    fresh = PromptReader(tiny_encoder, RECORDS)
+    kept = PromptReader(tiny_encoder, RECORDS, cache=tmp_path)
+    files = list(tmp_path.iterdir())
+    assert len(files) == 1 and torch.equal(kept.embeddings, fresh.embeddings)
+    # read back, not recomputed: a planted file is what the next reader gets
+    planted = torch.zeros_like(fresh.embeddings)
+    torch.save(planted, files[0])
+    assert torch.equal(PromptReader(tiny_encoder, RECORDS, cache=tmp_path).embeddings, planted)
+    # another encoder's weights, or other names, get their own file
+    other = ClipTextEncoder.from_folder(Path(tiny_checkpoints) / "clip")
+    with torch.no_grad():
+        next(other.model.parameters()).add_(1.0)
+    PromptReader(other, RECORDS, cache=tmp_path)
+    PromptReader(tiny_encoder, RECORDS[:3], cache=tmp_path)
+    assert len(list(tmp_path.iterdir())) == 3
+    # a torn file is recomputed
+    files[0].write_bytes(b"torn")
+    assert torch.equal(PromptReader(tiny_encoder, RECORDS, cache=tmp_path).embeddings, fresh.embeddings)
