@@ -636,8 +636,9 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
     code for `prompt`, `sdedit_semantic`; the default where diffae and prior are there) or "text" (the
     text base, optionally prompted), `strength` (default 0.7 diffae, 0.55 text), `guidance` with a
     prompt (default 3: the prior's or the text base's), output `size` 32/64/128 (default 128).
-    task "colorize": `method` "diffae" (the DiffAE decoder drawing the code book's colour
-    code under the grey image's luma, `colorize_semantic`, + SR, `size`) or "palette" (the
+    task "colorize": `method` "diffae" (the DiffAE decoder drawing the colour code guessed from the
+    grey image's, `load_colour_guess`: the learnt predictor, else the code book, under the grey
+    image's luma, `colorize_semantic`, + SR, `size`) or "palette" (the
     Palette model, 64x64). task "inpaint": `mask` (white or opaque = fill) with `method`
     "diffae" (RePaint with the DiffAE decoder and the code of the visible pixels,
     `inpaint_semantic`, + SR, `size`), "palette" (64x64) or "repaint" (text base + SR, `size`,

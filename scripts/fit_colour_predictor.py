@@ -8,7 +8,8 @@ x: the DiffAE code of the grey image of each training emoji (+ its 8x8 grey thum
 code of its colour image, both from the code book (`checkpoints/palette/colour_codes.safetensors`,
 built with the committed DiffAE encoder at 32 px). Prints the mean cosine to the true colour code
 on every held-out emoji for: the grey code itself, the code book's guess, a ridge regression
-(the cheap baseline: residual on the grey code, same inputs) and the predictor; saves the predictor.
+(the cheap baseline: residual on the grey code, same inputs) and the predictor (as it is, and
+snapped to the book's colour codes as colorization uses it); saves the predictor.
 """
 from __future__ import annotations
 
@@ -74,6 +75,8 @@ def main() -> None:
     predictor = CodePredictor.fit(book.grey, book.colour, book.thumbnails, hidden=args.hidden, epochs=args.epochs)
     print(f"| MLP predictor ({args.hidden} hidden, {args.epochs} epochs, {time.time() - start:.0f} s) "
           f"| {cosine(predictor.colour_code(held_grey, grey)):.3f} |")
+    snapped = CodePredictor(**{**vars(predictor), "book": book})   # as colorization uses it
+    print(f"| MLP predictor, snapped to the book | {cosine(snapped.colour_code(held_grey, grey)):.3f} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     predictor.save(args.out)
     print(f"\nsaved {args.out}")
