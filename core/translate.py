@@ -728,7 +728,9 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
         guidance = diffae.fresh_noise_guidance(decoder, guidance)
         params.update(method=method, sampler="ddpm" if task == "colorize" else "repaint (ddpm)", guidance=guidance)
         if task == "colorize":
-            out = colorize_semantic(decoder, x, load_colour_guess(models), [seed], settings.steps, guidance, sr,
+            guess = load_colour_guess(models)
+            params["colour_code"] = "predictor" if isinstance(guess, CodePredictor) else "code book"
+            out = colorize_semantic(decoder, x, guess, [seed], settings.steps, guidance, sr,
                                     callback=callback)
         else:
             params.update(jump=jump, resample=resample)

@@ -590,13 +590,15 @@ def test_colorize_uses_the_predictor_when_present_else_the_book(tiny_checkpoints
     models = ModelSet(root, "cpu")
     image = _pil(32, seed=3)
     assert isinstance(load_colour_guess(models), CodeBook)   # no predictor file: the book
-    book_out, _ = translate(models, "colorize", image, steps=3, size=32)
+    book_out, params = translate(models, "colorize", image, steps=3, size=32)
+    assert params["colour_code"] == "code book"
     book = load_code_book(models)
     predictor = CodePredictor.fit(book.grey, book.colour, book.thumbnails, hidden=16, epochs=2)
     predictor.save(root / "palette" / PREDICTOR_FILE)
     guess = load_colour_guess(models)
     assert isinstance(guess, CodePredictor) and guess.book is not None   # snapped to the book beside it
-    first, _ = translate(models, "colorize", image, steps=3, size=32)
+    first, params = translate(models, "colorize", image, steps=3, size=32)
+    assert params["colour_code"] == "predictor"
     assert not np.array_equal(np.asarray(first), np.asarray(book_out))
     predictor.b2 = predictor.b2 + 3 * torch.randn(predictor.b2.shape, generator=torch.Generator().manual_seed(1))
     predictor.save(root / "palette" / PREDICTOR_FILE)
