@@ -376,18 +376,106 @@ class CodeBook:
             raise CheckpointError(f"the colorization code book {Path(path).name} cannot be read: {e}") from e
 
 
+PREDICTOR_FILE = "colour_predictor.safetensors"   # in the palette checkpoint folder, next to the code book
+
+
+@dataclass
+class CodePredictor:
+    """A learnt guess of the colour emoji's semantic code from its grey image: a residual MLP,
+    colour = grey code + W2 gelu(W1 [(grey code - mean) / std, thumbnail] + b1) + b2, with the
+    grey 8x8 thumbnail of `CodeBook.thumbnail`. Fitted on the code book's training emoji
+    (`fit`); with a `book`, its guess is then moved onto the book's colour codes (`CodeBook.snap`:
+    a mix of real emoji's codes, which the decoder draws in truer colours than the regression's
+    average). It has `colour_code` as the book has, so `colorize_semantic` takes either."""
+    mean: torch.Tensor   # [D] of the training grey codes
+    std: torch.Tensor    # [D]
+    w1: torch.Tensor     # [H, D + BOOK_THUMBNAIL^2]
+    b1: torch.Tensor     # [H]
+    w2: torch.Tensor     # [D, H]
+    b2: torch.Tensor     # [D]
+    book: CodeBook | None = None   # snap the guess onto its colour codes
+
+    def _residual(self, features: torch.Tensor) -> torch.Tensor:
+        return F.linear(F.gelu(F.linear(features, self.w1, self.b1)), self.w2, self.b2)
+
+    def _features(self, grey_code: torch.Tensor, thumbnails: torch.Tensor) -> torch.Tensor:
+        return torch.cat([(grey_code - self.mean) / self.std, thumbnails], dim=1)
+
+    def colour_code(self, grey_code: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
+        """The colour codes [B, D] of grey images `grey` [B, 3, H, W] whose codes are `grey_code` [B, D]
+        (snapped to `self.book`'s colour codes when there is one)."""
+        g = grey_code.float().cpu()
+        with torch.no_grad():
+            out = g + self._residual(self._features(g, CodeBook.thumbnail(grey.cpu())))
+        return (out if self.book is None else self.book.snap(out)).to(grey_code.device)
+
+    @classmethod
+    def fit(cls, grey: torch.Tensor, colour: torch.Tensor, thumbnails: torch.Tensor, hidden: int = 1024,
+            epochs: int = 100, lr: float = 1e-3, weight_decay: float = 1e-3, dropout: float = 0.2, batch: int = 128,
+            seed: int = 0) -> CodePredictor:
+        """Fit to pairs (grey code [N, D], colour code [N, D], thumbnail [N, P]): AdamW on the mean
+        squared error of the colour code, dropout `dropout` on the hidden layer while fitting."""
+        gen = torch.Generator().manual_seed(seed)
+        grey, colour, thumbnails = grey.float(), colour.float(), thumbnails.float()
+        mean, std = grey.mean(0), grey.std(0).clamp(min=1e-6)
+        features = torch.cat([(grey - mean) / std, thumbnails], dim=1)
+        first, second = torch.nn.Linear(features.shape[1], hidden), torch.nn.Linear(hidden, grey.shape[1])
+        with torch.no_grad():   # seeded initialisation (PyTorch's default: U(-1/sqrt(fan_in), 1/sqrt(fan_in)))
+            for layer in (first, second):
+                bound = 1 / math.sqrt(layer.in_features)
+                layer.weight.copy_(torch.rand(layer.weight.shape, generator=gen) * 2 * bound - bound)
+                layer.bias.copy_(torch.rand(layer.bias.shape, generator=gen) * 2 * bound - bound)
+        params = [*first.parameters(), *second.parameters()]
+        opt = torch.optim.AdamW(params, lr, weight_decay=weight_decay)
+        for _ in range(epochs):
+            order = torch.randperm(len(grey), generator=gen)
+            for s in range(0, len(grey), batch):
+                b = order[s:s + batch]
+                h = F.gelu(first(features[b]))
+                keep = (torch.rand(h.shape, generator=gen) >= dropout).float() / (1 - dropout)   # inverted dropout
+                loss = (grey[b] + second(h * keep) - colour[b]).pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        return cls(mean, std, first.weight.detach().clone(), first.bias.detach().clone(),
+                   second.weight.detach().clone(), second.bias.detach().clone())
+
+    def save(self, path: str | Path) -> None:
+        save_file({k: getattr(self, k).half().contiguous() for k in ("mean", "std", "w1", "b1", "w2", "b2")},
+                  str(path))
+
+    @classmethod
+    def load(cls, path: str | Path, book: CodeBook | None = None) -> CodePredictor:
+        try:
+            t = load_file(str(path))
+            return cls(*(t[k].float() for k in ("mean", "std", "w1", "b1", "w2", "b2")), book=book)
+        except Exception as e:   # a missing file, a missing key, safetensors' own errors
+            raise CheckpointError(f"the colour code predictor {Path(path).name} cannot be read: {e}") from e
+
+
 def load_code_book(models) -> CodeBook:
     """The colorization code book stored in the palette checkpoint folder of a ModelSet."""
     return CodeBook.load(Path(models.root) / "palette" / CODE_BOOK_FILE)
 
 
-def colorize_semantic(decoder: DiffusionModel, image: torch.Tensor, book: CodeBook | None = None,
+def load_colour_guess(models) -> CodePredictor | CodeBook:
+    """What colorization through the decoder turns the grey code into a colour code with: the
+    learnt predictor (`PREDICTOR_FILE`, snapped to the code book when that is there too) where the
+    palette folder has it, else the code book."""
+    root = Path(models.root) / "palette"
+    if not (root / PREDICTOR_FILE).is_file():
+        return load_code_book(models)
+    return CodePredictor.load(root / PREDICTOR_FILE, _code_book_if_there(models))
+
+
+def colorize_semantic(decoder: DiffusionModel, image: torch.Tensor, book: CodeBook | CodePredictor | None = None,
                       seeds: Sequence[int] = (0,), steps: int = SEMANTIC_STEPS, guidance: float = COLORIZE_GUIDANCE,
                       sr_models: Sequence[DiffusionModel] = (), sr_settings: Sequence[StageSettings] | None = None,
                       callback: Callback | None = None) -> torch.Tensor:
     """Colorization through the DiffAE decoder, no training: the encoder reads the grey image
-    (z_sem = Enc(grey), which names the emoji), the code `book` turns it into a colour emoji's
-    code (`CodeBook.colour_code`; without a book, Enc(grey) itself, which draws pale colours), and
+    (z_sem = Enc(grey), which names the emoji), `book` turns it into a colour emoji's code (the
+    learnt `CodePredictor.colour_code` or the code book's `CodeBook.colour_code`; without one,
+    Enc(grey) itself, which draws pale colours), and
     the decoder draws that code with DDPM steps
     (`steps`) whose luma is replaced after every step by that of the grey image noised to the
     same step (ILVR with the luma operator, `core.ilvr.luminance_projection`). The SR stages
@@ -521,13 +609,14 @@ def _palette_size(task: str, size: int | None) -> int:
 
 def default_method(models, task: str) -> str:
     """The method `translate` uses unless told: for colorization / inpainting "diffae" where the
-    DiffAE model and the code book (colorization) are there (it draws the emoji the input shows:
-    docs/image_to_image.md), else "palette"; for SDEdit "diffae" where the DiffAE model and the
-    prior (a prompt's code) are there, else "text" (the text base)."""
+    DiffAE model and the code book or the colour code predictor (colorization) are there (it draws
+    the emoji the input shows: docs/image_to_image.md), else "palette"; for SDEdit "diffae" where
+    the DiffAE model and the prior (a prompt's code) are there, else "text" (the text base)."""
     root = Path(models.root)
     if task == "sdedit":
         return "diffae" if (root / "diffae").is_dir() and (root / "prior").is_dir() else "text"
-    have = (root / "diffae").is_dir() and (task != "colorize" or (root / "palette" / CODE_BOOK_FILE).is_file())
+    guess = any((root / "palette" / name).is_file() for name in (CODE_BOOK_FILE, PREDICTOR_FILE))
+    have = (root / "diffae").is_dir() and (task != "colorize" or guess)
     return "diffae" if have else "palette"
 
 
@@ -547,8 +636,9 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
     code for `prompt`, `sdedit_semantic`; the default where diffae and prior are there) or "text" (the
     text base, optionally prompted), `strength` (default 0.7 diffae, 0.55 text), `guidance` with a
     prompt (default 3: the prior's or the text base's), output `size` 32/64/128 (default 128).
-    task "colorize": `method` "diffae" (the DiffAE decoder drawing the code book's colour
-    code under the grey image's luma, `colorize_semantic`, + SR, `size`) or "palette" (the
+    task "colorize": `method` "diffae" (the DiffAE decoder drawing the colour code guessed from the
+    grey image's, `load_colour_guess`: the learnt predictor, else the code book, under the grey
+    image's luma, `colorize_semantic`, + SR, `size`) or "palette" (the
     Palette model, 64x64). task "inpaint": `mask` (white or opaque = fill) with `method`
     "diffae" (RePaint with the DiffAE decoder and the code of the visible pixels,
     `inpaint_semantic`, + SR, `size`), "palette" (64x64) or "repaint" (text base + SR, `size`,
@@ -638,7 +728,9 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
         guidance = diffae.fresh_noise_guidance(decoder, guidance)
         params.update(method=method, sampler="ddpm" if task == "colorize" else "repaint (ddpm)", guidance=guidance)
         if task == "colorize":
-            out = colorize_semantic(decoder, x, load_code_book(models), [seed], settings.steps, guidance, sr,
+            guess = load_colour_guess(models)
+            params["colour_code"] = "predictor" if isinstance(guess, CodePredictor) else "code book"
+            out = colorize_semantic(decoder, x, guess, [seed], settings.steps, guidance, sr,
                                     callback=callback)
         else:
             params.update(jump=jump, resample=resample)

@@ -268,7 +268,7 @@ def colorize_fn(models: Models):
             source = _open_input(image)
             seed, steps, size = as_int(seed, "seed"), as_int(steps, "steps"), as_int(size, "size")
             method = _check_method(method, COLORIZE_METHODS)
-            # palette/ holds the code book the diffae method needs
+            # palette/ holds the code book and the colour code predictor the diffae method needs
             models.require(["palette"] if method == "palette" else ["diffae", "palette", *sr_names(size)])
             files = RequestFiles()
             view = files.image(as_image(grayscale(pil_to_tensor(source, size=size))))

@@ -1,6 +1,6 @@
 """Image to image that knows the emoji: the figures and grids of docs/image_to_image.md.
 
-    python scripts/translate_study.py [--tasks colorize,inpaint,sdedit,sdedit-diffae,examples] [--n 32]
+    python scripts/translate_study.py [--tasks colorize,colorize-128,inpaint,sdedit,sdedit-diffae,examples] [--n 32]
                                       [--out docs] [--checkpoints checkpoints] [--threads 2]
 
 Held-out emoji (`core.evaluation.held_out.heldout_order`, seed 0, the first --n), seed 0 for
@@ -9,6 +9,7 @@ every image, 64 px:
   code book's colour code (`core.translate.colorize_semantic`), against the grey input. Mean CIE76
   delta E (Lab) on the emoji's coloured pixels (the real emoji's Lab chroma >= 10) and the
   chroma there relative to the real emoji's.
+- colorize-128: a grid of the first 8 at 128 px (grey input, book, predictor, real).
 - inpaint: a 32x32 hole in the middle; Palette, RePaint with the text base (unguided), the DiffAE
   decoder's RePaint with the code of the visible pixels (`core.translate.inpaint_semantic`), and
   the mean-colour fill. Kept: the emoji's design is among those of the 5 real emoji nearest to
@@ -48,8 +49,10 @@ from core.models.modelset import ModelSet  # noqa: E402
 from core.pipeline import StageSettings  # noqa: E402
 from core.translate import (  # noqa: E402
     PALETTE_DEFAULTS,
+    PREDICTOR_FILE,
     SDEDIT_GUIDANCE,
     TRANSLATE_DEFAULTS,
+    CodePredictor,
     colorize,
     colorize_semantic,
     grayscale,
@@ -85,10 +88,11 @@ def timed(label: str, fn):
 
 
 def study_colorize(models, x64, seeds, out_dir: Path, temperatures=(), short: bool = False, weights=(),
-                   steps=()) -> None:
+                   steps=(), predictor: Path | None = None, unsnapped: bool = False) -> None:
     """The rows above; with `temperatures` / `weights` / `steps`, the book's code at each softmax
     temperature / thumbnail weight (the levers of the colour guess) / number of decoder steps too;
-    `short`: only the grey input and the book's rows."""
+    `short`: only the grey input, the book's and the predictor's rows. `predictor`: the file of a
+    `CodePredictor` (a row of its own where it exists); `unsnapped`: also its guess not snapped to the book."""
     rows = {"grey input": grayscale(x64)}
     if "palette" in models.available() and not short:
         rows["Palette"] = timed("palette", lambda: colorize(models.get("palette"), x64, seeds, PALETTE_DEFAULTS))
@@ -98,6 +102,14 @@ def study_colorize(models, x64, seeds, out_dir: Path, temperatures=(), short: bo
                                                                                            sr_models=sr))
     rows[f"DiffAE, colour code from the book (temperature {book.temperature:g})"] = timed(
         "diffae+book", lambda: colorize_semantic(decoder, x64, book, seeds, sr_models=sr))
+    if predictor is not None and predictor.is_file():
+        learnt = CodePredictor.load(predictor, book)   # snapped to the book, as `translate` uses it
+        rows["DiffAE, colour code from the predictor, snapped to the book"] = timed(
+            "diffae+predictor", lambda: colorize_semantic(decoder, x64, learnt, seeds, sr_models=sr))
+        if unsnapped:
+            rows["DiffAE, colour code from the predictor, not snapped"] = timed(
+                "diffae+predictor unsnapped", lambda: colorize_semantic(decoder, x64, replace(learnt, book=None),
+                                                                        seeds, sr_models=sr))
     for t in temperatures:
         rows[f"DiffAE, colour code from the book, temperature {t:g}"] = timed(
             f"book {t:g}", lambda t=t: colorize_semantic(decoder, x64, replace(book, temperature=t), seeds,
@@ -115,6 +127,19 @@ def study_colorize(models, x64, seeds, out_dir: Path, temperatures=(), short: bo
         de, chroma = colour_figures(out.cpu(), x64)
         print(f"| {name} | {de:.1f} | {chroma:.2f} |")
     grid_image([*(o[:GRID_N].cpu() for o in rows.values()), x64[:GRID_N]]).save(out_dir / "image_to_image_colorize.png")
+
+
+def study_colorize_128(models, data, record_idx, out_dir: Path, predictor: Path) -> None:
+    """The first GRID_N emoji colorized at 128 px (the size the tab shows), seed 0: rows grey input,
+    the book's colour code, the predictor's colour code (snapped to the book, as `translate` uses it), real."""
+    x128 = data.images_at(128, torch.tensor(record_idx[:GRID_N]))
+    decoder, sr, book = models.get("diffae"), sr_models(models, 128), load_code_book(models)
+    seeds = [0] * len(x128)
+    rows = [grayscale(x128), timed("book 128", lambda: colorize_semantic(decoder, x128, book, seeds, sr_models=sr))]
+    if predictor.is_file():
+        learnt = CodePredictor.load(predictor, book)
+        rows.append(timed("predictor 128", lambda: colorize_semantic(decoder, x128, learnt, seeds, sr_models=sr)))
+    grid_image([r.cpu() for r in rows] + [x128]).save(out_dir / "image_to_image_colorize_128.png")
 
 
 def study_inpaint(models, x64, record_idx, seeds, out_dir: Path, repaint_text: bool = True) -> None:
@@ -241,6 +266,9 @@ def main() -> None:
     p.add_argument("--book-weights", default="", help="colorize: also the code book at these thumbnail weights")
     p.add_argument("--colorize-steps", default="", help="colorize: also the decoder at these numbers of steps")
     p.add_argument("--short", action="store_true", help="colorize: only the grey input and the book's rows")
+    p.add_argument("--predictor", help="colorize: a colour code predictor's file "
+                   f"(default: palette/{PREDICTOR_FILE} of --checkpoints)")
+    p.add_argument("--unsnapped", action="store_true", help="colorize: also the predictor not snapped to the book")
     p.add_argument("--out", default="docs")
     p.add_argument("--checkpoints", default="checkpoints")
     p.add_argument("--threads", type=int, default=2)
@@ -260,8 +288,13 @@ def main() -> None:
         temperatures = [float(t) for t in args.book_temperatures.split(",") if t]
         weights = [float(w) for w in args.book_weights.split(",") if w]
         steps = [int(n) for n in args.colorize_steps.split(",") if n]
-        study_colorize(models, x64, seeds, out_dir, temperatures, args.short, weights, steps)
+        predictor = Path(args.predictor) if args.predictor else Path(args.checkpoints) / "palette" / PREDICTOR_FILE
+        study_colorize(models, x64, seeds, out_dir, temperatures, args.short, weights, steps, predictor,
+                       args.unsnapped)
         print()
+    if "colorize-128" in tasks:
+        predictor = Path(args.predictor) if args.predictor else Path(args.checkpoints) / "palette" / PREDICTOR_FILE
+        study_colorize_128(models, data, record_idx, out_dir, predictor)
     if "inpaint" in tasks:
         study_inpaint(models, x64, record_idx, seeds, out_dir, not args.no_repaint_text)
         print()

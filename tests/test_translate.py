@@ -14,10 +14,14 @@ from core.diffusion.samplers import SAMPLERS
 from core.ilvr import keep_luminance, luminance_projection
 from core.images import ImageError, read_parameters
 from core.metrics import delta_e, psnr, srgb_to_lab
+from core.models.checkpoints import CheckpointError
 from core.pipeline import StageSettings, generate_text
 from core.translate import (
+    CODE_BOOK_FILE,
     PALETTE_TASKS,
+    PREDICTOR_FILE,
     CodeBook,
+    CodePredictor,
     colorize,
     colorize_semantic,
     default_method,
@@ -25,6 +29,7 @@ from core.translate import (
     inpaint,
     inpaint_semantic,
     load_code_book,
+    load_colour_guess,
     mean_fill,
     repaint,
     repaint_path,
@@ -546,6 +551,64 @@ def test_code_book_returns_the_colour_code_of_its_nearest_entry():
     assert torch.allclose(out, colour_codes[[3, 1]])
     soft = book.colour_code(grey_codes[[3]], greys[[3]], k=5)   # temperature 0.01: the nearest dominates
     assert torch.allclose(soft, colour_codes[[3]], atol=1e-3)
+
+
+def _code_pairs(n: int, seed: int):
+    """(grey codes, colour codes, thumbnails): colour = grey + a fixed nonlinear function of the grey code."""
+    g = torch.Generator().manual_seed(seed)
+    grey = torch.randn(n, 8, generator=torch.Generator().manual_seed(seed))
+    mix = 0.3 * torch.randn(8, 8, generator=torch.Generator().manual_seed(99))
+    greys = grayscale(torch.rand(n, 3, 32, 32, generator=g) * 2 - 1)
+    return grey, grey + torch.tanh(grey @ mix), CodeBook.thumbnail(greys), greys
+
+
+def test_code_predictor_learns_the_colour_code_and_round_trips(tmp_path):
+    grey, colour, thumbs, _ = _code_pairs(256, 0)
+    predictor = CodePredictor.fit(grey, colour, thumbs, hidden=64, epochs=60)
+    test_grey, test_colour, _, test_greys = _code_pairs(64, 1)
+    guess = predictor.colour_code(test_grey, test_greys)
+    assert guess.shape == test_colour.shape
+    # held-out pairs: much nearer the colour code than the grey code itself is (the identity guess)
+    assert (guess - test_colour).pow(2).mean() < 0.3 * (test_grey - test_colour).pow(2).mean()
+    predictor.save(tmp_path / PREDICTOR_FILE)
+    loaded = CodePredictor.load(tmp_path / PREDICTOR_FILE)
+    assert torch.allclose(loaded.colour_code(test_grey, test_greys), guess, atol=2e-2)   # fp16 storage
+    book = CodeBook(grey, colour, thumbs)
+    snapped = CodePredictor.load(tmp_path / PREDICTOR_FILE, book).colour_code(test_grey, test_greys)
+    assert torch.allclose(snapped, book.snap(loaded.colour_code(test_grey, test_greys)))
+    (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="bad.safetensors"):
+        CodePredictor.load(tmp_path / "bad.safetensors")
+
+
+def test_colorize_uses_the_predictor_when_present_else_the_book(tiny_checkpoints, tmp_path):
+    import shutil
+
+    from core.models.modelset import ModelSet
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints, root)
+    models = ModelSet(root, "cpu")
+    image = _pil(32, seed=3)
+    assert isinstance(load_colour_guess(models), CodeBook)   # no predictor file: the book
+    book_out, params = translate(models, "colorize", image, steps=3, size=32)
+    assert params["colour_code"] == "code book"
+    book = load_code_book(models)
+    predictor = CodePredictor.fit(book.grey, book.colour, book.thumbnails, hidden=16, epochs=2)
+    predictor.save(root / "palette" / PREDICTOR_FILE)
+    guess = load_colour_guess(models)
+    assert isinstance(guess, CodePredictor) and guess.book is not None   # snapped to the book beside it
+    first, params = translate(models, "colorize", image, steps=3, size=32)
+    assert params["colour_code"] == "predictor"
+    assert not np.array_equal(np.asarray(first), np.asarray(book_out))
+    predictor.b2 = predictor.b2 + 3 * torch.randn(predictor.b2.shape, generator=torch.Generator().manual_seed(1))
+    predictor.save(root / "palette" / PREDICTOR_FILE)
+    second, _ = translate(models, "colorize", image, steps=3, size=32)
+    assert not np.array_equal(np.asarray(second), np.asarray(first))   # another predictor, another output
+    (root / "palette" / CODE_BOOK_FILE).unlink()   # the predictor alone, unsnapped, still colorizes
+    assert default_method(models, "colorize") == "diffae" and load_colour_guess(models).book is None
+    translate(models, "colorize", image, steps=3, size=32)
+    (root / "palette" / PREDICTOR_FILE).unlink()
+    assert default_method(models, "colorize") == "palette"
 
 
 def test_inpaint_semantic_keeps_the_outside_exactly(models):
