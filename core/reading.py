@@ -181,7 +181,7 @@ def _key(encoder, texts: Sequence[str]) -> str | None:
 
 def reader_cache_dir() -> Path:
     """Next to the emoji data set's cache (``$EMOJI_CACHE_DIR``/../prompt_reader)."""
-    from core.data.emoji import default_cache_dir  # deferred, as the data set is
+    from core.data.emoji import default_cache_dir  # deferred: the data set module, as prompt_reader does
     return default_cache_dir().parent / "prompt_reader"
 
 
