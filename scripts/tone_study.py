@@ -59,13 +59,12 @@ def heldout_prompts(data, n: int) -> list[tuple[str, str]]:
     return [(r.name.split(":")[0], r.skin_tone) for r in records[:n]]
 
 
-def score(models, offsets, tone_clf, judge, prompts) -> dict[str, Counter]:
+def score(models, data, offsets, tone_clf, judge, prompts) -> dict[str, Counter]:
     """Per method: the tone read is the one asked (exact) or a step away (near); the design is among
     the 5 real emoji nearest to the sample in the judge's features (design; untoned prompts only, whose
     design is one emoji); the judge accepts the sample as an emoji (emoji)."""
     prior, decoder = models.get("prior"), models.get("diffae")
     encoder = models.get(prior.config.text_encoder)
-    data = load_dataset()
     index = {r.name: i for i, r in enumerate(data.records)}
     counts = {what: Counter() for what in ("exact", "near", "design", "emoji")}
     for k, (name, tone) in enumerate(prompts):
@@ -111,7 +110,7 @@ def main() -> None:
         if split.split()[0] not in args.sets:
             continue
         print(f"{split}: {len(prompts)} prompts", flush=True)
-        table.append((split, len(prompts), score(models, offsets, tone_clf, judge, prompts)))
+        table.append((split, len(prompts), score(models, data, offsets, tone_clf, judge, prompts)))
     for split, n, counts in table:
         print(f"\n{split} ({n} prompts) | tone asked: exact | within one | the design kept (retrieval@5) | "
               "accepted as an emoji |")
