@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.cascade import upscale_chain  # noqa: E402
 from core.data.emoji import TONES, load_dataset  # noqa: E402
-from core.diffae import decode, fresh_noise, semantic_code  # noqa: E402
+from core.diffae import decode, fresh_noise, fresh_noise_guidance, semantic_code  # noqa: E402
 from core.diffusion.guidance import cfg_denoiser  # noqa: E402
 from core.diffusion.rng import BatchGenerator  # noqa: E402
 from core.diffusion.samplers import sample, sampler_stage_spacing  # noqa: E402
@@ -44,7 +44,7 @@ from core.images import save_grid  # noqa: E402
 from core.metrics import ssim, to_unit  # noqa: E402
 from core.models.loading import load_model  # noqa: E402
 from core.models.modelset import ModelSet  # noqa: E402
-from core.pipeline import SR_STAGE_DEFAULTS  # noqa: E402
+from core.pipeline import SR_STAGE_DEFAULTS, generate_text  # noqa: E402
 from core.semantic import DECODER_SAMPLER, DECODER_STEPS, sample_semantic_codes  # noqa: E402
 
 SPLITS = {"people": TEXT_SPLITS[0], "other": TEXT_SPLITS[1], "heldout": TEXT_SPLITS[2], "heldout-tones": None}
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--checkpoints", default="checkpoints")
     p.add_argument("--candidate", action="append", default=[], help="a diffae checkpoint folder (repeatable)")
-    p.add_argument("--scales", default="1.5,2,3", help="decoder guidance scales of each candidate")
+    p.add_argument("--scales", default="1,1.5,2,3", help="decoder guidance scales of each candidate")
     p.add_argument("--candidate-steps", default=str(DECODER_STEPS),
                    help="comma-separated decoder steps each candidate scale is drawn with")
     p.add_argument("--split", choices=tuple(SPLITS), default="other")
@@ -76,6 +76,8 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="only the committed decoder's default row and the candidates")
     p.add_argument("--from-name", action="store_true",
                    help="draw each emoji from its name (the prior's code, default settings), not its own code")
+    p.add_argument("--pixel-text-base", action="store_true",
+                   help="add a row: the pixel text base (checkpoints/text_base) drawing each name at its defaults")
     p.add_argument("--threads", type=int, default=2)
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -105,7 +107,9 @@ def main(argv=None) -> int:
     rows = {}
     if not a.quick:
         rows["real 32 px through SR 64, SR 128"] = lambda: real32
-    rows["committed decoder, 10 DPM-Solver++ steps (today)"] = lambda: fresh(decoder, z)
+    committed_guidance = fresh_noise_guidance(decoder)   # the decoder checkpoint's own default
+    rows[f"committed decoder, guidance {committed_guidance:g}, 10 DPM-Solver++ steps (today)"] = (
+        lambda: fresh(decoder, z, committed_guidance))
     if not a.quick:
         rows["committed decoder, 50 DDPM steps"] = lambda: sample(
             "ddpm", lambda x, t: decoder.eps(x, t, {"z_sem": z}), fresh_noise(decoder, seeds), decoder.schedule, 50,
@@ -113,11 +117,15 @@ def main(argv=None) -> int:
         for s in (2.0, 3.0):
             rows[f"committed decoder, guidance {s:g} against the mean code"] = (
                 lambda s=s: mean_code_guided(decoder, z, mean, s, seeds))
+    if a.pixel_text_base:   # the pixel cascade's base: a fine-tuned copy of an earlier decoder, fed text
+        names = [data.records[i].name for i in idx]
+        rows["pixel text base, drawn from the name (its defaults)"] = lambda: generate_text(
+            models.get("text_base"), models.text_encoder(), names, seeds=seeds).clamp(-1, 1)
     for folder in a.candidate:
         cand = load_model(folder, "cpu")
         cz = z if a.from_name else semantic_code(cand, real32)
         for n in [int(v) for v in a.candidate_steps.split(",")]:
-            for s in [1.0] + [float(v) for v in a.scales.split(",")]:
+            for s in [float(v) for v in a.scales.split(",")]:
                 rows[f"{Path(folder).name}, decoder guidance {s:g}, {n} steps"] = (
                     lambda cand=cand, cz=cz, s=s, n=n: fresh(cand, cz, s, n))
 
