@@ -361,8 +361,9 @@ def test_directions_and_evaluate_commands(tmp_path, monkeypatch, capsys):
         def predict_names(self, images):
             return [self.classes[i] for i in self.predict(images).tolist()]
 
-    monkeypatch.setattr(core.evaluation.classifiers, "load_or_train",
-                        lambda task, folder, data, log=None: Stub(core.evaluation.classifiers.task_classes(task, data)))
+    monkeypatch.setattr(core.evaluation.classifiers, "load_classifier",
+                        lambda task, folder, data, missing=None:
+                        Stub(core.evaluation.classifiers.task_classes(task, data)))
     capsys.readouterr()
     grid = tmp_path / "sweep.png"
     assert main(["evaluate-diffae", "--checkpoints", str(tmp_path), "--n", "2", "--steps", "2",

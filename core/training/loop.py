@@ -32,18 +32,13 @@ from tqdm import tqdm
 from core.models.checkpoints import CheckpointError, load_state_checked, read_folder
 from core.models.ema import EMA
 from core.models.networks import count_parameters
+from core.optim import atomic_save, set_lr
 from core.training.config import TASK_OPTIONS, TrainConfig
-from core.training.registry import TASKS, TRAIN_KINDS, default_config, make_task, task_overrides
-from core.training.task import Task
+from core.training.registry import FIT_TASKS, TASKS, TRAIN_KINDS, default_config, make_task, task_overrides
+from core.training.task import Budget, Task
 
 # Settings of a run rather than of the model: left out of the model card's recipe.
 RUN_SETTINGS = {"run", "checkpoints", "threads", "budget_minutes", "save_every", "sample_every"}
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def model_card(task: Task, cfg: TrainConfig, model, step: int, seconds: float, device: str,
@@ -123,7 +118,7 @@ def train(cfg: TrainConfig, export: str | os.PathLike | None = None,
 
     def save_state():
         if accelerator.is_main_process:
-            _atomic_torch_save({"model": accelerator.unwrap_model(model).state_dict(), "ema": ema.state_dict(),
+            atomic_save({"model": accelerator.unwrap_model(model).state_dict(), "ema": ema.state_dict(),
                                 "optimizer": optimizer.state_dict(), "generator": gen.get_state(),
                                 "step": step, "seconds": seconds, "loss_avg": loss_avg}, state_path)
 
@@ -140,8 +135,7 @@ def train(cfg: TrainConfig, export: str | os.PathLike | None = None,
         if cfg.budget_minutes is not None and time.time() - sitting_start > 60 * cfg.budget_minutes:
             stopped_by_budget = True
             break
-        for group in optimizer.param_groups:  # linear warm-up
-            group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+        set_lr(optimizer, cfg.lr, step, cfg.warmup, cfg.steps, decay="constant")   # linear warm-up, then constant
         loss = task.loss(model, gen, device)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
@@ -195,3 +189,22 @@ def train_all(out: str, runs: str, smoke: bool = False, budget_minutes: float | 
         cfg = default_config(kind, str(Path(runs) / kind), smoke=smoke, checkpoints=out, **options)
         summaries.append(train(cfg, export=Path(out) / kind))
     return summaries
+
+
+def train_fit(kind: str, settings, run: str | os.PathLike | None = None, export: str | os.PathLike | None = None,
+              budget_minutes: float | None = None, log: Callable[[str], None] = print, **options) -> dict:
+    """Train (or resume, from the run folder) the small-network task `kind` of `FIT_TASKS` with its
+    settings dataclass (`registry.fit_settings`) and its own `options`; writes its checkpoint
+    folder(s) to `export` (default: where the evaluations load it from). Returns a summary."""
+    task = FIT_TASKS[kind]()
+    unknown = sorted(set(options) - task.options)
+    if unknown:
+        raise ValueError(f"--{unknown[0].replace('_', '-')} does not apply to {kind}")
+    budget = Budget(budget_minutes)
+    summary = {"kind": kind, **task.run(settings, Path(run) if run else None, Path(export) if export else None,
+                                         options, budget, log)}
+    if summary.get("stopped_by_budget"):
+        log(f"{kind}: stopped at the time budget; "
+            + (f"the same command continues from {run}" if run else "without --run its state is not kept"))
+    log(json.dumps({k: v for k, v in summary.items() if k in ("kind", "export", "stopped_by_budget", "tasks")}))
+    return summary

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.evaluation.classifiers import _augment
 from core.models.checkpoints import save_model
 from core.models.noisy_classifier import KIND, NoisyClassifier, NoisyClassifierConfig, accuracy_table, accuracy_vs_t
+from core.training.classifiers import augment
 from core.training.task import Task
 
 
@@ -32,7 +32,7 @@ class NoisyClassifierTask(Task):
 
     def loss(self, model, gen, device):
         idx = self.train_idx[torch.randint(len(self.train_idx), (self.cfg.batch,), generator=gen)]
-        x0 = _augment(self.images[idx], 2, True, gen)
+        x0 = augment(self.images[idx], 2, True, gen)
         t = torch.randint(self.schedule.T, (len(idx),), generator=gen)
         x_t = self.schedule.q_sample(x0, t, torch.randn(x0.shape, generator=gen))
         with self.autocast(device):

@@ -2,7 +2,9 @@
 prior that read it; the DiffAE before the prior that learns its codes, the prior before the
 models of its codes that guide it): kind -> its task; and `default_config`, which starts from a
 kind's recipe (its task's `defaults`), applies the smoke-test sizes and the caller's overrides, and
-refuses an option the kind's task does not read."""
+refuses an option the kind's task does not read. The judge and the attribute classifiers are
+registered too (`FIT_TASKS`): small networks trained by `core.optim.fit`, with a settings dataclass
+each (`fit_settings`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -11,15 +13,17 @@ from dataclasses import replace
 
 from core.models.networks import LABEL_CONDITIONINGS, TEXT_CONDITIONINGS
 from core.training.bases import ClassBaseTask, TextBaseTask
+from core.training.classifiers import ClassifiersTask
 from core.training.clip import ClipTask
 from core.training.code_guidance import CodeClassifierTask, CodeMatcherTask
 from core.training.config import T_SAMPLINGS, TASK_OPTIONS, TrainConfig
 from core.training.diffae import DiffAETask
+from core.training.judge import JudgeTask
 from core.training.noisy_classifier import NoisyClassifierTask
 from core.training.palette import PaletteTask
 from core.training.prior import PriorTask
 from core.training.sr import SR64Task, SR128Task
-from core.training.task import Task
+from core.training.task import FitTask, Task
 
 TASKS: dict[str, type[Task]] = {
     "clip": ClipTask,
@@ -35,6 +39,22 @@ TASKS: dict[str, type[Task]] = {
     "code_matcher": CodeMatcherTask,
 }
 TRAIN_KINDS: tuple[str, ...] = tuple(TASKS)
+# The small networks that measure the models, trained by the small networks' loop (`core.optim.fit`)
+# with a settings dataclass each; not part of `train all` (the judge reads the committed text base).
+FIT_TASKS: dict[str, type[FitTask]] = {
+    "judge": JudgeTask,
+    "classifiers": ClassifiersTask,
+}
+FIT_OPTIONS = frozenset().union(*(t.options for t in FIT_TASKS.values()))   # flags only they read
+FIT_SETTINGS = ("steps", "batch", "lr", "seed")   # shared flags that set a field of their settings
+
+
+def fit_settings(kind: str, smoke: bool = False, **overrides):
+    """The settings dataclass of a small-network task: its recipe, the smoke sizes, then
+    `overrides` (steps, batch, lr, seed and the task's own fields). ValueError for a bad value."""
+    task = FIT_TASKS[kind]
+    settings = task.settings(**(task.smoke if smoke else {}))
+    return replace(settings, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def accepting(option: str) -> list[str]:

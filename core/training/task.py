@@ -7,6 +7,9 @@ eps / x0) with the min-SNR weight (Hang et al. 2023), floored at `snr_floor`.
 """
 from __future__ import annotations
 
+import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -112,3 +115,44 @@ class DiffusionTask(Task):
 
     def export(self, model, folder, card):
         save_model(model, folder, card)
+
+
+class Budget:
+    """`core.optim.fit`'s stop test: True once `minutes` have passed since it was made (None: never);
+    `stopped` says whether it ended a loop."""
+
+    def __init__(self, minutes: float | None = None):
+        self.minutes, self.start, self.stopped = minutes, time.time(), False
+
+    def __call__(self, step: int) -> bool:
+        if self.minutes is not None and time.time() - self.start > 60 * self.minutes:
+            self.stopped = True
+        return self.stopped
+
+
+def claim_run(run: Path | None, settings: dict) -> None:
+    """Make the run folder of a small-network task and record its settings in config.json; a folder
+    that already holds a run of other settings is refused (its state would resume the wrong run)."""
+    if run is None:
+        return
+    run.mkdir(parents=True, exist_ok=True)
+    path = run / "config.json"
+    text = json.dumps(settings, indent=1, default=list) + "\n"
+    if path.is_file() and any(run.glob("*.pt")) and json.loads(path.read_text()) != json.loads(text):
+        raise ValueError(f"run folder {run} holds a run with other settings: give another --run, or delete it")
+    path.write_text(text)
+
+
+class FitTask:
+    """A network trained by the small networks' loop (`core.optim.fit`), not a diffusion model:
+    `name`, `settings` (the dataclass of its recipe, whose fields steps, batch, lr and seed the
+    `train` flags of those names set), `options` (the other `train` flags it reads: any other is
+    refused), `smoke` (the settings of a tiny run) and `run`, which trains (resuming from the run
+    folder's state files) and writes its checkpoint folder(s)."""
+    name: str
+    settings: type
+    options: frozenset[str] = frozenset()
+    smoke: dict = {}
+
+    def run(self, settings, run: Path | None, export: Path | None, options: dict, budget: Budget,
+            log: Callable[[str], None]) -> dict: ...
