@@ -1,4 +1,7 @@
 """Training: a resumed run equals an uninterrupted one; the smoke run of every stage works."""
+import hashlib
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -245,3 +248,31 @@ def test_lognormal_t_sampling_follows_edm():
         default_config("text_base", "x", t_sampling="beta")
     with pytest.raises(ValueError, match="--t-sampling applies to"):
         default_config("prior", "x", t_sampling="lognormal")
+
+
+OLD_RUN = Path(__file__).parent / "data" / "old_diffae_run"
+
+
+def _state_fingerprint(path) -> tuple[int, str]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    h = hashlib.sha256()
+    for part in ("model", "ema"):
+        for k in sorted(state[part]):
+            h.update(k.encode())
+            h.update(state[part][k].float().contiguous().numpy().tobytes())
+    return state["step"], h.hexdigest()[:16]
+
+
+def test_a_run_state_saved_before_the_settings_split_resumes_to_the_same_weights(tmp_path):
+    """tests/data/old_diffae_run: 2 steps of `train diffae --smoke --freeze-encoder --cond-dropout 0.1
+    --channels 4,8 --resolution 32 --threads 1` saved by the code before TrainConfig was split into its
+    parts; that code, resumed to step 4, gave these weights (sha256 of model and EMA, one thread)."""
+    run = tmp_path / "run"
+    shutil.copytree(OLD_RUN, run)
+    threads = torch.get_num_threads()
+    try:
+        assert cli(["train", "diffae", "--smoke", "--run", str(run), "--freeze-encoder", "--cond-dropout", "0.1",
+                    "--channels", "4,8", "--resolution", "32", "--steps", "4", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert _state_fingerprint(run / "state.pt") == (4, "41858be06c90bc4e")
