@@ -311,13 +311,13 @@ def test_task_trains_and_exports_with_directions(tmp_path):
     from core.training.registry import default_config
     cfg = default_config("diffae", str(tmp_path / "run"), smoke=True)
     summary = train(cfg, export=tmp_path / "diffae", log=lambda s: None)
-    assert summary["step"] == cfg.steps and summary["loss_avg"] == summary["loss_avg"]
+    assert summary["step"] == cfg.optim.steps and summary["loss_avg"] == summary["loss_avg"]
     model = load_model(tmp_path / "diffae")
     assert model.kind == "diffae" and model.config.semantic_dim == 32
     assert sum(p.numel() for p in model.conditioner.encoder.parameters()) < 50_000     # smoke: a tiny encoder too
     dirs = Directions.load(tmp_path / "diffae")
     assert {"dark-skin", "woman", "smiling"} <= set(dirs.names)
-    assert (tmp_path / "run" / "samples" / f"step_{cfg.steps:06d}.png").is_file()
+    assert (tmp_path / "run" / "samples" / f"step_{cfg.optim.steps:06d}.png").is_file()
 
 
 def test_task_loss_reaches_the_encoder(tmp_path):
