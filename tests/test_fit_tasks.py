@@ -149,3 +149,16 @@ def test_a_run_folder_of_other_settings_is_refused(data, tmp_path, capsys):
     (tmp_path / "run" / "config.json").write_text('{"steps": 99}\n')
     assert main(["train", "classifiers", *run]) == 2
     assert "holds a run with other settings" in capsys.readouterr().err
+
+
+def test_colour_code_predictor_weights_are_those_before_the_shared_loop(one_thread):
+    """`CodePredictor.fit` (colorization) also steps through `core.optim.fit` now (constant rate)."""
+    from core.translate import CodePredictor
+    g = torch.Generator().manual_seed(0)
+    grey, colour, thumbs = torch.randn(300, 16, generator=g), torch.randn(300, 16, generator=g), torch.randn(
+        300, 12, generator=g)
+    p = CodePredictor.fit(grey, colour, thumbs, hidden=32, epochs=3, batch=64)
+    h = hashlib.sha256()
+    for k in ("mean", "std", "w1", "b1", "w2", "b2"):
+        h.update(getattr(p, k).contiguous().numpy().tobytes())
+    assert h.hexdigest()[:16] == "623bcce805cea4ac"

@@ -92,7 +92,7 @@ class JudgeSettings:
     ``negatives`` the kinds of negatives, drawn with equal chance ("poor" and "early" only with
     their banks); ``poor`` the number of poor samples of the committed text base (0: none;
     needs the checkpoints); ``early`` of samples of an early-training text base (0: none; see
-    ``python -m core judge train --early``); ``balance`` the exponent of the per-design
+    ``python -m core train judge --early``); ``balance`` the exponent of the per-design
     re-weighting; ``max_train`` a seeded subset (tests)."""
     steps: int = 1500
     batch: int = 64
@@ -330,7 +330,7 @@ def model_card(judge: Judge, twin: dict | None, own: dict) -> str:
              if i.get("early_samples") else "")
     L = ["# judge", "",
          "A small CNN that rejects what is not an emoji and says which emoji it is: the evaluator of "
-         "generated images (`core/evaluation/judge.py`). Trained by `python -m core judge train` on all "
+         "generated images (`core/evaluation/judge.py`). Trained by `python -m core train judge` on all "
          f"{i['train_images']} real emoji of the Noto Color Emoji data set (both splits: it is an "
          "evaluator, like Inception for FID), 32x32.", "",
          f"- parameters: {i['parameters'] / 1e6:.3f} M (weights stored in fp16); "

@@ -48,7 +48,6 @@ FIT_TASKS: dict[str, type[FitTask]] = {
     "judge": JudgeTask,
     "classifiers": ClassifiersTask,
 }
-FIT_OPTIONS = frozenset().union(*(t.options for t in FIT_TASKS.values()))   # flags only they read
 FIT_SETTINGS = ("steps", "batch", "lr", "seed")   # shared flags that set a field of their settings
 
 
