@@ -13,7 +13,7 @@ from core.training.registry import fit_settings
 
 
 def add_parsers(sub, models: argparse.ArgumentParser) -> None:
-    p = sub.add_parser("classifiers", help="train the attribute classifiers (those missing), print their accuracies",
+    p = sub.add_parser("classifiers", help="train the attribute classifiers (as `train classifiers`)",
                        description="Small CNN classifiers of the emoji data set, used to evaluate generated images; "
                                    "the same as `python -m core train classifiers`.")
     p.add_argument("--folder", help=f"their folder (default {default_folder()})")
