@@ -16,7 +16,6 @@ from core.models.networks import DiffusionModel
 from core.models.text_encoders import fit_prompts
 from core.pipeline import (
     BASE_DEFAULTS,
-    SR_DEFAULTS,
     SR_STAGE_DEFAULTS,
     Callback,
     StageSettings,
@@ -137,13 +136,44 @@ def upscale_stages(factor: int, size: int) -> list[str]:
     return sr_names(size, size // factor)
 
 
+def upscale_factor(size: int, input_side: int, factor: int | None = None) -> int:
+    """The factor of an upscale to `size` px: the one given, else from the input's longer side (an
+    input of at most 32 px taken to 128 gets both SR stages, 32 -> 64 -> 128, as the cascade runs
+    them; a larger one the stage into `size` alone)."""
+    if size not in SR_STAGES:
+        raise ValueError(f"output size must be 64 or 128, got {size!r}")
+    if factor is None:
+        factor = 4 if size == 128 and input_side <= 32 else 2
+    if size == 64 and factor == 4:
+        raise ValueError("factor 4 needs size 128 (the cascade starts at 32)")
+    return factor
+
+
+def upscale_settings(models: ModelSet, factor: int, size: int, *, sampler: str | None = None,
+                     steps: int | None = None, aug_level: int | None = None) -> list[StageSettings]:
+    """The settings of each SR stage of a `factor`x upscale to `size` px: each stage's own (what its
+    config names, `stage_settings`: sr64 and sr128 differ), with `sampler`, `steps` and the noise
+    level `aug_level` replaced in every stage where given."""
+    stages = [models.get(name) for name in upscale_stages(factor, size)]
+    changes = {k: v for k, v in (("sampler", sampler), ("steps", steps), ("aug_level", aug_level)) if v is not None}
+    return [replace(s, **changes) for s in stage_settings(stages)]
+
+
 def super_resolve(models: ModelSet, low: torch.Tensor, factor: int, seeds: Sequence[int],
-                  settings: StageSettings = SR_DEFAULTS, callback: Callback | None = None) -> torch.Tensor:
-    """A `factor`x diffusion upscale of low-res images [B, 3, r, r] (r = 32 or 64), every stage
-    with `settings`."""
+                  settings: StageSettings | Sequence[StageSettings] | None = None,
+                  callback: Callback | None = None) -> torch.Tensor:
+    """A `factor`x diffusion upscale of low-res images [B, 3, r, r] (r = 32 or 64): 2x the stage
+    into 2r, 4x both (32 -> 64 -> 128). `settings`: one per stage (`upscale_settings`), one for
+    every stage, or None: each stage's own (`stage_settings`)."""
     names = upscale_stages(factor, low.shape[-1] * factor)
     models_ = [models.get(name) for name in names]
-    return upscale_chain(models_, low, seeds, [settings] * len(models_), callback)[low.shape[-1] * factor]
+    if settings is None:
+        settings = stage_settings(models_)
+    elif isinstance(settings, StageSettings):
+        settings = [settings] * len(models_)
+    if len(settings) != len(models_):
+        raise ValueError(f"got {len(settings)} SR settings for the {len(models_)} stages of a {factor}x upscale")
+    return upscale_chain(models_, low, seeds, list(settings), callback)[low.shape[-1] * factor]
 
 
 def _check_common(num: int, size: int, sr: Sequence[StageSettings]) -> None:

@@ -60,6 +60,7 @@ from core.images import check_images, pil_to_tensor, resize_image, tensor_to_pil
 from core.models.checkpoints import CheckpointError
 from core.models.networks import PALETTE_TASKS, DiffusionModel
 from core.models.text_encoders import fit_prompts
+from core.optim import fit
 from core.pipeline import BASE_DEFAULTS, StageSettings, model_defaults, sample_stage, stage_denoiser, stage_spacing
 from core.semantic import sample_semantic_codes
 
@@ -413,8 +414,9 @@ class CodePredictor:
     def fit(cls, grey: torch.Tensor, colour: torch.Tensor, thumbnails: torch.Tensor, hidden: int = 1024,
             epochs: int = 100, lr: float = 1e-3, weight_decay: float = 1e-3, dropout: float = 0.2, batch: int = 128,
             seed: int = 0) -> CodePredictor:
-        """Fit to pairs (grey code [N, D], colour code [N, D], thumbnail [N, P]): AdamW on the mean
-        squared error of the colour code, dropout `dropout` on the hidden layer while fitting."""
+        """Fit to pairs (grey code [N, D], colour code [N, D], thumbnail [N, P]): AdamW at a constant
+        rate (`core.optim.fit`) on the mean squared error of the colour code, dropout `dropout` on the
+        hidden layer while fitting."""
         gen = torch.Generator().manual_seed(seed)
         grey, colour, thumbnails = grey.float(), colour.float(), thumbnails.float()
         mean, std = grey.mean(0), grey.std(0).clamp(min=1e-6)
@@ -425,18 +427,20 @@ class CodePredictor:
                 bound = 1 / math.sqrt(layer.in_features)
                 layer.weight.copy_(torch.rand(layer.weight.shape, generator=gen) * 2 * bound - bound)
                 layer.bias.copy_(torch.rand(layer.bias.shape, generator=gen) * 2 * bound - bound)
-        params = [*first.parameters(), *second.parameters()]
-        opt = torch.optim.AdamW(params, lr, weight_decay=weight_decay)
-        for _ in range(epochs):
-            order = torch.randperm(len(grey), generator=gen)
-            for s in range(0, len(grey), batch):
-                b = order[s:s + batch]
-                h = F.gelu(first(features[b]))
-                keep = (torch.rand(h.shape, generator=gen) >= dropout).float() / (1 - dropout)   # inverted dropout
-                loss = (grey[b] + second(h * keep) - colour[b]).pow(2).mean()
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
+        per_epoch = math.ceil(len(grey) / batch)
+        order = torch.empty(0, dtype=torch.long)
+
+        def step_loss(step: int) -> torch.Tensor:   # epochs of shuffled batches
+            nonlocal order
+            if step % per_epoch == 0:
+                order = torch.randperm(len(grey), generator=gen)
+            b = order[step % per_epoch * batch:(step % per_epoch + 1) * batch]
+            h = F.gelu(first(features[b]))
+            keep = (torch.rand(h.shape, generator=gen) >= dropout).float() / (1 - dropout)   # inverted dropout
+            return (grey[b] + second(h * keep) - colour[b]).pow(2).mean()
+
+        fit([*first.parameters(), *second.parameters()], step_loss, epochs * per_epoch, lr,
+            weight_decay=weight_decay, decay="constant")
         return cls(mean, std, first.weight.detach().clone(), first.bias.detach().clone(),
                    second.weight.detach().clone(), second.bias.detach().clone())
 

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.cascade import super_resolve, upscale_stages
+from core.cascade import super_resolve, upscale_settings, upscale_stages
 from core.diffusion.samplers import SAMPLERS
 from core.images import pil_to_tensor, resize_tensor, tensor_to_pil
-from core.pipeline import SR_DEFAULTS, StageSettings
 from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
 from demos.common import Models, RequestFiles, as_int, gpu, image_input, preview, stream, user_errors
 
 TITLE = "Super-resolution"
+OWN = "own"   # the sampler menu's "each stage's own"
 STAGE_LABELS = {64: "super-resolution 32 → 64", 128: "super-resolution 64 → 128"}
 
 
@@ -32,9 +32,11 @@ def make_fn(models: Models):
                 size / factor, the resolution the models upscale from.
             factor: 2 (one SR stage) or 4 (32 -> 64 -> 128).
             size: output size, 64 or 128 (4x needs 128).
-            sampler: one of ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m.
-            steps: sampling steps of each stage.
-            noise: noise-augmentation level (0-999) of the low-res input (CDM).
+            sampler: "own" (each stage's own, from its checkpoint) or one of ddpm, ddim, euler, heun,
+                euler-maruyama, dpmpp-2m for every stage.
+            steps: sampling steps of every stage; 0: each stage's own.
+            noise: noise-augmentation level (0-999) of the low-res input (CDM) in every stage; -1: each
+                stage's own.
             seed: the seed of the sampler's noise.
         Returns:
             the low-res input, its bicubic upscale, the diffusion upscale (a PNG with its
@@ -46,8 +48,10 @@ def make_fn(models: Models):
             factor, size, seed = as_int(factor, "factor"), as_int(size, "size"), as_int(seed, "seed")
             names = upscale_stages(factor, size)
             models.require(names)
-            settings = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=1.0,
-                                     threshold=SR_DEFAULTS.threshold, aug_level=as_int(noise, "noise level"))
+            steps, noise = as_int(steps, "steps"), as_int(noise, "noise level")
+            # each SR stage's own settings (its config's), with what the user changed in every stage
+            settings = upscale_settings(models.set, factor, size, sampler=None if sampler == OWN else sampler,
+                                        steps=steps or None, aug_level=None if noise < 0 else noise)
             low = pil_to_tensor(common.open_upload(image), size=size // factor)
             files = RequestFiles()
             low_image = files.image(tensor_to_pil(low)[0])
@@ -55,9 +59,10 @@ def make_fn(models: Models):
             result = yield from stream(
                 lambda callback: super_resolve(models.set, low, factor, [seed], settings, callback), 4, progress,
                 STAGE_LABELS, lambda info: {0: low_image, 1: bicubic, 2: files.image(preview(info["x0"]))},
-                {models.get(name).resolution: settings.steps for name in names})
+                {models.get(name).resolution: s.steps for name, s in zip(names, settings)})
             parameters = {"command": "upscale", "image": Path(image).name, "size": size, "factor": factor,
-                          "steps": settings.steps, "sampler": sampler, "noise": settings.aug_level, "seed": seed}
+                          "steps": [s.steps for s in settings], "sampler": [s.sampler for s in settings],
+                          "noise": [s.aug_level for s in settings], "seed": seed}
             name = f"{Path(image).stem}-sr{factor}x-{size}px-seed{seed}"
             path = files.results(tensor_to_pil(result), [parameters], [name])[0]
             yield low_image, bicubic, path, parameters
@@ -85,11 +90,12 @@ def build(models: Models) -> None:
                 factor = gr.Radio([("2x", 2), ("4x", 4)], value=4, label="Upscale")
                 size = gr.Radio([64, 128], value=128, label="Output size", info="4x: 32 → 128")
             with gr.Row():
-                sampler = gr.Dropdown(list(SAMPLERS), value=SR_DEFAULTS.sampler, label="Sampler")
-                steps = gr.Slider(1, 100, value=SR_DEFAULTS.steps, step=1, precision=0, label="Steps per stage")
+                sampler = gr.Dropdown([("each stage's own", OWN), *SAMPLERS], value=OWN, label="Sampler")
+                steps = gr.Slider(0, 100, value=0, step=1, precision=0, label="Steps per stage",
+                                  info="0: each stage's own (its checkpoint's)")
             with gr.Row(equal_height=True):
-                noise = gr.Slider(0, 999, value=SR_DEFAULTS.aug_level, step=1, precision=0,
-                                  label="Noise augmentation", scale=3)
+                noise = gr.Slider(-1, 999, value=-1, step=1, precision=0, label="Noise augmentation", scale=3,
+                                  info="-1: each stage's own (its checkpoint's)")
                 seed, _ = common.seed_input()
             button = gr.Button("Upscale", variant="primary")
             examples = common.example_images()

@@ -46,18 +46,18 @@ def seconds_per_step(kind: str, options: dict, steps: int, batch: int, warmup: i
         torch.manual_seed(0)
         task = make_task(cfg)
         model = task.build().to(device)
-        if cfg.channels_last:
+        if cfg.run.channels_last:
             model = model.to(memory_format=torch.channels_last)
-        if cfg.compile:
+        if cfg.run.compile:
             model.compile()
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr)
         gen = torch.Generator().manual_seed(0)
 
         def one_step():
             loss = task.loss(model, gen, device)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             optimizer.step()
 
         t0 = clock(device)

@@ -23,6 +23,7 @@ from core.cascade import generate, super_resolve  # noqa: E402
 from core.data.emoji import load_dataset  # noqa: E402
 from core.evaluation.scorecard import labelled_grid  # noqa: E402
 from core.models.modelset import ModelSet  # noqa: E402
+from core.pipeline import SR_DEFAULTS  # noqa: E402
 
 PROMPTS = ["woman dancing, dark skin tone", "red apple", "thumbs up", "grinning face with big eyes",
            "cat face", "red heart"]
@@ -64,7 +65,9 @@ def main(argv=None) -> int:
     idx = heldout_examples(data, SR_GROUPS)
     low = data.images_at(32, idx)
     bicubic = F.interpolate(low, size=128, mode="bicubic", align_corners=False).clamp(-1, 1)
-    sr = super_resolve(models, low.to(models.device), 4, [a.seed] * len(idx)).cpu()
+    # SR_DEFAULTS in both stages, as when the committed picture was drawn (the tab and `upscale` now run
+    # each stage with its own config's settings: 4 steps at 128 px)
+    sr = super_resolve(models, low.to(models.device), 4, [a.seed] * len(idx), SR_DEFAULTS).cpu()
     for i, k in enumerate(idx):
         name = data.records[k].name
         images += [F.interpolate(low[i:i + 1], size=128, mode="nearest")[0], bicubic[i], sr[i]]

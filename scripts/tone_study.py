@@ -34,12 +34,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.cascade import sr_models, upscale_chain  # noqa: E402
 from core.data.emoji import TONES, design_of, load_dataset  # noqa: E402
-from core.evaluation.classifiers import load_or_train  # noqa: E402
 from core.evaluation.judge import Judge, retrieval  # noqa: E402
 from core.images import labelled_rows  # noqa: E402
 from core.models.modelset import ModelSet  # noqa: E402
 from core.semantic import render, sample_semantic_codes  # noqa: E402
 from core.tone_words import app_reading, fit_tone_offsets, load_tone_offsets  # noqa: E402
+from core.training.classifiers import load_or_train  # noqa: E402
 
 METHODS = ("prompt alone", "prompt + offset", "name alone", "name + 0.5 offset", "name + 1 offset",
            "name + 1.5 offsets", "the app")

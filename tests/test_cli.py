@@ -210,10 +210,10 @@ def test_upscale_takes_the_factor_from_its_input_and_pngs_are_readable_by_others
     PNG has the mode of an ordinary new file (0644 under umask 022)."""
     import stat
 
-    from core.cli.generate import upscale_factor
+    from core.cascade import upscale_factor
     assert upscale_factor(128, 32, None) == 4 and upscale_factor(128, 64, None) == 2
     assert upscale_factor(64, 32, None) == 2 and upscale_factor(128, 20, 2) == 2
-    with pytest.raises(ValueError, match="needs --size 128"):
+    with pytest.raises(ValueError, match="needs size 128"):
         upscale_factor(64, 32, 4)
     src = tmp_path / "in32.png"
     Image.new("RGB", (32, 32), (200, 40, 40)).save(src)
@@ -226,3 +226,42 @@ def test_upscale_takes_the_factor_from_its_input_and_pngs_are_readable_by_others
     params = read_parameters(Image.open(tmp_path / "up.png"))
     assert params["factor"] == 4
     assert stat.S_IMODE((tmp_path / "up.png").stat().st_mode) == 0o644
+
+
+def test_upscale_runs_each_sr_stage_with_its_own_config(tmp_path, tiny_checkpoints):
+    """sr64 and sr128 each sample with the settings their own config names (here made different);
+    a 32 px input asked at 128 goes through both (32 -> 64 -> 128); --steps / --noise replace those
+    of every stage. The command draws what `core.cascade.super_resolve` draws with those settings."""
+    import json
+    import shutil
+
+    import torch
+
+    from core.cascade import super_resolve, upscale_settings
+    from core.images import open_image, pil_to_tensor
+    from core.models.modelset import ModelSet
+    root = tmp_path / "ckpt"
+    shutil.copytree(tiny_checkpoints, root)
+    for name, sampling in (("sr64", {"sampler": "ddim", "steps": 3, "aug_level": 20}),
+                           ("sr128", {"sampler": "euler", "steps": 2, "aug_level": 70})):
+        path = root / name / "config.json"
+        config = json.loads(path.read_text())
+        path.write_text(json.dumps({**config, "sampling": {**config.get("sampling", {}), **sampling}}))
+    src = tmp_path / "in32.png"
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(src)
+    cli("upscale", "--image", src, "--size", 128, "--checkpoints", root, "--out", tmp_path / "own.png")
+    params = read_parameters(Image.open(tmp_path / "own.png"))
+    assert (params["factor"], params["steps"], params["noise"], params["sampler"]) == (4, [3, 2], [20, 70],
+                                                                                         ["ddim", "euler"])
+    models = ModelSet(root, "cpu")
+    settings = upscale_settings(models, 4, 128)
+    assert [(s.steps, s.aug_level) for s in settings] == [(3, 20), (2, 70)]
+    want = super_resolve(models, pil_to_tensor(open_image(src), size=32), 4, [0], settings)
+    got = pil_to_tensor(open_image(tmp_path / "own.png"))
+    assert got.shape[-1] == 128 and (got - want.cpu().clamp(-1, 1)).abs().max() <= 2 / 255 + 1e-6
+    cli("upscale", "--image", src, "--size", 128, "--steps", 1, "--noise", 0, "--checkpoints", root,
+        "--out", tmp_path / "set.png")
+    params = read_parameters(Image.open(tmp_path / "set.png"))
+    assert (params["steps"], params["noise"], params["sampler"]) == ([1, 1], [0, 0], ["ddim", "euler"])
+    with pytest.raises(ValueError, match="got 1 SR settings for the 2 stages"):
+        super_resolve(models, torch.zeros(1, 3, 32, 32), 4, [0], settings[:1])

@@ -86,7 +86,7 @@ def test_training_drops_the_code_and_can_freeze_the_encoder(tmp_path, monkeypatc
     loss.backward()
     assert all(p.grad is None for p in model.conditioner.encoder.parameters())
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.net.parameters())
-    unfrozen = DiffAETask(replace(cfg, freeze_encoder=False, cond_dropout=0.0))
+    unfrozen = DiffAETask(cfg.replace(freeze_encoder=False, cond_dropout=0.0))
     model = unfrozen.build()
     unfrozen.loss(model, torch.Generator().manual_seed(0), torch.device("cpu")).backward()
     assert all(p.grad is not None for p in model.conditioner.encoder.parameters())

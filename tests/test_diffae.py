@@ -311,13 +311,13 @@ def test_task_trains_and_exports_with_directions(tmp_path):
     from core.training.registry import default_config
     cfg = default_config("diffae", str(tmp_path / "run"), smoke=True)
     summary = train(cfg, export=tmp_path / "diffae", log=lambda s: None)
-    assert summary["step"] == cfg.steps and summary["loss_avg"] == summary["loss_avg"]
+    assert summary["step"] == cfg.optim.steps and summary["loss_avg"] == summary["loss_avg"]
     model = load_model(tmp_path / "diffae")
     assert model.kind == "diffae" and model.config.semantic_dim == 32
     assert sum(p.numel() for p in model.conditioner.encoder.parameters()) < 50_000     # smoke: a tiny encoder too
     dirs = Directions.load(tmp_path / "diffae")
     assert {"dark-skin", "woman", "smiling"} <= set(dirs.names)
-    assert (tmp_path / "run" / "samples" / f"step_{cfg.steps:06d}.png").is_file()
+    assert (tmp_path / "run" / "samples" / f"step_{cfg.optim.steps:06d}.png").is_file()
 
 
 def test_task_loss_reaches_the_encoder(tmp_path):
@@ -361,8 +361,9 @@ def test_directions_and_evaluate_commands(tmp_path, monkeypatch, capsys):
         def predict_names(self, images):
             return [self.classes[i] for i in self.predict(images).tolist()]
 
-    monkeypatch.setattr(core.evaluation.classifiers, "load_or_train",
-                        lambda task, folder, data, log=None: Stub(core.evaluation.classifiers.task_classes(task, data)))
+    monkeypatch.setattr(core.evaluation.classifiers, "load_classifier",
+                        lambda task, folder, data, missing=None:
+                        Stub(core.evaluation.classifiers.task_classes(task, data)))
     capsys.readouterr()
     grid = tmp_path / "sweep.png"
     assert main(["evaluate-diffae", "--checkpoints", str(tmp_path), "--n", "2", "--steps", "2",

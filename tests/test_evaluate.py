@@ -12,12 +12,11 @@ from core.evaluation.classifiers import (
     Classifier,
     ClassifierSettings,
     cache_name,
-    load_or_train,
-    train_classifier,
     training_examples,
 )
 from core.metrics import frechet_distance, gaussian_window, psnr, ssim
 from core.models.small_cnn import to_resolution
+from core.training.classifiers import load_or_train, train_classifier
 
 
 def main(argv):

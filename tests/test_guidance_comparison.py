@@ -128,7 +128,7 @@ def test_without_a_judge_the_error_names_it_before_any_sampling(models, monkeypa
     def no_sampling(*args, **kwargs):
         raise AssertionError("sampled before the judge was checked")
     monkeypatch.setattr(gc, "sample_codes", no_sampling)
-    with pytest.raises(ValueError, match=r"judge: .*judge.*python -m core judge train"):
+    with pytest.raises(ValueError, match=r"judge: .*judge.*python -m core train judge"):
         gc.compare_guidance(models, ["cat-face"], cfg_scales=[1], classifier_scales=[0], clip_scales=[0], **FAST)
 
 

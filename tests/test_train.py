@@ -1,4 +1,8 @@
 """Training: a resumed run equals an uninterrupted one; the smoke run of every stage works."""
+import hashlib
+import json
+import shutil
+from pathlib import Path
 
 import pytest
 import torch
@@ -6,8 +10,9 @@ from safetensors.torch import load_file
 
 from core.cli.main import main as cli
 from core.models.loading import load_model
+from core.training.config import DiffAESettings, SRSettings, TrainConfig, task_fields
 from core.training.loop import train
-from core.training.registry import default_config
+from core.training.registry import TASK_OPTIONS, default_config
 
 
 def _weights(run):
@@ -103,7 +108,7 @@ def test_sr_trains_on_the_scaled_residual(tmp_path):
     assert residual.build().config.residual_scale == 4.0
     x0, cond = residual.x0_and_cond(gen(), torch.device("cpu"))
     # the same draws: recover the low-res images behind the batch and check the target by hand
-    idx = residual.draw(gen(), residual.cfg.batch)
+    idx = residual.draw(gen(), residual.cfg.optim.batch)
     low_up = F.interpolate(residual.images_low[idx], size=64, mode="bilinear", align_corners=False)
     assert torch.allclose(image, residual.images_high[idx])
     assert torch.allclose(x0, 4.0 * (image - low_up), atol=1e-6)
@@ -141,7 +146,8 @@ def test_snr_floor_weights_the_noisiest_steps():
         v = ab.sqrt() * noise - (1 - ab).sqrt() * x0
         weight = torch.minimum(torch.maximum(snr, torch.tensor(floor)), torch.tensor(5.0)) / (snr + 1)
         assert torch.allclose(loss, (weight * v.pow(2)).mean(dim=(1, 2, 3), keepdim=True).mean(), rtol=1e-5)
-    assert default_config("diffae", "x").snr_floor == 1.0 and default_config("text_base", "x").snr_floor == 0.0
+    assert default_config("diffae", "x").task.snr_floor == 1.0
+    assert default_config("text_base", "x").task.snr_floor == 0.0
     for bad in (-1.0, 6.0, float("nan")):
         with pytest.raises(ValueError, match="--snr-floor"):
             default_config("diffae", "x", snr_floor=bad)
@@ -240,8 +246,61 @@ def test_lognormal_t_sampling_follows_edm():
     assert abs(((log_sigma + 1.2).abs() < 1.2).double().mean().item() - 0.683) < 0.02
     uniform = draw_timesteps(schedule, 50, torch.Generator().manual_seed(1))
     assert torch.equal(uniform, torch.randint(1000, (50,), generator=torch.Generator().manual_seed(1)))
-    assert default_config("text_base", "x", t_sampling="lognormal").t_sampling == "lognormal"
+    assert default_config("text_base", "x", t_sampling="lognormal").task.t_sampling == "lognormal"
     with pytest.raises(ValueError, match="--t-sampling must be one of uniform, lognormal"):
         default_config("text_base", "x", t_sampling="beta")
     with pytest.raises(ValueError, match="--t-sampling applies to"):
         default_config("prior", "x", t_sampling="lognormal")
+
+
+OLD_RUN = Path(__file__).parent / "data" / "old_diffae_run"
+
+
+def _state_fingerprint(path) -> tuple[int, str]:
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    h = hashlib.sha256()
+    for part in ("model", "ema"):
+        for k in sorted(state[part]):
+            h.update(k.encode())
+            h.update(state[part][k].float().contiguous().numpy().tobytes())
+    return state["step"], h.hexdigest()[:16]
+
+
+def test_a_run_state_saved_before_the_settings_split_resumes_to_the_same_weights(tmp_path):
+    """tests/data/old_diffae_run: 2 steps of `train diffae --smoke --freeze-encoder --cond-dropout 0.1
+    --channels 4,8 --resolution 32 --threads 1` saved by the code before TrainConfig was split into its
+    parts; that code, resumed to step 4, gave these weights (sha256 of model and EMA, one thread)."""
+    run = tmp_path / "run"
+    shutil.copytree(OLD_RUN, run)
+    threads = torch.get_num_threads()
+    try:
+        assert cli(["train", "diffae", "--smoke", "--run", str(run), "--freeze-encoder", "--cond-dropout", "0.1",
+                    "--channels", "4,8", "--resolution", "32", "--steps", "4", "--threads", "1"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert _state_fingerprint(run / "state.pt") == (4, "41858be06c90bc4e")
+
+
+def test_the_settings_are_in_parts_and_keep_their_flat_names():
+    cfg = default_config("sr64", "runs/sr64", lr=1e-3, crop=16, freeze_encoder=False)   # diffae's, at its default
+    assert (cfg.optim.lr, cfg.task.crop, cfg.run.folder, cfg.ema.decay) == (1e-3, 16, "runs/sr64", 0.999)
+    assert type(cfg.task).__name__ == "SRSettings" and not hasattr(cfg.task, "freeze_encoder")
+    flat = cfg.flat()
+    assert flat["run"] == "runs/sr64" and flat["ema_decay"] == 0.999 and flat["crop"] == 16
+    assert TrainConfig.build("sr64", SRSettings, **{k: v for k, v in flat.items() if k != "kind"}) == cfg
+    assert cfg.replace(crop=8).task.crop == 8 and cfg.task.crop == 16
+    with pytest.raises(ValueError, match="--freeze-encoder applies to diffae only, not sr64"):
+        default_config("sr64", "x", freeze_encoder=True)
+    with pytest.raises(TypeError, match="no setting 'nope'"):
+        TrainConfig.build("sr64", SRSettings, nope=1)
+
+
+def test_a_run_config_written_before_the_split_reads_into_the_parts():
+    flat = json.loads((OLD_RUN / "config.json").read_text())
+    kind = flat.pop("kind")
+    reads = task_fields(DiffAESettings)
+    flat = {k: v for k, v in flat.items() if k in reads or k not in TASK_OPTIONS}   # other kinds' settings
+    cfg = TrainConfig.build(kind, DiffAESettings, **flat)
+    assert cfg.task.freeze_encoder and cfg.task.cond_dropout == 0.1 and cfg.optim.steps == 2
+    assert cfg == default_config("diffae", "runs/diffae", smoke=True, freeze_encoder=True, cond_dropout=0.1,
+                                 channels=[4, 8], resolution=32, steps=2, threads=1, checkpoints="checkpoints")

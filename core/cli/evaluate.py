@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -17,6 +18,7 @@ from core.evaluation import diffae, translate
 from core.evaluation.classifiers import ClassifierSettings
 from core.evaluation.evaluate import DEFAULT_GUIDANCE, DEFAULT_N, DEFAULT_N_SR, MODELS, evaluate
 from core.evaluation.report import format_report, json_safe
+from core.training.classifiers import load_or_train
 
 
 def add_parsers(sub, models: argparse.ArgumentParser) -> None:
@@ -76,19 +78,21 @@ def run_diffae(args: argparse.Namespace) -> None:
     n = check_int("--n", args.n, 1)
     strength = None if args.strength is None else check_strength(args.strength)
     steps = check_steps(args.steps)
-    print(json.dumps(diffae.evaluate(load_models(args), n, strength, steps, grid=args.grid), indent=2))
+    print(json.dumps(diffae.evaluate(load_models(args), n, strength, steps, grid=args.grid,
+                                     train_missing=load_or_train), indent=2))
 
 
 def run_evaluate(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(check_int("--threads", args.threads, 1))
     models = [m.strip() for m in args.models.split(",") if m.strip()]
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     clf_settings = ClassifierSettings(steps=args.classifier_steps) if args.classifier_steps is not None else None
     results = evaluate(args.checkpoints, models=models, n=args.n, n_sr=args.n_sr, steps=args.steps,
                        guidance=args.guidance, device=args.device, seed=args.seed, classifiers=args.classifiers,
                        classifier_settings=clf_settings, clip=args.clip, timing=not args.no_timing,
                        batch=args.batch, judge=args.judge, judge_n=args.judge_n, grid_dir=args.grid_dir,
-                       old_judge=args.old_judge, log=lambda s: print(s, file=sys.stderr, flush=True))
+                       old_judge=args.old_judge, train_missing=partial(load_or_train, log=log), log=log)
     print(format_report(results))
     if args.json:   # written whole, then moved into place
         path = Path(args.json)

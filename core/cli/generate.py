@@ -6,12 +6,21 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from core.cascade import base_defaults, default_base, generate, sr_defaults, variations
+from core.cascade import (
+    base_defaults,
+    default_base,
+    generate,
+    sr_defaults,
+    super_resolve,
+    upscale_factor,
+    upscale_settings,
+    variations,
+)
 from core.cli import finite, load_models, seed
 from core.data.emoji import DataSourceMissing, load_dataset
 from core.diffusion.samplers import SAMPLERS
 from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
-from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings, upscale
+from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings
 from core.reading import read_prompt
 from core.semantic import CLIP_SCALE, CODE_CLASSIFIER_SCALE, DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
 
@@ -95,9 +104,12 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     u.add_argument("--factor", type=int, choices=(2, 4), default=None,
                    help="2: the input is taken at SIZE/2 (one SR stage); 4: at 32 (both stages, SIZE 128 only); "
                         "default: from the input, 4 for an input of at most 32 px at SIZE 128, else 2")
-    u.add_argument("--steps", type=int, default=SR_DEFAULTS.steps)
-    u.add_argument("--sampler", choices=list(SAMPLERS), default=SR_DEFAULTS.sampler)
-    u.add_argument("--noise", type=int, default=SR_DEFAULTS.aug_level, help="noise-augmentation level (0-999)")
+    u.add_argument("--steps", type=int, help="steps of every stage (default: each stage's own, from its config: "
+                                             f"{SR_STAGE_DEFAULTS[0].steps} at 64 px, {SR_STAGE_DEFAULTS[1].steps} "
+                                             "at 128 px for the committed ones)")
+    u.add_argument("--sampler", choices=list(SAMPLERS), help="sampler of every stage (default: each stage's own)")
+    u.add_argument("--noise", type=int, help="noise-augmentation level (0-999) of every stage (default: each "
+                                             "stage's own)")
     u.add_argument("--seed", type=seed, default=0)
     u.add_argument("--out", required=True, help="output PNG file")
     u.set_defaults(handler=run_upscale, out_kind="file")
@@ -157,28 +169,18 @@ def run_variations(args: argparse.Namespace) -> None:
     write_all(result, Path(args.out), args.seed, "variations")
 
 
-def upscale_factor(size: int, input_side: int, factor: int | None) -> int:
-    """The factor of an upscale to `size`: the one given, else from the input's longer side (an
-    input of at most 32 px taken to 128 gets both SR stages, as the cascade runs them)."""
-    if factor is None:
-        factor = 4 if size == 128 and input_side <= 32 else 2
-    if size == 64 and factor == 4:
-        raise ValueError("--factor 4 needs --size 128 (the cascade starts at 32)")
-    return factor
-
-
 def run_upscale(args: argparse.Namespace) -> None:
     image = open_image(args.image)
-    args.factor = upscale_factor(args.size, max(image.size), args.factor)
+    factor = upscale_factor(args.size, max(image.size), args.factor)
     models = load_models(args)
-    stage_names = ["sr64", "sr128"] if args.factor == 4 else [f"sr{args.size}"]
-    x = pil_to_tensor(image, size=args.size // args.factor)
-    settings = StageSettings(sampler=args.sampler, steps=args.steps, guidance=1.0, aug_level=args.noise)
-    for i, name in enumerate(stage_names):
-        x = upscale(models.get(name), x, [args.seed], settings, stage=i + 1)
-    params = {"command": "upscale", "image": str(args.image), "size": args.size, "factor": args.factor,
-              "steps": args.steps, "sampler": args.sampler, "noise": args.noise, "seed": args.seed}
-    save_png(tensor_to_pil(x)[0], args.out, params)
+    x = pil_to_tensor(image, size=args.size // factor)
+    settings = upscale_settings(models, factor, args.size, sampler=args.sampler, steps=args.steps,
+                                aug_level=args.noise)
+    out = super_resolve(models, x, factor, [args.seed], settings)
+    params = {"command": "upscale", "image": str(args.image), "size": args.size, "factor": factor,
+              "steps": [s.steps for s in settings], "sampler": [s.sampler for s in settings],
+              "noise": [s.aug_level for s in settings], "seed": args.seed}
+    save_png(tensor_to_pil(out)[0], args.out, params)
     print(f"wrote {args.out}")
 
 

@@ -4,19 +4,17 @@ emoji."""
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
 
 from core.cli import seed
-from core.data.emoji import load_dataset
 from core.evaluation.judge import DEFAULT_FOLDER, RESOLUTION, Judge, JudgeError
 from core.images import open_image, pil_to_tensor
-from core.models.modelset import ModelSet
-from core.training.judge import DataSubset, JudgeSettings, measure, model_card, poor_samples, train_judge
+from core.training.judge import JudgeSettings
+from core.training.loop import train_fit
+from core.training.registry import fit_settings
 
 DESCRIPTION = "The judge: a small CNN that tells an emoji from what is not one, and says which it is."
 
@@ -25,7 +23,8 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p = sub.add_parser("judge", help="score images with the judge, or train it", description=DESCRIPTION)
     p.set_defaults(handler=run)
     sub = p.add_subparsers(dest="action", metavar="{train,score}", required=True)
-    t = sub.add_parser("train", help="train the judge (and measure it) and write its checkpoint folder")
+    t = sub.add_parser("train", help="train the judge (and measure it) and write its checkpoint folder; the same "
+                       "as `python -m core train judge`")
     t.set_defaults(out_kind="folder")
     t.add_argument("--out", default=str(DEFAULT_FOLDER))
     t.add_argument("--steps", type=int, help=f"training steps (default {JudgeSettings.steps})")
@@ -39,6 +38,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
                    "its figures on the held-out split in the card")
     t.add_argument("--exclude-heldout", action="store_true", help="only train (and write) the twin")
     t.add_argument("--checkpoints", help="checkpoints root with text_base and clip (for the poor samples)")
+    t.add_argument("--run", help="run folder whose state file lets an interrupted run continue (default: none)")
     t.add_argument("--threads", type=int, default=1)
     s = sub.add_parser("score", help="judge images: emoji or not, subgroup, nearest real emoji")
     s.add_argument("images", nargs="+")
@@ -53,47 +53,14 @@ def run(args: argparse.Namespace) -> None:
 
 
 def train(args: argparse.Namespace) -> None:
-    data = load_dataset()
-    log = lambda s: print(s, flush=True)  # noqa: E731
+    """`judge train`: the registered training task `train judge` under its older name."""
     early_n = args.early_n if args.early_n is not None else (384 if args.early else 0)
     if early_n and not args.early:
         raise JudgeError("--early-n needs --early: the checkpoints root of an early-training text base")
-    settings = JudgeSettings(**{k: v for k, v in (("steps", args.steps), ("poor", args.poor), ("seed", args.seed),
-                                                  ("early", early_n)) if v is not None})
-    heldout = data.indices("heldout").tolist()
-    train_records = [data.records[i] for i in data.indices("train").tolist()]
-    bank = eval_poor = early_bank = early_eval = None
-    if settings.poor:
-        # captions of the training split for the banks (the twin never sees a held-out caption), of the
-        # held-out split (other seeds) for measuring
-        models = ModelSet(args.checkpoints, "cpu")
-        log(f"poor samples: {settings.poor} for training, 256 for measuring (text base, 2-3 DDIM steps)")
-        bank = poor_samples(models, train_records, settings.poor, settings.seed)
-        eval_poor = poor_samples(models, [data.records[i] for i in heldout], 256, settings.seed + 1)
-    if settings.early:
-        early = ModelSet(args.early, "cpu")
-        log(f"early samples: {settings.early} for training, 64 for measuring (text base of {args.early}, 25 steps)")
-        early_bank = poor_samples(early, train_records, settings.early, settings.seed + 2, steps=(25,), log=log)
-        early_eval = poor_samples(early, [data.records[i] for i in heldout], 64, settings.seed + 3, steps=(25,))
-    twin = None
-    if args.exclude_heldout or args.twin:
-        log("twin (training split only), to measure on the held-out split:")
-        t = train_judge(data, replace(settings, include_heldout=False), bank, early_bank, log)
-        t.set_reference(DataSubset(data, data.indices("train")))
-        twin = measure(t, data, heldout, eval_poor, early=early_eval)
-        log(f"twin on the held-out split: {json.dumps(twin)}")
-        if args.exclude_heldout:
-            t.info["measured"] = {"heldout_twin": twin}
-            t.save(args.out, model_card(t, twin, twin))
-            log(f"wrote {args.out}")
-            return
-    log("judge (all emoji):")
-    judge = train_judge(data, settings, bank, early_bank, log)
-    own = measure(judge, data, range(len(data)), eval_poor, early=early_eval)
-    log(f"judge on all emoji: {json.dumps(own)}")
-    judge.info["measured"] = {"all": own, **({"heldout_twin": twin} if twin else {})}
-    judge.save(args.out, model_card(judge, twin, own))
-    log(f"wrote {args.out}")
+    settings = fit_settings("judge", steps=args.steps, poor=args.poor, seed=args.seed, early=early_n)
+    options = {k: v for k, v in (("checkpoints", args.checkpoints), ("early", args.early), ("twin", args.twin),
+                                 ("exclude_heldout", args.exclude_heldout)) if v}
+    train_fit("judge", settings, args.run, args.out, log=lambda s: print(s, flush=True), **options)
 
 
 def score(args: argparse.Namespace) -> None:

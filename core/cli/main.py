@@ -40,7 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "judge": ("core.cli.judge", "score images with the judge, or train it"),
     "guidance-comparison": ("core.cli.guidance_comparison",
                             "classifier-free, classifier and CLIP guidance: plot and table"),
-    "classifiers": ("core.cli.classifiers", "train (or load) the attribute classifiers, print their accuracies"),
+    "classifiers": ("core.cli.classifiers", "train the attribute classifiers (as `train classifiers`)"),
     "data": ("core.cli.data", "build the emoji data set cache and print its counts"),
 }
 DESCRIPTION = "The diffusion demo hub without a UI."

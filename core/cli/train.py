@@ -3,18 +3,22 @@ from __future__ import annotations
 
 import argparse
 
+import torch
+
 from core.cli import seed
+from core.evaluation.classifiers import TASKS as CLASSIFIERS
 from core.models.checkpoints import DEFAULT_CHECKPOINTS
-from core.training.loop import train, train_all
-from core.training.registry import TRAIN_KINDS, default_config
+from core.training.loop import train, train_all, train_fit
+from core.training.registry import FIT_SETTINGS, FIT_TASKS, TRAIN_KINDS, default_config, fit_settings
 
 
 def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p = sub.add_parser("train", help="train (or resume) a model, or all of them in order",
                        description="Train (or resume) one kind of model, or every kind in dependency order (all).")
-    p.add_argument("kind", choices=TRAIN_KINDS + ("all",))
+    p.add_argument("kind", choices=TRAIN_KINDS + tuple(FIT_TASKS) + ("all",))
     p.add_argument("--run", help="run folder (state, samples); default runs/KIND")
-    p.add_argument("--export", help="write the EMA weights as a checkpoint folder here (for all: the checkpoints root)")
+    p.add_argument("--export", help="write the EMA weights as a checkpoint folder here (for all: the checkpoints "
+                                    "root; judge: default checkpoints/judge; classifiers: default their cache)")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch", type=int)
     p.add_argument("--lr", type=float)
@@ -58,6 +62,18 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p.add_argument("--checkpoints", help="checkpoints root a text base reads its CLIP from")
     p.add_argument("--threads", type=int)
     p.add_argument("--seed", type=seed)
+    p.add_argument("--poor", type=int, help="judge: poor text-base samples among the negatives (default 256; 0: none)")
+    p.add_argument("--early", help="judge: checkpoints root of an early-training text base (and its clip): its "
+                   "25-step samples join the negatives, e.g. the project's first text base (git show d29b43f:...)")
+    p.add_argument("--early-n", type=int, help="judge: how many early samples (default 384 with --early)")
+    p.add_argument("--twin", action="store_true", default=None, help="judge: also train a twin on the training "
+                   "split and report its figures on the held-out split in the card")
+    p.add_argument("--exclude-heldout", action="store_true", default=None, help="judge: only train (and write) "
+                   "the twin")
+    p.add_argument("--tasks", type=lambda s: tuple(t.strip() for t in s.split(",") if t.strip()),
+                   help="classifiers: comma-separated, of " + ", ".join(CLASSIFIERS) + " (default all)")
+    p.add_argument("--force", action="store_true", default=None,
+                   help="classifiers: retrain those already trained with these settings")
     p.add_argument("--profile", choices=("cpu", "gpu"), default="cpu",
                    help="all: gpu = bigger batches and a minutes budget per model (about 9 minutes in all)")
     p.add_argument("--smoke", action="store_true", help="tiny models, a few steps: checks every stage runs")
@@ -77,6 +93,15 @@ def run(a: argparse.Namespace) -> None:
                  balance=a.balance, t_sampling=a.t_sampling,
                  text_conditioning=a.text_conditioning, label_conditioning=a.label_conditioning, captions=a.captions)
     overrides = {k: v for k, v in given.items() if v is not None}
+    small = dict(poor=a.poor, early=a.early, early_n=a.early_n, twin=a.twin, exclude_heldout=a.exclude_heldout,
+                 tasks=a.tasks, force=a.force)
+    if a.kind in FIT_TASKS:
+        run_fit(a, overrides, {k: v for k, v in small.items() if v is not None})
+        return
+    if any(v is not None for v in small.values()):
+        flag = next(k for k, v in small.items() if v is not None)
+        owner = "classifiers" if flag in ("tasks", "force") else "judge"
+        raise ValueError(f"--{flag.replace('_', '-')} applies to {owner} only, not {a.kind}")
     if a.kind == "all":
         train_all(a.export or str(DEFAULT_CHECKPOINTS), a.run or "runs", smoke=a.smoke,
                   budget_minutes=a.budget_minutes, profile=a.profile, **overrides)
@@ -86,3 +111,23 @@ def run(a: argparse.Namespace) -> None:
     cfg = default_config(a.kind, a.run or f"runs/{a.kind}", smoke=a.smoke, budget_minutes=a.budget_minutes,
                          **overrides)
     train(cfg, export=a.export)
+
+
+def run_fit(a: argparse.Namespace, overrides: dict, options: dict) -> None:
+    """`train judge` / `train classifiers`: a task of `FIT_TASKS`, with its settings dataclass."""
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    settings = {k: overrides.pop(k) for k in FIT_SETTINGS if k in overrides}
+    overrides.pop("threads", None)
+    if overrides:
+        flag = next(iter(overrides))
+        raise ValueError(f"--{flag.replace('_', '-')} does not apply to {a.kind}")
+    if a.kind == "judge":
+        early_n = options.pop("early_n", 384 if options.get("early") else 0)
+        if early_n and not options.get("early"):
+            raise ValueError("--early-n needs --early: the checkpoints root of an early-training text base")
+        settings.update(early=early_n, **({"poor": options.pop("poor")} if "poor" in options else {}))
+    if a.checkpoints:
+        options["checkpoints"] = a.checkpoints
+    train_fit(a.kind, fit_settings(a.kind, smoke=a.smoke, **settings), a.run or f"runs/{a.kind}", a.export,
+              a.budget_minutes, log=lambda s: print(s, flush=True), **options)

@@ -21,34 +21,36 @@ background of every emoji, and horizontal flips). Seeded: the same settings give
 weights (on the same machine and thread count). The network is
 :class:`core.models.small_cnn.SmallCNN`, the judge's trunk too.
 
+Trained by the registered training task ``python -m core train classifiers``
+(:mod:`core.training.classifiers`); this module only loads them and says which command trains a
+missing one (:class:`ClassifierMissing`).
+
 Cache: one folder per task (``subgroup``; ``subgroup-<hash>`` for non-default settings) under
 ``$DIFFUSION_HUB_CLASSIFIERS`` or ``~/.cache/diffusion-hub/classifiers`` (``config.json`` with
 the classes, the settings, the data fingerprint and the measured held-out accuracy, plus
 ``model.safetensors``). A cached classifier is used when its settings and data fingerprint
-match, else it is retrained. Not committed: it is rebuilt from the data in about 3.5 CPU
+match (a stale or missing one is an error naming the command that trains it; the evaluation
+commands train it then, through the same task). Not committed: it is rebuilt from the data in about 3.5 CPU
 minutes per task (one thread; measured: held-out accuracy subgroup 0.72, skin tone 0.97,
 gender 0.96).
 
-Command line: ``python -m core classifiers [--folder DIR] [--tasks subgroup,skin_tone,gender]
-[--steps N] [--force] [--threads N]`` trains (or loads) them and prints their accuracies
-(:mod:`core.cli.classifiers`).
+Command line: ``python -m core train classifiers [--export DIR] [--tasks subgroup,skin_tone,gender]
+[--steps N] [--force] [--threads N]`` trains those missing (``--force``: all) and prints their
+accuracies; ``python -m core classifiers`` is the same command under its older name.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from core.data.emoji import load_dataset
-from core.models.small_cnn import RESOLUTION, SmallCNN, to_resolution
-from core.optim import fit
+from core.models.small_cnn import SmallCNN, to_resolution
 
 TASKS = ("subgroup", "skin_tone", "gender")
 SKIN_TONE_CLASSES = ("none", "light", "medium-light", "medium", "medium-dark", "dark")
@@ -238,72 +240,6 @@ class Classifier:
         return cls(model.to(device), classes, info)
 
 
-# --------------------------------------------------------------------------- training
-
-
-def _augment(x: torch.Tensor, shift: int, flip: bool, gen: torch.Generator) -> torch.Tensor:
-    """Random translations by up to `shift` pixels (white padding) and horizontal flips."""
-    b, _, h, w = x.shape
-    if shift > 0:
-        padded = F.pad(x, (shift, shift, shift, shift), value=1.0)
-        offs = torch.randint(2 * shift + 1, (b, 2), generator=gen).tolist()
-        x = torch.stack([padded[i, :, dy:dy + h, dx:dx + w] for i, (dy, dx) in enumerate(offs)])
-    if flip:
-        mask = torch.rand(b, generator=gen) < 0.5
-        x = torch.where(mask.view(b, 1, 1, 1), x.flip(-1), x)
-    return x
-
-
-def train_classifier(task: str, data=None, settings: ClassifierSettings | None = None,
-                     device: str | torch.device = "cpu",
-                     log: Callable[[str], None] | None = print) -> Classifier:
-    """Train one classifier on the training split; its held-out accuracy goes into ``info``."""
-    settings = settings or ClassifierSettings()
-    data = data if data is not None else load_dataset()
-    classes = task_classes(task, data)
-    log = log or (lambda s: None)
-    t0, c0 = time.perf_counter(), time.process_time()
-    idx, labels = training_examples(data, task, settings)
-    gen = torch.Generator().manual_seed(settings.seed)
-    images = data.images_at(RESOLUTION, idx)
-    counts = torch.bincount(labels, minlength=len(classes)).float()
-    weights = counts[labels].pow(-settings.balance)
-
-    torch.manual_seed(settings.seed)
-    model = SmallCNN(len(classes), settings.width).to(device)
-    model.train()
-
-    def step_loss(step: int) -> torch.Tensor:   # one augmented, class-balanced batch
-        pick = torch.multinomial(weights, settings.batch, replacement=True, generator=gen)
-        x = _augment(images[pick], settings.shift, settings.flip, gen).to(device)
-        return F.cross_entropy(model(x), labels[pick].to(device), label_smoothing=settings.label_smoothing)
-
-    def report(step: int, running: dict[str, float]) -> None:
-        log(f"  {task}: step {step}/{settings.steps} loss {running['loss']:.3f} ({time.perf_counter() - t0:.0f} s)")
-
-    fit(model.parameters(), step_loss, settings.steps, settings.lr, weight_decay=settings.weight_decay,
-        warmup=settings.warmup, report=report, reports=5)
-    model.eval()
-    clf = Classifier(model, classes, {})
-    h_idx, h_labels = task_examples(data, task, "heldout")
-    heldout_acc = clf.accuracy(data.images_at(RESOLUTION, h_idx), h_labels)
-    seconds = time.perf_counter() - t0
-    clf.info = {
-        "format_version": FORMAT_VERSION, "task": task, "settings": asdict(settings),
-        "data_fingerprint": data_fingerprint(data), "resolution": RESOLUTION,
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "train_images": len(idx), "heldout_images": len(h_idx),
-        "heldout_accuracy": heldout_acc, "chance_accuracy": float(counts.max() / counts.sum()),
-        "train_seconds": round(seconds, 1), "train_cpu_seconds": round(time.process_time() - c0, 1),
-        "threads": torch.get_num_threads(),
-        "torch": torch.__version__,
-    }
-    log(f"  {task}: {len(classes)} classes, {len(idx)} training images, held-out accuracy "
-        f"{heldout_acc:.3f} on {len(h_idx)} images (majority class {clf.info['chance_accuracy']:.3f}); "
-        f"{seconds:.0f} s ({clf.info['train_cpu_seconds']:.0f} CPU s)")
-    return clf
-
-
 def cache_name(task: str, settings: ClassifierSettings) -> str:
     """``task`` for the default settings, ``task-<hash of the settings>`` for others, so a
     quick run with other settings never replaces the default classifiers."""
@@ -313,41 +249,56 @@ def cache_name(task: str, settings: ClassifierSettings) -> str:
     return f"{task}-{hashlib.sha256(blob.encode()).hexdigest()[:8]}"
 
 
-def load_or_train(task: str, folder: str | os.PathLike | None = None, data=None,
-                  settings: ClassifierSettings | None = None, device: str | torch.device = "cpu",
-                  force: bool = False, log: Callable[[str], None] | None = print) -> Classifier:
-    """The cached classifier in ``folder/task`` if its settings and data match, else train and cache it."""
+TRAIN_COMMAND = "python -m core train classifiers"
+
+
+class ClassifierMissing(FileNotFoundError):
+    """No trained classifier of these settings and data in the folder; the message names the
+    command that trains it."""
+
+
+def matches(clf: Classifier, task: str, data, settings: ClassifierSettings) -> bool:
+    """Whether a loaded classifier is the one of these settings and data (else it is stale)."""
+    return (clf.info.get("format_version") == FORMAT_VERSION and clf.info.get("settings") == asdict(settings)
+            and clf.info.get("data_fingerprint") == data_fingerprint(data) and clf.classes == task_classes(task, data))
+
+
+def load_classifier(task: str, folder: str | os.PathLike | None = None, data=None,
+                    settings: ClassifierSettings | None = None, device: str | torch.device = "cpu",
+                    missing: Callable[[str], Classifier] | None = None) -> Classifier:
+    """The trained classifier of ``task`` in ``folder`` (default :func:`default_folder`) whose
+    settings and data match. Absent, unreadable or stale: ``missing(task)`` when given (the command
+    line trains it there, through the registered training task), else ClassifierMissing naming
+    the command that trains it. Never trains by itself."""
     settings = settings or ClassifierSettings()
     data = data if data is not None else load_dataset()
     sub = Path(folder or default_folder()) / cache_name(task, settings)
-    log = log or (lambda s: None)
-    if not force and (sub / CONFIG_FILE).is_file():
+    why = "no classifier there"
+    if (sub / CONFIG_FILE).is_file():
         try:
             clf = Classifier.load(sub, device)
-            if (clf.info.get("format_version") == FORMAT_VERSION
-                    and clf.info.get("settings") == asdict(settings)
-                    and clf.info.get("data_fingerprint") == data_fingerprint(data)
-                    and clf.classes == task_classes(task, data)):
+            if matches(clf, task, data, settings):
                 return clf
-            log(f"  {task}: cached classifier in {sub} is for other settings or data; retraining")
+            why = "the one there is for other settings or data"
         except (OSError, ValueError, KeyError, RuntimeError) as e:
-            log(f"  {task}: cached classifier in {sub} unreadable ({e}); retraining")
-    log(f"  {task}: training a classifier ({settings.steps} steps), cached in {sub} "
-        "(a few MB; set DIFFUSION_HUB_CLASSIFIERS to keep them elsewhere)")
-    clf = train_classifier(task, data, settings, device=device, log=log)
-    clf.save(sub)
-    return clf.to(device)
+            why = f"the one there is unreadable ({e})"
+    if missing is not None:
+        return missing(task).to(device)
+    steps = "" if settings == ClassifierSettings() else f" --steps {settings.steps}"
+    raise ClassifierMissing(f"attribute classifier {task!r} missing in {sub.parent} ({why}): train it with "
+                            f"`{TRAIN_COMMAND} --tasks {task}{steps}`"
+                            f"{'' if folder is None else f' --export {sub.parent}'}")
 
 
 def load_all(folder: str | os.PathLike | None = None, data=None, settings: ClassifierSettings | None = None,
-             tasks: Sequence[str] = TASKS, device: str | torch.device = "cpu", force: bool = False,
-             log: Callable[[str], None] | None = print) -> dict[str, Classifier]:
-    """``{task: Classifier}`` for each task, loaded from the cache or trained."""
+             tasks: Sequence[str] = TASKS, device: str | torch.device = "cpu",
+             missing: Callable[[str], Classifier] | None = None) -> dict[str, Classifier]:
+    """``{task: Classifier}`` for each task (:func:`load_classifier`)."""
     data = data if data is not None else load_dataset()
-    return {t: load_or_train(t, folder, data, settings, device, force, log) for t in tasks}
+    return {t: load_classifier(t, folder, data, settings, device, missing) for t in tasks}
 
 
 __all__ = ["TASKS", "SKIN_TONE_CLASSES", "GENDER_CLASSES", "ClassifierSettings", "Classifier",
-           "task_classes", "task_label", "task_examples", "training_examples", "train_classifier", "load_or_train",
-           "load_all",
+           "task_classes", "task_label", "task_examples", "training_examples", "load_classifier", "load_all",
+           "ClassifierMissing", "matches",
            "default_folder", "data_fingerprint", "cache_name"]

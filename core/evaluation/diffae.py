@@ -76,7 +76,8 @@ def sweep_grid(model, directions: Directions, images: torch.Tensor, attributes: 
 
 
 def evaluate(models, n: int = 32, strength: float | None = None, steps: int = DEFAULT_STEPS, batch: int = 16,
-             classifier_folder=None, grid: str | Path | None = None, log: Callable[[str], None] = print) -> dict:
+             classifier_folder=None, grid: str | Path | None = None, train_missing: Callable | None = None,
+             log: Callable[[str], None] = print) -> dict:
     """Reconstruction PSNR on held-out emoji, and edit success on held-out people emoji at
     +-`strength` class gaps (None: 1, one class gap); `grid`: also write a strength-sweep image
     there (rows: people with skin tones under dark-skin, then men and women under woman)."""
@@ -113,7 +114,8 @@ def evaluate(models, n: int = 32, strength: float | None = None, steps: int = DE
             result["direction_accuracy_heldout"][name] = {
                 "n": len(y), "accuracy": float(((directions.score(z, name) > 0).long().cpu() == y).float().mean())}
     log(f"attribute classifiers on held-out z_sem: {json.dumps(result['direction_accuracy_heldout'])}")
-    clfs = {t: classifiers.load_or_train(t, classifier_folder, data, log=log)
+    missing = None if train_missing is None else (lambda task: train_missing(task, classifier_folder, data))
+    clfs = {t: classifiers.load_classifier(t, classifier_folder, data, missing=missing)
             for t in ("skin_tone", "gender", "subgroup")}
     tones = list(TONES)
     tone_idx = torch.tensor([clfs["skin_tone"].index(t) for t in tones])

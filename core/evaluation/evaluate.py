@@ -89,7 +89,7 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
              clip: str | os.PathLike | None = None, timing: bool = True, batch: int = 32, data=None,
              judge: str | os.PathLike | None = None, judge_n: int | None = None,
              grid_dir: str | os.PathLike | None = None, old_judge: str | os.PathLike | None = None,
-             log: Callable[[str], None] | None = None) -> dict:
+             train_missing: Callable | None = None, log: Callable[[str], None] | None = None) -> dict:
     """Run every section; returns a JSON-ready dict (see :func:`core.evaluation.report.format_report`).
 
     ``judge`` is the judge folder (default ``<checkpoints>/judge``), which
@@ -100,6 +100,9 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
 
     ``classifiers`` is the classifier cache folder (default ``~/.cache/diffusion-hub/classifiers``),
     ``classifier_settings`` a :class:`ClassifierSettings` of the attribute classifiers (tiny ones for tests);
+    a classifier missing there is ClassifierMissing (naming the command that trains it) unless
+    ``train_missing(task, folder, data, settings)`` is given (the command line's: the registered
+    training task, ``core.training.classifiers.load_or_train``), which trains it there;
     ``clip`` the CLIP folder used for the CLIP metrics (default ``<checkpoints>/clip``);
     ``n_sr`` the images per SR stage and for the chain (at most ``n``; None: ``n``).
     """
@@ -152,7 +155,9 @@ def evaluate(checkpoints: str | os.PathLike | None = None, models: Sequence[str]
     clfs = None
     if any(m in models and present(m) for m in ("text_base", "class_base", "prior")):
         log("classifiers:")
-        clfs = load_all(classifiers, data, classifier_settings, device=ms.device, log=log)
+        missing = None if train_missing is None else (
+            lambda task: train_missing(task, classifiers, data, classifier_settings))
+        clfs = load_all(classifiers, data, classifier_settings, device=ms.device, missing=missing)
         results["classifiers"] = {
             t: {k: c.info.get(k) for k in ("heldout_accuracy", "chance_accuracy", "train_images",
                                             "heldout_images", "train_seconds", "parameters")}

@@ -27,7 +27,7 @@ set when first needed, not stored.
 
 Command line (:mod:`core.cli.judge`)::
 
-    python -m core judge train [--out DIR] [--steps N] [--exclude-heldout] [--checkpoints DIR] [--threads N]
+    python -m core train judge [--export DIR] [--steps N] [--exclude-heldout] [--checkpoints DIR] [--threads N]
     python -m core judge score IMAGE... [--judge DIR]
 """
 from __future__ import annotations
@@ -242,7 +242,7 @@ class Judge:
         try:
             config, state = read_folder(folder)
         except CheckpointError as e:
-            raise JudgeError(f"judge: {e} (train one with `python -m core judge train --out {folder}`)") from e
+            raise JudgeError(f"judge: {e} (train one with `python -m core train judge --export {folder}`)") from e
         missing = [k for k in ("subgroups", "width") if k not in config]
         if missing:
             raise JudgeError(f"judge checkpoint {folder}: config.json has no {', '.join(repr(k) for k in missing)}")

@@ -37,7 +37,7 @@ from pathlib import Path
 
 import torch
 
-from core.data.emoji import captions_for, random_caption
+from core.data.emoji import captions_for, design_weights, random_caption
 from core.diffae import semantic_code
 from core.images import save_grid
 from core.models.checkpoints import CheckpointError
@@ -47,6 +47,7 @@ from core.models.prior import denoise_codes, prior_sampling
 from core.models.text_encoders import ClipTextEncoder
 from core.optim import fit
 from core.pipeline import generate_class, generate_text
+from core.training.config import ClassBaseSettings, PixelBaseSettings, TextBaseSettings
 from core.training.task import DiffusionTask
 
 GRID_PROMPTS = ["woman dancing, dark skin tone", "man dancing, light skin tone", "thumbs up", "red apple",
@@ -87,7 +88,7 @@ def decoder_transfer(task, kind: str, conditioner: dict, guidance: float) -> tup
     `conditioner` (one that ends in a semantic code: its semantic_dim is the decoder's), sampled at
     `guidance`, with the decoder's UNet, z_proj, schedule and parameterisation, and its code_mean / code_std set
     from the training emoji's codes; returns it and those codes [N_train, semantic_dim]."""
-    folder = Path(task.cfg.checkpoints) / "diffae"
+    folder = Path(task.cfg.run.checkpoints) / "diffae"
     decoder = load_model(folder)
     if decoder.kind != "diffae" or decoder.resolution != 32:
         raise CheckpointError(f"{folder} holds a {decoder.kind!r} model at {decoder.resolution} px; "
@@ -139,13 +140,18 @@ def fit_mixture(net, labels: torch.Tensor, noise: torch.Tensor, choice: torch.Te
 
 class PixelBaseTask(DiffusionTask):
     """What the two 32 px bases share: their recipe and the design balance of their draws."""
-    options = DiffusionTask.options | {"balance"}
+    settings = PixelBaseSettings
     defaults = BASE_DEFAULTS
+
+    def __init__(self, cfg):
+        super().__init__(cfg)
+        if cfg.task.balance:   # emoji drawn with weight (design size) ** -balance
+            self.weights = design_weights([self.data.records[i] for i in self.train_idx.tolist()], cfg.task.balance)
 
 
 class ClassBaseTask(PixelBaseTask):
     name, folder = "class_base", "class_base"
-    options = PixelBaseTask.options | {"label_conditioning"}
+    settings = ClassBaseSettings
     gpu_profile = dict(batch=512, lr=1e-3, warmup=500, budget_minutes=1.25)
 
     def build(self):
@@ -153,12 +159,12 @@ class ClassBaseTask(PixelBaseTask):
         self.images = self.data.images_at(32, torch.arange(len(self.data.records)))
         self.labels = torch.as_tensor(self.data.labels)
         self.code_noise = None   # code: each training emoji's noise for the fine-tuning (`warm_start`)
-        if self.cfg.label_conditioning == "code":
+        if self.cfg.task.label_conditioning == "code":
             conditioner = {"type": "label_code", "classes": list(classes), "code_hidden": CODE_HIDDEN,
                            "code_modes": len(self.train_idx) if CODE_MIXTURE else None}
             model, self.codes = decoder_transfer(self, "class_base", conditioner, CODE_GUIDANCE)
         else:
-            unet = image_unet_config(32, self.cfg.channels, num_class_embeds=len(classes) + 1, attention_levels=1)
+            unet = image_unet_config(32, self.cfg.task.channels, num_class_embeds=len(classes) + 1, attention_levels=1)
             model = DiffusionModel(ModelConfig(kind="class_base", resolution=32, backbone=unet_backbone(unet),
                                                conditioner={"type": "label_embedding", "classes": list(classes)}))
         self.schedule = model.schedule
@@ -167,19 +173,19 @@ class ClassBaseTask(PixelBaseTask):
     def warm_start(self, model, log):
         """Code: distill the committed prior's sampler into label_code, then pair each training
         emoji with a noise (`pair_noises`)."""
-        if self.cfg.label_conditioning != "code":
+        if self.cfg.task.label_conditioning != "code":
             return
         labels, noise, target = self.distillation_set(model)
-        steps = 20 if self.cfg.smoke else DISTILL_STEPS
+        steps = 20 if self.cfg.run.smoke else DISTILL_STEPS
         if model.config.conditioner.get("code_modes"):
             choice = self.fit_modes(model, labels, target)
             residual = target - model.conditioner.label_code.mode_codes[choice]
             ce, mse = fit_mixture(model.conditioner.label_code, labels, noise, choice, residual, steps,
-                                  self.cfg.seed,
+                                  self.cfg.run.seed,
                                   DISTILL_BATCH)
             last = f"cross-entropy {ce:.3f}, residual MSE {mse:.3f}"
         else:
-            mse = fit_regression(model.conditioner.label_code, (labels, noise), target, steps, self.cfg.seed,
+            mse = fit_regression(model.conditioner.label_code, (labels, noise), target, steps, self.cfg.run.seed,
                                  DISTILL_BATCH)
             last = f"MSE {mse:.3f}"
         log(f"class_base: label_code distilled from the prior's sampler on {len(target)} codes of "
@@ -220,7 +226,7 @@ class ClassBaseTask(PixelBaseTask):
         prior's DDIM sampler reaches from them at its default guidance (the null label: no guidance).
         Kept in the run folder (`distillation_set.pt`), so a resumed run pairs without the prior."""
         device = model.conditioner.code_mean.device
-        cache = Path(self.cfg.run) / "distillation_set.pt"
+        cache = Path(self.cfg.run.folder) / "distillation_set.pt"
         if cache.is_file():
             saved = torch.load(cache, map_location="cpu", weights_only=True)
             return saved["labels"].to(device), saved["noise"].to(device), saved["target"].to(device)
@@ -235,7 +241,7 @@ class ClassBaseTask(PixelBaseTask):
         """The distillation set of the labels at `indices` (default all, the null label
         `num_classes` last) and the chunks of noises at `chunks` (default all); each chunk of each
         label's noises comes from a generator of its own, so the set can be made in parts."""
-        folder = Path(self.cfg.checkpoints) / "prior"
+        folder = Path(self.cfg.run.checkpoints) / "prior"
         device = model.conditioner.code_mean.device
         prior = load_model(folder, device=device)
         classes = model.config.classes
@@ -244,15 +250,15 @@ class ClassBaseTask(PixelBaseTask):
         missing = sorted(set(classes) - set(prior.config.classes))
         if missing:
             raise CheckpointError(f"the semantic prior in {folder} lacks labels of this data set: {missing[:3]}")
-        n = 4 if self.cfg.smoke else min(DISTILL_NOISES, DISTILL_CHUNK)
-        steps = 2 if self.cfg.smoke else prior_sampling(prior, "steps")
+        n = 4 if self.cfg.run.smoke else min(DISTILL_NOISES, DISTILL_CHUNK)
+        steps = 2 if self.cfg.run.smoke else prior_sampling(prior, "steps")
         names = [*classes, None]
         labels, noises, targets = [], [], []
-        every_chunk = range(1 if self.cfg.smoke else max(1, DISTILL_NOISES // DISTILL_CHUNK))
+        every_chunk = range(1 if self.cfg.run.smoke else max(1, DISTILL_NOISES // DISTILL_CHUNK))
         for chunk, index in itertools.product(every_chunk if chunks is None else chunks,
                                               range(len(names)) if indices is None else indices):
             name = names[index]
-            gen = torch.Generator().manual_seed(self.cfg.seed * 1000 + index + 1 + 100_000 * chunk)
+            gen = torch.Generator().manual_seed(self.cfg.run.seed * 1000 + index + 1 + 100_000 * chunk)
             noise = torch.randn(n, prior.config.dim, generator=gen).to(device)
             cond = prior.null_cond(n) if name is None else prior.label_cond([name] * n)
             guidance = 1.0 if name is None else prior_sampling(prior, "guidance")
@@ -282,19 +288,19 @@ class ClassBaseTask(PixelBaseTask):
                 self.code_noise[i, slot] = noise[nearest].cpu()
 
     def loss(self, model, gen, device):
-        if self.cfg.label_conditioning == "code" and self.code_noise is None:   # resumed: pair afresh
+        if self.cfg.task.label_conditioning == "code" and self.code_noise is None:   # resumed: pair afresh
             network = getattr(model, "module", model)
             labels, noise, _ = self.distillation_set(network)
             self.pair_noises(network, labels, noise)
         return super().loss(model, gen, device)
 
     def x0_and_cond(self, gen, device):
-        idx = self.draw(gen, self.cfg.batch)
+        idx = self.draw(gen, self.cfg.optim.batch)
         labels = self.labels[idx].clone()
-        drop = torch.rand(len(idx), generator=gen) < self.cfg.cond_dropout
+        drop = torch.rand(len(idx), generator=gen) < self.cfg.task.cond_dropout
         labels[drop] = len(self.data.classes)  # the null label
         cond = {"labels": labels.to(device)}
-        if self.cfg.label_conditioning == "code":
+        if self.cfg.task.label_conditioning == "code":
             cond["code_noise"] = self.code_noise[idx, drop.long()].to(device)
         return self.images[idx].to(device), cond
 
@@ -306,19 +312,20 @@ class ClassBaseTask(PixelBaseTask):
 
 class TextBaseTask(PixelBaseTask):
     name, folder = "text_base", "text_base"
-    options = PixelBaseTask.options | {"text_conditioning"}
+    settings = TextBaseSettings
     gpu_profile = dict(batch=512, lr=1e-3, warmup=500, budget_minutes=2.25)
 
     def build(self):
-        clip_folder = Path(self.cfg.checkpoints) / "clip"
+        clip_folder = Path(self.cfg.run.checkpoints) / "clip"
         self.encoder = ClipTextEncoder.from_folder(clip_folder)
         self.images = self.data.images_at(32, torch.arange(len(self.data.records)))
-        if self.cfg.text_conditioning == "pooled":
+        if self.cfg.task.text_conditioning == "pooled":
             conditioner = {"type": "pooled_text_code", "text_encoder": "clip", "pooled_dim": self.encoder.pooled_width,
                            "text_hidden": TEXT_HIDDEN}
             model, self.codes = decoder_transfer(self, "text_base", conditioner, POOLED_GUIDANCE)
         else:
-            unet = text_unet_config(32, self.cfg.channels, cross_attention_dim=self.encoder.width, attention_levels=1)
+            unet = text_unet_config(32, self.cfg.task.channels, cross_attention_dim=self.encoder.width,
+                                    attention_levels=1)
             model = DiffusionModel(ModelConfig(kind="text_base", resolution=32, backbone=unet_backbone(unet, True),
                                                conditioner={"type": "text_tokens", "text_encoder": "clip"}))
         self.schedule = model.schedule
@@ -327,7 +334,7 @@ class TextBaseTask(PixelBaseTask):
     def warm_start(self, model, log):
         """Pooled: fit text_mlp so that every caption of a training emoji predicts the emoji's
         normalised code (MSE, AdamW), before the fine-tuning starts."""
-        if self.cfg.text_conditioning != "pooled":
+        if self.cfg.task.text_conditioning != "pooled":
             return
         captions, rows = [], []
         for j, i in enumerate(self.train_idx.tolist()):
@@ -338,14 +345,14 @@ class TextBaseTask(PixelBaseTask):
         self.encoder.to(device)
         pooled = torch.cat([self.encoder.encode(captions[s:s + 512]).pooled for s in range(0, len(captions), 512)])
         target = model.conditioner.normalise(self.codes.to(device))[torch.as_tensor(rows, device=device)]
-        steps = 20 if self.cfg.smoke else REGRESSION_STEPS
-        loss = fit_regression(model.conditioner.text_mlp, (pooled,), target, steps, self.cfg.seed)
+        steps = 20 if self.cfg.run.smoke else REGRESSION_STEPS
+        loss = fit_regression(model.conditioner.text_mlp, (pooled,), target, steps, self.cfg.run.seed)
         log(f"text_base: text_mlp fitted to {len(captions)} captions of {len(set(rows))} emoji "
             f"by regression ({steps} steps; last batch MSE {loss:.3f})")
 
     def x0_and_cond(self, gen, device):
-        idx = self.draw(gen, self.cfg.batch)
-        drop = torch.rand(len(idx), generator=gen) < self.cfg.cond_dropout
+        idx = self.draw(gen, self.cfg.optim.batch)
+        drop = torch.rand(len(idx), generator=gen) < self.cfg.task.cond_dropout
         prompts = ["" if d else random_caption(self.data.records[i], gen) for i, d in zip(idx.tolist(), drop.tolist())]
         self.encoder.to(device)
         emb = self.encoder.encode(prompts)

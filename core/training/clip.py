@@ -20,14 +20,14 @@ class ClipTask(Task):
 
     def build(self):
         captions = [c for r in self.data.records for c in captions_for(r)]
-        base = ClipConfig.tiny() if self.cfg.smoke else ClipConfig()
+        base = ClipConfig.tiny() if self.cfg.run.smoke else ClipConfig()
         self.clip_config = replace(base, vocab=build_vocab(captions))
         self.tokenizer = CompactTokenizer(self.clip_config)
         self.images = self.data.images_at(64, torch.arange(len(self.data.records)))
         return build_clip(self.clip_config)
 
     def loss(self, model, gen, device):
-        idx = self.train_idx[torch.randperm(len(self.train_idx), generator=gen)[: self.cfg.batch]]
+        idx = self.train_idx[torch.randperm(len(self.train_idx), generator=gen)[: self.cfg.optim.batch]]
         prompts = [random_caption(self.data.records[i], gen) for i in idx.tolist()]
         ids, _ = self.tokenizer(prompts)
         with self.autocast(device):

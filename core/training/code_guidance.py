@@ -37,11 +37,12 @@ from core.models.code_guidance import (
 )
 from core.models.loading import load_model
 from core.models.text_encoders import ClipTextEncoder
+from core.training.config import MLPSettings
 from core.training.task import Task
 
 
 class CodeGuideTask(Task):
-    options = frozenset({"width", "depth"})
+    settings = MLPSettings
     # a 0.3 M-parameter MLP over 256-d codes: a few minutes of one CPU thread
     defaults = dict(batch=256, lr=2e-3, warmup=100, steps=1500, save_every=500, sample_every=1500,
                     weight_decay=0.01)
@@ -58,12 +59,12 @@ class CodeGuideTask(Task):
         return self.prior.normalise(semantic_code(self.diffae, images))
 
     def config(self, **extra) -> CodeGuideConfig:
-        width, depth = (32, 1) if self.cfg.smoke else (self.cfg.width or 128, self.cfg.depth or 2)
+        width, depth = (32, 1) if self.cfg.run.smoke else (self.cfg.task.width or 128, self.cfg.task.depth or 2)
         return CodeGuideConfig(kind=self.kind, dim=self.prior.config.dim, width=width, depth=depth,
                                schedule=dict(self.prior.config.schedule), **extra)
 
     def build(self):
-        root = Path(self.cfg.checkpoints)
+        root = Path(self.cfg.run.checkpoints)
         self.prior = load_model(root / "prior")
         self.diffae = load_model(root / self.prior.config.decoder)
         self.z0 = self.codes(self.train_idx)
@@ -80,7 +81,7 @@ class CodeGuideTask(Task):
         return self.schedule.q_sample(x0, t, torch.randn(x0.shape, generator=gen)).float(), t
 
     def draw(self, gen: torch.Generator) -> torch.Tensor:
-        return torch.multinomial(self.weights, self.cfg.batch, replacement=True, generator=gen)
+        return torch.multinomial(self.weights, self.cfg.optim.batch, replacement=True, generator=gen)
 
     def export(self, model, folder, card):
         save_model(model, folder, card)
@@ -121,7 +122,7 @@ class CodeMatcherTask(CodeGuideTask):
     name, folder, kind = "noise-aware code-text matcher of the prior's codes", MATCHER_KIND, MATCHER_KIND
 
     def make_model(self):
-        self.encoder = ClipTextEncoder.from_folder(Path(self.cfg.checkpoints) / self.prior.config.text_encoder)
+        self.encoder = ClipTextEncoder.from_folder(Path(self.cfg.run.checkpoints) / self.prior.config.text_encoder)
         captions, self.caption_rows = [], []
         for i in self.train_idx.tolist():
             own = captions_for(self.data.records[i])

@@ -17,6 +17,7 @@ from core.diffae import ENCODER_CHANNELS, SEMANTIC_DIM, decode, encode, fit_dire
 from core.images import save_grid
 from core.models.checkpoints import save_model
 from core.models.networks import DiffusionModel, ModelConfig, diffae_unet_config, unet_backbone
+from core.training.config import DiffAESettings
 from core.training.task import DiffusionTask
 
 
@@ -26,16 +27,16 @@ class DiffAETask(DiffusionTask):
     fire on them in backward, so multi-GPU training works with every parameter used each step;
     but it relies on that, not on forward. Single-process training (CPU or one GPU) is exact."""
     name, folder = "diffae", "diffae"
-    options = DiffusionTask.options | {"resolution", "freeze_encoder"}
+    settings = DiffAESettings
     defaults = dict(channels=(32, 64, 128), snr_floor=1.0, cond_dropout=0.0)
     gpu_profile = dict(batch=256, lr=1e-3, warmup=500, budget_minutes=1.25)
 
     def build(self):
-        smoke = self.cfg.smoke
+        smoke = self.cfg.run.smoke
         semantic_dim = 32 if smoke else SEMANTIC_DIM
         enc = (8, 16) if smoke else ENCODER_CHANNELS
-        channels = tuple(self.cfg.channels)   # self-attention only at 16x16 or below (2 levels: none)
-        self.resolution = self.cfg.resolution or 64
+        channels = tuple(self.cfg.task.channels)   # self-attention only at 16x16 or below (2 levels: none)
+        self.resolution = self.cfg.task.resolution or 64
         unet = diffae_unet_config(self.resolution, channels, attention_levels=1 if len(channels) >= 3 else 0,
                                   head_dim=8 if smoke else 32)
         model = DiffusionModel(ModelConfig(kind="diffae", resolution=self.resolution, backbone=unet_backbone(unet),
@@ -51,11 +52,11 @@ class DiffAETask(DiffusionTask):
         return super().loss(model, gen, device)
 
     def x0_and_cond(self, gen, device):
-        x0 = self.images[self.draw(gen, self.cfg.batch)].to(device)
-        with torch.set_grad_enabled(not self.cfg.freeze_encoder):
+        x0 = self.images[self.draw(gen, self.cfg.optim.batch)].to(device)
+        with torch.set_grad_enabled(not self.cfg.task.freeze_encoder):
             z_sem = self._encoder(x0)
-        if self.cfg.cond_dropout:   # DALL-E 2's decoder: the code dropped (the null code, zeros) for guidance
-            keep = torch.rand(len(x0), generator=gen) >= self.cfg.cond_dropout
+        if self.cfg.task.cond_dropout:   # DALL-E 2's decoder: the code dropped (the null code, zeros) for guidance
+            keep = torch.rand(len(x0), generator=gen) >= self.cfg.task.cond_dropout
             z_sem = z_sem * keep.to(device, z_sem.dtype)[:, None]
         return x0, {"z_sem": z_sem}
 
@@ -69,7 +70,7 @@ class DiffAETask(DiffusionTask):
         x = self.data.images_at(self.resolution, idx).to(device)
         was_training = model.training
         model.eval()
-        steps = 4 if self.cfg.smoke else 20
+        steps = 4 if self.cfg.run.smoke else 20
         z, x_T = encode(model, x, steps)
         rec = decode(model, z, x_T, steps)
         fresh = decode(model, z, fresh_noise(model, range(len(idx))), steps)

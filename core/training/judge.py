@@ -9,7 +9,10 @@ many negatives (:func:`core.training.judge_images.degrade`, and poor samples of 
 text base with 2-3 DDIM steps, :func:`poor_samples`); the loss is BCE on the realism logit plus
 cross-entropy of the subgroup and design heads on the positives.
 
-Command line: ``python -m core judge train`` (:mod:`core.cli.judge`).
+The registered training task ``python -m core train judge`` (:class:`JudgeTask`, through the shared
+loop :func:`core.optim.fit`; ``python -m core judge train`` is the same command under its older
+name): :func:`run_judge` makes the negatives, trains (and the held-out twin), measures and writes
+the checkpoint folder with its card.
 """
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ import json
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +28,7 @@ import torch.nn.functional as F
 from core.data.emoji import load_dataset, random_caption
 from core.evaluation.classifiers import data_fingerprint
 from core.evaluation.judge import (
+    DEFAULT_FOLDER,
     FORMAT_VERSION,
     RESOLUTION,
     Judge,
@@ -33,6 +38,7 @@ from core.evaluation.judge import (
     retrieval,
     round_trip,
 )
+from core.models.modelset import ModelSet
 from core.optim import fit
 from core.pipeline import BASE_DEFAULTS, generate_text
 from core.training.judge_images import (
@@ -45,6 +51,7 @@ from core.training.judge_images import (
     geometric,
     shift_exact,
 )
+from core.training.task import Budget, FitTask, claim_run
 
 MANIFOLD_QUANTILE = 0.05   # of real emoji through 16 px that each test (realism head, manifold) may reject
 
@@ -85,7 +92,7 @@ class JudgeSettings:
     ``negatives`` the kinds of negatives, drawn with equal chance ("poor" and "early" only with
     their banks); ``poor`` the number of poor samples of the committed text base (0: none;
     needs the checkpoints); ``early`` of samples of an early-training text base (0: none; see
-    ``python -m core judge train --early``); ``balance`` the exponent of the per-design
+    ``python -m core train judge --early``); ``balance`` the exponent of the per-design
     re-weighting; ``max_train`` a seeded subset (tests)."""
     steps: int = 1500
     batch: int = 64
@@ -135,10 +142,13 @@ def training_indices(data, settings: JudgeSettings) -> torch.Tensor:
 
 
 def train_judge(data=None, settings: JudgeSettings | None = None, bank: torch.Tensor | None = None,
-                early: torch.Tensor | None = None, log: Callable[[str], None] | None = print) -> Judge:
+                early: torch.Tensor | None = None, log: Callable[[str], None] | None = print,
+                state_path: str | Path | None = None, budget: Budget | None = None,
+                save_every: int = 250) -> Judge | None:
     """Train a judge on the real emoji (all, or the training split for the twin); ``bank`` is
     the poor samples and ``early`` the early-training samples among the negatives (None or
-    empty: none of that kind)."""
+    empty: none of that kind). With ``state_path``, resume from it and save to it; None when
+    ``budget`` ended the run first."""
     settings = settings or JudgeSettings()
     data = data if data is not None else load_dataset()
     log = log or (lambda s: None)
@@ -201,8 +211,11 @@ def train_judge(data=None, settings: JudgeSettings | None = None, bank: torch.Te
         losses = ", ".join(f"{k} {v:.3f}" for k, v in running.items())
         log(f"  judge: step {step}/{settings.steps} losses {losses} ({time.perf_counter() - t0:.0f} s)")
 
-    fit(model.parameters(), step_loss, settings.steps, settings.lr, weight_decay=settings.weight_decay,
-        warmup=settings.warmup, report=report)
+    fit(model, step_loss, settings.steps, settings.lr, weight_decay=settings.weight_decay,
+        warmup=settings.warmup, report=report, state_path=state_path, generators={"batches": gen},
+        save_every=save_every, stop=budget, log=log)
+    if budget is not None and budget.stopped:
+        return None
     model.eval()
     judge = Judge(model, subgroups, {})
     judge.set_reference(data if settings.include_heldout and settings.max_train is None else DataSubset(data, idx))
@@ -317,7 +330,7 @@ def model_card(judge: Judge, twin: dict | None, own: dict) -> str:
              if i.get("early_samples") else "")
     L = ["# judge", "",
          "A small CNN that rejects what is not an emoji and says which emoji it is: the evaluator of "
-         "generated images (`core/evaluation/judge.py`). Trained by `python -m core judge train` on all "
+         "generated images (`core/evaluation/judge.py`). Trained by `python -m core train judge` on all "
          f"{i['train_images']} real emoji of the Noto Color Emoji data set (both splits: it is an "
          "evaluator, like Inception for FID), 32x32.", "",
          f"- parameters: {i['parameters'] / 1e6:.3f} M (weights stored in fp16); "
@@ -387,3 +400,79 @@ def model_card(judge: Judge, twin: dict | None, own: dict) -> str:
 
 __all__ = ["JudgeSettings", "DataSubset", "train_judge", "training_indices", "calibrate", "measure", "model_card",
            "poor_samples", "MANIFOLD_QUANTILE"]
+
+
+# --------------------------------------------------------------------------- the task
+
+
+def run_judge(settings: JudgeSettings, out: str | Path, checkpoints=None, early_root=None, twin: bool = False,
+              exclude_heldout: bool = False, run: Path | None = None, budget: Budget | None = None,
+              data=None, log: Callable[[str], None] = print) -> dict:
+    """Make the negatives (poor samples of the text base of ``checkpoints``, early samples of the
+    text base of ``early_root``), train the judge on all emoji (and, with ``twin`` or
+    ``exclude_heldout``, a twin on the training split measured on the held-out split), measure it
+    and write ``out`` (config, weights, card). With ``run``, each training resumes from and saves
+    ``run/state.pt`` (the twin ``run/twin/state.pt``). Returns a summary."""
+    data = data if data is not None else load_dataset()
+    budget = budget or Budget()
+    if settings.early and not early_root:
+        raise ValueError("--early-n needs --early: the checkpoints root of an early-training text base")
+    heldout = data.indices("heldout").tolist()
+    train_records = [data.records[i] for i in data.indices("train").tolist()]
+    bank = eval_poor = early_bank = early_eval = None
+    if settings.poor:
+        # captions of the training split for the banks (the twin never sees a held-out caption), of the
+        # held-out split (other seeds) for measuring
+        models = ModelSet(checkpoints, "cpu")
+        log(f"poor samples: {settings.poor} for training, 256 for measuring (text base, 2-3 DDIM steps)")
+        bank = poor_samples(models, train_records, settings.poor, settings.seed)
+        eval_poor = poor_samples(models, [data.records[i] for i in heldout], 256, settings.seed + 1)
+    if settings.early:
+        early = ModelSet(early_root, "cpu")
+        log(f"early samples: {settings.early} for training, 64 for measuring (text base of {early_root}, 25 steps)")
+        early_bank = poor_samples(early, train_records, settings.early, settings.seed + 2, steps=(25,), log=log)
+        early_eval = poor_samples(early, [data.records[i] for i in heldout], 64, settings.seed + 3, steps=(25,))
+    stopped = {"stopped_by_budget": True, "export": None}
+    twin_figures = None
+    if exclude_heldout or twin:
+        log("twin (training split only), to measure on the held-out split:")
+        twin_settings = replace(settings, include_heldout=False)
+        twin_run = run / "twin" if run is not None else None
+        claim_run(twin_run, asdict(twin_settings))
+        t = train_judge(data, twin_settings, bank, early_bank, log,
+                        state_path=twin_run / "state.pt" if twin_run else None, budget=budget)
+        if t is None:
+            return stopped
+        t.set_reference(DataSubset(data, data.indices("train")))
+        twin_figures = measure(t, data, heldout, eval_poor, early=early_eval)
+        log(f"twin on the held-out split: {json.dumps(twin_figures)}")
+        if exclude_heldout:
+            t.info["measured"] = {"heldout_twin": twin_figures}
+            t.save(out, model_card(t, twin_figures, twin_figures))
+            log(f"wrote {out}")
+            return {"stopped_by_budget": False, "export": str(out), "heldout_twin": twin_figures}
+    log("judge (all emoji):")
+    claim_run(run, asdict(settings))
+    judge = train_judge(data, settings, bank, early_bank, log,
+                        state_path=run / "state.pt" if run is not None else None, budget=budget)
+    if judge is None:
+        return stopped
+    own = measure(judge, data, range(len(data)), eval_poor, early=early_eval)
+    log(f"judge on all emoji: {json.dumps(own)}")
+    judge.info["measured"] = {"all": own, **({"heldout_twin": twin_figures} if twin_figures else {})}
+    judge.save(out, model_card(judge, twin_figures, own))
+    log(f"wrote {out}")
+    return {"stopped_by_budget": False, "export": str(out), "all": own}
+
+
+class JudgeTask(FitTask):
+    """`python -m core train judge`: the judge (`core.evaluation.judge`), written to --export
+    (default checkpoints/judge)."""
+    name = "judge"
+    settings = JudgeSettings
+    options = frozenset({"poor", "early", "early_n", "twin", "exclude_heldout", "checkpoints"})
+    smoke = {"steps": 4, "batch": 4, "width": 4, "max_train": 16, "warmup": 2, "poor": 0}
+
+    def run(self, settings, run, export, options, budget, log):
+        return run_judge(settings, export or DEFAULT_FOLDER, options.get("checkpoints"), options.get("early"),
+                         bool(options.get("twin")), bool(options.get("exclude_heldout")), run, budget, log=log)

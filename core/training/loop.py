@@ -22,7 +22,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -32,26 +31,28 @@ from tqdm import tqdm
 from core.models.checkpoints import CheckpointError, load_state_checked, read_folder
 from core.models.ema import EMA
 from core.models.networks import count_parameters
-from core.training.config import TASK_OPTIONS, TrainConfig
-from core.training.registry import TASKS, TRAIN_KINDS, default_config, make_task, task_overrides
-from core.training.task import Task
+from core.optim import atomic_save, set_lr
+from core.training.config import TrainConfig, task_fields
+from core.training.registry import (
+    FIT_TASKS,
+    TASKS,
+    TRAIN_KINDS,
+    default_config,
+    make_task,
+    task_overrides,
+)
+from core.training.task import Budget, Task
 
 # Settings of a run rather than of the model: left out of the model card's recipe.
 RUN_SETTINGS = {"run", "checkpoints", "threads", "budget_minutes", "save_every", "sample_every"}
-
-
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def model_card(task: Task, cfg: TrainConfig, model, step: int, seconds: float, device: str,
                final_loss: float | None, quality: str = "") -> str:
     """The model card: how it was trained, and the recipe: every setting of the model that this
     kind reads (the task settings of other kinds, and unset ones, are left out)."""
-    recipe = {k: v for k, v in asdict(cfg).items() if k not in RUN_SETTINGS
-              and not (k in TASK_OPTIONS and (k not in task.options or v is None))}
+    reads = task_fields(task.settings)
+    recipe = {k: v for k, v in cfg.flat().items() if k not in RUN_SETTINGS and not (k in reads and v is None)}
     return (f"# {task.name}\n\n"
             f"Trained by `python -m core train {cfg.kind}` on the Noto Color Emoji data set "
             f"(train split; see core/data/emoji.py).\n\n"
@@ -68,7 +69,7 @@ def init_from_checkpoint(model: torch.nn.Module, ema: EMA, cfg: TrainConfig) -> 
     """Copy a checkpoint folder's weights into the network and its EMA, so a sitting continues
     from a committed model even when its run folder is gone. The folder must hold this kind with
     this architecture (its config names the kind; the tensors must match one by one)."""
-    folder = Path(cfg.init_from)
+    folder = Path(cfg.run.init_from)
     config, state = read_folder(folder)
     kind, resolution = {"sr64": ("sr", 64), "sr128": ("sr", 128)}.get(cfg.kind, (cfg.kind, None))
     found = config.get("kind"), (config.get("resolution") if resolution else None)
@@ -81,23 +82,23 @@ def init_from_checkpoint(model: torch.nn.Module, ema: EMA, cfg: TrainConfig) -> 
 
 def train(cfg: TrainConfig, export: str | os.PathLike | None = None,
           log: Callable[[str], None] = print) -> dict:
-    """Train (or resume) `cfg.kind` until `cfg.steps` or the time budget; returns a summary."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
+    """Train (or resume) `cfg.kind` until `cfg.optim.steps` or the time budget; returns a summary."""
+    if cfg.run.threads:
+        torch.set_num_threads(cfg.run.threads)
     accelerator = Accelerator(mixed_precision="no")  # autocast is applied explicitly in the losses
     device = accelerator.device
-    run = Path(cfg.run)
+    run = Path(cfg.run.folder)
     run.mkdir(parents=True, exist_ok=True)
-    (run / "config.json").write_text(json.dumps(asdict(cfg), indent=2) + "\n")
+    (run / "config.json").write_text(json.dumps(cfg.flat(), indent=2) + "\n")   # flat names, as before the split
 
-    torch.manual_seed(cfg.seed)  # network initialisation
+    torch.manual_seed(cfg.run.seed)  # network initialisation
     task = make_task(cfg)
     model = task.build().to(device)
-    if cfg.channels_last:
+    if cfg.run.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    ema = EMA(model, cfg.ema_decay)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    gen = torch.Generator().manual_seed(cfg.seed * 1000 + accelerator.process_index)
+    ema = EMA(model, cfg.ema.decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+    gen = torch.Generator().manual_seed(cfg.run.seed * 1000 + accelerator.process_index)
     step, seconds, loss_avg = 0, 0.0, None
 
     state_path = run / "state.pt"
@@ -109,21 +110,22 @@ def train(cfg: TrainConfig, export: str | os.PathLike | None = None,
         gen.set_state(state["generator"])
         step, seconds, loss_avg = state["step"], state["seconds"], state.get("loss_avg")
         log(f"resumed {cfg.kind} from {state_path} at step {step}")
-    elif cfg.init_from:
+    elif cfg.run.init_from:
         init_from_checkpoint(model, ema, cfg)
-        log(f"{cfg.kind}: starting from the weights of {cfg.init_from} (fresh optimiser, {cfg.warmup} warm-up steps)")
+        log(f"{cfg.kind}: starting from the weights of {cfg.run.init_from} "
+            f"(fresh optimiser, {cfg.optim.warmup} warm-up steps)")
     else:
         task.warm_start(model, log)
         ema.model.load_state_dict(model.state_dict())
     ema.model.to(device)
-    if cfg.compile:
+    if cfg.run.compile:
         model.compile()  # in place: the state dict keeps its keys, so states resume either way
     model, optimizer = accelerator.prepare(model, optimizer)
     log(f"{cfg.kind}: {count_parameters(model) / 1e6:.2f} M parameters on {device}")
 
     def save_state():
         if accelerator.is_main_process:
-            _atomic_torch_save({"model": accelerator.unwrap_model(model).state_dict(), "ema": ema.state_dict(),
+            atomic_save({"model": accelerator.unwrap_model(model).state_dict(), "ema": ema.state_dict(),
                                 "optimizer": optimizer.state_dict(), "generator": gen.get_state(),
                                 "step": step, "seconds": seconds, "loss_avg": loss_avg}, state_path)
 
@@ -132,20 +134,20 @@ def train(cfg: TrainConfig, export: str | os.PathLike | None = None,
         if threading.current_thread() is threading.main_thread():
             signal.signal(sig, lambda *_: stop_requested.append(True))
     start, sitting_start = time.time(), time.time()
-    bar = tqdm(total=cfg.steps, initial=step, desc=cfg.kind, disable=not accelerator.is_main_process,
+    bar = tqdm(total=cfg.optim.steps, initial=step, desc=cfg.kind, disable=not accelerator.is_main_process,
                dynamic_ncols=True, mininterval=5)
     model.train()
     stopped_by_budget = False
-    while step < cfg.steps and not stop_requested:
-        if cfg.budget_minutes is not None and time.time() - sitting_start > 60 * cfg.budget_minutes:
+    while step < cfg.optim.steps and not stop_requested:
+        if cfg.run.budget_minutes is not None and time.time() - sitting_start > 60 * cfg.run.budget_minutes:
             stopped_by_budget = True
             break
-        for group in optimizer.param_groups:  # linear warm-up
-            group["lr"] = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup))
+        # linear warm-up, then constant
+        set_lr(optimizer, cfg.optim.lr, step, cfg.optim.warmup, cfg.optim.steps, decay="constant")
         loss = task.loss(model, gen, device)
         optimizer.zero_grad(set_to_none=True)
         accelerator.backward(loss)
-        accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        accelerator.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
         optimizer.step()
         ema.update(accelerator.unwrap_model(model), step)
         step += 1
@@ -155,9 +157,9 @@ def train(cfg: TrainConfig, export: str | os.PathLike | None = None,
         loss_avg = loss.item() if loss_avg is None else 0.98 * loss_avg + 0.02 * loss.item()
         bar.update(1)
         bar.set_postfix(loss=f"{loss_avg:.4f}", refresh=False)
-        if step % cfg.save_every == 0 or step == cfg.steps:
+        if step % cfg.run.save_every == 0 or step == cfg.optim.steps:
             save_state()
-        if accelerator.is_main_process and (step % cfg.sample_every == 0 or step == cfg.steps):
+        if accelerator.is_main_process and (step % cfg.run.sample_every == 0 or step == cfg.optim.steps):
             task.sample_grid(ema.model, run / "samples" / f"step_{step:06d}.png", device)
             start = time.time()  # sampling time is not training time
     bar.close()
@@ -195,3 +197,22 @@ def train_all(out: str, runs: str, smoke: bool = False, budget_minutes: float | 
         cfg = default_config(kind, str(Path(runs) / kind), smoke=smoke, checkpoints=out, **options)
         summaries.append(train(cfg, export=Path(out) / kind))
     return summaries
+
+
+def train_fit(kind: str, settings, run: str | os.PathLike | None = None, export: str | os.PathLike | None = None,
+              budget_minutes: float | None = None, log: Callable[[str], None] = print, **options) -> dict:
+    """Train (or resume, from the run folder) the small-network task `kind` of `FIT_TASKS` with its
+    settings dataclass (`registry.fit_settings`) and its own `options`; writes its checkpoint
+    folder(s) to `export` (default: where the evaluations load it from). Returns a summary."""
+    task = FIT_TASKS[kind]()
+    unknown = sorted(set(options) - task.options)
+    if unknown:
+        raise ValueError(f"--{unknown[0].replace('_', '-')} does not apply to {kind}")
+    budget = Budget(budget_minutes)
+    summary = {"kind": kind, **task.run(settings, Path(run) if run else None, Path(export) if export else None,
+                                         options, budget, log)}
+    if summary.get("stopped_by_budget"):
+        log(f"{kind}: stopped at the time budget; "
+            + (f"the same command continues from {run}" if run else "without --run its state is not kept"))
+    log(json.dumps({k: v for k, v in summary.items() if k in ("kind", "export", "stopped_by_budget", "tasks")}))
+    return summary

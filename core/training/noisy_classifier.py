@@ -9,21 +9,22 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from core.evaluation.classifiers import _augment
 from core.models.checkpoints import save_model
 from core.models.noisy_classifier import KIND, NoisyClassifier, NoisyClassifierConfig, accuracy_table, accuracy_vs_t
+from core.training.classifiers import augment
+from core.training.config import NetworkSettings
 from core.training.task import Task
 
 
 class NoisyClassifierTask(Task):
     name, folder = KIND, KIND
-    options = frozenset({"channels"})
+    settings = NetworkSettings
     # a 0.3 M-parameter conv net on x_t: bigger batches, a higher rate
     defaults = dict(channels=(32, 64, 128, 128), batch=64, lr=2e-3, warmup=100, steps=5000, sample_every=1000)
     gpu_profile = dict(batch=1024, lr=4e-3, warmup=100, budget_minutes=0.5)
 
     def build(self):
-        config = NoisyClassifierConfig(classes=list(self.data.classes), channels=tuple(self.cfg.channels))
+        config = NoisyClassifierConfig(classes=list(self.data.classes), channels=tuple(self.cfg.task.channels))
         model = NoisyClassifier(config)
         self.schedule = model.schedule
         self.images = self.data.images_at(32, torch.arange(len(self.data.records)))
@@ -31,8 +32,8 @@ class NoisyClassifierTask(Task):
         return model
 
     def loss(self, model, gen, device):
-        idx = self.train_idx[torch.randint(len(self.train_idx), (self.cfg.batch,), generator=gen)]
-        x0 = _augment(self.images[idx], 2, True, gen)
+        idx = self.train_idx[torch.randint(len(self.train_idx), (self.cfg.optim.batch,), generator=gen)]
+        x0 = augment(self.images[idx], 2, True, gen)
         t = torch.randint(self.schedule.T, (len(idx),), generator=gen)
         x_t = self.schedule.q_sample(x0, t, torch.randn(x0.shape, generator=gen))
         with self.autocast(device):

@@ -33,6 +33,7 @@ from core.models.prior import PriorConfig, SemanticPrior, sample_codes
 from core.models.text_encoders import ClipTextEncoder
 from core.reading import unknown_words
 from core.training.bases import GRID_PROMPTS
+from core.training.config import PriorSettings
 from core.training.task import Task
 
 TEXT_SHARE, LABEL_SHARE = 0.55, 0.35   # the rest (10%) is unconditional
@@ -41,7 +42,7 @@ EVERYDAY_SHARE = 0.5   # --captions everyday: the share of text samples with an 
 
 class PriorTask(Task):
     name, folder = "semantic prior", "prior"
-    options = frozenset({"width", "depth", "captions"})
+    settings = PriorSettings
     # a vector model over the DiffAE's z_sem: big batches are cheap (~0.05 s/step on one core)
     defaults = dict(batch=256, lr=1e-3, steps=20_000, save_every=1000, sample_every=5000)
     gpu_profile = dict(batch=1024, lr=1e-3, warmup=200, budget_minutes=0.5)
@@ -51,12 +52,12 @@ class PriorTask(Task):
         self.weights = design_weights([self.data.records[i] for i in self.train_idx.tolist()])
 
     def build(self):
-        root = Path(self.cfg.checkpoints)
+        root = Path(self.cfg.run.checkpoints)
         self.diffae = load_model(root / "diffae")
         self.encoder = ClipTextEncoder.from_folder(root / "clip")
         images = self.data.images_at(self.diffae.resolution, self.train_idx)
         z = semantic_code(self.diffae, images)
-        width, depth = ((32, 1) if self.cfg.smoke else (self.cfg.width or 384, self.cfg.depth or 4))
+        width, depth = ((32, 1) if self.cfg.run.smoke else (self.cfg.task.width or 384, self.cfg.task.depth or 4))
         config = PriorConfig(dim=z.shape[1], text_dim=self.encoder.pooled_width, classes=list(self.data.classes),
                              width=width, depth=depth)
         model = SemanticPrior(config)
@@ -73,7 +74,7 @@ class PriorTask(Task):
             captions.extend(own)
         self.caption_emb = self._encode(captions)
         self.everyday_rows = None
-        if self.cfg.captions == "everyday":
+        if self.cfg.task.captions == "everyday":
             self.everyday_emb, self.everyday_rows = self._everyday()
         return model
 
@@ -113,7 +114,7 @@ class PriorTask(Task):
         return {"text": text * use_text[:, None], "has_text": use_text.float(), "labels": labels}
 
     def loss(self, model, gen, device):
-        rows = torch.multinomial(self.weights, self.cfg.batch, replacement=True, generator=gen)
+        rows = torch.multinomial(self.weights, self.cfg.optim.batch, replacement=True, generator=gen)
         x0 = self.codes[rows]
         cond = {k: v.to(device) for k, v in self.cond_batch(rows, gen, model).items()}
         t = torch.randint(self.schedule.T, (len(rows),), generator=gen)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from core.images import save_grid
 from core.models.networks import DiffusionModel, ModelConfig, image_unet_config, unet_backbone
 from core.pipeline import augment_low_res, upscale
+from core.training.config import SRSettings
 from core.training.task import DiffusionTask
 
 
@@ -18,17 +19,17 @@ class SRTask(DiffusionTask):
     """low -> high px; the subclasses are the two stages of the cascade."""
     low: int
     high: int
-    options = DiffusionTask.options | {"sr_aug_max", "residual_scale", "crop"}
+    settings = SRSettings
     # residual scale 4: the residual over bilinear upsampling has std 0.13 (32->64) and 0.10
     # (64->128) on the training emoji, about 0.5 and 0.4 once scaled (the images: 0.63)
     defaults = dict(channels=(32, 64, 128), crop=32, residual_scale=4.0)
 
     def build(self):
-        unet = image_unet_config(self.high, self.cfg.channels, in_channels=6, attention_levels=0,
+        unet = image_unet_config(self.high, self.cfg.task.channels, in_channels=6, attention_levels=0,
                                  class_embed_type="timestep")
         model = DiffusionModel(ModelConfig(kind="sr", resolution=self.high, backbone=unet_backbone(unet),
                                            conditioner={"type": "low_res_concat", "low_resolution": self.low},
-                                           residual_scale=self.cfg.residual_scale or None))
+                                           residual_scale=self.cfg.task.residual_scale or None))
         self.schedule = model.schedule
         all_idx = torch.arange(len(self.data.records))
         self.images_high = self.data.images_at(self.high, all_idx)
@@ -36,19 +37,19 @@ class SRTask(DiffusionTask):
         return model
 
     def x0_and_cond(self, gen, device):
-        idx = self.draw(gen, self.cfg.batch)
+        idx = self.draw(gen, self.cfg.optim.batch)
         high = self.images_high[idx]
         low_up = F.interpolate(self.images_low[idx], size=self.high, mode="bilinear", align_corners=False)
-        if self.cfg.crop:   # SR3-style patches: the same random window of both
-            c = self.cfg.crop
+        if self.cfg.task.crop:   # SR3-style patches: the same random window of both
+            c = self.cfg.task.crop
             i, j = torch.randint(self.high - c + 1, (2,), generator=gen).tolist()
             high, low_up = high[..., i:i + c, j:j + c], low_up[..., i:i + c, j:j + c]
-        aug_t = torch.randint(self.cfg.sr_aug_max + 1, (len(idx),), generator=gen)
+        aug_t = torch.randint(self.cfg.task.sr_aug_max + 1, (len(idx),), generator=gen)
         noise = torch.randn(low_up.shape, generator=gen)
         low_aug = augment_low_res(self.schedule, low_up, aug_t, noise)
         # Residual SR: the model diffuses what bilinear upsampling misses (edges), scaled to unit-ish
         # variance; the colours and shapes come from the clean upsampled input at sampling time.
-        x0 = (high - low_up) * self.cfg.residual_scale if self.cfg.residual_scale else high
+        x0 = (high - low_up) * self.cfg.task.residual_scale if self.cfg.task.residual_scale else high
         return x0.to(device), {"low_res": low_aug.to(device), "aug_t": aug_t.float().to(device)}
 
     def sample_grid(self, model, path, device):
