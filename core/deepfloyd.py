@@ -41,7 +41,6 @@ import torch
 import torch.nn.functional as F
 
 from core import cancel
-from core.cascade import CascadeResult
 from core.checks import check_seeds
 from core.diffusion.guidance import cfg_denoiser, dynamic_threshold_denoiser
 from core.diffusion.parameterization import LearnedVariance, eps_denoiser
@@ -50,7 +49,7 @@ from core.diffusion.samplers import sample
 from core.diffusion.schedules import NoiseSchedule, linear_betas, make_schedule
 from core.models.checkpoints import CheckpointError
 from core.models.text_encoders import T5TextEncoder, _env_true, _hub_cache_dir, fit_prompts, resolve_folder
-from core.pipeline import Callback, StageSettings
+from core.pipeline import Callback, CascadeResult, StageSettings
 
 IF_STAGE_I = "DeepFloyd/IF-I-XL-v1.0"
 IF_STAGE_II = "DeepFloyd/IF-II-L-v1.0"

@@ -9,6 +9,7 @@ from pathlib import Path
 import gradio as gr
 import torch
 
+from core.bases import BASES, CASCADE_BASES, default_base
 from core.cascade import base_defaults
 from core.diffae import MAX_DECODER_GUIDANCE, fresh_noise_guidance
 from core.models.modelset import ModelSet
@@ -18,8 +19,7 @@ from demos.errors import error, public
 MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "prior", "noisy_classifier",
                "code_classifier", "code_matcher")
 
-BASE_CHOICES = {"semantic: prior over DiffAE's code → DiffAE decoder": "semantic",
-                "pixel: a 32×32 UNet on pixels": "pixel"}
+BASE_CHOICES = {f"{name}: {BASES[name].description}": name for name in CASCADE_BASES}   # the tabs' base choice
 
 
 class Models:
@@ -84,17 +84,15 @@ class Models:
         return self.set.get(name)
 
     def base_needs(self, base_model: str, text: bool) -> list[str]:
-        """The models the 32 px base `base_model` (pixel / semantic) needs, for text or labels."""
-        if base_model not in BASE_CHOICES.values():
-            raise gr.Error(f"base must be one of {', '.join(BASE_CHOICES.values())}; got {base_model!r}",
+        """The models the cascade base `base_model` (`core.bases`) needs, for text or labels."""
+        if base_model not in CASCADE_BASES:
+            raise gr.Error(f"base must be one of {', '.join(sorted(CASCADE_BASES))}; got {base_model!r}",
                            title="Invalid input")
-        if base_model == "semantic":
-            return ["prior", "diffae"] + (["clip"] if text else [])
-        return ["text_base", self.text_encoder_name()] if text else ["class_base"]
+        return BASES[base_model].needs(text, self.text_encoder_name())
 
     def default_base(self, text: bool) -> str:
-        """semantic when its models loaded (it draws recognisable emoji far more often), else pixel."""
-        return "pixel" if self.unavailable(self.base_needs("semantic", text)) else "semantic"
+        """The base `core.bases.default_base` picks from the models that loaded."""
+        return default_base(self.names, text, self.text_encoder_name())
 
     def status_markdown(self, names: Sequence[str], consequence: str = "") -> str:
         """A warning for the top of a tab listing its unavailable models ('' when all are there)."""

@@ -6,14 +6,15 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from core.cascade import base_defaults, default_base, generate, sr_defaults, variations
-from core.cli import finite, load_models, seed
+from core.capabilities import CLASS_CONDITIONAL, TEXT_TO_IMAGE
+from core.cascade import sr_defaults, variations
+from core.cli import finite, load_models, seed, spec_options, spec_values
 from core.data.emoji import DataSourceMissing, load_dataset
 from core.diffusion.samplers import SAMPLERS
 from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
-from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings, upscale
+from core.pipeline import SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings, upscale
 from core.reading import read_prompt
-from core.semantic import CLIP_SCALE, CODE_CLASSIFIER_SCALE, DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
+from core.semantic import DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
 
 HELP = {"generate": "text-to-image or class-conditional generation through the cascade",
         "variations": "variations of an image: its semantic code decoded with fresh noise",
@@ -22,51 +23,10 @@ HELP = {"generate": "text-to-image or class-conditional generation through the c
 
 def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     g = sub.add_parser("generate", help=HELP["generate"], parents=[models])
-    what = g.add_mutually_exclusive_group(required=True)
-    what.add_argument("--prompt")
-    what.add_argument("--label", help="a class from `python -m core classes`")
-    g.add_argument("--negative-prompt", default="")
-    g.add_argument("--guidance", type=finite, default=None,
-                   help=f"classifier-free guidance scale (default {BASE_DEFAULTS.guidance:g}, or the guidance the "
-                        "pixel base's checkpoint names; 1 = none)")
-    g.add_argument("--classifier-scale", type=finite, default=None,
-                   help="with --label: classifier guidance at this scale; the semantic base's prior steered by the "
-                        "noise-aware classifier of its codes (checkpoints/code_classifier; default scale "
-                        f"{CODE_CLASSIFIER_SCALE:g}), the pixel class base by the noise-aware image classifier "
-                        "(checkpoints/noisy_classifier). The prior runs unconditionally unless --guidance is given "
-                        "(then the gradient steers the classifier-free guided prior); 0 = no classifier guidance")
-    g.add_argument("--clip-scale", type=finite, default=None,
-                   help="with --prompt, semantic base: CLIP guidance at this scale, the prior steered by the "
-                        "noise-aware code-text matcher (checkpoints/code_matcher; default scale "
-                        f"{CLIP_SCALE:g}); unconditional prior unless --guidance is given")
-    g.add_argument("--steps", type=int, default=None,
-                   help=f"steps of the base (default {BASE_DEFAULTS.steps} for the pixel base, "
-                        f"{PRIOR_DEFAULTS.steps} for the semantic base's prior)")
-    g.add_argument("--sampler", choices=list(SAMPLERS), default=None,
-                   help=f"sampler of the base (default {BASE_DEFAULTS.sampler} for the pixel base, "
-                        f"{PRIOR_DEFAULTS.sampler} for the semantic base's prior)")
-    g.add_argument("--eta", type=finite, default=0.0)
-    g.add_argument("--no-threshold", action="store_true", help="turn thresholding of x0 off")
-    g.add_argument("--threshold-max", type=finite, default=BASE_DEFAULTS.threshold_max,
-                   help="cap of the dynamic-thresholding scale: 1 = static clipping (default), "
-                        "larger = Imagen's dynamic thresholding at percentile 0.995")
-    g.add_argument("--sr-steps", type=int, default=None,
-                   help=f"steps of each SR stage (default {SR_STAGE_DEFAULTS[0].steps} at 64 px, "
-                        f"{SR_STAGE_DEFAULTS[1].steps} at 128 px)")
-    g.add_argument("--sr-noise", type=int, default=None,
-                   help=f"SR noise level (0-999; default: each stage checkpoint's, {SR_DEFAULTS.aug_level})")
-    g.add_argument("--seed", type=seed, default=0)
-    g.add_argument("--num", type=int, default=1)
-    g.add_argument("--size", type=int, choices=(32, 64, 128), default=128)
-    g.add_argument("--base", choices=("pixel", "semantic"), default=None,
-                   help="the 32 px base: pixel (the text/class UNet) or semantic (a prior over the DiffAE's "
-                        "semantic code, then its decoder); default: semantic when its models are there")
-    g.add_argument("--decoder-steps", type=int, default=None,
-                   help=f"semantic base: {DECODER_SAMPLER} steps of the DiffAE decoder (default: its checkpoint's, "
-                        f"{DECODER_STEPS})")
-    g.add_argument("--decoder-guidance", type=finite, default=None,
-                   help="semantic base: classifier-free guidance of the DiffAE decoder on the semantic code "
-                        "(default: the scale its checkpoint names; 1 = none)")
+    what = g.add_mutually_exclusive_group(required=True)   # a prompt: text to image; a label: class-conditional
+    spec_options(what, [TEXT_TO_IMAGE["prompt"], CLASS_CONDITIONAL["label"]])
+    shared = [p for p in TEXT_TO_IMAGE.params if p.name != "prompt"]
+    spec_options(g, shared + [p for p in CLASS_CONDITIONAL.params if p.name not in TEXT_TO_IMAGE.names + ("label",)])
     g.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
     g.set_defaults(handler=run_generate, out_kind="folder")
 
@@ -104,35 +64,23 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
 
 
 def run_generate(args: argparse.Namespace) -> None:
+    """Text to image (`core.capabilities.TEXT_TO_IMAGE`) for --prompt, class-conditional generation
+    (`CLASS_CONDITIONAL`) for --label, with the options given and the spec's defaults."""
     if args.classifier_scale is not None and args.label is None:
         raise ValueError("classifier guidance steers towards a class: give a label, not a prompt")
     if args.clip_scale is not None and args.prompt is None:
         raise ValueError("CLIP guidance steers towards a text: give a prompt, not a label")
-    if args.clip_scale is not None and args.base == "pixel":
+    if args.clip_scale is not None and args.base_model == "pixel":
         raise ValueError("--clip-scale steers the semantic base's prior: use --base semantic (or no --base)")
-    if args.classifier_scale is not None and args.guidance is not None and args.base == "pixel":
-        raise ValueError("--guidance (classifier-free) and --classifier-scale (classifier guidance) are "
-                         "alternatives on the pixel base; give one")
+    spec = TEXT_TO_IMAGE if args.prompt is not None else CLASS_CONDITIONAL
+    given = spec_values(args, spec.params)
+    if spec is CLASS_CONDITIONAL:   # --classifier-scale asks for classifier guidance
+        given["guidance_method"] = "classifier" if args.classifier_scale is not None else "cfg"
+    values = spec.check(given)
     models = load_models(args)
-    # the defaults of the base that will run: the pixel UNet's or the semantic base's prior's
-    base_model = args.base or default_base(models)
-    defaults = base_defaults(base_model, models, args.prompt is not None)
-    if base_model == "semantic" and (args.classifier_scale is not None or args.clip_scale is not None):
-        defaults = replace(defaults, guidance=0.0)   # the unconditional prior, steered by the gradient alone
-    base = StageSettings(sampler=args.sampler or defaults.sampler,
-                         steps=defaults.steps if args.steps is None else args.steps,
-                         guidance=defaults.guidance if args.guidance is None else args.guidance, eta=args.eta,
-                         threshold=None if args.no_threshold else BASE_DEFAULTS.threshold,
-                         threshold_max=args.threshold_max)
-    sr = tuple(replace(d, steps=d.steps if args.sr_steps is None else args.sr_steps,
-                       aug_level=d.aug_level if args.sr_noise is None else args.sr_noise)
-               for d in sr_defaults(models, args.size))
-    result = generate(models, prompt=args.prompt, negative_prompt=args.negative_prompt, label=args.label,
-                      num=args.num, seed=args.seed, size=args.size, base=base, sr=sr,
-                      base_model=args.base, decoder_steps=args.decoder_steps, decoder_guidance=args.decoder_guidance,
-                      classifier_scale=args.classifier_scale, clip_scale=args.clip_scale)
-    write_all(result, Path(args.out), args.seed, "generate")
-    if args.prompt is not None and base_model == "semantic":
+    result = spec.run(models, values)
+    write_all(result, Path(args.out), values["seed"], "generate")
+    if args.prompt is not None and result.parameters["base_model"] == "semantic":
         print_reading(models.get(models.get("prior").config.text_encoder), args.prompt)
 
 
