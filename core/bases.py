@@ -20,12 +20,18 @@ from typing import Protocol
 
 import torch
 
-from core.deepfloyd import IF_I_DEFAULTS
 from core.models.modelset import ModelSet
 from core.pipeline import BASE_DEFAULTS, Callback, StageSettings, generate_class, generate_text, model_defaults
 from core.semantic import PRIOR_DEFAULTS, SEMANTIC_MODELS, generate_semantic
 
 PIXEL_MODELS = ("text_base", "class_base")   # the pixel base's checkpoints: for a prompt, for a label
+
+# IF's own sampling settings: steps, guidance and noise level of diffusers' IFPipeline /
+# IFSuperResolutionPipeline, thresholding of IF's scheduler configs (ratio 0.95, sample_max_value)
+IF_I_DEFAULTS = StageSettings(sampler="ddpm", steps=100, guidance=7.0, threshold=0.95, threshold_max=1.5,
+                              aug_level=0)
+IF_II_DEFAULTS = StageSettings(sampler="ddpm", steps=50, guidance=4.0, threshold=0.95, threshold_max=1.0,
+                               aug_level=250)
 
 
 class Base(Protocol):

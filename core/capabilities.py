@@ -24,13 +24,12 @@ from core.models.modelset import ModelSet
 from core.pipeline import (
     BASE_DEFAULTS,
     MAX_CLASSIFIER_SCALE,
-    SR_DEFAULTS,
     SR_STAGE_DEFAULTS,
     Callback,
     CascadeResult,
     StageSettings,
 )
-from core.semantic import CLIP_SCALE, CODE_CLASSIFIER_SCALE, DECODER_STEPS, MAX_CODE_GUIDE_SCALE
+from core.semantic import CLIP_SCALE, CODE_CLASSIFIER_SCALE, DECODER_STEPS, MAX_CODE_GUIDE_SCALE, decoder_sampling
 
 MAX_SEED = 2**32 - 1   # seeds from 0 to 2^32 - 1 (the command line's and the app's)
 
@@ -145,11 +144,15 @@ class Capability:
         unknown = [k for k in values if k not in self.names]
         if unknown:
             raise ValueError(f"{self.name} takes no parameter {unknown[0]!r} (it takes {', '.join(self.names)})")
-        return {p.name: p.check(values.get(p.name, p.default)) for p in self.params}
-
-    def base(self, values: Mapping, available: Sequence[str], text_encoder: str = "clip") -> str:
-        """The base that will run: the one asked for, else `core.bases.default_base`'s."""
-        return values.get("base_model") or default_base(available, self.text, text_encoder)
+        checked = {}
+        for p in self.params:
+            value = values.get(p.name, p.default)
+            if value is None and p.type is str and p.default is not None:
+                value = ""   # a cleared text box is empty text
+            if value is None and p.default is not None:
+                raise ValueError(f"{p.name} is empty; give a value")
+            checked[p.name] = p.check(value)
+        return checked
 
 
 # ---- the parameters the generation capabilities share --------------------------------------------
@@ -224,6 +227,18 @@ def _sr_settings(models: ModelSet, values: Mapping) -> tuple[StageSettings, ...]
     return tuple(out)
 
 
+def planned_steps(models: ModelSet, values: Mapping, text: bool) -> dict[int, int]:
+    """{resolution: steps} of each stage checked `values` run, up to their size: at 32 px the
+    base's (the DiffAE decoder's for the semantic base: it reports the progress), then each SR stage's."""
+    base_model = values["base_model"] or default_base(models.available(), text)
+    if base_model == "semantic":
+        first = values["decoder_steps"] or decoder_sampling(models.get("diffae"), "steps")
+    else:
+        first = values["steps"] or base_defaults(base_model, models, text).steps
+    sr = _sr_settings(models, values)
+    return {r: n for r, n in {32: first, 64: sr[0].steps, 128: sr[1].steps}.items() if r <= values["size"]}
+
+
 # ---- text to image --------------------------------------------------------------------------------
 
 def text_to_image_needs(values: Mapping, text_encoder: str = "clip", available: Sequence[str] = ()) -> list[str]:
@@ -254,10 +269,15 @@ TEXT_TO_IMAGE = Capability("text_to_image", (
     Param("threshold", float, BASE_DEFAULTS.threshold, 0.5, 1.0, step=0.005, label="Thresholding percentile (base)",
           help="percentile p of |x0| of the base's thresholding"),
     Param("eta", float, 0.0, 0, 1, step=0.05, label="DDIM eta (base)", help="DDIM's eta (0 = deterministic)"),
-    Param("sr64_steps", int, SR_STAGE_DEFAULTS[0].steps, 1, 100, step=1, flag=None, label="Steps (64)"),
-    Param("sr64_noise", int, SR_DEFAULTS.aug_level, 0, 999, step=1, flag=None, label="Noise augmentation (64)"),
-    Param("sr128_steps", int, SR_STAGE_DEFAULTS[1].steps, 1, 100, step=1, flag=None, label="Steps (128)"),
-    Param("sr128_noise", int, SR_DEFAULTS.aug_level, 0, 999, step=1, flag=None, label="Noise augmentation (128)"),
+    # each SR stage's steps and noise level (default: its checkpoint's; the command line sets both at once)
+    Param("sr64_steps", int, None, 1, 100, step=1, flag=None, label="Steps (64)", start=SR_STAGE_DEFAULTS[0].steps,
+          help="steps of the 32 -> 64 stage"),
+    Param("sr64_noise", int, None, 0, 999, step=1, flag=None, label="Noise augmentation (64)",
+          start=SR_STAGE_DEFAULTS[0].aug_level, help="noise-augmentation level (0-999) of the 64 stage's input"),
+    Param("sr128_steps", int, None, 1, 100, step=1, flag=None, label="Steps (128)", start=SR_STAGE_DEFAULTS[1].steps,
+          help="steps of the 64 -> 128 stage"),
+    Param("sr128_noise", int, None, 0, 999, step=1, flag=None, label="Noise augmentation (128)",
+          start=SR_STAGE_DEFAULTS[1].aug_level, help="noise-augmentation level (0-999) of the 128 stage's input"),
     Param("threshold_max", float, BASE_DEFAULTS.threshold_max, 1.0, 3.0, step=0.05, label="Thresholding cap (base)",
           help="cap of the thresholding scale: 1 = static clipping; above 1 = Imagen's dynamic thresholding"),
     *_decoder_params(),

@@ -13,7 +13,6 @@ from core.bases import BASES, CASCADE_BASES, default_base
 from core.cascade import base_defaults
 from core.diffae import MAX_DECODER_GUIDANCE, fresh_noise_guidance
 from core.models.modelset import ModelSet
-from core.semantic import DECODER_SAMPLER, DECODER_STEPS, decoder_sampling
 from demos.errors import error, public
 
 MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "prior", "noisy_classifier",
@@ -118,18 +117,6 @@ def decoder_guidance_input(models: Models) -> gr.Slider:
     return gr.Slider(0, MAX_DECODER_GUIDANCE, value=start, step=0.1, label="Decoder guidance (semantic)",
                      info="classifier-free guidance of the DiffAE decoder on the semantic code (DALL-E 2's "
                           "decoder): above 1 draws the code's own details more firmly; 1 = none")
-
-
-def base_inputs(models: Models, text: bool):
-    """The base-model choice, the DiffAE decoder's steps and its guidance (used by the semantic base)."""
-    base_model = gr.Radio(list(BASE_CHOICES.items()), value=models.default_base(text), label="Base model (32×32)",
-                          info="semantic: a diffusion prior picks DiffAE's semantic code, its decoder draws it "
-                               "(DALL-E 2's two stages); pixel: one UNet draws the pixels")
-    start = DECODER_STEPS if models.unavailable(["diffae"]) else decoder_sampling(models.set.get("diffae"), "steps")
-    decoder_steps = gr.Slider(1, 100, value=start, step=1, precision=0, label="Decoder steps (semantic)",
-                              info=f"{DECODER_SAMPLER} steps of the DiffAE decoder; 'Steps' and 'Sampler' are the "
-                                   "prior's")
-    return base_model, decoder_steps, decoder_guidance_input(models)
 
 
 def sampling_of(models: Models, base_model: str, text: bool):

@@ -25,8 +25,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     g = sub.add_parser("generate", help=HELP["generate"], parents=[models])
     what = g.add_mutually_exclusive_group(required=True)   # a prompt: text to image; a label: class-conditional
     spec_options(what, [TEXT_TO_IMAGE["prompt"], CLASS_CONDITIONAL["label"]])
-    shared = [p for p in TEXT_TO_IMAGE.params if p.name != "prompt"]
-    spec_options(g, shared + [p for p in CLASS_CONDITIONAL.params if p.name not in TEXT_TO_IMAGE.names + ("label",)])
+    spec_options(g, generate_params())
     g.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
     g.set_defaults(handler=run_generate, out_kind="folder")
 
@@ -61,6 +60,21 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     u.add_argument("--seed", type=seed, default=0)
     u.add_argument("--out", required=True, help="output PNG file")
     u.set_defaults(handler=run_upscale, out_kind="file")
+
+
+def generate_params() -> list:
+    """The options of `generate`: the parameters of both specs but the prompt and the label; one both
+    take with different ranges (num_images) spans both here, and the spec that runs checks its own."""
+    params = {p.name: p for p in TEXT_TO_IMAGE.params if p.name != "prompt"}
+    for p in CLASS_CONDITIONAL.params:
+        q = params.get(p.name)
+        if q is None and p.name != "label":
+            params[p.name] = p
+        elif q is not None and (q.low, q.high) != (p.low, p.high):
+            params[p.name] = replace(q, low=min(q.low, p.low), high=max(q.high, p.high),
+                                     help=f"{q.help} (--prompt: {q.low:g} to {q.high:g}, --label: {p.low:g} to "
+                                          f"{p.high:g})")
+    return list(params.values())
 
 
 def run_generate(args: argparse.Namespace) -> None:
