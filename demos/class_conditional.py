@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from core.bases import CASCADE_BASES
 from core.capabilities import CLASS_CONDITIONAL
 from core.images import image_grid, tensor_to_pil
 from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
@@ -58,8 +59,10 @@ def build(models: Models) -> None:
     C = CLASS_CONDITIONAL  # noqa: N806 - short: every input below reads it
     start = common.base_sampling(models, text=False)   # the sampler and steps of the base the tab starts with
     run, list_classes = make_fns(models)
+    widest = {"size": 128, "guidance_method": "classifier"}
+    every = {base: C.needs({**widest, "base_model": base}) for base in CASCADE_BASES}
     status = models.status_markdown(
-        ["class_base", "prior", "diffae", "sr64", "sr128", "noisy_classifier", "code_classifier"],
+        list(dict.fromkeys(name for names in every.values() for name in names)),   # what any call may need
         "This tab cannot generate until one base is present." if not list_classes()
         else "What needs a missing model (classifier guidance: `code_classifier` on the semantic base, "
              "`noisy_classifier` on the pixel one; final sizes above 32: the SR "

@@ -1,5 +1,5 @@
 """What every tab shares, one module per concern, all importable from here as before:
-`demos.models` (the models, loaded once, read-only; the base-model inputs), `demos.errors`
+`demos.models` (the models, loaded once, read-only; the bases' defaults), `demos.errors`
 (friendly errors), `demos.endpoints` (every endpoint answers with a named error), `demos.uploads`
 (uploaded files and other inputs), `demos.jobs` (a worker that turns the sampler callback into
 progress and live previews), `demos.outputs` (result PNGs that carry their parameters),

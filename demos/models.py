@@ -1,5 +1,6 @@
 """The app's models, loaded once and read-only: each missing model disables only what needs it;
-the base-model inputs the generation tabs share and the sampling defaults they start from."""
+the bases' models and defaults as the tabs see them (`core.bases`), and the sampling defaults
+they start from. The base-model inputs are built from a capability spec in `demos.adapter`."""
 from __future__ import annotations
 
 import os

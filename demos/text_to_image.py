@@ -10,7 +10,6 @@ from PIL import Image
 
 from core.bases import CASCADE_BASES
 from core.capabilities import TEXT_TO_IMAGE
-from core.cascade import sr_names
 from core.data.emoji import load_dataset
 from core.images import tensor_to_pil
 from core.reading import read_prompt
@@ -105,10 +104,11 @@ def build(models: Models) -> None:
     """The tab's layout and wiring (inside the caller's gr.Tab); the inputs are the spec's parameters."""
     T = TEXT_TO_IMAGE  # noqa: N806 - short: every input below reads it
     start = common.base_sampling(models, text=True)   # the sampler and steps of the base the tab starts with
-    needs = {name: models.base_needs(name, text=True) for name in CASCADE_BASES}
-    missing_base = all(models.unavailable(names) for names in needs.values())
+    encoder = models.text_encoder_name()
+    missing_base = all(models.unavailable(models.base_needs(base, text=True)) for base in CASCADE_BASES)
+    every = {base: T.needs({"base_model": base, "size": 128, "clip_scale": 1.0}, encoder) for base in CASCADE_BASES}
     status = models.status_markdown(
-        sorted({*(n for names in needs.values() for n in names), *sr_names(128), "code_matcher"}),
+        sorted({name for names in every.values() for name in names}),   # what any call may need
         "This tab cannot generate until they are present." if missing_base
         else "Final sizes that need them show an error; smaller sizes work.")
     if status:

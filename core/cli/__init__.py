@@ -74,7 +74,7 @@ def spec_options(parser, params: Sequence) -> None:
             continue
         if param.type is bool:
             parser.add_argument(param.option, dest=param.name, action="store_const", const=not param.default,
-                                default=None, help=param.help)
+                                default=None, help=("turn off: " if param.default else "turn on: ") + param.help)
             continue
         shown = "" if param.default in (None, "") else f" (default {param.default})"
         parser.add_argument(param.option, dest=param.name, type=_spec_type(param), choices=param.choices,

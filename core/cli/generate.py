@@ -64,16 +64,17 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
 
 def generate_params() -> list:
     """The options of `generate`: the parameters of both specs but the prompt and the label; one both
-    take with different ranges (num_images) spans both here, and the spec that runs checks its own."""
+    take with different ranges or defaults (num_images) spans both here, and the spec that runs checks its
+    own and fills in its own default."""
     params = {p.name: p for p in TEXT_TO_IMAGE.params if p.name != "prompt"}
     for p in CLASS_CONDITIONAL.params:
         q = params.get(p.name)
         if q is None and p.name != "label":
             params[p.name] = p
-        elif q is not None and (q.low, q.high) != (p.low, p.high):
-            params[p.name] = replace(q, low=min(q.low, p.low), high=max(q.high, p.high),
-                                     help=f"{q.help} (--prompt: {q.low:g} to {q.high:g}, --label: {p.low:g} to "
-                                          f"{p.high:g})")
+        elif q is not None and (q.low, q.high, q.default) != (p.low, p.high, p.default):
+            params[p.name] = replace(q, low=min(q.low, p.low), high=max(q.high, p.high), default=None,
+                                     help=f"{q.help} (--prompt: {q.low:g} to {q.high:g}, default {q.default}; "
+                                          f"--label: {p.low:g} to {p.high:g}, default {p.default})")
     return list(params.values())
 
 
