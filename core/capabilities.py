@@ -17,13 +17,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from core.bases import BASES, CASCADE_BASES, default_base
-from core.cascade import SIZES, base_defaults, generate, sr_defaults, sr_names
+from core.cascade import SIZES, base_defaults, generate, sr_defaults, sr_names, upscale_chain, upscale_stages
 from core.diffae import MAX_DECODER_GUIDANCE
 from core.diffusion.samplers import SAMPLERS
 from core.models.modelset import ModelSet
 from core.pipeline import (
     BASE_DEFAULTS,
     MAX_CLASSIFIER_SCALE,
+    SR_DEFAULTS,
     SR_STAGE_DEFAULTS,
     Callback,
     CascadeResult,
@@ -336,4 +337,42 @@ CLASS_CONDITIONAL = Capability("class_conditional", (
     *(replace(TEXT_TO_IMAGE[name], ui=False) for name in ("eta", "threshold", "threshold_max")),   # command line
 ), class_conditional_needs, class_conditional, text=False)
 
-CAPABILITIES = {c.name: c for c in (TEXT_TO_IMAGE, CLASS_CONDITIONAL)}
+
+
+# ---- upscale --------------------------------------------------------------------------------------
+
+def upscale_needs(values: Mapping, text_encoder: str = "clip", available: Sequence[str] = ()) -> list[str]:
+    """The SR stages an upscale runs: the one into `size` for 2x, both for 4x."""
+    return upscale_stages(values["factor"], values["size"])
+
+
+def upscale(models: ModelSet, values: Mapping, low, image_name: str, callback: Callback | None = None) -> CascadeResult:
+    """A diffusion upscale of `low` [B, 3, r, r] (the image already at size / factor) through the SR
+    stages of `values` (`UPSCALE.check`, its factor given), every stage with the same settings."""
+    names = upscale_stages(values["factor"], values["size"])
+    settings = StageSettings(sampler=values["sampler"], steps=values["steps"], guidance=1.0,
+                             aug_level=values["noise"])
+    stages = upscale_chain([models.get(name) for name in names], low, [values["seed"]], [settings] * len(names),
+                           callback)
+    parameters = {"command": "upscale", "image": image_name,
+                  **{key: values[key] for key in ("size", "factor", "steps", "sampler", "noise", "seed")}}
+    return CascadeResult(stages, parameters)
+
+
+UPSCALE = Capability("upscale", (
+    Param("image", str, "", flag=None, label="Image (any size, mode and format)",
+          help="any image (any mode; non-square is padded with white); it is first reduced to size / factor, "
+               "the resolution the models upscale from"),
+    Param("factor", int, None, choices=(2, 4), label="Upscale", start=4,
+          help="2: one SR stage; 4: both, 32 -> 64 -> 128 (size 128 only); default: from the input, 4 for an "
+               "input of at most 32 px at size 128, else 2"),
+    Param("size", int, 128, choices=(64, 128), label="Output size", help="output size"),
+    Param("sampler", str, SR_DEFAULTS.sampler, choices=tuple(SAMPLERS), label="Sampler",
+          help="sampler of each SR stage"),
+    Param("steps", int, SR_DEFAULTS.steps, 1, 100, step=1, label="Steps per stage", help="steps of each SR stage"),
+    Param("noise", int, SR_DEFAULTS.aug_level, 0, 999, step=1, label="Noise augmentation",
+          help="noise-augmentation level (0-999) of the low-res input (CDM)"),
+    Param("seed", int, 0, 0, MAX_SEED, label="Seed", help="the seed of the sampler's noise"),
+), upscale_needs, upscale, text=False)
+
+CAPABILITIES = {c.name: c for c in (TEXT_TO_IMAGE, CLASS_CONDITIONAL, UPSCALE)}

@@ -7,14 +7,16 @@ import gradio as gr
 import pytest
 
 from core.bases import BASES, CASCADE_BASES, default_base
-from core.capabilities import CAPABILITIES, CLASS_CONDITIONAL, TEXT_TO_IMAGE
+from core.capabilities import CAPABILITIES, CLASS_CONDITIONAL, TEXT_TO_IMAGE, UPSCALE
 from core.cli import spec_values
 from core.cli.main import build_parser, main
-from demos import class_conditional, text_to_image
+from demos import class_conditional, super_resolution, text_to_image
 from demos.common import MAX_SEED, Models
 
-TABS = {"text_to_image": text_to_image, "class_conditional": class_conditional}
-MINIMAL = {"text_to_image": ["--prompt", "x"], "class_conditional": ["--label", "cat-face"]}
+TABS = {"text_to_image": text_to_image, "class_conditional": class_conditional, "upscale": super_resolution}
+COMMANDS = {"text_to_image": "generate", "class_conditional": "generate", "upscale": "upscale"}
+MINIMAL = {"text_to_image": ["--prompt", "x"], "class_conditional": ["--label", "cat-face"],
+           "upscale": ["--image", "x.png"]}
 
 
 @pytest.fixture(scope="module")
@@ -22,9 +24,13 @@ def models(tiny_checkpoints):
     return Models.load(tiny_checkpoints, "cpu")
 
 
+def command_parser(command: str = "generate") -> argparse.ArgumentParser:
+    sub = next(a for a in build_parser(command)._actions if isinstance(a, argparse._SubParsersAction))
+    return sub.choices[command]
+
+
 def generate_parser() -> argparse.ArgumentParser:
-    sub = next(a for a in build_parser("generate")._actions if isinstance(a, argparse._SubParsersAction))
-    return sub.choices["generate"]
+    return command_parser("generate")
 
 
 def tab_inputs(models, name: str) -> list:
@@ -38,7 +44,7 @@ def tab_inputs(models, name: str) -> list:
 def cli_values(name: str, args: list[str]) -> dict:
     """What the command line resolves for a capability: the options given, the spec's defaults."""
     spec = CAPABILITIES[name]
-    parsed = generate_parser().parse_args([*MINIMAL[name], *args, "--out", "o"])
+    parsed = command_parser(COMMANDS[name]).parse_args([*MINIMAL[name], *args, "--out", "o"])
     given = spec_values(parsed, spec.params)
     if name == "class_conditional":
         given["guidance_method"] = "classifier" if parsed.classifier_scale is not None else "cfg"
@@ -57,17 +63,16 @@ def cli_refusal(name: str, args: list[str], capsys) -> str:
     return ""
 
 
-@pytest.mark.parametrize("name", ["text_to_image", "class_conditional"])
+@pytest.mark.parametrize("name", ["text_to_image", "class_conditional", "upscale"])
 def test_the_command_line_and_the_tab_agree(models, name, capsys):
     spec = CAPABILITIES[name]
     inputs = tab_inputs(models, name)
     shown = [p for p in spec.params if p.ui]
     assert len(inputs) == len(shown)
-    actions = {a.dest: a for a in generate_parser()._actions}
+    actions = {a.dest: a for a in command_parser(COMMANDS[name])._actions}
     resolved = cli_values(name, [])
-    base = BASES[models.default_base(spec.text)].defaults(models.set, spec.text)
     for param, component in zip(shown, inputs):
-        if param.name in ("prompt", "label"):
+        if param.name in ("prompt", "label", "image"):
             continue   # given on every command line; the tab lists the checkpoint's classes
         assert component.label == param.label, param.name
         if param.default is not None:
@@ -93,8 +98,12 @@ def test_the_command_line_and_the_tab_agree(models, name, capsys):
             for outside in (param.low - step, param.high + step):
                 refusal = cli_refusal(name, [param.option, str(outside)], capsys)
                 assert f"{param.name} {outside:.12g} is not from" in refusal, refusal
+    if name == "upscale":
+        assert inputs[shown.index(UPSCALE["factor"])].value == UPSCALE["factor"].start == 4
+        return
     # the inputs decided at run time start at the defaults of the base the tab starts with
     start = {p.name: c.value for p, c in zip(shown, inputs)}
+    base = BASES[models.default_base(spec.text)].defaults(models.set, spec.text)
     assert (start["sampler"], start["steps"], start["guidance"]) == (base.sampler, base.steps, base.guidance)
     assert start["base_model"] == default_base(models.names, spec.text) in CASCADE_BASES
 

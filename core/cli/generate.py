@@ -6,13 +6,12 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from core.capabilities import CLASS_CONDITIONAL, TEXT_TO_IMAGE
+from core.capabilities import CLASS_CONDITIONAL, TEXT_TO_IMAGE, UPSCALE
 from core.cascade import sr_defaults, variations
 from core.cli import finite, load_models, seed, spec_options, spec_values
 from core.data.emoji import DataSourceMissing, load_dataset
-from core.diffusion.samplers import SAMPLERS
 from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
-from core.pipeline import SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings, upscale
+from core.pipeline import SR_STAGE_DEFAULTS
 from core.reading import read_prompt
 from core.semantic import DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
 
@@ -49,15 +48,8 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     v.set_defaults(handler=run_variations, out_kind="folder")
 
     u = sub.add_parser("upscale", help=HELP["upscale"], parents=[models])
-    u.add_argument("--image", required=True)
-    u.add_argument("--size", type=int, choices=(64, 128), required=True, help="output size")
-    u.add_argument("--factor", type=int, choices=(2, 4), default=None,
-                   help="2: the input is taken at SIZE/2 (one SR stage); 4: at 32 (both stages, SIZE 128 only); "
-                        "default: from the input, 4 for an input of at most 32 px at SIZE 128, else 2")
-    u.add_argument("--steps", type=int, default=SR_DEFAULTS.steps)
-    u.add_argument("--sampler", choices=list(SAMPLERS), default=SR_DEFAULTS.sampler)
-    u.add_argument("--noise", type=int, default=SR_DEFAULTS.aug_level, help="noise-augmentation level (0-999)")
-    u.add_argument("--seed", type=seed, default=0)
+    u.add_argument("--image", required=True, help=UPSCALE["image"].help)
+    spec_options(u, UPSCALE.params)   # --factor, --size, --sampler, --steps, --noise, --seed
     u.add_argument("--out", required=True, help="output PNG file")
     u.set_defaults(handler=run_upscale, out_kind="file")
 
@@ -131,17 +123,14 @@ def upscale_factor(size: int, input_side: int, factor: int | None) -> int:
 
 
 def run_upscale(args: argparse.Namespace) -> None:
+    """`core.capabilities.UPSCALE` of the image file, with the options given and the spec's defaults."""
     image = open_image(args.image)
-    args.factor = upscale_factor(args.size, max(image.size), args.factor)
+    values = UPSCALE.check(spec_values(args, UPSCALE.params))
+    values["factor"] = upscale_factor(values["size"], max(image.size), values["factor"])
     models = load_models(args)
-    stage_names = ["sr64", "sr128"] if args.factor == 4 else [f"sr{args.size}"]
-    x = pil_to_tensor(image, size=args.size // args.factor)
-    settings = StageSettings(sampler=args.sampler, steps=args.steps, guidance=1.0, aug_level=args.noise)
-    for i, name in enumerate(stage_names):
-        x = upscale(models.get(name), x, [args.seed], settings, stage=i + 1)
-    params = {"command": "upscale", "image": str(args.image), "size": args.size, "factor": args.factor,
-              "steps": args.steps, "sampler": args.sampler, "noise": args.noise, "seed": args.seed}
-    save_png(tensor_to_pil(x)[0], args.out, params)
+    low = pil_to_tensor(image, size=values["size"] // values["factor"])
+    result = UPSCALE.run(models, values, low, str(args.image))
+    save_png(tensor_to_pil(result.final)[0], args.out, result.parameters)
     print(f"wrote {args.out}")
 
 
