@@ -3,30 +3,29 @@ the SR stages alone (`upscale_chain`, `super_resolve`), and image variations thr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal
 
 import torch
 
+from core.bases import BASES, cascade_base, default_base
 from core.checks import check_int
 from core.diffae import fresh_noise_guidance
 from core.models.modelset import ModelSet
 from core.models.networks import DiffusionModel
 from core.models.text_encoders import fit_prompts
 from core.pipeline import (
-    BASE_DEFAULTS,
     SR_STAGE_DEFAULTS,
     Callback,
+    CascadeResult,
     StageSettings,
     check_classifier_scale,
-    generate_class,
-    generate_text,
     model_defaults,
     upscale,
 )
 from core.reading import readable_prompt
-from core.semantic import PRIOR_DEFAULTS, check_code_guide_scale, decoder_sampling, generate_semantic
+from core.semantic import check_code_guide_scale, decoder_sampling
 from core.semantic import variations as semantic_variations
 from core.tone_words import app_reading, load_tone_offsets
 
@@ -35,37 +34,11 @@ SIZES = (32, 64, 128)
 SR_STAGES = {64: "sr64", 128: "sr128"}
 
 
-@dataclass
-class CascadeResult:
-    """Images in [-1, 1] per resolution reached, and the parameters that made them."""
-    stages: dict[int, torch.Tensor]
-    parameters: dict = field(default_factory=dict)
-
-    @property
-    def final(self) -> torch.Tensor:
-        return self.stages[max(self.stages)]
-
-
-Base = Literal["pixel", "semantic"]
-BASES: tuple[str, ...] = get_args(Base)
-
-
-def default_base(models: ModelSet) -> str:
-    """The semantic base when its models are there (it draws recognisable emoji far more often:
-    checkpoints/prior/README.md), else the pixel base."""
-    have = set(models.available())
-    return "semantic" if {"prior", "diffae"} <= have else "pixel"
-
-
 def base_defaults(base_model: str, models: ModelSet | None = None, text: bool = True) -> StageSettings:
-    """The default sampling of a 32 px base: the semantic base's prior's (`core.semantic.PRIOR_DEFAULTS`)
-    or the pixel UNet's (`core.pipeline.BASE_DEFAULTS`); given `models`, with the guidance the pixel
-    base of a prompt (`text`: text_base) or a label (class_base) names (`core.pipeline.model_defaults`)."""
-    if base_model not in BASES:
-        raise ValueError(f"base must be one of {', '.join(BASES)}; got {base_model!r}")
-    if base_model == "semantic":
-        return PRIOR_DEFAULTS if models is None else model_defaults(models.get("prior"), PRIOR_DEFAULTS)
-    return BASE_DEFAULTS if models is None else model_defaults(models.get("text_base" if text else "class_base"))
+    """The default sampling of a cascade base (`core.bases`): the semantic base's prior's
+    (`core.semantic.PRIOR_DEFAULTS`) or the pixel UNet's (`core.pipeline.BASE_DEFAULTS`); given `models`,
+    what the checkpoint of that base for a prompt (`text`) or a label names (`core.pipeline.model_defaults`)."""
+    return cascade_base(base_model).defaults(models, text)
 
 
 def _staged(callback: Callback | None, resolution: int):
@@ -187,7 +160,7 @@ def _check_common(num: int, size: int, sr: Sequence[StageSettings]) -> None:
 def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: str = "",
              label: str | None = None, num: int = 1, seed: int = 0, size: int = 128,
              base: StageSettings | None = None, sr: Sequence[StageSettings] | None = None,
-             callback: Callback | None = None, base_model: Base | None = None,
+             callback: Callback | None = None, base_model: str | None = None,
              decoder_steps: int | None = None, classifier_scale: float | None = None,
              decoder_guidance: float | None = None, clip_scale: float | None = None) -> CascadeResult:
     """Text (`prompt`) or class (`label`) generation through the cascade, stopping at `size`.
@@ -222,7 +195,7 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
     if prompt is not None and not prompt.strip():
         raise ValueError("prompt is empty; describe the emoji to generate")
     _check_common(num, size, sr if sr is not None else SR_STAGE_DEFAULTS)
-    base_model = base_model or default_base(models)
+    base_model = cascade_base(base_model or default_base(models.available(), prompt is not None)).name
     if clip_scale is not None and base_model != "semantic":
         raise ValueError("CLIP guidance steers the semantic base's prior, and its models are missing")
     if classifier_scale is not None:
@@ -233,7 +206,7 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
     guided_prior = base_model == "semantic" and (classifier_scale is not None or clip_scale is not None)
     if base is None and guided_prior:   # the unconditional prior, steered by the gradient alone
         base = replace(base_defaults("semantic", models), guidance=0.0)
-    base = base if base is not None else base_defaults(base_model, models, prompt is not None)   # checks base_model
+    base = base if base is not None else base_defaults(base_model, models, prompt is not None)
     if classifier_scale is not None and base_model == "pixel":
         base = replace(base, guidance=1.0)
     seeds = [seed + i for i in range(num)]
@@ -243,9 +216,8 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
                    else models.text_encoder())
         prompt, negative_prompt, note = fit_prompts(encoder, prompt, negative_prompt)
 
-    tone = None
+    tone, options, base_prompt = None, {}, prompt
     if base_model == "semantic":
-        text_encoder = models.get(models.get("prior").config.text_encoder) if prompt is not None else None
         prior_prompt, code_shift = prompt, None
         if prompt is not None:
             # a tone on a design never drawn with one: the design, then the tone's offset (core.tone_words)
@@ -255,23 +227,15 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
                 note = "; ".join(n for n in (note, f"{prior_prompt!r} is never drawn with a skin tone: drawn, then "
                                                  f"moved to the {tone} tone (its offset in the code)") if n)
             # words the encoder cannot read would pull the prompt elsewhere (core.reading)
+            text_encoder = models.get(models.get("prior").config.text_encoder)
             prior_prompt, read_note = readable_prompt(text_encoder, prior_prompt)
             note = "; ".join(n for n in (note, read_note) if n) or None
-        x = generate_semantic(models.get("prior"), models.get("diffae"), text_encoder, prompt=prior_prompt, label=label,
-                              negative_prompt=negative_prompt, seeds=seeds, guidance=base.guidance, steps=base.steps,
-                              sampler=base.sampler, decoder_steps=decoder_steps, callback=_staged(callback, 32),
-                              decoder_guidance=decoder_guidance,
-                              classifier=models.get("code_classifier") if classifier_scale is not None else None,
-                              classifier_scale=classifier_scale or 0.0,
-                              matcher=models.get("code_matcher") if clip_scale is not None else None,
-                              clip_scale=clip_scale or 0.0, code_shift=code_shift)
-    elif prompt is not None:
-        x = generate_text(models.get("text_base"), models.text_encoder(), [prompt], negative_prompt, seeds, base,
-                          callback=_staged(callback, 32))
-    else:
-        classifier = models.get("noisy_classifier") if classifier_scale is not None else None
-        x = generate_class(models.get("class_base"), [label], seeds, base, callback=_staged(callback, 32),
-                           classifier=classifier, classifier_scale=classifier_scale)
+        base_prompt = prior_prompt
+        options = dict(decoder_steps=decoder_steps, decoder_guidance=decoder_guidance, clip_scale=clip_scale,
+                       code_shift=code_shift)
+    x = BASES[base_model].sample(models, seeds, base, prompt=base_prompt,
+                                 label=label, negative_prompt=negative_prompt, callback=_staged(callback, 32),
+                                 classifier_scale=classifier_scale, **options)
     sr = sr if sr is not None else sr_defaults(models, size)
     stages = upscale_chain(sr_models(models, size), x, seeds, sr, callback)
     parameters = {"prompt": prompt, "negative_prompt": negative_prompt, "label": label, "seeds": seeds,

@@ -6,10 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 
+from core.bases import PIXEL_MODELS
 from core.models.networks import DiffusionModel
 from core.pipeline import StageSettings, class_conds, null_conds
-
-BASES = ("text_base", "class_base")
 
 
 def text_conds(encoder, prompt: str | None, negative_prompt: str, n: int, settings: StageSettings):
@@ -42,4 +41,4 @@ def base_conds(base: DiffusionModel, seeds: Sequence[int], settings: StageSettin
         if not label:
             return null_conds(base, n, seeds), None, replace(settings, guidance=1.0)
         return *class_conds(base, [label] * n, seeds), settings
-    raise ValueError(f"this needs a base model ({' or '.join(BASES)}), got kind {base.kind!r}")
+    raise ValueError(f"this needs a base model ({' or '.join(PIXEL_MODELS)}), got kind {base.kind!r}")

@@ -41,7 +41,7 @@ import torch
 import torch.nn.functional as F
 
 from core import cancel
-from core.cascade import CascadeResult
+from core.bases import IF_I_DEFAULTS, IF_II_DEFAULTS  # IF's own sampling settings (its base's)
 from core.checks import check_seeds
 from core.diffusion.guidance import cfg_denoiser, dynamic_threshold_denoiser
 from core.diffusion.parameterization import LearnedVariance, eps_denoiser
@@ -50,7 +50,7 @@ from core.diffusion.samplers import sample
 from core.diffusion.schedules import NoiseSchedule, linear_betas, make_schedule
 from core.models.checkpoints import CheckpointError
 from core.models.text_encoders import T5TextEncoder, _env_true, _hub_cache_dir, fit_prompts, resolve_folder
-from core.pipeline import Callback, StageSettings
+from core.pipeline import Callback, CascadeResult, StageSettings
 
 IF_STAGE_I = "DeepFloyd/IF-I-XL-v1.0"
 IF_STAGE_II = "DeepFloyd/IF-II-L-v1.0"
@@ -58,12 +58,6 @@ LICENCE_NOTE = (f"DeepFloyd IF is released under the DeepFloyd IF License Agreem
                 f"Hub repos are gated: accept the licence at https://huggingface.co/{IF_STAGE_I} and "
                 f"https://huggingface.co/{IF_STAGE_II} while logged in, then give this machine a read token "
                 "as the HF_TOKEN environment variable (a Space secret on Hugging Face).")
-# IF's own sampling settings: steps, guidance and noise level of diffusers' IFPipeline /
-# IFSuperResolutionPipeline, thresholding of IF's scheduler configs (ratio 0.95, sample_max_value)
-IF_I_DEFAULTS = StageSettings(sampler="ddpm", steps=100, guidance=7.0, threshold=0.95, threshold_max=1.5,
-                              aug_level=0)
-IF_II_DEFAULTS = StageSettings(sampler="ddpm", steps=50, guidance=4.0, threshold=0.95, threshold_max=1.0,
-                               aug_level=250)
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 NO_GPU = ("no CUDA GPU here: DeepFloyd IF needs one (T5-XXL + IF-I-XL + IF-II-L weigh about 20 GB in fp16; "
           "offload needs less GPU memory); device cpu (--device cpu; app: --deepfloyd-device cpu) runs it on the "

@@ -44,9 +44,10 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from core.bases import PIXEL_MODELS
 from core.cascade import SIZES, sr_models, upscale_chain
 from core.checks import as_batch, check_seeds, seed_streams
-from core.conditions import BASES, base_conds
+from core.conditions import base_conds
 from core.diffusion.rng import BatchGenerator, Generator, randn_like
 from core.diffusion.samplers import Projection, SamplerName, sample
 from core.diffusion.schedules import NoiseSchedule
@@ -256,8 +257,8 @@ def ilvr_strip(models, image: Image.Image, factors: Sequence[int] = STRIP_FACTOR
                settings: StageSettings = ILVR_DEFAULTS, negative_prompt: str = "", callback=None) -> Strip:
     """ILVR of one reference at each N in `factors` for each seed (every N of a seed starts from
     the same noise), through the cascade up to `size`, in one batch."""
-    if model not in BASES:
-        raise ValueError(f"model must be one of {', '.join(BASES)}; got {model!r}")
+    if model not in PIXEL_MODELS:
+        raise ValueError(f"model must be one of {', '.join(PIXEL_MODELS)}; got {model!r}")
     if size not in SIZES:
         raise ValueError(f"size must be one of {SIZES}, got {size!r}")
     factors = list(factors)

@@ -5,7 +5,7 @@ that composes them (Imagen / DeepFloyd IF / CDM in miniature). Stages hand tenso
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 
 import torch
 import torch.nn.functional as F
@@ -74,6 +74,18 @@ class StageSettings:
             raise ValueError(f"aug_level must be between 0 and 999, got {self.aug_level!r}")
         if self.spacing is not None and self.spacing not in SPACINGS:
             raise ValueError(f"spacing must be one of {', '.join(SPACINGS)}; got {self.spacing!r}")
+
+
+@dataclass
+class CascadeResult:
+    """Images in [-1, 1] per resolution reached, and the parameters that made them (the cascade's,
+    `core.cascade.generate`, and DeepFloyd IF's)."""
+    stages: dict[int, torch.Tensor]
+    parameters: dict = field(default_factory=dict)
+
+    @property
+    def final(self) -> torch.Tensor:
+        return self.stages[max(self.stages)]
 
 
 STAGE_KEYS = tuple(StageSettings.__dataclass_fields__)   # what a config's `sampling` may set of a stage

@@ -40,13 +40,13 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from core import diffae
+from core.bases import PIXEL_MODELS
 from core.cascade import SIZES, sr_models, upscale_chain
 from core.checks import as_batch, check_int, check_range, check_seeds, seed_streams
 from core.conditions import base_conds
 from core.data.masks import mask_from_image, resize_mask
 from core.diffusion.rng import BatchGenerator
 from core.diffusion.samplers import sample, timesteps
-from core.ilvr import BASES as ILVR_BASES
 from core.ilvr import (
     DEFAULT_FACTOR,
     ILVR_DEFAULTS,
@@ -696,8 +696,8 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
         model_defaults(models.get("palette"), PALETTE_DEFAULTS) if palette else TRANSLATE_DEFAULTS
     if task == "ilvr":
         model = model or ("class_base" if label else "text_base")
-        if model not in ILVR_BASES:
-            raise ValueError(f"model must be one of {', '.join(ILVR_BASES)}; got {model!r}")
+        if model not in PIXEL_MODELS:
+            raise ValueError(f"model must be one of {', '.join(PIXEL_MODELS)}; got {model!r}")
     default_guidance = 1.0
     if task == "sdedit" and prompt:
         default_guidance = SDEDIT_GUIDANCE

@@ -1,5 +1,5 @@
 """What every tab shares, one module per concern, all importable from here as before:
-`demos.models` (the models, loaded once, read-only; the base-model inputs), `demos.errors`
+`demos.models` (the models, loaded once, read-only; the bases' defaults), `demos.errors`
 (friendly errors), `demos.endpoints` (every endpoint answers with a named error), `demos.uploads`
 (uploaded files and other inputs), `demos.jobs` (a worker that turns the sampler callback into
 progress and live previews), `demos.outputs` (result PNGs that carry their parameters),
@@ -54,7 +54,6 @@ from demos.models import (
     BASE_CHOICES,
     MODEL_NAMES,
     Models,
-    base_inputs,
     base_sampling,
     decoder_guidance_input,
     follow_base_defaults,
@@ -101,7 +100,7 @@ def gpu(fn: Callable, duration: int = 120) -> Callable:
 
 __all__ = [
     'gpu', 'CSS', 'PIXELATED', 'RESULTS', 'STAGE', 'TRUE_SIZE', 'MODEL_NAMES', 'BASE_CHOICES', 'Models',
-    'decoder_guidance_input', 'base_inputs', 'sampling_of', 'base_sampling', 'follow_base_defaults',
+    'decoder_guidance_input', 'sampling_of', 'base_sampling', 'follow_base_defaults',
     'CLOSE_ERROR_TOASTS', 'MAX_ERROR_CHARS', 'error', 'log_refusal', 'run_on', 'public', 'show_note', 'user_errors',
     'excerpt', 'named_errors', '_never_unnamed', 'FILE_COMPONENTS', 'NOT_UPLOADED', 'upload_roots', 'EDITOR_KEYS',
     'check_uploaded', 'open_upload', 'image_input', 'MAX_SEED', 'as_int', 'seed_input', 'table_output',

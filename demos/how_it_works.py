@@ -15,6 +15,7 @@ import pandas as pd
 import torch
 
 from core import diffae, hspace, mechanics
+from core.bases import PIXEL_MODELS
 from core.diffusion.likelihood import METHODS
 from core.diffusion.samplers import SAMPLERS
 from core.evaluation import guidance_comparison
@@ -25,7 +26,7 @@ from demos import common  # first: imports `spaces` before torch on a ZeroGPU Sp
 from demos.common import Job, Models, RequestFiles, as_int, follow, gpu, image_input, user_errors, wait_for
 
 TITLE = "How it works"
-BASES = {"text_base": "Text base (prompt)", "class_base": "Class base (label)"}
+PIXEL_BASE_LABELS = dict(zip(PIXEL_MODELS, ("Text base (prompt)", "Class base (label)")))   # core.bases.PixelBase
 HSPACE_ATTRIBUTES = ("dark-skin", "woman", "smiling")   # the DiffAE attributes (core.diffae.ATTRIBUTE_RULES)
 DIFFAE_STRENGTH = 1.0   # one class gap, the unit of the h-space strength too
 MAX_STEPS = 100
@@ -396,7 +397,7 @@ def make_fns(models: Models):
 def _hspace_status(models: Models) -> str:
     """A note for the h-space panel about what is missing ('' when both parts can run)."""
     notes = []
-    for name in BASES:
+    for name in PIXEL_BASE_LABELS:
         if name in models.errors:
             continue
         try:
@@ -640,7 +641,7 @@ def build(models: Models) -> None:
     with gr.Accordion("Model and condition (the condition is for the sampling panels and the likelihood; h-space "
                       "editing runs the model unconditionally)", open=True):
         with gr.Row():
-            model = gr.Radio([(v, k) for k, v in BASES.items()], value="text_base", label="Base model")
+            model = gr.Radio([(v, k) for k, v in PIXEL_BASE_LABELS.items()], value=PIXEL_MODELS[0], label="Base model")
             prompt = gr.Textbox("grinning face", label="Prompt (text base)")
             label = gr.Dropdown(common.class_labels(classes), value="face-smiling" if "face-smiling" in classes
                                 else (classes[0] if classes else None), label="Class (class base)", filterable=True)

@@ -1,5 +1,6 @@
 """The app's models, loaded once and read-only: each missing model disables only what needs it;
-the base-model inputs the generation tabs share and the sampling defaults they start from."""
+the bases' models and defaults as the tabs see them (`core.bases`), and the sampling defaults
+they start from. The base-model inputs are built from a capability spec in `demos.adapter`."""
 from __future__ import annotations
 
 import os
@@ -9,17 +10,16 @@ from pathlib import Path
 import gradio as gr
 import torch
 
+from core.bases import BASES, CASCADE_BASES, default_base
 from core.cascade import base_defaults
 from core.diffae import MAX_DECODER_GUIDANCE, fresh_noise_guidance
 from core.models.modelset import ModelSet
-from core.semantic import DECODER_SAMPLER, DECODER_STEPS, decoder_sampling
 from demos.errors import error, public
 
 MODEL_NAMES = ("clip", "text_base", "class_base", "sr64", "sr128", "palette", "diffae", "prior", "noisy_classifier",
                "code_classifier", "code_matcher")
 
-BASE_CHOICES = {"semantic: prior over DiffAE's code → DiffAE decoder": "semantic",
-                "pixel: a 32×32 UNet on pixels": "pixel"}
+BASE_CHOICES = {f"{name}: {BASES[name].description}": name for name in CASCADE_BASES}   # the tabs' base choice
 
 
 class Models:
@@ -84,17 +84,15 @@ class Models:
         return self.set.get(name)
 
     def base_needs(self, base_model: str, text: bool) -> list[str]:
-        """The models the 32 px base `base_model` (pixel / semantic) needs, for text or labels."""
-        if base_model not in BASE_CHOICES.values():
-            raise gr.Error(f"base must be one of {', '.join(BASE_CHOICES.values())}; got {base_model!r}",
+        """The models the cascade base `base_model` (`core.bases`) needs, for text or labels."""
+        if base_model not in CASCADE_BASES:
+            raise gr.Error(f"base must be one of {', '.join(sorted(CASCADE_BASES))}; got {base_model!r}",
                            title="Invalid input")
-        if base_model == "semantic":
-            return ["prior", "diffae"] + (["clip"] if text else [])
-        return ["text_base", self.text_encoder_name()] if text else ["class_base"]
+        return BASES[base_model].needs(text, self.text_encoder_name())
 
     def default_base(self, text: bool) -> str:
-        """semantic when its models loaded (it draws recognisable emoji far more often), else pixel."""
-        return "pixel" if self.unavailable(self.base_needs("semantic", text)) else "semantic"
+        """The base `core.bases.default_base` picks from the models that loaded."""
+        return default_base(self.names, text, self.text_encoder_name())
 
     def status_markdown(self, names: Sequence[str], consequence: str = "") -> str:
         """A warning for the top of a tab listing its unavailable models ('' when all are there)."""
@@ -120,18 +118,6 @@ def decoder_guidance_input(models: Models) -> gr.Slider:
     return gr.Slider(0, MAX_DECODER_GUIDANCE, value=start, step=0.1, label="Decoder guidance (semantic)",
                      info="classifier-free guidance of the DiffAE decoder on the semantic code (DALL-E 2's "
                           "decoder): above 1 draws the code's own details more firmly; 1 = none")
-
-
-def base_inputs(models: Models, text: bool):
-    """The base-model choice, the DiffAE decoder's steps and its guidance (used by the semantic base)."""
-    base_model = gr.Radio(list(BASE_CHOICES.items()), value=models.default_base(text), label="Base model (32×32)",
-                          info="semantic: a diffusion prior picks DiffAE's semantic code, its decoder draws it "
-                               "(DALL-E 2's two stages); pixel: one UNet draws the pixels")
-    start = DECODER_STEPS if models.unavailable(["diffae"]) else decoder_sampling(models.set.get("diffae"), "steps")
-    decoder_steps = gr.Slider(1, 100, value=start, step=1, precision=0, label="Decoder steps (semantic)",
-                              info=f"{DECODER_SAMPLER} steps of the DiffAE decoder; 'Steps' and 'Sampler' are the "
-                                   "prior's")
-    return base_model, decoder_steps, decoder_guidance_input(models)
 
 
 def sampling_of(models: Models, base_model: str, text: bool):

@@ -8,14 +8,13 @@ from pathlib import Path
 
 import gradio as gr
 
-from core.cascade import super_resolve, upscale_settings, upscale_stages
-from core.diffusion.samplers import SAMPLERS
+from core.capabilities import OWN, UPSCALE, upscale_stage_settings
 from core.images import pil_to_tensor, resize_tensor, tensor_to_pil
 from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
-from demos.common import Models, RequestFiles, as_int, gpu, image_input, preview, stream, user_errors
+from demos.adapter import choice, slider
+from demos.common import Models, RequestFiles, gpu, image_input, preview, stream, user_errors
 
 TITLE = "Super-resolution"
-OWN = "own"   # the sampler menu's "each stage's own"
 STAGE_LABELS = {64: "super-resolution 32 → 64", 128: "super-resolution 64 → 128"}
 
 
@@ -45,33 +44,30 @@ def make_fn(models: Models):
         with user_errors():
             if not image:
                 raise ValueError("upload an image or pick an example first")
-            factor, size, seed = as_int(factor, "factor"), as_int(size, "size"), as_int(seed, "seed")
-            names = upscale_stages(factor, size)
+            values = UPSCALE.check({"image": str(image), "factor": factor, "size": size, "sampler": sampler,
+                                    "steps": steps, "noise": noise, "seed": seed})
+            values["factor"] = values["factor"] or 4   # the form always sends one; 4x: 32 -> 128
+            names = UPSCALE.needs(values)
             models.require(names)
-            steps, noise = as_int(steps, "steps"), as_int(noise, "noise level")
-            # each SR stage's own settings (its config's), with what the user changed in every stage
-            settings = upscale_settings(models.set, factor, size, sampler=None if sampler == OWN else sampler,
-                                        steps=steps or None, aug_level=None if noise < 0 else noise)
-            low = pil_to_tensor(common.open_upload(image), size=size // factor)
+            low = pil_to_tensor(common.open_upload(image), size=values["size"] // values["factor"])
             files = RequestFiles()
             low_image = files.image(tensor_to_pil(low)[0])
-            bicubic = files.image(tensor_to_pil(resize_tensor(low, size, "bicubic"))[0])
+            bicubic = files.image(tensor_to_pil(resize_tensor(low, values["size"], "bicubic"))[0])
             result = yield from stream(
-                lambda callback: super_resolve(models.set, low, factor, [seed], settings, callback), 4, progress,
+                lambda callback: UPSCALE.run(models.set, values, low, Path(image).name, callback), 4, progress,
                 STAGE_LABELS, lambda info: {0: low_image, 1: bicubic, 2: files.image(preview(info["x0"]))},
-                {models.get(name).resolution: s.steps for name, s in zip(names, settings)})
-            parameters = {"command": "upscale", "image": Path(image).name, "size": size, "factor": factor,
-                          "steps": [s.steps for s in settings], "sampler": [s.sampler for s in settings],
-                          "noise": [s.aug_level for s in settings], "seed": seed}
-            name = f"{Path(image).stem}-sr{factor}x-{size}px-seed{seed}"
-            path = files.results(tensor_to_pil(result), [parameters], [name])[0]
-            yield low_image, bicubic, path, parameters
+                {models.get(name).resolution: st.steps
+                 for name, st in zip(names, upscale_stage_settings(models.set, values))})
+            name = f"{Path(image).stem}-sr{values['factor']}x-{values['size']}px-seed{values['seed']}"
+            path = files.results(tensor_to_pil(result.final), [result.parameters], [name])[0]
+            yield low_image, bicubic, path, result.parameters
 
     return upscale
 
 
 def build(models: Models) -> None:
-    """The tab's layout and wiring (inside the caller's gr.Tab)."""
+    """The tab's layout and wiring (inside the caller's gr.Tab); the inputs are the spec's parameters."""
+    U = UPSCALE  # noqa: N806 - short: every input below reads it
     missing = models.unavailable(["sr64", "sr128"])
     status = models.status_markdown(["sr64", "sr128"], "This tab cannot upscale until they are present."
                                     if len(missing) == 2 else "Upscales that need it show an error.")
@@ -84,19 +80,17 @@ def build(models: Models) -> None:
                 "is shown for comparison.")
     with gr.Row():
         with gr.Column(scale=2):
-            image = image_input(label="Image (any size, mode and format)", sources=["upload", "clipboard"],
+            image = image_input(label=U["image"].label, sources=["upload", "clipboard"],
                                height=240)
             with gr.Row():
-                factor = gr.Radio([("2x", 2), ("4x", 4)], value=4, label="Upscale")
-                size = gr.Radio([64, 128], value=128, label="Output size", info="4x: 32 → 128")
+                factor = choice(U["factor"], labels={2: "2x", 4: "4x"}, radio=True, info="")
+                size = choice(U["size"], radio=True, info="4x: 32 → 128")
             with gr.Row():
-                sampler = gr.Dropdown([("each stage's own", OWN), *SAMPLERS], value=OWN, label="Sampler")
-                steps = gr.Slider(0, 100, value=0, step=1, precision=0, label="Steps per stage",
-                                  info="0: each stage's own (its checkpoint's)")
+                sampler = choice(U["sampler"], labels={OWN: "each stage's own"}, info="")
+                steps = slider(U["steps"], info="0: each stage's own (its checkpoint's)")
             with gr.Row(equal_height=True):
-                noise = gr.Slider(-1, 999, value=-1, step=1, precision=0, label="Noise augmentation", scale=3,
-                                  info="-1: each stage's own (its checkpoint's)")
-                seed, _ = common.seed_input()
+                noise = slider(U["noise"], info="-1: each stage's own (its checkpoint's)", scale=3)
+                seed, _ = common.seed_input(U["seed"].default)
             button = gr.Button("Upscale", variant="primary")
             examples = common.example_images()
             gr.Examples([[p, 4, 128] for p in examples] + [[examples[0], 2, 128]], inputs=[image, factor, size],

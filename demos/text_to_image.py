@@ -8,18 +8,18 @@ from __future__ import annotations
 import gradio as gr
 from PIL import Image
 
-from core.cascade import SIZES, generate, sr_names
+from core.bases import CASCADE_BASES
+from core.capabilities import TEXT_TO_IMAGE
 from core.data.emoji import load_dataset
-from core.diffusion.samplers import SAMPLERS
 from core.images import tensor_to_pil
-from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings
 from core.reading import read_prompt
-from core.semantic import CLIP_SCALE, DECODER_STEPS, MAX_CODE_GUIDE_SCALE
+from core.semantic import CLIP_SCALE
 from demos import (
     common,  # first: imports `spaces` before torch on a ZeroGPU Space
     deepfloyd_if,
 )
-from demos.common import Models, RequestFiles, as_int, gpu, preview, stream, user_errors
+from demos.adapter import base_inputs, checkbox, choice, handler, result_gallery, slider, textbox
+from demos.common import Models, RequestFiles, gpu, preview, user_errors
 
 TITLE = "Text to image"
 STAGE_LABELS = {32: "32×32 base", 64: "64×64 SR", 128: "128×128 SR"}
@@ -66,100 +66,49 @@ def make_read_fn(models: Models):
     return read
 
 
+def prepare(values: dict) -> dict:
+    """What the form's values mean for the core function: the decoder's guidance only on the semantic
+    base (the form always sends one); CLIP guidance (a scale above 0) only there, and then it alone
+    steers the prior (the guidance slider is not used)."""
+    if values["base_model"] != "semantic":
+        values["decoder_guidance"] = None
+    if values["clip_scale"] is None:
+        values["clip_scale"] = 0.0
+    if values["clip_scale"] != 0:
+        if values["base_model"] != "semantic":
+            raise ValueError("CLIP guidance steers the semantic base's prior: choose the semantic base")
+        values["guidance"] = None   # the prior's default for a gradient-steered run: unconditional
+    return values
+
+
+def finish(result, values: dict, files: RequestFiles) -> tuple:
+    """The first image of each stage (None past the size), the result PNGs and the parameters."""
+    stages = {r: files.image(tensor_to_pil(x[:1])[0]) for r, x in result.stages.items()}
+    return (*(stages.get(r) for r in STAGE_LABELS), result_gallery(files, result, f"emoji-{values['size']}px"),
+            result.parameters)
+
+
 def make_fn(models: Models):
-    """The tab's function, bound to the shared models."""
-
-    @gpu
-    def text_to_image(prompt: str, negative_prompt: str, guidance: float, sampler: str, steps: int, seed: int,
-                      num_images: int, size: int, dynamic_thresholding: bool, threshold: float, eta: float,
-                      sr64_steps: int, sr64_noise: int, sr128_steps: int, sr128_noise: int,
-                      threshold_max: float = BASE_DEFAULTS.threshold_max, base_model: str | None = None,
-                      decoder_steps: int = DECODER_STEPS, decoder_guidance: float | None = None,
-                      clip_scale: float = 0.0, progress=gr.Progress()):
-        """Generate emoji from a text prompt through the cascade, streaming the predicted x0.
-
-        Args:
-            prompt: what to draw, e.g. "woman dancing, dark skin tone".
-            negative_prompt: what to steer away from ("" = the unconditional embedding).
-            guidance: classifier-free guidance scale of the base stage (1 = none).
-            sampler: one of ddpm, ddim, euler, heun, euler-maruyama, dpmpp-2m (the base stage; the
-                SR stages sample with DDIM, core.pipeline.SR_STAGE_DEFAULTS).
-            steps: sampling steps of the base stage.
-            seed: image i uses seed + i.
-            num_images: how many images (1-8).
-            size: final size, 32, 64 or 128 (where the cascade stops).
-            dynamic_thresholding: thresholding of the base stage's x0 (static or dynamic).
-            threshold: its percentile (0.5-1).
-            eta: DDIM's eta (0 = deterministic); ignored by the other samplers.
-            sr64_steps: steps of the 32 -> 64 stage.
-            sr64_noise: noise-augmentation level (0-999) of the 64 stage's low-res input.
-            sr128_steps: steps of the 64 -> 128 stage.
-            sr128_noise: noise-augmentation level (0-999) of the 128 stage's low-res input.
-            threshold_max: cap of the thresholding scale s: 1 = static clipping to [-1, 1],
-                larger = Imagen's dynamic thresholding.
-            base_model: "semantic", "pixel" or None (the default: semantic when its models loaded, else pixel).
-                With "semantic" a diffusion prior picks DiffAE's semantic code for the prompt and the
-                DiffAE decoder draws it (guidance, sampler and steps are the prior's); with "pixel" the
-                text-conditioned UNet draws the image.
-            decoder_steps: steps of the DiffAE decoder (DPM-Solver++; semantic base).
-            decoder_guidance: the DiffAE decoder's classifier-free guidance on the semantic code (semantic
-                base; None: the scale its checkpoint names).
-            clip_scale: CLIP guidance of the semantic base's prior (GLIDE): above 0, the prior runs
-                unconditionally (`guidance` is not used) and the gradient of the noise-aware code-text
-                matcher's similarity to the prompt steers it (checkpoints/code_matcher); 0 = none.
-        Returns:
-            the first image at 32, 64 and 128 (None past `size`), the final PNGs (with their
-            parameters) and the parameters.
-        """
-        with user_errors():
-            size, seed, num = as_int(size, "size"), as_int(seed, "seed"), as_int(num_images, "number of images")
-            decoder_steps = as_int(decoder_steps, "decoder steps")
-            base_model = base_model or models.default_base(text=True)
-            clip_scale = None if clip_scale is None or float(clip_scale) == 0 else float(clip_scale)
-            if clip_scale is not None and base_model != "semantic":
-                raise ValueError("CLIP guidance steers the semantic base's prior: choose the semantic base")
-            decoder_guidance = None if decoder_guidance is None or base_model != "semantic" else float(decoder_guidance)
-            models.require([*models.base_needs(base_model, text=True), *sr_names(size),
-                            *(["code_matcher"] if clip_scale is not None else [])])
-            guidance = 0.0 if clip_scale is not None else float(guidance)   # CLIP guidance alone steers the prior
-            base = StageSettings(sampler=sampler, steps=as_int(steps, "steps"), guidance=guidance,
-                                 eta=float(eta) if sampler == "ddim" else 0.0,
-                                 threshold=float(threshold) if dynamic_thresholding else None,
-                                 threshold_max=float(threshold_max))
-            sr = tuple(StageSettings(sampler=d.sampler, steps=as_int(s, "SR steps"), guidance=1.0,
-                                     threshold=d.threshold, aug_level=as_int(n, "SR noise level"))
-                       for d, s, n in zip(SR_STAGE_DEFAULTS, (sr64_steps, sr128_steps), (sr64_noise, sr128_noise)))
-            files = RequestFiles()
-            base_steps = decoder_steps if base_model == "semantic" else base.steps   # the decoder reports progress
-            steps_per_stage = {32: base_steps, 64: sr[0].steps, 128: sr[1].steps}
-            result = yield from stream(
-                lambda callback: generate(models.set, prompt=prompt or "", negative_prompt=negative_prompt or "",
-                                          num=num, seed=seed, size=size, base=base, sr=sr, callback=callback,
-                                          base_model=base_model, decoder_steps=decoder_steps,
-                                          decoder_guidance=decoder_guidance, clip_scale=clip_scale),
-                5, progress, STAGE_LABELS,   # the stage being sampled gets its x0 preview
-                lambda info: {list(STAGE_LABELS).index(info["stage"]): files.image(preview(info["x0"]))},
-                {r: n for r, n in steps_per_stage.items() if r <= size})
-            common.show_note(result.parameters.get("note"))
-            images = tensor_to_pil(result.final)
-            seeds = result.parameters["seeds"]
-            parameters = [{**result.parameters, "seed": s, "command": "generate"} for s in seeds]
-            paths = files.results(images, parameters, [f"emoji-{size}px-seed{s}" for s in seeds])
-            stages = {r: files.image(tensor_to_pil(x[:1])[0]) for r, x in result.stages.items()}
-            yield (*(stages.get(r) for r in STAGE_LABELS), [(p, f"seed {s}") for p, s in zip(paths, seeds)],
-                   result.parameters)
-
-    return text_to_image
+    """The tab's function (`core.capabilities.TEXT_TO_IMAGE` through `demos.adapter.handler`), bound
+    to the shared models; its arguments are the spec's, in the endpoint's order."""
+    return gpu(handler(
+        TEXT_TO_IMAGE, models, outputs=5, labels=STAGE_LABELS, prepare=prepare, finish=finish,
+        show=lambda info, files: {list(STAGE_LABELS).index(info["stage"]): files.image(preview(info["x0"]))},
+        summary="Generate emoji from a text prompt through the cascade, streaming the predicted x0 of the stage "
+                "being sampled.",
+        returns="the first image at 32, 64 and 128 (None past `size`), the final PNGs (with their parameters) "
+                "and the parameters."))
 
 
 def build(models: Models) -> None:
-    """The tab's layout and wiring (inside the caller's gr.Tab)."""
+    """The tab's layout and wiring (inside the caller's gr.Tab); the inputs are the spec's parameters."""
+    T = TEXT_TO_IMAGE  # noqa: N806 - short: every input below reads it
     start = common.base_sampling(models, text=True)   # the sampler and steps of the base the tab starts with
     encoder = models.text_encoder_name()
-    missing_base = (models.unavailable(["text_base", encoder])
-                    and models.unavailable(models.base_needs("semantic", text=True)))
+    missing_base = all(models.unavailable(models.base_needs(base, text=True)) for base in CASCADE_BASES)
+    every = {base: T.needs({"base_model": base, "size": 128, "clip_scale": 1.0}, encoder) for base in CASCADE_BASES}
     status = models.status_markdown(
-        sorted({"text_base", encoder, "prior", "diffae", "sr64", "sr128", "code_matcher"}),
+        sorted({name for names in every.values() for name in names}),   # what any call may need
         "This tab cannot generate until they are present." if missing_base
         else "Final sizes that need them show an error; smaller sizes work.")
     if status:
@@ -175,48 +124,41 @@ def build(models: Models) -> None:
                 "Each stage's predicted image is shown as it denoises.")
     with gr.Row():
         with gr.Column(scale=2):
-            prompt = gr.Textbox("", label="Prompt", placeholder="e.g. woman dancing, dark skin tone", lines=2)
-            negative = gr.Textbox("", label="Negative prompt", placeholder="optional: what to avoid")
+            prompt = textbox(T["prompt"], placeholder="e.g. woman dancing, dark skin tone", lines=2)
+            negative = textbox(T["negative_prompt"], placeholder="optional: what to avoid")
             with gr.Row():
-                guidance = gr.Slider(0, 15, value=start.guidance, step=0.1, label="Guidance scale",
-                                     info="1 = no guidance")
-                steps = gr.Slider(1, 100, value=start.steps, step=1, precision=0, label="Steps (base)")
+                guidance = slider(T["guidance"], start.guidance, info="1 = no guidance")
+                steps = slider(T["steps"], start.steps, info="")
             with gr.Row():
-                sampler = gr.Dropdown(list(SAMPLERS), value=start.sampler, label="Sampler")
-                size = gr.Radio(list(SIZES), value=128, label="Final size")
+                sampler = choice(T["sampler"], start.sampler, info="")
+                size = choice(T["size"], radio=True, info="")
             with gr.Row(equal_height=True):
-                seed, _ = common.seed_input()
-                num = gr.Slider(1, 8, value=2, step=1, precision=0, label="Number of images", scale=3)
-            thresholding = gr.Checkbox(value=True, label="Thresholding of x0",
-                                       info="keeps high guidance from saturating the image; static clipping "
-                                            "unless the cap below is raised (Imagen's dynamic thresholding)")
-            base_model, decoder_steps, decoder_guidance = common.base_inputs(models, text=True)
+                seed, _ = common.seed_input(T["seed"].default)
+                num = slider(T["num_images"], info="", scale=3)
+            thresholding = checkbox(T["dynamic_thresholding"],
+                                    info="keeps high guidance from saturating the image; static clipping "
+                                         "unless the cap below is raised (Imagen's dynamic thresholding)")
+            base_model, decoder_steps, decoder_guidance = base_inputs(T, models)
             common.follow_base_defaults(models, True, base_model, sampler, steps, guidance)
-            clip_scale = gr.Slider(0, MAX_CODE_GUIDE_SCALE, value=0, step=0.5, label="CLIP guidance (semantic base)",
-                                   info=f"0 = none; above 0 the unconditional prior is steered by a noise-aware "
-                                        f"code-text matcher instead of classifier-free guidance ({CLIP_SCALE:g} "
-                                        "is the default of `--clip-scale`)")
+            clip_scale = slider(T["clip_scale"],
+                                info=f"0 = none; above 0 the unconditional prior is steered by a noise-aware "
+                                     f"code-text matcher instead of classifier-free guidance ({CLIP_SCALE:g} "
+                                     "is the default of `--clip-scale`)")
             with gr.Accordion("Advanced: per-stage settings", open=False):
                 gr.Markdown("Guidance applies to the base stage: the super-resolution stages are conditioned "
                             "on the low-resolution image only (as in Cascaded Diffusion Models), so they have "
                             "steps and a noise-augmentation level instead.")
                 with gr.Row():
-                    threshold = gr.Slider(0.5, 1.0, value=BASE_DEFAULTS.threshold, step=0.005,
-                                          label="Thresholding percentile (base)")
-                    threshold_max = gr.Slider(1.0, 3.0, value=BASE_DEFAULTS.threshold_max, step=0.05,
-                                              label="Thresholding cap (base)",
-                                              info="1 = static clipping; above 1 = dynamic thresholding")
-                    eta = gr.Slider(0, 1, value=0.0, step=0.05, label="DDIM eta (base)", info="0 = deterministic")
+                    threshold = slider(T["threshold"], info="")
+                    threshold_max = slider(T["threshold_max"], info="1 = static clipping; above 1 = dynamic "
+                                                                    "thresholding")
+                    eta = slider(T["eta"], info="0 = deterministic")
                 with gr.Row():
-                    sr64_steps = gr.Slider(1, 100, value=SR_STAGE_DEFAULTS[0].steps, step=1, precision=0,
-                                           label="Steps (64)")
-                    sr64_noise = gr.Slider(0, 999, value=SR_DEFAULTS.aug_level, step=1, precision=0,
-                                           label="Noise augmentation (64)")
+                    sr64_steps = slider(T["sr64_steps"], info="")
+                    sr64_noise = slider(T["sr64_noise"], info="")
                 with gr.Row():
-                    sr128_steps = gr.Slider(1, 100, value=SR_STAGE_DEFAULTS[1].steps, step=1, precision=0,
-                                            label="Steps (128)")
-                    sr128_noise = gr.Slider(0, 999, value=SR_DEFAULTS.aug_level, step=1, precision=0,
-                                            label="Noise augmentation (128)")
+                    sr128_steps = slider(T["sr128_steps"], info="")
+                    sr128_noise = slider(T["sr128_noise"], info="")
             button = gr.Button("Generate", variant="primary")
             gr.Examples([[p] for p in EXAMPLES], inputs=[prompt], label="Example prompts", cache_examples=False)
             if models.deepfloyd is not None:

@@ -118,5 +118,7 @@ def test_the_command_line_takes_decoder_guidance(tiny_checkpoints, tmp_path):
     assert main([*args, "--decoder-guidance", "2.5", "--out", str(tmp_path / "a")]) == 0
     from PIL import Image
     assert read_parameters(Image.open(tmp_path / "a" / "000.png"))["decoder_guidance"] == 2.5
-    assert main([*args, "--decoder-guidance", "20", "--out", str(tmp_path / "b")]) == 2
+    with pytest.raises(SystemExit) as refused:   # outside the spec's range, 0 to 10: the parser refuses it
+        main([*args, "--decoder-guidance", "20", "--out", str(tmp_path / "b")])
+    assert refused.value.code == 2
     assert not (tmp_path / "b").exists()

@@ -6,7 +6,8 @@ import pytest
 import torch
 from PIL import Image
 
-from core.cascade import default_base, generate, variations
+from core.bases import default_base
+from core.cascade import generate, variations
 from core.cli.main import main as cli
 from core.diffae import semantic_code
 from core.images import read_parameters
@@ -28,10 +29,13 @@ def models(tiny_checkpoints):
 
 
 def test_default_base_is_semantic_when_the_prior_is_there(models, tiny_checkpoints, tmp_path):
-    assert default_base(models) == "semantic"
+    assert default_base(models.available()) == "semantic"
+    assert default_base(models.available(), text=False) == "semantic"
     partial = tmp_path / "no_prior"
     shutil.copytree(tiny_checkpoints, partial, ignore=shutil.ignore_patterns("prior"))
-    assert default_base(ModelSet(partial, "cpu")) == "pixel"
+    assert default_base(ModelSet(partial, "cpu").available()) == "pixel"
+    assert default_base(["prior", "diffae"], text=False) == "semantic"   # a label needs no text encoder
+    assert default_base(["prior", "diffae"], text=True) == "pixel"       # a prompt needs the prior's clip
 
 
 def test_semantic_text_generation_is_prior_then_decoder_then_sr(models):

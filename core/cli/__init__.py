@@ -64,6 +64,38 @@ def text_list(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
 
+def spec_options(parser, params: Sequence) -> None:
+    """An option for each parameter of a capability spec (`core.capabilities.Param`) that has one
+    (`Param.option`): its type and range checked by `Param.parse`, its choices, its help; the value
+    stored under the parameter's name, None when not given (the spec's default then applies,
+    `core.capabilities.Capability.check`). A bool parameter that defaults to True is a --no-... switch."""
+    for param in params:
+        if param.option is None:
+            continue
+        if param.type is bool:
+            parser.add_argument(param.option, dest=param.name, action="store_const", const=not param.default,
+                                default=None, help=("turn off: " if param.default else "turn on: ") + param.help)
+            continue
+        shown = "" if param.default in (None, "") else f" (default {param.default})"
+        parser.add_argument(param.option, dest=param.name, type=_spec_type(param), choices=param.choices,
+                            default=None, help=param.help + shown)
+
+
+def _spec_type(param) -> Callable[[str], object]:
+    def parse(text: str):
+        try:
+            return param.parse(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    parse.__name__ = param.type.__name__   # argparse names the type in its "invalid ..." message
+    return parse
+
+
+def spec_values(args: argparse.Namespace, params: Sequence) -> dict:
+    """The values the command line gave for these parameters (those not given are left out)."""
+    return {p.name: getattr(args, p.name) for p in params if getattr(args, p.name, None) is not None}
+
+
 def model_options() -> argparse.ArgumentParser:
     """A parent parser with the options of every command that loads models: --checkpoints, --device."""
     p = OneLineParser(add_help=False)

@@ -6,23 +6,14 @@ import argparse
 from dataclasses import replace
 from pathlib import Path
 
-from core.cascade import (
-    base_defaults,
-    default_base,
-    generate,
-    sr_defaults,
-    super_resolve,
-    upscale_factor,
-    upscale_settings,
-    variations,
-)
-from core.cli import finite, load_models, seed
+from core.capabilities import CLASS_CONDITIONAL, TEXT_TO_IMAGE, UPSCALE
+from core.cascade import sr_defaults, upscale_factor, variations
+from core.cli import finite, load_models, seed, spec_options, spec_values
 from core.data.emoji import DataSourceMissing, load_dataset
-from core.diffusion.samplers import SAMPLERS
 from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
-from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings
+from core.pipeline import SR_STAGE_DEFAULTS
 from core.reading import read_prompt
-from core.semantic import CLIP_SCALE, CODE_CLASSIFIER_SCALE, DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
+from core.semantic import DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
 
 HELP = {"generate": "text-to-image or class-conditional generation through the cascade",
         "variations": "variations of an image: its semantic code decoded with fresh noise",
@@ -31,51 +22,9 @@ HELP = {"generate": "text-to-image or class-conditional generation through the c
 
 def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     g = sub.add_parser("generate", help=HELP["generate"], parents=[models])
-    what = g.add_mutually_exclusive_group(required=True)
-    what.add_argument("--prompt")
-    what.add_argument("--label", help="a class from `python -m core classes`")
-    g.add_argument("--negative-prompt", default="")
-    g.add_argument("--guidance", type=finite, default=None,
-                   help=f"classifier-free guidance scale (default {BASE_DEFAULTS.guidance:g}, or the guidance the "
-                        "pixel base's checkpoint names; 1 = none)")
-    g.add_argument("--classifier-scale", type=finite, default=None,
-                   help="with --label: classifier guidance at this scale; the semantic base's prior steered by the "
-                        "noise-aware classifier of its codes (checkpoints/code_classifier; default scale "
-                        f"{CODE_CLASSIFIER_SCALE:g}), the pixel class base by the noise-aware image classifier "
-                        "(checkpoints/noisy_classifier). The prior runs unconditionally unless --guidance is given "
-                        "(then the gradient steers the classifier-free guided prior); 0 = no classifier guidance")
-    g.add_argument("--clip-scale", type=finite, default=None,
-                   help="with --prompt, semantic base: CLIP guidance at this scale, the prior steered by the "
-                        "noise-aware code-text matcher (checkpoints/code_matcher; default scale "
-                        f"{CLIP_SCALE:g}); unconditional prior unless --guidance is given")
-    g.add_argument("--steps", type=int, default=None,
-                   help=f"steps of the base (default {BASE_DEFAULTS.steps} for the pixel base, "
-                        f"{PRIOR_DEFAULTS.steps} for the semantic base's prior)")
-    g.add_argument("--sampler", choices=list(SAMPLERS), default=None,
-                   help=f"sampler of the base (default {BASE_DEFAULTS.sampler} for the pixel base, "
-                        f"{PRIOR_DEFAULTS.sampler} for the semantic base's prior)")
-    g.add_argument("--eta", type=finite, default=0.0)
-    g.add_argument("--no-threshold", action="store_true", help="turn thresholding of x0 off")
-    g.add_argument("--threshold-max", type=finite, default=BASE_DEFAULTS.threshold_max,
-                   help="cap of the dynamic-thresholding scale: 1 = static clipping (default), "
-                        "larger = Imagen's dynamic thresholding at percentile 0.995")
-    g.add_argument("--sr-steps", type=int, default=None,
-                   help=f"steps of each SR stage (default {SR_STAGE_DEFAULTS[0].steps} at 64 px, "
-                        f"{SR_STAGE_DEFAULTS[1].steps} at 128 px)")
-    g.add_argument("--sr-noise", type=int, default=None,
-                   help=f"SR noise level (0-999; default: each stage checkpoint's, {SR_DEFAULTS.aug_level})")
-    g.add_argument("--seed", type=seed, default=0)
-    g.add_argument("--num", type=int, default=1)
-    g.add_argument("--size", type=int, choices=(32, 64, 128), default=128)
-    g.add_argument("--base", choices=("pixel", "semantic"), default=None,
-                   help="the 32 px base: pixel (the text/class UNet) or semantic (a prior over the DiffAE's "
-                        "semantic code, then its decoder); default: semantic when its models are there")
-    g.add_argument("--decoder-steps", type=int, default=None,
-                   help=f"semantic base: {DECODER_SAMPLER} steps of the DiffAE decoder (default: its checkpoint's, "
-                        f"{DECODER_STEPS})")
-    g.add_argument("--decoder-guidance", type=finite, default=None,
-                   help="semantic base: classifier-free guidance of the DiffAE decoder on the semantic code "
-                        "(default: the scale its checkpoint names; 1 = none)")
+    what = g.add_mutually_exclusive_group(required=True)   # a prompt: text to image; a label: class-conditional
+    spec_options(what, [TEXT_TO_IMAGE["prompt"], CLASS_CONDITIONAL["label"]])
+    spec_options(g, generate_params())
     g.add_argument("--out", required=True, help="folder; writes 000.png, 001.png, ...")
     g.set_defaults(handler=run_generate, out_kind="folder")
 
@@ -99,52 +48,46 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     v.set_defaults(handler=run_variations, out_kind="folder")
 
     u = sub.add_parser("upscale", help=HELP["upscale"], parents=[models])
-    u.add_argument("--image", required=True)
-    u.add_argument("--size", type=int, choices=(64, 128), required=True, help="output size")
-    u.add_argument("--factor", type=int, choices=(2, 4), default=None,
-                   help="2: the input is taken at SIZE/2 (one SR stage); 4: at 32 (both stages, SIZE 128 only); "
-                        "default: from the input, 4 for an input of at most 32 px at SIZE 128, else 2")
-    u.add_argument("--steps", type=int, help="steps of every stage (default: each stage's own, from its config: "
-                                             f"{SR_STAGE_DEFAULTS[0].steps} at 64 px, {SR_STAGE_DEFAULTS[1].steps} "
-                                             "at 128 px for the committed ones)")
-    u.add_argument("--sampler", choices=list(SAMPLERS), help="sampler of every stage (default: each stage's own)")
-    u.add_argument("--noise", type=int, help="noise-augmentation level (0-999) of every stage (default: each "
-                                             "stage's own)")
-    u.add_argument("--seed", type=seed, default=0)
+    u.add_argument("--image", required=True, help=UPSCALE["image"].help)
+    spec_options(u, UPSCALE.params)   # --factor, --size, --sampler, --steps, --noise, --seed
     u.add_argument("--out", required=True, help="output PNG file")
     u.set_defaults(handler=run_upscale, out_kind="file")
 
 
+def generate_params() -> list:
+    """The options of `generate`: the parameters of both specs but the prompt and the label; one both
+    take with different ranges or defaults (num_images) spans both here, and the spec that runs checks its
+    own and fills in its own default."""
+    params = {p.name: p for p in TEXT_TO_IMAGE.params if p.name != "prompt"}
+    for p in CLASS_CONDITIONAL.params:
+        q = params.get(p.name)
+        if q is None and p.name != "label":
+            params[p.name] = p
+        elif q is not None and (q.low, q.high, q.default) != (p.low, p.high, p.default):
+            params[p.name] = replace(q, low=min(q.low, p.low), high=max(q.high, p.high), default=None,
+                                     help=f"{q.help} (--prompt: {q.low:g} to {q.high:g}, default {q.default}; "
+                                          f"--label: {p.low:g} to {p.high:g}, default {p.default})")
+    return list(params.values())
+
+
 def run_generate(args: argparse.Namespace) -> None:
+    """Text to image (`core.capabilities.TEXT_TO_IMAGE`) for --prompt, class-conditional generation
+    (`CLASS_CONDITIONAL`) for --label, with the options given and the spec's defaults."""
     if args.classifier_scale is not None and args.label is None:
         raise ValueError("classifier guidance steers towards a class: give a label, not a prompt")
     if args.clip_scale is not None and args.prompt is None:
         raise ValueError("CLIP guidance steers towards a text: give a prompt, not a label")
-    if args.clip_scale is not None and args.base == "pixel":
+    if args.clip_scale is not None and args.base_model == "pixel":
         raise ValueError("--clip-scale steers the semantic base's prior: use --base semantic (or no --base)")
-    if args.classifier_scale is not None and args.guidance is not None and args.base == "pixel":
-        raise ValueError("--guidance (classifier-free) and --classifier-scale (classifier guidance) are "
-                         "alternatives on the pixel base; give one")
+    spec = TEXT_TO_IMAGE if args.prompt is not None else CLASS_CONDITIONAL
+    given = spec_values(args, spec.params)
+    if spec is CLASS_CONDITIONAL:   # --classifier-scale asks for classifier guidance
+        given["guidance_method"] = "classifier" if args.classifier_scale is not None else "cfg"
+    values = spec.check(given)
     models = load_models(args)
-    # the defaults of the base that will run: the pixel UNet's or the semantic base's prior's
-    base_model = args.base or default_base(models)
-    defaults = base_defaults(base_model, models, args.prompt is not None)
-    if base_model == "semantic" and (args.classifier_scale is not None or args.clip_scale is not None):
-        defaults = replace(defaults, guidance=0.0)   # the unconditional prior, steered by the gradient alone
-    base = StageSettings(sampler=args.sampler or defaults.sampler,
-                         steps=defaults.steps if args.steps is None else args.steps,
-                         guidance=defaults.guidance if args.guidance is None else args.guidance, eta=args.eta,
-                         threshold=None if args.no_threshold else BASE_DEFAULTS.threshold,
-                         threshold_max=args.threshold_max)
-    sr = tuple(replace(d, steps=d.steps if args.sr_steps is None else args.sr_steps,
-                       aug_level=d.aug_level if args.sr_noise is None else args.sr_noise)
-               for d in sr_defaults(models, args.size))
-    result = generate(models, prompt=args.prompt, negative_prompt=args.negative_prompt, label=args.label,
-                      num=args.num, seed=args.seed, size=args.size, base=base, sr=sr,
-                      base_model=args.base, decoder_steps=args.decoder_steps, decoder_guidance=args.decoder_guidance,
-                      classifier_scale=args.classifier_scale, clip_scale=args.clip_scale)
-    write_all(result, Path(args.out), args.seed, "generate")
-    if args.prompt is not None and base_model == "semantic":
+    result = spec.run(models, values)
+    write_all(result, Path(args.out), values["seed"], "generate")
+    if args.prompt is not None and result.parameters["base_model"] == "semantic":
         print_reading(models.get(models.get("prior").config.text_encoder), args.prompt)
 
 
@@ -170,17 +113,14 @@ def run_variations(args: argparse.Namespace) -> None:
 
 
 def run_upscale(args: argparse.Namespace) -> None:
+    """`core.capabilities.UPSCALE` of the image file, with the options given and the spec's defaults."""
     image = open_image(args.image)
-    factor = upscale_factor(args.size, max(image.size), args.factor)
+    values = UPSCALE.check(spec_values(args, UPSCALE.params))
+    values["factor"] = upscale_factor(values["size"], max(image.size), values["factor"])
     models = load_models(args)
-    x = pil_to_tensor(image, size=args.size // factor)
-    settings = upscale_settings(models, factor, args.size, sampler=args.sampler, steps=args.steps,
-                                aug_level=args.noise)
-    out = super_resolve(models, x, factor, [args.seed], settings)
-    params = {"command": "upscale", "image": str(args.image), "size": args.size, "factor": factor,
-              "steps": [s.steps for s in settings], "sampler": [s.sampler for s in settings],
-              "noise": [s.aug_level for s in settings], "seed": args.seed}
-    save_png(tensor_to_pil(out)[0], args.out, params)
+    low = pil_to_tensor(image, size=values["size"] // values["factor"])
+    result = UPSCALE.run(models, values, low, str(args.image))
+    save_png(tensor_to_pil(result.final)[0], args.out, result.parameters)
     print(f"wrote {args.out}")
 
 

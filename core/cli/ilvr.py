@@ -4,8 +4,8 @@ from __future__ import annotations
 import argparse
 from dataclasses import replace
 
+from core.bases import PIXEL_MODELS
 from core.cli import format_table, load_models, number_list, seed
-from core.conditions import BASES
 from core.ilvr import ILVR_DEFAULTS, STRIP_FACTORS, ilvr_strip
 from core.images import open_image, save_png
 
@@ -15,7 +15,7 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p.add_argument("--image", required=True, help="the reference (any size or mode)")
     p.add_argument("--factors", type=number_list(int), default=list(STRIP_FACTORS), help="comma-separated N at 32x32")
     p.add_argument("--seeds", type=number_list(seed), default=[0], help="comma-separated; 2 or more give the diversity")
-    p.add_argument("--model", choices=BASES, default="text_base")
+    p.add_argument("--model", choices=PIXEL_MODELS, default="text_base")
     p.add_argument("--prompt", help="text base: guide with this prompt (default: unguided)")
     p.add_argument("--label", help="class base: guide with this class (default: unconditional)")
     p.add_argument("--size", type=int, choices=(32, 64, 128), default=32)
