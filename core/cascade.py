@@ -10,6 +10,7 @@ from typing import Literal, get_args
 import torch
 
 from core.checks import check_int
+from core.data.emoji import DataSourceMissing
 from core.diffae import fresh_noise_guidance
 from core.models.modelset import ModelSet
 from core.models.networks import DiffusionModel
@@ -26,7 +27,7 @@ from core.pipeline import (
     model_defaults,
     upscale,
 )
-from core.reading import readable_prompt
+from core.reading import check_prompt_reading, nearest_prompt, readable_prompt
 from core.semantic import PRIOR_DEFAULTS, check_code_guide_scale, decoder_sampling, generate_semantic
 from core.semantic import variations as semantic_variations
 from core.tone_words import app_reading, load_tone_offsets
@@ -159,8 +160,15 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
              base: StageSettings | None = None, sr: Sequence[StageSettings] | None = None,
              callback: Callback | None = None, base_model: Base | None = None,
              decoder_steps: int | None = None, classifier_scale: float | None = None,
-             decoder_guidance: float | None = None, clip_scale: float | None = None) -> CascadeResult:
+             decoder_guidance: float | None = None, clip_scale: float | None = None,
+             prompt_reading: str | None = None) -> CascadeResult:
     """Text (`prompt`) or class (`label`) generation through the cascade, stopping at `size`.
+
+    `prompt_reading` (semantic base, a prompt): "nearest" conditions the prior on the name of the
+    known emoji the prompt is read as when it is read confidently (`core.reading.nearest_prompt`:
+    "a blue car" -> "sport utility vehicle"; the parameters' `read_as` and `prior_prompt` say so),
+    else on the prompt; "as-typed" always on the prompt; None: `core.reading.DEFAULT_PROMPT_READING`.
+    The pixel base draws the prompt as typed.
 
     `base_model` picks the 32 px base: "pixel" (the text or class UNet) or "semantic" (the prior over
     DiffAE's z_sem, then the DiffAE decoder with `decoder_steps` steps and classifier-free guidance
@@ -191,6 +199,7 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         clip_scale = check_code_guide_scale(clip_scale, "CLIP scale")
     if prompt is not None and not prompt.strip():
         raise ValueError("prompt is empty; describe the emoji to generate")
+    prompt_reading = check_prompt_reading(prompt_reading)
     _check_common(num, size, sr if sr is not None else SR_STAGE_DEFAULTS)
     base_model = base_model or default_base(models)
     if clip_scale is not None and base_model != "semantic":
@@ -213,14 +222,29 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
                    else models.text_encoder())
         prompt, negative_prompt, note = fit_prompts(encoder, prompt, negative_prompt)
 
-    tone = None
+    tone, read_as = None, None
     if base_model == "semantic":
         text_encoder = models.get(models.get("prior").config.text_encoder) if prompt is not None else None
         prior_prompt, code_shift = prompt, None
+        if prompt is not None and prompt_reading == "nearest":
+            # the prior draws what it was trained on: the nearest known emoji's name (core.reading)
+            try:
+                prior_prompt, reading, drawn = nearest_prompt(text_encoder, prompt)
+            except DataSourceMissing as e:   # no emoji data set to read against: the prompt as typed
+                note = "; ".join(n for n in (note, f"the prompt is drawn as typed (no emoji to read it against: {e})")
+                                 if n)
+            else:
+                if drawn is not None:
+                    read_as = {"emoji": drawn.emoji, "name": drawn.name, "score": round(reading.nearest[0].score, 3)}
+                    note = "; ".join(n for n in (note, readable_prompt(text_encoder, prompt)[1]) if n) or None
+                    if prior_prompt != prompt:
+                        note = "; ".join(n for n in (note, f"read as {read_as['emoji']} {read_as['name']}: drawn "
+                                                           f"from {prior_prompt!r} (prompt reading 'as-typed' draws "
+                                                           "the prompt itself)") if n)
         if prompt is not None:
             # a tone on a design never drawn with one: the design, then the tone's offset (core.tone_words)
             offsets = load_tone_offsets(Path(models.root) / "diffae")
-            prior_prompt, code_shift, tone = app_reading(offsets, prompt)
+            prior_prompt, code_shift, tone = app_reading(offsets, prior_prompt)
             if tone is not None:
                 note = "; ".join(n for n in (note, f"{prior_prompt!r} is never drawn with a skin tone: drawn, then "
                                                  f"moved to the {tone} tone (its offset in the code)") if n)
@@ -251,9 +275,14 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         parameters["decoder_steps"] = decoder_sampling(models.get("diffae"), "steps") if decoder_steps is None \
             else decoder_steps
         parameters["decoder_guidance"] = fresh_noise_guidance(models.get("diffae"), decoder_guidance)
+    if base_model == "semantic" and prompt is not None:
+        parameters["prompt_reading"] = prompt_reading
+    if read_as is not None:   # the known emoji the prompt was read as, whose name the prior drew
+        parameters["read_as"] = read_as
+    if tone is not None or (read_as is not None and prior_prompt != prompt):
+        parameters["prior_prompt"] = prior_prompt
     if tone is not None:   # a tone asked on a design never drawn with one: the design, moved by the tone's offset
         parameters["tone_offset"] = tone
-        parameters["prior_prompt"] = prior_prompt
     if classifier_scale is not None:
         parameters["classifier_scale"] = classifier_scale
     if clip_scale is not None:

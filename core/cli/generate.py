@@ -12,7 +12,7 @@ from core.data.emoji import DataSourceMissing, load_dataset
 from core.diffusion.samplers import SAMPLERS
 from core.images import open_image, pil_to_tensor, save_png, tensor_to_pil
 from core.pipeline import BASE_DEFAULTS, SR_DEFAULTS, SR_STAGE_DEFAULTS, StageSettings, upscale
-from core.reading import read_prompt
+from core.reading import DEFAULT_PROMPT_READING, PROMPT_READINGS, read_prompt
 from core.semantic import CLIP_SCALE, CODE_CLASSIFIER_SCALE, DECODER_SAMPLER, DECODER_STEPS, PRIOR_DEFAULTS
 
 HELP = {"generate": "text-to-image or class-conditional generation through the cascade",
@@ -39,6 +39,10 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
                    help="with --prompt, semantic base: CLIP guidance at this scale, the prior steered by the "
                         "noise-aware code-text matcher (checkpoints/code_matcher; default scale "
                         f"{CLIP_SCALE:g}); unconditional prior unless --guidance is given")
+    g.add_argument("--prompt-reading", choices=PROMPT_READINGS, default=None,
+                   help="semantic base: nearest = when the prompt is read confidently as a known emoji, the prior "
+                        "draws that emoji's name (\"a blue car\" -> a training emoji's name; printed as 'drawn as'); "
+                        f"as-typed = the prior draws the prompt itself (default {DEFAULT_PROMPT_READING})")
     g.add_argument("--steps", type=int, default=None,
                    help=f"steps of the base (default {BASE_DEFAULTS.steps} for the pixel base, "
                         f"{PRIOR_DEFAULTS.steps} for the semantic base's prior)")
@@ -130,10 +134,24 @@ def run_generate(args: argparse.Namespace) -> None:
     result = generate(models, prompt=args.prompt, negative_prompt=args.negative_prompt, label=args.label,
                       num=args.num, seed=args.seed, size=args.size, base=base, sr=sr,
                       base_model=args.base, decoder_steps=args.decoder_steps, decoder_guidance=args.decoder_guidance,
-                      classifier_scale=args.classifier_scale, clip_scale=args.clip_scale)
+                      classifier_scale=args.classifier_scale, clip_scale=args.clip_scale,
+                      prompt_reading=args.prompt_reading)
     write_all(result, Path(args.out), args.seed, "generate")
     if args.prompt is not None and base_model == "semantic":
         print_reading(models.get(models.get("prior").config.text_encoder), args.prompt)
+        print(drawn_as(result.parameters))
+
+
+def drawn_as(parameters: dict) -> str:
+    """One line: the known emoji the semantic base drew the prompt as, or that it drew the prompt."""
+    read_as = parameters.get("read_as")
+    if read_as is not None:
+        return (f"drawn as: {read_as['emoji']} {read_as['name']} (score {read_as['score']:.2f}; the prior drew "
+                f"{parameters.get('prior_prompt', parameters['prompt'])!r}; --prompt-reading as-typed draws the "
+                "prompt itself)")
+    if parameters.get("prompt_reading") == "nearest":
+        return "drawn as typed: the prompt is not read confidently as a known emoji"
+    return "drawn as typed (--prompt-reading as-typed)"
 
 
 def print_reading(encoder, prompt: str) -> None:
