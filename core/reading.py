@@ -158,7 +158,7 @@ def phrasings(record, colour: str | None = None) -> list[str]:
     """The texts an emoji is known by, distinct, its name first (`name_text`): its training captions
     and the phrasings people type (module doc); ``colour`` the colour word of its pixels or None."""
     from core.data.captions import everyday_captions  # deferred: the data set module
-    from core.data.emoji import captions_for
+    from core.data.emoji import captions_for  # deferred: the data set module
     return list(dict.fromkeys([name_text(record), *captions_for(record), *everyday_captions(record, colour)]))
 
 

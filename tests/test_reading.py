@@ -226,3 +226,18 @@ def test_the_prompt_reading_decides_what_the_prior_is_conditioned_on(tiny_checkp
     assert generate(models, prompt="a cat face", **kw).parameters["prompt_reading"] == "nearest"   # the default
     with pytest.raises(ValueError, match="prompt reading must be one of nearest, as-typed"):
         generate(models, prompt="a cat face", prompt_reading="closest", **kw)
+
+
+def test_tones_asked_are_kept_when_the_prompt_is_read_as_its_emoji():
+    """With the committed models and the default prompt reading: a tone on a design never drawn with
+    one still moves the design's code (core.tone_words); a tone on a paraphrase of a toned design
+    draws that design's toned name."""
+    from core.cascade import generate
+    from core.models.modelset import ModelSet
+    models = ModelSet(CHECKPOINTS, "cpu")
+    kw = dict(num=1, size=32, decoder_steps=2)
+    troll = generate(models, prompt="troll, dark skin tone", **kw).parameters
+    assert troll["tone_offset"] == "dark" and troll["prior_prompt"] == "troll" and troll["read_as"]["name"] == "troll"
+    dancer = generate(models, prompt="a dancing woman with dark skin", **kw).parameters
+    assert dancer["prior_prompt"] == "woman dancing, dark skin tone" and "tone_offset" not in dancer
+    assert dancer["read_as"]["emoji"] == "💃🏿"
