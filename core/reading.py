@@ -297,9 +297,10 @@ def nearest_prompt(encoder, prompt: str, data=None) -> tuple[str, Reading, NearE
     """(what the prior is conditioned on with the prompt reading "nearest", the reading, the emoji
     drawn or None where the prompt is kept: the nearest, or its toned twin in ``data``). The prompt
     without its skin-tone words is read (`read_prompt`); read confidently, it is replaced by the
-    nearest emoji's name (`name_text`: what the prior was trained on), with the asked tone after it
-    when that name has none ("a dancing woman with dark skin" -> "woman dancing, dark skin tone");
-    otherwise the prompt is kept as it is."""
+    nearest emoji's name (`name_text`: what the prior was trained on); a tone asked gives the name of
+    that emoji's design in that tone ("a dancing woman with dark skin" -> "woman dancing, dark skin
+    tone"), or its name with the tone after it where the design is never drawn with one ("troll, dark
+    skin tone", which `core.tone_words` draws). A prompt not read confidently is kept as it is."""
     from core.tone_words import split_tone  # deferred: it loads the DiffAE module
     data = prompt_reader(encoder, data).data   # the reader's own data set where none is given
     rest, tone = split_tone(prompt)
@@ -308,11 +309,16 @@ def nearest_prompt(encoder, prompt: str, data=None) -> tuple[str, Reading, NearE
         return prompt, reading, None
     drawn = reading.nearest[0]
     text = name_text(drawn)
-    if tone is not None and "skin tone" not in text:
-        text += f", {tone} skin tone"
-        twin = next((i for i, r in enumerate(data.records) if name_text(r) == text), None)
-        if twin is not None:   # the emoji of that name (perhaps one the models never saw)
+    if tone is not None:   # the asked tone, not the nearest emoji's own
+        from core.data.emoji import design_of  # deferred: the data set module
+        record = data.records[drawn.index]
+        twin = next((i for i, r in enumerate(data.records) if r.skin_tone == tone and set(r.skin_tones) <= {tone}
+                     and r.gender == record.gender and design_of(r) == design_of(record)), None)
+        if twin is not None:   # the emoji of that design in that tone (perhaps one the models never saw)
+            text = name_text(data.records[twin])
             drawn = replace(drawn, index=twin, name=data.records[twin].name, emoji=data.records[twin].emoji)
+        else:   # a design never drawn with a tone: its name and the tone (core.tone_words moves its code)
+            text = f"{split_tone(text)[0]}, {tone} skin tone"
     return text, reading, drawn
 
 
