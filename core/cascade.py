@@ -166,7 +166,7 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
 
     `prompt_reading` (semantic base, a prompt): "nearest" conditions the prior on the name of the
     known emoji the prompt is read as when it is read confidently (`core.reading.nearest_prompt`:
-    "a blue car" -> "sport utility vehicle"; the parameters' `read_as` and `prior_prompt` say so),
+    "a cat" -> "cat"; the parameters' `read_as` and `prior_prompt` say so),
     else on the prompt; "as-typed" always on the prompt; None: `core.reading.DEFAULT_PROMPT_READING`.
     The pixel base draws the prompt as typed.
 
