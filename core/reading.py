@@ -266,7 +266,8 @@ class PromptReader:
         read, _ = readable_prompt(self.encoder, prompt)   # as the semantic base reads it
         from core.tone_words import split_tone  # deferred: it loads the DiffAE module
         # the stop that ends a sentence is not part of what to draw ("thumbs up!"; no emoji name ends so)
-        score, best, best_row = self.scores(read.rstrip(" .!?") or read, split_tone(prompt)[1] is not None)
+        asks_tone = split_tone(prompt)[1] is not None or "skin tone" in prompt.lower()   # one tone or several
+        score, best, best_row = self.scores(read.rstrip(" .!?") or read, asks_tone)
         top = score.topk(min(k, int(torch.isfinite(score).sum())))
         nearest = [NearEmoji(int(i), self.records[int(i)].name, self.records[int(i)].emoji, float(best[i]), float(s),
                              self.texts[int(best_row[i])])
@@ -300,9 +301,17 @@ def nearest_prompt(encoder, prompt: str, data=None) -> tuple[str, Reading, NearE
     nearest emoji's name (`name_text`: what the prior was trained on); a tone asked gives the name of
     that emoji's design in that tone ("a dancing woman with dark skin" -> "woman dancing, dark skin
     tone"), or its name with the tone after it where the design is never drawn with one ("troll, dark
-    skin tone", which `core.tone_words` draws). A prompt not read confidently is kept as it is."""
+    skin tone", which `core.tone_words` draws). The exact name of a training emoji is drawn from that
+    name whatever the reading. A prompt not read confidently is kept as it is."""
     from core.tone_words import split_tone  # deferred: it loads the DiffAE module
-    data = prompt_reader(encoder, data).data   # the reader's own data set where none is given
+    reader = prompt_reader(encoder, data)
+    data = reader.data   # the reader's own data set where none is given
+    exact = reader.name_index.get(" ".join(prompt.lower().replace(": ", ", ").split()).strip(" ,.!?:"))
+    if exact is not None:   # the name of a training emoji: drawn from that name, as it was trained
+        reading = read_prompt(encoder, prompt, data)
+        record = reader.records[exact]
+        return name_text(record), reading, NearEmoji(reader.data_index[exact], record.name, record.emoji, 1.0,
+                                                     reading.nearest[0].score, name_text(record))
     rest, tone = split_tone(prompt)
     reading = read_prompt(encoder, rest, data)
     if not reading.confident:
@@ -355,6 +364,7 @@ def prompt_reader(encoder, data=None) -> PromptReader:
         reader = PromptReader(encoder, [data.records[i] for i in train], cache=reader_cache_dir(),
                               colours=[colour_of(data.images[i]) for i in train])
         reader.data, reader.data_index = data, train
+        reader.name_index = {name_text(r): j for j, r in enumerate(reader.records)}
         encoder._prompt_reader = reader
     return reader
 

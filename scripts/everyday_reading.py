@@ -1,8 +1,9 @@
 """How well prompts are read (`core.reading`): for everyday prompts, the share whose nearest known
 emoji (top-1) or one of the 5 nearest (top-5) is acceptable, counted by design as the everyday score
 counts (an emoji up to skin tone and gender); for the exact names of the training emoji, the share
-read as themselves. Prints the nearest emoji's score of the right and wrong readings of the check set,
-from which `core.reading.CONFIDENT_SCORE` is chosen.
+whose nearest emoji is their own, and the share drawn from their own name. Prints the nearest
+emoji's score of the right and wrong readings of the check set, from which
+`core.reading.CONFIDENT_SCORE` is chosen.
 
     python scripts/everyday_reading.py [--checkpoints checkpoints] [--names] [--threads 1]
 
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core.data.emoji import design_of, load_dataset  # noqa: E402
 from core.evaluation.everyday import PROMPTS_FILE, acceptable_indices, load_everyday  # noqa: E402
 from core.models.text_encoders import ClipTextEncoder  # noqa: E402
-from core.reading import CONFIDENT_SCORE, name_text, read_prompt  # noqa: E402
+from core.reading import CONFIDENT_SCORE, name_text, nearest_prompt, read_prompt  # noqa: E402
 
 CHECK_FILE = PROMPTS_FILE.with_name("everyday_prompts_check.json")
 
@@ -61,7 +62,10 @@ def main() -> None:
     if a.names:
         train = data.indices("train").tolist()
         same = sum(read_prompt(encoder, name_text(data.records[i]), data, k=1).nearest[0].index == i for i in train)
-        print(f"exact training names read as themselves: {same / len(train):.4f} ({same} of {len(train)})")
+        drawn = sum(nearest_prompt(encoder, name_text(data.records[i]), data)[0] == name_text(data.records[i])
+                    for i in train)
+        print(f"exact training names: the reading's nearest emoji is the name's own {same / len(train):.4f} "
+              f"({same} of {len(train)}); drawn from their own name {drawn / len(train):.4f} ({drawn})")
 
 
 if __name__ == "__main__":

@@ -204,6 +204,9 @@ def test_the_committed_clip_reads_paraphrases_and_keeps_exact_names(clip, data):
         assert read_prompt(clip, name.lower().replace(": ", ", "), data).nearest[0].name == name
     text, reading, drawn = nearest_prompt(clip, "a dancing woman with dark skin", data)
     assert text == "woman dancing, dark skin tone" and drawn.emoji == "💃🏿"
+    for name in ["smiling face", "man: light skin tone", "sun behind cloud"]:   # exact names, with their nearer kin
+        text, _, drawn = nearest_prompt(clip, name, data)
+        assert text == name.lower().replace(": ", ", ") and drawn.name == name
     text, reading, drawn = nearest_prompt(clip, "a zyzzyva", data)   # nothing known: kept as typed
     assert text == "a zyzzyva" and drawn is None
 
