@@ -149,6 +149,12 @@ def test_generate_prints_how_the_prompt_was_read(tmp_path):
     assert "read as: 🚀 rocket" in proc.stdout and "not understood: zyzzyva (read 'a rocket')" in proc.stdout
     assert "zyzzyva' left out" in proc.stdout   # the note of core.cascade.generate
     assert "drawn as: 🚀 rocket" in proc.stdout   # the prompt reading "nearest": the prior drew the name
+    typed = subprocess.run([sys.executable, "-m", "core", "generate", "--prompt", "a zyzzyva rocket", "--size", "32",
+                            "--steps", "2", "--decoder-steps", "2", "--checkpoints", str(CHECKPOINTS),
+                            "--prompt-reading", "as-typed", "--out", str(tmp_path / "typed")],
+                           capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert typed.returncode == 0, typed.stderr
+    assert "drawn as typed (--prompt-reading as-typed)" in typed.stdout and "drawn as:" not in typed.stdout
 
 
 def test_everyday_captions_condition_half_the_priors_text_samples():
