@@ -38,6 +38,7 @@ from core.pipeline import (
     CascadeResult,
     StageSettings,
 )
+from core.reading import DEFAULT_PROMPT_READING, PROMPT_READINGS
 from core.semantic import CLIP_SCALE, CODE_CLASSIFIER_SCALE, DECODER_STEPS, MAX_CODE_GUIDE_SCALE, decoder_sampling
 
 MAX_SEED = 2**32 - 1   # seeds from 0 to 2^32 - 1 (the command line's and the app's)
@@ -268,7 +269,7 @@ def text_to_image(models: ModelSet, values: Mapping, callback: Callback | None =
                     base=_stage_settings(models, values, base_model, True, clip_scale is not None),
                     sr=_sr_settings(models, values), callback=callback, base_model=values["base_model"],
                     decoder_steps=values["decoder_steps"], decoder_guidance=values["decoder_guidance"],
-                    clip_scale=clip_scale)
+                    clip_scale=clip_scale, prompt_reading=values["prompt_reading"])
 
 
 TEXT_TO_IMAGE = Capability("text_to_image", (
@@ -295,6 +296,10 @@ TEXT_TO_IMAGE = Capability("text_to_image", (
                f"(checkpoints/code_matcher) instead of classifier-free guidance; 0 = none, {CLIP_SCALE:g} is a "
                "good scale"),
     *_sr_params(),
+    Param("prompt_reading", str, DEFAULT_PROMPT_READING, choices=PROMPT_READINGS, label="Prompt reading",
+          help="semantic base: nearest = when the prompt is read confidently as a known emoji, the prior draws "
+               "that emoji's name (\"a cat\" -> cat; said as 'drawn as'); as-typed = the prior draws the prompt "
+               "itself"),
 ), text_to_image_needs, text_to_image, text=True)
 
 

@@ -11,6 +11,7 @@ import torch
 
 from core.bases import BASES, cascade_base, default_base
 from core.checks import check_int
+from core.data.emoji import DataSourceMissing
 from core.diffae import fresh_noise_guidance
 from core.models.modelset import ModelSet
 from core.models.networks import DiffusionModel
@@ -24,7 +25,7 @@ from core.pipeline import (
     model_defaults,
     upscale,
 )
-from core.reading import readable_prompt
+from core.reading import check_prompt_reading, nearest_prompt, readable_prompt
 from core.semantic import check_code_guide_scale, decoder_sampling
 from core.semantic import variations as semantic_variations
 from core.tone_words import app_reading, load_tone_offsets
@@ -157,13 +158,58 @@ def _check_common(num: int, size: int, sr: Sequence[StageSettings]) -> None:
         raise ValueError("sr needs the settings of both SR stages (64 and 128)")
 
 
+def _join(*notes: str | None) -> str | None:
+    return "; ".join(n for n in notes if n) or None
+
+
+def _semantic_prompt(models: ModelSet, prompt: str | None, prompt_reading: str, note: str | None):
+    """What the semantic base's prior is conditioned on for `prompt`: (prior prompt, code shift,
+    tone, read_as, note). "nearest" reading: the name of the known emoji the prompt is read as
+    confidently (`core.reading.nearest_prompt`); then a tone on a design never drawn with one: the
+    design and the tone's offset in the code (`core.tone_words`); then words the encoder cannot read
+    left out (`core.reading.readable_prompt`)."""
+    if prompt is None:
+        return None, None, None, None, note
+    text_encoder = models.get(models.get("prior").config.text_encoder)
+    prior_prompt, read_as = prompt, None
+    if prompt_reading == "nearest":
+        # the prior draws what it was trained on: the nearest known emoji's name (core.reading)
+        try:
+            prior_prompt, reading, drawn = nearest_prompt(text_encoder, prompt)
+        except DataSourceMissing as e:   # no emoji data set to read against: the prompt as typed
+            note = _join(note, f"the prompt is drawn as typed (no emoji to read it against: {e})")
+        else:
+            if drawn is not None:
+                read_as = {"emoji": drawn.emoji, "name": drawn.name, "score": round(reading.nearest[0].score, 3)}
+                note = _join(note, readable_prompt(text_encoder, prompt)[1])
+                if prior_prompt != prompt:
+                    note = _join(note, f"read as {read_as['emoji']} {read_as['name']}: drawn from {prior_prompt!r} "
+                                       "(prompt reading 'as-typed' draws the prompt itself)")
+    # a tone on a design never drawn with one: the design, then the tone's offset (core.tone_words)
+    offsets = load_tone_offsets(Path(models.root) / "diffae")
+    prior_prompt, code_shift, tone = app_reading(offsets, prior_prompt)
+    if tone is not None:
+        note = _join(note, f"{prior_prompt!r} is never drawn with a skin tone: drawn, then moved to the {tone} "
+                           "tone (its offset in the code)")
+    # words the encoder cannot read would pull the prompt elsewhere (core.reading)
+    prior_prompt, read_note = readable_prompt(text_encoder, prior_prompt)
+    return prior_prompt, code_shift, tone, read_as, _join(note, read_note)
+
+
 def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: str = "",
              label: str | None = None, num: int = 1, seed: int = 0, size: int = 128,
              base: StageSettings | None = None, sr: Sequence[StageSettings] | None = None,
              callback: Callback | None = None, base_model: str | None = None,
              decoder_steps: int | None = None, classifier_scale: float | None = None,
-             decoder_guidance: float | None = None, clip_scale: float | None = None) -> CascadeResult:
+             decoder_guidance: float | None = None, clip_scale: float | None = None,
+             prompt_reading: str | None = None) -> CascadeResult:
     """Text (`prompt`) or class (`label`) generation through the cascade, stopping at `size`.
+
+    `prompt_reading` (semantic base, a prompt): "nearest" conditions the prior on the name of the
+    known emoji the prompt is read as when it is read confidently (`core.reading.nearest_prompt`:
+    "a cat" -> "cat"; the parameters' `read_as` and `prior_prompt` say so),
+    else on the prompt; "as-typed" always on the prompt; None: `core.reading.DEFAULT_PROMPT_READING`.
+    The pixel base draws the prompt as typed.
 
     `base_model` picks the 32 px base: "pixel" (the text or class UNet) or "semantic" (the prior over
     DiffAE's z_sem, then the DiffAE decoder with `decoder_steps` steps and classifier-free guidance
@@ -194,6 +240,7 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         clip_scale = check_code_guide_scale(clip_scale, "CLIP scale")
     if prompt is not None and not prompt.strip():
         raise ValueError("prompt is empty; describe the emoji to generate")
+    prompt_reading = check_prompt_reading(prompt_reading)
     _check_common(num, size, sr if sr is not None else SR_STAGE_DEFAULTS)
     base_model = cascade_base(base_model or default_base(models.available(), prompt is not None)).name
     if clip_scale is not None and base_model != "semantic":
@@ -216,20 +263,9 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
                    else models.text_encoder())
         prompt, negative_prompt, note = fit_prompts(encoder, prompt, negative_prompt)
 
-    tone, options, base_prompt = None, {}, prompt
+    tone, read_as, options, base_prompt = None, None, {}, prompt
     if base_model == "semantic":
-        prior_prompt, code_shift = prompt, None
-        if prompt is not None:
-            # a tone on a design never drawn with one: the design, then the tone's offset (core.tone_words)
-            offsets = load_tone_offsets(Path(models.root) / "diffae")
-            prior_prompt, code_shift, tone = app_reading(offsets, prompt)
-            if tone is not None:
-                note = "; ".join(n for n in (note, f"{prior_prompt!r} is never drawn with a skin tone: drawn, then "
-                                                 f"moved to the {tone} tone (its offset in the code)") if n)
-            # words the encoder cannot read would pull the prompt elsewhere (core.reading)
-            text_encoder = models.get(models.get("prior").config.text_encoder)
-            prior_prompt, read_note = readable_prompt(text_encoder, prior_prompt)
-            note = "; ".join(n for n in (note, read_note) if n) or None
+        prior_prompt, code_shift, tone, read_as, note = _semantic_prompt(models, prompt, prompt_reading, note)
         base_prompt = prior_prompt
         options = dict(decoder_steps=decoder_steps, decoder_guidance=decoder_guidance, clip_scale=clip_scale,
                        code_shift=code_shift)
@@ -245,9 +281,14 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         parameters["decoder_steps"] = decoder_sampling(models.get("diffae"), "steps") if decoder_steps is None \
             else decoder_steps
         parameters["decoder_guidance"] = fresh_noise_guidance(models.get("diffae"), decoder_guidance)
+    if base_model == "semantic" and prompt is not None:
+        parameters["prompt_reading"] = prompt_reading
+    if read_as is not None:   # the known emoji the prompt was read as, whose name the prior drew
+        parameters["read_as"] = read_as
+    if tone is not None or (read_as is not None and base_prompt != prompt):
+        parameters["prior_prompt"] = base_prompt
     if tone is not None:   # a tone asked on a design never drawn with one: the design, moved by the tone's offset
         parameters["tone_offset"] = tone
-        parameters["prior_prompt"] = prior_prompt
     if classifier_scale is not None:
         parameters["classifier_scale"] = classifier_scale
     if clip_scale is not None:

@@ -29,11 +29,33 @@ EXAMPLES = ["woman dancing, dark skin tone", "an emoji of a red apple", "thumbs 
             "a cat", "rocket", "bananas", "a penguin", "a panda", "an angry face", "an umbrella in the rain"]
 
 
-def reading_markdown(reading) -> str:
-    """The prompt's reading in words: the nearest names with their similarity, and the words the
-    text encoder does not know."""
+PROMPT_READING_CHOICES = [("the nearest known emoji", "nearest"), ("as typed", "as-typed")]
+
+
+def drawn_markdown(parameters: dict | None) -> str:
+    """What the semantic base drew for the prompt: the known emoji it was read as, or the prompt as
+    typed ("" for a result of the pixel base or none)."""
+    if not isinstance(parameters, dict) or "prompt_reading" not in parameters:
+        return ""
+    read_as = parameters.get("read_as")
+    if read_as is not None:
+        return (f"**Drawn as** {read_as['emoji']} **{read_as['name']}**: the prompt was read as this emoji "
+                f"(score {read_as['score']:.2f}) and the prior drew its name, "
+                f"`{parameters.get('prior_prompt', parameters.get('prompt'))}`; choose *Prompt reading: as typed* "
+                "to draw the prompt itself.")
+    if parameters["prompt_reading"] == "nearest":
+        return ("**Drawn as typed**: the prompt is not read confidently as any emoji the models know, so the "
+                "prior drew the prompt itself.")
+    return "**Drawn as typed** (*Prompt reading: as typed*)."
+
+
+def reading_markdown(reading, parameters: dict | None = None) -> str:
+    """The prompt's reading in words: what was drawn (`drawn_markdown`), the nearest emoji with their
+    similarity, and the words the text encoder does not know."""
     names = ", ".join(f"{n.emoji} {n.name} ({n.similarity:.2f})" for n in reading.nearest)
-    text = f"**Read as** (the emoji whose names the text encoder finds closest, cosine similarity): {names}"
+    drawn = drawn_markdown(parameters)
+    text = (drawn + "\n\n" if drawn else "") + ("**Read as** (the known emoji nearest to the prompt, by the cosine "
+                                                f"similarity of their nearest phrasing): {names}")
     if reading.unknown:
         text += ("\n\n⚠️ **Not understood**: " + ", ".join(f"`{w}`" for w in reading.unknown)
                  + f" (outside the text encoder's vocabulary; the prompt was read as `{reading.read}`: "
@@ -44,12 +66,14 @@ def reading_markdown(reading) -> str:
 def make_read_fn(models: Models):
     """The reading of a prompt, shown next to the result."""
 
-    def read(prompt: str):
-        """How the text encoder reads a prompt: the training emoji whose names lie nearest to it in
-        the pooled text space, and the words outside its vocabulary.
+    def read(prompt: str, parameters: dict | None = None):
+        """How the text encoder reads a prompt: the training emoji nearest to it (core.reading), the
+        words outside its vocabulary, and, given a result's parameters, which emoji was drawn.
 
         Args:
             prompt: the prompt, as typed.
+            parameters: the parameters of the result of /text_to_image (optional): with them the words
+                begin with the emoji the semantic base drew the prompt as (its `read_as`).
         Returns:
             the nearest emoji (pictures with their names and similarity) and the same in words.
         """
@@ -61,7 +85,7 @@ def make_read_fn(models: Models):
             files = RequestFiles()
             pictures = [(files.image(Image.fromarray(data.images[n.index])), f"{n.emoji} {n.name} ({n.similarity:.2f})")
                         for n in reading.nearest]
-            return pictures, reading_markdown(reading)
+            return pictures, reading_markdown(reading, parameters)
 
     return read
 
@@ -144,6 +168,10 @@ def build(models: Models) -> None:
                                 info=f"0 = none; above 0 the unconditional prior is steered by a noise-aware "
                                      f"code-text matcher instead of classifier-free guidance ({CLIP_SCALE:g} "
                                      "is the default of `--clip-scale`)")
+            prompt_reading = choice(T["prompt_reading"], labels={v: k for k, v in PROMPT_READING_CHOICES}, radio=True,
+                                    info="the nearest known emoji: a prompt read confidently as an emoji the models "
+                                         "know is drawn from that emoji's name (shown under the results); as typed: "
+                                         "the prompt itself")
             with gr.Accordion("Advanced: per-stage settings", open=False):
                 gr.Markdown("Guidance applies to the base stage: the super-resolution stages are conditioned "
                             "on the low-resolution image only (as in Cascaded Diffusion Models), so they have "
@@ -180,12 +208,13 @@ def build(models: Models) -> None:
                 parameters = gr.JSON(label="Parameters")
     inputs = [prompt, negative, guidance, sampler, steps, seed, num, size, thresholding, threshold, eta, sr64_steps,
               sr64_noise, sr128_steps, sr128_noise, threshold_max, base_model, decoder_steps, decoder_guidance,
-              clip_scale]
+              clip_scale, prompt_reading]
     run = common.run_on([button.click, prompt.submit], make_fn(models), inputs=inputs,
                         outputs=[*stage_images, gallery, parameters], api_name="text_to_image",
                         show_progress_on=[gallery])  # the bar covers the gallery; the stages' previews stay visible
     # after the images: the reading is quick, and the first pictures the page shows are the results
-    run.success(make_read_fn(models), inputs=[prompt], outputs=[read_pictures, read_words], api_name="read_prompt")
+    run.success(make_read_fn(models), inputs=[prompt, parameters], outputs=[read_pictures, read_words],
+                api_name="read_prompt")
     if models.deepfloyd is not None:
         deepfloyd_if.wire(models, if_button, [prompt, negative, seed, num], if_settings, if_images, gallery, parameters)
 

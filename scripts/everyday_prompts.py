@@ -3,12 +3,15 @@ samples with an acceptable emoji among the 5 real emoji nearest to them
 (`core.evaluation.everyday`), at the app's defaults for the semantic base.
 
     python scripts/everyday_prompts.py [--checkpoints checkpoints] [--size 32|128] [--seeds 0,1]
+                                       [--prompt-reading nearest|as-typed] [--prompts FILE]
                                        [--grid out.png] [--json out.json]
 
 --size 32 scores the semantic base's own image (the prior's code drawn by the DiffAE decoder):
 the judge looks at 32 px, so this is what it measures and it is quick. --size 128 runs the whole
 cascade (SR 64, SR 128) as the app does and the judge reads the 128 px image area-downsampled to
-32 px: what a person sees.
+32 px: what a person sees. --prompt-reading: what the prior is conditioned on (`core.reading`:
+"nearest", the default, the name of the known emoji a prompt is read as when it is read
+confidently; "as-typed" the prompt itself).
 """
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from core.evaluation.everyday import everyday_grid, format_everyday, load_everyd
 from core.evaluation.judge import Judge  # noqa: E402
 from core.evaluation.scorecard import cascade_sampler, semantic_sampler  # noqa: E402
 from core.models.modelset import ModelSet  # noqa: E402
-from core.reading import name_text, read_prompt  # noqa: E402
+from core.reading import DEFAULT_PROMPT_READING, PROMPT_READINGS, nearest_prompt  # noqa: E402
 
 
 def main() -> None:
@@ -39,9 +42,9 @@ def main() -> None:
     p.add_argument("--prompts", default=None, help="a prompts JSON file (default: the committed everyday prompts)")
     p.add_argument("--grid", default=None, help="write a labelled grid of the samples here (PNG)")
     p.add_argument("--json", default=None, help="write the figures here")
-    p.add_argument("--nearest-name", action="store_true",
-                   help="a retrieval remedy, for comparison: draw the name of the emoji the prompt is read as "
-                        "(core.reading, the nearest name in the text encoder's space) instead of the prompt")
+    p.add_argument("--prompt-reading", choices=PROMPT_READINGS, default=DEFAULT_PROMPT_READING,
+                   help="nearest: the prior drawn from the name of the known emoji a prompt is read as, when it is "
+                        f"read confidently; as-typed: from the prompt (default {DEFAULT_PROMPT_READING})")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -53,13 +56,13 @@ def main() -> None:
     seeds = [int(s) for s in a.seeds.split(",")]
     if a.size == 32:
         sample = semantic_sampler(models, "text")
-    else:
-        sample = cascade_sampler(models, "text", size=128, base_model="semantic")
-    if a.nearest_name:
-        encoder, draw = models.get("clip"), sample
+        if a.prompt_reading == "nearest":   # as core.cascade.generate conditions the prior
+            encoder, draw = models.get("clip"), sample
 
-        def sample(asked, seeds):
-            return draw([name_text(read_prompt(encoder, p, data).nearest[0]) for p in asked], seeds)
+            def sample(asked, seeds):
+                return draw([nearest_prompt(encoder, p, data)[0] for p in asked], seeds)
+    else:
+        sample = cascade_sampler(models, "text", size=128, base_model="semantic", prompt_reading=a.prompt_reading)
 
     result = score_everyday(sample, judge, data, load_everyday(a.prompts), seeds)
     print("\n".join(format_everyday(result)))

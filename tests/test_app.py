@@ -146,6 +146,22 @@ def test_text_to_image_shows_how_the_prompt_was_read(client):
     assert client.predict(prompt="", api_name="/read_prompt") == ([], "")
 
 
+def test_text_to_image_says_which_emoji_the_prompt_was_drawn_as(client):
+    """The prompt reading "nearest" (the default) draws the name of the emoji a paraphrase is read as
+    and says so under the results; "as typed" draws the prompt and says that."""
+    kw = dict(prompt="a cat face", size=32, num_images=1, base_model="semantic", decoder_steps=2)
+    *_, parameters = text_to_image(client, **kw)
+    assert parameters["prompt_reading"] == "nearest" and parameters["prior_prompt"] == "cat face"
+    assert parameters["read_as"]["name"] == "cat face"
+    pictures, words = client.predict(prompt="a cat face", parameters=parameters, api_name="/read_prompt")
+    assert words.startswith("**Drawn as** 🐱 **cat face**") and "`cat face`" in words
+    assert pictures[0]["caption"].startswith("🐱 cat face")
+    *_, typed = text_to_image(client, prompt_reading="as-typed", **kw)
+    assert typed["prompt_reading"] == "as-typed" and "read_as" not in typed and "prior_prompt" not in typed
+    _, words = client.predict(prompt="a cat face", parameters=typed, api_name="/read_prompt")
+    assert words.startswith("**Drawn as typed**")
+
+
 def test_text_to_image_full_cascade(client):
     s32, s64, s128, gallery, parameters = text_to_image(client, prompt="woman dancing, dark skin tone", seed=3,
                                                         num_images=2, size=128)

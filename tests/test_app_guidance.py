@@ -46,7 +46,7 @@ def test_endpoints_are_named(client):
                       "guidance_method", "classifier_scale", "base_model", "decoder_steps", "decoder_guidance"]
     assert [p["parameter_name"] for p in named["/guidance_comparison"]["parameters"]] == [
         "label", "cfg_scales", "classifier_scales", "seed", "num_samples", "steps", "clip_scales"]
-    assert [p["parameter_name"] for p in named["/text_to_image"]["parameters"]][-1] == "clip_scale"
+    assert [p["parameter_name"] for p in named["/text_to_image"]["parameters"]][-2:] == ["clip_scale", "prompt_reading"]
 
 
 def test_class_tab_with_classifier_guidance(client):

@@ -127,7 +127,7 @@ def test_the_judges_semantic_sampler_draws_what_the_cascade_draws(models):
     got = sample(["red apple", "thumbs up", "heart"], [4, 9, 1])
     for i, (prompt, seed) in enumerate([("red apple", 4), ("thumbs up", 9), ("heart", 1)]):
         one = generate(models, prompt=prompt, seed=seed, size=32, base=settings, base_model="semantic",
-                       decoder_steps=2).final
+                       decoder_steps=2, prompt_reading="as-typed").final
         # the decoder's DPM-Solver++ starts at t = 999, where sqrt(ab) = 5e-5: its first step turns the
         # float32 rounding of another batch size into differences of ~1e-3 (0.1 of a 8-bit level)
         assert torch.allclose(got[i:i + 1], one, atol=2e-3), prompt
@@ -135,7 +135,8 @@ def test_the_judges_semantic_sampler_draws_what_the_cascade_draws(models):
     assert labels.shape == (2, 3, 32, 32) and not torch.allclose(labels[0], labels[1])
     # without settings, its prior samples as the app's does (PRIOR_DEFAULTS, not the pixel base's)
     default = semantic_sampler(models, "text", decoder_steps=2)(["red apple"], [4])
-    one = generate(models, prompt="red apple", seed=4, size=32, base_model="semantic", decoder_steps=2).final
+    one = generate(models, prompt="red apple", seed=4, size=32, base_model="semantic", decoder_steps=2,
+                   prompt_reading="as-typed").final
     assert torch.allclose(default, one, atol=2e-3)
 
 

@@ -89,6 +89,19 @@ def run_generate(args: argparse.Namespace) -> None:
     write_all(result, Path(args.out), values["seed"], "generate")
     if args.prompt is not None and result.parameters["base_model"] == "semantic":
         print_reading(models.get(models.get("prior").config.text_encoder), args.prompt)
+        print(drawn_as(result.parameters))
+
+
+def drawn_as(parameters: dict) -> str:
+    """One line: the known emoji the semantic base drew the prompt as, or that it drew the prompt."""
+    read_as = parameters.get("read_as")
+    if read_as is not None:
+        return (f"drawn as: {read_as['emoji']} {read_as['name']} (score {read_as['score']:.2f}; the prior drew "
+                f"{parameters.get('prior_prompt', parameters['prompt'])!r}; --prompt-reading as-typed draws the "
+                "prompt itself)")
+    if parameters.get("prompt_reading") == "nearest":
+        return "drawn as typed: the prompt is not read confidently as a known emoji"
+    return "drawn as typed (--prompt-reading as-typed)"
 
 
 def print_reading(encoder, prompt: str) -> None:

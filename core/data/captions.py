@@ -16,8 +16,6 @@ skin-tone qualifiers stay as the name has them ("a woman dancing, dark skin tone
 """
 from __future__ import annotations
 
-import colorsys
-
 import numpy as np
 
 from core.data.emoji import EmojiRecord, _article
@@ -36,22 +34,27 @@ def colour_of(image: np.ndarray) -> str | None:
     px = px[(px < 0.94).any(1)]   # not the white background
     if len(px) < 8:
         return None
+    px = px[:: max(1, len(px) // 512)].astype(np.float64)   # at most ~512 pixels: enough for a share
+    # HSV as colorsys.rgb_to_hsv computes it, for all pixels at once
+    v, lo = px.max(1), px.min(1)
+    s = np.where(v > 0, (v - lo) / np.maximum(v, 1e-12), 0.0)
+    span = np.maximum(v - lo, 1e-12)
+    r, g, b = ((v - px[:, i]) / span for i in range(3))
+    h = np.where(px[:, 0] == v, b - g, np.where(px[:, 1] == v, 2.0 + r - b, 4.0 + g - r))
+    h = np.where(v == lo, 0.0, (h / 6.0) % 1.0) * 360
+    words = np.full(len(px), "", dtype=object)
+    for top, name in reversed(_HUES):   # the first bin whose upper bound the hue is under
+        words[h < top] = name
+    words[(15 <= h) & (h < 37) & (v < 0.6)] = "brown"
+    words[s < 0.25] = ""   # grey / white: no colour word
+    words[v < 0.2] = "black"
     counts: dict[str, int] = {}
-    for r, g, b in px[:: max(1, len(px) // 512)]:   # at most ~512 pixels: enough for a share
-        h, s, v = colorsys.rgb_to_hsv(float(r), float(g), float(b))
-        if v < 0.2:
-            word = "black"
-        elif s < 0.25:
-            continue   # grey / white: no colour word
-        elif 15 <= h * 360 < 37 and v < 0.6:
-            word = "brown"
-        else:
-            word = next(name for top, name in _HUES if h * 360 < top)
+    for word in words[words != ""]:
         counts[word] = counts.get(word, 0) + 1
     if not counts:
         return None
     word, n = max(counts.items(), key=lambda kv: kv[1])
-    return word if n >= _SHARE * len(px[:: max(1, len(px) // 512)]) else None
+    return word if n >= _SHARE * len(px) else None
 
 
 def _with_article(phrase: str) -> str:

@@ -291,8 +291,9 @@ def base_sampler(models, kind: Kind, settings=None, batch: int = 32) -> Sampler:
 
 def semantic_sampler(models, kind: Kind, settings=None, decoder_steps: int | None = None, batch: int = 32) -> Sampler:
     """The semantic base (the prior over DiffAE's code, then the DiffAE decoder) at 32 px in
-    batches: the same images as ``core.cascade.generate(..., base_model="semantic", size=32)``,
-    sample by sample (per-seed noise streams), with the prior sampling at ``settings`` (default
+    batches: the same images as ``core.cascade.generate(..., base_model="semantic", size=32,
+    prompt_reading="as-typed")``, sample by sample (per-seed noise streams; an exact emoji name is
+    read as itself, so the default reading draws names alike), with the prior sampling at ``settings`` (default
     the app's: the prior checkpoint's, ``core.cascade.base_defaults``) and the decoder's steps
     (default its checkpoint's)."""
     prior, decoder = models.get("prior"), models.get("diffae")
