@@ -34,6 +34,7 @@ Python::
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -201,14 +202,15 @@ class PromptReader:
         colours = list(colours) if colours is not None else [None] * len(self.records)
         if len(colours) != len(self.records):
             raise ValueError(f"got {len(colours)} colours for {len(self.records)} emoji")
-        texts, owner = [], []
+        texts, owner, name_row = [], [], []
         for i, (record, colour) in enumerate(zip(self.records, colours)):
             own = phrasings(record, colour)
+            name_row.append(len(texts))   # its name is its first phrasing
             texts += own
             owner += [i] * len(own)
         self.texts = texts
         self.owner = torch.tensor(owner)                                   # the emoji of each phrasing
-        self.name_row = torch.tensor([owner.index(i) for i in range(len(self.records))])   # its name's
+        self.name_row = torch.tensor(name_row)                             # its name's
         self.own_words = [_own_words(r, c) for r, c in zip(self.records, colours)]
         # a prompt that asks no skin tone is read among the default emoji of designs drawn with tones
         bases = {r.name.partition(": ")[0].lower() for r in self.records if _tone(r) == "none"}
@@ -359,14 +361,42 @@ def prompt_reader(encoder, data=None) -> PromptReader:
         if data is None:
             from core.data.emoji import load_dataset  # deferred: reads the data set cache
             data = load_dataset()
-        from core.data.captions import colour_of  # deferred: the data set module
         train = data.indices("train").tolist()
         reader = PromptReader(encoder, [data.records[i] for i in train], cache=reader_cache_dir(),
-                              colours=[colour_of(data.images[i]) for i in train])
+                              colours=_colours(data, train, reader_cache_dir()))
         reader.data, reader.data_index = data, train
         reader.name_index = {name_text(r): j for j, r in enumerate(reader.records)}
         encoder._prompt_reader = reader
     return reader
+
+
+def _colours(data, indices: Sequence[int], cache: Path) -> list[str | None]:
+    """The colour word of each emoji's pixels (`core.data.captions.colour_of`, seconds for the 3,293
+    training emoji), kept in `cache` under a key of the data set's fingerprint (its sources and
+    rendering, `core.data.emoji.read_meta`) and the emoji's names: a process reads them back."""
+    from core.data.captions import colour_of  # deferred: the data set module
+    fingerprint = (getattr(data, "meta", None) or {}).get("fingerprint")
+    path = None
+    if fingerprint:
+        h = hashlib.sha1(json.dumps(fingerprint, sort_keys=True).encode())
+        h.update("\n".join(data.records[i].name for i in indices).encode())
+        path = cache / f"colours-{h.hexdigest()[:16]}.json"
+        try:
+            colours = json.loads(path.read_text(encoding="utf-8"))
+            if isinstance(colours, list) and len(colours) == len(indices):
+                return colours
+        except (OSError, ValueError):   # missing, torn or foreign: measure again and overwrite it
+            pass
+    colours = [colour_of(data.images[i]) for i in indices]
+    if path is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(colours), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError:   # a read-only cache only costs the time
+            pass
+    return colours
 
 
 def read_prompt(encoder, prompt: str, data=None, k: int = READ_K) -> Reading:

@@ -250,3 +250,30 @@ def test_tones_asked_are_kept_when_the_prompt_is_read_as_its_emoji():
     dancer = generate(models, prompt="a dancing woman with dark skin", **kw).parameters
     assert dancer["prior_prompt"] == "woman dancing, dark skin tone" and "tone_offset" not in dancer
     assert dancer["read_as"]["emoji"] == "💃🏿"
+
+
+def test_the_colour_words_are_kept_between_processes_per_data_set(tmp_path, monkeypatch):
+    import numpy as np
+
+    import core.data.captions as captions
+    from core.reading import _colours
+    red, blue = np.zeros((8, 8, 3), np.uint8), np.zeros((8, 8, 3), np.uint8)
+    red[..., 0], blue[..., 2] = 220, 220
+    data = SimpleNamespace(images=np.stack([red, blue, red]), records=RECORDS[:3],
+                           meta={"fingerprint": {"font": "a"}})
+    assert _colours(data, [0, 1], tmp_path) == ["red", "blue"] == [colour_of(red), colour_of(blue)]
+    # read back, not measured again
+    monkeypatch.setattr(captions, "colour_of", lambda image: pytest.fail("measured again"))
+    assert _colours(data, [0, 1], tmp_path) == ["red", "blue"]
+    monkeypatch.undo()
+    # another data set (its fingerprint) or other emoji get their own file; a torn file is measured again
+    _colours(SimpleNamespace(**{**vars(data), "meta": {"fingerprint": {"font": "b"}}}), [0, 1], tmp_path)
+    _colours(data, [1, 2], tmp_path)
+    files = sorted(tmp_path.iterdir())
+    assert len(files) == 3
+    for f in files:
+        f.write_text("torn")
+    assert _colours(data, [1, 2], tmp_path) == ["blue", "red"]
+    # a data set without a fingerprint (built in memory) is measured and not kept
+    assert _colours(SimpleNamespace(**{**vars(data), "meta": {}}), [0], tmp_path / "none") == ["red"]
+    assert not (tmp_path / "none").exists()
