@@ -169,6 +169,7 @@ def start(args: argparse.Namespace, tab_modules=None):
                 app_kwargs={"middleware": (   # the first is the outermost: the login gate before all
                     [Middleware(AuthGate), Middleware(LoginBackoff)] if args.auth else []) + [Middleware(EventCancel)]})
     print(f"* Running on local URL: {demo.local_url}", flush=True)
+    models.warm_prompt_reader()   # the first prompt then need not wait for it
     return demo
 
 

@@ -37,6 +37,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -353,11 +354,19 @@ def reader_cache_dir() -> Path:
     return default_cache_dir().parent / "prompt_reader"
 
 
+_READER_LOCK = threading.Lock()   # one reader made at a time: a request waits for the app's warm-up
+
+
 def prompt_reader(encoder, data=None) -> PromptReader:
     """The reader of ``encoder`` over the training emoji of ``data`` (default: the emoji data set),
     made once per encoder and kept on it. Its ``index`` of each emoji is the data set's."""
     reader = getattr(encoder, "_prompt_reader", None)
-    if reader is None or (data is not None and reader.data is not data):
+    if reader is not None and (data is None or reader.data is data):
+        return reader
+    with _READER_LOCK:
+        reader = getattr(encoder, "_prompt_reader", None)   # made meanwhile by another thread
+        if reader is not None and (data is None or reader.data is data):
+            return reader
         if data is None:
             from core.data.emoji import load_dataset  # deferred: reads the data set cache
             data = load_dataset()

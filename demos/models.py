@@ -4,6 +4,8 @@ they start from. The base-model inputs are built from a capability spec in `demo
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -70,6 +72,31 @@ class Models:
         if "text_base" in self.errors:
             return "clip"
         return self.set.get("text_base").config.text_encoder or "clip"
+
+    def warm_prompt_reader(self) -> threading.Thread | None:
+        """Make the semantic base's prompt reader (`core.reading.prompt_reader`) in a background
+        thread, so the first request does not wait for it: the embeddings of every phrasing of every
+        training emoji, two minutes of one CPU core the first time on a machine, then read back from
+        the disk cache in under a second. None when the prior or its text encoder did not load."""
+        if self.unavailable(["prior"]):
+            return None
+        encoder_name = self.set.get("prior").config.text_encoder
+        if self.unavailable([encoder_name]):
+            return None
+
+        def warm() -> None:
+            from core.reading import prompt_reader  # deferred: the data set module
+            start = time.perf_counter()
+            try:
+                prompt_reader(self.set.get(encoder_name))
+            except Exception as e:  # noqa: BLE001 - the tab reports it on use; the app keeps serving
+                print(f"* prompt reader not ready: {e}", flush=True)
+                return
+            print(f"* prompt reader ready ({time.perf_counter() - start:.1f} s)", flush=True)
+
+        thread = threading.Thread(target=warm, name="warm-prompt-reader", daemon=True)
+        thread.start()
+        return thread
 
     def unavailable(self, names: Sequence[str]) -> dict[str, str]:
         return {n: self.errors[n] for n in names if n in self.errors}

@@ -277,3 +277,17 @@ def test_the_colour_words_are_kept_between_processes_per_data_set(tmp_path, monk
     # a data set without a fingerprint (built in memory) is measured and not kept
     assert _colours(SimpleNamespace(**{**vars(data), "meta": {}}), [0], tmp_path / "none") == ["red"]
     assert not (tmp_path / "none").exists()
+
+
+def test_the_app_makes_the_prompt_reader_before_the_first_prompt(tiny_checkpoints):
+    from demos.models import Models
+    models = Models.load(tiny_checkpoints, "cpu")
+    encoder = models.set.get(models.set.get("prior").config.text_encoder)
+    thread = models.warm_prompt_reader()
+    thread.join(timeout=600)
+    assert not thread.is_alive()
+    reader = encoder._prompt_reader   # made by the warm-up: the first reading uses it
+    assert read_prompt(encoder, "a cat").nearest and encoder._prompt_reader is reader
+    # no prior, no warm-up
+    assert Models(models.set, {"prior": "missing"}, [n for n in models.names if n != "prior"]).warm_prompt_reader() \
+        is None
