@@ -527,19 +527,20 @@ TRANSLATE_SPECS = {c.name: c for c in (SDEDIT, COLORIZE, INPAINT, ILVR)}
 
 def _translate_options() -> tuple[Param, ...]:
     """The `translate` command's options: each parameter of a task spec once. Two tasks' parameters of
-    one name must be one option: the same type, default, range, flag and help (a task may narrow the
-    choices: the command line offers them all)."""
+    one name must be one option: the same type, default, range, flag and help; the method and the
+    prompt, whose choices or help a task narrows, are offered as `_METHOD` and `_PROMPT` (all the methods:
+    the task's spec refuses the others, naming the parameter)."""
+    shared = {"method": _METHOD, "prompt": _PROMPT}
     options: dict[str, Param] = {}
     for spec in TRANSLATE_SPECS.values():
         for p in spec.params:
-            first = options.setdefault(p.name, p)
-            same = (first.type, first.default, first.low, first.high, first.option, first.help) == \
-                (p.type, p.default, p.low, p.high, p.option, p.help) or p.name == "prompt"
-            if not same or not set(p.choices or ()) <= set(_METHOD.choices if p.name == "method" else
-                                                            first.choices or ()):
-                raise AssertionError(f"translate: parameter {p.name} differs between tasks")
-    return tuple(replace(_METHOD if n == "method" else _PROMPT if n == "prompt" else p, ui=False)
-                 for n, p in options.items())
+            first = options.setdefault(p.name, shared.get(p.name, p))
+            if p.name in shared:
+                assert set(p.choices or ()) <= set(first.choices or ()), p.name
+            else:
+                assert (first.type, first.default, first.low, first.high, first.choices, first.option, first.help) \
+                    == (p.type, p.default, p.low, p.high, p.choices, p.option, p.help), f"translate option {p.name}"
+    return tuple(options.values())
 
 
 TRANSLATE_OPTIONS = _translate_options()
