@@ -1,6 +1,9 @@
 """Tab: image to image: SDEdit (the DiffAE decoder or the text base, + SR), colorization and
 inpainting (the DiffAE decoder, Palette or RePaint), through core.translate.translate, and ILVR
-(core.ilvr). One small handler per task (`sdedit_fn` ...) and one layout helper per sub-tab.
+(core.ilvr). Each task's inputs are its spec's parameters (`core.capabilities.SDEDIT`, `COLORIZE`,
+`INPAINT`, `ILVR`: the `translate` command's options), built by `demos.adapter`; one small handler per
+task (`sdedit_fn` ...: the image, the editor's strokes and the views are the tab's own) checks its
+arguments against the spec and runs it; one layout helper per sub-tab.
 
 Run alone: `python app.py --tab image_to_image [app.py flags]`.
 """
@@ -13,27 +16,24 @@ import pandas as pd
 import torch
 from PIL import Image, ImageChops
 
-from core.cascade import SIZES, sr_names
+from core.capabilities import COLORIZE, ILVR, INPAINT, SDEDIT, Capability
 from core.data.masks import half_mask, mask_from_image
-from core.diffusion.samplers import SAMPLERS
-from core.ilvr import DEFAULT_FACTOR, ILVR_DEFAULTS, STRIP_FACTORS, check_factor, ilvr_strip, low_pass
+from core.ilvr import ILVR_DEFAULTS, STRIP_FACTORS, check_factor, ilvr_strip, low_pass
 from core.images import pil_to_tensor, save_png, tensor_to_pil
 from core.pipeline import StageSettings
 from core.translate import (
     COLORIZE_METHODS,
     METHODS,
     PALETTE_DEFAULTS,
-    SDEDIT_GUIDANCE,
     SDEDIT_METHODS,
     SDEDIT_STRENGTHS,
     SEMANTIC_STEPS,
-    TRANSLATE_DEFAULTS,
     default_method,
     grayscale,
-    translate,
 )
 from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
-from demos.common import Models, RequestFiles, as_int, gpu, image_input, preview, stream, user_errors
+from demos.adapter import choice, slider, textbox
+from demos.common import Models, RequestFiles, gpu, image_input, preview, stream, user_errors
 
 TITLE = "Image to image"
 STAGE_LABELS = {32: "32×32 base", 64: "64×64", 128: "128×128 SR"}
@@ -162,10 +162,12 @@ def _streamed(files: RequestFiles, view: str, progress, work, cleared: int = 1):
                               lambda info: {0: view, 1: files.image(preview(info["x0"]))}))
 
 
-def _run(models: Models, files: RequestFiles, view: str, progress, **kwargs):
-    """translate(**kwargs) through `_streamed`, finally returning (image, parameters)."""
+def _run(models: Models, files: RequestFiles, view: str, progress, spec: Capability, values: dict,
+         image: Image.Image, mask: Image.Image | None = None):
+    """`spec.run` (`core.translate.translate`) of checked `values` through `_streamed`, finally
+    returning (image, parameters)."""
     return (yield from _streamed(files, view, progress,
-                                 lambda callback: translate(models.set, callback=callback, **kwargs)))
+                                 lambda callback: spec.run(models.set, values, image, mask, callback)))
 
 
 def _finish(files: RequestFiles, result, name: str, extra: dict):
@@ -182,26 +184,9 @@ def _open_input(image: str | None, what: str = "an image") -> Image.Image:
     return common.open_upload(image)
 
 
-def _check_method(method: str, allowed) -> str:
-    if method not in allowed:
-        raise ValueError(f"method must be one of {', '.join(allowed)}; got {method!r}")
-    return method
-
-
-def _sdedit_needs(models: Models, method: str, prompt: str, size: int) -> list[str]:
-    """The models SDEdit with `method` needs: the decoder (and for a prompt, the prior and its
-    text encoder) or the text base and its text encoder; the SR stages up to `size`."""
-    if method == "diffae":
-        return ["diffae", *(["prior", models.text_encoder_name()] if prompt else []), *sr_names(size)]
-    return ["text_base", models.text_encoder_name(), *sr_names(size)]
-
-
-def _inpaint_needs(models: Models, method: str, size: int) -> list[str]:
-    if method == "palette":
-        return ["palette"]
-    if method == "diffae":
-        return ["diffae", *sr_names(size)]   # palette/ holds the code book, used when it is there
-    return ["text_base", models.text_encoder_name(), *sr_names(size)]
+def _require(models: Models, spec: Capability, values: dict) -> None:
+    """The models a call of `spec` with checked `values` needs, loaded (else a named error)."""
+    models.require(spec.needs(values, models.text_encoder_name(), models.names))
 
 
 def sdedit_fn(models: Models):
@@ -230,14 +215,14 @@ def sdedit_fn(models: Models):
         """
         with user_errors():
             source = _open_input(image)
-            size, seed, steps = as_int(size, "size"), as_int(seed, "seed"), as_int(steps, "steps")
-            method = _check_method(method or default_method(models.set, "sdedit"), SDEDIT_METHODS)
-            models.require(_sdedit_needs(models, method, prompt, size))
+            values = SDEDIT.check({"image": str(image), "prompt": prompt or "", "strength": strength,
+                                   "guidance": guidance, "sampler": sampler, "steps": steps, "seed": seed,
+                                   "size": size, "method": method or default_method(models.set, "sdedit")})
+            size, seed, method = values["size"] or 128, values["seed"], values["method"]
+            _require(models, SDEDIT, values)
             files = RequestFiles()
             view = files.image(as_image(pil_to_tensor(source, size=size)))
-            result = yield from _run(models, files, view, progress, task="sdedit", image=source,
-                                     prompt=prompt or None, strength=float(strength), seed=seed, size=size,
-                                     steps=steps, sampler=sampler, guidance=float(guidance), method=method)
+            result = yield from _run(models, files, view, progress, SDEDIT, values, source)
             path, params = _finish(files, result, f"{Path(image).stem}-sdedit-{method}-{size}px-seed{seed}",
                                    {"image": _source_name(image)})
             yield view, path, params
@@ -266,15 +251,16 @@ def colorize_fn(models: Models):
         """
         with user_errors():
             source = _open_input(image)
-            seed, steps, size = as_int(seed, "seed"), as_int(steps, "steps"), as_int(size, "size")
-            method = _check_method(method, COLORIZE_METHODS)
+            values = COLORIZE.check({"image": str(image), "sampler": sampler, "steps": steps, "seed": seed,
+                                     "method": method, "size": size})
+            size, seed, method = values["size"] or PALETTE_SIZE, values["seed"], values["method"]
+            if method != "palette":
+                values["sampler"] = None   # the DiffAE method samples with DDPM steps
             # palette/ holds the code book and the colour code predictor the diffae method needs
-            models.require(["palette"] if method == "palette" else ["diffae", "palette", *sr_names(size)])
+            _require(models, COLORIZE, values)
             files = RequestFiles()
             view = files.image(as_image(grayscale(pil_to_tensor(source, size=size))))
-            result = yield from _run(models, files, view, progress, task="colorize", image=source, seed=seed,
-                                     steps=steps, method=method, size=size,
-                                     sampler=sampler if method == "palette" else None)
+            result = yield from _run(models, files, view, progress, COLORIZE, values, source)
             path, params = _finish(files, result, f"{Path(image).stem}-colorize-{method}-{size}px-seed{seed}",
                                    {"image": _source_name(image)})
             yield view, path, params
@@ -308,16 +294,18 @@ def inpaint_fn(models: Models):
             background = (editor or {}).get("background")
             if background is None:
                 raise ValueError("upload an image (into the editor) or pick an example first")
-            size, seed, steps = as_int(size, "size"), as_int(seed, "seed"), as_int(steps, "steps")
-            models.require(_inpaint_needs(models, _check_method(method, METHODS), size))
+            values = INPAINT.check({"mask": mask or None, "method": method, "sampler": sampler, "steps": steps,
+                                    "seed": seed, "size": size,
+                                    "prompt": (prompt or "").strip() if method == "repaint" else ""})
+            size, seed = values["size"] or 128, values["seed"]
+            if method != "palette":
+                values["sampler"] = None   # RePaint samples with DDPM steps
+            _require(models, INPAINT, values)
             source = background if isinstance(background, Image.Image) else common.open_upload(background)
             m = working_mask(drawn_mask(editor.get("layers"), source.size), mask, size)
             files = RequestFiles()
             view = files.image(mask_overlay(as_image(pil_to_tensor(source, size=size)), m))
-            result = yield from _run(models, files, view, progress, task="inpaint", image=source, mask=mask_image(m),
-                                     method=method, seed=seed, size=size, steps=steps,
-                                     prompt=((prompt or "").strip() or None) if method == "repaint" else None,
-                                     sampler=sampler if method == "palette" else None)
+            result = yield from _run(models, files, view, progress, INPAINT, values, source, mask_image(m))
             extra = {"mask": _source_name(mask)} if mask else {}
             path, params = _finish(files, result, f"inpaint-{method}-{size}px-seed{seed}", extra)
             yield view, path, params
@@ -361,11 +349,14 @@ def ilvr_fn(models: Models):
         """
         with user_errors():
             source = _open_input(image, "a reference image")
-            size, seed, steps = as_int(size, "size"), as_int(seed, "seed"), as_int(steps, "steps")
-            factor = check_factor(as_int(factor, "factor N"), 32)
-            models.require([model, *([models.text_encoder_name()] if model == "text_base" else []), *sr_names(size)])
-            prompt = (prompt or "").strip() if model == "text_base" else ""
-            label = (label or None) if model == "class_base" else None
+            values = ILVR.check({"image": str(image), "factor": factor, "seed": seed, "model": model or "text_base",
+                                 "prompt": (prompt or "").strip() if model == "text_base" else "",
+                                 "label": (label or None) if model == "class_base" else None,
+                                 "size": size, "steps": steps})
+            model, prompt, label, seed = values["model"], values["prompt"], values["label"], values["seed"]
+            size, steps = values["size"] or 128, values["steps"] or ILVR_DEFAULTS.steps
+            factor = check_factor(values["factor"], 32)
+            _require(models, ILVR, values)
             files = RequestFiles()
             reference = pil_to_tensor(source, size=32)
             view = files.image(as_image(low_pass(reference, factor)).resize((size, size), Image.Resampling.BICUBIC))
@@ -401,35 +392,36 @@ def _outputs(input_label: str):
     return view, result, parameters
 
 
-def _steps_and_sampler(sampler_label: str, sampler_info: str, diffae_default: bool):
+def _steps_and_sampler(spec: Capability, sampler_info: str, diffae_default: bool):
     """The sampler (Palette's) and the steps, which start at the default method's."""
     steps_value = SEMANTIC_STEPS if diffae_default else PALETTE_DEFAULTS.steps
     with gr.Row():
-        sampler = gr.Dropdown(list(SAMPLERS), value=PALETTE_DEFAULTS.sampler, label=sampler_label, info=sampler_info)
-        steps = gr.Slider(1, 100, value=steps_value, step=1, precision=0, label="Steps")
+        sampler = choice(spec["sampler"], info=sampler_info)
+        steps = slider(spec["steps"], steps_value, info="")
     return sampler, steps
 
 
 def _sdedit_tab(models: Models, fn, examples: list[str]) -> None:
     gr.Markdown(SDEDIT_ABOUT)
+    S = SDEDIT  # noqa: N806 - short: every input below reads it
     sdedit_default = default_method(models.set, "sdedit")
     default_strength = SDEDIT_STRENGTHS[sdedit_default]
     with gr.Row():
         with gr.Column(scale=2):
-            image = image_input(label="Image (any size, mode and format)", sources=["upload", "clipboard"], height=220)
-            prompt = gr.Textbox("", label="Prompt (optional)", placeholder="e.g. an emoji of a red apple")
+            image = image_input(label=S["image"].label, sources=["upload", "clipboard"], height=220)
+            prompt = textbox(S["prompt"], placeholder="e.g. an emoji of a red apple")
             with gr.Row():
-                strength = gr.Slider(0, 1, value=default_strength, step=0.05, label="Strength", info=STRENGTH_INFO)
-                guidance = gr.Slider(0, 15, value=SDEDIT_GUIDANCE, step=0.1, label="Guidance scale",
-                                     info="with a prompt; 1 = none")
-            method = gr.Radio([(SDEDIT_METHOD_INFO[m].split(":")[0], m) for m in SDEDIT_METHODS],
-                              value=sdedit_default, label="Method", info="; ".join(SDEDIT_METHOD_INFO.values()))
+                strength = slider(S["strength"], default_strength, info=STRENGTH_INFO)
+                guidance = slider(S["guidance"], info="with a prompt; 1 = none")
+            method = choice(S["method"], sdedit_default, radio=True,
+                            labels={m: SDEDIT_METHOD_INFO[m].split(":")[0] for m in SDEDIT_METHODS},
+                            info="; ".join(SDEDIT_METHOD_INFO.values()))
             with gr.Row():
-                sampler = gr.Dropdown(list(SAMPLERS), value=TRANSLATE_DEFAULTS.sampler, label="Sampler")
-                steps = gr.Slider(1, 100, value=TRANSLATE_DEFAULTS.steps, step=1, precision=0, label="Steps")
+                sampler = choice(S["sampler"], info="")
+                steps = slider(S["steps"], info="")
             with gr.Row(equal_height=True):
-                seed, _ = common.seed_input()
-                size = gr.Radio(list(SIZES), value=128, label="Output size", scale=3)
+                seed, _ = common.seed_input(S["seed"].default)
+                size = choice(S["size"], radio=True, info="", scale=3)
             button = gr.Button("Edit", variant="primary")
         with gr.Column(scale=3):
             view, result, parameters = _outputs("Input at the output size")
@@ -445,19 +437,19 @@ def _sdedit_tab(models: Models, fn, examples: list[str]) -> None:
 
 def _colorize_tab(models: Models, fn, examples: list[str]) -> None:
     gr.Markdown(COLORIZE_ABOUT)
+    C = COLORIZE  # noqa: N806 - short: every input below reads it
     colorize_default = default_method(models.set, "colorize")
     with gr.Row():
         with gr.Column(scale=2):
-            image = image_input(label="Image (its grayscale is used)", sources=["upload", "clipboard"], height=220)
+            image = image_input(label=C["image"].label, sources=["upload", "clipboard"], height=220)
             with gr.Row():
-                method = gr.Radio([(METHOD_INFO[m].split(":")[0], m) for m in COLORIZE_METHODS],
-                                  value=colorize_default, label="Method",
-                                  info=METHOD_INFO["diffae"] + "; " + METHOD_INFO["palette"])
-                size = gr.Radio(list(SIZES), value=128 if colorize_default == "diffae" else PALETTE_SIZE,
-                                label="Output size (diffae)", visible=colorize_default == "diffae")
-            sampler, steps = _steps_and_sampler("Sampler (palette)", "DiffAE always uses DDPM steps",
-                                                colorize_default == "diffae")
-            seed, _ = common.seed_input()
+                method = choice(C["method"], colorize_default, radio=True,
+                                labels={m: METHOD_INFO[m].split(":")[0] for m in COLORIZE_METHODS},
+                                info=METHOD_INFO["diffae"] + "; " + METHOD_INFO["palette"])
+                size = choice(C["size"], 128 if colorize_default == "diffae" else PALETTE_SIZE, radio=True, info="",
+                              visible=colorize_default == "diffae")
+            sampler, steps = _steps_and_sampler(C, "DiffAE always uses DDPM steps", colorize_default == "diffae")
+            seed, _ = common.seed_input(C["seed"].default)
             button = gr.Button("Colorize", variant="primary")
             gr.Examples([[p] for p in examples], inputs=[image], label="Examples", cache_examples=False)
         with gr.Column(scale=3):
@@ -471,28 +463,27 @@ def _colorize_tab(models: Models, fn, examples: list[str]) -> None:
 
 def _inpaint_tab(models: Models, fn, examples: list[str]) -> None:
     gr.Markdown(INPAINT_ABOUT)
+    I = INPAINT  # noqa: N806, E741 - short: every input below reads it
     inpaint_default = default_method(models.set, "inpaint")
     masks = example_masks()
     with gr.Row():
         with gr.Column(scale=2):
-            editor = editor_input(label="Image: draw over the region to fill", sources=["upload", "clipboard"],
+            editor = editor_input(label=I["editor"].label, sources=["upload", "clipboard"],
                                   brush=gr.Brush(default_size=BRUSH_SIZE, colors=BRUSH_COLOURS,
                                                  default_color=BRUSH_COLOURS[0], color_mode="defaults"),
                                   layers=False, transforms=(), height=320)
-            mask = image_input(label="Mask image (optional; white or opaque = fill)",
-                               sources=["upload", "clipboard"], height=140)
+            mask = image_input(label=I["mask"].label, sources=["upload", "clipboard"], height=140)
             with gr.Row():
                 mask_buttons = {name: gr.Button(f"Mask the {name}", size="sm") for name in masks}
             with gr.Row():
-                method = gr.Radio(list(METHODS), value=inpaint_default, label="Method",
-                                  info="; ".join(METHOD_INFO[m] for m in METHODS))
+                method = choice(I["method"], inpaint_default, radio=True,
+                                info="; ".join(METHOD_INFO[m] for m in METHODS))
                 # Palette draws 64×64 only: the sizes are offered with the others alone
-                size = gr.Radio(list(SIZES), value=128 if inpaint_default == "diffae" else PALETTE_SIZE,
-                                label="Output size (repaint, diffae)", visible=inpaint_default != "palette")
-            prompt = gr.Textbox("", label="Prompt (repaint only, optional)")
-            sampler, steps = _steps_and_sampler("Sampler (palette)", "RePaint always uses DDPM steps",
-                                                inpaint_default == "diffae")
-            seed, _ = common.seed_input()
+                size = choice(I["size"], 128 if inpaint_default == "diffae" else PALETTE_SIZE, radio=True, info="",
+                              visible=inpaint_default != "palette")
+            prompt = textbox(I["prompt"])
+            sampler, steps = _steps_and_sampler(I, "RePaint always uses DDPM steps", inpaint_default == "diffae")
+            seed, _ = common.seed_input(I["seed"].default)
             button = gr.Button("Inpaint", variant="primary")
             gr.Examples([[examples[0], masks["middle"]], [examples[1], masks["middle"]],
                          [examples[2], masks["left half"]], [examples[3], masks["middle"]]],
@@ -526,23 +517,23 @@ def _ilvr_outputs_layout():
 
 def _ilvr_tab(models: Models, fn, examples: list[str]) -> None:
     gr.Markdown(ILVR_ABOUT)
+    L = ILVR  # noqa: N806 - short: every input below reads it
     classes = [] if models.unavailable(["class_base"]) else models.set.classes()
     with gr.Row():
         with gr.Column(scale=2):
-            image = image_input(label="Reference (any size, mode and format)", sources=["upload", "clipboard"],
-                                height=220)
+            image = image_input(label=L["image"].label, sources=["upload", "clipboard"], height=220)
             with gr.Row():
-                factor = gr.Radio([1, 2, 4, 8, 16, 32], value=DEFAULT_FACTOR, label="Factor N",
-                                  info="the reference is kept at 32/N × 32/N")
-                size = gr.Radio(list(SIZES), value=32, label="Output size")
+                factor = choice(L["factor"], radio=True, info="the reference is kept at 32/N × 32/N")
+                size = choice(L["size"], radio=True, info="")
             with gr.Row():
-                model = gr.Radio([("Text base", "text_base"), ("Class base", "class_base")], value="text_base",
-                                 label="Base model")
-                steps = gr.Slider(1, 100, value=ILVR_DEFAULTS.steps, step=1, precision=0, label="Steps (DDPM)")
-            prompt = gr.Textbox("", label="Prompt (text base, optional)")
+                model = choice(L["model"], radio=True, labels={"text_base": "Text base", "class_base": "Class base"},
+                               info="")
+                steps = slider(L["steps"], info="")
+            prompt = textbox(L["prompt"])
+            # the classes of the class base's checkpoint ("" = unconditional)
             label = gr.Dropdown([("(none: unconditional)", ""), *common.class_labels(classes)], value="",
-                                label="Class (class base, optional)", filterable=True)
-            seed, _ = common.seed_input()
+                                label=L["label"].label, filterable=True)
+            seed, _ = common.seed_input(L["seed"].default)
             button = gr.Button("Generate", variant="primary")
             gr.Examples([[p] for p in examples], inputs=[image], label="Examples", cache_examples=False)
         with gr.Column(scale=3):

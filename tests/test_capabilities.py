@@ -7,16 +7,20 @@ import gradio as gr
 import pytest
 
 from core.bases import BASES, CASCADE_BASES, default_base
-from core.capabilities import CAPABILITIES, CLASS_CONDITIONAL, TEXT_TO_IMAGE, UPSCALE
+from core.capabilities import CAPABILITIES, CLASS_CONDITIONAL, ILVR, SDEDIT, TEXT_TO_IMAGE, TRANSLATE_SPECS, UPSCALE
 from core.cli import spec_values
 from core.cli.main import build_parser, main
-from demos import class_conditional, super_resolution, text_to_image
+from core.translate import PALETTE_DEFAULTS, SDEDIT_STRENGTHS, SEMANTIC_STEPS, TRANSLATE_DEFAULTS, default_method
+from demos import class_conditional, common, image_to_image, super_resolution, text_to_image
 from demos.common import MAX_SEED, Models
 
-TABS = {"text_to_image": text_to_image, "class_conditional": class_conditional, "upscale": super_resolution}
-COMMANDS = {"text_to_image": "generate", "class_conditional": "generate", "upscale": "upscale"}
+TABS = {"text_to_image": text_to_image, "class_conditional": class_conditional, "upscale": super_resolution,
+        **dict.fromkeys(TRANSLATE_SPECS, image_to_image)}
+COMMANDS = {"text_to_image": "generate", "class_conditional": "generate", "upscale": "upscale",
+            **dict.fromkeys(TRANSLATE_SPECS, "translate")}
 MINIMAL = {"text_to_image": ["--prompt", "x"], "class_conditional": ["--label", "cat-face"],
-           "upscale": ["--image", "x.png"]}
+           "upscale": ["--image", "x.png"], **{task: ["--task", task, "--image", "x.png"] for task in TRANSLATE_SPECS}}
+UPLOADS = ("prompt", "label", "image", "editor", "mask")   # given on every command line, or the tab's own
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +67,7 @@ def cli_refusal(name: str, args: list[str], capsys) -> str:
     return ""
 
 
-@pytest.mark.parametrize("name", ["text_to_image", "class_conditional", "upscale"])
+@pytest.mark.parametrize("name", ["text_to_image", "class_conditional", "upscale", *TRANSLATE_SPECS])
 def test_the_command_line_and_the_tab_agree(models, name, capsys):
     spec = CAPABILITIES[name]
     inputs = tab_inputs(models, name)
@@ -72,8 +76,8 @@ def test_the_command_line_and_the_tab_agree(models, name, capsys):
     actions = {a.dest: a for a in command_parser(COMMANDS[name])._actions}
     resolved = cli_values(name, [])
     for param, component in zip(shown, inputs):
-        if param.name in ("prompt", "label", "image"):
-            continue   # given on every command line; the tab lists the checkpoint's classes
+        if param.name in UPLOADS:
+            continue   # given on every command line; the tab lists the checkpoint's classes; uploads
         assert component.label == param.label, param.name
         if param.default is not None:
             assert component.value == param.default, param.name
@@ -89,7 +93,11 @@ def test_the_command_line_and_the_tab_agree(models, name, capsys):
             continue
         if param.default is not None and param.name != "guidance_method":
             assert resolved[param.name] == component.value, param.name   # the same default on both
-        if param.choices is not None:
+        if param.choices is not None and name in TRANSLATE_SPECS:   # one option for every task: the task's refuses
+            for other in set(action.choices) - set(param.choices):   # the others, naming the parameter
+                assert f"{param.name} must be one of" in cli_refusal(name, [param.option, str(other)], capsys)
+            assert set(param.choices) <= set(action.choices), param.name
+        elif param.choices is not None:
             assert list(action.choices) == list(param.choices), param.name
         if param.low is not None:   # the ends of the range are taken, one step past them refused
             step = 1 if param.type is int else 0.01
@@ -101,8 +109,17 @@ def test_the_command_line_and_the_tab_agree(models, name, capsys):
     if name == "upscale":
         assert inputs[shown.index(UPSCALE["factor"])].value == UPSCALE["factor"].start == 4
         return
-    # the inputs decided at run time start at the defaults of the base the tab starts with
     start = {p.name: c.value for p, c in zip(shown, inputs)}
+    if name in TRANSLATE_SPECS:   # what translate decides at run time, the form starts at (its default method's)
+        method = start.get("method")
+        assert method in (None, default_method(models.set, name))
+        steps = {"sdedit": TRANSLATE_DEFAULTS.steps, "ilvr": ILVR["steps"].start}.get(name) or \
+            (SEMANTIC_STEPS if method == "diffae" else PALETTE_DEFAULTS.steps)
+        assert start["steps"] == steps
+        if name == "sdedit":
+            assert start["strength"] == SDEDIT_STRENGTHS[method] and start["guidance"] == SDEDIT["guidance"].start
+        return
+    # the inputs decided at run time start at the defaults of the base the tab starts with
     base = BASES[models.default_base(spec.text)].defaults(models.set, spec.text)
     assert (start["sampler"], start["steps"], start["guidance"]) == (base.sampler, base.steps, base.guidance)
     assert start["base_model"] == default_base(models.names, spec.text) in CASCADE_BASES
@@ -127,6 +144,25 @@ def test_a_value_out_of_range_is_refused_naming_the_parameter(models, capsys):
         list(text_to_image.make_fn(models)("thumbs up", size=32, num_images=1, decoder_steps=0))
     with pytest.raises(gr.Error, match="Cannot do that: classifier_scale 101 is not from 0 to 100"):
         list(class_conditional.make_fns(models)[0]("cat-face", guidance_method="classifier", classifier_scale=101))
+    # image to image: the translate command and the tab's handlers check the task's spec
+    with pytest.raises(ValueError, match="strength 1.5 is not from 0 to 1"):
+        SDEDIT.check({"strength": 1.5})
+    with pytest.raises(ValueError, match="method must be one of diffae, text; got 'palette'"):
+        SDEDIT.check({"method": "palette"})
+    with pytest.raises(SystemExit):
+        command_parser("translate").parse_args(["--task", "ilvr", "--image", "x.png", "--steps", "0", "--out", "o"])
+    assert "argument --steps: steps 0 is not from 1 to 100" in capsys.readouterr().err
+    assert main(["translate", "--task", "inpaint", "--image", "x.png", "--mask", "m.png", "--method", "text",
+                 "--out", "o.png"]) == 2
+    assert capsys.readouterr().err == "error: method must be one of palette, repaint, diffae; got 'text'\n"
+    example = common.example_images()[0]
+    sdedit, colorize, inpaint, ilvr = image_to_image.make_fns(models)
+    with pytest.raises(gr.Error, match="Cannot do that: steps 0 is not from 1 to 100"):
+        list(sdedit(example, "", 0.5, 3.0, "ddim", 0, 0, 32))
+    with pytest.raises(gr.Error, match="Cannot do that: seed -1 is not from 0 to 4294967295"):
+        list(colorize(example, "ddim", 2, -1))
+    with pytest.raises(gr.Error, match="Cannot do that: size must be one of 32, 64, 128; got 48"):
+        list(ilvr(example, 4, 0, "text_base", "", "", 48, 2))
 
 
 def test_the_required_models_come_from_the_bases():
