@@ -313,9 +313,9 @@ TEXT_TO_IMAGE = Capability("text_to_image", (
                "good scale"),
     *_sr_params(),
     Param("prompt_reading", str, DEFAULT_PROMPT_READING, choices=PROMPT_READINGS, label="Prompt reading",
-          help="semantic base: nearest = when the prompt is read confidently as a known emoji, the prior draws "
-               "that emoji's name (\"a cat\" -> cat; said as 'drawn as'); as-typed = the prior draws the prompt "
-               "itself"),
+          help="semantic base: nearest = the prior draws the name of the known emoji the prompt is read as, "
+               "whenever it has a word the text encoder knows (\"a cat\" -> cat; said as 'drawn as'); "
+               "as-typed = the prior draws the prompt itself"),
 ), text_to_image_needs, text_to_image, text=True)
 
 

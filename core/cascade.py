@@ -165,7 +165,7 @@ def _join(*notes: str | None) -> str | None:
 def _semantic_prompt(models: ModelSet, prompt: str | None, prompt_reading: str, note: str | None):
     """What the semantic base's prior is conditioned on for `prompt`: (prior prompt, code shift,
     tone, read_as, note). "nearest" reading: the name of the known emoji the prompt is read as
-    confidently (`core.reading.nearest_prompt`); then a tone on a design never drawn with one: the
+    (`core.reading.nearest_prompt`; any prompt with a word to go by); then a tone on a design never drawn with one: the
     design and the tone's offset in the code (`core.tone_words`); then words the encoder cannot read
     left out (`core.reading.readable_prompt`)."""
     if prompt is None:
@@ -180,7 +180,8 @@ def _semantic_prompt(models: ModelSet, prompt: str | None, prompt_reading: str, 
             note = _join(note, f"the prompt is drawn as typed (no emoji to read it against: {e})")
         else:
             if drawn is not None:
-                read_as = {"emoji": drawn.emoji, "name": drawn.name, "score": round(reading.nearest[0].score, 3)}
+                read_as = {"emoji": drawn.emoji, "name": drawn.name, "score": round(reading.nearest[0].score, 3),
+                           "confident": reading.confident}
                 note = _join(note, readable_prompt(text_encoder, prompt)[1])
                 if prior_prompt != prompt:
                     note = _join(note, f"read as {read_as['emoji']} {read_as['name']}: drawn from {prior_prompt!r} "
@@ -206,7 +207,7 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
     """Text (`prompt`) or class (`label`) generation through the cascade, stopping at `size`.
 
     `prompt_reading` (semantic base, a prompt): "nearest" conditions the prior on the name of the
-    known emoji the prompt is read as when it is read confidently (`core.reading.nearest_prompt`:
+    known emoji the prompt is read as when it has a word to go by (`core.reading.nearest_prompt`:
     "a cat" -> "cat"; the parameters' `read_as` and `prior_prompt` say so),
     else on the prompt; "as-typed" always on the prompt; None: `core.reading.DEFAULT_PROMPT_READING`.
     The pixel base draws the prompt as typed.

@@ -30,6 +30,11 @@ Python::
     reader = prompt_reader(encoder)          # encoder: a ClipTextEncoder; the training emoji
     reading = reader.read("a blue car")      # Reading(nearest=[NearEmoji(...), ...], unknown=[...])
     reading.confident                        # the nearest emoji's score is at least CONFIDENT_SCORE
+
+The prompt reading "nearest" (`nearest_prompt`, the semantic base's default) draws the nearest
+emoji's name whenever the prompt has a word to go by (`Reading.grounded`), confidently read or
+not: a prompt the models have no emoji for is drawn as a clean nearby emoji rather than as the
+smear its own embedding gives the prior (measured: `checkpoints/prior/README.md`).
 """
 from __future__ import annotations
 
@@ -77,13 +82,16 @@ class Reading:
     unknown: list[str]   # words with a piece outside the tokenizer's vocabulary
 
     @property
-    def confident(self) -> bool:
-        """The nearest emoji's score reaches `CONFIDENT_SCORE` and the text read has a word the text
-        encoder knows besides articles and the like ("a kitty" with "kitty" unknown is read as "a":
-        nothing to go by)."""
+    def grounded(self) -> bool:
+        """There is a nearest emoji and the text read has a word the text encoder knows besides
+        articles and the like ("a kitty" with "kitty" unknown is read as "a": nothing to go by)."""
         unknown = {w.lower() for w in self.unknown}
-        return (bool(self.nearest) and self.nearest[0].score >= CONFIDENT_SCORE
-                and any(w not in _STOP_WORDS and w not in unknown for w in _words(self.read)))
+        return bool(self.nearest) and any(w not in _STOP_WORDS and w not in unknown for w in _words(self.read))
+
+    @property
+    def confident(self) -> bool:
+        """`grounded`, and the nearest emoji's score reaches `CONFIDENT_SCORE`."""
+        return self.grounded and self.nearest[0].score >= CONFIDENT_SCORE
 
     def summary(self) -> str:
         """One line: 'read as: name (0.93), ...; not understood: word, ...'."""
@@ -283,8 +291,8 @@ def _tone(record) -> str:
 
 
 PROMPT_READINGS = ("nearest", "as-typed")
-# the semantic base conditions its prior on the nearest known emoji's name when the prompt is read
-# confidently (checkpoints/prior/README.md, "Prompts as people type them": the everyday figure)
+# the semantic base conditions its prior on the nearest known emoji's name when the prompt has a word
+# to go by (checkpoints/prior/README.md, "Prompts as people type them": the everyday figure)
 DEFAULT_PROMPT_READING = "nearest"
 
 
@@ -300,12 +308,13 @@ def check_prompt_reading(value) -> str:
 def nearest_prompt(encoder, prompt: str, data=None) -> tuple[str, Reading, NearEmoji | None]:
     """(what the prior is conditioned on with the prompt reading "nearest", the reading, the emoji
     drawn or None where the prompt is kept: the nearest, or its toned twin in ``data``). The prompt
-    without its skin-tone words is read (`read_prompt`); read confidently, it is replaced by the
-    nearest emoji's name (`name_text`: what the prior was trained on); a tone asked gives the name of
+    without its skin-tone words is read (`read_prompt`); when it has a word to go by
+    (`Reading.grounded`), it is replaced by the nearest emoji's name (`name_text`: what the prior
+    was trained on); a tone asked gives the name of
     that emoji's design in that tone ("a dancing woman with dark skin" -> "woman dancing, dark skin
     tone"), or its name with the tone after it where the design is never drawn with one ("troll, dark
     skin tone", which `core.tone_words` draws). The exact name of a training emoji is drawn from that
-    name whatever the reading. A prompt not read confidently is kept as it is."""
+    name whatever the reading. A prompt with no word to go by is kept as it is."""
     from core.tone_words import split_tone  # deferred: it loads the DiffAE module
     reader = prompt_reader(encoder, data)
     data = reader.data   # the reader's own data set where none is given
@@ -317,7 +326,7 @@ def nearest_prompt(encoder, prompt: str, data=None) -> tuple[str, Reading, NearE
                                                      reading.nearest[0].score, name_text(record))
     rest, tone = split_tone(prompt)
     reading = read_prompt(encoder, rest, data)
-    if not reading.confident:
+    if not reading.grounded:   # no word to go by: the prompt as typed
         return prompt, reading, None
     drawn = reading.nearest[0]
     text = name_text(drawn)

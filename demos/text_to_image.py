@@ -39,13 +39,14 @@ def drawn_markdown(parameters: dict | None) -> str:
         return ""
     read_as = parameters.get("read_as")
     if read_as is not None:
+        loose = "" if read_as.get("confident", True) else ", a loose reading: the models may not know it"
         return (f"**Drawn as** {read_as['emoji']} **{read_as['name']}**: the prompt was read as this emoji "
-                f"(score {read_as['score']:.2f}) and the prior drew its name, "
+                f"(score {read_as['score']:.2f}{loose}) and the prior drew its name, "
                 f"`{parameters.get('prior_prompt', parameters.get('prompt'))}`; choose *Prompt reading: as typed* "
                 "to draw the prompt itself.")
     if parameters["prompt_reading"] == "nearest":
-        return ("**Drawn as typed**: the prompt is not read confidently as any emoji the models know, so the "
-                "prior drew the prompt itself.")
+        return ("**Drawn as typed**: the prompt has no word the text encoder knows to go by, so the prior drew "
+                "the prompt itself.")
     return "**Drawn as typed** (*Prompt reading: as typed*)."
 
 
@@ -169,9 +170,9 @@ def build(models: Models) -> None:
                                      f"code-text matcher instead of classifier-free guidance ({CLIP_SCALE:g} "
                                      "is the default of `--clip-scale`)")
             prompt_reading = choice(T["prompt_reading"], labels={v: k for k, v in PROMPT_READING_CHOICES}, radio=True,
-                                    info="the nearest known emoji: a prompt read confidently as an emoji the models "
-                                         "know is drawn from that emoji's name (shown under the results); as typed: "
-                                         "the prompt itself")
+                                    info="the nearest known emoji: a prompt is drawn from the name of the emoji the "
+                                         "models know that it is read as (shown under the results); as typed: the "
+                                         "prompt itself")
             with gr.Accordion("Advanced: per-stage settings", open=False):
                 gr.Markdown("Guidance applies to the base stage: the super-resolution stages are conditioned "
                             "on the low-resolution image only (as in Cascaded Diffusion Models), so they have "

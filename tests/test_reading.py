@@ -214,7 +214,12 @@ def test_the_committed_clip_reads_paraphrases_and_keeps_exact_names(clip, data):
         text, _, drawn = nearest_prompt(clip, name, data)
         assert text == name.lower().replace(": ", ", ") and drawn.name == name
     text, reading, drawn = nearest_prompt(clip, "a zyzzyva", data)   # nothing known: kept as typed
-    assert text == "a zyzzyva" and drawn is None
+    assert text == "a zyzzyva" and drawn is None and not reading.grounded
+    # read loosely (below the confidence threshold) but with a known word: still drawn as the nearest emoji,
+    # a clean neighbour rather than the smear its own embedding gives the prior
+    text, reading, drawn = nearest_prompt(clip, "a worm", data)
+    assert reading.grounded and not reading.confident and reading.nearest[0].score < CONFIDENT_SCORE
+    assert drawn is not None and text == drawn.name.lower().replace(": ", ", ") == reading.nearest[0].name.lower()
 
 
 def test_the_prompt_reading_decides_what_the_prior_is_conditioned_on(tiny_checkpoints):
@@ -291,3 +296,15 @@ def test_the_app_makes_the_prompt_reader_before_the_first_prompt(tiny_checkpoint
     # no prior, no warm-up
     assert Models(models.set, {"prior": "missing"}, [n for n in models.names if n != "prior"]).warm_prompt_reader() \
         is None
+
+
+def test_a_loose_reading_is_said_so_under_the_result_and_on_the_command_line():
+    from core.cli.generate import drawn_as
+    from demos.text_to_image import drawn_markdown
+    read = {"prompt": "a worm", "prompt_reading": "nearest", "prior_prompt": "office building",
+            "read_as": {"emoji": "🏢", "name": "office building", "score": 0.8, "confident": False}}
+    assert "a loose reading" in drawn_as(read) and "a loose reading" in drawn_markdown(read)
+    sure = {**read, "read_as": {**read["read_as"], "score": 1.2, "confident": True}}
+    assert "loose" not in drawn_as(sure) and "loose" not in drawn_markdown(sure)
+    typed = {"prompt": "a zyzzyva", "prompt_reading": "nearest"}
+    assert "no word" in drawn_as(typed) and "no word" in drawn_markdown(typed)

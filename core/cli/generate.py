@@ -96,11 +96,12 @@ def drawn_as(parameters: dict) -> str:
     """One line: the known emoji the semantic base drew the prompt as, or that it drew the prompt."""
     read_as = parameters.get("read_as")
     if read_as is not None:
-        return (f"drawn as: {read_as['emoji']} {read_as['name']} (score {read_as['score']:.2f}; the prior drew "
+        loose = "" if read_as.get("confident", True) else ", a loose reading"
+        return (f"drawn as: {read_as['emoji']} {read_as['name']} (score {read_as['score']:.2f}{loose}; the prior drew "
                 f"{parameters.get('prior_prompt', parameters['prompt'])!r}; --prompt-reading as-typed draws the "
                 "prompt itself)")
     if parameters.get("prompt_reading") == "nearest":
-        return "drawn as typed: the prompt is not read confidently as a known emoji"
+        return "drawn as typed: the prompt has no word the text encoder knows to go by"
     return "drawn as typed (--prompt-reading as-typed)"
 
 
