@@ -1,6 +1,6 @@
 """Tab: image to image: SDEdit (the DiffAE decoder or the text base, + SR), colorization and
 inpainting (the DiffAE decoder, Palette or RePaint), through core.translate.translate, and ILVR
-(core.ilvr). Each task's inputs are its spec's parameters (`core.capabilities.SDEDIT`, `COLORIZE`,
+(core.ilvr). Each task's inputs are its spec's parameters (`core.translate_capabilities.SDEDIT`, `COLORIZE`,
 `INPAINT`, `ILVR`: the `translate` command's options), built by `demos.adapter`; one small handler per
 task (`sdedit_fn` ...: the image, the editor's strokes and the views are the tab's own) checks its
 arguments against the spec and runs it; one layout helper per sub-tab.
@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from PIL import Image, ImageChops
 
-from core.capabilities import COLORIZE, ILVR, INPAINT, SDEDIT, Capability
+from core.capabilities import Capability
 from core.data.masks import half_mask, mask_from_image
 from core.ilvr import ILVR_DEFAULTS, STRIP_FACTORS, check_factor, ilvr_strip, low_pass
 from core.images import pil_to_tensor, save_png, tensor_to_pil
@@ -31,6 +31,7 @@ from core.translate import (
     default_method,
     grayscale,
 )
+from core.translate_capabilities import COLORIZE, ILVR, INPAINT, SDEDIT
 from demos import common  # first: imports `spaces` before torch on a ZeroGPU Space
 from demos.adapter import choice, slider, textbox
 from demos.common import Models, RequestFiles, gpu, image_input, preview, stream, user_errors

@@ -65,7 +65,8 @@ def _env(checkout: Path) -> dict:
 
 def has_base_option(checkout: Path) -> bool:
     """Whether the checkout's command line knows --base (the code before the semantic base did not)."""
-    sources = [checkout / "core" / "__main__.py", *sorted((checkout / "core" / "cli").glob("*.py"))]
+    sources = [checkout / "core" / "__main__.py", *sorted((checkout / "core" / "cli").glob("*.py")),
+               checkout / "core" / "capabilities.py"]   # the options built from capability specs
     return any('"--base"' in f.read_text() for f in sources if f.is_file())
 
 

@@ -7,12 +7,16 @@ import gradio as gr
 import pytest
 
 from core.bases import BASES, CASCADE_BASES, default_base
-from core.capabilities import CAPABILITIES, CLASS_CONDITIONAL, ILVR, SDEDIT, TEXT_TO_IMAGE, TRANSLATE_SPECS, UPSCALE
+from core.capabilities import CAPABILITIES as GENERATION
+from core.capabilities import CLASS_CONDITIONAL, TEXT_TO_IMAGE, UPSCALE
 from core.cli import spec_values
 from core.cli.main import build_parser, main
 from core.translate import PALETTE_DEFAULTS, SDEDIT_STRENGTHS, SEMANTIC_STEPS, TRANSLATE_DEFAULTS, default_method
+from core.translate_capabilities import ILVR, SDEDIT, TRANSLATE_SPECS
 from demos import class_conditional, common, image_to_image, super_resolution, text_to_image
 from demos.common import MAX_SEED, Models
+
+CAPABILITIES = {**GENERATION, **TRANSLATE_SPECS}
 
 TABS = {"text_to_image": text_to_image, "class_conditional": class_conditional, "upscale": super_resolution,
         **dict.fromkeys(TRANSLATE_SPECS, image_to_image)}

@@ -1,17 +1,17 @@
 """`translate`: one image through SDEdit, Palette (colorization, inpainting), RePaint or ILVR
 (`core.translate.translate`), written as a PNG with its parameters. Its options are the task specs'
-parameters (`core.capabilities.TRANSLATE_OPTIONS`, the Image to image tab's inputs): one task's
-values are checked against its spec (`core.capabilities.TRANSLATE_SPECS`); an option of another
+parameters (`core.translate_capabilities.TRANSLATE_OPTIONS`, the Image to image tab's inputs): one task's
+values are checked against its spec (`core.translate_capabilities.TRANSLATE_SPECS`); an option of another
 task goes on to `translate`, which refuses those it does not take."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
-from core.capabilities import TRANSLATE_OPTIONS, TRANSLATE_SPECS
 from core.cli import load_models, spec_options, spec_values
 from core.images import open_image, save_png
 from core.translate import TASKS
+from core.translate_capabilities import TRANSLATE_OPTIONS, TRANSLATE_SPECS
 
 
 def add_parsers(sub, models: argparse.ArgumentParser) -> None:
