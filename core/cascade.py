@@ -165,9 +165,9 @@ def _join(*notes: str | None) -> str | None:
 def _semantic_prompt(models: ModelSet, prompt: str | None, prompt_reading: str, note: str | None):
     """What the semantic base's prior is conditioned on for `prompt`: (prior prompt, code shift,
     tone, read_as, note). "nearest" reading: the name of the known emoji the prompt is read as
-    (`core.reading.nearest_prompt`; any prompt with a word to go by); then a tone on a design never drawn with one: the
-    design and the tone's offset in the code (`core.tone_words`); then words the encoder cannot read
-    left out (`core.reading.readable_prompt`)."""
+    (`core.reading.nearest_prompt`; any prompt with a word to go by); then a tone on a design never
+    drawn with one: the design and the tone's offset in the code (`core.tone_words`); then words the
+    encoder cannot read left out (`core.reading.readable_prompt`)."""
     if prompt is None:
         return None, None, None, None, note
     text_encoder = models.get(models.get("prior").config.text_encoder)
