@@ -13,6 +13,7 @@ from core.models.loading import load_model
 from core.training.config import DiffAESettings, SRSettings, TrainConfig, task_fields
 from core.training.loop import train
 from core.training.registry import TASK_OPTIONS, default_config
+from tests import run_state_files
 
 
 def _weights(run):
@@ -267,11 +268,14 @@ def _state_fingerprint(path) -> tuple[int, str]:
 
 
 def test_a_run_state_saved_before_the_settings_split_resumes_to_the_same_weights(tmp_path):
-    """tests/data/old_diffae_run: 2 steps of `train diffae --smoke --freeze-encoder --cond-dropout 0.1
-    --channels 4,8 --resolution 32 --threads 1` saved by the code before TrainConfig was split into its
+    """tests/data/old_diffae_run (read by tests/run_state_files.py): 2 steps of `train diffae --smoke
+    --freeze-encoder --cond-dropout 0.1 --channels 4,8 --resolution 32 --threads 1` saved by the code before TrainConfig was split into its
     parts; that code, resumed to step 4, gave these weights (sha256 of model and EMA, one thread)."""
     run = tmp_path / "run"
-    shutil.copytree(OLD_RUN, run)
+    run.mkdir()
+    shutil.copy(OLD_RUN / "config.json", run / "config.json")
+    # the state as that code saved it (torch.save), kept in the repository as safetensors + JSON
+    torch.save(run_state_files.read(OLD_RUN), run / "state.pt")
     threads = torch.get_num_threads()
     try:
         assert cli(["train", "diffae", "--smoke", "--run", str(run), "--freeze-encoder", "--cond-dropout", "0.1",
