@@ -269,8 +269,9 @@ def _state_fingerprint(path) -> tuple[int, str]:
 
 def test_a_run_state_saved_before_the_settings_split_resumes_to_the_same_weights(tmp_path):
     """tests/data/old_diffae_run (read by tests/run_state_files.py): 2 steps of `train diffae --smoke
-    --freeze-encoder --cond-dropout 0.1 --channels 4,8 --resolution 32 --threads 1` saved by the code before TrainConfig was split into its
-    parts; that code, resumed to step 4, gave these weights (sha256 of model and EMA, one thread)."""
+    --freeze-encoder --cond-dropout 0.1 --channels 4,8 --resolution 32 --threads 1` saved by the code
+    before TrainConfig was split into its parts;
+    that code, resumed to step 4, gave these weights (sha256 of model and EMA, one thread)."""
     run = tmp_path / "run"
     run.mkdir()
     shutil.copy(OLD_RUN / "config.json", run / "config.json")
