@@ -378,6 +378,9 @@ class CodeBook:
 
 
 PREDICTOR_FILE = "colour_predictor.safetensors"   # in the palette checkpoint folder, next to the code book
+# how far the predictor's guess moves towards its snap onto the book: half-way, chosen on 96 training emoji
+# left out of a refit and of the book (docs/image_to_image.md)
+PREDICTOR_SNAP = 0.5
 
 
 @dataclass
@@ -385,16 +388,19 @@ class CodePredictor:
     """A learnt guess of the colour emoji's semantic code from its grey image: a residual MLP,
     colour = grey code + W2 gelu(W1 [(grey code - mean) / std, thumbnail] + b1) + b2, with the
     grey 8x8 thumbnail of `CodeBook.thumbnail`. Fitted on the code book's training emoji
-    (`fit`); with a `book`, its guess is then moved onto the book's colour codes (`CodeBook.snap`:
-    a mix of real emoji's codes, which the decoder draws in truer colours than the regression's
-    average). It has `colour_code` as the book has, so `colorize_semantic` takes either."""
+    (`fit`); with a `book`, its guess g is then moved a fraction `snap` of the way to its snap onto
+    the book's colour codes (`CodeBook.snap`, a mix of real emoji's codes): g + snap (snap(g) - g).
+    The regression's average alone is drawn in mixed hues, the snap alone in a wrong emoji's colours
+    where the nearest codes are another design's; half-way is better than either. It has
+    `colour_code` as the book has, so `colorize_semantic` takes either."""
     mean: torch.Tensor   # [D] of the training grey codes
     std: torch.Tensor    # [D]
     w1: torch.Tensor     # [H, D + BOOK_THUMBNAIL^2]
     b1: torch.Tensor     # [H]
     w2: torch.Tensor     # [D, H]
     b2: torch.Tensor     # [D]
-    book: CodeBook | None = None   # snap the guess onto its colour codes
+    book: CodeBook | None = None   # move the guess towards its colour codes
+    snap: float = PREDICTOR_SNAP   # how far: 0 the guess itself, 1 on the book
 
     def _residual(self, features: torch.Tensor) -> torch.Tensor:
         return F.linear(F.gelu(F.linear(features, self.w1, self.b1)), self.w2, self.b2)
@@ -404,11 +410,13 @@ class CodePredictor:
 
     def colour_code(self, grey_code: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
         """The colour codes [B, D] of grey images `grey` [B, 3, H, W] whose codes are `grey_code` [B, D]
-        (snapped to `self.book`'s colour codes when there is one)."""
+        (moved a fraction `self.snap` of the way to `self.book`'s colour codes when there is one)."""
         g = grey_code.float().cpu()
         with torch.no_grad():
             out = g + self._residual(self._features(g, CodeBook.thumbnail(grey.cpu())))
-        return (out if self.book is None else self.book.snap(out)).to(grey_code.device)
+        if self.book is not None:
+            out = out + self.snap * (self.book.snap(out) - out)
+        return out.to(grey_code.device)
 
     @classmethod
     def fit(cls, grey: torch.Tensor, colour: torch.Tensor, thumbnails: torch.Tensor, hidden: int = 1024,
@@ -449,10 +457,10 @@ class CodePredictor:
                   str(path))
 
     @classmethod
-    def load(cls, path: str | Path, book: CodeBook | None = None) -> CodePredictor:
+    def load(cls, path: str | Path, book: CodeBook | None = None, snap: float = PREDICTOR_SNAP) -> CodePredictor:
         try:
             t = load_file(str(path))
-            return cls(*(t[k].float() for k in ("mean", "std", "w1", "b1", "w2", "b2")), book=book)
+            return cls(*(t[k].float() for k in ("mean", "std", "w1", "b1", "w2", "b2")), book=book, snap=snap)
         except Exception as e:   # a missing file, a missing key, safetensors' own errors
             raise CheckpointError(f"the colour code predictor {Path(path).name} cannot be read: {e}") from e
 
@@ -464,7 +472,7 @@ def load_code_book(models) -> CodeBook:
 
 def load_colour_guess(models) -> CodePredictor | CodeBook:
     """What colorization through the decoder turns the grey code into a colour code with: the
-    learnt predictor (`PREDICTOR_FILE`, snapped to the code book when that is there too) where the
+    learnt predictor (`PREDICTOR_FILE`, moved half-way to the code book when that is there too) where the
     palette folder has it, else the code book."""
     root = Path(models.root) / "palette"
     if not (root / PREDICTOR_FILE).is_file():

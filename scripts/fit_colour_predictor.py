@@ -3,6 +3,7 @@ with the code book on held-out emoji in code space.
 
     python scripts/fit_colour_predictor.py [--out checkpoints/palette/colour_predictor.safetensors]
                                            [--checkpoints checkpoints] [--threads 1]
+    python scripts/fit_colour_predictor.py --snap-study 0,0.3,0.5,0.7,1 [--n-val 96]
 
 x: the DiffAE code of the grey image of each training emoji (+ its 8x8 grey thumbnail), y: the
 code of its colour image, both from the code book (`checkpoints/palette/colour_codes.safetensors`,
@@ -10,23 +11,41 @@ built with the committed DiffAE encoder at 32 px). Prints the mean cosine to the
 on every held-out emoji for: the grey code itself, the code book's guess, a ridge regression
 (the cheap baseline: residual on the grey code, same inputs) and the predictor (as it is, and
 snapped to the book's colour codes as colorization uses it); saves the predictor.
+
+--snap-study: how far colorization should move the predictor's guess towards its snap onto the
+book (`CodePredictor.snap`), chosen without the held-out emoji: --n-val training emoji (a seeded
+pick) are left out of both the predictor's fit and the book, and drawn through the DiffAE decoder
+(`core.translate.colorize_semantic`, 64 px, seed 0) with the guess moved each fraction of the way;
+prints delta E and chroma on their coloured pixels (as scripts/translate_study.py) and saves nothing.
 """
 from __future__ import annotations
 
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # translate_study's colour figures
+
+from translate_study import colour_figures  # noqa: E402
 
 from core import diffae  # noqa: E402
+from core.cascade import sr_models  # noqa: E402
 from core.data.emoji import load_dataset  # noqa: E402
 from core.models.modelset import ModelSet  # noqa: E402
-from core.translate import CodeBook, CodePredictor, grayscale, load_code_book  # noqa: E402
+from core.translate import (  # noqa: E402
+    PREDICTOR_SNAP,
+    CodeBook,
+    CodePredictor,
+    colorize_semantic,
+    grayscale,
+    load_code_book,
+)
 
 
 def ridge(grey: torch.Tensor, colour: torch.Tensor, thumbnails: torch.Tensor, lam: float):
@@ -41,6 +60,31 @@ def ridge(grey: torch.Tensor, colour: torch.Tensor, thumbnails: torch.Tensor, la
     return lambda g, t: g + features(g, t) @ w
 
 
+def snap_study(models, data, book: CodeBook, fractions: list[float], n_val: int, hidden: int, epochs: int) -> None:
+    """The table of --snap-study (see the module's docstring)."""
+    train = torch.as_tensor(data.indices("train"))   # the book's rows, in this order
+    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(VALIDATION_SEED))
+    val, rest = order[:n_val], order[n_val:]
+    sub = CodeBook(book.grey[rest], book.colour[rest], book.thumbnails[rest])
+    predictor = replace(CodePredictor.fit(sub.grey, sub.colour, sub.thumbnails, hidden=hidden, epochs=epochs),
+                        book=sub)
+    x = data.images_at(64, train[val])
+    decoder, sr = models.get("diffae"), sr_models(models, 64)
+    print(f"{len(sub.grey)} training emoji fitted and in the book, {n_val} left out and drawn (64 px, seed 0)\n")
+    print("| the predictor's guess moved towards its snap onto the book | delta E on coloured pixels "
+          "| chroma / real's |")
+    print("| --- | --- | --- |")
+    de, chroma = colour_figures(grayscale(x), x)
+    print(f"| (the grey input) | {de:.2f} | {chroma:.2f} |")
+    for f in fractions:
+        out = colorize_semantic(decoder, x, replace(predictor, snap=f), [0] * len(x), sr_models=sr).cpu()
+        de, chroma = colour_figures(out, x)
+        print(f"| {f:g} of the way | {de:.2f} | {chroma:.2f} |", flush=True)
+
+
+VALIDATION_SEED = 1234   # the pick of the left-out training emoji of --snap-study
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", default="checkpoints/palette/colour_predictor.safetensors")
@@ -48,11 +92,18 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=1024)
     p.add_argument("--epochs", type=int, default=100)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--snap-study", default="", help="comma-separated fractions: draw left-out training emoji "
+                   "with the guess moved each fraction of the way to the book (saves nothing)")
+    p.add_argument("--n-val", type=int, default=96, help="--snap-study: training emoji left out")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     models = ModelSet(args.checkpoints, device="cpu")
     decoder, book = models.get("diffae"), load_code_book(models)
     data = load_dataset()
+    if args.snap_study:
+        snap_study(models, data, book, [float(f) for f in args.snap_study.split(",")], args.n_val, args.hidden,
+                   args.epochs)
+        return
     x = data.images_at(decoder.resolution, data.indices("heldout"))
     grey = grayscale(x)
     with torch.no_grad():
@@ -75,8 +126,10 @@ def main() -> None:
     predictor = CodePredictor.fit(book.grey, book.colour, book.thumbnails, hidden=args.hidden, epochs=args.epochs)
     print(f"| MLP predictor ({args.hidden} hidden, {args.epochs} epochs, {time.time() - start:.0f} s) "
           f"| {cosine(predictor.colour_code(held_grey, grey)):.3f} |")
-    snapped = CodePredictor(**{**vars(predictor), "book": book})   # as colorization uses it
-    print(f"| MLP predictor, snapped to the book | {cosine(snapped.colour_code(held_grey, grey)):.3f} |")
+    for f in (1.0, PREDICTOR_SNAP):   # on the book; half-way (as colorization uses it)
+        moved = replace(predictor, book=book, snap=f)
+        print(f"| MLP predictor, moved {f:g} of the way to its snap onto the book "
+              f"| {cosine(moved.colour_code(held_grey, grey)):.3f} |")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     predictor.save(args.out)
     print(f"\nsaved {args.out}")

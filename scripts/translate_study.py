@@ -6,15 +6,19 @@
 Held-out emoji (`core.evaluation.held_out.heldout_order`, seed 0, the first --n), seed 0 for
 every image, 64 px:
 - colorize: Palette, the DiffAE decoder with the encoder's code of the grey image, and with the
-  code book's colour code (`core.translate.colorize_semantic`), against the grey input. Mean CIE76
+  code book's colour code (`core.translate.colorize_semantic`), and with the learnt predictor's colour
+  code moved half-way to the book (the default; --snaps: other fractions), against the grey input. Mean CIE76
   delta E (Lab) on the emoji's coloured pixels (the real emoji's Lab chroma >= 10) and the
   chroma there relative to the real emoji's.
-- colorize-128: a grid of the first 8 at 128 px (grey input, book, predictor, real).
+- colorize-128: a grid of the first 8 at 128 px (grey input, book, predictor on the book, predictor half-way,
+  real).
 - inpaint: a 32x32 hole in the middle; Palette, RePaint with the text base (unguided), the DiffAE
   decoder's RePaint with the code of the visible pixels (`core.translate.inpaint_semantic`), and
   the mean-colour fill. Kept: the emoji's design is among those of the 5 real emoji nearest to
   the result in the judge's features (`core.evaluation.judge.retrieval`, k = 5), and is that of
-  the nearest one (k = 1); and the largest change outside the hole, in 0..255 steps.
+  the nearest one (k = 1); and the largest change outside the hole, in 0..255 steps. The emoji the
+  default misses at k = 5 are printed and the first 8 drawn (image_to_image_inpaint_missed.png).
+  --short: only the mean-colour fill and the default.
 - sdedit: the text base with the default sampler and steps, at 32 px (the judge reads 32 px),
   per strength: kept = with no prompt, the nearest real emoji's design is the input's (k = 1);
   reached = with the first caption of another held-out emoji as the prompt (the next in the
@@ -88,11 +92,12 @@ def timed(label: str, fn):
 
 
 def study_colorize(models, x64, seeds, out_dir: Path, temperatures=(), short: bool = False, weights=(),
-                   steps=(), predictor: Path | None = None, unsnapped: bool = False) -> None:
+                   steps=(), predictor: Path | None = None, snaps=()) -> None:
     """The rows above; with `temperatures` / `weights` / `steps`, the book's code at each softmax
     temperature / thumbnail weight (the levers of the colour guess) / number of decoder steps too;
     `short`: only the grey input, the book's and the predictor's rows. `predictor`: the file of a
-    `CodePredictor` (a row of its own where it exists); `unsnapped`: also its guess not snapped to the book."""
+    `CodePredictor` (a row of its own where it exists, its guess moved half-way to its snap onto the book,
+    as `translate` uses it); `snaps`: also with its guess moved these fractions of the way (0: not moved)."""
     rows = {"grey input": grayscale(x64)}
     if "palette" in models.available() and not short:
         rows["Palette"] = timed("palette", lambda: colorize(models.get("palette"), x64, seeds, PALETTE_DEFAULTS))
@@ -103,13 +108,13 @@ def study_colorize(models, x64, seeds, out_dir: Path, temperatures=(), short: bo
     rows[f"DiffAE, colour code from the book (temperature {book.temperature:g})"] = timed(
         "diffae+book", lambda: colorize_semantic(decoder, x64, book, seeds, sr_models=sr))
     if predictor is not None and predictor.is_file():
-        learnt = CodePredictor.load(predictor, book)   # snapped to the book, as `translate` uses it
-        rows["DiffAE, colour code from the predictor, snapped to the book"] = timed(
+        learnt = CodePredictor.load(predictor, book)   # half-way to its snap onto the book, as `translate` uses it
+        rows[f"DiffAE, colour code from the predictor, moved {learnt.snap:g} of the way to the book"] = timed(
             "diffae+predictor", lambda: colorize_semantic(decoder, x64, learnt, seeds, sr_models=sr))
-        if unsnapped:
-            rows["DiffAE, colour code from the predictor, not snapped"] = timed(
-                "diffae+predictor unsnapped", lambda: colorize_semantic(decoder, x64, replace(learnt, book=None),
-                                                                        seeds, sr_models=sr))
+        for f in snaps:
+            rows[f"DiffAE, colour code from the predictor, moved {f:g} of the way to the book"] = timed(
+                f"diffae+predictor snap {f:g}", lambda f=f: colorize_semantic(decoder, x64, replace(learnt, snap=f),
+                                                                            seeds, sr_models=sr))
     for t in temperatures:
         rows[f"DiffAE, colour code from the book, temperature {t:g}"] = timed(
             f"book {t:g}", lambda t=t: colorize_semantic(decoder, x64, replace(book, temperature=t), seeds,
@@ -131,34 +136,42 @@ def study_colorize(models, x64, seeds, out_dir: Path, temperatures=(), short: bo
 
 def study_colorize_128(models, data, record_idx, out_dir: Path, predictor: Path) -> None:
     """The first GRID_N emoji colorized at 128 px (the size the tab shows), seed 0: rows grey input,
-    the book's colour code, the predictor's colour code (snapped to the book, as `translate` uses it), real."""
+    the book's colour code, the predictor's colour code moved all the way to its snap onto the book (before) and
+    half-way (as `translate` uses it), real."""
     x128 = data.images_at(128, torch.tensor(record_idx[:GRID_N]))
     decoder, sr, book = models.get("diffae"), sr_models(models, 128), load_code_book(models)
     seeds = [0] * len(x128)
     rows = [grayscale(x128), timed("book 128", lambda: colorize_semantic(decoder, x128, book, seeds, sr_models=sr))]
     if predictor.is_file():
-        learnt = CodePredictor.load(predictor, book)
-        rows.append(timed("predictor 128", lambda: colorize_semantic(decoder, x128, learnt, seeds, sr_models=sr)))
+        for f in (1.0, None):
+            learnt = CodePredictor.load(predictor, book) if f is None else CodePredictor.load(predictor, book, f)
+            rows.append(timed("predictor 128", lambda g=learnt: colorize_semantic(decoder, x128, g, seeds,
+                                                                                  sr_models=sr)))
     grid_image([r.cpu() for r in rows] + [x128]).save(out_dir / "image_to_image_colorize_128.png")
 
 
-def study_inpaint(models, x64, record_idx, seeds, out_dir: Path, repaint_text: bool = True) -> None:
+def study_inpaint(models, x64, record_idx, records, seeds, out_dir: Path, repaint_text: bool = True,
+                  short: bool = False) -> None:
+    """The rows above; `short`: only the mean-colour fill and the default (the DiffAE decoder with the
+    smooth fill's code snapped to the book). Prints the emoji the default misses at k = 5 and draws the
+    first of them (hole, mean-colour fill, default, real; 128 px) to image_to_image_inpaint_missed.png."""
     mask = torch.zeros(1, 1, 64, 64)
     mask[..., 16:48, 16:48] = 1
     judge = Judge.load(Path(models.root) / "judge")
     rows = {"mean-colour fill": mean_fill(x64, mask.expand(len(x64), -1, -1, -1))}
-    if "palette" in models.available():
+    if "palette" in models.available() and not short:
         rows["Palette"] = timed("palette", lambda: inpaint(models.get("palette"), x64, mask, seeds, PALETTE_DEFAULTS))
     sr = sr_models(models, 64)
-    if repaint_text:
+    if repaint_text and not short:
         rows["RePaint, text base"] = timed("repaint", lambda: repaint(
             models.get("text_base"), models.text_encoder(), x64, mask, None, seeds, sr_models=sr))
     decoder, book = models.get("diffae"), load_code_book(models)
     x32, m32 = resize_image(x64, 32), resize_mask(mask, 32).expand(len(x64), -1, -1, -1)
-    rows["DiffAE, code of the mean-colour fill (before)"] = timed("diffae mean fill", lambda: inpaint_semantic(
-        decoder, x64, mask, seeds, sr_models=sr, code=diffae.semantic_code(decoder, mean_fill(x32, m32))))
-    rows["DiffAE, code of the smooth fill"] = timed(
-        "diffae smooth", lambda: inpaint_semantic(decoder, x64, mask, seeds, sr_models=sr))
+    if not short:
+        rows["DiffAE, code of the mean-colour fill (before)"] = timed("diffae mean fill", lambda: inpaint_semantic(
+            decoder, x64, mask, seeds, sr_models=sr, code=diffae.semantic_code(decoder, mean_fill(x32, m32))))
+        rows["DiffAE, code of the smooth fill"] = timed(
+            "diffae smooth", lambda: inpaint_semantic(decoder, x64, mask, seeds, sr_models=sr))
     rows["DiffAE, smooth fill's code snapped to the book (the default)"] = timed(
         "diffae snapped", lambda: inpaint_semantic(decoder, x64, mask, seeds, sr_models=sr, book=book))
     print("| inpaint a 32x32 hole, 64 px | the emoji among the 5 nearest real ones | the nearest real one "
@@ -169,9 +182,17 @@ def study_inpaint(models, x64, record_idx, seeds, out_dir: Path, repaint_text: b
         kept5, kept1 = (retrieval(judge, out, record_idx, k=k).float().mean() for k in (5, 1))
         outside = ((out - x64).abs() * (1 - mask)).max() * 127.5
         print(f"| {name} | {kept5:.2f} | {kept1:.2f} | {outside:.1f} |")
-    shown = x64[:GRID_N] * (1 - mask) + mask * torch.tensor([1.0, -1.0, 1.0]).view(1, 3, 1, 1)
-    grid_image([shown, *(o[:GRID_N].cpu() for o in rows.values()), x64[:GRID_N]]).save(
+    shown = x64 * (1 - mask) + mask * torch.tensor([1.0, -1.0, 1.0]).view(1, 3, 1, 1)
+    grid_image([shown[:GRID_N], *(o[:GRID_N].cpu() for o in rows.values()), x64[:GRID_N]]).save(
         out_dir / "image_to_image_inpaint.png")
+    default = list(rows.values())[-1].cpu()
+    missed = (~retrieval(judge, default, record_idx, k=5)).nonzero().flatten()
+    names = ", ".join(caption_of(records[record_idx[i]]) for i in missed.tolist())
+    print(f"\nnot among the 5 nearest with the default ({len(missed)}): {names}")
+    if len(missed):   # rows: hole, mean-colour fill, default, real; the first GRID_N misses, at 128 px to look at
+        m = missed[:GRID_N]
+        grid_image([resize_image(r[m], 128) for r in (shown, rows["mean-colour fill"], default, x64)]).save(
+            out_dir / "image_to_image_inpaint_missed.png")
 
 
 def study_sdedit(models, data, record_idx, seeds, strengths, out_dir: Path) -> None:
@@ -265,10 +286,13 @@ def main() -> None:
     p.add_argument("--strength", type=float, help="examples: SDEdit's strength (default: translate's)")
     p.add_argument("--book-weights", default="", help="colorize: also the code book at these thumbnail weights")
     p.add_argument("--colorize-steps", default="", help="colorize: also the decoder at these numbers of steps")
-    p.add_argument("--short", action="store_true", help="colorize: only the grey input and the book's rows")
+    p.add_argument("--short", action="store_true", help="colorize: only the grey input and the book's rows; "
+                   "inpaint: only the mean-colour fill and the default")
     p.add_argument("--predictor", help="colorize: a colour code predictor's file "
                    f"(default: palette/{PREDICTOR_FILE} of --checkpoints)")
-    p.add_argument("--unsnapped", action="store_true", help="colorize: also the predictor not snapped to the book")
+    p.add_argument("--unsnapped", action="store_true", help="colorize: also the predictor's guess not moved")
+    p.add_argument("--snaps", default="", help="colorize: also the predictor's guess moved these fractions of the "
+                   "way to its snap onto the book (1: on the book)")
     p.add_argument("--out", default="docs")
     p.add_argument("--checkpoints", default="checkpoints")
     p.add_argument("--threads", type=int, default=2)
@@ -289,14 +313,14 @@ def main() -> None:
         weights = [float(w) for w in args.book_weights.split(",") if w]
         steps = [int(n) for n in args.colorize_steps.split(",") if n]
         predictor = Path(args.predictor) if args.predictor else Path(args.checkpoints) / "palette" / PREDICTOR_FILE
-        study_colorize(models, x64, seeds, out_dir, temperatures, args.short, weights, steps, predictor,
-                       args.unsnapped)
+        snaps = [0.0] * args.unsnapped + [float(f) for f in args.snaps.split(",") if f]
+        study_colorize(models, x64, seeds, out_dir, temperatures, args.short, weights, steps, predictor, snaps)
         print()
     if "colorize-128" in tasks:
         predictor = Path(args.predictor) if args.predictor else Path(args.checkpoints) / "palette" / PREDICTOR_FILE
         study_colorize_128(models, data, record_idx, out_dir, predictor)
     if "inpaint" in tasks:
-        study_inpaint(models, x64, record_idx, seeds, out_dir, not args.no_repaint_text)
+        study_inpaint(models, x64, record_idx, data.records, seeds, out_dir, not args.no_repaint_text, args.short)
         print()
     if "sdedit" in tasks:
         study_sdedit(models, data, record_idx, seeds, [float(s) for s in args.strengths.split(",")], out_dir)

@@ -20,6 +20,7 @@ from core.translate import (
     CODE_BOOK_FILE,
     PALETTE_TASKS,
     PREDICTOR_FILE,
+    PREDICTOR_SNAP,
     CodeBook,
     CodePredictor,
     colorize,
@@ -577,8 +578,15 @@ def test_code_predictor_learns_the_colour_code_and_round_trips(tmp_path):
     loaded = CodePredictor.load(tmp_path / PREDICTOR_FILE)
     assert torch.allclose(loaded.colour_code(test_grey, test_greys), guess, atol=2e-2)   # fp16 storage
     book = CodeBook(grey, colour, thumbs)
-    snapped = CodePredictor.load(tmp_path / PREDICTOR_FILE, book).colour_code(test_grey, test_greys)
-    assert torch.allclose(snapped, book.snap(loaded.colour_code(test_grey, test_greys)))
+    free = loaded.colour_code(test_grey, test_greys)
+    on_book = CodePredictor.load(tmp_path / PREDICTOR_FILE, book, snap=1.0).colour_code(test_grey, test_greys)
+    assert torch.allclose(on_book, book.snap(free))
+    assert torch.allclose(CodePredictor.load(tmp_path / PREDICTOR_FILE, book, snap=0.0).colour_code(
+        test_grey, test_greys), free)
+    # the default: half-way from the guess to its snap onto the book
+    halfway = CodePredictor.load(tmp_path / PREDICTOR_FILE, book).colour_code(test_grey, test_greys)
+    assert PREDICTOR_SNAP == 0.5 and torch.allclose(halfway, (free + book.snap(free)) / 2, atol=1e-5)
+    assert not torch.allclose(halfway, free, atol=1e-3) and not torch.allclose(halfway, on_book, atol=1e-3)
     (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="bad.safetensors"):
         CodePredictor.load(tmp_path / "bad.safetensors")
