@@ -16,6 +16,7 @@ from core.diffae import fresh_noise_guidance
 from core.models.modelset import ModelSet
 from core.models.networks import DiffusionModel
 from core.models.text_encoders import fit_prompts
+from core.models.tone_painter import TONE_PAINTER_FOLDER
 from core.pipeline import (
     SR_STAGE_DEFAULTS,
     Callback,
@@ -164,12 +165,13 @@ def _join(*notes: str | None) -> str | None:
 
 def _semantic_prompt(models: ModelSet, prompt: str | None, prompt_reading: str, note: str | None):
     """What the semantic base's prior is conditioned on for `prompt`: (prior prompt, code shift,
-    tone, read_as, note). "nearest" reading: the name of the known emoji the prompt is read as
+    tone, painted, read_as, note). "nearest" reading: the name of the known emoji the prompt is read as
     (`core.reading.nearest_prompt`; any prompt with a word to go by); then a tone on a design never
-    drawn with one: the design and the tone's offset in the code (`core.tone_words`); then words the
-    encoder cannot read left out (`core.reading.readable_prompt`)."""
+    drawn with one: the design, its code moved by the tone's offset (`core.tone_words`), then its
+    skin repainted in the tone by the tone painter where there is one (`core.models.tone_painter`,
+    painted True); then words the encoder cannot read left out (`core.reading.readable_prompt`)."""
     if prompt is None:
-        return None, None, None, None, note
+        return None, None, None, False, None, note
     text_encoder = models.get(models.get("prior").config.text_encoder)
     prior_prompt, read_as = prompt, None
     if prompt_reading == "nearest":
@@ -186,15 +188,20 @@ def _semantic_prompt(models: ModelSet, prompt: str | None, prompt_reading: str, 
                 if prior_prompt != prompt:
                     note = _join(note, f"read as {read_as['emoji']} {read_as['name']}: drawn from {prior_prompt!r} "
                                        "(prompt reading 'as-typed' draws the prompt itself)")
-    # a tone on a design never drawn with one: the design, then the tone's offset (core.tone_words)
+    # a tone on a design never drawn with one: the design, its code moved by the tone's offset
+    # (core.tone_words), then its skin repainted where there is a tone painter
     offsets = load_tone_offsets(Path(models.root) / "diffae")
     prior_prompt, code_shift, tone = app_reading(offsets, prior_prompt)
-    if tone is not None:
+    painted = tone is not None and TONE_PAINTER_FOLDER in models.available()
+    if painted:
+        note = _join(note, f"{prior_prompt!r} is never drawn with a skin tone: drawn, moved to the {tone} tone (its "
+                           "offset in the code), then its skin repainted in that tone (the tone painter)")
+    elif tone is not None:
         note = _join(note, f"{prior_prompt!r} is never drawn with a skin tone: drawn, then moved to the {tone} "
                            "tone (its offset in the code)")
     # words the encoder cannot read would pull the prompt elsewhere (core.reading)
     prior_prompt, read_note = readable_prompt(text_encoder, prior_prompt)
-    return prior_prompt, code_shift, tone, read_as, _join(note, read_note)
+    return prior_prompt, code_shift, tone, painted, read_as, _join(note, read_note)
 
 
 def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: str = "",
@@ -264,15 +271,17 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
                    else models.text_encoder())
         prompt, negative_prompt, note = fit_prompts(encoder, prompt, negative_prompt)
 
-    tone, read_as, options, base_prompt = None, None, {}, prompt
+    tone, painted, read_as, options, base_prompt = None, False, None, {}, prompt
     if base_model == "semantic":
-        prior_prompt, code_shift, tone, read_as, note = _semantic_prompt(models, prompt, prompt_reading, note)
+        prior_prompt, code_shift, tone, painted, read_as, note = _semantic_prompt(models, prompt, prompt_reading, note)
         base_prompt = prior_prompt
         options = dict(decoder_steps=decoder_steps, decoder_guidance=decoder_guidance, clip_scale=clip_scale,
                        code_shift=code_shift)
     x = BASES[base_model].sample(models, seeds, base, prompt=base_prompt,
                                  label=label, negative_prompt=negative_prompt, callback=_staged(callback, 32),
                                  classifier_scale=classifier_scale, **options)
+    if painted:   # the design's skin repainted in the asked tone (core.models.tone_painter)
+        x = models.get(TONE_PAINTER_FOLDER).paint(x, tone)
     sr = sr if sr is not None else sr_defaults(models, size)
     stages = upscale_chain(sr_models(models, size), x, seeds, sr, callback)
     parameters = {"prompt": prompt, "negative_prompt": negative_prompt, "label": label, "seeds": seeds,
@@ -288,8 +297,10 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         parameters["read_as"] = read_as
     if tone is not None or (read_as is not None and base_prompt != prompt):
         parameters["prior_prompt"] = base_prompt
-    if tone is not None:   # a tone asked on a design never drawn with one: the design, moved by the tone's offset
+    if tone is not None:   # a tone asked on a design never drawn with one: the design, moved (and repainted)
         parameters["tone_offset"] = tone
+    if painted:
+        parameters["tone_painted"] = tone
     if classifier_scale is not None:
         parameters["classifier_scale"] = classifier_scale
     if clip_scale is not None:

@@ -3,7 +3,7 @@ samples with an acceptable emoji among the 5 real emoji nearest to them
 (`core.evaluation.everyday`), at the app's defaults for the semantic base.
 
     python scripts/everyday_prompts.py [--checkpoints checkpoints] [--size 32|128] [--seeds 0,1]
-                                       [--prompt-reading nearest|as-typed] [--prompts FILE]
+                                       [--prompt-reading nearest|as-typed] [--prompts FILE] [--base semantic|pixel]
                                        [--grid out.png] [--json out.json]
 
 --size 32 scores the semantic base's own image (the prior's code drawn by the DiffAE decoder):
@@ -45,6 +45,9 @@ def main() -> None:
     p.add_argument("--prompt-reading", choices=PROMPT_READINGS, default=DEFAULT_PROMPT_READING,
                    help="nearest: the prior drawn from the name of the known emoji a prompt is read as, when it is "
                         f"read confidently; as-typed: from the prompt (default {DEFAULT_PROMPT_READING})")
+    p.add_argument("--base", choices=("semantic", "pixel"), default="semantic",
+                   help="the 32 px base: semantic (default, the app's) or the pixel text base (drawing the prompt "
+                        "as typed, or the nearest emoji's name with --prompt-reading nearest)")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -54,7 +57,15 @@ def main() -> None:
     data = load_dataset()
     judge.set_reference(data)
     seeds = [int(s) for s in a.seeds.split(",")]
-    if a.size == 32:
+    if a.base == "pixel":
+        draw = cascade_sampler(models, "text", size=a.size, base_model="pixel")
+        encoder = models.get("clip")
+
+        def sample(asked, seeds):   # the pixel base draws what it is given: the prompt, or its nearest name
+            if a.prompt_reading == "nearest":
+                asked = [nearest_prompt(encoder, p, data)[0] for p in asked]
+            return draw(asked, seeds)
+    elif a.size == 32:
         sample = semantic_sampler(models, "text")
         if a.prompt_reading == "nearest":   # as core.cascade.generate conditions the prior
             encoder, draw = models.get("clip"), sample

@@ -18,7 +18,8 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p.add_argument("kind", choices=TRAIN_KINDS + tuple(FIT_TASKS) + ("all",))
     p.add_argument("--run", help="run folder (state, samples); default runs/KIND")
     p.add_argument("--export", help="write the EMA weights as a checkpoint folder here (for all: the checkpoints "
-                                    "root; judge: default checkpoints/judge; classifiers: default their cache)")
+                                    "root; judge: default checkpoints/judge; classifiers: default their cache; "
+                                    "tone_painter: default checkpoints/tone_painter)")
     p.add_argument("--steps", type=int)
     p.add_argument("--batch", type=int)
     p.add_argument("--lr", type=float)
@@ -59,7 +60,8 @@ def add_parsers(sub, models: argparse.ArgumentParser) -> None:
     p.add_argument("--budget-minutes", type=float)
     p.add_argument("--save-every", type=int)
     p.add_argument("--sample-every", type=int)
-    p.add_argument("--checkpoints", help="checkpoints root a text base reads its CLIP from")
+    p.add_argument("--checkpoints", help="checkpoints root a text base reads its CLIP from (tone_painter: the "
+                                         "DiffAE decoder that draws its pairs)")
     p.add_argument("--threads", type=int)
     p.add_argument("--seed", type=seed)
     p.add_argument("--poor", type=int, help="judge: poor text-base samples among the negatives (default 256; 0: none)")

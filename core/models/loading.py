@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu", network: str = "auto"):
     """Load any model folder of a checkpoints root, the class chosen by its config's ``kind`` alone:
     the semantic prior, the CLIP text encoder, the noise-aware classifier, the code classifier or
-    matcher, or a `DiffusionModel` (every other kind); float32 weights, eval mode. `network`
+    matcher, the tone painter, or a `DiffusionModel` (every other kind); float32 weights, eval mode. `network`
     (diffusion models): "auto" builds the UNet with `core.models.unet` when it covers the config
     (the same outputs, without importing diffusers), with diffusers otherwise; "core" or
     "diffusers" forces one."""
@@ -45,6 +45,9 @@ def load_model(folder: str | os.PathLike, device: str | torch.device = "cpu", ne
         from core.models.code_guidance import CodeClassifier, CodeGuideConfig, CodeMatcher  # deferred: torch
         return load_configured(folder, CodeGuideConfig, CodeMatcher if kind == "code_matcher" else CodeClassifier,
                                device)
+    if kind == "tone_painter":
+        from core.models.tone_painter import TonePainter, TonePainterConfig  # deferred: torch
+        return load_configured(folder, TonePainterConfig, TonePainter, device)
     from core.models.networks import DiffusionModel, ModelConfig, upgrade_config  # deferred: torch
     if network == "auto":
         from core.models.unet import supports  # deferred: torch

@@ -3,8 +3,8 @@ prior that read it; the DiffAE before the prior that learns its codes, the prior
 models of its codes that guide it): kind -> its task; and `default_config`, which starts from a
 kind's recipe (its task's `defaults`), applies the smoke-test sizes and the caller's overrides, and
 refuses an option the kind's task does not read. The judge and the attribute classifiers are
-registered too (`FIT_TASKS`): small networks trained by `core.optim.fit`, with a settings dataclass
-each (`fit_settings`)."""
+registered too (`FIT_TASKS`), with the tone painter: small networks trained by `core.optim.fit`, with
+a settings dataclass each (`fit_settings`)."""
 from __future__ import annotations
 
 import dataclasses
@@ -24,6 +24,7 @@ from core.training.palette import PaletteTask
 from core.training.prior import PriorTask
 from core.training.sr import SR64Task, SR128Task
 from core.training.task import FitTask, Task
+from core.training.tone_painter import TonePainterTask
 
 TASKS: dict[str, type[Task]] = {
     "clip": ClipTask,
@@ -42,11 +43,13 @@ TRAIN_KINDS: tuple[str, ...] = tuple(TASKS)
 # The settings only some kinds read (the fields of their settings dataclasses), and their defaults.
 TASK_OPTIONS = frozenset().union(*(task_fields(task.settings) for task in TASKS.values()))
 TASK_DEFAULTS = {f.name: f.default for task in TASKS.values() for f in dataclasses.fields(task.settings)}
-# The small networks that measure the models, trained by the small networks' loop (`core.optim.fit`)
-# with a settings dataclass each; not part of `train all` (the judge reads the committed text base).
+# The small networks trained by the small networks' loop (`core.optim.fit`) with a settings dataclass
+# each: the two that measure the models and the tone painter; not part of `train all` (the judge reads
+# the committed text base).
 FIT_TASKS: dict[str, type[FitTask]] = {
     "judge": JudgeTask,
     "classifiers": ClassifiersTask,
+    "tone_painter": TonePainterTask,
 }
 FIT_SETTINGS = ("steps", "batch", "lr", "seed")   # shared flags that set a field of their settings
 
