@@ -8,28 +8,31 @@ mean over the designs, the tone's offset, moves any code to that tone (DiffAE's 
 manipulation, Preechakul et al. 2022, sec. 4.2, with the offset measured per tone instead of a
 fitted direction).
 
-Measured (`python scripts/tone_study.py`: one sample per prompt, 32 px, the semantic base at its
-defaults; the skin-tone classifier of `core.evaluation.classifiers` reads the tone, the judge says
-whether the design is among the 5 real emoji nearest to the sample and whether it is an emoji at
-all), on the 15 People & Body designs never drawn with a tone (genie, troll, skier, ...), each
-asked in all five tones (75 prompts):
+The offset darkens or lightens the figure as a whole; where a design's skin is not the default
+yellow (a green zombie, a blue genie) it barely changes. Where the checkpoints hold a tone painter
+(`core.models.tone_painter`), the cascade then repaints the draft's skin in the tone as well.
+
+Measured (`python scripts/tone_study.py --sets untoned --size 128 --methods ...`: one sample per
+prompt through the SR stages to 128 px, the semantic base at its defaults; the skin-tone classifier
+of `core.evaluation.classifiers` reads the tone, the judge says whether the design is among the 5
+real emoji nearest to the sample and whether it is an emoji at all), on the 15 People & Body designs
+never drawn with a tone (genie, troll, skier, ...), each asked in all five tones (75 prompts):
 
 | drawn from | tone asked: exact / within one | design kept | accepted as an emoji |
 | --- | --- | --- | --- |
-| the whole prompt (before) | 0.21 / 0.27 | 0.64 | 0.27 |
-| the whole prompt + the offset | 0.41 / 0.57 | 0.48 | 0.09 |
-| the design alone | 0.03 / 0.03 | 1.00 | 0.67 |
-| the design + 0.5 offset | 0.04 / 0.07 | 1.00 | 0.72 |
-| **the design + 1 offset (the app)** | **0.27 / 0.41** | **0.91** | **0.45** |
-| the design + 1.5 offsets | 0.39 / 0.53 | 0.72 | 0.07 |
+| the design + 1 offset (before the painter) | 0.29 / 0.47 | 0.93 | 0.51 |
+| the design, repainted | 0.35 / 0.35 | 0.89 | 0.47 |
+| **the design + 1 offset, repainted (the app)** | **0.59 / 0.75** | **0.80** | **0.31** |
 
-With the tone words the prior lands between emoji (a smear, a third of the time the wrong design);
-the design alone draws cleanly and the offset then trades the design for the tone. One offset
-(`OFFSET_SCALE`) is better than the whole prompt on all four figures. By eye (`docs/tone_words.png`)
-the tone shows as a darker or lighter figure and fine parts break up; these designs (a green troll,
-a blue genie, a masked fencer) have little skin to tone. On 40 held-out names of toned emoji the
-whole prompt already draws the asked tone (0.78 exact, 0.97 within one) and an offset on top
-overshoots (0.38 / 0.65), so designs drawn with tones keep the whole prompt.
+The two are complementary: the offset tones the yellow people (bunny ears, wrestlers: 3-4 of 5
+each), the painter the zombies (5 of 5, none with the offset alone) and the genie's face; neither
+reaches the troll or the masked fencer. The price is the design kept less often and a draft the
+judge takes for an emoji less often (repainted skin at the edges of soft drafts). At 32 px, before
+the painter (`--size 32`), the whole prompt scored 0.21 / 0.27 exact / within one, the design alone
+0.03 / 0.03, 1.5 offsets 0.39 / 0.53 with the design kept 0.72: one offset (`OFFSET_SCALE`) is
+kept. On 40 held-out names of toned emoji the whole prompt already draws the asked tone (0.78
+exact, 0.97 within one) and an offset on top overshoots (0.38 / 0.65), so designs drawn with
+tones keep the whole prompt.
 """
 from __future__ import annotations
 
