@@ -163,31 +163,37 @@ def _join(*notes: str | None) -> str | None:
     return "; ".join(n for n in notes if n) or None
 
 
+def _read_prompt(encoder, prompt: str, prompt_reading: str, note: str | None):
+    """What a base is conditioned on for `prompt`: (prompt to draw, read_as, note). "nearest": the name
+    of the known emoji the prompt is read as (`core.reading.nearest_prompt`; any prompt with a word to
+    go by), what the prior and the text base were trained on; "as-typed": the prompt itself."""
+    drawn_prompt, read_as = prompt, None
+    if prompt_reading != "nearest":
+        return drawn_prompt, read_as, note
+    try:
+        drawn_prompt, reading, drawn = nearest_prompt(encoder, prompt)
+    except DataSourceMissing as e:   # no emoji data set to read against: the prompt as typed
+        return prompt, None, _join(note, f"the prompt is drawn as typed (no emoji to read it against: {e})")
+    if drawn is not None:
+        read_as = {"emoji": drawn.emoji, "name": drawn.name, "score": round(reading.nearest[0].score, 3),
+                   "confident": reading.confident}
+        note = _join(note, readable_prompt(encoder, prompt)[1])
+        if drawn_prompt != prompt:
+            note = _join(note, f"read as {read_as['emoji']} {read_as['name']}: drawn from {drawn_prompt!r} "
+                               "(prompt reading 'as-typed' draws the prompt itself)")
+    return drawn_prompt, read_as, note
+
+
 def _semantic_prompt(models: ModelSet, prompt: str | None, prompt_reading: str, note: str | None):
     """What the semantic base's prior is conditioned on for `prompt`: (prior prompt, code shift,
-    tone, painted, read_as, note). "nearest" reading: the name of the known emoji the prompt is read as
-    (`core.reading.nearest_prompt`; any prompt with a word to go by); then a tone on a design never
+    tone, painted, read_as, note). The prompt as `_read_prompt` reads it; then a tone on a design never
     drawn with one: the design, its code moved by the tone's offset (`core.tone_words`), then its
     skin repainted in the tone by the tone painter where there is one (`core.models.tone_painter`,
     painted True); then words the encoder cannot read left out (`core.reading.readable_prompt`)."""
     if prompt is None:
         return None, None, None, False, None, note
     text_encoder = models.get(models.get("prior").config.text_encoder)
-    prior_prompt, read_as = prompt, None
-    if prompt_reading == "nearest":
-        # the prior draws what it was trained on: the nearest known emoji's name (core.reading)
-        try:
-            prior_prompt, reading, drawn = nearest_prompt(text_encoder, prompt)
-        except DataSourceMissing as e:   # no emoji data set to read against: the prompt as typed
-            note = _join(note, f"the prompt is drawn as typed (no emoji to read it against: {e})")
-        else:
-            if drawn is not None:
-                read_as = {"emoji": drawn.emoji, "name": drawn.name, "score": round(reading.nearest[0].score, 3),
-                           "confident": reading.confident}
-                note = _join(note, readable_prompt(text_encoder, prompt)[1])
-                if prior_prompt != prompt:
-                    note = _join(note, f"read as {read_as['emoji']} {read_as['name']}: drawn from {prior_prompt!r} "
-                                       "(prompt reading 'as-typed' draws the prompt itself)")
+    prior_prompt, read_as, note = _read_prompt(text_encoder, prompt, prompt_reading, note)
     # a tone on a design never drawn with one: the design, its code moved by the tone's offset
     # (core.tone_words), then its skin repainted where there is a tone painter
     offsets = load_tone_offsets(Path(models.root) / "diffae")
@@ -213,11 +219,10 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
              prompt_reading: str | None = None) -> CascadeResult:
     """Text (`prompt`) or class (`label`) generation through the cascade, stopping at `size`.
 
-    `prompt_reading` (semantic base, a prompt): "nearest" conditions the prior on the name of the
-    known emoji the prompt is read as when it has a word to go by (`core.reading.nearest_prompt`:
-    "a cat" -> "cat"; the parameters' `read_as` and `prior_prompt` say so),
-    else on the prompt; "as-typed" always on the prompt; None: `core.reading.DEFAULT_PROMPT_READING`.
-    The pixel base draws the prompt as typed.
+    `prompt_reading` (a prompt): "nearest" conditions the prior, or the pixel text base, on the name
+    of the known emoji the prompt is read as when it has a word to go by (`core.reading.nearest_prompt`:
+    "a cat" -> "cat"; the parameters' `read_as` and `prior_prompt` say so), else on the prompt;
+    "as-typed" always on the prompt; None: `core.reading.DEFAULT_PROMPT_READING`.
 
     `base_model` picks the 32 px base: "pixel" (the text or class UNet) or "semantic" (the prior over
     DiffAE's z_sem, then the DiffAE decoder with `decoder_steps` steps and classifier-free guidance
@@ -277,6 +282,8 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         base_prompt = prior_prompt
         options = dict(decoder_steps=decoder_steps, decoder_guidance=decoder_guidance, clip_scale=clip_scale,
                        code_shift=code_shift)
+    elif prompt is not None:   # the pixel text base draws what it was trained on too (core.reading)
+        base_prompt, read_as, note = _read_prompt(models.text_encoder(), prompt, prompt_reading, note)
     x = BASES[base_model].sample(models, seeds, base, prompt=base_prompt,
                                  label=label, negative_prompt=negative_prompt, callback=_staged(callback, 32),
                                  classifier_scale=classifier_scale, **options)
@@ -291,7 +298,7 @@ def generate(models: ModelSet, *, prompt: str | None = None, negative_prompt: st
         parameters["decoder_steps"] = decoder_sampling(models.get("diffae"), "steps") if decoder_steps is None \
             else decoder_steps
         parameters["decoder_guidance"] = fresh_noise_guidance(models.get("diffae"), decoder_guidance)
-    if base_model == "semantic" and prompt is not None:
+    if prompt is not None:
         parameters["prompt_reading"] = prompt_reading
     if read_as is not None:   # the known emoji the prompt was read as, whose name the prior drew
         parameters["read_as"] = read_as

@@ -33,19 +33,19 @@ PROMPT_READING_CHOICES = [("the nearest known emoji", "nearest"), ("as typed", "
 
 
 def drawn_markdown(parameters: dict | None) -> str:
-    """What the semantic base drew for the prompt: the known emoji it was read as, or the prompt as
-    typed ("" for a result of the pixel base or none)."""
+    """What the base drew for the prompt: the known emoji it was read as, or the prompt as typed ("" for
+    no result)."""
     if not isinstance(parameters, dict) or "prompt_reading" not in parameters:
         return ""
     read_as = parameters.get("read_as")
     if read_as is not None:
         loose = "" if read_as.get("confident", True) else ", a loose reading: the models may not know it"
         return (f"**Drawn as** {read_as['emoji']} **{read_as['name']}**: the prompt was read as this emoji "
-                f"(score {read_as['score']:.2f}{loose}) and the prior drew its name, "
+                f"(score {read_as['score']:.2f}{loose}) and the base drew its name, "
                 f"`{parameters.get('prior_prompt', parameters.get('prompt'))}`; choose *Prompt reading: as typed* "
                 "to draw the prompt itself.")
     if parameters["prompt_reading"] == "nearest":
-        return ("**Drawn as typed**: the prompt has no word the text encoder knows to go by, so the prior drew "
+        return ("**Drawn as typed**: the prompt has no word the text encoder knows to go by, so the base drew "
                 "the prompt itself.")
     return "**Drawn as typed** (*Prompt reading: as typed*)."
 

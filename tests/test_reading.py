@@ -222,13 +222,14 @@ def test_the_committed_clip_reads_paraphrases_and_keeps_exact_names(clip, data):
     assert drawn is not None and text == drawn.name.lower().replace(": ", ", ") == reading.nearest[0].name.lower()
 
 
-def test_the_prompt_reading_decides_what_the_prior_is_conditioned_on(tiny_checkpoints):
+@pytest.mark.parametrize("base", ["semantic", "pixel"])
+def test_the_prompt_reading_decides_what_the_base_is_conditioned_on(tiny_checkpoints, base):
     """"nearest" draws the name of the emoji the prompt is read as: the very image the name draws as
-    typed; "as-typed" draws the prompt itself, another image."""
+    typed; "as-typed" draws the prompt itself, another image. The prior and the pixel text base alike."""
     from core.cascade import generate
     from core.models.modelset import ModelSet
     models = ModelSet(tiny_checkpoints, "cpu")
-    kw = dict(num=1, size=32, decoder_steps=2, seed=3, base_model="semantic")
+    kw = dict(num=1, size=32, seed=3, base_model=base, **({"decoder_steps": 2} if base == "semantic" else {}))
     nearest = generate(models, prompt="a cat face", prompt_reading="nearest", **kw)
     assert nearest.parameters["read_as"]["name"] == "cat face" and nearest.parameters["prior_prompt"] == "cat face"
     assert "read as 🐱 cat face" in nearest.parameters["note"]
@@ -252,6 +253,7 @@ def test_tones_asked_are_kept_when_the_prompt_is_read_as_its_emoji():
     kw = dict(num=1, size=32, decoder_steps=2)
     troll = generate(models, prompt="troll, dark skin tone", **kw).parameters
     assert troll["tone_offset"] == "dark" and troll["prior_prompt"] == "troll" and troll["read_as"]["name"] == "troll"
+    assert troll["tone_painted"] == "dark"   # then its skin repainted (the committed tone painter)
     dancer = generate(models, prompt="a dancing woman with dark skin", **kw).parameters
     assert dancer["prior_prompt"] == "woman dancing, dark skin tone" and "tone_offset" not in dancer
     assert dancer["read_as"]["emoji"] == "💃🏿"

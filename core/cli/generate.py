@@ -93,11 +93,11 @@ def run_generate(args: argparse.Namespace) -> None:
 
 
 def drawn_as(parameters: dict) -> str:
-    """One line: the known emoji the semantic base drew the prompt as, or that it drew the prompt."""
+    """One line: the known emoji the base drew the prompt as, or that it drew the prompt."""
     read_as = parameters.get("read_as")
     if read_as is not None:
         loose = "" if read_as.get("confident", True) else ", a loose reading"
-        return (f"drawn as: {read_as['emoji']} {read_as['name']} (score {read_as['score']:.2f}{loose}; the prior drew "
+        return (f"drawn as: {read_as['emoji']} {read_as['name']} (score {read_as['score']:.2f}{loose}; the base drew "
                 f"{parameters.get('prior_prompt', parameters['prompt'])!r}; --prompt-reading as-typed draws the "
                 "prompt itself)")
     if parameters.get("prompt_reading") == "nearest":
