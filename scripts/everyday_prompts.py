@@ -9,9 +9,10 @@ samples with an acceptable emoji among the 5 real emoji nearest to them
 --size 32 scores the semantic base's own image (the prior's code drawn by the DiffAE decoder):
 the judge looks at 32 px, so this is what it measures and it is quick. --size 128 runs the whole
 cascade (SR 64, SR 128) as the app does and the judge reads the 128 px image area-downsampled to
-32 px: what a person sees. --prompt-reading: what the prior is conditioned on (`core.reading`:
-"nearest", the default, the name of the known emoji a prompt is read as when it is read
-confidently; "as-typed" the prompt itself).
+32 px: what a person sees. --prompt-reading: what the base is conditioned on (`core.reading`:
+"nearest", the default, the name of the known emoji a prompt is read as when it has a word to go
+by; "as-typed" the prompt itself). --base pixel: the pixel text base instead, through the cascade
+(`core.cascade.generate`) at --size.
 """
 from __future__ import annotations
 
@@ -46,8 +47,7 @@ def main() -> None:
                    help="nearest: the prior drawn from the name of the known emoji a prompt is read as, when it is "
                         f"read confidently; as-typed: from the prompt (default {DEFAULT_PROMPT_READING})")
     p.add_argument("--base", choices=("semantic", "pixel"), default="semantic",
-                   help="the 32 px base: semantic (default, the app's) or the pixel text base (drawing the prompt "
-                        "as typed, or the nearest emoji's name with --prompt-reading nearest)")
+                   help="the 32 px base: semantic (default, the app's) or the pixel text base")
     p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -57,14 +57,8 @@ def main() -> None:
     data = load_dataset()
     judge.set_reference(data)
     seeds = [int(s) for s in a.seeds.split(",")]
-    if a.base == "pixel":
-        draw = cascade_sampler(models, "text", size=a.size, base_model="pixel")
-        encoder = models.get("clip")
-
-        def sample(asked, seeds):   # the pixel base draws what it is given: the prompt, or its nearest name
-            if a.prompt_reading == "nearest":
-                asked = [nearest_prompt(encoder, p, data)[0] for p in asked]
-            return draw(asked, seeds)
+    if a.base == "pixel":   # the pixel text base through the cascade, reading the prompt as asked
+        sample = cascade_sampler(models, "text", size=a.size, base_model="pixel", prompt_reading=a.prompt_reading)
     elif a.size == 32:
         sample = semantic_sampler(models, "text")
         if a.prompt_reading == "nearest":   # as core.cascade.generate conditions the prior
