@@ -36,8 +36,10 @@ def test_bench_reports_every_field_for_both_bases_and_another_checkout(tiny_chec
         assert set(col["listing"]) == {"classes", "help"}
     # the NFE of each stage are the steps of the defaults: one network call per step
     sr64, sr128 = SR_STAGE_DEFAULTS[0].steps, SR_STAGE_DEFAULTS[1].steps
+    # the pixel base encodes three texts: the prompt to read it (core.reading, "nearest"), then the
+    # prompt and the empty negative prompt it is guided between
     assert {k: v["nfe"] for k, v in pixel["stages"].items()} == {
-        "text encoder": 2, "text_base": BASE_DEFAULTS.steps, "sr64": sr64, "sr128": sr128}
+        "text encoder": 3, "text_base": BASE_DEFAULTS.steps, "sr64": sr64, "sr128": sr128}
     # the semantic base encodes the prompt twice: to read it (core.reading, "nearest") and for the prior
     assert {k: v["nfe"] for k, v in semantic["stages"].items()} == {
         "text encoder": 2, "prior": PRIOR_DEFAULTS.steps, "diffae": DECODER_STEPS, "sr64": sr64, "sr128": sr128}
