@@ -7,9 +7,10 @@ designs the data draws both ways: given an image and a tone, it predicts where t
 mask m) and the skin's colour there (c), and returns (1 - m) * x + m * c, so a pixel it does not
 take for skin is returned unchanged. Its training shows it the default skin in random hues (the
 same design with a blue, green or grey skin, `core.training.tone_painter.recolour_skin`), so it
-finds skin by its shape and shading, not by being yellow: a blue genie or a green troll is
-repainted too. It serves the designs Unicode never draws with a tone ("troll, dark skin tone"),
-whose codes the prior and the decoder only know in one colour (`core.tone_words`).
+finds skin by its shape and shading, not by being yellow: a green zombie and a blue genie's face
+are repainted too (not the troll's grey-green hide: its card has the figures). It serves the
+designs Unicode never draws with a tone ("troll, dark skin tone"), whose codes the prior and the
+decoder only know in one colour (`core.tone_words`).
 """
 from __future__ import annotations
 
@@ -99,7 +100,7 @@ class TonePainter(nn.Module):
                              f"images; got {tuple(x.shape)}")
         p = next(self.parameters())
         index = torch.full((len(x),), tones.index(tone), device=p.device)
-        return self(x.to(p.device, p.dtype), index)[0].to(x.dtype).clamp(-1, 1)
+        return self(x.to(p.device, p.dtype), index)[0].to(x.device, x.dtype).clamp(-1, 1)
 
 
 def load_tone_painter(root: str | os.PathLike, device: str | torch.device = "cpu") -> TonePainter | None:
