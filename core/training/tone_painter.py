@@ -34,6 +34,7 @@ from core.models.loading import load_model
 from core.models.tone_painter import TONE_PAINTER_FOLDER, TonePainter, TonePainterConfig
 from core.optim import atomic_save, fit
 from core.semantic import render
+from core.training.judge_images import gaussian_blur
 from core.training.task import FitTask, claim_run
 
 NOT_PLAIN = ("People & Body", "Smileys & Emotion")
@@ -100,17 +101,6 @@ def recolour_skin(x: torch.Tensor, mask: torch.Tensor, generator: torch.Generato
     return x + mask * (rgb - x)
 
 
-def soften(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """A separable Gaussian blur of standard deviation `sigma` pixels (reflect padding)."""
-    radius = max(1, math.ceil(2 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
-    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
-    k = k / k.sum()
-    c = x.shape[1]
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
-
-
 def draft_pairs(decoder, data, seed: int = 0, batch: int = 64,
                 n: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The pairs of `tone_pairs` (the first `n`; None: all) as the semantic base draws them (what the
@@ -167,7 +157,7 @@ class PainterBatches:
         x, target, mask = (torch.where(flip[:, None, None, None], t.flip(-1), t) for t in (x, target, mask))
         if torch.rand((), generator=g) < s.soften_p:
             sigma = 0.4 + 0.5 * float(torch.rand((), generator=g))
-            x, target = soften(x, sigma), soften(target, sigma)
+            x, target = gaussian_blur(x, sigma), gaussian_blur(target, sigma)
         return x, tone, target, mask
 
 
