@@ -2,6 +2,7 @@
 registered task, that the cascade repaints a design never drawn with a tone through it, and that the
 committed painter darkens skin with the tone and leaves what is not skin alone."""
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -14,13 +15,15 @@ from core.models.loading import load_model
 from core.models.tone_painter import TONE_PAINTER_FOLDER, TonePainter, TonePainterConfig, load_tone_painter
 from core.tone_words import ToneOffsets
 from core.training.tone_painter import (
+    OFFSET_COLUMN,
     PainterBatches,
     TonePainterSettings,
-    draft_pairs,
+    draft_sets,
     no_skin_indices,
     recolour_skin,
     skin_mask,
     tone_pairs,
+    tone_sets,
     train_tone_painter,
 )
 
@@ -65,31 +68,65 @@ def test_skin_mask_and_recolouring_touch_only_the_skin():
     assert torch.equal(recoloured, again)
 
 
+def test_sets_hold_a_design_and_gender_by_tone(data):
+    sets = tone_sets(data)
+    assert sets.shape[1] == 1 + len(TONES) and len(sets) > 200
+    for row in sets[:50].tolist():
+        default = data.records[row[0]]
+        assert default.skin_tone == "none"
+        for k, i in enumerate(row[1:]):
+            if i >= 0:
+                assert data.records[i].skin_tone == TONES[k] and data.records[i].gender == default.gender
+    # every pair of tone_pairs is a (default, tone) of one set
+    assert int((sets[:, 1:] >= 0).sum()) == len(tone_pairs(data)[0])
+
+
 def test_batches_hold_pairs_and_unchanged_no_skin_emoji(data):
-    batches = PainterBatches(data, TonePainterSettings(batch=16, identity_p=0.25, soften_p=0.0, draft_share=0.0))
+    settings = TonePainterSettings(batch=16, identity_p=0.25, soften_p=0.0, draft_share=0.0, recolour_p=0.0)
+    batches = PainterBatches(data, settings)
     x, tone, target, mask = batches()
     assert x.shape == target.shape == (16, 3, 32, 32) and mask.shape == (16, 1, 32, 32) and tone.shape == (16,)
     assert torch.equal(x[12:], target[12:]) and mask[12:].eq(0).all()   # no skin: the target is the input
     assert mask[:12].sum() > 0 and int(tone.max()) < len(TONES)
+    # the inputs: the defaults (retone_p 0) or the same design in one of its tones (retone_p 1)
+    images, sets = data.images_at(32), tone_sets(data)
+    for retone, columns in ((0.0, [0]), (1.0, range(1, 1 + len(TONES)))):
+        x, tone, target, _ = PainterBatches(data, replace(settings, retone_p=retone))()
+        for k in range(12):
+            row = next(r for r in sets.tolist() if any(torch.equal(target[k], images[i]) or torch.equal(
+                target[k], images[i].flip(-1)) for i in r[1:] if i >= 0))
+            assert torch.equal(target[k], images[row[1 + int(tone[k])]]) or \
+                torch.equal(target[k], images[row[1 + int(tone[k])]].flip(-1))
+            assert any(torch.equal(x[k], images[row[c]]) or torch.equal(x[k], images[row[c]].flip(-1))
+                       for c in columns if row[c] >= 0)
 
 
-def test_drafts_are_both_codes_of_a_pair_decoded_from_the_same_noise(data, tiny_checkpoints):
+def test_drafts_are_a_designs_codes_decoded_from_the_same_noise(data, tiny_checkpoints):
     from core.diffae import semantic_code
     from core.semantic import render
     decoder = load_model(tiny_checkpoints / "diffae")
-    default, toned, tone = draft_pairs(decoder, data, seed=5, n=3)
-    pairs = [t[:3] for t in tone_pairs(data)]
-    assert default.shape == toned.shape == (3, 3, 32, 32) and torch.equal(tone, pairs[2])
-    codes = semantic_code(decoder, data.images_at(32, pairs[1]))
-    torch.testing.assert_close(toned, render(decoder, codes, [5, 6, 7]))
+    codes = semantic_code(decoder, data.images_at(32, data.indices("train"))).cpu()
+    offsets = ToneOffsets.fit(codes, [data.records[i] for i in data.indices("train").tolist()], data.records)
+    sets, drafts = draft_sets(decoder, data, offsets, seed=5, n=2)
+    assert torch.equal(sets, tone_sets(data)[:2]) and drafts.shape == (2, OFFSET_COLUMN + len(TONES), 3, 32, 32)
+    row = sets[1].tolist()   # set 1: seed 6 for every draft of it
+    toned = [c for c in range(1, OFFSET_COLUMN) if row[c] >= 0]
+    z = semantic_code(decoder, data.images_at(32, [row[0]] + [row[c] for c in toned])).cpu()
+    torch.testing.assert_close(drafts[1, [0] + toned], render(decoder, z, [6] * len(z)))
+    dark = OFFSET_COLUMN + TONES.index("dark")   # the default's code moved by the dark tone's offset
+    torch.testing.assert_close(drafts[1, dark], render(decoder, z[:1] + offsets.shift("dark"), [6])[0],
+                               atol=1e-3, rtol=0)   # a batch of one, not of two: rounding apart
     # half of each batch's pairs from the drafts; without drafts such settings are refused
     batches = PainterBatches(data, TonePainterSettings(batch=8, identity_p=0.0, soften_p=0.0),
-                             drafts=(default, toned, tone))
+                             drafts=(sets, drafts))
     _, _, target, _ = batches()
-    assert all(any(torch.equal(target[k], t) or torch.equal(target[k], t.flip(-1)) for t in toned) for k in range(4, 8))
-    assert not any(torch.equal(target[k], t) or torch.equal(target[k], t.flip(-1)) for t in toned for k in range(4))
+    drafted = [d for d in drafts.flatten(0, 1)]
+    is_draft = [any(torch.equal(target[k], d) or torch.equal(target[k], d.flip(-1)) for d in drafted) for k in range(8)]
+    assert is_draft == [False] * 4 + [True] * 4
     with pytest.raises(ValueError, match="drafts"):
         PainterBatches(data, TonePainterSettings(draft_share=0.5))
+    with pytest.raises(ValueError, match="other designs"):
+        PainterBatches(data, TonePainterSettings(), drafts=(sets.flip(0), drafts))
 
 
 def test_paint_refuses_a_bad_tone_or_size():
