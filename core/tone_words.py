@@ -21,8 +21,9 @@ never drawn with a tone (genie, troll, skier, ...), each asked in all five tones
 | drawn from | tone asked: exact / within one | design kept | accepted as an emoji |
 | --- | --- | --- | --- |
 | the design + 1 offset (before the painter) | 0.29 / 0.47 | 0.93 | 0.51 |
-| the design, repainted | 0.35 / 0.35 | 0.89 | 0.47 |
-| **the design + 1 offset, repainted (the app)** | **0.59 / 0.75** | **0.80** | **0.31** |
+| the design, repainted (the first painter) | 0.35 / 0.35 | 0.89 | 0.47 |
+| the design + 1 offset, repainted by the first painter (yellow inputs only) | 0.59 / 0.75 | 0.80 | 0.31 |
+| **the design + 1 offset, repainted by the painter that re-tones (the app)** | **0.61 / 0.79** | **0.75** | **0.29** |
 
 The two are complementary: the offset tones the yellow people (bunny ears, wrestlers: 3-4 of 5
 each), the painter the zombies (5 of 5, none with the offset alone) and the genie's face; neither
