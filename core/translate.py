@@ -414,7 +414,7 @@ class CodePredictor:
         g = code.float().cpu()
         with torch.no_grad():
             out = g + self._residual(self._features(g, extra.float().cpu()))
-        if self.book is not None:
+        if self.book is not None and self.snap != 0:
             out = out + self.snap * (self.book.snap(out) - out)   # g + snap (snap(g) - g)
         return out.to(code.device)
 
@@ -533,7 +533,9 @@ def smooth_fill(x: torch.Tensor, mask: torch.Tensor, iterations: int = FILL_ITER
 
 INPAINT_PREDICTOR_FILE = "inpaint_predictor.safetensors"   # in the palette checkpoint folder, next to the code book
 INPAINT_THUMBNAIL = 8   # the mask and the filled image enter the inpainting code predictor at 8x8
-INPAINT_SNAP = 0.5   # how far `translate` moves the inpainting predictor's guess towards its snap onto the book
+# how far `translate` moves the inpainting predictor's guess towards its snap onto the book: not at all, chosen on
+# 96 training emoji left out of a refit and of the book (scripts/fit_inpaint_predictor.py --val-study --draw)
+INPAINT_SNAP = 0.0
 
 
 def inpaint_features(filled: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -166,6 +166,18 @@ def main() -> None:
     train = torch.as_tensor(data.indices("train"))
     codes, extra, owner = training_pairs(models.get("diffae"), data.images_at(32, train), args.cache)
     predictor = CodePredictor.fit(codes, book.colour[owner], extra, hidden=args.hidden, epochs=args.epochs)
+    decoder, x32 = models.get("diffae"), data.images_at(32, data.indices("heldout"))
+    mask = centred_mask(32, TEST_HOLE)
+    filled = smooth_fill(x32, mask)
+    with torch.no_grad():
+        z, true = diffae.semantic_code(decoder, filled), diffae.semantic_code(decoder, x32)
+    feats = inpaint_features(filled, mask)
+    moved = replace(predictor, book=book, snap=INPAINT_SNAP)
+    cos = [float(F.cosine_similarity(g, true).mean()) for g in (book.snap(z), predictor.guess(z, feats),
+                                                                moved.guess(z, feats))]
+    print(f"mean cosine to the true code, {len(x32)} held-out emoji, a centred {TEST_HOLE} px hole at 32 px: "
+          f"the smooth fill's code snapped to the book {cos[0]:.3f}, the predictor {cos[1]:.3f}, moved "
+          f"{INPAINT_SNAP:g} of the way to the book {cos[2]:.3f}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     predictor.save(args.out)
     print(f"{len(train)} training emoji, {len(codes)} holes; moved {INPAINT_SNAP:g} of the way to the book "

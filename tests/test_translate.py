@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -698,6 +699,20 @@ def test_inpaint_uses_the_predictor_when_present_else_the_book(tiny_checkpoints,
     (root / "palette" / CODE_BOOK_FILE).unlink()   # the predictor alone, not moved, still inpaints
     assert load_inpaint_predictor(models).book is None
     translate(models, "inpaint", image, mask, steps=3, size=64, resample=1)
+
+
+@pytest.mark.skipif(not (Path(__file__).parents[1] / "checkpoints" / "palette" / INPAINT_PREDICTOR_FILE).is_file(),
+                    reason="no committed inpainting predictor")
+def test_committed_inpaint_predictor_is_small_fp16_and_loads():
+    from safetensors.torch import load_file
+    path = Path(__file__).parents[1] / "checkpoints" / "palette" / INPAINT_PREDICTOR_FILE
+    assert path.stat().st_size < 2_000_000
+    tensors = load_file(str(path))
+    assert all(t.dtype == torch.float16 for t in tensors.values())
+    predictor = CodePredictor.load(path)
+    assert predictor.w1.shape[1] == predictor.mean.shape[0] + 4 * 64   # code + inpaint_features
+    guess = predictor.guess(torch.zeros(2, predictor.mean.shape[0]), torch.zeros(2, 4 * 64))
+    assert guess.shape == (2, predictor.mean.shape[0]) and bool(torch.isfinite(guess).all())
 
 
 def test_default_method_is_diffae_where_its_models_are(models, tiny_checkpoints, tmp_path):
