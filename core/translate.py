@@ -533,9 +533,10 @@ def smooth_fill(x: torch.Tensor, mask: torch.Tensor, iterations: int = FILL_ITER
 
 INPAINT_PREDICTOR_FILE = "inpaint_predictor.safetensors"   # in the palette checkpoint folder, next to the code book
 INPAINT_THUMBNAIL = 8   # the mask and the filled image enter the inpainting code predictor at 8x8
-# how far `translate` moves the inpainting predictor's guess towards its snap onto the book: not at all, chosen on
-# 96 training emoji left out of a refit and of the book (scripts/fit_inpaint_predictor.py --val-study --draw)
-INPAINT_SNAP = 0.0
+# how far `translate` moves the inpainting predictor's guess towards its snap onto the book: half-way, chosen on
+# training emoji left out of a refit and of the book (scripts/fit_inpaint_predictor.py --val-study --draw): with
+# the centred hole level with the guess alone (96 emoji), with the left half better (32 emoji; docs/image_to_image.md)
+INPAINT_SNAP = 0.5
 
 
 def inpaint_features(filled: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -5,6 +5,7 @@ held-out emoji.
     python scripts/fit_inpaint_predictor.py [--out checkpoints/palette/inpaint_predictor.safetensors]
                                             [--checkpoints checkpoints] [--threads 1]
     python scripts/fit_inpaint_predictor.py --val-study 0,0.5,1 [--n-val 96] [--draw] [--cache FILE]
+                                            [--hole centre|left|right|top|bottom]
 
 x: the DiffAE code of a training emoji at 32 px with a hole filled smoothly from its border
 (`core.translate.smooth_fill`), with the hole's 8x8 coverage and the filled image's 8x8 thumbnail
@@ -100,7 +101,7 @@ def training_pairs(decoder, images: torch.Tensor, cache: str = "", chunk: int = 
 
 
 def val_study(models, data, book: CodeBook, fractions: list[float], n_val: int, hidden: int, epochs: int,
-              draw: bool, cache: str = "") -> None:
+              draw: bool, cache: str = "", hole: str = "centre") -> None:
     """The table of --val-study (see the module's docstring)."""
     train = torch.as_tensor(data.indices("train"))   # the book's rows, in this order
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(VALIDATION_SEED))
@@ -114,7 +115,7 @@ def val_study(models, data, book: CodeBook, fractions: list[float], n_val: int, 
     predictor = CodePredictor.fit(codes, book.colour[owner], extra, hidden=hidden, epochs=epochs)
     print(f"fitted in {time.time() - start:.0f} s", file=sys.stderr, flush=True)
     x32 = data.images_at(32, train[val])
-    mask = centred_mask(32, TEST_HOLE)
+    mask = centred_mask(32, TEST_HOLE) if hole == "centre" else half_mask(32, hole)
     filled = smooth_fill(x32, mask)
     with torch.no_grad():
         z = diffae.semantic_code(decoder, filled)
@@ -125,12 +126,13 @@ def val_study(models, data, book: CodeBook, fractions: list[float], n_val: int, 
         guesses[f"the predictor, moved {f:g} of the way to the book"] = replace(predictor, book=sub, snap=f).guess(
             z, feats)
     print(f"{len(rest)} training emoji fitted ({len(codes)} holes) and in the book, {n_val} left out "
-          f"(a centred {TEST_HOLE} px hole at 32 px)\n")
+          f"({f'a centred {TEST_HOLE} px hole' if hole == 'centre' else f'the {hole} half'} at 32 px)\n")
     head = "| code guessed from the visible pixels | mean cosine to the true code |"
     print(head + (" kept k=5 | kept k=1 (64 px, seed 0) |" if draw else ""))
     print("| --- | --- |" + (" --- | --- |" if draw else ""))
     judge = Judge.load(Path(models.root) / "judge") if draw else None
-    x64, m64, sr = data.images_at(64, train[val]), centred_mask(64, 2 * TEST_HOLE), sr_models(models, 64)
+    m64 = centred_mask(64, 2 * TEST_HOLE) if hole == "centre" else half_mask(64, hole)
+    x64, sr = data.images_at(64, train[val]), sr_models(models, 64)
     idx = train[val].tolist()
     for name, g in guesses.items():
         row = f"| {name} | {float(F.cosine_similarity(g, true).mean()):.3f} |"
@@ -154,6 +156,8 @@ def main() -> None:
                    "left out of the fit and the book (saves nothing)")
     p.add_argument("--n-val", type=int, default=96, help="--val-study: training emoji left out")
     p.add_argument("--cache", default="", help="a file to keep the encoded holes in between runs")
+    p.add_argument("--hole", default="centre", choices=("centre", *SIDES), help="--val-study: the hole, the "
+                   "centred square (the study's) or a half")
     p.add_argument("--draw", action="store_true", help="--val-study: also draw them and ask the judge")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -161,7 +165,7 @@ def main() -> None:
     book, data = load_code_book(models), load_dataset()
     if args.val_study:
         val_study(models, data, book, [float(f) for f in args.val_study.split(",")], args.n_val, args.hidden,
-                  args.epochs, args.draw, args.cache)
+                  args.epochs, args.draw, args.cache, args.hole)
         return
     train = torch.as_tensor(data.indices("train"))
     codes, extra, owner = training_pairs(models.get("diffae"), data.images_at(32, train), args.cache)
