@@ -408,15 +408,20 @@ class CodePredictor:
     def _features(self, grey_code: torch.Tensor, thumbnails: torch.Tensor) -> torch.Tensor:
         return torch.cat([(grey_code - self.mean) / self.std, thumbnails], dim=1)
 
+    def guess(self, code: torch.Tensor, extra: torch.Tensor) -> torch.Tensor:
+        """The guessed codes [B, D] from input codes [B, D] and the extra features [B, P] it was fitted
+        with (moved a fraction `self.snap` of the way to `self.book`'s colour codes when there is one)."""
+        g = code.float().cpu()
+        with torch.no_grad():
+            out = g + self._residual(self._features(g, extra.float().cpu()))
+        if self.book is not None and self.snap != 0:
+            out = out + self.snap * (self.book.snap(out) - out)   # g + snap (snap(g) - g)
+        return out.to(code.device)
+
     def colour_code(self, grey_code: torch.Tensor, grey: torch.Tensor) -> torch.Tensor:
         """The colour codes [B, D] of grey images `grey` [B, 3, H, W] whose codes are `grey_code` [B, D]
         (moved a fraction `self.snap` of the way to `self.book`'s colour codes when there is one)."""
-        g = grey_code.float().cpu()
-        with torch.no_grad():
-            out = g + self._residual(self._features(g, CodeBook.thumbnail(grey.cpu())))
-        if self.book is not None:
-            out = out + self.snap * (self.book.snap(out) - out)
-        return out.to(grey_code.device)
+        return self.guess(grey_code, CodeBook.thumbnail(grey.cpu()))
 
     @classmethod
     def fit(cls, grey: torch.Tensor, colour: torch.Tensor, thumbnails: torch.Tensor, hidden: int = 1024,
@@ -526,14 +531,37 @@ def smooth_fill(x: torch.Tensor, mask: torch.Tensor, iterations: int = FILL_ITER
     return y
 
 
+INPAINT_PREDICTOR_FILE = "inpaint_predictor.safetensors"   # in the palette checkpoint folder, next to the code book
+INPAINT_THUMBNAIL = 8   # the mask and the filled image enter the inpainting code predictor at 8x8
+# how far `translate` moves the inpainting predictor's guess towards its snap onto the book: half-way, chosen on
+# training emoji left out of a refit and of the book (scripts/fit_inpaint_predictor.py --val-study --draw): with
+# the centred hole level with the guess alone (96 emoji), with the left half better (32 emoji; docs/image_to_image.md)
+INPAINT_SNAP = 0.5
+
+
+def inpaint_features(filled: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The extra features of the inpainting code predictor: [B, 4 * 8^2], the fraction of each cell of
+    an 8x8 grid that the mask [B or 1, 1, r, r] (1 = hidden) hides, then the 8x8 RGB thumbnail (area
+    mean) of the smooth-filled image `filled` [B, 3, r, r] (`smooth_fill`)."""
+    hidden = F.interpolate(mask.float().expand(len(filled), 1, -1, -1), size=INPAINT_THUMBNAIL, mode="area")
+    small = F.interpolate(filled.float(), size=INPAINT_THUMBNAIL, mode="area")
+    return torch.cat([hidden.flatten(1), small.flatten(1)], dim=1).cpu()
+
+
 def visible_code(decoder: DiffusionModel, known: torch.Tensor, mask: torch.Tensor,
-                 book: CodeBook | None = None) -> torch.Tensor:
+                 book: CodeBook | None = None, predictor: CodePredictor | None = None) -> torch.Tensor:
     """The semantic code predicted from the visible pixels of `known` [B, 3, r, r] (mask 1 = hidden):
     the encoder of the image with the hole filled smoothly from its border (`smooth_fill`); with a
-    code `book`, moved onto the codes of the training emoji it is nearest to (`CodeBook.snap`),
-    so that a hole over a face still gets a face (the encoder of a featureless fill reads a
-    featureless emoji)."""
-    z = diffae.semantic_code(decoder, smooth_fill(known, mask))
+    learnt `predictor` (`CodePredictor` fitted on training emoji with random holes,
+    `scripts/fit_inpaint_predictor.py`), its guess of the whole emoji's code from that code, the mask
+    and the filled image's thumbnail (`inpaint_features`), moved towards the predictor's book as it
+    says; else with a code `book`, moved onto the codes of the training emoji it is nearest to
+    (`CodeBook.snap`), so that a hole over a face still gets a face (the encoder of a featureless
+    fill reads a featureless emoji)."""
+    filled = smooth_fill(known, mask)
+    z = diffae.semantic_code(decoder, filled)
+    if predictor is not None:
+        return predictor.guess(z, inpaint_features(filled, mask))
     return z if book is None else book.snap(z)
 
 
@@ -542,10 +570,11 @@ def inpaint_semantic(decoder: DiffusionModel, image: torch.Tensor, mask: torch.T
                      guidance: float | None = None, sr_models: Sequence[DiffusionModel] = (),
                      sr_settings: Sequence[StageSettings] | None = None,
                      callback: Callback | None = None, book: CodeBook | None = None,
-                     code: torch.Tensor | None = None) -> torch.Tensor:
+                     code: torch.Tensor | None = None, predictor: CodePredictor | None = None) -> torch.Tensor:
     """Inpainting through the DiffAE decoder: the code is predicted from the visible pixels
-    (`visible_code`: the encoder of the image with the hole filled smoothly, snapped to the code
-    `book`'s training emoji when given), and RePaint (`repaint_sample`) draws it with the decoder
+    (`visible_code`: the encoder of the image with the hole filled smoothly, turned into the whole
+    emoji's code by the learnt `predictor` when given, else snapped to the code `book`'s training
+    emoji when given), and RePaint (`repaint_sample`) draws it with the decoder
     at its resolution (32); the SR stages follow.
     `image` [B or 1, 3, H, W] and `mask` [B or 1, 1, h, w] (1 = fill) are taken at the output
     size 32 * 2^len(sr_models); outside the mask the output is the (resized) input exactly.
@@ -561,7 +590,8 @@ def inpaint_semantic(decoder: DiffusionModel, image: torch.Tensor, mask: torch.T
         return image_out
     known = resize_image(image_out, decoder.resolution)
     m = resize_mask(mask_out, decoder.resolution)
-    z = visible_code(decoder, known, m, book) if code is None else as_batch(code.float(), len(seeds), "code").to(device)
+    z = visible_code(decoder, known, m, book, predictor) if code is None else \
+        as_batch(code.float(), len(seeds), "code").to(device)
     gen = BatchGenerator(seed_streams(seeds), device)
     with torch.no_grad():
         x = repaint_sample(diffae.code_denoiser(decoder, z, guidance), decoder.schedule, known, m > 0.5, steps, jump,
@@ -636,6 +666,16 @@ def _code_book_if_there(models) -> CodeBook | None:
     return load_code_book(models) if (Path(models.root) / "palette" / CODE_BOOK_FILE).is_file() else None
 
 
+def load_inpaint_predictor(models) -> CodePredictor | None:
+    """The learnt code predictor of inpainting through the decoder (`INPAINT_PREDICTOR_FILE`, its guess
+    moved INPAINT_SNAP of the way to the code book when that is there too) where the palette folder has
+    it, else None (`visible_code` then snaps the encoder's code onto the book, as before it existed)."""
+    path = Path(models.root) / "palette" / INPAINT_PREDICTOR_FILE
+    if not path.is_file():
+        return None
+    return CodePredictor.load(path, _code_book_if_there(models), INPAINT_SNAP)
+
+
 def translate(models, task: str, image: Image.Image, mask: Image.Image | None = None, prompt: str | None = None,
               strength: float | None = None, seed: int = 0, method: str | None = None, size: int | None = None,
               steps: int | None = None, sampler: str | None = None, guidance: float | None = None,
@@ -652,9 +692,10 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
     grey image's, `load_colour_guess`: the learnt predictor, else the code book, under the grey
     image's luma, `colorize_semantic`, + SR, `size`) or "palette" (the
     Palette model, 64x64). task "inpaint": `mask` (white or opaque = fill) with `method`
-    "diffae" (RePaint with the DiffAE decoder and the code of the visible pixels,
-    `inpaint_semantic`, + SR, `size`), "palette" (64x64) or "repaint" (text base + SR, `size`,
-    optional prompt). `method` None: `default_method` (diffae where its models are there).
+    "diffae" (RePaint with the DiffAE decoder and the code of the visible pixels, `inpaint_semantic`:
+    the learnt inpainting predictor's guess where the palette folder has it, `load_inpaint_predictor`,
+    else the encoder's code snapped to the code book; + SR, `size`), "palette" (64x64) or "repaint"
+    (text base + SR, `size`, optional prompt). `method` None: `default_method` (diffae where its models are there).
     An empty mask returns the input unchanged (parameters["note"] says so); a full mask is an
     error. task "ilvr": the reference `image`, `factor` N (default 4, at 32x32), the base `model`
     "text_base" (default; optional `prompt`) or "class_base" (optional `label`), output `size`
@@ -745,9 +786,11 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
             out = colorize_semantic(decoder, x, guess, [seed], settings.steps, guidance, sr,
                                     callback=callback)
         else:
-            params.update(jump=jump, resample=resample)
+            predictor, book = load_inpaint_predictor(models), _code_book_if_there(models)
+            params.update(jump=jump, resample=resample,
+                          visible_code="predictor" if predictor else "code book" if book else "encoder")
             out = inpaint_semantic(decoder, x, m, [seed], settings.steps, jump, resample, guidance, sr,
-                                   callback=callback, book=_code_book_if_there(models))
+                                   callback=callback, book=book, predictor=predictor)
     elif task == "colorize":
         params.update(method=method, sampler=settings.sampler)
         out = colorize(models.get("palette"), x, [seed], settings, callback=callback)

@@ -65,8 +65,9 @@ COLORIZE_ABOUT = ("**Colorization**. *diffae*: the DiffAE encoder reads which em
 INPAINT_ABOUT = ("**Inpainting**: paint over the region to fill (in any colour: pick one that shows on your "
                  "image), upload a mask (white or opaque = fill) or take one of the mask buttons. *diffae*: "
                  "RePaint (Lugmayr et al. 2022) with the DiffAE decoder drawing the emoji its encoder reads "
-                 "in the visible pixels (the hole filled smoothly from its border, the code moved onto the "
-                 "nearest training emoji's), then the SR models; *palette*: the Palette model (64×64), trained "
+                 "in the visible pixels (the hole filled smoothly from its border, then a small learnt "
+                 "predictor guesses the whole emoji's code, moved half-way towards the nearest training "
+                 "emoji's), then the SR models; *palette*: the Palette model (64×64), trained "
                  "with masks; *repaint*: RePaint with the text model, which never saw a mask, optionally "
                  "guided by a prompt. The pixels outside the mask are kept exactly.")
 ILVR_ABOUT = ("**ILVR** (Choi et al. 2021): after every denoising step, the low frequencies of the sample are "

@@ -13,12 +13,15 @@ every image, 64 px:
 - colorize-128: a grid of the first 8 at 128 px (grey input, book, predictor on the book, predictor half-way,
   real).
 - inpaint: a 32x32 hole in the middle; Palette, RePaint with the text base (unguided), the DiffAE
-  decoder's RePaint with the code of the visible pixels (`core.translate.inpaint_semantic`), and
-  the mean-colour fill. Kept: the emoji's design is among those of the 5 real emoji nearest to
-  the result in the judge's features (`core.evaluation.judge.retrieval`, k = 5), and is that of
-  the nearest one (k = 1); and the largest change outside the hole, in 0..255 steps. The emoji the
+  decoder's RePaint with the code of the visible pixels (`core.translate.inpaint_semantic`: the smooth
+  fill's code snapped to the code book, and the learnt inpainting predictor's code where the palette
+  folder has it, the default), and the mean-colour fill. Kept: the emoji's design is among those of
+  the 5 real emoji nearest to the result in the judge's features (`core.evaluation.judge.retrieval`,
+  k = 5), and is that of the nearest one (k = 1); and the largest change outside the hole, in 0..255
+  steps. The emoji the
   default misses at k = 5 are printed and the first 8 drawn (image_to_image_inpaint_missed.png).
-  --short: only the mean-colour fill and the default.
+  --short: only the mean-colour fill and the default (--before: and the code book's row); --first N:
+  also the figures on the first N emoji.
 - sdedit: the text base with the default sampler and steps, at 32 px (the judge reads 32 px),
   per strength: kept = with no prompt, the nearest real emoji's design is the input's (k = 1);
   reached = with the first caption of another held-out emoji as the prompt (the next in the
@@ -63,6 +66,7 @@ from core.translate import (  # noqa: E402
     inpaint,
     inpaint_semantic,
     load_code_book,
+    load_inpaint_predictor,
     mean_fill,
     repaint,
     sdedit,
@@ -151,9 +155,12 @@ def study_colorize_128(models, data, record_idx, out_dir: Path, predictor: Path)
 
 
 def study_inpaint(models, x64, record_idx, records, seeds, out_dir: Path, repaint_text: bool = True,
-                  short: bool = False) -> None:
+                  short: bool = False, before: bool = False, first: int = 0) -> None:
     """The rows above; `short`: only the mean-colour fill and the default (the DiffAE decoder with the
-    smooth fill's code snapped to the book). Prints the emoji the default misses at k = 5 and draws the
+    code of the inpainting predictor, `core.translate.load_inpaint_predictor`, where the palette folder has
+    it, else the smooth fill's code snapped to the book); `before`: with --short, also the book's row where
+    the predictor is the default; `first`: also the figures on the first `first` emoji. Prints the emoji
+    the default misses at k = 5 and draws the
     first of them (hole, mean-colour fill, default, real; 128 px) to image_to_image_inpaint_missed.png."""
     mask = torch.zeros(1, 1, 64, 64)
     mask[..., 16:48, 16:48] = 1
@@ -172,8 +179,16 @@ def study_inpaint(models, x64, record_idx, records, seeds, out_dir: Path, repain
             decoder, x64, mask, seeds, sr_models=sr, code=diffae.semantic_code(decoder, mean_fill(x32, m32))))
         rows["DiffAE, code of the smooth fill"] = timed(
             "diffae smooth", lambda: inpaint_semantic(decoder, x64, mask, seeds, sr_models=sr))
-    rows["DiffAE, smooth fill's code snapped to the book (the default)"] = timed(
-        "diffae snapped", lambda: inpaint_semantic(decoder, x64, mask, seeds, sr_models=sr, book=book))
+    learnt = load_inpaint_predictor(models)
+    if learnt is None:
+        rows["DiffAE, smooth fill's code snapped to the book (the default)"] = timed(
+            "diffae snapped", lambda: inpaint_semantic(decoder, x64, mask, seeds, sr_models=sr, book=book))
+    else:
+        if not short or before:
+            rows["DiffAE, smooth fill's code snapped to the book (before)"] = timed(
+                "diffae snapped", lambda: inpaint_semantic(decoder, x64, mask, seeds, sr_models=sr, book=book))
+        rows[f"DiffAE, the predictor's code moved {learnt.snap:g} of the way to the book (the default)"] = timed(
+            "diffae predictor", lambda: inpaint_semantic(decoder, x64, mask, seeds, sr_models=sr, predictor=learnt))
     print("| inpaint a 32x32 hole, 64 px | the emoji among the 5 nearest real ones | the nearest real one "
           "| max change outside the hole |")
     print("| --- | --- | --- | --- |")
@@ -182,6 +197,12 @@ def study_inpaint(models, x64, record_idx, records, seeds, out_dir: Path, repain
         kept5, kept1 = (retrieval(judge, out, record_idx, k=k).float().mean() for k in (5, 1))
         outside = ((out - x64).abs() * (1 - mask)).max() * 127.5
         print(f"| {name} | {kept5:.2f} | {kept1:.2f} | {outside:.1f} |")
+    if 0 < first < len(x64):   # the same images as --n first (every image has its own noise stream)
+        print(f"\n| the first {first} of them | among the 5 nearest | the nearest |\n| --- | --- | --- |")
+        for name, out in rows.items():
+            kept5, kept1 = (retrieval(judge, out[:first].cpu(), record_idx[:first], k=k).float().mean()
+                            for k in (5, 1))
+            print(f"| {name} | {kept5:.2f} | {kept1:.2f} |")
     shown = x64 * (1 - mask) + mask * torch.tensor([1.0, -1.0, 1.0]).view(1, 3, 1, 1)
     grid_image([shown[:GRID_N], *(o[:GRID_N].cpu() for o in rows.values()), x64[:GRID_N]]).save(
         out_dir / "image_to_image_inpaint.png")
@@ -296,6 +317,9 @@ def main() -> None:
     p.add_argument("--out", default="docs")
     p.add_argument("--checkpoints", default="checkpoints")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--before", action="store_true", help="inpaint with --short: also the code book's row where the "
+                   "inpainting predictor is the default")
+    p.add_argument("--first", type=int, default=0, help="inpaint: also the figures on the first FIRST emoji")
     p.add_argument("--no-repaint-text", action="store_true", help="inpaint: leave out RePaint with the text base")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
@@ -320,7 +344,8 @@ def main() -> None:
         predictor = Path(args.predictor) if args.predictor else Path(args.checkpoints) / "palette" / PREDICTOR_FILE
         study_colorize_128(models, data, record_idx, out_dir, predictor)
     if "inpaint" in tasks:
-        study_inpaint(models, x64, record_idx, data.records, seeds, out_dir, not args.no_repaint_text, args.short)
+        study_inpaint(models, x64, record_idx, data.records, seeds, out_dir, not args.no_repaint_text, args.short,
+                      args.before, args.first)
         print()
     if "sdedit" in tasks:
         study_sdedit(models, data, record_idx, seeds, [float(s) for s in args.strengths.split(",")], out_dir)

@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from core import diffae
@@ -18,6 +20,8 @@ from core.models.checkpoints import CheckpointError
 from core.pipeline import StageSettings, generate_text
 from core.translate import (
     CODE_BOOK_FILE,
+    INPAINT_PREDICTOR_FILE,
+    INPAINT_SNAP,
     PALETTE_TASKS,
     PREDICTOR_FILE,
     PREDICTOR_SNAP,
@@ -28,9 +32,11 @@ from core.translate import (
     default_method,
     grayscale,
     inpaint,
+    inpaint_features,
     inpaint_semantic,
     load_code_book,
     load_colour_guess,
+    load_inpaint_predictor,
     mean_fill,
     repaint,
     repaint_path,
@@ -633,6 +639,80 @@ def test_inpaint_semantic_keeps_the_outside_exactly(models):
     assert out.shape == x.shape and torch.equal(out[keep], x[keep]) and not torch.equal(out[~keep], x[~keep])
     assert torch.equal(inpaint_semantic(decoder, x, torch.zeros_like(mask), [0], steps=2,
                                         sr_models=[models.get("sr64")]), x)
+
+
+def _hole_pairs(n: int, seed: int):
+    """(visible code, extra features, whole code): what the hole hides of the code is a fixed nonlinear
+    function of the code and the features (the mask's coverage, the thumbnail) the predictor is given."""
+    g = torch.Generator().manual_seed(seed)
+    whole, extra = torch.randn(n, 8, generator=g), torch.rand(n, 4 * 64, generator=g)
+    mix = torch.randn(4 * 64, 8, generator=torch.Generator().manual_seed(99)) / 16
+    return whole - torch.tanh(extra @ mix + 0.3 * whole), extra, whole
+
+
+def test_inpaint_predictor_learns_the_whole_code_and_visible_code_uses_it(models):
+    """`CodePredictor` fitted on (visible code, features) -> whole code guesses the whole code of pairs it
+    never saw better than the visible code itself (what `visible_code` returns without a predictor or a
+    book); `visible_code` with a predictor is its guess from the smooth fill's code and `inpaint_features`."""
+    code, extra, whole = _hole_pairs(512, 0)
+    predictor = CodePredictor.fit(code, whole, extra, hidden=64, epochs=60)
+    test_code, test_extra, test_whole = _hole_pairs(64, 1)
+    guess = predictor.guess(test_code, test_extra)
+    assert (guess - test_whole).pow(2).mean() < 0.3 * (test_code - test_whole).pow(2).mean()
+    decoder = models.get("diffae")
+    x, masks = _image(7, batch=2), torch.cat([box_mask(32, torch.Generator().manual_seed(s)) for s in (1, 2)])
+    filled = smooth_fill(x, masks)
+    features = inpaint_features(filled, masks)
+    assert features.shape == (2, 4 * 64) and torch.allclose(features[:, :64].view(2, 1, 8, 8),
+                                                            F.interpolate(masks, size=8, mode="area"))
+    z = diffae.semantic_code(decoder, filled)
+    big = CodePredictor.fit(z.repeat(4, 1), z.repeat(4, 1) + 1, features.repeat(4, 1), hidden=16, epochs=2)
+    assert torch.allclose(visible_code(decoder, x, masks, predictor=big), big.guess(z, features), atol=1e-5)
+    assert torch.allclose(visible_code(decoder, x, masks), z, atol=1e-5)   # neither: the encoder's code itself
+
+
+def test_inpaint_uses_the_predictor_when_present_else_the_book(tiny_checkpoints, tmp_path):
+    import shutil
+
+    from core.models.modelset import ModelSet
+    root = tmp_path / "checkpoints"
+    shutil.copytree(tiny_checkpoints, root)
+    models = ModelSet(root, "cpu")
+    image, mask = _pil(64, seed=4), Image.new("L", (64, 64), 0)
+    mask.paste(255, (16, 16, 48, 48))
+    assert load_inpaint_predictor(models) is None   # no file: the smooth fill's code snapped to the book
+    book_out, params = translate(models, "inpaint", image, mask, steps=3, size=64, resample=1)
+    assert params["visible_code"] == "code book"
+    book = load_code_book(models)
+    extra = torch.rand(len(book.grey), 4 * 64, generator=torch.Generator().manual_seed(2))
+    predictor = CodePredictor.fit(book.grey, book.colour, extra, hidden=16, epochs=2)
+    predictor.b2 = predictor.b2 + 3 * torch.randn(predictor.b2.shape, generator=torch.Generator().manual_seed(1))
+    predictor.save(root / "palette" / INPAINT_PREDICTOR_FILE)
+    loaded = load_inpaint_predictor(models)
+    assert loaded.book is not None and loaded.snap == INPAINT_SNAP   # moved towards the book beside it
+    out, params = translate(models, "inpaint", image, mask, steps=3, size=64, resample=1)
+    assert params["visible_code"] == "predictor"
+    a, b, x = (np.asarray(i).astype(int) for i in (out, book_out, image))
+    hole = np.zeros((64, 64), dtype=bool)
+    hole[16:48, 16:48] = True
+    assert np.array_equal(a[~hole], x[~hole]) and not np.array_equal(a[hole], b[hole])   # another code inside only
+    (root / "palette" / CODE_BOOK_FILE).unlink()   # the predictor alone, not moved, still inpaints
+    assert load_inpaint_predictor(models).book is None
+    translate(models, "inpaint", image, mask, steps=3, size=64, resample=1)
+
+
+@pytest.mark.skipif(not (Path(__file__).parents[1] / "checkpoints" / "palette" / INPAINT_PREDICTOR_FILE).is_file(),
+                    reason="no committed inpainting predictor")
+def test_committed_inpaint_predictor_is_small_fp16_and_loads():
+    from safetensors.torch import load_file
+    path = Path(__file__).parents[1] / "checkpoints" / "palette" / INPAINT_PREDICTOR_FILE
+    assert path.stat().st_size < 2_000_000
+    tensors = load_file(str(path))
+    assert all(t.dtype == torch.float16 for t in tensors.values())
+    predictor = CodePredictor.load(path)
+    assert predictor.w1.shape[1] == predictor.mean.shape[0] + 4 * 64   # code + inpaint_features
+    guess = predictor.guess(torch.zeros(2, predictor.mean.shape[0]), torch.zeros(2, 4 * 64))
+    assert guess.shape == (2, predictor.mean.shape[0]) and bool(torch.isfinite(guess).all())
 
 
 def test_default_method_is_diffae_where_its_models_are(models, tiny_checkpoints, tmp_path):
