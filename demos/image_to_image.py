@@ -17,7 +17,7 @@ import torch
 from PIL import Image, ImageChops
 
 from core.capabilities import Capability
-from core.data.masks import half_mask, mask_from_image
+from core.data.masks import centred_mask, half_mask, mask_from_image
 from core.ilvr import ILVR_DEFAULTS, STRIP_FACTORS, check_factor, ilvr_strip, low_pass
 from core.images import pil_to_tensor, save_png, tensor_to_pil
 from core.pipeline import StageSettings
@@ -85,8 +85,7 @@ def example_masks() -> dict[str, str]:
     example images: the middle (a 32×32 hole of a 64×64 image) and the left half."""
     folder = common.EXAMPLE_DIR
     folder.mkdir(parents=True, exist_ok=True)
-    middle = torch.zeros(1, 1, 64, 64)
-    middle[..., 16:48, 16:48] = 1
+    middle = centred_mask(64, 32)
     paths = {}
     for name, mask in (("middle", middle), ("left half", half_mask(64, "left"))):
         path = folder / f"mask-{name.replace(' ', '-')}.png"

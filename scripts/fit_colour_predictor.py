@@ -60,12 +60,22 @@ def ridge(grey: torch.Tensor, colour: torch.Tensor, thumbnails: torch.Tensor, la
     return lambda g, t: g + features(g, t) @ w
 
 
-def snap_study(models, data, book: CodeBook, fractions: list[float], n_val: int, hidden: int, epochs: int) -> None:
-    """The table of --snap-study (see the module's docstring)."""
-    train = torch.as_tensor(data.indices("train"))   # the book's rows, in this order
+VALIDATION_SEED = 1234   # the pick of the left-out training emoji of the studies
+
+
+def left_out(data, book: CodeBook, n_val: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, CodeBook]:
+    """(the training indices, which are the book's rows in this order; the rows of `n_val` of them left
+    out, a seeded pick; the other rows; the book of those others only): training emoji to choose a
+    setting on without the held-out ones."""
+    train = torch.as_tensor(data.indices("train"))
     order = torch.randperm(len(train), generator=torch.Generator().manual_seed(VALIDATION_SEED))
     val, rest = order[:n_val], order[n_val:]
-    sub = CodeBook(book.grey[rest], book.colour[rest], book.thumbnails[rest])
+    return train, val, rest, CodeBook(book.grey[rest], book.colour[rest], book.thumbnails[rest])
+
+
+def snap_study(models, data, book: CodeBook, fractions: list[float], n_val: int, hidden: int, epochs: int) -> None:
+    """The table of --snap-study (see the module's docstring)."""
+    train, val, rest, sub = left_out(data, book, n_val)
     predictor = replace(CodePredictor.fit(sub.grey, sub.colour, sub.thumbnails, hidden=hidden, epochs=epochs),
                         book=sub)
     x = data.images_at(64, train[val])
@@ -82,7 +92,6 @@ def snap_study(models, data, book: CodeBook, fractions: list[float], n_val: int,
         print(f"| {f:g} of the way | {de:.2f} | {chroma:.2f} |", flush=True)
 
 
-VALIDATION_SEED = 1234   # the pick of the left-out training emoji of --snap-study
 
 
 def main() -> None:

@@ -37,11 +37,14 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))   # fit_colour_predictor's left-out pick
+
+from fit_colour_predictor import left_out  # noqa: E402
 
 from core import diffae  # noqa: E402
 from core.cascade import sr_models  # noqa: E402
 from core.data.emoji import load_dataset  # noqa: E402
-from core.data.masks import SIDES, box_mask, half_mask, random_mask, stroke_mask  # noqa: E402
+from core.data.masks import SIDES, box_mask, centred_mask, half_mask, random_mask, stroke_mask  # noqa: E402
 from core.evaluation.judge import Judge, retrieval  # noqa: E402
 from core.models.modelset import ModelSet  # noqa: E402
 from core.translate import (  # noqa: E402
@@ -57,15 +60,7 @@ from core.translate import (  # noqa: E402
 CENTRED = (8, 12, 16, 20)   # sides of the centred square holes at 32 px
 MASKS_PER_EMOJI = len(CENTRED) + 4
 MASK_SEED = 0
-VALIDATION_SEED = 1234   # the pick of the left-out training emoji of --val-study
 TEST_HOLE = 16           # at 32 px: the study's 32x32 hole at 64 px
-
-
-def centred_mask(size: int, side: int) -> torch.Tensor:
-    mask = torch.zeros(1, 1, size, size)
-    start = (size - side) // 2
-    mask[..., start:start + side, start:start + side] = 1.0
-    return mask
 
 
 def emoji_masks(size: int, gen: torch.Generator) -> torch.Tensor:
@@ -103,10 +98,7 @@ def training_pairs(decoder, images: torch.Tensor, cache: str = "", chunk: int = 
 def val_study(models, data, book: CodeBook, fractions: list[float], n_val: int, hidden: int, epochs: int,
               draw: bool, cache: str = "", hole: str = "centre") -> None:
     """The table of --val-study (see the module's docstring)."""
-    train = torch.as_tensor(data.indices("train"))   # the book's rows, in this order
-    order = torch.randperm(len(train), generator=torch.Generator().manual_seed(VALIDATION_SEED))
-    val, rest = order[:n_val], order[n_val:]
-    sub = CodeBook(book.grey[rest], book.colour[rest], book.thumbnails[rest])
+    train, val, rest, sub = left_out(data, book, n_val)
     decoder = models.get("diffae")
     codes, extra, owner = training_pairs(decoder, data.images_at(32, train), cache)   # owner: the book's row
     fitted = torch.isin(owner, rest)

@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from core import diffae  # noqa: E402
 from core.cascade import sr_models  # noqa: E402
 from core.data.emoji import load_dataset  # noqa: E402
-from core.data.masks import mask_from_image, resize_mask  # noqa: E402
+from core.data.masks import centred_mask, mask_from_image, resize_mask  # noqa: E402
 from core.evaluation.held_out import caption_of, heldout_order  # noqa: E402
 from core.evaluation.judge import Judge, retrieval  # noqa: E402
 from core.images import grid_image, pil_to_tensor, resize_image  # noqa: E402
@@ -162,8 +162,7 @@ def study_inpaint(models, x64, record_idx, records, seeds, out_dir: Path, repain
     the predictor is the default; `first`: also the figures on the first `first` emoji. Prints the emoji
     the default misses at k = 5 and draws the
     first of them (hole, mean-colour fill, default, real; 128 px) to image_to_image_inpaint_missed.png."""
-    mask = torch.zeros(1, 1, 64, 64)
-    mask[..., 16:48, 16:48] = 1
+    mask = centred_mask(64, 32)
     judge = Judge.load(Path(models.root) / "judge")
     rows = {"mean-colour fill": mean_fill(x64, mask.expand(len(x64), -1, -1, -1))}
     if "palette" in models.available() and not short:

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from core import diffae
-from core.data.masks import SIDES, box_mask, half_mask, mask_from_image, random_mask, stroke_mask
+from core.data.masks import SIDES, box_mask, centred_mask, half_mask, mask_from_image, random_mask, stroke_mask
 from core.diffusion.samplers import SAMPLERS
 from core.ilvr import keep_luminance, luminance_projection
 from core.images import ImageError, read_parameters
@@ -110,6 +110,14 @@ def test_half_masks(side):
         assert m[0, 0, 8:].all() and rows[:8].sum() == 0 and cols.min() == 8
     with pytest.raises(ValueError, match="side"):
         half_mask(16, "middle")
+
+
+def test_centred_mask_is_the_middle_square():
+    m = centred_mask(64, 32)
+    assert m.shape == (1, 1, 64, 64) and m.sum() == 32 * 32 and m[0, 0, 16:48, 16:48].all()
+    assert centred_mask(32, 16)[0, 0, 8:24, 8:24].all() and centred_mask(32, 16).sum() == 256
+    with pytest.raises(ValueError, match="side"):
+        centred_mask(32, 40)
 
 
 def _mask_picture(size=40) -> np.ndarray:

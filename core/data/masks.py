@@ -82,6 +82,17 @@ def stroke_mask(size: int, generator: torch.Generator | None = None, strokes: tu
     return mask.float().view(1, 1, size, size)
 
 
+def centred_mask(size: int, side: int) -> torch.Tensor:
+    """A centred square hole `side` px wide (the middle of an emoji: 32 of 64 px is the studies' hole)."""
+    size = _check_size(size)
+    if not isinstance(side, int) or not 1 <= side <= size:
+        raise ValueError(f"side must be an integer from 1 to {size}; got {side!r}")
+    mask = torch.zeros(1, 1, size, size)
+    start = (size - side) // 2
+    mask[..., start:start + side, start:start + side] = 1
+    return mask
+
+
 def half_mask(size: int, side: Side = "left") -> torch.Tensor:
     """The left, right, top or bottom half (outpainting-style)."""
     size = _check_size(size)
