@@ -786,7 +786,8 @@ def translate(models, task: str, image: Image.Image, mask: Image.Image | None = 
             out = colorize_semantic(decoder, x, guess, [seed], settings.steps, guidance, sr,
                                     callback=callback)
         else:
-            predictor, book = load_inpaint_predictor(models), _code_book_if_there(models)
+            predictor = load_inpaint_predictor(models)   # it carries the code book when there is one
+            book = None if predictor else _code_book_if_there(models)
             params.update(jump=jump, resample=resample,
                           visible_code="predictor" if predictor else "code book" if book else "encoder")
             out = inpaint_semantic(decoder, x, m, [seed], settings.steps, jump, resample, guidance, sr,

@@ -92,18 +92,24 @@ def snap_study(models, data, book: CodeBook, fractions: list[float], n_val: int,
         print(f"| {f:g} of the way | {de:.2f} | {chroma:.2f} |", flush=True)
 
 
+def predictor_parser(description: str, out: str, epochs: int, study: str) -> argparse.ArgumentParser:
+    """The options both predictor fits take: the file to write, the checkpoints, the MLP's size and epochs,
+    the threads, and how many training emoji the study `study` (its option's name) leaves out."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--out", default=out)
+    p.add_argument("--checkpoints", default="checkpoints")
+    p.add_argument("--hidden", type=int, default=1024)
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--n-val", type=int, default=96, help=f"--{study}: training emoji left out")
+    return p
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="checkpoints/palette/colour_predictor.safetensors")
-    p.add_argument("--checkpoints", default="checkpoints")
-    p.add_argument("--hidden", type=int, default=1024)
-    p.add_argument("--epochs", type=int, default=100)
-    p.add_argument("--threads", type=int, default=1)
+    p = predictor_parser(__doc__.split("\n\n")[0], "checkpoints/palette/colour_predictor.safetensors", 100,
+                         "snap-study")
     p.add_argument("--snap-study", default="", help="comma-separated fractions: draw left-out training emoji "
                    "with the guess moved each fraction of the way to the book (saves nothing)")
-    p.add_argument("--n-val", type=int, default=96, help="--snap-study: training emoji left out")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     models = ModelSet(args.checkpoints, device="cpu")

@@ -26,7 +26,6 @@ for held-out emoji). Saves nothing.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import replace
@@ -39,7 +38,7 @@ from safetensors.torch import load_file, save_file
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))   # fit_colour_predictor's left-out pick
 
-from fit_colour_predictor import left_out  # noqa: E402
+from fit_colour_predictor import left_out, predictor_parser  # noqa: E402
 
 from core import diffae  # noqa: E402
 from core.cascade import sr_models  # noqa: E402
@@ -138,15 +137,10 @@ def val_study(models, data, book: CodeBook, fractions: list[float], n_val: int, 
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", default="checkpoints/palette/inpaint_predictor.safetensors")
-    p.add_argument("--checkpoints", default="checkpoints")
-    p.add_argument("--hidden", type=int, default=1024)
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--threads", type=int, default=1)
+    p = predictor_parser(__doc__.split("\n\n")[0], "checkpoints/palette/inpaint_predictor.safetensors", 30,
+                         "val-study")
     p.add_argument("--val-study", default="", help="comma-separated fractions: compare guesses on training emoji "
                    "left out of the fit and the book (saves nothing)")
-    p.add_argument("--n-val", type=int, default=96, help="--val-study: training emoji left out")
     p.add_argument("--cache", default="", help="a file to keep the encoded holes in between runs")
     p.add_argument("--hole", default="centre", choices=("centre", *SIDES), help="--val-study: the hole, the "
                    "centred square (the study's) or a half")

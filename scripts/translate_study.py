@@ -191,16 +191,16 @@ def study_inpaint(models, x64, record_idx, records, seeds, out_dir: Path, repain
     print("| inpaint a 32x32 hole, 64 px | the emoji among the 5 nearest real ones | the nearest real one "
           "| max change outside the hole |")
     print("| --- | --- | --- | --- |")
+    def kept(out: torch.Tensor, n: int) -> tuple[float, float]:   # k = 5 and k = 1 over the first n emoji
+        return tuple(float(retrieval(judge, out[:n].cpu(), record_idx[:n], k=k).float().mean()) for k in (5, 1))
+
     for name, out in rows.items():
-        out = out.cpu()
-        kept5, kept1 = (retrieval(judge, out, record_idx, k=k).float().mean() for k in (5, 1))
-        outside = ((out - x64).abs() * (1 - mask)).max() * 127.5
+        (kept5, kept1), outside = kept(out, len(x64)), ((out.cpu() - x64).abs() * (1 - mask)).max() * 127.5
         print(f"| {name} | {kept5:.2f} | {kept1:.2f} | {outside:.1f} |")
     if 0 < first < len(x64):   # the same images as --n first (every image has its own noise stream)
         print(f"\n| the first {first} of them | among the 5 nearest | the nearest |\n| --- | --- | --- |")
         for name, out in rows.items():
-            kept5, kept1 = (retrieval(judge, out[:first].cpu(), record_idx[:first], k=k).float().mean()
-                            for k in (5, 1))
+            kept5, kept1 = kept(out, first)
             print(f"| {name} | {kept5:.2f} | {kept1:.2f} |")
     shown = x64 * (1 - mask) + mask * torch.tensor([1.0, -1.0, 1.0]).view(1, 3, 1, 1)
     grid_image([shown[:GRID_N], *(o[:GRID_N].cpu() for o in rows.values()), x64[:GRID_N]]).save(
