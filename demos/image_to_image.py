@@ -57,7 +57,8 @@ SDEDIT_ABOUT = ("**SDEdit** (Meng et al. 2022): the image is noised part of the 
                 "the prior's code for the prompt replaces it and the image turns into that emoji. *text*: by the "
                 "pixel text model, optionally guided by a prompt. Sizes above 32 go through the SR models.")
 COLORIZE_ABOUT = ("**Colorization**. *diffae*: the DiffAE encoder reads which emoji the grey image shows, a "
-                  "book of the training emoji's codes turns that into a colour emoji's code, and the DiffAE "
+                  "small learnt predictor turns that into a colour emoji's code (moved half-way towards the "
+                  "nearest training emoji's), and the DiffAE "
                   "decoder draws it while its luminance is held to the grey image's at every step (ILVR with "
                   "the luma in place of the low-pass), then the SR models; *palette*: Palette (Saharia et al. "
                   "2022), one 64×64 model conditioned on the grayscale image. Measured on held-out emoji in "
